@@ -1,0 +1,64 @@
+"""PostgreSQL ``jsonlog`` (15+) carrying pgAudit records. Keys are omitted when empty."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from detector.formats import pgaudit
+from detector.formats.base import Parsed
+from detector.formats.jsonlines import decode_lines
+from detector.reader import Chunk
+
+JSONLOG: Final = pl.Struct(
+    {
+        "timestamp": pl.String,
+        "user": pl.String,
+        "dbname": pl.String,
+        "pid": pl.Int64,
+        "remote_host": pl.String,
+        "session_id": pl.String,
+        "error_severity": pl.String,
+        "message": pl.String,
+        "statement": pl.String,
+        "application_name": pl.String,
+        "backend_type": pl.String,
+        "leader_pid": pl.Int64,
+    }
+)
+
+
+class PgJsonlog:
+    name = "pgaudit-jsonlog"
+
+    def sniff(self, head: list[str]) -> bool:
+        lines = [s for s in head if s.strip()]
+        return bool(lines) and all(
+            s.lstrip().startswith("{") and '"error_severity"' in s and '"timestamp"' in s
+            for s in lines[:5]
+        )
+
+    def parse(self, chunk: Chunk) -> Parsed:
+        decoded, bad = decode_lines(chunk.lines, JSONLOG)
+        no_fields = pgaudit.missing_fields(decoded, ["timestamp", "message", "error_severity"])
+        records = decoded.filter(~pl.col("line_no").is_in(no_fields["line_no"].implode()))
+        records = records.select(
+            "line_no",
+            "line",
+            pl.col("timestamp").alias("ts"),
+            "user",
+            "dbname",
+            "pid",
+            "remote_host",
+            "application_name",
+            "session_id",
+            "backend_type",
+            "leader_pid",
+            pl.col("error_severity").alias("severity"),
+            "message",
+            "statement",
+        )
+        parsed = pgaudit.to_events(records, self.name)
+        parsed.rejects = pl.concat([bad, no_fields, parsed.rejects]).sort("line_no")
+        return parsed

@@ -1,0 +1,201 @@
+"""PostgreSQL ``stderr`` output (``log_destination = 'stderr'``) carrying pgAudit records.
+
+Each line starts with the server's ``log_line_prefix``. We turn the prefix into a regular
+expression (:func:`prefix_regex`); when the user does not give theirs, the most specific
+of the common prefixes that fits the file's first lines is used. A record continued
+over several lines (a multi-line statement) has its continuation lines start with a tab.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import polars as pl
+
+from detector.formats import pgaudit
+from detector.formats.base import Parsed
+from detector.reader import Chunk
+from detector.rejects import Reason, rejects
+
+SEVERITIES: Final = (
+    "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|"
+    "DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT"
+)
+_FOLLOWERS: Final = ["DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"]
+_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+ESCAPES: Final = {
+    "m": rf"(?P<ts>{_TIME}\.\d+(?: [^ \]]+)?)",
+    "t": rf"(?P<ts>{_TIME}(?: [^ \]]+)?)",
+    "n": r"(?P<epoch>\d+(?:\.\d+)?)",
+    "p": r"(?P<pid>\d+)",
+    "P": r"(?P<leader_pid>\d*)",
+    "u": r"(?P<user>\S*?)",
+    "d": r"(?P<dbname>\S*?)",
+    "a": r"(?P<application_name>.*?)",
+    "r": r"(?P<remote_host>[^\s(]*)(?:\(\d+\))?",
+    "h": r"(?P<remote_host>\S*?)",
+    "b": r"(?P<backend_type>.*?)",
+    "c": r"(?P<session_id>[0-9a-f]+\.[0-9a-f]+)",
+    "l": r"\d+",
+    "s": rf"{_TIME}(?: [^ \]]+)?",
+    "v": r"\S*?",
+    "x": r"\S*?",
+    "e": r"[0-9A-Z]{5}",
+    "i": r".*?",
+    "Q": r"-?\d*",
+}
+# Common prefixes, most specific first: the first that fits a file's head is used.
+COMMON_PREFIXES: Final = (
+    "%m [%p] %q%u@%d %r %a ",
+    "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%m [%p] %c %l %q%u@%d ",
+    "%m [%p] %q%u@%d %h ",
+    "%t [%p]: [%l-1] user=%u,db=%d ",
+    "%m [%p] %q%u@%d ",
+    "%t [%p] %q%u@%d ",
+    "%m [%p] ",
+    "%t [%p] ",
+)
+RECORD_START: Final = re.compile(rb"[^\t]")
+
+
+def prefix_regex(prefix: str) -> str:
+    """A regular expression for a log line with ``log_line_prefix = prefix``.
+
+    Named groups carry the prefix's fields, then ``severity`` and ``message``. Fields
+    after ``%q`` are optional, as the server omits them for non-session processes.
+
+    >>> bool(re.match(prefix_regex("%m [%p] "), "2026-11-28 06:55:02.403 UTC [4518] LOG:  hi"))
+    True
+    """
+    out: list[str] = []
+    optional_from: int | None = None
+    seen: set[str] = set()
+    i = 0
+    while i < len(prefix):
+        ch = prefix[i]
+        if ch != "%":
+            out.append(re.escape(ch))
+            i += 1
+            continue
+        m = re.match(r"%-?\d*(.)", prefix[i:])
+        if m is None:
+            raise ValueError(f"log_line_prefix ends with a lone '%': {prefix!r}")
+        esc = m.group(1)
+        i += m.end()
+        if esc == "%":
+            out.append("%")
+        elif esc == "q":
+            optional_from = len(out)
+        elif esc in ESCAPES:
+            pattern = ESCAPES[esc]
+            group = re.search(r"\?P<(\w+)>", pattern)
+            if group and group.group(1) in seen:
+                pattern = re.sub(r"\?P<\w+>", "?:", pattern)
+            elif group:
+                seen.add(group.group(1))
+            out.append(pattern)
+        else:
+            raise ValueError(f"log_line_prefix escape %{esc} is not supported")
+    if optional_from is not None:
+        out = [*out[:optional_from], "(?:", *out[optional_from:], ")?"]
+    return "^" + "".join(out) + rf"(?P<severity>{SEVERITIES}):  (?P<message>.*)$"
+
+
+def guess_prefix(head: list[str]) -> str | None:
+    """The most specific common prefix matching (nearly) all non-continuation head lines."""
+    lines = [s for s in head if s and not s.startswith("\t")]
+    if not lines:
+        return None
+    for prefix in COMMON_PREFIXES:
+        rx = re.compile(prefix_regex(prefix))
+        hits = sum(1 for s in lines if rx.match(s))
+        if hits >= max(1, int(0.9 * len(lines))):
+            return prefix
+    return None
+
+
+class PgStderr:
+    name = "pgaudit-stderr"
+    record_start = RECORD_START
+
+    def __init__(self, log_line_prefix: str | None = None) -> None:
+        self.log_line_prefix = log_line_prefix
+
+    def sniff(self, head: list[str]) -> bool:
+        return guess_prefix(head) is not None
+
+    def configure(self, head: list[str]) -> None:
+        """Pick the prefix from the file's head unless the user gave one."""
+        if self.log_line_prefix is None:
+            self.log_line_prefix = guess_prefix(head) or "%m [%p] "
+
+    def parse(self, chunk: Chunk) -> Parsed:
+        rx = prefix_regex(self.log_line_prefix or "%m [%p] ")
+        lines = chunk.lines
+        records, bad = _join_continuations(lines, rx)
+        fields = pl.col("line").str.extract_groups(rx)
+        names = set(re.findall(r"\?P<(\w+)>", rx))
+
+        def field(name: str, dtype: type[pl.DataType] = pl.String) -> pl.Expr:
+            if name in names:
+                return fields.struct.field(name).replace("", None).cast(dtype, strict=False)
+            return pl.lit(None, dtype)
+
+        records = records.with_columns(fields.alias("_f")).select(
+            "line_no",
+            "line",
+            fields.struct.field("ts").alias("ts") if "ts" in names else pl.lit(None, pl.String).alias("ts"),
+            field("user").alias("user"),
+            field("dbname").alias("dbname"),
+            field("pid", pl.Int64).alias("pid"),
+            field("remote_host").alias("remote_host"),
+            field("application_name").alias("application_name"),
+            field("session_id").alias("session_id"),
+            field("backend_type").alias("backend_type"),
+            field("leader_pid", pl.Int64).alias("leader_pid"),
+            fields.struct.field("severity").alias("severity"),
+            (fields.struct.field("message") + pl.col("_more").fill_null("")).alias("message"),
+        )
+        records = _sessions(records)
+        parsed = pgaudit.to_events(records, self.name)
+        parsed.rejects = pl.concat([bad, parsed.rejects]).sort("line_no")
+        return parsed
+
+
+def _join_continuations(lines: pl.DataFrame, rx: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Records (first line plus ``_more``: its tab-continued lines) and unparsable lines."""
+    is_cont = pl.col("line").str.starts_with("\t")
+    lines = lines.with_columns(
+        is_cont.alias("_cont"), (~is_cont).cum_sum().alias("_rec")
+    )
+    more = (
+        lines.filter(pl.col("_cont"))
+        .group_by("_rec")
+        .agg(("\n" + pl.col("line").str.slice(1)).str.join("").alias("_more"))
+    )
+    heads = lines.filter(~pl.col("_cont"))
+    matched = pl.col("line").str.contains(rx)
+    bad = rejects(heads, ~matched & (pl.col("line") != ""), Reason.UNRECOGNISED)
+    records = heads.filter(matched).join(more, on="_rec", how="left", maintain_order="left")
+    return records.drop("_cont", "_rec"), bad
+
+
+def _sessions(records: pl.DataFrame) -> pl.DataFrame:
+    """Session ids (derived from pid and connection order without ``%c``) and the
+    ``STATEMENT`` text of each ``ERROR`` (the next ``STATEMENT`` record of its process)."""
+    conn = pl.col("message").str.starts_with("connection received:")
+    derived = pl.col("pid").cast(pl.String) + "." + conn.cum_sum().over("pid").cast(pl.String)
+    main = ~pl.col("severity").is_in(_FOLLOWERS)
+    records = records.with_columns(
+        pl.coalesce("session_id", derived).alias("session_id"),
+        main.cum_sum().over("pid").alias("_group"),
+    )
+    statement = (
+        pl.when(pl.col("severity") == "STATEMENT").then(pl.col("message")).drop_nulls().first()
+    )
+    return records.with_columns(
+        statement.over("pid", "_group").alias("statement")
+    ).filter(main).drop("_group")

@@ -1,0 +1,296 @@
+"""pgAudit records, whichever of PostgreSQL's three log outputs carried them.
+
+Each output module (``pg_stderr``, ``pg_csvlog``, ``pg_jsonlog``) turns its lines into a
+*records* frame with the columns of :data:`RECORD_COLUMNS`; :func:`to_events` turns
+records into normalized events. Everything here is whole-column Polars expressions.
+
+Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS.md``):
+
+* With ``pgaudit.log_relation = on`` one statement is logged once per relation, each
+  line carrying the whole statement's row count: rows are counted once per
+  (session, statement id, sub-statement id), and the relations are collected.
+* ``COPY ... TO``, ``DECLARE CURSOR`` and ``FETCH`` log 0 rows (and often no object)
+  although they move data out; so do dump tools, which read with ``COPY ... TO``.
+  Their row count is unknown (null), they are marked ``is_export``, and the objects
+  are taken from the statement text (a ``FETCH`` gets the objects of its cursor).
+* Parallel workers log their own partial AUDIT lines with no user; the leader logs
+  the statement too, so worker lines are context, not events.
+* Failed statements are not audited; they are the ``ERROR`` records (with the
+  statement from the ``STATEMENT`` line or the record's statement field).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from detector import schema as S
+from detector.formats.base import Parsed
+from detector.rejects import Reason, rejects
+
+RECORD_COLUMNS: Final = pl.Schema(
+    {
+        "line_no": pl.UInt64,
+        "line": pl.String,
+        "ts": pl.String,
+        "user": pl.String,
+        "dbname": pl.String,
+        "pid": pl.Int64,
+        "remote_host": pl.String,
+        "application_name": pl.String,
+        "session_id": pl.String,
+        "backend_type": pl.String,
+        "leader_pid": pl.Int64,
+        "severity": pl.String,
+        "message": pl.String,
+        "statement": pl.String,
+    }
+)
+
+_CSV_FIELD = r'"(?:[^"]|"")*"|[^,]*'
+AUDIT_RE: Final = (
+    r"(?s)^AUDIT: (?P<audit_type>[A-Z]+),(?P<stmt_id>\d+),(?P<substmt_id>\d+),"
+    r"(?P<class>[A-Z]*),(?P<command>[^,]*),(?P<object_type>[^,]*),"
+    rf"(?P<object_name>{_CSV_FIELD}),(?P<statement>{_CSV_FIELD}),"
+    rf"(?P<parameter>{_CSV_FIELD})(?:,(?P<rows>\d+))?$"
+)
+_AUDIT_FIELDS: Final = [
+    "audit_type", "stmt_id", "substmt_id", "class", "command",
+    "object_type", "object_name", "statement", "parameter", "rows",
+]  # fmt: skip
+
+DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
+_TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
+# Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
+_IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
+_RELATION: Final = rf"{_IDENT}(?:\.{_IDENT})?"
+
+
+def unquote_csv(col: pl.Expr) -> pl.Expr:
+    """A CSV field's value: outer quotes removed and doubled quotes undone."""
+    quoted = col.str.starts_with('"') & col.str.ends_with('"') & (col.str.len_chars() >= 2)
+    inner = col.str.slice(1, col.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    return pl.when(quoted).then(inner).otherwise(col)
+
+
+def parse_time(ts: pl.Expr) -> pl.Expr:
+    """PostgreSQL's ``%m``/``%t`` timestamp (``2026-11-28 06:55:02.403 UTC``) as UTC.
+
+    Zones ``UTC``/``GMT``/``Z`` and numeric offsets (``+01``, ``-0530``) are understood;
+    other zone abbreviations are ambiguous and give null (the line is then rejected).
+    """
+    parts = ts.str.extract_groups(_TS_RE)
+    naive = parts.struct.field("1").str.to_datetime(
+        "%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False
+    )
+    zone = parts.struct.field("2")
+    offset = zone.str.extract_groups(r"^([+-])(\d\d):?(\d\d)?$")
+    minutes = offset.struct.field("2").cast(pl.Int64, strict=False) * 60 + offset.struct.field(
+        "3"
+    ).cast(pl.Int64, strict=False).fill_null(0)
+    signed = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
+    utc = pl.when(zone.is_in(["UTC", "GMT", "Z", "", "+00", "+0000", "+00:00"])).then(
+        naive
+    ).when(minutes.is_not_null()).then(naive - pl.duration(minutes=signed))
+    return utc.dt.replace_time_zone("UTC")
+
+
+def relations_in(text: pl.Expr) -> pl.Expr:
+    """Relations a statement reads, from its text: after ``FROM``/``JOIN``, or ``COPY t``.
+
+    Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
+    Unqualified names are given the ``public`` schema, the default ``search_path``.
+    """
+    found = pl.concat_list(
+        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}"),
+        text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
+    )
+    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.replace_all('"', "")
+    qualified = pl.when(name.str.contains(r"\.", literal=False)).then(name).otherwise(
+        pl.lit("public.") + name
+    )
+    return found.list.eval(qualified.str.to_lowercase()).list.unique(maintain_order=True)
+
+
+def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
+    """Events and rejects from a records frame (see :data:`RECORD_COLUMNS`)."""
+    records = records.with_columns(parse_time(pl.col("ts")).alias(S.TIME))
+    bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
+    records = records.filter(pl.col(S.TIME).is_not_null())
+    records = _fill_session_attributes(records)
+
+    is_audit = pl.col("message").str.starts_with("AUDIT: ")
+    audit = records.filter(is_audit).with_columns(
+        pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
+    )
+    audit = audit.with_columns(
+        pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS
+    ).drop("_a")
+    truncated = rejects(audit, pl.col("a_stmt_id").is_null(), Reason.TRUNCATED)
+    audit = audit.filter(pl.col("a_stmt_id").is_not_null())
+    worker = pl.col("backend_type") == "parallel worker"
+    statements = _audit_statements(audit.filter(~worker.fill_null(False)))
+    failures = _failures(records)
+    events = pl.concat([statements, failures], how="diagonal_relaxed")
+    events = events.with_columns(
+        pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
+    )
+    n_events_source = audit.height + failures.height
+    return Parsed(
+        events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
+        rejects=pl.concat([bad_time, truncated]),
+        context=records.height - n_events_source,
+    )
+
+
+def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
+    """Fill user, database, application and client of every record from its session.
+
+    The stderr prefix may lack ``%u``/``%d``/``%a``/``%h``; the ``connection received``
+    and ``connection authorized`` lines carry them, so they are spread over the session.
+    """
+    msg = pl.col("message")
+    auth = msg.str.extract_groups(
+        r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
+    )
+    host = msg.str.extract(r"^connection received: host=(\S+)", 1)
+    filled = records.with_columns(
+        auth.struct.field("u").alias("_u"),
+        auth.struct.field("d").alias("_d"),
+        auth.struct.field("a").alias("_a"),
+        host.alias("_h"),
+    ).with_columns(
+        pl.col(c).fill_null(strategy="forward").over("session_id").alias(c)
+        for c in ("_u", "_d", "_a", "_h")
+    )
+    return filled.with_columns(
+        pl.coalesce(pl.col("user").replace("[unknown]", None), "_u").alias("user"),
+        pl.coalesce(pl.col("dbname").replace("[unknown]", None), "_d").alias("dbname"),
+        pl.coalesce(pl.col("application_name").replace(["[unknown]", ""], None), "_a").alias(
+            "application_name"
+        ),
+        pl.coalesce(pl.col("remote_host").replace("[local]", "local"), "_h").alias(
+            "remote_host"
+        ),
+    ).drop("_u", "_d", "_a", "_h")
+
+
+def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
+    """One event per (session, statement, sub-statement) from its AUDIT lines."""
+    statement = unquote_csv(pl.col("a_statement"))
+    command = pl.col("a_command").str.to_uppercase()
+    text_head = statement.str.strip_chars_start().str.slice(0, 16).str.to_uppercase()
+    is_copy_to = text_head.str.starts_with("COPY") & statement.str.contains(
+        r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
+    )
+    is_cursor = command.is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
+        "FETCH"
+    )
+    is_dump = pl.col("application_name").is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
+    lines = audit.with_columns(
+        statement.alias(S.QUERY),
+        command.alias(S.COMMAND),
+        unquote_csv(pl.col("a_object_name")).replace("", None).alias("_object"),
+        pl.col("a_rows").cast(pl.Int64, strict=False).alias("_rows"),
+        (is_copy_to | is_cursor | is_dump).alias(S.EXPORT),
+        pl.col("a_stmt_id").alias("_stmt"),
+        pl.col("a_substmt_id").alias("_sub"),
+    )
+    per_statement = lines.group_by(
+        "session_id", "_stmt", "_sub", maintain_order=True
+    ).agg(
+        pl.col(S.TIME).first(),
+        pl.col("line_no").first(),
+        pl.col("user").first().alias(S.ACCOUNT),
+        pl.col("remote_host").first().alias(S.CLIENT_IP),
+        pl.col("application_name").first().alias(S.APPLICATION),
+        pl.col("dbname").first().alias(S.DATABASE),
+        pl.col("_object").drop_nulls().unique(maintain_order=True).alias(S.OBJECTS),
+        pl.col("a_class").first().alias(S.CLASS),
+        pl.col(S.COMMAND).first(),
+        pl.col(S.QUERY).first(),
+        pl.col("_rows").first(),  # every relation line carries the whole statement's rows
+        pl.col(S.EXPORT).first(),
+    )
+    # An export's logged 0 is not a count: COPY TO, cursors and dumps log 0 however much
+    # they send. Their volume is unknown.
+    from_text = relations_in(pl.col(S.QUERY))
+    per_statement = per_statement.with_columns(
+        pl.when(pl.col(S.EXPORT) & (pl.col("_rows") == 0))
+        .then(None)
+        .otherwise(pl.col("_rows"))
+        .alias(S.ROWS),
+        pl.when(pl.col(S.OBJECTS).list.len() == 0)
+        .then(from_text)
+        .otherwise(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS),
+        pl.lit(True).alias(S.SUCCESS),
+        pl.col("session_id").alias(S.SESSION),
+        (pl.col("_stmt") + "." + pl.col("_sub")).alias(S.STATEMENT_ID),
+    )
+    return _cursor_objects(per_statement)
+
+
+def _cursor_objects(events: pl.DataFrame) -> pl.DataFrame:
+    """Give each ``FETCH`` the objects its cursor was declared over, in the same session."""
+    name = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
+    fetch_name = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
+    declared = (
+        events.filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
+        .select(
+            "session_id",
+            pl.col(S.QUERY).str.extract(name, 1).str.to_lowercase().alias("_cursor"),
+            pl.col(S.OBJECTS).alias("_cursor_objects"),
+        )
+        .filter(pl.col("_cursor_objects").list.len() > 0)
+        .unique(["session_id", "_cursor"], keep="last")
+    )
+    fetch_cursor = pl.col(S.QUERY).str.extract(fetch_name, 1).str.to_lowercase()
+    joined = events.with_columns(fetch_cursor.alias("_cursor")).join(
+        declared, on=["session_id", "_cursor"], how="left", maintain_order="left"
+    )
+    is_fetch = pl.col("_cursor").is_not_null()
+    return joined.with_columns(
+        pl.when(is_fetch & pl.col("_cursor_objects").is_not_null())
+        .then(pl.col("_cursor_objects"))
+        .when(is_fetch)
+        .then(pl.lit([], dtype=pl.List(pl.String)))
+        .otherwise(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS)
+    ).drop("_cursor", "_cursor_objects")
+
+
+def _failures(records: pl.DataFrame) -> pl.DataFrame:
+    """Failed statements (``ERROR``) and refused logins (``FATAL`` at authentication)."""
+    sev = pl.col("severity")
+    login_refused = (sev == "FATAL") & pl.col("message").str.contains(
+        r"authentication failed|no pg_hba\.conf entry|does not exist|not permitted to log in"
+    )
+    failed = records.filter((sev == "ERROR") | login_refused)
+    statement = pl.col("statement")
+    first_word = statement.str.extract(r"^\s*([A-Za-z]+)", 1).str.to_uppercase()
+    return failed.select(
+        S.TIME,
+        "line_no",
+        pl.col("user").alias(S.ACCOUNT),
+        pl.col("remote_host").alias(S.CLIENT_IP),
+        pl.col("application_name").alias(S.APPLICATION),
+        pl.col("dbname").alias(S.DATABASE),
+        pl.when(sev == "ERROR")
+        .then(relations_in(statement).fill_null([]))
+        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        .alias(S.OBJECTS),
+        pl.when(sev == "ERROR").then(pl.lit("ERROR")).otherwise(pl.lit("CONNECT")).alias(S.CLASS),
+        pl.when(sev == "ERROR").then(first_word).otherwise(pl.lit("LOGIN")).alias(S.COMMAND),
+        statement.fill_null(pl.col("message")).alias(S.QUERY),
+        pl.lit(False).alias(S.SUCCESS),
+        pl.lit(False).alias(S.EXPORT),
+        pl.col("session_id").alias(S.SESSION),
+    )
+
+
+def missing_fields(frame: pl.DataFrame, required: list[str]) -> pl.DataFrame:
+    """Rejects (``not_audit``) for decoded records lacking any of ``required``."""
+    missing = pl.any_horizontal(pl.col(c).is_null() for c in required)
+    return rejects(frame, missing, Reason.NOT_AUDIT)

@@ -1,0 +1,123 @@
+"""Reading log files as frames of lines: plain or gzip, in record-aligned chunks.
+
+A chunk is a ``pl.DataFrame`` with ``line_no`` (1-based, UInt64) and ``line`` (String).
+Bytes that are not valid UTF-8 are replaced with U+FFFD rather than failing the file;
+the parser then rejects or keeps the line on its own merits.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+import polars as pl
+
+CHUNK_BYTES: Final = 32 * 1024 * 1024
+GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+class NotALogError(Exception):
+    """The input cannot be a log at all (binary, empty, unknown format)."""
+
+
+@dataclass
+class Chunk:
+    """A run of whole records from one file: its text and the number of its first line."""
+
+    path: str
+    text: str
+    first_line: int
+    _lines: pl.DataFrame | None = None
+
+    @property
+    def lines(self) -> pl.DataFrame:
+        """The chunk as a frame: ``line_no`` (UInt64, 1-based in the file), ``line``."""
+        if self._lines is None:
+            self._lines = (
+                pl.DataFrame({"line": [self.text]})
+                .select(pl.col("line").str.split("\n").list.explode())
+                .with_columns(pl.col("line").str.strip_suffix("\r"))
+                .with_row_index("line_no", offset=self.first_line)
+                .with_columns(pl.col("line_no").cast(pl.UInt64))
+            )
+        return self._lines
+
+    @property
+    def n_lines(self) -> int:
+        return self.text.count("\n") + 1
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading bytes, transparently decompressing gzip (by magic, not name)."""
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == GZIP_MAGIC:
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str]:
+    """The first ``n`` lines of ``path`` (decompressed), for format detection."""
+    try:
+        with open_binary(path) as fh:
+            data = fh.read(max_bytes)
+    except (OSError, EOFError) as exc:
+        raise NotALogError(f"{path}: cannot read: {exc}") from exc
+    if b"\x00" in data[:4096]:
+        raise NotALogError(f"{path}: binary data, not a text log")
+    return data.decode("utf-8", "replace").splitlines()[:n]
+
+
+def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:
+    """Index just past the last newline in ``buf`` after which a new record starts."""
+    end = len(buf)
+    while True:
+        cut = buf.rfind(b"\n", 0, end)
+        if cut < 0:
+            return -1
+        if record_start is None or record_start.match(buf, cut + 1):
+            return cut + 1
+        end = cut
+
+
+def read_chunks(
+    path: Path,
+    record_start: re.Pattern[bytes] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[Chunk]:
+    """Yield ``path`` as frames of lines, each chunk ending where a record may start.
+
+    ``record_start`` is matched at the beginning of a line; chunks are only cut before a
+    line that matches it, so a multi-line record (a stderr statement continued with tabs,
+    a csvlog field with embedded newlines) is never split between chunks.
+    """
+    name = str(path)
+    next_line = 1
+    carry = b""
+    with open_binary(path) as fh:
+        while True:
+            block = fh.read(chunk_bytes)
+            buf = carry + block
+            if not block:
+                if buf:
+                    yield _to_chunk(name, buf, next_line)
+                return
+            cut = _split_point(buf, record_start)
+            if cut <= 0:
+                carry = buf
+                continue
+            chunk = _to_chunk(name, buf[:cut], next_line)
+            next_line += chunk.n_lines
+            carry = buf[cut:]
+            yield chunk
+
+
+def _to_chunk(name: str, data: bytes, first_line: int) -> Chunk:
+    text = data.decode("utf-8", "replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    return Chunk(name, text, first_line)

@@ -1,0 +1,78 @@
+"""Lines that cannot be parsed: counted by a reason from a fixed set and quarantined.
+
+A malformed line is data, not an exception. Each format reports its rejects as a frame
+(``line_no``, ``reason``, ``line``); :class:`Quarantine` counts them and appends them,
+with the file they came from, to an NDJSON quarantine file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Final
+
+import polars as pl
+
+
+class Reason(StrEnum):
+    """Why a line was rejected. A small fixed set, so it can be a metric label."""
+
+    INVALID_JSON = "invalid_json"  # a JSON-lines input line that is not a JSON object
+    UNRECOGNISED = "unrecognised"  # does not look like a line of the detected format
+    TRUNCATED = "truncated"  # a record cut short: too few fields, unterminated AUDIT record
+    BAD_FIELD = "bad_field"  # a field with an impossible value: unparsable time, bad number
+    NOT_AUDIT = "not_audit"  # a well-formed record lacking the fields an audit event needs
+    TOO_LONG = "too_long"  # longer than the line cap
+
+
+REJECT_SCHEMA: Final = pl.Schema({"line_no": pl.UInt64, "reason": pl.String, "line": pl.String})
+MAX_LINE_CHARS: Final = 1_000_000
+
+
+def empty_rejects() -> pl.DataFrame:
+    return pl.DataFrame(schema=REJECT_SCHEMA)
+
+
+def rejects(frame: pl.DataFrame, mask: pl.Expr, reason: Reason) -> pl.DataFrame:
+    """The rows of ``frame`` (with ``line_no`` and ``line``) selected by ``mask`` as rejects."""
+    return frame.filter(mask).select(
+        pl.col("line_no").cast(pl.UInt64),
+        pl.lit(reason.value).alias("reason"),
+        pl.col("line").cast(pl.String),
+    )
+
+
+class Quarantine:
+    """Counts rejected lines by reason and writes them to ``path`` (NDJSON) if given."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self._fh: IO[bytes] | None = None
+
+    def add(self, source: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        for reason, n in frame.group_by("reason").len().iter_rows():
+            self.counts[reason] += n
+        if self.path is None:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("ab")
+        frame.select(
+            pl.lit(source).alias("file"),
+            pl.col("line_no").alias("line"),
+            "reason",
+            pl.col("line").str.slice(0, 10_000).alias("raw"),
+        ).write_ndjson(self._fh)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,101 @@
+"""The normalized event schema: one row per audited statement (or failed statement).
+
+Every format module turns its input into a frame with exactly these columns, in this
+order, with these types. Column names follow OpenTelemetry's ``db.*`` semantic
+conventions and OCSF Datastore Activity (class 6005) where one of them has a name for
+the field; the rest use plain names.
+
+A field that a format does not carry is **null, never zero**: pgAudit never logs bytes,
+so ``query_info.bytes`` is null for it; with ``pgaudit.log_rows = off`` the row count is
+null. Features treat null as "unknown", not as "nothing moved".
+
+| column                        | type              | source name / meaning                                   |
+|-------------------------------|-------------------|---------------------------------------------------------|
+| ``time``                      | Datetime(us, UTC) | OCSF ``time``: when the statement was logged             |
+| ``actor.user.name``           | String            | OCSF: the database account (role) that ran it            |
+| ``src_endpoint.ip``           | String            | OCSF: client address (host name if the server logs names)|
+| ``actor.app_name``            | String            | OCSF: client application (``application_name``)          |
+| ``db.system.name``            | String            | OTel: ``postgresql``, ``mariadb``, ...                   |
+| ``db.namespace``              | String            | OTel: database name                                     |
+| ``db.collection.names``       | List(String)      | OTel ``db.collection.name``, all objects the statement touched, schema-qualified |
+| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION, ERROR, CONNECT |
+| ``db.operation.name``         | String            | OTel: command, e.g. ``SELECT``, ``COPY``, ``FETCH``       |
+| ``db.query.text``             | String            | OTel: statement text (as logged)                         |
+| ``db.response.returned_rows`` | Int64             | OTel: rows read or written by the statement, counted once|
+| ``query_info.bytes``          | Int64             | OCSF: bytes sent to the client                           |
+| ``duration_ms``               | Float64           | server-side duration in milliseconds                     |
+| ``is_success``                | Boolean           | false for statements that failed (ERROR) or logins refused |
+| ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools |
+| ``session.uid``               | String            | OCSF: server session identifier                          |
+| ``query_info.uid``            | String            | OCSF: statement identifier within the session (``stmt.substmt`` for pgAudit) |
+| ``source_format``             | String            | which parser produced the row, e.g. ``pgaudit-jsonlog``  |
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+TIME: Final = "time"
+ACCOUNT: Final = "actor.user.name"
+CLIENT_IP: Final = "src_endpoint.ip"
+APPLICATION: Final = "actor.app_name"
+DB_SYSTEM: Final = "db.system.name"
+DATABASE: Final = "db.namespace"
+OBJECTS: Final = "db.collection.names"
+CLASS: Final = "activity_name"
+COMMAND: Final = "db.operation.name"
+QUERY: Final = "db.query.text"
+ROWS: Final = "db.response.returned_rows"
+BYTES: Final = "query_info.bytes"
+DURATION_MS: Final = "duration_ms"
+SUCCESS: Final = "is_success"
+EXPORT: Final = "is_export"
+SESSION: Final = "session.uid"
+STATEMENT_ID: Final = "query_info.uid"
+SOURCE_FORMAT: Final = "source_format"
+
+SCHEMA_VERSION: Final = 1
+
+EVENT_SCHEMA: Final = pl.Schema(
+    {
+        TIME: pl.Datetime("us", "UTC"),
+        ACCOUNT: pl.String,
+        CLIENT_IP: pl.String,
+        APPLICATION: pl.String,
+        DB_SYSTEM: pl.String,
+        DATABASE: pl.String,
+        OBJECTS: pl.List(pl.String),
+        CLASS: pl.String,
+        COMMAND: pl.String,
+        QUERY: pl.String,
+        ROWS: pl.Int64,
+        BYTES: pl.Int64,
+        DURATION_MS: pl.Float64,
+        SUCCESS: pl.Boolean,
+        EXPORT: pl.Boolean,
+        SESSION: pl.String,
+        STATEMENT_ID: pl.String,
+        SOURCE_FORMAT: pl.String,
+    }
+)
+
+
+def conform(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Return ``frame`` with exactly the schema's columns, in order and cast to its types.
+
+    Columns the frame lacks are added as nulls: a field a format does not carry is unknown.
+    """
+    present = set(frame.collect_schema().names())
+    return frame.select(
+        [
+            (pl.col(name) if name in present else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in EVENT_SCHEMA.items()
+        ]
+    )
+
+
+def empty() -> pl.DataFrame:
+    """An events frame with no rows."""
+    return pl.DataFrame(schema=EVENT_SCHEMA)
