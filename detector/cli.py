@@ -1,0 +1,153 @@
+"""``trovewatch``: the command line. Parses arguments and calls the pipeline; no logic.
+
+Exit codes: 0 success, 2 bad input or usage, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from detector import formats, model, pipeline, settings
+from detector.reader import NotALogError
+from detector.rejects import Quarantine
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or input: reported in one line, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trovewatch",
+        description="Flag bulk data exfiltration in database audit logs, per account.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)")
+        p.add_argument("--format", default="auto", choices=formats.CHOICES, help="input format (default: detect)")
+        p.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
+        p.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
+        p.add_argument("--config", type=Path, help="settings file (TOML)")
+        p.add_argument(
+            "--quarantine",
+            type=Path,
+            default=Path("trovewatch-quarantine.ndjson"),
+            help="where rejected lines go, with file, line number and reason (default: %(default)s)",
+        )
+
+    train = sub.add_parser("train", help="learn per-account profiles and fit the model")
+    common(train)
+    train.add_argument("--model-dir", type=Path, required=True, help="directory to write the model to")
+    train.add_argument("--window", help="base window, e.g. 5m (default from settings)")
+
+    score = sub.add_parser("score", help="score every account-window; NDJSON out")
+    common(score)
+    score.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL, help="model to use (default: bundled)")
+    score.add_argument("--out", type=Path, help="output file (default: stdout)")
+    score.add_argument("--threshold", type=float, help="flag threshold, 0..1 (default from settings)")
+    return parser
+
+
+def _progress(paths: Sequence[Path]) -> Iterable[Path]:
+    if not sys.stderr.isatty():
+        return paths
+    from tqdm import tqdm
+
+    return tqdm(paths, desc="reading", unit="file", file=sys.stderr)
+
+
+def _read(args: argparse.Namespace) -> tuple[pipeline.pl.DataFrame, pipeline.Summary, Quarantine]:
+    for path in args.logs:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    quarantine = Quarantine(args.quarantine)
+    try:
+        events, summary = pipeline.read_events(
+            args.logs,
+            format_name=args.format,
+            mapping=args.mapping,
+            log_line_prefix=args.log_line_prefix,
+            quarantine=quarantine,
+            progress=_progress,
+        )
+    finally:
+        quarantine.close()
+    return events, summary, quarantine
+
+
+def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
+    text = summary.paragraph()
+    if quarantine.total:
+        text += f" Rejected lines are in {quarantine.path}."
+    print(text, file=sys.stderr)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    conf = settings.load(args.config, window=args.window)
+    events, summary, quarantine = _read(args)
+    if events.is_empty():
+        _report(summary, quarantine)
+        raise UsageError("no audit events to train on")
+    if sys.stderr.isatty():
+        print("fitting the model...", file=sys.stderr)
+    trained = pipeline.train(events, conf, name=args.model_dir.name)
+    manifest = model.save(trained, args.model_dir)
+    _report(summary, quarantine)
+    print(
+        f"Trained on {manifest.training['accounts']} accounts, {manifest.training['fit_windows']:,} "
+        f"account-windows of {conf.window}; model written to {args.model_dir}.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def run_score(args: argparse.Namespace) -> int:
+    conf = settings.load(args.config, threshold=args.threshold)
+    trained = model.load(args.model_dir)
+    events, summary, quarantine = _read(args)
+    scored = pipeline.score(events, trained, conf)
+    pipeline.write_ndjson(scored, args.out)
+    summary.windows, summary.flagged = scored.height, int(scored["flagged"].sum())
+    _report(summary, quarantine)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": run_train, "score": run_score}
+    try:
+        return handlers[args.command](args)
+    except (UsageError, NotALogError, formats.MappingError, model.ModelError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        print(f"trovewatch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:
+        if args.debug:
+            raise
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"trovewatch: error: setting {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"trovewatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Per-account features over several horizons, as pure ``LazyFrame -> LazyFrame`` functions.
+
+Event time only: no wall clock, no I/O. Input events must be sorted by time (the
+pipeline sorts once, upstream); window frames are sorted by account, then window start.
+
+The stages:
+
+1. :func:`window_activity`: one row per account and base window with any activity: rows
+   and bytes read, statements, distinct objects, objects/clients/applications never seen
+   before for the account, export statements, failed statements, hour of day.
+2. :func:`add_horizons`: trailing sums of the volume signals over each horizon
+   (e.g. 5 minutes, 1 hour, 1 day, 3 days), ending at the window's end.
+3. :func:`add_relative`: every signal against the account's own history and its peers'
+   (from a learned :class:`~detector.profile.Profile`), as log2 ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from detector import schema as S
+
+FEATURE_VERSION: Final = 1
+ACCOUNT: Final = "account"
+WINDOW: Final = "window_start"
+# Signals summed over horizons; rows/bytes are null when the format does not log them.
+VOLUME: Final = ("rows_read", "bytes_read", "statements", "exports", "failed", "new_objects")
+# Signals compared with the account's own history and with its peers.
+RELATIVE: Final = ("rows_read", "bytes_read", "statements", "exports", "failed")
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """The base window and the longer trailing horizons, as Polars durations."""
+
+    base: str = "5m"
+    longer: tuple[str, ...] = ("1h", "1d", "3d")
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.base, *self.longer)
+
+
+def col_name(signal: str, horizon: str) -> str:
+    return f"{signal}_{horizon}"
+
+
+def _first_seen(events: pl.LazyFrame, values: pl.Expr, kind: str) -> pl.LazyFrame:
+    """(account, kind, value, first time) for each value the account used, in this input."""
+    return (
+        events.select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.TIME), values.alias("value"))
+        .explode("value")
+        .drop_nulls("value")
+        .group_by(ACCOUNT, "value")
+        .agg(pl.col(S.TIME).min().alias("first_time"))
+        .with_columns(pl.lit(kind).alias("kind"))
+    )
+
+
+def window_activity(
+    events: pl.LazyFrame, every: str, known: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """One row per (account, base window) with activity.
+
+    ``known`` holds (account, kind, value) pairs already seen in earlier history
+    (kinds ``object``, ``client``, ``app``); values first seen here and not known are new.
+    Rows are counted for READ statements only, and are null when none of the window's
+    reads logged a row count (the format or its settings do not carry it).
+    """
+    ev = events.filter(pl.col(S.ACCOUNT).is_not_null()).with_columns(
+        pl.col(S.TIME).dt.truncate(every).alias(WINDOW)
+    )
+    is_read = pl.col(S.CLASS) == "READ"
+    first = pl.concat(
+        [
+            _first_seen(ev.filter(is_read), pl.col(S.OBJECTS), "object"),
+            _first_seen(ev, pl.concat_list(pl.col(S.CLIENT_IP)), "client"),
+            _first_seen(ev, pl.concat_list(pl.col(S.APPLICATION)), "app"),
+        ]
+    )
+    if known is not None:
+        first = first.join(known, on=[ACCOUNT, "kind", "value"], how="anti")
+    new = (
+        first.with_columns(pl.col("first_time").dt.truncate(every).alias(WINDOW))
+        .group_by(ACCOUNT, WINDOW)
+        .agg(
+            pl.col("value").filter(pl.col("kind") == kind).sort().alias(f"new_{kind}s_list")
+            for kind in ("object", "client", "app")
+        )
+    )
+    read_rows = pl.col(S.ROWS).filter(is_read)
+    export_stmt = pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1)
+    activity = ev.group_by(pl.col(S.ACCOUNT).alias(ACCOUNT), WINDOW).agg(
+        pl.when(read_rows.is_not_null().any()).then(read_rows.sum()).alias("rows_read"),
+        pl.when(pl.col(S.BYTES).filter(is_read).is_not_null().any())
+        .then(pl.col(S.BYTES).filter(is_read).sum())
+        .alias("bytes_read"),
+        pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().alias("statements"),
+        (~pl.col(S.SUCCESS)).sum().alias("failed"),
+        pl.when(pl.col(S.EXPORT))
+        .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
+        .drop_nulls()
+        .n_unique()
+        .alias("exports"),
+        pl.col(S.OBJECTS).filter(is_read).explode().drop_nulls().unique().sort().alias("objects_list"),
+        pl.col(S.OBJECTS)
+        .filter(pl.col(S.EXPORT))
+        .explode()
+        .drop_nulls()
+        .unique()
+        .sort()
+        .alias("export_objects_list"),
+        pl.col(S.TIME).max().alias("last_time"),
+    )
+    joined = activity.join(new, on=[ACCOUNT, WINDOW], how="left")
+    empty_list = pl.lit([], dtype=pl.List(pl.String))
+    return (
+        joined.with_columns(
+            pl.col(c).fill_null(empty_list)
+            for c in ("new_objects_list", "new_clients_list", "new_apps_list")
+        )
+        .with_columns(
+            (pl.col(WINDOW) + pl.duration(**_duration_kwargs(every))).alias("window_end"),
+            pl.col("objects_list").list.len().cast(pl.Int64).alias("objects"),
+            pl.col("new_objects_list").list.len().cast(pl.Int64).alias("new_objects"),
+            pl.col("new_clients_list").list.len().cast(pl.Int64).alias("new_clients"),
+            pl.col("new_apps_list").list.len().cast(pl.Int64).alias("new_apps"),
+            pl.col("exports").cast(pl.Int64),
+            pl.col("failed").cast(pl.Int64),
+            pl.col("statements").cast(pl.Int64),
+            pl.col(WINDOW).dt.hour().alias("hour"),
+        )
+        .sort(ACCOUNT, WINDOW)
+    )
+
+
+def _duration_kwargs(every: str) -> dict[str, int]:
+    """``pl.duration`` keyword arguments for a simple Polars duration like ``5m`` or ``1d``."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    number, unit = every[:-1], every[-1]
+    if unit not in units or not number.isdigit():
+        raise ValueError(f"window {every!r}: use a number and one of s, m, h, d, w (e.g. 5m)")
+    return {units[unit]: int(number)}
+
+
+def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
+    """Trailing sums of each volume signal over each horizon, ending at the window's end.
+
+    ``windows`` must be sorted by account, then window start. The base horizon is the
+    window itself. Unknown volume (null) stays null only if it is null over the horizon.
+    """
+    exprs: list[pl.Expr] = []
+    for signal in VOLUME:
+        exprs.append(pl.col(signal).alias(col_name(signal, horizons.base)))
+        for h in horizons.longer:
+            summed = pl.col(signal).rolling_sum_by(WINDOW, window_size=h, min_samples=1)
+            known = pl.col(signal).is_not_null().cast(pl.Int32).rolling_sum_by(WINDOW, window_size=h)
+            exprs.append(
+                pl.when(known > 0).then(summed).over(ACCOUNT).alias(col_name(signal, h))
+            )
+    return windows.with_columns(exprs)
+
+
+def _log2_ratio(value: pl.Expr, reference: pl.Expr) -> pl.Expr:
+    """log2((value + 1) / (reference + 1)); +1 keeps zero history finite."""
+    return ((value.cast(pl.Float64) + 1.0) / (reference.cast(pl.Float64) + 1.0)).log(2)
+
+
+def relative_names(horizons: Horizons) -> list[str]:
+    names = []
+    for signal in RELATIVE:
+        for h in horizons.all:
+            names += [f"{col_name(signal, h)}_vs_own", f"{col_name(signal, h)}_vs_peers"]
+    return names
+
+
+def add_relative(
+    windows: pl.LazyFrame,
+    horizons: Horizons,
+    account_max: pl.LazyFrame,
+    peer_ref: pl.LazyFrame,
+    hours: pl.LazyFrame,
+    peers: pl.LazyFrame,
+) -> pl.LazyFrame:
+    """Add each signal relative to the account's history and to its peers' (log2 ratios).
+
+    ``account_max``: account and, per signal and horizon, the largest value in training.
+    ``peer_ref``: peer group and the same columns: the typical (median) account's largest.
+    ``hours``: account, hour and ``share`` of its training windows in that hour (±1 hour).
+    ``peers``: account -> peer group. Accounts without history get their peers' values
+    as their own; unknown peer groups fall back to the population (group ``*``).
+    A window's hour rarity is -log10 of the share of the account's windows in its hour.
+    """
+    cols = [col_name(s, h) for s in RELATIVE for h in horizons.all]
+    with_group = windows.join(peers, on=ACCOUNT, how="left").with_columns(
+        pl.col("peer_group").fill_null("*")
+    )
+    own = account_max.rename({c: f"{c}__own" for c in cols})
+    peer = peer_ref.rename({c: f"{c}__peer" for c in cols})
+    joined = (
+        with_group.join(own, on=ACCOUNT, how="left")
+        .join(peer, on="peer_group", how="left")
+        .join(hours, on=[ACCOUNT, "hour"], how="left")
+        .join(
+            hours.filter(pl.col(ACCOUNT) == "*").drop(ACCOUNT).rename({"share": "peer_share"}),
+            on="hour",
+            how="left",
+        )
+    )
+    has_history = pl.col("has_history").fill_null(False)
+    exprs: list[pl.Expr] = []
+    for c in cols:
+        peer_ref_c = pl.col(f"{c}__peer")
+        own_ref_c = pl.when(has_history).then(pl.col(f"{c}__own")).otherwise(peer_ref_c)
+        exprs.append(_log2_ratio(pl.col(c).fill_null(0), own_ref_c.fill_null(0)).alias(f"{c}_vs_own"))
+        exprs.append(_log2_ratio(pl.col(c).fill_null(0), peer_ref_c.fill_null(0)).alias(f"{c}_vs_peers"))
+    share = pl.when(has_history).then(pl.col("share").fill_null(0.0)).otherwise(
+        pl.col("peer_share").fill_null(0.0)
+    )
+    exprs.append((-(share.clip(lower_bound=1e-3)).log10()).alias("hour_rarity"))
+    exprs.append((-(pl.col("peer_share").fill_null(0.0).clip(lower_bound=1e-3)).log10()).alias("hour_rarity_peers"))
+    exprs.append(has_history.alias("has_history"))
+    return joined.with_columns(exprs).drop(
+        [f"{c}__own" for c in cols] + [f"{c}__peer" for c in cols] + ["share", "peer_share"]
+    )
+
+
+def model_features(horizons: Horizons) -> list[str]:
+    """The columns the isolation forest sees, in order."""
+    absolute = [f"log_{col_name(s, h)}" for s in ("rows_read", "bytes_read", "exports") for h in horizons.all]
+    return [
+        *absolute,
+        *relative_names(horizons),
+        "new_objects_log",
+        "new_objects_1d_log",
+        "objects_log",
+        "new_client_seen",
+        "new_app_seen",
+        "hour_rarity",
+        "hour_rarity_peers",
+    ]
+
+
+def add_model_inputs(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
+    """Log-scaled absolute columns the model uses besides the relative ones."""
+    day = "1d" if "1d" in horizons.all else horizons.longer[-1]
+    return windows.with_columns(
+        *[
+            pl.col(col_name(s, h)).fill_null(0).cast(pl.Float64).log1p().alias(f"log_{col_name(s, h)}")
+            for s in ("rows_read", "bytes_read", "exports")
+            for h in horizons.all
+        ],
+        pl.col("new_objects").cast(pl.Float64).log1p().alias("new_objects_log"),
+        pl.col(col_name("new_objects", day)).fill_null(0).cast(pl.Float64).log1p().alias("new_objects_1d_log"),
+        pl.col("objects").cast(pl.Float64).log1p().alias("objects_log"),
+        pl.col("new_clients").clip(upper_bound=1).cast(pl.Float64).alias("new_client_seen"),
+        pl.col("new_apps").clip(upper_bound=1).cast(pl.Float64).alias("new_app_seen"),
+    )
+
+
+def horizon_columns(horizons: Horizons, signals: Sequence[str] = RELATIVE) -> list[str]:
+    return [col_name(s, h) for s in signals for h in horizons.all]

@@ -1,0 +1,187 @@
+"""The isolation forest, its calibration, and its artefacts on disk.
+
+Scores are 0..1 and **higher means more anomalous**, always. scikit-learn's
+``score_samples`` points the other way; :meth:`Detector.anomaly` is the one place that
+converts it. Calibration uses only the training scores: a window as unusual as the
+training period's 99.9th percentile scores 0.5, the training median about 0.02, and
+scores approach 1 as windows get further from anything seen. No contamination rate
+is asked for.
+
+Artefacts (``models/<name>/``): ``model.joblib`` (the fitted forest), the profile's
+Parquet tables and ``manifest.json``, which records versions, features, training period,
+calibration and the sha256 of every artefact. :func:`load` checks all of it before it
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Final, Self
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+from sklearn.ensemble import IsolationForest
+
+from detector.features import FEATURE_VERSION, Horizons
+from detector.profile import Profile
+from detector.schema import SCHEMA_VERSION
+
+MANIFEST: Final = "manifest.json"
+MODEL_FILE: Final = "model.joblib"
+CALIBRATION_QUANTILE: Final = 0.999
+
+
+class ModelError(Exception):
+    """A model directory that is missing, tampered with, or from another version."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    median: float
+    high: float  # the training scores' CALIBRATION_QUANTILE
+    scale: float
+
+    def apply(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated 0..1 scores: a logistic centred on the training's high quantile."""
+        z = (raw - self.high) / self.scale
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))), dtype=np.float64)
+
+
+class Detector:
+    """Isolation forest over window feature vectors; ``fit`` then ``score``."""
+
+    def __init__(self, n_estimators: int = 200, max_samples: int = 2048, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, features: npt.NDArray[np.float64]) -> Self:
+        if len(features) < 10:
+            raise ModelError(
+                f"only {len(features)} account-windows to train on; give at least a few days of logs"
+            )
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(features)),
+            random_state=self.random_state,
+            n_jobs=1,
+        ).fit(features)
+        raw = self.anomaly(features)
+        median, high = np.quantile(raw, [0.5, CALIBRATION_QUANTILE])
+        scale = max((high - median) / 4.0, 1e-6)
+        self.calibration_ = Calibration(float(median), float(high), float(scale))
+        return self
+
+    def anomaly(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Raw anomaly in (0, 1]: the negated ``score_samples`` (higher = more anomalous)."""
+        if not hasattr(self, "forest_"):
+            raise ModelError("the detector is not fitted; train a model first")
+        return np.asarray(-self.forest_.score_samples(features), dtype=np.float64)
+
+    def score(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Calibrated scores in [0, 1], higher meaning more anomalous."""
+        if len(features) == 0:
+            return np.zeros(0)
+        return self.calibration_.apply(self.anomaly(features))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    schema_version: int
+    feature_version: int
+    features: list[str]
+    horizons: dict[str, Any]
+    libraries: dict[str, str]
+    training: dict[str, Any]
+    calibration: dict[str, float]
+    artefacts: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def libraries() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        **{lib: version(lib) for lib in ("scikit-learn", "numpy", "polars", "joblib")},
+    }
+
+
+@dataclass
+class TrainedModel:
+    detector: Detector
+    profile: Profile
+    manifest: Manifest
+
+    @property
+    def horizons(self) -> Horizons:
+        return Horizons(base=self.manifest.horizons["base"], longer=tuple(self.manifest.horizons["longer"]))
+
+
+def save(model: TrainedModel, directory: Path) -> Manifest:
+    """Write the model's artefacts and a manifest with their hashes to ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model.detector, directory / MODEL_FILE)
+    paths = [directory / MODEL_FILE, *model.profile.save(directory).values()]
+    manifest = Manifest(**{**asdict(model.manifest), "artefacts": {p.name: _sha256(p) for p in paths}})
+    (directory / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+    model.manifest = manifest
+    return manifest
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST
+    try:
+        return Manifest(**json.loads(path.read_text()))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{directory}: no {MANIFEST}; is this a trovewatch model directory?") from exc
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: not a valid trovewatch manifest ({exc})") from exc
+
+
+def load(directory: Path) -> TrainedModel:
+    """Load a model, refusing it unless every artefact's sha256 and every version match.
+
+    The joblib file is only unpickled after its hash matched the manifest.
+    """
+    manifest = read_manifest(directory)
+    if manifest.schema_version != SCHEMA_VERSION or manifest.feature_version != FEATURE_VERSION:
+        raise ModelError(
+            f"{directory}: model built for schema v{manifest.schema_version}/features "
+            f"v{manifest.feature_version}; this trovewatch uses schema v{SCHEMA_VERSION}/"
+            f"features v{FEATURE_VERSION}. Retrain it with `trovewatch train`."
+        )
+    trained_with = manifest.libraries.get("scikit-learn", "?")
+    if trained_with.split(".")[:2] != version("scikit-learn").split(".")[:2]:
+        raise ModelError(
+            f"{directory}: model trained with scikit-learn {trained_with}, this is "
+            f"{version('scikit-learn')}. Retrain it with `trovewatch train`."
+        )
+    expected = {MODEL_FILE, *(f"profile_{n}.parquet" for n in ("account_max", "peer_ref", "peer_max", "hours", "known", "peers"))}
+    if set(manifest.artefacts) != expected:
+        raise ModelError(f"{directory}: manifest lists {sorted(manifest.artefacts)}, expected {sorted(expected)}")
+    for name, digest in manifest.artefacts.items():
+        path = directory / name
+        if not path.is_file():
+            raise ModelError(f"{directory}: artefact {name} is missing")
+        if _sha256(path) != digest:
+            raise ModelError(
+                f"{path}: sha256 does not match the manifest; the file was changed or "
+                "corrupted. Refusing to load it."
+            )
+    detector = joblib.load(directory / MODEL_FILE)
+    if not isinstance(detector, Detector):
+        raise ModelError(f"{directory / MODEL_FILE}: not a trovewatch detector")
+    return TrainedModel(detector, Profile.load(directory), manifest)

@@ -1,0 +1,195 @@
+"""The one place the stages are wired: source -> format -> features -> model -> sink."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from detector import features as F
+from detector import formats, model, profile
+from detector import schema as S
+from detector.explain import Judge
+from detector.reader import read_chunks
+from detector.rejects import Quarantine
+from detector.settings import Settings
+
+OUTPUT_FEATURES = (
+    "rows_read", "bytes_read", "statements", "objects", "new_objects", "exports", "failed",
+    "new_clients", "new_apps", "hour_rarity",
+)  # fmt: skip
+
+
+@dataclass
+class Summary:
+    """What a run read: events per format, context lines, rejects by reason, time span."""
+
+    files: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    context: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    first: datetime | None = None
+    last: datetime | None = None
+    windows: int = 0
+    flagged: int = 0
+
+    def paragraph(self) -> str:
+        per_format = ", ".join(f"{n:,} {f}" for f, n in sorted(self.events.items())) or "none"
+        rejected = sum(self.rejected.values())
+        reasons = ", ".join(f"{n:,} {r}" for r, n in sorted(self.rejected.items()))
+        span = (
+            f"from {self.first:%Y-%m-%d %H:%M:%S} to {self.last:%Y-%m-%d %H:%M:%S} UTC"
+            if self.first and self.last
+            else "no time span (no events)"
+        )
+        text = (
+            f"Read {self.files} file(s): {sum(self.events.values()):,} audit events ({per_format}), "
+            f"{self.context:,} context lines (connections, durations, server messages), "
+            f"{rejected:,} lines rejected{f' ({reasons})' if reasons else ''}; events span {span}."
+        )
+        if self.windows:
+            text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
+        return text
+
+
+def read_events(
+    paths: Sequence[Path],
+    *,
+    format_name: str = "auto",
+    mapping: Path | None = None,
+    log_line_prefix: str | None = None,
+    quarantine: Quarantine | None = None,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it,
+) -> tuple[pl.DataFrame, Summary]:
+    """Parse every file into one events frame sorted by time, and say what was read.
+
+    Unparsable lines go to ``quarantine``; a file that is not a log raises
+    :class:`detector.reader.NotALogError`.
+    """
+    quarantine = quarantine or Quarantine(None)
+    summary = Summary(files=len(paths))
+    frames: list[pl.DataFrame] = []
+    for path in progress(paths):
+        fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
+        record_start = getattr(fmt, "record_start", None)
+        for chunk in read_chunks(path, record_start):
+            parsed = fmt.parse(chunk)
+            frames.append(parsed.events)
+            summary.events[fmt.name] += parsed.events.height
+            summary.context += parsed.context
+            quarantine.add(str(path), parsed.rejects)
+    summary.rejected = Counter(quarantine.counts)
+    events = pl.concat(frames) if frames else S.empty()
+    events = events.sort(S.TIME, maintain_order=True)
+    if events.height:
+        summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]
+    return events, summary
+
+
+def windows_with_horizons(
+    events: pl.DataFrame, horizons: F.Horizons, known: pl.DataFrame | None
+) -> pl.LazyFrame:
+    activity = F.window_activity(events.lazy(), horizons.base, None if known is None else known.lazy())
+    return F.add_horizons(activity, horizons)
+
+
+def model_frame(windows: pl.LazyFrame, prof: profile.Profile, horizons: F.Horizons) -> pl.DataFrame:
+    """Windows with relative features and model inputs, from a learned profile."""
+    relative = F.add_relative(
+        windows,
+        horizons,
+        prof.account_max.lazy(),
+        prof.peer_ref.lazy(),
+        prof.hours.lazy(),
+        prof.peers.lazy(),
+    )
+    return F.add_model_inputs(relative, horizons).collect()
+
+
+def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    return frame.select(pl.col(c).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for c in columns).to_numpy()
+
+
+def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> model.TrainedModel:
+    """Learn profiles and fit the forest on the training period's windows."""
+    horizons = settings.horizon_spec
+    windows = windows_with_horizons(events, horizons, known=None).collect()
+    prof = profile.learn(windows, events.lazy(), horizons, settings.roles)
+    frame = model_frame(windows.lazy(), prof, horizons)
+    warm = F._duration_kwargs(settings.warmup)
+    fit_rows = frame.filter(
+        pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + pl.duration(**warm)
+    )
+    if fit_rows.height < 10:
+        fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
+    columns = F.model_features(horizons)
+    detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
+        matrix(fit_rows, columns)
+    )
+    manifest = model.Manifest(
+        name=name,
+        schema_version=S.SCHEMA_VERSION,
+        feature_version=F.FEATURE_VERSION,
+        features=columns,
+        horizons={"base": horizons.base, "longer": list(horizons.longer)},
+        libraries=model.libraries(),
+        training={
+            "start": events[S.TIME].min().isoformat() if events.height else None,  # type: ignore[union-attr]
+            "end": events[S.TIME].max().isoformat() if events.height else None,  # type: ignore[union-attr]
+            "events": events.height,
+            "accounts": prof.accounts,
+            "windows": frame.height,
+            "fit_windows": fit_rows.height,
+            "formats": sorted(events[S.SOURCE_FORMAT].unique().to_list()),
+            "roles": settings.roles,
+        },
+        calibration=vars(detector.calibration_),
+    )
+    return model.TrainedModel(detector, prof, manifest)
+
+
+def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
+    """Score every account-window with activity: the ``score`` output's rows."""
+    horizons = trained.horizons
+    windows = windows_with_horizons(events, horizons, known=trained.profile.known)
+    frame = model_frame(windows, trained.profile, horizons)
+    scores = trained.detector.score(matrix(frame, trained.manifest.features))
+    judged = Judge(trained.profile, horizons, settings)(frame, scores)
+    feature_cols = [
+        *[F.col_name(v, h) for v in ("rows_read", "bytes_read", "statements", "exports") for h in horizons.all],
+        *[f"{F.col_name(v, h)}_vs_own" for v in ("rows_read", "statements") for h in horizons.all],
+        *[f"{F.col_name(v, h)}_vs_peers" for v in ("rows_read",) for h in horizons.all],
+        "objects", "new_objects", "failed", "new_clients", "new_apps", "hour_rarity", "peer_group",
+    ]
+    return judged.select(
+        pl.col(F.ACCOUNT),
+        pl.col(F.WINDOW),
+        pl.col("window_end"),
+        pl.col("score").round(4),
+        "flagged",
+        "severity",
+        "reasons",
+        pl.struct(
+            pl.col(c).round(3) if judged.schema[c] == pl.Float64 else pl.col(c) for c in feature_cols
+        ).alias("features"),
+        pl.col("objects_list").alias("objects"),
+    ).sort(F.WINDOW, F.ACCOUNT)
+
+
+def write_ndjson(scored: pl.DataFrame, out: Path | None) -> None:
+    """Write scored windows as NDJSON (ISO-8601 UTC times) to ``out`` or stdout."""
+    text = scored.with_columns(
+        pl.col(F.WINDOW).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        pl.col("window_end").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).write_ndjson()
+    if out is None:
+        import sys
+
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)

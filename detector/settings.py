@@ -1,0 +1,95 @@
+"""The one settings object: defaults, then a TOML file, then ``TROVEWATCH_*`` variables.
+
+Nothing else in trovewatch reads the environment. Example ``trovewatch.toml``:
+
+```toml
+window = "5m"                 # base window
+horizons = ["1h", "1d", "3d"] # longer trailing horizons
+threshold = 0.6               # flag windows scoring at least this (0..1)
+[roles]                       # optional peer groups: account = "group"
+backup = "batch"
+etl_nightly = "batch"
+```
+Environment: ``TROVEWATCH_THRESHOLD=0.7``, ``TROVEWATCH_ROLES='{"backup": "batch"}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from detector.features import Horizons, _duration_kwargs
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TROVEWATCH_", extra="forbid")
+
+    window: str = Field("5m", description="Base window: account activity is scored per window.")
+    horizons: list[str] = Field(
+        default_factory=lambda: ["1h", "1d", "3d"],
+        description="Longer trailing horizons summed for slow pulls and drips.",
+    )
+    threshold: float = Field(0.6, ge=0, le=1, description="Calibrated score at which a window is flagged.")
+    severity_bands: dict[str, float] = Field(
+        default_factory=lambda: {"low": 0.6, "medium": 0.75, "high": 0.9},
+        description="Lowest score of each severity; guardrail hits are always 'critical'.",
+    )
+    guardrail_factor: float = Field(
+        10.0, gt=1, description="Flag volume this many times beyond the account's and its peers' largest, whatever the model says."
+    )
+    guardrail_min_rows: int = Field(10_000, ge=0, description="The guardrail ignores volumes below this many rows.")
+    reason_factor: float = Field(3.0, gt=1, description="A signal is named as a reason when at least this many times its usual largest.")
+    warmup: str = Field("1d", description="Each account's first period in training, used for its profile but not to fit the model.")
+    roles: dict[str, str] = Field(default_factory=dict, description="Peer groups: account -> group name.")
+    trees: int = Field(200, ge=10, description="Isolation forest size.")
+    seed: int = Field(0, description="Random seed for training.")
+
+    @field_validator("window", "warmup")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _duration_kwargs(value)
+        return value
+
+    @field_validator("horizons")
+    @classmethod
+    def _durations(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _duration_kwargs(item)
+        return value
+
+    @property
+    def horizon_spec(self) -> Horizons:
+        return Horizons(base=self.window, longer=tuple(self.horizons))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Later sources lose: explicit values, then the environment, then the TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config`` (TOML) and the environment; explicit overrides win."""
+    if config is None:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if not config.is_file():
+        raise FileNotFoundError(f"config file {config} does not exist")
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})
+
+    return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
