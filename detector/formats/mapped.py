@@ -230,7 +230,18 @@ def _parse_time(col: pl.Expr, time_format: str | None) -> pl.Expr:
         scale = 1_000_000 if time_format == "epoch_s" else 1_000
         micros = (col.cast(pl.Float64, strict=False) * scale).cast(pl.Int64, strict=False)
         return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
-    return col.str.to_datetime(time_format, time_unit="us", strict=False)
+    if time_format is not None:
+        return col.str.to_datetime(time_format, time_unit="us", strict=False)
+    # ISO-8601 with 'T' or ' ', optional fraction, and 'Z', +hh, +hhmm, +hh:mm or no offset (UTC).
+    iso = (
+        col.str.strip_chars()
+        .str.replace(" ", "T", literal=True)
+        .str.replace(r"Z$", "+00:00")
+        .str.replace(r"([+-]\d\d)(\d\d)$", "$1:$2")
+        .str.replace(r"T(\d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d)$", "T$1$2:00")
+    )
+    iso = pl.when(iso.str.contains(r"[+-]\d\d:\d\d$")).then(iso).otherwise(iso + "+00:00")
+    return iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
 
 
 def _as_utc(frame: pl.DataFrame, name: str) -> pl.DataFrame:
