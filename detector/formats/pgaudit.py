@@ -9,7 +9,7 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
 * With ``pgaudit.log_relation = on`` one statement is logged once per relation, each
   line carrying the whole statement's row count: rows are counted once per
   (session, statement id, sub-statement id), and the relations are collected.
-* ``COPY ... TO``, ``DECLARE CURSOR`` and ``FETCH`` log 0 rows (and often no object)
+* ``COPY`` (to and from), ``DECLARE CURSOR`` and ``FETCH`` log 0 rows (and often no object)
   although they move data out; so do dump tools, which read with ``COPY ... TO``.
   Their row count is unknown (null), they are marked ``is_export``, and the objects
   are taken from the statement text (a ``FETCH`` gets the objects of its cursor).
@@ -213,11 +213,12 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.col("_rows").first(),  # every relation line carries the whole statement's rows
         pl.col(S.EXPORT).first(),
     )
-    # An export's logged 0 is not a count: COPY TO, cursors and dumps log 0 however much
-    # they send. Their volume is unknown.
+    # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
+    # logs 0 however much they move. Their volume is unknown.
     from_text = relations_in(pl.col(S.QUERY))
+    uncounted = pl.col(S.EXPORT) | (pl.col(S.COMMAND) == "COPY")
     per_statement = per_statement.with_columns(
-        pl.when(pl.col(S.EXPORT) & (pl.col("_rows") == 0))
+        pl.when(uncounted & (pl.col("_rows") == 0))
         .then(None)
         .otherwise(pl.col("_rows"))
         .alias(S.ROWS),

@@ -1,0 +1,67 @@
+"""A real PostgreSQL 15 server with pgAudit for the integration tests.
+
+Without PostgreSQL 15 and pgAudit the tests skip with the reason; with
+``TROVEWATCH_REQUIRE_POSTGRES=1`` (set by CI) a missing server is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
+from pg_cluster import PgCluster, find_pg_bin, pgaudit_available  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_postgres() -> None:
+    bin_dir = find_pg_bin()
+    reason = None
+    if bin_dir is None:
+        reason = "PostgreSQL 15 server binaries not found (Debian package postgresql-15)"
+    elif not pgaudit_available(bin_dir):
+        reason = "pgAudit not installed (Debian package postgresql-15-pgaudit)"
+    if reason is None:
+        return
+    if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason}; required in CI")
+    pytest.skip(reason)
+
+
+def wait_for_logs(log_dir: Path, marker: str, timeout: float = 10.0) -> None:
+    """Wait until ``marker`` is in all three log outputs (the collector writes lazily)."""
+    deadline = time.monotonic() + timeout
+    names = ("postgresql.log", "postgresql.csv", "postgresql.json")
+    while time.monotonic() < deadline:
+        if all(marker in (log_dir / n).read_text(errors="replace") for n in names if (log_dir / n).exists()) and all(
+            (log_dir / n).exists() for n in names
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{marker!r} did not reach the logs in {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+    require_postgres()
+    cluster = PgCluster(
+        tmp_path_factory.mktemp("pg"),
+        port=free_port(),
+        settings={"pgaudit.log": "'read,write,ddl,role,misc'", "log_min_duration_statement": "0"},
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
