@@ -431,7 +431,7 @@ class PgCluster:
         res = self._run(
             [self._bin("pg_ctl"), "stop", "-m", "fast", "-w", "-t", "60", "-D", str(self.data_dir)]
         )
-        if res.returncode != 0 and (self.data_dir / "postmaster.pid").exists():
+        if res.returncode != 0 and self.is_running():
             raise RuntimeError(f"pg_ctl stop failed (exit {res.returncode}):\n{res.stderr}")
 
     def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
@@ -448,7 +448,7 @@ class PgCluster:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         offset = when.timestamp() - time.time()
-        self._write_faketime(f"{round(offset):+d}s")
+        self._write_faketime(f"{offset:+.6f}s")
 
     def __enter__(self) -> PgCluster:
         self.start()

@@ -13,8 +13,11 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   although they move data out; so do dump tools, which read with ``COPY ... TO``.
   Their row count is unknown (null), they are marked ``is_export``, and the objects
   are taken from the statement text (a ``FETCH`` gets the objects of its cursor).
-* Parallel workers log their own partial AUDIT lines with no user; the leader logs
-  the statement too, so worker lines are context, not events.
+* Parallel workers log their own partial AUDIT lines with no user (and their own
+  statement numbers); the leader logs the statement with the full row count, so worker
+  lines are context, not events.
+* Foreign-key checks run by the server itself are audited as 1-row READs of the
+  referenced table; they are classed ``INTERNAL`` so they do not count as reads.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
 """
@@ -129,14 +132,16 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     ).drop("_a")
     truncated = rejects(audit, pl.col("a_stmt_id").is_null(), Reason.TRUNCATED)
     audit = audit.filter(pl.col("a_stmt_id").is_not_null())
-    worker = pl.col("backend_type") == "parallel worker"
-    statements = _audit_statements(audit.filter(~worker.fill_null(False)))
+    # Parallel workers log partial copies of their leader's statement with no user (csv
+    # and json say backend_type "parallel worker"; stderr only lacks the user).
+    worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col("user").is_null()
+    statements = _audit_statements(audit.filter(~worker))
     failures = _failures(records)
     events = pl.concat([statements, failures], how="diagonal_relaxed")
     events = events.with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
-    n_events_source = audit.height + failures.height
+    n_events_source = audit.filter(~worker).height + failures.height
     return Parsed(
         events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
         rejects=pl.concat([bad_time, truncated]),
@@ -188,7 +193,11 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         "FETCH"
     )
     is_dump = pl.col("application_name").is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
+    # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
+    # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
+    internal = statement.str.contains(r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "')
     lines = audit.with_columns(
+        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias("a_class"),
         statement.alias(S.QUERY),
         command.alias(S.COMMAND),
         unquote_csv(pl.col("a_object_name")).replace("", None).alias("_object"),
