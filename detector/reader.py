@@ -16,7 +16,7 @@ from typing import IO, Final
 
 import polars as pl
 
-CHUNK_BYTES: Final = 32 * 1024 * 1024
+CHUNK_BYTES: Final = 64 * 1024 * 1024
 GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
@@ -29,9 +29,17 @@ class Chunk:
     """A run of whole records from one file: its text and the number of its first line."""
 
     path: str
-    text: str
+    data: bytes
     first_line: int
     _lines: pl.DataFrame | None = None
+    _text: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The chunk as text; bytes that are not UTF-8 become U+FFFD."""
+        if self._text is None:
+            self._text = self.data.decode("utf-8", "replace")
+        return self._text
 
     @property
     def lines(self) -> pl.DataFrame:
@@ -48,7 +56,7 @@ class Chunk:
 
     @property
     def n_lines(self) -> int:
-        return self.text.count("\n") + 1
+        return self.data.count(b"\n") + 1
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -117,7 +125,6 @@ def read_chunks(
 
 
 def _to_chunk(name: str, data: bytes, first_line: int) -> Chunk:
-    text = data.decode("utf-8", "replace")
-    if text.endswith("\n"):
-        text = text[:-1]
-    return Chunk(name, text, first_line)
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    return Chunk(name, data, first_line)

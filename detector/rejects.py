@@ -8,6 +8,7 @@ with the file they came from, to an NDJSON quarantine file.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Final
@@ -35,11 +36,32 @@ def empty_rejects() -> pl.DataFrame:
 
 
 def rejects(frame: pl.DataFrame, mask: pl.Expr, reason: Reason) -> pl.DataFrame:
-    """The rows of ``frame`` (with ``line_no`` and ``line``) selected by ``mask`` as rejects."""
+    """The rows of ``frame`` selected by ``mask`` as rejects.
+
+    ``frame`` needs ``line_no``; its ``line`` (the raw text) is kept when it has one, and
+    is otherwise filled in later by :func:`with_raw_lines`.
+    """
+    line = pl.col("line") if "line" in frame.columns else pl.lit(None)
     return frame.filter(mask).select(
         pl.col("line_no").cast(pl.UInt64),
         pl.lit(reason.value).alias("reason"),
-        pl.col("line").cast(pl.String),
+        line.cast(pl.String).alias("line"),
+    )
+
+
+def with_raw_lines(found: pl.DataFrame, lines: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+    """Rejects with their raw text taken from ``lines()`` (``line_no``, ``line``) where missing.
+
+    ``lines`` is only called when some reject lacks its text: splitting a chunk into lines
+    costs time that clean input should not pay.
+    """
+    if found.is_empty() or found["line"].null_count() == 0:
+        return found
+    raw = lines().select("line_no", pl.col("line").alias("_raw"))
+    return (
+        found.join(raw, on="line_no", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("line", "_raw").alias("line"))
+        .drop("_raw")
     )
 
 

@@ -16,7 +16,7 @@ from polars.exceptions import PolarsError
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import Reason, rejects
+from detector.rejects import Reason, rejects, with_raw_lines
 
 COLUMNS: Final = [
     "log_time", "user_name", "database_name", "process_id", "connection_from",
@@ -43,7 +43,7 @@ class PgCsvlog:
     def parse(self, chunk: Chunk) -> Parsed:
         try:
             table = pl.read_csv(
-                chunk.text.encode(),
+                chunk.data,
                 has_header=False,
                 infer_schema=False,
                 truncate_ragged_lines=True,
@@ -52,7 +52,7 @@ class PgCsvlog:
         except PolarsError:
             # Unbalanced quoting can make the whole chunk unreadable as CSV: every line is
             # then judged on its own, as a one-line record.
-            return self._per_line(chunk)
+            return self._per_record(chunk)
         if table.width == 0:
             return Parsed(events=pgaudit.to_events(_empty_records(), self.name).events)
         table = table.rename(dict(zip(table.columns, COLUMNS, strict=False)))
@@ -65,14 +65,10 @@ class PgCsvlog:
             (pl.lit(chunk.first_line) + physical.cum_sum() - physical)
             .cast(pl.UInt64)
             .alias("line_no"),
-            pl.concat_str(
-                [pl.col(c).fill_null("") for c in COLUMNS[:MIN_COLUMNS]], separator=","
-            ).alias("line"),
         )
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
         records = table.filter(pl.col("message").is_not_null()).select(
             "line_no",
-            "line",
             pl.col("log_time").alias("ts"),
             pl.col("user_name").alias("user"),
             pl.col("database_name").alias("dbname"),
@@ -87,26 +83,38 @@ class PgCsvlog:
             pl.col("query").alias("statement"),
         )
         parsed = pgaudit.to_events(records, self.name)
-        parsed.rejects = pl.concat([short, parsed.rejects]).sort("line_no")
+        found = pl.concat([short, parsed.rejects]).sort("line_no")
+        parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed
 
-    def _per_line(self, chunk: Chunk) -> Parsed:
-        lines = chunk.lines
-        ok = lines.filter(pl.col("line").str.contains(_SNIFF.pattern))
-        bad = rejects(lines, ~pl.col("line").str.contains(_SNIFF.pattern), Reason.UNRECOGNISED)
-        parts = [bad]
-        events = []
-        for line_no, line in ok.select("line_no", "line").iter_rows():
-            sub = self.parse(Chunk(chunk.path, line, line_no)) if '"' in line else None
-            if sub is None or sub.events.is_empty() and sub.rejects.is_empty():
-                parts.append(rejects(pl.DataFrame({"line_no": [line_no], "line": [line]}),
-                                     pl.lit(True), Reason.TRUNCATED))
+    def _per_record(self, chunk: Chunk) -> Parsed:
+        """The slow path for a chunk Polars cannot read as CSV (broken quoting).
+
+        Each line starting with a timestamp begins a record; every record is read on its
+        own, so one broken record is rejected without taking its neighbours with it.
+        """
+        lines = chunk.lines.with_columns(
+            pl.col("line").str.contains(_SNIFF.pattern).alias("_start")
+        ).with_columns(pl.col("_start").cum_sum().alias("_rec"))
+        orphans = rejects(lines, pl.col("_rec") == 0, Reason.UNRECOGNISED)
+        records = (
+            lines.filter(pl.col("_rec") > 0)
+            .group_by("_rec", maintain_order=True)
+            .agg(pl.col("line_no").first(), pl.col("line").str.join("\n"))
+        )
+        events, found = [], [orphans]
+        for line_no, text in records.select("line_no", "line").iter_rows():
+            try:
+                pl.read_csv(text.encode(), has_header=False, infer_schema=False)
+            except PolarsError:
+                found.append(rejects(pl.DataFrame({"line_no": [line_no], "line": [text]}), pl.lit(True), Reason.TRUNCATED))
                 continue
+            sub = self.parse(Chunk(chunk.path, text.encode(), line_no))
             events.append(sub.events)
-            parts.append(sub.rejects)
+            found.append(sub.rejects)
         return Parsed(
             events=pl.concat(events) if events else pgaudit.to_events(_empty_records(), self.name).events,
-            rejects=pl.concat(parts).sort("line_no"),
+            rejects=pl.concat(found).sort("line_no"),
         )
 
 

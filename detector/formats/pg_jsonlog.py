@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Final
 
 import polars as pl
+from polars.exceptions import PolarsError
 
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
+from detector.rejects import empty_rejects, with_raw_lines
 
 JSONLOG: Final = pl.Struct(
     {
@@ -28,6 +30,8 @@ JSONLOG: Final = pl.Struct(
     }
 )
 
+SCHEMA: Final = dict(JSONLOG.to_schema())
+
 
 class PgJsonlog:
     name = "pgaudit-jsonlog"
@@ -40,12 +44,11 @@ class PgJsonlog:
         )
 
     def parse(self, chunk: Chunk) -> Parsed:
-        decoded, bad = decode_lines(chunk.lines, JSONLOG)
+        decoded, bad = self._decode(chunk)
         no_fields = pgaudit.missing_fields(decoded, ["timestamp", "message", "error_severity"])
         records = decoded.filter(~pl.col("line_no").is_in(no_fields["line_no"].implode()))
         records = records.select(
             "line_no",
-            "line",
             pl.col("timestamp").alias("ts"),
             "user",
             "dbname",
@@ -60,5 +63,24 @@ class PgJsonlog:
             "statement",
         )
         parsed = pgaudit.to_events(records, self.name)
-        parsed.rejects = pl.concat([bad, no_fields, parsed.rejects]).sort("line_no")
+        found = pl.concat([bad, no_fields, parsed.rejects]).sort("line_no")
+        parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed
+
+    @staticmethod
+    def _decode(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Decoded records with line numbers, and rejects.
+
+        Clean input is read in one call of Polars' NDJSON reader. Input it cannot read
+        whole (a bad line, a blank line) takes the line-by-line path, which isolates the
+        bad lines.
+        """
+        try:
+            whole = pl.read_ndjson(chunk.data, schema=SCHEMA)
+        except PolarsError:
+            whole = None
+        if whole is not None and whole.height == chunk.n_lines:
+            return whole.with_row_index("line_no", offset=chunk.first_line).with_columns(
+                pl.col("line_no").cast(pl.UInt64)
+            ), empty_rejects()
+        return decode_lines(chunk.lines, JSONLOG)

@@ -144,9 +144,8 @@ class PgStderr:
                 return fields.struct.field(name).replace("", None).cast(dtype, strict=False)
             return pl.lit(None, dtype)
 
-        records = records.with_columns(fields.alias("_f")).select(
+        records = records.select(
             "line_no",
-            "line",
             fields.struct.field("ts").alias("ts") if "ts" in names else pl.lit(None, pl.String).alias("ts"),
             field("user").alias("user"),
             field("dbname").alias("dbname"),

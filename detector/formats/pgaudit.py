@@ -35,7 +35,6 @@ from detector.rejects import Reason, rejects
 RECORD_COLUMNS: Final = pl.Schema(
     {
         "line_no": pl.UInt64,
-        "line": pl.String,
         "ts": pl.String,
         "user": pl.String,
         "dbname": pl.String,
@@ -117,16 +116,22 @@ def relations_in(text: pl.Expr) -> pl.Expr:
 
 
 def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
-    """Events and rejects from a records frame (see :data:`RECORD_COLUMNS`)."""
-    records = records.with_columns(parse_time(pl.col("ts")).alias(S.TIME))
+    """Events and rejects (without raw lines) from a records frame (:data:`RECORD_COLUMNS`).
+
+    Only audit records, errors, refused logins and connection lines are looked at
+    closely; the rest (durations, checkpoints, ...) are context lines, counted.
+    """
+    total = records.height
+    msg, sev = pl.col("message"), pl.col("severity")
+    is_audit = msg.str.starts_with("AUDIT: ")
+    relevant = is_audit | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
+    records = records.filter(relevant)
+    records = records.with_columns(_parse_times(records["ts"]).alias(S.TIME))
     bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
     records = records.filter(pl.col(S.TIME).is_not_null())
     records = _fill_session_attributes(records)
 
-    is_audit = pl.col("message").str.starts_with("AUDIT: ")
-    audit = records.filter(is_audit).with_columns(
-        pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
-    )
+    audit = records.filter(is_audit).with_columns(msg.str.extract_groups(AUDIT_RE).alias("_a"))
     audit = audit.with_columns(
         pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS
     ).drop("_a")
@@ -135,18 +140,28 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     # Parallel workers log partial copies of their leader's statement with no user (csv
     # and json say backend_type "parallel worker"; stderr only lacks the user).
     worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col("user").is_null()
-    statements = _audit_statements(audit.filter(~worker))
+    audit = audit.filter(~worker)
+    statements = _audit_statements(audit)
     failures = _failures(records)
-    events = pl.concat([statements, failures], how="diagonal_relaxed")
-    events = events.with_columns(
+    events = pl.concat([statements, failures], how="diagonal_relaxed").with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
-    n_events_source = audit.filter(~worker).height + failures.height
     return Parsed(
         events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
         rejects=pl.concat([bad_time, truncated]),
-        context=records.height - n_events_source,
+        context=total - audit.height - failures.height - bad_time.height - truncated.height,
     )
+
+
+def _parse_times(ts: pl.Series) -> pl.Series:
+    """:func:`parse_time` for a column, with a fast path for the usual all-UTC log."""
+    if ts.len() and ts.str.ends_with(" UTC").all():
+        return (
+            ts.str.head(-4)
+            .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
+            .dt.replace_time_zone("UTC")
+        )
+    return ts.to_frame("ts").select(parse_time(pl.col("ts")).alias("ts"))["ts"]
 
 
 def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
@@ -155,6 +170,15 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
     The stderr prefix may lack ``%u``/``%d``/``%a``/``%h``; the ``connection received``
     and ``connection authorized`` lines carry them, so they are spread over the session.
     """
+    records = records.with_columns(
+        pl.col("user").replace("[unknown]", None),
+        pl.col("dbname").replace("[unknown]", None),
+        pl.col("application_name").replace(["[unknown]", ""], None),
+        pl.col("remote_host").replace("[local]", "local"),
+    )
+    needed = ["user", "dbname", "application_name", "remote_host"]
+    if not records.select(pl.any_horizontal(pl.col(c).is_null() for c in needed).any()).item():
+        return records
     msg = pl.col("message")
     auth = msg.str.extract_groups(
         r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
@@ -170,14 +194,8 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
         for c in ("_u", "_d", "_a", "_h")
     )
     return filled.with_columns(
-        pl.coalesce(pl.col("user").replace("[unknown]", None), "_u").alias("user"),
-        pl.coalesce(pl.col("dbname").replace("[unknown]", None), "_d").alias("dbname"),
-        pl.coalesce(pl.col("application_name").replace(["[unknown]", ""], None), "_a").alias(
-            "application_name"
-        ),
-        pl.coalesce(pl.col("remote_host").replace("[local]", "local"), "_h").alias(
-            "remote_host"
-        ),
+        pl.coalesce(name, fill).alias(name)
+        for name, fill in zip(needed, ("_u", "_d", "_a", "_h"), strict=True)
     ).drop("_u", "_d", "_a", "_h")
 
 
