@@ -201,63 +201,59 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
 
 def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     """One event per (session, statement, sub-statement) from its AUDIT lines."""
+    key = ["session_id", "a_stmt_id", "a_substmt_id"]
+    obj = unquote_csv(pl.col("a_object_name")).replace("", None)
+    first = audit.unique(subset=key, keep="first", maintain_order=True)
+    if first.height == audit.height:  # no statement logged once per relation here
+        first = first.with_columns(pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS))
+    else:
+        objects = audit.group_by(key).agg(obj.drop_nulls().unique(maintain_order=True).alias(S.OBJECTS))
+        first = first.join(objects, on=key, how="left", maintain_order="left")
+
     statement = unquote_csv(pl.col("a_statement"))
     command = pl.col("a_command").str.to_uppercase()
-    text_head = statement.str.strip_chars_start().str.slice(0, 16).str.to_uppercase()
-    is_copy_to = text_head.str.starts_with("COPY") & statement.str.contains(
+    text_head = pl.col(S.QUERY).str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
+    is_copy_to = text_head.str.starts_with("COPY") & pl.col(S.QUERY).str.contains(
         r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
     )
-    is_cursor = command.is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
-        "FETCH"
-    )
-    is_dump = pl.col("application_name").is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
+    is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with("FETCH")
+    is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
     # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
-    internal = statement.str.contains(r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "')
-    lines = audit.with_columns(
-        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias("a_class"),
-        statement.alias(S.QUERY),
+    internal = pl.col(S.QUERY).str.starts_with("SELECT ") & pl.col(S.QUERY).str.contains(
+        r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "'
+    )
+    events = first.select(
+        S.TIME,
+        "line_no",
+        pl.col("user").alias(S.ACCOUNT),
+        pl.col("remote_host").alias(S.CLIENT_IP),
+        pl.col("application_name").alias(S.APPLICATION),
+        pl.col("dbname").alias(S.DATABASE),
+        S.OBJECTS,
+        "a_class",
         command.alias(S.COMMAND),
-        unquote_csv(pl.col("a_object_name")).replace("", None).alias("_object"),
-        pl.col("a_rows").cast(pl.Int64, strict=False).alias("_rows"),
+        statement.alias(S.QUERY),
+        pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
+        pl.col("session_id").alias(S.SESSION),
+        (pl.col("a_stmt_id") + "." + pl.col("a_substmt_id")).alias(S.STATEMENT_ID),
+        pl.lit(True).alias(S.SUCCESS),
+    ).with_columns(
+        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
         (is_copy_to | is_cursor | is_dump).alias(S.EXPORT),
-        pl.col("a_stmt_id").alias("_stmt"),
-        pl.col("a_substmt_id").alias("_sub"),
-    )
-    per_statement = lines.group_by(
-        "session_id", "_stmt", "_sub", maintain_order=True
-    ).agg(
-        pl.col(S.TIME).first(),
-        pl.col("line_no").first(),
-        pl.col("user").first().alias(S.ACCOUNT),
-        pl.col("remote_host").first().alias(S.CLIENT_IP),
-        pl.col("application_name").first().alias(S.APPLICATION),
-        pl.col("dbname").first().alias(S.DATABASE),
-        pl.col("_object").drop_nulls().unique(maintain_order=True).alias(S.OBJECTS),
-        pl.col("a_class").first().alias(S.CLASS),
-        pl.col(S.COMMAND).first(),
-        pl.col(S.QUERY).first(),
-        pl.col("_rows").first(),  # every relation line carries the whole statement's rows
-        pl.col(S.EXPORT).first(),
-    )
+    ).drop("a_class")
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
-    from_text = relations_in(pl.col(S.QUERY))
     uncounted = pl.col(S.EXPORT) | (pl.col(S.COMMAND) == "COPY")
-    per_statement = per_statement.with_columns(
-        pl.when(uncounted & (pl.col("_rows") == 0))
-        .then(None)
-        .otherwise(pl.col("_rows"))
-        .alias(S.ROWS),
-        pl.when(pl.col(S.OBJECTS).list.len() == 0)
-        .then(from_text)
-        .otherwise(pl.col(S.OBJECTS))
-        .alias(S.OBJECTS),
-        pl.lit(True).alias(S.SUCCESS),
-        pl.col("session_id").alias(S.SESSION),
-        (pl.col("_stmt") + "." + pl.col("_sub")).alias(S.STATEMENT_ID),
+    events = events.with_columns(
+        pl.when(uncounted & (pl.col(S.ROWS) == 0)).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS)
     )
-    return _cursor_objects(per_statement)
+    # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
+    # log_relation off): a regex over every statement would cost more than the parse.
+    unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
+    named, bare = events.filter(~unnamed), events.filter(unnamed)
+    bare = _cursor_objects(bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS)))
+    return pl.concat([named, bare]).sort("line_no")
 
 
 def _cursor_objects(events: pl.DataFrame) -> pl.DataFrame:
@@ -267,16 +263,16 @@ def _cursor_objects(events: pl.DataFrame) -> pl.DataFrame:
     declared = (
         events.filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
         .select(
-            "session_id",
+            S.SESSION,
             pl.col(S.QUERY).str.extract(name, 1).str.to_lowercase().alias("_cursor"),
             pl.col(S.OBJECTS).alias("_cursor_objects"),
         )
         .filter(pl.col("_cursor_objects").list.len() > 0)
-        .unique(["session_id", "_cursor"], keep="last")
+        .unique([S.SESSION, "_cursor"], keep="last")
     )
     fetch_cursor = pl.col(S.QUERY).str.extract(fetch_name, 1).str.to_lowercase()
     joined = events.with_columns(fetch_cursor.alias("_cursor")).join(
-        declared, on=["session_id", "_cursor"], how="left", maintain_order="left"
+        declared, on=[S.SESSION, "_cursor"], how="left", maintain_order="left"
     )
     is_fetch = pl.col("_cursor").is_not_null()
     return joined.with_columns(
