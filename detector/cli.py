@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
         p.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
         p.add_argument("--config", type=Path, help="settings file (TOML)")
+        p.add_argument("--since", type=_utc, help="only events at or after this time (ISO-8601, UTC unless an offset is given)")
+        p.add_argument("--until", type=_utc, help="only events before this time")
         p.add_argument(
             "--quarantine",
             type=Path,
@@ -56,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, help="output file (default: stdout)")
     score.add_argument("--threshold", type=float, help="flag threshold, 0..1 (default from settings)")
     return parser
+
+
+def _utc(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _progress(paths: Sequence[Path]) -> Iterable[Path]:
@@ -79,6 +90,8 @@ def _read(args: argparse.Namespace) -> tuple[pipeline.pl.DataFrame, pipeline.Sum
             log_line_prefix=args.log_line_prefix,
             quarantine=quarantine,
             progress=_progress,
+            since=args.since,
+            until=args.until,
         )
     finally:
         quarantine.close()

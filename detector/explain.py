@@ -2,11 +2,12 @@
 
 Thresholding wraps the detector rather than living inside it. A window is flagged when
 
-* the **guardrail** fires: its volume in some horizon is ``guardrail_factor`` times
-  beyond the largest the account *and* its peers ever did in training (and above
-  ``guardrail_min_rows``), or it exports data although neither the account nor its
-  peers ever export. This holds whatever the model says, so a poisoned history cannot
-  teach the model a 23-TB pull; or
+* the **guardrail** fires. Its volume in some horizon is at least ``guardrail_min_rows``
+  and ``guardrail_factor`` times beyond either the largest the account *and all* its
+  peers ever did in training (so a poisoned history cannot teach the model a 23-TB
+  pull), or both the account's own largest and its typical peer's largest. Or it
+  exports data although the account never did (a new account: nor did its peers).
+  This holds whatever the model says; or
 * its score reaches the threshold **and** at least one signal is far from the account's
   normal: a window nobody can explain in database terms is not an alert.
 
@@ -16,6 +17,7 @@ Reasons are written only for flagged windows (few), in plain Python.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +25,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.features import ACCOUNT, Horizons, col_name
+from detector.features import ACCOUNT, Horizons, col_name, horizon_columns
 from detector.profile import Profile, usual_hours
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH or dump"
+OFF_HOURS_RARITY = 2.0  # -log10 of the share of the account's windows in that hour: 1%
 
 
 @dataclass(frozen=True)
@@ -39,36 +42,36 @@ class Judge:
     def __call__(self, feats: pl.DataFrame, scores: npt.NDArray[np.float64]) -> pl.DataFrame:
         """``feats`` with ``score``, ``guardrail``, ``flagged``, ``severity`` and ``reasons``."""
         s = self.settings
-        frame = feats.with_columns(pl.Series("score", scores, dtype=pl.Float64))
-        frame = self._with_references(frame)
-        far = math.log2(s.reason_factor)
-        volume_cols = [col_name(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
-        guard_volume = pl.any_horizontal(
-            (pl.col(c).fill_null(0) >= s.guardrail_min_rows)
-            & (pl.col(c).fill_null(0) > s.guardrail_factor * pl.col(f"{c}__ceiling").fill_null(0))
-            for c in volume_cols
-        )
-        never_exports = pl.col("exports__own_max").fill_null(0) == 0
-        peers_never_export = pl.col("exports__peer_max").fill_null(0) == 0
+        frame = self._with_references(feats.with_columns(pl.Series("score", scores, dtype=pl.Float64)))
+        volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
+
+        def guard_bound(value: pl.Expr, c: str) -> pl.Expr:
+            f = s.guardrail_factor
+            return (value >= s.guardrail_min_rows) & (
+                (value > f * pl.col(f"{c}__ceiling"))
+                | ((value > f * pl.col(f"{c}__own")) & (value > f * pl.col(f"{c}__peertypical")))
+            )
+
+        def own_bound(value: pl.Expr, c: str) -> pl.Expr:
+            return (value + 1) >= s.reason_factor * (pl.col(f"{c}__own") + 1)
+
+        never_exports = pl.col("exports__own_max") == 0
         guard_export = (pl.col("exports") > 0) & never_exports & (
-            pl.col("has_history") | peers_never_export
+            pl.col("has_history") | (pl.col("exports__peer_max") == 0)
         )
-        signals = {
-            "volume": pl.any_horizontal(
-                pl.col(f"{col_name(v, h)}_vs_own") >= far
-                for v in ("rows_read", "bytes_read", "statements")
-                for h in self.horizons.all
+        signals = [
+            pl.any_horizontal(
+                self.crossed(v, h, own_bound) for v in ("rows_read", "bytes_read", "statements") for h in self.horizons.all
             ),
-            "export": (pl.col("exports") > 0)
-            & (never_exports | (pl.col(f"{col_name('exports', self.horizons.longer[-1])}_vs_own") >= far)),
-            "new_objects": pl.col("has_history") & (pl.col("new_objects") > 0),
-            "new_source": pl.col("has_history") & ((pl.col("new_clients") + pl.col("new_apps")) > 0),
-            "off_hours": pl.col("hour_rarity") >= 2.0,
-            "failures": (pl.col("failed") >= 3) & (pl.col(f"{col_name('failed', self.horizons.base)}_vs_own") >= far),
-        }
+            (pl.col("exports") > 0) & (never_exports | own_bound(pl.col("exports"), col_name("exports", self.horizons.base))),
+            pl.col("has_history") & (pl.col("new_objects") > 0),
+            pl.col("has_history") & ((pl.col("new_clients") + pl.col("new_apps")) > 0),
+            pl.col("hour_rarity") >= OFF_HOURS_RARITY,
+            (pl.col("failed") >= 3) & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
+        ]
         frame = frame.with_columns(
-            (guard_volume | guard_export).alias("guardrail"),
-            pl.any_horizontal(signals.values()).alias("_has_reason"),
+            (pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes) | guard_export).alias("guardrail"),
+            pl.any_horizontal(signals).alias("_has_reason"),
         )
         frame = frame.with_columns(
             (pl.col("guardrail") | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))).alias("flagged")
@@ -78,28 +81,49 @@ class Judge:
         for name, low in bands:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
         frame = frame.with_columns(
-            pl.when(pl.col("flagged")).then(severity.otherwise(pl.lit("low"))).otherwise(pl.lit("none")).alias("severity")
+            pl.when(pl.col("flagged")).then(severity.otherwise(pl.lit(bands[-1][0]))).otherwise(pl.lit("none")).alias("severity")
         )
-        reasons = [
-            self.reasons(row) if row["flagged"] else []
-            for row in frame.select(self._reason_columns()).iter_rows(named=True)
-        ] if frame.height else []
+        flagged = frame.filter(pl.col("flagged")).select(self._reason_columns())
+        texts = {(r[ACCOUNT], r["window_start"]): self.reasons(r) for r in flagged.iter_rows(named=True)}
+        keys = zip(frame[ACCOUNT].to_list(), frame["window_start"].to_list(), strict=True) if texts else []
+        reasons = [texts.get(k, []) for k in keys] if texts else [[] for _ in range(frame.height)]
         return frame.with_columns(pl.Series("reasons", reasons, dtype=pl.List(pl.String))).drop("_has_reason")
+
+    def crossed(self, signal: str, horizon: str, bound: Callable[[pl.Expr, str], pl.Expr]) -> pl.Expr:
+        """True where this window takes ``signal`` over ``horizon`` past ``bound``.
+
+        The horizon's sum must be past the bound *without* this window's share not: a
+        pull is flagged in the window where it happens, not in every window of the next
+        day whose 24-hour sum still contains it.
+        """
+        c = col_name(signal, horizon)
+        total = pl.col(c).fill_null(0)
+        before = total - pl.col(col_name(signal, self.horizons.base)).fill_null(0)
+        if horizon == self.horizons.base:
+            return bound(total, c)
+        return bound(total, c) & ~bound(before, c)
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each window's own and peer ceilings (largest values seen in training)."""
-        cols = [col_name(v, h) for v in ("rows_read", "bytes_read", "exports", "statements") for h in self.horizons.all]
+        cols = horizon_columns(self.horizons)
         own = self.profile.account_max.select(ACCOUNT, *[pl.col(c).alias(f"{c}__own") for c in cols])
         peer = self.profile.peer_max.select(
             "peer_group", *[pl.col(c).alias(f"{c}__peermax") for c in cols]
         )
-        frame = frame.join(own, on=ACCOUNT, how="left").join(peer, on="peer_group", how="left")
+        typical = self.profile.peer_ref.select(
+            "peer_group", *[pl.col(c).alias(f"{c}__peertypical") for c in cols]
+        )
+        frame = (
+            frame.join(own, on=ACCOUNT, how="left")
+            .join(peer, on="peer_group", how="left")
+            .join(typical, on="peer_group", how="left")
+        )
         export_cols = [col_name("exports", h) for h in self.horizons.all]
+        frame = frame.with_columns(
+            pl.col(f"{c}__{kind}").fill_null(0) for c in cols for kind in ("own", "peermax", "peertypical")
+        )
         return frame.with_columns(
-            *[
-                pl.max_horizontal(pl.col(f"{c}__own").fill_null(0), pl.col(f"{c}__peermax").fill_null(0)).alias(f"{c}__ceiling")
-                for c in cols
-            ],
+            *[pl.max_horizontal(f"{c}__own", f"{c}__peermax").alias(f"{c}__ceiling") for c in cols],
             pl.max_horizontal(pl.col(f"{c}__own") for c in export_cols).alias("exports__own_max"),
             pl.max_horizontal(pl.col(f"{c}__peermax") for c in export_cols).alias("exports__peer_max"),
         )
@@ -121,16 +145,23 @@ class Judge:
         out: list[str] = []
         h_all = self.horizons.all
         objects = _names(row["objects_list"])
+        factor = self.settings.reason_factor
         for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
-            # Name the horizon where the volume is furthest beyond the account's own largest.
-            best = max(
-                ((h, row[f"{col_name(signal, h)}_vs_own"]) for h in h_all if row[col_name(signal, h)]),
-                key=lambda kv: kv[1],
-                default=None,
-            )
-            if best is None or best[1] < math.log2(self.settings.reason_factor):
+            base = row[col_name(signal, self.horizons.base)] or 0
+
+            def ratio(value: float, h: str, sig: str = signal) -> float:
+                return (value + 1) / ((row[f"{col_name(sig, h)}__own"] or 0) + 1)
+
+            # The horizon this window took furthest past the account's own largest.
+            crossed = [
+                (ratio(row[col_name(signal, h)] or 0, h), h)
+                for h in h_all
+                if ratio(row[col_name(signal, h)] or 0, h) >= factor
+                and (h == self.horizons.base or ratio((row[col_name(signal, h)] or 0) - base, h) < factor)
+            ]
+            if not crossed or not base:
                 continue
-            h = best[0]
+            h = max(crossed)[1]
             value = row[col_name(signal, h)]
             own = row[f"{col_name(signal, h)}__own"]
             peer = row[f"{col_name(signal, h)}__peermax"]
@@ -159,7 +190,7 @@ class Judge:
             out.append(f"new client address for this account: {', '.join(row['new_clients_list'])}")
         if row["has_history"] and row["new_apps_list"]:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
-        if row["hour_rarity"] >= 2.0:
+        if row["hour_rarity"] >= OFF_HOURS_RARITY:
             span = usual_hours(self.profile, row[ACCOUNT]) if row["has_history"] else None
             when = row["window_start"].strftime("%H:%M")
             usual = f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00 UTC" if span else "its peers' usual hours"

@@ -28,9 +28,10 @@ FEATURE_VERSION: Final = 1
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
-VOLUME: Final = ("rows_read", "bytes_read", "statements", "exports", "failed", "new_objects")
+# ``objects`` sums each window's distinct objects: object-windows, not distinct objects.
+VOLUME: Final = ("rows_read", "bytes_read", "statements", "objects", "exports", "failed", "new_objects")
 # Signals compared with the account's own history and with its peers.
-RELATIVE: Final = ("rows_read", "bytes_read", "statements", "exports", "failed")
+RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports", "failed")
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,9 @@ def add_relative(
 ) -> pl.LazyFrame:
     """Add each signal relative to the account's history and to its peers' (log2 ratios).
 
-    ``account_max``: account and, per signal and horizon, the largest value in training.
+    ``account_max``: account and, per signal and horizon, the largest value in training;
+    with a ``day`` column, the largest before that day (see :func:`history_max`), so
+    training windows are compared with their past only, as new windows will be.
     ``peer_ref``: peer group and the same columns: the typical (median) account's largest.
     ``hours``: account, hour and ``share`` of its training windows in that hour (±1 hour).
     ``peers``: account -> peer group. Accounts without history get their peers' values
@@ -200,9 +203,13 @@ def add_relative(
         pl.col("peer_group").fill_null("*")
     )
     own = account_max.rename({c: f"{c}__own" for c in cols})
+    own_key = [ACCOUNT]
+    if "day" in account_max.collect_schema().names():
+        with_group = with_group.with_columns(pl.col(WINDOW).dt.truncate("1d").alias("day"))
+        own_key = [ACCOUNT, "day"]
     peer = peer_ref.rename({c: f"{c}__peer" for c in cols})
     joined = (
-        with_group.join(own, on=ACCOUNT, how="left")
+        with_group.join(own, on=own_key, how="left")
         .join(peer, on="peer_group", how="left")
         .join(hours, on=[ACCOUNT, "hour"], how="left")
         .join(
@@ -226,37 +233,84 @@ def add_relative(
     exprs.append(has_history.alias("has_history"))
     return joined.with_columns(exprs).drop(
         [f"{c}__own" for c in cols] + [f"{c}__peer" for c in cols] + ["share", "peer_share"]
+    ).drop("day", strict=False)
+
+
+def others_max(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
+    """Per account and day, the largest value of each signal on the account's *other* days.
+
+    Training windows are compared with the account's profile without their own day
+    (leave one day out), so they are judged as a new day will be against the whole
+    profile. Compared with a profile that includes them, they could never look unusual.
+    Accounts seen on a single day have no other days: absent here, they fall back to
+    their peers.
+    """
+    cols = horizon_columns(horizons)
+    daily = (
+        windows.with_columns(pl.col(WINDOW).dt.truncate("1d").alias("day"))
+        .group_by(ACCOUNT, "day")
+        .agg(pl.col(c).max().fill_null(0) for c in cols)
     )
+    n_days = pl.len().over(ACCOUNT)
+    exprs = []
+    for c in cols:
+        top = pl.col(c).max().over(ACCOUNT)
+        # The second largest is the largest when the top value is shared by two days.
+        second = pl.col(c).sort(descending=True).get(1, null_on_oob=True).over(ACCOUNT)
+        is_top = (pl.col(c) == top) & (pl.col(c).filter(pl.col(c) == top).len().over(ACCOUNT) == 1)
+        exprs.append(pl.when(is_top).then(second).otherwise(top).alias(c))
+    return daily.filter(n_days > 1).select(ACCOUNT, "day", pl.lit(True).alias("has_history"), *exprs)
 
 
 def model_features(horizons: Horizons) -> list[str]:
-    """The columns the isolation forest sees, in order."""
-    absolute = [f"log_{col_name(s, h)}" for s in ("rows_read", "bytes_read", "exports") for h in horizons.all]
+    """The columns the isolation forest sees, in order.
+
+    Few and strong on purpose: an isolation forest picks features at random, so a
+    signal spread over many near-duplicate columns (one per horizon) gets diluted.
+    Each relative signal enters once, as its largest value over the horizons. Only
+    relative signals and novelty go in: absolute sizes would make the backup job's
+    nightly dump look rare, when for the backup account it is the norm.
+    """
+    del horizons  # the same names whatever the horizons; kept for symmetry with callers
     return [
-        *absolute,
-        *relative_names(horizons),
+        "volume_vs_own",
+        "volume_vs_peers",
+        "exports_vs_own",
+        "exports_vs_peers",
+        "statements_vs_own",
+        "objects_vs_own",
+        "failed_vs_own",
         "new_objects_log",
-        "new_objects_1d_log",
-        "objects_log",
+        "new_objects_day_log",
         "new_client_seen",
         "new_app_seen",
         "hour_rarity",
-        "hour_rarity_peers",
     ]
 
 
 def add_model_inputs(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
-    """Log-scaled absolute columns the model uses besides the relative ones."""
+    """The model's columns (see :func:`model_features`) from the horizon and relative ones."""
     day = "1d" if "1d" in horizons.all else horizons.longer[-1]
+
+    def largest(signals: Sequence[str], versus: str) -> pl.Expr:
+        return pl.max_horizontal(
+            pl.col(f"{col_name(s, h)}_vs_{versus}") for s in signals for h in horizons.all
+        )
+
+    def log1p(name: str) -> pl.Expr:
+        return pl.col(name).fill_null(0).cast(pl.Float64).log1p()
+
+    base = horizons.base
     return windows.with_columns(
-        *[
-            pl.col(col_name(s, h)).fill_null(0).cast(pl.Float64).log1p().alias(f"log_{col_name(s, h)}")
-            for s in ("rows_read", "bytes_read", "exports")
-            for h in horizons.all
-        ],
-        pl.col("new_objects").cast(pl.Float64).log1p().alias("new_objects_log"),
-        pl.col(col_name("new_objects", day)).fill_null(0).cast(pl.Float64).log1p().alias("new_objects_1d_log"),
-        pl.col("objects").cast(pl.Float64).log1p().alias("objects_log"),
+        largest(("rows_read", "bytes_read"), "own").alias("volume_vs_own"),
+        largest(("rows_read", "bytes_read"), "peers").alias("volume_vs_peers"),
+        largest(("exports",), "own").alias("exports_vs_own"),
+        largest(("exports",), "peers").alias("exports_vs_peers"),
+        largest(("statements",), "own").alias("statements_vs_own"),
+        largest(("objects",), "own").alias("objects_vs_own"),
+        pl.col(f"{col_name('failed', base)}_vs_own").alias("failed_vs_own"),
+        log1p("new_objects").alias("new_objects_log"),
+        log1p(col_name("new_objects", day)).alias("new_objects_day_log"),
         pl.col("new_clients").clip(upper_bound=1).cast(pl.Float64).alias("new_client_seen"),
         pl.col("new_apps").clip(upper_bound=1).cast(pl.Float64).alias("new_app_seen"),
     )

@@ -3,9 +3,9 @@
 Scores are 0..1 and **higher means more anomalous**, always. scikit-learn's
 ``score_samples`` points the other way; :meth:`Detector.anomaly` is the one place that
 converts it. Calibration uses only the training scores: a window as unusual as the
-training period's 99.9th percentile scores 0.5, the training median about 0.02, and
-scores approach 1 as windows get further from anything seen. No contamination rate
-is asked for.
+training period's 99.9th percentile scores 0.5 (the default threshold), the training
+median about 0.02, and scores approach 1 as windows get further from anything seen.
+No contamination rate is asked for.
 
 Artefacts (``models/<name>/``): ``model.joblib`` (the fitted forest), the profile's
 Parquet tables and ``manifest.json``, which records versions, features, training period,

@@ -19,12 +19,6 @@ from detector.reader import read_chunks
 from detector.rejects import Quarantine
 from detector.settings import Settings
 
-OUTPUT_FEATURES = (
-    "rows_read", "bytes_read", "statements", "objects", "new_objects", "exports", "failed",
-    "new_clients", "new_apps", "hour_rarity",
-)  # fmt: skip
-
-
 @dataclass
 class Summary:
     """What a run read: events per format, context lines, rejects by reason, time span."""
@@ -65,8 +59,13 @@ def read_events(
     log_line_prefix: str | None = None,
     quarantine: Quarantine | None = None,
     progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[pl.DataFrame, Summary]:
     """Parse every file into one events frame sorted by time, and say what was read.
+
+    ``since``/``until`` (UTC, inclusive/exclusive) keep only events in that period, so
+    one log can be split into a training period and a period to score.
 
     Unparsable lines go to ``quarantine``; a file that is not a log raises
     :class:`detector.reader.NotALogError`.
@@ -79,8 +78,13 @@ def read_events(
         record_start = getattr(fmt, "record_start", None)
         for chunk in read_chunks(path, record_start):
             parsed = fmt.parse(chunk)
-            frames.append(parsed.events)
-            summary.events[fmt.name] += parsed.events.height
+            events = parsed.events
+            if since is not None:
+                events = events.filter(pl.col(S.TIME) >= since)
+            if until is not None:
+                events = events.filter(pl.col(S.TIME) < until)
+            frames.append(events)
+            summary.events[fmt.name] += events.height
             summary.context += parsed.context
             quarantine.add(str(path), parsed.rejects)
     summary.rejected = Counter(quarantine.counts)
@@ -98,12 +102,21 @@ def windows_with_horizons(
     return F.add_horizons(activity, horizons)
 
 
-def model_frame(windows: pl.LazyFrame, prof: profile.Profile, horizons: F.Horizons) -> pl.DataFrame:
-    """Windows with relative features and model inputs, from a learned profile."""
+def model_frame(
+    windows: pl.LazyFrame,
+    prof: profile.Profile,
+    horizons: F.Horizons,
+    own_history: pl.LazyFrame | None = None,
+) -> pl.DataFrame:
+    """Windows with relative features and model inputs, from a learned profile.
+
+    ``own_history`` replaces the profile's per-account largest values, e.g. with
+    :func:`detector.features.history_max` for training.
+    """
     relative = F.add_relative(
         windows,
         horizons,
-        prof.account_max.lazy(),
+        prof.account_max.lazy() if own_history is None else own_history,
         prof.peer_ref.lazy(),
         prof.hours.lazy(),
         prof.peers.lazy(),
@@ -120,7 +133,9 @@ def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> mode
     horizons = settings.horizon_spec
     windows = windows_with_horizons(events, horizons, known=None).collect()
     prof = profile.learn(windows, events.lazy(), horizons, settings.roles)
-    frame = model_frame(windows.lazy(), prof, horizons)
+    # Each training window is compared with its account's other days, as a new day will
+    # be compared with all of them; compared with itself it could never look unusual.
+    frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))
     warm = F._duration_kwargs(settings.warmup)
     fit_rows = frame.filter(
         pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + pl.duration(**warm)
@@ -164,7 +179,7 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         *[F.col_name(v, h) for v in ("rows_read", "bytes_read", "statements", "exports") for h in horizons.all],
         *[f"{F.col_name(v, h)}_vs_own" for v in ("rows_read", "statements") for h in horizons.all],
         *[f"{F.col_name(v, h)}_vs_peers" for v in ("rows_read",) for h in horizons.all],
-        "objects", "new_objects", "failed", "new_clients", "new_apps", "hour_rarity", "peer_group",
+        "new_objects", "failed", "new_clients", "new_apps", "hour_rarity", "peer_group",
     ]
     return judged.select(
         pl.col(F.ACCOUNT),
@@ -175,7 +190,8 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         "severity",
         "reasons",
         pl.struct(
-            pl.col(c).round(3) if judged.schema[c] == pl.Float64 else pl.col(c) for c in feature_cols
+            pl.col("objects").alias("distinct_objects"),
+            *[pl.col(c).round(3) if judged.schema[c] == pl.Float64 else pl.col(c) for c in feature_cols],
         ).alias("features"),
         pl.col("objects_list").alias("objects"),
     ).sort(F.WINDOW, F.ACCOUNT)

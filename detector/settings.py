@@ -5,7 +5,7 @@ Nothing else in trovewatch reads the environment. Example ``trovewatch.toml``:
 ```toml
 window = "5m"                 # base window
 horizons = ["1h", "1d", "3d"] # longer trailing horizons
-threshold = 0.6               # flag windows scoring at least this (0..1)
+threshold = 0.5               # flag windows scoring at least this (0..1)
 [roles]                       # optional peer groups: account = "group"
 backup = "batch"
 etl_nightly = "batch"
@@ -37,9 +37,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1h", "1d", "3d"],
         description="Longer trailing horizons summed for slow pulls and drips.",
     )
-    threshold: float = Field(0.6, ge=0, le=1, description="Calibrated score at which a window is flagged.")
+    threshold: float = Field(0.5, ge=0, le=1, description="Calibrated score at which a window is flagged.")
     severity_bands: dict[str, float] = Field(
-        default_factory=lambda: {"low": 0.6, "medium": 0.75, "high": 0.9},
+        default_factory=lambda: {"low": 0.5, "medium": 0.7, "high": 0.85},
         description="Lowest score of each severity; guardrail hits are always 'critical'.",
     )
     guardrail_factor: float = Field(
