@@ -166,6 +166,22 @@ def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
     return windows.with_columns(exprs)
 
 
+def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons) -> pl.LazyFrame:
+    """Horizon sums without the volume of *other* windows for which ``alerted`` is true.
+
+    Volume that already raised an alert should not raise another in every window of
+    the next day whose 24-hour sum still contains it. A window's own volume always
+    counts. ``windows`` must be sorted by account, then window start.
+    """
+    exprs: list[pl.Expr] = []
+    for signal in VOLUME:
+        own = pl.when(alerted).then(pl.col(signal).fill_null(0)).otherwise(0)
+        for h in horizons.longer:
+            others = own.rolling_sum_by(WINDOW, window_size=h, min_samples=1) - own
+            exprs.append((pl.col(col_name(signal, h)) - others.over(ACCOUNT)).alias(col_name(signal, h)))
+    return windows.with_columns(exprs)
+
+
 def _log2_ratio(value: pl.Expr, reference: pl.Expr) -> pl.Expr:
     """log2((value + 1) / (reference + 1)); +1 keeps zero history finite."""
     return ((value.cast(pl.Float64) + 1.0) / (reference.cast(pl.Float64) + 1.0)).log(2)

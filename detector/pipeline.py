@@ -136,6 +136,7 @@ def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> mode
     # Each training window is compared with its account's other days, as a new day will
     # be compared with all of them; compared with itself it could never look unusual.
     frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))
+    frame = frame.sort(F.ACCOUNT, F.WINDOW)  # the same input gives the same forest
     warm = F._duration_kwargs(settings.warmup)
     fit_rows = frame.filter(
         pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + pl.duration(**warm)
@@ -171,10 +172,20 @@ def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> mode
 def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
     """Score every account-window with activity: the ``score`` output's rows."""
     horizons = trained.horizons
-    windows = windows_with_horizons(events, horizons, known=trained.profile.known)
-    frame = model_frame(windows, trained.profile, horizons)
-    scores = trained.detector.score(matrix(frame, trained.manifest.features))
-    judged = Judge(trained.profile, horizons, settings)(frame, scores)
+    windows = windows_with_horizons(events, horizons, known=trained.profile.known).collect()
+    judge = Judge(trained.profile, horizons, settings)
+
+    def judged_windows(windows: pl.DataFrame) -> pl.DataFrame:
+        frame = model_frame(windows.lazy(), trained.profile, horizons)
+        return judge(frame, trained.detector.score(matrix(frame, trained.manifest.features)))
+
+    judged = judged_windows(windows)
+    alerted = judged.filter(pl.col("flagged")).select(F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_alerted"))
+    if alerted.height:
+        # Second pass: volume already alerted on is taken out of later windows' horizons.
+        marked = windows.join(alerted, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left")
+        discounted = F.discount_alerted(marked.lazy(), pl.col("_alerted").fill_null(False), horizons)
+        judged = judged_windows(discounted.drop("_alerted").collect())
     feature_cols = [
         *[F.col_name(v, h) for v in ("rows_read", "bytes_read", "statements", "exports") for h in horizons.all],
         *[f"{F.col_name(v, h)}_vs_own" for v in ("rows_read", "statements") for h in horizons.all],
