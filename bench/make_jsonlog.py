@@ -15,7 +15,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-TABLES = [f"{schema}.{name}" for schema in ("sales", "hr", "ops", "audit") for name in ("customers", "orders", "cards", "tickets", "notes", "items")]
+TABLES = [
+    f"{schema}.{name}"
+    for schema in ("sales", "hr", "ops", "audit")
+    for name in ("customers", "orders", "cards", "tickets", "notes", "items")
+]
 
 
 def generate(n_lines: int, accounts: int, seed: int, start: datetime) -> list[str]:
@@ -34,7 +38,16 @@ def generate(n_lines: int, accounts: int, seed: int, start: datetime) -> list[st
             sessions.append((pid, user, sid, 1))
             if len(sessions) > 50:
                 sessions.pop(0)
-            lines.append(_line(t, user, pid, sid, "LOG", f"connection authorized: user={user} database=corp application_name=app"))
+            lines.append(
+                _line(
+                    t,
+                    user,
+                    pid,
+                    sid,
+                    "LOG",
+                    f"connection authorized: user={user} database=corp application_name=app",
+                )
+            )
             continue
         i = rng.randrange(len(sessions))
         pid_, user, sid, stmt = sessions[i]
@@ -45,16 +58,52 @@ def generate(n_lines: int, accounts: int, seed: int, start: datetime) -> list[st
             rows = rng.choice((1, 1, 3, 20, 200, 5000))
             query = f"SELECT * FROM {tables[0]} WHERE id <= {rows};"
             for table in tables:  # one line per relation, each with the statement's rows
-                lines.append(_line(t, user, pid_, sid, "LOG", f"AUDIT: SESSION,{stmt},1,READ,SELECT,TABLE,{table},{query},<none>,{rows}"))
+                lines.append(
+                    _line(
+                        t,
+                        user,
+                        pid_,
+                        sid,
+                        "LOG",
+                        f"AUDIT: SESSION,{stmt},1,READ,SELECT,TABLE,{table},{query},<none>,{rows}",
+                    )
+                )
         elif kind < 0.80:
             table = rng.choice(TABLES)
-            lines.append(_line(t, user, pid_, sid, "LOG", f"AUDIT: SESSION,{stmt},1,READ,COPY,,,COPY {table} TO STDOUT;,<none>,0"))
+            lines.append(
+                _line(
+                    t,
+                    user,
+                    pid_,
+                    sid,
+                    "LOG",
+                    f"AUDIT: SESSION,{stmt},1,READ,COPY,,,COPY {table} TO STDOUT;,<none>,0",
+                )
+            )
         elif kind < 0.90:
             table = rng.choice(TABLES)
-            query = f'"UPDATE {table} SET note = \'\'a, b\'\' WHERE id = {rng.randrange(10**6)};"'
-            lines.append(_line(t, user, pid_, sid, "LOG", f"AUDIT: SESSION,{stmt},1,WRITE,UPDATE,TABLE,{table},{query},<none>,1"))
+            query = f"\"UPDATE {table} SET note = ''a, b'' WHERE id = {rng.randrange(10**6)};\""
+            lines.append(
+                _line(
+                    t,
+                    user,
+                    pid_,
+                    sid,
+                    "LOG",
+                    f"AUDIT: SESSION,{stmt},1,WRITE,UPDATE,TABLE,{table},{query},<none>,1",
+                )
+            )
         else:
-            lines.append(_line(t, user, pid_, sid, "LOG", f"duration: {rng.random() * 10:.3f} ms  statement: SELECT 1;"))
+            lines.append(
+                _line(
+                    t,
+                    user,
+                    pid_,
+                    sid,
+                    "LOG",
+                    f"duration: {rng.random() * 10:.3f} ms  statement: SELECT 1;",
+                )
+            )
     return lines[:n_lines]
 
 
@@ -62,10 +111,22 @@ def _line(t: datetime, user: str, pid: int, sid: str, severity: str, message: st
     return json.dumps(
         {
             "timestamp": t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d} UTC",
-            "user": user, "dbname": "corp", "pid": pid, "remote_host": "10.1.2.3", "remote_port": 40000 + pid % 20000,
-            "session_id": sid, "line_num": 1, "ps": "SELECT", "session_start": t.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "vxid": "3/1", "txid": 0, "error_severity": severity, "message": message,
-            "application_name": "app", "backend_type": "client backend", "query_id": 0,
+            "user": user,
+            "dbname": "corp",
+            "pid": pid,
+            "remote_host": "10.1.2.3",
+            "remote_port": 40000 + pid % 20000,
+            "session_id": sid,
+            "line_num": 1,
+            "ps": "SELECT",
+            "session_start": t.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "vxid": "3/1",
+            "txid": 0,
+            "error_severity": severity,
+            "message": message,
+            "application_name": "app",
+            "backend_type": "client backend",
+            "query_id": 0,
         },
         separators=(",", ":"),
     )

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 from pydantic import ValidationError
 
-from detector import formats, model, pipeline, settings
+from detector import formats, model, pipeline, report, settings
 from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
@@ -34,12 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)")
-        p.add_argument("--format", default="auto", choices=formats.CHOICES, help="input format (default: detect)")
+        p.add_argument(
+            "logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)"
+        )
+        p.add_argument(
+            "--format",
+            default="auto",
+            choices=formats.CHOICES,
+            help="input format (default: detect)",
+        )
         p.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
         p.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
         p.add_argument("--config", type=Path, help="settings file (TOML)")
-        p.add_argument("--since", type=_utc, help="only events at or after this time (ISO-8601, UTC unless an offset is given)")
+        p.add_argument(
+            "--since",
+            type=_utc,
+            help="only events at or after this time (ISO-8601, UTC unless an offset is given)",
+        )
         p.add_argument("--until", type=_utc, help="only events before this time")
         p.add_argument(
             "--quarantine",
@@ -50,14 +62,24 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="learn per-account profiles and fit the model")
     common(train)
-    train.add_argument("--model-dir", type=Path, required=True, help="directory to write the model to")
+    train.add_argument(
+        "--model-dir", type=Path, required=True, help="directory to write the model to"
+    )
     train.add_argument("--window", help="base window, e.g. 5m (default from settings)")
 
     score = sub.add_parser("score", help="score every account-window; NDJSON out")
     common(score)
-    score.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL, help="model to use (default: bundled)")
+    score.add_argument(
+        "--model-dir", type=Path, default=DEFAULT_MODEL, help="model to use (default: bundled)"
+    )
     score.add_argument("--out", type=Path, help="output file (default: stdout)")
-    score.add_argument("--threshold", type=float, help="flag threshold, 0..1 (default from settings)")
+    score.add_argument(
+        "--threshold", type=float, help="flag threshold, 0..1 (default from settings)"
+    )
+    report = sub.add_parser(
+        "report", help="print the flagged windows of a score output, with reasons"
+    )
+    report.add_argument("scores", type=Path, help="NDJSON written by `trovewatch score`")
     return parser
 
 
@@ -77,7 +99,7 @@ def _progress(paths: Sequence[Path]) -> Iterable[Path]:
     return tqdm(paths, desc="reading", unit="file", file=sys.stderr)
 
 
-def _read(args: argparse.Namespace) -> tuple[pipeline.pl.DataFrame, pipeline.Summary, Quarantine]:
+def _read(args: argparse.Namespace) -> tuple[pl.DataFrame, pipeline.Summary, Quarantine]:
     for path in args.logs:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
@@ -135,13 +157,29 @@ def run_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_report(args: argparse.Namespace) -> int:
+    if not args.scores.is_file():
+        raise UsageError(f"{args.scores}: no such file")
+    try:
+        sys.stdout.write(report.alerts_text(args.scores))
+    except pl.exceptions.PolarsError as exc:
+        raise UsageError(f"{args.scores}: not a score output ({str(exc).splitlines()[0]})") from exc
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"train": run_train, "score": run_score}
+    handlers = {"train": run_train, "score": run_score, "report": run_report}
     try:
         return handlers[args.command](args)
-    except (UsageError, NotALogError, formats.MappingError, model.ModelError, FileNotFoundError) as exc:
+    except (
+        UsageError,
+        NotALogError,
+        formats.MappingError,
+        model.ModelError,
+        FileNotFoundError,
+    ) as exc:
         if args.debug:
             raise
         print(f"trovewatch: error: {exc}", file=sys.stderr)
@@ -155,10 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"trovewatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", file=sys.stderr)
+        print(
+            f"trovewatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -16,7 +16,6 @@ Reasons are written only for flagged windows (few), in plain Python.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +41,9 @@ class Judge:
     def __call__(self, feats: pl.DataFrame, scores: npt.NDArray[np.float64]) -> pl.DataFrame:
         """``feats`` with ``score``, ``guardrail``, ``flagged``, ``severity`` and ``reasons``."""
         s = self.settings
-        frame = self._with_references(feats.with_columns(pl.Series("score", scores, dtype=pl.Float64)))
+        frame = self._with_references(
+            feats.with_columns(pl.Series("score", scores, dtype=pl.Float64))
+        )
         volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
 
         def guard_bound(value: pl.Expr, c: str) -> pl.Expr:
@@ -56,40 +57,67 @@ class Judge:
             return (value + 1) >= s.reason_factor * (pl.col(f"{c}__own") + 1)
 
         never_exports = pl.col("exports__own_max") == 0
-        guard_export = (pl.col("exports") > 0) & never_exports & (
-            pl.col("has_history") | (pl.col("exports__peer_max") == 0)
+        guard_export = (
+            (pl.col("exports") > 0)
+            & never_exports
+            & (pl.col("has_history") | (pl.col("exports__peer_max") == 0))
         )
         signals = [
             pl.any_horizontal(
-                self.crossed(v, h, own_bound) for v in ("rows_read", "bytes_read", "statements") for h in self.horizons.all
+                self.crossed(v, h, own_bound)
+                for v in ("rows_read", "bytes_read", "statements")
+                for h in self.horizons.all
             ),
-            (pl.col("exports") > 0) & (never_exports | own_bound(pl.col("exports"), col_name("exports", self.horizons.base))),
+            (pl.col("exports") > 0)
+            & (
+                never_exports
+                | own_bound(pl.col("exports"), col_name("exports", self.horizons.base))
+            ),
             pl.col("has_history") & (pl.col("new_objects") > 0),
             pl.col("has_history") & ((pl.col("new_clients") + pl.col("new_apps")) > 0),
             pl.col("hour_rarity") >= OFF_HOURS_RARITY,
-            (pl.col("failed") >= 3) & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
+            (pl.col("failed") >= 3)
+            & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
         ]
         frame = frame.with_columns(
-            (pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes) | guard_export).alias("guardrail"),
+            (
+                pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes)
+                | guard_export
+            ).alias("guardrail"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
         frame = frame.with_columns(
-            (pl.col("guardrail") | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))).alias("flagged")
+            (
+                pl.col("guardrail") | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))
+            ).alias("flagged")
         )
         bands = sorted(s.severity_bands.items(), key=lambda kv: kv[1], reverse=True)
         severity = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
         for name, low in bands:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
         frame = frame.with_columns(
-            pl.when(pl.col("flagged")).then(severity.otherwise(pl.lit(bands[-1][0]))).otherwise(pl.lit("none")).alias("severity")
+            pl.when(pl.col("flagged"))
+            .then(severity.otherwise(pl.lit(bands[-1][0])))
+            .otherwise(pl.lit("none"))
+            .alias("severity")
         )
         flagged = frame.filter(pl.col("flagged")).select(self._reason_columns())
-        texts = {(r[ACCOUNT], r["window_start"]): self.reasons(r) for r in flagged.iter_rows(named=True)}
-        keys = zip(frame[ACCOUNT].to_list(), frame["window_start"].to_list(), strict=True) if texts else []
+        texts = {
+            (r[ACCOUNT], r["window_start"]): self.reasons(r) for r in flagged.iter_rows(named=True)
+        }
+        keys = (
+            zip(frame[ACCOUNT].to_list(), frame["window_start"].to_list(), strict=True)
+            if texts
+            else []
+        )
         reasons = [texts.get(k, []) for k in keys] if texts else [[] for _ in range(frame.height)]
-        return frame.with_columns(pl.Series("reasons", reasons, dtype=pl.List(pl.String))).drop("_has_reason")
+        return frame.with_columns(pl.Series("reasons", reasons, dtype=pl.List(pl.String))).drop(
+            "_has_reason"
+        )
 
-    def crossed(self, signal: str, horizon: str, bound: Callable[[pl.Expr, str], pl.Expr]) -> pl.Expr:
+    def crossed(
+        self, signal: str, horizon: str, bound: Callable[[pl.Expr, str], pl.Expr]
+    ) -> pl.Expr:
         """True where this window takes ``signal`` over ``horizon`` past ``bound``.
 
         The horizon's sum must be past the bound *without* this window's share not: a
@@ -106,7 +134,9 @@ class Judge:
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each window's own and peer ceilings (largest values seen in training)."""
         cols = horizon_columns(self.horizons)
-        own = self.profile.account_max.select(ACCOUNT, *[pl.col(c).alias(f"{c}__own") for c in cols])
+        own = self.profile.account_max.select(
+            ACCOUNT, *[pl.col(c).alias(f"{c}__own") for c in cols]
+        )
         peer = self.profile.peer_max.select(
             "peer_group", *[pl.col(c).alias(f"{c}__peermax") for c in cols]
         )
@@ -120,71 +150,78 @@ class Judge:
         )
         export_cols = [col_name("exports", h) for h in self.horizons.all]
         frame = frame.with_columns(
-            pl.col(f"{c}__{kind}").fill_null(0) for c in cols for kind in ("own", "peermax", "peertypical")
+            pl.col(f"{c}__{kind}").fill_null(0)
+            for c in cols
+            for kind in ("own", "peermax", "peertypical")
         )
         return frame.with_columns(
             *[pl.max_horizontal(f"{c}__own", f"{c}__peermax").alias(f"{c}__ceiling") for c in cols],
             pl.max_horizontal(pl.col(f"{c}__own") for c in export_cols).alias("exports__own_max"),
-            pl.max_horizontal(pl.col(f"{c}__peermax") for c in export_cols).alias("exports__peer_max"),
+            pl.max_horizontal(pl.col(f"{c}__peermax") for c in export_cols).alias(
+                "exports__peer_max"
+            ),
         )
 
     def _reason_columns(self) -> list[str]:
-        cols = [ACCOUNT, "window_start", "flagged", "guardrail", "score", "has_history", "hour", "hour_rarity",
-                "objects_list", "export_objects_list", "new_objects_list", "new_clients_list", "new_apps_list",
-                "exports", "failed", "exports__own_max"]
-        for v in ("rows_read", "bytes_read", "statements", "failed"):
-            for h in self.horizons.all:
-                c = col_name(v, h)
-                cols += [c, f"{c}_vs_own", f"{c}_vs_peers"]
-                if v != "failed":
-                    cols += [f"{c}__own", f"{c}__peermax"]
+        cols = [
+            ACCOUNT,
+            "window_start",
+            "flagged",
+            "guardrail",
+            "score",
+            "has_history",
+            "hour",
+            "hour_rarity",
+            "objects_list",
+            "export_objects_list",
+            "new_objects_list",
+            "new_clients_list",
+            "new_apps_list",
+            "exports",
+            "exports__own_max",
+        ]
+        for c in horizon_columns(self.horizons):
+            cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
         return cols
 
     def reasons(self, row: dict[str, Any]) -> list[str]:
-        """Plain-language reasons for one flagged window, with numbers."""
+        """Plain-language reasons for one flagged window, with numbers.
+
+        Each names what happened in database terms and how far it is from this
+        account's training history and its peers'. The last line is the model's score.
+        """
         out: list[str] = []
-        h_all = self.horizons.all
-        objects = _names(row["objects_list"])
-        factor = self.settings.reason_factor
+        base = self.horizons.base
+        guard = self.settings.guardrail_factor
+        guard_kind: str | None = None
         for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
-            base = row[col_name(signal, self.horizons.base)] or 0
-
-            def ratio(value: float, h: str, sig: str = signal) -> float:
-                return (value + 1) / ((row[f"{col_name(sig, h)}__own"] or 0) + 1)
-
-            # The horizon this window took furthest past the account's own largest.
-            crossed = [
-                (ratio(row[col_name(signal, h)] or 0, h), h)
-                for h in h_all
-                if ratio(row[col_name(signal, h)] or 0, h) >= factor
-                and (h == self.horizons.base or ratio((row[col_name(signal, h)] or 0) - base, h) < factor)
-            ]
-            if not crossed or not base:
-                continue
-            h = max(crossed)[1]
-            value = row[col_name(signal, h)]
-            own = row[f"{col_name(signal, h)}__own"]
-            peer = row[f"{col_name(signal, h)}__peermax"]
-            history = (
-                f"{_times(value, own)} this account's largest {_span(h)} in training ({_num(own)})"
-                if row["has_history"]
-                else "a new account with no history"
-            )
-            out.append(
-                f"read {_num(value)} {unit} in {_span(h)} from {objects}; {history}; "
-                f"{_times(value, peer)} the largest of any peer ({_num(peer)})"
-            )
+            found = self._volume_reason(row, unit, signal)
+            if found is not None:
+                text, beyond_all = found
+                out.append(text)
+                guard_kind = guard_kind or ("all" if beyond_all else "own")
         if row["exports"]:
-            exported = _names(row["export_objects_list"])
             habit = (
                 "this account never exported data in training"
                 if not row["exports__own_max"]
                 else f"{_times(row['exports'], row['exports__own_max'])} its usual"
             )
-            out.append(f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of {exported}, row count not logged; {habit}")
+            out.append(
+                f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of "
+                f"{_names(row['export_objects_list'])}; row count not logged; {habit}"
+            )
         if row["has_history"] and row["new_objects_list"]:
             out.append(
-                f"{len(row['new_objects_list'])} object(s) never read before by this account: {_names(row['new_objects_list'])}"
+                f"{len(row['new_objects_list'])} object(s) never read before by this account: "
+                f"{_names(row['new_objects_list'])}"
+            )
+        objects, own_objects = (
+            row[col_name("objects", base)] or 0,
+            row[f"{col_name('objects', base)}__own"],
+        )
+        if row["has_history"] and objects > max(own_objects, 1):
+            out.append(
+                f"{objects} distinct objects read in {_span(base)}; this account's most in training: {own_objects}"
             )
         if row["has_history"] and row["new_clients_list"]:
             out.append(f"new client address for this account: {', '.join(row['new_clients_list'])}")
@@ -192,23 +229,85 @@ class Judge:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
         if row["hour_rarity"] >= OFF_HOURS_RARITY:
             span = usual_hours(self.profile, row[ACCOUNT]) if row["has_history"] else None
-            when = row["window_start"].strftime("%H:%M")
-            usual = f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00 UTC" if span else "its peers' usual hours"
-            out.append(f"{when} UTC is outside {usual}")
-        base = self.horizons.base
-        if row["failed"] and row[f"{col_name('failed', base)}_vs_own"] >= math.log2(self.settings.reason_factor):
-            out.append(f"{row['failed']} failed statements in {_span(base)}")
-        stmts = col_name("statements", base)
-        if row[f"{stmts}_vs_own"] >= math.log2(self.settings.reason_factor) and row[f"{stmts}__own"]:
-            out.append(f"{_num(row[stmts])} statements in {_span(base)}; {_times(row[stmts], row[f'{stmts}__own'])} its largest in training")
-        if row["guardrail"]:
-            out.append(
-                f"guardrail: beyond {self.settings.guardrail_factor:g}x anything this account and its peers did in training"
-                if not row["exports"] or row["exports__own_max"]
-                else "guardrail: data exported by an account that never exports"
+            usual = (
+                f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00"
+                if span
+                else "its peers' usual hours"
             )
+            out.append(f"{row['window_start']:%H:%M} UTC is outside {usual} UTC")
+        failed, own_failed = (
+            row[col_name("failed", base)] or 0,
+            row[f"{col_name('failed', base)}__own"],
+        )
+        if failed > own_failed:
+            out.append(
+                f"{failed} failed statement(s) in {_span(base)}; this account's most in training: {own_failed}"
+            )
+        stmts, own_stmts = (
+            row[col_name("statements", base)] or 0,
+            row[f"{col_name('statements', base)}__own"],
+        )
+        if own_stmts and (stmts + 1) >= self.settings.reason_factor * (own_stmts + 1):
+            out.append(
+                f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} this account's most in training"
+            )
+        if row["guardrail"]:
+            if guard_kind == "all":
+                out.append(
+                    f"guardrail: over {guard:g}x the largest volume of this account and all its peers in training"
+                )
+            elif guard_kind == "own":
+                out.append(
+                    f"guardrail: over {guard:g}x this account's largest volume and its typical peer's in training"
+                )
+            else:
+                out.append("guardrail: data exported by an account that never exports")
         out.append(f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})")
         return out
+
+    def _volume_reason(
+        self, row: dict[str, Any], unit: str, signal: str
+    ) -> tuple[str, bool] | None:
+        """The volume this window took furthest past the account's own largest, if any,
+        and whether it is past ``guardrail_factor`` times every peer's largest too."""
+        base_value = row[col_name(signal, self.horizons.base)] or 0
+        if not base_value:
+            return None
+
+        def ratio(value: float, h: str) -> float:
+            return (value + 1) / (row[f"{col_name(signal, h)}__own"] + 1)
+
+        factor = self.settings.reason_factor
+        crossed = [
+            (ratio(row[col_name(signal, h)] or 0, h), h)
+            for h in self.horizons.all
+            if ratio(row[col_name(signal, h)] or 0, h) >= factor
+            and (
+                h == self.horizons.base
+                or ratio((row[col_name(signal, h)] or 0) - base_value, h) < factor
+            )
+        ]
+        if not crossed:
+            return None
+        h = max(crossed)[1]
+        c = col_name(signal, h)
+        value, own, peer, typical = (
+            row[c],
+            row[f"{c}__own"],
+            row[f"{c}__peermax"],
+            row[f"{c}__peertypical"],
+        )
+        history = (
+            f"{_times(value, own)} this account's largest {_span(h)} in training ({_num(own)})"
+            if row["has_history"]
+            else "a new account with no history"
+        )
+        text = (
+            f"read {_num(value)} {unit} in {_span(h)} from {_names(row['objects_list'])}; {history}; "
+            f"{_times(value, typical)} a typical peer's largest ({_num(typical)}), "
+            f"{_times(value, peer)} any peer's largest ({_num(peer)})"
+        )
+        return text, value > self.settings.guardrail_factor * max(own, peer)
 
 
 def _num(value: float | int | None) -> str:

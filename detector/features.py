@@ -29,7 +29,15 @@ ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
 # ``objects`` sums each window's distinct objects: object-windows, not distinct objects.
-VOLUME: Final = ("rows_read", "bytes_read", "statements", "objects", "exports", "failed", "new_objects")
+VOLUME: Final = (
+    "rows_read",
+    "bytes_read",
+    "statements",
+    "objects",
+    "exports",
+    "failed",
+    "new_objects",
+)
 # Signals compared with the account's own history and with its peers.
 RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports", "failed")
 
@@ -107,7 +115,13 @@ def window_activity(
         .drop_nulls()
         .n_unique()
         .alias("exports"),
-        pl.col(S.OBJECTS).filter(is_read).explode().drop_nulls().unique().sort().alias("objects_list"),
+        pl.col(S.OBJECTS)
+        .filter(is_read)
+        .explode()
+        .drop_nulls()
+        .unique()
+        .sort()
+        .alias("objects_list"),
         pl.col(S.OBJECTS)
         .filter(pl.col(S.EXPORT))
         .explode()
@@ -159,10 +173,10 @@ def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
         exprs.append(pl.col(signal).alias(col_name(signal, horizons.base)))
         for h in horizons.longer:
             summed = pl.col(signal).rolling_sum_by(WINDOW, window_size=h, min_samples=1)
-            known = pl.col(signal).is_not_null().cast(pl.Int32).rolling_sum_by(WINDOW, window_size=h)
-            exprs.append(
-                pl.when(known > 0).then(summed).over(ACCOUNT).alias(col_name(signal, h))
+            known = (
+                pl.col(signal).is_not_null().cast(pl.Int32).rolling_sum_by(WINDOW, window_size=h)
             )
+            exprs.append(pl.when(known > 0).then(summed).over(ACCOUNT).alias(col_name(signal, h)))
     return windows.with_columns(exprs)
 
 
@@ -178,7 +192,9 @@ def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons
         own = pl.when(alerted).then(pl.col(signal).fill_null(0)).otherwise(0)
         for h in horizons.longer:
             others = own.rolling_sum_by(WINDOW, window_size=h, min_samples=1) - own
-            exprs.append((pl.col(col_name(signal, h)) - others.over(ACCOUNT)).alias(col_name(signal, h)))
+            exprs.append(
+                (pl.col(col_name(signal, h)) - others.over(ACCOUNT)).alias(col_name(signal, h))
+            )
     return windows.with_columns(exprs)
 
 
@@ -239,17 +255,29 @@ def add_relative(
     for c in cols:
         peer_ref_c = pl.col(f"{c}__peer")
         own_ref_c = pl.when(has_history).then(pl.col(f"{c}__own")).otherwise(peer_ref_c)
-        exprs.append(_log2_ratio(pl.col(c).fill_null(0), own_ref_c.fill_null(0)).alias(f"{c}_vs_own"))
-        exprs.append(_log2_ratio(pl.col(c).fill_null(0), peer_ref_c.fill_null(0)).alias(f"{c}_vs_peers"))
-    share = pl.when(has_history).then(pl.col("share").fill_null(0.0)).otherwise(
-        pl.col("peer_share").fill_null(0.0)
+        exprs.append(
+            _log2_ratio(pl.col(c).fill_null(0), own_ref_c.fill_null(0)).alias(f"{c}_vs_own")
+        )
+        exprs.append(
+            _log2_ratio(pl.col(c).fill_null(0), peer_ref_c.fill_null(0)).alias(f"{c}_vs_peers")
+        )
+    share = (
+        pl.when(has_history)
+        .then(pl.col("share").fill_null(0.0))
+        .otherwise(pl.col("peer_share").fill_null(0.0))
     )
     exprs.append((-(share.clip(lower_bound=1e-3)).log10()).alias("hour_rarity"))
-    exprs.append((-(pl.col("peer_share").fill_null(0.0).clip(lower_bound=1e-3)).log10()).alias("hour_rarity_peers"))
+    exprs.append(
+        (-(pl.col("peer_share").fill_null(0.0).clip(lower_bound=1e-3)).log10()).alias(
+            "hour_rarity_peers"
+        )
+    )
     exprs.append(has_history.alias("has_history"))
-    return joined.with_columns(exprs).drop(
-        [f"{c}__own" for c in cols] + [f"{c}__peer" for c in cols] + ["share", "peer_share"]
-    ).drop("day", strict=False)
+    return (
+        joined.with_columns(exprs)
+        .drop([f"{c}__own" for c in cols] + [f"{c}__peer" for c in cols] + ["share", "peer_share"])
+        .drop("day", strict=False)
+    )
 
 
 def others_max(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
@@ -275,7 +303,9 @@ def others_max(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
         second = pl.col(c).sort(descending=True).get(1, null_on_oob=True).over(ACCOUNT)
         is_top = (pl.col(c) == top) & (pl.col(c).filter(pl.col(c) == top).len().over(ACCOUNT) == 1)
         exprs.append(pl.when(is_top).then(second).otherwise(top).alias(c))
-    return daily.filter(n_days > 1).select(ACCOUNT, "day", pl.lit(True).alias("has_history"), *exprs)
+    return daily.filter(n_days > 1).select(
+        ACCOUNT, "day", pl.lit(True).alias("has_history"), *exprs
+    )
 
 
 def model_features(horizons: Horizons) -> list[str]:

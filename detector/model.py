@@ -56,7 +56,9 @@ class Calibration:
 class Detector:
     """Isolation forest over window feature vectors; ``fit`` then ``score``."""
 
-    def __init__(self, n_estimators: int = 200, max_samples: int = 2048, random_state: int = 0) -> None:
+    def __init__(
+        self, n_estimators: int = 200, max_samples: int = 2048, random_state: int = 0
+    ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
@@ -127,7 +129,9 @@ class TrainedModel:
 
     @property
     def horizons(self) -> Horizons:
-        return Horizons(base=self.manifest.horizons["base"], longer=tuple(self.manifest.horizons["longer"]))
+        return Horizons(
+            base=self.manifest.horizons["base"], longer=tuple(self.manifest.horizons["longer"])
+        )
 
 
 def save(model: TrainedModel, directory: Path) -> Manifest:
@@ -135,7 +139,9 @@ def save(model: TrainedModel, directory: Path) -> Manifest:
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(model.detector, directory / MODEL_FILE)
     paths = [directory / MODEL_FILE, *model.profile.save(directory).values()]
-    manifest = Manifest(**{**asdict(model.manifest), "artefacts": {p.name: _sha256(p) for p in paths}})
+    manifest = Manifest(
+        **{**asdict(model.manifest), "artefacts": {p.name: _sha256(p) for p in paths}}
+    )
     (directory / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
     model.manifest = manifest
     return manifest
@@ -146,7 +152,9 @@ def read_manifest(directory: Path) -> Manifest:
     try:
         return Manifest(**json.loads(path.read_text()))
     except FileNotFoundError as exc:
-        raise ModelError(f"{directory}: no {MANIFEST}; is this a trovewatch model directory?") from exc
+        raise ModelError(
+            f"{directory}: no {MANIFEST}; is this a trovewatch model directory?"
+        ) from exc
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{path}: not a valid trovewatch manifest ({exc})") from exc
 
@@ -169,9 +177,17 @@ def load(directory: Path) -> TrainedModel:
             f"{directory}: model trained with scikit-learn {trained_with}, this is "
             f"{version('scikit-learn')}. Retrain it with `trovewatch train`."
         )
-    expected = {MODEL_FILE, *(f"profile_{n}.parquet" for n in ("account_max", "peer_ref", "peer_max", "hours", "known", "peers"))}
+    expected = {
+        MODEL_FILE,
+        *(
+            f"profile_{n}.parquet"
+            for n in ("account_max", "peer_ref", "peer_max", "hours", "known", "peers")
+        ),
+    }
     if set(manifest.artefacts) != expected:
-        raise ModelError(f"{directory}: manifest lists {sorted(manifest.artefacts)}, expected {sorted(expected)}")
+        raise ModelError(
+            f"{directory}: manifest lists {sorted(manifest.artefacts)}, expected {sorted(expected)}"
+        )
     for name, digest in manifest.artefacts.items():
         path = directory / name
         if not path.is_file():

@@ -19,6 +19,7 @@ from detector.reader import read_chunks
 from detector.rejects import Quarantine
 from detector.settings import Settings
 
+
 @dataclass
 class Summary:
     """What a run read: events per format, context lines, rejects by reason, time span."""
@@ -98,7 +99,9 @@ def read_events(
 def windows_with_horizons(
     events: pl.DataFrame, horizons: F.Horizons, known: pl.DataFrame | None
 ) -> pl.LazyFrame:
-    activity = F.window_activity(events.lazy(), horizons.base, None if known is None else known.lazy())
+    activity = F.window_activity(
+        events.lazy(), horizons.base, None if known is None else known.lazy()
+    )
     return F.add_horizons(activity, horizons)
 
 
@@ -125,7 +128,9 @@ def model_frame(
 
 
 def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    return frame.select(pl.col(c).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for c in columns).to_numpy()
+    return frame.select(
+        pl.col(c).cast(pl.Float64).fill_null(0.0).fill_nan(0.0) for c in columns
+    ).to_numpy()
 
 
 def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> model.TrainedModel:
@@ -180,17 +185,30 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         return judge(frame, trained.detector.score(matrix(frame, trained.manifest.features)))
 
     judged = judged_windows(windows)
-    alerted = judged.filter(pl.col("flagged")).select(F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_alerted"))
+    alerted = judged.filter(pl.col("flagged")).select(
+        F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_alerted")
+    )
     if alerted.height:
         # Second pass: volume already alerted on is taken out of later windows' horizons.
         marked = windows.join(alerted, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left")
-        discounted = F.discount_alerted(marked.lazy(), pl.col("_alerted").fill_null(False), horizons)
+        discounted = F.discount_alerted(
+            marked.lazy(), pl.col("_alerted").fill_null(False), horizons
+        )
         judged = judged_windows(discounted.drop("_alerted").collect())
     feature_cols = [
-        *[F.col_name(v, h) for v in ("rows_read", "bytes_read", "statements", "exports") for h in horizons.all],
+        *[
+            F.col_name(v, h)
+            for v in ("rows_read", "bytes_read", "statements", "exports")
+            for h in horizons.all
+        ],
         *[f"{F.col_name(v, h)}_vs_own" for v in ("rows_read", "statements") for h in horizons.all],
         *[f"{F.col_name(v, h)}_vs_peers" for v in ("rows_read",) for h in horizons.all],
-        "new_objects", "failed", "new_clients", "new_apps", "hour_rarity", "peer_group",
+        "new_objects",
+        "failed",
+        "new_clients",
+        "new_apps",
+        "hour_rarity",
+        "peer_group",
     ]
     return judged.select(
         pl.col(F.ACCOUNT),
@@ -202,7 +220,10 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         "reasons",
         pl.struct(
             pl.col("objects").alias("distinct_objects"),
-            *[pl.col(c).round(3) if judged.schema[c] == pl.Float64 else pl.col(c) for c in feature_cols],
+            *[
+                pl.col(c).round(3) if judged.schema[c] == pl.Float64 else pl.col(c)
+                for c in feature_cols
+            ],
         ).alias("features"),
         pl.col("objects_list").alias("objects"),
     ).sort(F.WINDOW, F.ACCOUNT)

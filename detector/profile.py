@@ -65,7 +65,9 @@ def learn(
     peers = pl.DataFrame(
         {ACCOUNT: account_max[ACCOUNT]},
     ).with_columns(
-        pl.col(ACCOUNT).replace_strict(roles or {}, default=POPULATION, return_dtype=pl.String).alias("peer_group")
+        pl.col(ACCOUNT)
+        .replace_strict(roles or {}, default=POPULATION, return_dtype=pl.String)
+        .alias("peer_group")
     )
     with_group = account_max.join(peers, on=ACCOUNT)
     groups = pl.concat(
@@ -75,14 +77,32 @@ def learn(
     peer_max = groups.group_by("peer_group").agg(pl.col(c).max() for c in cols)
     hours = _hour_shares(windows)
     is_read = pl.col(S.CLASS) == "READ"
-    known = pl.concat(
-        [
-            events.filter(is_read).select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.OBJECTS).alias("value")).explode("value").with_columns(pl.lit("object").alias("kind")),
-            events.select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.CLIENT_IP).alias("value"), pl.lit("client").alias("kind")),
-            events.select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.APPLICATION).alias("value"), pl.lit("app").alias("kind")),
-        ],
-        how="diagonal",
-    ).drop_nulls().unique().select(ACCOUNT, "kind", "value").sort(ACCOUNT, "kind", "value").collect()
+    known = (
+        pl.concat(
+            [
+                events.filter(is_read)
+                .select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.OBJECTS).alias("value"))
+                .explode("value")
+                .with_columns(pl.lit("object").alias("kind")),
+                events.select(
+                    pl.col(S.ACCOUNT).alias(ACCOUNT),
+                    pl.col(S.CLIENT_IP).alias("value"),
+                    pl.lit("client").alias("kind"),
+                ),
+                events.select(
+                    pl.col(S.ACCOUNT).alias(ACCOUNT),
+                    pl.col(S.APPLICATION).alias("value"),
+                    pl.lit("app").alias("kind"),
+                ),
+            ],
+            how="diagonal",
+        )
+        .drop_nulls()
+        .unique()
+        .select(ACCOUNT, "kind", "value")
+        .sort(ACCOUNT, "kind", "value")
+        .collect()
+    )
     return Profile(account_max, peer_ref, peer_max, hours, known, peers)
 
 
@@ -93,12 +113,18 @@ def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
     mean of the accounts' shares, so every account weighs the same.
     """
     counts = windows.group_by(ACCOUNT, "hour").agg(pl.len().alias("n"))
-    grid = windows.select(ACCOUNT).unique().join(
-        pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int8}), how="cross"
+    grid = (
+        windows.select(ACCOUNT)
+        .unique()
+        .join(pl.DataFrame({"hour": list(range(24))}, schema={"hour": pl.Int8}), how="cross")
     )
-    dense = grid.join(counts.with_columns(pl.col("hour").cast(pl.Int8)), on=[ACCOUNT, "hour"], how="left").with_columns(
-        pl.col("n").fill_null(0)
-    ).sort(ACCOUNT, "hour")
+    dense = (
+        grid.join(
+            counts.with_columns(pl.col("hour").cast(pl.Int8)), on=[ACCOUNT, "hour"], how="left"
+        )
+        .with_columns(pl.col("n").fill_null(0))
+        .sort(ACCOUNT, "hour")
+    )
     share = pl.col("n") / pl.col("n").sum().over(ACCOUNT)
     dense = dense.with_columns(share.alias("raw"))
     prev = pl.col("raw").shift(1).over(ACCOUNT).fill_null(pl.col("raw").last().over(ACCOUNT))
@@ -106,10 +132,17 @@ def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
     smoothed = dense.with_columns(
         pl.max_horizontal(pl.col("raw"), prev, nxt).alias("share")
     ).select(ACCOUNT, "hour", "share")
-    population = smoothed.group_by("hour").agg(pl.col("share").mean()).with_columns(
-        pl.lit(POPULATION).alias(ACCOUNT)
-    ).select(ACCOUNT, "hour", "share")
-    return pl.concat([smoothed, population]).with_columns(pl.col("hour").cast(pl.Int8)).sort(ACCOUNT, "hour")
+    population = (
+        smoothed.group_by("hour")
+        .agg(pl.col("share").mean())
+        .with_columns(pl.lit(POPULATION).alias(ACCOUNT))
+        .select(ACCOUNT, "hour", "share")
+    )
+    return (
+        pl.concat([smoothed, population])
+        .with_columns(pl.col("hour").cast(pl.Int8))
+        .sort(ACCOUNT, "hour")
+    )
 
 
 def usual_hours(profile: Profile, account: str) -> tuple[int, int] | None:

@@ -37,18 +37,33 @@ class Settings(BaseSettings):
         default_factory=lambda: ["1h", "1d", "3d"],
         description="Longer trailing horizons summed for slow pulls and drips.",
     )
-    threshold: float = Field(0.5, ge=0, le=1, description="Calibrated score at which a window is flagged.")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Calibrated score at which a window is flagged."
+    )
     severity_bands: dict[str, float] = Field(
         default_factory=lambda: {"low": 0.5, "medium": 0.7, "high": 0.85},
         description="Lowest score of each severity; guardrail hits are always 'critical'.",
     )
     guardrail_factor: float = Field(
-        10.0, gt=1, description="Flag volume this many times beyond the account's and its peers' largest, whatever the model says."
+        10.0,
+        gt=1,
+        description="Flag volume this many times beyond the account's and its peers' largest, whatever the model says.",
     )
-    guardrail_min_rows: int = Field(10_000, ge=0, description="The guardrail ignores volumes below this many rows.")
-    reason_factor: float = Field(3.0, gt=1, description="A signal is named as a reason when at least this many times its usual largest.")
-    warmup: str = Field("1d", description="Each account's first period in training, used for its profile but not to fit the model.")
-    roles: dict[str, str] = Field(default_factory=dict, description="Peer groups: account -> group name.")
+    guardrail_min_rows: int = Field(
+        10_000, ge=0, description="The guardrail ignores volumes below this many rows."
+    )
+    reason_factor: float = Field(
+        3.0,
+        gt=1,
+        description="A signal is named as a reason when at least this many times its usual largest.",
+    )
+    warmup: str = Field(
+        "1d",
+        description="Each account's first period in training, used for its profile but not to fit the model.",
+    )
+    roles: dict[str, str] = Field(
+        default_factory=dict, description="Peer groups: account -> group name."
+    )
     trees: int = Field(200, ge=10, description="Isolation forest size.")
     seed: int = Field(0, description="Random seed for training.")
 

@@ -15,7 +15,9 @@ PG_SCENARIOS = FIXTURES / "pgaudit"
 OUTPUTS = {"stderr": "postgresql.log", "csvlog": "postgresql.csv", "jsonlog": "postgresql.json"}
 
 
-def parse(path: Path, format_name: str = "auto", **kwargs: object) -> tuple[pl.DataFrame, Quarantine]:
+def parse(
+    path: Path, format_name: str = "auto", **kwargs: object
+) -> tuple[pl.DataFrame, Quarantine]:
     """Events from one file, and the quarantine that counted its rejects (in memory)."""
     quarantine = Quarantine(None)
     events, _ = read_events([path], format_name=format_name, quarantine=quarantine, **kwargs)  # type: ignore[arg-type]

@@ -52,9 +52,15 @@ def test_every_incident_is_flagged_where_it_happened(incident: str, output: str)
 
 def test_no_unlabelled_account_day_is_flagged(output: str) -> None:
     days = labels().select("account", pl.col("start").dt.date().alias("day"))
-    flagged = scored(output).filter(pl.col("flagged")).with_columns(pl.col("window_start").dt.date().alias("day"))
+    flagged = (
+        scored(output)
+        .filter(pl.col("flagged"))
+        .with_columns(pl.col("window_start").dt.date().alias("day"))
+    )
     false_alarms = flagged.join(days, on=["account", "day"], how="anti")
-    assert false_alarms.is_empty(), false_alarms.select("account", "window_start", "score", "reasons").to_dicts()
+    assert false_alarms.is_empty(), false_alarms.select(
+        "account", "window_start", "score", "reasons"
+    ).to_dicts()
 
 
 def test_the_nightly_backup_is_scored_but_not_flagged(output: str) -> None:
@@ -65,7 +71,10 @@ def test_the_nightly_backup_is_scored_but_not_flagged(output: str) -> None:
 
 def test_three_outputs_give_the_same_verdicts() -> None:
     verdicts = [
-        scored(o).filter(pl.col("flagged")).select("account", "window_start").sort("account", "window_start")
+        scored(o)
+        .filter(pl.col("flagged"))
+        .select("account", "window_start")
+        .sort("account", "window_start")
         for o in sorted(OUTPUTS)
     ]
     for other in verdicts[1:]:

@@ -10,12 +10,30 @@ from detector import features as F
 from detector import schema as S
 
 
-def ev(minute: int, account: str, rows: int | None, objects: list[str], *, cls: str = "READ",
-       export: bool = False, success: bool = True, stmt: str = "1.1", day: int = 5) -> dict[str, object]:
+def ev(
+    minute: int,
+    account: str,
+    rows: int | None,
+    objects: list[str],
+    *,
+    cls: str = "READ",
+    export: bool = False,
+    success: bool = True,
+    stmt: str = "1.1",
+    day: int = 5,
+) -> dict[str, object]:
     return {
-        S.TIME: datetime(2026, 10, day, 9, minute, tzinfo=UTC), S.ACCOUNT: account, S.ROWS: rows,
-        S.OBJECTS: objects, S.CLASS: cls, S.EXPORT: export, S.SUCCESS: success,
-        S.SESSION: "s1", S.STATEMENT_ID: stmt, S.CLIENT_IP: "10.0.0.1", S.APPLICATION: "app",
+        S.TIME: datetime(2026, 10, day, 9, minute, tzinfo=UTC),
+        S.ACCOUNT: account,
+        S.ROWS: rows,
+        S.OBJECTS: objects,
+        S.CLASS: cls,
+        S.EXPORT: export,
+        S.SUCCESS: success,
+        S.SESSION: "s1",
+        S.STATEMENT_ID: stmt,
+        S.CLIENT_IP: "10.0.0.1",
+        S.APPLICATION: "app",
     }
 
 
@@ -25,8 +43,13 @@ def frame(*rows: dict[str, object]) -> pl.LazyFrame:
 
 def test_window_sums_read_rows_per_account_and_ignores_writes() -> None:
     out = F.window_activity(
-        frame(ev(0, "a", 10, ["s.t"]), ev(1, "a", 5, ["s.u"]), ev(2, "a", 99, ["s.t"], cls="WRITE"),
-              ev(3, "b", 7, ["s.t"]), ev(7, "a", 1, ["s.t"])),
+        frame(
+            ev(0, "a", 10, ["s.t"]),
+            ev(1, "a", 5, ["s.u"]),
+            ev(2, "a", 99, ["s.t"], cls="WRITE"),
+            ev(3, "b", 7, ["s.t"]),
+            ev(7, "a", 1, ["s.t"]),
+        ),
         "5m",
     ).collect()
     a = out.filter(pl.col("account") == "a").sort("window_start")
@@ -37,14 +60,19 @@ def test_window_sums_read_rows_per_account_and_ignores_writes() -> None:
 
 
 def test_rows_are_null_when_no_read_logged_a_count() -> None:
-    out = F.window_activity(frame(ev(0, "a", None, ["s.t"]), ev(1, "a", None, ["s.t"])), "5m").collect()
+    out = F.window_activity(
+        frame(ev(0, "a", None, ["s.t"]), ev(1, "a", None, ["s.t"])), "5m"
+    ).collect()
     assert out["rows_read"].to_list() == [None]
 
 
 def test_export_counted_once_per_statement_across_substatements() -> None:
     # COPY (SELECT ...) TO logs the SELECT as 7.1 and the COPY as 7.2: one export statement.
     out = F.window_activity(
-        frame(ev(0, "a", 100, ["s.t"], export=True, stmt="7.1"), ev(0, "a", None, ["s.t"], export=True, stmt="7.2")),
+        frame(
+            ev(0, "a", 100, ["s.t"], export=True, stmt="7.1"),
+            ev(0, "a", None, ["s.t"], export=True, stmt="7.2"),
+        ),
         "5m",
     ).collect()
     assert out["exports"].to_list() == [1]
@@ -53,21 +81,32 @@ def test_export_counted_once_per_statement_across_substatements() -> None:
 
 def test_new_objects_are_those_not_known_and_first_seen_in_the_window() -> None:
     known = pl.DataFrame({"account": ["a"], "kind": ["object"], "value": ["s.t"]}).lazy()
-    out = F.window_activity(
-        frame(ev(0, "a", 1, ["s.t", "s.new"]), ev(6, "a", 1, ["s.new", "s.other"])), "5m", known
-    ).collect().sort("window_start")
+    out = (
+        F.window_activity(
+            frame(ev(0, "a", 1, ["s.t", "s.new"]), ev(6, "a", 1, ["s.new", "s.other"])), "5m", known
+        )
+        .collect()
+        .sort("window_start")
+    )
     assert out["new_objects_list"].to_list() == [["s.new"], ["s.other"]]
 
 
 def test_failed_statements_are_counted_separately() -> None:
-    out = F.window_activity(frame(ev(0, "a", None, ["s.t"], cls="ERROR", success=False), ev(1, "a", 3, ["s.t"])), "5m").collect()
+    out = F.window_activity(
+        frame(ev(0, "a", None, ["s.t"], cls="ERROR", success=False), ev(1, "a", 3, ["s.t"])), "5m"
+    ).collect()
     assert out["failed"].to_list() == [1]
     assert out["statements"].to_list() == [1]
 
 
 def test_horizons_sum_trailing_windows_per_account() -> None:
     windows = F.window_activity(
-        frame(ev(0, "a", 10, ["t"]), ev(30, "a", 20, ["t"]), ev(0, "a", 40, ["t"], day=6), ev(5, "b", 1000, ["t"])),
+        frame(
+            ev(0, "a", 10, ["t"]),
+            ev(30, "a", 20, ["t"]),
+            ev(0, "a", 40, ["t"], day=6),
+            ev(5, "b", 1000, ["t"]),
+        ),
         "5m",
     )
     out = F.add_horizons(windows, F.Horizons("5m", ("1h", "1d"))).collect()
@@ -84,13 +123,20 @@ def test_relative_features_compare_with_own_history_and_fall_back_to_peers() -> 
         F.window_activity(frame(ev(0, "known", 800, ["t"]), ev(0, "newbie", 800, ["t"])), "5m"), h
     )
     cols = F.horizon_columns(h)
-    account_max = pl.DataFrame({"account": ["known"], "has_history": [True], **{c: [0] for c in cols}}).with_columns(
-        pl.lit(99).alias("rows_read_5m")
+    account_max = pl.DataFrame(
+        {"account": ["known"], "has_history": [True], **{c: [0] for c in cols}}
+    ).with_columns(pl.lit(99).alias("rows_read_5m"))
+    peer_ref = pl.DataFrame({"peer_group": ["*"], **{c: [0] for c in cols}}).with_columns(
+        pl.lit(7).alias("rows_read_5m")
     )
-    peer_ref = pl.DataFrame({"peer_group": ["*"], **{c: [0] for c in cols}}).with_columns(pl.lit(7).alias("rows_read_5m"))
-    hours = pl.DataFrame({"account": ["known", "*"], "hour": [9, 9], "share": [0.5, 0.2]}, schema_overrides={"hour": pl.Int8})
+    hours = pl.DataFrame(
+        {"account": ["known", "*"], "hour": [9, 9], "share": [0.5, 0.2]},
+        schema_overrides={"hour": pl.Int8},
+    )
     peers = pl.DataFrame({"account": ["known"], "peer_group": ["*"]})
-    out = F.add_relative(windows, h, account_max.lazy(), peer_ref.lazy(), hours.lazy(), peers.lazy()).collect()
+    out = F.add_relative(
+        windows, h, account_max.lazy(), peer_ref.lazy(), hours.lazy(), peers.lazy()
+    ).collect()
     known = out.filter(pl.col("account") == "known").row(0, named=True)
     newbie = out.filter(pl.col("account") == "newbie").row(0, named=True)
     assert round(known["rows_read_5m_vs_own"], 6) == round(__import__("math").log2(801 / 100), 6)

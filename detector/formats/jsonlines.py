@@ -94,7 +94,5 @@ def decode_lines(lines: pl.DataFrame, dtype: pl.Struct) -> tuple[pl.DataFrame, p
     if split.parts:
         decoded = pl.concat(split.parts).unnest("_json")
     else:
-        decoded = lines.clear().with_columns(
-            pl.lit(None, dtype).alias("_json")
-        ).unnest("_json")
+        decoded = lines.clear().with_columns(pl.lit(None, dtype).alias("_json")).unnest("_json")
     return decoded, bad.sort("line_no")

@@ -97,7 +97,9 @@ class Mapping:
         fields = raw.get("fields", {})
         unknown = sorted(set(fields) - set(FIELDS))
         if unknown:
-            raise MappingError(f"mapping file {path}: unknown fields {unknown}; known: {sorted(FIELDS)}")
+            raise MappingError(
+                f"mapping file {path}: unknown fields {unknown}; known: {sorted(FIELDS)}"
+            )
         missing = [f for f in REQUIRED if f not in fields]
         if missing:
             raise MappingError(f"mapping file {path}: fields {missing} must be mapped")
@@ -105,7 +107,9 @@ class Mapping:
         kwargs: dict[str, Any] = {}
         for key in ("success_values", "export_commands", "read_commands"):
             if key in opts:
-                kwargs[key] = tuple(str(v).upper() if "commands" in key else str(v).lower() for v in opts[key])
+                kwargs[key] = tuple(
+                    str(v).upper() if "commands" in key else str(v).lower() for v in opts[key]
+                )
         return cls(
             format=fmt,
             system=str(raw.get("system", "other")),
@@ -128,9 +132,7 @@ class MappedFormat:
         return False  # only ever chosen explicitly, with --mapping
 
     def parse(self, chunk: Chunk) -> Parsed:
-        raw, bad = (
-            self._ndjson(chunk) if self.mapping.format == "ndjson" else self._csv(chunk)
-        )
+        raw, bad = self._ndjson(chunk) if self.mapping.format == "ndjson" else self._csv(chunk)
         return self._to_events(raw, bad)
 
     def _ndjson(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -168,7 +170,9 @@ class MappedFormat:
             ),
         )
         values = table.select(
-            "line_no", "line", *[pl.col(col).alias(name) for name, col in self.mapping.fields.items()]
+            "line_no",
+            "line",
+            *[pl.col(col).alias(name) for name, col in self.mapping.fields.items()],
         )
         return values, rejects(table.clear(), pl.lit(False), Reason.UNRECOGNISED)
 
@@ -192,7 +196,9 @@ class MappedFormat:
             if key == "objects":
                 listed = col.str.json_decode(pl.List(pl.String))
                 split = (
-                    col.str.split(m.objects_separator) if m.objects_separator else pl.concat_list(col)
+                    col.str.split(m.objects_separator)
+                    if m.objects_separator
+                    else pl.concat_list(col)
                 )
                 col = pl.when(col.str.starts_with("[")).then(listed).otherwise(split)
                 col = col.list.eval(pl.element().str.strip_chars()).list.drop_nulls()
@@ -214,7 +220,10 @@ class MappedFormat:
         )
         if "class" not in present:
             events = events.with_columns(
-                pl.when(command.is_in(list(m.read_commands))).then(pl.lit("READ")).otherwise(pl.lit(None)).alias(S.CLASS)
+                pl.when(command.is_in(list(m.read_commands)))
+                .then(pl.lit("READ"))
+                .otherwise(pl.lit(None))
+                .alias(S.CLASS)
             )
         if "success" not in present:
             events = events.with_columns(pl.lit(True).alias(S.SUCCESS))

@@ -107,13 +107,21 @@ class PgCsvlog:
             try:
                 pl.read_csv(text.encode(), has_header=False, infer_schema=False)
             except PolarsError:
-                found.append(rejects(pl.DataFrame({"line_no": [line_no], "line": [text]}), pl.lit(True), Reason.TRUNCATED))
+                found.append(
+                    rejects(
+                        pl.DataFrame({"line_no": [line_no], "line": [text]}),
+                        pl.lit(True),
+                        Reason.TRUNCATED,
+                    )
+                )
                 continue
             sub = self.parse(Chunk(chunk.path, text.encode(), line_no))
             events.append(sub.events)
             found.append(sub.rejects)
         return Parsed(
-            events=pl.concat(events) if events else pgaudit.to_events(_empty_records(), self.name).events,
+            events=pl.concat(events)
+            if events
+            else pgaudit.to_events(_empty_records(), self.name).events,
             rejects=pl.concat(found).sort("line_no"),
         )
 

@@ -146,7 +146,9 @@ class PgStderr:
 
         records = records.select(
             "line_no",
-            fields.struct.field("ts").alias("ts") if "ts" in names else pl.lit(None, pl.String).alias("ts"),
+            fields.struct.field("ts").alias("ts")
+            if "ts" in names
+            else pl.lit(None, pl.String).alias("ts"),
             field("user").alias("user"),
             field("dbname").alias("dbname"),
             field("pid", pl.Int64).alias("pid"),
@@ -167,9 +169,7 @@ class PgStderr:
 def _join_continuations(lines: pl.DataFrame, rx: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Records (first line plus ``_more``: its tab-continued lines) and unparsable lines."""
     is_cont = pl.col("line").str.starts_with("\t")
-    lines = lines.with_columns(
-        is_cont.alias("_cont"), (~is_cont).cum_sum().alias("_rec")
-    )
+    lines = lines.with_columns(is_cont.alias("_cont"), (~is_cont).cum_sum().alias("_rec"))
     more = (
         lines.filter(pl.col("_cont"))
         .group_by("_rec")
@@ -195,6 +195,8 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     statement = (
         pl.when(pl.col("severity") == "STATEMENT").then(pl.col("message")).drop_nulls().first()
     )
-    return records.with_columns(
-        statement.over("pid", "_group").alias("statement")
-    ).filter(main).drop("_group")
+    return (
+        records.with_columns(statement.over("pid", "_group").alias("statement"))
+        .filter(main)
+        .drop("_group")
+    )

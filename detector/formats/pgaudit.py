@@ -92,9 +92,12 @@ def parse_time(ts: pl.Expr) -> pl.Expr:
         "3"
     ).cast(pl.Int64, strict=False).fill_null(0)
     signed = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
-    utc = pl.when(zone.is_in(["UTC", "GMT", "Z", "", "+00", "+0000", "+00:00"])).then(
-        naive
-    ).when(minutes.is_not_null()).then(naive - pl.duration(minutes=signed))
+    utc = (
+        pl.when(zone.is_in(["UTC", "GMT", "Z", "", "+00", "+0000", "+00:00"]))
+        .then(naive)
+        .when(minutes.is_not_null())
+        .then(naive - pl.duration(minutes=signed))
+    )
     return utc.dt.replace_time_zone("UTC")
 
 
@@ -109,8 +112,10 @@ def relations_in(text: pl.Expr) -> pl.Expr:
         text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
     )
     name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.replace_all('"', "")
-    qualified = pl.when(name.str.contains(r"\.", literal=False)).then(name).otherwise(
-        pl.lit("public.") + name
+    qualified = (
+        pl.when(name.str.contains(r"\.", literal=False))
+        .then(name)
+        .otherwise(pl.lit("public.") + name)
     )
     return found.list.eval(qualified.str.to_lowercase()).list.unique(maintain_order=True)
 
@@ -139,7 +144,9 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     audit = audit.filter(pl.col("a_stmt_id").is_not_null())
     # Parallel workers log partial copies of their leader's statement with no user (csv
     # and json say backend_type "parallel worker"; stderr only lacks the user).
-    worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col("user").is_null()
+    worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col(
+        "user"
+    ).is_null()
     audit = audit.filter(~worker)
     statements = _audit_statements(audit)
     failures = _failures(records)
@@ -181,8 +188,10 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
         return records
     msg = pl.col("message")
     auth = msg.str.extract_groups(
-        r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
+        r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?"
+        r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
     )
+
     host = msg.str.extract(r"^connection received: host=(\S+)", 1)
     filled = records.with_columns(
         auth.struct.field("u").alias("_u"),
@@ -207,7 +216,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     if first.height == audit.height:  # no statement logged once per relation here
         first = first.with_columns(pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS))
     else:
-        objects = audit.group_by(key).agg(obj.drop_nulls().unique(maintain_order=True).alias(S.OBJECTS))
+        objects = audit.group_by(key).agg(
+            obj.drop_nulls().unique(maintain_order=True).alias(S.OBJECTS)
+        )
         first = first.join(objects, on=key, how="left", maintain_order="left")
 
     statement = unquote_csv(pl.col("a_statement"))
@@ -216,37 +227,46 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     is_copy_to = text_head.str.starts_with("COPY") & pl.col(S.QUERY).str.contains(
         r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
     )
-    is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with("FETCH")
+    is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
+        "FETCH"
+    )
     is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
     # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
     internal = pl.col(S.QUERY).str.starts_with("SELECT ") & pl.col(S.QUERY).str.contains(
         r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "'
     )
-    events = first.select(
-        S.TIME,
-        "line_no",
-        pl.col("user").alias(S.ACCOUNT),
-        pl.col("remote_host").alias(S.CLIENT_IP),
-        pl.col("application_name").alias(S.APPLICATION),
-        pl.col("dbname").alias(S.DATABASE),
-        S.OBJECTS,
-        "a_class",
-        command.alias(S.COMMAND),
-        statement.alias(S.QUERY),
-        pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
-        pl.col("session_id").alias(S.SESSION),
-        (pl.col("a_stmt_id") + "." + pl.col("a_substmt_id")).alias(S.STATEMENT_ID),
-        pl.lit(True).alias(S.SUCCESS),
-    ).with_columns(
-        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
-        (is_copy_to | is_cursor | is_dump).alias(S.EXPORT),
-    ).drop("a_class")
+    events = (
+        first.select(
+            S.TIME,
+            "line_no",
+            pl.col("user").alias(S.ACCOUNT),
+            pl.col("remote_host").alias(S.CLIENT_IP),
+            pl.col("application_name").alias(S.APPLICATION),
+            pl.col("dbname").alias(S.DATABASE),
+            S.OBJECTS,
+            "a_class",
+            command.alias(S.COMMAND),
+            statement.alias(S.QUERY),
+            pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
+            pl.col("session_id").alias(S.SESSION),
+            (pl.col("a_stmt_id") + "." + pl.col("a_substmt_id")).alias(S.STATEMENT_ID),
+            pl.lit(True).alias(S.SUCCESS),
+        )
+        .with_columns(
+            pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
+            (is_copy_to | is_cursor | is_dump).alias(S.EXPORT),
+        )
+        .drop("a_class")
+    )
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
     uncounted = pl.col(S.EXPORT) | (pl.col(S.COMMAND) == "COPY")
     events = events.with_columns(
-        pl.when(uncounted & (pl.col(S.ROWS) == 0)).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS)
+        pl.when(uncounted & (pl.col(S.ROWS) == 0))
+        .then(None)
+        .otherwise(pl.col(S.ROWS))
+        .alias(S.ROWS)
     )
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.

@@ -5,7 +5,6 @@ the client saw (expected.json)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -38,8 +37,11 @@ def test_outputs_agree(scenario: str) -> None:
 
 def _reads(scenario: str) -> list[dict[str, Any]]:
     return [
-        s for s in expected(scenario)["statements"]
-        if s["kind"] == "read" and s["statement"] and not s["statement"].lstrip().upper().startswith(EXPORTING)
+        s
+        for s in expected(scenario)["statements"]
+        if s["kind"] == "read"
+        and s["statement"]
+        and not s["statement"].lstrip().upper().startswith(EXPORTING)
         and "multi-statement" not in s["protocol"]
     ]
 
@@ -72,7 +74,8 @@ def test_objects_read_are_named_even_without_log_relation(scenario: str, output:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_exports_are_marked_and_name_their_table(scenario: str, output: str) -> None:
     copies = [
-        s for s in expected(scenario)["statements"]
+        s
+        for s in expected(scenario)["statements"]
         if s["kind"] == "read" and s["protocol"] == "copy" and s["statement"]
     ]
     ev = events(scenario, output).filter(pl.col(S.EXPORT))
@@ -86,7 +89,9 @@ def test_exports_are_marked_and_name_their_table(scenario: str, output: str) -> 
 def test_failed_statements_are_failures(scenario: str, output: str) -> None:
     failed = expected(scenario).get("failed_statements") or []
     ev = events(scenario, output).filter(~pl.col(S.SUCCESS), pl.col(S.CLASS) == "ERROR")
-    assert sorted(ev[S.QUERY].str.strip_suffix(";").to_list()) == sorted(f["statement"].rstrip(";") for f in failed)
+    assert sorted(ev[S.QUERY].str.strip_suffix(";").to_list()) == sorted(
+        f["statement"].rstrip(";") for f in failed
+    )
 
 
 def test_parallel_workers_do_not_add_partial_rows(output: str) -> None:
@@ -100,12 +105,16 @@ def test_parallel_workers_do_not_add_partial_rows(output: str) -> None:
 
 def test_pg_dump_exports_every_table(output: str) -> None:
     ev = events("pg_dump", output).filter(pl.col(S.EXPORT))
-    tables = {o for s in expected("pg_dump")["statements"] if s["kind"] == "read" for o in s["objects"]}
+    tables = {
+        o for s in expected("pg_dump")["statements"] if s["kind"] == "read" for o in s["objects"]
+    }
     assert set(ev[S.APPLICATION]) == {"pg_dump"}
     assert tables <= {o for objs in ev[S.OBJECTS].to_list() for o in objs}
 
 
-@pytest.mark.parametrize("log_file", sorted(p.name for p in (PG_SCENARIOS / "prefixes").glob("*.log")))
+@pytest.mark.parametrize(
+    "log_file", sorted(p.name for p in (PG_SCENARIOS / "prefixes").glob("*.log"))
+)
 def test_common_stderr_prefixes_are_recognised(log_file: str) -> None:
     ev, quarantine = parse(PG_SCENARIOS / "prefixes" / log_file)
     assert quarantine.total == 0

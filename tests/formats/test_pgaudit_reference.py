@@ -51,7 +51,9 @@ def test_select_rows_and_account_come_from_the_audit_record(output: str) -> None
 
 def test_copy_to_stdout_is_an_export_of_the_named_table_with_unknown_rows(output: str) -> None:
     # pgAudit logs READ,COPY with no object and 0 rows: the 0 is not a count.
-    copy = by_query(events(output), "COPY customers TO STDOUT;").filter(pl.col(S.ACCOUNT) == "alice")
+    copy = by_query(events(output), "COPY customers TO STDOUT;").filter(
+        pl.col(S.ACCOUNT) == "alice"
+    )
     assert copy[S.EXPORT].to_list() == [True]
     assert copy[S.OBJECTS].to_list() == [["public.customers"]]
     assert copy[S.ROWS].to_list() == [None]
@@ -80,7 +82,10 @@ def test_failed_statement_is_an_unsuccessful_event(output: str) -> None:
 
 def test_rows_are_unknown_not_zero_when_log_rows_is_off(output: str) -> None:
     # The last session ran SET pgaudit.log_rows = off: its records have no rows field.
-    off = events(output).filter(pl.col(S.ACCOUNT) == "postgres", pl.col(S.TIME) > pl.datetime(2026, 11, 28, 6, 55, 27, time_zone="UTC"))
+    off = events(output).filter(
+        pl.col(S.ACCOUNT) == "postgres",
+        pl.col(S.TIME) > pl.datetime(2026, 11, 28, 6, 55, 27, time_zone="UTC"),
+    )
     assert off.height == 3
     assert off[S.ROWS].null_count() == 3
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
-from pg_cluster import PgCluster, find_pg_bin, pgaudit_available  # noqa: E402
+from pg_cluster import PgCluster, find_pg_bin, pgaudit_available
 
 
 def free_port() -> int:
@@ -44,9 +44,11 @@ def wait_for_logs(log_dir: Path, marker: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     names = ("postgresql.log", "postgresql.csv", "postgresql.json")
     while time.monotonic() < deadline:
-        if all(marker in (log_dir / n).read_text(errors="replace") for n in names if (log_dir / n).exists()) and all(
-            (log_dir / n).exists() for n in names
-        ):
+        if all(
+            marker in (log_dir / n).read_text(errors="replace")
+            for n in names
+            if (log_dir / n).exists()
+        ) and all((log_dir / n).exists() for n in names):
             return
         time.sleep(0.1)
     raise TimeoutError(f"{marker!r} did not reach the logs in {timeout}s")

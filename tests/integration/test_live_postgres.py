@@ -43,10 +43,16 @@ def workload(postgres) -> tuple[Path, Truth]:  # type: ignore[no-untyped-def]
     db.execute("CREATE SCHEMA shop")
     db.execute("CREATE TABLE shop.customers(id int primary key, email text, card text)")
     db.execute("CREATE TABLE shop.orders(id int primary key, customer_id int, total numeric)")
-    db.execute("INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com', md5(g::text) FROM generate_series(1,5000) g")
-    db.execute("INSERT INTO shop.orders SELECT g, 1 + g % 5000, g % 97 FROM generate_series(1,20000) g")
+    db.execute(
+        "INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com', md5(g::text) FROM generate_series(1,5000) g"
+    )
+    db.execute(
+        "INSERT INTO shop.orders SELECT g, 1 + g % 5000, g % 97 FROM generate_series(1,20000) g"
+    )
     db.execute("GRANT USAGE ON SCHEMA shop TO reader, exporter, cursor_user, backup, failer")
-    db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA shop TO reader, exporter, cursor_user, backup, failer")
+    db.execute(
+        "GRANT SELECT ON ALL TABLES IN SCHEMA shop TO reader, exporter, cursor_user, backup, failer"
+    )
     db.execute("GRANT INSERT ON shop.customers TO exporter")
     db.close()
 
@@ -65,7 +71,9 @@ def workload(postgres) -> tuple[Path, Truth]:  # type: ignore[no-untyped-def]
     with psycopg.connect(postgres.dsn("exporter", "corp"), application_name="psql") as conn:
         with conn.cursor().copy("COPY shop.customers TO STDOUT") as copy:
             truth.rows["copy_table"] = sum(1 for _ in copy.rows())
-        with conn.cursor().copy("COPY (SELECT * FROM shop.orders WHERE id <= 777) TO STDOUT") as copy:
+        with conn.cursor().copy(
+            "COPY (SELECT * FROM shop.orders WHERE id <= 777) TO STDOUT"
+        ) as copy:
             truth.rows["copy_query"] = sum(1 for _ in copy.rows())
         with conn.cursor().copy("COPY shop.customers FROM STDIN") as copy:
             for i in range(9001, 9011):
@@ -80,16 +88,31 @@ def workload(postgres) -> tuple[Path, Truth]:  # type: ignore[no-untyped-def]
         conn.execute("CLOSE big")
 
     dump = subprocess.run(
-        [str(postgres.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "backup", "-n", "shop", "corp"],
-        capture_output=True, text=True, check=True,
+        [
+            str(postgres.bin_dir / "pg_dump"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(postgres.port),
+            "-U",
+            "backup",
+            "-n",
+            "shop",
+            "corp",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for table in ("shop.customers", "shop.orders"):
         section = dump.stdout.split(f"COPY {table} ")[1].split("\n\\.\n")[0]
         truth.dump_tables[table] = section.count("\n")
 
-    with psycopg.connect(postgres.dsn("failer", "corp"), application_name="app") as conn:
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            conn.execute("SELECT * FROM shop.nope")
+    with (
+        psycopg.connect(postgres.dsn("failer", "corp"), application_name="app") as conn,
+        pytest.raises(psycopg.errors.UndefinedTable),
+    ):
+        conn.execute("SELECT * FROM shop.nope")
 
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
         conn.execute("SELECT 'end-of-workload'")
@@ -112,7 +135,10 @@ def test_selects_count_exactly_the_rows_the_client_received(workload, output) ->
     _, truth = workload
     reads = account(events_of(workload, output), "reader").filter(pl.col(S.CLASS) == "READ")
     assert reads[S.ROWS].to_list() == [
-        truth.rows["select"], truth.rows["join"], truth.rows["multiline"], truth.rows["parameterised"]
+        truth.rows["select"],
+        truth.rows["join"],
+        truth.rows["multiline"],
+        truth.rows["parameterised"],
     ]
     join = reads.row(1, named=True)
     assert sorted(join[S.OBJECTS]) == ["shop.customers", "shop.orders"]

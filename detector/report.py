@@ -1,0 +1,27 @@
+"""Human-readable alerts from ``score`` output, for an analyst at a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def alerts_text(scores: Path) -> str:
+    """The flagged windows in a ``score`` NDJSON file, most severe first, with their reasons."""
+    frame = pl.read_ndjson(scores, infer_schema_length=None)
+    if frame.is_empty() or "flagged" not in frame.columns:
+        return "no account-windows in this file\n"
+    rank = pl.col("severity").replace_strict(SEVERITY_ORDER, default=len(SEVERITY_ORDER))
+    flagged = frame.filter(pl.col("flagged")).sort(
+        [rank, pl.col("score")], descending=[False, True]
+    )
+    lines = [f"{flagged.height} of {frame.height} account-windows flagged"]
+    for row in flagged.iter_rows(named=True):
+        lines.append(
+            f"\n{row['window_start']}  {row['account']}  {row['severity'].upper()}  score {row['score']:.2f}"
+        )
+        lines.extend(f"  - {reason}" for reason in row["reasons"])
+    return "\n".join(lines) + "\n"
