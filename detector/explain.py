@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,15 @@ class Judge:
     horizons: Horizons
     settings: Settings
 
-    def __call__(self, feats: pl.DataFrame, scores: npt.NDArray[np.float64]) -> pl.DataFrame:
-        """``feats`` with ``score``, ``guardrail``, ``flagged``, ``severity`` and ``reasons``."""
+    @cached_property
+    def _usual_hours(self) -> dict[str, tuple[int, int]]:
+        return usual_hours(self.profile)
+
+    def __call__(
+        self, feats: pl.DataFrame, scores: npt.NDArray[np.float64], with_reasons: bool = True
+    ) -> pl.DataFrame:
+        """``feats`` with ``score``, ``guardrail``, ``flagged``, ``severity`` and ``reasons``
+        (empty lists unless ``with_reasons``)."""
         s = self.settings
         frame = self._with_references(
             feats.with_columns(pl.Series("score", scores, dtype=pl.Float64))
@@ -101,7 +109,7 @@ class Judge:
             .otherwise(pl.lit("none"))
             .alias("severity")
         )
-        flagged = frame.filter(pl.col("flagged")).select(self._reason_columns())
+        flagged = frame.filter(pl.col("flagged") & with_reasons).select(self._reason_columns())
         texts = {
             (r[ACCOUNT], r["window_start"]): self.reasons(r) for r in flagged.iter_rows(named=True)
         }
@@ -228,7 +236,7 @@ class Judge:
         if row["has_history"] and row["new_apps_list"]:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
         if row["hour_rarity"] >= OFF_HOURS_RARITY:
-            span = usual_hours(self.profile, row[ACCOUNT]) if row["has_history"] else None
+            span = self._usual_hours.get(row[ACCOUNT]) if row["has_history"] else None
             usual = (
                 f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00"
                 if span

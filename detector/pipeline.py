@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from detector import features as F
 from detector import formats, model, profile
 from detector import schema as S
 from detector.explain import Judge
+from detector.formats.pg_jsonlog import NotClean
 from detector.reader import read_chunks
 from detector.rejects import Quarantine
 from detector.settings import Settings
@@ -76,24 +77,62 @@ def read_events(
     frames: list[pl.DataFrame] = []
     for path in progress(paths):
         fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
-        record_start = getattr(fmt, "record_start", None)
-        for chunk in read_chunks(path, record_start):
-            parsed = fmt.parse(chunk)
-            events = parsed.events
-            if since is not None:
-                events = events.filter(pl.col(S.TIME) >= since)
-            if until is not None:
-                events = events.filter(pl.col(S.TIME) < until)
-            frames.append(events)
-            summary.events[fmt.name] += events.height
+        parts = []
+        for parsed in _parse_file(fmt, path):
+            parts.append(parsed.events)
             summary.context += parsed.context
             quarantine.add(str(path), parsed.rejects)
+        events = merge_split_statements(pl.concat(parts)) if parts else S.empty()
+        finish = getattr(fmt, "finish", None)
+        if finish is not None:
+            events = finish(events)
+        if since is not None:
+            events = events.filter(pl.col(S.TIME) >= since)
+        if until is not None:
+            events = events.filter(pl.col(S.TIME) < until)
+        frames.append(events)
+        summary.events[fmt.name] += events.height
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
     events = events.sort(S.TIME, maintain_order=True)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]
     return events, summary
+
+
+def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
+    """One event per statement even where a chunk boundary split its log lines.
+
+    Within one file, events with the same session and statement id are one statement
+    (pgAudit logs a statement once per relation): their objects are merged and the
+    first event's rows, counted once, are kept.
+    """
+    key = [S.SESSION, S.STATEMENT_ID]
+    split = pl.struct(key).is_duplicated() & pl.col(S.STATEMENT_ID).is_not_null()
+    twice = events.filter(split)
+    if twice.is_empty():
+        return events
+    merged = twice.group_by(key, maintain_order=True).agg(
+        pl.all().exclude(S.OBJECTS).first(),
+        pl.col(S.OBJECTS).explode().drop_nulls().unique(maintain_order=True),
+    )
+    return pl.concat([events.filter(~split), merged.select(events.columns)]).sort(S.TIME, maintain_order=True)
+
+
+def _parse_file(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
+    """Every chunk of ``path`` parsed: by the format's whole-file fast path when it has
+    one and the file is clean, else chunk by chunk with exact rejects and line numbers."""
+    fast = getattr(fmt, "fast_batches", None)
+    if fast is not None:
+        try:
+            done = list(fast(path))
+        except (pl.exceptions.PolarsError, NotClean):
+            pass
+        else:
+            yield from done
+            return
+    for chunk in read_chunks(path, getattr(fmt, "record_start", None)):
+        yield fmt.parse(chunk)
 
 
 def windows_with_horizons(
@@ -180,11 +219,12 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
     windows = windows_with_horizons(events, horizons, known=trained.profile.known).collect()
     judge = Judge(trained.profile, horizons, settings)
 
-    def judged_windows(windows: pl.DataFrame) -> pl.DataFrame:
+    def judged_windows(windows: pl.DataFrame, with_reasons: bool) -> pl.DataFrame:
         frame = model_frame(windows.lazy(), trained.profile, horizons)
-        return judge(frame, trained.detector.score(matrix(frame, trained.manifest.features)))
+        scores = trained.detector.score(matrix(frame, trained.manifest.features))
+        return judge(frame, scores, with_reasons)
 
-    judged = judged_windows(windows)
+    judged = judged_windows(windows, with_reasons=False)
     alerted = judged.filter(pl.col("flagged")).select(
         F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_alerted")
     )
@@ -194,7 +234,9 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         discounted = F.discount_alerted(
             marked.lazy(), pl.col("_alerted").fill_null(False), horizons
         )
-        judged = judged_windows(discounted.drop("_alerted").collect())
+        judged = judged_windows(discounted.drop("_alerted").collect(), with_reasons=True)
+    else:
+        judged = judged.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
     feature_cols = [
         *[
             F.col_name(v, h)

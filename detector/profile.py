@@ -145,19 +145,22 @@ def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def usual_hours(profile: Profile, account: str) -> tuple[int, int] | None:
-    """The account's usual hours as (first, last) hour of the shortest circular span
-    holding 95% of its training activity; None without history."""
-    rows = profile.hours.filter(pl.col(ACCOUNT) == account).sort("hour")
-    if rows.is_empty():
-        return None
-    hist = rows["share"].to_list()
-    total = sum(hist) or 1.0
-    for length in range(1, 25):
-        for start in range(24):
-            if sum(hist[(start + k) % 24] for k in range(length)) >= 0.95 * total:
-                return start, (start + length - 1) % 24
-    return 0, 23
+def usual_hours(profile: Profile) -> dict[str, tuple[int, int]]:
+    """Each account's usual hours as (first, last) hour of the shortest circular span
+    holding 95% of its training activity."""
+    spans = {}
+    for account, shares in profile.hours.sort("hour").group_by(ACCOUNT).agg("share").iter_rows():
+        total = sum(shares) or 1.0
+        spans[account] = next(
+            (
+                (start, (start + length - 1) % 24)
+                for length in range(1, 25)
+                for start in range(24)
+                if sum(shares[(start + k) % 24] for k in range(length)) >= 0.95 * total
+            ),
+            (0, 23),
+        )
+    return spans
 
 
 __all__ = ["POPULATION", "WINDOW", "Profile", "learn", "usual_hours"]

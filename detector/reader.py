@@ -33,6 +33,7 @@ class Chunk:
     first_line: int
     _lines: pl.DataFrame | None = None
     _text: str | None = None
+    _n_lines: int | None = None
 
     @property
     def text(self) -> str:
@@ -45,8 +46,9 @@ class Chunk:
     def lines(self) -> pl.DataFrame:
         """The chunk as a frame: ``line_no`` (UInt64, 1-based in the file), ``line``."""
         if self._lines is None:
+            text = self.text[:-1] if self.text.endswith("\n") else self.text
             self._lines = (
-                pl.DataFrame({"line": [self.text]})
+                pl.DataFrame({"line": [text]})
                 .select(pl.col("line").str.split("\n").list.explode())
                 .with_columns(pl.col("line").str.strip_suffix("\r"))
                 .with_row_index("line_no", offset=self.first_line)
@@ -56,7 +58,10 @@ class Chunk:
 
     @property
     def n_lines(self) -> int:
-        return self.data.count(b"\n") + 1
+        """Lines in the chunk; a chunk ends with a newline except, maybe, a file's last."""
+        if self._n_lines is None:
+            self._n_lines = self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
+        return self._n_lines
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -81,7 +86,7 @@ def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str
 
 
 def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:
-    """Index just past the last newline in ``buf`` after which a new record starts."""
+    """Index just past the last newline in ``buf`` after which a new record starts, or -1."""
     end = len(buf)
     while True:
         cut = buf.rfind(b"\n", 0, end)
@@ -97,11 +102,12 @@ def read_chunks(
     record_start: re.Pattern[bytes] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Iterator[Chunk]:
-    """Yield ``path`` as frames of lines, each chunk ending where a record may start.
+    """Yield ``path`` as chunks of whole lines, each ending where a record may start.
 
     ``record_start`` is matched at the beginning of a line; chunks are only cut before a
     line that matches it, so a multi-line record (a stderr statement continued with tabs,
-    a csvlog field with embedded newlines) is never split between chunks.
+    a csvlog field with embedded newlines) is never split between chunks. Each chunk's
+    bytes are copied once (the short tail carried over is the only other copy).
     """
     name = str(path)
     next_line = 1
@@ -109,22 +115,15 @@ def read_chunks(
     with open_binary(path) as fh:
         while True:
             block = fh.read(chunk_bytes)
-            buf = carry + block
             if not block:
-                if buf:
-                    yield _to_chunk(name, buf, next_line)
+                if carry:
+                    yield Chunk(name, carry, next_line)
                 return
-            cut = _split_point(buf, record_start)
+            cut = _split_point(block, record_start)
             if cut <= 0:
-                carry = buf
+                carry += block
                 continue
-            chunk = _to_chunk(name, buf[:cut], next_line)
+            chunk = Chunk(name, carry + block[:cut] if carry else block[:cut], next_line)
+            carry = block[cut:]
             next_line += chunk.n_lines
-            carry = buf[cut:]
             yield chunk
-
-
-def _to_chunk(name: str, data: bytes, first_line: int) -> Chunk:
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    return Chunk(name, data, first_line)

@@ -36,3 +36,9 @@ class Format(Protocol):
     def parse(self, chunk: Chunk) -> Parsed:
         """Events (``detector.schema.EVENT_SCHEMA``) and rejects for one chunk."""
         ...
+
+
+# Optional, found with getattr by the pipeline:
+#   record_start: re.Pattern[bytes]   chunks are cut only before a line matching it
+#   fast_batches(path) -> Iterator[Parsed]   a whole-file fast path for clean input
+#   finish(events) -> events          a whole-file step after all chunks are parsed

@@ -34,6 +34,7 @@ _SNIFF: Final = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,("[
 
 class PgCsvlog:
     name = "pgaudit-csvlog"
+    finish = staticmethod(pgaudit.finish)
     record_start = RECORD_START
 
     def sniff(self, head: list[str]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 import polars as pl
@@ -31,10 +33,16 @@ JSONLOG: Final = pl.Struct(
 )
 
 SCHEMA: Final = dict(JSONLOG.to_schema())
+FAST_BATCH_ROWS: Final = 250_000
+
+
+class NotClean(Exception):
+    """The fast path met a line to reject; read the file with the exact path instead."""
 
 
 class PgJsonlog:
     name = "pgaudit-jsonlog"
+    finish = staticmethod(pgaudit.finish)
 
     def sniff(self, head: list[str]) -> bool:
         lines = [s for s in head if s.strip()]
@@ -43,8 +51,29 @@ class PgJsonlog:
             for s in lines[:5]
         )
 
+    def fast_batches(self, path: Path) -> Iterator[Parsed]:
+        """The whole file through Polars' streaming NDJSON reader, batch by batch.
+
+        The fast path for clean input (plain or gzip). It raises :class:`NotClean` as soon
+        as a batch has anything to reject, and Polars' own error on a line that is not
+        JSON: the caller then reads the file again with :meth:`parse`, which isolates bad
+        lines and numbers them exactly (this reader skips blank lines, so its row numbers
+        are only line numbers for clean input).
+        """
+        scan = pl.scan_ndjson(path, schema=SCHEMA).with_row_index("line_no", offset=1)
+        for batch in scan.collect_batches(chunk_size=FAST_BATCH_ROWS):
+            parsed = self._records_to_events(batch.with_columns(pl.col("line_no").cast(pl.UInt64)))
+            if parsed.rejects.height:
+                raise NotClean(path)
+            yield parsed
+
     def parse(self, chunk: Chunk) -> Parsed:
         decoded, bad = self._decode(chunk)
+        parsed = self._records_to_events(decoded)
+        parsed.rejects = with_raw_lines(pl.concat([bad, parsed.rejects]).sort("line_no"), lambda: chunk.lines)
+        return parsed
+
+    def _records_to_events(self, decoded: pl.DataFrame) -> Parsed:
         no_fields = pgaudit.missing_fields(decoded, ["timestamp", "message", "error_severity"])
         records = decoded.filter(~pl.col("line_no").is_in(no_fields["line_no"].implode()))
         records = records.select(
@@ -63,8 +92,7 @@ class PgJsonlog:
             "statement",
         )
         parsed = pgaudit.to_events(records, self.name)
-        found = pl.concat([bad, no_fields, parsed.rejects]).sort("line_no")
-        parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
+        parsed.rejects = pl.concat([no_fields, parsed.rejects])
         return parsed
 
     @staticmethod

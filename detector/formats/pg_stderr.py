@@ -119,6 +119,7 @@ def guess_prefix(head: list[str]) -> str | None:
 
 class PgStderr:
     name = "pgaudit-stderr"
+    finish = staticmethod(pgaudit.finish)
     record_start = RECORD_START
 
     def __init__(self, log_line_prefix: str | None = None) -> None:

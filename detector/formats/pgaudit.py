@@ -62,11 +62,57 @@ _AUDIT_FIELDS: Final = [
     "object_type", "object_name", "statement", "parameter", "rows",
 ]  # fmt: skip
 
+# The usual end of an AUDIT record: no parameters logged, then the row count if logged.
+_PLAIN_END: Final = r",(?:<none>|<not logged>)(?:,(\d+))?$"
+
 DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
 _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
 # Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
 _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
 _RELATION: Final = rf"{_IDENT}(?:\.{_IDENT})?"
+
+
+def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
+    """``audit`` (with ``message``) plus the AUDIT record's fields as ``a_<field>`` columns.
+
+    The record is CSV; its first six fields never need quoting, so they are split off
+    directly. Records whose object is unquoted and that logged no parameter values (the
+    usual case) are split at their known ending; the rest go through :data:`AUDIT_RE`.
+    A record that fits neither has null fields (it is then rejected as truncated).
+    """
+    body = pl.col("message").str.strip_prefix("AUDIT: ")
+    split = audit.with_columns(body.str.splitn(",", 7).alias("_h")).unnest("_h")
+    head = split.columns[-7:]
+    split = split.rename(dict(zip(head, ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail"], strict=True)))
+    tail = pl.col("_tail")
+    plain = (
+        pl.col("_type").str.contains(r"^[A-Z]+$")
+        & pl.col("_stmt").str.contains(r"^\d+$")
+        & pl.col("_sub").str.contains(r"^\d+$")
+        & ~tail.str.starts_with('"')
+        & tail.str.contains(_PLAIN_END)
+    ).fill_null(False)
+    split = split.with_columns(plain.alias("_plain"))
+    simple = split.filter(pl.col("_plain"))
+    object_and_rest = tail.str.splitn(",", 2)
+    simple = simple.with_columns(
+        pl.col("_type").alias("a_audit_type"),
+        pl.col("_stmt").alias("a_stmt_id"),
+        pl.col("_sub").alias("a_substmt_id"),
+        pl.col("_class").alias("a_class"),
+        pl.col("_command").alias("a_command"),
+        pl.col("_otype").alias("a_object_type"),
+        object_and_rest.struct.field("field_0").alias("a_object_name"),
+        object_and_rest.struct.field("field_1").str.replace(_PLAIN_END, "").alias("a_statement"),
+        tail.str.extract(r",(<none>|<not logged>)(?:,\d+)?$", 1).alias("a_parameter"),
+        tail.str.extract(_PLAIN_END, 1).alias("a_rows"),
+    )
+    rest = split.filter(~pl.col("_plain")).with_columns(
+        pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
+    )
+    rest = rest.with_columns(pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS)
+    scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_plain"]
+    return pl.concat([simple.drop(scratch), rest.drop([*scratch, "_a"])]).sort("line_no")
 
 
 def unquote_csv(col: pl.Expr) -> pl.Expr:
@@ -136,10 +182,7 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     records = records.filter(pl.col(S.TIME).is_not_null())
     records = _fill_session_attributes(records)
 
-    audit = records.filter(is_audit).with_columns(msg.str.extract_groups(AUDIT_RE).alias("_a"))
-    audit = audit.with_columns(
-        pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS
-    ).drop("_a")
+    audit = audit_fields(records.filter(is_audit))
     truncated = rejects(audit, pl.col("a_stmt_id").is_null(), Reason.TRUNCATED)
     audit = audit.filter(pl.col("a_stmt_id").is_not_null())
     # Parallel workers log partial copies of their leader's statement with no user (csv
@@ -272,12 +315,13 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
     named, bare = events.filter(~unnamed), events.filter(unnamed)
-    bare = _cursor_objects(bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS)))
+    bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
     return pl.concat([named, bare]).sort("line_no")
 
 
-def _cursor_objects(events: pl.DataFrame) -> pl.DataFrame:
-    """Give each ``FETCH`` the objects its cursor was declared over, in the same session."""
+def finish(events: pl.DataFrame) -> pl.DataFrame:
+    """Whole-file step: give each ``FETCH`` the objects its cursor was declared over, in
+    the same session (the ``DECLARE`` may be in another chunk)."""
     name = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
     fetch_name = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
     declared = (

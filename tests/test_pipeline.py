@@ -1,0 +1,56 @@
+"""Pipeline facts that hold whatever the format: statements split over chunks, reading
+in chunks versus whole, time filters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from detector import schema as S
+from detector.formats.pg_jsonlog import PgJsonlog
+from detector.pipeline import merge_split_statements, read_events
+from detector.reader import read_chunks
+from tests.conftest import PG_SCENARIOS, REFERENCE_PG
+
+
+def test_a_statement_split_between_chunks_is_counted_once() -> None:
+    # The self-join is logged on two lines (one per relation reference); cut between them.
+    path = PG_SCENARIOS / "rows_relation_param_on" / "postgresql.json"
+    fmt = PgJsonlog()
+    whole = fmt.finish(pl.concat([fmt.parse(c).events for c in read_chunks(path)]))
+    tiny = pl.concat([fmt.parse(c).events for c in read_chunks(path, chunk_bytes=700)])
+    assert tiny.height > whole.height  # chunks this small do split statements...
+    merged = fmt.finish(merge_split_statements(tiny))
+    assert merged.height == whole.height  # ...and merging puts them back together
+    assert merged[S.ROWS].sum() == whole[S.ROWS].sum()
+    key = [S.SESSION, S.STATEMENT_ID]
+    assert merged.sort(key).select(*key, S.OBJECTS).equals(whole.sort(key).select(*key, S.OBJECTS))
+    fetches = merged.filter(pl.col(S.COMMAND) == "FETCH")
+    assert fetches.height and all(fetches[S.OBJECTS].list.len() > 0)  # cursors found across chunks
+
+
+def test_since_and_until_split_one_log_into_periods() -> None:
+    path = REFERENCE_PG / "postgresql.json"
+    cut = datetime(2026, 11, 28, 6, 55, 20, tzinfo=UTC)
+    everything, _ = read_events([path])
+    before, _ = read_events([path], until=cut)
+    after, _ = read_events([path], since=cut)
+    assert before.height + after.height == everything.height
+    assert before[S.TIME].max() < cut <= after[S.TIME].min()  # type: ignore[operator]
+
+
+def test_fast_and_exact_paths_agree(tmp_path: Path) -> None:
+    # A blank line makes the whole-file reader unusable for exact line numbers: the file
+    # is read again chunk by chunk, with the same events.
+    clean = REFERENCE_PG / "postgresql.json"
+    lines = clean.read_text().splitlines(keepends=True)
+    blank = tmp_path / "blank.json"
+    blank.write_text("".join(lines[:10]) + "\n" + "".join(lines[10:]))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("".join(lines[:10]) + "not json\n" + "".join(lines[10:]))
+    reference, _ = read_events([clean])
+    for path in (blank, garbage):
+        events, _ = read_events([path])
+        assert events.drop(S.SOURCE_FORMAT).equals(reference.drop(S.SOURCE_FORMAT))
