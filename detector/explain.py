@@ -110,17 +110,17 @@ class Judge:
             .alias("severity")
         )
         flagged = frame.filter(pl.col("flagged") & with_reasons).select(self._reason_columns())
-        texts = {
-            (r[ACCOUNT], r["window_start"]): self.reasons(r) for r in flagged.iter_rows(named=True)
-        }
-        keys = (
-            zip(frame[ACCOUNT].to_list(), frame["window_start"].to_list(), strict=True)
-            if texts
-            else []
+        texts = pl.DataFrame(
+            {
+                ACCOUNT: flagged[ACCOUNT],
+                "window_start": flagged["window_start"],
+                "reasons": pl.Series([self.reasons(r) for r in flagged.iter_rows(named=True)], dtype=pl.List(pl.String)),
+            }
         )
-        reasons = [texts.get(k, []) for k in keys] if texts else [[] for _ in range(frame.height)]
-        return frame.with_columns(pl.Series("reasons", reasons, dtype=pl.List(pl.String))).drop(
-            "_has_reason"
+        return (
+            frame.drop("_has_reason")
+            .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
+            .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
 
     def crossed(
