@@ -54,10 +54,16 @@ class Calibration:
 
 
 class Detector:
-    """Isolation forest over window feature vectors; ``fit`` then ``score``."""
+    """Isolation forest over window feature vectors; ``fit`` then ``score``.
+
+    Each tree sees up to ``max_samples`` windows: far more than the classic 256. The
+    windows of one rare-but-normal job (a nightly dump) are a handful among thousands,
+    and small samples leave whole behaviours out of most trees; seen on the sample logs,
+    all windows separated an enumeration from ordinary work about twice as well as 256.
+    """
 
     def __init__(
-        self, n_estimators: int = 200, max_samples: int = 2048, random_state: int = 0
+        self, n_estimators: int = 200, max_samples: int = 65_536, random_state: int = 0
     ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
