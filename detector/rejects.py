@@ -24,11 +24,11 @@ class Reason(StrEnum):
     TRUNCATED = "truncated"  # a record cut short: too few fields, unterminated AUDIT record
     BAD_FIELD = "bad_field"  # a field with an impossible value: unparsable time, bad number
     NOT_AUDIT = "not_audit"  # a well-formed record lacking the fields an audit event needs
-    TOO_LONG = "too_long"  # longer than the line cap
+    TOO_LONG = "too_long"  # a record longer than MAX_LINE_CHARS bytes
 
 
 REJECT_SCHEMA: Final = pl.Schema({"line_no": pl.UInt64, "reason": pl.String, "line": pl.String})
-MAX_LINE_CHARS: Final = 1_000_000
+MAX_LINE_CHARS: Final = 1_000_000  # bytes; a longer record is quarantined, not parsed
 
 
 def empty_rejects() -> pl.DataFrame:

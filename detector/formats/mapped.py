@@ -47,7 +47,7 @@ from polars.exceptions import PolarsError
 from detector import schema as S
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import Reason, rejects
+from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
 FIELDS: Final = {
     "time": S.TIME,
@@ -137,9 +137,12 @@ class MappedFormat:
 
     def _ndjson(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         lines = chunk.lines.filter(pl.col("line").str.strip_chars() != "")
+        too_long = pl.col("line").str.len_bytes() > MAX_LINE_CHARS
         stripped = pl.col("line").str.strip_chars()
-        looks = stripped.str.starts_with("{") & stripped.str.ends_with("}")
-        bad = rejects(lines, ~looks, Reason.INVALID_JSON)
+        looks = stripped.str.starts_with("{") & stripped.str.ends_with("}") & ~too_long
+        bad = pl.concat(
+            [rejects(lines, too_long, Reason.TOO_LONG), rejects(lines, ~looks & ~too_long, Reason.INVALID_JSON)]
+        )
         values = lines.filter(looks).with_columns(
             pl.col("line").str.json_path_match("$." + path).alias(name)
             for name, path in self.mapping.fields.items()

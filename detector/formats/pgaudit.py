@@ -30,7 +30,7 @@ import polars as pl
 
 from detector import schema as S
 from detector.formats.base import Parsed
-from detector.rejects import Reason, rejects
+from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
 RECORD_COLUMNS: Final = pl.Schema(
     {
@@ -174,6 +174,8 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     """
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
+    too_long = rejects(records, msg.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
+    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS)
     is_audit = msg.str.starts_with("AUDIT: ")
     relevant = is_audit | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
     records = records.filter(relevant)
@@ -198,8 +200,13 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     )
     return Parsed(
         events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
-        rejects=pl.concat([bad_time, truncated]),
-        context=total - audit.height - failures.height - bad_time.height - truncated.height,
+        rejects=pl.concat([too_long, bad_time, truncated]),
+        context=total
+        - audit.height
+        - failures.height
+        - too_long.height
+        - bad_time.height
+        - truncated.height,
     )
 
 
