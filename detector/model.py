@@ -88,15 +88,19 @@ class Detector:
 
     def anomaly(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Raw anomaly in (0, 1]: the negated ``score_samples`` (higher = more anomalous)."""
-        if not hasattr(self, "forest_"):
-            raise ModelError("the detector is not fitted; train a model first")
+        self._check_fitted()
         return np.asarray(-self.forest_.score_samples(features), dtype=np.float64)
 
     def score(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Calibrated scores in [0, 1], higher meaning more anomalous."""
+        self._check_fitted()
         if len(features) == 0:
             return np.zeros(0)
         return self.calibration_.apply(self.anomaly(features))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "forest_"):
+            raise ModelError("the detector is not fitted; train a model first")
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,11 @@ def _reads(scenario: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if _reads(s)])
 def test_rows_read_match_the_client_exactly_or_are_unknown(scenario: str, output: str) -> None:
     ev = events(scenario, output).filter(pl.col(S.CLASS) == "READ", ~pl.col(S.EXPORT))
     log_rows = expected(scenario)["settings"]["pgaudit.log_rows"] == "on"
     reads = _reads(scenario)
-    if not reads:
-        pytest.skip(f"{scenario} has no plain reads (see its own test)")
     for statement in {s["statement"] for s in reads}:
         want = [s["rows"] for s in reads if s["statement"] == statement]
         got = ev.filter(pl.col(S.QUERY).str.strip_suffix(";") == statement.rstrip(";"))

@@ -1,0 +1,96 @@
+"""The detector's contract: scores in 0..1, higher is more anomalous, calibrated on the
+training data; artefacts that load only when every hash and version matches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from detector import model
+
+DEFAULT = Path(__file__).parents[1] / "models" / "default"
+
+
+def fitted() -> tuple[model.Detector, np.ndarray]:
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0, 1, size=(3000, 4))
+    return model.Detector(n_estimators=50, random_state=0).fit(normal), normal
+
+
+def test_scores_are_between_0_and_1_and_higher_means_more_anomalous() -> None:
+    detector, normal = fitted()
+    outlier = np.array([[8.0, -8.0, 8.0, 8.0]])
+    scores = detector.score(np.vstack([normal[:100], outlier]))
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert scores[-1] > 0.8
+    assert scores[-1] > scores[:-1].max()
+
+
+def test_calibration_puts_the_training_high_quantile_at_one_half() -> None:
+    detector, normal = fitted()
+    scores = detector.score(normal)
+    assert abs(float(np.quantile(scores, model.CALIBRATION_QUANTILE)) - 0.5) < 0.01
+    assert float(np.median(scores)) < 0.05
+
+
+def test_scoring_before_fitting_fails_clearly() -> None:
+    with pytest.raises(model.ModelError, match="not fitted"):
+        model.Detector().score(np.zeros((1, 4)))
+
+
+def test_bundled_model_loads_and_names_its_training() -> None:
+    trained = model.load(DEFAULT)
+    assert trained.manifest.training["accounts"] >= 12
+    assert trained.manifest.training["start"] < trained.manifest.training["end"]
+    assert "model.joblib" in trained.manifest.artefacts
+
+
+def copy_default(tmp_path: Path) -> Path:
+    target = tmp_path / "m"
+    shutil.copytree(DEFAULT, target)
+    return target
+
+
+def test_a_changed_artefact_is_refused_before_unpickling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = copy_default(tmp_path)
+    data = bytearray((target / "model.joblib").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (target / "model.joblib").write_bytes(bytes(data))
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("joblib.load called on an unverified file")
+
+    monkeypatch.setattr(joblib, "load", never)
+    with pytest.raises(model.ModelError, match="sha256"):
+        model.load(target)
+
+
+def test_a_changed_profile_table_is_refused(tmp_path: Path) -> None:
+    target = copy_default(tmp_path)
+    with (target / "profile_peers.parquet").open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(model.ModelError, match="profile_peers.parquet"):
+        model.load(target)
+
+
+def test_a_model_of_another_feature_version_is_refused(tmp_path: Path) -> None:
+    target = copy_default(tmp_path)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["feature_version"] += 1
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(model.ModelError, match="Retrain"):
+        model.load(target)
+
+
+def test_a_model_from_another_scikit_learn_is_refused(tmp_path: Path) -> None:
+    target = copy_default(tmp_path)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["libraries"]["scikit-learn"] = "0.24.2"
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(model.ModelError, match="scikit-learn 0.24.2"):
+        model.load(target)
