@@ -28,6 +28,7 @@ class Summary:
     files: int = 0
     events: Counter[str] = field(default_factory=Counter)
     context: int = 0
+    outside: int = 0  # events left out by since/until
     rejected: Counter[str] = field(default_factory=Counter)
     first: datetime | None = None
     last: datetime | None = None
@@ -43,8 +44,9 @@ class Summary:
             if self.first and self.last
             else "no time span (no events)"
         )
+        outside = f", {self.outside:,} more outside --since/--until" if self.outside else ""
         text = (
-            f"Read {self.files} file(s): {sum(self.events.values()):,} audit events ({per_format}), "
+            f"Read {self.files} file(s): {sum(self.events.values()):,} audit events ({per_format}{outside}), "
             f"{self.context:,} context lines (connections, durations, server messages), "
             f"{rejected:,} lines rejected{f' ({reasons})' if reasons else ''}; events span {span}."
         )
@@ -86,10 +88,12 @@ def read_events(
         finish = getattr(fmt, "finish", None)
         if finish is not None:
             events = finish(events)
+        parsed_events = events.height
         if since is not None:
             events = events.filter(pl.col(S.TIME) >= since)
         if until is not None:
             events = events.filter(pl.col(S.TIME) < until)
+        summary.outside += parsed_events - events.height
         frames.append(events)
         summary.events[fmt.name] += events.height
     summary.rejected = Counter(quarantine.counts)

@@ -11,6 +11,8 @@ SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 def alerts_text(scores: Path) -> str:
     """The flagged windows in a ``score`` NDJSON file, most severe first, with their reasons."""
+    if scores.stat().st_size == 0:
+        return "0 account-windows in this file: nothing was scored\n"
     frame = pl.read_ndjson(scores, infer_schema_length=None)
     if frame.is_empty() or "flagged" not in frame.columns:
         return "no account-windows in this file\n"
