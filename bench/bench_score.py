@@ -47,7 +47,19 @@ def ensure_data(lines: int) -> tuple[Path, Path]:
     log, train = DATA / f"pg{lines}.json", DATA / "train.json"
     for path, n, seed in ((log, lines, 1), (train, 300_000, 2)):
         if not path.exists():
-            subprocess.run([PY, str(HERE / "make_jsonlog.py"), "--lines", str(n), "--seed", str(seed), "--out", str(path)], check=True)
+            subprocess.run(
+                [
+                    PY,
+                    str(HERE / "make_jsonlog.py"),
+                    "--lines",
+                    str(n),
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(path),
+                ],
+                check=True,
+            )
     return log, train
 
 
@@ -58,20 +70,59 @@ def main() -> None:
     log, train = ensure_data(args.lines)
     model = DATA / "model"
     if not (model / "manifest.json").exists():
-        subprocess.run([PY, "-m", "detector", "train", "--model-dir", str(model), "--quarantine", "/dev/null", str(train)], check=True)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "detector",
+                "train",
+                "--model-dir",
+                str(model),
+                "--quarantine",
+                "/dev/null",
+                str(train),
+            ],
+            check=True,
+        )
     events = sum(1 for line in log.open() if '"message":"AUDIT: ' in line)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"input: {log.name}, {args.lines:,} lines ({log.stat().st_size / 1e6:,.0f} MB), {events:,} AUDIT lines\n")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        f"input: {log.name}, {args.lines:,} lines ({log.stat().st_size / 1e6:,.0f} MB), {events:,} AUDIT lines\n"
+    )
     results = {
         "polars read ceiling": run([PY, "-c", CEILING, str(log)]),
-        "trovewatch score": run([PY, "-m", "detector", "score", "--model-dir", str(model), "--quarantine", "/dev/null", "--out", "/dev/null", str(log)]),
+        "trovewatch score": run(
+            [
+                PY,
+                "-m",
+                "detector",
+                "score",
+                "--model-dir",
+                str(model),
+                "--quarantine",
+                "/dev/null",
+                "--out",
+                "/dev/null",
+                str(log),
+            ]
+        ),
         "plain-Python reference": run([PY, str(HERE / "reference.py"), str(log)]),
     }
     print(f"{'':<24}{'seconds':>9}{'lines/s':>12}{'AUDIT lines/s':>15}{'peak RSS MB':>13}")
     for name, (seconds, rss) in results.items():
-        print(f"{name:<24}{seconds:>9.1f}{args.lines / seconds:>12,.0f}{events / seconds:>15,.0f}{rss:>13,.0f}")
-    ours, ref, ceil = results["trovewatch score"][0], results["plain-Python reference"][0], results["polars read ceiling"][0]
-    print(f"\ntrovewatch is {ref / ours:.1f}x the plain-Python reference; {ours / ceil:.2f}x the Polars read ceiling")
+        print(
+            f"{name:<24}{seconds:>9.1f}{args.lines / seconds:>12,.0f}{events / seconds:>15,.0f}{rss:>13,.0f}"
+        )
+    ours, ref, ceil = (
+        results["trovewatch score"][0],
+        results["plain-Python reference"][0],
+        results["polars read ceiling"][0],
+    )
+    print(
+        f"\ntrovewatch is {ref / ours:.1f}x the plain-Python reference; {ours / ceil:.2f}x the Polars read ceiling"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def main(path: str) -> None:
             seen.add(key)
             acc["statements"] += 1  # type: ignore[operator]
             statement = fields[7].lstrip().upper()
-            if fields[4] in ("DECLARE CURSOR", "FETCH") or (statement.startswith("COPY") and " TO " in statement):
+            if fields[4] in ("DECLARE CURSOR", "FETCH") or (
+                statement.startswith("COPY") and " TO " in statement
+            ):
                 acc["exports"] += 1  # type: ignore[operator]
             elif fields[3] == "READ" and len(fields) > 9 and fields[9].isdigit():
                 acc["rows"] += int(fields[9])  # type: ignore[call-overload]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,15 +92,32 @@ def _utc(text: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-def _progress(paths: Sequence[Path]) -> Iterable[Path]:
+@contextmanager
+def _progress(steps: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over ``steps`` named steps on a terminal; silent otherwise."""
     if not sys.stderr.isatty():
-        return paths
+        yield lambda stage: None
+        return
     from tqdm import tqdm
 
-    return tqdm(paths, desc="reading", unit="file", file=sys.stderr)
+    with tqdm(
+        total=steps, file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {n}/{total}"
+    ) as bar:
+        started = False
+
+        def step(stage: str) -> None:
+            nonlocal started
+            if started:
+                bar.update()
+            started = True
+            bar.set_description(stage)
+
+        yield step
 
 
-def _read(args: argparse.Namespace) -> tuple[pl.DataFrame, pipeline.Summary, Quarantine]:
+def _read(
+    args: argparse.Namespace, on_file: Callable[[str], None] = lambda name: None
+) -> tuple[pl.DataFrame, pipeline.Summary, Quarantine]:
     for path in args.logs:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
@@ -111,7 +129,7 @@ def _read(args: argparse.Namespace) -> tuple[pl.DataFrame, pipeline.Summary, Qua
             mapping=args.mapping,
             log_line_prefix=args.log_line_prefix,
             quarantine=quarantine,
-            progress=_progress,
+            on_file=on_file,
             since=args.since,
             until=args.until,
         )
@@ -129,14 +147,13 @@ def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, window=args.window)
-    events, summary, quarantine = _read(args)
-    if events.is_empty():
-        _report(summary, quarantine)
-        raise UsageError("no audit events to train on")
-    if sys.stderr.isatty():
-        print("fitting the model...", file=sys.stderr)
-    trained = pipeline.train(events, conf, name=args.model_dir.name)
-    manifest = model.save(trained, args.model_dir)
+    with _progress(len(args.logs) + 2) as step:
+        events, summary, quarantine = _read(args, on_file=step)
+        if events.is_empty():
+            _report(summary, quarantine)
+            raise UsageError("no audit events to train on")
+        trained = pipeline.train(events, conf, name=args.model_dir.name, on_stage=step)
+        manifest = model.save(trained, args.model_dir)
     _report(summary, quarantine)
     print(
         f"Trained on {manifest.training['accounts']} accounts, {manifest.training['fit_windows']:,} "

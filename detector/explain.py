@@ -114,7 +114,10 @@ class Judge:
             {
                 ACCOUNT: flagged[ACCOUNT],
                 "window_start": flagged["window_start"],
-                "reasons": pl.Series([self.reasons(r) for r in flagged.iter_rows(named=True)], dtype=pl.List(pl.String)),
+                "reasons": pl.Series(
+                    [self.reasons(r) for r in flagged.iter_rows(named=True)],
+                    dtype=pl.List(pl.String),
+                ),
             }
         )
         return (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,7 +62,7 @@ def read_events(
     mapping: Path | None = None,
     log_line_prefix: str | None = None,
     quarantine: Quarantine | None = None,
-    progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda it: it,
+    on_file: Callable[[str], None] = lambda name: None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> tuple[pl.DataFrame, Summary]:
@@ -77,7 +77,8 @@ def read_events(
     quarantine = quarantine or Quarantine(None)
     summary = Summary(files=len(paths))
     frames: list[pl.DataFrame] = []
-    for path in progress(paths):
+    for path in paths:
+        on_file(f"reading {path.name}")
         fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
         parts = []
         for parsed in _parse_file(fmt, path):
@@ -120,7 +121,9 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
         pl.all().exclude(S.OBJECTS).first(),
         pl.col(S.OBJECTS).explode().drop_nulls().unique(maintain_order=True),
     )
-    return pl.concat([events.filter(~split), merged.select(events.columns)]).sort(S.TIME, maintain_order=True)
+    return pl.concat([events.filter(~split), merged.select(events.columns)]).sort(
+        S.TIME, maintain_order=True
+    )
 
 
 def _parse_file(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
@@ -176,8 +179,17 @@ def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     ).to_numpy()
 
 
-def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> model.TrainedModel:
-    """Learn profiles and fit the forest on the training period's windows."""
+def train(
+    events: pl.DataFrame,
+    settings: Settings,
+    name: str = "model",
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> model.TrainedModel:
+    """Learn profiles and fit the forest on the training period's windows.
+
+    ``on_stage`` is told when each stage starts (for a progress bar).
+    """
+    on_stage("computing features")
     horizons = settings.horizon_spec
     windows = windows_with_horizons(events, horizons, known=None).collect()
     prof = profile.learn(windows, events.lazy(), horizons, settings.roles)
@@ -192,6 +204,7 @@ def train(events: pl.DataFrame, settings: Settings, name: str = "model") -> mode
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
     columns = F.model_features(horizons)
+    on_stage(f"fitting {settings.trees} trees on {fit_rows.height:,} windows")
     detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
         matrix(fit_rows, columns)
     )

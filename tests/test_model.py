@@ -56,7 +56,9 @@ def copy_default(tmp_path: Path) -> Path:
     return target
 
 
-def test_a_changed_artefact_is_refused_before_unpickling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_artefact_is_refused_before_unpickling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = copy_default(tmp_path)
     data = bytearray((target / "model.joblib").read_bytes())
     data[len(data) // 2] ^= 0xFF

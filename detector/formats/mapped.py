@@ -141,7 +141,10 @@ class MappedFormat:
         stripped = pl.col("line").str.strip_chars()
         looks = stripped.str.starts_with("{") & stripped.str.ends_with("}") & ~too_long
         bad = pl.concat(
-            [rejects(lines, too_long, Reason.TOO_LONG), rejects(lines, ~looks & ~too_long, Reason.INVALID_JSON)]
+            [
+                rejects(lines, too_long, Reason.TOO_LONG),
+                rejects(lines, ~looks & ~too_long, Reason.INVALID_JSON),
+            ]
         )
         values = lines.filter(looks).with_columns(
             pl.col("line").str.json_path_match("$." + path).alias(name)

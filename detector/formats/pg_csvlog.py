@@ -103,7 +103,7 @@ class PgCsvlog:
             .group_by("_rec", maintain_order=True)
             .agg(pl.col("line_no").first(), pl.col("line").str.join("\n"))
         )
-        events, found = [], [orphans]
+        events, found, context = [], [orphans], 0
         for line_no, text in records.select("line_no", "line").iter_rows():
             try:
                 pl.read_csv(text.encode(), has_header=False, infer_schema=False)
@@ -119,11 +119,13 @@ class PgCsvlog:
             sub = self.parse(Chunk(chunk.path, text.encode(), line_no))
             events.append(sub.events)
             found.append(sub.rejects)
+            context += sub.context
         return Parsed(
             events=pl.concat(events)
             if events
             else pgaudit.to_events(_empty_records(), self.name).events,
             rejects=pl.concat(found).sort("line_no"),
+            context=context,
         )
 
 

@@ -70,7 +70,9 @@ class PgJsonlog:
     def parse(self, chunk: Chunk) -> Parsed:
         decoded, bad = self._decode(chunk)
         parsed = self._records_to_events(decoded)
-        parsed.rejects = with_raw_lines(pl.concat([bad, parsed.rejects]).sort("line_no"), lambda: chunk.lines)
+        parsed.rejects = with_raw_lines(
+            pl.concat([bad, parsed.rejects]).sort("line_no"), lambda: chunk.lines
+        )
         return parsed
 
     def _records_to_events(self, decoded: pl.DataFrame) -> Parsed:

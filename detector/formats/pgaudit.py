@@ -83,7 +83,15 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     body = pl.col("message").str.strip_prefix("AUDIT: ")
     split = audit.with_columns(body.str.splitn(",", 7).alias("_h")).unnest("_h")
     head = split.columns[-7:]
-    split = split.rename(dict(zip(head, ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail"], strict=True)))
+    split = split.rename(
+        dict(
+            zip(
+                head,
+                ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail"],
+                strict=True,
+            )
+        )
+    )
     tail = pl.col("_tail")
     plain = (
         pl.col("_type").str.contains(r"^[A-Z]+$")
@@ -262,14 +270,19 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     """One event per (session, statement, sub-statement) from its AUDIT lines."""
     key = ["session_id", "a_stmt_id", "a_substmt_id"]
     obj = unquote_csv(pl.col("a_object_name")).replace("", None)
-    first = audit.unique(subset=key, keep="first", maintain_order=True)
-    if first.height == audit.height:  # no statement logged once per relation here
-        first = first.with_columns(pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS))
-    else:
-        objects = audit.group_by(key).agg(
-            obj.drop_nulls().unique(maintain_order=True).alias(S.OBJECTS)
+    audit = audit.with_columns(pl.struct(key).is_first_distinct().alias("_first"))
+    first = audit.filter(pl.col("_first")).with_columns(
+        pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS)
+    )
+    repeated = audit.filter(~pl.col("_first")).select(key).unique()
+    if repeated.height:  # statements logged once per relation: collect their relations
+        lines = audit.join(repeated, on=key, how="semi")
+        objects = lines.group_by(key).agg(
+            obj.drop_nulls().unique(maintain_order=True).alias("_objects")
         )
-        first = first.join(objects, on=key, how="left", maintain_order="left")
+        first = first.join(objects, on=key, how="left", maintain_order="left").with_columns(
+            pl.coalesce("_objects", S.OBJECTS).alias(S.OBJECTS)
+        )
 
     statement = unquote_csv(pl.col("a_statement"))
     command = pl.col("a_command").str.to_uppercase()

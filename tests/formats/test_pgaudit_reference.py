@@ -103,7 +103,9 @@ def test_bytes_are_null_because_pgaudit_never_logs_them(output: str) -> None:
 def test_a_giant_record_is_quarantined_not_parsed(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lines = (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
     i = next(i for i, line in enumerate(lines) if "AUDIT: SESSION,3,1,READ,SELECT" in line)
-    giant = lines[i].replace("SELECT * FROM customers;", "SELECT * FROM customers;" + " " * 1_100_000)
+    giant = lines[i].replace(
+        "SELECT * FROM customers;", "SELECT * FROM customers;" + " " * 1_100_000
+    )
     path = tmp_path / "giant.json"
     path.write_text("".join(lines[:i]) + giant + "".join(lines[i + 1 :]))
     frame, quarantine = parse(path)
