@@ -6,7 +6,7 @@ Thresholding wraps the detector rather than living inside it. A window is flagge
   and ``guardrail_factor`` times beyond either the largest the account *and all* its
   peers ever did in training (so a poisoned history cannot teach the model a 23-TB
   pull), or both the account's own largest and its typical peer's largest. Or it
-  exports data although the account never did (a new account: nor did its peers).
+  exports data although the account never did (a new account never did).
   This holds whatever the model says; or
 * its score reaches the threshold **and** at least one signal is far from the account's
   normal: a window nobody can explain in database terms is not an alert.
@@ -64,12 +64,10 @@ class Judge:
         def own_bound(value: pl.Expr, c: str) -> pl.Expr:
             return (value + 1) >= s.reason_factor * (pl.col(f"{c}__own") + 1)
 
+        # An account with no history has never exported either: a dump by a brand-new
+        # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
-        guard_export = (
-            (pl.col("exports") > 0)
-            & never_exports
-            & (pl.col("has_history") | (pl.col("exports__peer_max") == 0))
-        )
+        guard_export = (pl.col("exports") > 0) & never_exports
         signals = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
@@ -168,9 +166,6 @@ class Judge:
         return frame.with_columns(
             *[pl.max_horizontal(f"{c}__own", f"{c}__peermax").alias(f"{c}__ceiling") for c in cols],
             pl.max_horizontal(pl.col(f"{c}__own") for c in export_cols).alias("exports__own_max"),
-            pl.max_horizontal(pl.col(f"{c}__peermax") for c in export_cols).alias(
-                "exports__peer_max"
-            ),
         )
 
     def _reason_columns(self) -> list[str]:
