@@ -203,14 +203,6 @@ def _log2_ratio(value: pl.Expr, reference: pl.Expr) -> pl.Expr:
     return ((value.cast(pl.Float64) + 1.0) / (reference.cast(pl.Float64) + 1.0)).log(2)
 
 
-def relative_names(horizons: Horizons) -> list[str]:
-    names = []
-    for signal in RELATIVE:
-        for h in horizons.all:
-            names += [f"{col_name(signal, h)}_vs_own", f"{col_name(signal, h)}_vs_peers"]
-    return names
-
-
 def add_relative(
     windows: pl.LazyFrame,
     horizons: Horizons,

@@ -267,6 +267,7 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
         "new_clients",
         "new_apps",
         "hour_rarity",
+        "hour_rarity_peers",
         "peer_group",
     ]
     return judged.select(

@@ -37,7 +37,7 @@ read_commands = ["SELECT"]                # commands classed READ when `class` i
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,7 +83,6 @@ class Mapping:
     objects_separator: str | None = None
     export_commands: tuple[str, ...] = ("COPY", "UNLOAD", "EXPORT", "DUMP")
     read_commands: tuple[str, ...] = ("SELECT", "FETCH", "COPY", "UNLOAD", "EXPORT")
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Mapping:

@@ -26,7 +26,6 @@ COLUMNS: Final = [
     "query", "query_pos", "location", "application_name", "backend_type", "leader_pid",
     "query_id",
 ]  # fmt: skip
-MIN_COLUMNS: Final = 23
 # A csvlog record starts with its timestamp: chunks are only cut before such a line.
 RECORD_START: Final = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 _SNIFF: Final = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,("[^"]*"|[^,]*),')
