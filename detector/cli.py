@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors in one line (and exit code 2) instead of the usage text."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_BAD_INPUT, f"trovewatch: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import polars as pl
 from detector import formats
 from detector import schema as S
 from detector.formats.pg_jsonlog import NotClean
-from detector.reader import read_chunks
+from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine
 
 
@@ -79,30 +79,46 @@ def read_events(
     frames: list[pl.DataFrame] = []
     for path in paths:
         on_file(f"reading {path.name}")
-        fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
-        parts = []
-        for parsed in _parse_file(fmt, path):
-            parts.append(parsed.events)
-            summary.context += parsed.context
-            quarantine.add(str(path), parsed.rejects)
-        events = merge_split_statements(pl.concat(parts)) if parts else S.empty()
-        finish = getattr(fmt, "finish", None)
-        if finish is not None:
-            events = finish(events)
+        try:
+            events, name = _read_file(path, format_name, mapping, log_line_prefix, quarantine, summary)
+        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
+            raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         parsed_events = events.height
         if since is not None:
             events = events.filter(pl.col(S.TIME) >= since)
         if until is not None:
             events = events.filter(pl.col(S.TIME) < until)
         summary.outside += parsed_events - events.height
+        summary.events[name] += events.height
         frames.append(events)
-        summary.events[fmt.name] += events.height
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
     events = events.sort(S.TIME, maintain_order=True)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]
     return events, summary
+
+
+def _read_file(
+    path: Path,
+    format_name: str,
+    mapping: Path | None,
+    log_line_prefix: str | None,
+    quarantine: Quarantine,
+    summary: Summary,
+) -> tuple[pl.DataFrame, str]:
+    """All events of one file and its format's name; rejects quarantined, context counted."""
+    fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
+    parts = []
+    for parsed in _parse_file(fmt, path):
+        parts.append(parsed.events)
+        summary.context += parsed.context
+        quarantine.add(str(path), parsed.rejects)
+    events = merge_split_statements(pl.concat(parts)) if parts else S.empty()
+    finish = getattr(fmt, "finish", None)
+    if finish is not None:
+        events = finish(events)
+    return events, fmt.name
 
 
 def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
