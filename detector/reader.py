@@ -80,9 +80,19 @@ def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str
             data = fh.read(max_bytes)
     except (OSError, EOFError) as exc:
         raise NotALogError(f"{path}: cannot read: {exc}") from exc
-    if b"\x00" in data[:4096]:
-        raise NotALogError(f"{path}: binary data, not a text log")
     return data.decode("utf-8", "replace").splitlines()[:n]
+
+
+def looks_binary(path: Path) -> bool:
+    """Mostly control bytes at the start: a binary file, not a log. (A few NUL bytes
+    inside a text log are only bad lines, for the parser to quarantine.)"""
+    try:
+        with open_binary(path) as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError):
+        return False
+    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return control > len(head) // 10
 
 
 def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:

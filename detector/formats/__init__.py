@@ -13,7 +13,7 @@ from detector.formats.mapped import MappedFormat, Mapping, MappingError
 from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
-from detector.reader import NotALogError, head_lines
+from detector.reader import NotALogError, head_lines, looks_binary
 
 NATIVE: Final = ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr")
 CHOICES: Final = ("auto", *NATIVE, "mapped")
@@ -47,6 +47,8 @@ def get(
         return MappedFormat(Mapping.load(mapping))
     head = head_lines(path)
     if name == "auto":
+        if looks_binary(path):
+            raise NotALogError(f"{path}: binary data, not a text log")
         name = detect(path, head)
     fmt = _native(name, log_line_prefix)
     if isinstance(fmt, PgStderr):

@@ -26,7 +26,7 @@ def _decode(lines: pl.DataFrame, dtype: pl.Struct) -> pl.DataFrame:
 def _is_json_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         return False
 
 

@@ -126,6 +126,7 @@ class MappedFormat:
         self.mapping = mapping
         self.name = f"mapped-{mapping.format}"
         self.record_start = None
+        self._header = b""
 
     def sniff(self, head: list[str]) -> bool:
         return False  # only ever chosen explicitly, with --mapping
@@ -152,16 +153,20 @@ class MappedFormat:
         return values, bad
 
     def _csv(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
-        text = chunk.text
-        if chunk.first_line > 1:
-            raise MappingError("CSV input must be read as one piece (header on line 1)")
+        """Rows of a CSV export. The header (line 1) is kept for the file's later chunks."""
+        data = chunk.data
+        if chunk.first_line == 1:
+            self._header = data.split(b"\n", 1)[0] + b"\n"
+            data, first_row = data[len(self._header) :], 2
+        else:
+            first_row = chunk.first_line
         try:
             table = pl.read_csv(
-                text.encode(), infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False
+                self._header + data, infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False
             )
-        except PolarsError as exc:
-            del exc  # the rows are quarantined instead; the reason is in the summary
-            return pl.DataFrame(), rejects(chunk.lines, pl.col("line_no") > 1, Reason.UNRECOGNISED)
+        except PolarsError:
+            # Broken quoting can make the whole chunk unreadable: its lines are quarantined.
+            return pl.DataFrame(), rejects(chunk.lines, pl.col("line_no") >= first_row, Reason.UNRECOGNISED)
         absent = [c for c in self.mapping.fields.values() if c not in table.columns]
         if absent:
             raise MappingError(f"CSV columns {absent} named in the mapping are not in the header")
@@ -169,12 +174,11 @@ class MappedFormat:
             pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in table.columns
         )
         table = table.with_columns(
-            (2 + physical.cum_sum() - physical).cast(pl.UInt64).alias("line_no"),
-            pl.concat_str([pl.col(c).fill_null("") for c in table.columns], separator=",").alias(
-                "line"
-            ),
+            (first_row + physical.cum_sum() - physical).cast(pl.UInt64).alias("line_no"),
+            pl.concat_str([pl.col(c).fill_null("") for c in table.columns], separator=",").alias("line"),
         )
-        values = table.select(
+        blank = pl.all_horizontal(pl.col(c).is_null() for c in table.columns if c not in ("line_no", "line"))
+        values = table.filter(~blank).select(
             "line_no",
             "line",
             *[pl.col(col).alias(name) for name, col in self.mapping.fields.items()],

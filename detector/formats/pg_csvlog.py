@@ -42,10 +42,12 @@ class PgCsvlog:
 
     def parse(self, chunk: Chunk) -> Parsed:
         try:
+            # A fixed width: the first row (maybe a stray line) must not decide it.
             table = pl.read_csv(
                 chunk.data,
                 has_header=False,
-                infer_schema=False,
+                schema=dict.fromkeys(COLUMNS, pl.String),
+                missing_columns="insert",
                 truncate_ragged_lines=True,
                 raise_if_empty=False,
             )
@@ -55,9 +57,6 @@ class PgCsvlog:
             return self._per_record(chunk)
         if table.width == 0:
             return Parsed(events=pgaudit.to_events(_empty_records(), self.name).events)
-        table = table.rename(dict(zip(table.columns, COLUMNS, strict=False)))
-        for name in COLUMNS[table.width :]:
-            table = table.with_columns(pl.lit(None, pl.String).alias(name))
         physical = 1 + pl.sum_horizontal(
             pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in COLUMNS
         )
@@ -66,6 +65,8 @@ class PgCsvlog:
             .cast(pl.UInt64)
             .alias("line_no"),
         )
+        blank = pl.all_horizontal(pl.col(c).is_null() for c in COLUMNS)
+        table = table.filter(~blank)
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
         records = table.filter(pl.col("message").is_not_null()).select(
             "line_no",
