@@ -27,7 +27,7 @@ COLUMNS: Final = [
     "query_id",
 ]  # fmt: skip
 # A csvlog record starts with its timestamp: chunks are only cut before such a line.
-RECORD_START: Final = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+RECORD_START: Final = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 _SNIFF: Final = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,("[^"]*"|[^,]*),')
 
 
@@ -41,10 +41,12 @@ class PgCsvlog:
         return bool(lines) and _SNIFF.match(lines[0]) is not None and lines[0].count(",") >= 22
 
     def parse(self, chunk: Chunk) -> Parsed:
+        records, bad = _segment(chunk)
+        text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
         try:
             # A fixed width: the first row (maybe a stray line) must not decide it.
             table = pl.read_csv(
-                chunk.data,
+                text.encode() + b"\n",
                 has_header=False,
                 schema=dict.fromkeys(COLUMNS, pl.String),
                 missing_columns="insert",
@@ -52,23 +54,12 @@ class PgCsvlog:
                 raise_if_empty=False,
             )
         except PolarsError:
-            # Unbalanced quoting can make the whole chunk unreadable as CSV: every line is
-            # then judged on its own, as a one-line record.
-            return self._per_record(chunk)
-        if table.width == 0:
-            return Parsed(events=pgaudit.to_events(_empty_records(), self.name).events)
-        physical = 1 + pl.sum_horizontal(
-            pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in COLUMNS
-        )
-        table = table.with_columns(
-            (pl.lit(chunk.first_line) + physical.cum_sum() - physical)
-            .cast(pl.UInt64)
-            .alias("line_no"),
-        )
-        blank = pl.all_horizontal(pl.col(c).is_null() for c in COLUMNS)
-        table = table.filter(~blank)
+            table = None
+        if table is None or table.height != records.height:
+            return self._per_record(chunk)  # records the segmentation got wrong: one by one
+        table = table.with_columns(records["line_no"])
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
-        records = table.filter(pl.col("message").is_not_null()).select(
+        rows = table.filter(pl.col("message").is_not_null()).select(
             "line_no",
             pl.col("log_time").alias("ts"),
             pl.col("user_name").alias("user"),
@@ -83,8 +74,8 @@ class PgCsvlog:
             "message",
             pl.col("query").alias("statement"),
         )
-        parsed = pgaudit.to_events(records, self.name)
-        found = pl.concat([short, parsed.rejects]).sort("line_no")
+        parsed = pgaudit.to_events(rows, self.name)
+        found = pl.concat([bad, short, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed
 
@@ -127,6 +118,42 @@ class PgCsvlog:
             rejects=pl.concat(found).sort("line_no"),
             context=context,
         )
+
+
+def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The chunk's records (``line_no`` of their first line, ``text``) and stray lines.
+
+    A record starts with its timestamp and goes on over the next lines only while one of
+    its quoted fields is open (a statement with newlines). A line outside any record is
+    rejected on its own, and a record whose quote never closes is rejected whole, so one
+    broken line cannot swallow the records after it. Blank lines are skipped.
+    """
+    start = pl.col("line").str.contains(RECORD_START.pattern.decode())
+    quotes = pl.col("line").str.count_matches('"', literal=True)
+    lines = chunk.lines.with_columns(start.alias("_start"), quotes.alias("_q")).with_columns(
+        pl.col("_start").cum_sum().alias("_rec")
+    )
+    open_before = ((pl.col("_q").cum_sum() - pl.col("_q")) % 2 == 1).over("_rec")
+    closed = (~pl.col("_start") & ~open_before).cast(pl.Int32).cum_sum().over("_rec") > 0
+    lines = lines.with_columns(
+        ((pl.col("_rec") > 0) & (pl.col("_start") | ~closed)).alias("_member")
+    )
+    stray = lines.filter(~pl.col("_member") & (pl.col("line").str.strip_chars() != ""))
+    members = lines.filter(pl.col("_member"))
+    if members.height == members["_start"].sum():  # every record is one line
+        records = members.select("line_no", pl.col("line").alias("text"), pl.col("_q").alias("_quotes"))
+    else:
+        records = members.group_by("_rec", maintain_order=True).agg(
+            pl.col("line_no").first(), pl.col("line").str.join("\n").alias("text"), pl.col("_q").sum().alias("_quotes")
+        )
+    unclosed = pl.col("_quotes") % 2 == 1
+    bad = pl.concat(
+        [
+            rejects(stray, pl.lit(True), Reason.UNRECOGNISED),
+            rejects(records.rename({"text": "line"}), unclosed, Reason.TRUNCATED),
+        ]
+    )
+    return records.filter(~unclosed).select("line_no", "text"), bad
 
 
 def _empty_records() -> pl.DataFrame:

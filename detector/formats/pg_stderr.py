@@ -16,7 +16,7 @@ import polars as pl
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import Reason, rejects
+from detector.rejects import Reason, rejects, with_raw_lines
 
 SEVERITIES: Final = (
     "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|"
@@ -105,16 +105,14 @@ def prefix_regex(prefix: str) -> str:
 
 
 def guess_prefix(head: list[str]) -> str | None:
-    """The most specific common prefix matching (nearly) all non-continuation head lines."""
+    """The common prefix matching the most non-continuation head lines (the most specific
+    one on a tie), if it matches at least half: a few stray lines must not hide it."""
     lines = [s for s in head if s and not s.startswith("\t")]
     if not lines:
         return None
-    for prefix in COMMON_PREFIXES:
-        rx = re.compile(prefix_regex(prefix))
-        hits = sum(1 for s in lines if rx.match(s))
-        if hits >= max(1, int(0.9 * len(lines))):
-            return prefix
-    return None
+    hits = {p: sum(1 for s in lines if re.match(prefix_regex(p), s)) for p in COMMON_PREFIXES}
+    best = max(COMMON_PREFIXES, key=lambda p: hits[p])  # max keeps the first of equals
+    return best if hits[best] * 2 >= len(lines) else None
 
 
 class PgStderr:
@@ -163,7 +161,8 @@ class PgStderr:
         )
         records = _sessions(records)
         parsed = pgaudit.to_events(records, self.name)
-        parsed.rejects = pl.concat([bad, parsed.rejects]).sort("line_no")
+        found = pl.concat([bad, parsed.rejects]).sort("line_no")
+        parsed.rejects = with_raw_lines(found, lambda: lines)
         return parsed
 
 
