@@ -80,7 +80,9 @@ def read_events(
     for path in paths:
         on_file(f"reading {path.name}")
         try:
-            events, name = _read_file(path, format_name, mapping, log_line_prefix, quarantine, summary)
+            events, name = _read_file(
+                path, format_name, mapping, log_line_prefix, quarantine, summary
+            )
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         parsed_events = events.height

@@ -23,7 +23,7 @@ def _decode(lines: pl.DataFrame, dtype: pl.Struct) -> pl.DataFrame:
     return lines.with_columns(pl.col("line").str.json_decode(dtype).alias("_json"))
 
 
-def _is_json_object(line: str) -> bool:
+def is_json_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
@@ -49,13 +49,13 @@ def _decode_or_split(lines: pl.DataFrame, dtype: pl.Struct) -> _Split:
         pass
     if lines.height == 1:
         line_no = lines["line_no"].to_list()
-        if _is_json_object(lines["line"][0]):
+        if is_json_object(lines["line"][0]):
             return _Split(mistyped=line_no)
         return _Split(invalid=line_no)
     out = _Split()
     if lines.height <= _SMALL:
         # Few lines around a bad one: check each, cheaply, rather than bisecting further.
-        ok = pl.Series([_is_json_object(s) for s in lines["line"].to_list()])
+        ok = pl.Series([is_json_object(s) for s in lines["line"].to_list()])
         out.invalid += lines.filter(~ok)["line_no"].to_list()
         good = lines.filter(ok)
         if good.height == lines.height:

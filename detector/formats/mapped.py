@@ -46,6 +46,7 @@ from polars.exceptions import PolarsError
 
 from detector import schema as S
 from detector.formats.base import Parsed
+from detector.formats.jsonlines import is_json_object
 from detector.reader import Chunk
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
@@ -126,7 +127,7 @@ class MappedFormat:
         self.mapping = mapping
         self.name = f"mapped-{mapping.format}"
         self.record_start = None
-        self._header = b""
+        self._header = ""
 
     def sniff(self, head: list[str]) -> bool:
         return False  # only ever chosen explicitly, with --mapping
@@ -154,36 +155,60 @@ class MappedFormat:
 
     def _csv(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Rows of a CSV export. The header (line 1) is kept for the file's later chunks."""
-        data = chunk.data
+        lines = chunk.lines
         if chunk.first_line == 1:
-            self._header = data.split(b"\n", 1)[0] + b"\n"
-            data, first_row = data[len(self._header) :], 2
-        else:
-            first_row = chunk.first_line
+            self._header = lines["line"][0] if lines.height else ""
+            lines = lines.slice(1)
+        return self._csv_lines(lines)
+
+    def _csv_lines(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if lines.is_empty():
+            return pl.DataFrame(), rejects(lines, pl.lit(False), Reason.UNRECOGNISED)
+        text = "\n".join([self._header, *lines["line"].to_list()]) + "\n"
         try:
             table = pl.read_csv(
-                self._header + data, infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False
+                text.encode(), infer_schema=False, truncate_ragged_lines=True, raise_if_empty=False
             )
         except PolarsError:
-            # Broken quoting can make the whole chunk unreadable: its lines are quarantined.
-            return pl.DataFrame(), rejects(chunk.lines, pl.col("line_no") >= first_row, Reason.UNRECOGNISED)
+            return self._split_at_stray_quote(lines)
         absent = [c for c in self.mapping.fields.values() if c not in table.columns]
         if absent:
             raise MappingError(f"CSV columns {absent} named in the mapping are not in the header")
         physical = 1 + pl.sum_horizontal(
             pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in table.columns
         )
+        first_row = lines["line_no"][0]
         table = table.with_columns(
             (first_row + physical.cum_sum() - physical).cast(pl.UInt64).alias("line_no"),
-            pl.concat_str([pl.col(c).fill_null("") for c in table.columns], separator=",").alias("line"),
+            pl.concat_str([pl.col(c).fill_null("") for c in table.columns], separator=",").alias(
+                "line"
+            ),
         )
-        blank = pl.all_horizontal(pl.col(c).is_null() for c in table.columns if c not in ("line_no", "line"))
+        blank = pl.all_horizontal(
+            pl.col(c).is_null() for c in table.columns if c not in ("line_no", "line")
+        )
         values = table.filter(~blank).select(
             "line_no",
             "line",
             *[pl.col(col).alias(name) for name, col in self.mapping.fields.items()],
         )
         return values, rejects(table.clear(), pl.lit(False), Reason.UNRECOGNISED)
+
+    def _split_at_stray_quote(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Lines Polars cannot read as CSV: the first line that leaves a quote open is
+        quarantined, and the lines before and after it are read on their own."""
+        odd = lines["line"].str.count_matches('"', literal=True) % 2 == 1
+        if not odd.any():
+            return pl.DataFrame(), rejects(lines, pl.lit(True), Reason.UNRECOGNISED)
+        at = int(odd.arg_true()[0])
+        before, bad_before = self._csv_lines(lines.slice(0, at)) if at else (pl.DataFrame(), None)
+        after, bad_after = self._csv_lines(lines.slice(at + 1))
+        found = [rejects(lines.slice(at, 1), pl.lit(True), Reason.UNRECOGNISED), bad_after]
+        if bad_before is not None:
+            found.append(bad_before)
+        kept = [f for f in (before, after) if f.height]
+        values = pl.concat(kept, how="diagonal_relaxed") if kept else pl.DataFrame()
+        return values, pl.concat(found).sort("line_no")
 
     def _to_events(self, raw: pl.DataFrame, bad: pl.DataFrame) -> Parsed:
         m = self.mapping
@@ -192,6 +217,16 @@ class MappedFormat:
         present = [k for k in FIELDS if k in m.fields]
         missing_required = pl.any_horizontal(pl.col(k).is_null() for k in REQUIRED)
         not_audit = rejects(raw, missing_required, Reason.NOT_AUDIT)
+        if self.mapping.format == "ndjson" and not_audit.height:
+            # A line shaped like an object whose fields could not be read may not be JSON at
+            # all; checked line by line, but only for these few lines.
+            broken = [not is_json_object(line) for line in not_audit["line"].to_list()]
+            not_audit = not_audit.with_columns(
+                pl.when(pl.Series(broken, dtype=pl.Boolean))
+                .then(pl.lit(Reason.INVALID_JSON.value))
+                .otherwise("reason")
+                .alias("reason")
+            )
         raw = raw.filter(~missing_required)
         raw = raw.with_columns(_parse_time(pl.col("time"), m.time_format).alias("_t"))
         raw = _as_utc(raw, "_t")

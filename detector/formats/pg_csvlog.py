@@ -41,6 +41,9 @@ class PgCsvlog:
         return bool(lines) and _SNIFF.match(lines[0]) is not None and lines[0].count(",") >= 22
 
     def parse(self, chunk: Chunk) -> Parsed:
+        return self._parse(chunk, one_record=False)
+
+    def _parse(self, chunk: Chunk, one_record: bool) -> Parsed:
         records, bad = _segment(chunk)
         text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
         try:
@@ -56,6 +59,14 @@ class PgCsvlog:
         except PolarsError:
             table = None
         if table is None or table.height != records.height:
+            if one_record:  # a single record that is not CSV: rejected, never retried
+                return Parsed(
+                    events=_no_events(),
+                    rejects=with_raw_lines(
+                        rejects(chunk.lines.head(1), pl.lit(True), Reason.TRUNCATED),
+                        lambda: chunk.lines,
+                    ),
+                )
             return self._per_record(chunk)  # records the segmentation got wrong: one by one
         table = table.with_columns(records["line_no"])
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
@@ -107,7 +118,7 @@ class PgCsvlog:
                     )
                 )
                 continue
-            sub = self.parse(Chunk(chunk.path, text.encode(), line_no))
+            sub = self._parse(Chunk(chunk.path, text.encode(), line_no), one_record=True)
             events.append(sub.events)
             found.append(sub.rejects)
             context += sub.context
@@ -141,10 +152,14 @@ def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     stray = lines.filter(~pl.col("_member") & (pl.col("line").str.strip_chars() != ""))
     members = lines.filter(pl.col("_member"))
     if members.height == members["_start"].sum():  # every record is one line
-        records = members.select("line_no", pl.col("line").alias("text"), pl.col("_q").alias("_quotes"))
+        records = members.select(
+            "line_no", pl.col("line").alias("text"), pl.col("_q").alias("_quotes")
+        )
     else:
         records = members.group_by("_rec", maintain_order=True).agg(
-            pl.col("line_no").first(), pl.col("line").str.join("\n").alias("text"), pl.col("_q").sum().alias("_quotes")
+            pl.col("line_no").first(),
+            pl.col("line").str.join("\n").alias("text"),
+            pl.col("_q").sum().alias("_quotes"),
         )
     unclosed = pl.col("_quotes") % 2 == 1
     bad = pl.concat(
@@ -154,6 +169,10 @@ def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         ]
     )
     return records.filter(~unclosed).select("line_no", "text"), bad
+
+
+def _no_events() -> pl.DataFrame:
+    return pgaudit.to_events(_empty_records(), PgCsvlog.name).events
 
 
 def _empty_records() -> pl.DataFrame:
