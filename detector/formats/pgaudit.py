@@ -72,6 +72,17 @@ _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
 _RELATION: Final = rf"{_IDENT}(?:\.{_IDENT})?"
 
 
+# When, where in the file, and who: the record columns every event carries.
+_WHO: Final = (
+    pl.col(S.TIME),
+    pl.col("line_no"),
+    pl.col("user").alias(S.ACCOUNT),
+    pl.col("remote_host").alias(S.CLIENT_IP),
+    pl.col("application_name").alias(S.APPLICATION),
+    pl.col("dbname").alias(S.DATABASE),
+)
+
+
 def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     """``audit`` (with ``message``) plus the AUDIT record's fields as ``a_<field>`` columns.
 
@@ -301,12 +312,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     )
     events = (
         first.select(
-            S.TIME,
-            "line_no",
-            pl.col("user").alias(S.ACCOUNT),
-            pl.col("remote_host").alias(S.CLIENT_IP),
-            pl.col("application_name").alias(S.APPLICATION),
-            pl.col("dbname").alias(S.DATABASE),
+            *_WHO,
             S.OBJECTS,
             "a_class",
             command.alias(S.COMMAND),
@@ -379,12 +385,7 @@ def _failures(records: pl.DataFrame) -> pl.DataFrame:
     statement = pl.col("statement")
     first_word = statement.str.extract(r"^\s*([A-Za-z]+)", 1).str.to_uppercase()
     return failed.select(
-        S.TIME,
-        "line_no",
-        pl.col("user").alias(S.ACCOUNT),
-        pl.col("remote_host").alias(S.CLIENT_IP),
-        pl.col("application_name").alias(S.APPLICATION),
-        pl.col("dbname").alias(S.DATABASE),
+        *_WHO,
         pl.when(sev == "ERROR")
         .then(relations_in(statement).fill_null([]))
         .otherwise(pl.lit([], dtype=pl.List(pl.String)))
