@@ -1,0 +1,439 @@
+"""The ``trovewatch`` command as a user runs it: exit codes, one-line errors, the NDJSON
+it writes, the summary on stderr, the quarantine file, and refusing a tampered model.
+
+Exit codes (detector/cli.py): 0 success, 2 bad input or usage, 1 internal error. An error
+is one line on stderr starting ``trovewatch: error:``, never a traceback without --debug.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from detector.cli import main
+from detector.reader import NotALogError
+from tests.conftest import REFERENCE_PG
+
+ROOT = Path(__file__).parents[1]
+BUNDLED_MODEL = ROOT / "models" / "default"
+JSONLOG = REFERENCE_PG / "postgresql.json"
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)$")
+SEVERITIES = {"low", "medium", "high", "critical"}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run ``trovewatch ARGS`` in this process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse exits on usage errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *mentions: str) -> str:
+    assert code == 2, f"exit {code}, want 2; stderr: {err!r}"
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"error is not one line: {err!r}"
+    assert lines[0].startswith("trovewatch: error: "), lines[0]
+    for text in mentions:
+        assert text.lower() in lines[0].lower(), f"{text!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def score_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
+    return ["score", "--quarantine", tmp_path / "quarantine.ndjson", *extra]
+
+
+def ndjson(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: exit 2, one line, no traceback
+
+
+def test_binary_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    code, out, err = cli(capsys, *score_args(tmp_path, binary))
+    assert_one_line_error(code, err, str(binary), "binary")
+    assert out == ""
+
+
+def test_empty_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    code, _, err = cli(capsys, *score_args(tmp_path, empty))
+    assert_one_line_error(code, err, str(empty), "empty")
+
+
+def test_text_that_is_not_a_log_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n- milk\n- eggs\n")
+    code, _, err = cli(capsys, *score_args(tmp_path, notes))
+    line = assert_one_line_error(code, err, str(notes))
+    assert "--format" in line  # tells the user what to do about it
+
+
+def test_missing_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such.log"
+    code, _, err = cli(capsys, *score_args(tmp_path, missing))
+    assert_one_line_error(code, err, str(missing))
+
+
+def test_bad_since_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = cli(capsys, *score_args(tmp_path, "--since", "yesterday-ish", JSONLOG))
+    assert_one_line_error(code, err, "--since", "yesterday-ish")
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        'format = "xml"\n[fields]\ntime = "t"\naccount = "u"\n',
+        "this is [not toml\n",
+        'format = "ndjson"\n',
+    ],
+    ids=["unknown-format", "not-toml", "no-fields"],
+)
+def test_bad_mapping_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, toml: str
+) -> None:
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(toml)
+    code, _, err = cli(capsys, *score_args(tmp_path, "--mapping", mapping, JSONLOG))
+    assert_one_line_error(code, err, str(mapping))
+
+
+def test_model_dir_without_manifest_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    empty_model = tmp_path / "model"
+    empty_model.mkdir()
+    code, _, err = cli(capsys, *score_args(tmp_path, "--model-dir", empty_model, JSONLOG))
+    assert_one_line_error(code, err, "manifest.json", str(empty_model))
+
+
+def test_truncated_gzip_is_bad_input_not_an_internal_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A .gz cut short (a copy interrupted, a rotation mid-compress) past the first lines."""
+    lines = JSONLOG.read_bytes().splitlines(keepends=True)
+    big = b"".join(lines * 60)  # well past the 256 KiB that format detection reads
+    packed = gzip.compress(big)
+    cut = tmp_path / "postgresql.json.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    code, _, err = cli(capsys, *score_args(tmp_path, cut))
+    assert_one_line_error(code, err, str(cut))
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(NotALogError):
+        main(["--debug", *map(str, score_args(tmp_path, binary))])
+
+
+# ---------------------------------------------------------------------------------------
+# score: the NDJSON output, the summary, gzip, the quarantine
+
+
+@pytest.fixture(scope="module")
+def scored_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``trovewatch score`` on the reference jsonlog with the bundled model: (stdout, stderr)."""
+    tmp = tmp_path_factory.mktemp("score")
+    capture = _Capture()
+    with capture:
+        code = main(["score", "--quarantine", str(tmp / "q.ndjson"), str(JSONLOG)])
+    assert code == 0, capture.err
+    return capture.out, capture.err
+
+
+class _Capture:
+    """stdout/stderr of a block (capsys is function-scoped; this serves module fixtures)."""
+
+    def __enter__(self) -> None:
+        import io
+
+        self._saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self._out, self._err = io.StringIO(), io.StringIO()
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self._saved
+        self.out, self.err = self._out.getvalue(), self._err.getvalue()
+
+
+def test_score_writes_the_documented_fields(scored_reference: tuple[str, str]) -> None:
+    rows = ndjson(scored_reference[0])
+    assert rows, "no account-windows scored"
+    assert {r["account"] for r in rows} >= {"alice"}
+    for row in rows:
+        assert {"account", "window_start", "window_end", "score", "flagged", "severity", "reasons",
+                "features"} <= row.keys()  # fmt: skip
+        assert isinstance(row["account"], str) and row["account"]
+        for key in ("window_start", "window_end"):
+            assert ISO_UTC.match(row[key]), row[key]
+        start = datetime.fromisoformat(row["window_start"])
+        end = datetime.fromisoformat(row["window_end"])
+        assert start.utcoffset() == end.utcoffset() == UTC.utcoffset(None)
+        assert start < end
+        assert isinstance(row["score"], float | int) and 0 <= row["score"] <= 1
+        assert isinstance(row["flagged"], bool)
+        assert isinstance(row["reasons"], list) and all(isinstance(r, str) for r in row["reasons"])
+        assert isinstance(row["features"], dict) and row["features"]
+        if row["flagged"]:
+            assert row["severity"] in SEVERITIES
+            assert row["reasons"], "a flagged window must say why"
+
+
+def test_score_summary_names_formats_and_reject_reasons(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, scored_reference: tuple[str, str]
+) -> None:
+    assert re.search(r"\b24 audit events \(24 pgaudit-jsonlog\)", scored_reference[1])
+    assert re.search(r"\b0 lines rejected\b", scored_reference[1])
+    dirty = tmp_path / "postgresql.json"
+    lines = JSONLOG.read_bytes().splitlines(keepends=True)
+    dirty.write_bytes(b"".join([*lines[:30], b"garbage\n", b"{broken json\n", *lines[30:]]))
+    code, _, err = cli(capsys, *score_args(tmp_path, dirty))
+    assert code == 0, err
+    assert re.search(r"\b24 pgaudit-jsonlog\b", err), err
+    assert re.search(r"\b2 lines rejected \(2 invalid_json\)", err), err
+    assert str(tmp_path / "quarantine.ndjson") in err  # where to look
+
+
+@pytest.mark.parametrize("name", ["postgresql.json", "postgresql.csv", "postgresql.log"])
+def test_gzipped_log_is_read_like_the_plain_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    plain = REFERENCE_PG / name
+    packed = tmp_path / f"{name}.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    code, out_plain, err_plain = cli(capsys, *score_args(tmp_path, plain))
+    assert code == 0, err_plain
+    code, out_gz, err_gz = cli(capsys, *score_args(tmp_path, packed))
+    assert code == 0, err_gz
+    assert out_gz == out_plain
+    assert ndjson(out_gz)
+    assert err_gz.replace(str(packed), str(plain)) == err_plain
+
+
+def test_quarantine_file_gets_the_rejected_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = JSONLOG.read_bytes().splitlines(keepends=True)
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(
+        b"".join([*lines[:10], b"<<garbage>>\n", *lines[10:40], b"[1, 2, 3]\n", *lines[40:]])
+    )
+    quarantine = tmp_path / "rejected.ndjson"
+    code, out, err = cli(capsys, "score", "--quarantine", quarantine, log)
+    assert code == 0, err
+    assert ndjson(out)
+    rows = ndjson(quarantine.read_text())
+    assert [(r["file"], r["line"], r["raw"]) for r in rows] == [
+        (str(log), 11, "<<garbage>>"),
+        (str(log), 42, "[1, 2, 3]"),
+    ]
+    assert all(r["reason"] == "invalid_json" for r in rows)
+
+
+def test_clean_input_writes_no_quarantine_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    quarantine = tmp_path / "rejected.ndjson"
+    code, _, err = cli(capsys, "score", "--quarantine", quarantine, JSONLOG)
+    assert code == 0, err
+    assert not quarantine.exists()
+    assert "Rejected lines are in" not in err
+
+
+# ---------------------------------------------------------------------------------------
+# report
+
+
+def test_report_prints_the_flagged_windows_with_reasons(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, scored_reference: tuple[str, str]
+) -> None:
+    scores = tmp_path / "scores.ndjson"
+    scores.write_text(scored_reference[0])
+    rows = ndjson(scored_reference[0])
+    flagged = [r for r in rows if r["flagged"]]
+    assert flagged, "the reference run is expected to flag alice's bulk read and COPY"
+    code, out, err = cli(capsys, "report", scores)
+    assert code == 0, err
+    assert out.splitlines()[0] == f"{len(flagged)} of {len(rows)} account-windows flagged"
+    for row in flagged:
+        header = f"{row['window_start']}  {row['account']}  {row['severity'].upper()}"
+        assert header in out
+        for reason in row["reasons"]:
+            assert f"  - {reason}" in out
+
+
+def test_report_on_a_non_score_file_is_bad_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "scores.ndjson"
+    binary.write_bytes(b"\xff\xfe\x00garbage" * 10)
+    code, _, err = cli(capsys, "report", binary)
+    assert_one_line_error(code, err, str(binary))
+
+
+# ---------------------------------------------------------------------------------------
+# A tampered or foreign model is refused before anything is unpickled
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, copy)
+    return copy
+
+
+class LoadSpy:
+    """Stands in for ``joblib.load``: records each call, and unpickles only if allowed."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.allowed = False
+        self.calls: list[str] = []
+
+    def __call__(self, path: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(str(path))
+        if not self.allowed:
+            raise AssertionError(f"joblib.load({path}) reached")
+        return self.real(path, *args, **kwargs)
+
+
+@pytest.fixture
+def joblib_load(monkeypatch: pytest.MonkeyPatch) -> LoadSpy:
+    spy = LoadSpy(joblib.load)
+    monkeypatch.setattr(joblib, "load", spy)
+    return spy
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_untampered_copy_of_the_bundled_model_loads(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path, joblib_load: LoadSpy
+) -> None:
+    """The control for the tamper tests: the copy itself is fine, and is unpickled."""
+    joblib_load.allowed = True
+    code, out, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    assert code == 0, err
+    assert ndjson(out)
+    assert joblib_load.calls == [str(model_copy / "model.joblib")]
+
+
+def test_model_with_a_flipped_byte_is_refused_before_unpickling(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path, joblib_load: LoadSpy
+) -> None:
+    _flip_a_byte(model_copy / "model.joblib")
+    code, out, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    assert_one_line_error(code, err, "sha256", "manifest", "model.joblib")
+    assert out == ""
+    assert joblib_load.calls == [], "a model whose hash does not match reached joblib.load"
+
+
+def test_model_with_a_tampered_profile_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path, joblib_load: LoadSpy
+) -> None:
+    _flip_a_byte(model_copy / "profile_account_max.parquet")
+    code, _, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    assert_one_line_error(code, err, "sha256", "profile_account_max.parquet")
+    assert joblib_load.calls == []
+
+
+def test_model_from_another_feature_version_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path, joblib_load: LoadSpy
+) -> None:
+    manifest = model_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["feature_version"] = 999
+    manifest.write_text(json.dumps(data))
+    code, _, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    line = assert_one_line_error(code, err, "999", "retrain")
+    assert "feature" in line.lower()
+    assert joblib_load.calls == []
+
+
+def test_corrupt_manifest_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path
+) -> None:
+    (model_copy / "manifest.json").write_text('{"name": "default", ')
+    code, _, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    assert_one_line_error(code, err, "manifest")
+
+
+# ---------------------------------------------------------------------------------------
+# The installed command and `python -m detector`, as separate processes
+
+
+@pytest.fixture(scope="module")
+def processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run the real commands concurrently (each starts a fresh interpreter)."""
+    tmp = tmp_path_factory.mktemp("proc")
+    binary = tmp / "image.bin"
+    binary.write_bytes(bytes(range(256)) * 16)
+    script = Path(sys.executable).parent / "trovewatch"
+    commands = {
+        "module-score": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q1"), str(JSONLOG)],
+        "script-score": [str(script), "score", "--quarantine", str(tmp / "q2"), str(JSONLOG)],
+        "module-binary": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q3"), str(binary)],
+    }  # fmt: skip
+    running = {
+        name: subprocess.Popen(
+            cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, cmd in commands.items()
+    }
+    done = {}
+    for name, proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        done[name] = subprocess.CompletedProcess(commands[name], proc.returncode, out, err)
+    return done
+
+
+def test_python_dash_m_detector_works_like_trovewatch(
+    processes: dict[str, subprocess.CompletedProcess[str]], scored_reference: tuple[str, str]
+) -> None:
+    module, script = processes["module-score"], processes["script-score"]
+    assert module.returncode == 0, module.stderr
+    assert script.returncode == 0, script.stderr
+    assert module.stdout == script.stdout == scored_reference[0]
+    assert "24 pgaudit-jsonlog" in module.stderr and "24 pgaudit-jsonlog" in script.stderr
+
+
+def test_errors_from_a_real_process_are_one_line_and_exit_2(
+    processes: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    proc = processes["module-binary"]
+    assert_one_line_error(proc.returncode, proc.stderr, "binary")
+    assert proc.stdout == ""
