@@ -131,6 +131,8 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     )
     rest = rest.with_columns(pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS)
     scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_plain"]
+    if rest.is_empty():
+        return simple.drop(scratch)
     return pl.concat([simple.drop(scratch), rest.drop([*scratch, "_a"])]).sort("line_no")
 
 
@@ -342,7 +344,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
     named, bare = events.filter(~unnamed), events.filter(unnamed)
     bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
-    return pl.concat([named, bare]).sort("line_no")
+    return pl.concat([named, bare])
 
 
 def finish(events: pl.DataFrame) -> pl.DataFrame:
