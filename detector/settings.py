@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         description="Flag volume this many times beyond the account's and its peers' largest, whatever the model says.",
     )
     guardrail_min_rows: int = Field(
-        10_000, ge=0, description="The guardrail ignores volumes below this many rows."
+        1_000, ge=0, description="The guardrail ignores volumes below this many rows."
     )
     reason_factor: float = Field(
         3.0,

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from detector import pipeline, settings
+from detector import schema as S
 from tests.conftest import OUTPUTS
 
 SAMPLE = Path(__file__).parents[1] / "sample_logs"
@@ -79,3 +80,33 @@ def test_three_outputs_give_the_same_verdicts() -> None:
     ]
     for other in verdicts[1:]:
         assert other.equals(verdicts[0])
+
+
+@cache
+def trained_on_json() -> tuple[object, pl.DataFrame]:
+    path = SAMPLE / "postgresql.json.gz"
+    train_events, _ = pipeline.read_events([path], until=SPLIT)
+    events, _ = pipeline.read_events([path], since=SPLIT)
+    return pipeline.train(train_events, settings.load()), events
+
+
+def test_a_pull_far_beyond_the_account_and_its_peers_trips_the_guardrail() -> None:
+    # One web-app statement returning 5,000 rows from a table it reads 1-20 rows of at a
+    # time: the guardrail flags it whatever the model's score, and says why.
+    trained, events = trained_on_json()
+    ordinary = events.filter(pl.col(S.ACCOUNT) == "web_shop", pl.col(S.CLASS) == "READ").row(
+        0, named=True
+    )
+    when = datetime.fromisoformat("2026-10-24T11:02:00+00:00")
+    pull = pl.DataFrame(
+        [{**ordinary, S.TIME: when, S.ROWS: 5_000, S.STATEMENT_ID: "999999.1"}],
+        schema=events.schema,
+    )
+    scored = pipeline.score(pl.concat([events, pull]).sort(S.TIME), trained, settings.load())  # type: ignore[arg-type]
+    window = scored.filter(
+        pl.col("account") == "web_shop", pl.col("window_start") == when.replace(minute=0)
+    )
+    assert window["flagged"].to_list() == [True]
+    assert window["severity"].to_list() == ["critical"]
+    assert any("guardrail" in r for r in window["reasons"][0])
+    assert any(r.startswith("read 5,") for r in window["reasons"][0])
