@@ -29,11 +29,15 @@ class Profile:
     peers: pl.DataFrame  # account, peer_group
 
     def save(self, directory: Path) -> dict[str, Path]:
-        """Write each table as ``profile_<name>.parquet``; return the paths by name."""
+        """Write each table as ``profile_<name>.parquet``; return the paths by name.
+
+        Rows are sorted first, so the same training gives the same bytes (and hashes).
+        """
         paths = {}
         for name in TABLES:
             path = directory / f"profile_{name}.parquet"
-            getattr(self, name).write_parquet(path)
+            table: pl.DataFrame = getattr(self, name)
+            table.sort(table.columns[: 3 if name in ("known", "hours") else 1]).write_parquet(path)
             paths[name] = path
         return paths
 
