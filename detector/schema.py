@@ -23,7 +23,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``db.query.text``             | String            | OTel: statement text (as logged)                         |
 | ``db.response.returned_rows`` | Int64             | OTel: rows read or written by the statement, counted once|
 | ``query_info.bytes``          | Int64             | OCSF: bytes sent to the client                           |
-| ``duration_ms``               | Float64           | server-side duration in milliseconds                     |
+| ``duration_ms``               | Float64           | server-side duration in milliseconds (pgAudit: from the statement's ``duration:`` line) |
 | ``is_success``                | Boolean           | false for statements that failed (ERROR) or logins refused |
 | ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools |
 | ``session.uid``               | String            | OCSF: server session identifier                          |

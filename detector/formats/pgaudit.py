@@ -198,7 +198,12 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     too_long = rejects(records, msg.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
     records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS)
     is_audit = msg.str.starts_with("AUDIT: ")
-    relevant = is_audit | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
+    is_duration = msg.str.starts_with("duration: ") & msg.str.contains(
+        "  statement: ", literal=True
+    )
+    relevant = (
+        is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
+    )
     records = records.filter(relevant)
     records = records.with_columns(_parse_times(records["ts"]).alias(S.TIME))
     bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
@@ -214,8 +219,8 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
         "user"
     ).is_null()
     audit = audit.filter(~worker)
-    statements = _audit_statements(audit)
-    failures = _failures(records)
+    statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
+    failures = _failures(records.filter(~is_duration))
     events = pl.concat([statements, failures], how="diagonal_relaxed").with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
@@ -228,6 +233,51 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
         - too_long.height
         - bad_time.height
         - truncated.height,
+    )
+
+
+def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:
+    """Statements with ``duration_ms`` from the ``duration: ... statement:`` line that
+    follows them in their session (``log_min_duration_statement``).
+
+    A duration belongs to the last audited statement before it in the session, and only
+    if it names the same statement text: a statement below the duration threshold must
+    not take the next one's. It goes on the first sub-statement only.
+    """
+    if durations.is_empty() or statements.is_empty():
+        return statements
+    major = pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)\.", 1).alias("_major")
+    timed = durations.select(
+        pl.col("session_id").alias(S.SESSION),
+        "line_no",
+        pl.col("message").str.extract(r"^duration: ([\d.]+) ms", 1).cast(pl.Float64).alias("_ms"),
+        pl.col("message").str.replace(r"^duration: [\d.]+ ms  statement: ", "").alias("_text"),
+    )
+    marks = (
+        pl.concat(
+            [
+                statements.select(S.SESSION, "line_no", S.STATEMENT_ID, S.QUERY),
+                timed,
+            ],
+            how="diagonal",
+        )
+        .sort(S.SESSION, "line_no")
+        .with_columns(
+            pl.col(S.STATEMENT_ID).forward_fill().over(S.SESSION),
+            pl.col(S.QUERY).forward_fill().over(S.SESSION),
+        )
+        .filter(pl.col("_ms").is_not_null() & (pl.col("_text") == pl.col(S.QUERY)))
+        .with_columns(major)
+        .unique([S.SESSION, "_major"], keep="first", maintain_order=True)
+        .select(S.SESSION, "_major", pl.col("_ms").alias(S.DURATION_MS))
+    )
+    first_sub = pl.col(S.STATEMENT_ID).str.ends_with(".1")
+    return (
+        statements.drop(S.DURATION_MS, strict=False)
+        .with_columns(major)
+        .join(marks, on=[S.SESSION, "_major"], how="left", maintain_order="left")
+        .with_columns(pl.when(first_sub).then(pl.col(S.DURATION_MS)).alias(S.DURATION_MS))
+        .drop("_major")
     )
 
 

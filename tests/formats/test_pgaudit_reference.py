@@ -111,3 +111,13 @@ def test_a_giant_record_is_quarantined_not_parsed(tmp_path) -> None:  # type: ig
     frame, quarantine = parse(path)
     assert dict(quarantine.counts) == {"too_long": 1}
     assert frame.height == 23  # every other event is still there
+
+
+def test_duration_comes_from_the_statement_s_own_duration_line(output: str) -> None:
+    frame = events(output)
+    select = frame.filter(pl.col(S.QUERY) == "SELECT * FROM customers;")
+    assert select[S.DURATION_MS].to_list() == [1.253]
+    # COPY (SELECT ...) TO: one statement, two sub-statements; the duration goes on the first.
+    assert by_query(frame, "COPY (SELECT")[S.DURATION_MS].to_list() == [0.514, None]
+    # Extended protocol logs parse/bind/execute durations before the AUDIT line: not joined.
+    assert frame.filter(pl.col(S.APPLICATION) == "pgbench")[S.DURATION_MS].null_count() == 2
