@@ -63,7 +63,7 @@ _AUDIT_FIELDS: Final = [
 ]  # fmt: skip
 
 # The usual end of an AUDIT record: no parameters logged, then the row count if logged.
-_PLAIN_END: Final = r",(?:<none>|<not logged>)(?:,(\d+))?$"
+_PLAIN_END_WHOLE: Final = r"(,(?:<none>|<not logged>)(?:,\d+)?)$"
 
 DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
 _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
@@ -104,16 +104,20 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
         )
     )
     tail = pl.col("_tail")
+    # One pass over the (long) tail finds its known ending; the rest is slicing.
+    split = split.with_columns(tail.str.extract(_PLAIN_END_WHOLE, 1).alias("_end"))
     plain = (
         pl.col("_type").str.contains(r"^[A-Z]+$")
         & pl.col("_stmt").str.contains(r"^\d+$")
         & pl.col("_sub").str.contains(r"^\d+$")
         & ~tail.str.starts_with('"')
-        & tail.str.contains(_PLAIN_END)
+        & pl.col("_end").is_not_null()
     ).fill_null(False)
     split = split.with_columns(plain.alias("_plain"))
     simple = split.filter(pl.col("_plain"))
-    object_and_rest = tail.str.splitn(",", 2)
+    end = pl.col("_end")
+    object_end = tail.str.find(",", literal=True)
+    statement_len = tail.str.len_chars() - end.str.len_chars() - object_end - 1
     simple = simple.with_columns(
         pl.col("_type").alias("a_audit_type"),
         pl.col("_stmt").alias("a_stmt_id"),
@@ -121,16 +125,16 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
         pl.col("_class").alias("a_class"),
         pl.col("_command").alias("a_command"),
         pl.col("_otype").alias("a_object_type"),
-        object_and_rest.struct.field("field_0").alias("a_object_name"),
-        object_and_rest.struct.field("field_1").str.replace(_PLAIN_END, "").alias("a_statement"),
-        tail.str.extract(r",(<none>|<not logged>)(?:,\d+)?$", 1).alias("a_parameter"),
-        tail.str.extract(_PLAIN_END, 1).alias("a_rows"),
+        tail.str.slice(0, object_end).alias("a_object_name"),
+        tail.str.slice(object_end + 1, statement_len).alias("a_statement"),
+        end.str.extract(r"^,(<[a-z ]+>)", 1).alias("a_parameter"),
+        end.str.extract(r",(\d+)$", 1).alias("a_rows"),
     )
     rest = split.filter(~pl.col("_plain")).with_columns(
         pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
     )
     rest = rest.with_columns(pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS)
-    scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_plain"]
+    scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_end", "_plain"]
     if rest.is_empty():
         return simple.drop(scratch)
     return pl.concat([simple.drop(scratch), rest.drop([*scratch, "_a"])]).sort("line_no")
