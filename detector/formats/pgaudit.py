@@ -135,9 +135,11 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     )
     rest = rest.with_columns(pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS)
     scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_end", "_plain"]
+    # The raw message is not needed past here; carrying it would copy it at every step.
+    done = ["message", "statement", *scratch]
     if rest.is_empty():
-        return simple.drop(scratch)
-    return pl.concat([simple.drop(scratch), rest.drop([*scratch, "_a"])]).sort("line_no")
+        return simple.drop(done)
+    return pl.concat([simple.drop(done), rest.drop([*done, "_a"])]).sort("line_no")
 
 
 def unquote_csv(col: pl.Expr) -> pl.Expr:
