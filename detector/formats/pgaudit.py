@@ -149,11 +149,24 @@ def unquote_csv(col: pl.Expr) -> pl.Expr:
     return pl.when(quoted).then(inner).otherwise(col)
 
 
+# Zone abbreviations PostgreSQL prints for log_timezone, and their offsets in minutes.
+# Only unambiguous ones: CST, IST, BST-in-Asia and the like mean different offsets in
+# different places, so such lines are rejected (bad_field) rather than misdated.
+ZONE_MINUTES: Final = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 60, "CET": 60, "CEST": 120,
+    "MET": 60, "MEST": 120, "EET": 120, "EEST": 180, "MSK": 180,
+    "EST": -300, "EDT": -240, "CDT": -300, "MST": -420, "MDT": -360,
+    "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600,
+    "JST": 540, "KST": 540, "HKT": 480, "SGT": 480, "AWST": 480,
+    "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
+}  # fmt: skip
+
+
 def parse_time(ts: pl.Expr) -> pl.Expr:
     """PostgreSQL's ``%m``/``%t`` timestamp (``2026-11-28 06:55:02.403 UTC``) as UTC.
 
-    Zones ``UTC``/``GMT``/``Z`` and numeric offsets (``+01``, ``-0530``) are understood;
-    other zone abbreviations are ambiguous and give null (the line is then rejected).
+    Numeric offsets (``+01``, ``-0530``) and the unambiguous zone abbreviations of
+    :data:`ZONE_MINUTES` are understood; others give null (the line is then rejected).
     """
     parts = ts.str.extract_groups(_TS_RE)
     naive = parts.struct.field("1").str.to_datetime(
@@ -164,14 +177,10 @@ def parse_time(ts: pl.Expr) -> pl.Expr:
     minutes = offset.struct.field("2").cast(pl.Int64, strict=False) * 60 + offset.struct.field(
         "3"
     ).cast(pl.Int64, strict=False).fill_null(0)
-    signed = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
-    utc = (
-        pl.when(zone.is_in(["UTC", "GMT", "Z", "", "+00", "+0000", "+00:00"]))
-        .then(naive)
-        .when(minutes.is_not_null())
-        .then(naive - pl.duration(minutes=signed))
-    )
-    return utc.dt.replace_time_zone("UTC")
+    numeric = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
+    named = zone.replace_strict(ZONE_MINUTES, default=None, return_dtype=pl.Int64)
+    signed = pl.coalesce(numeric, named, pl.when(zone == "").then(pl.lit(0)))
+    return (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
 
 
 def relations_in(text: pl.Expr) -> pl.Expr:

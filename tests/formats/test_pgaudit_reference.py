@@ -121,3 +121,23 @@ def test_duration_comes_from_the_statement_s_own_duration_line(output: str) -> N
     assert by_query(frame, "COPY (SELECT")[S.DURATION_MS].to_list() == [0.514, None]
     # Extended protocol logs parse/bind/execute durations before the AUDIT line: not joined.
     assert frame.filter(pl.col(S.APPLICATION) == "pgbench")[S.DURATION_MS].null_count() == 2
+
+
+def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_refused() -> None:
+    from detector.formats.pgaudit import parse_time
+
+    stamps = pl.DataFrame(
+        {
+            "ts": [
+                "2026-11-28 07:55:02.403 CET",  # log_timezone = 'Europe/Berlin'
+                "2026-11-28 01:55:02.403 EST",
+                "2026-11-28 12:25:02.403 +0530",
+                "2026-11-28 06:55:02.403 UTC",
+                "2026-11-28 06:55:02.403 CST",  # China or US Central: refused, not guessed
+            ]
+        }
+    )
+    got = stamps.select(parse_time(pl.col("ts")))["ts"].to_list()
+    assert len({t.isoformat() for t in got[:4]}) == 1
+    assert got[0].isoformat() == "2026-11-28T06:55:02.403000+00:00"
+    assert got[4] is None
