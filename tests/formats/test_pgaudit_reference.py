@@ -137,7 +137,7 @@ def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_refused() -> None
             ]
         }
     )
-    got = stamps.select(parse_time(pl.col("ts")))["ts"].to_list()
+    got = stamps.select(parse_time(pl.col("ts")).alias("utc"))["utc"].to_list()
     assert len({t.isoformat() for t in got[:4]}) == 1
     assert got[0].isoformat() == "2026-11-28T06:55:02.403000+00:00"
     assert got[4] is None
