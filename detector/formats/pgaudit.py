@@ -346,23 +346,21 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
 
 def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     """One event per (session, statement, sub-statement) from its AUDIT lines."""
-    # One lazy plan: Polars shares the common input and fuses the column steps.
     key = ["session_id", "a_stmt_id", "a_substmt_id"]
     obj = unquote_csv(pl.col("a_object_name")).replace("", None)
-    lines = audit.lazy().with_columns(pl.struct(key).is_first_distinct().alias("_first"))
-    first = lines.filter(pl.col("_first")).with_columns(
+    audit = audit.with_columns(pl.struct(key).is_first_distinct().alias("_first"))
+    first = audit.filter(pl.col("_first")).with_columns(
         pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS)
     )
-    # Statements logged once per relation: collect their relations.
-    repeated = lines.filter(~pl.col("_first")).select(key).unique()
-    objects = (
-        lines.join(repeated, on=key, how="semi")
-        .group_by(key)
-        .agg(obj.drop_nulls().unique(maintain_order=True).alias("_objects"))
-    )
-    first = first.join(objects, on=key, how="left", maintain_order="left").with_columns(
-        pl.coalesce("_objects", S.OBJECTS).alias(S.OBJECTS)
-    )
+    repeated = audit.filter(~pl.col("_first")).select(key).unique()
+    if repeated.height:  # statements logged once per relation: collect their relations
+        lines = audit.join(repeated, on=key, how="semi")
+        objects = lines.group_by(key).agg(
+            obj.drop_nulls().unique(maintain_order=True).alias("_objects")
+        )
+        first = first.join(objects, on=key, how="left", maintain_order="left").with_columns(
+            pl.coalesce("_objects", S.OBJECTS).alias(S.OBJECTS)
+        )
 
     statement = unquote_csv(pl.col("a_statement"))
     command = pl.col("a_command").str.to_uppercase()
@@ -411,7 +409,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
     named, bare = events.filter(~unnamed), events.filter(unnamed)
     bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
-    return pl.concat([named, bare]).collect()
+    return pl.concat([named, bare])
 
 
 def finish(events: pl.DataFrame) -> pl.DataFrame:
