@@ -98,7 +98,7 @@ class Judge:
             ).alias("flagged")
         )
         bands = sorted(s.severity_bands.items(), key=lambda kv: kv[1], reverse=True)
-        severity = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
+        severity: Any = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
         for name, low in bands:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
         frame = frame.with_columns(
@@ -281,7 +281,7 @@ class Judge:
             return None
 
         def ratio(value: float, h: str) -> float:
-            return (value + 1) / (row[f"{col_name(signal, h)}__own"] + 1)
+            return float((value + 1) / (row[f"{col_name(signal, h)}__own"] + 1))
 
         factor = self.settings.reason_factor
         crossed = [

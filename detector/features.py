@@ -139,7 +139,7 @@ def window_activity(
             for c in ("new_objects_list", "new_clients_list", "new_apps_list")
         )
         .with_columns(
-            (pl.col(WINDOW) + pl.duration(**_duration_kwargs(every))).alias("window_end"),
+            (pl.col(WINDOW) + duration(every)).alias("window_end"),
             pl.col("objects_list").list.len().cast(pl.Int64).alias("objects"),
             pl.col("new_objects_list").list.len().cast(pl.Int64).alias("new_objects"),
             pl.col("new_clients_list").list.len().cast(pl.Int64).alias("new_clients"),
@@ -153,13 +153,26 @@ def window_activity(
     )
 
 
-def _duration_kwargs(every: str) -> dict[str, int]:
-    """``pl.duration`` keyword arguments for a simple Polars duration like ``5m`` or ``1d``."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    number, unit = every[:-1], every[-1]
-    if unit not in units or not number.isdigit():
+def duration(every: str) -> pl.Expr:
+    """A simple Polars duration string like ``5m`` or ``1d`` as a duration expression.
+
+    Raises ``ValueError`` for anything else (it validates settings too).
+    """
+    number, unit = every[:-1], every[-1:]
+    if not number.isdigit() or unit not in "smhdw" or not unit:
         raise ValueError(f"window {every!r}: use a number and one of s, m, h, d, w (e.g. 5m)")
-    return {units[unit]: int(number)}
+    n = int(number)
+    match unit:
+        case "s":
+            return pl.duration(seconds=n)
+        case "m":
+            return pl.duration(minutes=n)
+        case "h":
+            return pl.duration(hours=n)
+        case "d":
+            return pl.duration(days=n)
+        case _:
+            return pl.duration(weeks=n)
 
 
 def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:

@@ -73,9 +73,8 @@ def train(
     # be compared with all of them; compared with itself it could never look unusual.
     frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))
     frame = frame.sort(F.ACCOUNT, F.WINDOW)  # the same input gives the same forest
-    warm = F._duration_kwargs(settings.warmup)
     fit_rows = frame.filter(
-        pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + pl.duration(**warm)
+        pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + F.duration(settings.warmup)
     )
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from

@@ -8,11 +8,12 @@ the parser then rejects or keeps the line on its own merits.
 from __future__ import annotations
 
 import gzip
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 import polars as pl
 
@@ -64,7 +65,7 @@ class Chunk:
         return self._n_lines
 
 
-def open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> io.BufferedIOBase:
     """Open ``path`` for reading bytes, transparently decompressing gzip (by magic, not name)."""
     with path.open("rb") as probe:
         magic = probe.read(2)

@@ -58,28 +58,27 @@ SOURCE_FORMAT: Final = "source_format"
 
 SCHEMA_VERSION: Final = 1
 
-EVENT_SCHEMA: Final = pl.Schema(
-    {
-        TIME: pl.Datetime("us", "UTC"),
-        ACCOUNT: pl.String,
-        CLIENT_IP: pl.String,
-        APPLICATION: pl.String,
-        DB_SYSTEM: pl.String,
-        DATABASE: pl.String,
-        OBJECTS: pl.List(pl.String),
-        CLASS: pl.String,
-        COMMAND: pl.String,
-        QUERY: pl.String,
-        ROWS: pl.Int64,
-        BYTES: pl.Int64,
-        DURATION_MS: pl.Float64,
-        SUCCESS: pl.Boolean,
-        EXPORT: pl.Boolean,
-        SESSION: pl.String,
-        STATEMENT_ID: pl.String,
-        SOURCE_FORMAT: pl.String,
-    }
-)
+_COLUMNS: Final[dict[str, pl.DataType]] = {
+    TIME: pl.Datetime("us", "UTC"),
+    ACCOUNT: pl.String(),
+    CLIENT_IP: pl.String(),
+    APPLICATION: pl.String(),
+    DB_SYSTEM: pl.String(),
+    DATABASE: pl.String(),
+    OBJECTS: pl.List(pl.String),
+    CLASS: pl.String(),
+    COMMAND: pl.String(),
+    QUERY: pl.String(),
+    ROWS: pl.Int64(),
+    BYTES: pl.Int64(),
+    DURATION_MS: pl.Float64(),
+    SUCCESS: pl.Boolean(),
+    EXPORT: pl.Boolean(),
+    SESSION: pl.String(),
+    STATEMENT_ID: pl.String(),
+    SOURCE_FORMAT: pl.String(),
+}
+EVENT_SCHEMA: Final = pl.Schema(_COLUMNS)
 
 
 def conform(frame: pl.LazyFrame) -> pl.LazyFrame:

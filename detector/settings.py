@@ -26,7 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detector.features import Horizons, _duration_kwargs
+from detector.features import Horizons, duration
 
 
 class Settings(BaseSettings):
@@ -70,14 +70,14 @@ class Settings(BaseSettings):
     @field_validator("window", "warmup")
     @classmethod
     def _duration(cls, value: str) -> str:
-        _duration_kwargs(value)
+        duration(value)
         return value
 
     @field_validator("horizons")
     @classmethod
     def _durations(cls, value: list[str]) -> list[str]:
         for item in value:
-            _duration_kwargs(item)
+            duration(item)
         return value
 
     @property
