@@ -60,7 +60,17 @@ def main() -> None:
     # same activity, so the flag rate is a real one's, not that of a mismatched model.
     model = DATA / f"model{args.lines}"
     if not (model / "manifest.json").exists():
-        train = [PY, "-m", "detector", "train", "--model-dir", str(model), "--quarantine", "/dev/null", str(log)]
+        train = [
+            PY,
+            "-m",
+            "detector",
+            "train",
+            "--model-dir",
+            str(model),
+            "--quarantine",
+            "/dev/null",
+            str(log),
+        ]
         subprocess.run(train, check=True)
     events = sum(1 for line in log.open() if '"message":"AUDIT: ' in line)
     print(

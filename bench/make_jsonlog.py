@@ -38,76 +38,38 @@ def generate(n_lines: int, accounts: int, seed: int, start: datetime) -> list[st
             sessions.append((pid, user, sid, 1))
             if len(sessions) > 50:
                 sessions.pop(0)
-            lines.append(
-                _line(
-                    t,
-                    user,
-                    pid,
-                    sid,
-                    "LOG",
-                    f"connection authorized: user={user} database=corp application_name=app",
-                )
-            )
+            auth = f"connection authorized: user={user} database=corp application_name=app"
+            lines.append(_line(t, user, pid, sid, auth))
             continue
         i = rng.randrange(len(sessions))
         pid_, user, sid, stmt = sessions[i]
         sessions[i] = (pid_, user, sid, stmt + 1)
-        kind = rng.random()
-        if kind < 0.75:
-            tables = rng.sample(TABLES, rng.choice((1, 1, 1, 2, 3)))
-            rows = rng.choice((1, 1, 3, 20, 200, 5000))
-            query = f"SELECT * FROM {tables[0]} WHERE id <= {rows};"
-            for table in tables:  # one line per relation, each with the statement's rows
-                lines.append(
-                    _line(
-                        t,
-                        user,
-                        pid_,
-                        sid,
-                        "LOG",
-                        f"AUDIT: SESSION,{stmt},1,READ,SELECT,TABLE,{table},{query},<none>,{rows}",
-                    )
-                )
-        elif kind < 0.80:
-            table = rng.choice(TABLES)
-            lines.append(
-                _line(
-                    t,
-                    user,
-                    pid_,
-                    sid,
-                    "LOG",
-                    f"AUDIT: SESSION,{stmt},1,READ,COPY,,,COPY {table} TO STDOUT;,<none>,0",
-                )
-            )
-        elif kind < 0.90:
-            table = rng.choice(TABLES)
-            query = f"\"UPDATE {table} SET note = ''a, b'' WHERE id = {rng.randrange(10**6)};\""
-            lines.append(
-                _line(
-                    t,
-                    user,
-                    pid_,
-                    sid,
-                    "LOG",
-                    f"AUDIT: SESSION,{stmt},1,WRITE,UPDATE,TABLE,{table},{query},<none>,1",
-                )
-            )
-        else:
-            lines.append(
-                _line(
-                    t,
-                    user,
-                    pid_,
-                    sid,
-                    "LOG",
-                    f"duration: {rng.random() * 10:.3f} ms  statement: SELECT 1;",
-                )
-            )
+        lines.extend(_line(t, user, pid_, sid, message) for message in _messages(rng, stmt))
     return lines[:n_lines]
 
 
-def _line(t: datetime, user: str, pid: int, sid: str, severity: str, message: str) -> str:
+def _messages(rng: random.Random, stmt: int) -> list[str]:
+    """The log messages of one statement: AUDIT lines (one per relation) or a duration."""
+    kind = rng.random()
+    if kind < 0.75:
+        tables = rng.sample(TABLES, rng.choice((1, 1, 1, 2, 3)))
+        rows = rng.choice((1, 1, 3, 20, 200, 5000))
+        query = f"SELECT * FROM {tables[0]} WHERE id <= {rows};"
+        # One line per relation, each with the whole statement's rows, as pgAudit logs it.
+        return [
+            f"AUDIT: SESSION,{stmt},1,READ,SELECT,TABLE,{t},{query},<none>,{rows}" for t in tables
+        ]
+    if kind < 0.80:
+        table = rng.choice(TABLES)
+        return [f"AUDIT: SESSION,{stmt},1,READ,COPY,,,COPY {table} TO STDOUT;,<none>,0"]
+    if kind < 0.90:
+        table = rng.choice(TABLES)
+        query = f"\"UPDATE {table} SET note = ''a, b'' WHERE id = {rng.randrange(10**6)};\""
+        return [f"AUDIT: SESSION,{stmt},1,WRITE,UPDATE,TABLE,{table},{query},<none>,1"]
+    return [f"duration: {rng.random() * 10:.3f} ms  statement: SELECT 1;"]
+
+
+def _line(t: datetime, user: str, pid: int, sid: str, message: str) -> str:
     return json.dumps(
         {
             "timestamp": t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d} UTC",
@@ -122,7 +84,7 @@ def _line(t: datetime, user: str, pid: int, sid: str, severity: str, message: st
             "session_start": t.strftime("%Y-%m-%d %H:%M:%S UTC"),
             "vxid": "3/1",
             "txid": 0,
-            "error_severity": severity,
+            "error_severity": "LOG",
             "message": message,
             "application_name": "app",
             "backend_type": "client backend",
