@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,8 +172,6 @@ def write_ndjson(scored: pl.DataFrame, out: Path | None) -> None:
         pl.col("window_end").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
     ).write_ndjson()
     if out is None:
-        import sys
-
         sys.stdout.write(text)
     else:
         out.write_text(text)

@@ -91,41 +91,18 @@ class PgCsvlog:
         return parsed
 
     def _per_record(self, chunk: Chunk) -> Parsed:
-        """The slow path for a chunk Polars cannot read as CSV (broken quoting).
-
-        Each line starting with a timestamp begins a record; every record is read on its
-        own, so one broken record is rejected without taking its neighbours with it.
-        """
-        lines = chunk.lines.with_columns(
-            pl.col("line").str.contains(_SNIFF.pattern).alias("_start")
-        ).with_columns(pl.col("_start").cum_sum().alias("_rec"))
-        orphans = rejects(lines, pl.col("_rec") == 0, Reason.UNRECOGNISED)
-        records = (
-            lines.filter(pl.col("_rec") > 0)
-            .group_by("_rec", maintain_order=True)
-            .agg(pl.col("line_no").first(), pl.col("line").str.join("\n"))
-        )
-        events, found, context = [], [orphans], 0
-        for line_no, text in records.select("line_no", "line").iter_rows():
-            try:
-                pl.read_csv(text.encode(), has_header=False, infer_schema=False)
-            except PolarsError:
-                found.append(
-                    rejects(
-                        pl.DataFrame({"line_no": [line_no], "line": [text]}),
-                        pl.lit(True),
-                        Reason.TRUNCATED,
-                    )
-                )
-                continue
+        """The slow path, for a chunk whose records Polars read as a different number of
+        rows than :func:`_segment` found: every record is read on its own, so a broken one
+        is rejected without taking its neighbours with it."""
+        records, bad = _segment(chunk)
+        events, found, context = [], [bad], 0
+        for line_no, text in records.select("line_no", "text").iter_rows():
             sub = self._parse(Chunk(chunk.path, text.encode(), line_no), one_record=True)
             events.append(sub.events)
             found.append(sub.rejects)
             context += sub.context
         return Parsed(
-            events=pl.concat(events)
-            if events
-            else pgaudit.to_events(_empty_records(), self.name).events,
+            events=pl.concat(events) if events else _no_events(),
             rejects=pl.concat(found).sort("line_no"),
             context=context,
         )
