@@ -67,7 +67,52 @@ class Settings(BaseSettings):
     trees: int = Field(200, ge=10, description="Isolation forest size.")
     seed: int = Field(0, description="Random seed for training.")
 
-    @field_validator("window", "warmup")
+    # ``serve``: the sidecar service.
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="API port.")
+    state_dir: Path = Field(
+        Path("trovewatch-state"),
+        description="Checkpoints, scored windows, alerts, feedback (SQLite) and the generated token.",
+    )
+    follow: list[str] = Field(
+        default_factory=list,
+        description="Globs of log files to follow, e.g. /var/log/postgresql/*.json; '-' is stdin.",
+    )
+    format: str = Field("auto", description="Format of followed files (as --format).")
+    log_line_prefix: str | None = Field(None, description="log_line_prefix, for stderr logs.")
+    lateness: str = Field(
+        "30s",
+        description="How long after a window's end (event time) late events still count in it.",
+    )
+    checkpoint_interval: float = Field(
+        1.0, gt=0, description="Seconds between checkpoints of offsets and window state."
+    )
+    poll_interval: float = Field(0.25, gt=0, description="Seconds between polls of idle files.")
+    max_line_bytes: int = Field(
+        1_000_000, ge=1024, description="Longer lines are quarantined as too_long."
+    )
+    api_tokens: str | None = Field(
+        None, description="Comma-separated token:scope1+scope2 (scopes read, ingest, admin)."
+    )
+    open_metrics: bool = Field(True, description="Serve /metrics without a token.")
+    open_health: bool = Field(True, description="Serve /healthz and /readyz without a token.")
+    max_body_bytes: int = Field(
+        10_000_000, ge=1024, description="Largest accepted request body (push ingest)."
+    )
+    retention: str = Field(
+        "30d", description="Scored windows and alerts older than this are deleted."
+    )
+    flag_hold: str = Field(
+        "1h",
+        description="An account stays currently flagged this long (event time) after its last flagged window.",
+    )
+    flagged_cap: int = Field(
+        50,
+        ge=1,
+        description="Most flagged accounts named in the trovewatch_flagged_account metric.",
+    )
+
+    @field_validator("window", "warmup", "lateness", "retention", "flag_hold")
     @classmethod
     def _duration(cls, value: str) -> str:
         duration(value)

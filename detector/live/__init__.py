@@ -1,0 +1,1 @@
+"""The sidecar service's moving parts: following logs, window state, storage, metrics."""

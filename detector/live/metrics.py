@@ -1,0 +1,159 @@
+"""Prometheus metrics of the sidecar, on their own registry.
+
+Account names are never labels here, except in :class:`FlaggedAccounts`: the currently
+flagged accounts, at most ``cap`` of them, built fresh at every scrape so that a cleared
+account disappears. The cap and the number left out are exported beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from detector.rejects import Reason
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Flagged:
+    account: str
+    severity: str
+    score: float
+
+
+class FlaggedAccounts(Collector):
+    """``trovewatch_flagged_account{account,severity}``: the top ``cap`` flagged accounts
+    by score, asked of ``source`` at scrape time; plus how many there are and are left out."""
+
+    def __init__(self, source: Callable[[], list[Flagged]], cap: int) -> None:
+        self._source = source
+        self._cap = cap
+
+    def collect(self) -> Iterator[Metric]:
+        flagged = sorted(self._source(), key=lambda f: (-f.score, f.account))
+        shown = flagged[: self._cap]
+        family = GaugeMetricFamily(
+            "trovewatch_flagged_account",
+            "Currently flagged accounts (top by score, capped); the value is the score.",
+            labels=["account", "severity"],
+        )
+        for f in shown:
+            family.add_metric([f.account, f.severity], f.score)
+        yield family
+        yield GaugeMetricFamily(
+            "trovewatch_flagged_accounts", "Accounts currently flagged.", value=len(flagged)
+        )
+        yield GaugeMetricFamily(
+            "trovewatch_flagged_accounts_cap",
+            "Most accounts named in trovewatch_flagged_account.",
+            value=self._cap,
+        )
+        yield GaugeMetricFamily(
+            "trovewatch_flagged_accounts_omitted",
+            "Flagged accounts left out of trovewatch_flagged_account by the cap.",
+            value=len(flagged) - len(shown),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class Metrics:
+    """Every metric the service exports, registered on one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "trovewatch_events",
+            "Audit events parsed, by source and format.",
+            ["source", "format"],
+            registry=r,
+        )
+        self.lines = Counter(
+            "trovewatch_lines_read", "Log lines read, by source.", ["source"], registry=r
+        )
+        self.rejected = Counter(
+            "trovewatch_lines_rejected",
+            "Lines rejected and quarantined, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in Reason:
+            self.rejected.labels(reason.value)
+        self.late = Counter(
+            "trovewatch_late_events",
+            "Events that arrived after their window was scored; counted in the next open one.",
+            registry=r,
+        )
+        self.windows = Counter("trovewatch_windows_scored", "Account-windows scored.", registry=r)
+        self.alerts = Counter(
+            "trovewatch_alerts", "Alerts raised, by severity.", ["severity"], registry=r
+        )
+        for severity in SEVERITIES:
+            self.alerts.labels(severity)
+        self.latency = Histogram(
+            "trovewatch_score_latency_seconds",
+            "From the moment a window could close (its end plus the allowed lateness, in "
+            "event time) to its score being stored.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=r,
+        )
+        self.scoring = Histogram(
+            "trovewatch_scoring_duration_seconds",
+            "Time to score one batch of closed windows.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.model_trained = Gauge(
+            "trovewatch_model_trained_timestamp_seconds",
+            "End of the model's training period (Unix time).",
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "trovewatch_model_loaded_timestamp_seconds",
+            "When the model in use was loaded (Unix time).",
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "trovewatch_last_event_timestamp_seconds",
+            "Event time of the newest event, by source (Unix time).",
+            ["source"],
+            registry=r,
+        )
+        self.last_read = Gauge(
+            "trovewatch_last_read_timestamp_seconds",
+            "Wall time at which a source last gave new data (Unix time).",
+            ["source"],
+            registry=r,
+        )
+        self.checkpoint_lag = Gauge(
+            "trovewatch_checkpoint_lag_bytes",
+            "Bytes of followed files not yet covered by a saved checkpoint, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.checkpoint_time = Gauge(
+            "trovewatch_last_checkpoint_timestamp_seconds",
+            "When the last checkpoint was saved (Unix time).",
+            registry=r,
+        )
+        self.storage_ok = Gauge(
+            "trovewatch_storage_writable",
+            "1 if the state directory took the last checkpoint, else 0.",
+            registry=r,
+        )
+        self.open_windows = Gauge(
+            "trovewatch_open_windows", "Account-windows not yet closed.", registry=r
+        )
+        self.accounts = Gauge(
+            "trovewatch_accounts_tracked", "Accounts with state in memory.", registry=r
+        )
+
+    def watch_flagged(self, source: Callable[[], list[Flagged]], cap: int) -> None:
+        self.registry.register(FlaggedAccounts(source, cap))
