@@ -16,7 +16,15 @@ from detector.explain import Judge
 from detector.ingest import Summary, merge_split_statements, read_events
 from detector.settings import Settings
 
-__all__ = ["Summary", "merge_split_statements", "read_events", "score", "train", "write_ndjson"]
+__all__ = [
+    "Summary",
+    "merge_split_statements",
+    "read_events",
+    "score",
+    "score_windows",
+    "train",
+    "write_ndjson",
+]
 
 
 def windows_with_horizons(
@@ -108,28 +116,63 @@ def train(
 
 def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
     """Score every account-window with activity: the ``score`` output's rows."""
-    horizons = trained.horizons
-    windows = windows_with_horizons(events, horizons, known=trained.profile.known).collect()
-    judge = Judge(trained.profile, horizons, settings)
+    activity = F.window_activity(
+        events.lazy(), trained.horizons.base, trained.profile.known.lazy()
+    ).collect()
+    return score_windows(activity, trained, settings)
 
-    def judged_windows(windows: pl.DataFrame, with_reasons: bool) -> pl.DataFrame:
-        frame = model_frame(windows.lazy(), trained.profile, horizons)
+
+def score_windows(
+    activity: pl.DataFrame,
+    trained: model.TrainedModel,
+    settings: Settings,
+    prior: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Score new account-windows (rows of :func:`detector.features.window_activity`).
+
+    ``prior`` holds the same accounts' earlier windows (at least their volume signals,
+    over the longest horizon) and an ``alerted`` column: they count in the new windows'
+    horizons, and volume already alerted on does not raise a second alert. The live
+    service passes its window history here; a batch run has none.
+    """
+    horizons = trained.horizons
+    judge = Judge(trained.profile, horizons, settings)
+    new = activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
+    if prior is not None and prior.height:
+        earlier = prior.filter(pl.col(F.ACCOUNT).is_in(activity[F.ACCOUNT].unique().implode()))
+        earlier = earlier.select(
+            F.ACCOUNT,
+            F.WINDOW,
+            *F.VOLUME,
+            pl.lit(False).alias("_new"),
+            pl.col("alerted").alias("_alerted"),
+        )
+        new = pl.concat([earlier, new], how="diagonal_relaxed")
+    windows = F.add_horizons(new.sort(F.ACCOUNT, F.WINDOW).lazy(), horizons).collect()
+
+    def judged_windows(alerted: pl.Expr, with_reasons: bool) -> pl.DataFrame:
+        discounted = F.discount_alerted(windows.lazy(), alerted, horizons)
+        frame = model_frame(discounted.filter(pl.col("_new")), trained.profile, horizons)
         scores = trained.detector.score(matrix(frame, trained.manifest.features))
         return judge(frame, scores, with_reasons)
 
-    judged = judged_windows(windows, with_reasons=False)
+    judged = judged_windows(pl.col("_alerted"), with_reasons=False)
     alerted = judged.filter(pl.col("flagged")).select(
-        F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_alerted")
+        F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_flagged")
     )
     if alerted.height:
         # Second pass: volume already alerted on is taken out of later windows' horizons.
-        marked = windows.join(alerted, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left")
-        discounted = F.discount_alerted(
-            marked.lazy(), pl.col("_alerted").fill_null(False), horizons
+        windows = windows.join(alerted, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left")
+        judged = judged_windows(
+            pl.col("_alerted") | pl.col("_flagged").fill_null(False), with_reasons=True
         )
-        judged = judged_windows(discounted.drop("_alerted").collect(), with_reasons=True)
     else:
         judged = judged.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
+    return _output(judged, horizons)
+
+
+def _output(judged: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:
+    """The scored windows as users see them: verdict, reasons, features, objects."""
     feature_cols = [
         *[
             F.col_name(v, h)
