@@ -21,6 +21,8 @@ from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+# Served when `serve` is given nothing to follow: one of the three identical sample outputs.
+SAMPLE_LOG = DEFAULT_MODEL.parent.parent / "sample_logs" / "postgresql.json.gz"
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -85,6 +87,29 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--threshold", type=float, help="flag threshold, 0..1 (default from settings)"
     )
+    serve = sub.add_parser(
+        "serve",
+        help="follow audit logs as they are written, score continuously, serve the API",
+        description="Run the sidecar: follow logs, score each account-window as it closes, "
+        "and serve scores, alerts and metrics over HTTP. With no arguments, the bundled "
+        "sample logs are served with the bundled model on 127.0.0.1:8000.",
+    )
+    serve.add_argument(
+        "--model-dir", type=Path, default=DEFAULT_MODEL, help="model to use (default: bundled)"
+    )
+    serve.add_argument(
+        "--follow",
+        nargs="+",
+        metavar="GLOB",
+        help="log files to follow (quote globs; '-' is stdin; default: settings, else the "
+        "bundled sample log)",
+    )
+    serve.add_argument("--format", choices=formats.CHOICES[:-1], help="format (default: detect)")
+    serve.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
+    serve.add_argument("--state-dir", type=Path, help="checkpoints, results and the API token")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--config", type=Path, help="settings file (TOML)")
     report = sub.add_parser(
         "report", help="print the flagged windows of a score output, with reasons"
     )
@@ -192,10 +217,32 @@ def run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from api import server  # the web stack loads only for `serve`
+
+    conf = settings.load(
+        args.config,
+        follow=args.follow,
+        format=args.format,
+        log_line_prefix=args.log_line_prefix,
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+    )
+    if not conf.follow:
+        conf.follow = [str(SAMPLE_LOG)]
+    return server.run(conf, args.model_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers = {"train": run_train, "score": run_score, "report": run_report}
+    handlers = {
+        "train": run_train,
+        "score": run_score,
+        "serve": run_serve,
+        "report": run_report,
+    }
     try:
         return handlers[args.command](args)
     except (
