@@ -106,7 +106,10 @@ class Engine:
             late = pl.col(S.TIME) < self.closed_until
             self.late += events.filter(late).height
             events = events.with_columns(
-                pl.when(late).then(pl.lit(self.closed_until)).otherwise(pl.col(S.TIME)).alias(S.TIME)
+                pl.when(late)
+                .then(pl.lit(self.closed_until))
+                .otherwise(pl.col(S.TIME))
+                .alias(S.TIME)
             )
         self.pending = pl.concat([self.pending, events])
 
@@ -183,7 +186,10 @@ class Engine:
     @property
     def accounts(self) -> int:
         return pl.concat(
-            [self.pending.select(pl.col(S.ACCOUNT).alias("a")), self.history.select(pl.col(F.ACCOUNT).alias("a"))]
+            [
+                self.pending.select(pl.col(S.ACCOUNT).alias("a")),
+                self.history.select(pl.col(F.ACCOUNT).alias("a")),
+            ]
         )["a"].n_unique()
 
     def snapshot(self) -> dict[str, bytes]:
