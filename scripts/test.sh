@@ -1,17 +1,37 @@
 #!/usr/bin/env bash
-# Install trovewatch, PostgreSQL 15 with pgAudit (Debian packages), and run every test.
-# Extra arguments go to pytest. In CI (CI=true) the PostgreSQL tests must run, not skip.
+# Install trovewatch, PostgreSQL 15 with pgAudit and promtool (Debian packages), and run
+# every test. Extra arguments go to pytest. In CI (CI=true) the PostgreSQL and promtool
+# tests must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PACKAGES=()
 if [ ! -f /usr/lib/postgresql/15/lib/pgaudit.so ] || ! command -v faketime >/dev/null 2>&1; then
+  PACKAGES+=(postgresql-15 postgresql-15-pgaudit postgresql-client-15 faketime libfaketime)
+fi
+command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus) # ships /usr/bin/promtool
+if [ "${#PACKAGES[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   if $SUDO true 2>/dev/null; then
-    echo "installing postgresql-15, postgresql-15-pgaudit, faketime (Debian packages)..." >&2
+    echo "installing ${PACKAGES[*]} (Debian packages)..." >&2
+    # The tests start their own servers: keep the packages' daemons (PostgreSQL's main
+    # cluster, a Prometheus server) from starting, unless a policy-rc.d already rules.
+    POLICY_RC_D=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      POLICY_RC_D=/usr/sbin/policy-rc.d
+      trap '$SUDO rm -f "$POLICY_RC_D"' EXIT
+      printf '#!/bin/sh\n# written by trovewatch scripts/test.sh during apt-get install\nexit 101\n' \
+        | $SUDO tee "$POLICY_RC_D" >/dev/null
+      $SUDO chmod 755 "$POLICY_RC_D"
+    fi
     $SUDO apt-get update -qq >/dev/null || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-      postgresql-15 postgresql-15-pgaudit postgresql-client-15 faketime libfaketime >/dev/null \
-      || { [ "${CI:-}" = "true" ] && exit 1; echo "PostgreSQL 15 + pgAudit not installable here: its tests will skip" >&2; }
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${PACKAGES[@]}" >/dev/null \
+      || { [ "${CI:-}" = "true" ] && exit 1; echo "${PACKAGES[*]} not installable here: the tests that need them will skip" >&2; }
+    if [ -n "$POLICY_RC_D" ]; then
+      $SUDO rm -f "$POLICY_RC_D"
+      trap - EXIT
+    fi
   fi
 fi
 source scripts/bootstrap.sh
