@@ -94,9 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "and serve scores, alerts and metrics over HTTP. With no arguments, the bundled "
         "sample logs are served with the bundled model on 127.0.0.1:8000.",
     )
-    serve.add_argument(
-        "--model-dir", type=Path, default=DEFAULT_MODEL, help="model to use (default: bundled)"
-    )
+    serve.add_argument("--model-dir", type=Path, help="model to use (default: bundled)")
     serve.add_argument(
         "--follow",
         nargs="+",
@@ -228,10 +226,11 @@ def run_serve(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         host=args.host,
         port=args.port,
+        model_dir=args.model_dir,
     )
     if not conf.follow:
         conf.follow = [str(SAMPLE_LOG)]
-    return server.run(conf, args.model_dir)
+    return server.run(conf, conf.model_dir or DEFAULT_MODEL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Random seed for training.")
 
     # ``serve``: the sidecar service.
+    model_dir: Path | None = Field(
+        None, description="Model to serve (--model-dir wins; default: the bundled model)."
+    )
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=0, le=65535, description="API port.")
     state_dir: Path = Field(

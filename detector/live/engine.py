@@ -115,20 +115,27 @@ class Engine:
 
     # -- closing windows ---------------------------------------------------------------
 
-    def watermark(self, wall: datetime | None) -> datetime | None:
-        """Windows ending at or before this are complete. ``wall`` (now, UTC) counts
-        only when every source is caught up: then nothing older is still on its way."""
-        marks = [t - self.lateness for t in (self.newest, wall) if t is not None]
-        return max(marks) if marks else None
+    def cutoff(self, wall: datetime | None) -> datetime | None:
+        """Windows ending at or before this are complete: the newest event time less
+        the lateness. ``wall`` (now, UTC) is given only when every source is caught up
+        and quiet: then the wall clock less the lateness closes windows too, but never
+        past the newest event's window (a replayed old log must not close today's)."""
+        if self.newest is None:
+            return None
+        cut = _floor(self.newest - self.lateness, self.base)
+        if wall is not None:
+            cut = max(cut, min(_floor(wall - self.lateness, self.base), self._window_end()))
+        return cut
+
+    def _window_end(self) -> datetime:
+        assert self.newest is not None
+        return _floor(self.newest, self.base) + self.base
 
     def close(self, wall: datetime | None = None) -> Closed:
-        """Score every window the watermark has passed; keep the rest open."""
-        mark = self.watermark(wall)
+        """Score every window the cutoff has passed; keep the rest open."""
+        cutoff = self.cutoff(wall)
         late, self.late = self.late, 0
-        if mark is None:
-            return Closed(_empty_scored(), late, self.closed_until)
-        cutoff = _floor(mark, self.base)
-        if self.closed_until is not None and cutoff <= self.closed_until:
+        if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
             return Closed(_empty_scored(), late, self.closed_until)
         self.closed_until = cutoff
         due = pl.col(S.TIME) < cutoff
@@ -157,7 +164,7 @@ class Engine:
         assert self.closed_until is not None
         horizon_start = self.closed_until - self.keep
         self.history = (
-            pl.concat([self.history, windows.cast(dict(HISTORY_SCHEMA))])
+            pl.concat([self.history, windows.cast(HISTORY_SCHEMA)])
             .filter(pl.col(F.WINDOW) >= horizon_start)
             .sort(F.ACCOUNT, F.WINDOW)
         )
@@ -179,9 +186,11 @@ class Engine:
     def open_windows(self) -> int:
         if self.pending.is_empty():
             return 0
-        return self.pending.select(
-            pl.struct(S.ACCOUNT, pl.col(S.TIME).dt.truncate(self.horizons.base)).n_unique()
-        ).item()
+        return int(
+            self.pending.select(
+                pl.struct(S.ACCOUNT, pl.col(S.TIME).dt.truncate(self.horizons.base)).n_unique()
+            ).item()
+        )
 
     @property
     def accounts(self) -> int:

@@ -126,3 +126,21 @@ def test_windows_wait_for_the_lateness_allowed(
     closed = engine.close().scored
     assert closed.height > 0
     assert (closed["window_end"] <= window_end).all()
+
+
+def test_the_wall_clock_never_closes_windows_ahead_of_the_events(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """Started on an old log (or a server whose clock is behind), the wall clock must
+    not close today's windows: the old events would all count as late."""
+    engine = Engine(trained, settings.Settings(lateness="1s"))
+    assert engine.close(wall=FAR_FUTURE).scored.height == 0  # nothing read yet
+    first = week3.head(500)
+    engine.add(first)
+    closed = engine.close(wall=FAR_FUTURE)
+    assert closed.late_events == 0
+    assert engine.closed_until is not None
+    assert engine.closed_until <= first[S.TIME].max() + timedelta(minutes=5)
+    later = week3.filter(pl.col(S.TIME) >= engine.closed_until).head(500)
+    engine.add(later)
+    assert engine.close(wall=FAR_FUTURE).late_events == 0  # the next events are not late

@@ -1,0 +1,48 @@
+"""``trovewatch serve``: load the model, start the ingest loop, serve the API."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from api.auth import Tokens
+from detector import model
+from detector.live.service import Service
+from detector.settings import Settings
+
+
+def run(settings: Settings, model_dir: Path) -> int:
+    """Serve until interrupted; return the exit code. Errors in the model, settings or
+    state directory are raised before anything starts (the CLI prints them in one line)."""
+    logging.basicConfig(level=logging.INFO, format="trovewatch: %(levelname)s: %(message)s")
+    trained = model.load(model_dir)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    tokens, new_token = Tokens.ensure(settings, settings.state_dir)
+    service = Service(trained, settings, settings.follow, model_dir)
+    app = create_app(service, settings, tokens)
+    url = f"http://{settings.host}:{settings.port}"
+    print(
+        f"trovewatch: serving {url} (API docs {url}/docs, metrics {url}/metrics)\n"
+        f"trovewatch: model {model_dir} ({trained.manifest.training.get('accounts')} accounts), "
+        f"following {', '.join(settings.follow)}, state in {settings.state_dir}",
+        file=sys.stderr,
+    )
+    if new_token is not None:
+        print(
+            f"trovewatch: created a read token (shown once; kept in "
+            f"{settings.state_dir / 'api-token'}):\n{new_token}",
+            file=sys.stderr,
+        )
+    service.start()
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        service.stop()
+    return 0

@@ -1,0 +1,348 @@
+"""The sidecar: sources -> formats -> engine -> store, in one loop thread.
+
+The loop reads a bounded batch from every source, parses it, adds the events to the
+engine, scores the windows that closed, and every ``checkpoint_interval`` seconds (or
+whenever windows were scored) saves in ONE SQLite transaction: the scored windows and
+their alerts, every source's position, and the engine's state. A position is saved
+only together with the state that holds its events, so after ``kill -9`` the service
+resumes from the last checkpoint and no event is lost or counted twice.
+
+When the state directory cannot be written (disk full, read-only), the loop keeps the
+scored windows in memory, stops reading (positions do not advance), reports it on
+``/readyz`` and in ``trovewatch_storage_writable``, and retries until it works again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from detector import formats, model
+from detector import schema as S
+from detector.formats import Format
+from detector.live.engine import Engine, seconds
+from detector.live.follow import Read
+from detector.live.metrics import Metrics
+from detector.live.sources import Source, open_sources, source_key
+from detector.live.store import Checkpoint, SqliteStore
+from detector.reader import Chunk, NotALogError, looks_binary
+from detector.rejects import Quarantine, Reason
+from detector.settings import Settings
+
+log = logging.getLogger("trovewatch")
+
+PUSH_FORMATS = ("auto", *formats.NATIVE)
+READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
+
+
+class Busy(TimeoutError):
+    """Push ingest could not be queued in time: the service is behind (HTTP 503)."""
+
+
+@dataclass
+class _Push:
+    data: bytes
+    fmt: Format
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """The running sidecar. Implements what the API needs (``api.app.Service``)."""
+
+    def __init__(
+        self,
+        trained: model.TrainedModel,
+        settings: Settings,
+        follow: Sequence[str],
+        model_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.trained = trained
+        self.model_dir = model_dir
+        self.metrics = Metrics()
+        self.store = SqliteStore(settings.state_dir, base_window=trained.horizons.base)
+        self.quarantine = Quarantine(settings.state_dir / "quarantine.ndjson")
+        self.engine = Engine(trained, settings)
+        self._formats: dict[str, Format | None] = {}
+        saved = self.store.load_checkpoint()
+        if saved is not None and saved.state:
+            self.engine.restore(saved.state)
+        self.sources: list[Source] = open_sources(
+            follow,
+            saved.sources if saved is not None else {},
+            max_line_bytes=settings.max_line_bytes,
+            record_start=self._record_start,
+        )
+        self._pushes: queue.Queue[_Push] = queue.Queue(maxsize=8)
+        self._waiting: list[_Push] = []
+        self._unsaved: list[pl.DataFrame] = []
+        self._storage_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_checkpoint = 0.0
+        self._last_prune = 0.0
+        self._last_data = 0.0
+        self._dirty = False
+        trained_end = trained.manifest.training.get("end")
+        if trained_end:
+            self.metrics.model_trained.set(datetime.fromisoformat(trained_end).timestamp())
+        self.metrics.model_loaded.set(time.time())
+        self.metrics.storage_ok.set(1)
+        hold = seconds(settings.flag_hold)
+        self.metrics.watch_flagged(lambda: self.store.flagged(hold), settings.flagged_cap)
+
+    # -- what the API asks ---------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        return {**asdict(self.trained.manifest), "directory": str(self.model_dir)}
+
+    def problems(self) -> list[str]:
+        found = [p for s in self.sources for p in s.problems()]
+        if self._storage_error:
+            found.append(
+                f"state directory {self.settings.state_dir} not writable: {self._storage_error}"
+            )
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            found.append("the ingest loop has stopped")
+        return found
+
+    def push(self, body: bytes, format: str) -> dict[str, Any]:
+        """Parse pushed log lines and return their counts once the events are saved."""
+        if format not in PUSH_FORMATS:
+            raise ValueError(f"unknown format {format!r}; one of {', '.join(PUSH_FORMATS)}")
+        text_head = body[:65536].decode("utf-8", "replace").splitlines()[:20]
+        if format == "auto":
+            if not any(line.strip() for line in text_head):
+                raise ValueError("empty body: no log lines")
+            if sum(1 for b in body[:4096] if b < 9 or 13 < b < 32) > len(body[:4096]) // 10:
+                raise ValueError("binary data, not log lines")
+            try:
+                format = formats.detect(Path("body"), text_head)
+            except NotALogError as exc:
+                raise ValueError(str(exc).replace("body: ", "")) from exc
+        fmt = formats._native(format, self.settings.log_line_prefix)
+        configure = getattr(fmt, "configure", None)
+        if configure is not None:
+            configure(text_head)
+        item = _Push(body if body.endswith(b"\n") else body + b"\n", fmt)
+        try:
+            self._pushes.put(item, timeout=10)
+        except queue.Full as exc:
+            raise Busy("ingest queue full; retry later") from exc
+        if not item.done.wait(timeout=60):
+            raise Busy("events not yet saved; retry later")
+        return item.result
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="trovewatch-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._checkpoint(force=True)
+        for source in self.sources:
+            source.close()
+        self.quarantine.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:
+                log.exception("ingest loop error; retrying in 1 s")
+                busy = False
+                time.sleep(1)
+            if not busy:
+                self._stop.wait(self.settings.poll_interval)
+
+    def step(self) -> bool:
+        """One pass: read, parse, close windows, maybe checkpoint. True if it read data."""
+        read_any = False
+        if self._storage_error is None:  # while storage fails, positions must not move on
+            frames = []
+            for source in self.sources:
+                for read in source.poll(READ_BUDGET // max(len(self.sources), 1)):
+                    frames.append(self._parse(read, source.label))
+                    read_any = True
+            while True:
+                try:
+                    item = self._pushes.get_nowait()
+                except queue.Empty:
+                    break
+                chunk = Chunk("push", item.data, 1)
+                frames.append(self._parse_chunk(chunk, item.fmt, "push", result=item.result))
+                self._waiting.append(item)
+                read_any = True
+            frames = [f for f in frames if f.height]
+            if frames:
+                self.engine.add(pl.concat(frames, how="vertical_relaxed"))
+                self._dirty = True
+        now = time.monotonic()
+        if read_any:
+            self._last_data = now
+        # The wall clock closes windows only once every source is caught up and has been
+        # quiet for the allowed lateness: then nothing older is on its way (a quiet
+        # database's last windows get scored, and a replayed old log is scored to its end).
+        quiet = now - self._last_data >= self.engine.lateness.total_seconds()
+        caught_up = quiet and all(s.caught_up() for s in self.sources)
+        closed = self.engine.close(datetime.now(UTC) if caught_up else None)
+        if closed.late_events:
+            self.metrics.late.inc(closed.late_events)
+        if closed.scored.height:
+            self._unsaved.append(closed.scored)
+            self._dirty = True
+        self._checkpoint(force=bool(self._unsaved) or bool(self._waiting))
+        self.metrics.open_windows.set(self.engine.open_windows)
+        for source in self.sources:
+            self.metrics.checkpoint_lag.labels(source.label).set(source.lag_bytes())
+        return read_any
+
+    def _record_start(self, path: str) -> Any:
+        fmt = self._format(path)
+        return getattr(fmt, "record_start", None) if fmt is not None else None
+
+    def _format(self, path: str) -> Format | None:
+        """The format of a followed file, detected once from its first lines (None:
+        not a log this service can read; its lines are quarantined as unrecognised)."""
+        if path not in self._formats:
+            try:
+                if self.settings.format == "auto" and looks_binary(Path(path)):
+                    raise NotALogError(f"{path}: binary data, not a text log")
+                self._formats[path] = formats.get(
+                    self.settings.format, Path(path), log_line_prefix=self.settings.log_line_prefix
+                )
+            except (NotALogError, OSError) as exc:
+                log.warning("%s", exc)
+                self._formats[path] = None
+        return self._formats[path]
+
+    def _parse(self, read: Read, label: str) -> pl.DataFrame:
+        chunk = Chunk(read.source, read.data, read.first_line)
+        if read.too_long:
+            self._reject(
+                read.source,
+                pl.DataFrame(
+                    {
+                        "line_no": [n for n, _ in read.too_long],
+                        "reason": [Reason.TOO_LONG.value] * len(read.too_long),
+                        "line": [b.decode("utf-8", "replace") for _, b in read.too_long],
+                    },
+                    schema={"line_no": pl.UInt64, "reason": pl.String, "line": pl.String},
+                ),
+            )
+        self.metrics.lines.labels(label).inc(chunk.n_lines + len(read.too_long))
+        self.metrics.last_read.labels(label).set(time.time())
+        if not read.data:
+            return S.empty()
+        fmt = self._format(read.source)
+        if fmt is None:
+            self._reject(
+                read.source,
+                chunk.lines.select(
+                    "line_no", pl.lit(Reason.UNRECOGNISED.value).alias("reason"), "line"
+                ),
+            )
+            return S.empty()
+        return self._parse_chunk(chunk, fmt, label)
+
+    def _parse_chunk(
+        self, chunk: Chunk, fmt: Format, label: str, result: dict[str, Any] | None = None
+    ) -> pl.DataFrame:
+        try:
+            parsed = fmt.parse(chunk)
+        except Exception:
+            log.exception("%s: parser failed; lines quarantined", chunk.path)
+            rejects = chunk.lines.select(
+                "line_no", pl.lit(Reason.UNRECOGNISED.value).alias("reason"), "line"
+            )
+            self._reject(chunk.path, rejects)
+            return S.empty()
+        events = parsed.events
+        finish = getattr(fmt, "finish", None)
+        if finish is not None and events.height:
+            events = finish(events)
+        self._reject(chunk.path, parsed.rejects)
+        if events.height:
+            self.metrics.events.labels(label, fmt.name).inc(events.height)
+            newest = events[S.TIME].max()
+            if isinstance(newest, datetime):
+                self.metrics.last_event.labels(label).set(newest.timestamp())
+        if result is not None:
+            result.update(
+                lines=chunk.n_lines,
+                events=events.height,
+                context=parsed.context,
+                rejected=dict(parsed.rejects.group_by("reason").len().iter_rows()),
+                format=fmt.name,
+            )
+        return events
+
+    def _reject(self, source: str, rejects: pl.DataFrame) -> None:
+        if rejects.height:
+            self.quarantine.add(source, rejects)
+            for reason, n in rejects.group_by("reason").len().iter_rows():
+                self.metrics.rejected.labels(reason).inc(n)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        now = time.monotonic()
+        due = self._dirty and now - self._last_checkpoint >= self.settings.checkpoint_interval
+        if not (force or due):
+            return
+        scored = (
+            pl.concat(self._unsaved, how="vertical_relaxed") if self._unsaved else pl.DataFrame()
+        )
+        checkpoint = Checkpoint(
+            sources={source_key(s): s.positions() for s in self.sources},
+            state=self.engine.snapshot(),
+            saved_at=time.time(),
+        )
+        started = time.perf_counter()
+        try:
+            alerts = self.store.commit(scored, checkpoint)
+        except (sqlite3.Error, OSError) as exc:
+            if self._storage_error is None:
+                log.error("cannot save to %s: %s; holding positions", self.settings.state_dir, exc)
+            self._storage_error = str(exc)
+            self.metrics.storage_ok.set(0)
+            return
+        self._storage_error = None
+        self.metrics.storage_ok.set(1)
+        self.metrics.checkpoint_time.set(time.time())
+        self._last_checkpoint = now
+        self._dirty = False
+        self._unsaved = []
+        for item in self._waiting:
+            item.done.set()
+        self._waiting = []
+        if scored.height:
+            self._observe(scored, time.perf_counter() - started)
+        for alert in alerts:
+            if alert.status == "open":
+                self.metrics.alerts.labels(alert.severity).inc()
+        if now - self._last_prune > 600:
+            self._last_prune = now
+            self.store.prune(seconds(self.settings.retention))
+
+    def _observe(self, scored: pl.DataFrame, took: float) -> None:
+        self.metrics.windows.inc(scored.height)
+        self.metrics.scoring.observe(took)
+        now = datetime.now(UTC)
+        for end in scored["window_end"]:
+            delay = now - (end + self.engine.lateness)
+            self.metrics.latency.observe(max(delay, timedelta(0)).total_seconds())
+        self.metrics.accounts.set(self.engine.accounts)

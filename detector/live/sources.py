@@ -1,0 +1,257 @@
+"""Where live lines come from: followed files, compressed archives read once, stdin.
+
+Every source hands out :class:`~detector.live.follow.Read` batches of whole records and
+reports JSON-able positions. The service saves the positions in the same checkpoint as
+the window state that holds those records' events, so after a crash each source resumes
+exactly after what was saved.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import queue
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from detector.live.follow import Follower, Read
+from detector.reader import GZIP_MAGIC, read_chunks
+
+
+class Source(Protocol):
+    label: str  # bounded: a glob or "stdin", used as a metric label
+
+    def poll(self, max_bytes: int) -> list[Read]: ...
+
+    def positions(self) -> dict[str, Any]: ...
+
+    def caught_up(self) -> bool: ...
+
+    def lag_bytes(self) -> int: ...
+
+    def problems(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+class Files:
+    """Plain log files matching a glob, followed as they grow (see ``Follower``)."""
+
+    def __init__(
+        self,
+        pattern: str,
+        positions: dict[str, Any] | None,
+        *,
+        max_line_bytes: int,
+        record_start: Callable[[str], Any],
+    ) -> None:
+        self.label = pattern
+        self.pattern = pattern
+        self.follower = Follower(
+            [pattern],
+            positions,
+            max_line_bytes=max_line_bytes,
+            record_start=record_start,
+            exclude=is_gzip,
+        )
+
+    def poll(self, max_bytes: int) -> list[Read]:
+        return self.follower.poll(max_bytes)
+
+    def positions(self) -> dict[str, Any]:
+        return self.follower.positions()
+
+    def caught_up(self) -> bool:
+        return self.follower.caught_up()
+
+    def lag_bytes(self) -> int:
+        return sum(self.follower.lag_bytes().values())
+
+    def problems(self) -> list[str]:
+        if not glob.glob(self.pattern):
+            return [f"no file matches {self.pattern}"]
+        return []
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+class Archives:
+    """Compressed logs matching a glob (rotated ``.gz`` files, the bundled samples):
+    complete files, each read once, in record-aligned chunks."""
+
+    def __init__(
+        self,
+        pattern: str,
+        positions: dict[str, Any] | None,
+        *,
+        record_start: Callable[[str], Any],
+        chunk_bytes: int = 8 << 20,
+    ) -> None:
+        self.label = pattern
+        self.pattern = pattern
+        self._done: dict[str, Any] = dict(positions or {})
+        self._record_start = record_start
+        self._chunk_bytes = chunk_bytes
+
+    def _todo(self) -> list[tuple[str, str]]:
+        todo = []
+        for path in sorted(glob.glob(self.pattern)):
+            if not is_gzip(path):
+                continue
+            key = _digest(path)
+            if not self._done.get(key, {}).get("done"):
+                todo.append((key, path))
+        return todo
+
+    def poll(self, max_bytes: int) -> list[Read]:
+        reads: list[Read] = []
+        for key, path in self._todo():
+            state = self._done.setdefault(key, {"path": path, "offset": 0, "line": 1})
+            chunks = read_chunks(Path(path), self._record_start(path), self._chunk_bytes)
+            offset = 0
+            for chunk in chunks:
+                end = offset + len(chunk.data)
+                if end <= state["offset"]:
+                    offset = end
+                    continue
+                reads.append(Read(path, key, chunk.data, chunk.first_line, offset, end, []))
+                state.update(offset=end, line=chunk.first_line + chunk.n_lines)
+                offset = end
+                if sum(len(r.data) for r in reads) >= max_bytes:
+                    return reads
+            state["done"] = True
+        return reads
+
+    def positions(self) -> dict[str, Any]:
+        return {k: dict(v) for k, v in self._done.items()}
+
+    def caught_up(self) -> bool:
+        return not self._todo()
+
+    def lag_bytes(self) -> int:
+        return 0
+
+    def problems(self) -> list[str]:
+        return [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
+
+    def close(self) -> None:
+        pass
+
+
+def _digest(path: str, n: int = 4096) -> str:
+    """A compressed file's identity: a hash of its first bytes, as the follower's."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read(n)).hexdigest()
+
+
+class Stdin:
+    """Lines from standard input, read by a thread into a bounded queue: when the
+    service falls behind, the thread blocks (and so does the writer), nothing is dropped.
+    Standard input cannot be re-read, so a restart continues with what comes next."""
+
+    label = "stdin"
+
+    def __init__(self, stream: BinaryIO | None = None, block_bytes: int = 1 << 20) -> None:
+        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._carry = b""
+        self._line = 1
+        self._offset = 0
+        self._eof = False
+        self._block = block_bytes
+        threading.Thread(target=self._pump, name="trovewatch-stdin", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            block = (
+                self._stream.read1(self._block)
+                if hasattr(self._stream, "read1")
+                else self._stream.read(self._block)
+            )
+            self._queue.put(block or None)
+            if not block:
+                return
+
+    def poll(self, max_bytes: int) -> list[Read]:
+        data = bytearray()
+        while len(data) < max_bytes:
+            try:
+                block = self._queue.get(timeout=0.05 if not data else 0)
+            except queue.Empty:
+                break
+            if block is None:
+                self._eof = True
+                break
+            data += block
+        buf = self._carry + bytes(data)
+        cut = buf.rfind(b"\n") + 1
+        if self._eof:
+            cut = len(buf)
+        whole, self._carry = buf[:cut], buf[cut:]
+        if not whole:
+            return []
+        read = Read(
+            "stdin", "stdin", whole, self._line, self._offset, self._offset + len(whole), []
+        )
+        self._line += whole.count(b"\n")
+        self._offset += len(whole)
+        return [read]
+
+    def positions(self) -> dict[str, Any]:
+        return {"stdin": {"offset": self._offset, "line": self._line}}
+
+    def caught_up(self) -> bool:
+        return self._queue.empty()
+
+    def lag_bytes(self) -> int:
+        return len(self._carry)
+
+    def problems(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def open_sources(
+    patterns: Sequence[str],
+    saved: dict[str, Any],
+    *,
+    max_line_bytes: int,
+    record_start: Callable[[str], Any],
+) -> list[Source]:
+    """One source per ``--follow`` pattern ('-' is stdin), resumed from ``saved``."""
+    sources: list[Source] = []
+    for pattern in patterns:
+        if pattern == "-":
+            sources.append(Stdin())
+            continue
+        sources.append(
+            Files(
+                pattern,
+                saved.get(f"files:{pattern}"),
+                max_line_bytes=max_line_bytes,
+                record_start=record_start,
+            )
+        )
+        sources.append(
+            Archives(pattern, saved.get(f"archives:{pattern}"), record_start=record_start)
+        )
+    return sources
+
+
+def source_key(source: Source) -> str:
+    kind = {"Files": "files", "Archives": "archives", "Stdin": "stdin"}[type(source).__name__]
+    return f"{kind}:{source.label}"

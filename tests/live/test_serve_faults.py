@@ -1,0 +1,162 @@
+"""`trovewatch serve` under faults: killed with SIGKILL at random moments while the log
+is written, rotated by rename and by copytruncate, it ends with exactly the per-account
+totals that were written: no event lost, none counted twice."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from detector import pipeline
+from detector import schema as S
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
+TOKEN = "fault-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def expected_totals(text: bytes, tmp: Path) -> dict[str, tuple[int, int]]:
+    """Per account: (statements, rows read), as the batch reader counts the same lines."""
+    path = tmp / "expected.json"
+    path.write_bytes(text)
+    events, _ = pipeline.read_events([path])
+    totals = events.group_by(S.ACCOUNT).agg(
+        pl.col(S.SUCCESS).sum().alias("statements"),
+        pl.col(S.ROWS).filter(pl.col(S.CLASS) == "READ").sum().alias("rows"),
+    )
+    return {a: (int(n), int(r)) for a, n, r in totals.iter_rows() if a is not None}
+
+
+class Serve:
+    def __init__(self, pattern: str, state: Path) -> None:
+        self.port = free_port()
+        self.pattern, self.state = pattern, state
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
+            "TROVEWATCH_LATENESS": "1s",
+            "TROVEWATCH_CHECKPOINT_INTERVAL": "0.2",
+        }
+        cmd = [sys.executable, "-m", "detector", "serve", "--follow", self.pattern]
+        cmd += ["--state-dir", str(self.state), "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the API answers: the service is reading (so a kill lands mid-work)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).is_success:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("serve did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def totals(self, accounts: list[str]) -> dict[str, tuple[int, int]] | None:
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{self.port}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=5,
+            ) as api:
+                out = {}
+                for account in accounts:
+                    got = api.get(f"/v1/accounts/{account}")
+                    if got.status_code != 200:
+                        print("DEBUG", account, got.status_code, got.text[:200])
+                        return None
+                    t = got.json()["totals"]
+                    out[account] = (t["statements"], t["rows_read"] or 0)
+                return out
+        except httpx.TransportError:
+            return None
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill_9_and_rotation_lose_and_double_nothing(tmp_path: Path, seed: int) -> None:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    day = [
+        line
+        for line in lines
+        if b'"timestamp":"2026-10-19' in line or b'"timestamp":"2026-10-20' in line
+    ]
+    expected = expected_totals(b"".join(day), tmp_path)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    live = logs / "postgresql.json"
+    serve = Serve(str(logs / "postgresql.json*"), tmp_path / "state")
+    rng = random.Random(seed)
+    kills = sorted(rng.sample(range(5, 95), 2))  # percent of the lines written
+    rotate_at, copytruncate_at = 33, 66
+    serve.start()
+    serve.wait_ready()
+    try:
+        batches = [day[i : i + 20] for i in range(0, len(day), 20)]
+        for n, batch in enumerate(batches):
+            percent = n * 100 // len(batches)
+            with live.open("ab") as fh:
+                # Write some lines in two halves, as a server's buffered writes do.
+                text = b"".join(batch)
+                cut = rng.randrange(len(text))
+                fh.write(text[:cut])
+                fh.flush()
+                fh.write(text[cut:])
+            if kills and percent >= kills[0]:
+                kills.pop(0)
+                serve.kill()
+                time.sleep(rng.random())
+                serve.start()
+                serve.wait_ready()
+            if percent >= rotate_at:
+                rotate_at = 101
+                live.rename(logs / "postgresql.json.1")  # rename rotation
+            if percent >= copytruncate_at:
+                copytruncate_at = 101
+                (logs / "postgresql.json.2").write_bytes(live.read_bytes())  # copytruncate
+                with live.open("r+b") as fh:
+                    fh.truncate(0)
+            time.sleep(0.05)
+        accounts = sorted(expected)
+        deadline = time.monotonic() + 90
+        got = None
+        while time.monotonic() < deadline:
+            got = serve.totals(accounts)
+            if got == expected:
+                break
+            time.sleep(0.5)
+        assert got == expected
+    finally:
+        serve.stop()
