@@ -96,7 +96,6 @@ class Serve:
                 for account in accounts:
                     got = api.get(f"/v1/accounts/{account}")
                     if got.status_code != 200:
-                        print("DEBUG", account, got.status_code, got.text[:200])
                         return None
                     t = got.json()["totals"]
                     out[account] = (t["statements"], t["rows_read"] or 0)

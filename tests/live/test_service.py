@@ -1,0 +1,82 @@
+"""The real service behind the real API, in one process: push ingest and readiness."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import Tokens
+from detector import model, settings
+from detector.live.service import Service
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
+TOKEN = "service-test-token-0123"
+
+
+@pytest.fixture(scope="module")
+def trained() -> model.TrainedModel:
+    return model.load(ROOT / "models" / "default")
+
+
+@pytest.fixture
+def running(trained: model.TrainedModel, tmp_path: Path) -> Iterator[tuple[Service, TestClient]]:
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(tmp_path / "none-yet" / "*.json")],
+        lateness="1s",
+        checkpoint_interval=0.1,
+        poll_interval=0.05,
+        api_tokens=f"{TOKEN}:admin",
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    app = create_app(service, conf, Tokens.parse(conf.api_tokens or ""))
+    service.start()
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield service, client
+    service.stop()
+
+
+def day_of_lines(day: str) -> bytes:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    return b"".join(line for line in lines if f'"timestamp":"{day}'.encode() in line)
+
+
+def test_pushed_lines_are_scored_and_the_incident_alerted(
+    running: tuple[Service, TestClient],
+) -> None:
+    _, client = running
+    body = day_of_lines("2026-10-20")  # INC-1: web_shop pulls every customer at 03:10
+    pushed = client.post("/v1/events", params={"format": "pgaudit-jsonlog"}, content=body)
+    assert pushed.status_code == 200, pushed.text
+    counts = pushed.json()
+    assert counts["lines"] == body.count(b"\n")
+    assert counts["events"] > 1000
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        alerts = client.get("/v1/alerts").json()["items"]
+        if any(a["account"] == "web_shop" for a in alerts):
+            break
+        time.sleep(0.2)
+    assert [a["window_start"] for a in alerts if a["account"] == "web_shop"] == [
+        "2026-10-20T03:10:00Z"
+    ]
+
+
+def test_garbage_push_is_a_400_and_counted_nowhere(running: tuple[Service, TestClient]) -> None:
+    _, client = running
+    assert client.post("/v1/events", content=b"\x00\x01\x02" * 500).status_code == 400
+    assert client.post("/v1/events", params={"format": "nope"}, content=b"x\n").status_code == 422
+
+
+def test_readiness_names_a_glob_with_no_files(running: tuple[Service, TestClient]) -> None:
+    _, client = running
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "no file matches" in ready.text
