@@ -14,6 +14,7 @@ scored windows in memory, stops reading (positions do not advance), reports it o
 
 from __future__ import annotations
 
+import glob
 import logging
 import queue
 import sqlite3
@@ -35,7 +36,7 @@ from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.sources import Source, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore
-from detector.reader import Chunk, NotALogError, looks_binary
+from detector.reader import Chunk, NotALogError, head_lines, looks_binary
 from detector.rejects import Quarantine, Reason
 from detector.settings import Settings
 
@@ -43,6 +44,15 @@ log = logging.getLogger("trovewatch")
 
 PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
+
+
+class _Skipped:
+    """The format of a file whose events are read from a sibling in another format."""
+
+    name = "skipped"
+
+
+_SKIPPED: Any = _Skipped()
 
 
 class Busy(TimeoutError):
@@ -75,6 +85,7 @@ class Service:
         self.quarantine = Quarantine(settings.state_dir / "quarantine.ndjson")
         self.engine = Engine(trained, settings)
         self._formats: dict[str, Format | None] = {}
+        self._directories: dict[Path, str | None] = {}
         saved = self.store.load_checkpoint()
         if saved is not None and saved.state:
             self.engine.restore(saved.state)
@@ -218,18 +229,57 @@ class Service:
 
     def _format(self, path: str) -> Format | None:
         """The format of a followed file, detected once from its first lines (None:
-        not a log this service can read; its lines are quarantined as unrecognised)."""
-        if path not in self._formats:
-            try:
-                if self.settings.format == "auto" and looks_binary(Path(path)):
-                    raise NotALogError(f"{path}: binary data, not a text log")
-                self._formats[path] = formats.get(
-                    self.settings.format, Path(path), log_line_prefix=self.settings.log_line_prefix
-                )
-            except (NotALogError, OSError) as exc:
-                log.warning("%s", exc)
-                self._formats[path] = None
-        return self._formats[path]
+        not a log this service can read; its lines are quarantined as unrecognised).
+
+        PostgreSQL writes the same events to each of its outputs (stderr, csvlog,
+        jsonlog). When a glob matches several in one directory, only the richest is
+        read (jsonlog, then csvlog, then stderr); the others are skipped, with a
+        warning, so that no statement is counted twice.
+        """
+        if path in self._formats:
+            return self._formats[path]
+        try:
+            if Path(path).stat().st_size == 0:
+                return None  # nothing to detect from yet; asked again when it has data
+            if self.settings.format == "auto" and looks_binary(Path(path)):
+                raise NotALogError(f"{path}: binary data, not a text log")
+            fmt: Format | None = formats.get(
+                self.settings.format, Path(path), log_line_prefix=self.settings.log_line_prefix
+            )
+        except (NotALogError, OSError) as exc:
+            log.warning("%s", exc)
+            fmt = None
+        if (
+            fmt is not None
+            and self.settings.format == "auto"
+            and fmt.name in formats.NATIVE
+            and self._directory_format(Path(path).parent) not in (None, fmt.name)
+        ):
+            log.warning(
+                "%s: skipped: the same events are read from the %s files in %s",
+                path,
+                self._directory_format(Path(path).parent),
+                Path(path).parent,
+            )
+            fmt = _SKIPPED
+        self._formats[path] = fmt
+        return fmt
+
+    def _directory_format(self, directory: Path) -> str | None:
+        """The richest native format among the followed files of ``directory``."""
+        if directory not in self._directories:
+            found = set()
+            for pattern in self.settings.follow:
+                for sibling in glob.glob(pattern):
+                    if Path(sibling).parent != directory or not Path(sibling).is_file():
+                        continue
+                    try:
+                        found.add(formats.detect(Path(sibling), head_lines(Path(sibling))))
+                    except NotALogError:
+                        continue
+            ranked = [name for name in formats.NATIVE if name in found]
+            self._directories[directory] = ranked[0] if ranked else None
+        return self._directories[directory]
 
     def _parse(self, read: Read, label: str) -> pl.DataFrame:
         chunk = Chunk(read.source, read.data, read.first_line)
@@ -250,6 +300,8 @@ class Service:
         if not read.data:
             return S.empty()
         fmt = self._format(read.source)
+        if fmt is _SKIPPED:
+            return S.empty()
         if fmt is None:
             self._reject(
                 read.source,

@@ -80,3 +80,29 @@ def test_readiness_names_a_glob_with_no_files(running: tuple[Service, TestClient
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "no file matches" in ready.text
+
+
+def test_one_servers_three_outputs_are_read_once(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A glob over a log directory where PostgreSQL writes stderr, csvlog and jsonlog
+    (the same events three times) reads only the jsonlog: nothing counted thrice."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    for name in ("postgresql.log.gz", "postgresql.csv.gz", "postgresql.json.gz"):
+        (logs / name.removesuffix(".gz")).write_bytes(
+            b"\n".join(
+                line
+                for line in gzip.decompress((SAMPLE.parent / name).read_bytes()).split(b"\n")
+                if b"2026-10-20 03:" in line[:40] or b'"timestamp":"2026-10-20 03:' in line
+            )
+            + b"\n"
+        )
+    conf = settings.Settings(state_dir=tmp_path / "state", follow=[str(logs / "*")], lateness="0s")
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    while service.step():
+        pass
+    samples = service.metrics.events.collect()[0].samples
+    by_format = {s.labels["format"]: s.value for s in samples if s.name.endswith("_total")}
+    assert set(by_format) == {"pgaudit-jsonlog"}
+    assert by_format["pgaudit-jsonlog"] > 0
