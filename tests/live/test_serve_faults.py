@@ -104,8 +104,32 @@ class Serve:
             return None
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_kill_9_and_rotation_lose_and_double_nothing(tmp_path: Path, seed: int) -> None:
+def rotate(logs: Path) -> None:
+    """Rename rotation: the server renames its log and creates a new one."""
+    (logs / "postgresql.json").rename(logs / "postgresql.json.1")
+
+
+def copytruncate(logs: Path) -> None:
+    """logrotate's copytruncate: copy the log, then truncate it in place."""
+    live = logs / "postgresql.json"
+    (logs / "postgresql.json.2").write_bytes(live.read_bytes())
+    with live.open("r+b") as fh:
+        fh.truncate(0)
+
+
+# Percent of the lines written -> what happens then. "kill" is SIGKILL (restarted at
+# once); "stop" kills and leaves it down until "start", so what happens between is
+# done while it is stopped.
+SCENARIOS = {
+    "running": {33: ["rotate"], 66: ["copytruncate"]},
+    "stopped": {30: ["stop", "rotate", "start"], 60: ["stop", "copytruncate", "start"]},
+}
+
+
+@pytest.mark.parametrize(("scenario", "seed"), [("running", 1), ("running", 2), ("stopped", 3)])
+def test_kill_9_and_rotation_lose_and_double_nothing(
+    tmp_path: Path, scenario: str, seed: int
+) -> None:
     lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
     day = [
         line
@@ -118,14 +142,14 @@ def test_kill_9_and_rotation_lose_and_double_nothing(tmp_path: Path, seed: int) 
     live = logs / "postgresql.json"
     serve = Serve(str(logs / "postgresql.json*"), tmp_path / "state")
     rng = random.Random(seed)
-    kills = sorted(rng.sample(range(5, 95), 2))  # percent of the lines written
-    rotate_at, copytruncate_at = 33, 66
+    plan: dict[int, list[str]] = {p: list(a) for p, a in SCENARIOS[scenario].items()}
+    for percent in rng.sample(range(5, 95), 2):  # and two kills at random moments
+        plan.setdefault(percent, []).insert(0, "kill")
     serve.start()
     serve.wait_ready()
     try:
         batches = [day[i : i + 20] for i in range(0, len(day), 20)]
         for n, batch in enumerate(batches):
-            percent = n * 100 // len(batches)
             with live.open("ab") as fh:
                 # Write some lines in two halves, as a server's buffered writes do.
                 text = b"".join(batch)
@@ -133,26 +157,59 @@ def test_kill_9_and_rotation_lose_and_double_nothing(tmp_path: Path, seed: int) 
                 fh.write(text[:cut])
                 fh.flush()
                 fh.write(text[cut:])
-            if kills and percent >= kills[0]:
-                kills.pop(0)
-                serve.kill()
-                time.sleep(rng.random())
-                serve.start()
-                serve.wait_ready()
-            if percent >= rotate_at:
-                rotate_at = 101
-                live.rename(logs / "postgresql.json.1")  # rename rotation
-            if percent >= copytruncate_at:
-                copytruncate_at = 101
-                (logs / "postgresql.json.2").write_bytes(live.read_bytes())  # copytruncate
-                with live.open("r+b") as fh:
-                    fh.truncate(0)
+            for percent in [p for p in sorted(plan) if p <= n * 100 // len(batches)]:
+                for action in plan.pop(percent):
+                    if action in ("kill", "stop"):
+                        serve.kill()
+                    if action in ("kill", "start"):
+                        time.sleep(rng.random() / 2)
+                        serve.start()
+                        serve.wait_ready()
+                    if action == "rotate":
+                        rotate(logs)
+                    if action == "copytruncate":
+                        copytruncate(logs)
             time.sleep(0.05)
         accounts = sorted(expected)
         deadline = time.monotonic() + 90
         got = None
         while time.monotonic() < deadline:
             got = serve.totals(accounts)
+            if got == expected:
+                break
+            time.sleep(0.5)
+        assert got == expected
+    finally:
+        serve.stop()
+
+
+def test_truncation_in_place_restarts_from_the_beginning(tmp_path: Path) -> None:
+    """A log truncated in place after it was read, then written again: the new lines
+    are read from offset 0, the old ones are not counted again."""
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    first = [line for line in lines if b'"timestamp":"2026-10-19 0' in line]
+    second = [line for line in lines if b'"timestamp":"2026-10-19 1' in line]
+    expected = expected_totals(b"".join(first + second), tmp_path)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    live = logs / "postgresql.json"
+    live.write_bytes(b"".join(first))
+    serve = Serve(str(live), tmp_path / "state")
+    serve.start()
+    serve.wait_ready()
+    try:
+        (tmp_path / "first").mkdir()
+        read_first = expected_totals(b"".join(first), tmp_path / "first")
+        deadline = time.monotonic() + 60
+        while serve.totals(sorted(read_first)) != read_first and time.monotonic() < deadline:
+            time.sleep(0.3)  # everything written so far is read (and scored)
+        with live.open("r+b") as fh:
+            fh.truncate(0)
+        live.write_bytes(b"".join(second))
+        deadline = time.monotonic() + 60
+        got = None
+        while time.monotonic() < deadline:
+            got = serve.totals(sorted(expected))
             if got == expected:
                 break
             time.sleep(0.5)
