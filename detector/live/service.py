@@ -295,7 +295,9 @@ class Service:
                     schema={"line_no": pl.UInt64, "reason": pl.String, "line": pl.String},
                 ),
             )
-        self.metrics.lines.labels(label).inc(chunk.n_lines + len(read.too_long))
+        self.metrics.lines.labels(label).inc(
+            (chunk.n_lines if read.data else 0) + len(read.too_long)
+        )
         self.metrics.last_read.labels(label).set(time.time())
         if not read.data:
             return S.empty()
