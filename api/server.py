@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import uvicorn
 from api.app import create_app
 from api.auth import Tokens
 from detector import model
+from detector.cli import UsageError
 from detector.live.service import Service
 from detector.settings import Settings
 
@@ -20,6 +22,7 @@ def run(settings: Settings, model_dir: Path) -> int:
     state directory are raised before anything starts (the CLI prints them in one line)."""
     logging.basicConfig(level=logging.INFO, format="trovewatch: %(levelname)s: %(message)s")
     trained = model.load(model_dir)
+    _check_listen(settings.host, settings.port)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     tokens, new_token = Tokens.ensure(settings, settings.state_dir)
     service = Service(trained, settings, settings.follow, model_dir)
@@ -46,3 +49,15 @@ def run(settings: Settings, model_dir: Path) -> int:
     finally:
         service.stop()
     return 0
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail early, in one line, when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

@@ -18,10 +18,11 @@ from detector.reader import NotALogError, head_lines, looks_binary
 NATIVE: Final = ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr")
 CHOICES: Final = ("auto", *NATIVE, "mapped")
 
-__all__ = ["CHOICES", "Format", "MappingError", "Parsed", "detect", "get"]
+__all__ = ["CHOICES", "Format", "MappingError", "Parsed", "detect", "get", "native"]
 
 
-def _native(name: str, log_line_prefix: str | None) -> Format:
+def native(name: str, log_line_prefix: str | None) -> Format:
+    """A native format by name (``NATIVE``)."""
     if name == "pgaudit-jsonlog":
         return PgJsonlog()
     if name == "pgaudit-csvlog":
@@ -50,7 +51,7 @@ def get(
         if looks_binary(path):
             raise NotALogError(f"{path}: binary data, not a text log")
         name = detect(path, head)
-    fmt = _native(name, log_line_prefix)
+    fmt = native(name, log_line_prefix)
     if isinstance(fmt, PgStderr):
         fmt.configure(head)
     return fmt
@@ -61,7 +62,7 @@ def detect(path: Path, head: list[str]) -> str:
     if not any(s.strip() for s in head):
         raise NotALogError(f"{path}: empty, nothing to read")
     for name in NATIVE:
-        if _native(name, None).sniff(head):
+        if native(name, None).sniff(head):
             return name
     raise NotALogError(
         f"{path}: not a PostgreSQL/pgAudit log in jsonlog, csvlog or stderr form "

@@ -46,6 +46,27 @@ PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 
 
+def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format:
+    """The native format of lines that are not a file (stdin, a pushed body): ``name``,
+    or detected from the first lines when it is ``auto``. Raises ``NotALogError``."""
+    head = data[:65536].decode("utf-8", "replace").splitlines()[:20]
+    if name == "auto":
+        if not any(line.strip() for line in head):
+            raise NotALogError("empty: no log lines")
+        sample = data[:4096]
+        if sum(1 for b in sample if b < 9 or 13 < b < 32) > len(sample) // 10:
+            raise NotALogError("binary data, not log lines")
+        try:
+            name = formats.detect(Path("input"), head)
+        except NotALogError as exc:
+            raise NotALogError(str(exc).removeprefix("input: ")) from exc
+    fmt = formats.native(name, log_line_prefix)
+    configure = getattr(fmt, "configure", None)
+    if configure is not None:
+        configure(head)
+    return fmt
+
+
 class _Skipped:
     """The format of a file whose events are read from a sibling in another format."""
 
@@ -132,20 +153,10 @@ class Service:
         """Parse pushed log lines and return their counts once the events are saved."""
         if format not in PUSH_FORMATS:
             raise ValueError(f"unknown format {format!r}; one of {', '.join(PUSH_FORMATS)}")
-        text_head = body[:65536].decode("utf-8", "replace").splitlines()[:20]
-        if format == "auto":
-            if not any(line.strip() for line in text_head):
-                raise ValueError("empty body: no log lines")
-            if sum(1 for b in body[:4096] if b < 9 or 13 < b < 32) > len(body[:4096]) // 10:
-                raise ValueError("binary data, not log lines")
-            try:
-                format = formats.detect(Path("body"), text_head)
-            except NotALogError as exc:
-                raise ValueError(str(exc).replace("body: ", "")) from exc
-        fmt = formats._native(format, self.settings.log_line_prefix)
-        configure = getattr(fmt, "configure", None)
-        if configure is not None:
-            configure(text_head)
+        try:
+            fmt = stream_format(body, format, self.settings.log_line_prefix)
+        except NotALogError as exc:
+            raise ValueError(str(exc)) from exc
         item = _Push(body if body.endswith(b"\n") else body + b"\n", fmt)
         try:
             self._pushes.put(item, timeout=10)
@@ -238,6 +249,8 @@ class Service:
         """
         if path in self._formats:
             return self._formats[path]
+        if path == "stdin":
+            return None  # detected from its first read, in _parse
         try:
             if Path(path).stat().st_size == 0:
                 return None  # nothing to detect from yet; asked again when it has data
@@ -264,6 +277,14 @@ class Service:
             fmt = _SKIPPED
         self._formats[path] = fmt
         return fmt
+
+    def _detect_stream(self, data: bytes) -> Format | None:
+        """The format of a stream (stdin) from its first lines."""
+        try:
+            return stream_format(data, self.settings.format, self.settings.log_line_prefix)
+        except NotALogError as exc:
+            log.warning("stdin: %s", exc)
+            return None
 
     def _directory_format(self, directory: Path) -> str | None:
         """The richest native format among the followed files of ``directory``."""
@@ -301,6 +322,8 @@ class Service:
         self.metrics.last_read.labels(label).set(time.time())
         if not read.data:
             return S.empty()
+        if read.source == "stdin" and "stdin" not in self._formats:
+            self._formats["stdin"] = self._detect_stream(read.data)
         fmt = self._format(read.source)
         if fmt is _SKIPPED:
             return S.empty()

@@ -50,7 +50,7 @@ class Serve:
         self.pattern, self.state = pattern, state
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, stdin: int | None = None) -> None:
         env = {
             **os.environ,
             "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
@@ -60,7 +60,12 @@ class Serve:
         cmd = [sys.executable, "-m", "detector", "serve", "--follow", self.pattern]
         cmd += ["--state-dir", str(self.state), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            cmd,
+            env=env,
+            cwd=ROOT,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -216,3 +221,44 @@ def test_truncation_in_place_restarts_from_the_beginning(tmp_path: Path) -> None
         assert got == expected
     finally:
         serve.stop()
+
+
+def test_stdin_is_a_source(tmp_path: Path) -> None:
+    """`--follow -`: lines piped in are parsed (format detected) and scored."""
+    day = [
+        line
+        for line in gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+        if b'"timestamp":"2026-10-19' in line
+    ]
+    expected = expected_totals(b"".join(day), tmp_path)
+    serve = Serve("-", tmp_path / "state")
+    serve.start(stdin=subprocess.PIPE)
+    assert serve.proc is not None and serve.proc.stdin is not None
+    try:
+        serve.proc.stdin.write(b"".join(day))
+        serve.proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        got = None
+        while time.monotonic() < deadline and got != expected:
+            time.sleep(0.5)
+            got = serve.totals(sorted(expected))
+        assert got == expected
+    finally:
+        serve.stop()
+
+
+def test_serve_refuses_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cmd = [sys.executable, "-m", "detector", "serve", "--port", str(port)]
+        run = subprocess.run(
+            [*cmd, "--state-dir", str(tmp_path / "state")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("trovewatch: error: cannot listen on")
