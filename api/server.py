@@ -14,6 +14,7 @@ from api.auth import Tokens
 from detector import model
 from detector.cli import UsageError
 from detector.live.service import Service
+from detector.live.store import StoreError
 from detector.settings import Settings
 
 
@@ -24,8 +25,16 @@ def run(settings: Settings, model_dir: Path) -> int:
     trained = model.load(model_dir)
     _check_listen(settings.host, settings.port)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    tokens, new_token = Tokens.ensure(settings, settings.state_dir)
-    service = Service(trained, settings, settings.follow, model_dir)
+    try:
+        tokens, new_token = Tokens.ensure(settings, settings.state_dir)
+    except ValueError as exc:
+        raise UsageError(f"api_tokens: {exc}") from exc
+    try:
+        service = Service(trained, settings, settings.follow, model_dir)
+    except (StoreError, ValueError) as exc:
+        raise UsageError(
+            f"state directory {settings.state_dir}: {exc} (use another --state-dir)"
+        ) from exc
     app = create_app(service, settings, tokens)
     url = f"http://{settings.host}:{settings.port}"
     print(

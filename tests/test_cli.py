@@ -437,3 +437,32 @@ def test_errors_from_a_real_process_are_one_line_and_exit_2(
     proc = processes["module-binary"]
     assert_one_line_error(proc.returncode, proc.stderr, "binary")
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        ("short-token", "at least 16"),
+        ("garbage-state", "not a usable trovewatch state database"),
+        ("missing-model", "manifest.json"),
+    ],
+)
+def test_serve_refuses_bad_setup_in_one_line(
+    setup: str,
+    words: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing starts with a bad token, a state directory that is not ours, or no model."""
+    state = tmp_path / "state"
+    args = ["serve", "--state-dir", str(state), "--port", "0"]
+    if setup == "short-token":
+        monkeypatch.setenv("TROVEWATCH_API_TOKENS", "short:read")
+    if setup == "garbage-state":
+        state.mkdir()
+        (state / "trovewatch.db").write_text("not sqlite at all")
+    if setup == "missing-model":
+        args += ["--model-dir", str(tmp_path / "no-model")]
+    code = main(args)
+    assert_one_line_error(code, capsys.readouterr().err, words)
