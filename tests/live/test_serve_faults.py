@@ -90,6 +90,17 @@ class Serve:
             self.proc.terminate()
             self.proc.wait(timeout=30)
 
+    def settle(
+        self, expected: dict[str, tuple[int, int]], timeout: float = 90
+    ) -> dict[str, tuple[int, int]] | None:
+        """Per-account totals once they equal ``expected``, or the last seen at timeout."""
+        deadline = time.monotonic() + timeout
+        got = self.totals(sorted(expected))
+        while got != expected and time.monotonic() < deadline:
+            time.sleep(0.3)
+            got = self.totals(sorted(expected))
+        return got
+
     def totals(self, accounts: list[str]) -> dict[str, tuple[int, int]] | None:
         try:
             with httpx.Client(
@@ -175,15 +186,7 @@ def test_kill_9_and_rotation_lose_and_double_nothing(
                     if action == "copytruncate":
                         copytruncate(logs)
             time.sleep(0.05)
-        accounts = sorted(expected)
-        deadline = time.monotonic() + 90
-        got = None
-        while time.monotonic() < deadline:
-            got = serve.totals(accounts)
-            if got == expected:
-                break
-            time.sleep(0.5)
-        assert got == expected
+        assert serve.settle(expected) == expected
     finally:
         serve.stop()
 
@@ -205,20 +208,11 @@ def test_truncation_in_place_restarts_from_the_beginning(tmp_path: Path) -> None
     try:
         (tmp_path / "first").mkdir()
         read_first = expected_totals(b"".join(first), tmp_path / "first")
-        deadline = time.monotonic() + 60
-        while serve.totals(sorted(read_first)) != read_first and time.monotonic() < deadline:
-            time.sleep(0.3)  # everything written so far is read (and scored)
+        assert serve.settle(read_first) == read_first  # all written so far is read
         with live.open("r+b") as fh:
             fh.truncate(0)
         live.write_bytes(b"".join(second))
-        deadline = time.monotonic() + 60
-        got = None
-        while time.monotonic() < deadline:
-            got = serve.totals(sorted(expected))
-            if got == expected:
-                break
-            time.sleep(0.5)
-        assert got == expected
+        assert serve.settle(expected) == expected
     finally:
         serve.stop()
 
@@ -237,12 +231,7 @@ def test_stdin_is_a_source(tmp_path: Path) -> None:
     try:
         serve.proc.stdin.write(b"".join(day))
         serve.proc.stdin.flush()
-        deadline = time.monotonic() + 60
-        got = None
-        while time.monotonic() < deadline and got != expected:
-            time.sleep(0.5)
-            got = serve.totals(sorted(expected))
-        assert got == expected
+        assert serve.settle(expected) == expected
     finally:
         serve.stop()
 
