@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install trovewatch, PostgreSQL 15 with pgAudit and promtool (Debian packages), and run
-# every test. Extra arguments go to pytest. In CI (CI=true) the PostgreSQL and promtool
-# tests must run, not skip.
+# Install trovewatch, PostgreSQL 15 with pgAudit, MariaDB (server_audit plugin) and
+# promtool (Debian packages), and run every test. Extra arguments go to pytest. In CI
+# (CI=true) the PostgreSQL, MariaDB and promtool tests must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=()
@@ -9,13 +9,16 @@ if [ ! -f /usr/lib/postgresql/15/lib/pgaudit.so ] || ! command -v faketime >/dev
   PACKAGES+=(postgresql-15 postgresql-15-pgaudit postgresql-client-15 faketime libfaketime)
 fi
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus) # ships /usr/bin/promtool
+# mariadb-server ships mariadbd, mariadb-install-db, mariadb-dump and server_audit.so.
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || PACKAGES+=(mariadb-server)
 if [ "${#PACKAGES[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   if $SUDO true 2>/dev/null; then
     echo "installing ${PACKAGES[*]} (Debian packages)..." >&2
     # The tests start their own servers: keep the packages' daemons (PostgreSQL's main
-    # cluster, a Prometheus server) from starting, unless a policy-rc.d already rules.
+    # cluster, MariaDB's server, a Prometheus server) from starting, unless a policy-rc.d
+    # already rules.
     POLICY_RC_D=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       POLICY_RC_D=/usr/sbin/policy-rc.d
