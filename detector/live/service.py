@@ -34,7 +34,7 @@ from detector.formats import Format
 from detector.live.engine import Engine, seconds
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
-from detector.live.sources import Source, open_sources, source_key
+from detector.live.sources import Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore
 from detector.reader import Chunk, NotALogError, head_lines, looks_binary
 from detector.rejects import Quarantine, Reason
@@ -104,18 +104,11 @@ class Service:
         self.metrics = Metrics()
         self.store = SqliteStore(settings.state_dir, base_window=trained.horizons.base)
         self.quarantine = Quarantine(settings.state_dir / "quarantine.ndjson")
-        self.engine = Engine(trained, settings)
         self._formats: dict[str, Format | None] = {}
         self._directories: dict[Path, str | None] = {}
-        saved = self.store.load_checkpoint()
-        if saved is not None and saved.state:
-            self.engine.restore(saved.state)
-        self.sources: list[Source] = open_sources(
-            follow,
-            saved.sources if saved is not None else {},
-            max_line_bytes=settings.max_line_bytes,
-            record_start=self._record_start,
-        )
+        self.follow = list(follow)
+        self.sources: list[Source] = []
+        self._open(self.store.load_checkpoint())
         self._pushes: queue.Queue[_Push] = queue.Queue(maxsize=8)
         self._waiting: list[_Push] = []
         self._unsaved: list[pl.DataFrame] = []
@@ -186,11 +179,41 @@ class Service:
             try:
                 busy = self.step()
             except Exception:
-                log.exception("ingest loop error; retrying in 1 s")
+                log.exception("ingest loop error; resuming from the last checkpoint in 1 s")
+                self._stop.wait(1)
+                self._recover()
                 busy = False
-                time.sleep(1)
             if not busy:
                 self._stop.wait(self.settings.poll_interval)
+
+    def _open(self, saved: Checkpoint | None, stdin: Stdin | None = None) -> None:
+        """Engine state and sources as of ``saved`` (from scratch when None)."""
+        self.engine = Engine(self.trained, self.settings)
+        if saved is not None and saved.state:
+            self.engine.restore(saved.state)
+        self.sources = open_sources(
+            self.follow,
+            saved.sources if saved is not None else {},
+            max_line_bytes=self.settings.max_line_bytes,
+            record_start=self._record_start,
+            stdin=stdin,
+        )
+
+    def _recover(self) -> None:
+        """After an unexpected error mid-step, go back to the last checkpoint, exactly as
+        a restart would: what was read since is read again, nothing counted twice.
+        (Standard input cannot be re-read: it goes on from where it is.)"""
+        try:
+            saved = self.store.load_checkpoint()
+        except Exception:  # storage trouble: tried again at the next error
+            log.exception("cannot read the last checkpoint")
+            return
+        stdin = next((s for s in self.sources if isinstance(s, Stdin)), None)
+        for source in self.sources:
+            source.close()
+        self._open(saved, stdin)
+        self._unsaved = []
+        self._dirty = False
 
     def step(self) -> bool:
         """One pass: read, parse, close windows, maybe checkpoint. True if it read data."""
@@ -371,7 +394,10 @@ class Service:
 
     def _reject(self, source: str, rejects: pl.DataFrame) -> None:
         if rejects.height:
-            self.quarantine.add(source, rejects)
+            try:
+                self.quarantine.add(source, rejects)
+            except OSError as exc:  # counted all the same; the copy of the lines is lost
+                log.error("cannot write the quarantine file: %s", exc)
             for reason, n in rejects.group_by("reason").len().iter_rows():
                 self.metrics.rejected.labels(reason).inc(n)
 

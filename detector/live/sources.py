@@ -231,12 +231,14 @@ def open_sources(
     *,
     max_line_bytes: int,
     record_start: Callable[[str], Any],
+    stdin: Stdin | None = None,
 ) -> list[Source]:
-    """One source per ``--follow`` pattern ('-' is stdin), resumed from ``saved``."""
+    """One source per ``--follow`` pattern ('-' is stdin: ``stdin`` if given, so a
+    reopened service keeps the one reader of the stream), resumed from ``saved``."""
     sources: list[Source] = []
     for pattern in patterns:
         if pattern == "-":
-            sources.append(Stdin())
+            sources.append(stdin or Stdin())
             continue
         sources.append(
             Files(

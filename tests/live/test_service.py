@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -106,3 +107,67 @@ def test_one_servers_three_outputs_are_read_once(
     by_format = {s.labels["format"]: s.value for s in samples if s.name.endswith("_total")}
     assert set(by_format) == {"pgaudit-jsonlog"}
     assert by_format["pgaudit-jsonlog"] > 0
+
+
+def test_an_error_mid_step_resumes_from_the_checkpoint(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A failure after lines were read but before their events were kept (here: the
+    engine refuses them once) must not skip those lines: the loop goes back to the last
+    checkpoint, as a restart would, and the totals come out exact."""
+    log = tmp_path / "postgresql.json"
+    body = day_of_lines("2026-10-19")
+    half = body.index(b"\n", len(body) // 2) + 1
+    log.write_bytes(body[:half])
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(log)],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: service.store.load_checkpoint() is not None)
+        first_engine = service.engine
+
+        def refuse(events: object) -> None:
+            raise RuntimeError("injected fault")
+
+        first_engine.add = refuse  # type: ignore[method-assign]
+        with log.open("ab") as fh:
+            fh.write(body[half:])
+        wait_for(lambda: service.engine is not first_engine)  # recovered
+        expected = batch_totals(body, tmp_path)
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+    finally:
+        service.stop()
+
+
+def wait_for(check, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def batch_totals(body: bytes, tmp: Path) -> dict[str, int]:
+    from detector import pipeline
+    from detector import schema as S
+
+    path = tmp / "expected.json"
+    path.write_bytes(body)
+    events, _ = pipeline.read_events([path])
+    counts = events.group_by(S.ACCOUNT).agg(pl.col(S.SUCCESS).sum())
+    return {a: int(n) for a, n in counts.iter_rows() if a is not None}
+
+
+def stored_totals(service: Service, expected: dict[str, int]) -> dict[str, int] | None:
+    out = {}
+    for account in expected:
+        found = service.store.account(account)
+        if found is None:
+            return None
+        out[account] = found["totals"]["statements"]
+    return out
