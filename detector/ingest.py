@@ -16,6 +16,7 @@ import polars as pl
 
 from detector import formats
 from detector import schema as S
+from detector.formats import mariadb
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine
@@ -95,6 +96,10 @@ def read_events(
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
+    if {mariadb.AUDIT, mariadb.SLOW} <= set(summary.events):
+        # One MariaDB server's two logs: audited statements take rows, bytes and duration
+        # from their slow-log records (batch only; the live service does not join).
+        events = mariadb.join_slow(events)
     events = events.sort(S.TIME, maintain_order=True)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]

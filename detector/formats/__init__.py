@@ -10,12 +10,20 @@ from typing import Final
 
 from detector.formats.base import Format, Parsed
 from detector.formats.mapped import MappedFormat, Mapping, MappingError
+from detector.formats.mariadb_audit import MariadbAudit
+from detector.formats.mariadb_slow import MariadbSlow
 from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.reader import NotALogError, head_lines, looks_binary
 
-NATIVE: Final = ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr")
+NATIVE: Final = (
+    "pgaudit-jsonlog",
+    "pgaudit-csvlog",
+    "pgaudit-stderr",
+    "mariadb-audit",
+    "mariadb-slow",
+)
 CHOICES: Final = ("auto", *NATIVE, "mapped")
 
 __all__ = ["CHOICES", "Format", "MappingError", "Parsed", "detect", "get", "native"]
@@ -27,6 +35,10 @@ def native(name: str, log_line_prefix: str | None) -> Format:
         return PgJsonlog()
     if name == "pgaudit-csvlog":
         return PgCsvlog()
+    if name == "mariadb-audit":
+        return MariadbAudit()
+    if name == "mariadb-slow":
+        return MariadbSlow()
     return PgStderr(log_line_prefix)
 
 
@@ -65,6 +77,7 @@ def detect(path: Path, head: list[str]) -> str:
         if native(name, None).sniff(head):
             return name
     raise NotALogError(
-        f"{path}: not a PostgreSQL/pgAudit log in jsonlog, csvlog or stderr form "
+        f"{path}: not a PostgreSQL/pgAudit log in jsonlog, csvlog or stderr form, nor a "
+        "MariaDB server_audit or slow query log "
         "(first line: {!r}); use --format, --log-line-prefix or --mapping".format(head[0][:80])
     )

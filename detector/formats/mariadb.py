@@ -1,0 +1,205 @@
+"""What the two MariaDB formats share: classes and objects from statement text, and the
+join of the ``server_audit`` log with the slow query log.
+
+The audit log names accounts, objects (its TABLE events), failures and refused logins
+but carries no volume; the slow query log at ``long_query_time = 0`` carries rows, bytes
+and durations but no failures. :func:`join_slow` gives each audited statement the volume
+of its slow-log record. See ``docs/formats-mariadb.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from detector import schema as S
+
+DB_SYSTEM: Final = "mariadb"
+AUDIT: Final = "mariadb-audit"
+SLOW: Final = "mariadb-slow"
+JOIN_TOLERANCE: Final = "2s"  # audit time (end, whole seconds) vs slow-log start + duration
+
+# Comments a client may put before the first keyword (``/*!40101 ...*/`` is executable,
+# but what it runs is a SET: MISC either way).
+_LEADING: Final = r"^(?:\s+|/\*(?:[^*]|\*+[^*/])*\*+/|#[^\n]*(?:\n|$)|--[ \t][^\n]*(?:\n|$))*"
+_WORD_CLASS: Final = {
+    **dict.fromkeys(["SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "WITH", "TABLE",
+                     "VALUES", "HANDLER", "CHECKSUM"], "READ"),
+    **dict.fromkeys(["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "TRUNCATE"], "WRITE"),
+    **dict.fromkeys(["CREATE", "ALTER", "DROP", "RENAME"], "DDL"),
+    **dict.fromkeys(["GRANT", "REVOKE"], "ROLE"),
+    **dict.fromkeys(["CALL", "DO"], "FUNCTION"),
+}  # fmt: skip
+_ROLE_DDL: Final = (
+    r"(?i)^(?:CREATE|DROP|ALTER|RENAME)\s+(?:OR\s+REPLACE\s+)?(?:USER|ROLE)\b"
+    r"|^SET\s+(?:PASSWORD|ROLE|DEFAULT\s+ROLE)\b"
+)
+# mariadb-dump reads every table with this hint; INTO OUTFILE/DUMPFILE writes rows to a
+# file on the server.
+DUMP_HINT: Final = "/*!40001 SQL_NO_CACHE */"
+_OUTFILE: Final = r"(?i)\bINTO\s+(?:OUTFILE|DUMPFILE)\s"
+
+_IDENT: Final = r"(?:`(?:[^`]|``)+`|[A-Za-z_$][\w$]*)"
+_RELATION: Final = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
+_NOT_TABLES: Final = ["OUTFILE", "DUMPFILE", "DUAL", "SELECT", "TABLE", "LATERAL"]
+
+
+def body(text: pl.Expr) -> pl.Expr:
+    """The statement without the comments and blanks before its first keyword."""
+    return text.str.replace(_LEADING, "")
+
+
+def first_word(text: pl.Expr) -> pl.Expr:
+    """The statement's first keyword, upper case (``db.operation.name``); null if none."""
+    return body(text).str.extract(r"^([A-Za-z]+)", 1).str.to_uppercase()
+
+
+def statement_class(text: pl.Expr) -> pl.Expr:
+    """READ, WRITE, DDL, ROLE, FUNCTION or MISC, from the statement's first words, the
+    way pgAudit classes statements (``CREATE USER`` and ``GRANT`` are ROLE)."""
+    word = first_word(text)
+    by_word = word.replace_strict(_WORD_CLASS, default="MISC", return_dtype=pl.String)
+    return pl.when(body(text).str.contains(_ROLE_DDL)).then(pl.lit("ROLE")).otherwise(by_word)
+
+
+def is_export(text: pl.Expr) -> pl.Expr:
+    """True for statements that move a table out in bulk: mariadb-dump's reads and
+    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE``."""
+    dump = body(text).str.starts_with("SELECT " + DUMP_HINT)
+    return (dump | (text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE))).fill_null(False)
+
+
+def _tables_named(text: pl.Expr) -> pl.Expr:
+    """The table names after FROM, JOIN, INTO, UPDATE, REPLACE, as written (no quotes)."""
+    found = text.str.extract_all(
+        rf"(?i)\b(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+{_RELATION}"
+    )
+    name = (
+        pl.element()
+        .str.replace(r"(?i)^(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+", "")
+        .str.replace_all(r"\s*\.\s*", ".")
+        .str.replace_all("`", "")
+    )
+    return found.list.eval(name).list.eval(
+        pl.element().filter(~pl.element().str.to_uppercase().is_in(_NOT_TABLES))
+    )
+
+
+def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
+    """``events`` whose objects, on the rows selected by ``where``, are the tables their
+    text names (``db.table``; unqualified names get the row's database, and stay bare
+    when it has none)."""
+    rows = events.with_row_index("_r")
+    names = (
+        rows.filter(where)
+        .select("_r", S.DATABASE, _tables_named(pl.col(S.QUERY)).alias("_n"))
+        .explode("_n")
+    )
+    bare = ~pl.col("_n").str.contains(".", literal=True) & pl.col(S.DATABASE).is_not_null()
+    found = names.group_by("_r").agg(
+        pl.when(bare)
+        .then(pl.col(S.DATABASE) + "." + pl.col("_n"))
+        .otherwise(pl.col("_n"))
+        .drop_nulls()
+        .unique(maintain_order=True)
+        .alias("_found")
+    )
+    return (
+        rows.join(found, on="_r", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_found", S.OBJECTS).alias(S.OBJECTS))
+        .drop("_r", "_found")
+    )
+
+
+def thread_of(session: pl.Expr) -> pl.Expr:
+    """The connection (thread) id in a MariaDB ``session.uid`` (``server/id/login`` from
+    the audit log, ``id`` from the slow log)."""
+    return session.str.extract(r"^(?:[^/]*/)?(\d+)", 1).cast(pl.Int64, strict=False)
+
+
+def _join_text(text: pl.Expr) -> pl.Expr:
+    """A statement's text as both logs can agree on it: blanks collapsed, no trailing
+    ``;``, and only its start (the audit plugin cuts queries at
+    ``server_audit_query_log_limit``, 1024 bytes by default)."""
+    return text.str.replace_all(r"\s+", " ").str.strip_chars(" ;").str.slice(0, 200)
+
+
+def join_slow(events: pl.DataFrame) -> pl.DataFrame:
+    """Audit statements with rows, bytes and duration from their slow-log records.
+
+    A slow-log record belongs to the audited statement with the same connection (thread)
+    id and statement text whose audit time is nearest its end (start + ``Query_time``),
+    within :data:`JOIN_TOLERANCE`. The same statement repeated in one connection within
+    one second is paired in order. A slow record claimed by two audit statements goes to
+    the nearer one. Slow records that found their statement are dropped (the audit event
+    now carries their volume); unmatched events of both logs are kept as they are.
+    """
+    is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
+    audit = events.with_row_index("_a").filter(is_audit & pl.col(S.QUERY).is_not_null())
+    slow = events.with_row_index("_s").filter(is_slow)
+    if audit.is_empty() or slow.is_empty():
+        return events
+    second = pl.col("_t").dt.truncate("1s")
+    keys = ["_thread", "_text", "_k"]
+    left = (
+        audit.select(
+            "_a",
+            pl.col(S.TIME).alias("_t"),
+            thread_of(pl.col(S.SESSION)).alias("_thread"),
+            _join_text(pl.col(S.QUERY)).alias("_text"),
+        )
+        .with_columns(pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k"))
+        .sort("_t")
+    )
+    end = pl.col(S.TIME) + pl.duration(
+        microseconds=(pl.col(S.DURATION_MS).fill_null(0) * 1000).cast(pl.Int64)
+    )
+    right = (
+        slow.select(
+            "_s",
+            end.dt.truncate("1s").alias("_t"),
+            thread_of(pl.col(S.SESSION)).alias("_thread"),
+            _join_text(pl.col(S.QUERY)).alias("_text"),
+            pl.col(S.ROWS).alias("_rows"),
+            pl.col(S.BYTES).alias("_bytes"),
+            pl.col(S.DURATION_MS).alias("_ms"),
+            pl.col(S.OBJECTS).alias("_objects"),
+        )
+        .sort("_s")
+        .with_columns(pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k"))
+        .with_columns(pl.col("_t").alias("_slow_t"))
+        .sort("_t")
+    )
+    pairs = (
+        left.join_asof(
+            right,
+            on="_t",
+            by=keys,
+            strategy="nearest",
+            tolerance=JOIN_TOLERANCE,
+            check_sortedness=False,
+        )
+        .filter(pl.col("_s").is_not_null())
+        .with_columns((pl.col("_t") - pl.col("_slow_t")).abs().alias("_gap"))
+        .sort("_gap", "_a")
+        .unique("_s", keep="first", maintain_order=True)
+        .select("_a", "_s", "_rows", "_bytes", "_ms", "_objects")
+    )
+    joined = (
+        events.with_row_index("_a")
+        .join(pairs, on="_a", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
+            pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
+            pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
+            pl.when(pl.col(S.OBJECTS).list.len() == 0)
+            .then(pl.col("_objects"))
+            .otherwise(pl.col(S.OBJECTS))
+            .fill_null(pl.col(S.OBJECTS))
+            .alias(S.OBJECTS),
+        )
+    )
+    used = pairs["_s"].implode()
+    return joined.filter(~(is_slow & pl.col("_a").is_in(used))).select(events.columns)

@@ -1,0 +1,239 @@
+"""MariaDB's ``server_audit`` plugin log (``server_audit_output_type = file``).
+
+One line per record: ``timestamp,serverhost,username,host,connectionid,queryid,
+operation,database,object,retcode``, for example (real 10.11 output)::
+
+    20261128 06:56:10,vm,bob,127.0.0.1,4,6,READ,shop,customers,
+    20261128 06:56:10,vm,bob,127.0.0.1,4,6,QUERY,shop,'SELECT * FROM customers',0
+
+It is not CSV: a QUERY's text is in single quotes with ``'``, ``\\``, newline and
+carriage return escaped as ``\\'``, ``\\\\``, ``\\n``, ``\\r``. From 12.0 the host may
+be ``host:port``. The timestamp is the server's local time without a zone; it is read as
+UTC (run the server with ``TZ=UTC`` or shift the times yourself).
+
+A statement's TABLE records (READ, WRITE, CREATE, ALTER, DROP, RENAME) come before its
+QUERY record with the same (connection, query id): they become one event with the
+tables as its objects. CONNECT and DISCONNECT are context; FAILED_CONNECT (or a CONNECT
+with a non-zero code) is a refused login. The log has no volume: rows and bytes are null.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import polars as pl
+
+from detector import schema as S
+from detector.formats import mariadb
+from detector.formats.base import Parsed
+from detector.reader import Chunk
+from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+
+_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,[^,]*,[^,]*,\d+,\d+,[A-Z_]+,"
+LINE_RE: Final = (
+    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>[^,]*),(?P<host>[^,]*),"
+    r"(?P<conn>\d+),(?P<qid>\d+),(?P<op>[A-Z_]+),(?P<db>[^,]*),(?P<object>.*),(?P<rc>-?\d*)$"
+)
+_QUOTED: Final = r"^'(?:[^'\\]|\\.)*'$"
+TABLE_OPS: Final = ("READ", "WRITE", "CREATE", "ALTER", "DROP", "RENAME")
+CONNECTION_OPS: Final = ("CONNECT", "DISCONNECT", "FAILED_CONNECT", "CHANGEUSER", "PROXY_CONNECT")
+# Tables the server reads itself when it opens a table (engine-independent statistics):
+# not what the statement asked for, unless its text names them.
+_SERVER_READS: Final = ["mysql.table_stats", "mysql.column_stats", "mysql.index_stats"]
+RECORD_START: Final = re.compile(rb"\d{8} ")
+
+
+def unescape(quoted: pl.Expr) -> pl.Expr:
+    """A quoted QUERY field's text: outer quotes removed, ``\\'``, ``\\n``, ``\\r``,
+    ``\\t`` and ``\\\\`` undone (a backslash pair first, so ``\\\\n`` stays ``\\n``)."""
+    inner = quoted.str.slice(1, quoted.str.len_chars() - 2)
+    placeholder = "\x00"
+    return (
+        inner.str.replace_all(r"\\", placeholder, literal=True)
+        .str.replace_all(r"\'", "'", literal=True)
+        .str.replace_all(r"\n", "\n", literal=True)
+        .str.replace_all(r"\r", "\r", literal=True)
+        .str.replace_all(r"\t", "\t", literal=True)
+        .str.replace_all(placeholder, "\\", literal=True)
+    )
+
+
+def client_host(host: pl.Expr) -> pl.Expr:
+    """The client without the ``:port`` MariaDB 12 appends (``[v6]:port`` too); an
+    unbracketed IPv6 address is left whole."""
+    plain = host.str.extract(r"^([^:\[\]]+):\d+$", 1)
+    bracketed = host.str.extract(r"^\[([^\]]+)\]:\d+$", 1)
+    return pl.coalesce(plain, bracketed, host).replace("", None)
+
+
+class MariadbAudit:
+    """``--format mariadb-audit``."""
+
+    name = mariadb.AUDIT
+    record_start = RECORD_START
+
+    def sniff(self, head: list[str]) -> bool:
+        lines = [s for s in head if s.strip()]
+        if not lines:
+            return False
+        hits = sum(1 for s in lines if re.match(_HEAD, s))
+        return hits * 2 >= len(lines) and bool(re.match(_HEAD, lines[0]))
+
+    def parse(self, chunk: Chunk) -> Parsed:
+        lines = chunk.lines
+        too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
+        lines = lines.filter(pl.col("line").str.len_bytes() <= MAX_LINE_CHARS)
+        blank = pl.col("line").str.strip_chars() == ""
+        fields = pl.col("line").str.extract_groups(LINE_RE)
+        records = lines.filter(~blank).with_columns(fields.alias("_f")).unnest("_f")
+        matched = pl.col("ts").is_not_null()
+        # A line with a record's head but no ``,retcode`` end (or an unclosed query) was
+        # cut short; anything else is not a line of this log.
+        looks = pl.col("line").str.contains("^" + _HEAD)
+        op = pl.col("op")
+        bad_query = (op == "QUERY") & ~pl.col("object").str.contains(_QUOTED)
+        truncated = rejects(records, (~matched & looks) | (matched & bad_query), Reason.TRUNCATED)
+        unrecognised = rejects(records, ~matched & ~looks, Reason.UNRECOGNISED)
+        records = records.filter(matched & ~bad_query)
+        records = records.with_columns(
+            pl.col("ts")
+            .str.to_datetime("%Y%m%d %H:%M:%S", time_unit="us", strict=False)
+            .dt.replace_time_zone("UTC")
+            .alias(S.TIME)
+        )
+        bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
+        records = _sessions(records.filter(pl.col(S.TIME).is_not_null()))
+        statements = _statements(records)
+        logins = _refused_logins(records)
+        events = pl.concat([statements, logins], how="diagonal_relaxed").with_columns(
+            pl.lit(mariadb.DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
+        )
+        found = pl.concat([too_long, truncated, unrecognised, bad_time]).sort("line_no")
+        other = ~op.is_in([*TABLE_OPS, "QUERY"]) & ~pl.col("line_no").is_in(
+            logins["line_no"].implode()
+        )
+        return Parsed(
+            events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
+            rejects=found,
+            context=records.filter(other).height,
+        )
+
+
+def _sessions(records: pl.DataFrame) -> pl.DataFrame:
+    """``records`` with ``session.uid``: ``server/connection/login time``.
+
+    Connection and query ids start again when the server restarts, so the time of the
+    connection's CONNECT record (when this chunk has it) tells two sessions apart.
+    """
+    login = pl.col("op").is_in(["CONNECT", "FAILED_CONNECT", "CHANGEUSER"])
+    since = (
+        pl.when(login)
+        .then(pl.col("ts").str.replace(" ", "T", literal=True).str.replace_all(":", ""))
+        .forward_fill()
+        .over("server", "conn")
+    )
+    base = pl.col("server") + "/" + pl.col("conn")
+    return records.with_columns(
+        pl.when(since.is_not_null()).then(base + "/" + since).otherwise(base).alias(S.SESSION)
+    )
+
+
+def _who(records: pl.DataFrame) -> pl.DataFrame:
+    return records.with_columns(
+        pl.col("user").replace("", None).alias(S.ACCOUNT),
+        client_host(pl.col("host")).alias(S.CLIENT_IP),
+        pl.col("db").replace("", None).alias(S.DATABASE),
+    )
+
+
+def _statements(records: pl.DataFrame) -> pl.DataFrame:
+    """One event per (server, connection, query id): its QUERY record with the tables of
+    its TABLE records. TABLE records whose QUERY is not in this chunk (or not logged,
+    ``server_audit_events = TABLE``) give an event without text."""
+    key = [S.SESSION, "qid"]
+    op = pl.col("op")
+    tables = (
+        records.filter(op.is_in(TABLE_OPS))
+        .group_by(key, maintain_order=True)
+        .agg(
+            (pl.col("db") + "." + pl.col("object")).unique(maintain_order=True).alias("_tables"),
+            pl.col(S.TIME).first().alias("_t"),
+            pl.col("op").first().alias("_op"),
+            pl.col("user").first(),
+            pl.col("host").first(),
+            pl.col("db").first(),
+            pl.col("line_no").first(),
+        )
+    )
+    queries = records.filter(op == "QUERY")
+    joined = queries.join(tables.select(*key, "_tables"), on=key, how="left", maintain_order="left")
+    orphans = tables.join(queries, on=key, how="anti").rename({"_t": S.TIME})
+    text = unescape(pl.col("object"))
+    rc = pl.col("rc").cast(pl.Int64, strict=False).fill_null(0)
+    events = _who(joined).with_columns(text.alias(S.QUERY))
+    query = pl.col(S.QUERY)
+    names_stats = query.str.contains("_stats", literal=True)
+    tables_named = (
+        pl.when(names_stats)
+        .then(pl.col("_tables"))
+        .otherwise(
+            pl.col("_tables").list.eval(pl.element().filter(~pl.element().is_in(_SERVER_READS)))
+        )
+        .fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    )
+    failed = rc != 0
+    events = events.with_columns(
+        tables_named.alias(S.OBJECTS),
+        mariadb.first_word(query).alias(S.COMMAND),
+        pl.when(failed)
+        .then(pl.lit("ERROR"))
+        .otherwise(mariadb.statement_class(query))
+        .alias(S.CLASS),
+        (~failed).alias(S.SUCCESS),
+        mariadb.is_export(query).alias(S.EXPORT),
+        pl.col("qid").alias(S.STATEMENT_ID),
+    )
+    # Failed statements and statements with no TABLE record (TABLE events off): the
+    # tables from the text. Reads only, as pgAudit does for unnamed objects.
+    unnamed = (pl.col(S.OBJECTS).list.len() == 0) & pl.col(S.CLASS).is_in(["READ", "ERROR"])
+    events = mariadb.with_relations(events, unnamed)
+    orphan_events = _who(orphans).select(
+        S.TIME,
+        S.ACCOUNT,
+        S.CLIENT_IP,
+        S.DATABASE,
+        S.SESSION,
+        pl.col("_tables").alias(S.OBJECTS),
+        pl.when(pl.col("_op") == "READ")
+        .then(pl.lit("READ"))
+        .when(pl.col("_op") == "WRITE")
+        .then(pl.lit("WRITE"))
+        .otherwise(pl.lit("DDL"))
+        .alias(S.CLASS),
+        pl.lit(True).alias(S.SUCCESS),
+        pl.lit(False).alias(S.EXPORT),
+        pl.col("qid").alias(S.STATEMENT_ID),
+    )
+    return pl.concat([events, orphan_events], how="diagonal_relaxed")
+
+
+def _refused_logins(records: pl.DataFrame) -> pl.DataFrame:
+    """FAILED_CONNECT records (or a CONNECT with a non-zero code): refused logins."""
+    rc = pl.col("rc").cast(pl.Int64, strict=False).fill_null(0)
+    op = pl.col("op")
+    refused = (op == "FAILED_CONNECT") | ((op == "CONNECT") & (rc != 0))
+    return _who(records.filter(refused)).select(
+        "line_no",
+        S.TIME,
+        S.ACCOUNT,
+        S.CLIENT_IP,
+        S.DATABASE,
+        S.SESSION,
+        pl.lit([], dtype=pl.List(pl.String)).alias(S.OBJECTS),
+        pl.lit("CONNECT").alias(S.CLASS),
+        pl.lit("LOGIN").alias(S.COMMAND),
+        ("login refused, error " + pl.col("rc")).alias(S.QUERY),
+        pl.lit(False).alias(S.SUCCESS),
+        pl.lit(False).alias(S.EXPORT),
+    )

@@ -1,0 +1,165 @@
+"""MariaDB's slow query log, read at ``long_query_time = 0`` as a log of every statement.
+
+A record (real 10.11 output, ``log_slow_verbosity = query_plan``)::
+
+    # Time: 261128  6:56:16                 <- only when the second changed
+    # User@Host: bob[bob] @  [127.0.0.1]
+    # Thread_id: 7  Schema: shop  QC_hit: No
+    # Query_time: 0.001228  Lock_time: 0.000072  Rows_sent: 5000  Rows_examined: 5000
+    # Rows_affected: 0  Bytes_sent: 267979
+    # Full_scan: Yes  Full_join: No  ...     <- query_plan lines, ignored
+    use `shop`;                              <- only when the database changed
+    SET timestamp=1795848976;
+    SELECT * FROM customers;                 <- may span lines; the server adds the ';'
+
+Each record is one event: rows (``Rows_sent``; ``Rows_affected`` for writes), bytes
+(``Bytes_sent``: what the server sent the client), duration (``Query_time``), account,
+client, database, text, and the tables the text names. ``SET timestamp`` is the
+statement's start as a Unix time, so times are exact UTC. The log does not say whether
+a statement failed, nor anything of refused logins: statements count as run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import polars as pl
+
+from detector import schema as S
+from detector.formats import mariadb
+from detector.formats.base import Parsed
+from detector.reader import Chunk
+from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+
+USER_HOST: Final = "# User@Host: "
+RECORD_START: Final = re.compile(rb"# (?:Time|User@Host): ")
+# Lines between records: the time header, and what the server writes when it starts
+# (or reopens the log): its version, ports, and a column header.
+_BETWEEN: Final = (
+    r"^(?:# Time: \d{6} [ \d]\d:\d\d:\d\d$"
+    r"|\S+, Version: .* started with:$"
+    r"|Tcp port: \d+  Unix socket: .*$"
+    r"|Time\s+Id\s+Command\s+Argument$)"
+)
+_MARKER: Final = r"^SET timestamp=\d+;$"
+_HEADER_FIELDS: Final = {
+    "user": r"(?m)^# User@Host: [^\[\n]*\[([^\]\n]*)\] @ ",
+    "host": r"(?m)^# User@Host: [^\n]* @ (\S*) \[",
+    "ip": r"(?m)^# User@Host: [^\n]* @ \S* ?\[([^\]\n]*)\]",
+    "thread": r"(?m)^# Thread_id: (\d+)",
+    "schema": r"(?m)^# Thread_id: \d+\s+Schema: (\S*)",
+    "query_time": r"(?m)^# Query_time: ([\d.]+)",
+    "rows_sent": r"(?m)Rows_sent: (\d+)",
+    "rows_affected": r"(?m)Rows_affected: (\d+)",
+    "bytes_sent": r"(?m)Bytes_sent: (\d+)",
+    "use": r"(?m)^use `?((?:[^`\n]|``)+?)`?;$",
+}
+
+
+class MariadbSlow:
+    """``--format mariadb-slow``."""
+
+    name = mariadb.SLOW
+    record_start = RECORD_START
+
+    def sniff(self, head: list[str]) -> bool:
+        lines = [s for s in head if s.strip()]
+        if not lines:
+            return False
+        starts_like = re.match(r"\S+, Version: .*(?:MariaDB|MySQL).* started with:$", lines[0])
+        if not (starts_like or lines[0].startswith(("# Time: ", USER_HOST))):
+            return False
+        return any(s.startswith(USER_HOST) for s in lines) or (
+            starts_like is not None and any(re.match(r"Time\s+Id\s+Command", s) for s in lines)
+        )
+
+    def parse(self, chunk: Chunk) -> Parsed:
+        lines = chunk.lines
+        line = pl.col("line")
+        too_long = rejects(lines, line.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
+        lines = lines.filter(line.str.len_bytes() <= MAX_LINE_CHARS)
+        start = line.str.starts_with(USER_HOST)
+        marker = line.str.contains(_MARKER).cast(pl.Int64)
+        between = line.str.contains(_BETWEEN) | (line.str.strip_chars() == "")
+        lines = lines.with_columns(start.cum_sum().alias("_rec")).with_columns(
+            (marker.cum_sum().over("_rec") - marker).alias("_seen"), marker.alias("_m")
+        )
+        # Lines before the chunk's first record: only the between-record kinds belong.
+        outside = lines.filter(pl.col("_rec") == 0)
+        unrecognised = rejects(outside, ~between, Reason.UNRECOGNISED)
+        inside = lines.filter(pl.col("_rec") > 0)
+        is_statement = (pl.col("_seen") >= 1) & ~between
+        is_header = (pl.col("_seen") == 0) & (pl.col("_m") == 0)
+        recs = inside.group_by("_rec", maintain_order=True).agg(
+            pl.col("line_no").first(),
+            pl.col("line").filter(is_header).str.join("\n").alias("_head"),
+            pl.col("line")
+            .filter((pl.col("_m") == 1) & (pl.col("_seen") == 0))
+            .first()
+            .alias("_marker"),
+            pl.col("line").filter(is_statement).str.join("\n").alias("_text"),
+            pl.col("line_no").alias("_lines"),
+        )
+        head = pl.col("_head")
+        recs = recs.with_columns(
+            head.str.extract(pattern, 1).alias(f"_{name}")
+            for name, pattern in _HEADER_FIELDS.items()
+        ).with_columns(
+            pl.col("_marker").str.extract(r"(\d+)", 1).cast(pl.Int64, strict=False).alias("_epoch"),
+        )
+        complete = (
+            pl.col("_epoch").is_not_null()
+            & pl.col("_user").is_not_null()
+            & pl.col("_thread").is_not_null()
+            & pl.col("_query_time").is_not_null()
+            & (pl.col("_text") != "")
+        )
+        cut = recs.filter(~complete).select(pl.col("_lines").alias("line_no")).explode("line_no")
+        truncated = rejects(
+            inside.join(cut, on="line_no", how="semi"), pl.lit(True), Reason.TRUNCATED
+        )
+        events = _events(recs.filter(complete)).with_columns(
+            pl.lit(mariadb.DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
+        )
+        found = pl.concat([too_long, unrecognised, truncated]).sort("line_no")
+        between_lines = lines.filter(between & ((pl.col("_rec") == 0) | (pl.col("_seen") >= 1)))
+        return Parsed(
+            events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
+            rejects=found,
+            context=between_lines.height,
+        )
+
+
+def _events(recs: pl.DataFrame) -> pl.DataFrame:
+    text = pl.col("_text").str.strip_suffix(";")
+    database = pl.coalesce(
+        pl.col("_schema").replace("", None), pl.col("_use").str.replace_all("``", "`")
+    )
+    events = recs.select(
+        pl.from_epoch("_epoch", time_unit="s").dt.replace_time_zone("UTC").alias(S.TIME),
+        pl.col("_user").replace("", None).alias(S.ACCOUNT),
+        pl.coalesce(pl.col("_ip").replace("", None), pl.col("_host").replace("", None)).alias(
+            S.CLIENT_IP
+        ),
+        database.alias(S.DATABASE),
+        text.alias(S.QUERY),
+        pl.col("_rows_sent").cast(pl.Int64, strict=False).alias("_sent"),
+        pl.col("_rows_affected").cast(pl.Int64, strict=False).alias("_affected"),
+        pl.col("_bytes_sent").cast(pl.Int64, strict=False).alias(S.BYTES),
+        (pl.col("_query_time").cast(pl.Float64, strict=False) * 1000).alias(S.DURATION_MS),
+        pl.col("_thread").alias(S.SESSION),
+    )
+    query = pl.col(S.QUERY)
+    events = events.with_columns(
+        mariadb.statement_class(query).alias(S.CLASS),
+        mariadb.first_word(query).alias(S.COMMAND),
+        mariadb.is_export(query).alias(S.EXPORT),
+        pl.lit(True).alias(S.SUCCESS),
+        pl.lit([], dtype=pl.List(pl.String)).alias(S.OBJECTS),
+    )
+    events = mariadb.with_relations(events, pl.lit(True))
+    written = pl.col(S.CLASS) == "WRITE"
+    return events.with_columns(
+        pl.when(written).then(pl.col("_affected")).otherwise(pl.col("_sent")).alias(S.ROWS)
+    ).drop("_sent", "_affected")

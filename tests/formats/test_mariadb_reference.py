@@ -1,0 +1,145 @@
+"""MariaDB parsing facts, checked on real MariaDB 10.11.19 output (Debian 12): the
+``server_audit`` plugin log and the slow query log at ``long_query_time = 0`` of the same
+session (tests/fixtures/reference/mariadb10.11, settings in its my.cnf)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from detector import formats
+from detector import schema as S
+from detector.pipeline import read_events
+from detector.reader import head_lines
+from detector.rejects import Quarantine
+from tests.conftest import FIXTURES, REFERENCE_PG, parse
+
+REFERENCE_MARIADB = FIXTURES / "reference" / "mariadb10.11"
+AUDIT = REFERENCE_MARIADB / "server_audit.log"
+SLOW = REFERENCE_MARIADB / "slow.log"
+
+
+def events(path: Path) -> pl.DataFrame:
+    frame, quarantine = parse(path)
+    assert quarantine.total == 0, dict(quarantine.counts)
+    return frame
+
+
+def both() -> pl.DataFrame:
+    quarantine = Quarantine(None)
+    frame, _ = read_events([AUDIT, SLOW], quarantine=quarantine)
+    assert quarantine.total == 0
+    return frame
+
+
+def one(frame: pl.DataFrame, text: str, **where: str) -> dict[str, object]:
+    got = frame.filter(pl.col(S.QUERY) == text, *(pl.col(k) == v for k, v in where.items()))
+    assert got.height == 1, got
+    return got.row(0, named=True)
+
+
+def test_both_logs_are_detected_from_their_first_lines() -> None:
+    assert formats.detect(AUDIT, head_lines(AUDIT)) == "mariadb-audit"
+    assert formats.detect(SLOW, head_lines(SLOW)) == "mariadb-slow"
+
+
+@pytest.mark.parametrize(
+    "path", sorted([*REFERENCE_PG.iterdir(), *(FIXTURES / "pgaudit").rglob("postgresql.*")])
+)
+def test_no_mariadb_format_claims_a_postgresql_log(path: Path) -> None:
+    head = head_lines(path)
+    assert not formats.native("mariadb-audit", None).sniff(head)
+    assert not formats.native("mariadb-slow", None).sniff(head)
+
+
+@pytest.mark.parametrize("path", [AUDIT, SLOW])
+def test_no_postgresql_format_claims_a_mariadb_log(path: Path) -> None:
+    head = head_lines(path)
+    for name in ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr"):
+        assert not formats.native(name, None).sniff(head), name
+
+
+def test_audit_select_names_its_table_and_has_no_volume() -> None:
+    select = one(events(AUDIT), "SELECT * FROM customers", **{S.STATEMENT_ID: "6"})
+    assert select[S.ACCOUNT] == "bob"
+    assert select[S.CLIENT_IP] == "127.0.0.1"
+    assert select[S.DATABASE] == "shop"
+    assert select[S.OBJECTS] == ["shop.customers"]
+    assert select[S.CLASS] == "READ" and select[S.COMMAND] == "SELECT"
+    assert select[S.DB_SYSTEM] == "mariadb"
+    # The audit log carries no volume: unknown, never 0.
+    assert select[S.ROWS] is None and select[S.BYTES] is None
+    assert select[S.TIME].isoformat() == "2026-11-28T06:56:10+00:00"  # type: ignore[attr-defined]
+
+
+def test_audit_table_records_merge_into_one_statement() -> None:
+    # The self-join has two READ records of shop.customers: one event, one object.
+    join = one(
+        events(AUDIT), "SELECT c.email FROM customers c JOIN customers d ON c.id=d.id WHERE c.id<10"
+    )
+    assert join[S.OBJECTS] == ["shop.customers"]
+    # INSERT ... SELECT: the server's own statistics reads are not the statement's objects.
+    insert = events(AUDIT).filter(pl.col(S.QUERY).str.starts_with("INSERT INTO customers"))
+    assert insert[S.OBJECTS].to_list() == [["shop.customers", "shop.seq_1_to_5000"]]
+    assert insert[S.CLASS].to_list() == ["WRITE"]
+
+
+def test_audit_escapes_are_undone() -> None:
+    ev = events(AUDIT)
+    assert one(ev, "SELECT id,\n  email FROM customers\n  WHERE id < 3")[S.OBJECTS] == [
+        "shop.customers"
+    ]
+    assert one(ev, "GRANT ALL ON shop.* TO 'bob'@'%'")[S.CLASS] == "ROLE"
+    assert one(ev, "CREATE USER 'bob'@'%' IDENTIFIED BY *****")[S.CLASS] == "ROLE"
+
+
+def test_audit_failures_and_refused_logins() -> None:
+    ev = events(AUDIT)
+    failed = one(ev, "SELECT * FROM nonexist")
+    assert failed[S.SUCCESS] is False and failed[S.CLASS] == "ERROR"
+    assert failed[S.OBJECTS] == ["shop.nonexist"]
+    logins = ev.filter(pl.col(S.CLASS) == "CONNECT")
+    assert logins.height == 3
+    assert set(logins[S.ACCOUNT]) == {"bob"} and not any(logins[S.SUCCESS])
+
+
+def test_audit_sessions_are_told_apart_across_a_server_restart() -> None:
+    # Connection 3 and its query ids 1 and 2 were used before and after a restart.
+    ev = events(AUDIT).filter(pl.col(S.SESSION).str.starts_with("vm/3/"))
+    assert ev[S.SESSION].n_unique() == 2
+    assert "DELETE FROM mysql.global_priv WHERE User=''" in ev[S.QUERY].to_list()
+    assert "CREATE DATABASE shop" in ev[S.QUERY].to_list()
+
+
+def test_slow_log_gives_rows_bytes_and_duration() -> None:
+    ev = events(SLOW)
+    assert ev.height == 3
+    select = one(ev, "SELECT * FROM customers")
+    assert (select[S.ROWS], select[S.BYTES], select[S.DURATION_MS]) == (5000, 267979, 1.228)
+    assert select[S.ACCOUNT] == "bob" and select[S.CLIENT_IP] == "127.0.0.1"
+    assert select[S.DATABASE] == "shop" and select[S.OBJECTS] == ["shop.customers"]
+    assert select[S.TIME].isoformat() == "2026-11-28T06:56:16+00:00"  # type: ignore[attr-defined]
+    update = one(ev, "UPDATE customers SET card='x' WHERE id<=3")
+    assert (update[S.CLASS], update[S.ROWS], update[S.BYTES]) == ("WRITE", 3, 52)
+    multi = one(ev, "SELECT id,\n  email FROM customers\n  WHERE id < 3")
+    assert (multi[S.ROWS], multi[S.BYTES]) == (2, 166)
+
+
+def test_both_logs_join_into_audited_statements_with_volume() -> None:
+    ev = both()
+    # Every slow-log record found its audited statement: none is left on its own.
+    assert set(ev[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    select = one(ev, "SELECT * FROM customers", **{S.STATEMENT_ID: "15"})
+    assert (select[S.ROWS], select[S.BYTES], select[S.OBJECTS]) == (
+        5000,
+        267979,
+        ["shop.customers"],
+    )
+    multi = one(ev, "SELECT id,\n  email FROM customers\n  WHERE id < 3")
+    assert (multi[S.ROWS], multi[S.BYTES]) == (2, 166)
+    # Statements from before the slow log was on keep an unknown volume.
+    early = one(ev, "SELECT * FROM customers", **{S.STATEMENT_ID: "6"})
+    assert early[S.ROWS] is None and early[S.BYTES] is None
+    assert ev.filter(~pl.col(S.SUCCESS)).height == 4  # the failure and refused logins stay
