@@ -44,6 +44,7 @@ log = logging.getLogger("trovewatch")
 
 PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
+PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
 
 
 def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format:
@@ -113,6 +114,8 @@ class Service:
         self._waiting: list[_Push] = []
         self._unsaved: list[pl.DataFrame] = []
         self._storage_error: str | None = None
+        self._probe_ok = True
+        self._last_probe = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_checkpoint = 0.0
@@ -134,6 +137,8 @@ class Service:
 
     def problems(self) -> list[str]:
         found = [p for s in self.sources for p in s.problems()]
+        if self._storage_error is None and not self._probe_ok:
+            found.append(f"state directory {self.settings.state_dir} not writable (write probe)")
         if self._storage_error:
             found.append(
                 f"state directory {self.settings.state_dir} not writable: {self._storage_error}"
@@ -252,6 +257,12 @@ class Service:
             self._unsaved.append(closed.scored)
             self._dirty = True
         self._checkpoint(force=bool(self._unsaved) or bool(self._waiting))
+        if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
+            # Commits can go on in a full disk's existing WAL pages; a fresh write shows
+            # the trouble before they fail.
+            self._last_probe = time.monotonic()
+            self._probe_ok = self.store.writable()
+            self._show_storage()
         self.metrics.open_windows.set(self.engine.open_windows)
         for source in self.sources:
             self.metrics.checkpoint_lag.labels(source.label).set(source.lag_bytes())
@@ -421,10 +432,10 @@ class Service:
             if self._storage_error is None:
                 log.error("cannot save to %s: %s; holding positions", self.settings.state_dir, exc)
             self._storage_error = str(exc)
-            self.metrics.storage_ok.set(0)
+            self._show_storage()
             return
         self._storage_error = None
-        self.metrics.storage_ok.set(1)
+        self._show_storage()
         self.metrics.checkpoint_time.set(time.time())
         self._last_checkpoint = now
         self._dirty = False
@@ -440,6 +451,10 @@ class Service:
         if now - self._last_prune > 600:
             self._last_prune = now
             self.store.prune(seconds(self.settings.retention))
+
+    def _show_storage(self) -> None:
+        ok = self._storage_error is None and self._probe_ok
+        self.metrics.storage_ok.set(1 if ok else 0)
 
     def _observe(self, scored: pl.DataFrame, took: float) -> None:
         self.metrics.windows.inc(scored.height)

@@ -1,0 +1,86 @@
+"""The state directory's disk fills up under a running `serve`: it says so on /readyz
+and in `trovewatch_storage_writable`, stops advancing offsets instead of losing data,
+and once space returns it resumes with exact totals.
+
+The disk is a real, small tmpfs; mounting one needs root (CAP_SYS_ADMIN), so without
+it the test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live.test_serve_faults import SAMPLE, Serve, expected_totals
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte; the filler file is returned for removal."""
+    filler = disk / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path) -> None:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
+    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(first))
+    serve = Serve(str(log), small_disk / "state")
+    serve.start()
+    serve.wait_ready()
+    try:
+        (tmp_path / "first").mkdir()
+        read_first = expected_totals(b"".join(first), tmp_path / "first")
+        assert serve.settle(read_first) == read_first
+        filler = fill(small_disk)
+        with log.open("ab") as fh:
+            fh.write(b"".join(second))
+        base = f"http://127.0.0.1:{serve.port}"
+        deadline = time.monotonic() + 30
+        while "trovewatch_storage_writable 0.0" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "the metric never reported the full disk"
+            time.sleep(0.2)
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 503 and "not writable" in ready.text
+        filler.unlink()
+        expected = expected_totals(b"".join(day), tmp_path)
+        assert serve.settle(expected) == expected
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
+    finally:
+        serve.stop()
