@@ -172,8 +172,10 @@ class MariadbServer:
         done = subprocess.run(
             ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "--batch",
              "--skip-column-names", "-e", statements],
-            check=True, capture_output=True, text=True,
+            capture_output=True, text=True,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb: {done.stderr.strip()}")
         return done.stdout
 
     def client(

@@ -67,3 +67,34 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def require_mariadb() -> None:
+    """Skip without MariaDB and its server_audit plugin; fail instead in CI."""
+    from mariadb_server import find_mariadbd, server_audit_available
+
+    reason = None
+    if find_mariadbd() is None:
+        reason = "MariaDB server not found (Debian package mariadb-server)"
+    elif not server_audit_available():
+        reason = "MariaDB server_audit plugin not found (Debian package mariadb-server)"
+    if reason is None:
+        return
+    if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; required in CI")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A throw-away MariaDB server (scripts/mariadb_server.py) logging every statement to
+    its server_audit log and its slow query log."""
+    require_mariadb()
+    from mariadb_server import MariadbServer
+
+    server = MariadbServer(tmp_path_factory.mktemp("mariadb"), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

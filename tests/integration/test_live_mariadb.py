@@ -1,0 +1,161 @@
+"""Real statements against a real MariaDB with the server_audit plugin and the slow
+query log at long_query_time = 0: the parsed events must match what the client saw."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from detector import schema as S
+from detector.pipeline import read_events
+from detector.rejects import Quarantine
+
+MULTILINE = """SELECT id,
+       'a, quoted '' string\\\\n' AS note, email
+  FROM shop.customers
+ WHERE id <= 42"""
+
+
+@dataclass
+class Truth:
+    rows: dict[str, int] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # bytes of client output
+
+
+def lines(out: bytes) -> int:
+    return len(out.splitlines())
+
+
+@pytest.fixture(scope="module")
+def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
+    truth = Truth()
+    mariadb.sql(
+        "CREATE DATABASE shop; USE shop;"
+        "CREATE TABLE shop.customers(id int primary key, email varchar(64), card varchar(64));"
+        "INSERT INTO shop.customers SELECT seq, concat('u', seq, '@x.com'), md5(seq) FROM seq_1_to_5000;"
+        "CREATE TABLE shop.orders(id int primary key, customer_id int, total int);"
+        "INSERT INTO shop.orders SELECT seq, 1 + seq % 5000, seq % 97 FROM seq_1_to_20000;"
+        + "".join(
+            f"CREATE USER '{u}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON shop.* TO '{u}'@'%';"
+            for u in ("reader", "exporter", "failer")
+        )
+        + "GRANT FILE ON *.* TO 'exporter'@'%'; GRANT LOCK TABLES ON shop.* TO 'exporter'@'%';"
+    )
+    select = "SELECT * FROM customers WHERE id <= 1234"
+    out = mariadb.client("reader", "pw", "shop", select).stdout
+    truth.rows["select"], truth.received["select"] = lines(out), len(out)
+    join = (
+        "SELECT c.email, o.total FROM customers c JOIN orders o ON o.customer_id = c.id"
+        " WHERE c.id <= 10"
+    )
+    truth.rows["join"] = lines(mariadb.client("reader", "pw", "shop", join).stdout)
+    truth.rows["multiline"] = lines(mariadb.client("reader", "pw", "shop", MULTILINE).stdout)
+    failed = mariadb.client("failer", "pw", "shop", "SELECT * FROM nonexist", check=False)
+    assert failed.returncode != 0
+    refused = mariadb.client("failer", "wrong", "shop", "SELECT 1", check=False)
+    assert refused.returncode != 0
+    dump = mariadb.dump("exporter", "pw", "shop", "customers")
+    truth.rows["dump"] = dump.count(b"),(") + dump.count(b"VALUES (")
+    outfile = mariadb.base_dir / "out.txt"
+    mariadb.client(
+        "exporter", "pw", "shop", f"SELECT * FROM orders WHERE id <= 777 INTO OUTFILE '{outfile}'"
+    )
+    truth.rows["outfile"] = 777
+    mariadb.client("reader", "pw", "shop", "SELECT 'the end'")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "the end" not in mariadb.slow_log.read_text(
+        errors="replace"
+    ):
+        time.sleep(0.1)
+    return mariadb.audit_log, mariadb.slow_log, truth
+
+
+def parse(*paths: Path) -> pl.DataFrame:
+    quarantine = Quarantine(None)
+    events, _ = read_events(list(paths), quarantine=quarantine)
+    assert quarantine.total == 0, dict(quarantine.counts)
+    return events
+
+
+def one(ev: pl.DataFrame, text: str, account: str) -> dict[str, Any]:
+    got = ev.filter(pl.col(S.QUERY) == text, pl.col(S.ACCOUNT) == account)
+    assert got.height == 1, got
+    return got.row(0, named=True)
+
+
+def test_formats_are_detected(workload: tuple[Path, Path, Truth]) -> None:
+    audit, slow, _ = workload
+    assert set(parse(audit)[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    assert set(parse(slow)[S.SOURCE_FORMAT]) == {"mariadb-slow"}
+
+
+def test_audit_log_alone_names_objects_and_failures_without_volume(
+    workload: tuple[Path, Path, Truth],
+) -> None:
+    audit, _, _ = workload
+    ev = parse(audit)
+    select = one(ev, "SELECT * FROM customers WHERE id <= 1234", "reader")
+    assert select[S.OBJECTS] == ["shop.customers"] and select[S.CLASS] == "READ"
+    assert select[S.ROWS] is None and select[S.BYTES] is None
+    multi = one(ev, MULTILINE, "reader")
+    assert multi[S.OBJECTS] == ["shop.customers"]
+    failed = one(ev, "SELECT * FROM nonexist", "failer")
+    assert failed[S.SUCCESS] is False and failed[S.CLASS] == "ERROR"
+    refused = ev.filter(pl.col(S.CLASS) == "CONNECT", pl.col(S.ACCOUNT) == "failer")
+    assert refused.height == 1 and refused[S.SUCCESS].to_list() == [False]
+
+
+def test_slow_log_alone_counts_rows_and_bytes(workload: tuple[Path, Path, Truth]) -> None:
+    _, slow, truth = workload
+    ev = parse(slow)
+    select = one(ev, "SELECT * FROM customers WHERE id <= 1234", "reader")
+    assert select[S.ROWS] == truth.rows["select"] == 1234
+    # Bytes_sent counts the wire protocol (headers, metadata), more than the text shown.
+    assert select[S.BYTES] >= truth.received["select"] * 0.5
+    assert one(ev, MULTILINE, "reader")[S.ROWS] == 42
+
+
+def test_both_logs_join_to_per_statement_truth(workload: tuple[Path, Path, Truth]) -> None:
+    audit, slow, truth = workload
+    ev = parse(audit, slow)
+    reader = ev.filter(pl.col(S.ACCOUNT) == "reader")
+    assert set(reader[S.SOURCE_FORMAT]) == {"mariadb-audit"}  # every slow record matched
+    select = one(ev, "SELECT * FROM customers WHERE id <= 1234", "reader")
+    assert (select[S.ROWS], select[S.OBJECTS]) == (1234, ["shop.customers"])
+    assert select[S.BYTES] is not None and select[S.BYTES] > 0
+    join = one(
+        ev,
+        "SELECT c.email, o.total FROM customers c JOIN orders o ON o.customer_id = c.id"
+        " WHERE c.id <= 10",
+        "reader",
+    )
+    assert join[S.ROWS] == truth.rows["join"]
+    assert set(join[S.OBJECTS]) == {"shop.customers", "shop.orders"}
+    assert one(ev, MULTILINE, "reader")[S.ROWS] == truth.rows["multiline"]
+    failed = one(ev, "SELECT * FROM nonexist", "failer")
+    assert failed[S.SUCCESS] is False
+    per_account = (
+        ev.filter(pl.col(S.CLASS) == "READ", ~pl.col(S.EXPORT))
+        .group_by(S.ACCOUNT)
+        .agg(pl.col(S.ROWS).sum())
+    )
+    reads = dict(per_account.iter_rows())
+    assert (
+        reads["reader"] == truth.rows["select"] + truth.rows["join"] + truth.rows["multiline"] + 1
+    )  # SELECT 'the end'
+
+
+def test_dump_and_outfile_are_exports_of_their_tables(workload: tuple[Path, Path, Truth]) -> None:
+    audit, slow, truth = workload
+    ev = parse(audit, slow).filter(pl.col(S.ACCOUNT) == "exporter", pl.col(S.EXPORT))
+    dump = ev.filter(pl.col(S.QUERY).str.contains("SQL_NO_CACHE", literal=True))
+    assert dump[S.OBJECTS].to_list() == [["shop.customers"]]
+    assert dump[S.ROWS].to_list() == [5000]
+    outfile = ev.filter(pl.col(S.QUERY).str.contains("INTO OUTFILE", literal=True))
+    assert outfile[S.OBJECTS].to_list() == [["shop.orders"]]
+    assert outfile[S.ROWS].to_list() == [truth.rows["outfile"]]
