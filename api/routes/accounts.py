@@ -23,7 +23,7 @@ def list_accounts(
     severity: SeverityName | None = None,
     flagged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> AccountPage:
     """Every account with its latest scored window."""
     total, items = store.accounts(sort, min_score, severity, flagged, limit, offset)

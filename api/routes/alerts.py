@@ -25,7 +25,7 @@ def list_alerts(
     severity: SeverityName | None = None,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> AlertPage:
     """Alerts, newest window first, with their reasons."""
     total, items = store.alerts(since, severity, status, limit, offset)
