@@ -25,6 +25,9 @@ NATIVE: Final = (
     "mariadb-slow",
 )
 CHOICES: Final = ("auto", *NATIVE, "mapped")
+# PostgreSQL's outputs of the same events, richest first: one server's logs in two of
+# them are the same statements twice (MariaDB's audit and slow logs complement each other).
+PG_OUTPUTS: Final = NATIVE[:3]
 
 __all__ = ["CHOICES", "Format", "MappingError", "Parsed", "detect", "get", "native"]
 

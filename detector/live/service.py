@@ -299,7 +299,7 @@ class Service:
         if (
             fmt is not None
             and self.settings.format == "auto"
-            and fmt.name in formats.NATIVE
+            and fmt.name in formats.PG_OUTPUTS
             and self._directory_format(Path(path).parent) not in (None, fmt.name)
         ):
             log.warning(
@@ -321,7 +321,7 @@ class Service:
             return None
 
     def _directory_format(self, directory: Path) -> str | None:
-        """The richest native format among the followed files of ``directory``."""
+        """The richest PostgreSQL output among the followed files of ``directory``."""
         if directory not in self._directories:
             found = set()
             for pattern in self.settings.follow:
@@ -332,7 +332,7 @@ class Service:
                         found.add(formats.detect(Path(sibling), head_lines(Path(sibling))))
                     except NotALogError:
                         continue
-            ranked = [name for name in formats.NATIVE if name in found]
+            ranked = [name for name in formats.PG_OUTPUTS if name in found]
             self._directories[directory] = ranked[0] if ranked else None
         return self._directories[directory]
 

@@ -171,3 +171,22 @@ def stored_totals(service: Service, expected: dict[str, int]) -> dict[str, int] 
             return None
         out[account] = found["totals"]["statements"]
     return out
+
+
+def test_mariadb_audit_and_slow_logs_in_one_directory_are_both_read(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """Unlike PostgreSQL's outputs, MariaDB's two logs carry different facts: neither
+    is skipped for the other."""
+    reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
+    logs = tmp_path / "log"
+    logs.mkdir()
+    for name in ("server_audit.log", "slow.log"):
+        (logs / name).write_bytes((reference / name).read_bytes())
+    conf = settings.Settings(state_dir=tmp_path / "state", follow=[str(logs / "*.log")])
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    while service.step():
+        pass
+    samples = service.metrics.events.collect()[0].samples
+    by_format = {s.labels["format"]: s.value for s in samples if s.name.endswith("_total")}
+    assert set(by_format) == {"mariadb-audit", "mariadb-slow"}
