@@ -263,7 +263,6 @@ class Service:
             self._last_probe = time.monotonic()
             self._probe_ok = self.store.writable()
             self._show_storage()
-        self.metrics.open_windows.set(self.engine.open_windows)
         for source in self.sources:
             self.metrics.checkpoint_lag.labels(source.label).set(source.lag_bytes())
         return read_any
@@ -437,6 +436,7 @@ class Service:
         self._storage_error = None
         self._show_storage()
         self.metrics.checkpoint_time.set(time.time())
+        self.metrics.open_windows.set(self.engine.open_windows)  # O(open events): not per step
         self._last_checkpoint = now
         self._dirty = False
         self._unsaved = []
