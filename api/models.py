@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from detector.features import span
 
 Timestamp = Annotated[
     str,
@@ -22,16 +23,11 @@ Verdict = Literal["true_positive", "false_positive"]
 FormatName = Literal["auto", "pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr"]
 
 MAX_SUPPRESSION: Final = timedelta(days=3650)
-_DURATION: Final = re.compile(r"^(\d{1,7})([smhdw])$")
-_UNIT: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_duration(text: str) -> timedelta:
     """``"7d"``, ``"12h"``, ``"30m"``... as a timedelta; ValueError otherwise."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError("a duration is a number and one of s, m, h, d, w, e.g. 7d or 12h")
-    return timedelta(**{_UNIT[match[2]]: int(match[1])})
+    return span(text.strip())
 
 
 class Error(BaseModel):

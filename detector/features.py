@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
@@ -153,15 +154,33 @@ def window_activity(
     )
 
 
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _parts(every: str) -> tuple[int, str]:
+    number, unit = every[:-1], every[-1:]
+    if not (number.isascii() and number.isdigit()) or unit not in _UNITS:
+        raise ValueError(f"{every!r}: use a number and one of s, m, h, d, w (e.g. 5m or 7d)")
+    return int(number), unit
+
+
+def span(every: str) -> timedelta:
+    """A simple duration string like ``30s``, ``5m`` or ``7d`` as a timedelta.
+
+    Raises ``ValueError`` for anything else."""
+    n, unit = _parts(every)
+    try:
+        return timedelta(**{_UNITS[unit]: n})
+    except OverflowError as exc:
+        raise ValueError(f"{every!r}: too long") from exc
+
+
 def duration(every: str) -> pl.Expr:
     """A simple Polars duration string like ``5m`` or ``1d`` as a duration expression.
 
     Raises ``ValueError`` for anything else (it validates settings too).
     """
-    number, unit = every[:-1], every[-1:]
-    if not number.isdigit() or unit not in "smhdw" or not unit:
-        raise ValueError(f"window {every!r}: use a number and one of s, m, h, d, w (e.g. 5m)")
-    n = int(number)
+    n, unit = _parts(every)
     match unit:
         case "s":
             return pl.duration(seconds=n)

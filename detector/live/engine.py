@@ -60,12 +60,6 @@ HISTORY_SCHEMA: Final = pl.Schema(
 KNOWN_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "kind": pl.String(), "value": pl.String()})
 
 
-def seconds(spec: str) -> timedelta:
-    """A duration like ``30s``, ``5m`` or ``3d`` (validated by the settings) as a timedelta."""
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[spec[-1]]
-    return timedelta(seconds=int(spec[:-1]) * unit)
-
-
 @dataclass(frozen=True)
 class Closed:
     """What one call to :meth:`Engine.close` scored."""
@@ -82,9 +76,9 @@ class Engine:
         self.trained = trained
         self.settings = settings
         self.horizons = trained.horizons
-        self.base = seconds(self.horizons.base)
-        self.lateness = seconds(settings.lateness)
-        self.keep = max(seconds(h) for h in self.horizons.all)
+        self.base = F.span(self.horizons.base)
+        self.lateness = F.span(settings.lateness)
+        self.keep = max(F.span(h) for h in self.horizons.all)
         self.pending = pl.DataFrame(schema={c: S.EVENT_SCHEMA[c] for c in KEPT})
         self.history = pl.DataFrame(schema=HISTORY_SCHEMA)
         self.discovered = pl.DataFrame(schema=KNOWN_SCHEMA)

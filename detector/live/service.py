@@ -30,8 +30,9 @@ import polars as pl
 
 from detector import formats, model
 from detector import schema as S
+from detector.features import span
 from detector.formats import Format
-from detector.live.engine import Engine, seconds
+from detector.live.engine import Engine
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.sources import Source, Stdin, open_sources, source_key
@@ -127,7 +128,7 @@ class Service:
             self.metrics.model_trained.set(datetime.fromisoformat(trained_end).timestamp())
         self.metrics.model_loaded.set(time.time())
         self.metrics.storage_ok.set(1)
-        hold = seconds(settings.flag_hold)
+        hold = span(settings.flag_hold)
         self.metrics.watch_flagged(lambda: self.store.flagged(hold), settings.flagged_cap)
 
     # -- what the API asks ---------------------------------------------------------------
@@ -450,7 +451,7 @@ class Service:
                 self.metrics.alerts.labels(alert.severity).inc()
         if now - self._last_prune > 600:
             self._last_prune = now
-            self.store.prune(seconds(self.settings.retention))
+            self.store.prune(span(self.settings.retention))
 
     def _show_storage(self) -> None:
         ok = self._storage_error is None and self._probe_ok
