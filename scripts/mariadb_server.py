@@ -20,6 +20,12 @@ The server runs in the foreground of its own process group with ``--datadir``,
 ``slow.log`` under ``DIR/log``. As root it runs as the ``mysql`` system user, and
 ``DIR`` is chowned to it (with ``o+x`` added to ancestors it could not traverse).
 Times in the audit log are the server's local time: the server runs with ``TZ=UTC``.
+
+Fake clock (optional, as in ``pg_cluster.py``): with ``faketime_file`` the server runs
+under ``LD_PRELOAD=libfaketime.so.1`` reading its offset from that file on every clock
+read; :meth:`MariadbServer.set_clock` moves the wall clock (audit-log times and the slow
+log's ``SET timestamp``) and it runs on in real time from there. Call it before
+:meth:`~MariadbServer.start` to start at a chosen time; move it forward only.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -78,8 +85,9 @@ def _make_traversable(path: Path) -> None:
 class MariadbServer:
     """A MariaDB server in ``base_dir`` (data in ``data/``, logs in ``log/``)."""
 
-    def __init__(self, base_dir: Path, port: int) -> None:
+    def __init__(self, base_dir: Path, port: int, faketime_file: Path | None = None) -> None:
         self.base_dir = base_dir.resolve()
+        self.faketime_file = faketime_file.absolute() if faketime_file else None
         self.port = port
         self.data_dir = self.base_dir / "data"
         self.log_dir = self.base_dir / "log"
@@ -100,6 +108,37 @@ class MariadbServer:
         _make_traversable(self.base_dir)
         for path in [self.base_dir, *self.base_dir.rglob("*")]:
             os.chown(path, mysql.pw_uid, mysql.pw_gid)
+
+    def set_clock(self, when: datetime) -> None:
+        """Move the server's wall clock to ``when`` (naive = UTC); it runs on from there."""
+        if self.faketime_file is None:
+            raise RuntimeError("set_clock() needs MariadbServer(..., faketime_file=...)")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self.faketime_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.faketime_file.with_name(self.faketime_file.name + ".tmp")
+        tmp.write_text(f"{when.timestamp() - time.time():+.6f}s\n")
+        tmp.chmod(0o644)
+        os.replace(tmp, self.faketime_file)  # atomic: the server never reads half a file
+
+    def _faketime_env(self) -> dict[str, str]:
+        if self.faketime_file is None:
+            return {}
+        from pg_cluster import LIBFAKETIME
+
+        if LIBFAKETIME is None:
+            raise RuntimeError("faketime_file given but libfaketime.so.1 is not installed")
+        if not self.faketime_file.exists():
+            self.set_clock(datetime.now(UTC))
+        if self._as_root:
+            _make_traversable(self.faketime_file)
+        return {
+            "LD_PRELOAD": str(LIBFAKETIME),
+            "FAKETIME_TIMESTAMP_FILE": str(self.faketime_file),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "NO_FAKE_STAT": "1",
+        }
 
     def start(self, timeout: float = 60.0) -> None:
         binary = find_mariadbd()
@@ -140,7 +179,9 @@ class MariadbServer:
             *self._user_args(),
             *(f"--{k}={v}" for k, v in settings.items()),
         ]
-        self._proc = subprocess.Popen(args, env=env, start_new_session=True)
+        self._proc = subprocess.Popen(
+            args, env={**env, **self._faketime_env()}, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
