@@ -36,6 +36,7 @@ from detector import schema as S
 
 TOKEN = "soak-token-0123456789"
 STAMP = re.compile(rb'"timestamp":"[^"]*"')
+SESSION = re.compile(rb'"session_id":"([^"]*)"')
 
 
 class Serve:
@@ -61,6 +62,14 @@ class Serve:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=60)
+
+
+def stamped(pool: list[bytes], i: int, stamp: str) -> bytes:
+    """Line ``i`` of the endless stream: the pool's line, stamped now; each pass over the
+    pool gets its own session ids, so no statement repeats an earlier one's key."""
+    line = STAMP.sub(f'"timestamp":"{stamp}"'.encode(), pool[i % len(pool)])
+    lap = i // len(pool)
+    return SESSION.sub(lambda m: b'"session_id":"%s.%d"' % (m[1], lap), line) if lap else line
 
 
 def written_totals(truth: Path) -> dict[str, tuple[int, int]]:
@@ -132,10 +141,7 @@ def main() -> int:
             while (elapsed := time.monotonic() - start) < duration:
                 due = int(elapsed * args.rate) - n
                 stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-                block = b"".join(
-                    STAMP.sub(f'"timestamp":"{stamp}"'.encode(), pool[(n + i) % len(pool)])
-                    for i in range(due)
-                )
+                block = b"".join(stamped(pool, n + i, stamp) for i in range(due))
                 with live.open("ab") as fh:
                     fh.write(block)
                 copy.write(block)
