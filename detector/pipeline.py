@@ -107,6 +107,7 @@ def train(
             "windows": frame.height,
             "fit_windows": fit_rows.height,
             "formats": sorted(events[S.SOURCE_FORMAT].unique().to_list()),
+            "volume": volume_signals(events),
             "roles": settings.roles,
         },
         calibration=vars(detector.calibration_),
@@ -114,8 +115,47 @@ def train(
     return model.TrainedModel(detector, prof, manifest)
 
 
+def volume_signals(events: pl.DataFrame) -> list[str] | None:
+    """Which volumes the logs carry for reads (``rows``, ``bytes``): a format or its
+    settings may log neither (MariaDB's audit log, pgAudit without log_rows), rows only
+    (pgAudit), or both (MariaDB's slow log). None when there is no successful read to
+    tell from (exports never carry rows in pgAudit)."""
+    reads = events.filter(
+        (pl.col(S.CLASS) == "READ") & pl.col(S.SUCCESS) & ~pl.col(S.EXPORT).fill_null(False)
+    )
+    if reads.is_empty():
+        return None
+    columns = {"rows": S.ROWS, "bytes": S.BYTES}
+    return [name for name, column in columns.items() if reads[column].is_not_null().any()]
+
+
+def check_volume(events: pl.DataFrame, trained: model.TrainedModel) -> None:
+    """Refuse logs whose volume signals differ from the training logs': against a
+    profile without bytes every byte count looks unheard of, and logs without rows
+    would hide every pull from a model that learned them."""
+    learned = trained.manifest.training.get("volume")
+    found = volume_signals(events)
+    if learned is None or found is None or found == learned:
+        return
+    formats = ", ".join(sorted(events[S.SOURCE_FORMAT].unique().to_list()))
+    trained_on = ", ".join(trained.manifest.training.get("formats", [])) or "?"
+
+    def words(signals: list[str]) -> str:
+        return " and ".join(signals) if signals else "no volume"
+
+    raise model.ModelError(
+        f"the model was trained on logs with {words(learned)} ({trained_on}); these logs "
+        f"have {words(found)} ({formats}). Train a model on logs like these "
+        "(`trovewatch train`) to score them."
+    )
+
+
 def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
-    """Score every account-window with activity: the ``score`` output's rows."""
+    """Score every account-window with activity: the ``score`` output's rows.
+
+    Raises :class:`detector.model.ModelError` when the logs carry other volume signals
+    than the training logs did."""
+    check_volume(events, trained)
     activity = F.window_activity(
         events.lazy(), trained.horizons.base, trained.profile.known.lazy()
     ).collect()

@@ -466,3 +466,23 @@ def test_serve_refuses_bad_setup_in_one_line(
         args += ["--model-dir", str(tmp_path / "no-model")]
     code = main(args)
     assert_one_line_error(code, capsys.readouterr().err, words)
+
+
+@pytest.mark.parametrize(
+    ("log", "has"),
+    [
+        # pgAudit with log_rows = off: no row counts, where the model learned them.
+        (Path("pgaudit/rows_off_relation_on/postgresql.json"), "no volume"),
+        # MariaDB's slow log: rows and bytes, where the model never saw bytes.
+        (Path("reference/mariadb10.11/slow.log"), "rows and bytes"),
+    ],
+)
+def test_score_refuses_logs_with_other_volume_than_the_training_logs(
+    log: Path, has: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scoring such logs with the bundled model (trained on pgAudit with rows) would
+    miss every pull, or flag every byte count: refused, in one line."""
+    fixtures = Path(__file__).parent / "fixtures"
+    code = main(["score", "--quarantine", str(tmp_path / "q"), str(fixtures / log)])
+    line = assert_one_line_error(code, capsys.readouterr().err, "trained on logs with rows")
+    assert has in line
