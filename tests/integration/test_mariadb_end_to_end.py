@@ -15,11 +15,18 @@ What the test holds the detector to:
 - per account, the rows and bytes of the scored windows equal what the server sent:
   rows as the clients counted them (one line per row of ``--batch`` output, rows of the
   dump's INSERTs) plus the rows of mariadb-dump's own SHOW/metadata statements, and as
-  the server's ``USER_STATISTICS`` counted them; bytes as the slow log's ``Bytes_sent``.
+  the server's ``USER_STATISTICS`` counted them; bytes as the slow log's ``Bytes_sent``
+  of the account's reads, which with its other statements' add up to the server's
+  ``USER_STATISTICS.BYTES_SENT`` (exactly, but for mariadb-dump's unlogged "Init DB").
+
+root sets the schema up before day 1 and is then excluded from both logs
+(``server_audit_excl_users``, ``log_slow_query = OFF``), so taking the server's
+statistics leaves no trace in what is scored.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -247,7 +254,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     from pg_cluster import LIBFAKETIME
 
     if LIBFAKETIME is None:
-        pytest.skip("libfaketime not found (Debian package faketime)")
+        reason = "libfaketime not found (Debian package faketime)"
+        if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; required in CI")
+        pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("mariadb_e2e")
     server = MariadbServer(tmp / "server", port=free_port(), faketime_file=tmp / "faketime")
     server.set_clock(DAY0 - timedelta(hours=12))
@@ -378,7 +388,7 @@ def test_bytes_read_are_the_bytes_the_server_sent(run: Run) -> None:
         read_bytes, other_bytes = slow[account]
         assert read[account][1] == read_bytes > 0, account
         # The server's own BYTES_SENT counts the writes' and SETs' OK packets too, and
-        # for mariadb-dump a few commands the slow log does not record (its USE).
+        # the OK packets of mariadb-dump's "Init DB" commands, which no log records.
         unlogged = run.server_bytes[account] - read_bytes - other_bytes
         assert 0 <= unlogged < (1000 if account in ("backup", "analyst") else 1), account
 
@@ -387,6 +397,8 @@ def test_the_fake_clock_reached_every_log_line(run: Run) -> None:
     quarantine = Quarantine(None)
     events, _ = read_events([run.audit_log, run.slow_log], quarantine=quarantine)
     assert quarantine.total == 0, dict(quarantine.counts)
-    times = events[S.TIME]
-    assert times.min() >= DAY0 - timedelta(days=1)
-    assert times.max() < DAY0 + timedelta(days=DAYS)
+    # A clock read that escaped libfaketime would log today's real date.
+    outside = events.filter(
+        ~pl.col(S.TIME).is_between(DAY0 - timedelta(days=1), DAY0 + timedelta(days=DAYS), "left")
+    )
+    assert outside.is_empty(), outside.select(S.TIME, S.ACCOUNT, S.QUERY).head().to_dicts()
