@@ -29,7 +29,7 @@ from detector.features import ACCOUNT, Horizons, col_name, horizon_columns
 from detector.profile import Profile, usual_hours
 from detector.settings import Settings
 
-EXPORT_WORDS = "COPY ... TO, cursor FETCH or dump"
+EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
 OFF_HOURS_RARITY = 2.0  # -log10 of the share of the account's windows in that hour: 1%
 
 
@@ -180,6 +180,7 @@ class Judge:
             "hour_rarity",
             "objects_list",
             "export_objects_list",
+            "export_rows",
             "new_objects_list",
             "new_clients_list",
             "new_apps_list",
@@ -212,9 +213,14 @@ class Judge:
                 if not row["exports__own_max"]
                 else f"{_times(row['exports'], row['exports__own_max'])} its usual"
             )
+            exported = (
+                "row count not logged"
+                if row["export_rows"] is None
+                else f"{_num(row['export_rows'])} rows"
+            )
             out.append(
                 f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of "
-                f"{_names(row['export_objects_list'])}; row count not logged; {habit}"
+                f"{_names(row['export_objects_list'])}; {exported}; {habit}"
             )
         if row["has_history"] and row["new_objects_list"]:
             out.append(

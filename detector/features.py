@@ -103,6 +103,7 @@ def window_activity(
         )
     )
     read_rows = pl.col(S.ROWS).filter(is_read)
+    export_rows = pl.col(S.ROWS).filter(pl.col(S.EXPORT))  # null where the format can't say
     export_stmt = pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1)
     activity = ev.group_by(pl.col(S.ACCOUNT).alias(ACCOUNT), WINDOW).agg(
         pl.when(read_rows.is_not_null().any()).then(read_rows.sum()).alias("rows_read"),
@@ -123,6 +124,7 @@ def window_activity(
         .unique()
         .sort()
         .alias("objects_list"),
+        pl.when(export_rows.is_not_null().any()).then(export_rows.sum()).alias("export_rows"),
         pl.col(S.OBJECTS)
         .filter(pl.col(S.EXPORT))
         .explode()
