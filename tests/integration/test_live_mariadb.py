@@ -60,7 +60,10 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
     refused = mariadb.client("failer", "wrong", "shop", "SELECT 1", check=False)
     assert refused.returncode != 0
     dump = mariadb.dump("exporter", "pw", "shop", "customers")
-    truth.rows["dump"] = dump.count(b"),(") + dump.count(b"VALUES (")
+    # Row tuples in the dump: one INSERT per batch, rows joined by "),(" or, in
+    # mariadb-dump 10.11, one per line ("),\n(").
+    truth.rows["dump"] = dump.count(b"INSERT INTO") + dump.count(b"),(") + dump.count(b"),\n(")
+    assert truth.rows["dump"] == 5000, "every row of shop.customers is in the dump"
     outfile = mariadb.base_dir / "out.txt"
     mariadb.client(
         "exporter", "pw", "shop", f"SELECT * FROM orders WHERE id <= 777 INTO OUTFILE '{outfile}'"
