@@ -92,6 +92,12 @@ def looks_binary(path: Path) -> bool:
             head = fh.read(4096)
     except (OSError, EOFError):
         return False
+    return is_binary(head)
+
+
+def is_binary(data: bytes) -> bool:
+    """More than a tenth control bytes in the first 4 KiB of ``data``."""
+    head = data[:4096]
     control = sum(1 for b in head if b < 9 or 13 < b < 32)
     return control > len(head) // 10
 

@@ -66,7 +66,6 @@ class Closed:
 
     scored: pl.DataFrame  # the ``score`` output's rows
     late_events: int
-    closed_until: datetime | None
 
 
 class Engine:
@@ -130,15 +129,15 @@ class Engine:
         cutoff = self.cutoff(wall)
         late, self.late = self.late, 0
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
-            return Closed(_empty_scored(), late, self.closed_until)
+            return Closed(pl.DataFrame(), late)
         self.closed_until = cutoff
         due = pl.col(S.TIME) < cutoff
         closing = self.pending.filter(due).sort(S.TIME, maintain_order=True)
         self.pending = self.pending.filter(~due)
         if closing.is_empty():
-            return Closed(_empty_scored(), late, cutoff)
+            return Closed(pl.DataFrame(), late)
         scored = self._score(closing)
-        return Closed(scored, late, cutoff)
+        return Closed(scored, late)
 
     def _score(self, events: pl.DataFrame) -> pl.DataFrame:
         events = merge_split_statements(events)
@@ -201,7 +200,6 @@ class Engine:
             "newest": None if self.newest is None else self.newest.isoformat(),
             "closed_until": None if self.closed_until is None else self.closed_until.isoformat(),
             "base": self.horizons.base,
-            "model": self.trained.manifest.artefacts,
         }
         return {
             "meta": json.dumps(meta).encode(),
@@ -238,7 +236,3 @@ def _time(text: str | None) -> datetime | None:
 def _floor(moment: datetime, step: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     return epoch + ((moment - epoch) // step) * step
-
-
-def _empty_scored() -> pl.DataFrame:
-    return pl.DataFrame()

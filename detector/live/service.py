@@ -37,7 +37,7 @@ from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.sources import Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore
-from detector.reader import Chunk, NotALogError, head_lines, looks_binary
+from detector.reader import Chunk, NotALogError, head_lines, is_binary, looks_binary
 from detector.rejects import Quarantine, Reason
 from detector.settings import Settings
 
@@ -55,8 +55,7 @@ def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format
     if name == "auto":
         if not any(line.strip() for line in head):
             raise NotALogError("empty: no log lines")
-        sample = data[:4096]
-        if sum(1 for b in sample if b < 9 or 13 < b < 32) > len(sample) // 10:
+        if is_binary(data):
             raise NotALogError("binary data, not log lines")
         try:
             name = formats.detect(Path("input"), head)
