@@ -51,27 +51,23 @@ def ensure_data(lines: int) -> Path:
     return log
 
 
+def ensure_model(lines: int) -> Path:
+    """The model trained once on the same log (not timed): the same population at the
+    same activity, so the flag rate is a real one's, not that of a mismatched model."""
+    log = ensure_data(lines)
+    model = DATA / f"model{lines}"
+    if not (model / "manifest.json").exists():
+        train = [PY, "-m", "detector", "train", "--model-dir", str(model)]
+        subprocess.run([*train, "--quarantine", "/dev/null", str(log)], check=True)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=2_000_000)
     args = parser.parse_args()
     log = ensure_data(args.lines)
-    # The model is trained once on the same log (not timed): the same population at the
-    # same activity, so the flag rate is a real one's, not that of a mismatched model.
-    model = DATA / f"model{args.lines}"
-    if not (model / "manifest.json").exists():
-        train = [
-            PY,
-            "-m",
-            "detector",
-            "train",
-            "--model-dir",
-            str(model),
-            "--quarantine",
-            "/dev/null",
-            str(log),
-        ]
-        subprocess.run(train, check=True)
+    model = ensure_model(args.lines)
     events = sum(1 for line in log.open() if '"message":"AUDIT: ' in line)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

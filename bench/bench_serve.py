@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_score import DATA, PY, ensure_data
+from bench_score import PY, ensure_data, ensure_model
 
 BLOCK = 4 << 20  # bytes appended per write
 
@@ -61,10 +61,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=500_000)
     args = parser.parse_args()
     log = ensure_data(args.lines)
-    model = DATA / f"model{args.lines}"
-    if not (model / "manifest.json").exists():
-        train = [PY, "-m", "detector", "train", "--model-dir", str(model)]
-        subprocess.run([*train, "--quarantine", "/dev/null", str(log)], check=True)
+    model = ensure_model(args.lines)
     events = sum(1 for line in log.open() if '"message":"AUDIT: ' in line)
     size = log.stat().st_size
     print(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import polars as pl
-from bench_score import DATA, PY, ensure_data
+from bench_score import PY, ensure_data, ensure_model
 from bench_serve import free_port, metric, rss_mb
 
 from detector import pipeline
@@ -116,10 +116,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="where to keep it all (default: a temp dir)")
     args = parser.parse_args()
     pool_log = ensure_data(500_000)  # the lines to stamp and write, and their model
-    model = DATA / "model500000"
-    if not (model / "manifest.json").exists():
-        train = [PY, "-m", "detector", "train", "--model-dir", str(model)]
-        subprocess.run([*train, "--quarantine", "/dev/null", str(pool_log)], check=True)
+    model = ensure_model(500_000)
     pool = pool_log.read_bytes().splitlines(keepends=True)
     rng = random.Random(args.seed)
     duration = args.minutes * 60
