@@ -20,16 +20,11 @@ import pytest
 
 from detector import pipeline
 from detector import schema as S
+from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
 TOKEN = "fault-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def expected_totals(text: bytes, tmp: Path) -> dict[str, tuple[int, int]]:
