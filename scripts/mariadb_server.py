@@ -115,11 +115,9 @@ class MariadbServer:
             raise RuntimeError("set_clock() needs MariadbServer(..., faketime_file=...)")
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        self.faketime_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.faketime_file.with_name(self.faketime_file.name + ".tmp")
-        tmp.write_text(f"{when.timestamp() - time.time():+.6f}s\n")
-        tmp.chmod(0o644)
-        os.replace(tmp, self.faketime_file)  # atomic: the server never reads half a file
+        from pg_cluster import write_faketime
+
+        write_faketime(self.faketime_file, f"{when.timestamp() - time.time():+.6f}s")
 
     def _faketime_env(self) -> dict[str, str]:
         if self.faketime_file is None:

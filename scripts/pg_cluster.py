@@ -61,7 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LIBFAKETIME", "PgCluster", "find_pg_bin", "pgaudit_available"]
+__all__ = ["LIBFAKETIME", "PgCluster", "find_pg_bin", "pgaudit_available", "write_faketime"]
 
 PG_MAJOR = "15"
 SERVER_USER = "postgres"
@@ -180,6 +180,16 @@ def _make_traversable(path: Path) -> None:
         st = anc.stat()
         if not st.st_mode & stat.S_IXOTH:
             os.chmod(anc, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def write_faketime(path: Path, spec: str) -> None:
+    """Write a libfaketime offset (``+12.5s``) to ``path`` for FAKETIME_TIMESTAMP_FILE,
+    atomically: a server re-reading it on a clock read never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(spec + "\n")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
 
 
 def _quote(value: str) -> str:
@@ -329,11 +339,7 @@ class PgCluster:
 
     def _write_faketime(self, spec: str) -> None:
         assert self.faketime_file is not None
-        self.faketime_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.faketime_file.with_name(self.faketime_file.name + ".tmp")
-        tmp.write_text(spec + "\n")
-        tmp.chmod(0o644)
-        os.replace(tmp, self.faketime_file)  # atomic: the server never reads half a file
+        write_faketime(self.faketime_file, spec)
 
     def _tail(self, path: Path, n: int = 20) -> str:
         try:
