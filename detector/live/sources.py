@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from detector.live.follow import Follower, Read
-from detector.reader import GZIP_MAGIC, read_chunks
+from detector.reader import GZIP_MAGIC, Chunk, read_chunks
 
 
 class Source(Protocol):
@@ -104,34 +105,48 @@ class Archives:
         self._done: dict[str, Any] = dict(positions or {})
         self._record_start = record_start
         self._chunk_bytes = chunk_bytes
+        self._keys: dict[str, tuple[tuple[int, ...], str]] = {}  # path -> (stat, digest)
+        # The file being read, kept open between polls so it is decompressed once.
+        self._reading: tuple[str, Iterator[tuple[Chunk, int]]] | None = None
+
+    def _key(self, path: str) -> str:
+        """The file's identity, hashed again only when its stat changes."""
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._keys.get(path)
+        if known is None or known[0] != stamp:
+            known = (stamp, _digest(path))
+            self._keys[path] = known
+        return known[1]
 
     def _todo(self) -> list[tuple[str, str]]:
         todo = []
         for path in sorted(glob.glob(self.pattern)):
-            if not is_gzip(path):
+            try:
+                if not is_gzip(path) or self._done.get(self._key(path), {}).get("done"):
+                    continue
+            except OSError:  # gone since the glob
                 continue
-            key = _digest(path)
-            if not self._done.get(key, {}).get("done"):
-                todo.append((key, path))
+            todo.append((self._key(path), path))
         return todo
 
     def poll(self, max_bytes: int) -> list[Read]:
         reads: list[Read] = []
+        size = 0
         for key, path in self._todo():
             state = self._done.setdefault(key, {"path": path, "offset": 0, "line": 1})
-            chunks = read_chunks(Path(path), self._record_start(path), self._chunk_bytes)
-            offset = 0
-            for chunk in chunks:
-                end = offset + len(chunk.data)
-                if end <= state["offset"]:
-                    offset = end
-                    continue
-                reads.append(Read(path, key, chunk.data, chunk.first_line, offset, end, []))
+            if self._reading is None or self._reading[0] != key:
+                chunks = read_chunks(Path(path), self._record_start(path), self._chunk_bytes)
+                self._reading = (key, _skip(chunks, state["offset"]))
+            for chunk, start in self._reading[1]:  # resumes where the last poll stopped
+                end = start + len(chunk.data)
+                reads.append(Read(path, key, chunk.data, chunk.first_line, start, end, []))
                 state.update(offset=end, line=chunk.first_line + chunk.n_lines)
-                offset = end
-                if sum(len(r.data) for r in reads) >= max_bytes:
+                size += len(chunk.data)
+                if size >= max_bytes:
                     return reads
             state["done"] = True
+            self._reading = None
         return reads
 
     def positions(self) -> dict[str, Any]:
@@ -148,6 +163,15 @@ class Archives:
 
     def close(self) -> None:
         pass
+
+
+def _skip(chunks: Iterator[Chunk], offset: int) -> Iterator[tuple[Chunk, int]]:
+    """The chunks after ``offset`` (a resumed file), each with its start offset."""
+    start = 0
+    for chunk in chunks:
+        if start >= offset:
+            yield chunk, start
+        start += len(chunk.data)
 
 
 def _digest(path: str, n: int = 4096) -> str:
