@@ -67,8 +67,9 @@ def get(
             raise NotALogError(f"{path}: binary data, not a text log")
         name = detect(path, head)
     fmt = native(name, log_line_prefix)
-    if isinstance(fmt, PgStderr):
-        fmt.configure(head)
+    configure = getattr(fmt, "configure", None)  # formats that learn from the head (a prefix, a CSV header)
+    if configure is not None:
+        configure(head)
     return fmt
 
 
