@@ -207,6 +207,14 @@ class Judge:
                 text, beyond_all = found
                 out.append(text)
                 guard_kind = guard_kind or ("all" if beyond_all else "own")
+        unknown = (
+            row[col_name("rows_read", base)] is None and row[col_name("bytes_read", base)] is None
+        )
+        if unknown and row["objects_list"]:
+            out.append(
+                f"volume unknown: the log gives no row or byte counts for the reads of "
+                f"{_names(row['objects_list'])}; judged on statements, objects, clients and hours"
+            )
         if row["exports"]:
             habit = (
                 "this account never exported data in training"

@@ -25,7 +25,7 @@ import polars as pl
 
 from detector import schema as S
 
-FEATURE_VERSION: Final = 1
+FEATURE_VERSION: Final = 2  # 2: unknown volume stays null in the relative features
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
@@ -41,6 +41,9 @@ VOLUME: Final = (
 )
 # Signals compared with the account's own history and with its peers.
 RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports", "failed")
+# The signals a format may not carry at all: null in the log means unknown, not zero.
+UNKNOWABLE: Final = ("rows_read", "bytes_read")
+VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
 
 
 @dataclass(frozen=True)
@@ -281,12 +284,10 @@ def add_relative(
     for c in cols:
         peer_ref_c = pl.col(f"{c}__peer")
         own_ref_c = pl.when(has_history).then(pl.col(f"{c}__own")).otherwise(peer_ref_c)
-        exprs.append(
-            _log2_ratio(pl.col(c).fill_null(0), own_ref_c.fill_null(0)).alias(f"{c}_vs_own")
-        )
-        exprs.append(
-            _log2_ratio(pl.col(c).fill_null(0), peer_ref_c.fill_null(0)).alias(f"{c}_vs_peers")
-        )
+        # A volume the log does not carry stays unknown (null), not "as usual" or "none".
+        value = pl.col(c) if c.startswith(UNKNOWABLE) else pl.col(c).fill_null(0)
+        exprs.append(_log2_ratio(value, own_ref_c.fill_null(0)).alias(f"{c}_vs_own"))
+        exprs.append(_log2_ratio(value, peer_ref_c.fill_null(0)).alias(f"{c}_vs_peers"))
     share = (
         pl.when(has_history)
         .then(pl.col("share").fill_null(0.0))
@@ -334,7 +335,7 @@ def others_max(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
     )
 
 
-def model_features(horizons: Horizons) -> list[str]:
+def model_features(horizons: Horizons, *, volume: bool = True) -> list[str]:
     """The columns the isolation forest sees, in order.
 
     Few and strong on purpose: an isolation forest picks features at random, so a
@@ -342,11 +343,14 @@ def model_features(horizons: Horizons) -> list[str]:
     Each relative signal enters once, as its largest value over the horizons. Only
     relative signals and novelty go in: absolute sizes would make the backup job's
     nightly dump look rare, when for the backup account it is the norm.
+
+    ``volume=False`` leaves out the volume features, for logs that carry no row or
+    byte counts at all (MongoDB's audit log, MariaDB's audit log alone): a forest fed
+    a constant stand-in would treat "unknown" as "nothing moved".
     """
     del horizons  # the same names whatever the horizons; kept for symmetry with callers
     return [
-        "volume_vs_own",
-        "volume_vs_peers",
+        *(VOLUME_FEATURES if volume else ()),
         "exports_vs_own",
         "exports_vs_peers",
         "statements_vs_own",

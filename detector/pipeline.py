@@ -87,7 +87,8 @@ def train(
     )
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
-    columns = F.model_features(horizons)
+    signals = volume_signals(events)
+    columns = F.model_features(horizons, volume=signals != [])
     on_stage(f"fitting {settings.trees} trees on {fit_rows.height:,} windows")
     detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
         matrix(fit_rows, columns)
@@ -107,7 +108,7 @@ def train(
             "windows": frame.height,
             "fit_windows": fit_rows.height,
             "formats": sorted(events[S.SOURCE_FORMAT].unique().to_list()),
-            "volume": volume_signals(events),
+            "volume": signals,
             "roles": settings.roles,
         },
         calibration=vars(detector.calibration_),
