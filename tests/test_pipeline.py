@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from detector import pipeline, settings
 from detector import schema as S
 from detector.formats.pg_jsonlog import PgJsonlog
+from detector.model import ModelError
 from detector.pipeline import merge_split_statements, read_events
 from detector.reader import read_chunks
 from tests.conftest import PG_SCENARIOS, REFERENCE_PG
@@ -54,3 +57,22 @@ def test_fast_and_exact_paths_agree(tmp_path: Path) -> None:
     for path in (blank, garbage):
         events, _ = read_events([path])
         assert events.drop(S.SOURCE_FORMAT).equals(reference.drop(S.SOURCE_FORMAT))
+
+
+def test_a_model_refuses_logs_carrying_fields_its_training_logs_lacked() -> None:
+    # Trained where no client named its application (a stderr prefix without %a), every
+    # application in new logs would be "new" for every account: refused, and said why.
+    path = Path(__file__).parents[1] / "sample_logs" / "postgresql.json.gz"
+    split = datetime(2026, 10, 19, tzinfo=UTC)
+    before, _ = read_events([path], until=split)
+    nameless = before.with_columns(pl.lit(None, pl.String).alias(S.APPLICATION))
+    conf = settings.load()
+    trained = pipeline.train(nameless, conf)
+    assert trained.manifest.training["fields_absent"] == ["applications"]
+    after, _ = read_events([path], since=split)
+    with pytest.raises(
+        ModelError,
+        match=r"but no bytes, applications .* these logs have .*applications but no bytes .*: applications differ",
+    ):
+        pipeline.score(after, trained, conf)
+    pipeline.score(after.with_columns(pl.lit(None, pl.String).alias(S.APPLICATION)), trained, conf)
