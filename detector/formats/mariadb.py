@@ -118,18 +118,25 @@ def thread_of(session: pl.Expr) -> pl.Expr:
     return session.str.extract(r"^(?:[^/]*/)?(\d+)", 1).cast(pl.Int64, strict=False)
 
 
-def _join_text(text: pl.Expr) -> pl.Expr:
+def slow_end(start: pl.Expr, duration_ms: pl.Expr) -> pl.Expr:
+    """When a slow-log statement ended: its start (``SET timestamp``) + ``Query_time``."""
+    return start + pl.duration(microseconds=(duration_ms.fill_null(0) * 1000).cast(pl.Int64))
+
+
+def join_text(text: pl.Expr) -> pl.Expr:
     """A statement's text as both logs can agree on it: blanks collapsed, no trailing
     ``;``, and only its start (the audit plugin cuts queries at
     ``server_audit_query_log_limit``, 1024 bytes by default)."""
     return text.str.replace_all(r"\s+", " ").str.strip_chars(" ;").str.slice(0, 200)
 
 
-def join_slow(events: pl.DataFrame) -> pl.DataFrame:
+def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame:
     """Audit statements with rows, bytes and duration from their slow-log records.
 
     A slow-log record belongs to the audited statement with the same connection (thread)
-    id and statement text whose audit time is nearest its end (start + ``Query_time``),
+    id and statement text whose audit time is nearest its end (start + ``Query_time``;
+    its own time if ``slow_at_end``: the live engine files slow records at their end,
+    so that both records of a long statement close in the same window),
     within :data:`JOIN_TOLERANCE`. The same statement repeated in one connection within
     one second is paired in order. A slow record claimed by two audit statements goes to
     the nearer one. Slow records that found their statement are dropped (the audit event
@@ -148,20 +155,18 @@ def join_slow(events: pl.DataFrame) -> pl.DataFrame:
             "_a",
             pl.col(S.TIME).alias("_t"),
             thread_of(pl.col(S.SESSION)).alias("_thread"),
-            _join_text(pl.col(S.QUERY)).alias("_text"),
+            join_text(pl.col(S.QUERY)).alias("_text"),
         )
         .with_columns(pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k"))
         .sort("_t")
     )
-    end = pl.col(S.TIME) + pl.duration(
-        microseconds=(pl.col(S.DURATION_MS).fill_null(0) * 1000).cast(pl.Int64)
-    )
+    end = pl.col(S.TIME) if slow_at_end else slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS))
     right = (
         slow.select(
             "_s",
             end.dt.truncate("1s").alias("_t"),
             thread_of(pl.col(S.SESSION)).alias("_thread"),
-            _join_text(pl.col(S.QUERY)).alias("_text"),
+            join_text(pl.col(S.QUERY)).alias("_text"),
             pl.col(S.ROWS).alias("_rows"),
             pl.col(S.BYTES).alias("_bytes"),
             pl.col(S.DURATION_MS).alias("_ms"),

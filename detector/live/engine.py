@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -30,11 +31,14 @@ import polars as pl
 from detector import features as F
 from detector import model
 from detector import schema as S
+from detector.formats import mariadb
 from detector.ingest import merge_split_statements
 from detector.pipeline import score_windows
 from detector.settings import Settings
 
-# The event columns the window features read; the rest (query text...) is not kept.
+# The event columns the window features read, and what joins MariaDB's audit and slow
+# records (source, duration, and for MariaDB only, the start of the text); the rest of
+# the query text is not kept.
 KEPT: Final = (
     S.TIME,
     S.ACCOUNT,
@@ -48,7 +52,11 @@ KEPT: Final = (
     S.EXPORT,
     S.SESSION,
     S.STATEMENT_ID,
+    S.QUERY,
+    S.DURATION_MS,
+    S.SOURCE_FORMAT,
 )
+PENDING_SCHEMA: Final = pl.Schema({c: S.EVENT_SCHEMA[c] for c in KEPT})
 HISTORY_SCHEMA: Final = pl.Schema(
     {
         F.ACCOUNT: pl.String(),
@@ -78,23 +86,25 @@ class Engine:
         self.base = F.span(self.horizons.base)
         self.lateness = F.span(settings.lateness)
         self.keep = max(F.span(h) for h in self.horizons.all)
-        self.pending = pl.DataFrame(schema={c: S.EVENT_SCHEMA[c] for c in KEPT})
+        self.pending = pl.DataFrame(schema=PENDING_SCHEMA)
         self.history = pl.DataFrame(schema=HISTORY_SCHEMA)
         self.discovered = pl.DataFrame(schema=KNOWN_SCHEMA)
         self.newest: datetime | None = None  # newest event time seen
+        self.newest_of: dict[str, datetime] = {}  # ... per input (file, stdin, push)
         self.closed_until: datetime | None = None  # windows ending by then are scored
         self.late = 0  # late events not yet reported by close()
 
     # -- ingest ------------------------------------------------------------------------
 
-    def add(self, events: pl.DataFrame) -> None:
-        """Take parsed events (the event schema) into the open windows."""
-        events = events.select(KEPT).filter(pl.col(S.ACCOUNT).is_not_null())
+    def add(self, events: pl.DataFrame, source: str = "-") -> None:
+        """Take parsed events (the event schema) of one input into the open windows."""
+        events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
             return
         newest = events[S.TIME].max()
         assert isinstance(newest, datetime)
         self.newest = newest if self.newest is None else max(self.newest, newest)
+        self.newest_of[source] = max(newest, self.newest_of.get(source, newest))
         if self.closed_until is not None:
             late = pl.col(S.TIME) < self.closed_until
             self.late += events.filter(late).height
@@ -108,14 +118,18 @@ class Engine:
 
     # -- closing windows ---------------------------------------------------------------
 
-    def cutoff(self, wall: datetime | None) -> datetime | None:
+    def cutoff(self, wall: datetime | None, behind: Collection[str] = ()) -> datetime | None:
         """Windows ending at or before this are complete: the newest event time less
-        the lateness. ``wall`` (now, UTC) is given only when every source is caught up
-        and quiet: then the wall clock less the lateness closes windows too, but never
-        past the newest event's window (a replayed old log must not close today's)."""
+        the lateness, where the newest is the oldest of the inputs still ``behind`` (with
+        records not read yet) if any: MariaDB's audit and slow logs, read at different
+        speeds while catching up, must both have passed a window before it closes.
+        ``wall`` (now, UTC) is given only when every source is caught up and quiet: then
+        the wall clock less the lateness closes windows too, but never past the newest
+        event's window (a replayed old log must not close today's)."""
         if self.newest is None:
             return None
-        cut = _floor(self.newest - self.lateness, self.base)
+        lagging = [self.newest_of[name] for name in behind if name in self.newest_of]
+        cut = _floor(min(lagging, default=self.newest) - self.lateness, self.base)
         if wall is not None:
             cut = max(cut, min(_floor(wall - self.lateness, self.base), self._window_end()))
         return cut
@@ -124,9 +138,9 @@ class Engine:
         assert self.newest is not None
         return _floor(self.newest, self.base) + self.base
 
-    def close(self, wall: datetime | None = None) -> Closed:
+    def close(self, wall: datetime | None = None, behind: Collection[str] = ()) -> Closed:
         """Score every window the cutoff has passed; keep the rest open."""
-        cutoff = self.cutoff(wall)
+        cutoff = self.cutoff(wall, behind)
         late, self.late = self.late, 0
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
             return Closed(pl.DataFrame(), late)
@@ -141,6 +155,8 @@ class Engine:
 
     def _score(self, events: pl.DataFrame) -> pl.DataFrame:
         events = merge_split_statements(events)
+        if {mariadb.AUDIT, mariadb.SLOW} <= set(events[S.SOURCE_FORMAT].unique()):
+            events = mariadb.join_slow(events, slow_at_end=True)
         known = pl.concat([self.trained.profile.known, self.discovered], how="vertical_relaxed")
         activity = F.window_activity(events.lazy(), self.horizons.base, known.lazy()).collect()
         scored = score_windows(activity, self.trained, self.settings, prior=self.history)
@@ -218,9 +234,25 @@ class Engine:
             )
         self.newest = _time(meta["newest"])
         self.closed_until = _time(meta["closed_until"])
-        self.pending = pl.read_parquet(io.BytesIO(state["pending"]))
+        pending = pl.read_parquet(io.BytesIO(state["pending"]))
+        self.pending = S.conform(pending.lazy()).select(KEPT).collect()  # older states lack some
         self.history = pl.read_parquet(io.BytesIO(state["history"]))
         self.discovered = pl.read_parquet(io.BytesIO(state["discovered"]))
+
+
+def _kept(events: pl.DataFrame) -> pl.DataFrame:
+    """The columns of ``events`` the engine keeps. A MariaDB slow-log record is filed at
+    its end, as its audit record is (a long dump's two records close in one window), and
+    only MariaDB statements keep the start of their text, to be paired by it."""
+    is_mariadb = pl.col(S.SOURCE_FORMAT).is_in([mariadb.AUDIT, mariadb.SLOW])
+    is_slow = pl.col(S.SOURCE_FORMAT) == mariadb.SLOW
+    return events.select(KEPT).with_columns(
+        pl.when(is_slow)
+        .then(mariadb.slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)))
+        .otherwise(pl.col(S.TIME))
+        .alias(S.TIME),
+        pl.when(is_mariadb).then(mariadb.join_text(pl.col(S.QUERY))).alias(S.QUERY),
+    )
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

@@ -289,9 +289,11 @@ class Follower:
     def caught_up(self) -> bool:
         """True when, as of the last poll, no file has unread whole records (a held-back
         last record does not count)."""
-        return self._polled and all(
-            f.examined >= f.size for f in self._files.values() if f.fd is not None
-        )
+        return self._polled and not self.behind()
+
+    def behind(self) -> set[str]:
+        """The paths with unread whole records as of the last poll."""
+        return {f.path for f in self._files.values() if f.fd is not None and f.examined < f.size}
 
     def close(self) -> None:
         """Close every open file; positions stay readable."""

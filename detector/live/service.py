@@ -224,10 +224,10 @@ class Service:
         """One pass: read, parse, close windows, maybe checkpoint. True if it read data."""
         read_any = False
         if self._storage_error is None:  # while storage fails, positions must not move on
-            frames = []
+            frames: list[tuple[str, pl.DataFrame]] = []
             for source in self.sources:
                 for read in source.poll(READ_BUDGET // max(len(self.sources), 1)):
-                    frames.append(self._parse(read, source.label))
+                    frames.append((read.source, self._parse(read, source.label)))
                     read_any = True
             while True:
                 try:
@@ -235,13 +235,14 @@ class Service:
                 except queue.Empty:
                     break
                 chunk = Chunk("push", item.data, 1)
-                frames.append(self._parse_chunk(chunk, item.fmt, "push", result=item.result))
+                parsed = self._parse_chunk(chunk, item.fmt, "push", result=item.result)
+                frames.append(("push", parsed))
                 self._waiting.append(item)
                 read_any = True
-            frames = [f for f in frames if f.height]
-            if frames:
-                self.engine.add(pl.concat(frames, how="vertical_relaxed"))
-                self._dirty = True
+            for name, frame in frames:
+                if frame.height:
+                    self.engine.add(frame, source=name)
+                    self._dirty = True
         now = time.monotonic()
         if read_any:
             self._last_data = now
@@ -250,7 +251,8 @@ class Service:
         # database's last windows get scored, and a replayed old log is scored to its end).
         quiet = now - self._last_data >= self.engine.lateness.total_seconds()
         caught_up = quiet and all(s.caught_up() for s in self.sources)
-        closed = self.engine.close(datetime.now(UTC) if caught_up else None)
+        behind = set().union(*(s.behind() for s in self.sources))
+        closed = self.engine.close(datetime.now(UTC) if caught_up else None, behind=behind)
         if closed.late_events:
             self.metrics.late.inc(closed.late_events)
         if closed.scored.height:

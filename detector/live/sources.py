@@ -31,6 +31,10 @@ class Source(Protocol):
 
     def caught_up(self) -> bool: ...
 
+    def behind(self) -> set[str]:
+        """The inputs (``Read.source``) with whole records not read yet."""
+        ...
+
     def lag_bytes(self) -> int: ...
 
     def problems(self) -> list[str]: ...
@@ -75,6 +79,9 @@ class Files:
 
     def caught_up(self) -> bool:
         return self.follower.caught_up()
+
+    def behind(self) -> set[str]:
+        return self.follower.behind()
 
     def lag_bytes(self) -> int:
         return sum(self.follower.lag_bytes().values())
@@ -154,6 +161,9 @@ class Archives:
 
     def caught_up(self) -> bool:
         return not self._todo()
+
+    def behind(self) -> set[str]:
+        return {path for _, path in self._todo()}
 
     def lag_bytes(self) -> int:
         return 0
@@ -238,6 +248,9 @@ class Stdin:
 
     def caught_up(self) -> bool:
         return self._queue.empty()
+
+    def behind(self) -> set[str]:
+        return set() if self.caught_up() else {"stdin"}
 
     def lag_bytes(self) -> int:
         return len(self._carry)

@@ -41,7 +41,10 @@ from typing import Any
 import polars as pl
 import pytest
 
+from detector import model as M
+from detector import pipeline, settings
 from detector import schema as S
+from detector.live.service import Service
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
 from tests.integration.conftest import free_port, require_mariadb
@@ -89,6 +92,7 @@ class Run:
     audit_log: Path
     slow_log: Path
     scores: pl.DataFrame
+    model: Path
     client_rows: Counter[str] = field(default_factory=Counter)
     dump_rows: Counter[str] = field(default_factory=Counter)  # rows of the dumps' INSERTs
     server_rows: dict[str, int] = field(default_factory=dict)  # USER_STATISTICS.ROWS_SENT
@@ -296,6 +300,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         server.audit_log,
         server.slow_log,
         pl.read_ndjson(scores),
+        model,
         work.client_rows,
         work.dump_rows,
         {u: r for u, (r, _) in stats.items()},
@@ -402,3 +407,50 @@ def test_the_fake_clock_reached_every_log_line(run: Run) -> None:
         ~pl.col(S.TIME).is_between(DAY0 - timedelta(days=1), DAY0 + timedelta(days=DAYS), "left")
     )
     assert outside.is_empty(), outside.select(S.TIME, S.ACCOUNT, S.QUERY).head().to_dicts()
+
+
+def test_serve_pairs_both_logs_as_score_does(run: Run, tmp_path: Path) -> None:
+    """``serve`` follows the audit and slow logs as two files, read at different speeds
+    while it catches up; each window closes once both have passed it, and pairs their
+    records as ``score`` does: the same rows, bytes and statements per account (not the
+    statements twice), and the same windows flagged."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    for log in (run.audit_log, run.slow_log):
+        (logs / log.name).write_bytes(log.read_bytes())
+    trained = M.load(run.model)
+    conf = settings.Settings(
+        state_dir=tmp_path / "state", follow=[str(logs / "*.log")], lateness="1s"
+    )
+    events, _ = read_events([run.audit_log, run.slow_log])
+    batch = pipeline.score(events, trained, conf)
+    service = Service(trained, conf, conf.follow, run.model)
+    try:
+        while service.step() or service.engine.pending.height:
+            pass
+        live = {a: service.store.account(a) for a in batch["account"].unique()}
+        _, alerts = service.store.alerts(limit=1000)
+    finally:
+        service.stop()
+    feature = pl.col("features").struct.field
+    sums = batch.group_by("account").agg(
+        feature("statements_5m").sum(),
+        feature("rows_read_5m").sum(),
+        feature("bytes_read_5m").sum(),
+    )
+    for account, statements, rows, sent in sums.iter_rows():
+        found = live[account]
+        assert found is not None, account
+        totals = found["totals"]
+        assert (totals["statements"], totals["rows_read"], totals["bytes_read"]) == (
+            statements,
+            rows,
+            sent,
+        ), account
+    flagged_live = {(a["account"], a["window_start"]) for a in alerts}
+    flagged_batch = {
+        (a, w.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for a, w in batch.filter(pl.col("flagged")).select("account", "window_start").iter_rows()
+    }
+    assert flagged_live == flagged_batch
+    assert {("web_shop", WEB_PULL.strftime("%Y-%m-%dT%H:40:00Z"))} <= flagged_live
