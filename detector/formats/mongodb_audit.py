@@ -135,7 +135,9 @@ class MongodbAudit:
         )
         looks = pl.col("line").str.strip_chars().str.starts_with("{")
         decoded, invalid, mistyped = _decode(lines.filter(looks))
-        bad = lines.filter(~looks | pl.col("line_no").is_in(pl.Series(invalid, dtype=pl.UInt64)))
+        bad = lines.filter(
+            ~looks | pl.col("line_no").is_in(pl.Series(invalid, dtype=pl.UInt64).implode())
+        )
         # A line that starts like a record but does not end like one was cut short.
         cut = pl.col("line").str.contains(_RECORD_START) & ~pl.col(
             "line"
@@ -147,7 +149,7 @@ class MongodbAudit:
                 too_long,
                 rejects(bad, cut, Reason.TRUNCATED),
                 rejects(bad, ~cut, Reason.INVALID_JSON),
-                rejects(lines, pl.col("line_no").is_in(pl.Series(mistyped, dtype=pl.UInt64)),
+                rejects(lines, pl.col("line_no").is_in(pl.Series(mistyped, dtype=pl.UInt64).implode()),
                         Reason.BAD_FIELD),
                 found.join(lines, on="line_no", how="left").select("line_no", "reason", "line"),
             ]
@@ -352,7 +354,7 @@ def _fields(decoded: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .alias(S.ACCOUNT),
         pl.coalesce(ip, remote.struct.field("unix")).replace("", None).alias(S.CLIENT_IP),
         pl.coalesce(
-            ns.str.extract(r"^([^.]+)", 1),
+            pl.coalesce(ns, p.struct.field("old")).str.extract(r"^([^.]+)", 1),
             p.struct.field("db"),
             args.str.extract(r'"\$db"\s*:\s*"([^"\\]+)"', 1),
         ).alias(S.DATABASE),
