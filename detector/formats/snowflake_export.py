@@ -78,12 +78,14 @@ def looks_like(head: list[str], required: set[str], any_of: set[str] | None = No
 def utc_time(text: pl.Expr) -> pl.Expr:
     """A Snowflake timestamp's text as UTC: the default output form
     ``2022-01-25 16:17:47.388 +0000`` (``TIMESTAMP_LTZ`` shown in the session's zone),
-    ISO-8601 (``T``, ``Z``, ``+hh:mm``), or no offset at all (read as UTC)."""
+    ISO-8601 (``T``, ``Z``, ``+hh:mm``), an hours-only offset (``TZH``), or no offset at
+    all (read as UTC)."""
     s = (
         text.str.strip_chars()
         .str.replace(rf"^({_DATE})[ T]", "${1}T")
         .str.replace(r"\s*Z$", "+00:00")
         .str.replace(r"\s*([+-]\d\d):?(\d\d)$", "$1:$2")
+        .str.replace(r"(:\d\d(?:\.\d+)?)\s*([+-]\d\d)$", "$1$2:00")
     )
     s = pl.when(s.str.contains(r"[+-]\d\d:\d\d$")).then(s).otherwise(s + "+00:00")
     parsed = s.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
