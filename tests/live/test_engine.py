@@ -144,3 +144,28 @@ def test_the_wall_clock_never_closes_windows_ahead_of_the_events(
     later = week3.filter(pl.col(S.TIME) >= engine.closed_until).head(500)
     engine.add(later)
     assert engine.close(wall=FAR_FUTURE).late_events == 0  # the next events are not late
+
+
+def test_windows_wait_for_every_input_still_behind(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """Two inputs read at different speeds (MariaDB's audit and slow logs while
+    catching up): a window closes once the one behind has passed it too, so none of
+    its events arrive late, and the verdicts are those of one input read in order."""
+    conf = settings.Settings(lateness="0s")
+    day = week3.filter(pl.col(S.TIME) < datetime(2026, 10, 20, tzinfo=UTC))
+    web_shop = pl.col(S.ACCOUNT) == "web_shop"
+    noon = datetime(2026, 10, 19, 12, tzinfo=UTC)
+    engine = Engine(trained, conf)
+    engine.add(day.filter(~web_shop), source="fast")  # the whole day
+    engine.add(day.filter(web_shop, pl.col(S.TIME) < noon), source="slow")  # its morning
+    morning = engine.close(behind={"slow"})
+    assert morning.scored["window_end"].max() <= noon  # type: ignore[operator]
+    engine.add(day.filter(web_shop, pl.col(S.TIME) >= noon), source="slow")
+    rest = engine.close(wall=FAR_FUTURE)
+    assert rest.late_events == 0
+    in_order = Engine(trained, conf)
+    in_order.add(day)
+    expected = in_order.close(wall=FAR_FUTURE).scored
+    got = pl.concat([morning.scored, rest.scored])
+    assert verdicts(got).equals(verdicts(expected))
