@@ -21,6 +21,7 @@ The log has no volume: rows, bytes and durations are null. The ``OCSF`` schema
 from __future__ import annotations
 
 import re
+from itertools import islice
 from typing import Final
 
 import polars as pl
@@ -236,7 +237,7 @@ class MongodbAudit:
         )
         for uuid in closed["_uuid"].drop_nulls().to_list():
             self._apps.pop(uuid, None)
-        for uuid in list(self._apps)[: max(0, len(self._apps) - MAX_CONNECTIONS)]:
+        for uuid in list(islice(self._apps, max(0, len(self._apps) - MAX_CONNECTIONS))):
             del self._apps[uuid]  # the oldest connections first
         return found
 
@@ -364,10 +365,9 @@ def _fields(decoded: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .then(pl.concat_list(ns))
         .otherwise(pl.lit([], dtype=pl.List(pl.String)))
         .alias(S.OBJECTS),
-        pl.when(pl.col("atype") == "authCheck")
-        .then(args.str.slice(0, QUERY_CHARS))
-        .otherwise(described)
-        .alias(S.QUERY),
+        pl.coalesce(
+            pl.when(pl.col("atype") == "authCheck").then(args.str.slice(0, QUERY_CHARS)), described
+        ).alias(S.QUERY),
         pl.coalesce(pl.col("_uuid"), ip + ":" + port).alias(S.SESSION),
     )
     return records, pl.concat(found)
