@@ -91,12 +91,12 @@ class QueryHistory:
         self._export.configure(head)
 
     def parse(self, chunk: Chunk) -> Parsed:
-        rows, bad = self._export.read(chunk)
+        rows, bad, headers = self._export.read(chunk)
         rows, unusable = _usable(rows, self._export, ["USER_NAME"], "START_TIME", _QH_NUMBERS)
         events = _query_events(rows).with_columns(
             pl.lit(DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
         )
-        return _parsed(events, [bad, unusable])
+        return _parsed(events, [bad, unusable], headers)
 
 
 class AccessHistory:
@@ -126,18 +126,19 @@ class AccessHistory:
         self._export.configure(head)
 
     def parse(self, chunk: Chunk) -> Parsed:
-        rows, bad = self._export.read(chunk)
+        rows, bad, headers = self._export.read(chunk)
         rows, unusable = _usable(rows, self._export, ["USER_NAME"], "QUERY_START_TIME", [])
         events = _access_events(rows).with_columns(
             pl.lit(DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
         )
-        return _parsed(events, [bad, unusable])
+        return _parsed(events, [bad, unusable], headers)
 
 
-def _parsed(events: pl.DataFrame, found: list[pl.DataFrame]) -> Parsed:
+def _parsed(events: pl.DataFrame, found: list[pl.DataFrame], context: int) -> Parsed:
     return Parsed(
         events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
         rejects=pl.concat(found).sort("line_no"),
+        context=context,
     )
 
 

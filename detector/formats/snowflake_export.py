@@ -100,6 +100,7 @@ class Export:
         self.columns = columns
         self.shape: str | None = None  # "csv" or "ndjson"
         self.header: list[str] = []
+        self.header_line = ""
         self.record_start: re.Pattern[bytes] | None = None
 
     def configure(self, head: list[str]) -> None:
@@ -111,6 +112,7 @@ class Export:
             self.shape, self.record_start = "ndjson", None
             return
         self.shape, self.header = "csv", _unique(header_names(line))
+        self.header_line = line
         # Chunks are cut only before a record's first field: a query id or a time when
         # the export starts with one (SELECT * starts with QUERY_ID), so a quoted query
         # text that spans lines stays in one chunk.
@@ -120,8 +122,9 @@ class Export:
         elif first.endswith("_TIME"):
             self.record_start = re.compile(rf'"?{_DATE}[ T]'.encode())
 
-    def read(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The chunk's rows (``line_no``, ``line``, the columns) and its rejects."""
+    def read(self, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        """The chunk's rows (``line_no``, ``line``, the columns), its rejects, and how
+        many lines were CSV headers repeated inside the file (exports joined by ``cat``)."""
         lines = chunk.lines
         if chunk.first_line == 1:
             lines = lines.with_columns(pl.col("line").str.strip_prefix("\ufeff"))
@@ -131,6 +134,11 @@ class Export:
         elif self.shape is None:  # not configured: only NDJSON can be read without a head
             line = first_line(lines["line"].head(50).to_list())
             self.shape = "ndjson" if line is not None and line.startswith("{") else None
+        repeated = 0
+        if self.shape == "csv":
+            header = pl.col("line").str.strip_chars() == self.header_line
+            repeated = lines.filter(header).height
+            lines = lines.filter(~header)
         long = pl.col("line").str.len_bytes() > MAX_LINE_CHARS
         too_long = rejects(lines, long, Reason.TOO_LONG)
         lines = lines.filter(~long)
@@ -144,7 +152,7 @@ class Export:
             if name not in rows.columns
         )
         found = pl.concat([too_long, bad]).sort("line_no")
-        return rows, with_raw_lines(found, lambda: chunk.lines)
+        return rows, with_raw_lines(found, lambda: chunk.lines), repeated
 
     def _ndjson(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         rows, bad = decode_lines(lines, pl.Struct(self.columns))
@@ -201,8 +209,7 @@ class Export:
         unreadable = rejects(
             records.filter(pl.col("line_no").is_in(bad)), pl.lit(True), Reason.UNRECOGNISED
         )
-        empty = self._read_csv([])
-        assert empty is not None
+        empty = pl.DataFrame(schema=dict.fromkeys(self._wanted(), pl.String))
         return pl.concat([empty, *tables]), unreadable.with_columns(
             pl.lit(None, pl.String).alias("line")
         )

@@ -602,3 +602,14 @@ def test_invalid_utf8_in_a_record_is_read_or_quarantined(tmp_path: Path) -> None
         one(frame, "01b2c3d4-0000-4a5b-0000-000000000077")[S.QUERY]
         == "sel\ufffd\ufffdct * from T1;"
     )
+
+
+def test_exports_joined_with_cat_repeat_their_header_as_context(tmp_path: Path) -> None:
+    # COPY INTO writes several files, each with its header.
+    part = QH_CSV.read_bytes()
+    path = tmp_path / "qh.csv"
+    path.write_bytes(part + part.replace(b"-0000000000", b"-0000000001"))
+    quarantine = Quarantine(None)
+    frame, summary = read_events([path], format_name=QUERY_HISTORY, quarantine=quarantine)
+    assert quarantine.total == 0 and summary.context == 1
+    assert frame.height == 20
