@@ -16,7 +16,7 @@ row (same ``QUERY_ID``), so one account's two exports make one event per stateme
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import ClassVar, Final
 
 import polars as pl
 
@@ -38,14 +38,14 @@ DB_SYSTEM: Final = "snowflake"
 QUERY_HISTORY: Final = "snowflake-query-history"
 ACCESS_HISTORY: Final = "snowflake-access-history"
 
-_QH_TEXT: Final = [
+_QH_TEXT: Final = (
     "QUERY_ID", "QUERY_TEXT", "DATABASE_NAME", "SCHEMA_NAME", "QUERY_TYPE", "SESSION_ID",
     "USER_NAME", "EXECUTION_STATUS", "START_TIME",
-]  # fmt: skip
-_QH_NUMBERS: Final = [
+)  # fmt: skip
+_QH_NUMBERS: Final = (
     "TOTAL_ELAPSED_TIME", "BYTES_WRITTEN_TO_RESULT", "ROWS_PRODUCED", "ROWS_INSERTED",
     "ROWS_UPDATED", "ROWS_DELETED", "ROWS_UNLOADED", "OUTBOUND_DATA_TRANSFER_BYTES",
-]  # fmt: skip
+)  # fmt: skip
 _AH_OBJECTS: Final = ["DIRECT_OBJECTS_ACCESSED", "BASE_OBJECTS_ACCESSED", "OBJECTS_MODIFIED"]
 
 _READ_TYPES: Final = [
@@ -70,80 +70,79 @@ _NAMED: Final = rf"(?i)\b(?:FROM|JOIN)\s+{_IDENT}(?:\s*\.\s*{_IDENT}){{0,2}}\s*\
 _NOT_TABLES: Final = ["SELECT", "TABLE", "LATERAL", "VALUES", "IDENTIFIER"]
 
 
-class QueryHistory:
+class _View:
+    """An export of one view: read by :class:`Export`, made events by ``_events``."""
+
+    name: str
+    columns: ClassVar[dict[str, pl.DataType]]
+    time: str  # the column with the statement's start
+    numbers: tuple[str, ...] = ()
+    any_of: frozenset[str] | None = None  # one of these columns is needed to sniff the view
+
+    def __init__(self) -> None:
+        self._export = Export(self.columns)
+
+    @property
+    def record_start(self) -> re.Pattern[bytes] | None:
+        """Where a chunk may be cut: before a CSV record's first field (see ``Export``)."""
+        return self._export.record_start
+
+    def sniff(self, head: list[str]) -> bool:
+        return looks_like(head, {"QUERY_ID", self.time, "USER_NAME"}, self.any_of)
+
+    def configure(self, head: list[str]) -> None:
+        self._export.configure(head)
+
+    def parse(self, chunk: Chunk) -> Parsed:
+        rows, bad, headers = self._export.read(chunk)
+        rows, unusable = _usable(rows, self._export, self.time, self.numbers)
+        events = self._events(rows).with_columns(
+            pl.lit(DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
+        )
+        return Parsed(
+            events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
+            rejects=pl.concat([bad, unusable]).sort("line_no"),
+            context=headers,
+        )
+
+    def _events(self, rows: pl.DataFrame) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+class QueryHistory(_View):
     """``--format snowflake-query-history``."""
 
     name = QUERY_HISTORY
+    columns: ClassVar[dict[str, pl.DataType]] = dict.fromkeys(
+        [*_QH_TEXT, *_QH_NUMBERS], pl.String()
+    )
+    time = "START_TIME"
+    numbers = _QH_NUMBERS
 
-    def __init__(self) -> None:
-        columns: dict[str, pl.DataType] = {c: pl.String() for c in [*_QH_TEXT, *_QH_NUMBERS]}
-        self._export = Export(columns)
-
-    @property
-    def record_start(self) -> re.Pattern[bytes] | None:
-        """Where a chunk may be cut: before a CSV record's first field (see ``Export``)."""
-        return self._export.record_start
-
-    def sniff(self, head: list[str]) -> bool:
-        return looks_like(head, {"QUERY_ID", "START_TIME", "USER_NAME"})
-
-    def configure(self, head: list[str]) -> None:
-        self._export.configure(head)
-
-    def parse(self, chunk: Chunk) -> Parsed:
-        rows, bad, headers = self._export.read(chunk)
-        rows, unusable = _usable(rows, self._export, ["USER_NAME"], "START_TIME", _QH_NUMBERS)
-        events = _query_events(rows).with_columns(
-            pl.lit(DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
-        )
-        return _parsed(events, [bad, unusable], headers)
+    def _events(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return _query_events(rows)
 
 
-class AccessHistory:
+class AccessHistory(_View):
     """``--format snowflake-access-history``."""
 
     name = ACCESS_HISTORY
+    columns: ClassVar[dict[str, pl.DataType]] = {
+        "QUERY_ID": pl.String(),
+        "QUERY_START_TIME": pl.String(),
+        "USER_NAME": pl.String(),
+        **dict.fromkeys(_AH_OBJECTS, OBJECTS),
+        "OBJECT_MODIFIED_BY_DDL": DDL_OBJECT,
+    }
+    time = "QUERY_START_TIME"
+    any_of = frozenset(_AH_OBJECTS)
 
-    def __init__(self) -> None:
-        columns: dict[str, pl.DataType] = {
-            "QUERY_ID": pl.String(),
-            "QUERY_START_TIME": pl.String(),
-            "USER_NAME": pl.String(),
-            **dict.fromkeys(_AH_OBJECTS, OBJECTS),
-            "OBJECT_MODIFIED_BY_DDL": DDL_OBJECT,
-        }
-        self._export = Export(columns)
-
-    @property
-    def record_start(self) -> re.Pattern[bytes] | None:
-        """Where a chunk may be cut: before a CSV record's first field (see ``Export``)."""
-        return self._export.record_start
-
-    def sniff(self, head: list[str]) -> bool:
-        return looks_like(head, {"QUERY_ID", "QUERY_START_TIME", "USER_NAME"}, set(_AH_OBJECTS))
-
-    def configure(self, head: list[str]) -> None:
-        self._export.configure(head)
-
-    def parse(self, chunk: Chunk) -> Parsed:
-        rows, bad, headers = self._export.read(chunk)
-        rows, unusable = _usable(rows, self._export, ["USER_NAME"], "QUERY_START_TIME", [])
-        events = _access_events(rows).with_columns(
-            pl.lit(DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
-        )
-        return _parsed(events, [bad, unusable], headers)
-
-
-def _parsed(events: pl.DataFrame, found: list[pl.DataFrame], context: int) -> Parsed:
-    return Parsed(
-        events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
-        rejects=pl.concat(found).sort("line_no"),
-        context=context,
-    )
+    def _events(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return _access_events(rows)
 
 
 def _usable(
-    rows: pl.DataFrame, export: Export, required: list[str], time: str, numbers: list[str]
+    rows: pl.DataFrame, export: Export, time: str, numbers: tuple[str, ...]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The rows that make events, with their time (``_t``, UTC), and the rejects.
 
@@ -152,7 +151,7 @@ def _usable(
     an id but missing fields was cut short (``truncated``); a JSON object lacking them is
     ``not_audit``. A time or a number that does not parse is a ``bad_field``.
     """
-    text = [pl.col(c).str.strip_chars().replace("", None) for c in ["QUERY_ID", time, *required]]
+    text = [pl.col(c).str.strip_chars().replace("", None) for c in ["QUERY_ID", time, "USER_NAME"]]
     missing = pl.any_horizontal(c.is_null() for c in text)
     id_ok = pl.col("QUERY_ID").str.strip_chars().str.contains(f"^{QUERY_ID}$").fill_null(False)
     if export.shape == "ndjson":

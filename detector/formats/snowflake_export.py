@@ -65,7 +65,7 @@ def json_keys(line: str) -> set[str]:
     return set(value) if isinstance(value, dict) else set()
 
 
-def looks_like(head: list[str], required: set[str], any_of: set[str] | None = None) -> bool:
+def looks_like(head: list[str], required: set[str], any_of: frozenset[str] | None = None) -> bool:
     """True if the file's first line is a header or a JSON object with the ``required``
     columns (exact upper case, as Snowflake writes them) and one of ``any_of``."""
     line = first_line(head)
