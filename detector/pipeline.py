@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import polars as pl
 
+from detector import carried, model, profile
 from detector import features as F
-from detector import model, profile
 from detector import schema as S
 from detector.explain import Judge
 from detector.ingest import Summary, merge_split_statements, read_events
@@ -88,8 +87,8 @@ def train(
     )
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
-    signals, fields = volume_signals(events), field_signals(events)
-    columns = F.model_features(horizons, volume=signals != [])
+    signals = carried.Evidence().add(events).training()
+    columns = F.model_features(horizons, volume=signals["volume"] != [])
     on_stage(f"fitting {settings.trees} trees on {fit_rows.height:,} windows")
     detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
         matrix(fit_rows, columns)
@@ -109,9 +108,7 @@ def train(
             "windows": frame.height,
             "fit_windows": fit_rows.height,
             "formats": sorted(events[S.SOURCE_FORMAT].unique().to_list()),
-            "volume": signals,
-            "fields": sorted(n for n, has in fields.items() if has),
-            "fields_absent": sorted(n for n, has in fields.items() if not has),
+            **signals,
             "roles": settings.roles,
         },
         calibration=vars(detector.calibration_),
@@ -119,85 +116,12 @@ def train(
     return model.TrainedModel(detector, prof, manifest)
 
 
-def volume_signals(events: pl.DataFrame) -> list[str] | None:
-    """Which volumes the logs carry for reads (``rows``, ``bytes``): a format or its
-    settings may log neither (MariaDB's audit log, pgAudit without log_rows), rows only
-    (pgAudit), or both (MariaDB's slow log). None when there is no successful read to
-    tell from (exports never carry rows in pgAudit)."""
-    reads = _plain_reads(events)
-    if reads.is_empty():
-        return None
-    columns = {"rows": S.ROWS, "bytes": S.BYTES}
-    return [name for name, column in columns.items() if reads[column].is_not_null().any()]
-
-
-# Statements before a field's absence counts as the log's (not this stretch's) doing: a
-# short log whose sessions are all local has no client address and says nothing.
-SIGNAL_EVIDENCE: Final = 200
-
-
-def field_signals(events: pl.DataFrame) -> dict[str, bool]:
-    """Which of the other fields the features use the logs carry: ``objects`` (read
-    objects named), ``clients`` and ``applications``. A field is left out when the logs
-    are too short to say it is absent."""
-    found: dict[str, bool] = {}
-    reads = _plain_reads(events)
-    if reads.height:
-        found["objects"] = bool((reads[S.OBJECTS].list.len() > 0).any())
-    for name, column in (("clients", S.CLIENT_IP), ("applications", S.APPLICATION)):
-        present = bool(events[column].is_not_null().any())
-        if present or events.height >= SIGNAL_EVIDENCE:
-            found[name] = present
-    return found
-
-
-def _plain_reads(events: pl.DataFrame) -> pl.DataFrame:
-    return events.filter(
-        (pl.col(S.CLASS) == "READ") & pl.col(S.SUCCESS) & ~pl.col(S.EXPORT).fill_null(False)
-    )
-
-
-def check_signals(events: pl.DataFrame, trained: model.TrainedModel) -> None:
-    """Refuse logs that carry other fields than the training logs did: against a
-    profile without bytes every byte count looks unheard of, logs without rows would
-    hide every pull from a model that learned them, and application names a model never
-    saw would make every account's application new."""
-    training = trained.manifest.training
-    learned: dict[str, bool] = {}
-    if training.get("volume") is not None:
-        learned |= {name: name in training["volume"] for name in ("rows", "bytes")}
-    learned |= {name: True for name in training.get("fields", [])}
-    learned |= {name: False for name in training.get("fields_absent", [])}
-    found: dict[str, bool] = {}
-    volume = volume_signals(events)
-    if volume is not None:
-        found |= {name: name in volume for name in ("rows", "bytes")}
-    found |= field_signals(events)
-    differ = sorted(n for n in learned.keys() & found.keys() if learned[n] != found[n])
-    if not differ:
-        return
-    formats = ", ".join(sorted(events[S.SOURCE_FORMAT].unique().to_list()))
-    trained_on = ", ".join(training.get("formats", [])) or "?"
-
-    def words(has: dict[str, bool]) -> str:
-        order = ("rows", "bytes", "objects", "clients", "applications")
-        present = ", ".join(n for n in order if has.get(n)) or "no volume"
-        absent = ", ".join(n for n in order if has.get(n) is False)
-        return present + (f" but no {absent}" if absent and present != "no volume" else "")
-
-    raise model.ModelError(
-        f"the model was trained on logs with {words(learned)} ({trained_on}); these logs "
-        f"have {words(found)} ({formats}): {' and '.join(differ)} differ. Train a model on "
-        "logs like these (`trovewatch train`) to score them."
-    )
-
-
 def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
     """Score every account-window with activity: the ``score`` output's rows.
 
     Raises :class:`detector.model.ModelError` when the logs carry other fields (rows,
     bytes, objects, clients, applications) than the training logs did."""
-    check_signals(events, trained)
+    carried.check(carried.Evidence().add(events), trained.manifest.training)
     activity = F.window_activity(
         events.lazy(), trained.horizons.base, trained.profile.known.lazy()
     ).collect()

@@ -157,6 +157,12 @@ class Metrics:
             "1 if the state directory took the last checkpoint, else 0.",
             registry=r,
         )
+        self.model_refuses = Gauge(
+            "trovewatch_model_refuses_logs",
+            "1 while the model refuses the logs read (they carry other fields than its "
+            "training logs; reading is held, /readyz says why), else 0.",
+            registry=r,
+        )
         self.open_windows = Gauge(
             "trovewatch_open_windows", "Account-windows not yet closed.", registry=r
         )

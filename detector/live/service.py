@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from detector import formats, model
+from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
 from detector.formats import Format
@@ -37,6 +37,7 @@ from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.sources import Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore
+from detector.model import ModelError
 from detector.reader import Chunk, NotALogError, head_lines, is_binary, looks_binary
 from detector.rejects import Quarantine, Reason
 from detector.settings import Settings
@@ -114,6 +115,8 @@ class Service:
         self._waiting: list[_Push] = []
         self._unsaved: list[pl.DataFrame] = []
         self._storage_error: str | None = None
+        self._refused: str | None = None  # the model does not fit the logs: why
+        self._evidence = carried.Evidence()
         self._probe_ok = True
         self._last_probe = 0.0
         self._stop = threading.Event()
@@ -143,12 +146,16 @@ class Service:
             found.append(
                 f"state directory {self.settings.state_dir} not writable: {self._storage_error}"
             )
+        if self._refused:
+            found.append(f"reading held: {self._refused}")
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             found.append("the ingest loop has stopped")
         return found
 
     def push(self, body: bytes, format: str) -> dict[str, Any]:
         """Parse pushed log lines and return their counts once the events are saved."""
+        if self._refused:
+            raise ValueError(f"not accepted: {self._refused}")
         if format not in PUSH_FORMATS:
             raise ValueError(f"unknown format {format!r}; one of {', '.join(PUSH_FORMATS)}")
         try:
@@ -162,6 +169,8 @@ class Service:
             raise Busy("ingest queue full; retry later") from exc
         if not item.done.wait(timeout=60):
             raise Busy("events not yet saved; retry later")
+        if "error" in item.result:
+            raise ValueError(f"not accepted: {item.result['error']}")
         return item.result
 
     # -- the loop ------------------------------------------------------------------------
@@ -204,6 +213,19 @@ class Service:
             stdin=stdin,
         )
 
+    def _refuse(self, why: str) -> None:
+        """The logs carry other fields than the model's training logs: score none of
+        them. Back to the last checkpoint, and hold there (reads stop, /readyz fails)
+        until trovewatch is restarted with a model trained on logs like these."""
+        log.error("%s", why)
+        self._refused = why
+        self.metrics.model_refuses.set(1)
+        self._recover()
+        for item in self._waiting:
+            item.result = {"error": why}
+            item.done.set()
+        self._waiting = []
+
     def _recover(self) -> None:
         """After an unexpected error mid-step, go back to the last checkpoint, exactly as
         a restart would: what was read since is read again, nothing counted twice.
@@ -223,7 +245,8 @@ class Service:
     def step(self) -> bool:
         """One pass: read, parse, close windows, maybe checkpoint. True if it read data."""
         read_any = False
-        if self._storage_error is None:  # while storage fails, positions must not move on
+        # While storage fails or the model refuses the logs, positions must not move on.
+        if self._storage_error is None and self._refused is None:
             frames: list[tuple[str, pl.DataFrame]] = []
             for source in self.sources:
                 for read in source.poll(READ_BUDGET // max(len(self.sources), 1)):
@@ -239,6 +262,13 @@ class Service:
                 frames.append(("push", parsed))
                 self._waiting.append(item)
                 read_any = True
+            for _, frame in frames:
+                self._evidence.add(frame)
+            try:
+                carried.check(self._evidence, self.trained.manifest.training)
+            except ModelError as exc:
+                self._refuse(str(exc))
+                return read_any
             for name, frame in frames:
                 if frame.height:
                     self.engine.add(frame, source=name)

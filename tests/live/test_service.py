@@ -190,3 +190,33 @@ def test_mariadb_audit_and_slow_logs_in_one_directory_are_both_read(
     samples = service.metrics.events.collect()[0].samples
     by_format = {s.labels["format"]: s.value for s in samples if s.name.endswith("_total")}
     assert set(by_format) == {"mariadb-audit", "mariadb-slow"}
+
+
+def test_logs_carrying_other_fields_than_the_models_are_refused_and_held(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """The bundled model learned pgAudit (rows, no bytes); MariaDB's slow log carries
+    bytes: nothing of it is scored or checkpointed, /readyz says why, a metric says so,
+    and pushes are turned away, until a model trained on such logs is loaded."""
+    reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "slow.log").write_bytes((reference / "slow.log").read_bytes())
+    conf = settings.Settings(state_dir=tmp_path / "state", follow=[str(logs / "*.log")])
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        for _ in range(3):
+            service.step()
+        problems = service.problems()
+        assert any(
+            p.startswith("reading held: the model was trained on logs with rows")
+            and "bytes differ" in p
+            for p in problems
+        ), problems
+        assert service.metrics.registry.get_sample_value("trovewatch_model_refuses_logs") == 1
+        assert service.store.load_checkpoint() is None  # no position moved on
+        assert service.store.accounts()[0] == 0  # nothing scored
+        with pytest.raises(ValueError, match="not accepted: the model was trained"):
+            service.push(day_of_lines("2026-10-20"), "pgaudit-jsonlog")
+    finally:
+        service.stop()
