@@ -148,8 +148,7 @@ def client_metadata(
 
 def test_autodetected() -> None:
     for path in OURS:
-        if path != FEDERATION:  # one line, but still ours: checked by sniff below
-            assert formats.detect(path, head_lines(path)) == NAME, path
+        assert formats.detect(path, head_lines(path)) == NAME, path
 
 
 @pytest.mark.parametrize("path", OURS, ids=lambda p: p.name)
@@ -530,3 +529,26 @@ def test_invalid_utf8_is_one_rejected_line_or_kept_as_replacement() -> None:
     events, rows = check(good + b"\n" + bad + b"\n\xc3\n")
     assert events.height == 2  # the bytes became U+FFFD inside a string: still a record
     assert rows["reason"].to_list() == [Reason.INVALID_JSON.value]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    field=st.sampled_from(["atype", "ts", "uuid", "remote", "users", "param", "result"]),
+    value=JSON_VALUES,
+)
+def test_any_value_in_any_field_is_kept_or_quarantined_once(field: str, value: Any) -> None:
+    mutated = find()
+    mutated[field] = value
+    events, rows = check((json.dumps(mutated) + "\n" + json.dumps(find()) + "\n").encode())
+    # The intact record is an event; the mutated one an event, context or one reject.
+    assert rows["line"].to_list() in ([], [1])
+    assert 1 <= events.height <= 2 and events.height + rows.height <= 2
