@@ -16,7 +16,6 @@ import polars as pl
 
 from detector import formats
 from detector import schema as S
-from detector.formats import mariadb
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine
@@ -96,10 +95,9 @@ def read_events(
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
-    if {mariadb.AUDIT, mariadb.SLOW} <= set(summary.events):
-        # One MariaDB server's two logs: audited statements take rows, bytes and duration
-        # from their slow-log records (batch only; the live service does not join).
-        events = mariadb.join_slow(events)
+    # One MariaDB server's audit and slow logs, one Snowflake account's query and access
+    # histories: one event per statement, with what each of its records knows.
+    events = formats.join(events)
     events = events.sort(S.TIME, maintain_order=True)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]

@@ -5,44 +5,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import polars as pl
+
+from detector import schema as S
+from detector.formats import mariadb, snowflake
 from detector.formats.base import Format, Parsed
 from detector.formats.mapped import MappedFormat, Mapping, MappingError
 from detector.formats.mariadb_audit import MariadbAudit
 from detector.formats.mariadb_slow import MariadbSlow
+from detector.formats.mongodb_audit import MongodbAudit
 from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.reader import NotALogError, head_lines, looks_binary
 
-NATIVE: Final = (
-    "pgaudit-jsonlog",
-    "pgaudit-csvlog",
-    "pgaudit-stderr",
-    "mariadb-audit",
-    "mariadb-slow",
-)
+# Every native format by name, most specific first: detection tries them in this order.
+_NATIVE: Final[dict[str, Callable[[str | None], Format]]] = {
+    "pgaudit-jsonlog": lambda prefix: PgJsonlog(),
+    "pgaudit-csvlog": lambda prefix: PgCsvlog(),
+    "pgaudit-stderr": PgStderr,
+    "mariadb-audit": lambda prefix: MariadbAudit(),
+    "mariadb-slow": lambda prefix: MariadbSlow(),
+    "snowflake-query-history": lambda prefix: snowflake.QueryHistory(),
+    "snowflake-access-history": lambda prefix: snowflake.AccessHistory(),
+    "mongodb-audit": lambda prefix: MongodbAudit(),
+}
+NATIVE: Final = tuple(_NATIVE)
 CHOICES: Final = ("auto", *NATIVE, "mapped")
 # PostgreSQL's outputs of the same events, richest first: one server's logs in two of
 # them are the same statements twice (MariaDB's audit and slow logs complement each other).
 PG_OUTPUTS: Final = NATIVE[:3]
+# Formats whose files complement each other (one server's or account's logs): when a run
+# reads both, their events are joined into one per statement.
+JOINS: Final[tuple[tuple[frozenset[str], Callable[[pl.DataFrame], pl.DataFrame]], ...]] = (
+    (frozenset({mariadb.AUDIT, mariadb.SLOW}), mariadb.join_slow),
+    (frozenset({snowflake.QUERY_HISTORY, snowflake.ACCESS_HISTORY}), snowflake.join_access),
+)
 
-__all__ = ["CHOICES", "Format", "MappingError", "Parsed", "detect", "get", "native"]
+__all__ = [
+    "CHOICES",
+    "JOINS",
+    "Format",
+    "MappingError",
+    "Parsed",
+    "detect",
+    "get",
+    "join",
+    "native",
+]
 
 
 def native(name: str, log_line_prefix: str | None) -> Format:
     """A native format by name (``NATIVE``)."""
-    if name == "pgaudit-jsonlog":
-        return PgJsonlog()
-    if name == "pgaudit-csvlog":
-        return PgCsvlog()
-    if name == "mariadb-audit":
-        return MariadbAudit()
-    if name == "mariadb-slow":
-        return MariadbSlow()
-    return PgStderr(log_line_prefix)
+    return _NATIVE[name](log_line_prefix)
+
+
+def join(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with the records of complementary formats (``JOINS``) joined."""
+    present = set(events[S.SOURCE_FORMAT].unique().to_list())
+    for names, joined in JOINS:
+        if names <= present:
+            events = joined(events)
+    return events
 
 
 def get(
@@ -67,7 +95,9 @@ def get(
             raise NotALogError(f"{path}: binary data, not a text log")
         name = detect(path, head)
     fmt = native(name, log_line_prefix)
-    configure = getattr(fmt, "configure", None)  # formats that learn from the head (a prefix, a CSV header)
+    configure = getattr(
+        fmt, "configure", None
+    )  # formats that learn from the head (a prefix, a CSV header)
     if configure is not None:
         configure(head)
     return fmt
@@ -80,8 +110,8 @@ def detect(path: Path, head: list[str]) -> str:
     for name in NATIVE:
         if native(name, None).sniff(head):
             return name
+    first = next(s for s in head if s.strip())
     raise NotALogError(
-        f"{path}: not a PostgreSQL/pgAudit log in jsonlog, csvlog or stderr form, nor a "
-        "MariaDB server_audit or slow query log "
-        "(first line: {!r}); use --format, --log-line-prefix or --mapping".format(head[0][:80])
+        f"{path}: not an audit log in a format trovewatch knows ({', '.join(NATIVE)}); "
+        f"first line: {first[:80]!r}; use --format, --log-line-prefix or --mapping"
     )

@@ -52,7 +52,7 @@ def test_a_body_that_is_not_a_log_is_400(client: TestClient) -> None:
         "/v1/events", content=b"hello world\nthis is not a log\n", headers=INGEST
     )
     assert response.status_code == 400
-    assert "not a PostgreSQL/pgAudit log" in response.json()["error"]
+    assert "not an audit log in a format trovewatch knows" in response.json()["error"]
 
 
 def test_an_empty_body_is_400(client: TestClient, service: PushService) -> None:

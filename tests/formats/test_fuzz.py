@@ -940,5 +940,5 @@ def test_splices_of_real_lines_never_crash(spec_id: str, format_name: str) -> No
 
 def test_not_a_log_at_all_is_refused_with_auto() -> None:
     """The documented refusal: --format auto on text that is no log format at all."""
-    with pytest.raises(NotALogError, match="not a PostgreSQL/pgAudit log"):
+    with pytest.raises(NotALogError, match="not an audit log in a format trovewatch knows"):
         run(SPEC["jsonlog"], b"hello\nthis is a shopping list\n", "auto")

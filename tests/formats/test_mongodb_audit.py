@@ -1,9 +1,6 @@
 """MongoDB audit log facts, checked on records quoted from MongoDB's, Percona's and
 others' published examples (tests/fixtures/mongodb-audit, sources in its README), and on
 workloads built here from those documented record shapes; then fuzzed.
-
-``test_autodetected`` fails until ``MongodbAudit`` is registered in
-``detector.formats``; every other test registers it for itself (see ``registered``).
 """
 
 from __future__ import annotations
@@ -11,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,6 @@ from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
-from detector.formats.base import Format
 from detector.formats.mongodb_audit import NAME, QUERY_CHARS, MongodbAudit
 from detector.pipeline import read_events
 from detector.reader import head_lines, read_chunks
@@ -51,26 +45,9 @@ FUZZ = settings(
 )
 
 
-@contextmanager
-def registered() -> Iterator[None]:
-    """``mongodb-audit`` known to ``detector.formats`` for the duration (until the lead
-    registers it there; then this changes nothing)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if NAME not in formats.NATIVE:
-            native = formats.native
-
-            def with_ours(name: str, log_line_prefix: str | None) -> Format:
-                return MongodbAudit() if name == NAME else native(name, log_line_prefix)
-
-            mp.setattr(formats, "native", with_ours)
-            mp.setattr(formats, "NATIVE", (*formats.NATIVE, NAME))
-        yield
-
-
 def read(path: Path, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantine]:
     quarantine = Quarantine(None)
-    with registered():
-        events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
+    events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
     return events, quarantine
 
 
@@ -243,8 +220,7 @@ def test_guardium_find_by_a_named_user_with_an_old_style_offset() -> None:
 @pytest.mark.parametrize(("path", "context"), [(ATLAS_50, 3), (ATLAS_42, 3), (FEDERATION, 1)])
 def test_logins_logouts_and_client_metadata_are_context(path: Path, context: int) -> None:
     quarantine = Quarantine(None)
-    with registered():
-        events, summary = read_events([path], format_name=NAME, quarantine=quarantine)
+    events, summary = read_events([path], format_name=NAME, quarantine=quarantine)
     assert events.height == 0 and quarantine.total == 0
     assert summary.context == context
 
@@ -447,8 +423,7 @@ def check(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
         path, qpath = Path(tmp) / "audit.json", Path(tmp) / "q.ndjson"
         path.write_bytes(data)
         quarantine = Quarantine(qpath)
-        with registered():
-            events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
+        events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
         quarantine.close()
         rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else None
     assert events.schema == S.EVENT_SCHEMA
