@@ -317,7 +317,13 @@ def _map(records: pl.DataFrame, source: str) -> pl.DataFrame:
     text = pl.col("statement")
     batch = action.is_in(BATCH)
     refused = action.is_in(REFUSED_LOGINS)
-    failed = pl.col("succeeded").str.strip_chars().str.to_lowercase().is_in(["0", "false"]).fill_null(False)
+    failed = (
+        pl.col("succeeded")
+        .str.strip_chars()
+        .str.to_lowercase()
+        .is_in(["0", "false"])
+        .fill_null(False)
+    )
     by_action = action.replace_strict(_ACTION_CLASS, default="MISC", return_dtype=pl.String)
     by_action = (
         pl.when(action.is_in(["CR", "AL", "DR"]) & body(text).str.contains(_ROLE_DDL))
@@ -375,7 +381,7 @@ def _map(records: pl.DataFrame, source: str) -> pl.DataFrame:
         .otherwise(None)
         .alias(S.DURATION_MS),
         (~failed & ~refused).alias(S.SUCCESS),
-        (batch & is_export(text)).fill_null(False).alias(S.EXPORT),
+        (~refused & is_export(text)).fill_null(False).alias(S.EXPORT),
         session.alias(S.SESSION),
         # Batch records identify their statement (one batch completes at a time in a
         # session); object-level records are null, which finish() relies on.
@@ -422,15 +428,34 @@ def finish(events: pl.DataFrame) -> pl.DataFrame:
         .group_by("_batch")
         .agg(pl.col(S.OBJECTS).drop_nulls().unique(maintain_order=True).alias("_objects"))
     )
-    merged = events.join(folded, left_on="_i", right_on="_batch", how="left", maintain_order="left")
-    has_logged = pl.col("_objects").list.len() > 0
+    union = _union(folded, events.select("_i", S.OBJECTS))
     return (
-        merged.filter(~pl.col("_i").is_in(owner["_i"].implode()))
-        .with_columns(
-            pl.when(has_logged)
-            .then(pl.col("_objects"))
-            .otherwise(pl.col(S.OBJECTS))
-            .alias(S.OBJECTS)
-        )
+        events.filter(~pl.col("_i").is_in(owner["_i"].implode()))
+        .join(union, on="_i", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_union", S.OBJECTS).alias(S.OBJECTS))
         .select(S.EVENT_SCHEMA.names())
+    )
+
+
+def _union(logged: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """``_union`` per batch ``_i``: the objects the log named (``logged``: ``_batch``,
+    ``_objects``), then those of the batch's text whose table the log did not name (the
+    text's schema is a guess, the log's is not)."""
+    table = pl.col("_name").str.extract(r"([^.]*)$", 1).alias("_table")
+    named = logged.select(pl.col("_batch").alias("_i"), pl.col("_objects").alias("_name")).explode(
+        "_name"
+    )
+    named = named.drop_nulls("_name").with_columns(table)
+    text = (
+        events.join(named.select("_i").unique(), on="_i", how="semi")
+        .select("_i", pl.col(S.OBJECTS).alias("_name"))
+        .explode("_name")
+        .drop_nulls("_name")
+        .with_columns(table)
+        .join(named, on=["_i", "_table"], how="anti")
+    )
+    return (
+        pl.concat([named.select("_i", "_name"), text.select("_i", "_name")])
+        .group_by("_i", maintain_order=True)
+        .agg(pl.col("_name").unique(maintain_order=True).alias("_union"))
     )

@@ -39,6 +39,7 @@ _AUDIT_CATEGORIES: Final = ("SQLSecurityAuditEvents", "DevOpsOperationsAudit")
 _DASHES: Final = r"^\s*-+(?:[ ,]+-+)*\s*$"
 _ROWS_AFFECTED: Final = r"^\(\d+ rows? affected\)$"
 _DATE: Final = r'"?(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d{1,2}/\d{1,2}/\d{4}, )'
+_ANY_FIELD: Final = r'(?:"(?:[^"\n]|"")*"|[^,"\n]*),'
 
 
 def _field(name: str) -> str | None:
@@ -71,6 +72,7 @@ class MssqlAuditCsv:
         self.columns: list[str] = []
         self.header_line = 0  # 1-based line number of the header in the file
         self.record_start: re.Pattern[bytes] | None = None
+        self.starts: str | None = None  # a record's first line, as a Polars regex
 
     def sniff(self, head: list[str]) -> bool:
         found = _header_of(head)
@@ -81,35 +83,48 @@ class MssqlAuditCsv:
         )
 
     def configure(self, head: list[str]) -> None:
-        """Remember the header, and cut chunks only before a line whose ``event_time``
-        column starts a date, so a multi-line statement stays in one chunk."""
+        """Remember the header, and cut chunks only before a record's first line: its
+        ``event_time`` column starts with a date (so a multi-line statement stays in one
+        chunk), and its ``sequence_number``, if any, is 1 (so the pieces of a long record
+        stay with their first)."""
         found = _header_of(head)
         if found is None:
             return
         self.header_line, self.columns = found[0] + 1, found[1]
         fields = [_field(c) for c in self.columns]
-        if "event_time" in fields:
-            before = fields.index("event_time")
-            skip = rb'(?:"(?:[^"\n]|"")*"|[^,"\n]*),' * before
-            self.record_start = re.compile(skip + _DATE.encode())
+        if "event_time" not in fields:
+            return
+        at = fields.index("event_time")
+        self.starts = "^" + _ANY_FIELD * at + _DATE  # for Polars: no lookahead there
+        seq = fields.index("sequence_number") if "sequence_number" in fields else -1
+        parts = [
+            f"(?={_DATE}){_ANY_FIELD[:-1]}"
+            if i == at
+            else '"?[01]?"?'
+            if i == seq
+            else _ANY_FIELD[:-1]
+            for i in range(max(at, seq) + 1)
+        ]
+        self.record_start = re.compile((",".join(parts) + r"(?:,|\r?\n|\r?$)").encode())
 
     def parse(self, chunk: Chunk) -> Parsed:
         if not self.columns:
             self.configure(chunk.lines["line"].head(20).to_list())
         lines = chunk.lines.filter(pl.col("line_no") > self.header_line)
-        too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(pl.col("line").str.len_bytes() <= MAX_LINE_CHARS)
-        # sqlcmd's dashes under the header and its "(n rows affected)" footer.
-        dashes = (pl.col("line_no") == self.header_line + 1) & pl.col("line").str.contains(_DASHES)
-        noise = dashes | pl.col("line").str.contains(_ROWS_AFFECTED)
-        n_noise = lines.filter(noise).height
-        lines = lines.filter(~noise & (pl.col("line").str.strip_chars() != ""))
-        records, bad = self._records(lines)
+        records = self._records(lines)
+        # Blank lines are dropped; sqlcmd's dashes under the header and its "(n rows
+        # affected)" footer are context.
+        text = pl.col("line")
+        dashes = (pl.col("line_no") == self.header_line + 1) & text.str.contains(_DASHES)
+        noise = dashes | text.str.contains(_ROWS_AFFECTED)
+        n_noise = records.filter(noise).height
+        records = records.filter(~noise & (text.str.strip_chars() != ""))
+        too_long = rejects(records, text.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
+        records = records.filter(text.str.len_bytes() <= MAX_LINE_CHARS)
         if not self.columns or not _is_audit_header(self.columns):
             unknown = rejects(records, pl.lit(True), Reason.UNRECOGNISED)
-            return Parsed(
-                events=S.empty(), rejects=pl.concat([too_long, bad, unknown]).sort("line_no")
-            )
+            return Parsed(events=S.empty(), rejects=pl.concat([too_long, unknown]).sort("line_no"))
+        records, bad = self._complete(records)
         values, unreadable = self._values(records)
         events, found, context = mssql.to_events(values, self.name)
         found = pl.concat([too_long, bad, unreadable, found]).sort("line_no")
@@ -119,19 +134,16 @@ class MssqlAuditCsv:
             context=context + n_noise,
         )
 
-    def _records(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Lines joined into CSV records (a quoted field may hold newlines): a record ends
-        at a line that closes every quote opened, or where the next line starts a record.
-        Records with the wrong number of fields or an unclosed quote are rejected."""
+    def _records(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """Lines joined into CSV records (a quoted field may hold newlines, blank lines
+        too): a line begins a record when it looks like a record's first line, or when
+        the quotes before it (since the last such line) are balanced. ``line_no`` is the
+        record's first line; ``_q`` its number of quotes."""
         quotes = pl.col("line").str.count_matches('"', literal=True)
         starts = (
-            pl.col("line").str.contains("^" + self.record_start.pattern.decode())
-            if self.record_start is not None
-            else pl.lit(False)
+            pl.col("line").str.contains(self.starts) if self.starts is not None else pl.lit(False)
         )
-        # A line begins a record when it looks like a record's first line, or when the
-        # quotes before it (since the last such line) are balanced.
-        records = (
+        return (
             lines.with_columns(quotes.alias("_q"), starts.alias("_s"))
             .with_columns(pl.col("_s").cum_sum().alias("_f"))
             .with_columns(
@@ -140,7 +152,12 @@ class MssqlAuditCsv:
             .with_columns((pl.col("_s") | ~pl.col("_open")).cum_sum().alias("_rec"))
             .group_by("_rec", maintain_order=True)
             .agg(pl.col("line_no").first(), pl.col("line").str.join("\n"), pl.col("_q").sum())
+            .drop("_rec")
         )
+
+    def _complete(self, records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Records with as many fields as the header, and the rejects: an unclosed quote
+        or too few fields is ``truncated``, too many ``unrecognised``."""
         unquoted = pl.col("line").str.replace_all(r'"(?:[^"]|"")*"', "")
         n_fields = unquoted.str.count_matches(",", literal=True) + 1
         width = len(self.columns)
