@@ -147,8 +147,9 @@ def blank_to_null(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
 
 def parse_time(text: pl.Expr) -> pl.Expr:
     """UTC time from ``datetime2`` text (``2024-01-15 10:30:00.1234567``, taken as UTC as
-    ``sys.fn_get_audit_file`` returns it), ISO 8601 with ``Z`` or an offset, or a Log
-    Analytics portal export (``1/22/2019, 9:21:19.734 PM``); null if none fits."""
+    ``sys.fn_get_audit_file`` returns it), ISO 8601 with ``Z`` or an offset, or US
+    month-first time as a Log Analytics portal export (``1/22/2019, 9:21:19.734 PM``) or
+    PowerShell's ``Export-Csv`` (``1/22/2019 9:21:19 PM``) writes it; null if none fits."""
     s = text.str.strip_chars()
     iso = (
         s.str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T")
@@ -157,7 +158,9 @@ def parse_time(text: pl.Expr) -> pl.Expr:
     )
     iso = pl.when(iso.str.contains(r"[+-]\d\d:\d\d$")).then(iso).otherwise(iso + "+00:00")
     parsed = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
-    portal = s.str.to_datetime("%m/%d/%Y, %I:%M:%S%.f %p", time_unit="us", strict=False)
+    # US month-first, with a comma (Log Analytics portal) or without (Export-Csv, en-US).
+    us = s.str.replace(r"^(\d{1,2}/\d{1,2}/\d{4}),? ", "$1 ")
+    portal = us.str.to_datetime("%m/%d/%Y %I:%M:%S%.f %p", time_unit="us", strict=False)
     return pl.coalesce(parsed.dt.convert_time_zone("UTC"), portal.dt.replace_time_zone("UTC"))
 
 

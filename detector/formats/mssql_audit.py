@@ -38,7 +38,7 @@ _ALIASES: Final = {**{f: f for f in mssql.FIELDS}, **{v: k for k, v in mssql.SUF
 _AUDIT_CATEGORIES: Final = ("SQLSecurityAuditEvents", "DevOpsOperationsAudit")
 _DASHES: Final = r"^\s*-+(?:[ ,]+-+)*\s*$"
 _ROWS_AFFECTED: Final = r"^\(\d+ rows? affected\)$"
-_DATE: Final = r'"?(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d{1,2}/\d{1,2}/\d{4}, )'
+_DATE: Final = r'"?(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d{1,2}/\d{1,2}/\d{4},? \d)'
 _ANY_FIELD: Final = r'(?:"(?:[^"\n]|"")*"|[^,"\n]*),'
 
 

@@ -47,7 +47,7 @@ REFERENCE_LOGS = Path("/work/shared/reference-logs")
 REASONS = {r.value for r in Reason}
 FUZZ = settings(
     max_examples=25,
-    deadline=10_000,
+    deadline=5_000,
     database=None,
     derandomize=os.environ.get("CI") == "true",
     phases=[Phase.explicit, Phase.generate],
@@ -273,6 +273,20 @@ def test_a_log_analytics_row_of_a_batch(tmp_path: Path) -> None:
     assert batch[S.SOURCE_FORMAT] == mssql.JSON and batch[S.DB_SYSTEM] == "mssql"
 
 
+def test_a_log_analytics_csv_export_and_flat_json(tmp_path: Path, export: Path) -> None:
+    full, _, _ = read(export)
+    keep = [S.TIME, S.ACCOUNT, S.OBJECTS, S.CLASS, S.ROWS, S.SUCCESS]
+    la_columns = [LA_NAMES[c] + (" [UTC]" if c == "event_time" else "")
+                  for c in COLUMNS if LA_NAMES.get(c, "N/A") != "N/A"]  # fmt: skip
+    la = [{LA_NAMES[k] + (" [UTC]" if k == "event_time" else ""): v for k, v in r.items()
+           if LA_NAMES.get(k, "N/A") != "N/A"} for r in workload()]  # fmt: skip
+    events, quarantine, _ = read(write(tmp_path, to_csv(la, la_columns), "la.csv"))
+    assert quarantine.total == 0 and events.select(keep).equals(full.select(keep))
+    flat = "\n".join(json.dumps(r) for r in workload()) + "\n"
+    events, quarantine, _ = read(write(tmp_path, flat, "flat.json"))
+    assert quarantine.total == 0 and events.select(keep).equals(full.select(keep))
+
+
 def test_other_diagnostic_categories_are_context(tmp_path: Path) -> None:
     errors = {"time": "2024-01-15T10:00:00Z", "category": "Errors", "properties": {"message": "x"}}
     path = write(tmp_path, json.dumps({"records": [RECORD, errors]}) + "\n", "eh.json")
@@ -326,6 +340,7 @@ def test_the_logs_object_names_come_first_and_the_texts_fill_in(tmp_path: Path) 
     text = "SELECT * INTO reports.snapshot FROM customers"
     records = statement("10:00:01.00000", text, table="customers", schema="sales", affected=7)
     events, quarantine, _ = read(write(tmp_path, to_csv(records)))
+    assert quarantine.total == 0
     got = one(events)
     assert got[S.OBJECTS] == ["shop.sales.customers", "shop.reports.snapshot"]
     assert got[S.EXPORT] is True and got[S.ROWS] == 7
@@ -454,6 +469,10 @@ def test_ssms_null_and_a_log_analytics_portal_time(tmp_path: Path) -> None:
     events, quarantine, _ = read(write(tmp_path, to_csv(rows)))
     assert quarantine.total == 0
     assert one(events)[S.TIME].isoformat() == "2024-01-15T10:00:01.250000+00:00"
+    rows[0]["event_time"] = "1/15/2024 10:00:01 PM"  # Export-Csv, en-US culture
+    events, quarantine, _ = read(write(tmp_path, to_csv(rows), "ps.csv"))
+    assert quarantine.total == 0
+    assert one(events)[S.TIME].isoformat() == "2024-01-15T22:00:01+00:00"
 
 
 # -- chunks -------------------------------------------------------------------------------
@@ -540,6 +559,19 @@ def test_each_unusable_json_line_is_quarantined_with_its_reason(tmp_path: Path) 
     )
     assert dict(quarantine.counts) == {"invalid_json": 2, "not_audit": 1, "bad_field": 2}
     assert (events.height, context) == (0, 2)
+
+
+def test_records_polars_cannot_read_are_read_one_by_one(
+    tmp_path: Path, export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full, _, _ = read(export)
+
+    def refuse(*args: Any, **kwargs: Any) -> pl.DataFrame:
+        raise pl.exceptions.ComputeError("as if the CSV reader had failed")
+
+    monkeypatch.setattr("detector.formats.mssql_audit.pl.read_csv", refuse)
+    events, quarantine, _ = read(export)
+    assert quarantine.total == 0 and events.equals(full)
 
 
 def test_giant_lines_are_too_long(tmp_path: Path) -> None:
