@@ -57,7 +57,7 @@ RECORD: Final = pl.Struct(
         "query_statistics": pl.Struct({"rows_sent": _TEXT, "bytes_sent": _TEXT}),
     }
 )  # every scalar as text: Percona prints the statistics as strings, MySQL as numbers
-_STRING: Final = r'"(?:[^"\\]|\\.)*"'
+_STRING: Final = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 # ``query_time`` is seconds when printed as a double, microseconds as a longlong.
 _QUERY_TIME: Final = r'"query_time"\s*:\s*"?(-?[0-9][0-9.eE+-]*)'
 _CLASSES: Final = "audit|general|connection|table_access|command|query|parse|message"
@@ -91,26 +91,34 @@ def assemble(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     body = pl.col("line").str.strip_chars()
     lines = lines.filter((pl.col("line").str.len_bytes() <= MAX_LINE_CHARS) & (body != ""))
     b = body.str.replace(r"^\[\s*\{", "{")  # "[" may share a line with the first record
-    bare = b.str.replace_all(_STRING, "")
+    text = pl.col("_b").str.replace(r"\s*,\s*$", "").str.replace(r"\}\s*\]$", "}")
     lines = lines.with_columns(
-        b.alias("_b"),
-        b.is_in(["[", "]"]).alias("_wrap"),
-        b.str.starts_with("{").alias("_open"),
-        (bare.str.count_matches(r"\{") - bare.str.count_matches(r"\}")).alias("_d"),
-    ).with_columns(pl.col("_open").cum_sum().alias("_g"))
+        b.alias("_b"), b.is_in(["[", "]"]).alias("_wrap"), b.str.starts_with("{").alias("_open")
+    ).with_columns(text.alias("_text"))
+    whole = pl.col("_open") & pl.col("_text").str.ends_with("}")
+    if lines.select((pl.col("_wrap") | whole).all()).item():  # MySQL's and Percona JSONL's shape
+        records = lines.filter(~pl.col("_wrap"))
+        members = records.select("line_no", "line", pl.col("line_no").alias("first"))
+        return records.select("line_no", pl.col("_text").alias("line")), members, too_long
+    bare = pl.col("_b").str.replace_all(_STRING, "")
+    depth = bare.str.count_matches(r"\{") - bare.str.count_matches(r"\}")
+    lines = lines.with_columns(depth.alias("_d"), pl.col("_open").cum_sum().alias("_g"))
     lines = lines.with_columns(
         pl.col("_d").cum_sum().over("_g").alias("_bal"),
         pl.int_range(pl.len()).over("_g").alias("_i"),
-    ).with_columns(
+    )
+    lines = lines.with_columns(
         pl.when(pl.col("_bal") <= 0).then(pl.col("_i")).min().over("_g").alias("_end"),
         pl.col("_open").first().over("_g").alias("_opened"),
+        (pl.col("_i") == pl.len().over("_g") - 1).alias("_last"),
     )
     in_record = pl.col("_opened") & (pl.col("_i") <= pl.col("_end"))
     unclosed = pl.col("_opened") & pl.col("_end").is_null()
     found = pl.concat(
         [
             too_long,
-            rejects(lines, unclosed, Reason.TRUNCATED),
+            # (the array's "]" after a record cut short is not part of it)
+            rejects(lines, unclosed & ~(pl.col("_wrap") & pl.col("_last")), Reason.TRUNCATED),
             rejects(lines, ~pl.col("_wrap") & ~in_record & ~unclosed, Reason.INVALID_JSON),
         ]
     )
@@ -120,11 +128,8 @@ def assemble(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     records = (
         lines.filter(in_record)
         .group_by("_g", maintain_order=True)
-        .agg(pl.col("line_no").first(), pl.col("_b").str.join(" ").alias("line"))
-        .select(
-            "line_no",
-            pl.col("line").str.replace(r"\s*,\s*$", "").str.replace(r"\}\s*\]$", "}"),
-        )
+        .agg(pl.col("line_no").first(), pl.col("_b").str.join(" "))
+        .select("line_no", text.alias("line"))
     )
     return records, members, found
 
@@ -198,7 +203,7 @@ def _fields(decoded: pl.DataFrame) -> pl.DataFrame:
     )
     status = (pl.col("_class") == "general") & (pl.col("_event") == "status")
     used = pl.col(S.QUERY).str.extract(r"(?i)^\s*USE\s+`?([^`\s;]+)", 1)
-    changed = status & (pl.col("_status") == 0) & (pl.col("_sql_command") == "change_db")
+    changed = status & (pl.col("_status") == 0) & used.is_not_null()
     return records.with_columns(
         pl.when(connect)
         .then(pl.col("_connect_db").fill_null(""))
