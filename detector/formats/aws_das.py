@@ -105,8 +105,8 @@ class AwsDas:
 
     @staticmethod
     def finish(events: pl.DataFrame) -> pl.DataFrame:
-        """Whole-file step: see :func:`aws_das_engines.join_orphans`."""
-        return engines.join_orphans(events)
+        """Whole-file step: :func:`join_orphans`, objects sorted."""
+        return join_orphans(events)
 
 
 def _explode(decoded: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, int]:
@@ -134,3 +134,40 @@ def _explode(decoded: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, int]:
     )
     singles = frame.filter(bare).select("line_no", "_instance", *EVENT.to_schema())
     return pl.concat([exploded, singles]).sort("line_no", maintain_order=True), shapeless, empty
+
+
+def join_orphans(events: pl.DataFrame) -> pl.DataFrame:
+    """Whole-file step: MySQL ``AUX`` events whose ``MAIN`` was in another chunk give
+    their objects to it; those whose ``MAIN`` never came stay events of their own.
+
+    Ingest merges split statements keeping the first part's fields: an ``AUX`` part
+    first would lose the statement's text, so AUX-only parts carry the uid
+    ``aux:<id>`` until here.
+    """
+    # Objects sorted: the same set whichever chunks a statement's events came in.
+    events = events.with_columns(pl.col(S.OBJECTS).list.sort())
+    uid = pl.col(S.STATEMENT_ID)
+    orphan = uid.str.starts_with(engines.ORPHAN).fill_null(False)
+    if not events.select(orphan.any()).item():
+        return events
+    key = [S.SESSION, S.STATEMENT_ID]
+    parts = events.filter(orphan).with_columns(uid.str.strip_prefix(engines.ORPHAN))
+    extra = parts.group_by(key).agg(pl.col(S.OBJECTS).explode().drop_nulls().alias("_extra"))
+    whole = events.filter(~orphan)
+    merged = whole.join(extra, on=key, how="left", maintain_order="left").with_columns(
+        pl.concat_list(S.OBJECTS, pl.col("_extra").fill_null([]))
+        .list.unique()
+        .list.sort()
+        .alias(S.OBJECTS)
+    )
+    alone = (
+        parts.join(whole, on=key, how="anti")
+        .group_by(key, maintain_order=True)
+        .agg(
+            pl.all().exclude(S.OBJECTS).first(),
+            pl.col(S.OBJECTS).explode().drop_nulls().unique().sort(),
+        )
+    )
+    return pl.concat([merged.drop("_extra"), alone.select(events.columns)]).sort(
+        S.TIME, maintain_order=True
+    )

@@ -8,12 +8,16 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
@@ -44,7 +48,9 @@ def parse(path: Path, chunk_bytes: int | None = None) -> tuple[pl.DataFrame, Qua
     """Events, rejects and context of ``path`` read as ingest reads a file, in chunks of
     ``chunk_bytes`` if given (statements split between chunks are merged, then finished)."""
     fmt, quarantine, context, parts = AwsDas(), Quarantine(None), 0, []
-    chunks = read_chunks(path) if chunk_bytes is None else read_chunks(path, chunk_bytes=chunk_bytes)
+    chunks = (
+        read_chunks(path) if chunk_bytes is None else read_chunks(path, chunk_bytes=chunk_bytes)
+    )
     for chunk in chunks:
         parsed = fmt.parse(chunk)
         parts.append(parsed.events)
@@ -77,7 +83,9 @@ def event_of(name: str, **changes: object) -> dict[str, Any]:
     """The (only) event of a documented example, with ``changes``."""
     record = documented(name)
     record = record.get("databaseActivityEvents", record)
-    found = record["databaseActivityEventList"][0] if "databaseActivityEventList" in record else record
+    found = (
+        record["databaseActivityEventList"][0] if "databaseActivityEventList" in record else record
+    )
     return {**copy.deepcopy(found), **changes}
 
 
@@ -424,3 +432,117 @@ def test_read_events_end_to_end(tmp_path: Path) -> None:
     assert dict(summary.events) == {NAME: 10}
     assert set(events[S.DB_SYSTEM]) == {"postgresql", "mysql", "oracle", "mssql"}
     assert events[S.TIME].is_sorted()
+
+
+# -- fuzzing: damage built from the documented records ----------------------------------
+
+REASONS = {r.value for r in Reason}
+FUZZ = settings(
+    max_examples=25,
+    deadline=5_000,
+    database=None,
+    derandomize=os.environ.get("CI") == "true",
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+REAL = [line.encode() for p in ALL for line in p.read_text().splitlines()]
+TORTURE = [
+    b"{", b"}", b"[", b"]", b'"', b"\\", b'\\"', b":", b",", b"null", b"\xff\xfe", b"\x00",
+    b"\xc3", b"x" * 5000, b'"databaseActivityEventList"', b'"logTime":"', b'"type":"heartbeat"',
+    b'"databaseActivityEvents":"', b"\\ud800", b"1e999",
+]  # fmt: skip
+
+
+def fuzz(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events and rejects of ``data`` read as a file; every reject checked."""
+    with tempfile.TemporaryDirectory(prefix="trovewatch-aws-das-fuzz-") as tmp:
+        path = Path(tmp) / "input.jsonl"
+        path.write_bytes(data)
+        fmt, parts, found = AwsDas(), [], []
+        for chunk in read_chunks(path):
+            parsed = fmt.parse(chunk)
+            parts.append(parsed.events)
+            found.append(parsed.rejects)
+    events = fmt.finish(merge_split_statements(pl.concat(parts))) if parts else S.empty()
+    rejected = pl.concat(found) if found else pl.DataFrame()
+    assert events.schema == S.EVENT_SCHEMA
+    if rejected.height:
+        assert set(rejected["reason"]) <= REASONS
+        n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        assert rejected["line_no"].min() >= 1 and rejected["line_no"].max() <= n_lines  # type: ignore[operator]
+        assert rejected["line_no"].is_unique().all()
+    return events, rejected
+
+
+def _garbage() -> st.SearchStrategy[bytes]:
+    return st.one_of(
+        st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
+        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6).map(b"".join),
+    ).filter(lambda b: b.decode("utf-8", "replace").strip() != "")
+
+
+@FUZZ
+@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+def test_random_bytes_never_crash(data: bytes) -> None:
+    # (gzip magic that does not decompress is the documented NotALogError refusal)
+    fuzz(data)
+
+
+@FUZZ
+@given(cut=st.integers(min_value=0, max_value=len(b"\n".join(REAL))))
+def test_truncated_files_never_crash(cut: int) -> None:
+    events, _ = fuzz(b"\n".join(REAL)[:cut])
+    assert events.height <= 9
+
+
+@FUZZ
+@given(
+    inserts=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(REAL)), _garbage()), min_size=1, max_size=8
+    )
+)
+def test_garbage_lines_are_all_quarantined_and_real_records_kept(
+    inserts: list[tuple[int, bytes]],
+) -> None:
+    lines = list(REAL)
+    for at, junk in sorted(inserts, key=lambda t: -t[0]):
+        lines.insert(at, junk)
+    events, rejected = fuzz(b"\n".join(lines) + b"\n")
+    assert rejected.height == len(inserts)
+    whole, _ = fuzz(b"\n".join(REAL) + b"\n")
+    assert same(events, whole)
+
+
+@FUZZ
+@given(
+    text=st.lists(
+        st.sampled_from(["a", '\\"', "\\\\", "\\n", "\\u00e9", "\\ud83d\\ude00", "'", ",", " "]),
+        max_size=30,
+    ).map("".join)
+)
+def test_statement_text_escapes(text: str) -> None:
+    line = REAL[2].decode().replace("select * from my_table;", "select " + text)
+    events, rejected = fuzz(line.encode() + b"\n")
+    assert rejected.height == 0
+    assert events[S.QUERY].to_list() == [json.loads(f'"select {text}"')]
+
+
+def test_giant_deep_and_wrongly_typed_lines_are_quarantined() -> None:
+    giant = REAL[2].replace(b"select * from my_table;", b"x" * 1_100_000)
+    deep = b'{"databaseActivityEventList":[' + b'{"a":[' * 5000 + b"]}" * 5000 + b"]}"
+    typed = (
+        b'{"type":"DatabaseActivityMonitoringRecord","databaseActivityEventList":[{"logTime":{}}]}'
+    )
+    events, rejected = fuzz(b"\n".join([giant, deep, typed, *REAL]) + b"\n")
+    assert dict(zip(rejected["line_no"], rejected["reason"], strict=True)) == {
+        1: Reason.TOO_LONG.value,
+        2: Reason.INVALID_JSON.value,  # nested deeper than a JSON parser goes
+        3: Reason.BAD_FIELD.value,
+    }
+    assert events.height == 9
+
+
+def test_invalid_utf8_in_a_value_keeps_the_event() -> None:
+    line = REAL[2].replace(b"select * from my_table;", b"select '\xc3\x28' from my_table;")
+    events, rejected = fuzz(line + b"\n")
+    assert rejected.height == 0 and events[S.QUERY][0] == "select '\ufffd(' from my_table;"
