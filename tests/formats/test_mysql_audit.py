@@ -125,7 +125,7 @@ def status(
     query: str, *, code: int = 0, stats: dict[str, Any] | None = None, **kw: Any
 ) -> dict[str, Any]:
     general = {"command": "Query", "sql_command": "select", "query": query, "status": code}
-    extra = {} if stats is None else {"query_statistics": stats}
+    extra: dict[str, Any] = {} if stats is None else {"query_statistics": stats}
     return rec("general", "status", general_data=general, **extra, **kw)
 
 
@@ -141,49 +141,32 @@ def write(tmp: Path, text: str | bytes, name: str = "audit.json") -> Path:
     return path
 
 
-# A day of a web account's reads, with a dump by the same account in the middle.
+def stats(seconds: float, rows: int, examined: int, received: int, sent: int) -> dict[str, Any]:
+    """A ``query_statistics`` hash as the manual's filter prints it (query_time a double)."""
+    return {
+        "query_time": seconds,
+        "rows_sent": rows,
+        "rows_examined": examined,
+        "bytes_received": received,
+        "bytes_sent": sent,
+    }
+
+
+# A web account's statements, with a dump by the same account among them.
 DUMP = "SELECT /*!40001 SQL_NO_CACHE */ * FROM `customers`"
+JOIN = "SELECT o.id FROM orders o JOIN orders p ON o.id=p.id"
+COPY = "INSERT INTO archive.carts SELECT * FROM carts"
 WORKLOAD = [
     rec("audit", "startup", conn=0, startup_data={"server_id": 1}),
     connect(program="mysqldump"),
     table("read", "customers", DUMP, id=1),
-    status(
-        DUMP,
-        id=2,
-        stats={
-            "query_time": 1.5,
-            "rows_sent": 20000,
-            "rows_examined": 20000,
-            "bytes_received": 60,
-            "bytes_sent": 2_400_000,
-        },
-    ),  # fmt: skip
-    table("read", "orders", "SELECT o.id FROM orders o JOIN orders p ON o.id=p.id", id=3),
-    table("read", "orders", "SELECT o.id FROM orders o JOIN orders p ON o.id=p.id", id=4),
-    status(
-        "SELECT o.id FROM orders o JOIN orders p ON o.id=p.id",
-        id=5,
-        stats={
-            "query_time": 0.002,
-            "rows_sent": 12,
-            "rows_examined": 24,
-            "bytes_received": 70,
-            "bytes_sent": 300,
-        },
-    ),  # fmt: skip
-    table("read", "carts", "INSERT INTO archive.carts SELECT * FROM carts", id=6),
-    table("insert", "carts", "INSERT INTO archive.carts SELECT * FROM carts", db="archive", id=7),
-    status(
-        "INSERT INTO archive.carts SELECT * FROM carts",
-        id=8,
-        stats={
-            "query_time": 0.3,
-            "rows_sent": 0,
-            "rows_examined": 500,
-            "bytes_received": 50,
-            "bytes_sent": 11,
-        },
-    ),  # fmt: skip
+    status(DUMP, id=2, stats=stats(1.5, 20000, 20000, 60, 2_400_000)),
+    table("read", "orders", JOIN, id=3),
+    table("read", "orders", JOIN, id=4),
+    status(JOIN, id=5, stats=stats(0.002, 12, 24, 70, 300)),
+    table("read", "carts", COPY, id=6),
+    table("insert", "carts", COPY, db="archive", id=7),
+    status(COPY, id=8, stats=stats(0.3, 0, 500, 50, 11)),
     status("SELECT * FROM missing", code=1146, id=9),
     status("USE archive", id=10),
     status("SELECT count(*) FROM carts", id=11, ts="2026-03-02 10:00:01"),
@@ -301,9 +284,9 @@ def test_dump_is_an_export_with_its_rows_bytes_and_program(workload: pl.DataFram
 
 
 def test_table_records_fold_into_one_statement(workload: pl.DataFrame) -> None:
-    join = one(workload, "SELECT o.id FROM orders o JOIN orders p ON o.id=p.id")
+    join = one(workload, JOIN)
     assert join[S.OBJECTS] == ["shop.orders"] and join[S.ROWS] == 12
-    copy = one(workload, "INSERT INTO archive.carts SELECT * FROM carts")
+    copy = one(workload, COPY)
     assert copy[S.OBJECTS] == ["shop.carts", "archive.carts"] and copy[S.CLASS] == "WRITE"
     assert copy[S.ROWS] is None  # rows written are not in the log (rows_sent is 0)
     assert workload.filter(
@@ -384,7 +367,7 @@ def test_a_statement_cut_from_its_tables_is_put_back_together() -> None:
     cut = 9  # after the INSERT ... SELECT's read of shop.carts, before its insert record
     assert '"table": "carts"' in text.splitlines()[cut - 1]
     tiny = _by_chunks(text, [cut])
-    copy = one(tiny, "INSERT INTO archive.carts SELECT * FROM carts")
+    copy = one(tiny, COPY)
     assert copy[S.OBJECTS] == ["shop.carts", "archive.carts"]
     assert tiny.height == 8  # no table access left over as an event of its own
 
