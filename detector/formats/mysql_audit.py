@@ -169,10 +169,8 @@ def _fields(decoded: pl.DataFrame) -> pl.DataFrame:
             account_name(pl.col("account").struct.field("user")),
             account_name(pl.col("login").struct.field("user")),
         ).alias(S.ACCOUNT),
-        pl.coalesce(
-            pl.col("login").struct.field("ip").replace("", None),
-            pl.col("account").struct.field("host").replace("", None),
-        ).alias("_client"),
+        pl.col("login").struct.field("ip").replace("", None).alias("_ip"),
+        pl.col("account").struct.field("host").replace("", None).alias("_host"),
         general.struct.field("command").str.to_lowercase().alias("_command"),
         general.struct.field("sql_command").alias("_sql_command"),
         general.struct.field("query").alias(S.QUERY),
@@ -190,11 +188,12 @@ def _fields(decoded: pl.DataFrame) -> pl.DataFrame:
         .otherwise(token.cast(pl.Float64, strict=False) / 1000)
         .alias(S.DURATION_MS),
     )
-    # A wildcard account host (``%``, ``10.0.0.%``) is not where the client is.
-    client = pl.col("_client")
+    # The client is login.ip; else (socket clients) the account's host, unless that is
+    # a wildcard (``%``, ``10.0.0.%``), which is not where the client is.
+    host = pl.when(pl.col("_host").str.contains(r"[%_]")).then(None).otherwise(pl.col("_host"))
     startup = (pl.col("_class") == "audit") & pl.col("_event").fill_null("startup").eq("startup")
     records = records.with_columns(
-        pl.when(client.str.contains(r"[%_]")).then(None).otherwise(client).alias(S.CLIENT_IP),
+        pl.coalesce(pl.col("_ip"), host).alias(S.CLIENT_IP),
         startup.cum_sum().alias("_epoch"),  # connection ids start again with the server
     )
     key = ["_epoch", S.SESSION]
@@ -389,7 +388,7 @@ class MysqlAudit:
         decoded, bad = decode_lines(records, RECORD)
         lacking = pl.col("class").is_null() | pl.col("timestamp").is_null()
         no_fields = rejects(decoded, lacking, Reason.NOT_AUDIT)
-        fields = _fields(decoded.filter(~lacking))
+        fields = _fields(decoded.filter(~lacking).sort("line_no"))  # connections in order
         bad_time = rejects(fields, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
         fields = fields.filter(pl.col(S.TIME).is_not_null())
         statements, tables, logins = _statements(fields), _tables(fields), _refused(fields)
