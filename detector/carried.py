@@ -26,6 +26,11 @@ FIELDS: Final = ("rows", "bytes", "objects", "clients", "applications")
 # Statements before a field's absence counts as the log's (not this stretch's) doing: a
 # short log whose sessions are all local has no client address and says nothing.
 ENOUGH: Final = 200
+# Fields whose absence from logs being scored is no reason to refuse them: a stretch of
+# local connections has no client address, a script no application name, reads of
+# functions (``SELECT now()``) no object. Present where the training logs never had
+# them, they still are (every value would look new).
+PRESENCE_ONLY: Final = ("objects", "clients", "applications")
 
 
 @dataclass
@@ -94,6 +99,7 @@ def check(evidence: Evidence, training: dict[str, Any]) -> None:
     """Raise :class:`ModelError`, naming what differs, when the logs are known to carry
     other fields than the training logs described by a manifest's ``training``."""
     had, found = learned(training), evidence.found()
+    found = {n: v for n, v in found.items() if v or n not in PRESENCE_ONLY}
     differ = [n for n in FIELDS if n in had and n in found and had[n] != found[n]]
     if not differ:
         return

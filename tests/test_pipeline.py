@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detector import pipeline, settings
+from detector import model, pipeline, settings
 from detector import schema as S
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.model import ModelError
@@ -76,3 +76,16 @@ def test_a_model_refuses_logs_carrying_fields_its_training_logs_lacked() -> None
     ):
         pipeline.score(after, trained, conf)
     pipeline.score(after.with_columns(pl.lit(None, pl.String).alias(S.APPLICATION)), trained, conf)
+
+
+def test_logs_lacking_clients_or_applications_are_scored_anyway() -> None:
+    # Local connections have no client address and scripts no application name: the
+    # bundled model (which learned both) scores such logs rather than refusing them.
+    path = Path(__file__).parents[1] / "sample_logs" / "postgresql.json.gz"
+    events, _ = read_events([path], since=datetime(2026, 10, 19, tzinfo=UTC))
+    local = events.with_columns(
+        pl.lit(None, pl.String).alias(S.APPLICATION), pl.lit(None, pl.String).alias(S.CLIENT_IP)
+    )
+    trained = model.load(Path(__file__).parents[1] / "models" / "default")
+    assert trained.manifest.training["fields"] == ["applications", "clients", "objects"]
+    assert pipeline.score(local, trained, settings.load()).height

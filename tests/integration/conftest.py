@@ -6,11 +6,14 @@ Without PostgreSQL 15 and pgAudit the tests skip with the reason; with
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,10 +58,29 @@ def wait_for_logs(log_dir: Path, marker: str, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+def server_dir() -> Iterator[Callable[[str], Path]]:
+    """New directories for database servers, which run as another user (postgres,
+    mysql). Not under pytest's base directory: another pytest run resets its root to
+    0700, which would cut a running server off its files and libfaketime off its clock
+    file (the server's clock then jumps to the real date)."""
+    root = Path(tempfile.mkdtemp(prefix="trovewatch-servers-"))
+    root.chmod(0o711)
+    numbers = itertools.count()
+
+    def make(name: str) -> Path:
+        path = root / f"{name}{next(numbers)}"
+        path.mkdir()
+        return path
+
+    yield make
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(server_dir: Callable[[str], Path]) -> Iterator[PgCluster]:
     require_postgres()
     cluster = PgCluster(
-        tmp_path_factory.mktemp("pg"),
+        server_dir("pg"),
         port=free_port(),
         settings={"pgaudit.log": "'read,write,ddl,role,misc'", "log_min_duration_statement": "0"},
     )
@@ -86,13 +108,13 @@ def require_mariadb() -> None:
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def mariadb(server_dir: Callable[[str], Path]) -> Iterator[object]:
     """A throw-away MariaDB server (scripts/mariadb_server.py) logging every statement to
     its server_audit log and its slow query log."""
     require_mariadb()
     from mariadb_server import MariadbServer
 
-    server = MariadbServer(tmp_path_factory.mktemp("mariadb"), port=free_port())
+    server = MariadbServer(server_dir("mariadb"), port=free_port())
     server.start()
     try:
         yield server

@@ -32,7 +32,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -252,7 +252,9 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(
+    tmp_path_factory: pytest.TempPathFactory, server_dir: Callable[[str], Path]
+) -> Iterator[Run]:
     require_mariadb()
     from mariadb_server import MariadbServer
     from pg_cluster import LIBFAKETIME
@@ -262,8 +264,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; required in CI")
         pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("mariadb_e2e")
-    server = MariadbServer(tmp / "server", port=free_port(), faketime_file=tmp / "faketime")
+    tmp, served = tmp_path_factory.mktemp("mariadb_e2e"), server_dir("mariadb_e2e")
+    server = MariadbServer(served / "server", port=free_port(), faketime_file=served / "faketime")
     server.set_clock(DAY0 - timedelta(hours=12))
     server.start()
     try:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -33,9 +33,9 @@ ALERT_WITHIN_S = 15.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+def cluster(server_dir: Callable[[str], Path]) -> Iterator[PgCluster]:
     require_postgres()
-    base = tmp_path_factory.mktemp("serve-pg")
+    base = server_dir("serve-pg")
     pg = PgCluster(
         base / "pg",
         port=free_port(),
@@ -82,14 +82,21 @@ def test_exfiltration_is_flagged_in_the_api_and_metrics(cluster: PgCluster, tmp_
     )
     try:
 
+        last: list[str] = [""]
+
         def ready() -> bool:
             try:
-                return api.get("/readyz").status_code == 200
+                response = api.get("/readyz")
             except httpx.TransportError:
                 assert serve.poll() is None, serve.stderr.read().decode() if serve.stderr else ""
                 return False
+            last[0] = response.text
+            return response.status_code == 200
 
-        wait_until(ready, 60, "serve ready")
+        try:
+            wait_until(ready, 60, "serve ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; /readyz: {last[0]}") from None
         # Ordinary work first, at ordinary hours: nobody is flagged for it.
         cluster.set_clock(datetime(2026, 10, 27, 10, 0))
         with psycopg.connect(cluster.dsn("web_shop", DB), application_name="shop-web") as c:
