@@ -13,11 +13,15 @@ import polars as pl
 
 from detector import schema as S
 from detector.formats import mariadb, snowflake
+from detector.formats.aws_das import AwsDas
 from detector.formats.base import Format, Parsed
 from detector.formats.mapped import MappedFormat, Mapping, MappingError
 from detector.formats.mariadb_audit import MariadbAudit
 from detector.formats.mariadb_slow import MariadbSlow
 from detector.formats.mongodb_audit import MongodbAudit
+from detector.formats.mssql_audit import MssqlAuditCsv, MssqlAuditJson
+from detector.formats.mysql_audit import MysqlAudit
+from detector.formats.percona_audit import PerconaAudit
 from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
@@ -32,6 +36,11 @@ _NATIVE: Final[dict[str, Callable[[str | None], Format]]] = {
     "mariadb-slow": lambda prefix: MariadbSlow(),
     "snowflake-query-history": lambda prefix: snowflake.QueryHistory(),
     "snowflake-access-history": lambda prefix: snowflake.AccessHistory(),
+    "mysql-audit": lambda prefix: MysqlAudit(),
+    "percona-audit": lambda prefix: PerconaAudit(),
+    "aws-das": lambda prefix: AwsDas(),
+    "mssql-audit-csv": lambda prefix: MssqlAuditCsv(),
+    "mssql-audit-json": lambda prefix: MssqlAuditJson(),
     "mongodb-audit": lambda prefix: MongodbAudit(),
 }
 NATIVE: Final = tuple(_NATIVE)
@@ -41,9 +50,17 @@ CHOICES: Final = ("auto", *NATIVE, "mapped")
 PG_OUTPUTS: Final = NATIVE[:3]
 # Formats whose files complement each other (one server's or account's logs): when a run
 # reads both, their events are joined into one per statement.
-JOINS: Final[tuple[tuple[frozenset[str], Callable[[pl.DataFrame], pl.DataFrame]], ...]] = (
-    (frozenset({mariadb.AUDIT, mariadb.SLOW}), mariadb.join_slow),
-    (frozenset({snowflake.QUERY_HISTORY, snowflake.ACCESS_HISTORY}), snowflake.join_access),
+# The join is told whether events are filed as the live engine files them (MariaDB
+# slow-log records at their end, see ``detector.live.engine``).
+JOINS: Final[tuple[tuple[frozenset[str], Callable[[pl.DataFrame, bool], pl.DataFrame]], ...]] = (
+    (
+        frozenset({mariadb.AUDIT, mariadb.SLOW}),
+        lambda events, live: mariadb.join_slow(events, slow_at_end=live),
+    ),
+    (
+        frozenset({snowflake.QUERY_HISTORY, snowflake.ACCESS_HISTORY}),
+        lambda events, live: snowflake.join_access(events),
+    ),
 )
 
 __all__ = [
@@ -64,12 +81,13 @@ def native(name: str, log_line_prefix: str | None) -> Format:
     return _NATIVE[name](log_line_prefix)
 
 
-def join(events: pl.DataFrame) -> pl.DataFrame:
-    """``events`` with the records of complementary formats (``JOINS``) joined."""
+def join(events: pl.DataFrame, *, live: bool = False) -> pl.DataFrame:
+    """``events`` with the records of complementary formats (``JOINS``) joined;
+    ``live`` for events filed by the live engine."""
     present = set(events[S.SOURCE_FORMAT].unique().to_list())
     for names, joined in JOINS:
         if names <= present:
-            events = joined(events)
+            events = joined(events, live)
     return events
 
 

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -411,17 +410,6 @@ def test_same_events_whether_read_whole_or_in_chunks(tmp_path: Path) -> None:
         assert quarantine.total == 0 and same(split, whole), size
 
 
-@pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``--format aws-das`` before the lead registers it (harmless after)."""
-    real = formats.native
-    monkeypatch.setattr(
-        formats, "native", lambda name, prefix: AwsDas() if name == NAME else real(name, prefix)
-    )
-    yield
-
-
-@pytest.mark.usefixtures("registered")
 def test_read_events_end_to_end(tmp_path: Path) -> None:
     path = workload(tmp_path)
     quarantine = Quarantine(None)

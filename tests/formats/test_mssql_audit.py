@@ -2,9 +2,6 @@
 documented ``sys.fn_get_audit_file`` columns, the documented Event Hubs / Log Analytics
 names, and one real Event Hubs record; sources in its README), and on workloads built
 here from those documented shapes; then fuzzed.
-
-``test_autodetected`` fails until both classes are registered in ``detector.formats``;
-every other test registers them for itself (see ``registered``).
 """
 
 from __future__ import annotations
@@ -14,8 +11,6 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +22,6 @@ from hypothesis import strategies as st
 from detector import formats
 from detector import schema as S
 from detector.formats import mssql
-from detector.formats.base import Format
 from detector.formats.mssql_audit import MssqlAuditCsv, MssqlAuditJson
 from detector.ingest import merge_split_statements
 from detector.pipeline import read_events
@@ -56,27 +50,10 @@ FUZZ = settings(
 OURS = {mssql.CSV: MssqlAuditCsv, mssql.JSON: MssqlAuditJson}
 
 
-@contextmanager
-def registered() -> Iterator[None]:
-    """Both formats known to ``detector.formats`` for the duration (until the lead
-    registers them there; then this changes nothing)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if mssql.CSV not in formats.NATIVE:
-            native = formats.native
-
-            def with_ours(name: str, log_line_prefix: str | None) -> Format:
-                return OURS[name]() if name in OURS else native(name, log_line_prefix)
-
-            mp.setattr(formats, "native", with_ours)
-            mp.setattr(formats, "NATIVE", (*formats.NATIVE, *OURS))
-        yield
-
-
 def read(path: Path, format_name: str = "auto") -> tuple[pl.DataFrame, Quarantine, int]:
     """Events, quarantine and context count of ``path``, end to end."""
     quarantine = Quarantine(None)
-    with registered():
-        events, summary = read_events([path], format_name=format_name, quarantine=quarantine)
+    events, summary = read_events([path], format_name=format_name, quarantine=quarantine)
     return events, quarantine, summary.context
 
 
@@ -604,8 +581,7 @@ def check(data: bytes, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         path, qpath = Path(tmp) / "audit.log", Path(tmp) / "q.ndjson"
         path.write_bytes(data)
         quarantine = Quarantine(qpath)
-        with registered():
-            events, _ = read_events([path], format_name=name, quarantine=quarantine)
+        events, _ = read_events([path], format_name=name, quarantine=quarantine)
         quarantine.close()
         rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else None
     assert events.schema == S.EVENT_SCHEMA

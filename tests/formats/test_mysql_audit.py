@@ -1,9 +1,6 @@
 """MySQL Enterprise Audit / Percona ``audit_log_filter`` JSON facts, checked on records
 quoted from the MySQL and Percona manuals (tests/fixtures/mysql-audit, sources in its
 README), and on workloads built here from those documented record shapes; then fuzzed.
-
-``test_autodetected`` fails until ``MysqlAudit`` is registered in ``detector.formats``;
-every other test registers it for itself (see ``registered``).
 """
 
 from __future__ import annotations
@@ -11,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +18,7 @@ from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
-from detector.formats.base import Format
 from detector.formats.mysql_audit import NAME, MysqlAudit, finish
-from detector.formats.percona_audit import PerconaAudit
 from detector.pipeline import merge_split_statements, read_events
 from detector.reader import Chunk, head_lines, read_chunks
 from detector.rejects import Quarantine, Reason
@@ -50,31 +43,9 @@ FUZZ = settings(
 )
 
 
-@contextmanager
-def registered() -> Iterator[None]:
-    """``mysql-audit`` and ``percona-audit`` known to ``detector.formats`` for the
-    duration (until the lead registers them there; then this changes nothing)."""
-    ours: dict[str, type[MysqlAudit] | type[PerconaAudit]] = {
-        NAME: MysqlAudit,
-        "percona-audit": PerconaAudit,
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        missing = [name for name in ours if name not in formats.NATIVE]
-        if missing:
-            native = formats.native
-
-            def with_ours(name: str, log_line_prefix: str | None) -> Format:
-                return ours[name]() if name in missing else native(name, log_line_prefix)
-
-            mp.setattr(formats, "native", with_ours)
-            mp.setattr(formats, "NATIVE", (*formats.NATIVE, *missing))
-        yield
-
-
 def read(path: Path, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantine]:
     quarantine = Quarantine(None)
-    with registered():
-        events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
+    events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
     return events, quarantine
 
 
@@ -210,10 +181,9 @@ def test_sniff_claims_no_other_log(path: Path) -> None:
 @pytest.mark.parametrize("path", OURS, ids=lambda p: p.name)
 def test_no_other_format_claims_a_mysql_audit_log(path: Path) -> None:
     head = head_lines(path)
-    with registered():
-        for name in formats.NATIVE:
-            if name != NAME:
-                assert not formats.native(name, None).sniff(head), name
+    for name in formats.NATIVE:
+        if name != NAME:
+            assert not formats.native(name, None).sniff(head), name
 
 
 # -- facts on the vendors' records ---------------------------------------------------------
@@ -396,8 +366,7 @@ def check(data: bytes, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantin
         path, qpath = Path(tmp) / "audit.json", Path(tmp) / "q.ndjson"
         path.write_bytes(data)
         quarantine = Quarantine(qpath)
-        with registered():
-            events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
+        events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
         quarantine.close()
         if qpath.exists() and qpath.stat().st_size:
             rows = pl.read_ndjson(qpath)

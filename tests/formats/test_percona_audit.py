@@ -2,9 +2,6 @@
 records quoted from Percona's manual and Canonical's Charmed MySQL documentation
 (tests/fixtures/percona-audit, sources in its README), and on workloads built here from
 the documented record shape; then fuzzed.
-
-``test_autodetected`` fails until ``PerconaAudit`` is registered in ``detector.formats``;
-every other test registers it for itself.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from detector.pipeline import read_events
 from detector.reader import Chunk, head_lines
 from detector.rejects import Quarantine, Reason
 from tests.conftest import FIXTURES
-from tests.formats.test_mysql_audit import FUZZ, REASONS, REFERENCE_LOGS, registered
+from tests.formats.test_mysql_audit import FUZZ, REASONS, REFERENCE_LOGS
 
 HERE = FIXTURES / "percona-audit"
 QUERY = HERE / "percona-docs-query.log"
@@ -37,8 +34,7 @@ OURS = sorted(HERE.glob("*.log"))
 
 def read(path: Path) -> tuple[pl.DataFrame, Quarantine]:
     quarantine = Quarantine(None)
-    with registered():
-        events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
+    events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
     return events, quarantine
 
 
@@ -108,10 +104,9 @@ def test_sniff_claims_no_other_log(path: Path) -> None:
 def test_no_other_format_claims_a_percona_audit_log(path: Path) -> None:
     head = head_lines(path)
     assert not MysqlAudit().sniff(head)
-    with registered():
-        for name in formats.NATIVE:
-            if name != NAME:
-                assert not formats.native(name, None).sniff(head), name
+    for name in formats.NATIVE:
+        if name != NAME:
+            assert not formats.native(name, None).sniff(head), name
 
 
 # -- facts on the vendors' records ---------------------------------------------------------
@@ -191,8 +186,7 @@ def check(data: bytes) -> tuple[pl.DataFrame, Quarantine]:
         path, qpath = Path(tmp) / "audit.log", Path(tmp) / "q.ndjson"
         path.write_bytes(data)
         quarantine = Quarantine(qpath)
-        with registered():
-            events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
+        events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
         quarantine.close()
         if qpath.exists() and qpath.stat().st_size:
             rows = pl.read_ndjson(qpath)
