@@ -29,7 +29,7 @@ from typing import Final
 import polars as pl
 
 from detector import features as F
-from detector import model
+from detector import formats, model
 from detector import schema as S
 from detector.formats import mariadb
 from detector.ingest import merge_split_statements
@@ -155,8 +155,7 @@ class Engine:
 
     def _score(self, events: pl.DataFrame) -> pl.DataFrame:
         events = merge_split_statements(events)
-        if {mariadb.AUDIT, mariadb.SLOW} <= set(events[S.SOURCE_FORMAT].unique()):
-            events = mariadb.join_slow(events, slow_at_end=True)
+        events = formats.join(events, live=True)
         known = pl.concat([self.trained.profile.known, self.discovered], how="vertical_relaxed")
         activity = F.window_activity(events.lazy(), self.horizons.base, known.lazy()).collect()
         scored = score_windows(activity, self.trained, self.settings, prior=self.history)
