@@ -63,6 +63,18 @@ def statement_class(text: pl.Expr) -> pl.Expr:
     return pl.when(body(text).str.contains(_ROLE_DDL)).then(pl.lit("ROLE")).otherwise(by_word)
 
 
+def outcome(text: pl.Expr, failed: pl.Expr, command: pl.Expr | None = None) -> list[pl.Expr]:
+    """The columns a statement's text and failure decide: command (its first keyword,
+    else ``command``), class (ERROR when it failed), success and export."""
+    word = first_word(text) if command is None else pl.coalesce(first_word(text), command)
+    return [
+        word.alias(S.COMMAND),
+        pl.when(failed).then(pl.lit("ERROR")).otherwise(statement_class(text)).alias(S.CLASS),
+        (~failed).alias(S.SUCCESS),
+        is_export(text).alias(S.EXPORT),
+    ]
+
+
 def is_export(text: pl.Expr) -> pl.Expr:
     """True for statements that move a table out in bulk: mariadb-dump's reads and
     ``SELECT ... INTO OUTFILE`` / ``DUMPFILE``."""

@@ -185,13 +185,7 @@ def _statements(records: pl.DataFrame) -> pl.DataFrame:
     failed = rc != 0
     events = events.with_columns(
         tables_named.alias(S.OBJECTS),
-        mariadb.first_word(query).alias(S.COMMAND),
-        pl.when(failed)
-        .then(pl.lit("ERROR"))
-        .otherwise(mariadb.statement_class(query))
-        .alias(S.CLASS),
-        (~failed).alias(S.SUCCESS),
-        mariadb.is_export(query).alias(S.EXPORT),
+        *mariadb.outcome(query, failed),
         pl.col("qid").alias(S.STATEMENT_ID),
     )
     # Failed statements and statements with no TABLE record (TABLE events off): the

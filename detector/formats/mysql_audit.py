@@ -264,17 +264,12 @@ def _statements(fields: pl.DataFrame) -> pl.DataFrame:
     joined = rows.join(tables, on=_JOIN, how="left", maintain_order="left")
     query = pl.col(S.QUERY)
     failed = pl.col("_status") != 0
-    klass = pl.when(failed).then(pl.lit("ERROR")).otherwise(mariadb.statement_class(query))
     return joined.with_columns(
         pl.col("_tables").fill_null(pl.lit([], dtype=pl.List(pl.String))).alias(S.OBJECTS),
-        pl.coalesce(mariadb.first_word(query), pl.col("_sql_command").str.to_uppercase()).alias(
-            S.COMMAND
-        ),
-        klass.alias(S.CLASS),
-        (~failed).alias(S.SUCCESS),
-        mariadb.is_export(query).alias(S.EXPORT),
+        *mariadb.outcome(query, failed, pl.col("_sql_command").str.to_uppercase()),
+    ).with_columns(
         # Rows a write changed are not in the log (rows_sent is 0 for it): unknown.
-        pl.when(klass == "WRITE").then(None).otherwise(pl.col("_rows")).alias(S.ROWS),
+        pl.when(pl.col(S.CLASS) == "WRITE").then(None).otherwise(pl.col("_rows")).alias(S.ROWS),
         (pl.col(S.TIME).dt.epoch("s").cast(pl.String) + pl.col("_id").fill_null("")).alias(
             S.STATEMENT_ID
         ),  # timestamp/id pairs are unique in the log

@@ -105,15 +105,7 @@ def _statements(records: pl.DataFrame) -> pl.DataFrame:
     failed = number(pl.col("status")).fill_null(0) != 0
     events = records.with_columns(
         query.alias(S.QUERY),
-        pl.coalesce(mariadb.first_word(query), pl.col("command_class").str.to_uppercase()).alias(
-            S.COMMAND
-        ),
-        pl.when(failed)
-        .then(pl.lit("ERROR"))
-        .otherwise(mariadb.statement_class(query))
-        .alias(S.CLASS),
-        (~failed).alias(S.SUCCESS),
-        mariadb.is_export(query).alias(S.EXPORT),
+        *mariadb.outcome(query, failed, pl.col("command_class").str.to_uppercase()),
         pl.lit([], dtype=pl.List(pl.String)).alias(S.OBJECTS),
         pl.col("record").alias(S.STATEMENT_ID),  # "<sequence>_<file opened>": unique in the file
     )
