@@ -18,6 +18,9 @@ extra); :func:`available` says whether a baseline can run here.
 from __future__ import annotations
 
 import importlib.util
+import warnings
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final, Protocol, Self
 
 import numpy as np
@@ -45,15 +48,22 @@ class Baseline(Protocol):
 
 def raw_counts(windows: pl.DataFrame) -> Scores:
     """The :data:`RAW_COUNTS` of each window as a float matrix; unknown (null) counts as 0."""
-    return windows.select(
-        pl.col(c).cast(pl.Float64).fill_null(0.0) for c in RAW_COUNTS
-    ).to_numpy()
+    return windows.select(pl.col(c).cast(pl.Float64).fill_null(0.0) for c in RAW_COUNTS).to_numpy()
 
 
 def _in_time_order(windows: pl.DataFrame) -> npt.NDArray[np.int64]:
     """Row positions of ``windows`` by window start, then account: a stream's order."""
     order = windows.with_row_index("_row").sort(WINDOW, ACCOUNT)["_row"]
     return np.asarray(order.to_numpy(), dtype=np.int64)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """SciPy warns of precision loss in the skewness of a constant column (no failures,
+    no exports in training): ECOD handles it, the user need not read it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def _high_quantile(scores: Scores) -> float:
@@ -94,7 +104,10 @@ class StaticThreshold:
             .join(self.stats_, on=ACCOUNT, how="left", maintain_order="left")
             .select(
                 (
-                    (pl.col("rows_read").cast(pl.Float64).fill_null(0.0) - pl.col("mean").fill_null(mean))
+                    (
+                        pl.col("rows_read").cast(pl.Float64).fill_null(0.0)
+                        - pl.col("mean").fill_null(mean)
+                    )
                     / pl.col("sd").fill_null(sd).clip(lower_bound=1.0)
                 ).alias("z")
             )
@@ -138,11 +151,13 @@ class HalfSpaceTrees:
         self.seed = seed
 
     def fit(self, train: pl.DataFrame) -> Self:
-        from river import anomaly  # type: ignore[import-untyped]
+        from river import anomaly
 
         features = raw_counts(train)
         highs = features.max(axis=0) if len(features) else np.ones(len(RAW_COUNTS))
-        self.limits_ = {c: (0.0, max(float(h), 1.0)) for c, h in zip(RAW_COUNTS, highs, strict=True)}
+        self.limits_: dict[Hashable, tuple[float, float]] = {
+            c: (0.0, max(float(h), 1.0)) for c, h in zip(RAW_COUNTS, highs, strict=True)
+        }
         self.model_: Any = anomaly.HalfSpaceTrees(limits=self.limits_, seed=self.seed)
         scores = self._stream(features, _in_time_order(train))
         # Scores are 0 until the first reference window is full: leave those out.
@@ -170,16 +185,19 @@ class ECOD:
     module = "pyod"
 
     def fit(self, train: pl.DataFrame) -> Self:
-        from pyod.models.ecod import ECOD as PyodECOD  # type: ignore[import-untyped]
+        from pyod.models.ecod import ECOD as PyodECOD
 
-        self.model_: Any = PyodECOD().fit(raw_counts(train))
+        with _quiet():
+            self.model_: Any = PyodECOD().fit(raw_counts(train))
         self.threshold_ = _high_quantile(np.asarray(self.model_.decision_scores_, dtype=np.float64))
         return self
 
     def score(self, windows: pl.DataFrame) -> Scores:
         if windows.is_empty():
             return np.zeros(0)
-        return np.asarray(self.model_.decision_function(raw_counts(windows)), dtype=np.float64)
+        with _quiet():
+            scores = self.model_.decision_function(raw_counts(windows))
+        return np.asarray(scores, dtype=np.float64)
 
 
 def all_baselines(k: float = 3.0, seed: int = 0) -> list[Baseline]:

@@ -85,9 +85,13 @@ def _check(args: argparse.Namespace) -> None:
     if args.model_dir is not None and not args.logs:
         raise EvaluateError("--model-dir needs the logs to score: LOG...")
     if args.logs and args.train_until is None:
-        raise EvaluateError("with logs, give --train-until: the baselines train on the logs before it")
+        raise EvaluateError(
+            "with logs, give --train-until: the baselines train on the logs before it"
+        )
     if args.logs and args.since is not None and args.since < args.train_until:
-        raise EvaluateError("--since is before --train-until: the baselines would be tested on their training data")
+        raise EvaluateError(
+            "--since is before --train-until: the baselines would be tested on their training data"
+        )
     if args.since and args.until and args.until <= args.since:
         raise EvaluateError("--until must be after --since")
     for path in args.logs:
@@ -150,9 +154,12 @@ def evaluate(args: argparse.Namespace) -> evaluation.Evaluation:
         every = _every(window)
         before = events.filter(pl.col(S.TIME) < args.train_until).lazy()
         train = F.window_activity(before, every).collect()
-        evaluated = F.window_activity(events.filter(pl.col(S.TIME) >= since).lazy(), every).collect()
-    period_start, period_end = since or scored[F.WINDOW].min(), args.until
-    kept = in_period(labels, period_start, period_end or scored["window_end"].max())
+        evaluated = F.window_activity(
+            events.filter(pl.col(S.TIME) >= since).lazy(), every
+        ).collect()
+    first, last = scored[F.WINDOW].min(), scored["window_end"].max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    kept = in_period(labels, since or first, args.until or last)
     result = evaluation.compare(
         scored, kept, window, threshold=threshold, train=train, evaluated=evaluated,
         k=args.k, seed=conf.seed,

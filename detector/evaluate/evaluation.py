@@ -53,9 +53,7 @@ def align(universe: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
     return (
         universe.select(ACCOUNT, WINDOW, "window_end")
         .join(scored.select(*KEY, "score", "flagged"), on=KEY, how="left", maintain_order="left")
-        .with_columns(
-            pl.col("score").fill_null(float("-inf")), pl.col("flagged").fill_null(False)
-        )
+        .with_columns(pl.col("score").fill_null(float("-inf")), pl.col("flagged").fill_null(False))
     )
 
 

@@ -92,15 +92,15 @@ def load_scores(path: Path) -> pl.DataFrame:
             pl.col("flagged").cast(pl.Boolean),
         )
     except pl.exceptions.PolarsError as exc:
-        raise EvaluateError(f"scores file {path}: score must be a number, flagged a boolean") from exc
+        raise EvaluateError(
+            f"scores file {path}: score must be a number, flagged a boolean"
+        ) from exc
     if scores.is_empty():
         raise EvaluateError(f"scores file {path}: no account-windows to evaluate")
     return scores.sort(ACCOUNT, WINDOW)
 
 
-def in_period(
-    labels: pl.DataFrame, since: datetime | None, until: datetime | None
-) -> pl.DataFrame:
+def in_period(labels: pl.DataFrame, since: datetime | None, until: datetime | None) -> pl.DataFrame:
     """The incidents overlapping ``[since, until)`` (either bound may be None)."""
     keep = pl.lit(True)
     if since is not None:

@@ -112,7 +112,9 @@ def median_time_to_detect(found: pl.DataFrame) -> timedelta | None:
     return None if median is None else timedelta(microseconds=float(median))  # type: ignore[arg-type]
 
 
-def labelled_days(labels: pl.DataFrame, window: timedelta, slow_kinds: str = SLOW_KINDS) -> pl.DataFrame:
+def labelled_days(
+    labels: pl.DataFrame, window: timedelta, slow_kinds: str = SLOW_KINDS
+) -> pl.DataFrame:
     """``account, day``: every UTC day from an incident's start to the later of its end
     and its detection interval's end. A flag on these days is not a false alert."""
     intervals = detection_intervals(labels, window, slow_kinds)
@@ -152,7 +154,9 @@ def false_alerts(
     The denominator is every account-day with a scored (active) window.
     """
     days = scored.select(ACCOUNT, pl.col(START).dt.date().alias("day"), "flagged")
-    unlabelled = days.join(labelled_days(labels, window, slow_kinds), on=[ACCOUNT, "day"], how="anti")
+    unlabelled = days.join(
+        labelled_days(labels, window, slow_kinds), on=[ACCOUNT, "day"], how="anti"
+    )
     false_flags = unlabelled.filter(pl.col("flagged"))
     return FalseAlerts(
         account_days=days.select(ACCOUNT, "day").unique().height,

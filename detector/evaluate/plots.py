@@ -35,7 +35,10 @@ def _figure(width: float, height: float, rows: int = 1) -> tuple[Figure, list[Ax
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
+    # No RDF metadata block (date, creator): the page stays the same for the same figures.
+    fig.savefig(
+        buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None}
+    )
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
@@ -46,7 +49,7 @@ def _measured(result: Evaluation) -> list[tuple[int, Method]]:
 
 def pr_curves(result: Evaluation) -> str:
     """Precision against recall over account-windows, one line per method."""
-    fig, (ax,) = _figure(7, 4.5)
+    fig, (ax,) = _figure(7, 5.5)
     for i, method in _measured(result):
         assert method.metrics is not None
         curve = method.metrics.curve
@@ -56,12 +59,12 @@ def pr_curves(result: Evaluation) -> str:
         recall = [0.0, *curve["recall"].to_list()]
         precision = [curve["precision"][0], *curve["precision"].to_list()]
         ax.step(
-            recall, precision, where="post", color=COLOURS[i % len(COLOURS)],
+            recall, precision, where="pre", color=COLOURS[i % len(COLOURS)],
             label=f"{method.name} (PR-AUC {auc:.3f})",
         )  # fmt: skip
     ax.set(xlabel="recall (account-windows)", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.05))
     ax.set_title("Precision-recall over account-windows")
-    ax.legend(loc="lower left", fontsize="small")
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")
     return _svg(fig)
 
 
@@ -103,7 +106,13 @@ def incident_timeline(result: Evaluation, incident: dict[str, Any]) -> str:
             pl.col(ACCOUNT) == incident[ACCOUNT], pl.col(WINDOW) >= lo, pl.col(WINDOW) <= hi
         ).filter(pl.col("score").is_finite())
         ax.axvspan(start, max(end, start + result.window), color="#bbbbbb", alpha=0.5)
-        ax.plot(own[WINDOW].to_list(), own["score"].to_list(), ".-", color=COLOURS[i % len(COLOURS)], lw=0.8)
+        ax.plot(
+            own[WINDOW].to_list(),
+            own["score"].to_list(),
+            ".-",
+            color=COLOURS[i % len(COLOURS)],
+            lw=0.8,
+        )
         hits = own.filter(pl.col("flagged"))
         ax.plot(hits[WINDOW].to_list(), hits["score"].to_list(), "o", color="#d00000", ms=5)
         if method.threshold is not None:

@@ -50,7 +50,15 @@ def _label(method: Method, result: Evaluation) -> str:
 def summary_rows(result: Evaluation) -> tuple[list[str], list[list[str]]]:
     """The main table: a header and one row per method (cells as text)."""
     kinds = _kinds(result)
-    header = ["method", *kinds, "recall", "median TTD", "false alerts/1k acct-days", "PR-AUC", "flagged"]
+    header = [
+        "method",
+        *kinds,
+        "recall",
+        "median TTD",
+        "false alerts/1k acct-days",
+        "PR-AUC",
+        "flagged",
+    ]
     rows = []
     for method in result.methods:
         m = method.metrics
@@ -90,7 +98,9 @@ def incident_rows(result: Evaluation) -> tuple[list[str], list[list[str]]]:
         for m in measured:
             hit = found[m.name][label["incident_id"]]
             cells.append(duration(hit["time_to_detect"]) if hit["detected"] else MISSED)
-        rows.append([label["incident_id"], label["kind"], label["account"], _when(label["start"]), *cells])
+        rows.append(
+            [label["incident_id"], label["kind"], label["account"], _when(label["start"]), *cells]
+        )
     return header, rows
 
 
@@ -104,7 +114,9 @@ def preamble(result: Evaluation) -> list[str]:
         f"against {result.labels.height} labelled incident(s){f' ({per_kind})' if per_kind else ''}."
     ]
     if result.left_out:
-        lines.append(f"{result.left_out} labelled incident(s) outside the evaluated period left out.")
+        lines.append(
+            f"{result.left_out} labelled incident(s) outside the evaluated period left out."
+        )
     if result.training is not None:
         lines.append(
             f"Baselines fitted on {result.training_windows:,} account-windows from "
@@ -123,8 +135,9 @@ def definitions(result: Evaluation) -> list[str]:
         "median TTD: time from an incident's start to the end of its first flagged window, over detected incidents.",
         "false alerts/1k acct-days: unlabelled account-days with a flagged window per 1,000 account-days "
         "with activity (their count in brackets); an incident's account-days from start to detection end are labelled.",
-        f"PR-AUC: average precision over account-windows ({result.positives:,} positive); a window is positive when its account "
-        "has an incident overlapping it. Threshold-free: every score is a threshold.",
+        f"PR-AUC: average precision over account-windows ({result.positives:,} positive); "
+        "a window is positive when its account has an incident overlapping it. "
+        "Threshold-free: every score is a threshold.",
         "default thresholds: trovewatch's own flag; static: z >= k over the account's training windows; "
         "the other baselines: their training windows' 99.9th percentile score (trovewatch's calibration point).",
         "the learned baselines see raw per-window counts only: rows read, statements, objects, exports, failed.",
@@ -133,7 +146,10 @@ def definitions(result: Evaluation) -> list[str]:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns; a row whose second cell is a note runs on past the columns."""
-    widths = [max([len(header[i]), *(len(r[i]) for r in rows if not _is_note(r))]) for i in range(len(header))]
+    widths = [
+        max([len(header[i]), *(len(r[i]) for r in rows if not _is_note(r))])
+        for i in range(len(header))
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for r in rows:
         if _is_note(r):
@@ -164,7 +180,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     body = []
     for r in rows:
         if _is_note(r):
-            body.append(f"<tr><td>{esc(r[0])}</td><td class=note colspan={len(header) - 1}>{esc(r[1])}</td></tr>")
+            body.append(
+                f"<tr><td>{esc(r[0])}</td><td class=note colspan={len(header) - 1}>{esc(r[1])}</td></tr>"
+            )
         else:
             cells = "".join(f"<td class={'miss' if c == MISSED else 'v'}>{esc(c)}</td>" for c in r)
             body.append(f"<tr>{cells}</tr>")
@@ -172,8 +190,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 STYLE: Final = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:90em;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left}
 th{background:#f3f3f3}td.miss{color:#b00000}td.note{color:#666;font-style:italic}
 figure{margin:1.5em 0}svg{max-width:100%;height:auto}li{margin:.3em 0}
 """
@@ -203,7 +222,8 @@ def html(result: Evaluation) -> str:
         for incident in shown.iter_rows(named=True):
             parts.append(f"<figure>{plots.incident_timeline(result, incident)}</figure>")
         if found.detections.height > MAX_TIMELINES:
-            parts.append(f"<p>{found.detections.height - MAX_TIMELINES} more incidents not plotted.</p>")
+            parts.append(
+                f"<p>{found.detections.height - MAX_TIMELINES} more incidents not plotted.</p>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
