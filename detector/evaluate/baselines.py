@@ -80,10 +80,9 @@ class StaticThreshold:
     row more.
     """
 
-    name = "static rows z-score"
-
     def __init__(self, k: float = 3.0) -> None:
         self.k = k
+        self.name = f"static rows z-score (k={k:g})"
 
     def fit(self, train: pl.DataFrame) -> Self:
         rows = pl.col("rows_read").cast(pl.Float64).fill_null(0.0)

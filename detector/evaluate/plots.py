@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MARGIN: Final = timedelta(hours=3)  # shown before and after an incident's detection interval
-COLOURS: Final = ("#1b6ac9", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f")
+COLOURS: Final = ("#1b6ac9", "#d1495b", "#edae49", "#8d6a9f", "#66a182", "#00798c")
 
 
 def _figure(width: float, height: float, rows: int = 1) -> tuple[Figure, list[Axes]]:

@@ -11,7 +11,7 @@ import html as html_lib
 from datetime import datetime, timedelta
 from typing import Final
 
-from detector.evaluate.evaluation import TROVEWATCH, Evaluation, Method
+from detector.evaluate.evaluation import Evaluation
 
 MAX_TIMELINES: Final = 30  # incident plots in the HTML page
 MISSED: Final = "missed"
@@ -39,14 +39,6 @@ def _kinds(result: Evaluation) -> list[str]:
     return sorted(set(result.labels["kind"].to_list()))
 
 
-def _label(method: Method, result: Evaluation) -> str:
-    if method.name == TROVEWATCH:
-        return TROVEWATCH
-    if method.name.startswith("static") and method.threshold is not None:
-        return f"{method.name} (k={method.threshold:g})"
-    return method.name
-
-
 def summary_rows(result: Evaluation) -> tuple[list[str], list[list[str]]]:
     """The main table: a header and one row per method (cells as text)."""
     kinds = _kinds(result)
@@ -63,7 +55,7 @@ def summary_rows(result: Evaluation) -> tuple[list[str], list[list[str]]]:
     for method in result.methods:
         m = method.metrics
         if m is None:
-            rows.append([_label(method, result), method.note, *[""] * (len(header) - 2)])
+            rows.append([method.name, method.note, *[""] * (len(header) - 2)])
             continue
         per_kind = {r["kind"]: r for r in m.recall.iter_rows(named=True)}
         cells = [f"{per_kind[k]['detected']}/{per_kind[k]['incidents']}" for k in kinds]
@@ -71,7 +63,7 @@ def summary_rows(result: Evaluation) -> tuple[list[str], list[list[str]]]:
         fa = m.false_alerts
         rows.append(
             [
-                _label(method, result),
+                method.name,
                 *cells,
                 "-" if overall is None else f"{overall:.2f}",
                 duration(m.median_ttd),
@@ -147,7 +139,7 @@ def definitions(result: Evaluation) -> list[str]:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns; a row whose second cell is a note runs on past the columns."""
     widths = [
-        max([len(header[i]), *(len(r[i]) for r in rows if not _is_note(r))])
+        max([len(header[i]), *(len(r[i]) for r in rows if i == 0 or not _is_note(r))])
         for i in range(len(header))
     ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]

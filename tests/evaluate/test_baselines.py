@@ -82,5 +82,5 @@ def test_the_optional_baselines_are_known_to_be_optional(monkeypatch: pytest.Mon
     )
     available = {b.name: baselines.available(b) for b in baselines.all_baselines()}
     assert available["half-space trees (River)"] is False
-    assert available["static rows z-score"] is True
+    assert available["static rows z-score (k=3)"] is True
     assert available["isolation forest, raw counts"] is True
