@@ -133,21 +133,22 @@ def evaluate(args: argparse.Namespace) -> evaluation.Evaluation:
     labels = load_labels(args.labels)
     since = args.since or args.train_until
     conf = settings.load(args.config, threshold=args.threshold)
+    trained = None if args.model_dir is None else model.load(args.model_dir)
     events = _events(args) if args.logs else None
-    if args.scores is not None:
+    if trained is None:
         scored = load_scores(args.scores)
         if since is not None:
             scored = scored.filter(pl.col(F.WINDOW) >= since)
         if args.until is not None:
             scored = scored.filter(pl.col(F.WINDOW) < args.until)
-        window, threshold = _window_of(scored), None
+        threshold = None
     else:
         assert events is not None
-        trained = model.load(args.model_dir)
-        window, threshold = F.span(trained.horizons.base), conf.threshold
+        threshold = conf.threshold
         scored = pipeline.score(events.filter(pl.col(S.TIME) >= since), trained, conf)
     if scored.is_empty():
         raise EvaluateError("no account-windows in the evaluated period")
+    window = _window_of(scored) if trained is None else F.span(trained.horizons.base)
     train = evaluated = None
     if events is not None:
         # Two separate runs, as `score` sees the evaluated period: no window straddles the split.
