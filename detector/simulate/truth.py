@@ -1,0 +1,52 @@
+"""What the simulator knows it wrote: per-account totals, as the parser should count them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import polars as pl
+
+from detector.simulate.activity import Statements
+from detector.simulate.catalog import CLASS_CODES, Frozen, Shape
+
+TOTALS: Final = ("events", "rows_read", "rows_written", "exports", "failed")
+
+
+class Totals:
+    """Running per-account totals of the events a parser should find in the log.
+
+    ``events``: audited statements (a ``COPY (SELECT ...) TO`` is two: its SELECT and its
+    COPY), failed statements and refused logins; ``rows_read``/``rows_written``: the rows
+    the AUDIT lines of READ/WRITE statements carry (COPY and cursors log none);
+    ``exports``: events that are exports (``COPY ... TO``, cursors, pg_dump's);
+    ``failed``: ERROR and refused-login events.
+    """
+
+    def __init__(self, accounts: int) -> None:
+        self.values = {name: np.zeros(accounts, dtype=np.int64) for name in TOTALS}
+
+    def add(self, stmts: Statements, frozen: Frozen) -> None:
+        combo, account = stmts["combo"], stmts["account"]
+        size = len(self.values["events"])
+        events = frozen.events[combo]
+        cls = frozen.cls[combo]
+        shape = frozen.shape[combo]
+        logged = np.where(frozen.logs_rows[combo], stmts["rows"], 0)
+        weights = {
+            "events": events,
+            "rows_read": logged * (cls == CLASS_CODES["READ"]),
+            "rows_written": logged * (cls == CLASS_CODES["WRITE"]),
+            "exports": events * frozen.export[combo],
+            "failed": np.isin(shape, [Shape.ERROR, Shape.LOGIN_FAIL]),
+        }
+        for name, w in weights.items():
+            added = np.bincount(account, weights=w.astype(np.float64), minlength=size)
+            self.values[name] += np.round(added).astype(np.int64)
+
+    def frame(self, names: list[str]) -> pl.DataFrame:
+        return pl.DataFrame({"account": names, **self.values})
+
+    def write(self, path: Path, names: list[str]) -> None:
+        self.frame(names).write_csv(path)

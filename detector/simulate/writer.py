@@ -1,0 +1,223 @@
+"""``trovewatch simulate``: write a population's jsonlog, day by day, and its labels.
+
+Output in ``--out``:
+
+* ``postgresql-YYYY-MM-DD.json`` (``.json.gz`` with ``--gzip``): one file per day, as a
+  server with ``log_filename = 'postgresql-%Y-%m-%d.json'`` rotates them.
+* ``labels.csv``: ``incident_id,account,start,end,kind,description`` (ISO-8601 UTC).
+* ``unusual.csv``: big but legitimate jobs (same columns; not incidents, not labels).
+* ``totals.csv``: per account, the events, rows and exports a parser should count.
+* ``accounts.csv`` and ``trovewatch.toml`` (``[roles]``: peer groups by role).
+
+Each day is drawn, rendered and written before the next, so memory holds one day.
+Deterministic: the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from detector.simulate import activity, incidents, lines, population
+from detector.simulate.roles import Role
+from detector.simulate.truth import Totals
+
+DEFAULT_START = date(2026, 10, 5)  # a Monday
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the logs and labels to")
+    parser.add_argument("--accounts", type=int, default=50, help="database accounts (default: %(default)s)")
+    parser.add_argument("--days", type=int, default=21, help="days of activity (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=DEFAULT_START,
+        help="first day, YYYY-MM-DD (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup-days", type=int, default=incidents.WARMUP_DAYS,
+        help="no incident in the first this many days (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--incidents", type=int, default=None,
+        help="incidents of each kind (default: one per 40 accounts, at least one)",
+    )
+    parser.add_argument("--gzip", action="store_true", help="write .json.gz files")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
+
+
+@dataclass
+class Result:
+    lines: int
+    statements: int
+    seconds: float
+    files: list[Path]
+    labels: int
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``simulate`` command; returns the exit code."""
+    if args.accounts < 10 or args.days < 1:
+        print("trovewatch: error: simulate needs --accounts >= 10 and --days >= 1", file=sys.stderr)
+        return 2
+    result = simulate(
+        args.out, args.accounts, args.days, args.seed, args.start,
+        warmup=args.warmup_days, per_kind=args.incidents, compress=args.gzip,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    rate = result.lines / result.seconds if result.seconds else 0.0
+    print(
+        f"Wrote {result.lines:,} lines ({result.statements:,} statements) for {args.accounts:,} accounts "
+        f"x {args.days} days to {args.out} in {result.seconds:.1f} s ({rate:,.0f} lines/s); "
+        f"{result.labels} labelled incidents in {args.out / 'labels.csv'}.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def simulate(
+    out: Path,
+    accounts: int,
+    days: int,
+    seed: int,
+    start: date,
+    *,
+    warmup: int = incidents.WARMUP_DAYS,
+    per_kind: int | None = None,
+    compress: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Write the logs and sidecar files into ``out``; see the module docstring."""
+    began = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    pop = population.build(accounts, days, start, seed)
+    plan = incidents.plan(pop, seed, warmup, per_kind)
+    frozen = pop.catalog.freeze()
+    prof = population.arrays(pop)
+    totals = Totals(len(pop.accounts))
+    spans = incidents.Spans()
+    files: list[Path] = []
+    n_lines = n_stmts = 0
+    bar = _bar(days, progress)
+    with _Writer() as writer:
+        for day in range(days):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 2, day]))
+            day_us = activity.day_start_us(pop, day)
+            parts = [activity.ordinary(pop, prof, frozen, day, rng)]
+            parts += incidents.materialize(plan, pop, frozen, day, rng)
+            stmts = activity.concat(parts)
+            stmts["t"] = np.clip(stmts["t"], day_us + stmts["dur"] + 20_000, day_us + activity.DAY_US - 5_000)
+            totals.add(stmts, frozen)
+            spans.add(stmts)
+            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}.json" + (".gz" if compress else "")
+            files.append(out / name)
+            writer.open(out / name, compress)
+            blocks = lines.render_day(stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng)
+            for block, count in blocks:
+                writer.put(block)
+                n_lines += count
+            n_stmts += len(stmts["t"])
+            bar(n_lines, time.perf_counter() - began)
+    incidents.write_labels(out, plan, spans, pop.accounts)
+    totals.write(out / "totals.csv", pop.accounts)
+    _write_accounts(out, pop)
+    return Result(n_lines, n_stmts, time.perf_counter() - began, files, sum(1 for i in plan if i.labelled))
+
+
+def _bar(days: int, progress: bool) -> Callable[[int, float], None]:
+    if not progress or not sys.stderr.isatty():
+        return lambda lines, seconds: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=days, unit="day", file=sys.stderr, desc="simulate")
+
+    def step(lines: int, seconds: float) -> None:
+        bar.update()
+        bar.set_postfix(lines=f"{lines:,}", rate=f"{lines / max(seconds, 1e-9):,.0f}/s")
+        if bar.n == bar.total:
+            bar.close()
+
+    return step
+
+
+def _write_accounts(out: Path, pop: population.Population) -> None:
+    changes = {a: (day, new) for a, day, _, new in pop.role_changes}
+    first = {p.account: p.start for p in sorted(pop.profiles, key=lambda p: -p.start)}
+    with open(out / "accounts.csv", "w", encoding="utf-8") as f:
+        f.write("account,role,first_day,new_role,role_change_day\n")
+        for i, name in enumerate(pop.accounts):
+            day, new = changes.get(i, (None, None))
+            when = "" if day is None else (pop.start + timedelta(days=day)).isoformat()
+            f.write(f"{name},{pop.roles[i].name.lower()},{(pop.start + timedelta(days=first[i])).isoformat()},"
+                    f"{'' if new is None else Role(new).name.lower()},{when}\n")  # fmt: skip
+    with open(out / "trovewatch.toml", "w", encoding="utf-8") as f:
+        f.write("# peer groups of the simulated accounts, by their first role\n[roles]\n")
+        f.writelines(f'{name} = "{pop.roles[i].name.lower()}"\n' for i, name in enumerate(pop.accounts))
+
+
+class _Writer:
+    """Writes (and compresses) blocks in a thread, so drawing the next ones overlaps it."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(("stop", None))
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+    def open(self, path: Path, compress: bool) -> None:
+        self._check()
+        self._queue.put(("open", (path, compress)))
+
+    def put(self, block: bytes) -> None:
+        self._check()
+        self._queue.put(("write", block))
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        f: IO[bytes] | None = None
+        raw: IO[bytes] | None = None
+        try:
+            while True:
+                op, arg = self._queue.get()
+                if op in ("open", "stop") and f is not None:
+                    f.close()
+                    if raw is not None and raw is not f:
+                        raw.close()
+                    f = raw = None
+                if op == "stop":
+                    return
+                if op == "open":
+                    path, compress = arg  # type: ignore[misc]
+                    raw = open(path, "wb")  # noqa: SIM115 - closed at the next open or stop
+                    f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=3) if compress else raw
+                elif op == "write" and f is not None:
+                    f.write(arg)  # type: ignore[arg-type]
+        except BaseException as exc:  # surfaced in the main thread
+            self._error = exc
+            while True:  # keep draining so the producer never blocks
+                op, _ = self._queue.get()
+                if op == "stop":
+                    return
