@@ -16,7 +16,7 @@ from typing import NoReturn
 import polars as pl
 from pydantic import ValidationError
 
-from detector import formats, model, pipeline, report, settings
+from detector import evaluate, formats, model, pipeline, report, settings
 from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="print the flagged windows of a score output, with reasons"
     )
     report.add_argument("scores", type=Path, help="NDJSON written by `trovewatch score`")
+    evaluation = sub.add_parser(
+        "evaluate", help="detection quality on labelled incidents, beside baselines"
+    )
+    evaluate.add_arguments(evaluation)
     return parser
 
 
@@ -241,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "score": run_score,
         "serve": run_serve,
         "report": run_report,
+        "evaluate": evaluate.run,
     }
     try:
         return handlers[args.command](args)

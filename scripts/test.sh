@@ -39,4 +39,5 @@ if [ "${#PACKAGES[@]}" -gt 0 ]; then
 fi
 source scripts/bootstrap.sh
 if [ "${CI:-}" = "true" ]; then export TROVEWATCH_REQUIRE_POSTGRES=1; fi
-exec uv run pytest "$@"
+# The eval extra (River, PyOD, matplotlib): the baselines and plots of `evaluate` are tested too.
+exec uv run --extra eval pytest "$@"

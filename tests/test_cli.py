@@ -486,3 +486,11 @@ def test_score_refuses_logs_with_other_volume_than_the_training_logs(
     code = main(["score", "--quarantine", str(tmp_path / "q"), str(fixtures / log)])
     line = assert_one_line_error(code, capsys.readouterr().err, "trained on logs with rows")
     assert has in line
+
+
+def test_evaluate_is_a_subcommand_with_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "labels.csv"
+    code = main(["evaluate", "--labels", str(missing), "--scores", str(tmp_path / "s.ndjson")])
+    assert_one_line_error(code, capsys.readouterr().err, "labels.csv")

@@ -29,7 +29,7 @@ from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
-PROG = "trovewatch evaluate"
+PROG = "trovewatch"  # errors read as the rest of the command line's: "trovewatch: error: ..."
 
 
 def _utc(text: str) -> datetime:
