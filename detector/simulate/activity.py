@@ -18,7 +18,19 @@ import numpy as np
 from detector.simulate.catalog import Frozen, Num, Rows, Shape
 from detector.simulate.population import Population
 
-COLUMNS: Final = ("profile", "account", "t", "skey", "ip", "app", "combo", "n", "rows", "dur", "tag")
+COLUMNS: Final = (
+    "profile",
+    "account",
+    "t",
+    "skey",
+    "ip",
+    "app",
+    "combo",
+    "n",
+    "rows",
+    "dur",
+    "tag",
+)
 Statements = dict[str, np.ndarray]
 
 # Session keys by origin, so that no two kinds of session of an account share one.
@@ -34,7 +46,9 @@ DAY_US: Final = 86_400 * 1_000_000
 
 
 def day_start_us(pop: Population, day: int) -> int:
-    start = datetime(pop.start.year, pop.start.month, pop.start.day, tzinfo=UTC) + timedelta(days=day)
+    start = datetime(pop.start.year, pop.start.month, pop.start.day, tzinfo=UTC) + timedelta(
+        days=day
+    )
     return int(start.timestamp()) * 1_000_000
 
 
@@ -95,7 +109,9 @@ def _pick(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(idx, width - 1)
 
 
-def ordinary(pop: Population, prof: dict[str, np.ndarray], frozen: Frozen, day: int, rng: np.random.Generator) -> Statements:
+def ordinary(
+    pop: Population, prof: dict[str, np.ndarray], frozen: Frozen, day: int, rng: np.random.Generator
+) -> Statements:
     """Everything the population does on ``day`` besides incidents and unusual jobs."""
     n_prof = len(prof["account"])
     weekday = (pop.start + timedelta(days=day)).weekday()
@@ -120,7 +136,9 @@ def ordinary(pop: Population, prof: dict[str, np.ndarray], frozen: Frozen, day: 
     run_tod = prof["runs"][p, run] + delay[p] + rng.random(size) * prof["run_len"][p]
     tod = np.where(runs, run_tod, tod) % 86_400
     skey = np.where(runs, RUN_SESSION + run, skey)
-    remote = np.where(rng.random(n_prof) < prof["vpn"], 1, 0) % prof["n_ips"]  # where people work today
+    remote = (
+        np.where(rng.random(n_prof) < prof["vpn"], 1, 0) % prof["n_ips"]
+    )  # where people work today
     ip_col = np.where(prof["people"][p], remote[p], slot % prof["n_ips"][p])
     combo = prof["combos"][p, _pick(prof["cum"], p, rng.random(size))]
     n, rows, dur = fill(frozen, combo, prof["appetite"][p], rng)
@@ -138,7 +156,9 @@ def ordinary(pop: Population, prof: dict[str, np.ndarray], frozen: Frozen, day: 
         "tag": np.zeros(size, dtype=np.int64),
     }
     parts = [out, _failed_logins(pop, prof, frozen, day, out, remote, rng)]
-    parts += [dump_run(pop, frozen, int(i), day, rng) for i in np.flatnonzero(prof["dump"] & active)]
+    parts += [
+        dump_run(pop, frozen, int(i), day, rng) for i in np.flatnonzero(prof["dump"] & active)
+    ]
     return concat(parts)  # fmt: skip
 
 
@@ -165,7 +185,9 @@ def _failed_logins(
     return {
         "profile": who,
         "account": prof["account"][who],
-        "t": np.maximum(first_t - rng.integers(5_000_000, 60_000_000, size), day_start_us(pop, day)),
+        "t": np.maximum(
+            first_t - rng.integers(5_000_000, 60_000_000, size), day_start_us(pop, day)
+        ),
         "skey": np.full(size, LOGIN_SESSION),
         "ip": prof["ips"][who, remote[who]],
         "app": prof["apps"][who, 0],

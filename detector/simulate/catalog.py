@@ -268,22 +268,61 @@ def _pieces(ident: tuple[str, tuple[str, ...]]) -> list[Piece]:
         cmd = "SELECT" if tpl.shape == Shape.COPY_QUERY else tpl.command
         for rel in relations:
             p1 = f",1,{tpl.cls},{cmd},TABLE,{rel},{csv_head}"
-            audit.append(Piece(AUDIT, "AUDIT: SESSION,", p1, csv_tail, 1, "COPY" if tpl.shape == Shape.COPY_QUERY else ps))
+            audit.append(
+                Piece(
+                    AUDIT,
+                    "AUDIT: SESSION,",
+                    p1,
+                    csv_tail,
+                    1,
+                    "COPY" if tpl.shape == Shape.COPY_QUERY else ps,
+                )
+            )
         if tpl.shape == Shape.COPY_QUERY:
             p1 = f",2,READ,COPY,,,{csv_head}"
             audit.append(Piece(COPY_LINE, "AUDIT: SESSION,", p1, csv_tail, 2, "COPY"))
     else:  # one line naming no relation
         logged = 1 if logs_rows(tpl) else 2
-        audit.append(Piece(AUDIT, "AUDIT: SESSION,", f",1,{tpl.cls},{tpl.command},,,{csv_head}", csv_tail, logged, ps))
+        audit.append(
+            Piece(
+                AUDIT,
+                "AUDIT: SESSION,",
+                f",1,{tpl.cls},{tpl.command},,,{csv_head}",
+                csv_tail,
+                logged,
+                ps,
+            )
+        )
     if tpl.shape == Shape.X_READ:
         detail = ',"detail":"parameters: $1 = \'' if tpl.params == 1 else ""
-        duration = Piece(DUR_EXEC, "duration: ", " ms  execute <unnamed>: " + _json(head), _json(tail), 0, ps,
-                         q0=detail, post_n=bool(detail), q1="'\"" if detail else "")
+        duration = Piece(
+            DUR_EXEC,
+            "duration: ",
+            " ms  execute <unnamed>: " + _json(head),
+            _json(tail),
+            0,
+            ps,
+            q0=detail,
+            post_n=bool(detail),
+            q1="'\"" if detail else "",
+        )
         return [duration, *audit]
     if tpl.shape == Shape.X_WRITE:
-        return [*audit, Piece(DUR_EXEC, "duration: ", " ms  execute <unnamed>: " + _json(head), _json(tail), 0, ps)]
-    duration = Piece(DUR_STMT, "duration: ", " ms  statement: " + _json(head), _json(tail), 0, ps,
-                     vxid_zero=not tpl.in_txn)
+        return [
+            *audit,
+            Piece(
+                DUR_EXEC, "duration: ", " ms  execute <unnamed>: " + _json(head), _json(tail), 0, ps
+            ),
+        ]
+    duration = Piece(
+        DUR_STMT,
+        "duration: ",
+        " ms  statement: " + _json(head),
+        _json(tail),
+        0,
+        ps,
+        vxid_zero=not tpl.in_txn,
+    )
     return [*audit, duration]  # fmt: skip
 
 

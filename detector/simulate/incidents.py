@@ -79,7 +79,9 @@ class Spans:
 def plan(pop: Population, seed: int, warmup: int, per_kind: int | None) -> list[Incident]:
     """Incidents (``per_kind`` of each kind, after ``warmup`` days) and unusual jobs."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-    steady = [p for p in pop.profiles if p.start == 0 and p.end == pop.days and p.role != Role.BACKUP]
+    steady = [
+        p for p in pop.profiles if p.start == 0 and p.end == pop.days and p.role != Role.BACKUP
+    ]
     exporters = pop.exporters()
     used: set[int] = set()
     out: list[Incident] = []
@@ -88,7 +90,9 @@ def plan(pop: Population, seed: int, warmup: int, per_kind: int | None) -> list[
     if pop.days > warmup:
         for _ in range(per_kind):
             for kind in KINDS:
-                inc = _incident(pop, ordinary, kind, len(out) + 1, steady, exporters, used, warmup, rng)
+                inc = _incident(
+                    pop, ordinary, kind, len(out) + 1, steady, exporters, used, warmup, rng
+                )
                 if inc is not None:
                     out.append(inc)
     n_unusual = max(2, round(len(pop.accounts) / 25))
@@ -102,7 +106,11 @@ def plan(pop: Population, seed: int, warmup: int, per_kind: int | None) -> list[
 def _pick(steady: list[Profile], roles: tuple[Role, ...], used: set[int], rng: np.random.Generator,
           exclude: set[int] | None = None) -> Profile | None:  # fmt: skip
     for role_set in (roles, tuple(Role)):
-        pool = [p for p in steady if p.role in role_set and p.account not in used and p.account not in (exclude or set())]
+        pool = [
+            p
+            for p in steady
+            if p.role in role_set and p.account not in used and p.account not in (exclude or set())
+        ]
         if pool:
             chosen = pool[int(rng.integers(len(pool)))]
             used.add(chosen.account)
@@ -148,13 +156,22 @@ def _incident(
         inc.description = f"{name} (web application) read all {rows:,} rows of {table} with one SELECT * from {pop.ips[ip]} ({pop.apps[inc.app]})"
     elif kind == "wrong_account_dump":
         inc.dump = True
-        inc.day_starts[day] = start = float(rng.choice([12.5, 13.0, 20.0, 22.5])) * 3600 + float(rng.uniform(0, 1800))
+        inc.day_starts[day] = start = float(rng.choice([12.5, 13.0, 20.0, 22.5])) * 3600 + float(
+            rng.uniform(0, 1800)
+        )
         inc.description = f"pg_dump of the whole database ({len(T.TABLES)} tables, COPY ... TO stdout) with {name}'s credentials from {pop.ips[ip]}; only the backup account dumps"
     elif kind == "copy_export":
         a, b = rng.choice(sensitive, size=2, replace=len(sensitive) < 2)
         inc.app = pop.app("psql")
-        stmts = [Statement(0, cat.combo("i_copy", str(a)), 0, T.BY_NAME[str(a)].rows),
-                 Statement(float(rng.uniform(20, 90)), cat.combo("i_copy_query", str(b)), 0, T.BY_NAME[str(b)].rows)]
+        stmts = [
+            Statement(0, cat.combo("i_copy", str(a)), 0, T.BY_NAME[str(a)].rows),
+            Statement(
+                float(rng.uniform(20, 90)),
+                cat.combo("i_copy_query", str(b)),
+                0,
+                T.BY_NAME[str(b)].rows,
+            ),
+        ]
         inc.description = f"{name} exported {a} (COPY TO STDOUT) and all rows of {b} (COPY (SELECT ...) TO STDOUT) with psql; the account never exports"
     elif kind == "slow_drip":
         days = list(range(day, min(pop.days, day + int(rng.integers(3, 6)))))
@@ -168,7 +185,9 @@ def _incident(
             hours = np.searchsorted(_cdf(p), rng.random(per_day), side="right")
             offsets = np.sort((np.minimum(hours, 23) + rng.random(per_day)) * 3600)
             ids = first_id + 200 * (j * per_day + np.arange(per_day))
-            inc.statements[d] = [Statement(float(o), combo, int(i), 200) for o, i in zip(offsets, ids, strict=True)]
+            inc.statements[d] = [
+                Statement(float(o), combo, int(i), 200) for o, i in zip(offsets, ids, strict=True)
+            ]
         inc.description = f"{name} read {per_day * 200:,} extra rows of {table} a day for {len(days)} days, 200 at a time in its usual sessions (about 2.5x its usual daily volume)"
         return inc
     elif kind == "enumeration":
@@ -186,12 +205,27 @@ def _incident(
     elif kind == "off_hours_new_client":
         inc.day_starts[day] = start = float(rng.uniform(0.5, 4.5)) * 3600
         inc.ip = pop.ip(f"{rng.choice(['198.51.100', '203.0.113'])}.{int(rng.integers(2, 250))}")
-        inc.app = pop.app(str(rng.choice([a for a in ("psql", "pgcli", "DBeaver 24.2.0 - Main <corp>") if pop.app(a) not in p.apps])))
+        inc.app = pop.app(
+            str(
+                rng.choice(
+                    [
+                        a
+                        for a in ("psql", "pgcli", "DBeaver 24.2.0 - Main <corp>")
+                        if pop.app(a) not in p.apps
+                    ]
+                )
+            )
+        )
         k = int(rng.integers(20, 80))
-        combos = np.array(p.combos)[np.searchsorted(np.cumsum(p.weights), rng.random(k) * 0.999999, side="right")]
+        combos = np.array(p.combos)[
+            np.searchsorted(np.cumsum(p.weights), rng.random(k) * 0.999999, side="right")
+        ]
         n, rows, _ = activity.fill(ordinary, combos, np.full(k, 3.0 * p.appetite), rng)
         at = np.cumsum(rng.uniform(3, 60, k))
-        stmts = [Statement(float(o), int(c), int(x), int(r)) for o, c, x, r in zip(at, combos, n, rows, strict=True)]
+        stmts = [
+            Statement(float(o), int(c), int(x), int(r))
+            for o, c, x, r in zip(at, combos, n, rows, strict=True)
+        ]
         inc.description = f"{name} used at {int(start // 3600):02d}:{int(start % 3600 // 60):02d} from a new address {pop.ips[inc.ip]} with {pop.apps[inc.app]}: {k} statements on its usual tables"
     elif kind == "privileged_misuse":
         targets = [t for t in T.SENSITIVE if t not in mine]
@@ -225,7 +259,9 @@ def _incident(
 def _unusual(pop: Population, kind: str, number: int, steady: list[Profile], used: set[int],
              rng: np.random.Generator) -> Incident | None:  # fmt: skip
     cat = pop.catalog
-    roles = (Role.REPORTING, Role.ANALYST) if kind == "quarter_end_report" else (Role.BATCH, Role.DBA)
+    roles = (
+        (Role.REPORTING, Role.ANALYST) if kind == "quarter_end_report" else (Role.BATCH, Role.DBA)
+    )
     p = _pick(steady, roles, used, rng)
     if p is None:
         return None
@@ -237,16 +273,20 @@ def _unusual(pop: Population, kind: str, number: int, steady: list[Profile], use
         parent, child, _ = joins[int(rng.integers(len(joins)))]
         k = int(rng.integers(3, 7))
         rows = rng.integers(100_000, 600_000, k)
-        stmts = [Statement(float(o), cat.combo("i_quarter", parent, child), 0, int(r))
-                 for o, r in zip(np.cumsum(rng.uniform(30, 300, k)), rows, strict=True)]
+        stmts = [
+            Statement(float(o), cat.combo("i_quarter", parent, child), 0, int(r))
+            for o, r in zip(np.cumsum(rng.uniform(30, 300, k)), rows, strict=True)
+        ]
         text = f"quarter-end report by {name}: {k} queries over {parent} and {child}, {int(rows.sum()):,} rows"
     else:
         start = float(rng.uniform(0, 5)) * 3600
         table = str(rng.choice([t.name for t in T.TABLES if 500_000 <= t.rows <= 10_000_000]))
         chunks = int(rng.integers(50, 200))
         stmts = [Statement(0, cat.combo("i_migrate_ddl", table), 0, 0)]
-        stmts += [Statement(float(o), cat.combo("i_migrate", table), j * 10_000, 10_000)
-                  for j, o in enumerate(np.cumsum(rng.uniform(0.5, 3, chunks)), start=0)]
+        stmts += [
+            Statement(float(o), cat.combo("i_migrate", table), j * 10_000, 10_000)
+            for j, o in enumerate(np.cumsum(rng.uniform(0.5, 3, chunks)), start=0)
+        ]
         text = f"one-off migration by {name}: {table} copied to {table}_v2 in {chunks} chunks of 10,000 rows"
     inc = Incident(number, kind, p, {day: start}, p.ips[0], p.apps[0], text, {day: stmts})
     return inc  # fmt: skip
@@ -259,7 +299,9 @@ def _cdf(p: Profile) -> np.ndarray:
 
 def _daily_rows(frozen: Frozen, p: Profile, rng: np.random.Generator) -> float:
     """The rows the profile reads on an ordinary working day, on average."""
-    combos = np.array(p.combos)[np.searchsorted(np.cumsum(p.weights), rng.random(4000) * 0.999999, side="right")]
+    combos = np.array(p.combos)[
+        np.searchsorted(np.cumsum(p.weights), rng.random(4000) * 0.999999, side="right")
+    ]
     _, rows, _ = activity.fill(frozen, combos, np.full(len(combos), p.appetite), rng)
     read = frozen.cls[combos] == 0
     return float((rows * read).mean() * p.rate)

@@ -14,7 +14,16 @@ import numpy as np
 
 from detector.simulate import tables as T
 from detector.simulate.catalog import Catalog
-from detector.simulate.roles import FIRST, JOB_NAMES, LAST, SPECS, Role, holidays, hour_cdf, role_counts
+from detector.simulate.roles import (
+    FIRST,
+    JOB_NAMES,
+    LAST,
+    SPECS,
+    Role,
+    holidays,
+    hour_cdf,
+    role_counts,
+)
 
 MAX_COMBOS = 32
 MAX_IPS = 4
@@ -74,7 +83,11 @@ class Population:
     def exporters(self) -> set[int]:
         """Accounts whose ordinary work includes exports (COPY ... TO, cursors, dumps)."""
         frozen_export = {c for c in range(len(self.catalog.keys)) if _is_export(self.catalog, c)}
-        return {p.account for p in self.profiles if frozen_export & set(p.combos) or p.role == Role.BACKUP}
+        return {
+            p.account
+            for p in self.profiles
+            if frozen_export & set(p.combos) or p.role == Role.BACKUP
+        }
 
 
 def _is_export(catalog: Catalog, combo: int) -> bool:
@@ -121,7 +134,19 @@ class _Addresses:
 def build(accounts: int, days: int, start: date, seed: int) -> Population:
     """The population, deterministic for a seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    pop = Population(start, days, [], [], Interned(), Interned(), Catalog(), [], holidays(start, days), np.zeros(0), [])
+    pop = Population(
+        start,
+        days,
+        [],
+        [],
+        Interned(),
+        Interned(),
+        Catalog(),
+        [],
+        holidays(start, days),
+        np.zeros(0),
+        [],
+    )
     addresses = _Addresses(pop.ips)
     counts = role_counts(accounts)
     order = [r for r in Role for _ in range(counts[r])]
@@ -134,8 +159,13 @@ def build(accounts: int, days: int, start: date, seed: int) -> Population:
         pop.profiles.append(profile)
     _arrivals(pop, rng)
     _role_changes(pop, rng, addresses)
-    pop.dump = [pop.catalog.combo(k) for k in ("d_search_path", "d_recovery", "d_search_path", "d_schemas", "d_prepare")]
-    pop.dump += [pop.catalog.combo("d_copy", t.name) for t in sorted(T.TABLES, key=lambda t: t.name)]
+    pop.dump = [
+        pop.catalog.combo(k)
+        for k in ("d_search_path", "d_recovery", "d_search_path", "d_schemas", "d_prepare")
+    ]
+    pop.dump += [
+        pop.catalog.combo("d_copy", t.name) for t in sorted(T.TABLES, key=lambda t: t.name)
+    ]
     pop.catalog.combo("login_fail")
     pop.absent = _absences(pop, rng)
     return pop  # fmt: skip
@@ -171,8 +201,25 @@ def _profile(
 ) -> Profile:
     spec = SPECS[role]
     domain = str(rng.choice(spec.domains)) if spec.domains else ""
-    rate = float(spec.statements * np.exp(rng.normal(0, spec.spread))) if spec.spread else spec.statements
-    p = Profile(account, role, 0, pop.days, rate, float(np.exp(rng.normal(0, 0.4))), 0, [], [], [], [], domain)
+    rate = (
+        float(spec.statements * np.exp(rng.normal(0, spec.spread)))
+        if spec.spread
+        else spec.statements
+    )
+    p = Profile(
+        account,
+        role,
+        0,
+        pop.days,
+        rate,
+        float(np.exp(rng.normal(0, 0.4))),
+        0,
+        [],
+        [],
+        [],
+        [],
+        domain,
+    )
     p.slots = int(rng.integers(spec.slots[0], spec.slots[1] + 1))
     p.weekend = spec.weekend
     if spec.people:
@@ -193,7 +240,11 @@ def _profile(
     p.apps = [pop.app(str(a)) for a in rng.choice(apps, size=n_apps, replace=False)]
     if role in (Role.BATCH, Role.BACKUP):
         n_runs = 1 if role == Role.BACKUP else int(rng.integers(1, MAX_RUNS + 1))
-        first = int(rng.integers(0, 6 * 3600)) if role == Role.BATCH else int(rng.integers(3600, 3 * 3600))
+        first = (
+            int(rng.integers(0, 6 * 3600))
+            if role == Role.BATCH
+            else int(rng.integers(3600, 3 * 3600))
+        )
         every = int(rng.choice([3600, 3 * 3600, 6 * 3600]))
         p.runs = [(first + k * every) % 86400 // 60 * 60 for k in range(n_runs)]
         p.run_len = int(rng.integers(5, 30)) * 60
@@ -215,10 +266,21 @@ def _repertoire(
         return [], []
     if role == Role.CASE_OFFICER:
         pairs.append((catalog.combo("c_case", "cases.case_files"), tpl["c_case"]))
-        related = ("cases.parties", "cases.documents", "cases.case_notes", "cases.hearings", "cases.evidence")
+        related = (
+            "cases.parties",
+            "cases.documents",
+            "cases.case_notes",
+            "cases.hearings",
+            "cases.evidence",
+        )
         for t, w in zip(related, (1.0, 0.8, 0.9, 0.4, 0.2), strict=True):
             pairs.append((catalog.combo("c_related", t), tpl["c_related"] * w))
-        pairs.append((catalog.combo("c_worklist", "cases.assignments", "cases.case_files"), tpl["c_worklist"]))
+        pairs.append(
+            (
+                catalog.combo("c_worklist", "cases.assignments", "cases.case_files"),
+                tpl["c_worklist"],
+            )
+        )
         pairs.append((catalog.combo("c_note", "cases.case_notes"), tpl["c_note"]))
         pairs.append((catalog.combo("c_status", "cases.case_files"), tpl["c_status"]))
         return _normalised(pairs)
@@ -230,7 +292,14 @@ def _repertoire(
     if role == Role.DBA:
         pool = [*T.in_domain("ops"), *T.in_domain("platform"), *T.in_domain("audit")]
     if role == Role.REPORTING:
-        pool = [T.BY_NAME[n] for n in ("reporting.daily_sales", "reporting.monthly_kpis", "reporting.inventory_snapshot")]
+        pool = [
+            T.BY_NAME[n]
+            for n in (
+                "reporting.daily_sales",
+                "reporting.monthly_kpis",
+                "reporting.inventory_snapshot",
+            )
+        ]
         pool += T.in_domain(domain)
     k = min(len(pool), int(rng.integers(4, 10)))
     chosen = [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
@@ -240,7 +309,9 @@ def _repertoire(
     for key, w in tpl.items():
         if key in ("w_join", "a_join", "r_rollup"):
             for parent, child, _ in joins:
-                pairs.append((catalog.combo(key, parent, child), w * table_w[parent] * table_w[child] ** 0.5))
+                pairs.append(
+                    (catalog.combo(key, parent, child), w * table_w[parent] * table_w[child] ** 0.5)
+                )
         elif key == "w_ping":
             pairs.append((catalog.combo(key), w))
         elif key == "x_jobs":
@@ -298,7 +369,9 @@ def _role_changes(pop: Population, rng: np.random.Generator, addresses: _Address
     if pop.days < 6:
         return
     n = max(1, round(len(pop.accounts) / 60))
-    movers = [p for p in pop.profiles if p.role in (Role.CASE_OFFICER, Role.ANALYST) and p.start == 0]
+    movers = [
+        p for p in pop.profiles if p.role in (Role.CASE_OFFICER, Role.ANALYST) and p.start == 0
+    ]
     for i in rng.choice(len(movers), size=min(n, len(movers)), replace=False):
         old = movers[int(i)]
         new_role = Role.ANALYST if old.role == Role.CASE_OFFICER else Role.DBA

@@ -21,10 +21,11 @@ class Role(IntEnum):
 
 
 # Relative activity per hour of day (UTC)
-OFFICE: Final = (0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.6, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1, 0.6, 0.4, 0.3, 0.2)  # fmt: skip
+# People work by day: nobody looks a record up at 3 am (what does is an incident).
+OFFICE: Final = (0, 0, 0, 0, 0, 0, 0.3, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1, 0.5, 0.2, 0, 0)  # fmt: skip
 ONLINE: Final = (35, 25, 20, 18, 18, 22, 35, 55, 75, 90, 100, 100, 95, 95, 95, 90, 85, 85, 90, 95, 90, 75, 60, 45)  # fmt: skip
 DASHBOARDS: Final = (5, 5, 30, 5, 5, 5, 10, 40, 60, 60, 60, 60, 50, 60, 60, 60, 50, 30, 10, 5, 5, 5, 5, 5)  # fmt: skip
-ON_CALL: Final = (0.3, 0.2, 0.2, 0.2, 0.2, 0.3, 0.6, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1.5, 1.2, 1, 0.6, 0.4)  # fmt: skip
+ON_CALL: Final = (0.1, 0, 0, 0, 0, 0, 0.5, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1.5, 1.2, 1, 0.6, 0.3)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,15 @@ def holidays(first: date, days: int) -> set[int]:
     found = set()
     for year in {first.year, (first + timedelta(days=days)).year}:
         easter = _easter(year)
-        dates = [date(year, m, d) for m, d in ((1, 1), (5, 1), (10, 3), (12, 24), (12, 25), (12, 26), (12, 31))]
-        dates += [easter - timedelta(days=2), easter + timedelta(days=1), easter + timedelta(days=39)]
+        dates = [
+            date(year, m, d)
+            for m, d in ((1, 1), (5, 1), (10, 3), (12, 24), (12, 25), (12, 26), (12, 31))
+        ]
+        dates += [
+            easter - timedelta(days=2),
+            easter + timedelta(days=1),
+            easter + timedelta(days=39),
+        ]
         found |= {(d - first).days for d in dates if 0 <= (d - first).days < days}
     return found  # fmt: skip
 

@@ -112,38 +112,85 @@ def lines(sessions: pl.DataFrame, last_line: pl.DataFrame) -> pl.DataFrame:
     failed = s.filter(pl.col("login_fail"))
     hba = pl.when(pl.col("host").str.starts_with("10.")).then(pl.lit("12")).otherwise(pl.lit("13"))
     head = pl.concat_str(pl.lit('{"timestamp":"'), timestamp(pl.col("t")), pl.lit('"'))
-    vxid = pl.concat_str(pl.lit(',"session_start":"'), "ss", pl.lit('","vxid":"'), "vb", pl.lit("/"), pl.col("lx").cast(pl.String))
+    vxid = pl.concat_str(
+        pl.lit(',"session_start":"'),
+        "ss",
+        pl.lit('","vxid":"'),
+        "vb",
+        pl.lit("/"),
+        pl.col("lx").cast(pl.String),
+    )
     received = pl.concat_str(
-        head, pl.lit(',"pid":'), "pid", pl.lit(',"remote_host":"'), "host", pl.lit('","remote_port":'), "port",
-        pl.lit(',"session_id":"'), "sid", pl.lit('","line_num":1,"ps":"","session_start":"'), "ss",
-        pl.lit('","txid":0,"error_severity":"LOG","message":"connection received: host='), "host",
-        pl.lit(" port="), "port", pl.lit('","backend_type":"not initialized","query_id":0}'),
+        head,
+        pl.lit(',"pid":'),
+        "pid",
+        pl.lit(',"remote_host":"'),
+        "host",
+        pl.lit('","remote_port":'),
+        "port",
+        pl.lit(',"session_id":"'),
+        "sid",
+        pl.lit('","line_num":1,"ps":"","session_start":"'),
+        "ss",
+        pl.lit('","txid":0,"error_severity":"LOG","message":"connection received: host='),
+        "host",
+        pl.lit(" port="),
+        "port",
+        pl.lit('","backend_type":"not initialized","query_id":0}'),
     )
     authenticated = pl.concat_str(
-        head, "a", pl.lit('2,"ps":"authentication"'), vxid,
-        pl.lit('","txid":0,"error_severity":"LOG","message":"connection authenticated: identity=\\"'), "user",
-        pl.lit(f'\\" method=scram-sha-256 ({PG_HBA}:'), hba, pl.lit(')","backend_type":"client backend","query_id":0}'),
+        head,
+        "a",
+        pl.lit('2,"ps":"authentication"'),
+        vxid,
+        pl.lit(
+            '","txid":0,"error_severity":"LOG","message":"connection authenticated: identity=\\"'
+        ),
+        "user",
+        pl.lit(f'\\" method=scram-sha-256 ({PG_HBA}:'),
+        hba,
+        pl.lit(')","backend_type":"client backend","query_id":0}'),
     )
     authorized = pl.concat_str(
-        head, "a", pl.lit('3,"ps":"authentication"'), vxid,
-        pl.lit('","txid":0,"error_severity":"LOG","message":"connection authorized: user='), "user",
-        pl.lit(f" database={DATABASE} application_name="), "appname",
+        head,
+        "a",
+        pl.lit('3,"ps":"authentication"'),
+        vxid,
+        pl.lit('","txid":0,"error_severity":"LOG","message":"connection authorized: user='),
+        "user",
+        pl.lit(f" database={DATABASE} application_name="),
+        "appname",
         pl.lit('","backend_type":"client backend","query_id":0}'),
     )
     ms = pl.col("end") // 1000 - pl.col("conn") // 1000
     session_time = pl.concat_str(
-        (ms // 3_600_000).cast(pl.String), pl.lit(":"),
-        (ms // 60_000 % 60).cast(pl.String).str.zfill(2), pl.lit(":"),
-        (ms // 1000 % 60).cast(pl.String).str.zfill(2), pl.lit("."),
+        (ms // 3_600_000).cast(pl.String),
+        pl.lit(":"),
+        (ms // 60_000 % 60).cast(pl.String).str.zfill(2),
+        pl.lit(":"),
+        (ms // 1000 % 60).cast(pl.String).str.zfill(2),
+        pl.lit("."),
         (ms % 1000).cast(pl.String).str.zfill(3),
     )
     idle = pl.when(pl.col("dump")).then(pl.lit("idle in transaction")).otherwise(pl.lit("idle"))
     disconnection = pl.concat_str(
-        head, "a", (pl.col("n") + 4).cast(pl.String), pl.lit(',"ps":"'), idle,
-        pl.lit('","session_start":"'), "ss",
-        pl.lit('","txid":0,"error_severity":"LOG","message":"disconnection: session time: '), session_time,
-        pl.lit(" user="), "user", pl.lit(f" database={DATABASE} host="), "host", pl.lit(" port="), "port",
-        pl.lit('"'), "c",
+        head,
+        "a",
+        (pl.col("n") + 4).cast(pl.String),
+        pl.lit(',"ps":"'),
+        idle,
+        pl.lit('","session_start":"'),
+        "ss",
+        pl.lit('","txid":0,"error_severity":"LOG","message":"disconnection: session time: '),
+        session_time,
+        pl.lit(" user="),
+        "user",
+        pl.lit(f" database={DATABASE} host="),
+        "host",
+        pl.lit(" port="),
+        "port",
+        pl.lit('"'),
+        "c",
     )
     fatal = pl.concat_str(
         head, "a", pl.lit('2,"ps":"authentication"'), vxid,
@@ -159,7 +206,9 @@ def lines(sessions: pl.DataFrame, last_line: pl.DataFrame) -> pl.DataFrame:
         ok.with_columns(t=at, kind=pl.lit(RECEIVED)).with_columns(text=received),
         ok.with_columns(t=at + 1500, kind=pl.lit(AUTHENTICATED)).with_columns(text=authenticated),
         ok.with_columns(t=at + 1600, kind=pl.lit(AUTHORIZED)).with_columns(text=authorized),
-        ok.with_columns(t=pl.col("end"), kind=pl.lit(DISCONNECTION)).with_columns(text=disconnection),
+        ok.with_columns(t=pl.col("end"), kind=pl.lit(DISCONNECTION)).with_columns(
+            text=disconnection
+        ),
         failed.with_columns(t=at, kind=pl.lit(RECEIVED)).with_columns(text=received),
         failed.with_columns(t=at + 2000, kind=pl.lit(FATAL)).with_columns(text=fatal),
     ]

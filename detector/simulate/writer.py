@@ -37,20 +37,32 @@ DEFAULT_START = date(2026, 10, 5)  # a Monday
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="directory to write the logs and labels to")
-    parser.add_argument("--accounts", type=int, default=50, help="database accounts (default: %(default)s)")
-    parser.add_argument("--days", type=int, default=21, help="days of activity (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="directory to write the logs and labels to"
+    )
+    parser.add_argument(
+        "--accounts", type=int, default=50, help="database accounts (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--days", type=int, default=21, help="days of activity (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument(
-        "--start", type=date.fromisoformat, default=DEFAULT_START,
+        "--start",
+        type=date.fromisoformat,
+        default=DEFAULT_START,
         help="first day, YYYY-MM-DD (default: %(default)s)",
     )
     parser.add_argument(
-        "--warmup-days", type=int, default=incidents.WARMUP_DAYS,
+        "--warmup-days",
+        type=int,
+        default=incidents.WARMUP_DAYS,
         help="no incident in the first this many days (default: %(default)s)",
     )
     parser.add_argument(
-        "--incidents", type=int, default=None,
+        "--incidents",
+        type=int,
+        default=None,
         help="incidents of each kind (default: one per 40 accounts, at least one)",
     )
     parser.add_argument("--gzip", action="store_true", help="write .json.gz files")
@@ -117,13 +129,19 @@ def simulate(
             parts = [activity.ordinary(pop, prof, frozen, day, rng)]
             parts += incidents.materialize(plan, pop, frozen, day, rng)
             stmts = activity.concat(parts)
-            stmts["t"] = np.clip(stmts["t"], day_us + stmts["dur"] + 20_000, day_us + activity.DAY_US - 5_000)
+            stmts["t"] = np.clip(
+                stmts["t"], day_us + stmts["dur"] + 20_000, day_us + activity.DAY_US - 5_000
+            )
             totals.add(stmts, frozen)
             spans.add(stmts)
-            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}.json" + (".gz" if compress else "")
+            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}.json" + (
+                ".gz" if compress else ""
+            )
             files.append(out / name)
             writer.open(out / name, compress)
-            blocks = lines.render_day(stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng)
+            blocks = lines.render_day(
+                stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng
+            )
             for block, count in blocks:
                 writer.put(block)
                 n_lines += count
@@ -132,7 +150,9 @@ def simulate(
     incidents.write_labels(out, plan, spans, pop.accounts)
     totals.write(out / "totals.csv", pop.accounts)
     _write_accounts(out, pop)
-    return Result(n_lines, n_stmts, time.perf_counter() - began, files, sum(1 for i in plan if i.labelled))
+    return Result(
+        n_lines, n_stmts, time.perf_counter() - began, files, sum(1 for i in plan if i.labelled)
+    )
 
 
 def _bar(days: int, progress: bool) -> Callable[[int, float], None]:
@@ -163,7 +183,9 @@ def _write_accounts(out: Path, pop: population.Population) -> None:
                     f"{'' if new is None else Role(new).name.lower()},{when}\n")  # fmt: skip
     with open(out / "trovewatch.toml", "w", encoding="utf-8") as f:
         f.write("# peer groups of the simulated accounts, by their first role\n[roles]\n")
-        f.writelines(f'{name} = "{pop.roles[i].name.lower()}"\n' for i, name in enumerate(pop.accounts))
+        f.writelines(
+            f'{name} = "{pop.roles[i].name.lower()}"\n' for i, name in enumerate(pop.accounts)
+        )
 
 
 class _Writer:
@@ -212,7 +234,11 @@ class _Writer:
                 if op == "open":
                     path, compress = arg  # type: ignore[misc]
                     raw = open(path, "wb")  # noqa: SIM115 - closed at the next open or stop
-                    f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=3) if compress else raw
+                    f = (
+                        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=2)
+                        if compress
+                        else raw
+                    )
                 elif op == "write" and f is not None:
                     f.write(arg)  # type: ignore[arg-type]
         except BaseException as exc:  # surfaced in the main thread
