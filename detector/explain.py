@@ -30,6 +30,24 @@ from detector.profile import Profile, usual_hours
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
+# The model's features (``features.model_features``) as an analyst reads them.
+FEATURE_WORDS = {
+    "volume_vs_own": "volume vs its own history",
+    "volume_vs_peers": "volume vs its peers",
+    "exports_vs_own": "exports vs its own history",
+    "exports_vs_peers": "exports vs its peers",
+    "statements_vs_own": "statements vs its own history",
+    "objects_vs_own": "objects read vs its own history",
+    "failed_vs_own": "failed statements vs its own history",
+    "new_objects_log": "objects new to it",
+    "new_objects_day_log": "objects new to it today",
+    "new_client_seen": "a new client address",
+    "new_app_seen": "a new application",
+    "hour_rarity": "the hour",
+}
+SHOWN_SHARE = 0.05  # features with a smaller share are left out of the attribution line
+# Shares of the model's anomaly per feature (rows x features), for the flagged windows.
+Attribute = Callable[[pl.DataFrame], tuple[list[str], npt.NDArray[np.float64]]]
 OFF_HOURS_RARITY = 2.0  # -log10 of the share of the account's windows in that hour: 1%
 
 
@@ -38,16 +56,22 @@ class Judge:
     profile: Profile
     horizons: Horizons
     settings: Settings
+    volume_logged: bool = True  # False: the training logs carried no rows or bytes at all
 
     @cached_property
     def _usual_hours(self) -> dict[str, tuple[int, int]]:
         return usual_hours(self.profile)
 
     def __call__(
-        self, feats: pl.DataFrame, scores: npt.NDArray[np.float64], with_reasons: bool = True
+        self,
+        feats: pl.DataFrame,
+        scores: npt.NDArray[np.float64],
+        with_reasons: bool = True,
+        attribute: Attribute | None = None,
     ) -> pl.DataFrame:
         """``feats`` with ``score``, ``guardrail``, ``flagged``, ``severity`` and ``reasons``
-        (empty lists unless ``with_reasons``)."""
+        (empty lists unless ``with_reasons``). ``attribute`` gives the model's features
+        and each flagged window's shares of them, for the reasons' attribution line."""
         s = self.settings
         frame = self._with_references(
             feats.with_columns(pl.Series("score", scores, dtype=pl.Float64))
@@ -107,13 +131,20 @@ class Judge:
             .otherwise(pl.lit("none"))
             .alias("severity")
         )
-        flagged = frame.filter(pl.col("flagged") & with_reasons).select(self._reason_columns())
+        flagged = frame.filter(pl.col("flagged") & with_reasons)
+        names, shares = (
+            attribute(flagged) if attribute is not None else ([], np.zeros((flagged.height, 0)))
+        )
+        rows = flagged.select(self._reason_columns()).iter_rows(named=True)
         texts = pl.DataFrame(
             {
                 ACCOUNT: flagged[ACCOUNT],
                 "window_start": flagged["window_start"],
                 "reasons": pl.Series(
-                    [self.reasons(r) for r in flagged.iter_rows(named=True)],
+                    [
+                        self.reasons(r, _attribution(names, s))
+                        for r, s in zip(rows, shares, strict=True)
+                    ],
                     dtype=pl.List(pl.String),
                 ),
             }
@@ -191,11 +222,12 @@ class Judge:
             cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
         return cols
 
-    def reasons(self, row: dict[str, Any]) -> list[str]:
+    def reasons(self, row: dict[str, Any], attribution: str | None = None) -> list[str]:
         """Plain-language reasons for one flagged window, with numbers.
 
         Each names what happened in database terms and how far it is from this
-        account's training history and its peers'. The last line is the model's score.
+        account's training history and its peers'. The last line is the model's score,
+        with ``attribution`` (which features made it) when given.
         """
         out: list[str] = []
         base = self.horizons.base
@@ -207,10 +239,7 @@ class Judge:
                 text, beyond_all = found
                 out.append(text)
                 guard_kind = guard_kind or ("all" if beyond_all else "own")
-        unknown = (
-            row[col_name("rows_read", base)] is None and row[col_name("bytes_read", base)] is None
-        )
-        if unknown and row["objects_list"]:
+        if not self.volume_logged and row["objects_list"]:
             out.append(
                 f"volume unknown: the log gives no row or byte counts for the reads of "
                 f"{_names(row['objects_list'])}; judged on statements, objects, clients and hours"
@@ -282,7 +311,8 @@ class Judge:
                 )
             else:
                 out.append("guardrail: data exported by an account that never exports")
-        out.append(f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})")
+        score = f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})"
+        out.append(f"{score}; {attribution}" if attribution else score)
         return out
 
     def _volume_reason(
@@ -328,6 +358,18 @@ class Judge:
             f"{_times(value, peer)} any peer's largest ({_num(peer)})"
         )
         return text, value > self.settings.guardrail_factor * max(own, peer)
+
+
+def _attribution(names: list[str], shares: npt.NDArray[np.float64]) -> str | None:
+    """``made of: volume vs its own history 61%, the hour 22%`` (largest first)."""
+    shown = sorted(
+        ((share, name) for name, share in zip(names, shares, strict=True) if share >= SHOWN_SHARE),
+        reverse=True,
+    )
+    if not shown:
+        return None
+    parts = ", ".join(f"{FEATURE_WORDS.get(name, name)} {share:.0%}" for share, name in shown)
+    return f"made of: {parts}"
 
 
 def _num(value: float | int | None) -> str:

@@ -80,6 +80,7 @@ class Detector:
             random_state=self.random_state,
             n_jobs=1,
         ).fit(features)
+        self.reference_ = np.median(features, axis=0)  # an ordinary window, for attribution
         raw = self.anomaly(features)
         median, high = np.quantile(raw, [0.5, CALIBRATION_QUANTILE])
         scale = max((high - median) / 4.0, 1e-6)
@@ -97,6 +98,27 @@ class Detector:
         if len(features) == 0:
             return np.zeros(0)
         return self.calibration_.apply(self.anomaly(features))
+
+    def attribution(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Each feature's share of each row's anomaly, by occlusion: how much the raw
+        anomaly drops when that feature alone takes the training median's value. Every
+        feature reads "higher is more unusual", so only features above the median can be
+        to blame: the others get no share, nor do negative drops; each row's shares sum
+        to 1 (all 0 where no feature alone makes the row more ordinary). The forest is
+        asked, not the feature values: a large ratio the trees do not isolate on gets no
+        share."""
+        self._check_fitted()
+        n, k = features.shape
+        if n == 0:
+            return np.zeros((0, k))
+        copies = np.repeat(features, k, axis=0)
+        columns = np.tile(np.arange(k), n)
+        copies[np.arange(n * k), columns] = self.reference_[columns]
+        drops = self.anomaly(features).repeat(k) - self.anomaly(copies)
+        drops = np.clip(drops, 0.0, None).reshape(n, k) * (features > self.reference_)
+        totals = drops.sum(axis=1, keepdims=True)
+        shares = np.divide(drops, totals, out=np.zeros_like(drops), where=totals > 0)
+        return np.asarray(shares, dtype=np.float64)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "forest_"):

@@ -142,7 +142,9 @@ def score_windows(
     service passes its window history here; a batch run has none.
     """
     horizons = trained.horizons
-    judge = Judge(trained.profile, horizons, settings)
+    judge = Judge(
+        trained.profile, horizons, settings, trained.manifest.training.get("volume") != []
+    )
     new = activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
     if prior is not None and prior.height:
         earlier = prior.filter(pl.col(F.ACCOUNT).is_in(activity[F.ACCOUNT].unique().implode()))
@@ -160,7 +162,11 @@ def score_windows(
         discounted = F.discount_alerted(windows.lazy(), alerted, horizons)
         frame = model_frame(discounted.filter(pl.col("_new")), trained.profile, horizons)
         scores = trained.detector.score(matrix(frame, trained.manifest.features))
-        return judge(frame, scores, with_reasons)
+        return judge(frame, scores, with_reasons, attribute)
+
+    def attribute(rows: pl.DataFrame) -> tuple[list[str], np.ndarray]:
+        names = trained.manifest.features
+        return names, trained.detector.attribution(matrix(rows, names))
 
     judged = judged_windows(pl.col("_alerted"), with_reasons=False)
     alerted = judged.filter(pl.col("flagged")).select(

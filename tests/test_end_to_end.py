@@ -110,3 +110,28 @@ def test_a_pull_far_beyond_the_account_and_its_peers_trips_the_guardrail() -> No
     assert window["severity"].to_list() == ["critical"]
     assert any("guardrail" in r for r in window["reasons"][0])
     assert any(r.startswith("read 5,") for r in window["reasons"][0])
+
+
+def attribution(reasons: list[str]) -> list[str]:
+    """The features named by a flagged window's "made of:" line, largest share first."""
+    line = next(r for r in reasons if "made of: " in r)
+    return [part.rsplit(" ", 1)[0] for part in line.split("made of: ")[1].split(", ")]
+
+
+@pytest.mark.parametrize(
+    ("incident", "first"),
+    [
+        ("INC-1", "volume vs its own history"),  # the web app's bulk SELECT
+        ("INC-4", "exports vs its own history"),  # a cursor pull: export, rows unknown
+        ("INC-5", "objects new to it"),  # enumeration of tables never read
+    ],
+)
+def test_the_model_names_what_made_each_incident_unusual(incident: str, first: str) -> None:
+    label = labels().filter(pl.col("incident_id") == incident).row(0, named=True)
+    hit = scored("jsonlog").filter(
+        pl.col("flagged"),
+        pl.col("account") == label["account"],
+        pl.col("window_end") > label["start"],
+        pl.col("window_start") <= label["end"],
+    )
+    assert attribution(hit["reasons"][0].to_list())[0] == first

@@ -96,3 +96,14 @@ def test_a_model_from_another_scikit_learn_is_refused(tmp_path: Path) -> None:
     (target / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(model.ModelError, match=r"scikit-learn 0\.24\.2"):
         model.load(target)
+
+
+def test_attribution_blames_only_features_above_an_ordinary_window() -> None:
+    rng = np.random.default_rng(0)
+    ordinary = rng.normal(0.0, 1.0, size=(2000, 3))
+    detector = model.Detector(n_estimators=100).fit(ordinary)
+    odd = np.array([[8.0, 0.0, 0.0], [0.0, -8.0, 6.0]])
+    shares = detector.attribution(odd)
+    assert shares[0, 0] > 0.9  # far out on the first feature only
+    assert shares[1, 1] == 0 and shares[1, 2] > 0.9  # low is not "unusual" here
+    assert np.allclose(shares.sum(axis=1), 1.0)
