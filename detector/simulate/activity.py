@@ -15,8 +15,9 @@ from typing import Final
 
 import numpy as np
 
-from detector.simulate.catalog import Frozen, Num, Rows, Shape
+from detector.simulate.catalog import Frozen
 from detector.simulate.population import Population
+from detector.simulate.templates import Num, Rows, Shape
 
 COLUMNS: Final = (
     "profile",
@@ -98,7 +99,8 @@ def duration(
     us = (60 + per_row * rows) * np.exp(rng.normal(0.0, 0.6, len(combo)))
     us = np.where(shape == Shape.BARE, np.minimum(us, 150_000), us)  # cursors are only declared
     us = np.where(frozen.fast[combo], np.minimum(us, 200_000), us)
-    return us.astype(np.int64) + 10
+    out: np.ndarray = us.astype(np.int64) + 10
+    return out
 
 
 def _pick(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -106,7 +108,8 @@ def _pick(cdf: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     width = cdf.shape[1]
     flat = (cdf + np.arange(len(cdf))[:, None]).ravel()
     idx = np.searchsorted(flat, rows + u, side="right") - rows * width
-    return np.minimum(idx, width - 1)
+    picked: np.ndarray = np.minimum(idx, width - 1)
+    return picked
 
 
 def ordinary(

@@ -19,16 +19,8 @@ import polars as pl
 
 from detector.simulate import sessions as S
 from detector.simulate.activity import Statements
-from detector.simulate.catalog import (
-    AUDIT,
-    COPY_LINE,
-    DUR_EXEC,
-    DUR_STMT,
-    ERROR_LINE,
-    TEMPLATES,
-    Frozen,
-    Shape,
-)
+from detector.simulate.catalog import AUDIT, COPY_LINE, DUR_EXEC, DUR_STMT, ERROR_LINE, Frozen
+from detector.simulate.templates import TEMPLATES, Shape
 
 LOG_MIN_DURATION_US: Final = 250_000  # log_min_duration_statement = 250 (ms)
 CHUNK: Final = 50_000
@@ -53,15 +45,18 @@ def render_day(
     sess = st["sess"].to_numpy()[which]
     t = st["t"].to_numpy()[which] + (piece - frozen.piece_offset[st["combo"].to_numpy()[which]])
     # line numbers: 1-3 are the connection lines, statement lines follow in order
-    first = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1] if len(sess) else np.zeros(0, np.int64)
+    first = (
+        np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1] if len(sess) else np.zeros(0, np.int64)
+    )
     line_num = np.arange(len(sess)) - np.repeat(first, np.diff(np.r_[first, len(sess)])) + 4
     counts = pl.DataFrame({"sess": sess[first], "n": np.diff(np.r_[first, len(sess)])})
     conn = S.lines(sessions, counts)
     table = pl.concat(
         [
-            pl.DataFrame({"t": t, "sess": sess, "kind": np.zeros(len(t), np.int8), "line_num": line_num,
-                          "row": np.arange(len(t))}),
-            conn.select("t", "sess", "kind", pl.lit(0, pl.Int64).alias("line_num"), pl.int_range(pl.len()).alias("row")),
+            pl.DataFrame({"t": t, "sess": sess, "kind": np.zeros(len(t), np.int8),
+                          "line_num": line_num, "row": np.arange(len(t))}),
+            conn.select("t", "sess", "kind", pl.lit(0, pl.Int64).alias("line_num"),
+                        pl.int_range(pl.len()).alias("row")),
         ],
         how="vertical_relaxed",
     ).sort("t", "sess", "kind", "line_num")  # fmt: skip
@@ -90,7 +85,9 @@ def _statements(stmts: Statements, frozen: Frozen, day: int) -> pl.DataFrame:
     """The day's statements in time order, with what their lines need from the catalog."""
     combo = stmts["combo"]
     n_in_text = np.array(["{n}" in TEMPLATES[k].text for k, _ in frozen.keys], dtype=bool)
-    st = pl.DataFrame({c: stmts[c] for c in ("account", "skey", "t", "dur", "ip", "app", "combo", "n", "rows")})
+    st = pl.DataFrame(
+        {c: stmts[c] for c in ("account", "skey", "t", "dur", "ip", "app", "combo", "n", "rows")}
+    )
     st = st.with_columns(
         pl.Series("login_fail", frozen.shape[combo] == Shape.LOGIN_FAIL),
         pl.Series("dump", frozen.export[combo] & frozen.in_txn[combo]),
@@ -108,12 +105,20 @@ def _numbered(st: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     """Statements grouped by session, in order, with their pgAudit statement number and
     local transaction id; a backend runs one statement at a time, so each is made to end
     at least ``GAP`` microseconds after the one before."""
-    st = st.join(sessions.select("account", "skey", "sess", "lx"), on=["account", "skey"], maintain_order="left")
+    st = st.join(
+        sessions.select("account", "skey", "sess", "lx"),
+        on=["account", "skey"],
+        maintain_order="left",
+    )
     i = pl.int_range(pl.len()).over("sess")
     return st.sort("sess", "t", "combo", "n").with_columns(
         ((pl.col("t") - GAP * i).cum_max().over("sess") + GAP * i).alias("t"),
         pl.col("audited").cum_sum().over("sess").alias("stmt_no"),
-        (pl.col("lx") + pl.col("incr").cum_sum().over("sess") + 9 * (~pl.col("incr")).cast(pl.Int64)).alias("lxid"),
+        (
+            pl.col("lx")
+            + pl.col("incr").cum_sum().over("sess")
+            + 9 * (~pl.col("incr")).cast(pl.Int64)
+        ).alias("lxid"),
     )
 
 

@@ -23,7 +23,9 @@ class Role(IntEnum):
 # Relative activity per hour of day (UTC)
 # People work by day: nobody looks a record up at 3 am (what does is an incident).
 OFFICE: Final = (0, 0, 0, 0, 0, 0, 0.3, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1, 0.5, 0.2, 0, 0)  # fmt: skip
-ONLINE: Final = (35, 25, 20, 18, 18, 22, 35, 55, 75, 90, 100, 100, 95, 95, 95, 90, 85, 85, 90, 95, 90, 75, 60, 45)  # fmt: skip
+ONLINE: Final = (
+    35, 25, 20, 18, 18, 22, 35, 55, 75, 90, 100, 100, 95, 95, 95, 90, 85, 85, 90, 95, 90, 75, 60, 45
+)  # fmt: skip
 DASHBOARDS: Final = (5, 5, 30, 5, 5, 5, 10, 40, 60, 60, 60, 60, 50, 60, 60, 60, 50, 30, 10, 5, 5, 5, 5, 5)  # fmt: skip
 ON_CALL: Final = (0.1, 0, 0, 0, 0, 0, 0.5, 2, 7, 11, 11, 10, 6, 8, 10, 9, 7, 4, 2, 1.5, 1.2, 1, 0.6, 0.3)  # fmt: skip
 
@@ -146,4 +148,5 @@ def role_counts(accounts: int) -> dict[Role, int]:
 def hour_cdf(weights: tuple[float, ...], shift: int = 0) -> np.ndarray:
     """Cumulative distribution over the 24 hours, shifted by ``shift`` hours."""
     w = np.roll(np.asarray(weights, dtype=np.float64), shift)
-    return np.cumsum(w) / w.sum()
+    cdf: np.ndarray = np.cumsum(w) / w.sum()
+    return cdf

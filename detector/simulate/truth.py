@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 
 from detector.simulate.activity import Statements
-from detector.simulate.catalog import CLASS_CODES, Frozen, Shape
+from detector.simulate.catalog import Frozen
+from detector.simulate.templates import CLASS_CODES, Shape
 
 TOTALS: Final = ("events", "rows_read", "rows_written", "exports", "failed")
 

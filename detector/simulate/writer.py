@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import queue
 import sys
 import threading
@@ -25,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
@@ -189,10 +189,14 @@ def _write_accounts(out: Path, pop: population.Population) -> None:
 
 
 class _Writer:
-    """Writes (and compresses) blocks in a thread, so drawing the next ones overlaps it."""
+    """Writes (and compresses) blocks in a thread, so drawing the next ones overlaps it.
+
+    Messages: ``(path, compress, b"")`` opens a file (closing the one before),
+    ``(None, False, block)`` writes to it, ``None`` closes it and stops.
+    """
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=16)
+        self._queue: queue.Queue[tuple[Path | None, bool, bytes] | None] = queue.Queue(maxsize=16)
         self._thread = threading.Thread(target=self._work, daemon=True)
         self._error: BaseException | None = None
 
@@ -201,49 +205,47 @@ class _Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._queue.put(("stop", None))
+        self._queue.put(None)
         self._thread.join()
         if self._error is not None and exc[0] is None:
             raise self._error
 
     def open(self, path: Path, compress: bool) -> None:
         self._check()
-        self._queue.put(("open", (path, compress)))
+        self._queue.put((path, compress, b""))
 
     def put(self, block: bytes) -> None:
         self._check()
-        self._queue.put(("write", block))
+        self._queue.put((None, False, block))
 
     def _check(self) -> None:
         if self._error is not None:
             raise self._error
 
     def _work(self) -> None:
-        f: IO[bytes] | None = None
-        raw: IO[bytes] | None = None
+        files: list[
+            io.BufferedIOBase
+        ] = []  # the open file, and under it the raw file if compressed
         try:
-            while True:
-                op, arg = self._queue.get()
-                if op in ("open", "stop") and f is not None:
+            while (message := self._queue.get()) is not None:
+                path, compress, block = message
+                if path is None:
+                    files[0].write(block)
+                    continue
+                for f in files:
                     f.close()
-                    if raw is not None and raw is not f:
-                        raw.close()
-                    f = raw = None
-                if op == "stop":
-                    return
-                if op == "open":
-                    path, compress = arg  # type: ignore[misc]
-                    raw = open(path, "wb")  # noqa: SIM115 - closed at the next open or stop
-                    f = (
-                        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=2)
-                        if compress
-                        else raw
+                raw = open(path, "wb")  # noqa: SIM115 - closed at the next open or at the end
+                files = [raw]
+                if compress:
+                    files.insert(
+                        0,
+                        gzip.GzipFile(
+                            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=2
+                        ),
                     )
-                elif op == "write" and f is not None:
-                    f.write(arg)  # type: ignore[arg-type]
+            for f in files:
+                f.close()
         except BaseException as exc:  # surfaced in the main thread
             self._error = exc
-            while True:  # keep draining so the producer never blocks
-                op, _ = self._queue.get()
-                if op == "stop":
-                    return
+            while self._queue.get() is not None:  # keep draining so the producer never blocks
+                pass

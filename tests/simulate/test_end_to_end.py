@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -37,7 +38,16 @@ def _scored(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     logs = [str(p) for p in result.files]
     model, scores = root / "model", root / "scores.ndjson"
     quarantine = str(root / "quarantine.ndjson")
-    _trovewatch("train", "--model-dir", str(model), "--until", SPLIT.isoformat(), "--quarantine", quarantine, *logs)
+    _trovewatch(
+        "train",
+        "--model-dir",
+        str(model),
+        "--until",
+        SPLIT.isoformat(),
+        "--quarantine",
+        quarantine,
+        *logs,
+    )
     _trovewatch("score", "--model-dir", str(model), "--since", SPLIT.isoformat(), "--out", str(scores),
                 "--quarantine", quarantine, *logs)  # fmt: skip
     windows = pl.read_ndjson(scores).with_columns(
@@ -52,7 +62,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.D
     return _scored(tmp_path_factory.mktemp("sim-e2e"))
 
 
-def _hits(windows: pl.DataFrame, label: dict[str, object]) -> pl.DataFrame:
+def _hits(windows: pl.DataFrame, label: dict[str, Any]) -> pl.DataFrame:
     return windows.filter(
         pl.col("flagged"),
         pl.col("account") == label["account"],
@@ -70,7 +80,9 @@ def test_bulk_pulls_dumps_and_copy_exports_are_flagged_where_they_happen(
     assert incidents.height >= 1
     for label in incidents.iter_rows(named=True):
         hits = _hits(windows, label)
-        assert hits.height >= 1, f"{label['incident_id']} ({kind}) by {label['account']} not flagged"
+        assert hits.height >= 1, (
+            f"{label['incident_id']} ({kind}) by {label['account']} not flagged"
+        )
         assert all(hits["reasons"].list.len() > 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import polars as pl
 import pytest
@@ -24,7 +25,9 @@ def test_labels_have_the_columns_and_every_kind(small: Run) -> None:
 
 
 def test_no_incident_in_the_warm_up_days(small: Run) -> None:
-    first = pl.datetime(START.year, START.month, START.day, time_zone="UTC") + timedelta(days=WARMUP_DAYS)
+    first = pl.datetime(START.year, START.month, START.day, time_zone="UTC") + timedelta(
+        days=WARMUP_DAYS
+    )
     assert small.labels().filter(pl.col("start") < first).is_empty()
 
 
@@ -34,15 +37,17 @@ def test_unusual_jobs_are_listed_apart_and_not_labelled(small: Run) -> None:
     assert unusual.join(small.labels(), on=["account", "start"]).is_empty()
 
 
-def _during(run: Run, label: dict[str, object]) -> pl.DataFrame:
+def _during(run: Run, label: dict[str, Any]) -> pl.DataFrame:
     """The account's events from the label's start to its end (inclusive, to the second)."""
-    end = label["end"] + timedelta(seconds=1)  # type: ignore[operator]
+    end = label["end"] + timedelta(seconds=1)
     return run.events.filter(
-        pl.col(S.ACCOUNT) == label["account"], pl.col(S.TIME) >= label["start"], pl.col(S.TIME) < end
+        pl.col(S.ACCOUNT) == label["account"],
+        pl.col(S.TIME) >= label["start"],
+        pl.col(S.TIME) < end,
     )
 
 
-def _before(run: Run, label: dict[str, object]) -> pl.DataFrame:
+def _before(run: Run, label: dict[str, Any]) -> pl.DataFrame:
     return run.events.filter(pl.col(S.ACCOUNT) == label["account"], pl.col(S.TIME) < label["start"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def test_per_account_totals_are_what_the_simulator_wrote(small: Run) -> None:
     for name in TOTALS:
         wrong = joined.filter(pl.col(name).ne_missing(pl.col(f"{name}_parsed")))
         assert wrong.is_empty(), wrong.select("account", name, f"{name}_parsed").head().to_dicts()
-    assert truth["exports"].sum() > 0 and truth["failed"].sum() > 0 and truth["rows_written"].sum() > 0
+    assert (
+        truth["exports"].sum() > 0 and truth["failed"].sum() > 0 and truth["rows_written"].sum() > 0
+    )
 
 
 def _kind(record: dict[str, object]) -> str:
@@ -47,7 +50,12 @@ def _kind(record: dict[str, object]) -> str:
         return "audit"
     if message.startswith("duration: "):
         return "duration with detail" if "detail" in record else "duration"
-    for kind in ("connection received", "connection authenticated", "connection authorized", "disconnection"):
+    for kind in (
+        "connection received",
+        "connection authenticated",
+        "connection authorized",
+        "disconnection",
+    ):
         if message.startswith(kind):
             return kind
     return str(record["error_severity"])
@@ -79,7 +87,9 @@ def test_lines_have_the_keys_of_real_server_output_in_its_order(small: Run) -> N
     for kind, shapes in seen.items():
         for keys in shapes:
             assert _fits(keys, real[kind]), (kind, keys)
-    assert {"audit", "duration", "connection received", "disconnection", "ERROR", "FATAL"} <= set(seen)
+    assert {"audit", "duration", "connection received", "disconnection", "ERROR", "FATAL"} <= set(
+        seen
+    )
 
 
 def test_sessions_are_numbered_and_named_as_postgresql_does(small: Run) -> None:
@@ -98,10 +108,8 @@ def test_sessions_are_numbered_and_named_as_postgresql_does(small: Run) -> None:
             state[0] = record["line_num"]
             assert [record["pid"], record["session_start"]] == state[1:]
             start = str(record["session_start"]).removesuffix(" UTC")
-            from datetime import UTC, datetime
-
             seconds = int(datetime.fromisoformat(start).replace(tzinfo=UTC).timestamp())
-            assert sid == f"{seconds:x}.{int(record['pid']):x}"  # type: ignore[call-overload]
+            assert sid == f"{seconds:x}.{record['pid']:x}"
 
 
 def test_people_do_not_work_at_night_but_apps_do(small: Run) -> None:
@@ -110,7 +118,9 @@ def test_people_do_not_work_at_night_but_apps_do(small: Run) -> None:
     labelled = small.labels()["account"]
     hour = small.events[S.TIME].dt.hour()
     night = small.events.filter((hour >= 1) & (hour < 5))
-    assert night.filter(pl.col(S.ACCOUNT).is_in(people.to_list()) & ~pl.col(S.ACCOUNT).is_in(labelled.to_list())).is_empty()
+    assert night.filter(
+        pl.col(S.ACCOUNT).is_in(people.to_list()) & ~pl.col(S.ACCOUNT).is_in(labelled.to_list())
+    ).is_empty()
     web = accounts.filter(pl.col("role") == "web")["account"]
     assert night.filter(pl.col(S.ACCOUNT).is_in(web.to_list())).height > 1000
 
