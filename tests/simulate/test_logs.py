@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
