@@ -38,12 +38,17 @@ class Spans:
         self.last: dict[int, int] = {}
 
     def add(self, stmts: Statements) -> None:
-        tags = stmts["tag"]
-        for tag in np.unique(tags[tags != 0]):
-            t = stmts["t"][tags == tag]
-            key = int(tag)
-            self.first[key] = min(self.first.get(key, int(t.min())), int(t.min()))
-            self.last[key] = max(self.last.get(key, int(t.max())), int(t.max()))
+        tagged = stmts["tag"] != 0
+        if not tagged.any():
+            return
+        tags, t = stmts["tag"][tagged], stmts["t"][tagged]
+        order = np.lexsort((t, tags))
+        tags, t = tags[order], t[order]
+        first = np.flatnonzero(np.r_[True, tags[1:] != tags[:-1]])
+        last = np.r_[first[1:] - 1, len(tags) - 1]
+        for tag, lo, hi in zip(tags[first].tolist(), t[first].tolist(), t[last].tolist(), strict=True):
+            self.first[tag] = min(self.first.get(tag, lo), lo)
+            self.last[tag] = max(self.last.get(tag, hi), hi)
 
 
 def plan(pop: Population, seed: int, warmup: int, per_kind: int | None) -> list[Incident]:
