@@ -174,7 +174,7 @@ TEMPLATES: Final[dict[str, Template]] = {
         Shape.COPY_QUERY,
         "READ",
         "SELECT",
-        f"COPY  ( SELECT * FROM {{t}} {_SINCE} ) TO STDOUT WITH (FORMAT csv, HEADER)",
+        f"COPY (SELECT * FROM {{t}} {_SINCE}) TO STDOUT WITH (FORMAT csv, HEADER)",
         Rows.SAMPLE,
         Num.DAYS,
         export=True,
