@@ -16,7 +16,7 @@ from typing import NoReturn
 import polars as pl
 from pydantic import ValidationError
 
-from detector import evaluate, formats, model, pipeline, report, settings
+from detector import evaluate, formats, model, pipeline, report, settings, simulate
 from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
@@ -116,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate", help="detection quality on labelled incidents, beside baselines"
     )
     evaluate.add_arguments(evaluation)
+    simulation = sub.add_parser(
+        "simulate", help="write a simulated organisation's pgAudit log with labelled incidents"
+    )
+    simulate.add_arguments(simulation)
     return parser
 
 
@@ -246,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": run_serve,
         "report": run_report,
         "evaluate": evaluate.run,
+        "simulate": simulate.run,
     }
     try:
         return handlers[args.command](args)
