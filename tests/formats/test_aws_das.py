@@ -8,34 +8,39 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
 from detector.formats.aws_das import NAME, AwsDas
-from detector.pipeline import merge_split_statements, read_events
+from detector.pipeline import read_events
 from detector.reader import head_lines, read_chunks
 from detector.rejects import Quarantine, Reason
 from tests.conftest import FIXTURES
+from tests.formats.common import (
+    FUZZ,
+    RANDOM_BYTES,
+    assert_rejects_well_formed,
+    foreign_logs,
+    garbage_bytes,
+    insertions,
+    not_gzip,
+    one,
+    parse_chunks,
+    with_inserted,
+)
 
 DAS = FIXTURES / "aws-das"
 POSTGRES, MYSQL = DAS / "aurora-postgresql.jsonl", DAS / "aurora-mysql.jsonl"
 ORACLE, SQLSERVER = DAS / "rds-oracle.jsonl", DAS / "rds-sqlserver.jsonl"
 ALL = [POSTGRES, MYSQL, ORACLE, SQLSERVER]
-SIBLINGS = sorted(
-    p
-    for p in FIXTURES.rglob("*")
-    if p.is_file() and "aws-das" not in p.parts and p.suffix not in {".md", ".py", ".conf", ".cnf"}
-)
-REFERENCE = sorted(p for p in Path("/work/shared/reference-logs").rglob("*") if p.is_file())
 
 _spec = importlib.util.spec_from_file_location("make_jsonl", DAS / "make_jsonl.py")
 assert _spec is not None and _spec.loader is not None
@@ -46,29 +51,15 @@ _spec.loader.exec_module(make_jsonl)
 def parse(path: Path, chunk_bytes: int | None = None) -> tuple[pl.DataFrame, Quarantine, int]:
     """Events, rejects and context of ``path`` read as ingest reads a file, in chunks of
     ``chunk_bytes`` if given (statements split between chunks are merged, then finished)."""
-    fmt, quarantine, context, parts = AwsDas(), Quarantine(None), 0, []
-    chunks = (
-        read_chunks(path) if chunk_bytes is None else read_chunks(path, chunk_bytes=chunk_bytes)
-    )
-    for chunk in chunks:
-        parsed = fmt.parse(chunk)
-        parts.append(parsed.events)
-        quarantine.add(str(path), parsed.rejects)
-        context += parsed.context
-    events = fmt.finish(merge_split_statements(pl.concat(parts))) if parts else S.empty()
-    return events, quarantine, context
+    got, quarantine = parse_chunks(AwsDas(), path, chunk_bytes), Quarantine(None)
+    quarantine.add(str(path), got.rejects)
+    return got.events, quarantine, got.context
 
 
 def clean(path: Path) -> pl.DataFrame:
     events, quarantine, _ = parse(path)
     assert quarantine.total == 0, dict(quarantine.counts)
     return events
-
-
-def one(frame: pl.DataFrame, **where: object) -> dict[str, Any]:
-    got = frame.filter(*(pl.col(k) == v for k, v in where.items()))
-    assert got.height == 1, got
-    return got.row(0, named=True)
 
 
 def documented(name: str) -> dict[str, Any]:
@@ -128,7 +119,8 @@ def test_sniffs_every_documented_shape(path: Path) -> None:
     assert AwsDas().sniff(head_lines(path))
 
 
-@pytest.mark.parametrize("path", REFERENCE + SIBLINGS, ids=str)
+# Everything else, even the documentation and configuration files next to the logs.
+@pytest.mark.parametrize("path", foreign_logs(DAS.name, skip=()), ids=str)
 def test_does_not_claim_other_logs(path: Path) -> None:
     assert not AwsDas().sniff(head_lines(path))
 
@@ -424,15 +416,6 @@ def test_read_events_end_to_end(tmp_path: Path) -> None:
 
 # -- fuzzing: damage built from the documented records ----------------------------------
 
-REASONS = {r.value for r in Reason}
-FUZZ = settings(
-    max_examples=25,
-    deadline=5_000,
-    database=None,
-    derandomize=os.environ.get("CI") == "true",
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 REAL = [line.encode() for p in ALL for line in p.read_text().splitlines()]
 TORTURE = [
     b"{", b"}", b"[", b"]", b'"', b"\\", b'\\"', b":", b",", b"null", b"\xff\xfe", b"\x00",
@@ -446,33 +429,18 @@ def fuzz(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
     with tempfile.TemporaryDirectory(prefix="trovewatch-aws-das-fuzz-") as tmp:
         path = Path(tmp) / "input.jsonl"
         path.write_bytes(data)
-        fmt, parts, found = AwsDas(), [], []
-        for chunk in read_chunks(path):
-            parsed = fmt.parse(chunk)
-            parts.append(parsed.events)
-            found.append(parsed.rejects)
-    events = fmt.finish(merge_split_statements(pl.concat(parts))) if parts else S.empty()
-    rejected = pl.concat(found) if found else pl.DataFrame()
-    assert events.schema == S.EVENT_SCHEMA
-    if rejected.height:
-        assert set(rejected["reason"]) <= REASONS
-        n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        assert rejected["line_no"].min() >= 1 and rejected["line_no"].max() <= n_lines  # type: ignore[operator]
-        assert rejected["line_no"].is_unique().all()
-    return events, rejected
+        got = parse_chunks(AwsDas(), path)
+    assert got.events.schema == S.EVENT_SCHEMA
+    assert_rejects_well_formed(got.rejects, data, line="line_no")
+    return got.events, got.rejects
 
 
-def _garbage() -> st.SearchStrategy[bytes]:
-    return st.one_of(
-        st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
-        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6).map(b"".join),
-    ).filter(lambda b: b.decode("utf-8", "replace").strip() != "")
+GARBAGE = garbage_bytes(TORTURE).filter(lambda b: b.decode("utf-8", "replace").strip() != "")
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+@given(data=RANDOM_BYTES)
 def test_random_bytes_never_crash(data: bytes) -> None:
-    # (gzip magic that does not decompress is the documented NotALogError refusal)
     fuzz(data)
 
 
@@ -484,18 +452,13 @@ def test_truncated_files_never_crash(cut: int) -> None:
 
 
 @FUZZ
-@given(
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=0, max_value=len(REAL)), _garbage()), min_size=1, max_size=8
-    )
-)
+@given(inserts=insertions(GARBAGE, 0, len(REAL)))
 def test_garbage_lines_are_all_quarantined_and_real_records_kept(
     inserts: list[tuple[int, bytes]],
 ) -> None:
-    lines = list(REAL)
-    for at, junk in sorted(inserts, key=lambda t: -t[0]):
-        lines.insert(at, junk)
-    events, rejected = fuzz(b"\n".join(lines) + b"\n")
+    data = b"\n".join(with_inserted(REAL, inserts)) + b"\n"
+    assume(not_gzip(data))  # garbage may come first
+    events, rejected = fuzz(data)
     assert rejected.height == len(inserts)
     whole, _ = fuzz(b"\n".join(REAL) + b"\n")
     assert same(events, whole)

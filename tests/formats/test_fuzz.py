@@ -24,7 +24,6 @@ import csv
 import gzip
 import io
 import json
-import os
 import re
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import polars as pl
 import polars.selectors as cs
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from detector import schema as S
@@ -46,27 +45,17 @@ from detector.pipeline import read_events
 from detector.reader import NotALogError
 from detector.rejects import Quarantine, Reason
 from tests.conftest import PG_SCENARIOS, REFERENCE_PG
+from tests.formats.common import REASONS, fuzz_settings
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
 PREFIX = "%m [%p] %q%u@%d %r %a "  # log_line_prefix of every fixture (audit-settings.conf)
-REASONS = {r.value for r in Reason}
 QUARANTINE_RAW_CHARS = 10_000  # the quarantine keeps this much of a rejected line
-
-FUZZ = settings(
-    max_examples=10,
-    deadline=5_000,  # ms per example: a hang or a quadratic blow-up fails, not just waits
-    database=None,
-    derandomize=os.environ.get("CI") == "true",  # CI runs the same examples every time
-    # No shrinking: on a failure it would re-run the parser thousands of times. The
-    # failing example is printed as found; the plain tests below give minimal ones.
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 def fuzz(examples: int = 10) -> settings:
-    """Hypothesis settings for one property (run per input spec, inside the test)."""
-    return settings(FUZZ, max_examples=examples)
+    """Hypothesis settings for one property (run per input spec, inside the test); the
+    plain tests below give minimal failing inputs, as these do not shrink."""
+    return fuzz_settings(examples)
 
 
 # ---------------------------------------------------------------------------------------

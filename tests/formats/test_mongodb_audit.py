@@ -6,7 +6,6 @@ workloads built here from those documented record shapes; then fuzzed.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,16 +13,29 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
 from detector.formats.mongodb_audit import NAME, QUERY_CHARS, MongodbAudit
 from detector.pipeline import read_events
-from detector.reader import head_lines, read_chunks
+from detector.reader import head_lines
 from detector.rejects import Quarantine, Reason
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, parse
+from tests.formats.common import (
+    FUZZ,
+    RANDOM_BYTES,
+    assert_no_other_format_sniffs,
+    foreign_logs,
+    garbage_text,
+    insertions,
+    json_lines,
+    one,
+    parse_chunks,
+    read_bytes,
+    with_inserted,
+)
 
 HERE = FIXTURES / "mongodb-audit"
 MANUAL = HERE / "manual-setauditconfig.log"
@@ -33,22 +45,6 @@ ATLAS_50 = HERE / "otel-atlas-5.0.log"
 ATLAS_42 = HERE / "otel-atlas-4.2.log"
 FEDERATION = HERE / "atlas-data-federation-authenticate.log"
 OURS = sorted(HERE.glob("*.log"))
-REFERENCE_LOGS = Path("/work/shared/reference-logs")
-REASONS = {r.value for r in Reason}
-FUZZ = settings(
-    max_examples=25,
-    deadline=5_000,
-    database=None,
-    derandomize=os.environ.get("CI") == "true",
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def read(path: Path, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantine]:
-    quarantine = Quarantine(None)
-    events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
-    return events, quarantine
 
 
 def events_of(*lines: str | dict[str, Any]) -> pl.DataFrame:
@@ -58,16 +54,8 @@ def events_of(*lines: str | dict[str, Any]) -> pl.DataFrame:
 
 
 def read_lines(*lines: str | dict[str, Any]) -> tuple[pl.DataFrame, Quarantine]:
-    text = "".join((s if isinstance(s, str) else json.dumps(s)) + "\n" for s in lines)
-    with tempfile.TemporaryDirectory(prefix="trovewatch-mongodb-") as tmp:
-        path = Path(tmp) / "audit.json"
-        path.write_text(text)
-        return read(path)
-
-
-def only(frame: pl.DataFrame) -> dict[str, Any]:
-    assert frame.height == 1, frame
-    return frame.row(0, named=True)
+    events, quarantine, _ = read_bytes(json_lines(*lines), NAME)
+    return events, quarantine
 
 
 # Records built from the documented shapes ("mongo Schema Audit Messages" in the MongoDB
@@ -133,25 +121,14 @@ def test_sniff_claims_every_fixture(path: Path) -> None:
     assert MongodbAudit().sniff(head_lines(path))
 
 
-def _others() -> list[Path]:
-    roots = [REFERENCE_LOGS, *(p for p in FIXTURES.iterdir() if p.is_dir() and p != HERE)]
-    return sorted(
-        p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()
-        and p.suffix not in {".md", ".py", ".conf", ".cnf", ".toml", ".yaml", ".yml"}
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("path", _others(), ids=str)
+@pytest.mark.parametrize("path", foreign_logs(HERE.name), ids=str)
 def test_sniff_claims_no_other_log(path: Path) -> None:
     assert not MongodbAudit().sniff(head_lines(path))
 
 
 @pytest.mark.parametrize("path", OURS, ids=lambda p: p.name)
 def test_no_other_format_claims_a_mongodb_audit_log(path: Path) -> None:
-    head = head_lines(path)
-    for name in formats.NATIVE:
-        if name != NAME:
-            assert not formats.native(name, None).sniff(head), name
+    assert_no_other_format_sniffs(path, NAME)
 
 
 def test_sniff_refuses_ocsf_and_the_server_log() -> None:
@@ -173,9 +150,9 @@ def test_sniff_refuses_ocsf_and_the_server_log() -> None:
 
 
 def test_percona_insert_is_a_write_of_its_collection_with_no_volume() -> None:
-    frame, quarantine = read(PERCONA)
+    frame, quarantine = parse(PERCONA, NAME)
     assert quarantine.total == 0
-    ev = only(frame)
+    ev = one(frame)
     assert ev[S.ACCOUNT] == "admin@admin"
     assert ev[S.CLIENT_IP] == "127.0.0.1"
     assert ev[S.DATABASE] == "audit_authz_insert"
@@ -193,7 +170,7 @@ def test_percona_insert_is_a_write_of_its_collection_with_no_volume() -> None:
 
 
 def test_manual_examples_ddl_and_find() -> None:
-    frame, quarantine = read(MANUAL)
+    frame, quarantine = parse(MANUAL, NAME)
     assert quarantine.total == 0
     assert frame[S.COMMAND].to_list() == ["dropCollection", "createCollection", "find"]
     assert frame[S.CLASS].to_list() == ["DDL", "DDL", "READ"]
@@ -211,7 +188,7 @@ def test_manual_examples_ddl_and_find() -> None:
 
 
 def test_guardium_find_by_a_named_user_with_an_old_style_offset() -> None:
-    ev = only(read(GUARDIUM)[0])
+    ev = one(parse(GUARDIUM, NAME)[0])
     assert (ev[S.ACCOUNT], ev[S.CLIENT_IP]) == ("realAdmin@admin", "9.148.202.94")
     assert (ev[S.CLASS], ev[S.OBJECTS]) == ("READ", ["admin.USERS"])
     assert ev[S.TIME] == datetime(2020, 6, 11, 13, 44, 11, 70000, tzinfo=UTC)  # "-0400"
@@ -230,7 +207,7 @@ def test_logins_logouts_and_client_metadata_are_context(path: Path, context: int
 
 def test_refused_login_names_the_account_tried() -> None:
     # users is empty when authentication fails; param names who tried (documented result 18).
-    ev = only(events_of(record("authenticate", {"user": "eve", "db": "test", "mechanism": "SCRAM-SHA-256"},
+    ev = one(events_of(record("authenticate", {"user": "eve", "db": "test", "mechanism": "SCRAM-SHA-256"},
                                result=18, user=None)))  # fmt: skip
     assert (ev[S.CLASS], ev[S.SUCCESS], ev[S.ACCOUNT]) == ("CONNECT", False, "eve@test")
     assert ev[S.COMMAND] == "authenticate"
@@ -238,11 +215,11 @@ def test_refused_login_names_the_account_tried() -> None:
 
 
 def test_unauthorized_command_is_an_error_on_its_collection() -> None:
-    ev = only(events_of(find("hr.salaries", result=13)))
+    ev = one(events_of(find("hr.salaries", result=13)))
     assert (ev[S.CLASS], ev[S.SUCCESS], ev[S.OBJECTS]) == ("ERROR", False, ["hr.salaries"])
     # Even a command whose success is context counts when it is refused.
     refused = record("authCheck", {"command": "endSessions", "ns": "admin"}, result=13)
-    assert only(events_of(refused))[S.CLASS] == "ERROR"
+    assert one(events_of(refused))[S.CLASS] == "ERROR"
     assert events_of(record("authCheck", {"command": "endSessions", "ns": "admin"})).height == 0
 
 
@@ -254,7 +231,7 @@ def test_unauthorized_command_is_an_error_on_its_collection() -> None:
      ("listCollections", "MISC")],
 )  # fmt: skip
 def test_commands_are_classed(command: str, klass: str) -> None:
-    ev = only(events_of(record("authCheck", {"command": command, "ns": "shop.customers"})))
+    ev = one(events_of(record("authCheck", {"command": command, "ns": "shop.customers"})))
     assert (ev[S.CLASS], ev[S.COMMAND]) == (klass, command)
 
 
@@ -291,23 +268,23 @@ def test_extended_json_forms_of_time_and_numbers() -> None:
     canonical = find(ts={"$numberLong": "1628522890788"})
     canonical["result"] = {"$numberInt": "13"}
     canonical["remote"]["port"] = {"$numberInt": "51930"}
-    ev = only(events_of(canonical))
+    ev = one(events_of(canonical))
     assert ev[S.TIME] == datetime(2021, 8, 9, 15, 28, 10, 788000, tzinfo=UTC)
     assert (ev[S.CLASS], ev[S.SUCCESS]) == ("ERROR", False)
-    zulu = only(events_of(find(ts="2021-08-09T15:28:10.788Z")))
+    zulu = one(events_of(find(ts="2021-08-09T15:28:10.788Z")))
     assert zulu[S.TIME] == ev[S.TIME]
 
 
 def test_long_and_deep_arguments_are_kept_as_text() -> None:
     big = find()
     big["param"]["args"]["filter"] = {"email": "x" * 10_000}
-    assert len(only(events_of(big))[S.QUERY]) == QUERY_CHARS
+    assert len(one(events_of(big))[S.QUERY]) == QUERY_CHARS
     deep: Any = 1
     for _ in range(150):  # deeper than MongoDB's 100 levels, and than serde's limit of 128
         deep = {"$and": [deep]}
     nested = find()
     nested["param"]["args"]["filter"] = deep
-    ev = only(events_of(nested))
+    ev = one(events_of(nested))
     assert ev[S.OBJECTS] == ["shop.customers"] and ev[S.QUERY].startswith('{"find": "customers"')
 
 
@@ -334,21 +311,20 @@ def test_mongodump_reads_are_exports_and_name_their_application() -> None:
     ]  # fmt: skip
     assert set(dump[S.APPLICATION]) == {"mongodump"}
     # listCollections reads no documents: not an export, and "$cmd" is no collection.
-    listing = only(dump.filter(~pl.col(S.EXPORT)))
+    listing = one(dump.filter(~pl.col(S.EXPORT)))
     assert (listing[S.CLASS], listing[S.OBJECTS]) == ("MISC", [])
-    shell = only(frame.filter(pl.col(S.ACCOUNT) == "analyst@admin"))
+    shell = one(frame.filter(pl.col(S.ACCOUNT) == "analyst@admin"))
     assert (shell[S.APPLICATION], shell[S.EXPORT]) == ("MongoDB Shell", False)
 
 
 def test_pre_5_0_records_have_no_application() -> None:
-    ev = only(read(GUARDIUM)[0])
+    ev = one(parse(GUARDIUM, NAME)[0])
     assert ev[S.APPLICATION] is None and ev[S.EXPORT] is False
 
 
 def parse_in_chunks(path: Path, chunk_bytes: int) -> pl.DataFrame:
-    fmt = MongodbAudit()
-    parts = [fmt.parse(chunk).events for chunk in read_chunks(path, chunk_bytes=chunk_bytes)]
-    return pl.concat(parts).sort(S.TIME, maintain_order=True)
+    events = parse_chunks(MongodbAudit(), path, chunk_bytes, join=False).events
+    return events.sort(S.TIME, maintain_order=True)
 
 
 def test_same_events_in_one_chunk_or_many() -> None:
@@ -361,12 +337,12 @@ def test_same_events_in_one_chunk_or_many() -> None:
         for size in (700, 1500, 4000):
             assert parse_in_chunks(path, size).equals(whole), size
         assert whole.filter(pl.col(S.EXPORT)).height == 3
-        events, _ = read(path)
+        events, _ = parse(path, NAME)
     assert events.sort(S.TIME, maintain_order=True).equals(whole)
 
 
 def test_read_events_end_to_end_with_auto_detection() -> None:
-    events, quarantine = read(MANUAL, format_name="auto")
+    events, quarantine = parse(MANUAL, "auto")
     assert events.height == 3 and quarantine.total == 0
     assert events.schema == S.EVENT_SCHEMA
     assert set(events[S.SOURCE_FORMAT]) == {NAME}
@@ -417,27 +393,13 @@ TORTURE = [
 
 
 def check(data: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read ``data`` as a mongodb-audit file: no exception, every rejected line
-    quarantined once with a known reason and its own line number."""
-    with tempfile.TemporaryDirectory(prefix="trovewatch-mongodb-fuzz-") as tmp:
-        path, qpath = Path(tmp) / "audit.json", Path(tmp) / "q.ndjson"
-        path.write_bytes(data)
-        quarantine = Quarantine(qpath)
-        events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
-        quarantine.close()
-        rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else None
-    assert events.schema == S.EVENT_SCHEMA
-    if rows is None:
-        return events, pl.DataFrame(schema={"line": pl.Int64, "reason": pl.String})
-    assert set(rows["reason"]) <= REASONS
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    assert rows["line"].min() >= 1 and rows["line"].max() <= n_lines  # type: ignore[operator]
-    assert rows["line"].is_unique().all()
+    """Events and quarantined lines of ``data`` read as a mongodb-audit file."""
+    events, _, rows = read_bytes(data, NAME)
     return events, rows
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+@given(data=RANDOM_BYTES)
 def test_random_bytes_never_crash(data: bytes) -> None:
     check(data)
 
@@ -449,32 +411,20 @@ def test_truncated_files_never_crash(cut: int) -> None:
     assert events.height <= len(CLEAN)
 
 
-def _garbage() -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.text(min_size=1, max_size=200).map(lambda s: s.replace("\n", " ").replace("\r", " ")),
-        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6)
-        .map("".join)
-        .map(lambda s: s.replace("\n", " ")),
-        st.sampled_from(CLEAN).flatmap(
-            lambda s: st.integers(1, len(s) - 1).map(lambda i: s[:i])  # a record cut short
-        ),
-    ).filter(lambda s: s.strip() != "")
+GARBAGE = st.one_of(
+    garbage_text(TORTURE),
+    st.sampled_from(CLEAN).flatmap(
+        lambda s: st.integers(1, len(s) - 1).map(lambda i: s[:i])  # a record cut short
+    ),
+).filter(lambda s: s.strip() != "")
 
 
 @FUZZ
-@given(
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=0, max_value=len(CLEAN)), _garbage()),
-        min_size=1,
-        max_size=8,
-    )
-)
+@given(inserts=insertions(GARBAGE, 0, len(CLEAN)))
 def test_garbage_lines_are_all_quarantined_and_real_records_kept(
     inserts: list[tuple[int, str]],
 ) -> None:
-    lines = list(CLEAN)
-    for at, junk in sorted(inserts, key=lambda t: -t[0]):
-        lines.insert(at, junk)
+    lines = with_inserted(CLEAN, inserts)
     events, rows = check(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
     clean, _ = check(("\n".join(CLEAN) + "\n").encode())
     # Every garbage line (a cut-short record is never a whole JSON object) is in the

@@ -9,25 +9,34 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
 from detector.formats import mssql
 from detector.formats.mssql_audit import MssqlAuditCsv, MssqlAuditJson
-from detector.ingest import merge_split_statements
 from detector.pipeline import read_events
-from detector.reader import head_lines, read_chunks
+from detector.reader import head_lines
 from detector.rejects import Quarantine, Reason
 from tests.conftest import FIXTURES
+from tests.formats.common import (
+    FUZZ,
+    RANDOM_BYTES,
+    assert_no_other_format_sniffs,
+    foreign_logs,
+    garbage_text,
+    insertions,
+    one,
+    parse_chunks,
+    read_bytes,
+    with_inserted,
+)
 
 HERE = FIXTURES / "mssql-audit"
 COLUMNS = (HERE / "fn_get_audit_file.columns.csv").read_text().strip().split(",")
@@ -37,16 +46,6 @@ LA_NAMES = {  # "Name (blob)" -> "Name (Event Hubs/Log Analytics)", as documente
     r["name_blob"]: r["name_event_hubs_log_analytics"]
     for r in csv.DictReader((HERE / "audit-log-fields.csv").open())
 }
-REFERENCE_LOGS = Path("/work/shared/reference-logs")
-REASONS = {r.value for r in Reason}
-FUZZ = settings(
-    max_examples=25,
-    deadline=5_000,
-    database=None,
-    derandomize=os.environ.get("CI") == "true",
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 OURS = {mssql.CSV: MssqlAuditCsv, mssql.JSON: MssqlAuditJson}
 
 
@@ -141,12 +140,6 @@ def write(tmp_path: Path, text: str, name: str = "audit.csv") -> Path:
     return path
 
 
-def one(frame: pl.DataFrame, **where: Any) -> dict[str, Any]:
-    got = frame.filter(*(pl.col(k) == v for k, v in where.items()))
-    assert got.height == 1, got
-    return got.row(0, named=True)
-
-
 def la_row(properties: dict[str, Any]) -> dict[str, Any]:
     """A Log Analytics ``AzureDiagnostics`` row of a record, named by the documented
     table (fields without a Log Analytics name are left out, as there)."""
@@ -176,15 +169,7 @@ def test_sniff_claims_both_exports(export: Path) -> None:
     assert not MssqlAuditJson().sniff(head_lines(export))
 
 
-def _others() -> list[Path]:
-    roots = [REFERENCE_LOGS, *(p for p in FIXTURES.iterdir() if p.is_dir() and p != HERE)]
-    return sorted(
-        p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()
-        and p.suffix not in {".md", ".py", ".conf", ".cnf", ".toml", ".yaml", ".yml"}
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("path", _others(), ids=str)
+@pytest.mark.parametrize("path", foreign_logs(HERE.name), ids=str)
 def test_sniff_claims_no_other_log(path: Path) -> None:
     head = head_lines(path)
     assert not MssqlAuditCsv().sniff(head)
@@ -193,10 +178,7 @@ def test_sniff_claims_no_other_log(path: Path) -> None:
 
 def test_no_other_format_claims_ours(export: Path) -> None:
     for path in (export, EVENTHUB):
-        head = head_lines(path)
-        for name in formats.NATIVE:
-            if name not in OURS:
-                assert not formats.native(name, None).sniff(head), (name, path)
+        assert_no_other_format_sniffs(path, *OURS)
 
 
 def test_a_csv_without_a_principal_column_is_not_ours(tmp_path: Path) -> None:
@@ -458,14 +440,11 @@ def test_ssms_null_and_a_log_analytics_portal_time(tmp_path: Path) -> None:
 def in_chunks(
     fmt: MssqlAuditCsv | MssqlAuditJson, path: Path, chunk_bytes: int
 ) -> tuple[pl.DataFrame, int]:
-    """The events of ``path`` read in chunks, the way ``read_events`` joins them."""
-    configure = getattr(fmt, "configure", None)
-    if configure is not None:
-        configure(head_lines(path))
-    chunks = list(read_chunks(path, getattr(fmt, "record_start", None), chunk_bytes=chunk_bytes))
-    parts = [fmt.parse(c) for c in chunks]
-    assert all(p.rejects.is_empty() for p in parts)
-    return mssql.finish(merge_split_statements(pl.concat([p.events for p in parts]))), len(chunks)
+    """The events of ``path`` read in chunks, the way ``read_events`` joins them; and
+    how many chunks. None of them rejects a line."""
+    got = parse_chunks(fmt, path, chunk_bytes)
+    assert got.rejects.is_empty()
+    return got.events, got.chunks
 
 
 def busy_workload() -> list[dict[str, str]]:
@@ -575,30 +554,13 @@ TORTURE = ['"', '""', ",", ",,,", "\\", "NULL", "{", "}", '{"records":', "[", "]
 
 
 def check(data: bytes, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read ``data``: no exception, every rejected line quarantined once with a known
-    reason and its own line number."""
-    with tempfile.TemporaryDirectory(prefix="trovewatch-mssql-fuzz-") as tmp:
-        path, qpath = Path(tmp) / "audit.log", Path(tmp) / "q.ndjson"
-        path.write_bytes(data)
-        quarantine = Quarantine(qpath)
-        events, _ = read_events([path], format_name=name, quarantine=quarantine)
-        quarantine.close()
-        rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else None
-    assert events.schema == S.EVENT_SCHEMA
-    if rows is None:
-        return events, pl.DataFrame(schema={"line": pl.Int64, "reason": pl.String})
-    assert set(rows["reason"]) <= REASONS
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    assert rows["line"].min() >= 1 and rows["line"].max() <= n_lines  # type: ignore[operator]
-    assert rows["line"].is_unique().all()
+    """Events and quarantined lines of ``data`` read as ``name``."""
+    events, _, rows = read_bytes(data, name)
     return events, rows
 
 
 @FUZZ
-@given(
-    data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")),
-    name=st.sampled_from(sorted(OURS)),
-)
+@given(data=RANDOM_BYTES, name=st.sampled_from(sorted(OURS)))
 def test_random_bytes_never_crash(data: bytes, name: str) -> None:
     check(data, name)
 
@@ -618,29 +580,19 @@ def test_truncated_files_never_crash(cut: int, name: str) -> None:
     assert events.height <= 6
 
 
-def _garbage() -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.text(min_size=1, max_size=200).map(lambda s: s.replace("\n", " ").replace("\r", " ")),
-        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6)
-        .map("".join)
-        .map(lambda s: s.replace("\r", " ")),
-    ).filter(lambda s: s.strip() != "")
+# Up to 6 garbage lines, each with the index of the workload record (not the first) it goes
+# before: a line index in the JSON lines, one more in the CSV (its header comes first).
+INSERTS = insertions(
+    garbage_text(TORTURE).filter(lambda s: s.strip() != ""), 1, len(workload()), max_size=6
+)
 
 
 @FUZZ
-@given(
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=1, max_value=len(workload())), _garbage()),
-        min_size=1,
-        max_size=6,
-    )
-)
+@given(inserts=INSERTS)
 def test_json_garbage_lines_are_all_quarantined_and_real_records_kept(
     inserts: list[tuple[int, str]],
 ) -> None:
-    lines = CLEAN_JSON.splitlines()
-    for at, junk in sorted(inserts, key=lambda t: -t[0]):
-        lines.insert(at, junk)
+    lines = with_inserted(CLEAN_JSON.splitlines(), inserts)
     events, rows = check(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"), mssql.JSON)
     clean, _ = check((CLEAN_JSON + "\n").encode(), mssql.JSON)
     assert rows.height == len(inserts)
@@ -648,19 +600,11 @@ def test_json_garbage_lines_are_all_quarantined_and_real_records_kept(
 
 
 @FUZZ
-@given(
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=1, max_value=len(workload())), _garbage()),
-        min_size=1,
-        max_size=6,
-    )
-)
+@given(inserts=INSERTS)
 def test_csv_garbage_never_costs_more_than_its_neighbours(inserts: list[tuple[int, str]]) -> None:
     # A stray quote may swallow the lines after it up to the next record's first line;
     # the records before it and from the next record start on are kept.
-    lines = CLEAN_CSV.splitlines()
-    for at, junk in sorted(inserts, key=lambda t: -t[0]):
-        lines.insert(at + 1, junk)
+    lines = with_inserted(CLEAN_CSV.splitlines(), [(at + 1, junk) for at, junk in inserts])
     events, rows = check(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"), mssql.CSV)
     clean, _ = check(CLEAN_CSV.encode(), mssql.CSV)
     assert rows.height >= 1

@@ -6,23 +6,33 @@ README), and on workloads built here from those documented record shapes; then f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
 from detector.formats.mysql_audit import NAME, MysqlAudit, finish
-from detector.pipeline import merge_split_statements, read_events
-from detector.reader import Chunk, head_lines, read_chunks
-from detector.rejects import Quarantine, Reason
-from tests.conftest import FIXTURES
+from detector.pipeline import merge_split_statements
+from detector.reader import Chunk, head_lines
+from detector.rejects import Reason
+from tests.conftest import FIXTURES, parse
+from tests.formats.common import (
+    FUZZ,
+    RANDOM_BYTES,
+    assert_no_other_format_sniffs,
+    foreign_logs,
+    garbage_bytes,
+    insertions,
+    parse_chunks,
+    read_bytes,
+    read_clean,
+    with_inserted,
+)
 
 HERE = FIXTURES / "mysql-audit"
 MANUAL = HERE / "mysql-manual-examples.json"
@@ -31,28 +41,10 @@ PERCONA_80 = HERE / "percona-8.0-audit-filter.json"
 PERCONA_97 = HERE / "percona-9.7-audit-filter.json"
 PERCONA_97_JSONL = HERE / "percona-9.7-audit-filter.jsonl"
 OURS = sorted(p for p in HERE.iterdir() if p.suffix in {".json", ".jsonl"})
-REFERENCE_LOGS = Path("/work/shared/reference-logs")
-REASONS = {r.value for r in Reason}
-FUZZ = settings(
-    max_examples=25,
-    deadline=5_000,
-    database=None,
-    derandomize=os.environ.get("CI") == "true",
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-def read(path: Path, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantine]:
-    quarantine = Quarantine(None)
-    events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
-    return events, quarantine
 
 
 def clean(path: Path) -> pl.DataFrame:
-    frame, quarantine = read(path)
-    assert quarantine.total == 0, dict(quarantine.counts)
-    return frame
+    return read_clean(path, NAME)
 
 
 def one(frame: pl.DataFrame, text: str) -> dict[str, Any]:
@@ -165,25 +157,14 @@ def test_sniff_claims_every_fixture(path: Path) -> None:
     assert MysqlAudit().sniff(head_lines(path))
 
 
-def _others() -> list[Path]:
-    roots = [REFERENCE_LOGS, *(p for p in FIXTURES.iterdir() if p.is_dir() and p != HERE)]
-    return sorted(
-        p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()
-        and p.suffix not in {".md", ".py", ".conf", ".cnf", ".toml", ".yaml", ".yml"}
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("path", _others(), ids=str)
+@pytest.mark.parametrize("path", foreign_logs(HERE.name), ids=str)
 def test_sniff_claims_no_other_log(path: Path) -> None:
     assert not MysqlAudit().sniff(head_lines(path))
 
 
 @pytest.mark.parametrize("path", OURS, ids=lambda p: p.name)
 def test_no_other_format_claims_a_mysql_audit_log(path: Path) -> None:
-    head = head_lines(path)
-    for name in formats.NATIVE:
-        if name != NAME:
-            assert not formats.native(name, None).sniff(head), name
+    assert_no_other_format_sniffs(path, NAME)
 
 
 # -- facts on the vendors' records ---------------------------------------------------------
@@ -193,7 +174,7 @@ def test_manual_examples_as_printed() -> None:
     # The manual's connect example elides attributes with "..." and its query-statistics
     # example has curly quotes and a missing comma: as printed they are not JSON, and
     # every line of both is quarantined. The rest are parsed.
-    frame, quarantine = read(MANUAL)
+    frame, quarantine = parse(MANUAL, NAME)
     assert quarantine.counts == {Reason.INVALID_JSON.value: 16 + 16}
     show = one(frame, "SHOW VARIABLES")
     assert (show[S.ACCOUNT], show[S.CLIENT_IP], show[S.SESSION]) == ("root", "::1", "5")
@@ -235,9 +216,7 @@ def test_percona_pretty_json_and_jsonl_give_the_same_events() -> None:
 
 def test_context_records_are_counted_not_rejected() -> None:
     for path, context in ((PERCONA_80, 6), (PERCONA_97, 2), (MANUAL, 3)):
-        fmt = MysqlAudit()
-        parsed = [fmt.parse(c) for c in read_chunks(path, fmt.record_start)]
-        assert sum(p.context for p in parsed) == context, path
+        assert parse_chunks(MysqlAudit(), path).context == context, path
 
 
 # -- facts on a workload built from the documented shape ------------------------------------
@@ -343,11 +322,10 @@ def test_a_statement_cut_from_its_tables_is_put_back_together() -> None:
 
 
 def test_pretty_records_are_never_cut_by_small_chunks() -> None:
-    fmt = MysqlAudit()
     whole = clean(PERCONA_80)
-    tiny = [fmt.parse(c) for c in read_chunks(PERCONA_80, fmt.record_start, chunk_bytes=200)]
-    assert len(tiny) > 5 and all(p.rejects.is_empty() for p in tiny)
-    assert finish(pl.concat([p.events for p in tiny])).equals(whole)
+    tiny = parse_chunks(MysqlAudit(), PERCONA_80, 200, join=False)
+    assert tiny.chunks > 5 and tiny.rejects.is_empty()
+    assert finish(tiny.events).equals(whole)
 
 
 # -- fuzz ---------------------------------------------------------------------------------
@@ -359,69 +337,40 @@ TORTURE = [
 ]  # fmt: skip
 
 
-def check(data: bytes, format_name: str = NAME) -> tuple[pl.DataFrame, Quarantine]:
-    """Events and quarantine of ``data``: rejected lines all in quarantine, each once, with
-    a known reason and a line number inside the file."""
-    with tempfile.TemporaryDirectory(prefix="trovewatch-mysql-fuzz-") as tmp:
-        path, qpath = Path(tmp) / "audit.json", Path(tmp) / "q.ndjson"
-        path.write_bytes(data)
-        quarantine = Quarantine(qpath)
-        events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
-        quarantine.close()
-        if qpath.exists() and qpath.stat().st_size:
-            rows = pl.read_ndjson(qpath)
-            assert set(rows["reason"]) <= REASONS
-            n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            assert rows["line"].min() >= 1 and rows["line"].max() <= n_lines  # type: ignore[operator]
-            assert rows["line"].is_unique().all()
-        assert events.schema == S.EVENT_SCHEMA
-        return events, quarantine
-
-
 @FUZZ
-@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+@given(data=RANDOM_BYTES)
 def test_random_bytes_never_crash(data: bytes) -> None:
-    check(data)  # (gzip magic that does not decompress is the documented NotALogError)
+    read_bytes(data, NAME)
 
 
 @FUZZ
 @given(cut=st.integers(min_value=0, max_value=len(PERCONA_80.read_bytes())))
 def test_truncated_files_never_crash(cut: int) -> None:
-    events, _ = check(PERCONA_80.read_bytes()[:cut])
+    events, _, _ = read_bytes(PERCONA_80.read_bytes()[:cut], NAME)
     assert events.height <= 1
 
 
-def _garbage() -> st.SearchStrategy[bytes]:
-    return st.one_of(
-        st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
-        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6).map(b"".join),
-    ).filter(lambda b: b.decode("utf-8", "replace").strip() not in ("", "[", "]"))
+GARBAGE = garbage_bytes(TORTURE).filter(
+    lambda b: b.decode("utf-8", "replace").strip() not in ("", "[", "]")
+)
 
 
 @FUZZ
-@given(
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=1, max_value=len(LINES) - 1), _garbage()),
-        min_size=1,
-        max_size=8,
-    )
-)
+@given(inserts=insertions(GARBAGE, 1, len(LINES) - 1))
 def test_garbage_lines_are_all_quarantined_and_real_records_kept(
     inserts: list[tuple[int, bytes]],
 ) -> None:
-    lines = list(LINES)
-    for at, junk in sorted(inserts, key=lambda t: -t[0]):
-        lines.insert(at, junk)
-    events, quarantine = check(b"\n".join(lines) + b"\n")
+    lines = with_inserted(LINES, inserts)
+    events, quarantine, _ = read_bytes(b"\n".join(lines) + b"\n", NAME)
     assert quarantine.total == len(inserts)
-    reference, _ = check(b"\n".join(LINES) + b"\n")
+    reference, _, _ = read_bytes(b"\n".join(LINES) + b"\n", NAME)
     assert events.equals(reference)
 
 
 @FUZZ
 @given(text=st.text(max_size=60))
 def test_any_statement_text_survives(text: str) -> None:
-    events, quarantine = check(log_text([status(text, id=1)]).encode())
+    events, quarantine, _ = read_bytes(log_text([status(text, id=1)]).encode(), NAME)
     assert quarantine.total == 0
     assert events.height == (1 if text.strip() else 0)
 
@@ -440,7 +389,7 @@ def test_giant_deep_and_invalid_utf8_lines_are_quarantined() -> None:
         b"\n".join([*LINES[:-1], giant + b",", deep + b",", bad + b",", raw + b",", LINES[-1]])
         + b"\n"
     )
-    events, quarantine = check(data)
+    events, quarantine, _ = read_bytes(data, NAME)
     assert quarantine.counts[Reason.TOO_LONG.value] == 1
     assert quarantine.counts[Reason.INVALID_JSON.value] == 1  # the deep one
     assert quarantine.counts[Reason.BAD_FIELD.value] == 1  # JSON, but a lone surrogate

@@ -7,24 +7,30 @@ the documented record shape; then fuzzed.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
 from detector.formats.mysql_audit import MysqlAudit
 from detector.formats.percona_audit import NAME, PerconaAudit
-from detector.pipeline import read_events
 from detector.reader import Chunk, head_lines
 from detector.rejects import Quarantine, Reason
-from tests.conftest import FIXTURES
-from tests.formats.test_mysql_audit import FUZZ, REASONS, REFERENCE_LOGS
+from tests.conftest import FIXTURES, parse
+from tests.formats.common import (
+    FUZZ,
+    RANDOM_BYTES,
+    assert_no_other_format_sniffs,
+    foreign_logs,
+    json_lines,
+    not_gzip,
+    read_bytes,
+)
 
 HERE = FIXTURES / "percona-audit"
 QUERY = HERE / "percona-docs-query.log"
@@ -32,18 +38,9 @@ LOGINS = HERE / "charmed-mysql-logins.log"
 OURS = sorted(HERE.glob("*.log"))
 
 
-def read(path: Path) -> tuple[pl.DataFrame, Quarantine]:
-    quarantine = Quarantine(None)
-    events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
-    return events, quarantine
-
-
 def read_records(*records: dict[str, Any] | str) -> tuple[pl.DataFrame, Quarantine]:
-    text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
-    with tempfile.TemporaryDirectory(prefix="trovewatch-percona-") as tmp:
-        path = Path(tmp) / "audit.log"
-        path.write_text(text)
-        return read(path)
+    events, quarantine, _ = read_bytes(json_lines(*records), NAME)
+    return events, quarantine
 
 
 def one(frame: pl.DataFrame, text: str) -> dict[str, Any]:
@@ -87,33 +84,22 @@ def test_sniff_claims_every_fixture(path: Path) -> None:
     assert PerconaAudit().sniff(head_lines(path))
 
 
-def _others() -> list[Path]:
-    roots = [REFERENCE_LOGS, *(p for p in FIXTURES.iterdir() if p.is_dir() and p != HERE)]
-    return sorted(
-        p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()
-        and p.suffix not in {".md", ".py", ".conf", ".cnf", ".toml", ".yaml", ".yml"}
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("path", _others(), ids=str)
+@pytest.mark.parametrize("path", foreign_logs(HERE.name), ids=str)
 def test_sniff_claims_no_other_log(path: Path) -> None:
     assert not PerconaAudit().sniff(head_lines(path))
 
 
 @pytest.mark.parametrize("path", OURS, ids=lambda p: p.name)
 def test_no_other_format_claims_a_percona_audit_log(path: Path) -> None:
-    head = head_lines(path)
-    assert not MysqlAudit().sniff(head)
-    for name in formats.NATIVE:
-        if name != NAME:
-            assert not formats.native(name, None).sniff(head), name
+    assert not MysqlAudit().sniff(head_lines(path))
+    assert_no_other_format_sniffs(path, NAME)
 
 
 # -- facts on the vendors' records ---------------------------------------------------------
 
 
 def test_documented_query_record() -> None:
-    frame, quarantine = read(QUERY)
+    frame, quarantine = parse(QUERY, NAME)
     assert quarantine.total == 0
     ev = one(frame, "show databases")
     assert (ev[S.ACCOUNT], ev[S.CLIENT_IP], ev[S.SESSION]) == ("root", "localhost", "2")
@@ -126,7 +112,7 @@ def test_documented_query_record() -> None:
 
 
 def test_refused_logins_are_connect_failures_and_the_rest_context() -> None:
-    frame, quarantine = read(LOGINS)
+    frame, quarantine = parse(LOGINS, NAME)
     assert quarantine.total == 0
     assert frame.height == 3 and set(frame[S.CLASS]) == {"CONNECT"}
     assert frame[S.SUCCESS].to_list() == [False] * 3
@@ -181,27 +167,10 @@ def test_records_without_the_audit_fields_are_not_audit() -> None:
 # -- fuzz ---------------------------------------------------------------------------------
 
 
-def check(data: bytes) -> tuple[pl.DataFrame, Quarantine]:
-    with tempfile.TemporaryDirectory(prefix="trovewatch-percona-fuzz-") as tmp:
-        path, qpath = Path(tmp) / "audit.log", Path(tmp) / "q.ndjson"
-        path.write_bytes(data)
-        quarantine = Quarantine(qpath)
-        events, _ = read_events([path], format_name=NAME, quarantine=quarantine)
-        quarantine.close()
-        if qpath.exists() and qpath.stat().st_size:
-            rows = pl.read_ndjson(qpath)
-            assert set(rows["reason"]) <= REASONS
-            n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            assert rows["line"].min() >= 1 and rows["line"].max() <= n_lines  # type: ignore[operator]
-            assert rows["line"].is_unique().all()
-        assert events.schema == S.EVENT_SCHEMA
-        return events, quarantine
-
-
 @FUZZ
-@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+@given(data=RANDOM_BYTES)
 def test_random_bytes_never_crash(data: bytes) -> None:
-    check(data)
+    read_bytes(data, NAME)
 
 
 @FUZZ
@@ -217,7 +186,8 @@ def test_garbage_and_cut_lines_are_quarantined(junk: list[bytes], cut: int) -> N
     lines = LOGINS.read_bytes().splitlines()
     damaged = lines[0][:cut]  # a record cut short (or whole, if cut is past its end)
     data = b"\n".join([*junk, damaged, *lines[1:]]) + b"\n"
-    events, quarantine = check(data)
+    assume(not_gzip(data))  # the junk comes first
+    events, quarantine, _ = read_bytes(data, NAME)
     whole = damaged == lines[0]
     assert quarantine.total == len(junk) + (0 if whole or not damaged.strip() else 1)
     assert events.height == (3 if whole else 2)
@@ -225,5 +195,5 @@ def test_garbage_and_cut_lines_are_quarantined(junk: list[bytes], cut: int) -> N
 
 def test_giant_lines_are_too_long() -> None:
     giant = json.dumps(query("SELECT '" + "x" * 1_100_000 + "'", seq=1)).encode()
-    events, quarantine = check(giant + b"\n" + QUERY.read_bytes())
+    events, quarantine, _ = read_bytes(giant + b"\n" + QUERY.read_bytes(), NAME)
     assert quarantine.counts == {Reason.TOO_LONG.value: 1} and events.height == 1

@@ -8,7 +8,6 @@ odder exports are built in the tests from the same columns, and say so.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from detector import formats
@@ -30,9 +29,22 @@ from detector.formats.snowflake import (
 )
 from detector.formats.snowflake_export import utc_time
 from detector.pipeline import read_events
-from detector.reader import head_lines, read_chunks
-from detector.rejects import Quarantine, Reason
-from tests.conftest import FIXTURES
+from detector.reader import head_lines
+from detector.rejects import Quarantine
+from tests.conftest import FIXTURES, parse
+from tests.formats.common import (
+    NOT_LOGS,
+    RANDOM_BYTES,
+    assert_no_other_format_sniffs,
+    foreign_logs,
+    fuzz_settings,
+    garbage_bytes,
+    insertions,
+    parse_chunks,
+    read_bytes,
+    read_clean,
+    with_inserted,
+)
 
 SNOWFLAKE = FIXTURES / "snowflake"
 QH_CSV = SNOWFLAKE / "query_history.csv"
@@ -45,7 +57,6 @@ FILES = {
     AH_CSV: ACCESS_HISTORY,
     AH_NDJSON: ACCESS_HISTORY,
 }
-REFERENCE_LOGS = Path("/work/shared/reference-logs")
 DOCS_SAMPLE_ID = "a0fda135-d678-4184-942b-c3411ae8d1ce"
 
 
@@ -57,16 +68,8 @@ def fmt(name: str) -> QueryHistory | AccessHistory:
     return QueryHistory() if name == QUERY_HISTORY else AccessHistory()
 
 
-def parse(path: Path, name: str | None = None) -> tuple[pl.DataFrame, Quarantine]:
-    quarantine = Quarantine(None)
-    events, _ = read_events([path], format_name=name or FILES[path], quarantine=quarantine)
-    return events, quarantine
-
-
 def events(path: Path) -> pl.DataFrame:
-    frame, quarantine = parse(path)
-    assert quarantine.total == 0, dict(quarantine.counts)
-    return frame
+    return read_clean(path, FILES[path])
 
 
 def one(frame: pl.DataFrame, uid: str) -> dict[str, object]:
@@ -106,18 +109,13 @@ def test_each_export_is_sniffed_by_its_own_format_only(path: Path) -> None:
     assert fmt(FILES[path]).sniff(head)
     other = ACCESS_HISTORY if FILES[path] == QUERY_HISTORY else QUERY_HISTORY
     assert not fmt(other).sniff(head)
-    for name in formats.NATIVE:
-        if name != FILES[path]:
-            assert not formats.native(name, None).sniff(head), name
+    assert_no_other_format_sniffs(path, FILES[path])
 
 
-def _foreign_logs() -> list[Path]:
-    roots = [REFERENCE_LOGS, *(p for p in FIXTURES.iterdir() if p.name != "snowflake")]
-    found = [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
-    return sorted(p for p in found if p.suffix not in (".md", ".py", ".conf", ".cnf", ".sql"))
+FOREIGN_LOGS = foreign_logs(SNOWFLAKE.name, NOT_LOGS | {".sql"})  # (not the SQL scripts)
 
 
-@pytest.mark.parametrize("path", _foreign_logs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", FOREIGN_LOGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_snowflake_format_claims_another_log(path: Path) -> None:
     head = head_lines(path)
     assert not QueryHistory().sniff(head)
@@ -167,18 +165,12 @@ def test_writes_count_the_rows_they_inserted_updated_and_deleted(tmp_path: Path)
          "ROWS_UPDATED", "ROWS_DELETED", "BYTES_WRITTEN_TO_RESULT"],
         [[qid(1), "ETL", "2024-03-05 10:00:00.000 +0000", "MERGE", 17, 10, 5, 2, 60]],
     )  # fmt: skip
-    merge = one(events_of(path, QUERY_HISTORY), qid(1))
+    merge = one(read_clean(path, QUERY_HISTORY), qid(1))
     assert merge[S.CLASS] == "WRITE" and merge[S.ROWS] == 17
     insert = one(events(QH_CSV), qid(3))
     assert insert[S.CLASS] == "WRITE" and insert[S.ROWS] == 1 and insert[S.OBJECTS] == []
     ctas = one(events(QH_CSV), qid(5))
     assert ctas[S.CLASS] == "DDL" and ctas[S.ROWS] == 1  # CREATE TABLE AS SELECT: rows inserted
-
-
-def events_of(path: Path, name: str) -> pl.DataFrame:
-    frame, quarantine = parse(path, name)
-    assert quarantine.total == 0, dict(quarantine.counts)
-    return frame
 
 
 def test_an_unload_is_an_export_of_its_rows_unloaded(tmp_path: Path) -> None:
@@ -198,7 +190,7 @@ def test_an_unload_is_an_export_of_its_rows_unloaded(tmp_path: Path) -> None:
         [[qid(1), "MALLORY", "2024-03-05 10:00:00.000 +0000", "UNLOAD",
           "copy into 's3://elsewhere/dump/' from customers", 2_500_000, 61, 734_003_200]],
     )  # fmt: skip
-    far = one(events_of(path, QUERY_HISTORY), qid(1))
+    far = one(read_clean(path, QUERY_HISTORY), qid(1))
     assert far[S.EXPORT] is True and far[S.ROWS] == 2_500_000 and far[S.BYTES] == 734_003_200
 
 
@@ -234,7 +226,7 @@ def test_any_column_subset_and_order_in_lower_case(tmp_path: Path) -> None:
         ["start_time", "user_name", "query_id"],
         [["2024-03-05T10:00:00Z", "BOB", qid(1)]],
     )
-    got = one(events_of(path, QUERY_HISTORY), qid(1))
+    got = one(read_clean(path, QUERY_HISTORY), qid(1))
     assert got[S.ACCOUNT] == "BOB" and got[S.TIME] == at("2024-03-05T10:00:00+00:00")
     # Columns the export left out are unknown, never zero.
     assert got[S.ROWS] is None and got[S.BYTES] is None and got[S.DURATION_MS] is None
@@ -335,7 +327,7 @@ def test_a_ddl_only_row_names_the_object_it_changed(tmp_path: Path) -> None:
          "BASE_OBJECTS_ACCESSED", "OBJECTS_MODIFIED", "OBJECT_MODIFIED_BY_DDL"],
         [[qid(1), "2024-03-05 10:00:00.000 +0000", "GOV", [], [], [], ddl]],
     )  # fmt: skip
-    got = one(events_of(path, ACCESS_HISTORY), qid(1))
+    got = one(read_clean(path, ACCESS_HISTORY), qid(1))
     assert got[S.CLASS] == "DDL" and got[S.COMMAND] == "CREATE"
     assert got[S.OBJECTS] == ["governance.tags.pii"]
 
@@ -408,67 +400,36 @@ def test_join_finds_access_rows_wherever_they_are_in_the_frame() -> None:
 @pytest.mark.parametrize("path", sorted(FILES), ids=lambda p: p.name)
 @pytest.mark.parametrize("chunk_bytes", [200, 700])
 def test_the_same_events_in_one_chunk_or_many(path: Path, chunk_bytes: int) -> None:
-    whole, bits = fmt(FILES[path]), fmt(FILES[path])
-    head = head_lines(path)
-    for f in (whole, bits):
-        f.configure(head)
-    few = [whole.parse(c) for c in read_chunks(path, whole.record_start)]
-    chunks = list(read_chunks(path, bits.record_start, chunk_bytes=chunk_bytes))
-    assert len(chunks) > len(few)
-    many = [bits.parse(c) for c in chunks]
-    assert all(p.rejects.is_empty() for p in [*few, *many])
+    few = parse_chunks(fmt(FILES[path]), path, join=False)
+    many = parse_chunks(fmt(FILES[path]), path, chunk_bytes, join=False)
+    assert many.chunks > few.chunks
+    assert few.rejects.is_empty() and many.rejects.is_empty()
     sort = [S.TIME, S.STATEMENT_ID]
-    expected = pl.concat([p.events for p in few]).sort(sort)
+    expected = few.events.sort(sort)
     assert expected.height == (10 if FILES[path] == QUERY_HISTORY else 6)
-    assert pl.concat([p.events for p in many]).sort(sort).equals(expected)
+    assert many.events.sort(sort).equals(expected)
 
 
 # ---------------------------------------------------------------------------------------
 # Hostile input: never an exception, every rejected line quarantined with a known reason.
 
-REASONS = {r.value for r in Reason}
-FUZZ = settings(
-    max_examples=20,
-    deadline=5_000,
-    database=None,
-    derandomize=os.environ.get("CI") == "true",
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,  # one tmp_path, rewritten per example
-    ],
-)
+# One tmp_path for export(), rewritten per example.
+FUZZ = fuzz_settings(20, HealthCheck.function_scoped_fixture)
 TORTURE = [
     b'"', b'""', b",", b",,,", b"\\N", b"\\", b"[", b"]", b"{", b"}", b'{"', b"\xff\xfe",
     b"\x00", b"\xc3", b"x" * 3000, b"\t", b"01b2c3d4", b"-0800",
 ]  # fmt: skip
 
 
-def check(data: bytes, name: str, tmp: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events and the quarantine's rows for ``data`` read as ``name``; the quarantine is
-    well formed: known reasons, line numbers inside the file, each line once."""
-    path, qpath = tmp / "export.txt", tmp / "q.ndjson"
-    qpath.unlink(missing_ok=True)
-    path.write_bytes(data)
-    quarantine = Quarantine(qpath)
-    frame, _ = read_events([path], format_name=name, quarantine=quarantine)
-    quarantine.close()
-    rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else pl.DataFrame()
-    if rows.height:
-        assert set(rows["reason"]) <= REASONS
-        n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        assert rows["line"].min() >= 1 and rows["line"].max() <= n_lines  # type: ignore[operator]
-        assert rows["line"].is_unique().all()
-    assert frame.schema == S.EVENT_SCHEMA
+def check(data: bytes, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events and quarantined lines of ``data`` read as ``name``."""
+    frame, _, rows = read_bytes(data, name)
     return frame, rows
 
 
-def _garbage() -> st.SearchStrategy[bytes]:
-    return st.one_of(
-        st.binary(min_size=1, max_size=200).map(lambda b: b.replace(b"\n", b" ")),
-        st.lists(st.sampled_from(TORTURE), min_size=1, max_size=6).map(b"".join),
-    ).filter(lambda b: any(chr(c).isalnum() for c in b) and not b.startswith((b'"01b2', b"01b2")))
+GARBAGE = garbage_bytes(TORTURE).filter(
+    lambda b: any(chr(c).isalnum() for c in b) and not b.startswith((b'"01b2', b"01b2"))
+)
 
 
 def _records(path: Path) -> list[bytes]:
@@ -481,34 +442,26 @@ def _records(path: Path) -> list[bytes]:
 
 
 @FUZZ
-@given(data=st.binary(max_size=3000).filter(lambda b: not b.startswith(b"\x1f\x8b")),
-       name=st.sampled_from([QUERY_HISTORY, ACCESS_HISTORY]))  # fmt: skip
-def test_random_bytes_never_crash(data: bytes, name: str, tmp_path: Path) -> None:
-    check(data, name, tmp_path)
+@given(data=RANDOM_BYTES, name=st.sampled_from([QUERY_HISTORY, ACCESS_HISTORY]))
+def test_random_bytes_never_crash(data: bytes, name: str) -> None:
+    check(data, name)
 
 
 @FUZZ
 @given(path=st.sampled_from(sorted(FILES)), cut=st.floats(min_value=0, max_value=1))
-def test_truncated_exports_never_crash(path: Path, cut: float, tmp_path: Path) -> None:
+def test_truncated_exports_never_crash(path: Path, cut: float) -> None:
     data = path.read_bytes()
-    frame, _ = check(data[: int(len(data) * cut)], FILES[path], tmp_path)
+    frame, _ = check(data[: int(len(data) * cut)], FILES[path])
     assert frame.height <= events(path).height
 
 
 @FUZZ
-@given(
-    path=st.sampled_from(sorted(FILES)),
-    inserts=st.lists(
-        st.tuples(st.integers(min_value=1, max_value=11), _garbage()), min_size=1, max_size=6
-    ),
-)
+@given(path=st.sampled_from(sorted(FILES)), inserts=insertions(GARBAGE, 1, 11, max_size=6))
 def test_garbage_lines_are_all_quarantined_and_records_kept(
-    path: Path, inserts: list[tuple[int, bytes]], tmp_path: Path
+    path: Path, inserts: list[tuple[int, bytes]]
 ) -> None:
-    records = _records(path)
-    for at_record, junk in sorted(inserts, key=lambda t: -t[0]):
-        records.insert(min(at_record, len(records)), junk)
-    frame, rows = check(b"\n".join(records) + b"\n", FILES[path], tmp_path)
+    records = with_inserted(_records(path), inserts)  # past the last record: at the end
+    frame, rows = check(b"\n".join(records) + b"\n", FILES[path])
     assert rows.height == len(inserts)
     assert frame.equals(events(path))
 
@@ -526,36 +479,36 @@ def test_csv_quoting_torture_in_a_query_text(text: str, tmp_path: Path) -> None:
         tmp_path, "qh.csv", ["QUERY_ID", "QUERY_TEXT", "USER_NAME", "START_TIME"],
         [[qid(1), text, "BOB", "2024-03-05 10:00:00.000 +0000"]],
     )  # fmt: skip
-    frame, rows = check(path.read_bytes(), QUERY_HISTORY, tmp_path)
+    frame, rows = check(path.read_bytes(), QUERY_HISTORY)
     assert rows.height == 0
     assert frame[S.QUERY].to_list() == [None if text == "\\N" else text]
 
 
 @FUZZ
 @given(field=st.lists(st.sampled_from(TORTURE), min_size=1, max_size=8).map(b"".join))
-def test_unquoted_junk_in_a_field_never_crashes(field: bytes, tmp_path: Path) -> None:
+def test_unquoted_junk_in_a_field_never_crashes(field: bytes) -> None:
     line = b'"' + qid(1).encode() + b'",' + field + b',"BOB","2024-03-05 10:00:00.000 +0000"'
     data = b"QUERY_ID,QUERY_TEXT,USER_NAME,START_TIME\n" + line + b"\n"
-    frame, rows = check(data, QUERY_HISTORY, tmp_path)
+    frame, rows = check(data, QUERY_HISTORY)
     assert frame.height + rows.height >= 1
 
 
 @pytest.mark.parametrize("path", sorted(FILES), ids=lambda p: p.name)
-def test_a_giant_line_is_quarantined_as_too_long(path: Path, tmp_path: Path) -> None:
+def test_a_giant_line_is_quarantined_as_too_long(path: Path) -> None:
     if path.suffix == ".csv":
         giant = f'"{qid(99)}","'.encode() + b"x" * 1_100_000 + b'","BOB"'
     else:
         giant = b'{"QUERY_ID":"' + qid(99).encode() + b'","QUERY_TEXT":"' + b"x" * 1_100_000 + b'"}'
     records = _records(path)
     records.insert(2, giant)
-    frame, rows = check(b"\n".join(records) + b"\n", FILES[path], tmp_path)
+    frame, rows = check(b"\n".join(records) + b"\n", FILES[path])
     assert rows["reason"].to_list() == ["too_long"]
     assert frame.equals(events(path))
 
 
 @pytest.mark.parametrize("depth", [64, 2_000, 100_000])
 @pytest.mark.parametrize("path", [QH_NDJSON, AH_NDJSON, AH_CSV], ids=lambda p: p.name)
-def test_deeply_nested_json_is_quarantined(path: Path, depth: int, tmp_path: Path) -> None:
+def test_deeply_nested_json_is_quarantined(path: Path, depth: int) -> None:
     nested = "[" * depth + "]" * depth
     if path.suffix == ".csv":
         bad = f'"{qid(99)}","2024-03-05 10:00:00.000 +0000","BOB","{nested}","{nested}","[]"'
@@ -568,18 +521,18 @@ def test_deeply_nested_json_is_quarantined(path: Path, depth: int, tmp_path: Pat
     records = _records(path)
     records.insert(2, bad.encode())
     started = time.monotonic()
-    frame, rows = check(b"\n".join(records) + b"\n", FILES[path], tmp_path)
+    frame, rows = check(b"\n".join(records) + b"\n", FILES[path])
     assert time.monotonic() - started < 20
     assert rows.height == 1 and rows["reason"][0] in ("bad_field", "invalid_json")
     assert frame.equals(events(path))
 
 
-def test_invalid_utf8_in_a_record_is_read_or_quarantined(tmp_path: Path) -> None:
+def test_invalid_utf8_in_a_record_is_read_or_quarantined() -> None:
     records = _records(QH_CSV)
     records.insert(
         3, records[2].replace(b"select", b"sel\xff\xfect").replace(b"000000000002", b"000000000077")
     )
-    frame, rows = check(b"\n".join(records) + b"\n", QUERY_HISTORY, tmp_path)
+    frame, rows = check(b"\n".join(records) + b"\n", QUERY_HISTORY)
     assert rows.height == 0
     assert (
         one(frame, "01b2c3d4-0000-4a5b-0000-000000000077")[S.QUERY]
