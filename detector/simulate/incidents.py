@@ -46,7 +46,9 @@ class Spans:
         tags, t = tags[order], t[order]
         first = np.flatnonzero(np.r_[True, tags[1:] != tags[:-1]])
         last = np.r_[first[1:] - 1, len(tags) - 1]
-        for tag, lo, hi in zip(tags[first].tolist(), t[first].tolist(), t[last].tolist(), strict=True):
+        for tag, lo, hi in zip(
+            tags[first].tolist(), t[first].tolist(), t[last].tolist(), strict=True
+        ):
             self.first[tag] = min(self.first.get(tag, lo), lo)
             self.last[tag] = max(self.last.get(tag, hi), hi)
 

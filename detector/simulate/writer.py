@@ -34,6 +34,14 @@ from detector.simulate.roles import Role
 from detector.simulate.truth import Totals
 
 DEFAULT_START = date(2026, 10, 5)  # a Monday
+LOG_GLOB = "postgresql-????-??-??.json*"
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     parser.add_argument(
         "--start",
-        type=date.fromisoformat,
+        type=_day,
         default=DEFAULT_START,
         help="first day, YYYY-MM-DD (default: %(default)s)",
     )
@@ -66,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="incidents of each kind (default: one per 40 accounts, at least one)",
     )
     parser.add_argument("--gzip", action="store_true", help="write .json.gz files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the logs of an earlier run in --out"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")  # fmt: skip
 
 
@@ -83,6 +94,16 @@ def run(args: argparse.Namespace) -> int:
     if args.accounts < 10 or args.days < 1:
         print("trovewatch: error: simulate needs --accounts >= 10 and --days >= 1", file=sys.stderr)
         return 2
+    earlier = sorted(args.out.glob(LOG_GLOB)) if args.out.is_dir() else []
+    if earlier and not args.overwrite:
+        print(
+            f"trovewatch: error: {args.out} already holds logs ({earlier[0].name}, ...); "
+            "choose another --out or pass --overwrite",
+            file=sys.stderr,
+        )
+        return 2
+    for path in earlier:
+        path.unlink()
     result = simulate(
         args.out, args.accounts, args.days, args.seed, args.start,
         warmup=args.warmup_days, per_kind=args.incidents, compress=args.gzip,
