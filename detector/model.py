@@ -29,6 +29,7 @@ import numpy.typing as npt
 from sklearn.ensemble import IsolationForest
 
 from detector.features import FEATURE_VERSION, Horizons
+from detector.profile import TABLES as PROFILE_TABLES
 from detector.profile import Profile
 from detector.schema import SCHEMA_VERSION
 
@@ -209,13 +210,7 @@ def load(directory: Path) -> TrainedModel:
             f"{directory}: model trained with scikit-learn {trained_with}, this is "
             f"{version('scikit-learn')}. Retrain it with `trovewatch train`."
         )
-    expected = {
-        MODEL_FILE,
-        *(
-            f"profile_{n}.parquet"
-            for n in ("account_max", "peer_ref", "peer_max", "hours", "known", "peers")
-        ),
-    }
+    expected = {MODEL_FILE, *(f"profile_{n}.parquet" for n in PROFILE_TABLES)}
     if set(manifest.artefacts) != expected:
         raise ModelError(
             f"{directory}: manifest lists {sorted(manifest.artefacts)}, expected {sorted(expected)}"
