@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -47,7 +46,5 @@ class Totals:
             self.values[name] += np.round(added).astype(np.int64)
 
     def frame(self, names: list[str]) -> pl.DataFrame:
+        """One row per account: ``account`` and the :data:`TOTALS` columns."""
         return pl.DataFrame({"account": names, **self.values})
-
-    def write(self, path: Path, names: list[str]) -> None:
-        self.frame(names).write_csv(path)

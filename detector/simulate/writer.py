@@ -28,6 +28,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from detector.simulate import activity, incidents, lines, population
 from detector.simulate.roles import Role
@@ -82,11 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Result:
+    """What a run wrote: line and statement counts, its duration, the day files in order,
+    the number of labelled incidents, and per-account totals (as ``totals.csv``)."""
+
     lines: int
     statements: int
     seconds: float
     files: list[Path]
     labels: int
+    totals: pl.DataFrame
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,11 +174,11 @@ def simulate(
             n_stmts += len(stmts["t"])
             bar(n_lines, time.perf_counter() - began)
     incidents.write_labels(out, plan, spans, pop.accounts)
-    totals.write(out / "totals.csv", pop.accounts)
+    frame = totals.frame(pop.accounts)
+    frame.write_csv(out / "totals.csv")
     _write_accounts(out, pop)
-    return Result(
-        n_lines, n_stmts, time.perf_counter() - began, files, sum(1 for i in plan if i.labelled)
-    )
+    labelled = sum(1 for i in plan if i.labelled)
+    return Result(n_lines, n_stmts, time.perf_counter() - began, files, labelled, frame)
 
 
 def _bar(days: int, progress: bool) -> Callable[[int, float], None]:

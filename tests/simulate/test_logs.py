@@ -35,6 +35,7 @@ def test_per_account_totals_are_what_the_simulator_wrote(small: Run) -> None:
     )
     truth = pl.read_csv(small.out / "totals.csv").filter(pl.col("events") > 0)
     assert set(truth.columns) == {"account", *TOTALS}
+    assert truth.equals(small.result.totals.filter(pl.col("events") > 0))
     joined = truth.join(parsed, on="account", how="full", suffix="_parsed", coalesce=True)
     for name in TOTALS:
         wrong = joined.filter(pl.col(name).ne_missing(pl.col(f"{name}_parsed")))
