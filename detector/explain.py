@@ -79,10 +79,13 @@ class Judge:
         volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
 
         def guard_bound(value: pl.Expr, c: str) -> pl.Expr:
+            # An account without history has no largest of its own to be 10x beyond:
+            # only beyond every peer's largest is it past the guardrail (the model still
+            # judges it against its peers).
             f = s.guardrail_factor
+            own = (value > f * pl.col(f"{c}__own")) & (value > f * pl.col(f"{c}__peertypical"))
             return (value >= s.guardrail_min_rows) & (
-                (value > f * pl.col(f"{c}__ceiling"))
-                | ((value > f * pl.col(f"{c}__own")) & (value > f * pl.col(f"{c}__peertypical")))
+                (value > f * pl.col(f"{c}__ceiling")) | (pl.col("has_history") & own)
             )
 
         def own_bound(value: pl.Expr, c: str) -> pl.Expr:
@@ -190,9 +193,16 @@ class Judge:
         )
         export_cols = [col_name("exports", h) for h in self.horizons.all]
         frame = frame.with_columns(
-            pl.col(f"{c}__{kind}").fill_null(0)
+            pl.col(f"{c}__{kind}").fill_null(0) for c in cols for kind in ("peermax", "peertypical")
+        )
+        # An account training never saw is measured against its typical peer, as its
+        # relative features are (``features.add_relative``), not against nothing.
+        frame = frame.with_columns(
+            pl.when(pl.col("has_history"))
+            .then(pl.col(f"{c}__own").fill_null(0))
+            .otherwise(pl.col(f"{c}__peertypical"))
+            .alias(f"{c}__own")
             for c in cols
-            for kind in ("own", "peermax", "peertypical")
         )
         return frame.with_columns(
             *[pl.max_horizontal(f"{c}__own", f"{c}__peermax").alias(f"{c}__ceiling") for c in cols],

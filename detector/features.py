@@ -25,7 +25,7 @@ import polars as pl
 
 from detector import schema as S
 
-FEATURE_VERSION: Final = 2  # 2: unknown volume stays null in the relative features
+FEATURE_VERSION: Final = 3  # 2: unknown volume stays null; 3: no new objects for new accounts
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
@@ -385,8 +385,15 @@ def add_model_inputs(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
         largest(("statements",), "own").alias("statements_vs_own"),
         largest(("objects",), "own").alias("objects_vs_own"),
         pl.col(f"{col_name('failed', base)}_vs_own").alias("failed_vs_own"),
-        log1p("new_objects").alias("new_objects_log"),
-        log1p(col_name("new_objects", day)).alias("new_objects_day_log"),
+        # Every object is new to an account training never saw: not a sign by itself.
+        pl.when(pl.col("has_history"))
+        .then(log1p("new_objects"))
+        .otherwise(0.0)
+        .alias("new_objects_log"),
+        pl.when(pl.col("has_history"))
+        .then(log1p(col_name("new_objects", day)))
+        .otherwise(0.0)
+        .alias("new_objects_day_log"),
         pl.col("new_clients").clip(upper_bound=1).cast(pl.Float64).alias("new_client_seen"),
         pl.col("new_apps").clip(upper_bound=1).cast(pl.Float64).alias("new_app_seen"),
     )
