@@ -9,7 +9,6 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +16,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
+from detector.arguments import utc_time
 from detector.reader import NotALogError
 from detector.rejects import Quarantine
 
@@ -60,10 +60,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, help="settings file (TOML)")
         p.add_argument(
             "--since",
-            type=_utc,
+            type=utc_time,
             help="only events at or after this time (ISO-8601, UTC unless an offset is given)",
         )
-        p.add_argument("--until", type=_utc, help="only events before this time")
+        p.add_argument("--until", type=utc_time, help="only events before this time")
         p.add_argument(
             "--quarantine",
             type=Path,
@@ -121,14 +121,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_arguments(simulation)
     return parser
-
-
-def _utc(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 @contextmanager

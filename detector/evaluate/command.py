@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
+from detector.arguments import utc_time
 from detector.evaluate import evaluation, report
 from detector.evaluate.inputs import EvaluateError, in_period, load_labels, load_scores
 from detector.reader import NotALogError
@@ -30,14 +31,6 @@ from detector.rejects import Quarantine
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 PROG = "trovewatch"  # errors read as the rest of the command line's: "trovewatch: error: ..."
-
-
-def _utc(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,13 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-dir", type=Path, help="score the logs with this model")
     parser.add_argument(
-        "--train-until", type=_utc, metavar="TIME",
+        "--train-until", type=utc_time, metavar="TIME",
         help="the logs before this time train the baselines (ISO-8601, UTC unless an offset)",
     )  # fmt: skip
     parser.add_argument(
-        "--since", type=_utc, help="evaluate from this time (default: --train-until)"
+        "--since", type=utc_time, help="evaluate from this time (default: --train-until)"
     )
-    parser.add_argument("--until", type=_utc, help="evaluate up to this time")
+    parser.add_argument("--until", type=utc_time, help="evaluate up to this time")
     parser.add_argument(
         "--k", type=float, default=3.0,
         help="the static baseline flags rows read >= mean + k sd (default: %(default)s)",
