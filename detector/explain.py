@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.features import ACCOUNT, Horizons, col_name, horizon_columns
+from detector.features import ACCOUNT, Horizons, col_name, horizon_columns, span
 from detector.profile import Profile, usual_hours
 from detector.settings import Settings
 
@@ -91,6 +92,13 @@ class Judge:
         def own_bound(value: pl.Expr, c: str) -> pl.Expr:
             return (value + 1) >= s.reason_factor * (pl.col(f"{c}__own") + 1)
 
+        def drip_bound(value: pl.Expr, c: str) -> pl.Expr:
+            return (
+                pl.col("has_history")
+                & (value >= s.guardrail_min_rows)
+                & (value >= s.drip_factor * pl.col(f"{c}__own"))
+            )
+
         # An account with no history has never exported either: a dump by a brand-new
         # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
@@ -112,22 +120,29 @@ class Judge:
             (pl.col("failed") >= 3)
             & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
         ]
+        # A slow drip: a day's (or longer) reads past drip_factor times the account's own
+        # largest for that horizon, though no window of it looks odd by itself.
+        days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
         frame = frame.with_columns(
             (
                 pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes)
                 | guard_export
             ).alias("guardrail"),
+            pl.any_horizontal(self.crossed(v, h, drip_bound) for v, h in days).alias("drip"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
         frame = frame.with_columns(
             (
-                pl.col("guardrail") | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))
+                pl.col("guardrail")
+                | pl.col("drip")
+                | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))
             ).alias("flagged")
         )
         bands = sorted(s.severity_bands.items(), key=lambda kv: kv[1], reverse=True)
         severity: Any = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
         for name, low in bands:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
+        severity = severity.when(pl.col("drip")).then(pl.lit("medium"))
         frame = frame.with_columns(
             pl.when(pl.col("flagged"))
             .then(severity.otherwise(pl.lit(bands[-1][0])))
@@ -337,14 +352,18 @@ class Judge:
         def ratio(value: float, h: str) -> float:
             return float((value + 1) / (row[f"{col_name(signal, h)}__own"] + 1))
 
-        factor = self.settings.reason_factor
+        def factor(h: str) -> float:  # a day or more: the slow-drip bound, if lower
+            s = self.settings
+            drip = span(h) >= timedelta(days=1)
+            return min(s.reason_factor, s.drip_factor) if drip else s.reason_factor
+
         crossed = [
             (ratio(row[col_name(signal, h)] or 0, h), h)
             for h in self.horizons.all
-            if ratio(row[col_name(signal, h)] or 0, h) >= factor
+            if ratio(row[col_name(signal, h)] or 0, h) >= factor(h)
             and (
                 h == self.horizons.base
-                or ratio((row[col_name(signal, h)] or 0) - base_value, h) < factor
+                or ratio((row[col_name(signal, h)] or 0) - base_value, h) < factor(h)
             )
         ]
         if not crossed:

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         gt=1,
         description="A signal is named as a reason when at least this many times its usual largest.",
     )
+    drip_factor: float = Field(
+        2.0,
+        gt=1,
+        description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
+        "times the account's own largest in training, in the window it crosses: slow drips.",
+    )
     warmup: str = Field(
         "1d",
         description="Each account's first period in training, used for its profile but not to fit the model.",

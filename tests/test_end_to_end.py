@@ -135,3 +135,26 @@ def test_the_model_names_what_made_each_incident_unusual(incident: str, first: s
         pl.col("window_start") <= label["end"],
     )
     assert attribution(hit["reasons"][0].to_list())[0] == first
+
+
+def test_a_slow_drip_is_flagged_once_its_day_passes_twice_the_accounts_largest() -> None:
+    """A batch job that reads three times its usual rows for a day, a little more in
+    each of its usual runs: no window looks odd, the day does."""
+    path = SAMPLE / "postgresql.json.gz"
+    conf = settings.load()
+    trained = pipeline.train(pipeline.read_events([path], until=SPLIT)[0], conf)
+    events, _ = pipeline.read_events([path], since=SPLIT)
+    day = pl.col(S.TIME).dt.date() == datetime(2026, 10, 21).date()
+    drip = (pl.col(S.ACCOUNT) == "billing_job") & (pl.col(S.CLASS) == "READ") & day
+    dripped = events.with_columns(
+        pl.when(drip).then(pl.col(S.ROWS) * 3).otherwise(pl.col(S.ROWS)).alias(S.ROWS)
+    )
+    before = pipeline.score(events, trained, conf).filter(pl.col("flagged"))
+    after = pipeline.score(dripped, trained, conf).filter(pl.col("flagged"))
+    assert "billing_job" not in before["account"].to_list()
+    hits = after.filter(pl.col("account") == "billing_job")
+    assert hits.height >= 1, after.select("account", "window_start").to_dicts()
+    reasons = [r for rs in hits["reasons"].to_list() for r in rs]
+    assert any(" rows in 1 day from " in r or " rows in 3 days from " in r for r in reasons), reasons
+    others = after.filter(pl.col("account") != "billing_job").select("account", "window_start")
+    assert others.equals(before.select("account", "window_start"))
