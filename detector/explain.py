@@ -9,7 +9,10 @@ Thresholding wraps the detector rather than living inside it. A window is flagge
   exports data although the account never did (a new account never did).
   This holds whatever the model says; or
 * its score reaches the threshold **and** at least one signal is far from the account's
-  normal: a window nobody can explain in database terms is not an alert.
+  normal: a window nobody can explain in database terms is not an alert. An unusual
+  hour is named among the reasons but is not enough by itself: people work late; or
+* a slow drip: a day's (or longer) reads past ``drip_factor`` times the account's own
+  largest for that horizon, in the window that crosses it.
 
 Reasons are written only for flagged windows (few), in plain Python.
 """
@@ -116,7 +119,6 @@ class Judge:
             ),
             pl.col("has_history") & (pl.col("new_objects") > 0),
             pl.col("has_history") & ((pl.col("new_clients") + pl.col("new_apps")) > 0),
-            pl.col("hour_rarity") >= OFF_HOURS_RARITY,
             (pl.col("failed") >= 3)
             & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
         ]

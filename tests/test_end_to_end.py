@@ -158,3 +158,4 @@ def test_a_slow_drip_is_flagged_once_its_day_passes_twice_the_accounts_largest()
     assert any(" rows in 1 day from " in r or " rows in 3 days from " in r for r in reasons), reasons
     others = after.filter(pl.col("account") != "billing_job").select("account", "window_start")
     assert others.equals(before.select("account", "window_start"))
+
