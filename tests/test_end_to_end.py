@@ -155,7 +155,8 @@ def test_a_slow_drip_is_flagged_once_its_day_passes_twice_the_accounts_largest()
     hits = after.filter(pl.col("account") == "billing_job")
     assert hits.height >= 1, after.select("account", "window_start").to_dicts()
     reasons = [r for rs in hits["reasons"].to_list() for r in rs]
-    assert any(" rows in 1 day from " in r or " rows in 3 days from " in r for r in reasons), reasons
+    assert any(" rows in 1 day from " in r or " rows in 3 days from " in r for r in reasons), (
+        reasons
+    )
     others = after.filter(pl.col("account") != "billing_job").select("account", "window_start")
     assert others.equals(before.select("account", "window_start"))
-
