@@ -8,9 +8,12 @@ Thresholding wraps the detector rather than living inside it. A window is flagge
   pull), or both the account's own largest and its typical peer's largest. Or it
   exports data although the account never did (a new account never did).
   This holds whatever the model says; or
-* its score reaches the threshold **and** at least one signal is far from the account's
-  normal: a window nobody can explain in database terms is not an alert. An unusual
-  hour is named among the reasons but is not enough by itself: people work late; or
+* its score reaches the threshold **and** the window has a reason in database terms (a
+  window nobody can explain is not an alert): a strong signal (volume or statements
+  ``reason_factor`` times the account's largest, an export by an account that does not
+  export, ``reason_factor`` objects it never read within an hour, new failures), or two
+  weak ones together (an object it never read, a new client address, a new application,
+  an hour it is rarely active: each alone is ordinary work, e.g. people work late); or
 * a slow drip: a day's (or longer) reads past ``drip_factor`` times the account's own
   largest for that horizon, in the window that crosses it.
 
@@ -106,7 +109,7 @@ class Judge:
         # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
         guard_export = (pl.col("exports") > 0) & never_exports
-        signals = [
+        strong = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
                 for v in ("rows_read", "bytes_read", "statements")
@@ -117,11 +120,27 @@ class Judge:
                 never_exports
                 | own_bound(pl.col("exports"), col_name("exports", self.horizons.base))
             ),
-            pl.col("has_history") & (pl.col("new_objects") > 0),
-            pl.col("has_history") & ((pl.col("new_clients") + pl.col("new_apps")) > 0),
+            pl.col("has_history")
+            & pl.any_horizontal(
+                self.crossed("new_objects", h, lambda value, c: value >= s.reason_factor)
+                for h in self.horizons.all[:2]
+            ),
             (pl.col("failed") >= 3)
             & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
         ]
+        # Weak signals, each common in ordinary work (a table read for the first time, a
+        # new laptop, a new tool, a late evening), are a reason only two together.
+        weak = [
+            pl.col("has_history") & (pl.col("new_objects") > 0),
+            pl.col("has_history") & (pl.col("new_clients") > 0),
+            pl.col("has_history") & (pl.col("new_apps") > 0),
+            pl.col("hour_rarity") >= OFF_HOURS_RARITY,
+        ]
+        signals = [*strong, pl.sum_horizontal(w.cast(pl.Int8) for w in weak) >= 2]
+        # Used from a new client address or application at an hour it is rarely active:
+        # the classic stolen-credentials session, flagged whatever the score, since the
+        # forest cannot score a combination its training never showed it.
+        stranger = (weak[1] | weak[2]) & weak[3]
         # A slow drip: a day's (or longer) reads past drip_factor times the account's own
         # largest for that horizon, though no window of it looks odd by itself.
         days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
@@ -131,12 +150,14 @@ class Judge:
                 | guard_export
             ).alias("guardrail"),
             pl.any_horizontal(self.crossed(v, h, drip_bound) for v, h in days).alias("drip"),
+            stranger.alias("_stranger"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
         frame = frame.with_columns(
             (
                 pl.col("guardrail")
                 | pl.col("drip")
+                | pl.col("_stranger")
                 | ((pl.col("score") >= s.threshold) & pl.col("_has_reason"))
             ).alias("flagged")
         )
@@ -144,7 +165,7 @@ class Judge:
         severity: Any = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
         for name, low in bands:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
-        severity = severity.when(pl.col("drip")).then(pl.lit("medium"))
+        severity = severity.when(pl.col("drip") | pl.col("_stranger")).then(pl.lit("medium"))
         frame = frame.with_columns(
             pl.when(pl.col("flagged"))
             .then(severity.otherwise(pl.lit(bands[-1][0])))
@@ -170,7 +191,7 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason")
+            frame.drop("_has_reason", "_stranger")
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )

@@ -247,6 +247,7 @@ def add_relative(
     peer_ref: pl.LazyFrame,
     hours: pl.LazyFrame,
     peers: pl.LazyFrame,
+    placed: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Add each signal relative to the account's history and to its peers' (log2 ratios).
 
@@ -256,13 +257,22 @@ def add_relative(
     ``peer_ref``: peer group and the same columns: the typical (median) account's largest.
     ``hours``: account, hour and ``share`` of its training windows in that hour (±1 hour).
     ``peers``: account -> peer group. Accounts without history get their peers' values
-    as their own; unknown peer groups fall back to the population (group ``*``).
+    as their own; ``placed`` gives their windows' groups (account, window start, peer
+    group: :meth:`detector.profile.Profile.place`); the rest fall back to the population
+    (group ``*``).
     A window's hour rarity is -log10 of the share of the account's windows in its hour.
     """
     cols = [col_name(s, h) for s in RELATIVE for h in horizons.all]
-    with_group = windows.join(peers, on=ACCOUNT, how="left").with_columns(
-        pl.col("peer_group").fill_null("*")
-    )
+    with_group = windows.join(peers, on=ACCOUNT, how="left")
+    if placed is not None:
+        with_group = (
+            with_group.join(
+                placed.rename({"peer_group": "_placed"}), on=[ACCOUNT, WINDOW], how="left"
+            )
+            .with_columns(pl.coalesce("peer_group", "_placed").alias("peer_group"))
+            .drop("_placed")
+        )
+    with_group = with_group.with_columns(pl.col("peer_group").fill_null("*"))
     own = account_max.rename({c: f"{c}__own" for c in cols})
     own_key = [ACCOUNT]
     if "day" in account_max.collect_schema().names():
@@ -394,8 +404,15 @@ def add_model_inputs(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
         .then(log1p(col_name("new_objects", day)))
         .otherwise(0.0)
         .alias("new_objects_day_log"),
-        pl.col("new_clients").clip(upper_bound=1).cast(pl.Float64).alias("new_client_seen"),
-        pl.col("new_apps").clip(upper_bound=1).cast(pl.Float64).alias("new_app_seen"),
+        # Nor is a new account's first client address or application.
+        pl.when(pl.col("has_history"))
+        .then(pl.col("new_clients").clip(upper_bound=1).cast(pl.Float64))
+        .otherwise(0.0)
+        .alias("new_client_seen"),
+        pl.when(pl.col("has_history"))
+        .then(pl.col("new_apps").clip(upper_bound=1).cast(pl.Float64))
+        .otherwise(0.0)
+        .alias("new_app_seen"),
     )
 
 

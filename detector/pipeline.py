@@ -54,6 +54,7 @@ def model_frame(
         prof.peer_ref.lazy(),
         prof.hours.lazy(),
         prof.peers.lazy(),
+        None if own_history is not None else prof.place(windows).lazy(),
     )
     return F.add_model_inputs(relative, horizons).collect()
 
@@ -77,7 +78,7 @@ def train(
     on_stage("computing features")
     horizons = settings.horizon_spec
     windows = windows_with_horizons(events, horizons, known=None).collect()
-    prof = profile.learn(windows, events.lazy(), horizons, settings.roles)
+    prof = profile.learn(windows, events.lazy(), horizons, settings.roles, settings.learned_peers)
     # Each training window is compared with its account's other days, as a new day will
     # be compared with all of them; compared with itself it could never look unusual.
     frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))

@@ -7,22 +7,30 @@ A :class:`Profile` is a handful of small frames, stored as Parquet beside the mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
+from scipy import sparse
+from sklearn.neighbors import NearestNeighbors
 
 from detector import schema as S
 from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns
 
 POPULATION: Final = "*"
+# Accounts not in the role map get learned peers: the accounts whose read objects are most
+# like their own (Jaccard). Group ``like:<account>`` is the account and its nearest few.
+LEARNED: Final = "like:"
 TABLES: Final = ("account_max", "peer_ref", "peer_max", "hours", "known", "peers")
 
 
 @dataclass(frozen=True)
 class Profile:
     account_max: pl.DataFrame  # account, has_history, <signal>_<horizon>: largest in training
-    peer_ref: pl.DataFrame  # peer_group, <signal>_<horizon>: median account's largest
+    peer_ref: pl.DataFrame  # peer_group, <signal>_<horizon>: median account's largest; members
     peer_max: pl.DataFrame  # peer_group, <signal>_<horizon>: any account's largest
     hours: pl.DataFrame  # account ('*' = population), hour, share (smoothed over +-1 hour)
     known: pl.DataFrame  # account, kind (object/client/app), value
@@ -49,37 +57,96 @@ class Profile:
     def accounts(self) -> int:
         return self.account_max.height
 
+    @cached_property
+    def _readers(self) -> _Readers:
+        return _Readers(self.known)
+
+    def place(self, windows: pl.LazyFrame) -> pl.DataFrame:
+        """Peer groups of the windows of accounts training never saw, each placed by the
+        objects it reads: the group of the known account whose reads are most like
+        that window's (``like:<account>`` or its role). Columns account, window_start,
+        peer_group; windows reading nothing anyone read are left out (population)."""
+        empty = pl.DataFrame(
+            schema={ACCOUNT: pl.String, WINDOW: pl.Datetime("us", "UTC"), "peer_group": pl.String}
+        )
+        if self.peers.filter(pl.col("peer_group") != POPULATION).is_empty():
+            return empty  # one group: nowhere else to place anyone
+        newcomers = (
+            windows.join(self.account_max.lazy().select(ACCOUNT), on=ACCOUNT, how="anti")
+            .select(ACCOUNT, WINDOW, "objects_list")
+            .collect()
+        )
+        nearest = self._readers.nearest(newcomers["objects_list"])
+        placed = newcomers.select(ACCOUNT, WINDOW).with_columns(
+            pl.Series("nearest", nearest, dtype=pl.String)
+        )
+        return (
+            placed.drop_nulls("nearest")
+            .join(self.peers.rename({ACCOUNT: "nearest"}), on="nearest", how="inner")
+            .select(ACCOUNT, WINDOW, "peer_group")
+        )
+
+    def members(self, group: str) -> list[str]:
+        """The accounts of a peer group, when training recorded them (learned groups)."""
+        if "members" not in self.peer_ref.columns:
+            return []
+        found = self.peer_ref.filter(pl.col("peer_group") == group)["members"]
+        return list(found[0]) if found.len() and found[0] is not None else []
+
 
 def learn(
     windows: pl.DataFrame,
     events: pl.LazyFrame,
     horizons: Horizons,
     roles: dict[str, str] | None = None,
+    learned_peers: int = 0,
 ) -> Profile:
     """Learn the profile from training windows (with horizons) and the training events.
 
-    ``roles`` maps accounts to peer groups; accounts not in it, and all accounts when it
-    is not given, belong to the population group ``*``.
+    ``roles`` maps accounts to peer groups. Each account not in it is compared with the
+    ``learned_peers`` accounts whose read objects are most like its own (group
+    ``like:<account>``), or, with 0 or when it read nothing, with the population ``*``.
     """
     cols = horizon_columns(horizons)
     account_max = windows.group_by(ACCOUNT).agg(
         pl.lit(True).alias("has_history"),
         *[pl.col(c).max().fill_null(0) for c in cols],
     )
-    peers = pl.DataFrame(
-        {ACCOUNT: account_max[ACCOUNT]},
-    ).with_columns(
+    known = _known(events)
+    roles = roles or {}
+    learned = _Readers(known).groups(
+        [a for a in account_max[ACCOUNT].sort().to_list() if a not in roles], learned_peers
+    )
+    peers = pl.DataFrame({ACCOUNT: account_max[ACCOUNT]}).with_columns(
         pl.col(ACCOUNT)
-        .replace_strict(roles or {}, default=POPULATION, return_dtype=pl.String)
+        .replace_strict(
+            {**{a: f"{LEARNED}{a}" for a in learned["owner"].to_list()}, **roles},
+            default=POPULATION,
+            return_dtype=pl.String,
+        )
         .alias("peer_group")
     )
-    with_group = account_max.join(peers, on=ACCOUNT)
-    groups = pl.concat(
-        [with_group, with_group.with_columns(pl.lit(POPULATION).alias("peer_group"))]
-    ).unique([ACCOUNT, "peer_group"])
-    peer_ref = groups.group_by("peer_group").agg(pl.col(c).median() for c in cols)
+    memberships = pl.concat(
+        [
+            peers,
+            peers.with_columns(pl.lit(POPULATION).alias("peer_group")),
+            learned.select(
+                pl.col("member").alias(ACCOUNT), (LEARNED + pl.col("owner")).alias("peer_group")
+            ),
+        ]
+    ).unique()
+    groups = account_max.join(memberships, on=ACCOUNT)
+    peer_ref = groups.group_by("peer_group").agg(
+        *[pl.col(c).median() for c in cols],
+        pl.col(ACCOUNT).sort().alias("members"),
+    )
     peer_max = groups.group_by("peer_group").agg(pl.col(c).max() for c in cols)
     hours = _hour_shares(windows)
+    return Profile(account_max, peer_ref, peer_max, hours, known, peers)
+
+
+def _known(events: pl.LazyFrame) -> pl.DataFrame:
+    """(account, kind, value): the objects each account read, its clients and applications."""
     is_read = pl.col(S.CLASS) == "READ"
     known = (
         pl.concat(
@@ -107,7 +174,91 @@ def learn(
         .sort(ACCOUNT, "kind", "value")
         .collect()
     )
-    return Profile(account_max, peer_ref, peer_max, hours, known, peers)
+    return known
+
+
+class _Readers:
+    """Which objects each known account reads, as rows of a boolean matrix, and the
+    nearest accounts by Jaccard similarity of those sets (scikit-learn, brute force)."""
+
+    def __init__(self, known: pl.DataFrame) -> None:
+        objects = known.filter(pl.col("kind") == "object")
+        self.accounts = objects[ACCOUNT].unique().sort()
+        self.vocabulary = objects["value"].unique().sort()
+        self.matrix = self._rows(
+            objects.join(self._index(self.accounts, "row"), left_on=ACCOUNT, right_on="value"),
+            len(self.accounts),
+        )
+        self.model = (
+            NearestNeighbors(metric="jaccard").fit(self.matrix) if len(self.accounts) else None
+        )
+
+    @staticmethod
+    def _index(values: pl.Series, name: str) -> pl.DataFrame:
+        return pl.DataFrame({"value": values, name: np.arange(len(values))})
+
+    def _rows(self, pairs: pl.DataFrame, height: int) -> npt.NDArray[np.bool_]:
+        """Dense boolean rows from (row, value) pairs; values outside the vocabulary are
+        dropped (no known account reads them: they change no similarity's order)."""
+        cells = pairs.join(self._index(self.vocabulary, "col"), on="value", how="inner")
+        rows: npt.NDArray[np.bool_] = (
+            sparse.csr_matrix(
+                (
+                    np.ones(cells.height, dtype=bool),
+                    (cells["row"].to_numpy(), cells["col"].to_numpy()),
+                ),
+                shape=(height, len(self.vocabulary)),
+            )
+            .toarray()
+            .astype(bool)
+        )
+        return rows
+
+    def groups(self, owners: list[str], k: int) -> pl.DataFrame:
+        """(owner, member): each owner and the ``k`` accounts nearest to it that read at
+        least one object it reads. Owners that read nothing are left out."""
+        if self.model is None or k == 0:
+            return pl.DataFrame(schema={"owner": pl.String, "member": pl.String})
+        rows = self._index(self.accounts, "row").filter(pl.col("value").is_in(owners))
+        k = min(k + 1, len(self.accounts))  # the nearest is usually itself
+        distance, index = self.model.kneighbors(self.matrix[rows["row"].to_numpy()], k)
+        names = self.accounts.to_numpy()
+        near = pl.DataFrame(
+            {
+                "owner": np.repeat(rows["value"].to_numpy(), k),
+                "member": names[index.ravel()],
+                "distance": distance.ravel(),
+            }
+        ).filter(pl.col("distance") < 1.0)
+        return (
+            pl.concat(
+                [
+                    near.select("owner", "member"),
+                    rows.select(pl.col("value").alias("owner"), pl.col("value").alias("member")),
+                ]
+            )
+            .unique()
+            .sort("owner", "member")
+        )
+
+    def nearest(self, object_lists: pl.Series) -> list[str | None]:
+        """For each list of objects, the known account whose reads are most like it;
+        None when no known account reads any of them."""
+        if self.model is None or object_lists.len() == 0:
+            return [None] * object_lists.len()
+        pairs = (
+            pl.DataFrame({"value": object_lists})
+            .with_row_index("row")
+            .explode("value")
+            .drop_nulls("value")
+        )
+        vectors = self._rows(pairs.with_columns(pl.col("row").cast(pl.Int64)), object_lists.len())
+        distance, index = self.model.kneighbors(vectors, 1)
+        found = (distance[:, 0] < 1.0) & vectors.any(axis=1)
+        names = self.accounts.to_numpy().astype(object)
+        chosen = names[index[:, 0]]
+        chosen[~found] = None
+        return list(chosen)
 
 
 def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
@@ -167,4 +318,4 @@ def usual_hours(profile: Profile) -> dict[str, tuple[int, int]]:
     return spans
 
 
-__all__ = ["POPULATION", "WINDOW", "Profile", "learn", "usual_hours"]
+__all__ = ["LEARNED", "POPULATION", "WINDOW", "Profile", "learn", "usual_hours"]

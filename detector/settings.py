@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     roles: dict[str, str] = Field(
         default_factory=dict, description="Peer groups: account -> group name."
     )
+    learned_peers: int = Field(
+        0,
+        ge=0,
+        description="Compare each account not in roles with this many accounts whose read "
+        "objects are most like its own, instead of with all accounts (0).",
+    )
     trees: int = Field(200, ge=10, description="Isolation forest size.")
     seed: int = Field(0, description="Random seed for training.")
 

@@ -1,0 +1,177 @@
+"""What is enough to flag a window, on the bundled sample logs (a real PostgreSQL 15 +
+pgAudit workload) with one statement added: weak signals need each other, strong ones
+stand alone; and how peers are learned when no role map is given."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from detector import features as F
+from detector import pipeline, profile, settings
+from detector import schema as S
+from detector.explain import Judge
+from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
+
+DAY = datetime.fromisoformat("2026-10-21T00:00:00+00:00")  # a Wednesday of the scored week
+
+
+def ordinary(account: str) -> dict[str, Any]:
+    """One of the account's own reads from the scored week, as a template."""
+    _, events = trained_on_json()
+    reads = events.filter(
+        pl.col(S.ACCOUNT) == account, pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0
+    )
+    return reads.row(0, named=True)
+
+
+def verdict(*added: dict[str, Any]) -> dict[str, Any]:
+    """The window of the first added statement, scored with the scored week's events."""
+    trained, events = trained_on_json()
+    extra = pl.DataFrame(list(added), schema=events.schema)
+    scored = pipeline.score(pl.concat([events, extra]).sort(S.TIME), trained, settings.load())  # type: ignore[arg-type]
+    start = added[0][S.TIME].replace(minute=added[0][S.TIME].minute // 5 * 5, second=0)
+    return scored.filter(
+        pl.col("account") == added[0][S.ACCOUNT], pl.col("window_start") == start
+    ).row(0, named=True)
+
+
+def statement(template: dict[str, Any], at: datetime, n: int, **changes: Any) -> dict[str, Any]:
+    return {**template, S.TIME: at, S.STATEMENT_ID: f"{900000 + n}.1", **changes}
+
+
+def test_a_new_client_address_alone_in_usual_hours_is_not_an_alert() -> None:
+    template = ordinary("analyst_ben")
+    usual = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    found = verdict(statement(template, usual, 1, **{S.CLIENT_IP: "10.99.7.7"}))
+    assert found["features"]["new_clients"] == 1
+    assert not found["flagged"], found["reasons"]
+
+
+def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -> None:
+    template = ordinary("analyst_ben")
+    night = DAY.replace(hour=3, minute=31)
+    found = verdict(
+        statement(template, night, 1, **{S.CLIENT_IP: "10.99.7.7"}),
+        statement(template, night + timedelta(seconds=40), 2, **{S.CLIENT_IP: "10.99.7.7"}),
+    )
+    assert found["flagged"], found["score"]
+    assert any("new client address for this account: 10.99.7.7" in r for r in found["reasons"])
+    assert any("is outside its usual" in r for r in found["reasons"])
+
+
+def tables_unread_by(account: str) -> list[str]:
+    """Tables other accounts read in training and this one never did."""
+    trained, _ = trained_on_json()
+    objects = trained.profile.known.filter(pl.col("kind") == "object")
+    own = set(objects.filter(pl.col(F.ACCOUNT) == account)["value"])
+    unread = [t for t in objects["value"].unique().sort() if t not in own]
+    assert len(unread) >= 3, unread
+    return unread
+
+
+def test_one_table_never_read_before_is_ordinary_three_in_minutes_are_not() -> None:
+    template = ordinary("analyst_ben")
+    unread = tables_unread_by("analyst_ben")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    one = verdict(statement(template, at, 1, **{S.OBJECTS: [unread[0]], S.ROWS: 5}))
+    assert one["features"]["new_objects"] == 1
+    assert not one["flagged"], one["reasons"]
+    three = verdict(
+        *(
+            statement(template, at + timedelta(seconds=20 * i), i, **{S.OBJECTS: [t], S.ROWS: 5})
+            for i, t in enumerate(unread[:3])
+        )
+    )
+    assert three["flagged"], three["score"]
+    assert any("3 object(s) never read before" in r for r in three["reasons"])
+
+
+def judged_at(score: float, *added: dict[str, Any]) -> dict[str, Any]:
+    """The window of the first added statement, judged as if the model gave ``score``."""
+    trained, events = trained_on_json()
+    extra = pl.DataFrame(list(added), schema=events.schema)
+    h = trained.horizons
+    activity = F.window_activity(
+        pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
+    )
+    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
+    start = added[0][S.TIME].replace(minute=added[0][S.TIME].minute // 5 * 5, second=0)
+    row = frame.filter(pl.col("account") == added[0][S.ACCOUNT], pl.col("window_start") == start)
+    judged = Judge(trained.profile, h, settings.load())(row, np.array([score]))
+    return judged.row(0, named=True)
+
+
+def test_a_high_score_needs_a_strong_signal_or_two_weak_ones() -> None:
+    template = ordinary("analyst_ben")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    unread = tables_unread_by("analyst_ben")
+    one_weak = judged_at(0.9, statement(template, at, 1, **{S.OBJECTS: [unread[0]], S.ROWS: 5}))
+    assert not one_weak["flagged"]
+    two_weak = judged_at(
+        0.9, statement(template, at, 1, **{S.OBJECTS: [unread[0]], S.CLIENT_IP: "10.99.7.7"})
+    )
+    assert two_weak["flagged"]
+    strong = judged_at(0.9, statement(template, at, 1, **{S.ROWS: 100_000}))
+    assert strong["flagged"]
+    assert not judged_at(0.4, statement(template, at, 1, **{S.ROWS: 500}))["flagged"]
+
+
+def test_a_new_accounts_first_address_and_tool_are_not_signs_by_themselves() -> None:
+    windows = pl.DataFrame(
+        {"has_history": [True, False], "new_clients": [1, 1], "new_apps": [2, 1]}
+    ).with_columns(
+        pl.lit(0).alias(c)
+        for c in ("new_objects", "new_objects_1d")
+        # every relative column add_model_inputs reads, as ordinary values
+    )
+    h = F.Horizons("5m", ("1d",))
+    for signal in ("rows_read", "bytes_read", "exports", "statements", "objects", "failed"):
+        for horizon in h.all:
+            for versus in ("own", "peers"):
+                windows = windows.with_columns(pl.lit(0.0).alias(f"{signal}_{horizon}_vs_{versus}"))
+    out = F.add_model_inputs(windows.lazy(), h).collect()
+    assert out["new_client_seen"].to_list() == [1.0, 0.0]
+    assert out["new_app_seen"].to_list() == [1.0, 0.0]
+
+
+def test_learned_peers_are_the_accounts_reading_the_same_tables() -> None:
+    trained, _ = trained_on_json()
+    train_events, _ = pipeline.read_events([SAMPLE / "postgresql.json.gz"], until=SPLIT)
+    h = trained.horizons
+    windows = F.add_horizons(F.window_activity(train_events.lazy(), h.base), h).collect()
+    learned = profile.learn(windows, train_events.lazy(), h, learned_peers=2)
+    objects = learned.known.filter(pl.col("kind") == "object")
+    reads = {
+        a: set(objects.filter(pl.col(F.ACCOUNT) == a)["value"]) for a in objects[F.ACCOUNT].unique()
+    }
+
+    def jaccard(a: str, b: str) -> float:
+        return len(reads[a] & reads[b]) / len(reads[a] | reads[b])
+
+    for account in ("web_shop", "hr_app", "case_officer_dina"):
+        group = learned.peers.filter(pl.col(F.ACCOUNT) == account)["peer_group"].item()
+        assert group == f"{profile.LEARNED}{account}"
+        members = set(learned.members(group)) - {account}
+        # at most 2, and only accounts reading some table it reads
+        assert 1 <= len(members) <= 2
+        assert all(jaccard(account, m) > 0 for m in members)
+        # no account outside the group reads tables more like this account's
+        outside = min(jaccard(account, m) for m in members)
+        assert all(jaccard(account, o) <= outside for o in set(reads) - members - {account})
+
+    # A newcomer is placed by what it reads: reading exactly hr_app's tables, it gets
+    # the group of an account whose reads are just as alike (hr_app's when unique).
+    newcomer = pl.DataFrame(
+        {
+            F.ACCOUNT: ["newcomer"],
+            F.WINDOW: [DAY],
+            "objects_list": [sorted(reads["hr_app"])],
+        }
+    )
+    placed = learned.place(newcomer.lazy())
+    nearest = placed["peer_group"].item().removeprefix(profile.LEARNED)
+    assert jaccard(nearest, "hr_app") == 1.0
