@@ -1,0 +1,200 @@
+"""Mergeable partial aggregates of account-windows: events in, a few numbers and sets out.
+
+:func:`features.window_activity` needs every event of a window at once. A stream (the
+live engine) or a chunked batch run sees a window's events in pieces; instead of keeping
+the events it keeps one **partial** row per (account, base window) and folds each new
+piece into it:
+
+>>> p = merge(partial(first_chunk, "5m"), partial(second_chunk, "5m"))  # doctest: +SKIP
+>>> to_activity(p, "5m", known)  # == window_activity(first + second, "5m", known)  # doctest: +SKIP
+
+A partial row holds sums (statements, failed, rows and bytes read, export rows; null
+while no event carried the volume), the newest event time, and sets as lists of distinct
+strings: export statement keys, objects read, objects exported, client addresses and
+application names. Every part is a sum, a max or a set union, so :func:`merge` is
+associative and commutative: any split of the events, aggregated and merged in any
+order, gives the same partials. Which values are *new* to an account is decided only by
+:func:`to_activity` (a value is new in the earliest window holding it, unless ``known``),
+so it is the same however the events were split.
+
+The events given to :func:`partial` are the ones :func:`features.window_activity` would
+get: statements already merged (:func:`ingest.merge_split_statements`) and complementary
+logs already joined (:func:`formats.join`). Their order does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import polars as pl
+
+from detector import features as F
+from detector import schema as S
+
+KEYS: Final = (F.ACCOUNT, F.WINDOW)
+SUMS: Final = ("statements", "failed")  # never null
+KNOWABLE: Final = ("rows_read", "bytes_read", "export_rows")  # null: no event carried it
+SETS: Final = (
+    "export_keys",
+    "objects_list",
+    "export_objects_list",
+    "clients_list",
+    "apps_list",
+)
+_STRINGS: Final = pl.List(pl.String)
+SCHEMA: Final = pl.Schema(
+    {
+        F.ACCOUNT: pl.String(),
+        F.WINDOW: pl.Datetime("us", "UTC"),
+        "statements": pl.Int64(),
+        "failed": pl.Int64(),
+        "rows_read": pl.Int64(),
+        "bytes_read": pl.Int64(),
+        "export_rows": pl.Int64(),
+        **{name: _STRINGS for name in SETS},
+        "last_time": pl.Datetime("us", "UTC"),
+    }
+)
+_NEW: Final = {"object": "objects_list", "client": "clients_list", "app": "apps_list"}
+
+
+def empty() -> pl.DataFrame:
+    """Partials of no events."""
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def _known_sum(values: pl.Expr) -> pl.Expr:
+    """Sum of the non-null values; null when there are none (unknown, not zero)."""
+    return pl.when(values.is_not_null().any()).then(values.sum())
+
+
+def _distinct(values: pl.Expr) -> pl.Expr:
+    return values.explode().drop_nulls().unique()
+
+
+def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
+    """One partial row per (account, window of length ``every``) with events.
+
+    ``events`` have the event schema (at least the columns ``window_activity`` reads);
+    events without an account are left out, as ``window_activity`` leaves them out.
+    """
+    is_read = pl.col(S.CLASS) == "READ"
+    read_rows = pl.col(S.ROWS).filter(is_read)
+    read_bytes = pl.col(S.BYTES).filter(is_read)
+    exported = pl.col(S.EXPORT)
+    # The same key as window_activity's: a statement exports once, whatever it names.
+    export_key = pl.when(exported).then(
+        pl.coalesce(
+            pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
+            pl.col(S.TIME).cast(pl.String),
+        )
+    )
+    return (
+        events.lazy()
+        .filter(pl.col(S.ACCOUNT).is_not_null())
+        .group_by(
+            pl.col(S.ACCOUNT).alias(F.ACCOUNT), pl.col(S.TIME).dt.truncate(every).alias(F.WINDOW)
+        )
+        .agg(
+            pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().cast(pl.Int64).alias("statements"),
+            (~pl.col(S.SUCCESS)).sum().cast(pl.Int64).alias("failed"),
+            _known_sum(read_rows).alias("rows_read"),
+            _known_sum(read_bytes).alias("bytes_read"),
+            _known_sum(pl.col(S.ROWS).filter(exported)).alias("export_rows"),
+            export_key.drop_nulls().unique().alias("export_keys"),
+            _distinct(pl.col(S.OBJECTS).filter(is_read)).alias("objects_list"),
+            _distinct(pl.col(S.OBJECTS).filter(exported)).alias("export_objects_list"),
+            pl.col(S.CLIENT_IP).drop_nulls().unique().alias("clients_list"),
+            pl.col(S.APPLICATION).drop_nulls().unique().alias("apps_list"),
+            pl.col(S.TIME).max().alias("last_time"),
+        )
+        .select(SCHEMA.names())
+        .collect()
+        .cast(SCHEMA)
+    )
+
+
+def merge(*parts: pl.DataFrame) -> pl.DataFrame:
+    """Partials of all the events behind ``parts``: one row per (account, window)."""
+    return merge_all(parts)
+
+
+def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`merge` of any number of partial frames."""
+    frames = [p for p in parts if p.height]
+    if not frames:
+        return empty()
+    if len(frames) == 1:
+        return frames[0]
+    both = pl.concat(frames, how="vertical")
+    return (
+        both.lazy()
+        .group_by(*KEYS)
+        .agg(
+            *(pl.col(c).sum() for c in SUMS),
+            *(_known_sum(pl.col(c)).alias(c) for c in KNOWABLE),
+            *(_distinct(pl.col(c)).alias(c) for c in SETS),
+            pl.col("last_time").max(),
+        )
+        .select(SCHEMA.names())
+        .collect()
+    )
+
+
+def to_activity(
+    partials: pl.DataFrame, every: str, known: pl.LazyFrame | pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The rows :func:`features.window_activity` gives for the events behind ``partials``
+    (one row per account and window, sorted by account, then window start).
+
+    ``known``: (account, kind, value) already seen, as for ``window_activity``; a value
+    not known is new in the earliest of these windows that holds it.
+    """
+    long = pl.concat(
+        [
+            partials.lazy()
+            .select(*KEYS, pl.col(column).alias("value"), pl.lit(kind).alias("kind"))
+            .explode("value")
+            .drop_nulls("value")
+            for kind, column in _NEW.items()
+        ]
+    )
+    first = long.group_by(F.ACCOUNT, "kind", "value").agg(pl.col(F.WINDOW).min())
+    if known is not None:
+        first = first.join(known.lazy(), on=[F.ACCOUNT, "kind", "value"], how="anti")
+    new = first.group_by(*KEYS).agg(
+        pl.col("value").filter(pl.col("kind") == kind).sort().alias(f"new_{kind}s_list")
+        for kind in _NEW
+    )
+    empty_list = pl.lit([], dtype=_STRINGS)
+    return (
+        partials.lazy()
+        .select(
+            *KEYS,
+            "rows_read",
+            "bytes_read",
+            "statements",
+            "failed",
+            pl.col("export_keys").list.len().cast(pl.Int64).alias("exports"),
+            pl.col("objects_list").list.sort(),
+            "export_rows",
+            pl.col("export_objects_list").list.sort(),
+            "last_time",
+        )
+        .join(new, on=list(KEYS), how="left")
+        .with_columns(
+            pl.col(c).fill_null(empty_list)
+            for c in ("new_objects_list", "new_clients_list", "new_apps_list")
+        )
+        .with_columns(
+            (pl.col(F.WINDOW) + F.duration(every)).alias("window_end"),
+            pl.col("objects_list").list.len().cast(pl.Int64).alias("objects"),
+            pl.col("new_objects_list").list.len().cast(pl.Int64).alias("new_objects"),
+            pl.col("new_clients_list").list.len().cast(pl.Int64).alias("new_clients"),
+            pl.col("new_apps_list").list.len().cast(pl.Int64).alias("new_apps"),
+            pl.col(F.WINDOW).dt.hour().alias("hour"),
+        )
+        .sort(*KEYS)
+        .collect()
+    )
