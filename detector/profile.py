@@ -6,7 +6,7 @@ A :class:`Profile` is a handful of small frames, stored as Parquet beside the mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Final
@@ -86,6 +86,43 @@ class Profile:
             .select(ACCOUNT, WINDOW, "peer_group")
         )
 
+    def with_account_max(self, account_max: pl.DataFrame) -> Profile:
+        """This profile with other per-account largest values, and its peer groups'
+        references recomputed from them (same memberships)."""
+        memberships = (
+            self.peer_ref.select("peer_group", pl.col("members").alias(ACCOUNT))
+            .explode(ACCOUNT)
+            .drop_nulls(ACCOUNT)
+        )
+        peer_ref, peer_max = _peer_tables(account_max, memberships)
+        return replace(self, account_max=account_max, peer_ref=peer_ref, peer_max=peer_max)
+
+    def carried_from(self, parent: Profile) -> Profile:
+        """This profile plus what ``parent`` knew that it does not: the objects, clients
+        and applications accounts used before (they are not new again), and the accounts
+        idle in this profile's period, with their largest values and hours, so they do
+        not come back as strangers. Carried accounts keep their parent's peer group
+        where this profile has it, else the population's."""
+        idle = parent.account_max.join(self.account_max.select(ACCOUNT), on=ACCOUNT, how="anti")
+        groups = self.peer_ref["peer_group"].implode()
+        carried_peers = parent.peers.join(
+            idle.select(ACCOUNT), on=ACCOUNT, how="semi"
+        ).with_columns(
+            pl.when(pl.col("peer_group").is_in(groups))
+            .then(pl.col("peer_group"))
+            .otherwise(pl.lit(POPULATION))
+            .alias("peer_group")
+        )
+        return replace(
+            self,
+            account_max=pl.concat([self.account_max, idle], how="vertical_relaxed"),
+            hours=pl.concat(
+                [self.hours, parent.hours.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi")]
+            ),
+            known=pl.concat([self.known, parent.known]).unique().sort(ACCOUNT, "kind", "value"),
+            peers=pl.concat([self.peers, carried_peers]),
+        )
+
     def members(self, group: str) -> list[str]:
         """The accounts of a peer group, when training recorded them (learned groups)."""
         if "members" not in self.peer_ref.columns:
@@ -135,14 +172,23 @@ def learn(
             ),
         ]
     ).unique()
+    peer_ref, peer_max = _peer_tables(account_max, memberships)
+    hours = _hour_shares(windows)
+    return Profile(account_max, peer_ref, peer_max, hours, known, peers)
+
+
+def _peer_tables(
+    account_max: pl.DataFrame, memberships: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per peer group, the median and the largest of its members' largest values."""
+    cols = [c for c in account_max.columns if c not in (ACCOUNT, "has_history")]
     groups = account_max.join(memberships, on=ACCOUNT)
     peer_ref = groups.group_by("peer_group").agg(
         *[pl.col(c).median() for c in cols],
         pl.col(ACCOUNT).sort().alias("members"),
     )
     peer_max = groups.group_by("peer_group").agg(pl.col(c).max() for c in cols)
-    hours = _hour_shares(windows)
-    return Profile(account_max, peer_ref, peer_max, hours, known, peers)
+    return peer_ref, peer_max
 
 
 def _known(events: pl.LazyFrame) -> pl.DataFrame:

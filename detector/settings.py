@@ -63,6 +63,16 @@ class Settings(BaseSettings):
         description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
         "times the account's own largest in training, in the window it crosses: slow drips.",
     )
+    retrain_every: str = Field(
+        "1d",
+        description="serve retrains on the last retrain_period of its logs this often (wall "
+        "clock; 0s: never).",
+    )
+    retrain_period: str = Field(
+        "14d",
+        description="The sliding period a retrained model learns from; an account's learned "
+        "volume may grow guardrail_factor times per period, no faster.",
+    )
     warmup: str = Field(
         "1d",
         description="Each account's first period in training, used for its profile but not to fit the model.",
@@ -127,7 +137,9 @@ class Settings(BaseSettings):
         description="Most flagged accounts named in the trovewatch_flagged_account metric.",
     )
 
-    @field_validator("window", "warmup", "lateness", "retention", "flag_hold")
+    @field_validator(
+        "window", "warmup", "lateness", "retention", "flag_hold", "retrain_every", "retrain_period"
+    )
     @classmethod
     def _duration(cls, value: str) -> str:
         duration(value)
