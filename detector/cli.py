@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -108,6 +109,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--config", type=Path, help="settings file (TOML)")
+    successor = sub.add_parser(
+        "retrain",
+        help="train a successor of a served model on its recent logs, never on its alerts",
+        description="What serve does every retrain_every: train on the last retrain_period "
+        "of LOG... (event time, ending at --until) except the windows serve flagged or "
+        "scored high and nobody judged a false positive, hold each account's learned "
+        "volume to guardrail_factor per period, and publish the model in STATE_DIR/models "
+        "(serve uses it from its next start, or at once if running).",
+    )
+    successor.add_argument(
+        "logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)"
+    )
+    successor.add_argument("--model-dir", type=Path, required=True, help="the model in use")
+    successor.add_argument("--state-dir", type=Path, required=True, help="serve's state directory")
+    successor.add_argument(
+        "--format", default="auto", choices=formats.CHOICES[:-1], help="(default: detect)"
+    )
+    successor.add_argument("--log-line-prefix", help="the server's log_line_prefix")
+    successor.add_argument("--config", type=Path, help="settings file (TOML)")
+    successor.add_argument(
+        "--until", type=utc_time, help="end of the period learned from (default: now)"
+    )
     report = sub.add_parser(
         "report", help="print the flagged windows of a score output, with reasons"
     )
@@ -215,6 +238,35 @@ def run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_retrain(args: argparse.Namespace) -> int:
+    from detector.live.retraining import Retrainer, resume
+    from detector.live.store import DB_FILE, SqliteStore, StoreError
+
+    for path in args.logs:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    if not (args.state_dir / DB_FILE).is_file():
+        raise UsageError(f"{args.state_dir}: no serve state here ({DB_FILE})")
+    conf = settings.load(
+        args.config,
+        state_dir=args.state_dir,
+        format=args.format,
+        log_line_prefix=args.log_line_prefix,
+    )
+    parent, _ = resume(model.load(args.model_dir), conf)
+    try:
+        store = SqliteStore(conf.state_dir)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from exc
+    retrainer = Retrainer(conf, store, lambda: args.logs)
+    published = retrainer.run(parent, args.until or datetime.now(UTC))
+    store.close()
+    if published is None:
+        raise UsageError(f"retraining failed: {retrainer.last_error}")
+    print(f"Retrained {parent.manifest.name}; published {published}.", file=sys.stderr)
+    return EXIT_OK
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from api import server  # the web stack loads only for `serve`
 
@@ -240,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": run_train,
         "score": run_score,
         "serve": run_serve,
+        "retrain": run_retrain,
         "report": run_report,
         "evaluate": evaluate.run,
         "simulate": simulate.run,

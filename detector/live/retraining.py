@@ -1,0 +1,127 @@
+"""``serve``'s scheduled retraining, in a background thread.
+
+Every ``retrain_every`` of wall-clock time, a successor of the model in use is trained on
+the last ``retrain_period`` (event time) of the followed logs with :mod:`detector.retrain`
+(only windows the store allows; no faster than the guardrail allows), published under
+``STATE_DIR/models/`` and loaded back from disk, hashes checked. The service swaps it in
+between two steps (:meth:`Retrainer.take`): scoring never waits for training, and never
+sees half a model. A failed retraining keeps the model in use and says why.
+
+On start, ``serve`` uses the newest published model when it descends from the model it
+was given (:func:`resume`): a restart does not forget what retraining learned, and a new
+``--model-dir`` is never overridden by an older lineage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from detector import features as F
+from detector import model, pipeline, retrain
+from detector.live.store import SqliteStore
+from detector.settings import Settings
+
+log = logging.getLogger("trovewatch.retraining")
+MODELS: str = "models"
+
+
+def models_dir(settings: Settings) -> Path:
+    return settings.state_dir / MODELS
+
+
+def resume(given: model.TrainedModel, settings: Settings) -> tuple[model.TrainedModel, Path | None]:
+    """The newest retrained model descending from ``given``, and its directory; else
+    ``given`` and None. A published model that fails to load is reported and skipped."""
+    path = retrain.current(models_dir(settings))
+    if path is None:
+        return given, None
+    try:
+        successor = model.load(path)
+    except model.ModelError as exc:
+        log.warning("not resuming the retrained model: %s", exc)
+        return given, None
+    if not retrain.descends_from(successor, given.manifest):
+        log.warning(
+            "%s does not descend from the model given (%s); using the model given",
+            path,
+            given.manifest.name,
+        )
+        return given, None
+    return successor, path
+
+
+class Retrainer:
+    """Starts a retraining when one is due; hands over the published result once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SqliteStore,
+        paths: Callable[[], Sequence[Path]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.paths = paths
+        self.clock = clock
+        self.every = F.span(settings.retrain_every).total_seconds()
+        self.period = F.span(settings.retrain_period)
+        self._last = clock()
+        self._thread: threading.Thread | None = None
+        self._done: tuple[model.TrainedModel, Path] | None = None
+        self.last_error: str | None = None
+        self.outcomes: dict[str, int] = {"published": 0, "failed": 0}
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def maybe_start(self, parent: model.TrainedModel, until: datetime | None) -> bool:
+        """Start retraining on the period ending at ``until`` (the newest scored window's
+        end) if the schedule says so and none is running. True if one started."""
+        if self.every <= 0 or until is None or self.running:
+            return False
+        if self.clock() - self._last < self.every:
+            return False
+        self._last = self.clock()
+        self._thread = threading.Thread(
+            target=self.run, args=(parent, until), name="trovewatch-retrain", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def run(self, parent: model.TrainedModel, until: datetime) -> Path | None:
+        """One retraining, in the calling thread; the published directory, or None."""
+        since = until - self.period
+        try:
+            allowed = self.store.training_windows(since, until)
+            events, _ = pipeline.read_events(
+                list(self.paths()),
+                format_name=self.settings.format,
+                log_line_prefix=self.settings.log_line_prefix,
+                since=since,
+                until=until,
+            )
+            name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
+            successor = retrain.retrain(events, allowed, parent, self.settings, name)
+            path = retrain.publish(successor, models_dir(self.settings))
+            self._done = (model.load(path), path)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.outcomes["failed"] += 1
+            log.warning("retraining failed; the model in use stays: %s", self.last_error)
+            return None
+        self.last_error = None
+        self.outcomes["published"] += 1
+        log.info("retrained model published: %s", path)
+        return path
+
+    def take(self) -> tuple[model.TrainedModel, Path] | None:
+        """The newly published model and its directory, once; None if there is none."""
+        done, self._done = self._done, None
+        return done
