@@ -33,7 +33,7 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.features import ACCOUNT, Horizons, col_name, horizon_columns, span
-from detector.profile import Profile, usual_hours
+from detector.profile import LEARNED, POPULATION, Profile, usual_hours
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
@@ -251,6 +251,7 @@ class Judge:
         cols = [
             ACCOUNT,
             "window_start",
+            "peer_group",
             "flagged",
             "guardrail",
             "score",
@@ -407,9 +408,21 @@ class Judge:
         text = (
             f"read {_num(value)} {unit} in {_span(h)} from {_names(row['objects_list'])}; {history}; "
             f"{_times(value, typical)} a typical peer's largest ({_num(typical)}), "
-            f"{_times(value, peer)} any peer's largest ({_num(peer)})"
+            f"{_times(value, peer)} any peer's largest ({_num(peer)}){self._peers(row)}"
         )
         return text, value > self.settings.guardrail_factor * max(own, peer)
+
+    def _peers(self, row: dict[str, Any]) -> str:
+        """Who the peers are, unless they are all accounts: ``; peers: role batch``."""
+        group = row["peer_group"]
+        if group == POPULATION:
+            return ""
+        if group.startswith(LEARNED):
+            members = [m for m in self.profile.members(group) if m != row[ACCOUNT]]
+            return (
+                f"; peers (reading tables like {group.removeprefix(LEARNED)}'s): {_names(members)}"
+            )
+        return f"; peers: role {group}"
 
 
 def _attribution(names: list[str], shares: npt.NDArray[np.float64]) -> str | None:

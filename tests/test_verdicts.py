@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 
 from detector import features as F
 from detector import pipeline, profile, settings
@@ -175,3 +176,31 @@ def test_learned_peers_are_the_accounts_reading_the_same_tables() -> None:
     placed = learned.place(newcomer.lazy())
     nearest = placed["peer_group"].item().removeprefix(profile.LEARNED)
     assert jaccard(nearest, "hr_app") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("conf", "named"),
+    [
+        ({"roles": {"web_shop": "web", "hr_app": "web", "web_admin": "web"}}, "; peers: role web"),
+        ({"learned_peers": 3}, "; peers (reading tables like web_shop's): "),
+        ({}, None),
+    ],
+)
+def test_a_volume_reason_names_the_peers_it_compares_with(
+    conf: dict[str, Any], named: str | None
+) -> None:
+    train_events, _ = pipeline.read_events([SAMPLE / "postgresql.json.gz"], until=SPLIT)
+    trained = pipeline.train(train_events, settings.load(**conf))
+    _, events = trained_on_json()
+    template = ordinary("web_shop")
+    at = DAY.replace(hour=11, minute=2)
+    pull = pl.DataFrame([statement(template, at, 1, **{S.ROWS: 50_000})], schema=events.schema)
+    scored = pipeline.score(pl.concat([events, pull]).sort(S.TIME), trained, settings.load(**conf))
+    window = scored.filter(
+        pl.col("account") == "web_shop", pl.col("window_start") == at.replace(minute=0)
+    ).row(0, named=True)
+    volume = next(r for r in window["reasons"] if r.startswith("read 50,"))
+    if named is None:
+        assert "peers" not in volume.split("any peer's largest")[1]
+    else:
+        assert named in volume
