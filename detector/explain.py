@@ -293,6 +293,18 @@ class Judge:
                 f"volume unknown: the log gives no row or byte counts for the reads of "
                 f"{_names(row['objects_list'])}; judged on statements, objects, clients and hours"
             )
+        elif not out and row[col_name("rows_read", base)] is not None:
+            # Flagged for something else: the volume still goes in, as context.
+            c = col_name("rows_read", base)
+            history = (
+                f"this account's largest {_span(base)} in training: {_num(row[f'{c}__own'])}"
+                if row["has_history"]
+                else "a new account"
+            )
+            out.append(
+                f"read {_num(row[c])} rows in {_span(base)} from {_names(row['objects_list'])} "
+                f"({history}; a typical peer's: {_num(row[f'{c}__peertypical'])})"
+            )
         if row["exports"]:
             habit = (
                 "this account never exported data in training"

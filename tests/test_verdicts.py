@@ -62,6 +62,10 @@ def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -
     assert found["flagged"], found["score"]
     assert any("new client address for this account: 10.99.7.7" in r for r in found["reasons"])
     assert any("is outside its usual" in r for r in found["reasons"])
+    # flagged for who and when, the reasons still say how much it read, against what
+    volume = found["reasons"][0]
+    assert volume.startswith(f"read {found['features']['rows_read_5m']:,} rows in 5 minutes from ")
+    assert "this account's largest 5 minutes in training: " in volume
 
 
 def tables_unread_by(account: str) -> list[str]:
