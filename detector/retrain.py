@@ -76,17 +76,33 @@ def growth_allowed(parent: model.Manifest, end: datetime, settings: Settings) ->
 
 
 def hold_back(
-    trained: model.TrainedModel, parent: model.TrainedModel, factor: float, floor: int
+    trained: model.TrainedModel,
+    parent: model.TrainedModel,
+    factor: float,
+    floor: int,
+    vouched: pl.DataFrame | None = None,
 ) -> tuple[model.TrainedModel, list[str]]:
     """``trained`` with each account's learned largest rows and bytes held to ``factor``
-    times its parent's (at least ``floor``); the accounts held back, sorted."""
+    times its parent's, at least ``floor`` and at least what an analyst ``vouched`` for
+    (account and the same columns: windows judged false positives); the accounts held
+    back, sorted."""
     cols = [c for c in trained.profile.account_max.columns if c.startswith(VOLUMES)]
     before = parent.profile.account_max.select(
         F.ACCOUNT, *[pl.col(c).alias(f"{c}__parent") for c in cols]
     )
     joined = trained.profile.account_max.join(before, on=F.ACCOUNT, how="left")
+    if vouched is not None and vouched.height:
+        joined = joined.join(
+            vouched.select(F.ACCOUNT, *[pl.col(c).alias(f"{c}__vouched") for c in cols]),
+            on=F.ACCOUNT,
+            how="left",
+        )
+    else:
+        joined = joined.with_columns(pl.lit(None, pl.Int64).alias(f"{c}__vouched") for c in cols)
     bound = {
-        c: pl.max_horizontal(pl.col(f"{c}__parent") * factor, pl.lit(floor)).cast(pl.Int64)
+        c: pl.max_horizontal(
+            pl.col(f"{c}__parent") * factor, pl.lit(floor), pl.col(f"{c}__vouched")
+        ).cast(pl.Int64)
         for c in cols
     }
     held = joined.filter(pl.any_horizontal(pl.col(c) > bound[c] for c in cols))[F.ACCOUNT]
@@ -99,6 +115,18 @@ def hold_back(
     ).select(trained.profile.account_max.columns)
     profile = trained.profile.with_account_max(account_max)
     return replace(trained, profile=profile), sorted(held.to_list())
+
+
+def vouched_for(allowed: pl.DataFrame, columns: list[str]) -> pl.DataFrame | None:
+    """Per account, the largest volumes of its windows judged false positives (the
+    flagged rows ``allowed`` holds), from their ``features``; None when it has none."""
+    if "features" not in allowed.columns or not allowed.filter(pl.col("flagged")).height:
+        return None
+    judged = allowed.filter(pl.col("flagged")).select(F.ACCOUNT, pl.col("features").struct.unnest())
+    return judged.group_by(F.ACCOUNT).agg(
+        pl.col(c).cast(pl.Int64).max() if c in judged.columns else pl.lit(None, pl.Int64).alias(c)
+        for c in columns
+    )
 
 
 def retrain(
@@ -116,7 +144,10 @@ def retrain(
     trained = pipeline.train(chosen, settings, name=name)
     end = datetime.fromisoformat(trained.manifest.training["end"])
     factor = growth_allowed(parent.manifest, end, settings)
-    trained, held = hold_back(trained, parent, factor, settings.guardrail_min_rows)
+    volumes = [c for c in trained.profile.account_max.columns if c.startswith(VOLUMES)]
+    trained, held = hold_back(
+        trained, parent, factor, settings.guardrail_min_rows, vouched_for(allowed, volumes)
+    )
     trained = replace(trained, profile=trained.profile.carried_from(parent.profile))
     training: dict[str, Any] = {
         **trained.manifest.training,

@@ -220,3 +220,29 @@ def test_a_retrained_model_keeps_idle_accounts_and_what_was_known() -> None:
     assert known.height == 3  # its table, its address, its tool
     assert known.equals(parent.profile.known.filter(pl.col("account") == "app_11"))
     assert successor.profile.hours.filter(pl.col("account") == "app_11").height == 24
+
+
+def test_an_analysts_false_positive_is_learned_at_once_an_unjudged_jump_is_not() -> None:
+    # From day 14, app_3 (a new role, say) reads 20x what it did: flagged. Judged a false
+    # positive, the jump is learned in full by the next model; unjudged, it is not learned.
+    events = population(range(PERIOD + 1))
+    jump = (pl.col(S.ACCOUNT) == "app_3") & (pl.col(S.TIME) >= START + timedelta(days=PERIOD))
+    events = events.with_columns(
+        pl.when(jump).then(pl.col(S.ROWS) * 20).otherwise(pl.col(S.ROWS)).alias(S.ROWS)
+    )
+    parent = pipeline.train(between(events, 0, PERIOD), CONF, name="first")
+    scored = pipeline.score(between(events, 1, PERIOD + 1), parent, CONF)
+    jumped = scored.filter(pl.col("account") == "app_3", pl.col("flagged"))
+    assert jumped.height
+    judged_fp = scored  # the store keeps flagged windows judged false positives
+    unjudged = scored.filter(~pl.col("flagged"))
+    period = between(events, 1, PERIOD + 1)
+
+    def learned(allowed: pl.DataFrame) -> int:
+        successor = retrain.retrain(period, allowed, parent, CONF, "second")
+        account = successor.profile.account_max.filter(pl.col("account") == "app_3")
+        return int(account["rows_read_5m"].item())
+
+    largest_jump = int(jumped["features"].struct.field("rows_read_5m").max())  # type: ignore[arg-type]
+    assert learned(judged_fp) >= largest_jump
+    assert learned(unjudged) < largest_jump
