@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most flagged accounts named in the trovewatch_flagged_account metric.",
     )
+    max_accounts: int = Field(
+        200_000,
+        ge=1,
+        description="Most accounts whose window history serve keeps; beyond it the least "
+        "recently active accounts' history is dropped (trovewatch_accounts_evicted_total).",
+    )
 
     @field_validator(
         "window", "warmup", "lateness", "retention", "flag_hold", "retrain_every", "retrain_period"

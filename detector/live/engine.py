@@ -1,27 +1,49 @@
 """Live scoring: events in, in any order close to time order; each account-window scored
 once, when it closes in event time.
 
-The engine holds three frames, all of which go into every checkpoint:
+The engine keeps no events of open windows, only their partial aggregates
+(:mod:`detector.partials`: sums, and sets of objects, clients, applications and export
+statements), so its memory grows with the accounts active, not with the events:
 
-* ``pending``: the events of windows still open, reduced to the columns the features
-  need. A window closes when the watermark (the newest event time seen, less the
-  allowed lateness) passes its end, or, once every source is caught up, when the wall
-  clock less the lateness does: a quiet database still gets its last windows scored,
-  and a replayed old log is scored to its end.
+* ``open``: one partial row per open (account, window). A window closes when the
+  watermark (the newest event time seen, less the allowed lateness) passes its end, or,
+  once every source is caught up, when the wall clock less the lateness does: a quiet
+  database still gets its last windows scored, and a replayed old log is scored to its
+  end.
+* ``held``: the few events that must stay events until their window closes: each
+  session's latest statement (pgAudit logs a statement once per relation, and a read
+  may end between two of its lines: the rest arrives with the next read and is merged
+  into it), and the records of logs joined with another log (MariaDB's audit and slow
+  logs, Snowflake's query and access histories: ``formats.JOINS``), which wait for their
+  partner until the window closes; both bounded by the open windows.
 * ``history``: closed windows' volume signals over the longest horizon, with whether
-  each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it.
+  each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it. Kept in
+  segments, one per close, so that a checkpoint writes only the new one.
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
 
 An event for a window already scored is not dropped: it is counted in the account's
 first open window, and in ``trovewatch_late_events_total``.
+
+**Account cap** (``max_accounts``): when more accounts than that have state, the window
+history and discovered values of the least recently active accounts are dropped
+(accounts the model was not trained on first), down to 90% of the cap. An open window
+is never dropped (its events would be lost). An evicted account that comes back starts
+a new history: its horizon sums miss the dropped windows and what it had used since
+training looks new again; its flagged windows say so in their reasons for the longest
+horizon after the eviction.
+
+:meth:`Engine.snapshot` gives the state changed since the last checkpoint that was
+saved (:meth:`Engine.saved`); :meth:`Engine.restore` reads it back, also from an older
+trovewatch's snapshot (which kept the open windows' events).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -29,7 +51,7 @@ from typing import Final
 import polars as pl
 
 from detector import features as F
-from detector import formats, model
+from detector import formats, model, partials
 from detector import schema as S
 from detector.formats import mariadb
 from detector.ingest import merge_split_statements
@@ -66,6 +88,11 @@ HISTORY_SCHEMA: Final = pl.Schema(
     }
 )
 KNOWN_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "kind": pl.String(), "value": pl.String()})
+EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Datetime("us", "UTC")})
+# Records joined with another log's: they stay events until their window closes.
+JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
+EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
+COMPACT_AFTER: Final = 8  # partial frames folded into one past this many
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,7 @@ class Closed:
 
     scored: pl.DataFrame  # the ``score`` output's rows
     late_events: int
+    evicted: int = 0  # accounts whose history was dropped (max_accounts)
 
 
 class Engine:
@@ -86,13 +114,23 @@ class Engine:
         self.base = F.span(self.horizons.base)
         self.lateness = F.span(settings.lateness)
         self.keep = max(F.span(h) for h in self.horizons.all)
-        self.pending = pl.DataFrame(schema=PENDING_SCHEMA)
-        self.history = pl.DataFrame(schema=HISTORY_SCHEMA)
-        self.discovered = pl.DataFrame(schema=KNOWN_SCHEMA)
+        self.max_accounts = settings.max_accounts
+        self._open: list[pl.DataFrame] = []  # partials, merged lazily
+        self.held = pl.DataFrame(schema=PENDING_SCHEMA)
+        self.history: list[pl.DataFrame] = []  # segments, oldest first
+        self.discovered: list[pl.DataFrame] = []
+        self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
         self.newest: datetime | None = None  # newest event time seen
         self.newest_of: dict[str, datetime] = {}  # ... per input (file, stdin, push)
         self.closed_until: datetime | None = None  # windows ending by then are scored
         self.late = 0  # late events not yet reported by close()
+        # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
+        self._seq = itertools.count()
+        self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
+        self._writes: dict[str, bytes] = {}
+        self._deletes: set[str] = set()
+        self._fresh: list[pl.DataFrame] = []  # open partials added since the last snapshot
+        self._names: dict[str, list[str]] = {"history": [], "discovered": []}
 
     # -- ingest ------------------------------------------------------------------------
 
@@ -114,7 +152,23 @@ class Engine:
                 .otherwise(pl.col(S.TIME))
                 .alias(S.TIME)
             )
-        self.pending = pl.concat([self.pending, events])
+        events = pl.concat([self.held, events])
+        joined = pl.col(S.SOURCE_FORMAT).is_in(JOINED)
+        statements = merge_split_statements(events.filter(~joined))
+        # Each session's latest statement may go on in the next read: it stays an event.
+        key = pl.struct(S.SESSION, S.STATEMENT_ID)
+        latest = pl.col(S.STATEMENT_ID).is_not_null() & (key == key.last().over(S.SESSION))
+        self.held = pl.concat([events.filter(joined), statements.filter(latest)])
+        self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
+
+    def _fold(self, part: pl.DataFrame) -> None:
+        if part.height:
+            self._open.append(part)
+            self._fresh.append(part)
+        if len(self._open) > COMPACT_AFTER:
+            self._open = [partials.merge_all(self._open)]
+        if len(self._fresh) > COMPACT_AFTER:
+            self._fresh = [partials.merge_all(self._fresh)]
 
     # -- closing windows ---------------------------------------------------------------
 
@@ -145,98 +199,263 @@ class Engine:
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
             return Closed(pl.DataFrame(), late)
         self.closed_until = cutoff
-        due = pl.col(S.TIME) < cutoff
-        closing = self.pending.filter(due).sort(S.TIME, maintain_order=True)
-        self.pending = self.pending.filter(~due)
-        if closing.is_empty():
+        opened = partials.merge_all(self._open)
+        due = pl.col(F.WINDOW) < cutoff
+        closing = opened.filter(due)
+        due_events = self.held.filter(pl.col(S.TIME) < cutoff)
+        if closing.is_empty() and due_events.is_empty():
+            self._open = [opened] if opened.height else []
             return Closed(pl.DataFrame(), late)
+        self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
+        self._open = [opened.filter(~due)]
+        self._rewrite_open()
+        if due_events.height:
+            events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
+            events = formats.join(events, live=True)
+            closing = partials.merge(closing, partials.partial(events, self.horizons.base))
         scored = self._score(closing)
-        return Closed(scored, late)
+        evicted = self._evict()
+        return Closed(scored, late, evicted)
 
-    def _score(self, events: pl.DataFrame) -> pl.DataFrame:
-        events = merge_split_statements(events)
-        events = formats.join(events, live=True)
-        known = pl.concat([self.trained.profile.known, self.discovered], how="vertical_relaxed")
-        activity = F.window_activity(events.lazy(), self.horizons.base, known.lazy()).collect()
-        scored = score_windows(activity, self.trained, self.settings, prior=self.history)
+    def open_activity(self) -> pl.DataFrame:
+        """The open windows as they stand (rows of ``features.window_activity``)."""
+        events = formats.join(merge_split_statements(self.held.sort(S.TIME)), live=True)
+        merged = partials.merge_all([*self._open, partials.partial(events, self.horizons.base)])
+        return partials.to_activity(merged, self.horizons.base, self._known())
+
+    def _known(self) -> pl.LazyFrame:
+        return pl.concat(
+            [self.trained.profile.known, *self.discovered], how="vertical_relaxed"
+        ).lazy()
+
+    def _score(self, closing: pl.DataFrame) -> pl.DataFrame:
+        activity = partials.to_activity(closing, self.horizons.base, self._known())
+        accounts = activity[F.ACCOUNT].unique().implode()
+        prior = (
+            pl.concat(
+                [segment.filter(pl.col(F.ACCOUNT).is_in(accounts)) for segment in self.history],
+                how="vertical",
+            )
+            if self.history
+            else None
+        )
+        scored = score_windows(activity, self.trained, self.settings, prior=prior)
         self._remember(activity, scored)
-        return scored
+        return self._note_evicted(scored)
 
     def _remember(self, activity: pl.DataFrame, scored: pl.DataFrame) -> None:
         """Add the newly scored windows to the history, and their new values to what
         each account is known to use; forget history past the longest horizon."""
         flags = scored.select(F.ACCOUNT, F.WINDOW, pl.col("flagged").alias("alerted"))
-        windows = activity.join(flags, on=[F.ACCOUNT, F.WINDOW], how="left").select(
-            HISTORY_SCHEMA.names()
+        windows = (
+            activity.join(flags, on=[F.ACCOUNT, F.WINDOW], how="left")
+            .select(HISTORY_SCHEMA.names())
+            .cast(HISTORY_SCHEMA)
         )
         assert self.closed_until is not None
         horizon_start = self.closed_until - self.keep
-        self.history = (
-            pl.concat([self.history, windows.cast(HISTORY_SCHEMA)])
-            .filter(pl.col(F.WINDOW) >= horizon_start)
-            .sort(F.ACCOUNT, F.WINDOW)
+        self._add_segment("history", windows)
+        while self.history and _newest_window(self.history[0]) < horizon_start:
+            self.history.pop(0)
+            self._drop(self._names["history"].pop(0))
+        if self.history:
+            self.history[0] = self.history[0].filter(pl.col(F.WINDOW) >= horizon_start)
+        new_values = pl.concat(
+            [
+                activity.select(
+                    F.ACCOUNT, pl.lit(kind).alias("kind"), pl.col(column).alias("value")
+                )
+                .explode("value")
+                .drop_nulls("value")
+                for kind, column in (
+                    ("object", "new_objects_list"),
+                    ("client", "new_clients_list"),
+                    ("app", "new_apps_list"),
+                )
+            ]
         )
-        new_values = [
-            activity.select(F.ACCOUNT, pl.lit(kind).alias("kind"), pl.col(column).alias("value"))
-            .explode("value")
-            .drop_nulls("value")
-            for kind, column in (
-                ("object", "new_objects_list"),
-                ("client", "new_clients_list"),
-                ("app", "new_apps_list"),
+        self._add_segment("discovered", new_values)
+        if self.evicted.height:
+            self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
+
+    def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        getattr(self, kind).append(frame)
+        name = f"{kind}.{next(self._seq):012d}"
+        self._names[kind].append(name)
+        self._writes[name] = _parquet(frame)
+
+    # -- the account cap ---------------------------------------------------------------
+
+    def _evict(self) -> int:
+        """Drop the history of the least recently active accounts past ``max_accounts``;
+        return how many accounts lost it."""
+        if self.accounts <= self.max_accounts:
+            return 0
+        last = (
+            pl.concat([s.select(F.ACCOUNT, F.WINDOW) for s in self.history])
+            .group_by(F.ACCOUNT)
+            .agg(pl.col(F.WINDOW).max())
+        )
+        trained = self.trained.profile.known.select(F.ACCOUNT).unique()
+        excess = self.accounts - int(self.max_accounts * EVICT_TO)
+        victims = (
+            last.join(
+                trained.with_columns(pl.lit(True).alias("_trained")), on=F.ACCOUNT, how="left"
             )
-        ]
-        self.discovered = pl.concat([self.discovered, *new_values]).unique(maintain_order=True)
+            .sort(pl.col("_trained").fill_null(False), F.WINDOW, F.ACCOUNT)
+            .head(excess)
+            .select(F.ACCOUNT)
+        )
+        if victims.is_empty():
+            return 0
+        gone = victims[F.ACCOUNT].implode()
+        history = pl.concat(self.history).filter(~pl.col(F.ACCOUNT).is_in(gone))
+        discovered = pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *self.discovered])
+        discovered = discovered.filter(~pl.col(F.ACCOUNT).is_in(gone))
+        for kind in ("history", "discovered"):
+            for name in self._names[kind]:
+                self._drop(name)
+            self._names[kind] = []
+        self.history, self.discovered = [], []
+        self._add_segment("history", history)
+        self._add_segment("discovered", discovered)
+        assert self.closed_until is not None
+        marked = victims.with_columns(pl.lit(self.closed_until).alias("evicted_at"))
+        self.evicted = (
+            pl.concat([self.evicted.filter(~pl.col(F.ACCOUNT).is_in(gone)), marked])
+            .cast(EVICTED_SCHEMA)
+            .tail(self.max_accounts)
+        )
+        self._writes["evicted"] = _parquet(self.evicted)
+        return victims.height
+
+    def _note_evicted(self, scored: pl.DataFrame) -> pl.DataFrame:
+        """Flagged windows of an account whose history was dropped say so."""
+        if self.evicted.is_empty() or scored.is_empty():
+            return scored
+        note = (
+            "history incomplete: this account's earlier windows were dropped at "
+            "max_accounts; horizon sums and what it used before count only since it returned"
+        )
+        marked = pl.col(F.ACCOUNT).is_in(self.evicted[F.ACCOUNT].implode()) & pl.col("flagged")
+        return scored.with_columns(
+            pl.when(marked)
+            .then(pl.col("reasons").list.concat(pl.lit([note], dtype=pl.List(pl.String))))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons")
+        )
 
     # -- state -------------------------------------------------------------------------
 
+    def _open_accounts(self) -> pl.Series:
+        return pl.concat(
+            [
+                *(p.select(F.ACCOUNT) for p in self._open),
+                self.held.select(pl.col(S.ACCOUNT).alias(F.ACCOUNT)),
+            ]
+        )[F.ACCOUNT]
+
     @property
     def open_windows(self) -> int:
-        if self.pending.is_empty():
-            return 0
-        return int(
-            self.pending.select(
-                pl.struct(S.ACCOUNT, pl.col(S.TIME).dt.truncate(self.horizons.base)).n_unique()
-            ).item()
+        """Account-windows not yet closed."""
+        frames = [p.select(*partials.KEYS) for p in self._open]
+        frames.append(
+            self.held.select(
+                pl.col(S.ACCOUNT).alias(F.ACCOUNT),
+                pl.col(S.TIME).dt.truncate(self.horizons.base).alias(F.WINDOW),
+            )
         )
+        return pl.concat(frames).unique().height
 
     @property
     def accounts(self) -> int:
-        return pl.concat(
-            [
-                self.pending.select(pl.col(S.ACCOUNT).alias("a")),
-                self.history.select(pl.col(F.ACCOUNT).alias("a")),
-            ]
-        )["a"].n_unique()
+        """Accounts with state: open windows or window history."""
+        return pl.concat([self._open_accounts(), *(s[F.ACCOUNT] for s in self.history)]).n_unique()
 
-    def snapshot(self) -> dict[str, bytes]:
-        """The whole state as bytes (Parquet frames and a JSON header), for a checkpoint."""
+    def _rewrite_open(self) -> None:
+        """The open windows changed other than by adding: the next checkpoint writes
+        them whole and drops the earlier pieces."""
+        for name in [n for n, kind in self._stored.items() if kind == "open"]:
+            self._drop(name)
+        for name in [n for n in self._writes if n.startswith("open.")]:
+            del self._writes[name]
+        self._fresh = [p for p in self._open if p.height]
+
+    def _drop(self, name: str) -> None:
+        if name in self._writes:
+            del self._writes[name]
+        else:
+            self._deletes.add(name)
+
+    def snapshot(self) -> dict[str, bytes | None]:
+        """What changed since the last saved snapshot, as named blobs (Parquet frames and
+        a JSON header) to write; ``None`` for names to delete. After a successful save,
+        call :meth:`saved`."""
+        if self._fresh:
+            self._writes[f"open.{next(self._seq):012d}"] = _parquet(partials.merge_all(self._fresh))
+            self._fresh = []
         meta = {
+            "version": 2,
             "newest": None if self.newest is None else self.newest.isoformat(),
             "closed_until": None if self.closed_until is None else self.closed_until.isoformat(),
             "base": self.horizons.base,
         }
         return {
+            **{name: None for name in self._deletes},
+            **self._writes,
             "meta": json.dumps(meta).encode(),
-            "pending": _parquet(self.pending),
-            "history": _parquet(self.history),
-            "discovered": _parquet(self.discovered),
+            "held": _parquet(self.held),
         }
 
-    def restore(self, state: dict[str, bytes]) -> None:
-        """Continue from a :meth:`snapshot`. State saved for another model's windows is
+    def saved(self) -> None:
+        """The last :meth:`snapshot` is in the database."""
+        for name in self._deletes:
+            self._stored.pop(name, None)
+        for name in self._writes:
+            self._stored[name] = name.split(".", 1)[0]
+        self._writes, self._deletes = {}, set()
+
+    def restore(self, state: Mapping[str, bytes | None]) -> None:
+        """Continue from the saved snapshots. State saved for another model's windows is
         refused: its windows and novelty would not mean the same."""
-        meta = json.loads(state["meta"])
+        meta = json.loads(state["meta"] or b"{}")
         if meta.get("base") != self.horizons.base:
             raise ValueError(
                 f"the saved state has {meta.get('base')} windows, the model {self.horizons.base}"
             )
         self.newest = _time(meta["newest"])
         self.closed_until = _time(meta["closed_until"])
-        pending = pl.read_parquet(io.BytesIO(state["pending"]))
-        self.pending = S.conform(pending.lazy()).select(KEPT).collect()  # older states lack some
-        self.history = pl.read_parquet(io.BytesIO(state["history"]))
-        self.discovered = pl.read_parquet(io.BytesIO(state["discovered"]))
+        for name in sorted(state):
+            kind = name.partition(".")[0]
+            data = state[name]
+            if data is None or name == "meta":
+                continue
+            self._stored[name] = kind
+            frame = pl.read_parquet(io.BytesIO(data))
+            if name in ("pending", "held"):
+                # An older trovewatch kept the open windows' events (``pending``): they
+                # are held as events until their windows close, as it would have, and
+                # saved as ``held`` from now on.
+                self.held = pl.concat([self.held, S.conform(frame.lazy()).select(KEPT).collect()])
+                if name == "pending":
+                    self._deletes.add(name)
+            elif kind == "open":
+                self._open.append(frame.cast(partials.SCHEMA))
+            elif kind in ("history", "discovered"):  # an older one's single frame too
+                getattr(self, kind).append(frame)
+                self._names[kind].append(name)
+            elif kind == "evicted":
+                self.evicted = frame
+        numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
+        self._seq = itertools.count(max(numbers, default=-1) + 1)
+
+
+def _newest_window(segment: pl.DataFrame) -> datetime:
+    newest = segment[F.WINDOW].max()
+    assert isinstance(newest, datetime)
+    return newest
 
 
 def _kept(events: pl.DataFrame) -> pl.DataFrame:

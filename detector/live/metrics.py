@@ -169,6 +169,16 @@ class Metrics:
         self.accounts = Gauge(
             "trovewatch_accounts_tracked", "Accounts with state in memory.", registry=r
         )
+        self.accounts_cap = Gauge(
+            "trovewatch_accounts_tracked_cap",
+            "max_accounts: past it, the least recently active accounts' history is dropped.",
+            registry=r,
+        )
+        self.evicted = Counter(
+            "trovewatch_accounts_evicted",
+            "Accounts whose window history was dropped to stay within max_accounts.",
+            registry=r,
+        )
 
     def watch_flagged(self, source: Callable[[], list[Flagged]], cap: int) -> None:
         self.registry.register(FlaggedAccounts(source, cap))

@@ -130,6 +130,7 @@ class Service:
             self.metrics.model_trained.set(datetime.fromisoformat(trained_end).timestamp())
         self.metrics.model_loaded.set(time.time())
         self.metrics.storage_ok.set(1)
+        self.metrics.accounts_cap.set(settings.max_accounts)
         hold = span(settings.flag_hold)
         self.metrics.watch_flagged(lambda: self.store.flagged(hold), settings.flagged_cap)
 
@@ -285,6 +286,8 @@ class Service:
         closed = self.engine.close(datetime.now(UTC) if caught_up else None, behind=behind)
         if closed.late_events:
             self.metrics.late.inc(closed.late_events)
+        if closed.evicted:
+            self.metrics.evicted.inc(closed.evicted)
         if closed.scored.height:
             self._unsaved.append(closed.scored)
             self._dirty = True
@@ -455,6 +458,7 @@ class Service:
             sources={source_key(s): s.positions() for s in self.sources},
             state=self.engine.snapshot(),
             saved_at=time.time(),
+            replace=False,
         )
         started = time.perf_counter()
         try:
@@ -465,6 +469,7 @@ class Service:
             self._storage_error = str(exc)
             self._show_storage()
             return
+        self.engine.saved()
         self._storage_error = None
         self._show_storage()
         self.metrics.checkpoint_time.set(time.time())

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,11 +120,16 @@ class StoreError(Exception):
 @dataclass
 class Checkpoint:
     """Where the engine is: source positions (JSON-able) and its window state (opaque
-    blobs, e.g. Parquet bytes), saved together with the windows they produced."""
+    blobs, e.g. Parquet bytes), saved together with the windows they produced.
+
+    With ``replace`` the state is the whole state; without it, only what changed: each
+    named blob replaces the one of that name, ``None`` deletes it, others stay.
+    """
 
     sources: dict[str, Any]
-    state: dict[str, bytes]
+    state: Mapping[str, bytes | None]
     saved_at: float
+    replace: bool = True
 
 
 @dataclass(frozen=True)
@@ -395,14 +400,19 @@ class SqliteStore:
         with self._write() as conn:
             # The checkpoint first: a failure further on must take it back with the rest.
             conn.execute("DELETE FROM checkpoint")
-            conn.execute("DELETE FROM checkpoint_state")
+            if checkpoint.replace:
+                conn.execute("DELETE FROM checkpoint_state")
             conn.execute(
                 "INSERT INTO checkpoint (id, sources, saved_at) VALUES (1, ?, ?)",
                 (sources, checkpoint.saved_at),
             )
             conn.executemany(
-                "INSERT INTO checkpoint_state (name, data) VALUES (?, ?)",
-                checkpoint.state.items(),
+                "DELETE FROM checkpoint_state WHERE name = ?",
+                [(name,) for name, data in checkpoint.state.items() if data is None],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO checkpoint_state (name, data) VALUES (?, ?)",
+                [(name, data) for name, data in checkpoint.state.items() if data is not None],
             )
             if not rows:
                 return []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from detector import features as F
 from detector import model, pipeline, settings
 from detector import schema as S
-from detector.live.engine import Engine
+from detector.live.engine import KEPT, Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -206,3 +208,167 @@ def test_complementary_logs_read_apart_are_joined_as_score_joins_them(
         )
 
     assert per_account(live).equals(per_account(batch))
+
+
+def checkpoint_through(store: dict[str, bytes], engine: Engine) -> set[str]:
+    """Save the engine's changes as the store saves a checkpoint (named blobs replaced,
+    ``None`` deleted), tell the engine they are saved; return the names written."""
+    written = set()
+    for name, data in engine.snapshot().items():
+        if data is None:
+            store.pop(name, None)
+        else:
+            store[name] = data
+            written.add(name)
+    engine.saved()
+    return written
+
+
+def test_checkpoints_of_only_the_changes_restore_the_whole_state(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """Each checkpoint writes what changed: while no window closes, only the new events'
+    partials (never the history); restored from all of them, after many checkpoints and
+    closes, a fresh engine scores the rest as if nothing had happened."""
+    conf = settings.Settings()
+    half = week3.height // 2
+    whole = stream(Engine(trained, conf), week3, 300)
+    first = Engine(trained, conf)
+    saved: dict[str, bytes] = {}
+    parts = []
+    for start in range(0, half, 300):
+        chunk = week3[start : min(start + 300, half)]
+        first.add(chunk[:150])
+        written = checkpoint_through(saved, first)  # nothing closed since the last one
+        assert written <= {"meta", "held"} | {n for n in written if n.startswith("open.")}
+        first.add(chunk[150:])
+        parts.append(first.close().scored)
+        checkpoint_through(saved, first)
+    assert any(n.startswith("history.") for n in saved)
+    resumed = Engine(trained, conf)
+    resumed.restore(saved)
+    parts.append(stream(resumed, week3[half:], 300))
+    assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
+
+
+def test_an_older_snapshot_with_events_is_restored(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """A state database of the trovewatch before partials (open windows kept as events,
+    ``pending``; one ``history`` and one ``discovered`` frame) is continued without loss,
+    and saved in the new form from the next checkpoint on."""
+    conf = settings.Settings()
+    half = week3.height // 2
+    whole = stream(Engine(trained, conf), week3, 5_000)
+    first = Engine(trained, conf)
+    before = stream_no_flush(first, week3[:half], 5_000)
+    assert first.closed_until is not None
+    old_meta = {
+        "newest": first.newest.isoformat() if first.newest else None,
+        "closed_until": first.closed_until.isoformat(),
+        "base": "5m",
+    }
+    pending = week3[:half].filter(pl.col(S.TIME) >= first.closed_until).select(KEPT)
+    old = {
+        "meta": json.dumps(old_meta).encode(),
+        "pending": parquet(pending),
+        "history": parquet(pl.concat(first.history)),
+        "discovered": parquet(pl.concat(first.discovered)),
+    }
+    resumed = Engine(trained, conf)
+    resumed.restore(old)
+    changes = resumed.snapshot()
+    assert changes["pending"] is None and changes["held"] is not None  # the new form
+    after = stream(resumed, week3[half:], 5_000)
+    assert verdicts(pl.concat([before, after])).equals(verdicts(whole))
+
+
+def parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_open_windows_keep_aggregates_not_events(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """A day of events read with nothing closing: the engine keeps no event but each
+    session's latest statement (which the next read may continue)."""
+    engine = Engine(trained, settings.Settings(lateness="3650d"))
+    day = week3.filter(pl.col(S.TIME) < datetime(2026, 10, 20, tzinfo=UTC))
+    for start in range(0, day.height, 2_000):
+        engine.add(day[start : start + 2_000])
+    assert engine.held.height <= day[S.SESSION].n_unique() < day.height // 10
+    assert engine.open_activity()["statements"].sum() == day[S.SUCCESS].sum()
+
+
+def test_a_statement_split_between_two_reads_counts_once(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """pgAudit logs a statement once per relation; a read may end between its lines.
+    The two halves, added apart, count as the one statement batch scoring sees."""
+    conf = settings.Settings()
+    day = week3.filter(pl.col(S.TIME) < datetime(2026, 10, 20, tzinfo=UTC))
+    multi = pl.col(S.OBJECTS).list.len() >= 2
+    assert day.filter(multi).height > 20
+    heads = day.with_columns(
+        pl.when(multi).then(pl.col(S.OBJECTS).list.head(1)).otherwise(pl.col(S.OBJECTS))
+    )
+    tails = day.filter(multi).with_columns(pl.col(S.OBJECTS).list.slice(1))
+    # Each read ends after the first relation line of a statement naming several; the
+    # next read starts with the rest of it.
+    ends = day.with_row_index().filter(multi)["index"].to_list()
+    engine = Engine(trained, conf)
+    parts = []
+    start = 0
+    for cut, end in enumerate(ends):
+        read = heads[start : end + 1]
+        if cut:
+            read = pl.concat([tails[cut - 1], read])
+        engine.add(read)
+        parts.append(engine.close().scored)
+        start = end + 1
+    engine.add(pl.concat([tails[-1], day[start:]]))
+    parts.append(engine.close(wall=FAR_FUTURE).scored)
+    live = pl.concat([p for p in parts if p.height])
+    batch = stream(Engine(trained, conf), day, 1_000)
+    assert verdicts(live).equals(verdicts(batch))
+    objects = pl.col("objects").list.len().sum()
+    assert live.select(objects).item() == batch.select(objects).item()
+
+
+def test_a_flood_of_account_names_stays_within_max_accounts(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """5,000 distinct account names, each active once, over a day: the accounts with
+    state never pass the cap once their windows close, the least recently active go
+    first, every event is still scored once, and the accounts the model knows keep
+    their history."""
+    cap = 300
+    day = week3.filter(pl.col(S.TIME) < datetime(2026, 10, 20, tzinfo=UTC))
+    flood = day.sample(5_000, with_replacement=True, seed=1).with_columns(
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.ACCOUNT),
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.SESSION),
+    )
+    events = pl.concat([day, flood]).sort(S.TIME)
+    engine = Engine(trained, settings.Settings(max_accounts=cap))
+    evicted, statements, tracked = 0, 0, []
+    for start in range(0, events.height, 500):
+        engine.add(events[start : start + 500])
+        closed = engine.close()
+        evicted += closed.evicted
+        statements += (
+            closed.scored.select(pl.col("features").struct.field("statements_5m").sum()).item() or 0
+        )
+        tracked.append(engine.accounts)
+    closed = engine.close(wall=FAR_FUTURE)
+    evicted += closed.evicted
+    statements += (
+        closed.scored.select(pl.col("features").struct.field("statements_5m").sum()).item() or 0
+    )
+    assert max(tracked) <= cap + 500  # at most one read's new accounts above the cap
+    assert engine.accounts <= cap
+    assert evicted >= 5_000 - cap
+    assert statements == events[S.SUCCESS].sum()  # nothing lost or counted twice
+    kept = {a for segment in engine.history for a in segment[F.ACCOUNT].to_list()}
+    assert set(day[S.ACCOUNT].unique()) <= kept  # the real accounts were not the ones dropped
