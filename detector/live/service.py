@@ -47,6 +47,7 @@ log = logging.getLogger("trovewatch")
 PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
+GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
 
 
 def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format:
@@ -123,6 +124,7 @@ class Service:
         self._thread: threading.Thread | None = None
         self._last_checkpoint = 0.0
         self._last_prune = 0.0
+        self._last_gauges = -GAUGE_INTERVAL
         self._last_data = 0.0
         self._dirty = False
         trained_end = trained.manifest.training.get("end")
@@ -473,7 +475,10 @@ class Service:
         self._storage_error = None
         self._show_storage()
         self.metrics.checkpoint_time.set(time.time())
-        self.metrics.open_windows.set(self.engine.open_windows)  # O(open events): not per step
+        if now - self._last_gauges >= GAUGE_INTERVAL:  # O(accounts): not per checkpoint
+            self._last_gauges = now
+            self.metrics.open_windows.set(self.engine.open_windows)
+            self.metrics.accounts.set(self.engine.accounts)
         self._last_checkpoint = now
         self._dirty = False
         self._unsaved = []
@@ -500,4 +505,3 @@ class Service:
         for end in scored["window_end"]:
             delay = now - (end + self.engine.lateness)
             self.metrics.latency.observe(max(delay, timedelta(0)).total_seconds())
-        self.metrics.accounts.set(self.engine.accounts)

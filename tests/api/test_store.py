@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from detector.live import store as store_module
-from detector.live.store import SqliteStore, StoreError
+from detector.live.store import Checkpoint, SqliteStore, StoreError
 from tests.api.conftest import END, START, checkpoint
 
 WEB_SHOP_PULL = "2026-10-20T03:10:00Z"  # INC-1: 50,191 rows of sales.customers
@@ -334,3 +334,25 @@ def test_writable_is_false_once_the_state_dir_is_gone(store: SqliteStore, state_
     assert store.writable()
     shutil.rmtree(state_dir)  # e.g. the volume was unmounted or the directory deleted
     assert not store.writable()
+
+
+def test_a_checkpoint_of_changes_keeps_the_state_it_does_not_name(
+    empty_store: SqliteStore, scored: pl.DataFrame
+) -> None:
+    """The engine saves only what changed: named blobs are replaced, ``None`` deletes
+    one, and the others stay as they were; positions are replaced whole."""
+    base = Checkpoint(
+        sources={"a": 1}, state={"meta": b"m1", "history.1": b"h1", "open.2": b"o2"}, saved_at=1.0
+    )
+    empty_store.commit(scored.head(0), base)
+    change = Checkpoint(
+        sources={"a": 2},
+        state={"meta": b"m2", "open.2": None, "open.3": b"o3"},
+        saved_at=2.0,
+        replace=False,
+    )
+    empty_store.commit(scored.head(0), change)
+    saved = empty_store.load_checkpoint()
+    assert saved is not None
+    assert saved.sources == {"a": 2}
+    assert dict(saved.state) == {"meta": b"m2", "history.1": b"h1", "open.3": b"o3"}
