@@ -18,6 +18,7 @@ every 10 s with its least-squares slope, accounts tracked, and the API latencies
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -30,7 +31,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from bench_score import PY, ensure_data, ensure_model
 from bench_serve import free_port, metric, rss_mb
 from make_jsonlog import _line, _messages
@@ -61,7 +61,12 @@ def pool(accounts: int, statements: int, seed: int) -> tuple[bytes, list[int]]:
     return blob, ends
 
 
-def api_load(port: int, rate: float, accounts: int, stop: threading.Event, out: list[float]) -> None:
+codes: dict[int, int] = {}
+
+
+def api_load(
+    port: int, rate: float, accounts: int, stop: threading.Event, out: list[float]
+) -> None:
     """Open loop: a request every 1/rate s (on 16 threads), each timed from its due time,
     so a slow answer delays none of the next (no coordinated omission)."""
     interval = 1.0 / rate
@@ -70,21 +75,24 @@ def api_load(port: int, rate: float, accounts: int, stop: threading.Event, out: 
     counter = iter(range(1 << 62))
 
     def worker() -> None:
-        with httpx.Client(
-            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10, base_url=f"http://127.0.0.1:{port}"
-        ) as client:
-            while not stop.is_set():
-                with lock:
-                    k = next(counter)
-                due = start + k * interval
-                wait = due - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                account = f"user{(k * 7919) % accounts:06d}"
-                client.get(f"/v1/accounts/{account}", params={"limit": 10})
-                took = time.perf_counter() - due
-                with lock:
-                    out.append(took)
+        # http.client, not httpx: the client must cost the 2-core machine little.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        while not stop.is_set():
+            with lock:
+                k = next(counter)
+            due = start + k * interval
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            account = f"user{(k * 7919) % accounts:06d}"
+            conn.request("GET", f"/v1/accounts/{account}?limit=10", headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            took = time.perf_counter() - due
+            with lock:
+                out.append(took)
+                codes[answer.status] = codes.get(answer.status, 0) + 1
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
     for t in threads:
@@ -110,6 +118,9 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--statements", type=int, default=1_000_000, help="pool size")
     parser.add_argument("--api-rate", type=float, default=0, help="API requests per second")
+    parser.add_argument(
+        "--api-seconds", type=float, default=60, help="API load once windows are scored"
+    )
     parser.add_argument("--max-accounts", type=int, help="serve's max_accounts")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
@@ -148,7 +159,7 @@ def main() -> int:
         start = time.monotonic()
         written, lap, at, line_no = 0, 0, 0, 0
         current = blob.replace(LAP, b"%04d" % lap)
-        api_started = False
+        api_started, api_from = False, 0.0
         with followed.open("ab") as out:
             while (elapsed := time.monotonic() - start) < args.seconds:
                 due = int(elapsed * args.rate) - written
@@ -162,10 +173,17 @@ def main() -> int:
                         lap, line_no, at = lap + 1, 0, 0
                         current = blob.replace(LAP, b"%04d" % lap)
                 out.flush()
-                if api is not None and not api_started and elapsed > 30:
-                    api.start()  # once windows are scored, so accounts have something to show
-                    api_started = True
+                if (
+                    api_started
+                    and not stop.is_set()
+                    and time.monotonic() - api_from > args.api_seconds
+                ):
+                    stop.set()
                 if not rss or elapsed - rss[-1][0] >= 10:
+                    scored = metric(port, "trovewatch_windows_scored_total")
+                    if api is not None and not api_started and scored:
+                        api.start()  # once windows are scored: accounts have something to show
+                        api_started, api_from = True, time.monotonic()
                     rss.append((elapsed, rss_mb(serve.pid)))
                     read = metric(port, "trovewatch_lines_read_total")
                     print(
@@ -182,7 +200,10 @@ def main() -> int:
         read = metric(port, "trovewatch_lines_read_total")
         lag = metric(port, "trovewatch_checkpoint_lag_bytes")
         # Wait for serve to catch up (how long it takes says how far behind it was).
-        while metric(port, "trovewatch_lines_read_total") < written and time.monotonic() - end_at < 600:
+        while (
+            metric(port, "trovewatch_lines_read_total") < written
+            and time.monotonic() - end_at < 600
+        ):
             time.sleep(0.5)
         caught_up = time.monotonic() - end_at
         # Windows of the last minutes close 5 min + lateness after their start.
@@ -214,7 +235,8 @@ def main() -> int:
         q = lambda p: ordered[min(int(p * len(ordered)), len(ordered) - 1)] * 1000  # noqa: E731
         print(
             f"API GET /v1/accounts/{{account}}: {len(ordered):,} requests at "
-            f"{args.api_rate:g}/s; p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {ordered[-1] * 1000:.0f} ms"
+            f"{args.api_rate:g}/s over {args.api_seconds:g} s; p50 {q(0.5):.1f} ms, "
+            f"p99 {q(0.99):.1f} ms, max {ordered[-1] * 1000:.0f} ms; status {codes}"
         )
     print(json.dumps({"rss": rss}))
     return 0
