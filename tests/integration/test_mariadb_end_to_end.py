@@ -428,7 +428,7 @@ def test_serve_pairs_both_logs_as_score_does(run: Run, tmp_path: Path) -> None:
     batch = pipeline.score(events, trained, conf)
     service = Service(trained, conf, conf.follow, run.model)
     try:
-        while service.step() or service.engine.pending.height:
+        while service.step() or service.engine.open_windows:
             pass
         live = {a: service.store.account(a) for a in batch["account"].unique()}
         _, alerts = service.store.alerts(limit=1000)
