@@ -13,6 +13,7 @@ from api.app import create_app
 from api.auth import Tokens
 from detector import model
 from detector.cli import UsageError
+from detector.live.retraining import resume
 from detector.live.service import Service
 from detector.live.store import StoreError
 from detector.settings import Settings
@@ -22,7 +23,9 @@ def run(settings: Settings, model_dir: Path) -> int:
     """Serve until interrupted; return the exit code. Errors in the model, settings or
     state directory are raised before anything starts (the CLI prints them in one line)."""
     logging.basicConfig(level=logging.INFO, format="trovewatch: %(levelname)s: %(message)s")
-    trained = model.load(model_dir)
+    trained, retrained = resume(model.load(model_dir), settings)
+    if retrained is not None:
+        model_dir = retrained  # the newest retraining of the model given
     _check_listen(settings.host, settings.port)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -129,6 +129,14 @@ class Metrics:
             "When the model in use was loaded (Unix time).",
             registry=r,
         )
+        self.retrains = Counter(
+            "trovewatch_model_retrains_total",
+            "Scheduled retrainings, by outcome: published (and swapped in) or failed.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("published", "failed"):
+            self.retrains.labels(outcome)
         self.last_event = Gauge(
             "trovewatch_last_event_timestamp_seconds",
             "Event time of the newest event, by source (Unix time).",

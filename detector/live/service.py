@@ -35,6 +35,7 @@ from detector.formats import Format
 from detector.live.engine import Engine
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
+from detector.live.retraining import Retrainer
 from detector.live.sources import Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore
 from detector.model import ModelError
@@ -127,14 +128,46 @@ class Service:
         self._last_gauges = -GAUGE_INTERVAL
         self._last_data = 0.0
         self._dirty = False
-        trained_end = trained.manifest.training.get("end")
-        if trained_end:
-            self.metrics.model_trained.set(datetime.fromisoformat(trained_end).timestamp())
-        self.metrics.model_loaded.set(time.time())
+        self._show_model()
+        self.retrainer = Retrainer(settings, self.store, self._followed_files)
+        self._newest_window_end: datetime | None = None
+        self._retrain_failures = 0
         self.metrics.storage_ok.set(1)
         self.metrics.accounts_cap.set(settings.max_accounts)
         hold = span(settings.flag_hold)
         self.metrics.watch_flagged(lambda: self.store.flagged(hold), settings.flagged_cap)
+
+    def _show_model(self) -> None:
+        trained_end = self.trained.manifest.training.get("end")
+        if trained_end:
+            self.metrics.model_trained.set(datetime.fromisoformat(trained_end).timestamp())
+        self.metrics.model_loaded.set(time.time())
+
+    def _followed_files(self) -> list[Path]:
+        """The files the follow globs match now, rotated ones included (for retraining)."""
+        return sorted(
+            {Path(p) for pattern in self.follow if pattern != "-" for p in glob.glob(pattern)}
+        )
+
+    def _retrain(self) -> None:
+        """Swap in a model retraining published since the last step; start the next
+        retraining when it is due (on the period ending at the newest scored window)."""
+        done = self.retrainer.take()
+        if done is not None:
+            successor, path = done
+            if successor.horizons != self.trained.horizons:
+                log.warning("retrained model %s has other horizons; not swapped in", path)
+            else:
+                self.trained, self.model_dir = successor, path
+                self.engine.trained = successor
+                self._show_model()
+                self.metrics.retrains.labels("published").inc()
+                log.info("now scoring with the retrained model %s", path)
+        self.retrainer.maybe_start(self.trained, self._newest_window_end)
+        failed = self.retrainer.outcomes["failed"]
+        if failed > self._retrain_failures:
+            self.metrics.retrains.labels("failed").inc(failed - self._retrain_failures)
+            self._retrain_failures = failed
 
     # -- what the API asks ---------------------------------------------------------------
 
@@ -291,9 +324,13 @@ class Service:
         if closed.evicted:
             self.metrics.evicted.inc(closed.evicted)
         if closed.scored.height:
+            newest = closed.scored["window_end"].max()
+            if isinstance(newest, datetime):
+                self._newest_window_end = max(newest, self._newest_window_end or newest)
             self._unsaved.append(closed.scored)
             self._dirty = True
         self._checkpoint(force=bool(self._unsaved) or bool(self._waiting))
+        self._retrain()
         if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
             # Commits can go on in a full disk's existing WAL pages; a fresh write shows
             # the trouble before they fail.

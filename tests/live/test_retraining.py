@@ -4,6 +4,8 @@ store, then a successor trained on the last 14 days of the log, published, loade
 
 from __future__ import annotations
 
+import gzip
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from detector import model, pipeline, retrain
 from detector.cli import main
 from detector.live.retraining import Retrainer, models_dir, resume
+from detector.live.service import Service
 from detector.live.store import Checkpoint, SqliteStore
 from detector.settings import Settings
 
@@ -131,3 +134,40 @@ def test_retrain_refuses_a_directory_without_serve_state(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no serve state here" in err[0]
+
+
+def test_serve_swaps_in_its_retrained_model_between_steps(tmp_path: Path) -> None:
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "postgresql.json").write_bytes(gzip.decompress(SAMPLE.read_bytes()))
+    conf = Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(logs / "*.json")],
+        lateness="1s",
+        checkpoint_interval=0.1,
+        poll_interval=0.05,
+        retrain_every="1s",
+        trees=50,
+    )
+    parent = model.load(MODEL)
+    service = Service(parent, conf, conf.follow, MODEL)
+    deadline = time.monotonic() + 240
+    while service.trained is parent and time.monotonic() < deadline:
+        if not service.step():
+            time.sleep(0.05)
+    try:
+        assert service.trained is not parent, service.retrainer.last_error
+        assert service.engine.trained is service.trained
+        assert service.model_dir.parent == models_dir(conf)
+        assert retrain.descends_from(service.trained, parent.manifest)
+        published = service.metrics.registry.get_sample_value(
+            "trovewatch_model_retrains_total", {"outcome": "published"}
+        )
+        assert published == 1
+        # it learned from what serve scored and did not flag
+        learned = service.trained.manifest.training["retraining"]
+        assert learned["windows_allowed"] > 1000
+        # a restart with the same model given resumes the retrained one
+        assert resume(parent, conf)[1] == service.model_dir
+    finally:
+        service.store.close()
