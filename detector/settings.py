@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="The sliding period a retrained model learns from; an account's learned "
         "volume may grow guardrail_factor times per period, no faster.",
     )
+    retrain_max_bytes: int = Field(
+        1_000_000_000,
+        ge=0,
+        description="serve does not retrain when the period's log files are larger than "
+        "this (training reads them into memory); run trovewatch retrain elsewhere then.",
+    )
     warmup: str = Field(
         "1d",
         description="Each account's first period in training, used for its profile but not to fit the model.",

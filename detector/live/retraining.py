@@ -99,9 +99,19 @@ class Retrainer:
         """One retraining, in the calling thread; the published directory, or None."""
         since = until - self.period
         try:
+            # a file last written before the period holds none of its events
+            paths = [p for p in self.paths() if p.stat().st_mtime >= since.timestamp()]
+            size = sum(p.stat().st_size for p in paths)
+            if size > self.settings.retrain_max_bytes:
+                raise model.ModelError(
+                    f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
+                    f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads them "
+                    "into memory; raise it where there is memory for them (e.g. for "
+                    "`trovewatch retrain` on a larger machine)"
+                )
             allowed = self.store.training_windows(since, until)
             events, _ = pipeline.read_events(
-                list(self.paths()),
+                paths,
                 format_name=self.settings.format,
                 log_line_prefix=self.settings.log_line_prefix,
                 since=since,

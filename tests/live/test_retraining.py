@@ -103,6 +103,16 @@ def test_a_failed_retraining_keeps_the_model_and_says_why(
     assert retrainer.outcomes["failed"] == 1
 
 
+def test_logs_too_big_to_train_on_in_memory_are_refused_with_the_reason(
+    served: tuple[Settings, SqliteStore, pl.DataFrame],
+) -> None:
+    conf, store, _ = served
+    small = conf.model_copy(update={"retrain_max_bytes": 10_000})
+    retrainer = Retrainer(small, store, lambda: [SAMPLE])
+    assert retrainer.run(model.load(MODEL), END) is None
+    assert retrainer.last_error is not None and "over retrain_max_bytes" in retrainer.last_error
+
+
 def test_retraining_never_runs_when_switched_off(
     served: tuple[Settings, SqliteStore, pl.DataFrame],
 ) -> None:
