@@ -109,12 +109,17 @@ class AlertPage(BaseModel):
 
 class Feedback(BaseModel):
     """A verdict on an alert; ``suppress_for`` also silences the account from the alert's
-    window start until that long after its end (event time)."""
+    window start until that long after its end (event time): all of it (``suppress``
+    ``account``), or only its windows reading nothing but this alert's objects
+    (``objects``: the pattern, e.g. a monthly report of the same tables)."""
 
     model_config = ConfigDict(extra="forbid")
     verdict: Verdict
     note: str | None = Field(None, max_length=4000)
     suppress_for: str | None = Field(None, examples=["7d", "12h"])
+    suppress: Literal["account", "objects"] = Field(
+        "account", description="what suppress_for silences: the account, or this pattern"
+    )
 
     @field_validator("suppress_for")
     @classmethod

@@ -56,14 +56,18 @@ async def feedback(
     """Judge an alert true or false positive; optionally suppress its account for a while.
 
     Body: ``{"verdict": "true_positive"|"false_positive", "note": "...", "suppress_for":
-    "7d"}``. False positives stay in what retraining learns from; true positives never do.
+    "7d", "suppress": "account"|"objects"}``: the whole account, or only its windows
+    reading nothing but this alert's objects. False positives stay in what retraining
+    learns from; true positives never do.
     """
     try:
         body = Feedback.model_validate_json(await request.body())
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
     suppress = None if body.suppress_for is None else parse_duration(body.suppress_for)
-    updated = await run_in_threadpool(store.feedback, alert_id, body.verdict, body.note, suppress)
+    updated = await run_in_threadpool(
+        store.feedback, alert_id, body.verdict, body.note, suppress, body.suppress == "objects"
+    )
     if updated is None:
         raise HTTPException(404, {"error": "no such alert", "id": alert_id})
     return Alert.model_validate(updated)

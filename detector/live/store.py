@@ -110,7 +110,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE checkpoint_state (name TEXT PRIMARY KEY, data BLOB NOT NULL)",
         "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL)",
     ),
+    # v2: a suppression may cover only windows reading some of the objects it names
+    ("ALTER TABLE suppressions ADD COLUMN objects TEXT",),  # JSON list; NULL: all
 ]
+
+
+def _covers(window: str) -> str:
+    """SQL: suppression ``s`` covers the window row ``window`` of its account and period
+    when it names no objects, or when every object the window read is one it names."""
+    return f"""(s.objects IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each({window}.objects) o
+        WHERE o.value NOT IN (SELECT value FROM json_each(s.objects))))"""
 
 
 class StoreError(Exception):
@@ -180,6 +190,7 @@ class Store(Protocol):
         verdict: Verdict,
         note: str | None = None,
         suppress_for: timedelta | None = None,
+        objects_only: bool = False,
     ) -> dict[str, Any] | None: ...
 
     def flagged(self, hold: timedelta) -> list[Flagged]: ...
@@ -453,12 +464,13 @@ class SqliteStore:
             )
             first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM alerts").fetchone()[0]
             conn.execute(
-                """INSERT INTO alerts (account, window_start, window_end, score, severity,
+                f"""INSERT INTO alerts (account, window_start, window_end, score, severity,
                                        status, created_at)
                 SELECT i.account, i.window_start, i.window_end, i.score, i.severity,
                        CASE WHEN EXISTS (
                            SELECT 1 FROM suppressions s WHERE s.account = i.account
-                           AND s.start <= i.window_start AND i.window_start < s.until)
+                           AND s.start <= i.window_start AND i.window_start < s.until
+                           AND {_covers("i")})
                        THEN 'suppressed' ELSE 'open' END,
                        ?
                 FROM incoming i WHERE i.new AND i.flagged
@@ -635,13 +647,16 @@ class SqliteStore:
         verdict: Verdict,
         note: str | None = None,
         suppress_for: timedelta | None = None,
+        objects_only: bool = False,
     ) -> dict[str, Any] | None:
         """Judge an alert: its status becomes ``verdict``, with the note and the time.
 
         With ``suppress_for``, the account is suppressed from the alert's window_start
         until its window_end + ``suppress_for`` (event time): alerts raised in that
         period are ``suppressed``, including open ones already stored, and the account
-        is not currently flagged. Returns the updated alert, or None if there is none.
+        is not currently flagged. With ``objects_only`` too, only the account's windows
+        reading nothing but objects this alert's window read are: a pattern, not the
+        account. Returns the updated alert, or None if there is none.
         """
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
@@ -661,15 +676,24 @@ class SqliteStore:
             )
             if suppress_for is not None:
                 until = end + _span_us(suppress_for)
+                objects = None
+                if objects_only:
+                    objects = conn.execute(
+                        "SELECT objects FROM windows WHERE account = ? AND window_start = ?",
+                        (account, start),
+                    ).fetchone()[0]
+                suppression = conn.execute(
+                    "INSERT INTO suppressions (account, start, until, alert_id, created_at, "
+                    "objects) VALUES (?, ?, ?, ?, ?, ?)",
+                    (account, start, until, alert_id, now, objects),
+                ).lastrowid
                 conn.execute(
-                    "INSERT INTO suppressions (account, start, until, alert_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (account, start, until, alert_id, now),
-                )
-                conn.execute(
-                    "UPDATE alerts SET status = 'suppressed' WHERE account = ? AND status = "
-                    "'open' AND window_start >= ? AND window_start < ?",
-                    (account, start, until),
+                    f"""UPDATE alerts SET status = 'suppressed' WHERE account = ?
+                    AND status = 'open' AND window_start >= ? AND window_start < ?
+                    AND EXISTS (SELECT 1 FROM suppressions s, windows w
+                        WHERE s.id = ? AND w.account = alerts.account
+                        AND w.window_start = alerts.window_start AND {_covers("w")})""",
+                    (account, start, until, suppression),
                 )
         return self.alert(alert_id)
 
@@ -690,7 +714,7 @@ class SqliteStore:
                     WHERE a.status IN ('open', 'true_positive') AND a.window_end >= ?
                       AND NOT EXISTS (
                         SELECT 1 FROM suppressions s WHERE s.account = a.account
-                        AND s.start <= ? AND ? < s.until))
+                        AND s.objects IS NULL AND s.start <= ? AND ? < s.until))
                 WHERE n = 1 ORDER BY score DESC, account""",
                 (newest - _span_us(hold), newest, newest),
             ).fetchall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -76,6 +77,24 @@ def test_false_positive_feedback_with_a_suppression(client: TestClient, store: S
     assert "support_eve" not in [f.account for f in store.flagged(timedelta(days=2))]
 
 
+def test_a_pattern_suppression_leaves_the_account_watched(
+    client: TestClient, store: SqliteStore
+) -> None:
+    eve = alert_of(client, "support_eve")
+    response = client.post(
+        f"/v1/alerts/{eve['id']}/feedback",
+        json={"verdict": "false_positive", "suppress_for": "7d", "suppress": "objects"},
+        headers=ADMIN,
+    )
+    assert response.status_code == 200
+    assert response.json()["suppressed_until"] == "2026-10-29T13:10:00Z"
+    # only windows reading these objects are silenced; the account itself is not
+    flagged = store.flagged(timedelta(days=2))
+    assert "support_eve" not in [f.account for f in flagged]  # its alert is judged
+    rows = store._conn().execute("SELECT objects FROM suppressions").fetchall()
+    assert [json.loads(r[0]) for r in rows] == [eve["objects"]]
+
+
 def test_true_positive_feedback(client: TestClient) -> None:
     ben = alert_of(client, "analyst_ben")
     response = client.post(
@@ -108,6 +127,7 @@ def test_feedback_on_an_unknown_alert_is_404(client: TestClient) -> None:
         b'{"verdict": "true_positive", "suppress_for": 7}',
         b'{"verdict": "true_positive", "extra": 1}',
         b'{"verdict": "true_positive", "note": 12}',
+        b'{"verdict": "true_positive", "suppress_for": "7d", "suppress": "table"}',
     ],
 )
 def test_malformed_feedback_is_422_and_changes_nothing(client: TestClient, body: bytes) -> None:

@@ -182,6 +182,62 @@ def test_a_suppression_silences_the_account_in_event_time(
     assert by_account[("web_shop", WEB_SHOP_PULL)] == "open"  # other accounts are not
 
 
+def test_a_pattern_suppression_silences_only_windows_reading_the_same_objects(
+    empty_store: SqliteStore, scored: pl.DataFrame
+) -> None:
+    """The 15:20 probe judged a false positive with its objects suppressed for an hour:
+    hr_app's windows reading only those objects are raised 'suppressed'; its 15:25
+    window, reading other tables, and a window reading one more are raised 'open'."""
+    first = scored.filter(pl.col("window_start") < HR_PROBE + timedelta(minutes=5))
+    rest = scored.filter(pl.col("window_start") >= HR_PROBE + timedelta(minutes=5))
+    (probe,) = empty_store.commit(first, checkpoint(1))
+    probed = first.filter(pl.col("account") == "hr_app", pl.col("flagged"))["objects"][0]
+    judged = empty_store.feedback(
+        probe.id, "false_positive", None, timedelta(hours=1), objects_only=True
+    )
+    assert judged is not None and judged["suppressed_until"] == "2026-10-19T16:25:00Z"
+    created = empty_store.commit(rest, checkpoint(2))
+    assert {(a.account, a.window_start): a.status for a in created}[
+        ("hr_app", "2026-10-19T15:25:00Z")
+    ] == "open"
+    later = rest.filter(pl.col("account") == "hr_app", pl.col("flagged")).head(1)
+
+    def at(minute: int, objects: list[str]) -> pl.DataFrame:
+        start = HR_PROBE.replace(minute=minute)
+        return later.with_columns(
+            pl.lit(start).alias("window_start"),
+            pl.lit(start + timedelta(minutes=5)).alias("window_end"),
+            pl.lit(objects, dtype=pl.List(pl.String)).alias("objects"),
+        )
+
+    same = empty_store.commit(at(40, probed.to_list()[:2]), checkpoint(3))
+    more = empty_store.commit(at(45, [*probed.to_list()[:2], "hr.salaries"]), checkpoint(4))
+    assert [a.status for a in same] == ["suppressed"]
+    assert [a.status for a in more] == ["open"]
+
+
+def test_a_state_database_of_schema_v1_is_migrated_and_its_suppressions_kept(
+    state_dir: Path, scored: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:  # the schema before pattern suppressions
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        SqliteStore(state_dir).close()
+    with sqlite3.connect(state_dir / "trovewatch.db") as conn:  # an hour's suppression
+        start = int(HR_PROBE.timestamp() * 1_000_000)
+        conn.execute(
+            "INSERT INTO suppressions (account, start, until, created_at) VALUES (?, ?, ?, 0)",
+            ("hr_app", start, start + 3_600_000_000),
+        )
+    store = SqliteStore(state_dir)
+    assert store_module.schema_version() == 2
+    created = store.commit(scored, checkpoint(1))
+    # it names no objects: it covers the whole account, as it did
+    statuses = {(a.account, a.window_start): a.status for a in created}
+    assert statuses[("hr_app", "2026-10-19T15:20:00Z")] == "suppressed"
+    assert statuses[("hr_app", "2026-10-19T15:25:00Z")] == "suppressed"
+    assert statuses[("web_shop", WEB_SHOP_PULL)] == "open"
+
+
 def test_a_suppression_covers_open_alerts_already_stored(store: SqliteStore) -> None:
     probe = alert_id(store, "hr_app", "2026-10-19T15:20:00Z")
     store.feedback(probe, "true_positive", "pentest", timedelta(minutes=30))
@@ -311,7 +367,10 @@ def test_a_newer_schema_is_refused(state_dir: Path, monkeypatch: pytest.MonkeyPa
     with monkeypatch.context() as patch:  # a later trovewatch with one more migration
         patch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, ()])
         SqliteStore(state_dir).close()
-    with pytest.raises(StoreError, match="schema v2, newer than this trovewatch's v1"):
+    ours = store_module.schema_version()
+    with pytest.raises(
+        StoreError, match=f"schema v{ours + 1}, newer than this trovewatch's v{ours}"
+    ):
         SqliteStore(state_dir)
 
 
