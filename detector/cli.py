@@ -172,9 +172,7 @@ def _progress(steps: int) -> Iterator[Callable[[str], None]]:
 def _read(
     args: argparse.Namespace, on_file: Callable[[str], None] = lambda name: None
 ) -> tuple[pl.DataFrame, pipeline.Summary, Quarantine]:
-    for path in args.logs:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+    _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     try:
         events, summary = pipeline.read_events(
@@ -190,6 +188,12 @@ def _read(
     finally:
         quarantine.close()
     return events, summary, quarantine
+
+
+def _check_files(paths: list[Path]) -> None:
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
 
 
 def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
@@ -219,9 +223,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, threshold=args.threshold)
-    trained = model.load(args.model_dir)
-    events, summary, quarantine = _read(args)
-    scored = pipeline.score(events, trained, conf)
+    _check_files(args.logs)
+    quarantine = Quarantine(args.quarantine)
+    try:
+        scored, summary = pipeline.score_logs(
+            args.logs,
+            args.model_dir,
+            conf,
+            quarantine,
+            format_name=args.format,
+            mapping=args.mapping,
+            log_line_prefix=args.log_line_prefix,
+            since=args.since,
+            until=args.until,
+        )
+    finally:
+        quarantine.close()
     pipeline.write_ndjson(scored, args.out)
     summary.windows, summary.flagged = scored.height, int(scored["flagged"].sum())
     _report(summary, quarantine)

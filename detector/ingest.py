@@ -1,21 +1,30 @@
-"""Source and format stages: log files in, one events frame out, with a summary.
+"""Source and format stages: log files in, events out, with a summary.
 
 The whole-file fast path is tried first where a format has one; otherwise, or when the
 file is not clean, the file is read in record-aligned chunks with exact rejects.
+
+:func:`read_events` returns every event of the input in one frame. :func:`window_slices`
+gives the same events of PostgreSQL logs in slices of whole windows, in time order, so
+that ``score`` holds only the events of the windows still open, however long the log.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Final, cast
 
 import polars as pl
 
 from detector import formats
 from detector import schema as S
+from detector.features import span
+from detector.formats import pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine
@@ -161,3 +170,197 @@ def _parse_file(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
             return
     for chunk in read_chunks(path, getattr(fmt, "record_start", None)):
         yield fmt.parse(chunk)
+
+
+# The formats window_slices reads; the others keep whole-file steps (joins of two logs,
+# records put back together) that need every event at once.
+SLICED_FORMATS: Final = frozenset(formats.PG_OUTPUTS)
+PARSERS: Final = 2  # chunks parsed at once: one per core of a small server
+
+
+class OutOfOrder(Exception):
+    """An event came for a window :func:`window_slices` had already given out: the input
+    is not in time order (files of the same period, a log much later than its time)."""
+
+
+def sliceable(paths: Sequence[Path], format_name: str, log_line_prefix: str | None) -> bool:
+    """True when every file is a PostgreSQL log, so :func:`window_slices` can read them."""
+    return all(
+        formats.get(format_name, path, log_line_prefix=log_line_prefix).name in SLICED_FORMATS
+        for path in paths
+    )
+
+
+def window_slices(
+    paths: Sequence[Path],
+    every: str,
+    summary: Summary,
+    *,
+    format_name: str = "auto",
+    log_line_prefix: str | None = None,
+    quarantine: Quarantine | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    hold: timedelta | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The events :func:`read_events` gives for PostgreSQL logs, in slices of whole windows.
+
+    Each slice holds every event of its windows (of length ``every``, as
+    :func:`detector.features.window_activity` truncates time), and comes after the slices
+    of all earlier windows; only the events of windows still open are held in memory. A
+    window is given out once the log has gone ``hold`` (default: one window) past its
+    end: the lines of one statement are logged together, so by then it is complete.
+
+    Raises :class:`OutOfOrder` when an event comes for a window already given out
+    (files of the same period); the caller then reads with :func:`read_events`.
+    ``summary`` is filled in as the files are read.
+    """
+    quarantine = quarantine or Quarantine(None)
+    hold = hold or span(every)
+    summary.files = len(paths)
+    windows = _Windows(every, hold)
+    for path in paths:
+        fmt = formats.get(format_name, path, log_line_prefix=log_line_prefix)
+        statements = _Statements(hold)
+        try:
+            for parsed in _parse_stream(fmt, path):
+                summary.context += parsed.context
+                quarantine.add(str(path), parsed.rejects)
+                for ready in statements.add(parsed.events):
+                    yield from windows.add(_keep(ready, since, until, summary, fmt.name))
+        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
+            raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
+        for ready in statements.close():
+            yield from windows.add(_keep(ready, since, until, summary, fmt.name))
+    yield from windows.close()
+    summary.rejected = Counter(quarantine.counts)
+    summary.first, summary.last = windows.first, windows.last
+
+
+def _keep(
+    events: pl.DataFrame,
+    since: datetime | None,
+    until: datetime | None,
+    summary: Summary,
+    name: str,
+) -> pl.DataFrame:
+    """``events`` within since/until, counted in ``summary`` as :func:`read_events` does."""
+    kept = events
+    if since is not None:
+        kept = kept.filter(pl.col(S.TIME) >= since)
+    if until is not None:
+        kept = kept.filter(pl.col(S.TIME) < until)
+    summary.outside += events.height - kept.height
+    summary.events[name] += kept.height
+    return kept
+
+
+def _parse_stream(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
+    """Every chunk of ``path`` parsed (exact rejects and line numbers), in order.
+
+    ``PARSERS`` chunks are parsed at once, in threads (Polars releases the GIL), and
+    at most one more is read ahead: memory is bounded by the chunk size, not the file.
+    """
+    chunks = read_chunks(path, getattr(fmt, "record_start", None))
+    with ThreadPoolExecutor(max_workers=PARSERS) as pool:
+        parsing: deque[Future[formats.Parsed]] = deque()
+        for chunk in chunks:
+            parsing.append(pool.submit(fmt.parse, chunk))
+            if len(parsing) > PARSERS:
+                yield parsing.popleft().result()
+        while parsing:
+            yield parsing.popleft().result()
+
+
+class _Statements:
+    """One file's events with its statements whole: the lines of a statement that the
+    parser's batches split are merged (:func:`merge_split_statements`) and each ``FETCH``
+    gets its cursor's objects (:func:`detector.formats.pgaudit.finish`), as for the whole
+    file at once. Events are given out once the file has gone ``hold`` past them."""
+
+    def __init__(self, hold: timedelta) -> None:
+        self.hold = hold
+        self.pending: pl.DataFrame | None = None
+        self.cursors = pgaudit.no_cursors()
+
+    def add(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        if events.is_empty():
+            return
+        both = events if self.pending is None else pl.concat([self.pending, events])
+        both = merge_split_statements(both)
+        cut = cast(datetime, both[S.TIME].max()) - self.hold
+        old = pl.col(S.TIME) < cut
+        ready, self.pending = both.filter(old), both.filter(~old)
+        if ready.height:
+            yield self._finish(ready)
+
+    def close(self) -> Iterator[pl.DataFrame]:
+        if self.pending is not None and self.pending.height:
+            yield self._finish(self.pending)
+        self.pending = None
+
+    def _finish(self, events: pl.DataFrame) -> pl.DataFrame:
+        self.cursors = pgaudit.declared_cursors(events, self.cursors)
+        return pgaudit.fetch_objects(events, self.cursors)
+
+
+class _Windows:
+    """Events of all files gathered until their windows are complete, then given out in
+    time order, window by window."""
+
+    def __init__(self, every: str, hold: timedelta) -> None:
+        self.every, self.hold = every, hold
+        self.pending: list[pl.DataFrame] = []
+        self.given_until: datetime | None = None  # every window before this is given out
+        self.latest: datetime | None = None
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def add(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        if events.is_empty():
+            return
+        earliest = cast(datetime, events[S.TIME].min())
+        latest = cast(datetime, events[S.TIME].max())
+        if self.given_until is not None and earliest < self.given_until:
+            raise OutOfOrder(f"an event at {earliest} after the windows up to {self.given_until}")
+        self.pending.append(events)
+        if self.latest is None or latest > self.latest:
+            self.latest = latest
+        cut = pl.select(pl.lit(self.latest - self.hold).dt.truncate(self.every)).item()
+        if self.given_until is not None and cut <= self.given_until:
+            return
+        pending = pl.concat(self.pending)
+        done = pl.col(S.TIME) < cut
+        ready = pending.filter(done)
+        self.pending = [pending.filter(~done)]
+        self.given_until = cut
+        if ready.height:
+            yield self._out(ready)
+
+    def close(self) -> Iterator[pl.DataFrame]:
+        pending = pl.concat(self.pending) if self.pending else S.empty()
+        self.pending = []
+        if pending.height:
+            yield self._out(pending)
+
+    def _out(self, events: pl.DataFrame) -> pl.DataFrame:
+        events = events.sort(S.TIME, maintain_order=True)
+        self.first = self.first or cast(datetime, events[S.TIME].min())
+        self.last = cast(datetime, events[S.TIME].max())
+        return events
+
+
+def rewind(quarantine: Quarantine, to: tuple[int, Counter[str]]) -> None:
+    """Undo what ``quarantine`` took since :func:`mark` gave ``to``, before a re-read."""
+    size, counts = to
+    quarantine.close()
+    if quarantine.path is not None and quarantine.path.is_file():  # not /dev/null
+        os.truncate(quarantine.path, size)
+    quarantine.counts = Counter(counts)
+
+
+def mark(quarantine: Quarantine) -> tuple[int, Counter[str]]:
+    """Where ``quarantine`` is now, for :func:`rewind`."""
+    path = quarantine.path
+    size = path.stat().st_size if path is not None and path.is_file() else 0
+    return size, Counter(quarantine.counts)

@@ -21,17 +21,18 @@ import platform
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
-import joblib
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import IsolationForest
 
 from detector.features import FEATURE_VERSION, Horizons
 from detector.profile import TABLES as PROFILE_TABLES
 from detector.profile import Profile
 from detector.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 MANIFEST: Final = "manifest.json"
 MODEL_FILE: Final = "model.joblib"
@@ -75,7 +76,11 @@ class Detector:
             raise ModelError(
                 f"only {len(features)} account-windows to train on; give at least a few days of logs"
             )
-        self.forest_ = IsolationForest(
+        # Imported here: scikit-learn takes seconds to import, which `score` overlaps
+        # with parsing (unpickling a fitted forest imports it too).
+        from sklearn.ensemble import IsolationForest
+
+        self.forest_: IsolationForest = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(self.max_samples, len(features)),
             random_state=self.random_state,
@@ -169,6 +174,8 @@ class TrainedModel:
 
 def save(model: TrainedModel, directory: Path) -> Manifest:
     """Write the model's artefacts and a manifest with their hashes to ``directory``."""
+    import joblib  # with scikit-learn, imported only when a model is saved or loaded
+
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(model.detector, directory / MODEL_FILE)
     paths = [directory / MODEL_FILE, *model.profile.save(directory).values()]
@@ -224,6 +231,8 @@ def load(directory: Path) -> TrainedModel:
                 f"{path}: sha256 does not match the manifest; the file was changed or "
                 "corrupted. Refusing to load it."
             )
+    import joblib
+
     detector = joblib.load(directory / MODEL_FILE)
     if not isinstance(detector, Detector):
         raise ModelError(f"{directory / MODEL_FILE}: not a trovewatch detector")

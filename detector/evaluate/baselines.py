@@ -26,7 +26,6 @@ from typing import Any, Final, Protocol, Self
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from sklearn.ensemble import IsolationForest
 
 from detector.features import ACCOUNT, WINDOW
 
@@ -126,6 +125,8 @@ class RawIsolationForest:
         self.random_state = random_state
 
     def fit(self, train: pl.DataFrame) -> Self:
+        from sklearn.ensemble import IsolationForest  # seconds to import: only when fitted
+
         features = raw_counts(train)
         self.forest_ = IsolationForest(random_state=self.random_state).fit(features)
         self.threshold_ = _high_quantile(self.score(train))

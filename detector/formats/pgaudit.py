@@ -415,21 +415,41 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
 def finish(events: pl.DataFrame) -> pl.DataFrame:
     """Whole-file step: give each ``FETCH`` the objects its cursor was declared over, in
     the same session (the ``DECLARE`` may be in another chunk)."""
-    name = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
-    fetch_name = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
+    return fetch_objects(events, declared_cursors(events, no_cursors()))
+
+
+def no_cursors() -> pl.DataFrame:
+    """An empty table of declared cursors (:func:`declared_cursors`)."""
+    return pl.DataFrame(
+        schema={S.SESSION: pl.String, "_cursor": pl.String, "_cursor_objects": pl.List(pl.String)}
+    )
+
+
+def declared_cursors(events: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
+    """The cursors ``events`` declare over objects, after those of ``earlier``: one row per
+    (session, cursor), the last declaration winning."""
     declared = (
         events.filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
         .select(
             S.SESSION,
-            pl.col(S.QUERY).str.extract(name, 1).str.to_lowercase().alias("_cursor"),
+            pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
             pl.col(S.OBJECTS).alias("_cursor_objects"),
         )
         .filter(pl.col("_cursor_objects").list.len() > 0)
-        .unique([S.SESSION, "_cursor"], keep="last")
     )
-    fetch_cursor = pl.col(S.QUERY).str.extract(fetch_name, 1).str.to_lowercase()
+    if declared.is_empty():
+        return earlier
+    return pl.concat([earlier, declared]).unique([S.SESSION, "_cursor"], keep="last")
+
+
+def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with each ``FETCH`` (or ``MOVE``) given the objects of its cursor in
+    ``cursors`` (:func:`declared_cursors`); none if the cursor is not there."""
+    if not events.select(pl.col(S.QUERY).str.contains(_FETCH_START).any()).item():
+        return events  # the usual case; the full pattern and the join cost a pass each
+    fetch_cursor = pl.col(S.QUERY).str.extract(_FETCH_CURSOR, 1).str.to_lowercase()
     joined = events.with_columns(fetch_cursor.alias("_cursor")).join(
-        declared, on=[S.SESSION, "_cursor"], how="left", maintain_order="left"
+        cursors, on=[S.SESSION, "_cursor"], how="left", maintain_order="left"
     )
     is_fetch = pl.col("_cursor").is_not_null()
     return joined.with_columns(
@@ -440,6 +460,11 @@ def finish(events: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col(S.OBJECTS))
         .alias(S.OBJECTS)
     ).drop("_cursor", "_cursor_objects")
+
+
+_FETCH_START: Final = r"(?i)^\s*(?:FETCH|MOVE)\b"
+_CURSOR_NAME: Final = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
+_FETCH_CURSOR: Final = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
 
 
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
