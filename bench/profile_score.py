@@ -1,6 +1,6 @@
 """Where `score` spends its time on the benchmark log, stage by stage, in one process.
 
-    uv run python bench/profile_score.py            # after bench/bench_score.py made the data
+uv run python bench/profile_score.py            # after bench/bench_score.py made the data
 """
 
 from __future__ import annotations

@@ -3,18 +3,20 @@ in chunks versus whole, time filters."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from detector import model, pipeline, settings
+from detector import ingest, model, pipeline, settings
 from detector import schema as S
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.model import ModelError
 from detector.pipeline import merge_split_statements, read_events
 from detector.reader import read_chunks
+from detector.rejects import Quarantine
 from tests.conftest import PG_SCENARIOS, REFERENCE_PG
 
 
@@ -89,3 +91,58 @@ def test_logs_lacking_clients_or_applications_are_scored_anyway() -> None:
     trained = model.load(Path(__file__).parents[1] / "models" / "default")
     assert trained.manifest.training["fields"] == ["applications", "clients", "objects"]
     assert pipeline.score(local, trained, settings.load()).height
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def _score_whole(paths: list[Path], **read: object) -> tuple[pl.DataFrame, pipeline.Summary]:
+    events, summary = read_events(paths, **read)  # type: ignore[arg-type]
+    return pipeline.score(events, model.load(DEFAULT_MODEL), settings.load()), summary
+
+
+@pytest.mark.parametrize("name", ["postgresql.json.gz", "postgresql.csv.gz", "postgresql.log.gz"])
+def test_scoring_window_by_window_gives_the_verdicts_of_reading_everything(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 64 KiB: statements and windows cut at chunk ends. (Not for stderr, whose
+    # sessions are told apart within a chunk: it is read in the same chunks either way.)
+    monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 64 * 1024)
+    since = datetime(2026, 10, 19, tzinfo=UTC)
+    expected, read = _score_whole([SAMPLE / name], since=since)
+    quarantine = Quarantine(None)
+    scored, summary = pipeline.score_logs(
+        [SAMPLE / name], DEFAULT_MODEL, settings.load(), quarantine, since=since
+    )
+    assert scored.equals(expected)
+    assert expected["flagged"].sum() > 0  # the comparison covers alerts and their reasons
+    assert summary.paragraph() == read.paragraph()
+
+
+def test_window_slices_hold_only_open_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 64 * 1024)
+    path = SAMPLE / "postgresql.json.gz"
+    whole, _ = read_events([path])
+    slices = list(ingest.window_slices([path], "5m", pipeline.Summary()))
+    assert len(slices) > 10
+    assert sum(s.height for s in slices) == whole.height
+    for earlier, later in itertools.pairwise(slices):
+        last_window = earlier[S.TIME].max().replace(second=0, microsecond=0)  # type: ignore[union-attr]
+        assert later[S.TIME].min() >= last_window.replace(minute=last_window.minute // 5 * 5)  # type: ignore[operator]
+
+
+def test_files_of_the_same_period_are_read_whole_with_each_reject_quarantined_once(
+    tmp_path: Path,
+) -> None:
+    lines = (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text("".join(lines[:40]) + "not json\n" + "".join(lines[40:]))
+    second.write_text("".join(lines))  # the same period again: windows already given out
+    out = tmp_path / "quarantine.ndjson"
+    quarantine = Quarantine(out)
+    _, summary = pipeline.score_logs([first, second], DEFAULT_MODEL, settings.load(), quarantine)
+    quarantine.close()
+    _, expected = read_events([first, second])
+    assert summary.paragraph() == expected.paragraph()
+    assert out.read_text().count("not json") == 1

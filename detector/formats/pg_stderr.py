@@ -15,7 +15,7 @@ import polars as pl
 
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
-from detector.reader import Chunk
+from detector.reader import CHUNK_BYTES, Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
 SEVERITIES: Final = (
@@ -119,6 +119,9 @@ class PgStderr:
     name = "pgaudit-stderr"
     finish = staticmethod(pgaudit.finish)
     record_start = RECORD_START
+    # Sessions without %c are told apart within a chunk (by pid and connection order), so
+    # every reader cuts this format into the same chunks.
+    chunk_bytes = CHUNK_BYTES
 
     def __init__(self, log_line_prefix: str | None = None) -> None:
         self.log_line_prefix = log_line_prefix

@@ -83,6 +83,9 @@ _WHO: Final = (
 )
 
 
+_HEAD: Final = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail"]
+
+
 def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     """``audit`` (with ``message``) plus the AUDIT record's fields as ``a_<field>`` columns.
 
@@ -92,54 +95,52 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     A record that fits neither has null fields (it is then rejected as truncated).
     """
     body = pl.col("message").str.strip_prefix("AUDIT: ")
-    split = audit.with_columns(body.str.splitn(",", 7).alias("_h")).unnest("_h")
-    head = split.columns[-7:]
-    split = split.rename(
-        dict(
-            zip(
-                head,
-                ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail"],
-                strict=True,
-            )
-        )
-    )
-    tail = pl.col("_tail")
-    # One pass over the (long) tail finds its known ending; the rest is slicing.
-    split = split.with_columns(tail.str.extract(_PLAIN_END_WHOLE, 1).alias("_end"))
+    tail, end = pl.col("_tail"), pl.col("_end")
     plain = (
         pl.col("_type").str.contains(r"^[A-Z]+$")
         & pl.col("_stmt").str.contains(r"^\d+$")
         & pl.col("_sub").str.contains(r"^\d+$")
         & ~tail.str.starts_with('"')
-        & pl.col("_end").is_not_null()
+        & end.is_not_null()
     ).fill_null(False)
-    split = split.with_columns(plain.alias("_plain"))
-    simple = split.filter(pl.col("_plain"))
-    end = pl.col("_end")
+    split = (
+        audit.lazy()
+        .with_columns(body.str.splitn(",", 7).struct.rename_fields(_HEAD).alias("_h"))
+        .unnest("_h")
+        # One pass over the (long) tail finds its known ending; the rest is slicing.
+        .with_columns(tail.str.extract(_PLAIN_END_WHOLE, 1).alias("_end"))
+        .with_columns(plain.alias("_plain"))
+        .collect()
+    )
     object_end = tail.str.find(",", literal=True)
     statement_len = tail.str.len_chars() - end.str.len_chars() - object_end - 1
-    simple = simple.with_columns(
-        pl.col("_type").alias("a_audit_type"),
-        pl.col("_stmt").alias("a_stmt_id"),
-        pl.col("_sub").alias("a_substmt_id"),
-        pl.col("_class").alias("a_class"),
-        pl.col("_command").alias("a_command"),
-        pl.col("_otype").alias("a_object_type"),
-        tail.str.slice(0, object_end).alias("a_object_name"),
-        tail.str.slice(object_end + 1, statement_len).alias("a_statement"),
-        end.str.extract(r"^,(<[a-z ]+>)", 1).alias("a_parameter"),
-        end.str.extract(r",(\d+)$", 1).alias("a_rows"),
+    # The raw message is not needed past here; carrying it would copy it at every step.
+    done = ["message", "statement", *_HEAD, "_end", "_plain"]
+    simple = (
+        split.lazy()
+        .filter(pl.col("_plain"))
+        .with_columns(
+            pl.col("_type").alias("a_audit_type"),
+            pl.col("_stmt").alias("a_stmt_id"),
+            pl.col("_sub").alias("a_substmt_id"),
+            pl.col("_class").alias("a_class"),
+            pl.col("_command").alias("a_command"),
+            pl.col("_otype").alias("a_object_type"),
+            tail.str.slice(0, object_end).alias("a_object_name"),
+            tail.str.slice(object_end + 1, statement_len).alias("a_statement"),
+            end.str.extract(r"^,(<[a-z ]+>)", 1).alias("a_parameter"),
+            end.str.extract(r",(\d+)$", 1).alias("a_rows"),
+        )
+        .drop(done)
+        .collect()
     )
+    if simple.height == split.height:
+        return simple
     rest = split.filter(~pl.col("_plain")).with_columns(
         pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
     )
     rest = rest.with_columns(pl.col("_a").struct.field(f).alias(f"a_{f}") for f in _AUDIT_FIELDS)
-    scratch = ["_type", "_stmt", "_sub", "_class", "_command", "_otype", "_tail", "_end", "_plain"]
-    # The raw message is not needed past here; carrying it would copy it at every step.
-    done = ["message", "statement", *scratch]
-    if rest.is_empty():
-        return simple.drop(done)
-    return pl.concat([simple.drop(done), rest.drop([*done, "_a"])]).sort("line_no")
+    return pl.concat([simple, rest.drop([*done, "_a"])]).sort("line_no")
 
 
 def unquote_csv(col: pl.Expr) -> pl.Expr:
@@ -235,7 +236,7 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     ).is_null()
     audit = audit.filter(~worker)
     statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
-    failures = _failures(records.filter(~is_duration))
+    failures = _failures(records.filter(sev.is_in(["ERROR", "FATAL"]) & ~is_duration))
     events = pl.concat([statements, failures], how="diagonal_relaxed").with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
@@ -276,7 +277,7 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
             ],
             how="diagonal",
         )
-        .sort(S.SESSION, "line_no")
+        .sort("line_no")  # forward fills within each session, in line order
         .with_columns(
             pl.col(S.STATEMENT_ID).forward_fill().over(S.SESSION),
             pl.col(S.QUERY).forward_fill().over(S.SESSION),
@@ -347,69 +348,77 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
 def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     """One event per (session, statement, sub-statement) from its AUDIT lines."""
     key = ["session_id", "a_stmt_id", "a_substmt_id"]
-    obj = unquote_csv(pl.col("a_object_name")).replace("", None)
-    audit = audit.with_columns(pl.struct(key).is_first_distinct().alias("_first"))
-    first = audit.filter(pl.col("_first")).with_columns(
-        pl.concat_list(obj).list.drop_nulls().alias(S.OBJECTS)
+    obj = pl.col("a_object_name")
+    if audit.select(obj.str.starts_with('"').any()).item():
+        obj = unquote_csv(obj)
+    obj = obj.replace("", None)
+    audit = audit.with_columns(
+        obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
     )
-    repeated = audit.filter(~pl.col("_first")).select(key).unique()
-    if repeated.height:  # statements logged once per relation: collect their relations
-        lines = audit.join(repeated, on=key, how="semi")
-        objects = lines.group_by(key).agg(
-            obj.drop_nulls().unique(maintain_order=True).alias("_objects")
+    first = audit.filter(pl.col("_first"))
+    if first.height < audit.height:  # statements logged once per relation: collect them
+        collected = audit.group_by(key, maintain_order=True).agg(
+            pl.col("_obj").drop_nulls().unique(maintain_order=True)
         )
-        first = first.join(objects, on=key, how="left", maintain_order="left").with_columns(
-            pl.coalesce("_objects", S.OBJECTS).alias(S.OBJECTS)
+        # The groups come in the order of their first lines: the rows of ``first``.
+        first = first.with_columns(collected["_obj"].alias("_objects"))
+    else:
+        no_object = pl.col("_obj").is_null()
+        first = first.with_columns(
+            pl.when(no_object)
+            .then(pl.lit([], pl.List(pl.String)))
+            .otherwise(pl.concat_list("_obj"))
+            .alias("_objects")
         )
-
-    statement = unquote_csv(pl.col("a_statement"))
-    command = pl.col("a_command").str.to_uppercase()
-    text_head = pl.col(S.QUERY).str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
-    is_copy_to = text_head.str.starts_with("COPY") & pl.col(S.QUERY).str.contains(
-        r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
+    text = pl.col("a_statement")
+    if audit.select(text.str.starts_with('"').any()).item():
+        text = unquote_csv(text)
+    first = first.select(
+        *_WHO,
+        pl.col("_objects").alias(S.OBJECTS),
+        "a_class",
+        pl.col("a_command").str.to_uppercase().alias(S.COMMAND),
+        text.alias(S.QUERY),
+        pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
+        pl.col("session_id").alias(S.SESSION),
+        pl.concat_str("a_stmt_id", pl.lit("."), "a_substmt_id").alias(S.STATEMENT_ID),
+        pl.lit(True).alias(S.SUCCESS),
     )
+    query = pl.col(S.QUERY)
+    text_head = query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
+    # The patterns run only where the cheap test passes: most statements are neither.
+    copy_text = pl.when(text_head.str.starts_with("COPY")).then(query).otherwise(pl.lit(""))
+    is_copy_to = copy_text.str.contains(r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)")
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
     is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
     # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
-    internal = pl.col(S.QUERY).str.starts_with("SELECT ") & pl.col(S.QUERY).str.contains(
+    internal = query.str.starts_with("SELECT ") & query.str.contains(
         r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "'
     )
-    events = (
-        first.select(
-            *_WHO,
-            S.OBJECTS,
-            "a_class",
-            command.alias(S.COMMAND),
-            statement.alias(S.QUERY),
-            pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
-            pl.col("session_id").alias(S.SESSION),
-            (pl.col("a_stmt_id") + "." + pl.col("a_substmt_id")).alias(S.STATEMENT_ID),
-            pl.lit(True).alias(S.SUCCESS),
-        )
-        .with_columns(
-            pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
-            (is_copy_to | is_cursor | is_dump).alias(S.EXPORT),
-        )
-        .drop("a_class")
-    )
+    export = is_copy_to | is_cursor | is_dump
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
-    uncounted = pl.col(S.EXPORT) | (pl.col(S.COMMAND) == "COPY")
-    events = events.with_columns(
+    uncounted = export | (pl.col(S.COMMAND) == "COPY")
+    events = first.with_columns(
+        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
+        export.alias(S.EXPORT),
         pl.when(uncounted & (pl.col(S.ROWS) == 0))
         .then(None)
         .otherwise(pl.col(S.ROWS))
-        .alias(S.ROWS)
-    )
+        .alias(S.ROWS),
+    ).drop("a_class")
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
-    named, bare = events.filter(~unnamed), events.filter(unnamed)
+    events = events.with_columns(unnamed.alias("_unnamed"))
+    if not events["_unnamed"].any():
+        return events.drop("_unnamed")
+    named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
     bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
-    return pl.concat([named, bare])
+    return pl.concat([named, bare]).drop("_unnamed")
 
 
 def finish(events: pl.DataFrame) -> pl.DataFrame:
