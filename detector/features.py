@@ -218,19 +218,28 @@ def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
 
 
 def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons) -> pl.LazyFrame:
-    """Horizon sums without the volume of *other* windows for which ``alerted`` is true.
+    """Horizon sums without the volume up to the account's latest *earlier* window for
+    which ``alerted`` is true: what an alert already showed.
 
-    Volume that already raised an alert should not raise another in every window of
-    the next day whose 24-hour sum still contains it. A window's own volume always
-    counts. ``windows`` must be sorted by account, then window start.
+    Volume that raised an alert should not raise another in every window of the next
+    day whose 24-hour sum still contains it, nor should a day's sum that an alert showed
+    at twice the account's largest alert again each time it wobbles back over the bound.
+    Later windows' sums start again after the alert. A window's own volume always counts.
+    ``windows`` must be sorted by account, then window start.
     """
     exprs: list[pl.Expr] = []
     for signal in VOLUME:
-        own = pl.when(alerted).then(pl.col(signal).fill_null(0)).otherwise(0)
+        running = pl.col(signal).fill_null(0).cum_sum().over(ACCOUNT)
+        # the running total at the latest alert before this window (null before any)
+        at_alert = pl.when(alerted).then(running).forward_fill().over(ACCOUNT)
+        since_alert = running - at_alert.shift(1).over(ACCOUNT)
         for h in horizons.longer:
-            others = own.rolling_sum_by(WINDOW, window_size=h, min_samples=1) - own
+            c = col_name(signal, h)
             exprs.append(
-                (pl.col(col_name(signal, h)) - others.over(ACCOUNT)).alias(col_name(signal, h))
+                pl.when(since_alert.is_not_null() & pl.col(c).is_not_null())
+                .then(pl.min_horizontal(pl.col(c), since_alert))
+                .otherwise(pl.col(c))
+                .alias(c)
             )
     return windows.with_columns(exprs)
 

@@ -144,3 +144,17 @@ def test_relative_features_compare_with_own_history_and_fall_back_to_peers() -> 
     # No history: compared with its peers for both.
     assert newbie["rows_read_5m_vs_own"] == newbie["rows_read_5m_vs_peers"]
     assert round(known["hour_rarity"], 6) == round(-__import__("math").log10(0.5), 6)
+
+
+def test_horizon_sums_start_again_after_an_alert() -> None:
+    # a: 100, 50 (alerted), 60, 70 rows in four windows; b the same, never alerted.
+    h = F.Horizons("5m", ("1h",))
+    rows = [(m, n) for m, n in zip((0, 5, 10, 15), (100, 50, 60, 70), strict=True)]
+    events = frame(*[ev(m, acc, n, ["t"]) for acc in ("a", "b") for m, n in rows])
+    windows = F.add_horizons(F.window_activity(events, "5m"), h)
+    alerted = (pl.col("account") == "a") & (pl.col("window_start").dt.minute() == 5)
+    out = F.discount_alerted(windows, alerted, h).collect()
+    by = {a: out.filter(pl.col("account") == a)["rows_read_1h"].to_list() for a in "ab"}
+    assert by["b"] == [100, 150, 210, 280]
+    # what the alert showed (everything up to it) is not counted again after it
+    assert by["a"] == [100, 150, 60, 130]
