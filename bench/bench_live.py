@@ -122,6 +122,9 @@ def main() -> int:
         "--api-seconds", type=float, default=60, help="API load once windows are scored"
     )
     parser.add_argument("--max-accounts", type=int, help="serve's max_accounts")
+    parser.add_argument(
+        "--catch-up", type=float, default=600, help="longest wait for serve to catch up, s"
+    )
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     model = ensure_model(500_000)
@@ -202,7 +205,7 @@ def main() -> int:
         # Wait for serve to catch up (how long it takes says how far behind it was).
         while (
             metric(port, "trovewatch_lines_read_total") < written
-            and time.monotonic() - end_at < 600
+            and time.monotonic() - end_at < args.catch_up
         ):
             time.sleep(0.5)
         caught_up = time.monotonic() - end_at
