@@ -233,12 +233,22 @@ class Judge:
         frame = frame.with_columns(
             pl.col(f"{c}__{kind}").fill_null(0) for c in cols for kind in ("peermax", "peertypical")
         )
+
         # An account training never saw is measured against its typical peer, as its
-        # relative features are (``features.add_relative``), not against nothing.
+        # relative features are (``features.add_relative``), not against nothing; and
+        # against what it did on its own earlier days, once it has some: a new account
+        # is alerted on when it goes beyond its peers (or first exports), then only when
+        # it goes beyond itself, not every day it does what it did the day before.
+        def newcomer(c: str) -> pl.Expr:
+            typical = pl.col(f"{c}__peertypical")
+            if f"{c}__earlier" not in frame.columns:
+                return typical
+            return pl.max_horizontal(typical, pl.col(f"{c}__earlier").fill_null(0))
+
         frame = frame.with_columns(
             pl.when(pl.col("has_history"))
             .then(pl.col(f"{c}__own").fill_null(0))
-            .otherwise(pl.col(f"{c}__peertypical"))
+            .otherwise(newcomer(c))
             .alias(f"{c}__own")
             for c in cols
         )
@@ -415,6 +425,9 @@ class Judge:
         history = (
             f"{_times(value, own)} this account's largest {_span(h)} in training ({_num(own)})"
             if row["has_history"]
+            else f"a new account; {_times(value, own)} its typical peer's largest or its own "
+            f"on earlier days ({_num(own)})"
+            if own > typical
             else "a new account with no history"
         )
         text = (

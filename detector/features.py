@@ -244,6 +244,33 @@ def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons
     return windows.with_columns(exprs)
 
 
+def earlier_days(windows: pl.LazyFrame, horizons: Horizons, columns: Sequence[str]) -> pl.LazyFrame:
+    """Per account and day, the largest of each column on the account's earlier days
+    within the longest horizon (never the day itself): ``<column>__earlier``.
+
+    What an account training never saw has shown it does: its own history so far. Only
+    as far back as the live service keeps windows, so batch and live agree.
+    """
+    back = horizons.longer[-1] if horizons.longer else horizons.base
+    return (
+        windows.with_columns(pl.col(WINDOW).dt.truncate("1d").alias("day"))
+        .group_by(ACCOUNT, "day")
+        .agg(pl.col(c).max() for c in columns)
+        .sort(ACCOUNT, "day")
+        .select(
+            ACCOUNT,
+            "day",
+            *[
+                pl.col(c)
+                .rolling_max_by("day", window_size=back, closed="left")
+                .over(ACCOUNT)
+                .alias(f"{c}__earlier")
+                for c in columns
+            ],
+        )
+    )
+
+
 def _log2_ratio(value: pl.Expr, reference: pl.Expr) -> pl.Expr:
     """log2((value + 1) / (reference + 1)); +1 keeps zero history finite."""
     return ((value.cast(pl.Float64) + 1.0) / (reference.cast(pl.Float64) + 1.0)).log(2)

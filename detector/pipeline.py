@@ -275,6 +275,16 @@ def score_windows(
         )
         new = pl.concat([earlier, new], how="diagonal_relaxed")
     windows = F.add_horizons(new.sort(F.ACCOUNT, F.WINDOW).lazy(), horizons).collect()
+    # A new account's own earlier days: its history so far, for the guardrail and
+    # reasons (explain.Judge), not the model.
+    own_days = F.earlier_days(windows.lazy(), horizons, F.horizon_columns(horizons))
+    windows = (
+        windows.lazy()
+        .with_columns(pl.col(F.WINDOW).dt.truncate("1d").alias("day"))
+        .join(own_days, on=[F.ACCOUNT, "day"], how="left", maintain_order="left")
+        .drop("day")
+        .collect()
+    )
 
     def judged_windows(alerted: pl.Expr, with_reasons: bool) -> pl.DataFrame:
         discounted = F.discount_alerted(windows.lazy(), alerted, horizons)

@@ -208,3 +208,22 @@ def test_a_volume_reason_names_the_peers_it_compares_with(
         assert "peers" not in volume.split("any peer's largest")[1]
     else:
         assert named in volume
+
+
+def test_a_new_account_is_alerted_when_beyond_its_peers_then_only_beyond_itself() -> None:
+    # "newcomer" arrives in the scored week and reads 250,000 rows at 10:00 every day,
+    # past 10x any peer's largest (19,943); on the fourth day, 3,000,000.
+    trained, events = trained_on_json()
+    template = {**ordinary("web_shop"), S.ACCOUNT: "newcomer", S.OBJECTS: ["sales.orders"]}
+    days = [DAY + timedelta(days=d, hours=10, minutes=2) for d in range(4)]
+    reads = [
+        statement(template, at, i, **{S.ROWS: 3_000_000 if i == 3 else 250_000})
+        for i, at in enumerate(days)
+    ]
+    extra = pl.DataFrame(reads, schema=events.schema)
+    scored = pipeline.score(pl.concat([events, extra]).sort(S.TIME), trained, settings.load())
+    mine = scored.filter(pl.col("account") == "newcomer").sort("window_start")
+    assert mine["flagged"].to_list() == [True, False, False, True]
+    first, last = mine["reasons"][0].to_list(), mine["reasons"][3].to_list()
+    assert "a new account with no history" in first[0]
+    assert "its typical peer's largest or its own on earlier days (250,000)" in last[0]
