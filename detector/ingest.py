@@ -3,14 +3,13 @@
 The whole-file fast path is tried first where a format has one; otherwise, or when the
 file is not clean, the file is read in record-aligned chunks with exact rejects.
 
-:func:`read_events` returns every event of the input in one frame. :func:`window_slices`
-gives the same events of PostgreSQL logs in slices of whole windows, in time order, so
-that ``score`` holds only the events of the windows still open, however long the log.
+:func:`read_events` returns every event of the input in one frame. :func:`event_batches`
+gives the same events of PostgreSQL logs batch by batch, so that ``score`` need not hold
+them all, however long the log.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,6 @@ import polars as pl
 
 from detector import formats
 from detector import schema as S
-from detector.features import span
 from detector.formats import pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
@@ -172,30 +170,24 @@ def _parse_file(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
         yield fmt.parse(chunk)
 
 
-# The formats window_slices reads; the others keep whole-file steps (joins of two logs,
+# The formats event_batches reads; the others keep whole-file steps (joins of two logs,
 # records put back together) that need every event at once.
-SLICED_FORMATS: Final = frozenset(formats.PG_OUTPUTS)
+STREAMED_FORMATS: Final = frozenset(formats.PG_OUTPUTS)
 PARSERS: Final = 2  # chunks parsed at once: one per core of a small server
 # Chunks of 16 MiB: less memory and fewer page faults than the whole-file reader's 64 MiB.
 STREAM_CHUNK_BYTES = 16 * 1024 * 1024
 
 
-class OutOfOrder(Exception):
-    """An event came for a window :func:`window_slices` had already given out: the input
-    is not in time order (files of the same period, a log much later than its time)."""
-
-
-def sliceable(paths: Sequence[Path], format_name: str, log_line_prefix: str | None) -> bool:
-    """True when every file is a PostgreSQL log, so :func:`window_slices` can read them."""
+def streamable(paths: Sequence[Path], format_name: str, log_line_prefix: str | None) -> bool:
+    """True when every file is a PostgreSQL log, so :func:`event_batches` can read them."""
     return all(
-        formats.get(format_name, path, log_line_prefix=log_line_prefix).name in SLICED_FORMATS
+        formats.get(format_name, path, log_line_prefix=log_line_prefix).name in STREAMED_FORMATS
         for path in paths
     )
 
 
-def window_slices(
+def event_batches(
     paths: Sequence[Path],
-    every: str,
     summary: Summary,
     *,
     format_name: str = "auto",
@@ -203,24 +195,19 @@ def window_slices(
     quarantine: Quarantine | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    hold: timedelta | None = None,
+    hold: timedelta = timedelta(minutes=5),
 ) -> Iterator[pl.DataFrame]:
-    """The events :func:`read_events` gives for PostgreSQL logs, in slices of whole windows.
+    """The events :func:`read_events` gives for PostgreSQL logs, batch by batch as the
+    files are read, so that only a few chunks' events are in memory at once.
 
-    Each slice holds every event of its windows (of length ``every``, as
-    :func:`detector.features.window_activity` truncates time), and comes after the slices
-    of all earlier windows; only the events of windows still open are held in memory. A
-    window is given out once the log has gone ``hold`` (default: one window) past its
-    end: the lines of one statement are logged together, so by then it is complete.
-
-    Raises :class:`OutOfOrder` when an event comes for a window already given out
-    (files of the same period); the caller then reads with :func:`read_events`.
+    Together the batches hold the same events as :func:`read_events`' frame (in file
+    order, not sorted by time): statements whose lines fell in two chunks are merged and
+    each ``FETCH`` gets its cursor's objects before an event is given out, which is once
+    its file has gone ``hold`` past it (the lines of one statement are logged together).
     ``summary`` is filled in as the files are read.
     """
     quarantine = quarantine or Quarantine(None)
-    hold = hold or span(every)
     summary.files = len(paths)
-    windows = _Windows(every, hold)
     for path in paths:
         fmt = formats.get(format_name, path, log_line_prefix=log_line_prefix)
         statements = _Statements(hold)
@@ -229,14 +216,12 @@ def window_slices(
                 summary.context += parsed.context
                 quarantine.add(str(path), parsed.rejects)
                 for ready in statements.add(parsed.events):
-                    yield from windows.add(_keep(ready, since, until, summary, fmt.name))
+                    yield _keep(ready, since, until, summary, fmt.name)
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         for ready in statements.close():
-            yield from windows.add(_keep(ready, since, until, summary, fmt.name))
-    yield from windows.close()
+            yield _keep(ready, since, until, summary, fmt.name)
     summary.rejected = Counter(quarantine.counts)
-    summary.first, summary.last = windows.first, windows.last
 
 
 def _keep(
@@ -254,6 +239,10 @@ def _keep(
         kept = kept.filter(pl.col(S.TIME) < until)
     summary.outside += events.height - kept.height
     summary.events[name] += kept.height
+    if kept.height:
+        first, last = kept[S.TIME].min(), kept[S.TIME].max()
+        summary.first = min(summary.first or first, first)  # type: ignore[type-var,assignment]
+        summary.last = max(summary.last or last, last)  # type: ignore[type-var,assignment]
     return kept
 
 
@@ -305,65 +294,3 @@ class _Statements:
     def _finish(self, events: pl.DataFrame) -> pl.DataFrame:
         self.cursors = pgaudit.declared_cursors(events, self.cursors)
         return pgaudit.fetch_objects(events, self.cursors)
-
-
-class _Windows:
-    """Events of all files gathered until their windows are complete, then given out in
-    time order, window by window."""
-
-    def __init__(self, every: str, hold: timedelta) -> None:
-        self.every, self.hold = every, hold
-        self.pending: list[pl.DataFrame] = []
-        self.given_until: datetime | None = None  # every window before this is given out
-        self.latest: datetime | None = None
-        self.first: datetime | None = None
-        self.last: datetime | None = None
-
-    def add(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        if events.is_empty():
-            return
-        earliest = cast(datetime, events[S.TIME].min())
-        latest = cast(datetime, events[S.TIME].max())
-        if self.given_until is not None and earliest < self.given_until:
-            raise OutOfOrder(f"an event at {earliest} after the windows up to {self.given_until}")
-        self.pending.append(events)
-        if self.latest is None or latest > self.latest:
-            self.latest = latest
-        cut = pl.select(pl.lit(self.latest - self.hold).dt.truncate(self.every)).item()
-        if self.given_until is not None and cut <= self.given_until:
-            return
-        pending = pl.concat(self.pending)
-        done = pl.col(S.TIME) < cut
-        ready = pending.filter(done)
-        self.pending = [pending.filter(~done)]
-        self.given_until = cut
-        if ready.height:
-            yield self._out(ready)
-
-    def close(self) -> Iterator[pl.DataFrame]:
-        pending = pl.concat(self.pending) if self.pending else S.empty()
-        self.pending = []
-        if pending.height:
-            yield self._out(pending)
-
-    def _out(self, events: pl.DataFrame) -> pl.DataFrame:
-        events = events.sort(S.TIME, maintain_order=True)
-        self.first = self.first or cast(datetime, events[S.TIME].min())
-        self.last = cast(datetime, events[S.TIME].max())
-        return events
-
-
-def rewind(quarantine: Quarantine, to: tuple[int, Counter[str]]) -> None:
-    """Undo what ``quarantine`` took since :func:`mark` gave ``to``, before a re-read."""
-    size, counts = to
-    quarantine.close()
-    if quarantine.path is not None and quarantine.path.is_file():  # not /dev/null
-        os.truncate(quarantine.path, size)
-    quarantine.counts = Counter(counts)
-
-
-def mark(quarantine: Quarantine) -> tuple[int, Counter[str]]:
-    """Where ``quarantine`` is now, for :func:`rewind`."""
-    path = quarantine.path
-    size = path.stat().st_size if path is not None and path.is_file() else 0
-    return size, Counter(quarantine.counts)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from detector import carried, ingest, model, profile
+from detector import carried, ingest, model, partials, profile
 from detector import features as F
 from detector import schema as S
 from detector.explain import Judge
@@ -150,18 +150,17 @@ def score_logs(
 
     The model loads in a thread while the logs are parsed: unpickling the forest imports
     scikit-learn, seconds of work that Polars (which releases the GIL) overlaps.
-    PostgreSQL logs in time order are read window by window
-    (:func:`detector.ingest.window_slices`), so memory grows with the account-windows,
-    not the events; other formats, and files of the same period, are read whole.
+    PostgreSQL logs are read batch by batch (:func:`detector.ingest.event_batches`), each
+    batch folded into per account-window partial aggregates (:mod:`detector.partials`),
+    so memory grows with the account-windows, not the events; other formats are read whole.
     """
     manifest = model.read_manifest(model_dir)  # a wrong directory fails before any reading
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(model.load, model_dir)
-        if mapping is None and ingest.sliceable(paths, format_name, log_line_prefix):
-            start, summary = ingest.mark(quarantine), Summary()
-            slices = ingest.window_slices(
+        if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
+            summary = Summary()
+            batches = ingest.event_batches(
                 paths,
-                manifest.horizons["base"],
                 summary,
                 format_name=format_name,
                 log_line_prefix=log_line_prefix,
@@ -169,12 +168,17 @@ def score_logs(
                 since=since,
                 until=until,
             )
-            try:
-                activity, trained = _activity(slices, loading)
-            except ingest.OutOfOrder:
-                ingest.rewind(quarantine, start)  # read again, whole
-            else:
-                return score_windows(activity, trained, settings), summary
+            every = manifest.horizons["base"]
+            evidence = carried.Evidence()
+            parts = []
+            for events in batches:
+                evidence.add(events)
+                parts.append(partials.partial(events, every))
+            trained = loading.result()
+            carried.check(evidence, trained.manifest.training)
+            known = trained.profile.known.lazy()
+            activity = partials.to_activity(partials.merge_all(parts), every, known)
+            return score_windows(activity, trained, settings), summary
         events, summary = read_events(
             paths,
             format_name=format_name,
@@ -185,65 +189,6 @@ def score_logs(
             until=until,
         )
         return score(events, loading.result(), settings), summary
-
-
-def _activity(
-    slices: Iterator[pl.DataFrame], loading: Future[model.TrainedModel]
-) -> tuple[pl.DataFrame, model.TrainedModel]:
-    """Window activity (:func:`detector.features.window_activity`) of every slice of
-    whole windows, as it would be for all their events at once, and the loaded model.
-
-    Values first seen in a slice are known to the later ones, so "new" means new in the
-    whole input. Slices wait (a few, parsed while scikit-learn imports) for the model's
-    known values. Raises :class:`detector.model.ModelError` as :func:`score` does.
-    """
-    evidence = carried.Evidence()
-    waiting: list[pl.DataFrame] = []
-    parts: list[pl.DataFrame] = []
-    known: pl.DataFrame | None = None
-    trained: model.TrainedModel | None = None
-
-    def take(events: pl.DataFrame) -> None:
-        nonlocal known
-        assert trained is not None and known is not None
-        activity = F.window_activity(events.lazy(), trained.horizons.base, known.lazy()).collect()
-        parts.append(activity)
-        known = pl.concat([known, _new_values(activity, known.schema)])
-
-    for events in slices:
-        evidence.add(events)
-        waiting.append(events)
-        if trained is None and loading.done():
-            trained = loading.result()
-            known = trained.profile.known
-        if trained is not None:
-            for ready in waiting:
-                take(ready)
-            waiting = []
-    if trained is None:
-        trained = loading.result()
-        known = trained.profile.known
-    for ready in waiting:
-        take(ready)
-    carried.check(evidence, trained.manifest.training)
-    if not parts:
-        take(S.empty())
-    return pl.concat(parts).sort(F.ACCOUNT, F.WINDOW), trained
-
-
-def _new_values(activity: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
-    """(account, kind, value) of the values first seen in ``activity``'s windows."""
-    return pl.concat(
-        activity.select(
-            pl.col(F.ACCOUNT),
-            pl.lit(kind).alias("kind"),
-            pl.col(f"new_{kind}s_list").alias("value"),
-        )
-        .explode("value")
-        .drop_nulls("value")
-        .select(pl.col(name).cast(dtype) for name, dtype in schema.items())
-        for kind in ("object", "client", "app")
-    )
 
 
 def score_windows(

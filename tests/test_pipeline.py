@@ -3,7 +3,6 @@ in chunks versus whole, time filters."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,29 +119,30 @@ def test_scoring_window_by_window_gives_the_verdicts_of_reading_everything(
     assert summary.paragraph() == read.paragraph()
 
 
-def test_window_slices_hold_only_open_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_batches_hold_the_events_of_the_whole_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 64 * 1024)
     path = SAMPLE / "postgresql.json.gz"
-    whole, _ = read_events([path])
-    slices = list(ingest.window_slices([path], "5m", pipeline.Summary()))
-    assert len(slices) > 10
-    assert sum(s.height for s in slices) == whole.height
-    for earlier, later in itertools.pairwise(slices):
-        last_window = earlier[S.TIME].max().replace(second=0, microsecond=0)  # type: ignore[union-attr]
-        assert later[S.TIME].min() >= last_window.replace(minute=last_window.minute // 5 * 5)  # type: ignore[operator]
+    whole, read = read_events([path])
+    summary = pipeline.Summary()
+    batches = list(ingest.event_batches([path], summary))
+    assert len(batches) > 10  # split statements are merged and cursors found across batches
+    streamed = pl.concat(batches).sort(S.TIME, S.SESSION, S.STATEMENT_ID)
+    assert streamed.equals(whole.sort(S.TIME, S.SESSION, S.STATEMENT_ID))
+    assert summary.paragraph() == read.paragraph()
 
 
-def test_files_of_the_same_period_are_read_whole_with_each_reject_quarantined_once(
-    tmp_path: Path,
-) -> None:
+def test_files_of_the_same_period_are_scored_as_one_read(tmp_path: Path) -> None:
     lines = (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     first.write_text("".join(lines[:40]) + "not json\n" + "".join(lines[40:]))
-    second.write_text("".join(lines))  # the same period again: windows already given out
+    second.write_text("".join(lines))  # the same windows again, after the first file's
     out = tmp_path / "quarantine.ndjson"
     quarantine = Quarantine(out)
-    _, summary = pipeline.score_logs([first, second], DEFAULT_MODEL, settings.load(), quarantine)
+    scored, summary = pipeline.score_logs(
+        [first, second], DEFAULT_MODEL, settings.load(), quarantine
+    )
     quarantine.close()
-    _, expected = read_events([first, second])
-    assert summary.paragraph() == expected.paragraph()
+    expected, read = _score_whole([first, second])
+    assert scored.equals(expected)
+    assert summary.paragraph() == read.paragraph()
     assert out.read_text().count("not json") == 1
