@@ -44,9 +44,9 @@ def main() -> None:
     pipeline.write_ndjson(scored, Path("/dev/null"))
     written = time.perf_counter()
     used = os.times()
-    events = sum(b.height for b in batches)
+    n_events = sum(b.height for b in batches)
     print(f"load model (scikit-learn import)  {loaded - start:6.2f} s")
-    print(f"parse to events                   {parsed - loaded:6.2f} s  ({events:,} events)")
+    print(f"parse to events                   {parsed - loaded:6.2f} s  ({n_events:,} events)")
     print(f"partial aggregates -> windows     {aggregated - parsed:6.2f} s")
     print(
         f"features + score                  {done - aggregated:6.2f} s  ({scored.height:,} windows)"
