@@ -16,7 +16,7 @@ from polars.exceptions import PolarsError
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import Reason, rejects, with_raw_lines
+from detector.rejects import Reason, empty_rejects, rejects, with_raw_lines
 
 COLUMNS: Final = [
     "log_time", "user_name", "database_name", "process_id", "connection_from",
@@ -44,31 +44,14 @@ class PgCsvlog:
         return self._parse(chunk, one_record=False)
 
     def _parse(self, chunk: Chunk, one_record: bool) -> Parsed:
-        records, bad = _segment(chunk)
-        text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
-        try:
-            # A fixed width: the first row (maybe a stray line) must not decide it.
-            table = pl.read_csv(
-                text.encode() + b"\n",
-                has_header=False,
-                schema=dict.fromkeys(COLUMNS, pl.String),
-                missing_columns="insert",
-                truncate_ragged_lines=True,
-                raise_if_empty=False,
-            )
-        except PolarsError:
-            table = None
-        if table is None or table.height != records.height:
-            if one_record:  # a single record that is not CSV: rejected, never retried
-                return Parsed(
-                    events=_no_events(),
-                    rejects=with_raw_lines(
-                        rejects(chunk.lines.head(1), pl.lit(True), Reason.TRUNCATED),
-                        lambda: chunk.lines,
-                    ),
-                )
-            return self._per_record(chunk)  # records the segmentation got wrong: one by one
-        table = table.with_columns(records["line_no"])
+        fast = None if one_record else _one_line_records(chunk)
+        if fast is not None:  # the usual case: no record to segment, nothing to reject
+            table, bad = fast, empty_rejects()
+        else:
+            segmented, bad = self._segmented(chunk, one_record)
+            if isinstance(segmented, Parsed):
+                return segmented
+            table = segmented
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
         rows = table.filter(pl.col("message").is_not_null()).select(
             "line_no",
@@ -90,6 +73,36 @@ class PgCsvlog:
         parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed
 
+    def _segmented(
+        self, chunk: Chunk, one_record: bool
+    ) -> tuple[pl.DataFrame | Parsed, pl.DataFrame]:
+        """The chunk's records (with ``line_no``) as found by :func:`_segment`, and the
+        lines it rejected; or, for a chunk Polars reads otherwise, its parse record by
+        record."""
+        records, bad = _segment(chunk)
+        text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
+        try:
+            # A fixed width: the first row (maybe a stray line) must not decide it.
+            table = pl.read_csv(
+                text.encode() + b"\n",
+                has_header=False,
+                schema=dict.fromkeys(COLUMNS, pl.String),
+                missing_columns="insert",
+                truncate_ragged_lines=True,
+                raise_if_empty=False,
+            )
+        except PolarsError:
+            table = None
+        if table is None or table.height != records.height:
+            if one_record:  # a single record that is not CSV: rejected, never retried
+                truncated = rejects(chunk.lines.head(1), pl.lit(True), Reason.TRUNCATED)
+                parsed = Parsed(
+                    events=_no_events(), rejects=with_raw_lines(truncated, lambda: chunk.lines)
+                )
+                return parsed, bad
+            return self._per_record(chunk), bad  # records the segmentation got wrong: one by one
+        return table.with_columns(records["line_no"]), bad
+
     def _per_record(self, chunk: Chunk) -> Parsed:
         """The slow path, for a chunk whose records Polars read as a different number of
         rows than :func:`_segment` found: every record is read on its own, so a broken one
@@ -106,6 +119,37 @@ class PgCsvlog:
             rejects=pl.concat(found).sort("line_no"),
             context=context,
         )
+
+
+def _one_line_records(chunk: Chunk) -> pl.DataFrame | None:
+    """The chunk read as CSV in one call when each of its lines is one whole record (the
+    usual case), with ``line_no``; None when that is not certain, for :func:`_segment`.
+
+    A record continued over lines (or a blank line) makes fewer rows than lines; a line
+    not starting with a timestamp is stray; only the last line's quotes are left to
+    check, since an open quote anywhere else would have joined two lines.
+    """
+    data = chunk.data
+    last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+    if b"\r" in data or last.count(b'"') % 2:
+        return None
+    try:
+        table = pl.read_csv(
+            data,
+            has_header=False,
+            schema=dict.fromkeys(COLUMNS, pl.String),
+            missing_columns="insert",
+            truncate_ragged_lines=True,
+            raise_if_empty=False,
+        )
+    except PolarsError:
+        return None
+    starts = pl.col("log_time").str.contains(RECORD_START.pattern.decode()).fill_null(False)
+    if table.height != chunk.n_lines or not table.select(starts.all()).item():
+        return None
+    return table.with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt64).alias("line_no") + chunk.first_line
+    )
 
 
 def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -1,0 +1,49 @@
+"""csvlog read in one call where each line is a whole record: the same as segmenting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detector.formats import pg_csvlog
+from detector.formats.pg_csvlog import PgCsvlog
+from detector.reader import read_chunks
+from tests.conftest import PG_SCENARIOS, REFERENCE_PG
+
+
+def _parse_both(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    fmt = PgCsvlog()
+    fast = [fmt.parse(c) for c in read_chunks(path)]
+    monkeypatch.setattr(pg_csvlog, "_one_line_records", lambda chunk: None)
+    exact = [fmt.parse(c) for c in read_chunks(path)]
+    return fast, exact
+
+
+@pytest.mark.parametrize(
+    "path",
+    [REFERENCE_PG / "postgresql.csv", *sorted(PG_SCENARIOS.glob("*/postgresql.csv"))],
+    ids=lambda p: p.parent.name,
+)
+def test_one_call_read_gives_the_events_of_segmenting(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, exact = _parse_both(path, monkeypatch)
+    for a, b in zip(fast, exact, strict=True):
+        assert a.events.equals(b.events)  # type: ignore[attr-defined]
+        assert a.rejects.equals(b.rejects)  # type: ignore[attr-defined]
+
+
+def test_a_truncated_last_record_is_still_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = (REFERENCE_PG / "postgresql.csv").read_text().splitlines(keepends=True)
+    assert all(line.count("\n") == 1 for line in lines[:30])
+    cut = tmp_path / "cut.csv"
+    cut.write_text("".join(lines[:30]) + lines[30][: lines[30].index('"') + 5])
+    fast, exact = _parse_both(cut, monkeypatch)
+    reasons = [r for p in fast for r in p.rejects["reason"].to_list()]  # type: ignore[attr-defined]
+    assert reasons == ["truncated"]
+    for a, b in zip(fast, exact, strict=True):
+        assert a.events.equals(b.events)  # type: ignore[attr-defined]
+        assert a.rejects.equals(b.rejects)  # type: ignore[attr-defined]
