@@ -4,7 +4,7 @@ the same run: events per second from log to scored windows.
     uv run python bench/bench_hst.py            # after bench_score.py made the data
 
 Both read the log with trovewatch's parser into the same per-account window features
-(:func:`detector.features.window_activity`), timed once. Then trovewatch scores the
+(:mod:`detector.partials`, as ``score`` builds them), timed once. Then trovewatch scores the
 windows (isolation forest, relative features, reasons) and HalfSpaceTrees scores and
 learns each window in time order, as it would live (``detector.evaluate.baselines``).
 """
@@ -15,10 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-import polars as pl
-
-from detector import features as F
-from detector import ingest, model, pipeline, settings
+from detector import ingest, model, partials, pipeline, settings
 from detector.evaluate.baselines import HalfSpaceTrees
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -36,11 +33,9 @@ def main() -> None:
 
     start = time.perf_counter()
     summary = pipeline.Summary()
-    known = trained.profile.known.lazy()
-    activity = pl.concat(
-        F.window_activity(events.lazy(), trained.horizons.base, known).collect()
-        for events in ingest.window_slices([log], trained.horizons.base, summary)
-    ).sort(F.ACCOUNT, F.WINDOW)
+    every = trained.horizons.base
+    parts = [partials.partial(events, every) for events in ingest.event_batches([log], summary)]
+    activity = partials.to_activity(partials.merge_all(parts), every, trained.profile.known)
     features = time.perf_counter() - start
     events = sum(summary.events.values())
 
