@@ -27,7 +27,10 @@ COLUMNS: Final = [
     "query_id",
 ]  # fmt: skip
 # A csvlog record starts with its timestamp: chunks are only cut before such a line.
-RECORD_START: Final = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# (Matched at a line's start by the chunk reader: a ``^`` would match only at the start
+# of its buffer, and the whole file would be one chunk.)
+RECORD_START: Final = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+_STARTS: Final = "^" + RECORD_START.pattern.decode()
 _SNIFF: Final = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,("[^"]*"|[^,]*),')
 
 
@@ -144,7 +147,7 @@ def _one_line_records(chunk: Chunk) -> pl.DataFrame | None:
         )
     except PolarsError:
         return None
-    starts = pl.col("log_time").str.contains(RECORD_START.pattern.decode()).fill_null(False)
+    starts = pl.col("log_time").str.contains(_STARTS).fill_null(False)
     if table.height != chunk.n_lines or not table.select(starts.all()).item():
         return None
     return table.with_columns(
@@ -160,7 +163,7 @@ def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     rejected on its own, and a record whose quote never closes is rejected whole, so one
     broken line cannot swallow the records after it. Blank lines are skipped.
     """
-    start = pl.col("line").str.contains(RECORD_START.pattern.decode())
+    start = pl.col("line").str.contains(_STARTS)
     quotes = pl.col("line").str.count_matches('"', literal=True)
     lines = chunk.lines.with_columns(start.alias("_start"), quotes.alias("_q")).with_columns(
         pl.col("_start").cum_sum().alias("_rec")

@@ -47,3 +47,11 @@ def test_a_truncated_last_record_is_still_rejected(
     for a, b in zip(fast, exact, strict=True):
         assert a.events.equals(b.events)  # type: ignore[attr-defined]
         assert a.rejects.equals(b.rejects)  # type: ignore[attr-defined]
+
+
+def test_a_csvlog_file_is_read_in_chunks_not_whole() -> None:
+    path = REFERENCE_PG / "postgresql.csv"
+    chunks = list(read_chunks(path, PgCsvlog.record_start, chunk_bytes=4096))
+    assert len(chunks) > 5
+    assert all(c.data.startswith(b"2026-") for c in chunks)  # cut before a record's first line
+    assert b"".join(c.data for c in chunks) == path.read_bytes()
