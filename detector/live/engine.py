@@ -93,6 +93,7 @@ EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Date
 JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
 COMPACT_AFTER: Final = 8  # partial frames folded into one past this many
+SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
 
 
 @dataclass(frozen=True)
@@ -229,17 +230,26 @@ class Engine:
         ).lazy()
 
     def _score(self, closing: pl.DataFrame) -> pl.DataFrame:
+        """Score the closing windows, ``SCORE_BATCH`` accounts at a time: an account's
+        windows are scored together (its horizons), no two accounts depend on each other,
+        and a close of 100,000 accounts' windows then needs the memory of a few."""
         activity = partials.to_activity(closing, self.horizons.base, self._known())
-        accounts = activity[F.ACCOUNT].unique().implode()
-        prior = (
-            pl.concat(
-                [segment.filter(pl.col(F.ACCOUNT).is_in(accounts)) for segment in self.history],
-                how="vertical",
+        batches = activity.with_columns(
+            (pl.col(F.ACCOUNT).rle_id() // SCORE_BATCH).alias("_batch")
+        ).partition_by("_batch", maintain_order=True, include_key=False)
+        parts = []
+        for batch in batches:
+            accounts = batch[F.ACCOUNT].unique().implode()
+            prior = (
+                pl.concat(
+                    [segment.filter(pl.col(F.ACCOUNT).is_in(accounts)) for segment in self.history],
+                    how="vertical",
+                )
+                if self.history
+                else None
             )
-            if self.history
-            else None
-        )
-        scored = score_windows(activity, self.trained, self.settings, prior=prior)
+            parts.append(score_windows(batch, self.trained, self.settings, prior=prior))
+        scored = pl.concat(parts, how="vertical_relaxed")
         self._remember(activity, scored)
         return self._note_evicted(scored)
 

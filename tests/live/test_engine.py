@@ -13,6 +13,7 @@ import pytest
 from detector import features as F
 from detector import model, pipeline, settings
 from detector import schema as S
+from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -372,3 +373,19 @@ def test_a_flood_of_account_names_stays_within_max_accounts(
     assert statements == events[S.SUCCESS].sum()  # nothing lost or counted twice
     kept = {a for segment in engine.history for a in segment[F.ACCOUNT].to_list()}
     assert set(day[S.ACCOUNT].unique()) <= kept  # the real accounts were not the ones dropped
+
+
+def test_closing_windows_scored_a_few_accounts_at_a_time_give_the_batch_verdicts(
+    trained: model.TrainedModel, week3: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close is scored in batches of accounts (bounded memory for 100,000 accounts);
+    batches of 2 accounts give the verdicts of scoring all at once."""
+    monkeypatch.setattr(engine_module, "SCORE_BATCH", 2)
+    conf = settings.Settings()
+    assert week3[S.ACCOUNT].n_unique() >= 2 * 5
+    batch = pipeline.score(week3, trained, conf)
+    live = stream(Engine(trained, conf), week3, 20_000)
+    joined = verdicts(batch).join(verdicts(live), on=["account", "window_start"], suffix="_live")
+    assert joined.height == batch.height == live.height
+    assert (joined["flagged"] == joined["flagged_live"]).all()
+    assert (joined["score"] - joined["score_live"]).abs().max() < 1e-3  # type: ignore[operator]
