@@ -11,11 +11,11 @@ statements), so its memory grows with the accounts active, not with the events:
   database still gets its last windows scored, and a replayed old log is scored to its
   end.
 * ``held``: the few events that must stay events until their window closes: each
-  session's latest statement (pgAudit logs a statement once per relation, and a read
-  may end between two of its lines: the rest arrives with the next read and is merged
-  into it), and the records of logs joined with another log (MariaDB's audit and slow
-  logs, Snowflake's query and access histories: ``formats.JOINS``), which wait for their
-  partner until the window closes; both bounded by the open windows.
+  session's latest statement if logged in the last 2 s of event time read (pgAudit logs
+  a statement once per relation, and a read may end between two of its lines: the rest
+  arrives with the next read and is merged into it), and the records of logs joined
+  with another log (MariaDB's audit and slow logs, Snowflake's query and access
+  histories: ``formats.JOINS``), which wait for their partner until the window closes.
 * ``history``: closed windows' volume signals over the longest horizon, with whether
   each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it. Kept in
   segments, one per close, so that a checkpoint writes only the new one.
@@ -93,6 +93,7 @@ EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Date
 JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
 COMPACT_AFTER: Final = 8  # partial frames folded into one past this many
+HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
 SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
 
 
@@ -156,9 +157,16 @@ class Engine:
         events = pl.concat([self.held, events])
         joined = pl.col(S.SOURCE_FORMAT).is_in(JOINED)
         statements = merge_split_statements(events.filter(~joined))
-        # Each session's latest statement may go on in the next read: it stays an event.
+        # Each session's latest statement may go on in the next read: it stays an event,
+        # if logged in the read's last moments (a statement's lines are logged together;
+        # a session's older last statement is complete, and holding it would keep an
+        # event per session).
         key = pl.struct(S.SESSION, S.STATEMENT_ID)
-        latest = pl.col(S.STATEMENT_ID).is_not_null() & (key == key.last().over(S.SESSION))
+        latest = (
+            pl.col(S.STATEMENT_ID).is_not_null()
+            & (key == key.last().over(S.SESSION))
+            & (pl.col(S.TIME) >= newest - HOLD)
+        )
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
 
