@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench_score import PY, ensure_data, ensure_model
 from bench_serve import free_port, metric, rss_mb
-from make_jsonlog import _line, _messages
+from make_jsonlog import _messages, jsonlog
 from soak import quantile
 
 TOKEN = "bench-live-token-0123456789"
@@ -51,7 +51,7 @@ def pool(accounts: int, statements: int, seed: int) -> tuple[bytes, list[int]]:
         user = f"user{j % accounts:06d}"
         sid = f"{j % accounts:x}.{LAP.decode()}"
         for message in _messages(rng, j // accounts + 1):
-            lines.append(_line(t, user, 10_000 + j % accounts, sid, message))
+            lines.append(jsonlog(t, user, 10_000 + j % accounts, sid, message))
     blob = ("\n".join(lines) + "\n").encode()
     assert blob.count(STAMP) == len(lines)
     ends, at = [], 0
