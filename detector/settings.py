@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         "volume may grow guardrail_factor times per period, no faster.",
     )
     retrain_max_bytes: int = Field(
-        1_000_000_000,
+        200_000_000,
         ge=0,
         description="serve does not retrain when the period's log files are larger than "
         "this (training reads them into memory); run trovewatch retrain elsewhere then.",

@@ -84,18 +84,7 @@ class PgCsvlog:
         record."""
         records, bad = _segment(chunk)
         text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
-        try:
-            # A fixed width: the first row (maybe a stray line) must not decide it.
-            table = pl.read_csv(
-                text.encode() + b"\n",
-                has_header=False,
-                schema=dict.fromkeys(COLUMNS, pl.String),
-                missing_columns="insert",
-                truncate_ragged_lines=True,
-                raise_if_empty=False,
-            )
-        except PolarsError:
-            table = None
+        table = _read_csv(text.encode() + b"\n")
         if table is None or table.height != records.height:
             if one_record:  # a single record that is not CSV: rejected, never retried
                 truncated = rejects(chunk.lines.head(1), pl.lit(True), Reason.TRUNCATED)
@@ -124,6 +113,22 @@ class PgCsvlog:
         )
 
 
+def _read_csv(data: bytes) -> pl.DataFrame | None:
+    """``data`` as csvlog rows of text, or None when Polars cannot read it as CSV. The
+    width is fixed: a first row (maybe a stray line) must not decide it."""
+    try:
+        return pl.read_csv(
+            data,
+            has_header=False,
+            schema=dict.fromkeys(COLUMNS, pl.String),
+            missing_columns="insert",
+            truncate_ragged_lines=True,
+            raise_if_empty=False,
+        )
+    except PolarsError:
+        return None
+
+
 def _one_line_records(chunk: Chunk) -> pl.DataFrame | None:
     """The chunk read as CSV in one call when each of its lines is one whole record (the
     usual case), with ``line_no``; None when that is not certain, for :func:`_segment`.
@@ -136,16 +141,8 @@ def _one_line_records(chunk: Chunk) -> pl.DataFrame | None:
     last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
     if b"\r" in data or last.count(b'"') % 2:
         return None
-    try:
-        table = pl.read_csv(
-            data,
-            has_header=False,
-            schema=dict.fromkeys(COLUMNS, pl.String),
-            missing_columns="insert",
-            truncate_ragged_lines=True,
-            raise_if_empty=False,
-        )
-    except PolarsError:
+    table = _read_csv(data)
+    if table is None:
         return None
     starts = pl.col("log_time").str.contains(_STARTS).fill_null(False)
     if table.height != chunk.n_lines or not table.select(starts.all()).item():

@@ -100,8 +100,9 @@ class Retrainer:
         since = until - self.period
         try:
             # a file last written before the period holds none of its events
-            paths = [p for p in self.paths() if p.stat().st_mtime >= since.timestamp()]
-            size = sum(p.stat().st_size for p in paths)
+            stats = {p: p.stat() for p in self.paths()}
+            paths = [p for p, st in stats.items() if st.st_mtime >= since.timestamp()]
+            size = sum(stats[p].st_size for p in paths)
             if size > self.settings.retrain_max_bytes:
                 raise model.ModelError(
                     f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
