@@ -20,15 +20,15 @@ _bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     return cast(Service, request.app.state.service)
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def _store(service: Annotated[Service, Depends(_service)]) -> Store:
+async def _store(service: Annotated[Service, Depends(_service)]) -> Store:
     return service.store
 
 
@@ -55,7 +55,7 @@ def check(request: Request, credentials: HTTPAuthorizationCredentials | None, sc
 def require(scope: Scope) -> Any:
     """A route dependency that lets only tokens with ``scope`` through."""
 
-    def dependency(request: Request, credentials: Credentials) -> None:
+    async def dependency(request: Request, credentials: Credentials) -> None:
         check(request, credentials, scope)
 
     return Depends(dependency)
@@ -64,7 +64,7 @@ def require(scope: Scope) -> Any:
 def unless_open(setting: Callable[[Settings], bool]) -> Any:
     """Open when ``setting(settings)`` is true (e.g. ``open_metrics``), else read scope."""
 
-    def dependency(request: Request, credentials: Credentials, settings: SettingsDep) -> None:
+    async def dependency(request: Request, credentials: Credentials, settings: SettingsDep) -> None:
         if not setting(settings):
             check(request, credentials, Scope.READ)
 

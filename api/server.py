@@ -1,15 +1,23 @@
-"""``trovewatch serve``: load the model, start the ingest loop, serve the API."""
+"""``trovewatch serve``: load the model, start the ingest loop, serve the API.
+
+The ingest loop runs in this process; the API in a child process of its own
+(:mod:`api.process`), so that parsing and scoring never hold the GIL an API request
+waits for. This process binds the listening socket (errors in one line, before anything
+starts) and hands it to the child; each ends when the other does.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
-import uvicorn
-
-from api.app import create_app
+from api import process
 from api.auth import Tokens
 from detector import model
 from detector.cli import UsageError
@@ -17,6 +25,8 @@ from detector.live.retraining import resume
 from detector.live.service import Service
 from detector.live.store import StoreError
 from detector.settings import Settings
+
+log = logging.getLogger("trovewatch")
 
 
 def run(settings: Settings, model_dir: Path) -> int:
@@ -26,50 +36,90 @@ def run(settings: Settings, model_dir: Path) -> int:
     trained, retrained = resume(model.load(model_dir), settings)
     if retrained is not None:
         model_dir = retrained  # the newest retraining of the model given
-    _check_listen(settings.host, settings.port)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        tokens, new_token = Tokens.ensure(settings, settings.state_dir)
-    except ValueError as exc:
-        raise UsageError(f"api_tokens: {exc}") from exc
-    try:
-        service = Service(trained, settings, settings.follow, model_dir)
-    except (StoreError, ValueError) as exc:
-        raise UsageError(
-            f"state directory {settings.state_dir}: {exc} (use another --state-dir)"
-        ) from exc
-    app = create_app(service, settings, tokens)
-    url = f"http://{settings.host}:{settings.port}"
-    print(
-        f"trovewatch: serving {url} (API docs {url}/docs, metrics {url}/metrics)\n"
-        f"trovewatch: model {model_dir} ({trained.manifest.training.get('accounts')} accounts), "
-        f"following {', '.join(settings.follow)}, state in {settings.state_dir}",
-        file=sys.stderr,
-    )
-    if new_token is not None:
+    listening = _listen(settings.host, settings.port)
+    with listening:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            tokens, new_token = Tokens.ensure(settings, settings.state_dir)
+        except ValueError as exc:
+            raise UsageError(f"api_tokens: {exc}") from exc
+        try:
+            service = Service(trained, settings, settings.follow, model_dir)
+        except (StoreError, ValueError) as exc:
+            raise UsageError(
+                f"state directory {settings.state_dir}: {exc} (use another --state-dir)"
+            ) from exc
+        url = f"http://{settings.host}:{settings.port}"
         print(
-            f"trovewatch: created a read token (shown once; kept in "
-            f"{settings.state_dir / 'api-token'}):\n{new_token}",
+            f"trovewatch: serving {url} (API docs {url}/docs, metrics {url}/metrics)\n"
+            f"trovewatch: model {model_dir} ({trained.manifest.training.get('accounts')} "
+            f"accounts), following {', '.join(settings.follow)}, state in {settings.state_dir}",
             file=sys.stderr,
         )
-    service.start()
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        if new_token is not None:
+            print(
+                f"trovewatch: created a read token (shown once; kept in "
+                f"{settings.state_dir / 'api-token'}):\n{new_token}",
+                file=sys.stderr,
+            )
+        service.start()
+        try:
+            return _serve_api(settings, tokens, listening, service)
+        finally:
+            service.stop()
+
+
+def _serve_api(
+    settings: Settings, tokens: Tokens, listening: socket.socket, service: Service
+) -> int:
+    """Run the API process until SIGINT or SIGTERM (0), or until it ends by itself (1)."""
+    address, key = process.host(service)
+    api = multiprocessing.get_context("spawn").Process(
+        target=process.serve_api,
+        args=(settings, tokens, listening, address, key, service.trained.horizons.base),
+        name="trovewatch-api",
     )
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run()
+        api.start()
+        while not stopping.is_set() and api.is_alive():
+            stopping.wait(0.5)
     finally:
-        service.stop()
-    return 0
+        if api.is_alive():
+            api.terminate()  # uvicorn's graceful shutdown
+            api.join(timeout=30)
+        if api.is_alive():
+            api.kill()
+            api.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stopping.is_set():
+        return 0
+    log.error("the API process ended (exit code %s); stopping", api.exitcode)
+    return 1
 
 
-def _check_listen(host: str, port: int) -> None:
-    """Fail early, in one line, when the address cannot be listened on."""
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket; fails early, in one line, when it cannot be had."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
+        family, kind, proto, _, address = infos[0]
+        # proto (TCP) too: asyncio sets TCP_NODELAY only on sockets that say they are
+        # TCP; without it Nagle and delayed ACKs hold each answer back ~40 ms.
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from detector.live.metrics import Metrics
 from detector.live.store import Store
 
 
@@ -16,9 +15,8 @@ class Service(Protocol):
         """Where the scored windows and alerts are (read-only here: a plain attribute does)."""
         ...
 
-    @property
-    def metrics(self) -> Metrics:
-        """The service's metrics; their registry is what /metrics serves."""
+    def exposition(self) -> bytes:
+        """The service's metrics in the Prometheus text format: what /metrics serves."""
         ...
 
     def manifest(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def list_accounts(
 
 
 @router.get("/{account}", responses={404: {"model": Error, "description": "account never scored"}})
-def get_account(
+async def get_account(
     store: StoreDep, account: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> AccountDetail:
     """An account's most recent windows with their features and reasons, and its totals."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import HEALTH_ACCESS, METRICS_ACCESS, ServiceDep
 from api.models import Health, Readiness
@@ -36,5 +36,5 @@ def readyz(service: ServiceDep, response: Response) -> Readiness:
 
 @router.get("/metrics", dependencies=[METRICS_ACCESS], response_class=PlainTextResponse)
 def metrics(service: ServiceDep) -> Response:
-    """Prometheus text exposition of the service's registry."""
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition of the service's metrics."""
+    return Response(service.exposition(), media_type=CONTENT_TYPE_LATEST)

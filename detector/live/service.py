@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from prometheus_client import generate_latest
 
 from detector import carried, formats, model
 from detector import schema as S
@@ -173,6 +174,9 @@ class Service:
 
     def manifest(self) -> dict[str, Any]:
         return {**asdict(self.trained.manifest), "directory": str(self.model_dir)}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.metrics.registry)
 
     def problems(self) -> list[str]:
         found = [p for s in self.sources for p in s.problems()]

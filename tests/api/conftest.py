@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 
 from api.app import create_app
 from api.auth import Tokens
@@ -101,6 +102,9 @@ class PushService:
 
     def manifest(self) -> dict[str, Any]:
         return self._manifest
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.metrics.registry)
 
     def problems(self) -> list[str]:
         return list(self.failing)

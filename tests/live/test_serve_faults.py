@@ -246,3 +246,63 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path: Path) -> None:
         )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("trovewatch: error: cannot listen on")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # exited; its parent (init, once orphaned) has not reaped it yet
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_api_process_ends_with_serve_even_on_kill_9(tmp_path: Path) -> None:
+    """The API runs in a child process; serve killed with SIGKILL leaves no process
+    holding the port: a restart on the same port answers at once."""
+    log = tmp_path / "postgresql.json"
+    with gzip.open(SAMPLE) as sample:
+        log.write_bytes(sample.read(200_000).rsplit(b"\n", 1)[0] + b"\n")
+    serve = Serve(str(log), tmp_path / "state")
+    serve.start()
+    try:
+        serve.wait_ready()
+        assert serve.proc is not None
+        api = [p for p in _children(serve.proc.pid) if b"spawn_main" in _cmdline(p)]
+        assert len(api) == 1, "the API runs in one child process"
+        serve.kill()
+        assert _gone(api[0]), "the API process outlived serve"
+        serve.start()
+        serve.wait_ready(timeout=60)
+        assert serve.proc is not None and serve.proc.poll() is None
+        api = [p for p in _children(serve.proc.pid) if b"spawn_main" in _cmdline(p)]
+        serve.proc.terminate()
+        assert serve.proc.wait(timeout=30) == 0
+        assert all(_gone(p) for p in api)
+    finally:
+        serve.stop()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
