@@ -35,10 +35,6 @@ log = logging.getLogger("trovewatch.api")
 EXPOSED: Final = ("manifest", "problems", "push", "exposition")
 
 
-class _Host(BaseManager):
-    """The ingest process's end of the control channel."""
-
-
 class _Guest(BaseManager):
     """The API process's end of the control channel."""
 
@@ -50,8 +46,12 @@ def host(service: Service) -> tuple[str, bytes]:
     """Serve ``service``'s methods to the API process from threads of this one; returns
     the channel's address and key (to be passed to :func:`serve_api`)."""
     key = secrets.token_bytes(32)
-    _Host.register("service", callable=lambda: service, exposed=EXPOSED)
-    server = _Host(authkey=key).get_server()
+
+    class Host(BaseManager):  # a class per call: register() changes the class
+        """The ingest process's end of the control channel."""
+
+    Host.register("service", callable=lambda: service, exposed=EXPOSED)
+    server = Host(authkey=key).get_server()
     thread = threading.Thread(
         target=server.serve_forever, name="trovewatch-api-control", daemon=True
     )

@@ -20,21 +20,18 @@ read per second during the load, and the load average before and after.
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing as mp
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_live import LAP, STAMP, TOKEN, pool
+from bench_live import LAP, STAMP, TOKEN, client, pool
 from bench_score import PY, ensure_model
 from bench_serve import free_port, metric
 
@@ -81,46 +78,6 @@ def writer(path: str, rate: int, accounts: int, statements: int, ready: Any, sto
             time.sleep(0.02)
 
 
-def client(port: int, rate: float, seconds: float, accounts: int, threads: int, out: Any) -> None:
-    """Open loop: request k is due at start + k/rate; its latency runs from then."""
-    interval = 1.0 / rate
-    total = int(rate * seconds)
-    start = time.perf_counter() + 0.2
-    lock = threading.Lock()
-    counter = iter(range(total))
-    took: list[float] = []
-    codes: dict[int, int] = {}
-
-    def work() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        rng = random.Random()
-        while True:
-            with lock:
-                k = next(counter, None)
-            if k is None:
-                return
-            due = start + k * interval
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            account = f"user{rng.randrange(accounts):06d}"
-            conn.request("GET", f"/v1/accounts/{account}?limit=10", headers=headers)
-            answer = conn.getresponse()
-            answer.read()
-            elapsed = time.perf_counter() - due
-            with lock:
-                took.append(elapsed)
-                codes[answer.status] = codes.get(answer.status, 0) + 1
-
-    pool_ = [threading.Thread(target=work) for _ in range(threads)]
-    for t in pool_:
-        t.start()
-    for t in pool_:
-        t.join()
-    out.put((took, codes))
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process, its threads and its child processes."""
     total = 0.0
@@ -164,6 +121,15 @@ def main() -> int:
     parser.add_argument("--api-seconds", type=float, default=60)
     parser.add_argument("--threads", type=int, default=16, help="client connections")
     parser.add_argument("--wrk", type=int, default=0, help="then wrk with this many connections")
+    parser.add_argument(
+        "--close-at",
+        type=float,
+        help="start the writer so that windows close (5-min boundary + 30 s lateness) "
+        "this many seconds into the load",
+    )
+    parser.add_argument(
+        "--nice-ingest", type=int, default=0, help="renice serve's own threads (not the API's)"
+    )
     parser.add_argument("--serve-arg", action="append", default=[], help="extra serve argument")
     args = parser.parse_args()
     model = ensure_model(500_000)
@@ -193,6 +159,18 @@ def main() -> int:
             f"{time.monotonic() - started:.0f} s",
             flush=True,
         )
+        if args.nice_ingest:
+            for task in Path(f"/proc/{serve.pid}/task").iterdir():
+                os.setpriority(os.PRIO_PROCESS, int(task.name), args.nice_ingest)
+        if args.close_at is not None:
+            # Windows of the live lines close at a 5-minute boundary plus the lateness.
+            lead = args.warm_up + args.close_at
+            now = time.time()
+            close = (now + lead) // 300 * 300 + 300 + 30
+            if close - 300 - now >= lead:
+                close -= 300
+            print(f"waiting {close - lead - now:.0f} s to start the writer", flush=True)
+            time.sleep(close - lead - now)
         if args.ingest_rate:
             feed = spawn.Process(
                 target=writer,
@@ -203,6 +181,7 @@ def main() -> int:
             time.sleep(args.warm_up)
         results = spawn.Queue()
         load_before = loadavg()
+        print(f"load starts at {datetime.now(UTC):%H:%M:%S} UTC", flush=True)
         cpu0, t0 = cpu_seconds(serve.pid), time.monotonic()
         read0 = metric(port, "trovewatch_lines_read_total")
         asker = spawn.Process(
@@ -210,7 +189,7 @@ def main() -> int:
             args=(port, args.api_rate, args.api_seconds, args.accounts, args.threads, results),
         )
         asker.start()
-        took, codes = results.get()
+        took, when, codes = results.get()
         asker.join()
         cpu1, t1 = cpu_seconds(serve.pid), time.monotonic()
         read1 = metric(port, "trovewatch_lines_read_total")
@@ -232,6 +211,11 @@ def main() -> int:
             f"included); lines read {(read1 - read0) / (t1 - t0):,.0f}/s; "
             f"load average {load_before} before, {load_after} after"
         )
+        slow: dict[int, int] = {}
+        for t, w in zip(took, when, strict=True):
+            if t > 0.1:
+                slow[int(w)] = slow.get(int(w), 0) + 1
+        print(f"requests over 100 ms, by second of the load: {slow}")
         if args.wrk:
             print(wrk(port, args.wrk, 20, args.accounts, tmp))
     finally:

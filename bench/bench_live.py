@@ -4,7 +4,8 @@ A load generator appends pgAudit jsonlog lines (the record shapes of bench/make_
 one AUDIT statement per account in turn, so every account is active all the time) to a
 followed file at a steady rate, each stamped with the wall clock as it is written, while
 ``trovewatch serve`` follows, scores and checkpoints it. Optionally a second process asks
-``GET /v1/accounts/{account}`` at a fixed rate (open loop) and times every answer.
+``GET /v1/accounts/{account}`` at a fixed rate (open loop) and times every answer, from
+the first scored windows for ``--api-seconds``.
 
     uv run python bench/bench_live.py --rate 20000 --accounts 100000 --seconds 600
     uv run python bench/bench_live.py --rate 100000 --accounts 2000 --seconds 120 --api-rate 500
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing as mp
 import os
 import platform
 import random
@@ -30,6 +32,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench_score import PY, ensure_data, ensure_model
 from bench_serve import free_port, metric, rss_mb
@@ -61,45 +64,46 @@ def pool(accounts: int, statements: int, seed: int) -> tuple[bytes, list[int]]:
     return blob, ends
 
 
-codes: dict[int, int] = {}
-
-
-def api_load(
-    port: int, rate: float, accounts: int, stop: threading.Event, out: list[float]
-) -> None:
-    """Open loop: a request every 1/rate s (on 16 threads), each timed from its due time,
-    so a slow answer delays none of the next (no coordinated omission)."""
+def client(port: int, rate: float, seconds: float, accounts: int, threads: int, out: Any) -> None:
+    """Open loop: request k is due at start + k/rate; its latency runs from then."""
     interval = 1.0 / rate
-    start = time.perf_counter()
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.2
     lock = threading.Lock()
-    counter = iter(range(1 << 62))
+    counter = iter(range(total))
+    took: list[float] = []
+    when: list[float] = []
+    codes: dict[int, int] = {}
 
-    def worker() -> None:
-        # http.client, not httpx: the client must cost the 2-core machine little.
+    def work() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        while not stop.is_set():
+        rng = random.Random()
+        while True:
             with lock:
-                k = next(counter)
+                k = next(counter, None)
+            if k is None:
+                return
             due = start + k * interval
             wait = due - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-            account = f"user{(k * 7919) % accounts:06d}"
+            account = f"user{rng.randrange(accounts):06d}"
             conn.request("GET", f"/v1/accounts/{account}?limit=10", headers=headers)
             answer = conn.getresponse()
             answer.read()
-            took = time.perf_counter() - due
+            elapsed = time.perf_counter() - due
             with lock:
-                out.append(took)
+                took.append(elapsed)
+                when.append(due - start)
                 codes[answer.status] = codes.get(answer.status, 0) + 1
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
-    for t in threads:
+    pool_ = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool_:
         t.start()
-    stop.wait()
-    for t in threads:
-        t.join(timeout=15)
+    for t in pool_:
+        t.join()
+    out.put((took, when, codes))
 
 
 def slope_per_min(samples: list[tuple[float, float]]) -> float:
@@ -147,22 +151,24 @@ def main() -> int:
     cmd = [PY, "-m", "detector", "serve", "--model-dir", str(model), "--follow", str(followed)]
     cmd += ["--state-dir", str(tmp / "state"), "--port", str(port)]
     serve = subprocess.Popen(cmd, env=env, stderr=(tmp / "serve.log").open("ab"))
-    stop = threading.Event()
     latencies: list[float] = []
+    codes: dict[int, int] = {}
+    results: Any = mp.get_context("spawn").Queue()
     rss: list[tuple[float, float]] = []
     try:
         while metric(port, "trovewatch_storage_writable") != 1.0:
             time.sleep(0.2)
         idle = rss_mb(serve.pid)
         api = None
-        if args.api_rate:
-            api = threading.Thread(
-                target=api_load, args=(port, args.api_rate, args.accounts, stop, latencies)
+        if args.api_rate:  # in a process of its own: the writer's GIL is not in its timings
+            api = mp.get_context("spawn").Process(
+                target=client,
+                args=(port, args.api_rate, args.api_seconds, args.accounts, 16, results),
             )
         start = time.monotonic()
         written, lap, at, line_no = 0, 0, 0, 0
         current = blob.replace(LAP, b"%04d" % lap)
-        api_started, api_from = False, 0.0
+        api_started = False
         with followed.open("ab") as out:
             while (elapsed := time.monotonic() - start) < args.seconds:
                 due = int(elapsed * args.rate) - written
@@ -176,17 +182,11 @@ def main() -> int:
                         lap, line_no, at = lap + 1, 0, 0
                         current = blob.replace(LAP, b"%04d" % lap)
                 out.flush()
-                if (
-                    api_started
-                    and not stop.is_set()
-                    and time.monotonic() - api_from > args.api_seconds
-                ):
-                    stop.set()
                 if not rss or elapsed - rss[-1][0] >= 10:
                     scored = metric(port, "trovewatch_windows_scored_total")
                     if api is not None and not api_started and scored:
                         api.start()  # once windows are scored: accounts have something to show
-                        api_started, api_from = True, time.monotonic()
+                        api_started = True
                     rss.append((elapsed, rss_mb(serve.pid)))
                     read = metric(port, "trovewatch_lines_read_total")
                     print(
@@ -196,8 +196,8 @@ def main() -> int:
                         flush=True,
                     )
                 time.sleep(0.02)
-        stop.set()
         if api is not None and api_started:
+            latencies, _, codes = results.get()
             api.join(timeout=30)
         end_at = time.monotonic()
         read = metric(port, "trovewatch_lines_read_total")
@@ -217,7 +217,6 @@ def main() -> int:
         tracked = metric(port, "trovewatch_accounts_tracked")
         final_rss = rss_mb(serve.pid)
     finally:
-        stop.set()
         serve.terminate()
         serve.wait(timeout=60)
     seconds = args.seconds
