@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -87,6 +88,7 @@ def _serve_api(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         api.start()
+        _lower_priority(settings.ingest_nice)  # after the start: the API keeps its own
         while not stopping.is_set() and api.is_alive():
             stopping.wait(0.5)
     finally:
@@ -102,6 +104,29 @@ def _serve_api(
         return 0
     log.error("the API process ended (exit code %s); stopping", api.exitcode)
     return 1
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the nice value of every thread of this process by ``nice`` (threads made
+    later inherit it): on a busy machine the API process gets the cores first. Linux
+    keeps a nice value per thread; elsewhere the process's is raised."""
+    if nice <= 0:
+        return
+    try:
+        tasks = [int(t.name) for t in Path("/proc/self/task").iterdir()]
+    except OSError:
+        tasks = []
+    try:
+        if not tasks:
+            os.nice(nice)
+        for tid in tasks:
+            try:
+                current = os.getpriority(os.PRIO_PROCESS, tid)
+                os.setpriority(os.PRIO_PROCESS, tid, min(current + nice, 19))
+            except ProcessLookupError:  # the thread ended meanwhile
+                continue
+    except OSError as exc:  # e.g. setpriority denied by a seccomp filter
+        log.warning("cannot lower the ingest's CPU priority (ingest_nice): %s", exc)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,8 +92,41 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def schedstat(pid: int) -> tuple[float, float]:
+    """CPU time and run-queue wait (seconds) of a process's threads so far."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
+def sample_sched(pid: int, stop: threading.Event, out: list[tuple[float, float, float]]) -> None:
+    """Every second: (time, CPU s, run-queue wait s) of ``pid`` over that second."""
+    last, t = schedstat(pid), time.monotonic()
+    while not stop.wait(1.0):
+        now = schedstat(pid)
+        out.append((time.monotonic() - t, now[0] - last[0], now[1] - last[1]))
+        last = now
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    fields = _read(Path(f"/proc/{pid}/stat")).rsplit(b")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def wrk(port: int, connections: int, seconds: float, accounts: int, tmp: Path) -> str:
@@ -184,12 +218,26 @@ def main() -> int:
         print(f"load starts at {datetime.now(UTC):%H:%M:%S} UTC", flush=True)
         cpu0, t0 = cpu_seconds(serve.pid), time.monotonic()
         read0 = metric(port, "trovewatch_lines_read_total")
+        children = [
+            int(p.parent.name)
+            for p in Path("/proc").glob("[0-9]*/cmdline")
+            if f"/proc/{serve.pid}" != str(p.parent)
+            and b"spawn_main" in _read(p)
+            and _parent(int(p.parent.name)) == serve.pid
+        ]
+        sched: list[tuple[float, float, float]] = []
+        watching = threading.Event()
+        if children:  # the API process: how much CPU it got, and how long it waited for one
+            threading.Thread(
+                target=sample_sched, args=(children[0], watching, sched), daemon=True
+            ).start()
         asker = spawn.Process(
             target=client,
             args=(port, args.api_rate, args.api_seconds, args.accounts, args.threads, results),
         )
         asker.start()
         took, when, codes = results.get()
+        watching.set()
         asker.join()
         cpu1, t1 = cpu_seconds(serve.pid), time.monotonic()
         read1 = metric(port, "trovewatch_lines_read_total")
@@ -216,6 +264,11 @@ def main() -> int:
             if t > 0.1:
                 slow[int(w)] = slow.get(int(w), 0) + 1
         print(f"requests over 100 ms, by second of the load: {slow}")
+        if sched:
+            print(
+                "API process, per second (CPU ms / run-queue wait ms): "
+                + " ".join(f"{t:.0f}:{c * 1000:.0f}/{w * 1000:.0f}" for t, c, w in sched)
+            )
         if args.wrk:
             print(wrk(port, args.wrk, 20, args.accounts, tmp))
     finally:

@@ -148,6 +148,14 @@ class Settings(BaseSettings):
         description="Most accounts whose window history serve keeps; beyond it the least "
         "recently active accounts' history is dropped (trovewatch_accounts_evicted_total).",
     )
+    ingest_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="serve's ingest process lowers its CPU priority by this much (nice) "
+        "below its API process, so that parsing and scoring do not hold API answers back "
+        "when the cores are busy; 0: the same priority.",
+    )
 
     @field_validator(
         "window", "warmup", "lateness", "retention", "flag_hold", "retrain_every", "retrain_period"
