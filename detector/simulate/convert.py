@@ -20,10 +20,12 @@ FORMATS: Final = ("jsonlog", "csvlog", "stderr")
 SUFFIX: Final = {"jsonlog": ".json", "csvlog": ".csv", "stderr": ".log"}
 STDERR_PREFIX: Final = "%m [%p] %q%u@%d %r %a "
 
-_TEXT = ("timestamp", "user", "dbname", "remote_host", "session_id", "ps", "session_start")
-_TEXT += ("vxid", "error_severity", "state_code", "message", "detail", "statement")
-_TEXT += ("application_name", "backend_type")
-_INT = ("pid", "remote_port", "line_num", "txid", "cursor_position", "query_id")
+_TEXT: Final = (
+    "timestamp", "user", "dbname", "remote_host", "session_id", "ps", "session_start",
+    "vxid", "error_severity", "state_code", "message", "detail", "statement",
+    "application_name", "backend_type",
+)  # fmt: skip
+_INT: Final = ("pid", "remote_port", "line_num", "txid", "cursor_position", "query_id")
 SCHEMA: Final = pl.Schema({**dict.fromkeys(_TEXT, pl.String()), **dict.fromkeys(_INT, pl.Int64())})
 
 
