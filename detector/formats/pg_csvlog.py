@@ -100,8 +100,8 @@ def _segmented(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         else:  # left half popped first: records stay in order
             half = batch.height // 2
             batches += [batch.slice(half), batch.slice(0, half)]
-    if not good:  # the columns, no rows
-        empty = pl.DataFrame(schema={c: pl.String for c in COLUMNS})
+    if not good:  # the columns _read_csv gives, no rows
+        empty = pl.DataFrame(schema=dict.fromkeys(USED, pl.String))
         good.append(empty.with_columns(records["line_no"].clear()))
     return pl.concat(good), pl.concat(broken)
 
