@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 
 from detector import features as F
-from detector import model, pipeline, settings
+from detector import formats, model, pipeline, settings
 from detector import schema as S
 from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
+from detector.reader import Chunk
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -425,9 +426,6 @@ def test_a_statement_split_between_reads_counts_once_when_its_session_shares_a_m
     # A COPY, then a statement reading three tables whose first line ends the first read.
     # Events of one read need not be in line order (the parser puts exports together), so
     # "latest" is every statement at the session's latest time.
-    from detector import formats
-    from detector.reader import Chunk
-
     lines = [_audit_line(1, "s.a"), _audit_line(2, "COPY s.a")]
     lines += [_audit_line(3, t) for t in ("s.a", "s.b", "s.c")]
     fmt = formats.native("pgaudit-jsonlog", None)
