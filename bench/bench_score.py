@@ -51,15 +51,15 @@ print(lines.collect().height)
 }
 
 
-def run(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def run(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"failed ({status}): {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def ensure_data(lines: int, fmt: str = "jsonlog", days: float = 3.0) -> Path:
@@ -98,6 +98,7 @@ def main() -> None:
     events = sum(1 for line in log.open() if "AUDIT: " in line)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
         f"input: {log.name}, {args.lines:,} lines ({log.stat().st_size / 1e6:,.0f} MB), {events:,} AUDIT lines\n"
@@ -108,10 +109,13 @@ def main() -> None:
     }
     if args.format == "jsonlog":
         results["plain-Python reference"] = run([PY, str(HERE / "reference.py"), str(log)])
-    print(f"{'':<24}{'seconds':>9}{'lines/s':>12}{'AUDIT lines/s':>15}{'peak RSS MB':>13}")
-    for name, (seconds, rss) in results.items():
+    print(
+        f"{'':<24}{'seconds':>9}{'lines/s':>12}{'AUDIT lines/s':>15}{'peak RSS MB':>13}{'CPU s':>8}"
+    )
+    for name, (seconds, rss, cpu) in results.items():
         print(
-            f"{name:<24}{seconds:>9.1f}{args.lines / seconds:>12,.0f}{events / seconds:>15,.0f}{rss:>13,.0f}"
+            f"{name:<24}{seconds:>9.1f}{args.lines / seconds:>12,.0f}{events / seconds:>15,.0f}"
+            f"{rss:>13,.0f}{cpu:>8.1f}"
         )
     ours, ceil = results["trovewatch score"][0], results["polars read ceiling"][0]
     print(f"\ntrovewatch takes {ours / ceil:.2f}x the Polars read ceiling")

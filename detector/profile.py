@@ -14,8 +14,6 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy import sparse
-from sklearn.neighbors import NearestNeighbors
 
 from detector import schema as S
 from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns
@@ -228,6 +226,10 @@ class _Readers:
     nearest accounts by Jaccard similarity of those sets (scikit-learn, brute force)."""
 
     def __init__(self, known: pl.DataFrame) -> None:
+        # imported here, not with the module: scikit-learn takes seconds to import, and
+        # every command imports this module
+        from sklearn.neighbors import NearestNeighbors
+
         objects = known.filter(pl.col("kind") == "object")
         self.accounts = objects[ACCOUNT].unique().sort()
         self.vocabulary = objects["value"].unique().sort()
@@ -246,6 +248,8 @@ class _Readers:
     def _rows(self, pairs: pl.DataFrame, height: int) -> npt.NDArray[np.bool_]:
         """Dense boolean rows from (row, value) pairs; values outside the vocabulary are
         dropped (no known account reads them: they change no similarity's order)."""
+        from scipy import sparse
+
         cells = pairs.join(self._index(self.vocabulary, "col"), on="value", how="inner")
         rows: npt.NDArray[np.bool_] = (
             sparse.csr_matrix(

@@ -26,6 +26,12 @@ COLUMNS: Final = [
     "query", "query_pos", "location", "application_name", "backend_type", "leader_pid",
     "query_id",
 ]  # fmt: skip
+# The columns the parser reads.
+USED: Final = [
+    "log_time", "user_name", "database_name", "process_id", "connection_from",
+    "session_id", "error_severity", "message", "query", "application_name",
+    "backend_type", "leader_pid",
+]  # fmt: skip
 # A csvlog record starts with its timestamp: chunks are only cut before such a line.
 # (Matched at a line's start by the chunk reader: a ``^`` would match only at the start
 # of its buffer, and the whole file would be one chunk.)
@@ -44,17 +50,11 @@ class PgCsvlog:
         return bool(lines) and _SNIFF.match(lines[0]) is not None and lines[0].count(",") >= 22
 
     def parse(self, chunk: Chunk) -> Parsed:
-        return self._parse(chunk, one_record=False)
-
-    def _parse(self, chunk: Chunk, one_record: bool) -> Parsed:
-        fast = None if one_record else _one_line_records(chunk)
+        fast = _one_line_records(chunk)
         if fast is not None:  # the usual case: no record to segment, nothing to reject
             table, bad = fast, empty_rejects()
         else:
-            segmented, bad = self._segmented(chunk, one_record)
-            if isinstance(segmented, Parsed):
-                return segmented
-            table = segmented
+            table, bad = _segmented(chunk)
         short = rejects(table, pl.col("message").is_null(), Reason.TRUNCATED)
         rows = table.filter(pl.col("message").is_not_null()).select(
             "line_no",
@@ -76,54 +76,52 @@ class PgCsvlog:
         parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed
 
-    def _segmented(
-        self, chunk: Chunk, one_record: bool
-    ) -> tuple[pl.DataFrame | Parsed, pl.DataFrame]:
-        """The chunk's records (with ``line_no``) as found by :func:`_segment`, and the
-        lines it rejected; or, for a chunk Polars reads otherwise, its parse record by
-        record."""
-        records, bad = _segment(chunk)
-        text = records.select(pl.col("text").str.join("\n")).item() if records.height else ""
-        table = _read_csv(text.encode() + b"\n")
-        if table is None or table.height != records.height:
-            if one_record:  # a single record that is not CSV: rejected, never retried
-                truncated = rejects(chunk.lines.head(1), pl.lit(True), Reason.TRUNCATED)
-                parsed = Parsed(
-                    events=_no_events(), rejects=with_raw_lines(truncated, lambda: chunk.lines)
-                )
-                return parsed, bad
-            return self._per_record(chunk), bad  # records the segmentation got wrong: one by one
-        return table.with_columns(records["line_no"]), bad
 
-    def _per_record(self, chunk: Chunk) -> Parsed:
-        """The slow path, for a chunk whose records Polars read as a different number of
-        rows than :func:`_segment` found: every record is read on its own, so a broken one
-        is rejected without taking its neighbours with it."""
-        records, bad = _segment(chunk)
-        events, found, context = [], [bad], 0
-        for line_no, text in records.select("line_no", "text").iter_rows():
-            sub = self._parse(Chunk(chunk.path, text.encode(), line_no), one_record=True)
-            events.append(sub.events)
-            found.append(sub.rejects)
-            context += sub.context
-        return Parsed(
-            events=pl.concat(events) if events else _no_events(),
-            rejects=pl.concat(found).sort("line_no"),
-            context=context,
-        )
+def _segmented(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The chunk's records (found by :func:`_segment`) as csvlog rows with ``line_no``,
+    and the lines rejected: stray lines, and records Polars does not read as one row each.
+
+    Records are read together; a batch that reads as another number of rows is halved
+    until each broken record is alone, so broken records cost a few reads each (about
+    log2 of the chunk's records), never a parse per record.
+    """
+    records, bad = _segment(chunk)
+    good: list[pl.DataFrame] = []
+    broken: list[pl.DataFrame] = [bad]
+    batches = [records] if records.height else []
+    while batches:
+        batch = batches.pop()
+        text = batch.select(pl.col("text").str.join("\n")).item()
+        table = _read_csv(text.encode() + b"\n")
+        if table is not None and table.height == batch.height:
+            good.append(table.with_columns(batch["line_no"]))
+        elif batch.height == 1:  # a single record that is not CSV: rejected
+            broken.append(rejects(batch, pl.lit(True), Reason.TRUNCATED))
+        else:  # left half popped first: records stay in order
+            half = batch.height // 2
+            batches += [batch.slice(half), batch.slice(0, half)]
+    if not good:  # the columns _read_csv gives, no rows
+        empty = pl.DataFrame(schema=dict.fromkeys(USED, pl.String))
+        good.append(empty.with_columns(records["line_no"].clear()))
+    return pl.concat(good), pl.concat(broken)
 
 
 def _read_csv(data: bytes) -> pl.DataFrame | None:
-    """``data`` as csvlog rows of text, or None when Polars cannot read it as CSV. The
-    width is fixed: a first row (maybe a stray line) must not decide it."""
+    """``data`` as csvlog rows of text (the columns :data:`USED`), or None when Polars
+    cannot read it as CSV. The width is fixed: a first row (maybe a stray line) must not
+    decide it."""
     try:
-        return pl.read_csv(
-            data,
-            has_header=False,
-            schema=dict.fromkeys(COLUMNS, pl.String),
-            missing_columns="insert",
-            truncate_ragged_lines=True,
-            raise_if_empty=False,
+        return (
+            pl.scan_csv(
+                data,
+                has_header=False,
+                schema=dict.fromkeys(COLUMNS, pl.String),
+                missing_columns="insert",
+                truncate_ragged_lines=True,
+                raise_if_empty=False,
+            )
+            .select(USED)  # the other columns are split off but not built: half the CPU
+            .collect()
         )
     except PolarsError:
         return None
@@ -191,10 +189,3 @@ def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     return records.filter(~unclosed).select("line_no", "text"), bad
 
-
-def _no_events() -> pl.DataFrame:
-    return pgaudit.to_events(_empty_records(), PgCsvlog.name).events
-
-
-def _empty_records() -> pl.DataFrame:
-    return pl.DataFrame(schema=pgaudit.RECORD_COLUMNS)

@@ -113,6 +113,7 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
         .collect()
     )
     object_end = tail.str.find(",", literal=True)
+    rows = end.str.strip_prefix(",<none>").str.strip_prefix(",<not logged>").str.strip_prefix(",")
     statement_len = tail.str.len_chars() - end.str.len_chars() - object_end - 1
     # The raw message is not needed past here; carrying it would copy it at every step.
     done = ["message", "statement", *_HEAD, "_end", "_plain"]
@@ -128,8 +129,12 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
             pl.col("_otype").alias("a_object_type"),
             tail.str.slice(0, object_end).alias("a_object_name"),
             tail.str.slice(object_end + 1, statement_len).alias("a_statement"),
-            end.str.extract(r"^,(<[a-z ]+>)", 1).alias("a_parameter"),
-            end.str.extract(r",(\d+)$", 1).alias("a_rows"),
+            # ``_end`` is ``,<none>`` or ``,<not logged>``, then maybe ``,<rows>``.
+            pl.when(end.str.starts_with(",<none>"))
+            .then(pl.lit("<none>"))
+            .otherwise(pl.lit("<not logged>"))
+            .alias("a_parameter"),
+            pl.when(rows != "").then(rows).alias("a_rows"),
         )
         .drop(done)
         .collect()

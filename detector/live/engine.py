@@ -160,11 +160,12 @@ class Engine:
         # Each session's latest statement may go on in the next read: it stays an event,
         # if logged in the read's last moments (a statement's lines are logged together;
         # a session's older last statement is complete, and holding it would keep an
-        # event per session).
-        key = pl.struct(S.SESSION, S.STATEMENT_ID)
+        # event per session). Latest by time, and every one of the session's statements
+        # at that time: statements share a millisecond, and events need not be in the
+        # order their lines were read.
         latest = (
             pl.col(S.STATEMENT_ID).is_not_null()
-            & (key == key.last().over(S.SESSION))
+            & (pl.col(S.TIME) == pl.col(S.TIME).max().over(S.SESSION))
             & (pl.col(S.TIME) >= newest - HOLD)
         )
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])

@@ -127,7 +127,9 @@ class Service:
         self._last_checkpoint = 0.0
         self._last_prune = 0.0
         self._last_gauges = -GAUGE_INTERVAL
-        self._last_data = 0.0
+        # Quiet is counted from start-up, not from the epoch: a restart is no sign that
+        # the writers are quiet (the rest of a statement may follow what was read).
+        self._last_data = time.monotonic()
         self._dirty = False
         self._show_model()
         self.retrainer = Retrainer(settings, self.store, self._followed_files)

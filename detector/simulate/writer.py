@@ -1,9 +1,10 @@
-"""``trovewatch simulate``: write a population's jsonlog, day by day, and its labels.
+"""``trovewatch simulate``: write a population's log, day by day, and its labels.
 
 Output in ``--out``:
 
 * ``postgresql-YYYY-MM-DD.json`` (``.json.gz`` with ``--gzip``): one file per day, as a
-  server with ``log_filename = 'postgresql-%Y-%m-%d.json'`` rotates them.
+  server with ``log_filename = 'postgresql-%Y-%m-%d'`` rotates them; with ``--format
+  csvlog`` or ``stderr`` the same records as ``.csv`` or ``.log`` (``convert``).
 * ``labels.csv``: ``incident_id,account,start,end,kind,description`` (ISO-8601 UTC).
 * ``unusual.csv``: big but legitimate jobs (same columns; not incidents, not labels).
 * ``totals.csv``: per account, the events, rows and exports a parser should count.
@@ -30,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from detector.simulate import activity, incidents, lines, population
+from detector.simulate import activity, convert, incidents, lines, population
 from detector.simulate.roles import Role
 from detector.simulate.truth import Totals
 
 DEFAULT_START = date(2026, 10, 5)  # a Monday
-LOG_GLOB = "postgresql-????-??-??.json*"
+LOG_GLOB = "postgresql-????-??-??.*"
 
 
 def _day(text: str) -> date:
@@ -74,7 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="incidents of each kind (default: one per 40 accounts, at least one)",
     )
-    parser.add_argument("--gzip", action="store_true", help="write .json.gz files")
+    parser.add_argument(
+        "--format",
+        choices=convert.FORMATS,
+        default="jsonlog",
+        help="PostgreSQL's log_destination to write (default: %(default)s; stderr with "
+        f"log_line_prefix = '{convert.STDERR_PREFIX}')",
+    )
+    parser.add_argument("--gzip", action="store_true", help="write .gz files")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the logs of an earlier run in --out"
     )
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(
         args.out, args.accounts, args.days, args.seed, args.start,
         warmup=args.warmup_days, per_kind=args.incidents, compress=args.gzip,
-        progress=not args.no_progress,
+        progress=not args.no_progress, fmt=args.format,
     )  # fmt: skip
     rate = result.lines / result.seconds if result.seconds else 0.0
     print(
@@ -135,6 +143,7 @@ def simulate(
     per_kind: int | None = None,
     compress: bool = False,
     progress: bool = False,
+    fmt: str = "jsonlog",
 ) -> Result:
     """Write the logs and sidecar files into ``out``; see the module docstring."""
     began = time.perf_counter()
@@ -160,7 +169,7 @@ def simulate(
             )
             totals.add(stmts, frozen)
             spans.add(stmts)
-            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}.json" + (
+            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}{convert.SUFFIX[fmt]}" + (
                 ".gz" if compress else ""
             )
             files.append(out / name)
@@ -169,7 +178,7 @@ def simulate(
                 stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng
             )
             for block, count in blocks:
-                writer.put(block)
+                writer.put(convert.render(block, fmt))
                 n_lines += count
             n_stmts += len(stmts["t"])
             bar(n_lines, time.perf_counter() - began)

@@ -222,3 +222,13 @@ def parse_chunks(
         events = events if finish is None else finish(events)
     rejects = pl.concat([p.rejects for p in parsed])
     return Chunked(events, rejects, sum(p.context for p in parsed), len(parsed))
+
+
+# A text of only these is blank to the parsers (Polars' and Rust's whitespace): Unicode
+# White_Space. (Python's str.strip also takes U+001C..U+001F: a line of those is
+# garbage, quarantined.)
+WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)

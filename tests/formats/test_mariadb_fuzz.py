@@ -13,6 +13,7 @@ from detector.rejects import Reason
 from tests.formats.common import (
     FUZZ,
     RANDOM_BYTES,
+    WHITE_SPACE,
     garbage_bytes,
     insertions,
     not_gzip,
@@ -29,13 +30,6 @@ TORTURE = [
 ]  # fmt: skip
 
 
-# A line of only these is blank to the parsers: Unicode White_Space. (Python's str.strip
-# also takes U+001C..U+001F: a line of those is garbage, quarantined.)
-WHITE_SPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680"
-    + "".join(map(chr, range(0x2000, 0x200B)))
-    + "\u2028\u2029\u202f\u205f\u3000"
-)
 GARBAGE = garbage_bytes(TORTURE).filter(lambda b: b.strip() != b"" and not b[:9].isdigit())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from detector.formats import pg_csvlog
@@ -55,3 +56,26 @@ def test_a_csvlog_file_is_read_in_chunks_not_whole() -> None:
     assert len(chunks) > 5
     assert all(c.data.startswith(b"2026-") for c in chunks)  # cut before a record's first line
     assert b"".join(c.data for c in chunks) == path.read_bytes()
+
+
+def test_records_whose_quotes_are_not_doubled_are_rejected_alone(tmp_path: Path) -> None:
+    # A writer that forgets to double the quotes inside a field (`"relation "x" does not
+    # exist"`): those records are quarantined, and the others read as if they were not there.
+    lines = (REFERENCE_PG / "postgresql.csv").read_text().splitlines(keepends=True)
+    broken = {i for i, line in enumerate(lines) if '""' in line}
+    assert len(broken) >= 5 and len(lines) - len(broken) >= 50
+    bad = tmp_path / "bad.csv"
+    bad.write_text("".join(line.replace('""', '"') for line in lines))
+    without = tmp_path / "without.csv"
+    without.write_text("".join(line for i, line in enumerate(lines) if i not in broken))
+    fmt = PgCsvlog()
+    found = [fmt.parse(c) for c in read_chunks(bad)]
+    expected = [fmt.parse(c) for c in read_chunks(without)]
+    rejected = {n for p in found for n in p.rejects["line_no"].to_list()}
+    assert rejected and rejected <= {i + 1 for i in broken}  # (some still read as one row)
+    assert {r for p in found for r in p.rejects["reason"].to_list()} == {"truncated"}
+    events = pl.concat(p.events for p in found)
+    others = pl.concat(p.events for p in expected)
+    keys = [c for c, t in others.schema.items() if not isinstance(t, pl.List)]
+    missing = others.join(events, on=keys, how="anti", nulls_equal=True)
+    assert others.height > 0 and missing.is_empty(), missing

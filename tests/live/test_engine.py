@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 
 from detector import features as F
-from detector import model, pipeline, settings
+from detector import formats, model, pipeline, settings
 from detector import schema as S
 from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
+from detector.reader import Chunk
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -392,3 +393,46 @@ def test_closing_windows_scored_a_few_accounts_at_a_time_give_the_batch_verdicts
     assert joined.height == batch.height == live.height
     assert (joined["flagged"] == joined["flagged_live"]).all()
     assert (joined["score"] - joined["score_live"]).abs().max() < 1e-3  # type: ignore[operator]
+
+
+def _audit_line(n: int, table: str) -> str:
+    """A pgAudit jsonlog line of statement ``n`` (one per relation it reads; a COPY of the
+    table to the client without one), all at one millisecond, as a busy session logs."""
+    if table.startswith("COPY "):
+        audit = f"{n},1,READ,COPY,,,{table} TO STDOUT;,<none>,0"
+    else:
+        audit = f"{n},1,READ,SELECT,TABLE,{table},SELECT * FROM t{n};,<none>,5"
+    return json.dumps(
+        {
+            "timestamp": "2026-10-21 10:00:00.123 UTC",
+            "user": "web_shop",
+            "dbname": "shop",
+            "pid": 4242,
+            "remote_host": "10.0.0.9",
+            "session_id": "6ac54933.1092",
+            "line_num": 1,
+            "ps": "SELECT",
+            "error_severity": "LOG",
+            "message": f"AUDIT: SESSION,{audit}",
+            "application_name": "shop-api",
+            "backend_type": "client backend",
+        }
+    )
+
+
+def test_a_statement_split_between_reads_counts_once_when_its_session_shares_a_millisecond(
+    trained: model.TrainedModel,
+) -> None:
+    # A COPY, then a statement reading three tables whose first line ends the first read.
+    # Events of one read need not be in line order (the parser puts exports together), so
+    # "latest" is every statement at the session's latest time.
+    lines = [_audit_line(1, "s.a"), _audit_line(2, "COPY s.a")]
+    lines += [_audit_line(3, t) for t in ("s.a", "s.b", "s.c")]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    engine = Engine(trained, settings.load())
+    for first, part in ((1, lines[:3]), (4, lines[3:])):
+        parsed = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in part).encode(), first))
+        engine.add(fmt.finish(parsed.events))
+    window = engine.close(wall=FAR_FUTURE).scored.row(0, named=True)
+    assert window["features"]["statements_5m"] == 3
+    assert window["objects"] == ["s.a", "s.b", "s.c"]

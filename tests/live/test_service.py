@@ -287,3 +287,45 @@ def test_every_format_is_followed_as_score_reads_it(
         assert objects <= read if split else objects == read
     finally:
         service.stop()
+
+
+def test_a_restart_waits_the_lateness_before_the_wall_clock_closes_windows(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A restart is no sign that the writers went quiet: a statement whose first table's
+    line was read before the restart and whose second arrives just after is counted once
+    (the restarted service does not close its window as if the log had ended)."""
+    body = day_of_lines("2026-10-19")
+    # billing_job's second statement logs one line per table (its session's lines 4-6):
+    # cut between two of them.
+    lines = body.splitlines(keepends=True)
+    at = next(
+        i
+        for i, line in enumerate(lines)
+        if b'"user":"billing_job"' in line and b'"line_num":5,' in line
+    )
+    assert b"AUDIT: SESSION,2,1," in lines[at - 1] and b"AUDIT: SESSION,2,1," in lines[at]
+    cut = len(b"".join(lines[:at]))
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(body[:cut])
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(log)],
+        lateness="5s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    first = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    first.start()
+    wait_for(lambda: first.sources[0].caught_up())
+    first.stop()
+    second = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    second.start()
+    try:
+        time.sleep(1)  # the restarted service polls the unchanged log a few times
+        with log.open("ab") as fh:
+            fh.write(body[cut:])
+        expected = batch_totals(body, tmp_path)
+        wait_for(lambda: stored_totals(second, expected) == expected, timeout=30)
+    finally:
+        second.stop()
