@@ -16,6 +16,10 @@ statements), so its memory grows with the accounts active, not with the events:
   arrives with the next read and is merged into it), and the records of logs joined
   with another log (MariaDB's audit and slow logs, Snowflake's query and access
   histories: ``formats.JOINS``), which wait for their partner until the window closes.
+* ``continued``: the statements still held when their window closed (session and
+  statement id). Should the rest of one arrive after all (its writer paused longer than
+  the lateness), those lines add their objects to the first open window, not a second
+  statement or its rows again.
 * ``history``: closed windows' volume signals over the longest horizon, with whether
   each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it. Kept in
   segments, one per close, so that a checkpoint writes only the new one.
@@ -79,6 +83,7 @@ KEPT: Final = (
     S.SOURCE_FORMAT,
 )
 PENDING_SCHEMA: Final = pl.Schema({c: S.EVENT_SCHEMA[c] for c in KEPT})
+CONTINUED: Final = (S.SESSION, S.STATEMENT_ID, S.TIME)  # a held statement, once closed
 HISTORY_SCHEMA: Final = pl.Schema(
     {
         F.ACCOUNT: pl.String(),
@@ -87,6 +92,7 @@ HISTORY_SCHEMA: Final = pl.Schema(
         "alerted": pl.Boolean(),
     }
 )
+CONTINUED_SCHEMA: Final = pl.Schema({c: S.EVENT_SCHEMA[c] for c in CONTINUED})
 KNOWN_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "kind": pl.String(), "value": pl.String()})
 EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Datetime("us", "UTC")})
 # Records joined with another log's: they stay events until their window closes.
@@ -94,6 +100,8 @@ JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
 COMPACT_AFTER: Final = 8  # partial frames folded into one past this many
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
+# What the rest of a statement already counted must not count again.
+NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
 SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
 
 
@@ -119,6 +127,7 @@ class Engine:
         self.max_accounts = settings.max_accounts
         self._open: list[pl.DataFrame] = []  # partials, merged lazily
         self.held = pl.DataFrame(schema=PENDING_SCHEMA)
+        self.continued = pl.DataFrame(schema=CONTINUED_SCHEMA)
         self.history: list[pl.DataFrame] = []  # segments, oldest first
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
@@ -145,6 +154,7 @@ class Engine:
         assert isinstance(newest, datetime)
         self.newest = newest if self.newest is None else max(self.newest, newest)
         self.newest_of[source] = max(newest, self.newest_of.get(source, newest))
+        events = self._rest_of_closed(events, newest)
         if self.closed_until is not None:
             late = pl.col(S.TIME) < self.closed_until
             self.late += events.filter(late).height
@@ -170,6 +180,21 @@ class Engine:
         )
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
+
+    def _rest_of_closed(self, events: pl.DataFrame, newest: datetime) -> pl.DataFrame:
+        """``events`` with the lines of statements already closed (``continued``) counted
+        for their objects only: no statement, rows, bytes or export of their own."""
+        if self.continued.is_empty():
+            return events
+        key = pl.struct(S.SESSION, S.STATEMENT_ID)
+        rest = key.is_in(self.continued.select(key).to_series().implode())
+        events = events.with_columns(
+            *(pl.when(rest).then(None).otherwise(pl.col(c)).alias(c) for c in NOT_AGAIN),
+            pl.when(rest).then(False).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
+        )
+        # A statement's lines are logged together: past the hold, none of it is to come.
+        self.continued = self.continued.filter(pl.col(S.TIME) >= newest - HOLD)
+        return events
 
     def _fold(self, part: pl.DataFrame) -> None:
         if part.height:
@@ -217,6 +242,12 @@ class Engine:
             self._open = [opened] if opened.height else []
             return Closed(pl.DataFrame(), late)
         self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
+        closed_statements = due_events.filter(
+            ~pl.col(S.SOURCE_FORMAT).is_in(JOINED)
+            & pl.col(S.SESSION).is_not_null()
+            & pl.col(S.STATEMENT_ID).is_not_null()
+        )
+        self.continued = pl.concat([self.continued, closed_statements.select(CONTINUED)])
         self._open = [opened.filter(~due)]
         self._rewrite_open()
         if due_events.height:
@@ -426,6 +457,7 @@ class Engine:
             **self._writes,
             "meta": json.dumps(meta).encode(),
             "held": _parquet(self.held),
+            "continued": _parquet(self.continued),
         }
 
     def saved(self) -> None:
@@ -467,6 +499,8 @@ class Engine:
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
+            elif kind == "continued":
+                self.continued = frame.select(CONTINUED).cast(CONTINUED_SCHEMA)
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
 

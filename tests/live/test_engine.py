@@ -242,7 +242,9 @@ def test_checkpoints_of_only_the_changes_restore_the_whole_state(
         chunk = week3[start : min(start + 300, half)]
         first.add(chunk[:150])
         written = checkpoint_through(saved, first)  # nothing closed since the last one
-        assert written <= {"meta", "held"} | {n for n in written if n.startswith("open.")}
+        assert written <= {"meta", "held", "continued"} | {
+            n for n in written if n.startswith("open.")
+        }
         first.add(chunk[150:])
         parts.append(first.close().scored)
         checkpoint_through(saved, first)
@@ -436,3 +438,29 @@ def test_a_statement_split_between_reads_counts_once_when_its_session_shares_a_m
     window = engine.close(wall=FAR_FUTURE).scored.row(0, named=True)
     assert window["features"]["statements_5m"] == 3
     assert window["objects"] == ["s.a", "s.b", "s.c"]
+
+
+def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
+    trained: model.TrainedModel,
+) -> None:
+    """The first of a statement's three lines is read, its writer pauses past the
+    lateness, the window closes with it; the other two lines then arrive late (after a
+    checkpoint and restore too): they add their tables, not a second statement or its
+    rows again."""
+    lines = [_audit_line(1, "s.a"), *(_audit_line(2, t) for t in ("s.a", "s.b", "s.c"))]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    first = Engine(trained, settings.load())
+    part = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in lines[:2]).encode(), 1))
+    first.add(fmt.finish(part.events))
+    closed = first.close(wall=FAR_FUTURE).scored.row(0, named=True)
+    assert closed["features"]["statements_5m"] == 2
+    resumed = Engine(trained, settings.load())
+    resumed.restore(first.snapshot())
+    later = _audit_line(3, "s.d").replace("10:00:00.123", "10:07:00.000")
+    part = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in [*lines[2:], later]).encode(), 3))
+    resumed.add(fmt.finish(part.events))
+    window = resumed.close(wall=FAR_FUTURE).scored.row(0, named=True)
+    assert window["window_start"] == datetime(2026, 10, 21, 10, 5, tzinfo=UTC)
+    assert window["features"]["statements_5m"] == 1  # statement 3 only
+    assert window["features"]["rows_read_5m"] == 5
+    assert sorted(window["objects"]) == ["s.b", "s.c", "s.d"]
