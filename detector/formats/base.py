@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,3 +44,31 @@ class Format(Protocol):
 #   chunk_bytes: int                  chunk size when parsing depends on where chunks end
 #   fast_batches(path) -> Iterator[Parsed]   a whole-file fast path for clean input
 #   finish(events) -> events          a whole-file step after all chunks are parsed
+
+
+def read_halving(
+    records: pl.DataFrame, read: Callable[[pl.DataFrame], pl.DataFrame | None]
+) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], pl.DataFrame]:
+    """``records`` (one record per row, in order) read by ``read`` in batches, for
+    formats whose reader (Polars' CSV reader, say) takes many records at once but can
+    lose count on a broken one (a quote not doubled runs into the next records).
+
+    A batch that ``read`` cannot read, or reads as another number of rows, is halved
+    until each broken record is alone: broken records cost a few reads each (about log2
+    of the records), never a read per record. Returns the (batch, rows read) pairs, in
+    order, and the records read as no single row.
+    """
+    read_ok: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    broken: list[pl.DataFrame] = [records.clear()]
+    batches = [records] if records.height else []
+    while batches:
+        batch = batches.pop()
+        table = read(batch)
+        if table is not None and table.height == batch.height:
+            read_ok.append((batch, table))
+        elif batch.height == 1:
+            broken.append(batch)
+        else:  # the left half popped first: records stay in order
+            half = batch.height // 2
+            batches += [batch.slice(half), batch.slice(0, half)]
+    return read_ok, pl.concat(broken)

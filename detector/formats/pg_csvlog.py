@@ -14,7 +14,7 @@ import polars as pl
 from polars.exceptions import PolarsError
 
 from detector.formats import pgaudit
-from detector.formats.base import Parsed
+from detector.formats.base import Parsed, read_halving
 from detector.reader import Chunk
 from detector.rejects import Reason, empty_rejects, rejects, with_raw_lines
 
@@ -79,31 +79,20 @@ class PgCsvlog:
 
 def _segmented(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The chunk's records (found by :func:`_segment`) as csvlog rows with ``line_no``,
-    and the lines rejected: stray lines, and records Polars does not read as one row each.
-
-    Records are read together; a batch that reads as another number of rows is halved
-    until each broken record is alone, so broken records cost a few reads each (about
-    log2 of the chunk's records), never a parse per record.
-    """
+    and the lines rejected: stray lines, and records Polars does not read as one row
+    each (read together, halved around broken ones: :func:`base.read_halving`)."""
     records, bad = _segment(chunk)
-    good: list[pl.DataFrame] = []
-    broken: list[pl.DataFrame] = [bad]
-    batches = [records] if records.height else []
-    while batches:
-        batch = batches.pop()
-        text = batch.select(pl.col("text").str.join("\n")).item()
-        table = _read_csv(text.encode() + b"\n")
-        if table is not None and table.height == batch.height:
-            good.append(table.with_columns(batch["line_no"]))
-        elif batch.height == 1:  # a single record that is not CSV: rejected
-            broken.append(rejects(batch, pl.lit(True), Reason.TRUNCATED))
-        else:  # left half popped first: records stay in order
-            half = batch.height // 2
-            batches += [batch.slice(half), batch.slice(0, half)]
+    read_ok, broken = read_halving(
+        records,
+        lambda batch: _read_csv(
+            batch.select(pl.col("text").str.join("\n")).item().encode() + b"\n"
+        ),
+    )
+    good = [table.with_columns(batch["line_no"]) for batch, table in read_ok]
     if not good:  # the columns _read_csv gives, no rows
         empty = pl.DataFrame(schema=dict.fromkeys(USED, pl.String))
         good.append(empty.with_columns(records["line_no"].clear()))
-    return pl.concat(good), pl.concat(broken)
+    return pl.concat(good), pl.concat([bad, rejects(broken, pl.lit(True), Reason.TRUNCATED)])
 
 
 def _read_csv(data: bytes) -> pl.DataFrame | None:
@@ -188,4 +177,3 @@ def _segment(chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         ]
     )
     return records.filter(~unclosed).select("line_no", "text"), bad
-

@@ -25,6 +25,7 @@ from typing import Final
 import polars as pl
 from polars.exceptions import PolarsError
 
+from detector.formats.base import read_halving
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects, with_raw_lines
@@ -164,12 +165,22 @@ class Export:
                 lines, pl.col("line").str.strip_chars() != "", Reason.UNRECOGNISED
             )
         records, bad = _segment(lines, self.record_start)
-        table = self._read_csv(records["text"].to_list())
-        if table is None or table.height != records.height:
-            table, unreadable = self._one_by_one(records)
-            bad = pl.concat([bad, unreadable])
-            records = records.filter(~pl.col("line_no").is_in(unreadable["line_no"].implode()))
-        rows = table.with_columns(records["line_no"], records["text"].alias("line"))
+        # Read together; halved around records Polars reads as no single row.
+        read_ok, broken = read_halving(records, lambda b: self._read_csv(b["text"].to_list()))
+        unreadable = rejects(broken, pl.lit(True), Reason.UNRECOGNISED)
+        bad = pl.concat([bad, unreadable.with_columns(pl.lit(None, pl.String).alias("line"))])
+        empty = pl.DataFrame(schema=dict.fromkeys(self._wanted(), pl.String))
+        rows = pl.concat(
+            [
+                empty.with_columns(
+                    line_no=records["line_no"].clear(), line=pl.lit(None, pl.String)
+                ),
+                *(
+                    table.with_columns(batch["line_no"], batch["text"].alias("line"))
+                    for batch, table in read_ok
+                ),
+            ]
+        )
         rows, mistyped = _decode_objects(rows, self.columns)
         return rows, pl.concat([bad, mistyped])
 
@@ -194,25 +205,6 @@ class Export:
 
     def _wanted(self) -> list[str]:
         return [c for c in self.columns if c in self.header]
-
-    def _one_by_one(self, records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The slow path, for a chunk Polars read as a different number of rows than
-        :func:`_segment` found records: each record is read alone, so one broken record
-        is rejected without its neighbours."""
-        tables, bad = [], []
-        for line_no, text in records.select("line_no", "text").iter_rows():
-            table = self._read_csv([text])
-            if table is None or table.height != 1:
-                bad.append(line_no)
-            else:
-                tables.append(table)
-        unreadable = rejects(
-            records.filter(pl.col("line_no").is_in(bad)), pl.lit(True), Reason.UNRECOGNISED
-        )
-        empty = pl.DataFrame(schema=dict.fromkeys(self._wanted(), pl.String))
-        return pl.concat([empty, *tables]), unreadable.with_columns(
-            pl.lit(None, pl.String).alias("line")
-        )
 
 
 def _unique(names: list[str]) -> list[str]:
