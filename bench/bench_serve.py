@@ -48,12 +48,34 @@ def metric(port: int, name: str) -> float:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants (serve's API runs in a child
+    process), in MB: the sum of their RSS, an upper bound (shared pages count in each)."""
+    return sum(_own_rss_mb(p) for p in [pid, *_descendants(pid)])
+
+
+def _own_rss_mb(pid: int) -> float:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
     found = re.search(r"VmRSS:\s+(\d+) kB", status)
     return int(found.group(1)) / 1024 if found else 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def main() -> None:
