@@ -169,27 +169,6 @@ def _progress(steps: int) -> Iterator[Callable[[str], None]]:
         yield step
 
 
-def _read(
-    args: argparse.Namespace, on_file: Callable[[str], None] = lambda name: None
-) -> tuple[pl.DataFrame, pipeline.Summary, Quarantine]:
-    _check_files(args.logs)
-    quarantine = Quarantine(args.quarantine)
-    try:
-        events, summary = pipeline.read_events(
-            args.logs,
-            format_name=args.format,
-            mapping=args.mapping,
-            log_line_prefix=args.log_line_prefix,
-            quarantine=quarantine,
-            on_file=on_file,
-            since=args.since,
-            until=args.until,
-        )
-    finally:
-        quarantine.close()
-    return events, summary, quarantine
-
-
 def _check_files(paths: list[Path]) -> None:
     for path in paths:
         if not path.is_file():
@@ -205,12 +184,27 @@ def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, window=args.window)
+    _check_files(args.logs)
+    quarantine = Quarantine(args.quarantine)
     with _progress(len(args.logs) + 2) as step:
-        events, summary, quarantine = _read(args, on_file=step)
-        if events.is_empty():
+        try:  # PostgreSQL logs streamed: memory follows the account-windows
+            period, summary = pipeline.read_period(
+                args.logs,
+                conf,
+                quarantine,
+                format_name=args.format,
+                mapping=args.mapping,
+                log_line_prefix=args.log_line_prefix,
+                since=args.since,
+                until=args.until,
+                on_file=step,
+            )
+        finally:
+            quarantine.close()
+        if period.partials.is_empty():
             _report(summary, quarantine)
             raise UsageError("no audit events to train on")
-        trained = pipeline.train(events, conf, name=args.model_dir.name, on_stage=step)
+        trained = pipeline.train_period(period, conf, name=args.model_dir.name, on_stage=step)
         manifest = model.save(trained, args.model_dir)
     _report(summary, quarantine)
     print(

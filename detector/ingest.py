@@ -196,6 +196,7 @@ def event_batches(
     since: datetime | None = None,
     until: datetime | None = None,
     hold: timedelta = timedelta(minutes=5),
+    on_file: Callable[[str], None] = lambda name: None,
 ) -> Iterator[pl.DataFrame]:
     """The events :func:`read_events` gives for PostgreSQL logs, batch by batch as the
     files are read, so that only a few chunks' events are in memory at once.
@@ -209,6 +210,7 @@ def event_batches(
     quarantine = quarantine or Quarantine(None)
     summary.files = len(paths)
     for path in paths:
+        on_file(f"reading {path.name}")
         fmt = formats.get(format_name, path, log_line_prefix=log_line_prefix)
         statements = _Statements(hold)
         try:

@@ -142,6 +142,25 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
+def known(partials: pl.DataFrame) -> pl.DataFrame:
+    """(account, kind, value), sorted: the objects each account read, its clients and
+    applications, in the events behind ``partials`` (``profile.known``'s shape)."""
+    return (
+        pl.concat(
+            [
+                partials.lazy()
+                .select(F.ACCOUNT, pl.lit(kind).alias("kind"), pl.col(column).alias("value"))
+                .explode("value")
+                for kind, column in _NEW.items()
+            ]
+        )
+        .drop_nulls()
+        .unique()
+        .sort(F.ACCOUNT, "kind", "value")
+        .collect()
+    )
+
+
 def to_activity(
     partials: pl.DataFrame, every: str, known: pl.LazyFrame | pl.DataFrame | None = None
 ) -> pl.DataFrame:

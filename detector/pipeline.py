@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "score_logs",
     "score_windows",
     "train",
+    "train_period",
     "write_ndjson",
 ]
 
@@ -69,8 +71,94 @@ def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     ).to_numpy()
 
 
+@dataclass
+class Period:
+    """A training period as training reads it: the per account-window partial aggregates
+    (:mod:`detector.partials`) of its events, what the events showed of each field, and
+    when they began and ended. Memory follows the account-windows, not the events."""
+
+    partials: pl.DataFrame  # one row per (account, window)
+    evidence: carried.Evidence
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def of(cls, batches: Iterable[pl.DataFrame], every: str) -> Period:
+        """The period of ``batches`` of events (the event schema), folded one by one."""
+        period = cls(partials.empty(), carried.Evidence())
+        parts = []
+        for events in batches:
+            period.evidence.add(events)
+            parts.append(partials.partial(events, every))
+            if events.height:
+                first, last = events.select(
+                    pl.col(S.TIME).min().alias("first"), pl.col(S.TIME).max().alias("last")
+                ).row(0)
+                period.start = first if period.start is None else min(period.start, first)
+                period.end = last if period.end is None else max(period.end, last)
+        period.partials = partials.merge_all(parts)
+        return period
+
+    def only(self, windows: pl.DataFrame) -> Period:
+        """The period's account-windows that are in ``windows`` (account, window_start)."""
+        kept = self.partials.join(windows, on=list(partials.KEYS), how="semi")
+        return replace(self, partials=kept)
+
+
 def train(
     events: pl.DataFrame,
+    settings: Settings,
+    name: str = "model",
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> model.TrainedModel:
+    """:func:`train_period` on the period of ``events``."""
+    return train_period(Period.of([events], settings.horizon_spec.base), settings, name, on_stage)
+
+
+def read_period(
+    paths: Sequence[Path],
+    settings: Settings,
+    quarantine: Quarantine | None = None,
+    *,
+    format_name: str = "auto",
+    mapping: Path | None = None,
+    log_line_prefix: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    on_file: Callable[[str], None] = lambda name: None,
+) -> tuple[Period, Summary]:
+    """The training period in ``paths``, and what was read. PostgreSQL logs are read batch
+    by batch and folded as they come (as :func:`score_logs` reads them); other formats,
+    whose records are joined across the whole file, are read whole first."""
+    every = settings.horizon_spec.base
+    if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
+        summary = Summary()
+        batches = ingest.event_batches(
+            paths,
+            summary,
+            format_name=format_name,
+            log_line_prefix=log_line_prefix,
+            quarantine=quarantine,
+            since=since,
+            until=until,
+            on_file=on_file,
+        )
+        return Period.of(batches, every), summary
+    events, summary = read_events(
+        paths,
+        format_name=format_name,
+        mapping=mapping,
+        log_line_prefix=log_line_prefix,
+        quarantine=quarantine,
+        since=since,
+        until=until,
+        on_file=on_file,
+    )
+    return Period.of([events], every), summary
+
+
+def train_period(
+    period: Period,
     settings: Settings,
     name: str = "model",
     on_stage: Callable[[str], None] = lambda stage: None,
@@ -81,8 +169,10 @@ def train(
     """
     on_stage("computing features")
     horizons = settings.horizon_spec
-    windows = windows_with_horizons(events, horizons, known=None).collect()
-    prof = profile.learn(windows, events.lazy(), horizons, settings.roles, settings.learned_peers)
+    activity = partials.to_activity(period.partials, horizons.base)
+    windows = F.add_horizons(activity.lazy(), horizons).collect()
+    known = partials.known(period.partials)
+    prof = profile.learn(windows, known, horizons, settings.roles, settings.learned_peers)
     # Each training window is compared with its account's other days, as a new day will
     # be compared with all of them; compared with itself it could never look unusual.
     frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))
@@ -92,7 +182,7 @@ def train(
     )
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
-    signals = carried.Evidence().add(events).training()
+    signals = period.evidence.training()
     columns = F.model_features(horizons, volume=signals["volume"] != [])
     on_stage(f"fitting {settings.trees} trees on {fit_rows.height:,} windows")
     detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
@@ -106,13 +196,13 @@ def train(
         horizons={"base": horizons.base, "longer": list(horizons.longer)},
         libraries=model.libraries(),
         training={
-            "start": events[S.TIME].min().isoformat() if events.height else None,  # type: ignore[union-attr]
-            "end": events[S.TIME].max().isoformat() if events.height else None,  # type: ignore[union-attr]
-            "events": events.height,
+            "start": None if period.start is None else period.start.isoformat(),
+            "end": None if period.end is None else period.end.isoformat(),
+            "events": period.evidence.statements,
             "accounts": prof.accounts,
             "windows": frame.height,
             "fit_windows": fit_rows.height,
-            "formats": sorted(events[S.SOURCE_FORMAT].unique().to_list()),
+            "formats": sorted(period.evidence.formats),
             **signals,
             "roles": settings.roles,
         },

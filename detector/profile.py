@@ -15,7 +15,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector import schema as S
 from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns
 
 POPULATION: Final = "*"
@@ -131,12 +130,13 @@ class Profile:
 
 def learn(
     windows: pl.DataFrame,
-    events: pl.LazyFrame,
+    known: pl.DataFrame,
     horizons: Horizons,
     roles: dict[str, str] | None = None,
     learned_peers: int = 0,
 ) -> Profile:
-    """Learn the profile from training windows (with horizons) and the training events.
+    """Learn the profile from training windows (with horizons) and what the accounts
+    were seen using (``known``: :func:`detector.partials.known` of the training period).
 
     ``roles`` maps accounts to peer groups. Each account not in it is compared with the
     ``learned_peers`` accounts whose read objects are most like its own (group
@@ -147,7 +147,6 @@ def learn(
         pl.lit(True).alias("has_history"),
         *[pl.col(c).max().fill_null(0) for c in cols],
     )
-    known = _known(events)
     roles = roles or {}
     learned = _Readers(known).groups(
         [a for a in account_max[ACCOUNT].sort().to_list() if a not in roles], learned_peers
@@ -187,38 +186,6 @@ def _peer_tables(
     )
     peer_max = groups.group_by("peer_group").agg(pl.col(c).max() for c in cols)
     return peer_ref, peer_max
-
-
-def _known(events: pl.LazyFrame) -> pl.DataFrame:
-    """(account, kind, value): the objects each account read, its clients and applications."""
-    is_read = pl.col(S.CLASS) == "READ"
-    known = (
-        pl.concat(
-            [
-                events.filter(is_read)
-                .select(pl.col(S.ACCOUNT).alias(ACCOUNT), pl.col(S.OBJECTS).alias("value"))
-                .explode("value")
-                .with_columns(pl.lit("object").alias("kind")),
-                events.select(
-                    pl.col(S.ACCOUNT).alias(ACCOUNT),
-                    pl.col(S.CLIENT_IP).alias("value"),
-                    pl.lit("client").alias("kind"),
-                ),
-                events.select(
-                    pl.col(S.ACCOUNT).alias(ACCOUNT),
-                    pl.col(S.APPLICATION).alias("value"),
-                    pl.lit("app").alias("kind"),
-                ),
-            ],
-            how="diagonal",
-        )
-        .drop_nulls()
-        .unique()
-        .select(ACCOUNT, "kind", "value")
-        .sort(ACCOUNT, "kind", "value")
-        .collect()
-    )
-    return known
 
 
 class _Readers:

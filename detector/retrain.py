@@ -34,7 +34,6 @@ import polars as pl
 
 from detector import features as F
 from detector import model, pipeline
-from detector import schema as S
 from detector.settings import Settings
 
 CURRENT: Final = "current"
@@ -44,9 +43,9 @@ VOLUMES: Final = ("rows_read", "bytes_read")
 
 
 def learnable(
-    events: pl.DataFrame, allowed: pl.DataFrame, window: str, threshold: float
-) -> tuple[pl.DataFrame, int]:
-    """The events of the account-windows retraining may learn from, and how many scored
+    period: pipeline.Period, allowed: pl.DataFrame, threshold: float
+) -> tuple[pipeline.Period, int]:
+    """The account-windows of ``period`` retraining may learn from, and how many scored
     windows were left out as unjudged-high.
 
     ``allowed``: rows of :meth:`~detector.live.store.SqliteStore.training_windows`
@@ -55,13 +54,7 @@ def learnable(
     """
     keep = allowed.filter(pl.col("flagged") | (pl.col("score") < threshold))
     kept = keep.select(F.ACCOUNT, F.WINDOW).unique()
-    chosen = events.filter(pl.col(S.ACCOUNT).is_not_null()).join(
-        kept,
-        left_on=[S.ACCOUNT, pl.col(S.TIME).dt.truncate(window)],
-        right_on=[F.ACCOUNT, F.WINDOW],
-        how="semi",
-    )
-    return chosen, allowed.height - keep.height
+    return period.only(kept), allowed.height - keep.height
 
 
 def growth_allowed(parent: model.Manifest, end: datetime, settings: Settings) -> float:
@@ -130,18 +123,18 @@ def vouched_for(allowed: pl.DataFrame, columns: list[str]) -> pl.DataFrame | Non
 
 
 def retrain(
-    events: pl.DataFrame,
+    period: pipeline.Period,
     allowed: pl.DataFrame,
     parent: model.TrainedModel,
     settings: Settings,
     name: str,
 ) -> model.TrainedModel:
-    """Train a successor of ``parent`` on ``events`` (a sliding period of logs), learning
+    """Train a successor of ``parent`` on ``period`` (a sliding period of logs), learning
     only from the allowed windows and no faster than the guardrail allows."""
-    chosen, unjudged_high = learnable(events, allowed, settings.window, settings.threshold)
-    if chosen.is_empty():
+    chosen, unjudged_high = learnable(period, allowed, settings.threshold)
+    if chosen.partials.is_empty():
         raise model.ModelError("retraining: no account-window of the period may be learned from")
-    trained = pipeline.train(chosen, settings, name=name)
+    trained = pipeline.train_period(chosen, settings, name=name)
     end = datetime.fromisoformat(trained.manifest.training["end"])
     factor = growth_allowed(parent.manifest, end, settings)
     volumes = [c for c in trained.profile.account_max.columns if c.startswith(VOLUMES)]
@@ -157,7 +150,7 @@ def retrain(
         "retraining": {
             "windows_allowed": allowed.height,
             "left_out_unjudged_high": unjudged_high,
-            "events_left_out": events.height - chosen.height,
+            "windows_left_out": period.partials.height - chosen.partials.height,
             "growth_allowed": round(factor, 3),
             "accounts_held_back": held,
         },

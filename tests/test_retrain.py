@@ -70,6 +70,11 @@ def between(events: pl.DataFrame, first_day: int, end_day: int) -> pl.DataFrame:
     )
 
 
+def of(events: pl.DataFrame) -> pipeline.Period:
+    """The training period of ``events``, as retraining reads it from logs."""
+    return pipeline.Period.of([events], CONF.horizon_spec.base)
+
+
 def score_day(events: pl.DataFrame, trained: model.TrainedModel, day: int) -> pl.DataFrame:
     """The day's windows, scored with the 3 days before it in their horizons, as ``serve``
     scores them."""
@@ -102,10 +107,10 @@ def test_an_attacker_ramping_up_cannot_teach_retraining_the_ramp() -> None:
             allowed = pl.concat(scored_days[-PERIOD:]).filter(~pl.col("flagged"))
             period = between(events, day + 1 - PERIOD, day + 1)
             if held_back:
-                current = retrain.retrain(period, allowed, current, CONF, name=f"day{day}")
+                current = retrain.retrain(of(period), allowed, current, CONF, name=f"day{day}")
             else:
-                chosen, _ = retrain.learnable(period, allowed, CONF.window, CONF.threshold)
-                current = pipeline.train(chosen, CONF, name=f"day{day}")
+                chosen, _ = retrain.learnable(of(period), allowed, CONF.threshold)
+                current = pipeline.train_period(chosen, CONF, name=f"day{day}")
         return flagged, current
 
     def learned_day(trained: model.TrainedModel) -> int:
@@ -149,7 +154,7 @@ def test_retraining_learns_no_flagged_window_and_names_its_lineage(tmp_path: Pat
         "account", "window_start", "flagged", "score"
     )
 
-    successor = retrain.retrain(between(events, 1, PERIOD + 1), allowed, parent, CONF, "second")
+    successor = retrain.retrain(of(between(events, 1, PERIOD + 1)), allowed, parent, CONF, "second")
     learned = successor.profile.account_max.filter(pl.col("account") == "app_0")
     assert learned["rows_read_5m"].item() < 200  # its ordinary 100 rows, not the pull
     assert (
@@ -158,13 +163,13 @@ def test_retraining_learns_no_flagged_window_and_names_its_lineage(tmp_path: Pat
         .to_list()
         == pulled["window_start"].to_list()
     )
-    assert successor.manifest.training["retraining"]["events_left_out"] >= 1
+    assert successor.manifest.training["retraining"]["windows_left_out"] >= 1
     lineage = successor.manifest.training["lineage"]
     assert lineage[0]["name"] == "first"
     assert lineage[0]["manifest_sha256"] == retrain.identity(parent.manifest)
     assert retrain.descends_from(successor, parent.manifest)
     assert not retrain.descends_from(parent, successor.manifest)
-    third = retrain.retrain(between(events, 1, PERIOD + 1), allowed, successor, CONF, "third")
+    third = retrain.retrain(of(between(events, 1, PERIOD + 1)), allowed, successor, CONF, "third")
     assert [a["name"] for a in third.manifest.training["lineage"]] == ["second", "first"]
 
 
@@ -214,7 +219,9 @@ def test_a_retrained_model_keeps_idle_accounts_and_what_was_known() -> None:
     allowed = pipeline.score(later, parent, CONF).select(
         "account", "window_start", "flagged", "score"
     )
-    successor = retrain.retrain(later, allowed.filter(~pl.col("flagged")), parent, CONF, "second")
+    successor = retrain.retrain(
+        of(later), allowed.filter(~pl.col("flagged")), parent, CONF, "second"
+    )
     before = parent.profile.account_max.filter(pl.col("account") == "app_11")
     after = successor.profile.account_max.filter(pl.col("account") == "app_11")
     assert after.select(before.columns).equals(before)  # back tomorrow: not a stranger
@@ -241,7 +248,7 @@ def test_an_analysts_false_positive_is_learned_at_once_an_unjudged_jump_is_not()
     period = between(events, 1, PERIOD + 1)
 
     def learned(allowed: pl.DataFrame) -> int:
-        successor = retrain.retrain(period, allowed, parent, CONF, "second")
+        successor = retrain.retrain(of(period), allowed, parent, CONF, "second")
         account = successor.profile.account_max.filter(pl.col("account") == "app_3")
         return int(account["rows_read_5m"].item())
 

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from detector import features as F
-from detector import pipeline, profile, settings
+from detector import partials, pipeline, profile, settings
 from detector import schema as S
 from detector.explain import Judge
 from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
@@ -148,7 +148,8 @@ def test_learned_peers_are_the_accounts_reading_the_same_tables() -> None:
     train_events, _ = pipeline.read_events([SAMPLE / "postgresql.json.gz"], until=SPLIT)
     h = trained.horizons
     windows = F.add_horizons(F.window_activity(train_events.lazy(), h.base), h).collect()
-    learned = profile.learn(windows, train_events.lazy(), h, learned_peers=2)
+    known = partials.known(partials.partial(train_events, h.base))
+    learned = profile.learn(windows, known, h, learned_peers=2)
     objects = learned.known.filter(pl.col("kind") == "object")
     reads = {
         a: set(objects.filter(pl.col(F.ACCOUNT) == a)["value"]) for a in objects[F.ACCOUNT].unique()

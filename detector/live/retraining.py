@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from detector import features as F
-from detector import model, pipeline, retrain
+from detector import ingest, model, pipeline, retrain
 from detector.live.store import SqliteStore
 from detector.settings import Settings
 
@@ -103,23 +103,27 @@ class Retrainer:
             stats = {p: p.stat() for p in self.paths()}
             paths = [p for p, st in stats.items() if st.st_mtime >= since.timestamp()]
             size = sum(stats[p].st_size for p in paths)
-            if size > self.settings.retrain_max_bytes:
+            fmt, prefix = self.settings.format, self.settings.log_line_prefix
+            # PostgreSQL logs are streamed (memory follows the account-windows); the
+            # other formats' records are joined across whole files, read into memory.
+            if size > self.settings.retrain_max_bytes and not ingest.streamable(paths, fmt, prefix):
                 raise model.ModelError(
                     f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
-                    f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads them "
-                    "into memory; raise it where there is memory for them (e.g. for "
-                    "`trovewatch retrain` on a larger machine)"
+                    f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads logs "
+                    "of this format into memory; raise it where there is memory for them "
+                    "(e.g. for `trovewatch retrain` on a larger machine)"
                 )
             allowed = self.store.training_windows(since, until)
-            events, _ = pipeline.read_events(
+            period, _ = pipeline.read_period(
                 paths,
-                format_name=self.settings.format,
-                log_line_prefix=self.settings.log_line_prefix,
+                self.settings,
+                format_name=fmt,
+                log_line_prefix=prefix,
                 since=since,
                 until=until,
             )
             name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
-            successor = retrain.retrain(events, allowed, parent, self.settings, name)
+            successor = retrain.retrain(period, allowed, parent, self.settings, name)
             path = retrain.publish(successor, models_dir(self.settings))
             self._done = (model.load(path), path)
         except Exception as exc:

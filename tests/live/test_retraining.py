@@ -7,7 +7,7 @@ from __future__ import annotations
 import gzip
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -103,14 +103,21 @@ def test_a_failed_retraining_keeps_the_model_and_says_why(
     assert retrainer.outcomes["failed"] == 1
 
 
-def test_logs_too_big_to_train_on_in_memory_are_refused_with_the_reason(
+def test_postgresql_logs_over_retrain_max_bytes_are_streamed_other_formats_refused(
     served: tuple[Settings, SqliteStore, pl.DataFrame],
 ) -> None:
+    """Retraining folds PostgreSQL logs batch by batch (memory follows the
+    account-windows), so ``retrain_max_bytes`` does not stop it; logs read whole (MariaDB's
+    audit and slow logs, joined across the files) over it are refused with the reason."""
     conf, store, _ = served
-    small = conf.model_copy(update={"retrain_max_bytes": 10_000})
-    retrainer = Retrainer(small, store, lambda: [SAMPLE])
-    assert retrainer.run(model.load(MODEL), END) is None
-    assert retrainer.last_error is not None and "over retrain_max_bytes" in retrainer.last_error
+    small = conf.model_copy(update={"retrain_max_bytes": 1_000})
+    until = END - timedelta(hours=1)  # a name of its own among the published models
+    streamed = Retrainer(small, store, lambda: [SAMPLE])
+    assert streamed.run(model.load(MODEL), until) is not None, streamed.last_error
+    mariadb = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
+    whole = Retrainer(small, store, lambda: [mariadb / "server_audit.log", mariadb / "slow.log"])
+    assert whole.run(model.load(MODEL), until) is None
+    assert whole.last_error is not None and "over retrain_max_bytes" in whole.last_error
 
 
 def test_retraining_never_runs_when_switched_off(
