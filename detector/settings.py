@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     retrain_max_bytes: int = Field(
         200_000_000,
         ge=0,
-        description="serve does not retrain when the period's log files are larger than "
-        "this (training reads them into memory); run trovewatch retrain elsewhere then.",
+        description="serve does not retrain on logs of formats read whole (MariaDB, "
+        "Snowflake, ...: their records are joined across files) when the period's files are "
+        "larger than this; PostgreSQL logs are streamed, whatever their size.",
     )
     warmup: str = Field(
         "1d",
