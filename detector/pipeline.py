@@ -259,15 +259,11 @@ def score_logs(
                 until=until,
             )
             every = manifest.horizons["base"]
-            evidence = carried.Evidence()
-            parts = []
-            for events in batches:
-                evidence.add(events)
-                parts.append(partials.partial(events, every))
+            period = Period.of(batches, every)
             trained = loading.result()
-            carried.check(evidence, trained.manifest.training)
+            carried.check(period.evidence, trained.manifest.training)
             known = trained.profile.known.lazy()
-            activity = partials.to_activity(partials.merge_all(parts), every, known)
+            activity = partials.to_activity(period.partials, every, known)
             return score_windows(activity, trained, settings), summary
         events, summary = read_events(
             paths,
