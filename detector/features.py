@@ -314,7 +314,9 @@ def add_relative(
     if "day" in account_max.collect_schema().names():
         with_group = with_group.with_columns(pl.col(WINDOW).dt.truncate("1d").alias("day"))
         own_key = [ACCOUNT, "day"]
-    peer = peer_ref.rename({c: f"{c}__peer" for c in cols})
+    # Only the references: a group's member list joined onto every window would be
+    # copied into each (the population's lists every account: GBs at 50,000 windows).
+    peer = peer_ref.select("peer_group", *[pl.col(c).alias(f"{c}__peer") for c in cols])
     joined = (
         with_group.join(own, on=own_key, how="left")
         .join(peer, on="peer_group", how="left")
