@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mariadb_server import MariadbServer  # noqa: E402
+from mariadb_server import MariadbServer
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "mariadb-simulate"
 SETUP = """
