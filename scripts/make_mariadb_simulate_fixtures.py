@@ -22,7 +22,8 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "mariadb-s
 SETUP = """
 CREATE DATABASE sales; CREATE DATABASE hr; USE sales;
 CREATE TABLE sales.customers(id int primary key, email varchar(64), name varchar(64), created_at datetime);
-INSERT INTO sales.customers SELECT seq, concat('u',seq,'@x.com'), concat('n',seq), now() - interval seq hour FROM seq_1_to_3000;
+INSERT INTO sales.customers SELECT seq, concat('u',seq,'@x.com'), concat('n',seq), now() - interval seq hour
+  FROM seq_1_to_3000;
 CREATE TABLE sales.orders(id int primary key, customer_id int, status varchar(16), created_at datetime);
 INSERT INTO sales.orders SELECT seq, seq % 100 + 1, 'new', now() FROM seq_1_to_500;
 CREATE TABLE hr.salaries(id int primary key, employee_id int, amount int);
