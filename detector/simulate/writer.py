@@ -5,9 +5,12 @@ Output in ``--out``:
 * ``postgresql-YYYY-MM-DD.json`` (``.json.gz`` with ``--gzip``): one file per day, as a
   server with ``log_filename = 'postgresql-%Y-%m-%d'`` rotates them; with ``--format
   csvlog`` or ``stderr`` the same records as ``.csv`` or ``.log`` (``convert``).
+* with ``--format mariadb`` instead: ``server_audit-YYYY-MM-DD.log`` and
+  ``slow-YYYY-MM-DD.log``, the same statements as a MariaDB 10.11 server's audit log and
+  slow query log, rotated daily (``mariadb_lines``, ``dialect``).
 * ``labels.csv``: ``incident_id,account,start,end,kind,description`` (ISO-8601 UTC).
 * ``unusual.csv``: big but legitimate jobs (same columns; not incidents, not labels).
-* ``totals.csv``: per account, the events, rows and exports a parser should count.
+* ``totals.csv``: per account, the events, rows and exports a pgAudit parser should count.
 * ``accounts.csv`` and ``trovewatch.toml`` (``[roles]``: peer groups by role).
 
 Each day is drawn, rendered and written before the next, so memory holds one day.
@@ -31,12 +34,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from detector.simulate import activity, convert, incidents, lines, population
+from detector.simulate import activity, convert, incidents, lines, mariadb_lines, population
+from detector.simulate.dialect import Dialect
 from detector.simulate.roles import Role
 from detector.simulate.truth import Totals
 
 DEFAULT_START = date(2026, 10, 5)  # a Monday
-LOG_GLOB = "postgresql-????-??-??.*"
+LOG_GLOBS = ("postgresql-????-??-??.*", "server_audit-????-??-??.*", "slow-????-??-??.*")
+FORMATS = (*convert.FORMATS, "mariadb")
 
 
 def _day(text: str) -> date:
@@ -77,10 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=convert.FORMATS,
+        choices=FORMATS,
         default="jsonlog",
         help="PostgreSQL's log_destination to write (default: %(default)s; stderr with "
-        f"log_line_prefix = '{convert.STDERR_PREFIX}')",
+        f"log_line_prefix = '{convert.STDERR_PREFIX}'), or mariadb: a MariaDB 10.11 "
+        "server's server_audit and slow query logs",
     )
     parser.add_argument("--gzip", action="store_true", help="write .gz files")
     parser.add_argument(
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.accounts < 10 or args.days < 1:
         print("trovewatch: error: simulate needs --accounts >= 10 and --days >= 1", file=sys.stderr)
         return 2
-    earlier = sorted(args.out.glob(LOG_GLOB)) if args.out.is_dir() else []
+    earlier = sorted(p for g in LOG_GLOBS for p in args.out.glob(g)) if args.out.is_dir() else []
     if earlier and not args.overwrite:
         print(
             f"trovewatch: error: {args.out} already holds logs ({earlier[0].name}, ...); "
@@ -157,7 +163,11 @@ def simulate(
     files: list[Path] = []
     n_lines = n_stmts = 0
     bar = _bar(days, progress)
-    with _Writer() as writer:
+    mariadb = fmt == "mariadb"
+    dialect = Dialect(frozen.keys) if mariadb else None
+    counters = mariadb_lines.Counters()
+    suffix = ".gz" if compress else ""
+    with _Writer() as writer, _Writer() as slow_writer:
         for day in range(days):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 2, day]))
             day_us = activity.day_start_us(pop, day)
@@ -169,9 +179,25 @@ def simulate(
             )
             totals.add(stmts, frozen)
             spans.add(stmts)
-            name = f"postgresql-{start + timedelta(days=day):%Y-%m-%d}{convert.SUFFIX[fmt]}" + (
-                ".gz" if compress else ""
-            )
+            date_text = f"{start + timedelta(days=day):%Y-%m-%d}"
+            if dialect is not None:
+                audit, slow = (
+                    out / f"{log}-{date_text}.log{suffix}" for log in ("server_audit", "slow")
+                )
+                files += [audit, slow]
+                writer.open(audit, compress)
+                slow_writer.open(slow, compress)
+                audit_block, slow_block, count = mariadb_lines.render_day(
+                    stmts, frozen, dialect, pop.accounts, pop.ips.values, pop.apps.values,
+                    day, day_us, rng, counters,
+                )  # fmt: skip
+                writer.put(audit_block)
+                slow_writer.put(mariadb_lines.SLOW_HEADER + slow_block)
+                n_lines += count + 3
+                n_stmts += len(stmts["t"])
+                bar(n_lines, time.perf_counter() - began)
+                continue
+            name = f"postgresql-{date_text}{convert.SUFFIX[fmt]}{suffix}"
             files.append(out / name)
             writer.open(out / name, compress)
             blocks = lines.render_day(
