@@ -80,7 +80,11 @@ def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path)
         filler.unlink()
         expected = expected_totals(b"".join(day), tmp_path)
         assert serve.settle(expected) == expected
-        assert httpx.get(f"{base}/readyz").status_code == 200
+        # Readiness follows the write probe (every 2 s), which may run after the commit.
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "/readyz stayed 503 after space returned"
+            time.sleep(0.2)
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
