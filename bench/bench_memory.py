@@ -129,9 +129,20 @@ def main() -> int:
         start = (time.time() // WINDOW_S - args.windows - 1) * WINDOW_S
         began = time.perf_counter()
         subprocess.run(
-            [sys.executable, __file__, "--write", str(log), "--start", str(start),
-             "--accounts", str(args.accounts), "--per-account", str(args.per_account),
-             "--windows", str(args.windows)],
+            [
+                sys.executable,
+                __file__,
+                "--write",
+                str(log),
+                "--start",
+                str(start),
+                "--accounts",
+                str(args.accounts),
+                "--per-account",
+                str(args.per_account),
+                "--windows",
+                str(args.windows),
+            ],
             check=True,
         )
         size = log.stat().st_size

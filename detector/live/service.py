@@ -14,6 +14,7 @@ scored windows in memory, stops reading (positions do not advance), reports it o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import logging
@@ -78,10 +79,8 @@ def release_freed_memory() -> None:
     elsewhere). Polars' allocator returns its own within about a second, but what
     NumPy, scikit-learn, SQLite and Python's larger objects free stays in glibc's heap:
     the unpickled model's buffers (about 27 MB) and a close's SQLite rows."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class _Skipped:
