@@ -249,6 +249,7 @@ class Engine:
         )
         self.continued = pl.concat([self.continued, closed_statements.select(CONTINUED)])
         self._open = [opened.filter(~due)]
+        del opened  # both parts are copies: not held while scoring
         self._rewrite_open()
         if due_events.height:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
