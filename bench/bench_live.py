@@ -25,6 +25,8 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,27 @@ from bench_score import PY, ensure_data, ensure_model
 from bench_serve import free_port, metric, rss_mb
 from make_jsonlog import _messages, jsonlog
 from soak import quantile
+
+
+def peak_mb(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM): catches a close between two samples."""
+    try:
+        found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return 0.0
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+def children_mb(pid: int) -> float:
+    """RSS of ``pid``'s child processes (the API process, multiprocessing's tracker)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(rss_mb(int(kid)) for kid in kids)
+    return total
 
 TOKEN = "bench-live-token-0123456789"
 STAMP = b"2000-01-01 00:00:00.000 UTC"  # placeholder, replaced as each block is written
@@ -140,6 +163,7 @@ def main() -> int:
         f"({len(blob) / 1e6:,.0f} MB), {args.accounts:,} accounts",
         flush=True,
     )
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="trovewatch-live-"))
     tmp.mkdir(parents=True, exist_ok=True)
     followed = tmp / "postgresql.json"
@@ -159,6 +183,7 @@ def main() -> int:
         while metric(port, "trovewatch_storage_writable") != 1.0:
             time.sleep(0.2)
         idle = rss_mb(serve.pid)
+        idle_children = children_mb(serve.pid)
         api = None
         if args.api_rate:  # in a process of its own: the writer's GIL is not in its timings
             api = mp.get_context("spawn").Process(
@@ -191,7 +216,7 @@ def main() -> int:
                     read = metric(port, "trovewatch_lines_read_total")
                     print(
                         f"{elapsed:6.0f} s  written {written:,}  read {read:,.0f}  "
-                        f"RSS {rss[-1][1]:,.0f} MB  accounts "
+                        f"RSS {rss[-1][1]:,.0f} MB (peak {peak_mb(serve.pid):,.0f})  accounts "
                         f"{metric(port, 'trovewatch_accounts_tracked'):,.0f}",
                         flush=True,
                     )
@@ -216,9 +241,13 @@ def main() -> int:
         evicted = metric(port, "trovewatch_accounts_evicted_total")
         tracked = metric(port, "trovewatch_accounts_tracked")
         final_rss = rss_mb(serve.pid)
+        peak = peak_mb(serve.pid)
+        final_children = children_mb(serve.pid)
     finally:
         serve.terminate()
         serve.wait(timeout=60)
+        if args.workdir is None:  # the followed file is GBs: other sessions need the disk
+            shutil.rmtree(tmp, ignore_errors=True)
     seconds = args.seconds
     steady = [s for s in rss if s[0] >= 60]
     print(f"\nwritten {written:,} lines in {seconds:g} s ({written / seconds:,.0f}/s)")
@@ -229,8 +258,14 @@ def main() -> int:
     print(f"windows scored {windows:,.0f}; score latency p50 <= {p50} s, p99 <= {p99} s")
     print(
         f"RSS: idle {idle:,.0f} MB, max {max(m for _, m in rss):,.0f} MB, "
-        f"end {final_rss:,.0f} MB; slope after the first minute {slope_per_min(steady):+.1f} MB/min"
+        f"end {final_rss:,.0f} MB; peak (VmHWM) {peak:,.0f} MB; "
+        f"slope after the first minute {slope_per_min(steady):+.1f} MB/min"
     )
+    print(
+        f"child processes (API, resource tracker): idle {idle_children:,.0f} MB, "
+        f"end {final_children:,.0f} MB"
+    )
+    print(f"load average at the end: {os.getloadavg()}")
     print(f"accounts tracked {tracked:,.0f}, evicted {evicted:,.0f}")
     if latencies:
         ordered = sorted(latencies)

@@ -249,6 +249,7 @@ class Engine:
         )
         self.continued = pl.concat([self.continued, closed_statements.select(CONTINUED)])
         self._open = [opened.filter(~due)]
+        del opened  # both parts are copies: not held while scoring
         self._rewrite_open()
         if due_events.height:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
@@ -270,38 +271,39 @@ class Engine:
         ).lazy()
 
     def _score(self, closing: pl.DataFrame) -> pl.DataFrame:
-        """Score the closing windows, ``SCORE_BATCH`` accounts at a time: an account's
-        windows are scored together (its horizons), no two accounts depend on each other,
-        and a close of 100,000 accounts' windows then needs the memory of a few."""
-        activity = partials.to_activity(closing, self.horizons.base, self._known())
-        batches = activity.with_columns(
-            (pl.col(F.ACCOUNT).rle_id() // SCORE_BATCH).alias("_batch")
-        ).partition_by("_batch", maintain_order=True, include_key=False)
-        parts = []
-        for batch in batches:
-            accounts = batch[F.ACCOUNT].unique().implode()
+        """Score the closing windows, ``SCORE_BATCH`` accounts at a time (in account
+        order): an account's windows are scored together (its horizons, what is new to
+        it), no two accounts depend on each other, and a close of 100,000 accounts'
+        windows then needs the memory of a few thousand, their window features included."""
+        known = self._known().collect()
+        accounts = closing[F.ACCOUNT].unique().sort()
+        parts, windows, new_values = [], [], []
+        for start in range(0, accounts.len(), SCORE_BATCH):
+            batch = accounts.slice(start, SCORE_BATCH).implode()
+            ours = pl.col(F.ACCOUNT).is_in(batch)
+            activity = partials.to_activity(
+                closing.filter(ours), self.horizons.base, known.filter(ours)
+            )
             prior = (
-                pl.concat(
-                    [segment.filter(pl.col(F.ACCOUNT).is_in(accounts)) for segment in self.history],
-                    how="vertical",
-                )
+                pl.concat([_full(segment.filter(ours)) for segment in self.history])
                 if self.history
                 else None
             )
-            parts.append(score_windows(batch, self.trained, self.settings, prior=prior))
-        scored = pl.concat(parts, how="vertical_relaxed")
-        self._remember(activity, scored)
-        return self._note_evicted(scored)
+            scored = score_windows(activity, self.trained, self.settings, prior=prior)
+            parts.append(scored)
+            windows.append(_history_rows(activity, scored))
+            new_values.append(_new_values(activity))
+        self._remember(
+            pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows]),
+            pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]),
+        )
+        if not parts:
+            return pl.DataFrame()
+        return self._note_evicted(pl.concat(parts, how="vertical_relaxed"))
 
-    def _remember(self, activity: pl.DataFrame, scored: pl.DataFrame) -> None:
+    def _remember(self, windows: pl.DataFrame, new_values: pl.DataFrame) -> None:
         """Add the newly scored windows to the history, and their new values to what
         each account is known to use; forget history past the longest horizon."""
-        flags = scored.select(F.ACCOUNT, F.WINDOW, pl.col("flagged").alias("alerted"))
-        windows = (
-            activity.join(flags, on=[F.ACCOUNT, F.WINDOW], how="left")
-            .select(HISTORY_SCHEMA.names())
-            .cast(HISTORY_SCHEMA)
-        )
         assert self.closed_until is not None
         horizon_start = self.closed_until - self.keep
         self._add_segment("history", windows)
@@ -310,20 +312,6 @@ class Engine:
             self._drop(self._names["history"].pop(0))
         if self.history:
             self.history[0] = self.history[0].filter(pl.col(F.WINDOW) >= horizon_start)
-        new_values = pl.concat(
-            [
-                activity.select(
-                    F.ACCOUNT, pl.lit(kind).alias("kind"), pl.col(column).alias("value")
-                )
-                .explode("value")
-                .drop_nulls("value")
-                for kind, column in (
-                    ("object", "new_objects_list"),
-                    ("client", "new_clients_list"),
-                    ("app", "new_apps_list"),
-                )
-            ]
-        )
         self._add_segment("discovered", new_values)
         if self.evicted.height:
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
@@ -331,7 +319,7 @@ class Engine:
     def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
-        getattr(self, kind).append(frame)
+        getattr(self, kind).append(_compact(frame) if kind == "history" else frame)
         name = f"{kind}.{next(self._seq):012d}"
         self._names[kind].append(name)
         self._writes[name] = _parquet(frame)
@@ -361,7 +349,7 @@ class Engine:
         if victims.is_empty():
             return 0
         gone = victims[F.ACCOUNT].implode()
-        history = pl.concat(self.history).filter(~pl.col(F.ACCOUNT).is_in(gone))
+        history = pl.concat([_full(s) for s in self.history]).filter(~pl.col(F.ACCOUNT).is_in(gone))
         discovered = pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *self.discovered])
         discovered = discovered.filter(~pl.col(F.ACCOUNT).is_in(gone))
         for kind in ("history", "discovered"):
@@ -495,7 +483,7 @@ class Engine:
             elif kind == "open":
                 self._open.append(frame.cast(partials.SCHEMA))
             elif kind in ("history", "discovered"):  # an older one's single frame too
-                getattr(self, kind).append(frame)
+                getattr(self, kind).append(_compact(frame) if kind == "history" else frame)
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
@@ -509,6 +497,48 @@ def _newest_window(segment: pl.DataFrame) -> datetime:
     newest = segment[F.WINDOW].max()
     assert isinstance(newest, datetime)
     return newest
+
+
+def _history_rows(activity: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    """The history rows of newly scored windows: their volume signals, and whether they
+    raised an alert."""
+    flags = scored.select(F.ACCOUNT, F.WINDOW, pl.col("flagged").alias("alerted"))
+    return (
+        activity.join(flags, on=[F.ACCOUNT, F.WINDOW], how="left")
+        .select(HISTORY_SCHEMA.names())
+        .cast(HISTORY_SCHEMA)
+    )
+
+
+def _new_values(activity: pl.DataFrame) -> pl.DataFrame:
+    """(account, kind, value) first used in these windows (``KNOWN_SCHEMA``)."""
+    return pl.concat(
+        [
+            activity.select(F.ACCOUNT, pl.lit(kind).alias("kind"), pl.col(column).alias("value"))
+            .explode("value")
+            .drop_nulls("value")
+            for kind, column in (
+                ("object", "new_objects_list"),
+                ("client", "new_clients_list"),
+                ("app", "new_apps_list"),
+            )
+        ]
+    ).cast(KNOWN_SCHEMA)
+
+
+def _compact(segment: pl.DataFrame) -> pl.DataFrame:
+    """A history segment as held in memory: each volume signal in the smallest integer
+    type its values fit (most are counts under 256), about a third of the bytes of
+    Int64; :func:`_full` gives the exact values back. Saved in checkpoints as
+    ``HISTORY_SCHEMA``."""
+    return segment.with_columns(
+        segment[signal].shrink_dtype() for signal in F.VOLUME if signal in segment.columns
+    )
+
+
+def _full(segment: pl.DataFrame) -> pl.DataFrame:
+    """A history segment (or part of one) in ``HISTORY_SCHEMA``'s types."""
+    return segment.cast(HISTORY_SCHEMA)
 
 
 def _kept(events: pl.DataFrame) -> pl.DataFrame:

@@ -37,6 +37,7 @@ DB_FILE: Final = "trovewatch.db"
 VERDICTS: Final = ("true_positive", "false_positive")
 STATUSES: Final = ("open", "suppressed", *VERDICTS)
 SORTS: Final = ("score", "account", "window")
+ROW_CHUNK: Final = 2_000  # scored windows turned into SQLite rows at a time
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 Sort = Literal["score", "account", "window"]
@@ -372,9 +373,10 @@ class SqliteStore:
             state = dict(conn.execute("SELECT name, data FROM checkpoint_state").fetchall())
         return Checkpoint(sources=json.loads(row[0]), state=state, saved_at=row[1])
 
-    def _rows(self, scored: pl.DataFrame) -> list[tuple[Any, ...]]:
+    def _rows(self, scored: pl.DataFrame) -> Iterator[list[tuple[Any, ...]]]:
         """``scored`` (the shape of :func:`detector.pipeline.score`) as rows for SQLite,
-        one per (account, window_start)."""
+        one per (account, window_start), ``ROW_CHUNK`` at a time: a close of 100,000
+        windows then holds one chunk's JSON and Python tuples, not all of them at once."""
         features = scored.schema["features"]
         present = {f.name for f in features.fields} if isinstance(features, pl.Struct) else set()
         volumes = [
@@ -384,18 +386,23 @@ class SqliteStore:
             for name in ("rows_read", "bytes_read", "statements", "exports")
         ]
         unique = scored.unique(["account", "window_start"], keep="first", maintain_order=True)
-        return unique.select(
-            "account",
-            pl.col("window_start").dt.epoch("us"),
-            pl.col("window_end").dt.epoch("us"),
-            "score",
-            pl.col("flagged").cast(pl.Int8),
-            "severity",
-            _json_list("reasons"),
-            pl.col("features").struct.json_encode(),
-            _json_list("objects"),
-            *volumes,
-        ).rows()
+        for offset in range(0, unique.height, ROW_CHUNK):
+            yield (
+                unique.slice(offset, ROW_CHUNK)
+                .select(
+                    "account",
+                    pl.col("window_start").dt.epoch("us"),
+                    pl.col("window_end").dt.epoch("us"),
+                    "score",
+                    pl.col("flagged").cast(pl.Int8),
+                    "severity",
+                    _json_list("reasons"),
+                    pl.col("features").struct.json_encode(),
+                    _json_list("objects"),
+                    *volumes,
+                )
+                .rows()
+            )
 
     def commit(self, scored: pl.DataFrame, checkpoint: Checkpoint) -> list[AlertRow]:
         """Save scored windows, their alerts and the checkpoint in ONE transaction.
@@ -406,7 +413,6 @@ class SqliteStore:
         new window gets an alert, ``suppressed`` if a suppression of its account covers
         its start, else ``open``. Returns the alerts created, oldest first.
         """
-        rows = self._rows(scored) if scored.height else []
         sources = json.dumps(checkpoint.sources)
         with self._write() as conn:
             # The checkpoint first: a failure further on must take it back with the rest.
@@ -425,15 +431,17 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO checkpoint_state (name, data) VALUES (?, ?)",
                 [(name, data) for name, data in checkpoint.state.items() if data is not None],
             )
-            if not rows:
+            if not scored.height:
                 return []
             conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS incoming ({_INCOMING_COLS}, new INTEGER)"
             )
             conn.execute("DELETE FROM incoming")
-            conn.executemany(
-                f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({', '.join('?' * 13)})", rows
-            )
+            for rows in self._rows(scored):
+                conn.executemany(
+                    f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({', '.join('?' * 13)})",
+                    rows,
+                )
             conn.execute(
                 """UPDATE incoming SET new = NOT EXISTS (
                     SELECT 1 FROM windows w

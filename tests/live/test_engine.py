@@ -276,7 +276,7 @@ def test_an_older_snapshot_with_events_is_restored(
     old = {
         "meta": json.dumps(old_meta).encode(),
         "pending": parquet(pending),
-        "history": parquet(pl.concat(first.history)),
+        "history": parquet(pl.concat(first.history, how="vertical_relaxed")),
         "discovered": parquet(pl.concat(first.discovered)),
     }
     resumed = Engine(trained, conf)
