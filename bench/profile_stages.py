@@ -68,16 +68,33 @@ def main() -> None:
         raise SystemExit(f"run bench/bench_score.py --format {args.format} first")
 
     imp = subprocess.run(
-        [sys.executable, "-c", "import os, time; import detector.cli; t = os.times(); print(t.user + t.system)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import os, time; import detector.cli; t = os.times(); print(t.user + t.system)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     t0 = os.times()
     from detector import carried, formats, ingest, model, partials, pipeline, settings
-    from detector.formats import jsonlines, pg_csvlog, pg_jsonlog, pg_stderr, pgaudit
+    from detector.formats import pg_csvlog, pg_jsonlog, pg_stderr, pgaudit
     from detector.reader import head_lines, read_chunks
 
-    wrap(pgaudit, ["audit_fields", "_audit_statements", "_with_durations", "_parse_times",
-                   "_fill_session_attributes", "_failures", "rejects", "missing_fields"])
+    wrap(
+        pgaudit,
+        [
+            "audit_fields",
+            "_audit_statements",
+            "_with_durations",
+            "_parse_times",
+            "_fill_session_attributes",
+            "_failures",
+            "rejects",
+            "missing_fields",
+        ],
+    )
     wrap(pg_jsonlog.PgJsonlog, ["_decode", "_records_to_events"], "jsonlog.")
     wrap(pg_csvlog, ["_one_line_records", "_segmented", "_read_csv", "with_raw_lines"], "csvlog.")
     wrap(pg_stderr, ["_join_continuations", "_sessions", "with_raw_lines"], "stderr.")
@@ -96,7 +113,9 @@ def main() -> None:
         fmt.configure(head_lines(log))
     size = getattr(fmt, "chunk_bytes", ingest.STREAM_CHUNK_BYTES)
     c = cpu()
-    chunks = list(itertools.islice(read_chunks(log, getattr(fmt, "record_start", None), size), args.chunks))
+    chunks = list(
+        itertools.islice(read_chunks(log, getattr(fmt, "record_start", None), size), args.chunks)
+    )
     stages["read chunks"] = cpu() - c
     c = cpu()
     parsed = [fmt.parse(chunk) for chunk in chunks]
@@ -128,9 +147,11 @@ def main() -> None:
     stages["NDJSON out"] = cpu() - c
 
     total = os.times()
-    print(f"{args.format}: {sum(b.height for b in batches):,} events, {scored.height:,} windows, "
-          f"POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', '-')}, "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.format}: {sum(b.height for b in batches):,} events, {scored.height:,} windows, "
+        f"POLARS_MAX_THREADS={os.environ.get('POLARS_MAX_THREADS', '-')}, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'import detector.cli (own process)':<40}{float(imp.stdout):7.2f}")
     print(f"{'  imports here':<40}{t_import:7.2f}")
     for name, s in stages.items():
