@@ -60,9 +60,10 @@ def model_frame(
         prof.peers.lazy(),
         None if own_history is not None else prof.place(windows).lazy(),
     )
-    # The in-memory engine: Polars 2's default streaming engine takes about 20 times the
-    # CPU on this wide plan (four joins, a hundred-odd expressions; 0.8-1.1 s against
-    # 0.04 s for 51,339 windows, bench/profile_stages.py), the same rows either way.
+    # The in-memory engine: on this wide plan (four joins, a hundred-odd expressions)
+    # Polars 2's default streaming engine took about 20 times the CPU and 2.5 times the
+    # memory (0.8-1.1 s against 0.04 s, 1.35 GB against 0.52 GB peak, for the 51,339
+    # windows of bench/bench_score.py's log). The same rows either way.
     return F.add_model_inputs(relative, horizons).collect(engine="in-memory")
 
 
@@ -306,6 +307,6 @@ def write_ndjson(scored: pl.DataFrame, out: Path | None) -> None:
         sys.stdout.write(formatted.write_ndjson())
     else:
         # Polars writes the bytes into the file itself: the same bytes as through a
-        # Python string, in about a third of the time (no 60 MB str built and encoded).
+        # Python string, in less than half the time (no 60 MB str built and encoded).
         with out.open("wb") as fh:
             formatted.write_ndjson(fh)
