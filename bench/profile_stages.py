@@ -21,6 +21,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "import os, time; import detector.cli; t = os.times(); print(t.user + t.system)",
+            "import os; import detector.cli; t = os.times(); print(t.user + t.system)",
         ],
         capture_output=True,
         text=True,
@@ -103,7 +104,7 @@ def main() -> None:
     wrap(pgaudit, ["declared_cursors", "fetch_objects"])
     t_import = sum(os.times()[:2]) - sum(t0[:2])
 
-    cpu = lambda: time.process_time()  # noqa: E731
+    cpu = time.process_time
     stages: dict[str, float] = {}
     c = cpu()
     trained = model.load(model_dir)
@@ -122,7 +123,7 @@ def main() -> None:
     stages["parse (all steps)"] = cpu() - c
     del chunks
     c = cpu()
-    statements = ingest._Statements(ingest.timedelta(minutes=5))
+    statements = ingest._Statements(timedelta(minutes=5))
     batches = []
     for p in parsed:
         batches.extend(statements.add(p.events))
@@ -153,7 +154,7 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(f"{'import detector.cli (own process)':<40}{float(imp.stdout):7.2f}")
-    print(f"{'  imports here':<40}{t_import:7.2f}")
+    print(f"{'  (the same imports, in this process)':<40}{t_import:7.2f}")
     for name, s in stages.items():
         print(f"{name:<40}{s:7.2f}")
         if name.startswith("parse"):
