@@ -47,10 +47,12 @@ class Chunk:
     def lines(self) -> pl.DataFrame:
         """The chunk as a frame: ``line_no`` (UInt64, 1-based in the file), ``line``."""
         if self._lines is None:
-            text = self.text[:-1] if self.text.endswith("\n") else self.text
+            # A text ending in a newline splits into one more, empty, string: the slice
+            # drops it (a copy of the text without its newline cost more).
             self._lines = (
-                pl.DataFrame({"line": [text]})
+                pl.DataFrame({"line": [self.text]})
                 .select(pl.col("line").str.split("\n").list.explode())
+                .slice(0, self.n_lines)
                 .with_columns(pl.col("line").str.strip_suffix("\r"))
                 .with_row_index("line_no", offset=self.first_line)
                 .with_columns(pl.col("line_no").cast(pl.UInt64))

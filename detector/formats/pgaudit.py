@@ -357,8 +357,11 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     if audit.select(obj.str.starts_with('"').any()).item():
         obj = unquote_csv(obj)
     obj = obj.replace("", None)
-    audit = audit.with_columns(
-        obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
+    # Only the columns read below: the filter to first lines copies each one it keeps.
+    used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]
+    used += ["a_class", "a_command", "a_statement", "a_rows"]
+    audit = audit.select(
+        *used, obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
     )
     first = audit.filter(pl.col("_first"))
     if first.height < audit.height:  # statements logged once per relation: collect them
@@ -390,7 +393,11 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.lit(True).alias(S.SUCCESS),
     )
     query = pl.col(S.QUERY)
-    text_head = query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
+    # The statement's first words, upper-cased, computed once (``_head``).
+    first = first.with_columns(
+        query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase().alias("_head")
+    )
+    text_head = pl.col("_head")
     # The patterns run only where the cheap test passes: most statements are neither.
     copy_text = pl.when(text_head.str.starts_with("COPY")).then(query).otherwise(pl.lit(""))
     is_copy_to = copy_text.str.contains(r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)")
@@ -414,7 +421,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         .then(None)
         .otherwise(pl.col(S.ROWS))
         .alias(S.ROWS),
-    ).drop("a_class")
+    ).drop("a_class", "_head")
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
