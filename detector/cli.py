@@ -190,7 +190,7 @@ def run_train(args: argparse.Namespace) -> int:
         try:  # PostgreSQL logs streamed: memory follows the account-windows
             period, summary = pipeline.read_period(
                 args.logs,
-                conf,
+                conf.horizon_spec.base,
                 quarantine,
                 format_name=args.format,
                 mapping=args.mapping,

@@ -121,7 +121,7 @@ def train(
 
 def read_period(
     paths: Sequence[Path],
-    settings: Settings,
+    every: str,
     quarantine: Quarantine | None = None,
     *,
     format_name: str = "auto",
@@ -131,10 +131,9 @@ def read_period(
     until: datetime | None = None,
     on_file: Callable[[str], None] = lambda name: None,
 ) -> tuple[Period, Summary]:
-    """The training period in ``paths``, and what was read. PostgreSQL logs are read batch
-    by batch and folded as they come (as :func:`score_logs` reads them); other formats,
-    whose records are joined across the whole file, are read whole first."""
-    every = settings.horizon_spec.base
+    """The period in ``paths``, in windows of ``every``, and what was read. PostgreSQL
+    logs are read batch by batch and folded as they come; other formats, whose records
+    are joined across the whole file, are read whole first."""
     if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
         summary = Summary()
         batches = ingest.event_batches(
@@ -251,34 +250,22 @@ def score_logs(
     manifest = model.read_manifest(model_dir)  # a wrong directory fails before any reading
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(model.load, model_dir)
-        if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
-            summary = Summary()
-            batches = ingest.event_batches(
-                paths,
-                summary,
-                format_name=format_name,
-                log_line_prefix=log_line_prefix,
-                quarantine=quarantine,
-                since=since,
-                until=until,
-            )
-            every = manifest.horizons["base"]
-            period = Period.of(batches, every)
-            trained = loading.result()
-            carried.check(period.evidence, trained.manifest.training)
-            known = trained.profile.known.lazy()
-            activity = partials.to_activity(period.partials, every, known)
-            return score_windows(activity, trained, settings), summary
-        events, summary = read_events(
+        every = manifest.horizons["base"]
+        period, summary = read_period(
             paths,
+            every,
+            quarantine,
             format_name=format_name,
             mapping=mapping,
             log_line_prefix=log_line_prefix,
-            quarantine=quarantine,
             since=since,
             until=until,
         )
-        return score(events, loading.result(), settings), summary
+        trained = loading.result()
+        carried.check(period.evidence, trained.manifest.training)
+        known = trained.profile.known.lazy()
+        activity = partials.to_activity(period.partials, every, known)
+        return score_windows(activity, trained, settings), summary
 
 
 def score_windows(

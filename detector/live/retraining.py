@@ -116,7 +116,7 @@ class Retrainer:
             allowed = self.store.training_windows(since, until)
             period, _ = pipeline.read_period(
                 paths,
-                self.settings,
+                self.settings.horizon_spec.base,
                 format_name=fmt,
                 log_line_prefix=prefix,
                 since=since,
