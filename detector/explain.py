@@ -264,6 +264,7 @@ class Judge:
             "peer_group",
             "flagged",
             "guardrail",
+            "drip",
             "score",
             "has_history",
             "hour",
@@ -382,6 +383,8 @@ class Judge:
                 )
             else:
                 out.append("guardrail: data exported by an account that never exports")
+        if row["drip"]:
+            out += self._drip_reasons(row)
         score = f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})"
         out.append(f"{score}; {attribution}" if attribution else score)
         return out
@@ -436,6 +439,30 @@ class Judge:
             f"{_times(value, peer)} any peer's largest ({_num(peer)}){self._peers(row)}"
         )
         return text, value > self.settings.guardrail_factor * max(own, peer)
+
+    def _drip_reasons(self, row: dict[str, Any]) -> list[str]:
+        """The day-or-longer sums this window took past the slow-drip bound (as
+        ``drip_bound`` in :meth:`__call__` decides), one line per volume signal."""
+        s = self.settings
+        out = []
+        for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
+            this = row[col_name(signal, self.horizons.base)] or 0
+            for h in self.horizons.longer:
+                c = col_name(signal, h)
+                value, own = row[c] or 0, row[f"{c}__own"] or 0
+
+                def past(v: float, own: float = own) -> bool:
+                    return v >= s.guardrail_min_rows and v >= s.drip_factor * own
+
+                if span(h) >= timedelta(days=1) and past(value) and not past(value - this):
+                    out.append(
+                        f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
+                        f"{_times(value, own)} this account's largest {_span(h)} in training "
+                        f"({_num(own)}); flagged in the window that took it past "
+                        f"{s.drip_factor:g}x"
+                    )
+                    break
+        return out
 
     def _peers(self, row: dict[str, Any]) -> str:
         """Who the peers are, unless they are all accounts: ``; peers: role batch``."""
