@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.features import ACCOUNT, Horizons, col_name, horizon_columns, span
+from detector.features import ACCOUNT, ALERT_LEVELS, Horizons, col_name, horizon_columns, span
 from detector.profile import LEARNED, POPULATION, Profile, usual_hours
 from detector.settings import Settings
 
@@ -80,8 +80,11 @@ class Judge:
         (empty lists unless ``with_reasons``). ``attribute`` gives the model's features
         and each flagged window's shares of them, for the reasons' attribution line."""
         s = self.settings
+        levels = [f"{c}__alerted" for c in horizon_columns(self.horizons, ALERT_LEVELS)]
         frame = self._with_references(
-            feats.with_columns(pl.Series("score", scores, dtype=pl.Float64))
+            feats.with_columns(pl.Series("score", scores, dtype=pl.Float64)).with_columns(
+                pl.lit(None, pl.Int64).alias(c) for c in levels if c not in feats.columns
+            )
         )
         volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
 
@@ -208,9 +211,12 @@ class Judge:
         c = col_name(signal, horizon)
         total = pl.col(c).fill_null(0)
         before = total - pl.col(col_name(signal, self.horizons.base)).fill_null(0)
-        if horizon == self.horizons.base:
-            return bound(total, c)
-        return bound(total, c) & ~bound(before, c)
+        crossing = bound(total, c)
+        if horizon != self.horizons.base:
+            crossing = crossing & ~bound(before, c)
+        if signal in ALERT_LEVELS:  # not again at a level already alerted on lately
+            crossing = crossing & (total > pl.col(f"{c}__alerted").fill_null(-1))
+        return crossing
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each window's own and peer ceilings (largest values seen in training)."""

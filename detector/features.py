@@ -44,6 +44,8 @@ RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports"
 # The signals a format may not carry at all: null in the log means unknown, not zero.
 UNKNOWABLE: Final = ("rows_read", "bytes_read")
 VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
+# Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
+ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements")
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,40 @@ def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons
                 .alias(c)
             )
     return windows.with_columns(exprs)
+
+
+def alerted_levels(
+    windows: pl.LazyFrame,
+    alerted: pl.Expr,
+    horizons: Horizons,
+    signals: Sequence[str] = ALERT_LEVELS,
+) -> pl.LazyFrame:
+    """Per window, the largest sum of each signal over each horizon that an *earlier*
+    window of the account was alerted with, within the longest horizon (null: none):
+    ``<column>__alerted``.
+
+    What an alert showed an analyst is no news at the same level a few hours later: an
+    account that took on new work (a role change) alerts the first day it reads at its
+    new volumes, not on every day it does it again. Going beyond what was alerted, or
+    coming back after the longest horizon, alerts again. ``windows`` must be sorted by
+    account, then window start. An earlier window's ``<column>__level``, where not null,
+    is the sum it was alerted with (the live service's history is too short to sum a
+    3-day horizon again for a window 2 days old).
+    """
+    back = horizons.longer[-1] if horizons.longer else horizons.base
+    names = set(windows.collect_schema().names())
+
+    def level(c: str) -> pl.Expr:  # as alerted at the time, if given (``<c>__level``)
+        return pl.coalesce(f"{c}__level", c) if f"{c}__level" in names else pl.col(c)
+
+    return windows.with_columns(
+        pl.when(alerted)
+        .then(level(c))
+        .rolling_max_by(WINDOW, window_size=back, closed="left")
+        .over(ACCOUNT)
+        .alias(f"{c}__alerted")
+        for c in horizon_columns(horizons, signals)
+    )
 
 
 def earlier_days(windows: pl.LazyFrame, horizons: Horizons, columns: Sequence[str]) -> pl.LazyFrame:

@@ -278,8 +278,10 @@ def score_windows(
 
     ``prior`` holds the same accounts' earlier windows (at least their volume signals,
     over the longest horizon) and an ``alerted`` column: they count in the new windows'
-    horizons, and volume already alerted on does not raise a second alert. The live
-    service passes its window history here; a batch run has none.
+    horizons, and volume already alerted on does not raise a second alert. Optional
+    ``<horizon column>__level`` columns give the sums an alerted window was alerted with
+    (:func:`detector.features.alerted_levels`). The live service passes its window history
+    here; a batch run has none.
     """
     horizons = trained.horizons
     judge = Judge(
@@ -288,10 +290,12 @@ def score_windows(
     new = activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
     if prior is not None and prior.height:
         earlier = prior.filter(pl.col(F.ACCOUNT).is_in(activity[F.ACCOUNT].unique().implode()))
+        levels = [c for c in alert_level_columns(horizons) if c in earlier.columns]
         earlier = earlier.select(
             F.ACCOUNT,
             F.WINDOW,
             *F.VOLUME,
+            *levels,
             pl.lit(False).alias("_new"),
             pl.col("alerted").alias("_alerted"),
         )
@@ -309,7 +313,9 @@ def score_windows(
     )
 
     def judged_windows(alerted: pl.Expr, with_reasons: bool) -> pl.DataFrame:
-        discounted = F.discount_alerted(windows.lazy(), alerted, horizons)
+        discounted = F.alerted_levels(
+            F.discount_alerted(windows.lazy(), alerted, horizons), alerted, horizons
+        )
         frame = model_frame(discounted.filter(pl.col("_new")), trained.profile, horizons)
         scores = trained.detector.score(matrix(frame, trained.manifest.features))
         return judge(frame, scores, with_reasons, attribute)
@@ -331,6 +337,24 @@ def score_windows(
     else:
         judged = judged.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
     return _output(judged, horizons)
+
+
+def alert_level_columns(horizons: F.Horizons) -> list[str]:
+    """The ``prior`` columns of :func:`score_windows` holding alerted windows' sums."""
+    return [f"{c}__level" for c in F.horizon_columns(horizons, F.ALERT_LEVELS)]
+
+
+def alert_levels(scored: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:
+    """The flagged windows of a ``score`` output with the sums they were alerted with
+    (account, window start and :func:`alert_level_columns`)."""
+    return scored.filter(pl.col("flagged")).select(
+        F.ACCOUNT,
+        F.WINDOW,
+        *(
+            pl.col("features").struct.field(c).cast(pl.Int64).alias(f"{c}__level")
+            for c in F.horizon_columns(horizons, F.ALERT_LEVELS)
+        ),
+    )
 
 
 def _output(judged: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:

@@ -228,3 +228,40 @@ def test_a_new_account_is_alerted_when_beyond_its_peers_then_only_beyond_itself(
     first, last = mine["reasons"][0].to_list(), mine["reasons"][3].to_list()
     assert "a new account with no history" in first[0]
     assert "its typical peer's largest or its own on earlier days (250,000)" in last[0]
+
+
+def test_a_volume_already_alerted_on_alerts_again_only_beyond_it_or_days_later() -> None:
+    """An account that takes on new work (a role change) alerts the first time it reads at
+    its new volume, not each time it does so again over the next days; reading beyond what
+    was alerted, or at it again after the longest horizon (3 days), alerts again."""
+    trained, events = trained_on_json()
+    template = ordinary("analyst_ben")
+    own = trained.profile.account_max.filter(pl.col(F.ACCOUNT) == "analyst_ben")  # type: ignore[attr-defined]
+    rows = 200 * int(own["rows_read_1d"].item())  # far beyond its day, and its 5 minutes
+    pulls = {
+        "first": (DAY.replace(hour=10, minute=2), rows),
+        "same day, a little less": (DAY.replace(hour=15, minute=2), rows * 9 // 10),
+        "next day, the same": (DAY.replace(hour=10, minute=2) + timedelta(days=1), rows),
+        "next day, three times it": (DAY.replace(hour=15, minute=2) + timedelta(days=1), 3 * rows),
+        "5 days on, the first again": (DAY.replace(hour=10, minute=2) + timedelta(days=5), rows),
+    }
+    added = [
+        statement(template, at, n, **{S.ROWS: volume})
+        for n, (at, volume) in enumerate(pulls.values())
+    ]
+    extra = pl.DataFrame(added, schema=events.schema)
+    scored = pipeline.score(pl.concat([events, extra]).sort(S.TIME), trained, settings.load())  # type: ignore[arg-type]
+    flagged = {
+        name: scored.filter(
+            pl.col("account") == "analyst_ben",
+            pl.col("window_start") == at.replace(minute=0),
+        )["flagged"].item()
+        for name, (at, _) in pulls.items()
+    }
+    assert flagged == {
+        "first": True,
+        "same day, a little less": False,
+        "next day, the same": False,
+        "next day, three times it": True,
+        "5 days on, the first again": True,
+    }

@@ -23,6 +23,10 @@ statements), so its memory grows with the accounts active, not with the events:
 * ``history``: closed windows' volume signals over the longest horizon, with whether
   each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it. Kept in
   segments, one per close, so that a checkpoint writes only the new one.
+* ``levels``: the sums each alerted window of the history was alerted with, so that a
+  repeat at that level is held back as in a batch run
+  (:func:`detector.features.alerted_levels`), though the history no longer holds the
+  3 days before that window to sum again.
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
 
@@ -59,7 +63,7 @@ from detector import formats, model, partials
 from detector import schema as S
 from detector.formats import mariadb
 from detector.ingest import merge_split_statements
-from detector.pipeline import score_windows
+from detector.pipeline import alert_level_columns, alert_levels, score_windows
 from detector.settings import Settings
 
 # The event columns the window features read, and what joins MariaDB's audit and slow
@@ -131,6 +135,7 @@ class Engine:
         self.history: list[pl.DataFrame] = []  # segments, oldest first
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
+        self.levels = self._no_levels()
         self.newest: datetime | None = None  # newest event time seen
         self.newest_of: dict[str, datetime] = {}  # ... per input (file, stdin, push)
         self.closed_until: datetime | None = None  # windows ending by then are scored
@@ -265,6 +270,10 @@ class Engine:
         merged = partials.merge_all([*self._open, partials.partial(events, self.horizons.base)])
         return partials.to_activity(merged, self.horizons.base, self._known())
 
+    def _no_levels(self) -> pl.DataFrame:
+        names = [F.ACCOUNT, F.WINDOW, *alert_level_columns(self.horizons)]
+        return pl.DataFrame(schema={c: HISTORY_SCHEMA.get(c, pl.Int64()) for c in names})
+
     def _known(self) -> pl.LazyFrame:
         return pl.concat(
             [self.trained.profile.known, *self.discovered], how="vertical_relaxed"
@@ -277,7 +286,7 @@ class Engine:
         windows then needs the memory of a few thousand, their window features included."""
         known = self._known().collect()
         accounts = closing[F.ACCOUNT].unique().sort()
-        parts, windows, new_values = [], [], []
+        parts, windows, new_values, levels = [], [], [], []
         for start in range(0, accounts.len(), SCORE_BATCH):
             batch = accounts.slice(start, SCORE_BATCH).implode()
             ours = pl.col(F.ACCOUNT).is_in(batch)
@@ -285,14 +294,21 @@ class Engine:
                 closing.filter(ours), self.horizons.base, known.filter(ours)
             )
             prior = (
-                pl.concat([_full(segment.filter(ours)) for segment in self.history])
+                pl.concat([_full(segment.filter(ours)) for segment in self.history]).join(
+                    self.levels, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left"
+                )
                 if self.history
                 else None
             )
             scored = score_windows(activity, self.trained, self.settings, prior=prior)
             parts.append(scored)
+            levels.append(alert_levels(scored, self.horizons))
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
+        alerted = pl.concat([self._no_levels(), *levels])
+        if alerted.height:
+            self.levels = pl.concat([self.levels, alerted])
+            self._writes["levels"] = b""  # written at the snapshot, once pruned
         self._remember(
             pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows]),
             pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]),
@@ -315,6 +331,9 @@ class Engine:
         self._add_segment("discovered", new_values)
         if self.evicted.height:
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
+        if self.levels.height and self.levels[F.WINDOW].min() < horizon_start:  # type: ignore[operator]
+            self.levels = self.levels.filter(pl.col(F.WINDOW) >= horizon_start)
+            self._writes["levels"] = b""
 
     def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
@@ -357,6 +376,8 @@ class Engine:
                 self._drop(name)
             self._names[kind] = []
         self.history, self.discovered = [], []
+        self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
+        self._writes["levels"] = b""
         self._add_segment("history", history)
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
@@ -440,6 +461,8 @@ class Engine:
             "closed_until": None if self.closed_until is None else self.closed_until.isoformat(),
             "base": self.horizons.base,
         }
+        if "levels" in self._writes:
+            self._writes["levels"] = _parquet(self.levels)
         return {
             **{name: None for name in self._deletes},
             **self._writes,
@@ -487,6 +510,8 @@ class Engine:
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
+            elif kind == "levels":
+                self.levels = frame.cast(self._no_levels().schema)
             elif kind == "continued":
                 self.continued = frame.select(CONTINUED).cast(CONTINUED_SCHEMA)
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
