@@ -464,3 +464,78 @@ def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     assert window["features"]["statements_5m"] == 1  # statement 3 only
     assert window["features"]["rows_read_5m"] == 5
     assert sorted(window["objects"]) == ["s.b", "s.c", "s.d"]
+
+
+def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """A pull alerted on, then the same pull again within 3 days: the batch run alerts
+    once; so does the engine, also when it restarts from a checkpoint in between."""
+    conf = settings.Settings()
+    reads = week3.filter(pl.col(S.ACCOUNT) == "analyst_ben", pl.col(S.ROWS) > 0)
+    template = reads.row(0, named=True)
+    first = datetime(2026, 10, 21, 10, 2, tzinfo=UTC)
+    pulls = [(first, 400_000), (first + timedelta(hours=30), 390_000)]
+    extra = pl.DataFrame(
+        [
+            {**template, S.TIME: at, S.STATEMENT_ID: f"{900000 + n}.1", S.ROWS: rows}
+            for n, (at, rows) in enumerate(pulls)
+        ],
+        schema=week3.schema,
+    )
+    events = pl.concat([week3, extra]).sort(S.TIME)
+    batch = pipeline.score(events, trained, conf)
+
+    def pull_flags(scored: pl.DataFrame) -> list[bool]:
+        return [
+            scored.filter(
+                pl.col("account") == "analyst_ben", pl.col("window_start") == at.replace(minute=0)
+            )["flagged"].item()
+            for at, _ in pulls
+        ]
+
+    assert pull_flags(batch) == [True, False]
+    cut = events.filter(pl.col(S.TIME) < first + timedelta(hours=12)).height
+    before_restart = Engine(trained, conf)
+    before = stream_no_flush(before_restart, events[:cut], 5_000)
+    resumed = Engine(trained, conf)
+    resumed.restore(before_restart.snapshot())
+    live = pl.concat([before, stream(resumed, events[cut:], 5_000)])
+    assert pull_flags(live) == [True, False]
+    assert verdicts(live).select("account", "window_start", "flagged").equals(
+        verdicts(batch).select("account", "window_start", "flagged")
+    )
+
+
+def test_an_alerted_windows_saved_sums_count_not_its_sums_from_a_shorter_history(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """The engine's history holds only the last 3 days: a window alerted 2 days ago can
+    no longer have its 3-day sum added up again. The sums saved when it was alerted
+    (``__level``) are what a repeat is measured against."""
+    conf = settings.Settings()
+    at = datetime(2026, 10, 23, 10, 2, tzinfo=UTC)
+    reads = week3.filter(pl.col(S.ACCOUNT) == "analyst_ben", pl.col(S.ROWS) > 0)
+    pull = pl.DataFrame(
+        [{**reads.row(0, named=True), S.TIME: at, S.STATEMENT_ID: "900001.1", S.ROWS: 400_000}],
+        schema=week3.schema,
+    )
+    activity = F.window_activity(
+        pull.lazy(), trained.horizons.base, trained.profile.known.lazy()
+    ).collect()
+    alerted = {  # two days before: little in its own window, 500,000 over its horizons
+        F.ACCOUNT: "analyst_ben",
+        F.WINDOW: datetime(2026, 10, 21, 12, 0, tzinfo=UTC),
+        **{signal: 1 for signal in F.VOLUME},
+        "alerted": True,
+    }
+    levels = {c: 500_000 for c in pipeline.alert_level_columns(trained.horizons)}
+    summed_again = pl.DataFrame([alerted])
+    saved = pl.DataFrame([{**alerted, **levels}])
+
+    def flagged(prior: pl.DataFrame) -> bool:
+        scored = pipeline.score_windows(activity, trained, conf, prior=prior)
+        return bool(scored["flagged"].item())
+
+    assert flagged(summed_again)
+    assert not flagged(saved)
