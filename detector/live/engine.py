@@ -51,7 +51,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -287,14 +287,13 @@ class Engine:
         known = self._known().collect()
         accounts = closing[F.ACCOUNT].unique().sort()
         parts, windows, new_values, levels = [], [], [], []
-        for start in range(0, accounts.len(), SCORE_BATCH):
-            batch = accounts.slice(start, SCORE_BATCH).implode()
-            ours = pl.col(F.ACCOUNT).is_in(batch)
+        for batch, history in history_batches(self.history, accounts, SCORE_BATCH):
+            ours = pl.col(F.ACCOUNT).is_in(batch.implode())
             activity = partials.to_activity(
                 closing.filter(ours), self.horizons.base, known.filter(ours)
             )
             prior = (
-                pl.concat([_full(segment.filter(ours)) for segment in self.history]).join(
+                history.join(
                     self.levels, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left"
                 )
                 if self.history
@@ -338,7 +337,9 @@ class Engine:
     def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
-        getattr(self, kind).append(_compact(frame) if kind == "history" else frame)
+        if kind == "history":  # sorted by account: see _score
+            frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
+        getattr(self, kind).append(frame)
         name = f"{kind}.{next(self._seq):012d}"
         self._names[kind].append(name)
         self._writes[name] = _parquet(frame)
@@ -506,7 +507,9 @@ class Engine:
             elif kind == "open":
                 self._open.append(frame.cast(partials.SCHEMA))
             elif kind in ("history", "discovered"):  # an older one's single frame too
-                getattr(self, kind).append(_compact(frame) if kind == "history" else frame)
+                if kind == "history":  # an older trovewatch's may not be sorted by account
+                    frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
+                getattr(self, kind).append(frame)
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
@@ -522,6 +525,35 @@ def _newest_window(segment: pl.DataFrame) -> datetime:
     newest = segment[F.WINDOW].max()
     assert isinstance(newest, datetime)
     return newest
+
+
+def history_batches(
+    history: list[pl.DataFrame], accounts: pl.Series, size: int
+) -> Iterator[tuple[pl.Series, pl.DataFrame]]:
+    """``accounts`` (sorted, distinct) ``size`` at a time, each batch with its accounts'
+    rows of the history segments (``HISTORY_SCHEMA``'s types).
+
+    Each segment is sorted by account, so a batch's rows lie between two binary searches,
+    found for every batch at once; the slices are joined, then cast and filtered once.
+    Filtering every segment for every batch instead took 7.1 s a close with a day's 288
+    segments of 100,000 accounts in 20 batches, this 0.6-0.9 s (``bench/bench_close.py``).
+    """
+    starts = range(0, accounts.len(), size)
+    firsts = accounts.gather(list(starts))
+    lasts = accounts.gather([min(s + size, accounts.len()) - 1 for s in starts])
+    bounds = [
+        (s[F.ACCOUNT].search_sorted(firsts, "left"), s[F.ACCOUNT].search_sorted(lasts, "right"))
+        for s in history
+    ]
+    for i, start in enumerate(starts):
+        batch = accounts.slice(start, size)
+        pieces = [s.slice(lo[i], hi[i] - lo[i]) for s, (lo, hi) in zip(history, bounds, strict=True)]
+        rows = (
+            pl.concat(pieces, how="vertical_relaxed")  # each segment's own compact types
+            if pieces
+            else pl.DataFrame(schema=HISTORY_SCHEMA)
+        )
+        yield batch, _full(rows).filter(pl.col(F.ACCOUNT).is_in(batch.implode()))
 
 
 def _history_rows(activity: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
