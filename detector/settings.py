@@ -147,7 +147,9 @@ class Settings(BaseSettings):
         200_000,
         ge=1,
         description="Most accounts whose window history serve keeps; beyond it the least "
-        "recently active accounts' history is dropped (trovewatch_accounts_evicted_total).",
+        "recently active accounts' history is dropped (trovewatch_accounts_evicted_total). "
+        "Also the most new accounts with open windows: past it, new names' events are "
+        "counted together under '(overflow)' (trovewatch_overflow_events_total).",
     )
     ingest_nice: int = Field(
         10,

@@ -107,6 +107,8 @@ HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
 SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
+# The account of events whose names are past max_accounts open at once (Engine._within_cap).
+OVERFLOW: Final = "(overflow)"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Closed:
     scored: pl.DataFrame  # the ``score`` output's rows
     late_events: int
     evicted: int = 0  # accounts whose history was dropped (max_accounts)
+    overflow: int = 0  # events counted under OVERFLOW since the last close (max_accounts)
 
 
 class Engine:
@@ -140,6 +143,9 @@ class Engine:
         self.newest_of: dict[str, datetime] = {}  # ... per input (file, stdin, push)
         self.closed_until: datetime | None = None  # windows ending by then are scored
         self.late = 0  # late events not yet reported by close()
+        self.overflow = 0  # events counted under OVERFLOW, not yet reported by close()
+        self._trained_accounts = trained.profile.known[F.ACCOUNT].unique()
+        self._history_accounts: pl.Series | None = None  # cached until history changes
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
         self._seq = itertools.count()
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
@@ -155,6 +161,7 @@ class Engine:
         events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
             return
+        events = self._within_cap(events)
         newest = events[S.TIME].max()
         assert isinstance(newest, datetime)
         self.newest = newest if self.newest is None else max(self.newest, newest)
@@ -185,6 +192,41 @@ class Engine:
         )
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
+
+    def _within_cap(self, events: pl.DataFrame) -> pl.DataFrame:
+        """``events`` with the names of accounts past ``max_accounts`` open at once
+        replaced by :data:`OVERFLOW`.
+
+        Open windows are never dropped (their events would be lost), so a flood of new
+        names (a million in one window) would hold one open window per name. Past the cap,
+        a name that has no open window, no history and is not in the model's training
+        gets none: its events are counted together under ``OVERFLOW``, scored as one
+        account (a flood of names is itself worth an alert), and in
+        ``trovewatch_overflow_events_total``. Accounts with state or training keep
+        their own windows.
+        """
+        open_rows = sum(p.height for p in self._open) + self.held.height
+        if open_rows + events.height <= self.max_accounts:  # cannot be past it: cheap
+            return events
+        names = events[S.ACCOUNT].unique(maintain_order=True)
+        opened = self._open_accounts().unique()
+        known = pl.concat([opened, self._trained_accounts, self._with_history()]).implode()
+        newcomers = names.filter(~names.is_in(known))
+        room = max(self.max_accounts - opened.len(), 0)
+        if newcomers.len() <= room:
+            return events
+        excess = pl.col(S.ACCOUNT).is_in(newcomers.slice(room).implode())
+        self.overflow += events.filter(excess).height
+        return events.with_columns(
+            pl.when(excess).then(pl.lit(OVERFLOW)).otherwise(pl.col(S.ACCOUNT)).alias(S.ACCOUNT)
+        )
+
+    def _with_history(self) -> pl.Series:
+        if self._history_accounts is None:
+            self._history_accounts = pl.concat(
+                [pl.Series(F.ACCOUNT, [], pl.String), *(s[F.ACCOUNT] for s in self.history)]
+            ).unique()
+        return self._history_accounts
 
     def _rest_of_closed(self, events: pl.DataFrame, newest: datetime) -> pl.DataFrame:
         """``events`` with the lines of statements already closed (``continued``) counted
@@ -236,8 +278,9 @@ class Engine:
         """Score every window the cutoff has passed; keep the rest open."""
         cutoff = self.cutoff(wall, behind)
         late, self.late = self.late, 0
+        overflow, self.overflow = self.overflow, 0
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
-            return Closed(pl.DataFrame(), late)
+            return Closed(pl.DataFrame(), late, overflow=overflow)
         self.closed_until = cutoff
         opened = partials.merge_all(self._open)
         due = pl.col(F.WINDOW) < cutoff
@@ -245,7 +288,7 @@ class Engine:
         due_events = self.held.filter(pl.col(S.TIME) < cutoff)
         if closing.is_empty() and due_events.is_empty():
             self._open = [opened] if opened.height else []
-            return Closed(pl.DataFrame(), late)
+            return Closed(pl.DataFrame(), late, overflow=overflow)
         self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
         closed_statements = due_events.filter(
             ~pl.col(S.SOURCE_FORMAT).is_in(JOINED)
@@ -262,7 +305,7 @@ class Engine:
             closing = partials.merge(closing, partials.partial(events, self.horizons.base))
         scored = self._score(closing)
         evicted = self._evict()
-        return Closed(scored, late, evicted)
+        return Closed(scored, late, evicted, overflow)
 
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""
@@ -324,6 +367,7 @@ class Engine:
         self._add_segment("history", windows)
         while self.history and _newest_window(self.history[0]) < horizon_start:
             self.history.pop(0)
+            self._history_accounts = None
             self._drop(self._names["history"].pop(0))
         if self.history:
             self.history[0] = self.history[0].filter(pl.col(F.WINDOW) >= horizon_start)
@@ -339,6 +383,7 @@ class Engine:
             return
         if kind == "history":  # sorted by account: see _score
             frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
+            self._history_accounts = None
         getattr(self, kind).append(frame)
         name = f"{kind}.{next(self._seq):012d}"
         self._names[kind].append(name)
@@ -377,6 +422,7 @@ class Engine:
                 self._drop(name)
             self._names[kind] = []
         self.history, self.discovered = [], []
+        self._history_accounts = None
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
         self._add_segment("history", history)
@@ -392,8 +438,30 @@ class Engine:
         return victims.height
 
     def _note_evicted(self, scored: pl.DataFrame) -> pl.DataFrame:
-        """Flagged windows of an account whose history was dropped say so."""
-        if self.evicted.is_empty() or scored.is_empty():
+        """Flagged windows of an account whose history was dropped say so. Every window
+        of :data:`OVERFLOW` is flagged (high, unless critical already), and says what it is."""
+        if scored.is_empty():
+            return scored
+        overflow = pl.col(F.ACCOUNT) == OVERFLOW
+        flood = pl.format(
+            "{} statements in this window by account names past max_accounts ({}) open at "
+            "once, counted together under {}: a flood of new names",
+            pl.col("features").struct.field(F.col_name("statements", self.horizons.base)),
+            pl.lit(f"{self.max_accounts:,}"),
+            pl.lit(OVERFLOW),
+        )
+        scored = scored.with_columns(
+            pl.when(overflow)
+            .then(pl.concat_list(flood, pl.col("reasons")))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons"),
+            (pl.col("flagged") | overflow).alias("flagged"),
+            pl.when(overflow & (pl.col("severity") != "critical"))
+            .then(pl.lit("high"))
+            .otherwise(pl.col("severity"))
+            .alias("severity"),
+        )
+        if self.evicted.is_empty():
             return scored
         note = (
             "history incomplete: this account's earlier windows were dropped at "
@@ -509,6 +577,7 @@ class Engine:
             elif kind in ("history", "discovered"):  # an older one's single frame too
                 if kind == "history":  # an older trovewatch's may not be sorted by account
                     frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
+                    self._history_accounts = None
                 getattr(self, kind).append(frame)
                 self._names[kind].append(name)
             elif kind == "evicted":

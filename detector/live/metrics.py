@@ -187,6 +187,12 @@ class Metrics:
             "Accounts whose window history was dropped to stay within max_accounts.",
             registry=r,
         )
+        self.overflow = Counter(
+            "trovewatch_overflow_events",
+            "Events of new account names past max_accounts open at once, counted together "
+            "under the account '(overflow)'.",
+            registry=r,
+        )
 
     def watch_flagged(self, source: Callable[[], list[Flagged]], cap: int) -> None:
         self.registry.register(FlaggedAccounts(source, cap))

@@ -341,6 +341,8 @@ class Service:
             self.metrics.late.inc(closed.late_events)
         if closed.evicted:
             self.metrics.evicted.inc(closed.evicted)
+        if closed.overflow:
+            self.metrics.overflow.inc(closed.overflow)
         if closed.scored.height:
             newest = closed.scored["window_end"].max()
             if isinstance(newest, datetime):

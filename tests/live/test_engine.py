@@ -359,7 +359,7 @@ def test_a_flood_of_account_names_stays_within_max_accounts(
     )
     events = pl.concat([day, flood]).sort(S.TIME)
     engine = Engine(trained, settings.Settings(max_accounts=cap))
-    evicted, statements, tracked = 0, 0, []
+    evicted, statements, tracked, names = 0, 0, [], set()
     for start in range(0, events.height, 500):
         engine.add(events[start : start + 500])
         closed = engine.close()
@@ -367,18 +367,79 @@ def test_a_flood_of_account_names_stays_within_max_accounts(
         statements += (
             closed.scored.select(pl.col("features").struct.field("statements_5m").sum()).item() or 0
         )
+        names |= set(closed.scored["account"]) if closed.scored.height else set()
         tracked.append(engine.accounts)
     closed = engine.close(wall=FAR_FUTURE)
     evicted += closed.evicted
     statements += (
         closed.scored.select(pl.col("features").struct.field("statements_5m").sum()).item() or 0
     )
+    names |= set(closed.scored["account"]) if closed.scored.height else set()
     assert max(tracked) <= cap + 500  # at most one read's new accounts above the cap
     assert engine.accounts <= cap
-    assert evicted >= 5_000 - cap
+    # each name with windows of its own (not folded into OVERFLOW) past the cap was evicted
+    assert evicted >= len(names) - cap
+    assert len(names) > 2 * cap
     assert statements == events[S.SUCCESS].sum()  # nothing lost or counted twice
     kept = {a for segment in engine.history for a in segment[F.ACCOUNT].to_list()}
     assert set(day[S.ACCOUNT].unique()) <= kept  # the real accounts were not the ones dropped
+
+
+def test_a_flood_of_names_within_one_window_is_counted_together_past_max_accounts(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """5,000 new account names within one 5-minute window, beside the real accounts,
+    with a cap of 300: no more than 300 accounts hold open windows (memory is bounded
+    while the window is open, not only once it closes); the names past the cap are
+    counted together under OVERFLOW, which is flagged and says why; the real accounts
+    keep their own windows; every statement is scored once."""
+    cap = 300
+    hour = week3.filter(
+        pl.col(S.TIME).is_between(
+            datetime(2026, 10, 20, 10, tzinfo=UTC), datetime(2026, 10, 20, 11, tzinfo=UTC)
+        )
+    )
+    in_window = datetime(2026, 10, 20, 10, 30, tzinfo=UTC)
+    flood = (
+        hour.sample(5_000, with_replacement=True, seed=2)
+        .with_columns(
+            (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.ACCOUNT),
+            (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.SESSION),
+            (pl.lit(in_window) + pl.duration(milliseconds=pl.int_range(pl.len()) * 50)).alias(
+                S.TIME
+            ),
+        )
+    )
+    events = pl.concat([hour, flood]).sort(S.TIME)
+    engine = Engine(trained, settings.Settings(max_accounts=cap))
+    parts, overflow, most_open = [], 0, 0
+    for start in range(0, events.height, 500):
+        engine.add(events[start : start + 500])
+        most_open = max(most_open, engine._open_accounts().n_unique())
+        closed = engine.close()
+        parts.append(closed.scored)
+        overflow += closed.overflow
+    closed = engine.close(wall=FAR_FUTURE)
+    scored = pl.concat([*(p for p in parts if p.height), closed.scored])
+    overflow += closed.overflow
+
+    real = set(hour[S.ACCOUNT].unique())
+    assert most_open <= cap + len(real)  # the real accounts are always let in
+    statements = scored.select(pl.col("features").struct.field("statements_5m").sum()).item()
+    assert statements == events[S.SUCCESS].sum()  # nothing lost or counted twice
+    folded = scored.filter(pl.col("account") == engine_module.OVERFLOW)
+    assert 0 < overflow <= flood.height
+    assert real <= set(scored["account"])  # each real account kept its own windows
+    alone = {a for a in scored["account"] if a.startswith("flood_")}
+    assert 0 < len(alone) <= cap  # the first names, while there was room
+    rest = flood.filter(~pl.col(S.ACCOUNT).is_in(list(alone)))
+    assert overflow == rest.height
+    assert folded.select(pl.col("features").struct.field("statements_5m").sum()).item() == (
+        rest[S.SUCCESS].sum()
+    )
+    assert folded["flagged"].all()
+    assert folded["severity"].is_in(["high", "critical"]).all()
+    assert all(rs[0].endswith("a flood of new names") for rs in folded["reasons"].to_list())
 
 
 def test_closing_windows_scored_a_few_accounts_at_a_time_give_the_batch_verdicts(
