@@ -3,11 +3,15 @@
 At each close the live engine scores the closing accounts ``SCORE_BATCH`` at a time, each
 batch with its accounts' history over the longest horizon (3 days: one segment per close,
 864 of them). This times :func:`detector.live.engine.history_batches` on synthetic
-segments, beside the way it was done before (every segment filtered for every batch).
+segments, beside the way it was done before (every segment filtered for every batch),
+then scores one batch's closing windows against its history
+(:func:`detector.pipeline.score_windows` with ``prior``, the bundled model), as a close
+does for each batch.
 
     uv run python bench/bench_close.py --segments 288 --accounts 100000
+    uv run python bench/bench_close.py --segments 864 --accounts 5000   # 3 days, one batch
 
-Prints both times and checks that both give every history row once.
+Prints the times and checks that both ways give every history row once.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from detector import features as F
+from detector import model, partials, pipeline, settings
 from detector.live.engine import HISTORY_SCHEMA, SCORE_BATCH, _compact, _full, history_batches
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def segments(count: int, accounts: int) -> list[pl.DataFrame]:
@@ -35,7 +43,7 @@ def segments(count: int, accounts: int) -> list[pl.DataFrame]:
                     F.ACCOUNT: names,
                     F.WINDOW: [start + timedelta(minutes=5 * i)] * accounts,
                     **{v: rng.integers(0, 1000, accounts) for v in F.VOLUME},
-                    "alerted": [False] * accounts,
+                    "alerted": rng.random(accounts) < 0.001,
                 }
             )
             .cast(HISTORY_SCHEMA)
@@ -72,6 +80,39 @@ def main() -> None:
         f"{args.segments} segments x {args.accounts:,} accounts, {batches} batches of "
         f"{SCORE_BATCH:,}: every segment filtered per batch {filtered:.2f} s, "
         f"history_batches {sliced:.2f} s"
+    )
+    batch, prior = next(history_batches(history, accounts, SCORE_BATCH))
+    closing = _closing(batch, history[-1][F.WINDOW][0] + timedelta(minutes=5))
+    trained = model.load(MODEL)
+    activity = partials.to_activity(closing, trained.horizons.base, trained.profile.known)
+    began = time.perf_counter()
+    scored = pipeline.score_windows(activity, trained, settings.Settings(), prior=prior)
+    print(
+        f"scoring one batch's {scored.height:,} closing windows against its "
+        f"{prior.height:,} history rows: {time.perf_counter() - began:.2f} s"
+    )
+
+
+def _closing(accounts: pl.Series, window: datetime) -> pl.DataFrame:
+    """Partials of one window per account: a read of one table."""
+    n = accounts.len()
+    return pl.DataFrame(
+        {
+            F.ACCOUNT: accounts,
+            F.WINDOW: [window] * n,
+            "statements": [10] * n,
+            "failed": [0] * n,
+            "rows_read": [100] * n,
+            "bytes_read": [None] * n,
+            "export_rows": [None] * n,
+            "export_keys": [[]] * n,
+            "objects_list": [["public.t"]] * n,
+            "export_objects_list": [[]] * n,
+            "clients_list": [[]] * n,
+            "apps_list": [[]] * n,
+            "last_time": [window] * n,
+        },
+        schema=partials.SCHEMA,
     )
 
 

@@ -301,22 +301,37 @@ def score_windows(
         )
         new = pl.concat([earlier, new], how="diagonal_relaxed")
     windows = F.add_horizons(new.sort(F.ACCOUNT, F.WINDOW).lazy(), horizons).collect()
-    # A new account's own earlier days: its history so far, for the guardrail and
-    # reasons (explain.Judge), not the model.
-    own_days = F.earlier_days(windows.lazy(), horizons, F.horizon_columns(horizons))
-    windows = (
-        windows.lazy()
-        .with_columns(pl.col(F.WINDOW).dt.truncate("1d").alias("day"))
-        .join(own_days, on=[F.ACCOUNT, "day"], how="left", maintain_order="left")
-        .drop("day")
-        .collect()
-    )
+    # An untrained account's own earlier days: its history so far, for the guardrail and
+    # reasons (explain.Judge), not the model. Trained accounts are held to their training.
+    untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.account_max[F.ACCOUNT].implode())
+    own_days = F.earlier_days(
+        windows.lazy().filter(untrained), horizons, F.horizon_columns(horizons)
+    ).collect()
 
     def judged_windows(alerted: pl.Expr, with_reasons: bool) -> pl.DataFrame:
-        discounted = F.alerted_levels(
-            F.discount_alerted(windows.lazy(), alerted, horizons), alerted, horizons
+        # Only accounts with an alert among their windows have volume to discount and
+        # alerted levels; the rest need neither, nor any but their new windows (a live
+        # close's 3 days of history are mostly such rows).
+        ever = alerted.any().over(F.ACCOUNT)
+        marked = windows.lazy().with_columns(ever.alias("_ever"))
+        discounted = F.discount_alerted(marked.filter("_ever"), alerted, horizons)
+        leveled = F.alerted_levels(
+            discounted.filter(pl.col("_new") | alerted), alerted, horizons
+        ).filter("_new")
+        # Collected once: model_frame reads its input twice (peer placement, relative
+        # features) and would otherwise run the window functions above twice.
+        new = (
+            pl.concat(
+                [leveled, marked.filter(pl.col("_new") & ~pl.col("_ever"))],
+                how="diagonal_relaxed",
+            )
+            .sort(F.ACCOUNT, F.WINDOW)
+            .with_columns(pl.col(F.WINDOW).dt.truncate("1d").alias("day"))
+            .join(own_days.lazy(), on=[F.ACCOUNT, "day"], how="left", maintain_order="left")
+            .drop("day", "_ever")
+            .collect()
         )
-        frame = model_frame(discounted.filter(pl.col("_new")), trained.profile, horizons)
+        frame = model_frame(new.lazy(), trained.profile, horizons)
         scores = trained.detector.score(matrix(frame, trained.manifest.features))
         return judge(frame, scores, with_reasons, attribute)
 
