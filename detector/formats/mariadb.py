@@ -9,6 +9,7 @@ of its slow-log record. See ``docs/formats-mariadb.md``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 import polars as pl
@@ -18,7 +19,8 @@ from detector import schema as S
 DB_SYSTEM: Final = "mariadb"
 AUDIT: Final = "mariadb-audit"
 SLOW: Final = "mariadb-slow"
-JOIN_TOLERANCE: Final = "2s"  # audit time (end, whole seconds) vs slow-log start + duration
+# audit time (end, whole seconds) vs slow-log start + duration
+JOIN_TOLERANCE: Final = timedelta(seconds=2)
 
 # Comments a client may put before the first keyword (``/*!40101 ...*/`` is executable,
 # but what it runs is a SET: MISC either way).
@@ -132,7 +134,11 @@ def thread_of(session: pl.Expr) -> pl.Expr:
 
 def slow_end(start: pl.Expr, duration_ms: pl.Expr) -> pl.Expr:
     """When a slow-log statement ended: its start (``SET timestamp``) + ``Query_time``."""
-    return start + pl.duration(microseconds=(duration_ms.fill_null(0) * 1000).cast(pl.Int64))
+    return start + _duration(duration_ms)
+
+
+def _duration(ms: pl.Expr) -> pl.Expr:
+    return pl.duration(microseconds=(ms.fill_null(0) * 1000).cast(pl.Int64))
 
 
 def join_text(text: pl.Expr) -> pl.Expr:
@@ -145,78 +151,143 @@ def join_text(text: pl.Expr) -> pl.Expr:
 def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame:
     """Audit statements with rows, bytes and duration from their slow-log records.
 
-    A slow-log record belongs to the audited statement with the same connection (thread)
-    id and statement text whose audit time is nearest its end (start + ``Query_time``;
-    its own time if ``slow_at_end``: the live engine files slow records at their end,
-    so that both records of a long statement close in the same window),
-    within :data:`JOIN_TOLERANCE`. The same statement repeated in one connection within
-    one second is paired in order. A slow record claimed by two audit statements goes to
-    the nearer one. Slow records that found their statement are dropped (the audit event
-    now carries their volume); unmatched events of both logs are kept as they are.
+    A slow-log record belongs to an audited statement with the same connection (thread)
+    id and statement text whose audit time is within :data:`JOIN_TOLERANCE` of its end
+    (start + ``Query_time``; its own time if ``slow_at_end``: the live engine files slow
+    records at their end, so that both records of a long statement close in the same
+    window). Both logs list one connection's statements in the order they ran, so the
+    runs of one statement in one connection are paired in order: the k-th audit record
+    with the k-th slow record of a stretch where both logs have as many runs of it (a
+    stretch ends where neither log has a run for more than the tolerance). A stretch
+    where one log missed runs (the slow log's ``long_query_time`` or row limits, the
+    audit log's filters) is paired by nearest time instead, and a slow record claimed by
+    two audit statements goes to the nearer one; this is repeated until no unpaired
+    slow record has an unpaired audit statement of its connection and text within the
+    tolerance. Slow records that found their statement are dropped (the audit event now
+    carries their volume); unmatched events of both logs are kept as they are.
     """
     is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
-    audit = events.with_row_index("_a").filter(is_audit & pl.col(S.QUERY).is_not_null())
-    slow = events.with_row_index("_s").filter(is_slow)
+    rows = events.with_row_index("_r")
+    audit = rows.filter(is_audit & pl.col(S.QUERY).is_not_null())
+    slow = rows.filter(is_slow)
     if audit.is_empty() or slow.is_empty():
         return events
-    second = pl.col("_t").dt.truncate("1s")
-    keys = ["_thread", "_text", "_k"]
-    left = (
-        audit.select(
-            "_a",
-            pl.col(S.TIME).alias("_t"),
-            thread_of(pl.col(S.SESSION)).alias("_thread"),
-            join_text(pl.col(S.QUERY)).alias("_text"),
-        )
-        .with_columns(pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k"))
-        .sort("_t")
-    )
-    end = pl.col(S.TIME) if slow_at_end else slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS))
-    right = (
+    keyed = [pl.col("_thread").is_not_null(), pl.col("_text").is_not_null()]
+    # Times: the audit record's (the end, whole seconds), and the slow record's end to
+    # the second, so a pair is 0 or 1 s apart. Order: the audit log's time and line; the
+    # slow log's start (whole seconds, ``SET timestamp``) and record.
+    left = audit.select(
+        pl.col("_r").alias("_a"),
+        pl.col(S.TIME).alias("_t"),
+        pl.col(S.TIME).alias("_order"),
+        thread_of(pl.col(S.SESSION)).alias("_thread"),
+        join_text(pl.col(S.QUERY)).alias("_text"),
+    ).filter(keyed)
+    if slow_at_end:
+        end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
+    else:
+        end, start = slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)), pl.col(S.TIME)
+    right = slow.select(
+        pl.col("_r").alias("_s"),
+        end.dt.truncate("1s").alias("_t"),
+        start.alias("_order"),
+        thread_of(pl.col(S.SESSION)).alias("_thread"),
+        join_text(pl.col(S.QUERY)).alias("_text"),
+    ).filter(keyed)
+    found = [_in_order(left, right)]
+    while True:
+        left = left.join(found[-1], on="_a", how="anti")
+        right = right.join(found[-1], on="_s", how="anti")
+        if left.is_empty() or right.is_empty():
+            break
+        # Nearest in time, runs of a statement in one second told apart by their rank in
+        # that second; when no rank matches (a run's second differs between the logs),
+        # by time alone. Each round pairs at least one record, or none is left to pair.
+        nearest = _nearest(left, right, ["_thread", "_text", "_k"])
+        if nearest.is_empty():
+            nearest = _nearest(left, right, ["_thread", "_text"])
+        if nearest.is_empty():
+            break
+        found.append(nearest)
+    pairs = pl.concat(found).join(
         slow.select(
-            "_s",
-            end.dt.truncate("1s").alias("_t"),
-            thread_of(pl.col(S.SESSION)).alias("_thread"),
-            join_text(pl.col(S.QUERY)).alias("_text"),
+            pl.col("_r").alias("_s"),
             pl.col(S.ROWS).alias("_rows"),
             pl.col(S.BYTES).alias("_bytes"),
             pl.col(S.DURATION_MS).alias("_ms"),
             pl.col(S.OBJECTS).alias("_objects"),
-        )
-        .sort("_s")
-        .with_columns(pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k"))
-        .with_columns(pl.col("_t").alias("_slow_t"))
-        .sort("_t")
+        ),
+        on="_s",
     )
-    pairs = (
-        left.join_asof(
-            right,
+    joined = rows.join(
+        pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
+    ).with_columns(
+        pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
+        pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
+        pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
+        pl.when(pl.col(S.OBJECTS).list.len() == 0)
+        .then(pl.col("_objects"))
+        .otherwise(pl.col(S.OBJECTS))
+        .fill_null(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS),
+    )
+    used = pairs["_s"].implode()
+    return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
+
+
+def _in_order(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    """``_a``, ``_s`` pairs: the k-th run of a statement in a connection in the audit log
+    with its k-th in the slow log, within stretches where both logs have as many runs
+    (records of both within the tolerance of the one before); pairs further apart than
+    the tolerance are left out."""
+    both = pl.concat(
+        [
+            left.select(pl.col("_a").alias("_r"), pl.lit(True).alias("_audit"), pl.exclude("_a")),
+            right.select(pl.col("_s").alias("_r"), pl.lit(False).alias("_audit"), pl.exclude("_s")),
+        ]
+    ).sort("_thread", "_text", "_t")
+    starts = (
+        pl.col("_thread").ne_missing(pl.col("_thread").shift())
+        | pl.col("_text").ne_missing(pl.col("_text").shift())
+        | (pl.col("_t") - pl.col("_t").shift() > JOIN_TOLERANCE)
+    ).fill_null(True)
+    ranked = (
+        both.with_columns(starts.cum_sum().alias("_stretch"))
+        .filter(pl.col("_audit").sum().over("_stretch") * 2 == pl.len().over("_stretch"))
+        .sort("_stretch", "_audit", "_order", "_r")
+        .with_columns(pl.int_range(pl.len()).over("_stretch", "_audit").alias("_k"))
+    )
+    side = ranked.select("_stretch", "_k", "_r", "_t")
+    return (
+        side.filter(ranked["_audit"])
+        .join(side.filter(~ranked["_audit"]), on=["_stretch", "_k"], suffix="_slow")
+        .filter((pl.col("_t") - pl.col("_t_slow")).abs() <= JOIN_TOLERANCE)
+        .select(pl.col("_r").alias("_a"), pl.col("_r_slow").alias("_s"))
+    )
+
+
+def _nearest(left: pl.DataFrame, right: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """``_a``, ``_s`` pairs: each audit record's nearest slow record with the same ``by``
+    within the tolerance, a slow record claimed twice going to the nearer (then the
+    earlier) audit record. ``_k`` is a record's rank among its connection's runs of the
+    statement in the same second of its own log."""
+    second = pl.col("_t").dt.truncate("1s")
+    rank = pl.int_range(pl.len()).over("_thread", "_text", second).alias("_k")
+    return (
+        left.sort("_order", "_a")
+        .with_columns(rank)
+        .sort("_t")
+        .join_asof(
+            right.sort("_order", "_s").with_columns(rank, pl.col("_t").alias("_t_slow")).sort("_t"),
             on="_t",
-            by=keys,
+            by=by,
             strategy="nearest",
             tolerance=JOIN_TOLERANCE,
             check_sortedness=False,
         )
         .filter(pl.col("_s").is_not_null())
-        .with_columns((pl.col("_t") - pl.col("_slow_t")).abs().alias("_gap"))
-        .sort("_gap", "_a")
+        .sort((pl.col("_t") - pl.col("_t_slow")).abs(), "_a")
         .unique("_s", keep="first", maintain_order=True)
-        .select("_a", "_s", "_rows", "_bytes", "_ms", "_objects")
+        .select("_a", "_s")
     )
-    joined = (
-        events.with_row_index("_a")
-        .join(pairs, on="_a", how="left", maintain_order="left")
-        .with_columns(
-            pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
-            pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
-            pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
-            pl.when(pl.col(S.OBJECTS).list.len() == 0)
-            .then(pl.col("_objects"))
-            .otherwise(pl.col(S.OBJECTS))
-            .fill_null(pl.col(S.OBJECTS))
-            .alias(S.OBJECTS),
-        )
-    )
-    used = pairs["_s"].implode()
-    return joined.filter(~(is_slow & pl.col("_a").is_in(used))).select(events.columns)

@@ -183,6 +183,8 @@ class Piece:
     plan: int  # 0: no query_plan lines, 1: a full scan, 2: a full scan with GROUP BY
     db: str | None  # the database it runs in; None: the session's
     columns: int  # columns of its result, for Bytes_sent
+    cls: str = "MISC"  # READ, WRITE, DDL, ROLE, ... as pgAudit would class it
+    export: bool = False  # mariadb-dump's read of a table, INTO OUTFILE
 
 
 def _values(columns: tuple[str, ...]) -> str:
@@ -204,13 +206,17 @@ def pieces(key: str, relations: tuple[str, ...]) -> list[Piece]:
     if key == "login_fail":
         return []
     if key in DUMP_PREAMBLE:
-        return [Piece(s, "", False, "", False, 0, False, 0, 0, "", 0) for s in DUMP_PREAMBLE[key]]
+        return [
+            Piece(s, "", False, "", False, 0, False, 0, 0, "", 0, cls=_dump_class(s))
+            for s in DUMP_PREAMBLE[key]
+        ]
     if key == "d_copy":
         (table,) = relations
         db, name = table.split(".", 1)
         return [
             Piece(s, "", False, f"READ,{db},{name}" if rows < 0 else "", rows < 0, max(rows, 0),
-                  False, 0, 0 if rows >= 0 else 1, db, len(T.BY_NAME[table].columns))
+                  False, 0, 0 if rows >= 0 else 1, db, len(T.BY_NAME[table].columns),
+                  cls=_dump_class(s), export=rows < 0)
             for s, rows in dump_table(table)
         ]  # fmt: skip
     t = relations[0] if relations else ""
@@ -235,8 +241,13 @@ def pieces(key: str, relations: tuple[str, ...]) -> list[Piece]:
     width = len(columns) if "*" in text or "{cols}" in TEXTS[key] else 2
     return [
         Piece(head, tail, "{n}" in text, "\n".join(records), True, 0, cls == CLASS_CODES["WRITE"], error,
-              0 if error else _plan(text), None, width)
+              0 if error else _plan(text), None, width, cls=tpl.cls, export="INTO OUTFILE" in text)
     ]  # fmt: skip
+
+
+def _dump_class(text: str) -> str:
+    """mariadb-dump's statements are reads (SHOW, SELECT) or MISC (SET, SAVEPOINT, ...)."""
+    return "READ" if text.split(" ", 1)[0].upper() in ("SELECT", "SHOW") else "MISC"
 
 
 class Dialect:
@@ -266,6 +277,8 @@ class Dialect:
                 "plan": [p.plan for p in flat],
                 "piece_db": [p.db for p in flat],
                 "width": [p.columns for p in flat],
+                "cls": [p.cls for p in flat],
+                "export": [p.export for p in flat],
             },
             schema_overrides={"plan": pl.Int8, "error": pl.Int32, "width": pl.Int32,
                               "fixed_rows": pl.Int64, "piece_db": pl.String},

@@ -170,9 +170,17 @@ def materialize(
     return parts
 
 
-def write_labels(out: Path, incidents: list[Incident], spans: Spans, accounts: list[str]) -> None:
+def write_labels(
+    out: Path,
+    incidents: list[Incident],
+    spans: Spans,
+    accounts: list[str],
+    *,
+    mariadb: bool = False,
+) -> None:
     """``labels.csv`` (incidents) and ``unusual.csv`` (legitimate unusual jobs), in time
-    order; start and end are the first and last of its log lines, to the second."""
+    order; start and end are the first and last of its log lines, to the second. With
+    ``mariadb``, descriptions in the MariaDB rendering's terms."""
     for path, labelled, prefix in (
         (out / "labels.csv", True, "INC"),
         (out / "unusual.csv", False, "JOB"),
@@ -192,7 +200,7 @@ def write_labels(out: Path, incidents: list[Incident], spans: Spans, accounts: l
                         _iso(start),
                         _iso(end),
                         i.kind,
-                        i.description,
+                        (mariadb and i.mariadb_description) or i.description,
                     ]
                 )
 

@@ -1,7 +1,9 @@
 """What each kind of incident, and each unusual-but-legitimate job, does.
 
 A planner gets the account's profile and the day, and fills in the incident's
-statements (seconds after its start, combo, number, rows) and its description.
+statements (seconds after its start, combo, number, rows) and its description; where the
+MariaDB rendering (:mod:`detector.simulate.dialect`) shows the incident otherwise, its
+MariaDB description too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Incident:
     ip: int
     app: int
     description: str = ""
+    # In the MariaDB rendering's terms, when they differ: mariadb-dump and INTO OUTFILE
+    # for pg_dump and COPY, no client program (neither MariaDB log names it).
+    mariadb_description: str = ""
     statements: dict[int, list[Statement]] = field(default_factory=dict)
     dump: bool = False  # a whole pg_dump run
     ordinary_session: bool = False  # hides in the account's ordinary sessions
@@ -82,19 +87,24 @@ def burst_pull(c: Ctx, inc: Incident) -> None:
     if c.rng.random() < 0.5:
         inc.app = c.pop.app("psql")
     inc.statements[inc.day] = [Statement(0, c.pop.catalog.combo("i_all", table), 0, rows)]
-    inc.description = (
-        f"{c.name(inc)} (web application) read all {rows:,} rows of {table} with one SELECT * "
-        f"from {c.pop.ips[inc.ip]} ({c.pop.apps[inc.app]})"
-    )
+    pulled = f"{c.name(inc)} (web application) read all {rows:,} rows of {table} with one SELECT * "
+    inc.description = f"{pulled}from {c.pop.ips[inc.ip]} ({c.pop.apps[inc.app]})"
+    inc.mariadb_description = f"{pulled}from {c.pop.ips[inc.ip]}"
 
 
 def wrong_account_dump(c: Ctx, inc: Incident) -> None:
     inc.dump = True
     hour = float(c.rng.choice([12.5, 13.0, 20.0, 22.5]))
     inc.day_starts[inc.day] = hour * 3600 + float(c.rng.uniform(0, 1800))
+    who = (
+        f"with {c.name(inc)}'s credentials from {c.pop.ips[inc.ip]}; only the backup account dumps"
+    )
     inc.description = (
-        f"pg_dump of the whole database ({len(T.TABLES)} tables, COPY ... TO stdout) with "
-        f"{c.name(inc)}'s credentials from {c.pop.ips[inc.ip]}; only the backup account dumps"
+        f"pg_dump of the whole database ({len(T.TABLES)} tables, COPY ... TO stdout) {who}"
+    )
+    inc.mariadb_description = (
+        f"mariadb-dump --single-transaction of every database ({len(T.TABLES)} tables, "
+        f"SELECT /*!40001 SQL_NO_CACHE */ ... FROM each) {who}"
     )
 
 
@@ -114,6 +124,10 @@ def copy_export(c: Ctx, inc: Incident) -> None:
     inc.description = (
         f"{c.name(inc)} exported {a} (COPY TO STDOUT) and all rows of {b} (COPY (SELECT ...) TO "
         "STDOUT) with psql; the account never exports"
+    )
+    inc.mariadb_description = (
+        f"{c.name(inc)} exported {a} (SELECT * ... INTO OUTFILE) and all rows of {b} (SELECT "
+        "col, ... INTO OUTFILE) to files on the server; the account never exports"
     )
 
 
@@ -183,10 +197,12 @@ def off_hours_new_client(c: Ctx, inc: Incident) -> None:
         Statement(float(o), int(s), int(x), int(r))
         for o, s, x, r in zip(at, combos, n, rows, strict=True)
     ]
+    when = f"{c.name(inc)} used at {int(start // 3600):02d}:{int(start % 3600 // 60):02d}"
+    usual = f"{k} statements on its usual tables"
     inc.description = (
-        f"{c.name(inc)} used at {int(start // 3600):02d}:{int(start % 3600 // 60):02d} from a new "
-        f"address {pop.ips[inc.ip]} with {pop.apps[inc.app]}: {k} statements on its usual tables"
+        f"{when} from a new address {pop.ips[inc.ip]} with {pop.apps[inc.app]}: {usual}"
     )
+    inc.mariadb_description = f"{when} from a new address {pop.ips[inc.ip]}: {usual}"
 
 
 def privileged_misuse(c: Ctx, inc: Incident) -> None:

@@ -70,8 +70,9 @@ def render_day(
     day_us: int,
     rng: np.random.Generator,
     counters: Counters,
-) -> tuple[bytes, bytes, int]:
-    """The day's audit log and slow log (newline-terminated) and their line count."""
+) -> tuple[bytes, bytes, int, pl.DataFrame]:
+    """The day's audit log and slow log (newline-terminated), their line count, and per
+    account what a reader of both logs should count (:func:`counted`)."""
     st = lines._statements(stmts, frozen, day)
     sessions = S.build(st, accounts, ips, apps, day_us, day, rng)
     st = lines._numbered(st, sessions)
@@ -84,7 +85,34 @@ def render_day(
     slow.write_csv(out_slow, include_header=False, quote_style="never")
     slow_bytes = out_slow.getvalue()
     n_lines = audit.height + slow_bytes.count(b"\n")
-    return out_audit.getvalue(), slow_bytes, n_lines
+    return out_audit.getvalue(), slow_bytes, n_lines, counted(pieces, sessions)
+
+
+def counted(pieces: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per account (``account``), what both logs hold, as ``totals.csv`` counts it
+    (:mod:`detector.simulate.truth`): ``events``, one per MariaDB statement (each of
+    mariadb-dump's) and refused login; ``rows_read``/``rows_written``, the rows of READ
+    and WRITE statements that ran (``Rows_sent``; ``Rows_affected`` for writes);
+    ``exports``, mariadb-dump's table reads and ``INTO OUTFILE``; ``failed``."""
+    failed = pl.col("error") != 0
+    ran_rows = pl.when(failed).then(0).otherwise(pl.col("rows"))
+    statements = pieces.group_by(pl.col("user").alias("account")).agg(
+        pl.len().alias("events"),
+        ran_rows.filter(pl.col("cls") == "READ").sum().alias("rows_read"),
+        ran_rows.filter(pl.col("cls") == "WRITE").sum().alias("rows_written"),
+        pl.col("export").sum().alias("exports"),
+        failed.sum().alias("failed"),
+    )
+    refused = (
+        sessions.filter(pl.col("login_fail"))
+        .group_by(pl.col("user").alias("account"))
+        .agg(pl.len().alias("events"), pl.len().alias("failed"))
+    )
+    return (
+        pl.concat([statements, refused], how="diagonal_relaxed")
+        .group_by("account")
+        .agg(pl.all().fill_null(0).sum().cast(pl.Int64))
+    )
 
 
 def _sessions(

@@ -15,7 +15,8 @@ TOTALS: Final = ("events", "rows_read", "rows_written", "exports", "failed")
 
 
 class Totals:
-    """Running per-account totals of the events a parser should find in the log.
+    """Running per-account totals of the events a parser should find in the log: the
+    jsonlog's (pgAudit's, below) or, with :meth:`add_counted`, the MariaDB rendering's.
 
     ``events``: audited statements (a ``COPY (SELECT ...) TO`` is two: its SELECT and its
     COPY), failed statements and refused logins; ``rows_read``/``rows_written``: the rows
@@ -44,6 +45,13 @@ class Totals:
         for name, w in weights.items():
             added = np.bincount(account, weights=w.astype(np.float64), minlength=size)
             self.values[name] += np.round(added).astype(np.int64)
+
+    def add_counted(self, counted: pl.DataFrame, names: list[str]) -> None:
+        """Add totals counted elsewhere: ``account`` (one of ``names``) and the
+        :data:`TOTALS` columns (the MariaDB rendering's, ``mariadb_lines.counted``)."""
+        index = counted["account"].replace_strict(dict(zip(names, range(len(names)), strict=True)))
+        for name in TOTALS:
+            np.add.at(self.values[name], index.to_numpy(), counted[name].to_numpy())
 
     def frame(self, names: list[str]) -> pl.DataFrame:
         """One row per account: ``account`` and the :data:`TOTALS` columns."""

@@ -10,7 +10,8 @@ Output in ``--out``:
   slow query log, rotated daily (``mariadb_lines``, ``dialect``).
 * ``labels.csv``: ``incident_id,account,start,end,kind,description`` (ISO-8601 UTC).
 * ``unusual.csv``: big but legitimate jobs (same columns; not incidents, not labels).
-* ``totals.csv``: per account, the events, rows and exports a pgAudit parser should count.
+* ``totals.csv``: per account, the events, rows and exports a parser should count (from the
+  jsonlog as pgAudit logs them; with ``--format mariadb`` from both MariaDB logs).
 * ``accounts.csv`` and ``trovewatch.toml`` (``[roles]``: peer groups by role).
 
 Each day is drawn, rendered and written before the next, so memory holds one day.
@@ -177,7 +178,8 @@ def simulate(
             stmts["t"] = np.clip(
                 stmts["t"], day_us + stmts["dur"] + 20_000, day_us + activity.DAY_US - 5_000
             )
-            totals.add(stmts, frozen)
+            if dialect is None:
+                totals.add(stmts, frozen)
             spans.add(stmts)
             date_text = f"{start + timedelta(days=day):%Y-%m-%d}"
             if dialect is not None:
@@ -187,10 +189,11 @@ def simulate(
                 files += [audit, slow]
                 writer.open(audit, compress)
                 slow_writer.open(slow, compress)
-                audit_block, slow_block, count = mariadb_lines.render_day(
+                audit_block, slow_block, count, counted = mariadb_lines.render_day(
                     stmts, frozen, dialect, pop.accounts, pop.ips.values, pop.apps.values,
                     day, day_us, rng, counters,
                 )  # fmt: skip
+                totals.add_counted(counted, pop.accounts)
                 writer.put(audit_block)
                 slow_writer.put(mariadb_lines.SLOW_HEADER + slow_block)
                 n_lines += count + 3
@@ -208,7 +211,7 @@ def simulate(
                 n_lines += count
             n_stmts += len(stmts["t"])
             bar(n_lines, time.perf_counter() - began)
-    incidents.write_labels(out, plan, spans, pop.accounts)
+    incidents.write_labels(out, plan, spans, pop.accounts, mariadb=mariadb)
     frame = totals.frame(pop.accounts)
     frame.write_csv(out / "totals.csv")
     _write_accounts(out, pop)

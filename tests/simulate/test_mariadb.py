@@ -11,10 +11,7 @@ the jsonlog of the same seed, except what MariaDB cannot carry or does different
 * a reporting service's ``DECLARE CURSOR`` becomes the plain ``SELECT * FROM
   reporting.customer_ltv`` it streams: its rows are counted (pgAudit logs 0), and it is
   not an export;
-* no application name (the audit log has none), and databases are the schemas;
-* a few slow-log records the reader's join leaves unpaired (the same statement twice in
-  one connection a second apart): trovewatch then reads their statement twice, once
-  from each log, the rows from the slow log's; counted here once.
+* no application name (the audit log has none), and databases are the schemas.
 
 Everything else, per account and day: statements, rows read and the objects of reads
 and writes, equal; so are classes, failures and refused logins per account. Shapes are checked against real 10.11 output
@@ -65,9 +62,13 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Rendering:
 
 
 @pytest.fixture(scope="module")
-def jsonlog(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    result = simulate(tmp_path_factory.mktemp("json"), 20, 16, 11, START)
-    events, _ = read_events(result.files)
+def jsonlog_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return simulate(tmp_path_factory.mktemp("json"), 20, 16, 11, START).files
+
+
+@pytest.fixture(scope="module")
+def jsonlog(jsonlog_files: list[Path]) -> pl.DataFrame:
+    events, _ = read_events(jsonlog_files)
     return events
 
 
@@ -81,8 +82,7 @@ def _per_account_day(frame: pl.DataFrame) -> pl.DataFrame:
         _day(frame)
         .group_by(S.ACCOUNT, "day")
         .agg(
-            # a slow-log record the join left unpaired is its audited statement's twin
-            (pl.col(S.SOURCE_FORMAT) != "mariadb-slow").sum().alias("statements"),
+            pl.len().alias("statements"),
             pl.col(S.ROWS).filter(read).sum().alias("rows_read"),
             pl.col(S.OBJECTS)
             .filter(pl.col(S.CLASS).is_in(["READ", "WRITE"]))
@@ -124,14 +124,59 @@ def test_the_rendering_is_read_whole_with_no_rejected_line(mariadb: Rendering) -
     events = mariadb.events
     assert events[S.DB_SYSTEM].unique().to_list() == ["mariadb"]
     audited = events.filter(pl.col(S.SOURCE_FORMAT) == "mariadb-audit")
-    # every audited statement got its volume from the slow log, but a few the join left
-    # unpaired (the same text twice in one connection a second apart)
-    unpaired = events.height - audited.height
+    # every slow-log record found its audited statement (none is read twice, once from
+    # each log), and every audited statement got its volume from it
+    assert audited.height == events.height
     statements = audited.filter(pl.col(S.CLASS) != "CONNECT")
-    assert statements[S.ROWS].null_count() == unpaired
-    assert unpaired <= statements.height // 10_000
-    assert statements[S.BYTES].null_count() == unpaired
+    assert statements[S.ROWS].null_count() == 0
+    assert statements[S.BYTES].null_count() == 0
     assert events[S.APPLICATION].null_count() == events.height  # the audit log has none
+
+
+def test_totals_are_what_trovewatch_reads_from_both_logs_per_account(
+    mariadb: Rendering,
+) -> None:
+    """``totals.csv`` of the MariaDB rendering counts its statements (each of
+    mariadb-dump's, INTO OUTFILE once with its rows), not pgAudit's."""
+    cls = pl.col(S.CLASS)
+    read = (
+        mariadb.events.group_by(pl.col(S.ACCOUNT).alias("account"))
+        .agg(
+            pl.len().alias("events"),
+            pl.col(S.ROWS).filter(cls == "READ").sum().alias("rows_read"),
+            pl.col(S.ROWS).filter(cls == "WRITE").sum().alias("rows_written"),
+            pl.col(S.EXPORT).sum().alias("exports"),
+            (~pl.col(S.SUCCESS)).sum().alias("failed"),
+        )
+        .with_columns(pl.exclude("account").cast(pl.Int64))
+    )
+    totals = pl.read_csv(mariadb.out / "totals.csv")
+    assert totals.height == 20 and totals["exports"].sum() > 500
+    assert totals.sort("account").equals(read.select(totals.columns).sort("account"))
+
+
+def test_labels_describe_the_incidents_as_the_mariadb_logs_show_them(
+    mariadb: Rendering, jsonlog_files: list[Path]
+) -> None:
+    maria = read_labels(mariadb.out / "labels.csv")
+    pg = read_labels(jsonlog_files[0].parent / "labels.csv")
+    # the same incidents, by the same accounts, at the same times
+    assert {"wrong_account_dump", "copy_export", "burst_pull", "off_hours_new_client"} <= set(
+        maria["kind"]
+    )
+    assert maria.drop("description").equals(pg.drop("description"))
+    said = dict(zip(maria["kind"], maria["description"], strict=True))
+    assert said["wrong_account_dump"].startswith("mariadb-dump --single-transaction")
+    assert "SELECT /*!40001 SQL_NO_CACHE */" in said["wrong_account_dump"]
+    assert said["copy_export"].count("INTO OUTFILE") == 2
+    # no PostgreSQL tool or statement, and no client program: neither log names one
+    for term in ("pg_dump", "COPY", "STDOUT", "stdout", "psql", "pgcli", "DBeaver"):
+        assert not maria["description"].str.contains(term, literal=True).any(), term
+    assert re.search(r" from [\d.]+$", said["burst_pull"])
+    # the jsonlog's labels keep pgAudit's terms
+    assert dict(zip(pg["kind"], pg["description"], strict=True))["wrong_account_dump"].startswith(
+        "pg_dump of the whole database"
+    )
 
 
 def test_per_account_and_day_the_same_statements_rows_and_objects_as_the_jsonlog(
