@@ -347,7 +347,8 @@ def _read_for_scoring(
         )
         trained = loading.result()
     carried.check(period.evidence, trained.manifest.training)
-    return period.partials, trained, summary
+    # sorted here, so that the unsorted partials are gone before the scoring starts
+    return period.partials.sort(F.ACCOUNT), trained, summary
 
 
 def score_period(
@@ -368,7 +369,8 @@ def score_period(
     """
     every = trained.horizons.base
     known = trained.profile.known.lazy()
-    for batch in _account_batches(found.sort(*partials.KEYS), batch_windows):
+    ordered = found if found[F.ACCOUNT].is_sorted() else found.sort(F.ACCOUNT)
+    for batch in _account_batches(ordered, batch_windows):
         yield score_windows(partials.to_activity(batch, every, known), trained, settings)
 
 
