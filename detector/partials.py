@@ -127,9 +127,15 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
         return empty()
     if len(frames) == 1:
         return frames[0]
-    both = pl.concat(frames, how="vertical")
-    return (
+    # Most windows are in one part only (a part is a stretch of the log): they are taken
+    # as they are, and only windows in several parts are grouped, sets exploded and all.
+    both = pl.concat(frames, how="vertical").with_columns(
+        pl.struct(*KEYS).is_duplicated().alias("_shared")
+    )
+    shared = pl.col("_shared")
+    merged = (
         both.lazy()
+        .filter(shared)
         .group_by(*KEYS)
         .agg(
             *(pl.col(c).sum() for c in SUMS),
@@ -138,8 +144,8 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
             pl.col("last_time").max(),
         )
         .select(SCHEMA.names())
-        .collect()
     )
+    return pl.concat([both.lazy().filter(~shared).drop("_shared"), merged]).collect()
 
 
 def known(partials: pl.DataFrame) -> pl.DataFrame:
