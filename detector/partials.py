@@ -110,6 +110,12 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
             pl.col(S.TIME).max().alias("last_time"),
         )
         .select(SCHEMA.names())
+        # Strings gathered from the events share the events' string buffers (Polars'
+        # string views), and a few hundred windows would keep a whole chunk's strings
+        # alive: each copied into buffers of its own, a part costs what it holds.
+        .with_columns(
+            pl.col(F.ACCOUNT) + "", *(pl.col(c).list.eval(pl.element() + "") for c in SETS)
+        )
         .collect()
         .cast(SCHEMA)
     )
