@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import Final
 
@@ -302,8 +301,9 @@ def score_logs_to(
         since=since,
         until=until,
     )
-    beside = out is not None and (out.is_file() or not out.exists())
-    spill_dir = out.resolve().parent if beside and out is not None else None
+    spill_dir = None
+    if out is not None and out.parent.is_dir() and (out.is_file() or not out.exists()):
+        spill_dir = out.resolve().parent
     with tempfile.TemporaryDirectory(prefix="trovewatch-score-", dir=spill_dir) as spill:
         order = WindowOrder(time_slices(found[F.WINDOW], batch_windows), Path(spill))
         for scored in score_period(found, trained, settings, batch_windows):
@@ -348,8 +348,7 @@ def _read_for_scoring(
         )
         trained = loading.result()
     carried.check(period.evidence, trained.manifest.training)
-    # sorted here, so that the unsorted partials are gone before the scoring starts
-    return period.partials.sort(F.ACCOUNT), trained, summary
+    return period.partials, trained, summary
 
 
 def score_period(
@@ -370,19 +369,23 @@ def score_period(
     """
     every = trained.horizons.base
     known = trained.profile.known.lazy()
-    ordered = found if found[F.ACCOUNT].is_sorted() else found.sort(F.ACCOUNT)
-    for batch in _account_batches(ordered, batch_windows):
+    for batch in _account_batches(found, batch_windows):
         yield score_windows(partials.to_activity(batch, every, known), trained, settings)
 
 
-def _account_batches(ordered: pl.DataFrame, most: int) -> Iterator[pl.DataFrame]:
-    """Consecutive slices of ``ordered`` (sorted by account) holding whole accounts, each
-    of at most ``most`` rows unless one account alone has more; one empty slice for none."""
-    lengths = ordered[F.ACCOUNT].rle().struct.field("len")
-    starts = lengths.cum_sum() - lengths
-    firsts = starts.filter((starts // most).is_first_distinct()).to_list() or [0]
-    for start, end in pairwise([*firsts, ordered.height]):
-        yield ordered.slice(start, end - start)
+def _account_batches(found: pl.DataFrame, most: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``found``, whole accounts at a time in account order: batches of at most
+    ``most`` rows unless one account alone has more; one empty batch for no rows.
+
+    Each batch is filtered out, not sliced from a sorted copy: the copy would be held
+    beside the partials all through the scoring (at 50 million lines, hundreds of MB)."""
+    counts = found.group_by(F.ACCOUNT).len().sort(F.ACCOUNT)
+    first_row = pl.col("len").cum_sum() - pl.col("len")
+    groups = counts.group_by((first_row // most).alias("batch"), maintain_order=True).agg(F.ACCOUNT)
+    if groups.is_empty():
+        yield found
+    for accounts in groups[F.ACCOUNT]:
+        yield found.filter(pl.col(F.ACCOUNT).is_in(accounts.implode()))
 
 
 def score_windows(
