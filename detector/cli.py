@@ -220,7 +220,8 @@ def run_score(args: argparse.Namespace) -> int:
     _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     try:
-        scored, summary = pipeline.score_logs(
+        summary = pipeline.score_logs_to(
+            args.out,
             args.logs,
             args.model_dir,
             conf,
@@ -233,8 +234,6 @@ def run_score(args: argparse.Namespace) -> int:
         )
     finally:
         quarantine.close()
-    pipeline.write_ndjson(scored, args.out)
-    summary.windows, summary.flagged = scored.height, int(scored["flagged"].sum())
     _report(summary, quarantine)
     return EXIT_OK
 

@@ -110,6 +110,12 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
             pl.col(S.TIME).max().alias("last_time"),
         )
         .select(SCHEMA.names())
+        # Strings gathered from the events share the events' string buffers (Polars'
+        # string views), and a few hundred windows would keep a whole chunk's strings
+        # alive: each copied into buffers of its own, a part costs what it holds.
+        .with_columns(
+            pl.col(F.ACCOUNT) + "", *(pl.col(c).list.eval(pl.element() + "") for c in SETS)
+        )
         .collect()
         .cast(SCHEMA)
     )
@@ -127,9 +133,15 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
         return empty()
     if len(frames) == 1:
         return frames[0]
-    both = pl.concat(frames, how="vertical")
-    return (
+    # Most windows are in one part only (a part is a stretch of the log): they are taken
+    # as they are, and only windows in several parts are grouped, sets exploded and all.
+    both = pl.concat(frames, how="vertical").with_columns(
+        pl.struct(*KEYS).is_duplicated().alias("_shared")
+    )
+    shared = pl.col("_shared")
+    merged = (
         both.lazy()
+        .filter(shared)
         .group_by(*KEYS)
         .agg(
             *(pl.col(c).sum() for c in SUMS),
@@ -138,8 +150,8 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
             pl.col("last_time").max(),
         )
         .select(SCHEMA.names())
-        .collect()
     )
+    return pl.concat([both.lazy().filter(~shared).drop("_shared"), merged]).collect()
 
 
 def known(partials: pl.DataFrame) -> pl.DataFrame:

@@ -119,6 +119,27 @@ def test_scoring_window_by_window_gives_the_verdicts_of_reading_everything(
     assert summary.paragraph() == read.paragraph()
 
 
+def test_accounts_scored_a_batch_at_a_time_get_the_rows_of_scoring_all_at_once() -> None:
+    # A model with learned peer groups that never saw a third of the accounts: their
+    # windows are placed among peers one by one, and judged against their own earlier
+    # days. Batches of 100 windows (whole accounts: more for a busy one) make six groups.
+    split = datetime(2026, 10, 19, tzinfo=UTC)
+    before, _ = read_events([SAMPLE / "postgresql.json.gz"], until=split)
+    newcomers = before[S.ACCOUNT].unique().sort().gather_every(3).implode()
+    conf = settings.load(learned_peers=3)
+    trained = pipeline.train(before.filter(~pl.col(S.ACCOUNT).is_in(newcomers)), conf)
+    after, _ = read_events([SAMPLE / "postgresql.json.gz"], since=split)
+    at_once = pipeline.score(after, trained, conf)
+    period = pipeline.Period.of([after], trained.horizons.base)
+    batches = list(pipeline.score_period(period.partials, trained, conf, batch_windows=100))
+    assert len(batches) >= 5
+    assert sum(b["account"].n_unique() for b in batches) == at_once["account"].n_unique()
+    assert pl.concat(batches).sort("window_start", "account").equals(at_once)
+    assert at_once["flagged"].sum() > 0  # alerts, their reasons and the second pass
+    placed = at_once.filter(pl.col("account").is_in(newcomers))
+    assert placed["features"].struct.field("peer_group").n_unique() > 1
+
+
 def test_event_batches_hold_the_events_of_the_whole_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 64 * 1024)
     path = SAMPLE / "postgresql.json.gz"
