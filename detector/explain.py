@@ -111,7 +111,12 @@ class Judge:
         # An account with no history has never exported either: a dump by a brand-new
         # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
-        guard_export = (pl.col("exports") > 0) & never_exports
+        # An export is news once: not again while an alert of the account's that showed
+        # an export is within the longest horizon (features.alerted_levels).
+        export_shown = (
+            pl.col(f"{col_name('exports', self.horizons.base)}__alerted").fill_null(0) > 0
+        )
+        guard_export = (pl.col("exports") > 0) & never_exports & ~export_shown
         strong = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
@@ -119,6 +124,7 @@ class Judge:
                 for h in self.horizons.all
             ),
             (pl.col("exports") > 0)
+            & ~export_shown
             & (
                 never_exports
                 | own_bound(pl.col("exports"), col_name("exports", self.horizons.base))

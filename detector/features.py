@@ -45,7 +45,7 @@ RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports"
 UNKNOWABLE: Final = ("rows_read", "bytes_read")
 VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
 # Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
-ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements")
+ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements", "exports")
 
 
 @dataclass(frozen=True)

@@ -388,6 +388,9 @@ def _account_batches(found: pl.DataFrame, most: int) -> Iterator[pl.DataFrame]:
         yield found.filter(pl.col(F.ACCOUNT).is_in(accounts.implode()))
 
 
+MAX_PASSES: Final = 6  # judging passes of score_windows (2-3 settle in practice)
+
+
 def score_windows(
     activity: pl.DataFrame,
     trained: model.TrainedModel,
@@ -459,18 +462,33 @@ def score_windows(
         names = trained.manifest.features
         return names, trained.detector.attribution(matrix(rows, names))
 
+    # Whether a window alerts depends on the alerts of the account's earlier windows
+    # (volume since the last alert, levels alerted on), as the live service judges each
+    # window after the ones before it. A batch judges all at once, again with the alerts
+    # of the previous pass, until the alerts judged with are the alerts that come out:
+    # each pass settles at least each account's earliest unsettled window, and it takes
+    # two or three.
     judged = judged_windows(pl.col("_alerted"), with_reasons=False)
-    alerted = judged.filter(pl.col("flagged")).select(
-        F.ACCOUNT, F.WINDOW, pl.lit(True).alias("_flagged")
-    )
-    if alerted.height:
-        # Second pass: volume already alerted on is taken out of later windows' horizons.
-        windows = windows.join(alerted, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left")
+    plain, used = windows, None
+    for _ in range(MAX_PASSES):
+        alerted = (
+            judged.filter(pl.col("flagged")).select(F.ACCOUNT, F.WINDOW).sort(F.ACCOUNT, F.WINDOW)
+        )
+        if used is not None and alerted.equals(used):
+            break
+        if used is None and alerted.is_empty():
+            judged = judged.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
+            break
+        used = alerted
+        windows = plain.join(
+            alerted.with_columns(pl.lit(True).alias("_flagged")),
+            on=[F.ACCOUNT, F.WINDOW],
+            how="left",
+            maintain_order="left",
+        )
         judged = judged_windows(
             pl.col("_alerted") | pl.col("_flagged").fill_null(False), with_reasons=True
         )
-    else:
-        judged = judged.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
     return _output(judged, horizons)
 
 
