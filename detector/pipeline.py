@@ -233,7 +233,7 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
 SCORE_BATCH_WINDOWS: Final = 25_000
 """Account-windows a batch run scores at once (whole accounts: a batch holds more when
 one account has more). Scoring takes a few KB a window (horizons, 130-odd model inputs,
-two judging passes), so under 200 MB at 25,000 windows, however long the log; each
+two or three judging passes), so under 200 MB at 25,000 windows, however long the log; each
 batch costs about 0.08 s more (the forest is asked twice per batch), 1% of the run."""
 
 
