@@ -395,7 +395,7 @@ class Judge:
                 )
             else:
                 out.append("guardrail: data exported by an account that never exports")
-        if row["drip"]:
+        if row["drip"] and not row["guardrail"]:  # a burst crosses the day's bound too
             out += self._drip_reasons(row)
         score = f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})"
         out.append(f"{score}; {attribution}" if attribution else score)

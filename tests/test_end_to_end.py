@@ -165,3 +165,14 @@ def test_a_slow_drip_is_flagged_once_its_day_passes_twice_the_accounts_largest()
     assert re.search(r"rows read in the last (1 day|3 days), \d+\.\dx this account's", drip_lines[0])
     others = after.filter(pl.col("account") != "billing_job").select("account", "window_start")
     assert others.equals(before.select("account", "window_start"))
+
+
+def test_a_burst_is_not_called_a_slow_drip() -> None:
+    """A pull that trips the guardrail also takes its day past twice the account's
+    largest; its reasons say guardrail, not slow drip (web_shop's and analyst_ben's
+    pulls in the sample)."""
+    flagged = scored("jsonlog").filter(pl.col("flagged"))
+    reasons = flagged["reasons"].to_list()
+    bursts = [rs for rs in reasons if any(r.startswith("guardrail: over") for r in rs)]
+    assert len(bursts) >= 2
+    assert not any(r.startswith("slow drip: ") for rs in bursts for r in rs)
