@@ -357,7 +357,7 @@ class Engine:
         )
         if not parts:
             return pl.DataFrame()
-        return self._note_evicted(pl.concat(parts, how="vertical_relaxed"))
+        return self._note_evicted(self._flag_overflow(pl.concat(parts, how="vertical_relaxed")))
 
     def _remember(self, windows: pl.DataFrame, new_values: pl.DataFrame) -> None:
         """Add the newly scored windows to the history, and their new values to what
@@ -437,9 +437,9 @@ class Engine:
         self._writes["evicted"] = _parquet(self.evicted)
         return victims.height
 
-    def _note_evicted(self, scored: pl.DataFrame) -> pl.DataFrame:
-        """Flagged windows of an account whose history was dropped say so. Every window
-        of :data:`OVERFLOW` is flagged (high, unless critical already), and says what it is."""
+    def _flag_overflow(self, scored: pl.DataFrame) -> pl.DataFrame:
+        """Every window of :data:`OVERFLOW` is flagged (high, unless critical already) and
+        says what it is."""
         if scored.is_empty():
             return scored
         overflow = pl.col(F.ACCOUNT) == OVERFLOW
@@ -450,7 +450,7 @@ class Engine:
             pl.lit(f"{self.max_accounts:,}"),
             pl.lit(OVERFLOW),
         )
-        scored = scored.with_columns(
+        return scored.with_columns(
             pl.when(overflow)
             .then(pl.concat_list(flood, pl.col("reasons")))
             .otherwise(pl.col("reasons"))
@@ -461,7 +461,10 @@ class Engine:
             .otherwise(pl.col("severity"))
             .alias("severity"),
         )
-        if self.evicted.is_empty():
+
+    def _note_evicted(self, scored: pl.DataFrame) -> pl.DataFrame:
+        """Flagged windows of an account whose history was dropped say so."""
+        if self.evicted.is_empty() or scored.is_empty():
             return scored
         note = (
             "history incomplete: this account's earlier windows were dropped at "
@@ -616,7 +619,9 @@ def history_batches(
     ]
     for i, start in enumerate(starts):
         batch = accounts.slice(start, size)
-        pieces = [s.slice(lo[i], hi[i] - lo[i]) for s, (lo, hi) in zip(history, bounds, strict=True)]
+        pieces = [
+            s.slice(lo[i], hi[i] - lo[i]) for s, (lo, hi) in zip(history, bounds, strict=True)
+        ]
         rows = (
             pl.concat(pieces, how="vertical_relaxed")  # each segment's own compact types
             if pieces
