@@ -15,7 +15,8 @@ Thresholding wraps the detector rather than living inside it. A window is flagge
   weak ones together (an object it never read, a new client address, a new application,
   an hour it is rarely active: each alone is ordinary work, e.g. people work late); or
 * a slow drip: a day's (or longer) reads past ``drip_factor`` times the account's own
-  largest for that horizon, in the window that crosses it.
+  largest for that horizon, in the window that crosses it; or, on a day of the week it
+  hardly reads (a quiet day: ``quiet_day_share``), past its largest at all.
 
 Reasons are written only for flagged windows (few), in plain Python.
 """
@@ -32,8 +33,17 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.features import ACCOUNT, ALERT_LEVELS, Horizons, col_name, horizon_columns, span
-from detector.profile import LEARNED, POPULATION, Profile, usual_hours
+from detector.features import (
+    ACCOUNT,
+    ALERT_LEVELS,
+    WINDOW,
+    Horizons,
+    col_name,
+    horizon_columns,
+    span,
+    weekday_columns,
+)
+from detector.profile import LEARNED, POPULATION, WEEKDAY, Profile, usual_hours
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
@@ -108,6 +118,11 @@ class Judge:
                 & (value >= s.drip_factor * pl.col(f"{c}__own"))
             )
 
+        def quiet_bound(value: pl.Expr, c: str) -> pl.Expr:
+            own = pl.col(f"{c}__own")
+            quiet = (pl.col(f"{c}__weekday") <= s.quiet_day_share * own).fill_null(False)
+            return pl.col("has_history") & quiet & (value >= s.guardrail_min_rows) & (value > own)
+
         # An account with no history has never exported either: a dump by a brand-new
         # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
@@ -151,14 +166,20 @@ class Judge:
         # forest cannot score a combination its training never showed it.
         stranger = (weak[1] | weak[2]) & weak[3]
         # A slow drip: a day's (or longer) reads past drip_factor times the account's own
-        # largest for that horizon, though no window of it looks odd by itself.
+        # largest for that horizon, though no window of it looks odd by itself; on a day
+        # of the week the account hardly reads, past its largest at all (a drip started
+        # on a Sunday would otherwise wait for Monday's work to take it past 2x).
         days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
+        weekday = [(v, h) for v, h in days if col_name(v, h) in weekday_columns(self.horizons)]
         frame = frame.with_columns(
             (
                 pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes)
                 | guard_export
             ).alias("guardrail"),
-            pl.any_horizontal(self.crossed(v, h, drip_bound) for v, h in days).alias("drip"),
+            pl.any_horizontal(
+                *[self.crossed(v, h, drip_bound) for v, h in days],
+                *[self.crossed(v, h, quiet_bound) for v, h in weekday],
+            ).alias("drip"),
             stranger.alias("_stranger"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
@@ -236,10 +257,21 @@ class Judge:
         typical = self.profile.peer_ref.select(
             "peer_group", *[pl.col(c).alias(f"{c}__peertypical") for c in cols]
         )
+        weekday = self.profile.weekdays.select(
+            ACCOUNT,
+            WEEKDAY,
+            *[pl.col(c).alias(f"{c}__weekday") for c in weekday_columns(self.horizons)],
+        )
         frame = (
             frame.join(own, on=ACCOUNT, how="left")
             .join(peer, on="peer_group", how="left")
             .join(typical, on="peer_group", how="left")
+            .join(
+                weekday,
+                left_on=[ACCOUNT, pl.col(WINDOW).dt.weekday()],
+                right_on=[ACCOUNT, WEEKDAY],
+                how="left",
+            )
         )
         export_cols = [col_name("exports", h) for h in self.horizons.all]
         frame = frame.with_columns(
@@ -292,7 +324,7 @@ class Judge:
         ]
         for c in horizon_columns(self.horizons):
             cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
-        return cols
+        return cols + [f"{c}__weekday" for c in weekday_columns(self.horizons)]
 
     def reasons(self, row: dict[str, Any], attribution: str | None = None) -> list[str]:
         """Plain-language reasons for one flagged window, with numbers.
@@ -453,27 +485,45 @@ class Judge:
         return text, value > self.settings.guardrail_factor * max(own, peer)
 
     def _drip_reasons(self, row: dict[str, Any]) -> list[str]:
-        """The day-or-longer sums this window took past the slow-drip bound (as
-        ``drip_bound`` in :meth:`__call__` decides), one line per volume signal."""
+        """The day-or-longer sums this window took past the slow-drip bound or, on a
+        quiet day, past the account's largest (as ``drip_bound`` and ``quiet_bound`` in
+        :meth:`__call__` decide), one line per volume signal."""
         s = self.settings
         out = []
         for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
             this = row[col_name(signal, self.horizons.base)] or 0
             for h in self.horizons.longer:
+                if span(h) < timedelta(days=1):
+                    continue
                 c = col_name(signal, h)
-                value, own = row[c] or 0, row[f"{c}__own"] or 0
+                value, own, weekday = row[c] or 0, row[f"{c}__own"] or 0, row.get(f"{c}__weekday")
+                quiet = weekday is not None and weekday <= s.quiet_day_share * own
 
-                def past(v: float, own: float = own) -> bool:
+                def twice(v: float, own: float = own) -> bool:
                     return v >= s.guardrail_min_rows and v >= s.drip_factor * own
 
-                if span(h) >= timedelta(days=1) and past(value) and not past(value - this):
+                def beyond(v: float, own: float = own, quiet: bool = quiet) -> bool:
+                    return quiet and v >= s.guardrail_min_rows and v > own
+
+                read = (
+                    f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
+                    f"{_times(value, own)} this account's largest {_span(h)} in training "
+                    f"({_num(own)})"
+                )
+                if twice(value) and not twice(value - this):
                     out.append(
-                        f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
-                        f"{_times(value, own)} this account's largest {_span(h)} in training "
-                        f"({_num(own)}); flagged in the window that took it past "
-                        f"{s.drip_factor:g}x"
+                        f"{read}; flagged in the window that took it past {s.drip_factor:g}x"
                     )
-                    break
+                elif beyond(value) and not beyond(value - this):
+                    day = row[WINDOW].strftime("%A")
+                    out.append(
+                        f"{read}, on a {day}, a quiet day for it ({_times(value, weekday)} its "
+                        f"largest {_span(h)} on a {day} in training, {_num(weekday)}); flagged "
+                        "in the window that took it past its largest"
+                    )
+                else:
+                    continue
+                break
         return out
 
     def _peers(self, row: dict[str, Any]) -> str:

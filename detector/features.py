@@ -25,7 +25,8 @@ import polars as pl
 
 from detector import schema as S
 
-FEATURE_VERSION: Final = 3  # 2: unknown volume stays null; 3: no new objects for new accounts
+# 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per weekday
+FEATURE_VERSION: Final = 4
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
@@ -44,6 +45,8 @@ RELATIVE: Final = ("rows_read", "bytes_read", "statements", "objects", "exports"
 # The signals a format may not carry at all: null in the log means unknown, not zero.
 UNKNOWABLE: Final = ("rows_read", "bytes_read")
 VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
+# The volumes the slow-drip rule sums over a day or longer.
+DRIP: Final = ("rows_read", "bytes_read")
 # Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
 ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements", "exports")
 
@@ -492,3 +495,9 @@ def add_model_inputs(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
 
 def horizon_columns(horizons: Horizons, signals: Sequence[str] = RELATIVE) -> list[str]:
     return [col_name(s, h) for s in signals for h in horizons.all]
+
+
+def weekday_columns(horizons: Horizons) -> list[str]:
+    """The 1-day volume sums kept per day of the week, for the quiet-day drip rule
+    (``rows_read_1d``, ``bytes_read_1d``; none without a 1-day horizon)."""
+    return [col_name(s, h) for s in DRIP for h in horizons.all if span(h) == timedelta(days=1)]

@@ -15,13 +15,16 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns
+from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns, weekday_columns
 
 POPULATION: Final = "*"
 # Accounts not in the role map get learned peers: the accounts whose read objects are most
 # like their own (Jaccard). Group ``like:<account>`` is the account and its nearest few.
 LEARNED: Final = "like:"
-TABLES: Final = ("account_max", "peer_ref", "peer_max", "hours", "known", "peers")
+TABLES: Final = ("account_max", "peer_ref", "peer_max", "hours", "known", "peers", "weekdays")
+# The leading columns each table is sorted by when saved (same training, same bytes).
+_SORT_BY: Final = {"hours": 2, "known": 3, "weekdays": 2}
+WEEKDAY: Final = "weekday"  # 1 = Monday ... 7 = Sunday, of the window's start (UTC)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class Profile:
     hours: pl.DataFrame  # account ('*' = population), hour, share (smoothed over +-1 hour)
     known: pl.DataFrame  # account, kind (object/client/app), value
     peers: pl.DataFrame  # account, peer_group
+    # account, weekday, <signal>_1d: largest in training windows starting on that day of
+    # the week (only the weekdays it was active on; volume unknown stays null)
+    weekdays: pl.DataFrame
 
     def save(self, directory: Path) -> dict[str, Path]:
         """Write each table as ``profile_<name>.parquet``; return the paths by name.
@@ -42,7 +48,7 @@ class Profile:
         for name in TABLES:
             path = directory / f"profile_{name}.parquet"
             table: pl.DataFrame = getattr(self, name)
-            table.sort(table.columns[: 3 if name in ("known", "hours") else 1]).write_parquet(path)
+            table.sort(table.columns[: _SORT_BY.get(name, 1)]).write_parquet(path)
             paths[name] = path
         return paths
 
@@ -118,6 +124,9 @@ class Profile:
             ),
             known=pl.concat([self.known, parent.known]).unique().sort(ACCOUNT, "kind", "value"),
             peers=pl.concat([self.peers, carried_peers]),
+            weekdays=pl.concat(
+                [self.weekdays, parent.weekdays.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi")]
+            ),
         )
 
     def members(self, group: str) -> list[str]:
@@ -171,7 +180,10 @@ def learn(
     ).unique()
     peer_ref, peer_max = _peer_tables(account_max, memberships)
     hours = _hour_shares(windows)
-    return Profile(account_max, peer_ref, peer_max, hours, known, peers)
+    weekdays = windows.group_by(ACCOUNT, pl.col(WINDOW).dt.weekday().alias(WEEKDAY)).agg(
+        pl.col(c).max() for c in weekday_columns(horizons)
+    )
+    return Profile(account_max, peer_ref, peer_max, hours, known, peers, weekdays)
 
 
 def _peer_tables(
@@ -335,4 +347,4 @@ def usual_hours(profile: Profile) -> dict[str, tuple[int, int]]:
     return spans
 
 
-__all__ = ["LEARNED", "POPULATION", "WINDOW", "Profile", "learn", "usual_hours"]
+__all__ = ["LEARNED", "POPULATION", "WEEKDAY", "WINDOW", "Profile", "learn", "usual_hours"]

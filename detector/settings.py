@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
         "times the account's own largest in training, in the window it crosses: slow drips.",
     )
+    quiet_day_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="A day of the week on which an account's largest day (1-day horizon) in "
+        "training is at most this share of its largest day at all is a quiet day for it; there "
+        "a day's reads past its largest day at all are a slow drip too (0: off).",
+    )
     retrain_every: str = Field(
         "1d",
         description="serve retrains on the last retrain_period of its logs this often (wall "

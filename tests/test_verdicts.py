@@ -4,7 +4,8 @@ stand alone; and how peers are learned when no role map is given."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -302,3 +303,45 @@ def test_an_export_by_an_account_that_never_exports_alerts_once_in_three_days() 
         "two days on": False,
         "four days on": True,
     }
+
+
+def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_works() -> None:
+    """web_admin reads up to 860 rows a day in training, but at most 155 in a day ending on
+    a Sunday: a quiet day for it once quiet days are those under a fifth of its largest
+    (the default, a tenth, leaves this small sample without one). Its largest day's worth
+    again, a few rows at a time in its usual hours, is a slow drip on a Sunday, and
+    nothing on the Saturday before, when it works a little (the day then stays under
+    twice its largest)."""
+    trained, events = trained_on_json()
+    conf = settings.load().model_copy(update={"quiet_day_share": 0.2})
+    c = "rows_read_1d"
+    mine = pl.col(F.ACCOUNT) == "web_admin"
+    own = trained.profile.account_max.filter(mine)[c].item()
+    by_day = dict(trained.profile.weekdays.filter(mine).select(profile.WEEKDAY, c).iter_rows())
+    assert by_day[7] <= conf.quiet_day_share * own < by_day[6]  # Sunday quiet, Saturday not
+    template = ordinary("web_admin")
+    extra = max(own, conf.guardrail_min_rows)
+
+    def drip(day: datetime) -> list[dict[str, Any]]:
+        """``extra`` rows in 20 reads, one every 15 minutes from 10:00."""
+        return [
+            statement(
+                template, day + timedelta(hours=10, minutes=15 * i), i, **{S.ROWS: extra // 20}
+            )
+            for i in range(20)
+        ]
+
+    def flagged(added: list[dict[str, Any]]) -> pl.DataFrame:
+        extra_events = pl.DataFrame(added, schema=events.schema)
+        scored = pipeline.score(pl.concat([events, extra_events]).sort(S.TIME), trained, conf)  # type: ignore[arg-type]
+        return scored.filter(mine, pl.col("flagged"))
+
+    saturday, sunday = datetime(2026, 10, 24, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)
+    assert flagged([]).is_empty()
+    assert flagged(drip(saturday)).is_empty()
+    hits = flagged(drip(sunday))
+    assert hits.height == 1, hits.select("window_start", "reasons").to_dicts()
+    assert hits["window_start"][0].date() == sunday.date()
+    drip_line = next(r for r in hits["reasons"][0] if r.startswith("slow drip: "))
+    assert re.search(r"rows read in the last 1 day, 1\.\dx this account's largest", drip_line)
+    assert "on a Sunday, a quiet day for it" in drip_line, drip_line
