@@ -171,11 +171,14 @@ class Judge:
         # on a Sunday would otherwise wait for Monday's work to take it past 2x).
         days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
         weekday = [(v, h) for v, h in days if col_name(v, h) in weekday_columns(self.horizons)]
+        # Which volume and horizon tripped the guardrail (the first, shortest horizon
+        # first), for its reason: "rows_read|1h".
+        guard_at = pl.coalesce(
+            pl.when(self.crossed(v, h, guard_bound)).then(pl.lit(f"{v}|{h}")) for v, h in volumes
+        )
         frame = frame.with_columns(
-            (
-                pl.any_horizontal(self.crossed(v, h, guard_bound) for v, h in volumes)
-                | guard_export
-            ).alias("guardrail"),
+            (guard_at.is_not_null() | guard_export).alias("guardrail"),
+            guard_at.alias("_guard_at"),
             pl.any_horizontal(
                 *[self.crossed(v, h, drip_bound) for v, h in days],
                 *[self.crossed(v, h, quiet_bound) for v, h in weekday],
@@ -221,7 +224,7 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason", "_stranger")
+            frame.drop("_has_reason", "_stranger", "_guard_at")
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
@@ -309,6 +312,7 @@ class Judge:
             "flagged",
             "guardrail",
             "drip",
+            "_guard_at",
             "score",
             "has_history",
             "hour",
@@ -335,14 +339,10 @@ class Judge:
         """
         out: list[str] = []
         base = self.horizons.base
-        guard = self.settings.guardrail_factor
-        guard_kind: str | None = None
         for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
             found = self._volume_reason(row, unit, signal)
             if found is not None:
-                text, beyond_all = found
-                out.append(text)
-                guard_kind = guard_kind or ("all" if beyond_all else "own")
+                out.append(found)
         if not self.volume_logged and row["objects_list"]:
             out.append(
                 f"volume unknown: the log gives no row or byte counts for the reads of "
@@ -417,27 +417,37 @@ class Judge:
                 f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} this account's most in training"
             )
         if row["guardrail"]:
-            if guard_kind == "all":
-                out.append(
-                    f"guardrail: over {guard:g}x the largest volume of this account and all its peers in training"
-                )
-            elif guard_kind == "own":
-                out.append(
-                    f"guardrail: over {guard:g}x this account's largest volume and its typical peer's in training"
-                )
-            else:
-                out.append("guardrail: data exported by an account that never exports")
+            out.append(self._guardrail_reason(row))
         if row["drip"] and not row["guardrail"]:  # a burst crosses the day's bound too
             out += self._drip_reasons(row)
         score = f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})"
         out.append(f"{score}; {attribution}" if attribution else score)
         return out
 
-    def _volume_reason(
-        self, row: dict[str, Any], unit: str, signal: str
-    ) -> tuple[str, bool] | None:
-        """The volume this window took furthest past the account's own largest, if any,
-        and whether it is past ``guardrail_factor`` times every peer's largest too."""
+    def _guardrail_reason(self, row: dict[str, Any]) -> str:
+        """What tripped the guardrail: the volume and horizon it crossed in this window,
+        against the references it crossed, or an export by an account that never does."""
+        if row["_guard_at"] is None:
+            return "guardrail: data exported by an account that never exports"
+        signal, h = row["_guard_at"].split("|")
+        c = col_name(signal, h)
+        value, own, peer = row[c], row[f"{c}__own"], row[f"{c}__peermax"]
+        unit = "rows" if signal == "rows_read" else "bytes"
+        read = f"{_num(value)} {unit} read in {_span(h)}"
+        f = self.settings.guardrail_factor
+        if value > f * max(own, peer):
+            return (
+                f"guardrail: over {f:g}x the largest {_span(h)} of this account and all its "
+                f"peers in training ({_num(max(own, peer))}): {read}"
+            )
+        typical = row[f"{c}__peertypical"]
+        return (
+            f"guardrail: over {f:g}x this account's largest {_span(h)} ({_num(own)}) and its "
+            f"typical peer's ({_num(typical)}) in training: {read}"
+        )
+
+    def _volume_reason(self, row: dict[str, Any], unit: str, signal: str) -> str | None:
+        """The volume this window took furthest past the account's own largest, if any."""
         base_value = row[col_name(signal, self.horizons.base)] or 0
         if not base_value:
             return None
@@ -482,7 +492,7 @@ class Judge:
             f"{_times(value, typical)} a typical peer's largest ({_num(typical)}), "
             f"{_times(value, peer)} any peer's largest ({_num(peer)}){self._peers(row)}"
         )
-        return text, value > self.settings.guardrail_factor * max(own, peer)
+        return text
 
     def _drip_reasons(self, row: dict[str, Any]) -> list[str]:
         """The day-or-longer sums this window took past the slow-drip bound or, on a

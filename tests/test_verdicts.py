@@ -345,3 +345,28 @@ def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_wo
     drip_line = next(r for r in hits["reasons"][0] if r.startswith("slow drip: "))
     assert re.search(r"rows read in the last 1 day, 1\.\dx this account's largest", drip_line)
     assert "on a Sunday, a quiet day for it" in drip_line, drip_line
+
+
+def test_the_guardrail_names_the_horizon_and_volume_that_tripped_it() -> None:
+    """hr_app reads at most 60 rows in 5 minutes and 151 in an hour in training. Four reads
+    of 400 rows, 5 minutes apart, never reach the 5-minute guardrail (1,000 rows) but the
+    fourth takes the hour past 10x its largest hour. Judged with a low score (so no earlier
+    window is an alert that would restart its sums), that window trips the guardrail, and
+    the reason gives that hour's numbers, not the 5-minute ratio the volume line shows."""
+    trained, _ = trained_on_json()
+    own = trained.profile.account_max.filter(pl.col(F.ACCOUNT) == "hr_app")["rows_read_1h"].item()
+    assert own * 10 < 1_600 and settings.load().guardrail_min_rows > 400
+    template = ordinary("hr_app")
+    at = DAY.replace(hour=10, minute=1)
+    reads = [
+        statement(template, at + timedelta(minutes=5 * i), i, **{S.ROWS: 400}) for i in range(4)
+    ]
+    found = judged_at(0.0, *reversed(reads))  # the window of the last read
+    assert found["guardrail"] and found["severity"] == "critical"
+    hour = found["rows_read_1h"]
+    assert hour >= 1_600 and found["rows_read_1h"] - found["rows_read_5m"] <= 10 * own
+    line = next(r for r in found["reasons"] if r.startswith("guardrail: "))
+    assert line == (
+        f"guardrail: over 10x this account's largest 1 hour ({own}) and its typical peer's "
+        f"(151) in training: {hour:,} rows read in 1 hour"
+    )

@@ -400,15 +400,10 @@ def test_a_flood_of_names_within_one_window_is_counted_together_past_max_account
         )
     )
     in_window = datetime(2026, 10, 20, 10, 30, tzinfo=UTC)
-    flood = (
-        hour.sample(5_000, with_replacement=True, seed=2)
-        .with_columns(
-            (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.ACCOUNT),
-            (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.SESSION),
-            (pl.lit(in_window) + pl.duration(milliseconds=pl.int_range(pl.len()) * 50)).alias(
-                S.TIME
-            ),
-        )
+    flood = hour.sample(5_000, with_replacement=True, seed=2).with_columns(
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.ACCOUNT),
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.SESSION),
+        (pl.lit(in_window) + pl.duration(milliseconds=pl.int_range(pl.len()) * 50)).alias(S.TIME),
     )
     events = pl.concat([hour, flood]).sort(S.TIME)
     engine = Engine(trained, settings.Settings(max_accounts=cap))
@@ -563,8 +558,10 @@ def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
     resumed.restore(before_restart.snapshot())
     live = pl.concat([before, stream(resumed, events[cut:], 5_000)])
     assert pull_flags(live) == [True, False]
-    assert verdicts(live).select("account", "window_start", "flagged").equals(
-        verdicts(batch).select("account", "window_start", "flagged")
+    assert (
+        verdicts(live)
+        .select("account", "window_start", "flagged")
+        .equals(verdicts(batch).select("account", "window_start", "flagged"))
     )
 
 
@@ -600,3 +597,41 @@ def test_an_alerted_windows_saved_sums_count_not_its_sums_from_a_shorter_history
 
     assert flagged(summed_again)
     assert not flagged(saved)
+
+
+def test_a_drip_on_a_quiet_day_is_flagged_live_where_batch_flags_it(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """The quiet-day drip rule (``tests/test_verdicts.py``) in ``serve``: web_admin's
+    largest day's worth read again on a Sunday, 50 rows at a time, is flagged by the live
+    engine in the window batch flags, with the same reason."""
+    conf = settings.Settings(quiet_day_share=0.2)
+    web_admin = pl.col(S.ACCOUNT) == "web_admin"
+    template = week3.filter(web_admin, pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0).row(
+        0, named=True
+    )
+    sunday = datetime(2026, 10, 25, 10, tzinfo=UTC)
+    drip = pl.DataFrame(
+        [
+            {
+                **template,
+                S.TIME: sunday + timedelta(minutes=15 * i),
+                S.STATEMENT_ID: f"{900000 + i}.1",
+                S.ROWS: 50,
+            }
+            for i in range(20)
+        ],
+        schema=week3.schema,
+    )
+    events = pl.concat([week3, drip]).sort(S.TIME)
+
+    def flagged(scored: pl.DataFrame) -> pl.DataFrame:
+        return scored.filter(pl.col("account") == "web_admin", pl.col("flagged")).select(
+            "window_start", "reasons"
+        )
+
+    batch = flagged(pipeline.score(events, trained, conf))
+    live = flagged(stream(Engine(trained, conf), events, 5_000))
+    assert batch.height == 1, batch.to_dicts()
+    assert live.equals(batch), (live.to_dicts(), batch.to_dicts())
+    assert any("on a Sunday, a quiet day for it" in r for r in live["reasons"][0])
