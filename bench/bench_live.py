@@ -62,6 +62,7 @@ def children_mb(pid: int) -> float:
         total += sum(rss_mb(int(kid)) for kid in kids)
     return total
 
+
 TOKEN = "bench-live-token-0123456789"
 STAMP = b"2000-01-01 00:00:00.000 UTC"  # placeholder, replaced as each block is written
 LAP = b"@@@@"  # placeholder in session ids, replaced by the pass over the pool

@@ -612,7 +612,11 @@ class Pool:
             for i, st in enumerate(self.state)
             if st is not None and (t - st[1]).total_seconds() <= self.idle_s and t <= st[2]
         ]
-        i = max(live)[1] if live and self.rng.random() < 0.8 else self.rng.randrange(len(self.state))
+        i = (
+            max(live)[1]
+            if live and self.rng.random() < 0.8
+            else self.rng.randrange(len(self.state))
+        )
         st = self.state[i]
         if st is not None:
             key, last, expires = st

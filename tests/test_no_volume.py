@@ -86,5 +86,7 @@ def test_a_model_with_volume_refuses_logs_without_it() -> None:
     before, _ = pipeline.read_events([path], until=SPLIT)
     trained = pipeline.train(before, conf)
     after, _ = pipeline.read_events([path], since=SPLIT)
-    with pytest.raises(ModelError, match=r"trained on logs with rows, .* these logs have .* rows differ"):
+    with pytest.raises(
+        ModelError, match=r"trained on logs with rows, .* these logs have .* rows differ"
+    ):
         pipeline.score(blind(after), trained, conf)

@@ -81,7 +81,6 @@ def test_exfiltration_is_flagged_in_the_api_and_metrics(cluster: PgCluster, tmp_
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     try:
-
         last: list[str] = [""]
 
         def ready() -> bool:
