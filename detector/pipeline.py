@@ -426,7 +426,7 @@ def score_windows(
     windows = F.add_horizons(new.sort(F.ACCOUNT, F.WINDOW).lazy(), horizons).collect()
     # An untrained account's own earlier days: its history so far, for the guardrail and
     # reasons (explain.Judge), not the model. Trained accounts are held to their training.
-    untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.account_max[F.ACCOUNT].implode())
+    untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
     own_days = F.earlier_days(
         windows.lazy().filter(untrained), horizons, F.horizon_columns(horizons)
     ).collect()

@@ -60,6 +60,12 @@ class Profile:
     def accounts(self) -> int:
         return self.account_max.height
 
+    @property
+    def trained(self) -> pl.Series:
+        """The accounts training saw (or carried from a parent): those with a largest of
+        their own; every other account is new to the model."""
+        return self.account_max[ACCOUNT]
+
     @cached_property
     def _readers(self) -> _Readers:
         return _Readers(self.known)

@@ -144,7 +144,7 @@ class Engine:
         self.closed_until: datetime | None = None  # windows ending by then are scored
         self.late = 0  # late events not yet reported by close()
         self.overflow = 0  # events counted under OVERFLOW, not yet reported by close()
-        self._trained_accounts = trained.profile.known[F.ACCOUNT].unique()
+        self._trained_accounts = trained.profile.trained
         self._history_accounts: pl.Series | None = None  # cached until history changes
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
         self._seq = itertools.count()
@@ -401,7 +401,7 @@ class Engine:
             .group_by(F.ACCOUNT)
             .agg(pl.col(F.WINDOW).max())
         )
-        trained = self.trained.profile.known.select(F.ACCOUNT).unique()
+        trained = self.trained.profile.trained.to_frame()
         excess = self.accounts - int(self.max_accounts * EVICT_TO)
         victims = (
             last.join(
