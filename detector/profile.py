@@ -131,7 +131,8 @@ class Profile:
             known=pl.concat([self.known, parent.known]).unique().sort(ACCOUNT, "kind", "value"),
             peers=pl.concat([self.peers, carried_peers]),
             weekdays=pl.concat(
-                [self.weekdays, parent.weekdays.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi")]
+                [self.weekdays, parent.weekdays.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi")],
+                how="vertical_relaxed",
             ),
         )
 

@@ -229,6 +229,13 @@ def test_a_retrained_model_keeps_idle_accounts_and_what_was_known() -> None:
     assert known.height == 3  # its table, its address, its tool
     assert known.equals(parent.profile.known.filter(pl.col("account") == "app_11"))
     assert successor.profile.hours.filter(pl.col("account") == "app_11").height == 24
+    weekdays = parent.profile.weekdays.filter(pl.col("account") == "app_11").sort("weekday")
+    assert weekdays.height >= 5  # its quiet days are kept too
+    assert (
+        successor.profile.weekdays.filter(pl.col("account") == "app_11")
+        .sort("weekday")
+        .equals(weekdays)
+    )
 
 
 def test_an_analysts_false_positive_is_learned_at_once_an_unjudged_jump_is_not() -> None:
