@@ -13,8 +13,10 @@ import pytest
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
+from detector.formats.mariadb_audit import RECORD_START
 from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
+from detector.live.follow import Follower
 from detector.reader import Chunk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -525,6 +527,59 @@ def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     assert window["features"]["statements_5m"] == 1  # statement 3 only
     assert window["features"]["rows_read_5m"] == 5
     assert sorted(window["objects"]) == ["s.b", "s.c", "s.d"]
+
+
+def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_once(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A followed MariaDB audit log often ends on a QUERY line, the rest written later.
+    The follower holds that line back (it may still grow), so the statement's TABLE
+    records come in one read, with its connection's CONNECT, and its QUERY record in
+    the next, without it: the engine counts it once, with its tables, as ``score``
+    does on the whole log (real 10.11 output)."""
+    audit = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11" / "server_audit.log"
+    lines = audit.read_bytes().splitlines(keepends=True)
+    end = next(i for i, line in enumerate(lines) if b",4,5,QUERY," in line) + 1  # INSERT
+    log = tmp_path / "server_audit.log"
+    log.write_bytes(b"".join(lines[:end]))
+    fmt = formats.native("mariadb-audit", None)
+    clock = [0.0]
+    follower = Follower([str(log)], record_start=lambda path: RECORD_START, clock=lambda: clock[0])
+    engine = Engine(trained, settings.Settings())
+    ends = []
+
+    def follow() -> None:
+        for read in follower.poll():
+            ends.append(read.data.splitlines()[-1])
+            engine.add(fmt.parse(Chunk(read.source, read.data, read.first_line)).events)
+
+    follow()
+    with log.open("ab") as fh:
+        fh.write(b"".join(lines[end:]))
+    follow()
+    clock[0] += follower.idle_flush + 1  # the file is quiet: its last record is released
+    follow()
+    assert ends[0].endswith(b",4,5,READ,mysql,index_stats,")  # the INSERT's QUERY came later
+    live = engine.close(wall=FAR_FUTURE).scored
+    # The bundled model would refuse this log's fields in `score` (its field check); the
+    # windows are compared past it.
+    whole, _ = pipeline.read_events([audit])
+    activity = F.window_activity(whole.lazy(), "5m", trained.profile.known.lazy()).collect()
+    batch = pipeline.score_windows(activity, trained, settings.Settings())
+    feature = pl.col("features").struct.field
+
+    def per_account(scored: pl.DataFrame) -> pl.DataFrame:
+        return (
+            scored.group_by("account")
+            .agg(
+                feature("statements_5m").sum(),
+                pl.col("objects").explode().drop_nulls().unique().sort(),
+            )
+            .sort("account")
+        )
+
+    assert per_account(live).row(0)[:2] == ("bob", 7)  # bob's 7 statements that succeeded
+    assert per_account(live).equals(per_account(batch))
 
 
 def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
