@@ -102,6 +102,12 @@ def read_events(
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
+    # MariaDB's audit log rotates by size (1 MB by default): a statement the rotation cut
+    # in two is one statement too.
+    rejoined = mariadb_audit.rejoin(events)
+    if rejoined.height < events.height:
+        summary.events[mariadb.AUDIT] -= events.height - rejoined.height
+    events = rejoined
     # One MariaDB server's audit and slow logs, one Snowflake account's query and access
     # histories: one event per statement, with what each of its records knows.
     events = formats.join(events)

@@ -193,3 +193,22 @@ def test_a_log_ending_on_a_query_line_counts_that_statement_once(tmp_path: Path)
     assert row[S.CLASS] == "WRITE" and row[S.SUCCESS] is True
     assert row[S.OBJECTS] == ["shop.customers", "shop.seq_1_to_5000"]
     assert row[S.SESSION] == "vm/4/20261128T065610"
+
+
+def test_a_statement_cut_by_the_logs_rotation_is_one_statement(tmp_path: Path) -> None:
+    """server_audit rotates its log by size: the INSERT's TABLE records end the rotated
+    file and its QUERY record starts the new one. Read together (in any order), the two
+    files give the statements of the log unrotated, and the summary counts them once."""
+    lines = AUDIT.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if ",4,5,QUERY," in line)
+    rotated, current = tmp_path / "server_audit.log.1", tmp_path / "server_audit.log"
+    rotated.write_text("".join(lines[:cut]))
+    current.write_text("".join(lines[cut:]))
+    order = [S.TIME, S.STATEMENT_ID, S.CLASS, S.QUERY]
+    whole = events(AUDIT).sort(order, nulls_last=True)
+    for paths in ([rotated, current], [current, rotated]):
+        quarantine = Quarantine(None)
+        both, summary = read_events(paths, quarantine=quarantine)
+        assert quarantine.total == 0
+        assert both.sort(order, nulls_last=True).drop(S.SESSION).equals(whole.drop(S.SESSION))
+        assert summary.events == {"mariadb-audit": whole.height}
