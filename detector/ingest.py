@@ -22,7 +22,7 @@ import polars as pl
 
 from detector import formats
 from detector import schema as S
-from detector.formats import pgaudit
+from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine
@@ -102,6 +102,12 @@ def read_events(
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
+    # MariaDB's audit log rotates by size (1 MB by default): a statement the rotation cut
+    # in two is one statement too.
+    rejoined = mariadb_audit.rejoin(events)
+    if rejoined.height < events.height:
+        summary.events[mariadb.AUDIT] -= events.height - rejoined.height
+    events = rejoined
     # One MariaDB server's audit and slow logs, one Snowflake account's query and access
     # histories: one event per statement, with what each of its records knows.
     events = formats.join(events)
@@ -138,10 +144,17 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
 
     Within one file, events with the same session and statement id are one statement
     (pgAudit logs a statement once per relation): their objects are merged and the
-    first event's rows, counted once, are kept.
+    first event's rows, counted once, are kept. MariaDB's audit log has a rule of its
+    own (:func:`detector.formats.mariadb_audit.rejoin`): a statement's TABLE records
+    and its QUERY record parsed apart, their session known with or without its login.
     """
+    events = mariadb_audit.rejoin(events)
     key = [S.SESSION, S.STATEMENT_ID]
-    split = pl.struct(key).is_duplicated() & pl.col(S.STATEMENT_ID).is_not_null()
+    split = (
+        pl.struct(key).is_duplicated()
+        & pl.col(S.STATEMENT_ID).is_not_null()
+        & pl.col(S.SOURCE_FORMAT).ne_missing(mariadb.AUDIT)
+    )
     twice = events.filter(split)
     if twice.is_empty():
         return events

@@ -12,7 +12,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | column                        | type              | source name / meaning                                   |
 |-------------------------------|-------------------|---------------------------------------------------------|
 | ``time``                      | Datetime(us, UTC) | OCSF ``time``: when the statement was logged             |
-| ``actor.user.name``           | String            | OCSF: the database account (role) that ran it            |
+| ``actor.user.name``           | String            | OCSF: the database account (role) that ran it; never holds a NUL (see :func:`conform`) |
 | ``src_endpoint.ip``           | String            | OCSF: client address (host name if the server logs names)|
 | ``actor.app_name``            | String            | OCSF: client application (``application_name``)          |
 | ``db.system.name``            | String            | OTel: ``postgresql``, ``mariadb``, ...                   |
@@ -57,6 +57,7 @@ STATEMENT_ID: Final = "query_info.uid"
 SOURCE_FORMAT: Final = "source_format"
 
 SCHEMA_VERSION: Final = 1
+NUL: Final = "\x00"  # in no account name (see conform)
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {
     TIME: pl.Datetime("us", "UTC"),
@@ -85,14 +86,20 @@ def conform(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Return ``frame`` with exactly the schema's columns, in order and cast to its types.
 
     Columns the frame lacks are added as nulls: a field a format does not carry is unknown.
+    A NUL in an account name becomes U+FFFD, as bytes that are not UTF-8 do: no database
+    lets a name hold one (PostgreSQL's and MySQL's protocols end names with it), so it is
+    damage, and a name with a NUL is free for what no account may be called (the live
+    engine's overflow account).
     """
     present = set(frame.collect_schema().names())
-    return frame.select(
-        [
-            (pl.col(name) if name in present else pl.lit(None)).cast(dtype).alias(name)
-            for name, dtype in EVENT_SCHEMA.items()
-        ]
-    )
+
+    def column(name: str, dtype: pl.DataType) -> pl.Expr:
+        value = (pl.col(name) if name in present else pl.lit(None)).cast(dtype)
+        if name == ACCOUNT:
+            value = value.str.replace_all(NUL, "\ufffd", literal=True)
+        return value.alias(name)
+
+    return frame.select([column(name, dtype) for name, dtype in EVENT_SCHEMA.items()])
 
 
 def empty() -> pl.DataFrame:

@@ -157,7 +157,8 @@ class Settings(BaseSettings):
         description="Most accounts whose window history serve keeps; beyond it the least "
         "recently active accounts' history is dropped (trovewatch_accounts_evicted_total). "
         "Also the most new accounts with open windows: past it, new names' events are "
-        "counted together under '(overflow)' (trovewatch_overflow_events_total).",
+        'counted together under the account "\\u0000(overflow)" (a NUL, then (overflow); '
+        "trovewatch_overflow_events_total).",
     )
     ingest_nice: int = Field(
         10,

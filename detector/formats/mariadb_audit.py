@@ -15,6 +15,10 @@ A statement's TABLE records (READ, WRITE, CREATE, ALTER, DROP, RENAME) come befo
 QUERY record with the same (connection, query id): they become one event with the
 tables as its objects. CONNECT and DISCONNECT are context; FAILED_CONNECT (or a CONNECT
 with a non-zero code) is a refused login. The log has no volume: rows and bytes are null.
+
+A chunk (or a live read) may end between a statement's TABLE records and its QUERY
+record, and a connection's CONNECT is usually in an earlier chunk than its statements:
+:func:`rejoin` puts such a statement's pieces back together.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ CONNECTION_OPS: Final = ("CONNECT", "DISCONNECT", "FAILED_CONNECT", "CHANGEUSER"
 # not what the statement asked for, unless its text names them.
 _SERVER_READS: Final = ["mysql.table_stats", "mysql.column_stats", "mysql.index_stats"]
 RECORD_START: Final = re.compile(rb"\d{8} ")
+_LOGIN: Final = r"/(\d{8}T\d{6})$"  # the login time at the end of a session.uid
 
 
 def unescape(quoted: pl.Expr) -> pl.Expr:
@@ -121,10 +126,11 @@ class MariadbAudit:
 
 
 def _sessions(records: pl.DataFrame) -> pl.DataFrame:
-    """``records`` with ``session.uid``: ``server/connection/login time``.
+    """``records`` with ``session.uid``: ``server/connection/login time``, or
+    ``server/connection`` when the connection's CONNECT record is not in this chunk.
 
     Connection and query ids start again when the server restarts, so the time of the
-    connection's CONNECT record (when this chunk has it) tells two sessions apart.
+    connection's CONNECT record tells two sessions apart where it is known.
     """
     login = pl.col("op").is_in(["CONNECT", "FAILED_CONNECT", "CHANGEUSER"])
     since = (
@@ -136,6 +142,66 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     base = pl.col("server") + "/" + pl.col("conn")
     return records.with_columns(
         pl.when(since.is_not_null()).then(base + "/" + since).otherwise(base).alias(S.SESSION)
+    )
+
+
+def rejoin(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with each statement of this log one event, however chunks or reads
+    split its records: the pieces parsed apart (TABLE records without their QUERY, then
+    the QUERY event) are merged into the QUERY event. Other rows are left as they are.
+
+    A statement's pieces have the same server, connection and query id; the login time
+    in ``session.uid`` is known only to a piece parsed with its connection's CONNECT.
+    Query ids start again when the server restarts, so a statement ends with its QUERY
+    piece, and a piece whose known login time differs from the one before starts
+    another. The merged event is the QUERY piece (its time, text, class, outcome), with
+    the session with its login time if a piece knew it, and the tables of every piece
+    (less the server's own statistics reads, unless the text names them). Where the
+    QUERY piece had no TABLE record of its own, its tables named in the text stay too
+    (the same tables, but for names the server does not open, such as a CTE's).
+    """
+    session = pl.col(S.SESSION)
+    rows = events.with_row_index("_r")
+    pieces = rows.filter(
+        (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    ).with_columns(
+        session.str.replace(_LOGIN, "").alias("_conn"),
+        session.str.extract(_LOGIN, 1).alias("_login"),
+        pl.col(S.QUERY).is_not_null().alias("_text"),
+    )
+    key = ["_conn", S.STATEMENT_ID]
+    if not pieces.select(pl.struct(key).is_duplicated().any()).item():
+        return events
+    # In the order they were logged: TABLE records before the QUERY of the same second.
+    pieces = pieces.sort(*key, S.TIME, "_text", "_r")
+    login, before = pl.col("_login"), pl.col("_login").forward_fill().shift(1)
+    starts = pl.col("_text").shift(1).fill_null(False) | (login != before).fill_null(False)
+    pieces = pieces.with_columns(starts.cum_sum().over(key).alias("_n"))
+    statement = [*key, "_n"]
+    split = pieces.filter(pl.len().over(statement) > 1)
+    if split.is_empty():
+        return events
+    merged = split.group_by(statement, maintain_order=True).agg(
+        pl.all()
+        .exclude(S.OBJECTS, S.SESSION)
+        .sort_by("_text", descending=True, maintain_order=True)
+        .first(),
+        session.sort_by(login.is_null(), maintain_order=True).first(),
+        pl.col(S.OBJECTS).explode().drop_nulls().unique(maintain_order=True),
+    )
+    server_reads = pl.element().is_in(_SERVER_READS)
+    names_stats = pl.col(S.QUERY).str.contains("_stats", literal=True).fill_null(True)
+    merged = merged.with_columns(
+        pl.when(names_stats)
+        .then(pl.col(S.OBJECTS))
+        .otherwise(pl.col(S.OBJECTS).list.eval(pl.element().filter(~server_reads)))
+        .alias(S.OBJECTS)
+    )
+    gone = split["_r"].implode()
+    return (
+        pl.concat([rows.filter(~pl.col("_r").is_in(gone)), merged.select(rows.columns)])
+        .sort("_r")
+        .select(events.columns)
     )
 
 

@@ -107,8 +107,12 @@ HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
 SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
-# The account of events whose names are past max_accounts open at once (Engine._within_cap).
-OVERFLOW: Final = "(overflow)"
+# The account of events whose names are past max_accounts open at once (Engine._within_cap):
+# "(overflow)" after a NUL, which no account name holds (``schema.conform``), so that a
+# real role named "(overflow)" keeps its own windows. JSON (the API) shows it as
+# OVERFLOW_SHOWN, a URL as %00(overflow).
+OVERFLOW: Final = S.NUL + "(overflow)"
+OVERFLOW_SHOWN: Final = json.dumps(OVERFLOW)
 
 
 @dataclass(frozen=True)
@@ -445,10 +449,10 @@ class Engine:
         overflow = pl.col(F.ACCOUNT) == OVERFLOW
         flood = pl.format(
             "{} statements in this window by account names past max_accounts ({}) open at "
-            "once, counted together under {}: a flood of new names",
+            "once, counted together under the account {}: a flood of new names",
             pl.col("features").struct.field(F.col_name("statements", self.horizons.base)),
             pl.lit(f"{self.max_accounts:,}"),
-            pl.lit(OVERFLOW),
+            pl.lit(OVERFLOW_SHOWN),
         )
         return scored.with_columns(
             pl.when(overflow)

@@ -190,7 +190,7 @@ class Metrics:
         self.overflow = Counter(
             "trovewatch_overflow_events",
             "Events of new account names past max_accounts open at once, counted together "
-            "under the account '(overflow)'.",
+            'under the account "\\u0000(overflow)" (a NUL, then (overflow)).',
             registry=r,
         )
 

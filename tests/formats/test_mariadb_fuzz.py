@@ -48,7 +48,7 @@ def test_truncated_files_never_crash(cut: int, name: str) -> None:
     source = AUDIT if name == "mariadb-audit" else SLOW
     events = read_bytes(source.read_bytes()[:cut], name).events
     whole = read_bytes(source.read_bytes(), name).events
-    assert events.height <= whole.height + 1
+    assert events.height <= whole.height  # a statement cut short is still one
 
 
 @FUZZ

@@ -11,14 +11,17 @@ import pytest
 
 from detector import formats
 from detector import schema as S
-from detector.pipeline import read_events
-from detector.reader import head_lines
+from detector.formats.mariadb_audit import MariadbAudit
+from detector.pipeline import merge_split_statements, read_events
+from detector.reader import Chunk, head_lines
 from detector.rejects import Quarantine
 from tests.conftest import FIXTURES, REFERENCE_PG, parse
 
 REFERENCE_MARIADB = FIXTURES / "reference" / "mariadb10.11"
 AUDIT = REFERENCE_MARIADB / "server_audit.log"
 SLOW = REFERENCE_MARIADB / "slow.log"
+# Real 10.11 output of every kind of statement the simulator renders (mariadb-dump too).
+SIMULATED_AUDIT = FIXTURES / "mariadb-simulate" / "server_audit.log"
 
 
 def events(path: Path) -> pl.DataFrame:
@@ -143,3 +146,69 @@ def test_both_logs_join_into_audited_statements_with_volume() -> None:
     early = one(ev, "SELECT * FROM customers", **{S.STATEMENT_ID: "6"})
     assert early[S.ROWS] is None and early[S.BYTES] is None
     assert ev.filter(~pl.col(S.SUCCESS)).height == 4  # the failure and refused logins stay
+
+
+def by_chunks(text: str, cuts: list[int]) -> pl.DataFrame:
+    """Events of an audit log's ``text`` parsed as chunks (or live reads) cut before the
+    given line indexes, statements split between them merged as the readers merge them."""
+    lines = text.splitlines(keepends=True)
+    fmt, parts, start = MariadbAudit(), [], 0
+    for cut in [*cuts, len(lines)]:
+        data = "".join(lines[start:cut]).encode()
+        parts.append(fmt.parse(Chunk("server_audit.log", data, start + 1)).events)
+        start = cut
+    order = [S.TIME, S.STATEMENT_ID, S.CLASS, S.QUERY]
+    return merge_split_statements(pl.concat(parts)).sort(order, nulls_last=True)
+
+
+@pytest.mark.parametrize("path", [AUDIT, SIMULATED_AUDIT], ids=["reference", "simulate"])
+def test_a_log_cut_anywhere_gives_the_statements_of_the_whole_log(path: Path) -> None:
+    """A chunk of a long log, or a live read of a growing one, may end between a
+    statement's TABLE records and its QUERY record, and the connection's CONNECT is
+    mostly in an earlier chunk than its statements. Cut anywhere, each statement is
+    still one event with its text, class, outcome and every table its records name."""
+    text = path.read_text()
+    whole = by_chunks(text, [])
+    for cut in range(1, text.count("\n")):
+        split = by_chunks(text, [cut])
+        assert split.drop(S.SESSION).equals(whole.drop(S.SESSION)), cut
+        # A session whose CONNECT is in the other chunk is known without its login time.
+        for was, now in zip(whole[S.SESSION], split[S.SESSION], strict=True):
+            assert now == was or was.startswith(f"{now}/"), (cut, was, now)
+
+
+def test_a_log_ending_on_a_query_line_counts_that_statement_once(tmp_path: Path) -> None:
+    """A log read while the server writes it can end on a QUERY line whose TABLE
+    records come just before it: that statement is one event, not an event without
+    text for its tables and another for its text."""
+    lines = AUDIT.read_text().splitlines(keepends=True)
+    end = next(i for i, line in enumerate(lines) if ",4,5,QUERY," in line) + 1
+    assert ",4,5,READ,mysql,index_stats," in lines[end - 2]  # its TABLE records before it
+    log = tmp_path / "server_audit.log"
+    log.write_text("".join(lines[:end]))
+    insert = events(log).filter(pl.col(S.STATEMENT_ID) == "5", pl.col(S.ACCOUNT) == "bob")
+    assert insert.height == 1, insert
+    row = insert.row(0, named=True)
+    assert row[S.QUERY].startswith("INSERT INTO customers SELECT seq")
+    assert row[S.CLASS] == "WRITE" and row[S.SUCCESS] is True
+    assert row[S.OBJECTS] == ["shop.customers", "shop.seq_1_to_5000"]
+    assert row[S.SESSION] == "vm/4/20261128T065610"
+
+
+def test_a_statement_cut_by_the_logs_rotation_is_one_statement(tmp_path: Path) -> None:
+    """server_audit rotates its log by size: the INSERT's TABLE records end the rotated
+    file and its QUERY record starts the new one. Read together (in any order), the two
+    files give the statements of the log unrotated, and the summary counts them once."""
+    lines = AUDIT.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if ",4,5,QUERY," in line)
+    rotated, current = tmp_path / "server_audit.log.1", tmp_path / "server_audit.log"
+    rotated.write_text("".join(lines[:cut]))
+    current.write_text("".join(lines[cut:]))
+    order = [S.TIME, S.STATEMENT_ID, S.CLASS, S.QUERY]
+    whole = events(AUDIT).sort(order, nulls_last=True)
+    for paths in ([rotated, current], [current, rotated]):
+        quarantine = Quarantine(None)
+        both, summary = read_events(paths, quarantine=quarantine)
+        assert quarantine.total == 0
+        assert both.sort(order, nulls_last=True).drop(S.SESSION).equals(whole.drop(S.SESSION))
+        assert summary.events == {"mariadb-audit": whole.height}

@@ -13,8 +13,10 @@ import pytest
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
+from detector.formats.mariadb_audit import RECORD_START
 from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
+from detector.live.follow import Follower
 from detector.reader import Chunk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -437,6 +439,72 @@ def test_a_flood_of_names_within_one_window_is_counted_together_past_max_account
     assert all(rs[0].endswith("a flood of new names") for rs in folded["reasons"].to_list())
 
 
+def test_a_real_account_named_like_the_overflow_bucket_keeps_its_own_windows(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """A role may be named "(overflow)" (PostgreSQL's quoted names, MariaDB's user
+    names: both servers log it as it is). When a flood of new names is folded together
+    past max_accounts in the window it is active in, its windows still count its own
+    statements only and are not flagged as the flood; the flood has a bucket of its own."""
+    cap = 50
+    hour = week3.filter(
+        pl.col(S.TIME).is_between(
+            datetime(2026, 10, 20, 10, tzinfo=UTC), datetime(2026, 10, 20, 11, tzinfo=UTC)
+        )
+    )
+    named = pl.col(S.ACCOUNT) == "web_admin"  # active before and during the flood's window
+    assert hour.filter(named, pl.col(S.TIME).dt.minute().is_between(30, 34)).height > 0
+    hour = hour.with_columns(
+        pl.when(named).then(pl.lit("(overflow)")).otherwise(pl.col(S.ACCOUNT)).alias(S.ACCOUNT)
+    )
+    flood = hour.sample(1_000, with_replacement=True, seed=3).with_columns(
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.ACCOUNT),
+        (pl.lit("flood_") + pl.int_range(pl.len()).cast(pl.String)).alias(S.SESSION),
+        (
+            pl.lit(datetime(2026, 10, 20, 10, 30, tzinfo=UTC))
+            + pl.duration(milliseconds=pl.int_range(pl.len()) * 200)
+        ).alias(S.TIME),
+    )
+    events = pl.concat([hour, flood]).sort(S.TIME)
+    engine = Engine(trained, settings.Settings(max_accounts=cap))
+    parts, overflow = [], 0
+    for start in range(0, events.height, 200):
+        engine.add(events[start : start + 200])
+        closed = engine.close()
+        parts.append(closed.scored)
+        overflow += closed.overflow
+    closed = engine.close(wall=FAR_FUTURE)
+    scored = pl.concat([*(p for p in parts if p.height), closed.scored])
+    overflow += closed.overflow
+    statements = pl.col("features").struct.field("statements_5m")
+
+    real = scored.filter(pl.col("account") == "(overflow)")
+    own = hour.filter(pl.col(S.ACCOUNT) == "(overflow)")
+    assert real.select(statements.sum()).item() == own[S.SUCCESS].sum()
+    assert not any("flood of new names" in r for rs in real["reasons"].to_list() for r in rs)
+    bucket = scored.filter(pl.col("account") == engine_module.OVERFLOW)
+    assert overflow > 0 and bucket.height and bucket["flagged"].all()
+    assert scored.select(statements.sum()).item() == events[S.SUCCESS].sum()  # each once
+
+
+def test_no_log_line_names_the_overflow_bucket() -> None:
+    """The bucket's name starts with a NUL, which no account name holds (PostgreSQL's and
+    MariaDB's protocols end names with one). A log line naming it anyway, damaged or
+    forged, is read with U+FFFD for the NUL: an account of its own, not the bucket."""
+    reference = ROOT / "tests" / "fixtures" / "reference"
+    lines = (reference / "postgres15-pgaudit1.7.0" / "postgresql.json").read_text().splitlines()
+    record = json.loads(next(line for line in lines if "AUDIT: SESSION" in line))
+    pg = json.dumps(record | {"user": engine_module.OVERFLOW}) + "\n"
+    audit = (reference / "mariadb10.11" / "server_audit.log").read_bytes().splitlines()
+    maria = next(line for line in audit if b",4,6,QUERY," in line) + b"\n"
+    for name, data in (
+        ("pgaudit-jsonlog", pg.encode()),
+        ("mariadb-audit", maria.replace(b",vm,bob,", b",vm,\x00(overflow),")),
+    ):
+        events = formats.native(name, None).parse(Chunk("log", data, 1)).events
+        assert events[S.ACCOUNT].to_list() == ["\ufffd(overflow)"], name
+
+
 def test_closing_windows_scored_a_few_accounts_at_a_time_give_the_batch_verdicts(
     trained: model.TrainedModel, week3: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -520,6 +588,59 @@ def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     assert window["features"]["statements_5m"] == 1  # statement 3 only
     assert window["features"]["rows_read_5m"] == 5
     assert sorted(window["objects"]) == ["s.b", "s.c", "s.d"]
+
+
+def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_once(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A followed MariaDB audit log often ends on a QUERY line, the rest written later.
+    The follower holds that line back (it may still grow), so the statement's TABLE
+    records come in one read, with its connection's CONNECT, and its QUERY record in
+    the next, without it: the engine counts it once, with its tables, as ``score``
+    does on the whole log (real 10.11 output)."""
+    audit = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11" / "server_audit.log"
+    lines = audit.read_bytes().splitlines(keepends=True)
+    end = next(i for i, line in enumerate(lines) if b",4,5,QUERY," in line) + 1  # INSERT
+    log = tmp_path / "server_audit.log"
+    log.write_bytes(b"".join(lines[:end]))
+    fmt = formats.native("mariadb-audit", None)
+    clock = [0.0]
+    follower = Follower([str(log)], record_start=lambda path: RECORD_START, clock=lambda: clock[0])
+    engine = Engine(trained, settings.Settings())
+    ends = []
+
+    def follow() -> None:
+        for read in follower.poll():
+            ends.append(read.data.splitlines()[-1])
+            engine.add(fmt.parse(Chunk(read.source, read.data, read.first_line)).events)
+
+    follow()
+    with log.open("ab") as fh:
+        fh.write(b"".join(lines[end:]))
+    follow()
+    clock[0] += follower.idle_flush + 1  # the file is quiet: its last record is released
+    follow()
+    assert ends[0].endswith(b",4,5,READ,mysql,index_stats,")  # the INSERT's QUERY came later
+    live = engine.close(wall=FAR_FUTURE).scored
+    # The bundled model would refuse this log's fields in `score` (its field check); the
+    # windows are compared past it.
+    whole, _ = pipeline.read_events([audit])
+    activity = F.window_activity(whole.lazy(), "5m", trained.profile.known.lazy()).collect()
+    batch = pipeline.score_windows(activity, trained, settings.Settings())
+    feature = pl.col("features").struct.field
+
+    def per_account(scored: pl.DataFrame) -> pl.DataFrame:
+        return (
+            scored.group_by("account")
+            .agg(
+                feature("statements_5m").sum(),
+                pl.col("objects").explode().drop_nulls().unique().sort(),
+            )
+            .sort("account")
+        )
+
+    assert per_account(live).row(0)[:2] == ("bob", 7)  # bob's 7 statements that succeeded
+    assert per_account(live).equals(per_account(batch))
 
 
 def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
