@@ -43,7 +43,7 @@ from detector.features import (
     span,
     weekday_columns,
 )
-from detector.profile import LEARNED, POPULATION, WEEKDAY, Profile, usual_hours
+from detector.profile import HISTORY_DAYS, LEARNED, POPULATION, WEEKDAY, Profile, usual_hours
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
@@ -224,7 +224,7 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason", "_stranger", "_guard_at")
+            frame.drop("_has_reason", "_stranger", "_guard_at", "_young")
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
@@ -251,8 +251,15 @@ class Judge:
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each window's own and peer ceilings (largest values seen in training)."""
         cols = horizon_columns(self.horizons)
+        # An account seen for less than settled_after in training has too little of its
+        # own to be judged by alone (one that arrived on the last weekend of training
+        # would otherwise be 5x "its largest" on its first Monday): its largest counts as
+        # at least its typical peer's, as a new account's does.
+        settled = span(self.settings.settled_after).total_seconds() / 86_400
         own = self.profile.account_max.select(
-            ACCOUNT, *[pl.col(c).alias(f"{c}__own") for c in cols]
+            ACCOUNT,
+            (pl.col(HISTORY_DAYS) < settled).alias("_young"),
+            *[pl.col(c).alias(f"{c}__own") for c in cols],
         )
         peer = self.profile.peer_max.select(
             "peer_group", *[pl.col(c).alias(f"{c}__peermax") for c in cols]
@@ -292,8 +299,11 @@ class Judge:
                 return typical
             return pl.max_horizontal(typical, pl.col(f"{c}__earlier").fill_null(0))
 
+        young = pl.col("has_history") & pl.col("_young").fill_null(False)
         frame = frame.with_columns(
-            pl.when(pl.col("has_history"))
+            pl.when(young)
+            .then(pl.max_horizontal(pl.col(f"{c}__own").fill_null(0), f"{c}__peertypical"))
+            .when(pl.col("has_history"))
             .then(pl.col(f"{c}__own").fill_null(0))
             .otherwise(newcomer(c))
             .alias(f"{c}__own")
@@ -313,6 +323,7 @@ class Judge:
             "guardrail",
             "drip",
             "_guard_at",
+            "_young",
             "score",
             "has_history",
             "hour",
@@ -352,7 +363,7 @@ class Judge:
             # Flagged for something else: the volume still goes in, as context.
             c = col_name("rows_read", base)
             history = (
-                f"this account's largest {_span(base)} in training: {_num(row[f'{c}__own'])}"
+                f"{self._own_words(row, base)}: {_num(row[f'{c}__own'])}"
                 if row["has_history"]
                 else "a new account"
             )
@@ -424,6 +435,15 @@ class Judge:
         out.append(f"{score}; {attribution}" if attribution else score)
         return out
 
+    def _own_words(self, row: dict[str, Any], h: str) -> str:
+        """What an account with history is compared with over horizon ``h``."""
+        if row["_young"]:
+            return (
+                f"this account's largest {_span(h)} in training or its typical peer's, the "
+                f"larger (under {_span(self.settings.settled_after)} of history of its own)"
+            )
+        return f"this account's largest {_span(h)} in training"
+
     def _guardrail_reason(self, row: dict[str, Any]) -> str:
         """What tripped the guardrail: the volume and horizon it crossed in this window,
         against the references it crossed, or an export by an account that never does."""
@@ -480,7 +500,7 @@ class Judge:
             row[f"{c}__peertypical"],
         )
         history = (
-            f"{_times(value, own)} this account's largest {_span(h)} in training ({_num(own)})"
+            f"{_times(value, own)} {self._own_words(row, h)} ({_num(own)})"
             if row["has_history"]
             else f"a new account; {_times(value, own)} its typical peer's largest or its own "
             f"on earlier days ({_num(own)})"
@@ -517,7 +537,7 @@ class Judge:
 
                 read = (
                     f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
-                    f"{_times(value, own)} this account's largest {_span(h)} in training "
+                    f"{_times(value, own)} {self._own_words(row, h)} "
                     f"({_num(own)})"
                 )
                 if twice(value) and not twice(value - this):

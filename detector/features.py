@@ -25,7 +25,8 @@ import polars as pl
 
 from detector import schema as S
 
-# 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per weekday
+# 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per
+# weekday, days of history per account
 FEATURE_VERSION: Final = 4
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
@@ -348,11 +349,11 @@ def add_relative(
             .drop("_placed")
         )
     with_group = with_group.with_columns(pl.col("peer_group").fill_null("*"))
-    own = account_max.rename({c: f"{c}__own" for c in cols})
     own_key = [ACCOUNT]
     if "day" in account_max.collect_schema().names():
         with_group = with_group.with_columns(pl.col(WINDOW).dt.truncate("1d").alias("day"))
         own_key = [ACCOUNT, "day"]
+    own = account_max.select(*own_key, "has_history", *cols).rename({c: f"{c}__own" for c in cols})
     # Only the references: a group's member list joined onto every window would be
     # copied into each (the population's lists every account: GBs at 50,000 windows).
     peer = peer_ref.select("peer_group", *[pl.col(c).alias(f"{c}__peer") for c in cols])

@@ -25,11 +25,14 @@ TABLES: Final = ("account_max", "peer_ref", "peer_max", "hours", "known", "peers
 # The leading columns each table is sorted by when saved (same training, same bytes).
 _SORT_BY: Final = {"hours": 2, "known": 3, "weekdays": 2}
 WEEKDAY: Final = "weekday"  # 1 = Monday ... 7 = Sunday, of the window's start (UTC)
+# Days from the account's first window in training to the training's last window.
+HISTORY_DAYS: Final = "history_days"
 
 
 @dataclass(frozen=True)
 class Profile:
-    account_max: pl.DataFrame  # account, has_history, <signal>_<horizon>: largest in training
+    # account, has_history, history_days, <signal>_<horizon>: largest in training
+    account_max: pl.DataFrame
     peer_ref: pl.DataFrame  # peer_group, <signal>_<horizon>: median account's largest; members
     peer_max: pl.DataFrame  # peer_group, <signal>_<horizon>: any account's largest
     hours: pl.DataFrame  # account ('*' = population), hour, share (smoothed over +-1 hour)
@@ -159,8 +162,10 @@ def learn(
     ``like:<account>``), or, with 0 or when it read nothing, with the population ``*``.
     """
     cols = horizon_columns(horizons)
+    end = windows[WINDOW].max()
     account_max = windows.group_by(ACCOUNT).agg(
         pl.lit(True).alias("has_history"),
+        ((pl.lit(end) - pl.col(WINDOW).min()).dt.total_seconds() / 86_400).alias(HISTORY_DAYS),
         *[pl.col(c).max().fill_null(0) for c in cols],
     )
     roles = roles or {}
@@ -197,7 +202,7 @@ def _peer_tables(
     account_max: pl.DataFrame, memberships: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per peer group, the median and the largest of its members' largest values."""
-    cols = [c for c in account_max.columns if c not in (ACCOUNT, "has_history")]
+    cols = [c for c in account_max.columns if c not in (ACCOUNT, "has_history", HISTORY_DAYS)]
     groups = account_max.join(memberships, on=ACCOUNT)
     peer_ref = groups.group_by("peer_group").agg(
         *[pl.col(c).median() for c in cols],
@@ -354,4 +359,13 @@ def usual_hours(profile: Profile) -> dict[str, tuple[int, int]]:
     return spans
 
 
-__all__ = ["LEARNED", "POPULATION", "WEEKDAY", "WINDOW", "Profile", "learn", "usual_hours"]
+__all__ = [
+    "HISTORY_DAYS",
+    "LEARNED",
+    "POPULATION",
+    "WEEKDAY",
+    "WINDOW",
+    "Profile",
+    "learn",
+    "usual_hours",
+]

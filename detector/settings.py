@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
         "times the account's own largest in training, in the window it crosses: slow drips.",
     )
+    settled_after: str = Field(
+        "7d",
+        description="An account seen in training for less than this (from its first window to "
+        "the training's end) has too little history of its own to judge by alone: its largest "
+        "values count as at least its typical peer's, as a new account's do.",
+    )
     quiet_day_share: float = Field(
         0.1,
         ge=0,
@@ -170,7 +176,14 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "window", "warmup", "lateness", "retention", "flag_hold", "retrain_every", "retrain_period"
+        "window",
+        "warmup",
+        "lateness",
+        "retention",
+        "flag_hold",
+        "retrain_every",
+        "retrain_period",
+        "settled_after",
     )
     @classmethod
     def _duration(cls, value: str) -> str:

@@ -370,3 +370,44 @@ def test_the_guardrail_names_the_horizon_and_volume_that_tripped_it() -> None:
         f"guardrail: over 10x this account's largest 1 hour ({own}) and its typical peer's "
         f"(151) in training: {hour:,} rows read in 1 hour"
     )
+
+
+def test_an_account_new_in_trainings_last_days_is_held_to_its_peers_too() -> None:
+    """co_late is seen in training only on its last weekend, reading a row at a time. On
+    the Monday after, it reads as case_officer_dina does every day. Held to its own two
+    quiet days alone it would be many times "its largest"; with under settled_after
+    (7 days) of its own history its largest counts as at least its typical peer's, and
+    an ordinary day is no alert. With settled_after 0s it is."""
+    path = SAMPLE / "postgresql.json.gz"
+    train_events, _ = pipeline.read_events([path], until=SPLIT)
+    events, _ = pipeline.read_events([path], since=SPLIT)
+    dina = pl.col(S.ACCOUNT) == "case_officer_dina"
+    template = train_events.filter(dina, pl.col(S.CLASS) == "READ").row(0, named=True)
+    weekend = [
+        statement(
+            template,
+            SPLIT - timedelta(days=2) + timedelta(hours=h),
+            h,
+            **{S.ACCOUNT: "co_late", S.ROWS: 1},
+        )
+        for h in (10, 14)
+    ]
+    train_late = pl.concat([train_events, pl.DataFrame(weekend, schema=train_events.schema)])
+    # Its reads; dina's exports (cursor fetches) would be news from an account whose
+    # history has none.
+    monday = events.filter(
+        dina, ~pl.col(S.EXPORT), pl.col(S.TIME) < SPLIT + timedelta(days=1)
+    ).with_columns(pl.lit("co_late").alias(S.ACCOUNT))
+    assert monday.height >= 10
+    scored_late = pl.concat([events, monday]).sort(S.TIME)
+
+    def flagged(settled_after: str) -> pl.DataFrame:
+        conf = settings.load().model_copy(update={"settled_after": settled_after})
+        trained = pipeline.train(train_late.sort(S.TIME), conf)
+        scored = pipeline.score(scored_late, trained, conf)
+        return scored.filter(pl.col("account") == "co_late", pl.col("flagged"))
+
+    assert flagged("7d").is_empty()
+    alone = flagged("0s")
+    assert alone.height >= 1
+    assert any("this account's largest" in r for rs in alone["reasons"] for r in rs)
