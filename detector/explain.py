@@ -251,11 +251,17 @@ class Judge:
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each window's own and peer ceilings (largest values seen in training)."""
         cols = horizon_columns(self.horizons)
-        # An account seen for less than settled_after in training has too little of its
-        # own to be judged by alone (one that arrived on the last weekend of training
-        # would otherwise be 5x "its largest" on its first Monday): its largest counts as
-        # at least its typical peer's, as a new account's does.
-        settled = span(self.settings.settled_after).total_seconds() / 86_400
+        # An account that arrived during training and was seen for less than
+        # settled_after has too little of its own to be judged by alone (one that came
+        # on training's last weekend would otherwise be 5x "its largest" on its first
+        # Monday): its largest counts as at least its typical peer's, as a new account's
+        # does. Accounts there from training's first day are not (a one-week training
+        # period is short for all of them alike).
+        period = self.profile.account_max[HISTORY_DAYS].max()
+        settled = min(
+            span(self.settings.settled_after).total_seconds() / 86_400,
+            float(period) - 1 if isinstance(period, int | float) else 0.0,
+        )
         own = self.profile.account_max.select(
             ACCOUNT,
             (pl.col(HISTORY_DAYS) < settled).alias("_young"),

@@ -65,9 +65,10 @@ class Settings(BaseSettings):
     )
     settled_after: str = Field(
         "7d",
-        description="An account seen in training for less than this (from its first window to "
-        "the training's end) has too little history of its own to judge by alone: its largest "
-        "values count as at least its typical peer's, as a new account's do.",
+        description="An account that arrived during training (after its first day) and was seen "
+        "for less than this (from its first window to the training's end) has too little "
+        "history of its own to judge by alone: its largest values count as at least its "
+        "typical peer's, as a new account's do.",
     )
     quiet_day_share: float = Field(
         0.1,

@@ -411,3 +411,21 @@ def test_an_account_new_in_trainings_last_days_is_held_to_its_peers_too() -> Non
     alone = flagged("0s")
     assert alone.height >= 1
     assert any("this account's largest" in r for rs in alone["reasons"] for r in rs)
+
+
+def test_a_short_training_period_leaves_no_account_young() -> None:
+    """Trained on one week only (the sample's second), every account was there from its
+    first day: none is held to its peers for a short history, so the verdicts are those
+    of settled_after 0s."""
+    path = SAMPLE / "postgresql.json.gz"
+    week2, _ = pipeline.read_events([path], since=SPLIT - timedelta(days=7), until=SPLIT)
+    events, _ = pipeline.read_events([path], since=SPLIT)
+
+    def verdicts(settled_after: str) -> pl.DataFrame:
+        conf = settings.load().model_copy(update={"settled_after": settled_after})
+        scored = pipeline.score(events, pipeline.train(week2, conf), conf)
+        return scored.select("account", "window_start", "flagged", "reasons")
+
+    short = verdicts("7d")
+    assert short.equals(verdicts("0s"))
+    assert short["flagged"].sum() >= 5
