@@ -187,20 +187,28 @@ def with_positives(scored: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
 def pr_curve(scored: pl.DataFrame) -> pl.DataFrame:
     """Precision and recall at every distinct score, highest first.
 
-    ``scored`` needs ``score`` and ``positive``. Returns ``threshold, precision, recall``:
-    flagging every window scoring at least ``threshold``. Empty when there are no
-    positives. NaN scores rank lowest.
+    ``scored`` needs ``score`` and ``positive``; with ``flagged``, the method's flagged
+    windows rank above its others, then by score: the curve passes through the method's
+    own verdicts (trovewatch flags some windows by rule, a guardrail or a slow drip,
+    whatever their score; a baseline flags by its score, so its order is its score's).
+    Returns ``threshold, precision, recall``: flagging every window ranked at or above
+    one scoring ``threshold``. Empty when there are no positives. NaN scores rank lowest.
     """
     positives = int(scored["positive"].sum())
     if positives == 0:
         return pl.DataFrame(
             schema={"threshold": pl.Float64, "precision": pl.Float64, "recall": pl.Float64}
         )
+    flagged = pl.col("flagged") if "flagged" in scored.columns else pl.lit(False)
     return (
-        scored.select(pl.col("score").cast(pl.Float64).fill_nan(float("-inf")), "positive")
-        .group_by("score")
+        scored.select(
+            flagged.fill_null(False).alias("_flagged"),
+            pl.col("score").cast(pl.Float64).fill_nan(float("-inf")),
+            "positive",
+        )
+        .group_by("_flagged", "score")
         .agg(pl.col("positive").sum().alias("tp"), pl.len().alias("n"))
-        .sort("score", descending=True)
+        .sort("_flagged", "score", descending=True)
         .select(
             pl.col("score").alias("threshold"),
             (pl.col("tp").cum_sum() / pl.col("n").cum_sum()).alias("precision"),

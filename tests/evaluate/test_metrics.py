@@ -161,6 +161,23 @@ def test_pr_auc_is_sklearns_average_precision_ties_included(seed: int) -> None:
     assert ours == pytest.approx(average_precision_score(positive, scores))
 
 
+def test_a_window_flagged_by_rule_ranks_above_unflagged_ones_whatever_its_score() -> None:
+    # trovewatch flags a slow drip's window by rule at score 0.1: its curve starts there
+    # (precision 1 at recall 1/2), as its alerts do; ranked by score alone it came last.
+    frame = pl.DataFrame(
+        {
+            "score": [0.9, 0.5, 0.2, 0.1],
+            "flagged": [False, False, False, True],
+            "positive": [False, True, False, True],
+        }
+    )
+    curve = metrics.pr_curve(frame)
+    assert curve["precision"].to_list() == pytest.approx([1.0, 0.5, 2 / 3, 0.5])
+    assert metrics.average_precision(curve) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    by_score = metrics.pr_curve(frame.drop("flagged"))
+    assert metrics.average_precision(by_score) == pytest.approx(0.5 * 0.5 + 0.5 * 0.5)
+
+
 def test_no_positive_window_gives_no_pr_auc() -> None:
     frame = pl.DataFrame({"score": [0.5, 0.2], "positive": [False, False]})
     assert metrics.average_precision(metrics.pr_curve(frame)) is None
