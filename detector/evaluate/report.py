@@ -129,7 +129,8 @@ def definitions(result: Evaluation) -> list[str]:
         "with activity (their count in brackets); an incident's account-days from start to detection end are labelled.",
         f"PR-AUC: average precision over account-windows ({result.positives:,} positive); "
         "a window is positive when its account has an incident overlapping it. "
-        "Threshold-free: every score is a threshold.",
+        "Threshold-free: every score is a threshold; each method's flagged windows rank first "
+        "(trovewatch flags guardrail pulls and slow drips by rule, whatever its score).",
         "default thresholds: trovewatch's own flag; static: z >= k over the account's training windows; "
         "the other baselines: their training windows' 99.9th percentile score (trovewatch's calibration point).",
         "the learned baselines see raw per-window counts only: rows read, statements, objects, exports, failed.",
