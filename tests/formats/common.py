@@ -22,7 +22,7 @@ from detector import formats
 from detector import schema as S
 from detector.ingest import merge_split_statements
 from detector.pipeline import read_events
-from detector.reader import GZIP_MAGIC, head_lines, read_chunks
+from detector.reader import GZIP_MAGIC, Chunk, head_lines, read_chunks
 from detector.rejects import Quarantine, Reason
 from tests.conftest import FIXTURES, parse
 
@@ -222,6 +222,18 @@ def parse_chunks(
         events = events if finish is None else finish(events)
     rejects = pl.concat([p.rejects for p in parsed])
     return Chunked(events, rejects, sum(p.context for p in parsed), len(parsed))
+
+
+def parse_cut(fmt: Any, name: str, text: str, cuts: Sequence[int]) -> pl.DataFrame:
+    """Events of ``text`` parsed by ``fmt`` as chunks (or live reads) cut before the given
+    line indexes, statements split between them merged as the readers merge them."""
+    lines = text.splitlines(keepends=True)
+    parts, start = [], 0
+    for cut in [*cuts, len(lines)]:
+        data = "".join(lines[start:cut]).encode()
+        parts.append(fmt.parse(Chunk(name, data, start + 1)).events)
+        start = cut
+    return merge_split_statements(pl.concat(parts))
 
 
 # A text of only these is blank to the parsers (Polars' and Rust's whitespace): Unicode

@@ -12,10 +12,11 @@ import pytest
 from detector import formats
 from detector import schema as S
 from detector.formats.mariadb_audit import MariadbAudit
-from detector.pipeline import merge_split_statements, read_events
-from detector.reader import Chunk, head_lines
+from detector.pipeline import read_events
+from detector.reader import head_lines
 from detector.rejects import Quarantine
 from tests.conftest import FIXTURES, REFERENCE_PG, parse
+from tests.formats.common import parse_cut
 
 REFERENCE_MARIADB = FIXTURES / "reference" / "mariadb10.11"
 AUDIT = REFERENCE_MARIADB / "server_audit.log"
@@ -151,14 +152,8 @@ def test_both_logs_join_into_audited_statements_with_volume() -> None:
 def by_chunks(text: str, cuts: list[int]) -> pl.DataFrame:
     """Events of an audit log's ``text`` parsed as chunks (or live reads) cut before the
     given line indexes, statements split between them merged as the readers merge them."""
-    lines = text.splitlines(keepends=True)
-    fmt, parts, start = MariadbAudit(), [], 0
-    for cut in [*cuts, len(lines)]:
-        data = "".join(lines[start:cut]).encode()
-        parts.append(fmt.parse(Chunk("server_audit.log", data, start + 1)).events)
-        start = cut
     order = [S.TIME, S.STATEMENT_ID, S.CLASS, S.QUERY]
-    return merge_split_statements(pl.concat(parts)).sort(order, nulls_last=True)
+    return parse_cut(MariadbAudit(), "server_audit.log", text, cuts).sort(order, nulls_last=True)
 
 
 @pytest.mark.parametrize("path", [AUDIT, SIMULATED_AUDIT], ids=["reference", "simulate"])

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from detector import formats
 from detector import schema as S
 from detector.formats.mysql_audit import NAME, MysqlAudit, finish
-from detector.pipeline import merge_split_statements
-from detector.reader import Chunk, head_lines
+from detector.reader import head_lines
 from detector.rejects import Reason
 from tests.conftest import FIXTURES, parse
 from tests.formats.common import (
@@ -30,6 +29,7 @@ from tests.formats.common import (
     garbage_bytes,
     insertions,
     parse_chunks,
+    parse_cut,
     read_bytes,
     read_clean,
     with_inserted,
@@ -286,13 +286,7 @@ def test_an_open_file_without_its_closing_bracket_is_read(tmp_path: Path) -> Non
 
 def _by_chunks(text: str, cuts: list[int]) -> pl.DataFrame:
     """Events of ``text`` parsed as chunks cut before the given line indexes."""
-    lines = text.splitlines(keepends=True)
-    fmt, parts, start = MysqlAudit(), [], 0
-    for cut in [*cuts, len(lines)]:
-        data = "".join(lines[start:cut]).encode()
-        parts.append(fmt.parse(Chunk("audit.json", data, start + 1)).events)
-        start = cut
-    return finish(merge_split_statements(pl.concat(parts)))
+    return finish(parse_cut(MysqlAudit(), "audit.json", text, cuts))
 
 
 def test_the_same_events_whether_read_whole_or_split_anywhere() -> None:

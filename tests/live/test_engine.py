@@ -52,6 +52,18 @@ def stream(engine: Engine, events: pl.DataFrame, step: int) -> pl.DataFrame:
     return pl.concat([p for p in parts if p.height])
 
 
+def per_account(scored: pl.DataFrame) -> pl.DataFrame:
+    """Each account's statements and the objects it read, over all its windows."""
+    return (
+        scored.group_by("account")
+        .agg(
+            pl.col("features").struct.field("statements_5m").sum(),
+            pl.col("objects").explode().drop_nulls().unique().sort(),
+        )
+        .sort("account")
+    )
+
+
 @pytest.mark.parametrize("step", [997, 20_000])
 def test_streaming_gives_the_batch_verdicts(
     trained: model.TrainedModel, week3: pl.DataFrame, step: int
@@ -199,18 +211,6 @@ def test_complementary_logs_read_apart_are_joined_as_score_joins_them(
     # windows are compared past it.
     activity = F.window_activity(joined.lazy(), "5m", trained.profile.known.lazy()).collect()
     batch = pipeline.score_windows(activity, trained, conf)
-    feature = pl.col("features").struct.field
-
-    def per_account(scored: pl.DataFrame) -> pl.DataFrame:
-        return (
-            scored.group_by("account")
-            .agg(
-                feature("statements_5m").sum(),
-                pl.col("objects").explode().drop_nulls().unique().sort(),
-            )
-            .sort("account")
-        )
-
     assert per_account(live).equals(per_account(batch))
 
 
@@ -627,18 +627,6 @@ def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_on
     whole, _ = pipeline.read_events([audit])
     activity = F.window_activity(whole.lazy(), "5m", trained.profile.known.lazy()).collect()
     batch = pipeline.score_windows(activity, trained, settings.Settings())
-    feature = pl.col("features").struct.field
-
-    def per_account(scored: pl.DataFrame) -> pl.DataFrame:
-        return (
-            scored.group_by("account")
-            .agg(
-                feature("statements_5m").sum(),
-                pl.col("objects").explode().drop_nulls().unique().sort(),
-            )
-            .sort("account")
-        )
-
     assert per_account(live).row(0)[:2] == ("bob", 7)  # bob's 7 statements that succeeded
     assert per_account(live).equals(per_account(batch))
 
