@@ -52,6 +52,22 @@ def stream(engine: Engine, events: pl.DataFrame, step: int) -> pl.DataFrame:
     return pl.concat([p for p in parts if p.height])
 
 
+def feed(engine: Engine, events: pl.DataFrame, step: int) -> tuple[pl.DataFrame, int, int]:
+    """Feed ``events`` in slices of ``step``, closing windows after each, then flush: the
+    scored windows, the events counted under the overflow account, and the most accounts
+    with open windows at once."""
+    parts, overflow, most_open = [], 0, 0
+    for start in range(0, events.height, step):
+        engine.add(events[start : start + step])
+        most_open = max(most_open, engine._open_accounts().n_unique())
+        closed = engine.close()
+        parts.append(closed.scored)
+        overflow += closed.overflow
+    closed = engine.close(wall=FAR_FUTURE)
+    scored = pl.concat([*(p for p in parts if p.height), closed.scored])
+    return scored, overflow + closed.overflow, most_open
+
+
 def per_account(scored: pl.DataFrame) -> pl.DataFrame:
     """Each account's statements and the objects it read, over all its windows."""
     return (
@@ -409,16 +425,7 @@ def test_a_flood_of_names_within_one_window_is_counted_together_past_max_account
     )
     events = pl.concat([hour, flood]).sort(S.TIME)
     engine = Engine(trained, settings.Settings(max_accounts=cap))
-    parts, overflow, most_open = [], 0, 0
-    for start in range(0, events.height, 500):
-        engine.add(events[start : start + 500])
-        most_open = max(most_open, engine._open_accounts().n_unique())
-        closed = engine.close()
-        parts.append(closed.scored)
-        overflow += closed.overflow
-    closed = engine.close(wall=FAR_FUTURE)
-    scored = pl.concat([*(p for p in parts if p.height), closed.scored])
-    overflow += closed.overflow
+    scored, overflow, most_open = feed(engine, events, 500)
 
     real = set(hour[S.ACCOUNT].unique())
     assert most_open <= cap + len(real)  # the real accounts are always let in
@@ -467,15 +474,7 @@ def test_a_real_account_named_like_the_overflow_bucket_keeps_its_own_windows(
     )
     events = pl.concat([hour, flood]).sort(S.TIME)
     engine = Engine(trained, settings.Settings(max_accounts=cap))
-    parts, overflow = [], 0
-    for start in range(0, events.height, 200):
-        engine.add(events[start : start + 200])
-        closed = engine.close()
-        parts.append(closed.scored)
-        overflow += closed.overflow
-    closed = engine.close(wall=FAR_FUTURE)
-    scored = pl.concat([*(p for p in parts if p.height), closed.scored])
-    overflow += closed.overflow
+    scored, overflow, _ = feed(engine, events, 200)
     statements = pl.col("features").struct.field("statements_5m")
 
     real = scored.filter(pl.col("account") == "(overflow)")
