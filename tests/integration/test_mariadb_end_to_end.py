@@ -31,6 +31,7 @@ import random
 import re
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -264,25 +265,41 @@ def run(
         if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; required in CI")
         pytest.skip(reason)
-    tmp, served = tmp_path_factory.mktemp("mariadb_e2e"), server_dir("mariadb_e2e")
-    server = MariadbServer(served / "server", port=free_port(), faketime_file=served / "faketime")
-    server.set_clock(DAY0 - timedelta(hours=12))
-    server.start()
-    try:
-        server.sql(
-            SCHEMA
-            + "".join(
-                f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}';"
-                + "".join(f"GRANT {g} TO '{user}'@'%';" for g in grants)
-                for user, grants in GRANTS.items()
-            )
+    tmp = tmp_path_factory.mktemp("mariadb_e2e")
+    # Rarely (once in many runs, on a busy machine) a clock read of the server escapes
+    # libfaketime and one statement is logged at today's real date: the week is run
+    # again on a new server then; test_the_fake_clock_reached_every_log_line still holds
+    # the run that is kept to it.
+    for attempt in range(3):
+        served = server_dir("mariadb_e2e")
+        server = MariadbServer(
+            served / "server", port=free_port(), faketime_file=served / "faketime"
         )
-        server.sql("SET GLOBAL server_audit_excl_users = 'root'; SET GLOBAL userstat = ON")
-        work = Workload(server)
-        work.run()
-        stats = user_statistics(server)
-    finally:
-        server.stop()
+        server.set_clock(DAY0 - timedelta(hours=12))
+        server.start()
+        try:
+            server.sql(
+                SCHEMA
+                + "".join(
+                    f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}';"
+                    + "".join(f"GRANT {g} TO '{user}'@'%';" for g in grants)
+                    for user, grants in GRANTS.items()
+                )
+            )
+            server.sql("SET GLOBAL server_audit_excl_users = 'root'; SET GLOBAL userstat = ON")
+            work = Workload(server)
+            work.run()
+            stats = user_statistics(server)
+        finally:
+            server.stop()
+        escaped = outside_the_week(server.audit_log, server.slow_log)
+        if escaped.is_empty():
+            break
+        warnings.warn(
+            f"attempt {attempt + 1}: {escaped.height} log line(s) at the real date (a clock "
+            "read escaped libfaketime); running the week again",
+            stacklevel=1,
+        )
     model, scores = tmp / "model", tmp / "scores.ndjson"
     logs = (server.audit_log, server.slow_log)
     quarantine = ("--quarantine", tmp / "quarantine.ndjson")
@@ -400,14 +417,19 @@ def test_bytes_read_are_the_bytes_the_server_sent(run: Run) -> None:
         assert 0 <= unlogged < (1000 if account in ("backup", "analyst") else 1), account
 
 
-def test_the_fake_clock_reached_every_log_line(run: Run) -> None:
+def outside_the_week(audit_log: Path, slow_log: Path) -> pl.DataFrame:
+    """The logs' events outside the simulated week (a clock read that escaped libfaketime
+    logs today's real date); the logs must parse without a rejected line."""
     quarantine = Quarantine(None)
-    events, _ = read_events([run.audit_log, run.slow_log], quarantine=quarantine)
+    events, _ = read_events([audit_log, slow_log], quarantine=quarantine)
     assert quarantine.total == 0, dict(quarantine.counts)
-    # A clock read that escaped libfaketime would log today's real date.
-    outside = events.filter(
+    return events.filter(
         ~pl.col(S.TIME).is_between(DAY0 - timedelta(days=1), DAY0 + timedelta(days=DAYS), "left")
     )
+
+
+def test_the_fake_clock_reached_every_log_line(run: Run) -> None:
+    outside = outside_the_week(run.audit_log, run.slow_log)
     assert outside.is_empty(), outside.select(S.TIME, S.ACCOUNT, S.QUERY).head().to_dicts()
 
 
