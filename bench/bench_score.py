@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -76,10 +77,25 @@ def ensure_model(lines: int) -> Path:
     same activity, so the flag rate is a real one's, not that of a mismatched model."""
     log = ensure_data(lines)
     model = DATA / f"model{lines}"
-    if not (model / "manifest.json").exists():
+    if not _loadable(model):
+        shutil.rmtree(model, ignore_errors=True)
         train = [PY, "-m", "detector", "train", "--model-dir", str(model)]
         subprocess.run([*train, "--quarantine", "/dev/null", str(log)], check=True)
     return model
+
+
+def _loadable(model: Path) -> bool:
+    """A model this trovewatch would load: one of its schema and feature versions (an
+    older one, left by an earlier version's run, is refused and trained again)."""
+    from detector.features import FEATURE_VERSION
+    from detector.model import ModelError, read_manifest
+    from detector.schema import SCHEMA_VERSION
+
+    try:
+        manifest = read_manifest(model)
+    except ModelError:
+        return False
+    return (manifest.schema_version, manifest.feature_version) == (SCHEMA_VERSION, FEATURE_VERSION)
 
 
 def score_command(model: Path, log: Path) -> list[str]:
