@@ -468,8 +468,8 @@ class Judge:
             )
         typical = row[f"{c}__peertypical"]
         return (
-            f"guardrail: over {f:g}x this account's largest {_span(h)} ({_num(own)}) and its "
-            f"typical peer's ({_num(typical)}) in training: {read}"
+            f"guardrail: over {f:g}x {self._own_words(row, h)} ({_num(own)}) and its typical "
+            f"peer's ({_num(typical)}): {read}"
         )
 
     def _volume_reason(self, row: dict[str, Any], unit: str, signal: str) -> str | None:

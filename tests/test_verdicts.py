@@ -367,8 +367,8 @@ def test_the_guardrail_names_the_horizon_and_volume_that_tripped_it() -> None:
     assert hour >= 1_600 and found["rows_read_1h"] - found["rows_read_5m"] <= 10 * own
     line = next(r for r in found["reasons"] if r.startswith("guardrail: "))
     assert line == (
-        f"guardrail: over 10x this account's largest 1 hour ({own}) and its typical peer's "
-        f"(151) in training: {hour:,} rows read in 1 hour"
+        f"guardrail: over 10x this account's largest 1 hour in training ({own}) and its "
+        f"typical peer's (151): {hour:,} rows read in 1 hour"
     )
 
 
