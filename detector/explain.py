@@ -180,6 +180,7 @@ class Judge:
             (guard_at.is_not_null() | guard_export).alias("guardrail"),
             guard_at.alias("_guard_at"),
             pl.any_horizontal(
+                pl.lit(False),  # no day-long horizon configured: no drip rule
                 *[self.crossed(v, h, drip_bound) for v, h in days],
                 *[self.crossed(v, h, quiet_bound) for v, h in weekday],
             ).alias("drip"),

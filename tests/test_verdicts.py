@@ -429,3 +429,20 @@ def test_a_short_training_period_leaves_no_account_young() -> None:
     short = verdicts("7d")
     assert short.equals(verdicts("0s"))
     assert short["flagged"].sum() >= 5
+
+
+def test_horizons_without_a_day_still_judge() -> None:
+    """With ``horizons = ["1h"]`` there is no day to sum a slow drip or a quiet day over:
+    those rules are off, the others judge as before (web_shop's night pull is flagged)."""
+    path = SAMPLE / "postgresql.json.gz"
+    conf = settings.load().model_copy(update={"horizons": ["1h"]})
+    trained = pipeline.train(pipeline.read_events([path], until=SPLIT)[0], conf)
+    assert trained.profile.weekdays.columns == [F.ACCOUNT, profile.WEEKDAY]
+    scored = pipeline.score(pipeline.read_events([path], since=SPLIT)[0], trained, conf)
+    pull = scored.filter(
+        pl.col("account") == "web_shop",
+        pl.col("window_start") == datetime(2026, 10, 20, 3, 10, tzinfo=UTC),
+    )
+    assert pull["flagged"].to_list() == [True]
+    reasons = [r for rs in scored.filter(pl.col("flagged"))["reasons"].to_list() for r in rs]
+    assert reasons and not any(r.startswith("slow drip: ") for r in reasons)
