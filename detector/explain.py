@@ -404,7 +404,8 @@ class Judge:
         )
         if row["has_history"] and objects > max(own_objects, 1):
             out.append(
-                f"{objects} distinct objects read in {_span(base)}; this account's most in training: {own_objects}"
+                f"{objects} distinct objects read in {_span(base)}; "
+                f"{self._reference_words(row, 'most')}: {own_objects}"
             )
         if row["has_history"] and row["new_clients_list"]:
             out.append(f"new client address for this account: {', '.join(row['new_clients_list'])}")
@@ -424,7 +425,8 @@ class Judge:
         )
         if failed > own_failed:
             out.append(
-                f"{failed} failed statement(s) in {_span(base)}; this account's most in training: {own_failed}"
+                f"{failed} failed statement(s) in {_span(base)}; "
+                f"{self._reference_words(row, 'most')}: {own_failed}"
             )
         stmts, own_stmts = (
             row[col_name("statements", base)] or 0,
@@ -432,7 +434,8 @@ class Judge:
         )
         if own_stmts and (stmts + 1) >= self.settings.reason_factor * (own_stmts + 1):
             out.append(
-                f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} this account's most in training"
+                f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} "
+                f"{self._reference_words(row, 'most')}"
             )
         if row["guardrail"]:
             out.append(self._guardrail_reason(row))
@@ -443,13 +446,21 @@ class Judge:
         return out
 
     def _own_words(self, row: dict[str, Any], h: str) -> str:
-        """What an account with history is compared with over horizon ``h``."""
+        """What an account's volume over horizon ``h`` is compared with."""
+        return self._reference_words(row, f"largest {_span(h)}")
+
+    def _reference_words(self, row: dict[str, Any], what: str) -> str:
+        """What the account's own reference (``<signal>__own``) is, in words: its own
+        ``what`` in training, the larger of that and its typical peer's (a young
+        account), or its typical peer's or its own on earlier days (a new account)."""
+        if not row["has_history"]:
+            return f"its typical peer's {what} or its own on earlier days"
         if row["_young"]:
             return (
-                f"this account's largest {_span(h)} in training or its typical peer's, the "
-                f"larger (under {_span(self.settings.settled_after)} of history of its own)"
+                f"this account's {what} in training or its typical peer's, the larger "
+                f"(under {_span(self.settings.settled_after)} of history of its own)"
             )
-        return f"this account's largest {_span(h)} in training"
+        return f"this account's {what} in training"
 
     def _guardrail_reason(self, row: dict[str, Any]) -> str:
         """What tripped the guardrail: the volume and horizon it crossed in this window,

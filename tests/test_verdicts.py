@@ -446,3 +446,16 @@ def test_horizons_without_a_day_still_judge() -> None:
     assert pull["flagged"].to_list() == [True]
     reasons = [r for rs in scored.filter(pl.col("flagged"))["reasons"].to_list() for r in rs]
     assert reasons and not any(r.startswith("slow drip: ") for r in reasons)
+
+
+def test_a_new_accounts_reasons_do_not_speak_of_its_training() -> None:
+    """A new account's statements are compared with its typical peer's most (it has no
+    training of its own), and its reasons say so."""
+    template = {**ordinary("web_shop"), S.ACCOUNT: "newbie"}
+    at = DAY.replace(hour=11, minute=1)
+    burst = [statement(template, at + timedelta(seconds=5 * i), i) for i in range(40)]
+    found = judged_at(0.9, *burst)
+    assert not found["has_history"] and found["flagged"]
+    line = next(r for r in found["reasons"] if " statements in 5 minutes; " in r)
+    assert line.endswith("its typical peer's most or its own on earlier days"), line
+    assert not any("in training" in r for r in found["reasons"] if "this account" in r)
