@@ -36,6 +36,8 @@ import polars as pl
 from detector.features import (
     ACCOUNT,
     ALERT_LEVELS,
+    DRIP,
+    TODAY,
     WINDOW,
     Horizons,
     col_name,
@@ -119,7 +121,8 @@ class Judge:
             )
 
         def quiet_bound(value: pl.Expr, c: str) -> pl.Expr:
-            own = pl.col(f"{c}__own")
+            # c: a calendar day's sum; __dayown: the account's largest calendar day.
+            own = pl.col(f"{c}__dayown")
             quiet = (pl.col(f"{c}__weekday") <= s.quiet_day_share * own).fill_null(False)
             return pl.col("has_history") & quiet & (value >= s.guardrail_min_rows) & (value > own)
 
@@ -170,7 +173,6 @@ class Judge:
         # of the week the account hardly reads, past its largest at all (a drip started
         # on a Sunday would otherwise wait for Monday's work to take it past 2x).
         days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
-        weekday = [(v, h) for v, h in days if col_name(v, h) in weekday_columns(self.horizons)]
         # Which volume and horizon tripped the guardrail (the first, shortest horizon
         # first), for its reason: "rows_read|1h".
         guard_at = pl.coalesce(
@@ -182,7 +184,7 @@ class Judge:
             pl.any_horizontal(
                 pl.lit(False),  # no day-long horizon configured: no drip rule
                 *[self.crossed(v, h, drip_bound) for v, h in days],
-                *[self.crossed(v, h, quiet_bound) for v, h in weekday],
+                *[self.crossed(v, TODAY, quiet_bound) for v in DRIP],
             ).alias("drip"),
             stranger.alias("_stranger"),
             pl.any_horizontal(signals).alias("_has_reason"),
@@ -245,7 +247,7 @@ class Judge:
         crossing = bound(total, c)
         if horizon != self.horizons.base:
             crossing = crossing & ~bound(before, c)
-        if signal in ALERT_LEVELS:  # not again at a level already alerted on lately
+        if signal in ALERT_LEVELS and horizon in self.horizons.all:  # not again at a level
             crossing = crossing & (total > pl.col(f"{c}__alerted").fill_null(-1))
         return crossing
 
@@ -274,10 +276,12 @@ class Judge:
         typical = self.profile.peer_ref.select(
             "peer_group", *[pl.col(c).alias(f"{c}__peertypical") for c in cols]
         )
+        days = weekday_columns()
         weekday = self.profile.weekdays.select(
-            ACCOUNT,
-            WEEKDAY,
-            *[pl.col(c).alias(f"{c}__weekday") for c in weekday_columns(self.horizons)],
+            ACCOUNT, WEEKDAY, *[pl.col(c).alias(f"{c}__weekday") for c in days]
+        )
+        day_own = self.profile.weekdays.group_by(ACCOUNT).agg(
+            pl.col(c).max().alias(f"{c}__dayown") for c in days
         )
         frame = (
             frame.join(own, on=ACCOUNT, how="left")
@@ -289,6 +293,7 @@ class Judge:
                 right_on=[ACCOUNT, WEEKDAY],
                 how="left",
             )
+            .join(day_own, on=ACCOUNT, how="left")
         )
         export_cols = [col_name("exports", h) for h in self.horizons.all]
         frame = frame.with_columns(
@@ -346,7 +351,7 @@ class Judge:
         ]
         for c in horizon_columns(self.horizons):
             cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
-        return cols + [f"{c}__weekday" for c in weekday_columns(self.horizons)]
+        return cols + [x for c in weekday_columns() for x in (c, f"{c}__weekday", f"{c}__dayown")]
 
     def reasons(self, row: dict[str, Any], attribution: str | None = None) -> list[str]:
         """Plain-language reasons for one flagged window, with numbers.
@@ -533,45 +538,45 @@ class Judge:
         return text
 
     def _drip_reasons(self, row: dict[str, Any]) -> list[str]:
-        """The day-or-longer sums this window took past the slow-drip bound or, on a
-        quiet day, past the account's largest (as ``drip_bound`` and ``quiet_bound`` in
-        :meth:`__call__` decide), one line per volume signal."""
+        """The day-or-longer sums this window took past the slow-drip bound, or the
+        calendar day's past the account's largest on a quiet day (as ``drip_bound`` and
+        ``quiet_bound`` in :meth:`__call__` decide), one line per volume signal."""
         s = self.settings
         out = []
         for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
             this = row[col_name(signal, self.horizons.base)] or 0
-            for h in self.horizons.longer:
-                if span(h) < timedelta(days=1):
-                    continue
-                c = col_name(signal, h)
-                value, own, weekday = row[c] or 0, row[f"{c}__own"] or 0, row.get(f"{c}__weekday")
-                quiet = weekday is not None and weekday <= s.quiet_day_share * own
 
-                def twice(v: float, own: float = own) -> bool:
-                    return v >= s.guardrail_min_rows and v >= s.drip_factor * own
+            def twice(v: float, own: float) -> bool:
+                return v >= s.guardrail_min_rows and v >= s.drip_factor * own
+
+            days = [h for h in self.horizons.longer if span(h) >= timedelta(days=1)]
+            for h in days:
+                c = col_name(signal, h)
+                value, own = row[c] or 0, row[f"{c}__own"] or 0
+                if twice(value, own) and not twice(value - this, own):
+                    out.append(
+                        f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
+                        f"{_times(value, own)} {self._own_words(row, h)} ({_num(own)}); "
+                        f"flagged in the window that took it past {s.drip_factor:g}x"
+                    )
+                    break
+            else:
+                c = col_name(signal, TODAY)
+                value, own = row[c] or 0, row[f"{c}__dayown"] or 0
+                usual = row[f"{c}__weekday"]
+                quiet = usual is not None and usual <= s.quiet_day_share * own
 
                 def beyond(v: float, own: float = own, quiet: bool = quiet) -> bool:
                     return quiet and v >= s.guardrail_min_rows and v > own
 
-                read = (
-                    f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
-                    f"{_times(value, own)} {self._own_words(row, h)} "
-                    f"({_num(own)})"
-                )
-                if twice(value) and not twice(value - this):
-                    out.append(
-                        f"{read}; flagged in the window that took it past {s.drip_factor:g}x"
-                    )
-                elif beyond(value) and not beyond(value - this):
+                if beyond(value) and not beyond(value - this):
                     day = row[WINDOW].strftime("%A")
                     out.append(
-                        f"{read}, on a {day}, a quiet day for it ({_times(value, weekday)} its "
-                        f"largest {_span(h)} on a {day} in training, {_num(weekday)}); flagged "
-                        "in the window that took it past its largest"
+                        f"slow drip: {_num(value)} {unit} read today (UTC), a {day}, a quiet day "
+                        f"for it: {_times(value, own)} its largest day in training "
+                        f"({_num(own)}), {_times(value, usual)} its largest {day} "
+                        f"({_num(usual)}); flagged in the window that took it past its largest day"
                     )
-                else:
-                    continue
-                break
         return out
 
     def _peers(self, row: dict[str, Any]) -> str:

@@ -48,6 +48,9 @@ UNKNOWABLE: Final = ("rows_read", "bytes_read")
 VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
 # The volumes the slow-drip rule sums over a day or longer.
 DRIP: Final = ("rows_read", "bytes_read")
+# The calendar day (UTC) so far, a sum kept beside the trailing horizons for the
+# quiet-day drip rule: a Saturday's trailing 24 hours still hold Friday's work.
+TODAY: Final = "today"
 # Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
 ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements", "exports")
 
@@ -206,7 +209,8 @@ def duration(every: str) -> pl.Expr:
 
 
 def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
-    """Trailing sums of each volume signal over each horizon, ending at the window's end.
+    """Trailing sums of each volume signal over each horizon, ending at the window's end,
+    and the calendar day's (UTC) sums so far of the drip volumes (``<signal>_today``).
 
     ``windows`` must be sorted by account, then window start. The base horizon is the
     window itself. Unknown volume (null) stays null only if it is null over the horizon.
@@ -220,6 +224,11 @@ def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
                 pl.col(signal).is_not_null().cast(pl.Int32).rolling_sum_by(WINDOW, window_size=h)
             )
             exprs.append(pl.when(known > 0).then(summed).over(ACCOUNT).alias(col_name(signal, h)))
+    day = [ACCOUNT, pl.col(WINDOW).dt.date()]
+    for signal in DRIP:
+        known = pl.col(signal).is_not_null().cum_sum()
+        today = pl.when(known > 0).then(pl.col(signal).fill_null(0).cum_sum())
+        exprs.append(today.over(day).alias(col_name(signal, TODAY)))
     return windows.with_columns(exprs)
 
 
@@ -498,7 +507,7 @@ def horizon_columns(horizons: Horizons, signals: Sequence[str] = RELATIVE) -> li
     return [col_name(s, h) for s in signals for h in horizons.all]
 
 
-def weekday_columns(horizons: Horizons) -> list[str]:
-    """The 1-day volume sums kept per day of the week, for the quiet-day drip rule
-    (``rows_read_1d``, ``bytes_read_1d``; none without a 1-day horizon)."""
-    return [col_name(s, h) for s in DRIP for h in horizons.all if span(h) == timedelta(days=1)]
+def weekday_columns() -> list[str]:
+    """The calendar-day sums kept per day of the week, for the quiet-day drip rule
+    (``rows_read_today``, ``bytes_read_today``)."""
+    return [col_name(s, TODAY) for s in DRIP]

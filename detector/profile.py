@@ -38,8 +38,8 @@ class Profile:
     hours: pl.DataFrame  # account ('*' = population), hour, share (smoothed over +-1 hour)
     known: pl.DataFrame  # account, kind (object/client/app), value
     peers: pl.DataFrame  # account, peer_group
-    # account, weekday, <signal>_1d: largest in training windows starting on that day of
-    # the week (only the weekdays it was active on; volume unknown stays null)
+    # account, weekday, <signal>_today: its largest calendar day (UTC) in training on
+    # that day of the week (only the weekdays it was active on; unknown volume: null)
     weekdays: pl.DataFrame
 
     def save(self, directory: Path) -> dict[str, Path]:
@@ -193,7 +193,7 @@ def learn(
     peer_ref, peer_max = _peer_tables(account_max, memberships)
     hours = _hour_shares(windows)
     weekdays = windows.group_by(ACCOUNT, pl.col(WINDOW).dt.weekday().alias(WEEKDAY)).agg(
-        pl.col(c).max() for c in weekday_columns(horizons)
+        pl.col(c).max() for c in weekday_columns()
     )
     return Profile(account_max, peer_ref, peer_max, hours, known, peers, weekdays)
 
