@@ -74,9 +74,10 @@ class Settings(BaseSettings):
         0.1,
         ge=0,
         lt=1,
-        description="A day of the week on which an account's largest day (1-day horizon) in "
-        "training is at most this share of its largest day at all is a quiet day for it; there "
-        "a day's reads past its largest day at all are a slow drip too (0: off).",
+        description="A day of the week on which an account's largest calendar day (UTC) in "
+        "training is at most this share of its largest calendar day is a quiet day for it; "
+        "there the day's reads so far past its largest calendar day are a slow drip too "
+        "(0: off).",
     )
     retrain_every: str = Field(
         "1d",
