@@ -172,7 +172,16 @@ class Judge:
         # largest for that horizon, though no window of it looks odd by itself; on a day
         # of the week the account hardly reads, past its largest at all (a drip started
         # on a Sunday would otherwise wait for Monday's work to take it past 2x).
-        days = [(v, h) for v, h in volumes if span(h) >= timedelta(days=1)]
+        # Which rule and sum flagged a drip (a day-or-longer horizon past drip_factor, or
+        # the calendar day on a quiet day), for its reason: "rows_read|1d".
+        drip_at = pl.coalesce(
+            pl.when(self.crossed(v, h, bound)).then(pl.lit(f"{v}|{h}"))
+            for v in DRIP
+            for h, bound in [
+                *((h, drip_bound) for h in self.horizons.longer if span(h) >= timedelta(days=1)),
+                (TODAY, quiet_bound),
+            ]
+        )
         # Which volume and horizon tripped the guardrail (the first, shortest horizon
         # first), for its reason: "rows_read|1h".
         guard_at = pl.coalesce(
@@ -181,11 +190,8 @@ class Judge:
         frame = frame.with_columns(
             (guard_at.is_not_null() | guard_export).alias("guardrail"),
             guard_at.alias("_guard_at"),
-            pl.any_horizontal(
-                pl.lit(False),  # no day-long horizon configured: no drip rule
-                *[self.crossed(v, h, drip_bound) for v, h in days],
-                *[self.crossed(v, TODAY, quiet_bound) for v in DRIP],
-            ).alias("drip"),
+            drip_at.is_not_null().alias("drip"),
+            drip_at.alias("_drip_at"),
             stranger.alias("_stranger"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
@@ -227,7 +233,7 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason", "_stranger", "_guard_at", "_young")
+            frame.drop("_has_reason", "_stranger", "_guard_at", "_drip_at", "_young")
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
@@ -335,6 +341,7 @@ class Judge:
             "guardrail",
             "drip",
             "_guard_at",
+            "_drip_at",
             "_young",
             "score",
             "has_history",
@@ -445,7 +452,7 @@ class Judge:
         if row["guardrail"]:
             out.append(self._guardrail_reason(row))
         if row["drip"] and not row["guardrail"]:  # a burst crosses the day's bound too
-            out += self._drip_reasons(row)
+            out.append(self._drip_reason(row))
         score = f"anomaly score {row['score']:.2f} (flag threshold {self.settings.threshold:g})"
         out.append(f"{score}; {attribution}" if attribution else score)
         return out
@@ -537,47 +544,28 @@ class Judge:
         )
         return text
 
-    def _drip_reasons(self, row: dict[str, Any]) -> list[str]:
-        """The day-or-longer sums this window took past the slow-drip bound, or the
-        calendar day's past the account's largest on a quiet day (as ``drip_bound`` and
-        ``quiet_bound`` in :meth:`__call__` decide), one line per volume signal."""
-        s = self.settings
-        out = []
-        for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
-            this = row[col_name(signal, self.horizons.base)] or 0
-
-            def twice(v: float, own: float) -> bool:
-                return v >= s.guardrail_min_rows and v >= s.drip_factor * own
-
-            days = [h for h in self.horizons.longer if span(h) >= timedelta(days=1)]
-            for h in days:
-                c = col_name(signal, h)
-                value, own = row[c] or 0, row[f"{c}__own"] or 0
-                if twice(value, own) and not twice(value - this, own):
-                    out.append(
-                        f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
-                        f"{_times(value, own)} {self._own_words(row, h)} ({_num(own)}); "
-                        f"flagged in the window that took it past {s.drip_factor:g}x"
-                    )
-                    break
-            else:
-                c = col_name(signal, TODAY)
-                value, own = row[c] or 0, row[f"{c}__dayown"] or 0
-                usual = row[f"{c}__weekday"]
-                quiet = usual is not None and usual <= s.quiet_day_share * own
-
-                def beyond(v: float, own: float = own, quiet: bool = quiet) -> bool:
-                    return quiet and v >= s.guardrail_min_rows and v > own
-
-                if beyond(value) and not beyond(value - this):
-                    day = row[WINDOW].strftime("%A")
-                    out.append(
-                        f"slow drip: {_num(value)} {unit} read today (UTC), a {day}, a quiet day "
-                        f"for it: {_times(value, own)} its largest day in training "
-                        f"({_num(own)}), {_times(value, usual)} its largest {day} "
-                        f"({_num(usual)}); flagged in the window that took it past its largest day"
-                    )
-        return out
+    def _drip_reason(self, row: dict[str, Any]) -> str:
+        """What flagged the slow drip (``_drip_at``, as :meth:`__call__` decided): a day or
+        more past ``drip_factor`` times the account's largest, or, on a quiet day, the
+        calendar day past its largest calendar day."""
+        signal, h = row["_drip_at"].split("|")
+        c = col_name(signal, h)
+        unit = "rows" if signal == "rows_read" else "bytes"
+        value = row[c] or 0
+        if h != TODAY:
+            own = row[f"{c}__own"] or 0
+            return (
+                f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
+                f"{_times(value, own)} {self._own_words(row, h)} ({_num(own)}); "
+                f"flagged in the window that took it past {self.settings.drip_factor:g}x"
+            )
+        own, usual, day = row[f"{c}__dayown"] or 0, row[f"{c}__weekday"], row[WINDOW]
+        return (
+            f"slow drip: {_num(value)} {unit} read today (UTC), a {day:%A}, a quiet day for it: "
+            f"{_times(value, own)} its largest day in training ({_num(own)}), "
+            f"{_times(value, usual)} its largest {day:%A} ({_num(usual)}); flagged in the "
+            "window that took it past its largest day"
+        )
 
     def _peers(self, row: dict[str, Any]) -> str:
         """Who the peers are, unless they are all accounts: ``; peers: role batch``."""

@@ -382,13 +382,18 @@ class Engine:
             self.levels = self.levels.filter(pl.col(F.WINDOW) >= horizon_start)
             self._writes["levels"] = b""
 
-    def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
-        if frame.is_empty():
-            return
-        if kind == "history":  # sorted by account: see _score
+    def _keep(self, kind: str, frame: pl.DataFrame) -> None:
+        """Hold a segment of ``kind``; history segments compact and sorted by account
+        (``history_batches`` finds a batch's rows by binary search)."""
+        if kind == "history":
             frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
             self._history_accounts = None
         getattr(self, kind).append(frame)
+
+    def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        self._keep(kind, frame)
         name = f"{kind}.{next(self._seq):012d}"
         self._names[kind].append(name)
         self._writes[name] = _parquet(frame)
@@ -582,10 +587,7 @@ class Engine:
             elif kind == "open":
                 self._open.append(frame.cast(partials.SCHEMA))
             elif kind in ("history", "discovered"):  # an older one's single frame too
-                if kind == "history":  # an older trovewatch's may not be sorted by account
-                    frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
-                    self._history_accounts = None
-                getattr(self, kind).append(frame)
+                self._keep(kind, frame)  # an older trovewatch's history may be unsorted
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
