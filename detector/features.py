@@ -26,8 +26,9 @@ import polars as pl
 from detector import schema as S
 
 # 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per
-# weekday, days of history per account
-FEATURE_VERSION: Final = 4
+# weekday, days of history per account; 5: that largest day is a calendar day (UTC), not
+# a trailing 24 hours (the weekday table's columns changed: a v4 model cannot be read)
+FEATURE_VERSION: Final = 5
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
