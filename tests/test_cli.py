@@ -494,3 +494,14 @@ def test_evaluate_is_a_subcommand_with_one_line_errors(
     missing = tmp_path / "labels.csv"
     code = main(["evaluate", "--labels", str(missing), "--scores", str(tmp_path / "s.ndjson")])
     assert_one_line_error(code, capsys.readouterr().err, "labels.csv")
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "score", "serve", "retrain", "report", "evaluate", "simulate"]
+)
+def test_every_commands_help_is_printed(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """``--help`` is where a DBA starts; a ``%`` in a help text once made it a traceback."""
+    code, out, err = cli(capsys, command, "--help")
+    assert code == 0, err
+    assert out.startswith(f"usage: trovewatch {command}")
+    assert "Traceback" not in err

@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default="jsonlog",
         help="PostgreSQL's log_destination to write (default: %(default)s; stderr with "
-        f"log_line_prefix = '{convert.STDERR_PREFIX}'), or mariadb: a MariaDB 10.11 "
+        f"log_line_prefix = '{convert.STDERR_PREFIX.replace('%', '%%')}'), or mariadb: a MariaDB 10.11 "
         "server's server_audit and slow query logs",
     )
     parser.add_argument("--gzip", action="store_true", help="write .gz files")
