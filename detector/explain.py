@@ -350,6 +350,7 @@ class Judge:
             "objects_list",
             "export_objects_list",
             "export_rows",
+            "uncounted_exports",
             "new_objects_list",
             "new_clients_list",
             "new_apps_list",
@@ -386,9 +387,16 @@ class Judge:
                 if row["has_history"]
                 else "a new account"
             )
+            # A dump's COPY ... TO logs no rows: what was counted is not what was read.
+            uncounted = (
+                f", not counting its {row['uncounted_exports']} export statement(s), whose "
+                "rows the log does not give"
+                if row["uncounted_exports"]
+                else ""
+            )
             out.append(
-                f"read {_num(row[c])} rows in {_span(base)} from {_names(row['objects_list'])} "
-                f"({history}; a typical peer's: {_num(row[f'{c}__peertypical'])})"
+                f"read {_num(row[c])} rows in {_span(base)} from {_names(row['objects_list'])}"
+                f"{uncounted} ({history}; a typical peer's: {_num(row[f'{c}__peertypical'])})"
             )
         if row["exports"]:
             habit = (
@@ -396,11 +404,15 @@ class Judge:
                 if not row["exports__own_max"]
                 else f"{_times(row['exports'], row['exports__own_max'])} its usual"
             )
-            exported = (
-                "row count not logged"
-                if row["export_rows"] is None
-                else f"{_num(row['export_rows'])} rows"
-            )
+            if row["export_rows"] is None:
+                exported = "row count not logged"
+            elif row["uncounted_exports"]:
+                exported = (
+                    f"row count not logged for {row['uncounted_exports']} of them, "
+                    f"{_num(row['export_rows'])} rows in the others"
+                )
+            else:
+                exported = f"{_num(row['export_rows'])} rows"
             out.append(
                 f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of "
                 f"{_names(row['export_objects_list'])}; {exported}; {habit}"

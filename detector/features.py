@@ -130,6 +130,19 @@ def window_activity(
         .drop_nulls()
         .n_unique()
         .alias("exports"),
+        # exports whose rows the log does not give (pgAudit logs 0 for COPY ... TO) on
+        # any of their lines (``COPY (SELECT ...) TO`` counts them on the SELECT's)
+        *(
+            pl.when(pl.col(S.EXPORT) & known)
+            .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
+            .drop_nulls()
+            .unique()
+            .alias(name)
+            for name, known in (
+                ("uncounted_exports", pl.col(S.ROWS).is_null()),  # a list until below
+                ("_counted", pl.col(S.ROWS).is_not_null()),
+            )
+        ),
         pl.col(S.OBJECTS)
         .filter(is_read)
         .explode()
@@ -161,12 +174,25 @@ def window_activity(
             pl.col("new_clients_list").list.len().cast(pl.Int64).alias("new_clients"),
             pl.col("new_apps_list").list.len().cast(pl.Int64).alias("new_apps"),
             pl.col("exports").cast(pl.Int64),
+            uncounted_exports(pl.col("uncounted_exports"), pl.col("_counted")).alias(
+                "uncounted_exports"
+            ),
             pl.col("failed").cast(pl.Int64),
             pl.col("statements").cast(pl.Int64),
             pl.col(WINDOW).dt.hour().alias("hour"),
         )
+        .drop("_counted")
         .sort(ACCOUNT, WINDOW)
     )
+
+
+def uncounted_exports(uncounted: pl.Expr, counted: pl.Expr) -> pl.Expr:
+    """How many of the ``uncounted`` keys are not ``counted`` (both lists of distinct
+    keys): the size of their union less ``counted``'s. (Not ``list.set_difference``:
+    Polars 2.1 panics on a set operation between list columns chunked differently, as
+    merged partials are.)"""
+    both = pl.concat_list(uncounted, counted).list.unique().list.len()
+    return (both - counted.list.len()).cast(pl.Int64)
 
 
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

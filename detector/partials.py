@@ -37,6 +37,11 @@ SUMS: Final = ("statements", "failed")  # never null
 KNOWABLE: Final = ("rows_read", "bytes_read", "export_rows")  # null: no event carried it
 SETS: Final = (
     "export_keys",
+    # exports with a line whose rows the log does not give (pgAudit's COPY ... TO), and
+    # with a line that gives them (``COPY (SELECT ...) TO``'s SELECT): uncounted are the
+    # first without the second
+    "uncounted_export_keys",
+    "counted_export_keys",
     "objects_list",
     "export_objects_list",
     "clients_list",
@@ -64,6 +69,17 @@ def empty() -> pl.DataFrame:
     return pl.DataFrame(schema=SCHEMA)
 
 
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Partials as saved by this or an older trovewatch, in :data:`SCHEMA`: a set an
+    older one did not keep (``uncounted_export_keys``, ``counted_export_keys``) is empty."""
+    missing = [name for name in SETS if name not in frame.columns]
+    return (
+        frame.with_columns(pl.lit([], dtype=_STRINGS).alias(name) for name in missing)
+        .select(SCHEMA.names())
+        .cast(SCHEMA)
+    )
+
+
 def _known_sum(values: pl.Expr) -> pl.Expr:
     """Sum of the non-null values; null when there are none (unknown, not zero)."""
     return pl.when(values.is_not_null().any()).then(values.sum())
@@ -84,11 +100,9 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
     read_bytes = pl.col(S.BYTES).filter(is_read)
     exported = pl.col(S.EXPORT)
     # The same key as window_activity's: a statement exports once, whatever it names.
-    export_key = pl.when(exported).then(
-        pl.coalesce(
-            pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
-            pl.col(S.TIME).cast(pl.String),
-        )
+    statement = pl.coalesce(
+        pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
+        pl.col(S.TIME).cast(pl.String),
     )
     return (
         events.lazy()
@@ -102,7 +116,14 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
             _known_sum(read_rows).alias("rows_read"),
             _known_sum(read_bytes).alias("bytes_read"),
             _known_sum(pl.col(S.ROWS).filter(exported)).alias("export_rows"),
-            export_key.drop_nulls().unique().alias("export_keys"),
+            pl.when(exported).then(statement).drop_nulls().unique().alias("export_keys"),
+            *(
+                pl.when(exported & known).then(statement).drop_nulls().unique().alias(name)
+                for name, known in (
+                    ("uncounted_export_keys", pl.col(S.ROWS).is_null()),
+                    ("counted_export_keys", pl.col(S.ROWS).is_not_null()),
+                )
+            ),
             _distinct(pl.col(S.OBJECTS).filter(is_read)).alias("objects_list"),
             _distinct(pl.col(S.OBJECTS).filter(exported)).alias("export_objects_list"),
             pl.col(S.CLIENT_IP).drop_nulls().unique().alias("clients_list"),
@@ -208,6 +229,9 @@ def to_activity(
             "statements",
             "failed",
             pl.col("export_keys").list.len().cast(pl.Int64).alias("exports"),
+            F.uncounted_exports(
+                pl.col("uncounted_export_keys"), pl.col("counted_export_keys")
+            ).alias("uncounted_exports"),
             pl.col("objects_list").list.sort(),
             "export_rows",
             pl.col("export_objects_list").list.sort(),

@@ -162,3 +162,32 @@ def test_volume_no_piece_carried_stays_unknown_and_an_export_counts_once() -> No
     assert got["rows_read"].to_list() == [None]
     assert got["exports"].to_list() == [1]
     assert got["export_objects_list"].to_list() == [["public.t", "public.u"]]
+
+
+def test_exports_whose_rows_the_log_does_not_give_are_counted_apart() -> None:
+    """pgAudit logs 0 rows for a dump's COPY ... TO (unknown) but real rows for its
+    catalog reads: a reason must not call the catalog's few rows the dump's volume."""
+    dump = frame(
+        event(1, objects=["public.t"], export=True, statement="4.1"),  # COPY t TO: unknown
+        event(2, objects=["pg_catalog.pg_class"], rows=4, export=True, statement="5.1"),
+    )
+    later = frame(event(3, objects=["public.u"], export=True, statement="6.1"))
+    # COPY (SELECT ...) TO: the SELECT (7.1) counts the rows, the COPY (7.2) logs 0
+    select = frame(event(4, objects=["public.v"], rows=77, export=True, statement="7.1"))
+    copy = frame(event(4, objects=[], export=True, statement="7.2"))
+    pieces = [dump, later, select, copy]
+    got = partials.to_activity(
+        partials.merge_all(partials.partial(p, "5m") for p in reversed(pieces)), "5m"
+    )
+    assert got.select("exports", "uncounted_exports", "export_rows").rows() == [(4, 2, 81)]
+    assert got.equals(activity(pl.concat(pieces), None))
+
+
+def test_partials_an_older_trovewatch_saved_are_read_with_no_uncounted_exports() -> None:
+    """``serve`` restores its open windows from a checkpoint an older version wrote."""
+    saved = partials.partial(frame(event(1, objects=["public.t"], export=True)), "5m")
+    older = saved.drop("uncounted_export_keys", "counted_export_keys")
+    restored = partials.conform(older)
+    assert restored.schema == partials.SCHEMA
+    assert restored["uncounted_export_keys"].to_list() == [[]]
+    assert partials.to_activity(restored, "5m")["exports"].to_list() == [1]

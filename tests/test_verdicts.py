@@ -459,3 +459,33 @@ def test_a_new_accounts_reasons_do_not_speak_of_its_training() -> None:
     line = next(r for r in found["reasons"] if " statements in 5 minutes; " in r)
     assert line.endswith("its typical peer's most or its own on earlier days"), line
     assert not any("in training" in r for r in found["reasons"] if "this account" in r)
+
+
+def test_a_dumps_reasons_do_not_call_its_counted_rows_its_volume() -> None:
+    """pgAudit logs 0 rows (unknown) for a dump's ``COPY ... TO`` and real rows for the
+    reads beside it: the reasons say the exports' rows are not in the log, instead of
+    presenting the few counted rows as what the dump read."""
+    template = ordinary("billing_job")
+    at = DAY.replace(hour=10, minute=31)
+    tables = tables_unread_by("billing_job")[:3]
+    dump = {S.EXPORT: True, S.ROWS: None, S.COMMAND: "COPY", S.APPLICATION: "pg_dump"}
+    found = verdict(
+        *(
+            statement(
+                template,
+                at + timedelta(seconds=n),
+                n,
+                **dump,
+                **{S.OBJECTS: [t], S.QUERY: f"COPY {t} TO stdout;"},
+            )
+            for n, t in enumerate(tables)
+        ),
+        # its catalog read, counted (an export too: everything pg_dump reads is)
+        statement(template, at + timedelta(seconds=9), 9, **{**dump, S.ROWS: 4}),
+    )
+    assert found["flagged"]
+    export_line = next(r for r in found["reasons"] if r[0].isdigit() and "export" in r)
+    assert export_line.startswith("4 export statement(s)"), export_line
+    assert "row count not logged for 3 of them, 4 rows in the others" in export_line
+    read_line = next(r for r in found["reasons"] if r.startswith("read "))
+    assert "not counting its 3 export statement(s), whose rows the log does not give" in read_line

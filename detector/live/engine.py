@@ -585,7 +585,7 @@ class Engine:
                 if name == "pending":
                     self._deletes.add(name)
             elif kind == "open":
-                self._open.append(frame.cast(partials.SCHEMA))
+                self._open.append(partials.conform(frame))
             elif kind in ("history", "discovered"):  # an older one's single frame too
                 self._keep(kind, frame)  # an older trovewatch's history may be unsorted
                 self._names[kind].append(name)

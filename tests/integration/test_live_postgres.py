@@ -11,6 +11,7 @@ import polars as pl
 import psycopg
 import pytest
 
+from detector import features as F
 from detector import schema as S
 from tests.conftest import OUTPUTS, parse
 from tests.integration.conftest import wait_for_logs
@@ -160,6 +161,25 @@ def test_copy_to_is_an_export_of_its_table_and_copy_from_is_a_write(workload, ou
     copy_in = ev.filter(pl.col(S.QUERY) == "COPY shop.customers FROM STDIN")
     assert copy_in[S.CLASS].to_list() == ["WRITE"] and not copy_in[S.EXPORT].any()
     assert copy_in[S.ROWS].to_list() == [None]  # pgAudit 1.7 logs COPY FROM with 0 rows too
+
+
+def test_exports_whose_rows_pgaudit_does_not_log_are_counted_as_such(workload, output) -> None:  # type: ignore[no-untyped-def]
+    """What a reason says of exports: ``COPY t TO`` and a dump's copies have no row count
+    in the log; ``COPY (SELECT ...) TO`` has one, on its SELECT's line."""
+    _, truth = workload
+    events = events_of(workload, output)
+
+    def day(name: str) -> dict[str, object]:
+        return F.window_activity(account(events, name).lazy(), "1d").collect().row(0, named=True)
+
+    exporter, backup = day("exporter"), day("backup")
+    assert (exporter["exports"], exporter["uncounted_exports"]) == (2, 1)
+    assert exporter["export_rows"] == truth.rows["copy_query"]
+    # pg_dump's own SELECTs (set_config, pg_is_in_recovery) are logged with 1 row each
+    # and are exports too (everything pg_dump reads is): its copies are not counted
+    assert backup["uncounted_exports"] == len(truth.dump_tables)
+    assert backup["exports"] > backup["uncounted_exports"]
+    assert backup["export_rows"] < min(truth.dump_tables.values())
 
 
 def test_cursor_fetches_are_exports_of_the_cursor_table(workload, output) -> None:  # type: ignore[no-untyped-def]
