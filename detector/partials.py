@@ -98,38 +98,46 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
     is_read = pl.col(S.CLASS) == "READ"
     read_rows = pl.col(S.ROWS).filter(is_read)
     read_bytes = pl.col(S.BYTES).filter(is_read)
-    exported = pl.col(S.EXPORT)
+    windows = (
+        pl.col(S.ACCOUNT).alias(F.ACCOUNT),
+        pl.col(S.TIME).dt.truncate(every).alias(F.WINDOW),
+    )
+    events = events.lazy().filter(pl.col(S.ACCOUNT).is_not_null())
+    # Exports are few: their statement keys are made for them alone, not for every event.
     # The same key as window_activity's: a statement exports once, whatever it names.
     statement = pl.coalesce(
         pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
         pl.col(S.TIME).cast(pl.String),
     )
-    return (
-        events.lazy()
-        .filter(pl.col(S.ACCOUNT).is_not_null())
-        .group_by(
-            pl.col(S.ACCOUNT).alias(F.ACCOUNT), pl.col(S.TIME).dt.truncate(every).alias(F.WINDOW)
+    counted = pl.col(S.ROWS).is_not_null()
+    exports = (
+        events.filter(pl.col(S.EXPORT))
+        .with_columns(statement.alias("_statement"))
+        .group_by(*windows)
+        .agg(
+            _known_sum(pl.col(S.ROWS)).alias("export_rows"),
+            pl.col("_statement").unique().alias("export_keys"),
+            pl.col("_statement").filter(~counted).unique().alias("uncounted_export_keys"),
+            pl.col("_statement").filter(counted).unique().alias("counted_export_keys"),
+            _distinct(pl.col(S.OBJECTS)).alias("export_objects_list"),
         )
+    )
+    none = pl.lit([], dtype=_STRINGS)
+    export_sets = ("export_keys", "uncounted_export_keys", "counted_export_keys")
+    return (
+        events.group_by(*windows)
         .agg(
             pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().cast(pl.Int64).alias("statements"),
             (~pl.col(S.SUCCESS)).sum().cast(pl.Int64).alias("failed"),
             _known_sum(read_rows).alias("rows_read"),
             _known_sum(read_bytes).alias("bytes_read"),
-            _known_sum(pl.col(S.ROWS).filter(exported)).alias("export_rows"),
-            pl.when(exported).then(statement).drop_nulls().unique().alias("export_keys"),
-            *(
-                pl.when(exported & known).then(statement).drop_nulls().unique().alias(name)
-                for name, known in (
-                    ("uncounted_export_keys", pl.col(S.ROWS).is_null()),
-                    ("counted_export_keys", pl.col(S.ROWS).is_not_null()),
-                )
-            ),
             _distinct(pl.col(S.OBJECTS).filter(is_read)).alias("objects_list"),
-            _distinct(pl.col(S.OBJECTS).filter(exported)).alias("export_objects_list"),
             pl.col(S.CLIENT_IP).drop_nulls().unique().alias("clients_list"),
             pl.col(S.APPLICATION).drop_nulls().unique().alias("apps_list"),
             pl.col(S.TIME).max().alias("last_time"),
         )
+        .join(exports, on=list(KEYS), how="left")
+        .with_columns(pl.col(c).fill_null(none) for c in (*export_sets, "export_objects_list"))
         .select(SCHEMA.names())
         # Strings gathered from the events share the events' string buffers (Polars'
         # string views), and a few hundred windows would keep a whole chunk's strings
