@@ -118,6 +118,12 @@ def window_activity(
     read_rows = pl.col(S.ROWS).filter(is_read)
     export_rows = pl.col(S.ROWS).filter(pl.col(S.EXPORT))  # null where the format can't say
     export_stmt = pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1)
+    export_key = pl.col("_export_key")
+    ev = ev.with_columns(
+        pl.when(pl.col(S.EXPORT))
+        .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
+        .alias("_export_key")
+    )
     activity = ev.group_by(pl.col(S.ACCOUNT).alias(ACCOUNT), WINDOW).agg(
         pl.when(read_rows.is_not_null().any()).then(read_rows.sum()).alias("rows_read"),
         pl.when(pl.col(S.BYTES).filter(is_read).is_not_null().any())
@@ -125,19 +131,11 @@ def window_activity(
         .alias("bytes_read"),
         pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().alias("statements"),
         (~pl.col(S.SUCCESS)).sum().alias("failed"),
-        pl.when(pl.col(S.EXPORT))
-        .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
-        .drop_nulls()
-        .n_unique()
-        .alias("exports"),
+        export_key.drop_nulls().n_unique().alias("exports"),
         # exports whose rows the log does not give (pgAudit logs 0 for COPY ... TO) on
         # any of their lines (``COPY (SELECT ...) TO`` counts them on the SELECT's)
         *(
-            pl.when(pl.col(S.EXPORT) & known)
-            .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
-            .drop_nulls()
-            .unique()
-            .alias(name)
+            export_key.filter(known).drop_nulls().unique().alias(name)
             for name, known in (
                 ("uncounted_exports", pl.col(S.ROWS).is_null()),  # a list until below
                 ("_counted", pl.col(S.ROWS).is_not_null()),
