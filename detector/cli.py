@@ -313,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UsageError,
         NotALogError,
         formats.MappingError,
+        settings.ConfigError,
         model.ModelError,
         FileNotFoundError,
     ) as exc:

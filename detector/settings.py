@@ -15,6 +15,7 @@ Environment: ``TROVEWATCH_THRESHOLD=0.7``, ``TROVEWATCH_ROLES='{"backup": "batch
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ from pydantic_settings import (
 )
 
 from detector.features import Horizons, duration
+
+
+class ConfigError(ValueError):
+    """The settings file is missing, unreadable or not TOML."""
 
 
 class Settings(BaseSettings):
@@ -220,8 +225,12 @@ def load(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config`` (TOML) and the environment; explicit overrides win."""
     if config is None:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    if not config.is_file():
-        raise FileNotFoundError(f"config file {config} does not exist")
+    try:  # read here too, so that a bad file is named in one line, not a parser traceback
+        tomllib.loads(config.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config file {config}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config}: not TOML ({exc})") from exc
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})

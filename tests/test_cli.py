@@ -127,6 +127,31 @@ def test_bad_mapping_file_is_refused_in_one_line(
     assert_one_line_error(code, err, str(mapping))
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"threshold = \n", "not TOML"),
+        (b"[roles\nweb = 'x'\n", "not TOML"),
+        (b"\xff\xfe\x00 threshold", "not TOML"),
+        (None, "Is a directory"),
+    ],
+    ids=["no-value", "unclosed-table", "not-utf8", "a-directory"],
+)
+def test_bad_config_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None, words: str
+) -> None:
+    """A typo in trovewatch.toml is the DBA's to fix: named in one line, exit 2, not an
+    internal error with a parser's traceback."""
+    config = tmp_path / "trovewatch.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    code, out, err = cli(capsys, *score_args(tmp_path, "--config", config, JSONLOG))
+    assert_one_line_error(code, err, f"config file {config}", words)
+    assert out == ""
+
+
 def test_model_dir_without_manifest_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
