@@ -326,7 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        print(f"trovewatch: error: setting {where}: {first['msg']}", file=sys.stderr)
+        label = f"setting {where}" if where else "settings"  # a rule across settings has no loc
+        message = first["msg"].removeprefix("Value error, ")
+        print(f"trovewatch: error: {label}: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -16,10 +16,11 @@ Environment: ``TROVEWATCH_THRESHOLD=0.7``, ``TROVEWATCH_ROLES='{"backup": "batch
 from __future__ import annotations
 
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,7 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detector.features import Horizons, duration
+from detector.features import Horizons, duration, span
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,7 @@ class Settings(BaseSettings):
     window: str = Field("5m", description="Base window: account activity is scored per window.")
     horizons: list[str] = Field(
         default_factory=lambda: ["1h", "1d", "3d"],
+        min_length=1,
         description="Longer trailing horizons summed for slow pulls and drips.",
     )
     threshold: float = Field(
@@ -203,6 +205,24 @@ class Settings(BaseSettings):
         for item in value:
             duration(item)
         return value
+
+    @model_validator(mode="after")
+    def _horizons_longer_than_the_window(self) -> Settings:
+        # Each horizon is a trailing sum of base windows with a column of its own: a zero
+        # window or a horizon no longer than the window (or another horizon) means nothing.
+        window = span(self.window)
+        if window <= timedelta(0):
+            raise ValueError(f"window {self.window!r} must be longer than 0")
+        seen: dict[timedelta, str] = {}
+        for horizon in self.horizons:
+            if span(horizon) <= window:
+                raise ValueError(
+                    f"horizon {horizon!r} must be longer than the window ({self.window})"
+                )
+            if span(horizon) in seen:
+                raise ValueError(f"horizons {seen[span(horizon)]!r} and {horizon!r} are the same")
+            seen[span(horizon)] = horizon
+        return self
 
     @property
     def horizon_spec(self) -> Horizons:

@@ -152,6 +152,34 @@ def test_bad_config_file_is_refused_in_one_line(
     assert out == ""
 
 
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('window = "0s"\n', "window '0s' must be longer than 0"),
+        # the default horizons hold 1h and 1d: a 1-day window once crashed in Polars
+        ('window = "1d"\n', "horizon '1h' must be longer than the window (1d)"),
+        ('horizons = ["1m"]\n', "horizon '1m' must be longer than the window (5m)"),
+        ('horizons = ["1h", "60m"]\n', "horizons '1h' and '60m' are the same"),
+        ("horizons = []\n", "horizons"),
+    ],
+    ids=["zero-window", "window-as-long-as-a-horizon", "short-horizon", "same-horizon", "none"],
+)
+def test_windows_and_horizons_that_cannot_be_trained_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, toml: str, words: str
+) -> None:
+    """`train` once wrote a model of "account-windows of 0s", or ended in an internal error
+    (a duplicate column, an index error), for these settings."""
+    config = tmp_path / "trovewatch.toml"
+    config.write_text(toml)
+    model_dir = tmp_path / "model"
+    code, _, err = cli(
+        capsys, "train", "--model-dir", model_dir, "--config", config, "--quarantine",
+        tmp_path / "q.ndjson", JSONLOG,
+    )  # fmt: skip
+    assert_one_line_error(code, err, words)
+    assert not model_dir.exists()
+
+
 def test_model_dir_without_manifest_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
