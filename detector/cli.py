@@ -175,6 +175,14 @@ def _check_files(paths: list[Path]) -> None:
             raise UsageError(f"{path}: no such file")
 
 
+def _check_period(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise UsageError(
+            f"--since {since:%Y-%m-%d %H:%M:%S} UTC is not before --until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC: no event can be in that period"
+        )
+
+
 def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
     text = summary.paragraph()
     if quarantine.total:
@@ -184,6 +192,7 @@ def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, window=args.window)
+    _check_period(args.since, args.until)
     _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     with _progress(len(args.logs) + 2) as step:
@@ -217,6 +226,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, threshold=args.threshold)
+    _check_period(args.since, args.until)
     _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     try:

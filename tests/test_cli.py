@@ -109,6 +109,23 @@ def test_bad_since_is_refused_in_one_line(
     assert_one_line_error(code, err, "--since", "yesterday-ish")
 
 
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_since_not_before_until_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """Swapped dates once read every file and ended 'Scored 0 account-windows', exit 0:
+    an empty result the user could take for a quiet period."""
+    period = ["--since", "2026-11-29", "--until", "2026-11-28T12:00+01:00"]
+    extra = ["--model-dir", tmp_path / "model"] if command == "train" else []
+    code, out, err = cli(
+        capsys, command, "--quarantine", tmp_path / "q.ndjson", *extra, *period, JSONLOG
+    )
+    assert_one_line_error(
+        code, err, "--since 2026-11-29 00:00:00 UTC is not before --until 2026-11-28 11:00:00 UTC"
+    )
+    assert out == ""
+
+
 @pytest.mark.parametrize(
     "toml",
     [
