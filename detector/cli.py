@@ -253,7 +253,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.scores}: no such file")
     try:
         sys.stdout.write(report.alerts_text(args.scores))
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, report.NotScoresError) as exc:
         raise UsageError(f"{args.scores}: not a score output ({str(exc).splitlines()[0]})") from exc
     return EXIT_OK
 

@@ -370,6 +370,21 @@ def test_report_on_a_non_score_file_is_bad_input(
     assert_one_line_error(code, err, str(binary))
 
 
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gz"])
+def test_report_on_an_audit_log_is_bad_input_not_an_empty_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, gzipped: bool
+) -> None:
+    """jsonlog is NDJSON too: `report postgresql.json` once said 'no account-windows in
+    this file', exit 0, as if the log had been scored and nothing found."""
+    log = JSONLOG
+    if gzipped:
+        log = tmp_path / "postgresql.json.gz"
+        log.write_bytes(gzip.compress(JSONLOG.read_bytes()))
+    code, out, err = cli(capsys, "report", log)
+    assert_one_line_error(code, err, f"{log}: not a score output", "flagged")
+    assert out == ""
+
+
 # ---------------------------------------------------------------------------------------
 # A tampered or foreign model is refused before anything is unpickled
 
