@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
 from detector.arguments import utc_time
 from detector.reader import NotALogError
-from detector.rejects import Quarantine
+from detector.rejects import Quarantine, QuarantineError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 # Served when `serve` is given nothing to follow: one of the three identical sample outputs.
@@ -194,6 +194,8 @@ def run_train(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, window=args.window)
     _check_period(args.since, args.until)
     _check_files(args.logs)
+    if args.model_dir.exists() and not args.model_dir.is_dir():  # found before, not after, training
+        raise UsageError(f"--model-dir {args.model_dir}: exists and is not a directory")
     quarantine = Quarantine(args.quarantine)
     with _progress(len(args.logs) + 2) as step:
         try:  # PostgreSQL logs streamed: memory follows the account-windows
@@ -305,6 +307,26 @@ def run_serve(args: argparse.Namespace) -> int:
     return server.run(conf, conf.model_dir or DEFAULT_MODEL)
 
 
+# A path the user gave that cannot be used as asked (--out a directory, --model-dir a
+# file, no permission): bad input. Other OS errors (a full disk) stay internal.
+_BAD_PATH = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _path_error(exc: OSError) -> str:
+    """``path: what is wrong``, for an error of :data:`_BAD_PATH`."""
+    if exc.filename is None:  # raised by trovewatch with its own message
+        return str(exc)
+    # mkdir(exist_ok=True) on a file: "File exists" would read as no error at all
+    wrong = "exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+    return f"{exc.filename}: {wrong}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -325,11 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         formats.MappingError,
         settings.ConfigError,
         model.ModelError,
-        FileNotFoundError,
+        QuarantineError,
     ) as exc:
         if args.debug:
             raise
         print(f"trovewatch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _BAD_PATH as exc:
+        if args.debug:
+            raise
+        print(f"trovewatch: error: {_path_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValidationError as exc:
         if args.debug:

@@ -219,6 +219,46 @@ def test_truncated_gzip_is_bad_input_not_an_internal_error(
     assert_one_line_error(code, err, str(cut))
 
 
+def test_unusable_output_paths_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An output path that is a directory, or a directory path that is a file, is the
+    user's to fix: it was an internal error (IsADirectoryError, FileExistsError, exit 1),
+    after training for `train`."""
+    a_dir, a_file = tmp_path / "a-dir", tmp_path / "a-file"
+    a_dir.mkdir()
+    a_file.write_text("x\n")
+    code, _, err = cli(capsys, *score_args(tmp_path, "--out", a_dir, JSONLOG))
+    assert_one_line_error(code, err, f"{a_dir}: Is a directory")
+    code, _, err = cli(capsys, "train", "--model-dir", a_file, JSONLOG)
+    assert_one_line_error(code, err, f"--model-dir {a_file}: exists and is not a directory")
+    code, _, err = cli(capsys, *score_args(tmp_path, "--out", a_file / "scores.ndjson", JSONLOG))
+    assert_one_line_error(code, err, f"{a_file / 'scores.ndjson'}: Not a directory")
+
+
+def test_a_quarantine_path_that_cannot_be_written_is_named_not_the_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The log was once blamed: 'postgresql.json: cannot be read to its end (Is a
+    directory: ...)' for a --quarantine that named a directory."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(JSONLOG.read_bytes() + b"{not json\n")
+    quarantine = tmp_path / "quarantine"
+    quarantine.mkdir()
+    code, _, err = cli(capsys, "score", "--quarantine", quarantine, log)
+    line = assert_one_line_error(code, err, f"quarantine file {quarantine}: cannot be written")
+    assert "cannot be read" not in line
+
+
+def test_serve_refuses_a_state_dir_that_is_a_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory\n")
+    code = main(["serve", "--state-dir", str(state), "--port", "0"])
+    assert_one_line_error(code, capsys.readouterr().err, str(state), "Not a directory")
+
+
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     binary = tmp_path / "image.bin"
     binary.write_bytes(b"\x00\x01\x02" * 100)
