@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="trovewatch",
         description="Flag bulk data exfiltration in database audit logs, per account.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    debug_help = "show tracebacks on errors"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -143,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="write a simulated organisation's pgAudit log with labelled incidents"
     )
     simulate.add_arguments(simulation)
+    for command in sub.choices.values():  # `trovewatch score --debug ...` works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
     return parser
 
 

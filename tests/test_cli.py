@@ -266,6 +266,27 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path:
         main(["--debug", *map(str, score_args(tmp_path, binary))])
 
 
+@pytest.mark.parametrize("command", ["train", "score", "serve", "retrain", "evaluate", "report"])
+def test_debug_after_the_command_works_as_the_readme_lists_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """The README lists --debug among the common options; `trovewatch score --debug` was
+    'unrecognized arguments: --debug'."""
+    args = {
+        "train": ["--model-dir", tmp_path / "m", tmp_path / "no.log"],
+        "score": [tmp_path / "no.log"],
+        "serve": ["--model-dir", tmp_path / "no-model", "--state-dir", tmp_path / "s"],
+        "retrain": ["--model-dir", tmp_path / "m", "--state-dir", tmp_path, tmp_path / "no.log"],
+        "evaluate": ["--labels", tmp_path / "no.csv", "--scores", tmp_path / "s.ndjson"],
+        "report": [tmp_path / "no.ndjson"],
+    }[command]
+    with pytest.raises(Exception) as raised:  # the traceback, not a one-line error
+        main([command, "--debug", *map(str, args)])
+    assert not isinstance(raised.value, SystemExit), capsys.readouterr().err
+    code, _, err = cli(capsys, command, *args)  # without it: one line
+    assert_one_line_error(code, err)
+
+
 # ---------------------------------------------------------------------------------------
 # score: the NDJSON output, the summary, gzip, the quarantine
 

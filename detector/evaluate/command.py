@@ -34,7 +34,7 @@ PROG = "trovewatch"  # errors read as the rest of the command line's: "trovewatc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``evaluate`` subcommand's arguments (no ``--debug``: the main parser has it)."""
+    """The ``evaluate`` subcommand's arguments (no ``--debug``: its parser's maker adds it)."""
     parser.add_argument("logs", nargs="*", type=Path, metavar="LOG", help="audit logs (.gz too)")
     parser.add_argument(
         "--labels", type=Path, required=True, metavar="FILE",
