@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
-from detector.arguments import utc_time
+from detector.arguments import log_file_problem, utc_time
 from detector.reader import NotALogError
 from detector.rejects import Quarantine, QuarantineError
 
@@ -176,8 +176,8 @@ def _progress(steps: int) -> Iterator[Callable[[str], None]]:
 
 def _check_files(paths: list[Path]) -> None:
     for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+        if problem := log_file_problem(path):
+            raise UsageError(problem)
 
 
 def _check_period(since: datetime | None, until: datetime | None) -> None:
@@ -269,9 +269,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from detector.live.retraining import Retrainer, resume
     from detector.live.store import DB_FILE, SqliteStore, StoreError
 
-    for path in args.logs:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+    _check_files(args.logs)
     if not (args.state_dir / DB_FILE).is_file():
         raise UsageError(f"{args.state_dir}: no serve state here ({DB_FILE})")
     conf = settings.load(

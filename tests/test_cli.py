@@ -102,6 +102,26 @@ def test_missing_file_is_refused_in_one_line(
     assert_one_line_error(code, err, str(missing))
 
 
+@pytest.mark.parametrize("command", ["train", "score", "retrain", "evaluate"])
+def test_a_log_directory_is_refused_as_a_directory_not_as_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """`trovewatch score /var/log/postgresql` said 'no such file' of a directory that is
+    plainly there."""
+    logs = tmp_path / "postgresql"
+    logs.mkdir()
+    (logs / "postgresql.json").write_bytes(JSONLOG.read_bytes())
+    extra: dict[str, list[str | Path]] = {
+        "train": ["--model-dir", tmp_path / "m"],
+        "score": [],
+        "retrain": ["--model-dir", BUNDLED_MODEL, "--state-dir", tmp_path],
+        "evaluate": ["--labels", tmp_path / "l.csv", "--model-dir", BUNDLED_MODEL,
+                     "--train-until", "2026-11-28"],
+    }  # fmt: skip
+    code, _, err = cli(capsys, command, *extra[command], logs)
+    assert_one_line_error(code, err, f"{logs}: a directory; name the log files in it")
+
+
 def test_bad_since_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
