@@ -30,6 +30,8 @@ from pydantic_settings import (
 
 from detector.features import Horizons, duration, span
 
+SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
+
 
 class ConfigError(ValueError):
     """The settings file is missing, unreadable or not TOML."""
@@ -197,6 +199,23 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: str) -> str:
         duration(value)
+        return value
+
+    @field_validator("severity_bands")
+    @classmethod
+    def _bands(cls, value: dict[str, float]) -> dict[str, float]:
+        # Severity is a metric label and an API filter from a fixed set; bands out of
+        # order would call a higher score a lower severity.
+        unknown = sorted(set(value) - set(SEVERITY_BANDS))
+        if unknown:
+            raise ValueError(
+                f"unknown severity {', '.join(unknown)}: use {', '.join(SEVERITY_BANDS)}"
+            )
+        if not value:
+            raise ValueError("give at least one of low, medium, high")
+        lows = [value[name] for name in SEVERITY_BANDS if name in value]
+        if any(not 0 <= low <= 1 for low in lows) or lows != sorted(lows):
+            raise ValueError("scores must be within 0..1 and rise from low to medium to high")
         return value
 
     @field_validator("horizons")

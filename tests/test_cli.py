@@ -217,6 +217,28 @@ def test_windows_and_horizons_that_cannot_be_trained_are_refused_in_one_line(
     assert not model_dir.exists()
 
 
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        # "extreme" windows were written, which no API filter, report rank or alert rule knows
+        ("[severity_bands]\nextreme = 0.9\n", "unknown severity extreme"),
+        # a 0.8 window was "low", a 0.6 one "medium"
+        ("[severity_bands]\nlow = 0.9\nmedium = 0.7\n", "rise from low to medium to high"),
+        ("[severity_bands]\nlow = 2\n", "within 0..1"),
+        ("severity_bands = {}\n", "at least one"),  # was an internal error (IndexError)
+    ],
+    ids=["unknown-name", "out-of-order", "above-1", "empty"],
+)
+def test_severity_bands_that_would_misname_alerts_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, toml: str, words: str
+) -> None:
+    config = tmp_path / "trovewatch.toml"
+    config.write_text(toml)
+    code, out, err = cli(capsys, *score_args(tmp_path, "--config", config, JSONLOG))
+    assert_one_line_error(code, err, "setting severity_bands", words)
+    assert out == ""
+
+
 def test_model_dir_without_manifest_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
