@@ -116,7 +116,7 @@ class Retrainer:
             allowed = self.store.training_windows(since, until)
             period, _ = pipeline.read_period(
                 paths,
-                self.settings.horizon_spec.base,
+                parent.horizons.base,  # the parent's window, not the settings' (see retrain)
                 format_name=fmt,
                 log_line_prefix=prefix,
                 since=since,
