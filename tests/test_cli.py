@@ -693,3 +693,16 @@ def test_every_commands_help_is_printed(capsys: pytest.CaptureFixture[str], comm
     assert code == 0, err
     assert out.startswith(f"usage: trovewatch {command}")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--seed", "--incidents", "--warmup-days"])
+def test_simulate_refuses_a_negative_count_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str
+) -> None:
+    """`simulate --seed -1` was an internal error (numpy: expected non-negative integer)."""
+    out = tmp_path / "sim"
+    code, _, err = cli(
+        capsys, "simulate", "--out", out, "--accounts", "10", "--days", "1", option, "-1"
+    )
+    assert_one_line_error(code, err, f"argument {option}: not a whole number >= 0: '-1'")
+    assert not out.exists()
