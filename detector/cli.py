@@ -284,10 +284,10 @@ def run_retrain(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
     retrainer = Retrainer(conf, store, lambda: args.logs)
-    published = retrainer.run(parent, args.until or datetime.now(UTC))
-    store.close()
-    if published is None:
-        raise UsageError(f"retraining failed: {retrainer.last_error}")
+    try:  # errors reach main(): one line, exit 2 for bad input, 1 for a bug, --debug
+        published = retrainer.publish(parent, args.until or datetime.now(UTC))
+    finally:
+        store.close()
     print(f"Retrained {parent.manifest.name}; published {published}.", file=sys.stderr)
     return EXIT_OK
 

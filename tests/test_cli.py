@@ -21,6 +21,7 @@ import joblib
 import pytest
 
 from detector.cli import main
+from detector.live.store import SqliteStore
 from detector.reader import NotALogError
 from tests.conftest import REFERENCE_PG
 
@@ -591,10 +592,15 @@ def processes(
     binary = tmp / "image.bin"
     binary.write_bytes(bytes(range(256)) * 16)
     script = Path(sys.executable).parent / "trovewatch"
+    SqliteStore(tmp / "state").close()  # serve's state, with no window to learn from
+    fresh = tmp / "postgresql.json"  # written now: within the period retrained on
+    fresh.write_bytes(JSONLOG.read_bytes())
     commands = {
         "module-score": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q1"), str(JSONLOG)],
         "script-score": [str(script), "score", "--quarantine", str(tmp / "q2"), str(JSONLOG)],
         "module-binary": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q3"), str(binary)],
+        "module-retrain": [sys.executable, "-m", "detector", "retrain", "--model-dir", str(BUNDLED_MODEL),
+                           "--state-dir", str(tmp / "state"), str(fresh)],
     }  # fmt: skip
     running = {
         name: subprocess.Popen(
@@ -625,6 +631,15 @@ def test_errors_from_a_real_process_are_one_line_and_exit_2(
     proc = processes["module-binary"]
     assert_one_line_error(proc.returncode, proc.stderr, "binary")
     assert proc.stdout == ""
+
+
+def test_a_failed_retraining_is_one_line_and_exit_2(
+    processes: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    """It was said twice: a logged warning ('retraining failed; the model in use stays:
+    ...') and then the error."""
+    proc = processes["module-retrain"]
+    assert_one_line_error(proc.returncode, proc.stderr, "no account-window of the period")
 
 
 @pytest.mark.parametrize(
