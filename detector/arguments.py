@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def utc_time(text: str) -> datetime:
@@ -13,3 +14,12 @@ def utc_time(text: str) -> datetime:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def log_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a log file, in one sentence; None if it can be."""
+    if path.is_dir():  # a log directory given for its files: the shell's glob was missed
+        return f"{path}: a directory; name the log files in it (e.g. {path}/*)"
+    if not path.is_file():
+        return f"{path}: no such file"
+    return None

@@ -17,9 +17,9 @@ import polars as pl
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
-from detector.arguments import utc_time
+from detector.arguments import log_file_problem, utc_time
 from detector.reader import NotALogError
-from detector.rejects import Quarantine
+from detector.rejects import Quarantine, QuarantineError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 # Served when `serve` is given nothing to follow: one of the three identical sample outputs.
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="trovewatch",
         description="Flag bulk data exfiltration in database audit logs, per account.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    debug_help = "show tracebacks on errors"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -143,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="write a simulated organisation's pgAudit log with labelled incidents"
     )
     simulate.add_arguments(simulation)
+    for command in sub.choices.values():  # `trovewatch score --debug ...` works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
     return parser
 
 
@@ -171,8 +176,16 @@ def _progress(steps: int) -> Iterator[Callable[[str], None]]:
 
 def _check_files(paths: list[Path]) -> None:
     for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+        if problem := log_file_problem(path):
+            raise UsageError(problem)
+
+
+def _check_period(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise UsageError(
+            f"--since {since:%Y-%m-%d %H:%M:%S} UTC is not before --until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC: no event can be in that period"
+        )
 
 
 def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
@@ -184,7 +197,10 @@ def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, window=args.window)
+    _check_period(args.since, args.until)
     _check_files(args.logs)
+    if args.model_dir.exists() and not args.model_dir.is_dir():  # found before, not after, training
+        raise UsageError(f"--model-dir {args.model_dir}: exists and is not a directory")
     quarantine = Quarantine(args.quarantine)
     with _progress(len(args.logs) + 2) as step:
         try:  # PostgreSQL logs streamed: memory follows the account-windows
@@ -217,6 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     conf = settings.load(args.config, threshold=args.threshold)
+    _check_period(args.since, args.until)
     _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     try:
@@ -243,7 +260,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.scores}: no such file")
     try:
         sys.stdout.write(report.alerts_text(args.scores))
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, report.NotScoresError) as exc:
         raise UsageError(f"{args.scores}: not a score output ({str(exc).splitlines()[0]})") from exc
     return EXIT_OK
 
@@ -252,9 +269,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from detector.live.retraining import Retrainer, resume
     from detector.live.store import DB_FILE, SqliteStore, StoreError
 
-    for path in args.logs:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+    _check_files(args.logs)
     if not (args.state_dir / DB_FILE).is_file():
         raise UsageError(f"{args.state_dir}: no serve state here ({DB_FILE})")
     conf = settings.load(
@@ -269,10 +284,10 @@ def run_retrain(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
     retrainer = Retrainer(conf, store, lambda: args.logs)
-    published = retrainer.run(parent, args.until or datetime.now(UTC))
-    store.close()
-    if published is None:
-        raise UsageError(f"retraining failed: {retrainer.last_error}")
+    try:  # errors reach main(): one line, exit 2 for bad input, 1 for a bug, --debug
+        published = retrainer.publish(parent, args.until or datetime.now(UTC))
+    finally:
+        store.close()
     print(f"Retrained {parent.manifest.name}; published {published}.", file=sys.stderr)
     return EXIT_OK
 
@@ -295,6 +310,26 @@ def run_serve(args: argparse.Namespace) -> int:
     return server.run(conf, conf.model_dir or DEFAULT_MODEL)
 
 
+# A path the user gave that cannot be used as asked (--out a directory, --model-dir a
+# file, no permission): bad input. Other OS errors (a full disk) stay internal.
+_BAD_PATH = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _path_error(exc: OSError) -> str:
+    """``path: what is wrong``, for an error of :data:`_BAD_PATH`."""
+    if exc.filename is None:  # raised by trovewatch with its own message
+        return str(exc)
+    # mkdir(exist_ok=True) on a file: "File exists" would read as no error at all
+    wrong = "exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+    return f"{exc.filename}: {wrong}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -313,19 +348,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         UsageError,
         NotALogError,
         formats.MappingError,
+        settings.ConfigError,
         model.ModelError,
-        FileNotFoundError,
+        QuarantineError,
     ) as exc:
         if args.debug:
             raise
         print(f"trovewatch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _BAD_PATH as exc:
+        if args.debug:
+            raise
+        print(f"trovewatch: error: {_path_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValidationError as exc:
         if args.debug:
             raise
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        print(f"trovewatch: error: setting {where}: {first['msg']}", file=sys.stderr)
+        label = f"setting {where}" if where else "settings"  # a rule across settings has no loc
+        message = first["msg"].removeprefix("Value error, ")
+        print(f"trovewatch: error: {label}: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -25,7 +25,7 @@ from detector import schema as S
 from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.reader import NotALogError, read_chunks
-from detector.rejects import Quarantine
+from detector.rejects import Quarantine, QuarantineError
 
 
 @dataclass
@@ -90,6 +90,8 @@ def read_events(
             events, name = _read_file(
                 path, format_name, mapping, log_line_prefix, quarantine, summary
             )
+        except QuarantineError:
+            raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         parsed_events = events.height
@@ -232,6 +234,8 @@ def event_batches(
                 quarantine.add(str(path), parsed.rejects)
                 for ready in statements.add(parsed.events):
                     yield _keep(ready, since, until, summary, fmt.name)
+        except QuarantineError:
+            raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         for ready in statements.close():

@@ -65,6 +65,10 @@ def with_raw_lines(found: pl.DataFrame, lines: Callable[[], pl.DataFrame]) -> pl
     )
 
 
+class QuarantineError(OSError):
+    """The quarantine file cannot be written: the user's path, not the log being read."""
+
+
 class Quarantine:
     """Counts rejected lines by reason and writes them to ``path`` (NDJSON) if given."""
 
@@ -80,15 +84,20 @@ class Quarantine:
             self.counts[reason] += n
         if self.path is None:
             return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")
-        frame.select(
-            pl.lit(source).alias("file"),
-            pl.col("line_no").alias("line"),
-            "reason",
-            pl.col("line").str.slice(0, 10_000).alias("raw"),
-        ).write_ndjson(self._fh)
+        try:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("ab")
+            frame.select(
+                pl.lit(source).alias("file"),
+                pl.col("line_no").alias("line"),
+                "reason",
+                pl.col("line").str.slice(0, 10_000).alias("raw"),
+            ).write_ndjson(self._fh)
+        except OSError as exc:
+            raise QuarantineError(
+                f"quarantine file {self.path}: cannot be written ({exc})"
+            ) from exc
 
     @property
     def total(self) -> int:

@@ -122,6 +122,17 @@ def vouched_for(allowed: pl.DataFrame, columns: list[str]) -> pl.DataFrame | Non
     )
 
 
+def parents_windows(settings: Settings, parent: model.TrainedModel) -> Settings:
+    """``settings`` with the window and horizons ``parent`` was trained with.
+
+    A successor is scored by the same engine and state as its parent; the settings'
+    window is for ``train`` (a model trained with ``--window 10m`` keeps 10 minutes).
+    """
+    return settings.model_copy(
+        update={"window": parent.horizons.base, "horizons": list(parent.horizons.longer)}
+    )
+
+
 def retrain(
     period: pipeline.Period,
     allowed: pl.DataFrame,
@@ -130,7 +141,9 @@ def retrain(
     name: str,
 ) -> model.TrainedModel:
     """Train a successor of ``parent`` on ``period`` (a sliding period of logs), learning
-    only from the allowed windows and no faster than the guardrail allows."""
+    only from the allowed windows and no faster than the guardrail allows, with the
+    parent's window and horizons."""
+    settings = parents_windows(settings, parent)
     chosen, unjudged_high = learnable(period, allowed, settings.threshold)
     if chosen.partials.is_empty():
         raise model.ModelError("retraining: no account-window of the period may be learned from")

@@ -15,10 +15,12 @@ Environment: ``TROVEWATCH_THRESHOLD=0.7``, ``TROVEWATCH_ROLES='{"backup": "batch
 
 from __future__ import annotations
 
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +28,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detector.features import Horizons, duration
+from detector.features import Horizons, duration, span
+
+SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
+
+
+class ConfigError(ValueError):
+    """The settings file is missing, unreadable or not TOML."""
 
 
 class Settings(BaseSettings):
@@ -35,6 +43,7 @@ class Settings(BaseSettings):
     window: str = Field("5m", description="Base window: account activity is scored per window.")
     horizons: list[str] = Field(
         default_factory=lambda: ["1h", "1d", "3d"],
+        min_length=1,
         description="Longer trailing horizons summed for slow pulls and drips.",
     )
     threshold: float = Field(
@@ -192,12 +201,47 @@ class Settings(BaseSettings):
         duration(value)
         return value
 
+    @field_validator("severity_bands")
+    @classmethod
+    def _bands(cls, value: dict[str, float]) -> dict[str, float]:
+        # Severity is a metric label and an API filter from a fixed set; bands out of
+        # order would call a higher score a lower severity.
+        unknown = sorted(set(value) - set(SEVERITY_BANDS))
+        if unknown:
+            raise ValueError(
+                f"unknown severity {', '.join(unknown)}: use {', '.join(SEVERITY_BANDS)}"
+            )
+        if not value:
+            raise ValueError("give at least one of low, medium, high")
+        lows = [value[name] for name in SEVERITY_BANDS if name in value]
+        if any(not 0 <= low <= 1 for low in lows) or lows != sorted(lows):
+            raise ValueError("scores must be within 0..1 and rise from low to medium to high")
+        return value
+
     @field_validator("horizons")
     @classmethod
     def _durations(cls, value: list[str]) -> list[str]:
         for item in value:
             duration(item)
         return value
+
+    @model_validator(mode="after")
+    def _horizons_longer_than_the_window(self) -> Settings:
+        # Each horizon is a trailing sum of base windows with a column of its own: a zero
+        # window or a horizon no longer than the window (or another horizon) means nothing.
+        window = span(self.window)
+        if window <= timedelta(0):
+            raise ValueError(f"window {self.window!r} must be longer than 0")
+        seen: dict[timedelta, str] = {}
+        for horizon in self.horizons:
+            if span(horizon) <= window:
+                raise ValueError(
+                    f"horizon {horizon!r} must be longer than the window ({self.window})"
+                )
+            if span(horizon) in seen:
+                raise ValueError(f"horizons {seen[span(horizon)]!r} and {horizon!r} are the same")
+            seen[span(horizon)] = horizon
+        return self
 
     @property
     def horizon_spec(self) -> Horizons:
@@ -220,8 +264,12 @@ def load(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config`` (TOML) and the environment; explicit overrides win."""
     if config is None:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    if not config.is_file():
-        raise FileNotFoundError(f"config file {config} does not exist")
+    try:  # read here too, so that a bad file is named in one line, not a parser traceback
+        tomllib.loads(config.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config file {config}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config}: not TOML ({exc})") from exc
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "toml_file": config})

@@ -21,6 +21,7 @@ import joblib
 import pytest
 
 from detector.cli import main
+from detector.live.store import SqliteStore
 from detector.reader import NotALogError
 from tests.conftest import REFERENCE_PG
 
@@ -102,11 +103,48 @@ def test_missing_file_is_refused_in_one_line(
     assert_one_line_error(code, err, str(missing))
 
 
+@pytest.mark.parametrize("command", ["train", "score", "retrain", "evaluate"])
+def test_a_log_directory_is_refused_as_a_directory_not_as_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """`trovewatch score /var/log/postgresql` said 'no such file' of a directory that is
+    plainly there."""
+    logs = tmp_path / "postgresql"
+    logs.mkdir()
+    (logs / "postgresql.json").write_bytes(JSONLOG.read_bytes())
+    extra: dict[str, list[str | Path]] = {
+        "train": ["--model-dir", tmp_path / "m"],
+        "score": [],
+        "retrain": ["--model-dir", BUNDLED_MODEL, "--state-dir", tmp_path],
+        "evaluate": ["--labels", tmp_path / "l.csv", "--model-dir", BUNDLED_MODEL,
+                     "--train-until", "2026-11-28"],
+    }  # fmt: skip
+    code, _, err = cli(capsys, command, *extra[command], logs)
+    assert_one_line_error(code, err, f"{logs}: a directory; name the log files in it")
+
+
 def test_bad_since_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, _, err = cli(capsys, *score_args(tmp_path, "--since", "yesterday-ish", JSONLOG))
     assert_one_line_error(code, err, "--since", "yesterday-ish")
+
+
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_since_not_before_until_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """Swapped dates once read every file and ended 'Scored 0 account-windows', exit 0:
+    an empty result the user could take for a quiet period."""
+    period = ["--since", "2026-11-29", "--until", "2026-11-28T12:00+01:00"]
+    extra = ["--model-dir", tmp_path / "model"] if command == "train" else []
+    code, out, err = cli(
+        capsys, command, "--quarantine", tmp_path / "q.ndjson", *extra, *period, JSONLOG
+    )
+    assert_one_line_error(
+        code, err, "--since 2026-11-29 00:00:00 UTC is not before --until 2026-11-28 11:00:00 UTC"
+    )
+    assert out == ""
 
 
 @pytest.mark.parametrize(
@@ -125,6 +163,81 @@ def test_bad_mapping_file_is_refused_in_one_line(
     mapping.write_text(toml)
     code, _, err = cli(capsys, *score_args(tmp_path, "--mapping", mapping, JSONLOG))
     assert_one_line_error(code, err, str(mapping))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"threshold = \n", "not TOML"),
+        (b"[roles\nweb = 'x'\n", "not TOML"),
+        (b"\xff\xfe\x00 threshold", "not TOML"),
+        (None, "Is a directory"),
+    ],
+    ids=["no-value", "unclosed-table", "not-utf8", "a-directory"],
+)
+def test_bad_config_file_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None, words: str
+) -> None:
+    """A typo in trovewatch.toml is the DBA's to fix: named in one line, exit 2, not an
+    internal error with a parser's traceback."""
+    config = tmp_path / "trovewatch.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    code, out, err = cli(capsys, *score_args(tmp_path, "--config", config, JSONLOG))
+    assert_one_line_error(code, err, f"config file {config}", words)
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ('window = "0s"\n', "window '0s' must be longer than 0"),
+        # the default horizons hold 1h and 1d: a 1-day window once crashed in Polars
+        ('window = "1d"\n', "horizon '1h' must be longer than the window (1d)"),
+        ('horizons = ["1m"]\n', "horizon '1m' must be longer than the window (5m)"),
+        ('horizons = ["1h", "60m"]\n', "horizons '1h' and '60m' are the same"),
+        ("horizons = []\n", "horizons"),
+    ],
+    ids=["zero-window", "window-as-long-as-a-horizon", "short-horizon", "same-horizon", "none"],
+)
+def test_windows_and_horizons_that_cannot_be_trained_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, toml: str, words: str
+) -> None:
+    """`train` once wrote a model of "account-windows of 0s", or ended in an internal error
+    (a duplicate column, an index error), for these settings."""
+    config = tmp_path / "trovewatch.toml"
+    config.write_text(toml)
+    model_dir = tmp_path / "model"
+    code, _, err = cli(
+        capsys, "train", "--model-dir", model_dir, "--config", config, "--quarantine",
+        tmp_path / "q.ndjson", JSONLOG,
+    )  # fmt: skip
+    assert_one_line_error(code, err, words)
+    assert not model_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        # "extreme" windows were written, which no API filter, report rank or alert rule knows
+        ("[severity_bands]\nextreme = 0.9\n", "unknown severity extreme"),
+        # a 0.8 window was "low", a 0.6 one "medium"
+        ("[severity_bands]\nlow = 0.9\nmedium = 0.7\n", "rise from low to medium to high"),
+        ("[severity_bands]\nlow = 2\n", "within 0..1"),
+        ("severity_bands = {}\n", "at least one"),  # was an internal error (IndexError)
+    ],
+    ids=["unknown-name", "out-of-order", "above-1", "empty"],
+)
+def test_severity_bands_that_would_misname_alerts_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, toml: str, words: str
+) -> None:
+    config = tmp_path / "trovewatch.toml"
+    config.write_text(toml)
+    code, out, err = cli(capsys, *score_args(tmp_path, "--config", config, JSONLOG))
+    assert_one_line_error(code, err, "setting severity_bands", words)
+    assert out == ""
 
 
 def test_model_dir_without_manifest_is_refused_in_one_line(
@@ -149,11 +262,72 @@ def test_truncated_gzip_is_bad_input_not_an_internal_error(
     assert_one_line_error(code, err, str(cut))
 
 
+def test_unusable_output_paths_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An output path that is a directory, or a directory path that is a file, is the
+    user's to fix: it was an internal error (IsADirectoryError, FileExistsError, exit 1),
+    after training for `train`."""
+    a_dir, a_file = tmp_path / "a-dir", tmp_path / "a-file"
+    a_dir.mkdir()
+    a_file.write_text("x\n")
+    code, _, err = cli(capsys, *score_args(tmp_path, "--out", a_dir, JSONLOG))
+    assert_one_line_error(code, err, f"{a_dir}: Is a directory")
+    code, _, err = cli(capsys, "train", "--model-dir", a_file, JSONLOG)
+    assert_one_line_error(code, err, f"--model-dir {a_file}: exists and is not a directory")
+    code, _, err = cli(capsys, *score_args(tmp_path, "--out", a_file / "scores.ndjson", JSONLOG))
+    assert_one_line_error(code, err, f"{a_file / 'scores.ndjson'}: Not a directory")
+
+
+def test_a_quarantine_path_that_cannot_be_written_is_named_not_the_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The log was once blamed: 'postgresql.json: cannot be read to its end (Is a
+    directory: ...)' for a --quarantine that named a directory."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(JSONLOG.read_bytes() + b"{not json\n")
+    quarantine = tmp_path / "quarantine"
+    quarantine.mkdir()
+    code, _, err = cli(capsys, "score", "--quarantine", quarantine, log)
+    line = assert_one_line_error(code, err, f"quarantine file {quarantine}: cannot be written")
+    assert "cannot be read" not in line
+
+
+def test_serve_refuses_a_state_dir_that_is_a_file_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory\n")
+    code = main(["serve", "--state-dir", str(state), "--port", "0"])
+    assert_one_line_error(code, capsys.readouterr().err, str(state), "Not a directory")
+
+
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     binary = tmp_path / "image.bin"
     binary.write_bytes(b"\x00\x01\x02" * 100)
     with pytest.raises(NotALogError):
         main(["--debug", *map(str, score_args(tmp_path, binary))])
+
+
+@pytest.mark.parametrize("command", ["train", "score", "serve", "retrain", "evaluate", "report"])
+def test_debug_after_the_command_works_as_the_readme_lists_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """The README lists --debug among the common options; `trovewatch score --debug` was
+    'unrecognized arguments: --debug'."""
+    args = {
+        "train": ["--model-dir", tmp_path / "m", tmp_path / "no.log"],
+        "score": [tmp_path / "no.log"],
+        "serve": ["--model-dir", tmp_path / "no-model", "--state-dir", tmp_path / "s"],
+        "retrain": ["--model-dir", tmp_path / "m", "--state-dir", tmp_path, tmp_path / "no.log"],
+        "evaluate": ["--labels", tmp_path / "no.csv", "--scores", tmp_path / "s.ndjson"],
+        "report": [tmp_path / "no.ndjson"],
+    }[command]
+    with pytest.raises(Exception) as raised:  # the traceback, not a one-line error
+        main([command, "--debug", *map(str, args)])
+    assert not isinstance(raised.value, SystemExit), capsys.readouterr().err
+    code, _, err = cli(capsys, command, *args)  # without it: one line
+    assert_one_line_error(code, err)
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,6 +474,21 @@ def test_report_on_a_non_score_file_is_bad_input(
     assert_one_line_error(code, err, str(binary))
 
 
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gz"])
+def test_report_on_an_audit_log_is_bad_input_not_an_empty_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, gzipped: bool
+) -> None:
+    """jsonlog is NDJSON too: `report postgresql.json` once said 'no account-windows in
+    this file', exit 0, as if the log had been scored and nothing found."""
+    log = JSONLOG
+    if gzipped:
+        log = tmp_path / "postgresql.json.gz"
+        log.write_bytes(gzip.compress(JSONLOG.read_bytes()))
+    code, out, err = cli(capsys, "report", log)
+    assert_one_line_error(code, err, f"{log}: not a score output", "flagged")
+    assert out == ""
+
+
 # ---------------------------------------------------------------------------------------
 # A tampered or foreign model is refused before anything is unpickled
 
@@ -403,10 +592,15 @@ def processes(
     binary = tmp / "image.bin"
     binary.write_bytes(bytes(range(256)) * 16)
     script = Path(sys.executable).parent / "trovewatch"
+    SqliteStore(tmp / "state").close()  # serve's state, with no window to learn from
+    fresh = tmp / "postgresql.json"  # written now: within the period retrained on
+    fresh.write_bytes(JSONLOG.read_bytes())
     commands = {
         "module-score": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q1"), str(JSONLOG)],
         "script-score": [str(script), "score", "--quarantine", str(tmp / "q2"), str(JSONLOG)],
         "module-binary": [sys.executable, "-m", "detector", "score", "--quarantine", str(tmp / "q3"), str(binary)],
+        "module-retrain": [sys.executable, "-m", "detector", "retrain", "--model-dir", str(BUNDLED_MODEL),
+                           "--state-dir", str(tmp / "state"), str(fresh)],
     }  # fmt: skip
     running = {
         name: subprocess.Popen(
@@ -437,6 +631,15 @@ def test_errors_from_a_real_process_are_one_line_and_exit_2(
     proc = processes["module-binary"]
     assert_one_line_error(proc.returncode, proc.stderr, "binary")
     assert proc.stdout == ""
+
+
+def test_a_failed_retraining_is_one_line_and_exit_2(
+    processes: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    """It was said twice: a logged warning ('retraining failed; the model in use stays:
+    ...') and then the error."""
+    proc = processes["module-retrain"]
+    assert_one_line_error(proc.returncode, proc.stderr, "no account-window of the period")
 
 
 @pytest.mark.parametrize(
@@ -505,3 +708,16 @@ def test_every_commands_help_is_printed(capsys: pytest.CaptureFixture[str], comm
     assert code == 0, err
     assert out.startswith(f"usage: trovewatch {command}")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--seed", "--incidents", "--warmup-days"])
+def test_simulate_refuses_a_negative_count_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str
+) -> None:
+    """`simulate --seed -1` was an internal error (numpy: expected non-negative integer)."""
+    out = tmp_path / "sim"
+    code, _, err = cli(
+        capsys, "simulate", "--out", out, "--accounts", "10", "--days", "1", option, "-1"
+    )
+    assert_one_line_error(code, err, f"argument {option}: not a whole number >= 0: '-1'")
+    assert not out.exists()

@@ -262,3 +262,34 @@ def test_an_analysts_false_positive_is_learned_at_once_an_unjudged_jump_is_not()
     largest_jump = int(jumped["features"].struct.field("rows_read_5m").max())  # type: ignore[arg-type]
     assert learned(judged_fp) >= largest_jump
     assert learned(unjudged) < largest_jump
+
+
+def test_a_model_trained_with_another_window_is_retrained_with_that_window(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train --window 10m`, then `retrain` (or serve's daily retraining): retraining
+    used the settings' 5m window, so it failed every time (unable to find column
+    "rows_read_5m") or, with other horizons in the settings, published a model that serve
+    would not swap in and would start with next time."""
+    from detector.cli import main
+    from detector.live.store import Checkpoint, SqliteStore
+
+    sample = Path(__file__).parents[1] / "sample_logs" / "postgresql.json.gz"
+    model_dir, state = tmp_path / "model", tmp_path / "state"
+    quarantine = str(tmp_path / "q.ndjson")
+    trained = ["train", "--model-dir", str(model_dir), "--window", "10m", "--quarantine",
+               quarantine, "--until", "2026-10-19", str(sample)]  # fmt: skip
+    assert main(trained) == 0, capsys.readouterr().err
+    store = SqliteStore(state, base_window="10m")  # serve's verdicts on the next week
+    events, _ = pipeline.read_events(
+        [sample], since=datetime(2026, 10, 19, tzinfo=UTC), until=datetime(2026, 10, 26, tzinfo=UTC)
+    )
+    store.commit(pipeline.score(events, model.load(model_dir), CONF), Checkpoint({}, {}, 0.0))
+    store.close()
+    successor = ["retrain", "--model-dir", str(model_dir), "--state-dir", str(state),
+                 "--until", "2026-10-26", str(sample)]  # fmt: skip
+    assert main(successor) == 0, capsys.readouterr().err
+    published = retrain.current(state / "models")
+    assert published is not None
+    assert model.load(published).horizons == model.load(model_dir).horizons
+    assert model.load(published).horizons.base == "10m"

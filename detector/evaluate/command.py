@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
-from detector.arguments import utc_time
+from detector.arguments import log_file_problem, utc_time
 from detector.evaluate import evaluation, report
 from detector.evaluate.inputs import EvaluateError, in_period, load_labels, load_scores
 from detector.reader import NotALogError
@@ -34,7 +34,7 @@ PROG = "trovewatch"  # errors read as the rest of the command line's: "trovewatc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``evaluate`` subcommand's arguments (no ``--debug``: the main parser has it)."""
+    """The ``evaluate`` subcommand's arguments (no ``--debug``: its parser's maker adds it)."""
     parser.add_argument("logs", nargs="*", type=Path, metavar="LOG", help="audit logs (.gz too)")
     parser.add_argument(
         "--labels", type=Path, required=True, metavar="FILE",
@@ -88,8 +88,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.since and args.until and args.until <= args.since:
         raise EvaluateError("--until must be after --since")
     for path in args.logs:
-        if not path.is_file():
-            raise EvaluateError(f"{path}: no such file")
+        if problem := log_file_problem(path):
+            raise EvaluateError(problem)
     if args.html is not None and importlib.util.find_spec("matplotlib") is None:
         raise EvaluateError("--html needs matplotlib: uv sync --extra eval")
 

@@ -96,36 +96,10 @@ class Retrainer:
         return True
 
     def run(self, parent: model.TrainedModel, until: datetime) -> Path | None:
-        """One retraining, in the calling thread; the published directory, or None."""
-        since = until - self.period
+        """One retraining, in the calling thread; the published directory, or None (the
+        reason logged and in ``last_error``)."""
         try:
-            # a file last written before the period holds none of its events
-            stats = {p: p.stat() for p in self.paths()}
-            paths = [p for p, st in stats.items() if st.st_mtime >= since.timestamp()]
-            size = sum(stats[p].st_size for p in paths)
-            fmt, prefix = self.settings.format, self.settings.log_line_prefix
-            # PostgreSQL logs are streamed (memory follows the account-windows); the
-            # other formats' records are joined across whole files, read into memory.
-            if size > self.settings.retrain_max_bytes and not ingest.streamable(paths, fmt, prefix):
-                raise model.ModelError(
-                    f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
-                    f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads logs "
-                    "of this format into memory; raise it where there is memory for them "
-                    "(e.g. for `trovewatch retrain` on a larger machine)"
-                )
-            allowed = self.store.training_windows(since, until)
-            period, _ = pipeline.read_period(
-                paths,
-                self.settings.horizon_spec.base,
-                format_name=fmt,
-                log_line_prefix=prefix,
-                since=since,
-                until=until,
-            )
-            name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
-            successor = retrain.retrain(period, allowed, parent, self.settings, name)
-            path = retrain.publish(successor, models_dir(self.settings))
-            self._done = (model.load(path), path)
+            path = self.publish(parent, until)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.outcomes["failed"] += 1
@@ -134,6 +108,39 @@ class Retrainer:
         self.last_error = None
         self.outcomes["published"] += 1
         log.info("retrained model published: %s", path)
+        return path
+
+    def publish(self, parent: model.TrainedModel, until: datetime) -> Path:
+        """One retraining, in the calling thread: the published directory. Raises what
+        went wrong (``trovewatch retrain`` reports it as every command does)."""
+        since = until - self.period
+        # a file last written before the period holds none of its events
+        stats = {p: p.stat() for p in self.paths()}
+        paths = [p for p, st in stats.items() if st.st_mtime >= since.timestamp()]
+        size = sum(stats[p].st_size for p in paths)
+        fmt, prefix = self.settings.format, self.settings.log_line_prefix
+        # PostgreSQL logs are streamed (memory follows the account-windows); the
+        # other formats' records are joined across whole files, read into memory.
+        if size > self.settings.retrain_max_bytes and not ingest.streamable(paths, fmt, prefix):
+            raise model.ModelError(
+                f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
+                f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads logs "
+                "of this format into memory; raise it where there is memory for them "
+                "(e.g. for `trovewatch retrain` on a larger machine)"
+            )
+        allowed = self.store.training_windows(since, until)
+        period, _ = pipeline.read_period(
+            paths,
+            parent.horizons.base,  # the parent's window, not the settings' (see retrain)
+            format_name=fmt,
+            log_line_prefix=prefix,
+            since=since,
+            until=until,
+        )
+        name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
+        successor = retrain.retrain(period, allowed, parent, self.settings, name)
+        path = retrain.publish(successor, models_dir(self.settings))
+        self._done = (model.load(path), path)
         return path
 
     def take(self) -> tuple[model.TrainedModel, Path] | None:

@@ -193,7 +193,8 @@ class Service:
         return generate_latest(self.metrics.registry)
 
     def problems(self) -> list[str]:
-        found = [p for s in self.sources for p in s.problems()]
+        # dict.fromkeys: a glob is two sources (plain files, .gz archives) with one problem
+        found = list(dict.fromkeys(p for s in self.sources for p in s.problems()))
         if self._storage_error is None and not self._probe_ok:
             found.append(f"state directory {self.settings.state_dir} not writable (write probe)")
         if self._storage_error:

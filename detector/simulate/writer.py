@@ -52,6 +52,17 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
+def _count(text: str) -> int:
+    """A whole number, 0 or more (numpy's generator takes no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number >= 0: {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="directory to write the logs and labels to"
@@ -62,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--days", type=int, default=21, help="days of activity (default: %(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=_count, default=1, help="random seed (default: %(default)s)")
     parser.add_argument(
         "--start",
         type=_day,
@@ -71,13 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--warmup-days",
-        type=int,
+        type=_count,
         default=incidents.WARMUP_DAYS,
         help="no incident in the first this many days (default: %(default)s)",
     )
     parser.add_argument(
         "--incidents",
-        type=int,
+        type=_count,
         default=None,
         help="incidents of each kind (default: one per 40 accounts, at least one)",
     )

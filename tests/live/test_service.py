@@ -81,10 +81,11 @@ def test_garbage_push_is_a_400_and_counted_nowhere(running: tuple[Service, TestC
 
 
 def test_readiness_names_a_glob_with_no_files(running: tuple[Service, TestClient]) -> None:
-    _, client = running
+    service, client = running
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert "no file matches" in ready.text
+    # once twice: each glob is followed as plain files and as .gz archives
+    assert ready.json()["problems"] == [f"no file matches {service.follow[0]}"]
 
 
 def test_one_servers_three_outputs_are_read_once(
