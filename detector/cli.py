@@ -252,6 +252,15 @@ def run_score(args: argparse.Namespace) -> int:
     finally:
         quarantine.close()
     _report(summary, quarantine)
+    if not sum(summary.events.values()) and not summary.context and summary.rejected:
+        # Nothing in the logs was understood: a wrong --format or --log-line-prefix,
+        # or not audit logs at all. An empty score output is not a result.
+        print(
+            "trovewatch: error: every line was rejected, none read as an event; "
+            "check --format and --log-line-prefix",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     return EXIT_OK
 
 

@@ -47,7 +47,11 @@ class Settings(BaseSettings):
         description="Longer trailing horizons summed for slow pulls and drips.",
     )
     threshold: float = Field(
-        0.5, ge=0, le=1, description="Calibrated score at which a window is flagged."
+        0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Calibrated score at which a window is flagged.",
     )
     severity_bands: dict[str, float] = Field(
         default_factory=lambda: {"low": 0.5, "medium": 0.7, "high": 0.85},
@@ -118,7 +122,9 @@ class Settings(BaseSettings):
         description="Compare each account not in roles with this many accounts whose read "
         "objects are most like its own, instead of with all accounts (0).",
     )
-    trees: int = Field(200, ge=10, description="Isolation forest size.")
+    # Past a few thousand trees the scores no longer change; training and every
+    # score only take longer (1e8 trees ran on until killed).
+    trees: int = Field(200, ge=10, le=5000, description="Isolation forest size.")
     seed: int = Field(0, description="Random seed for training.")
 
     # ``serve``: the sidecar service.

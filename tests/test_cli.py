@@ -721,3 +721,40 @@ def test_simulate_refuses_a_negative_count_in_one_line(
     )
     assert_one_line_error(code, err, f"argument {option}: not a whole number >= 0: '-1'")
     assert not out.exists()
+
+
+def test_a_log_read_in_the_wrong_format_is_an_error_not_an_empty_result(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A PostgreSQL log forced through the MariaDB parser: every line is quarantined and
+    counted, and the run says nothing was read instead of ending as if all were well."""
+    quarantine = tmp_path / "quarantine.ndjson"
+    code, out, err = cli(
+        capsys, "score", "--quarantine", quarantine, "--format", "mariadb-audit", JSONLOG
+    )
+    assert code == 2, err
+    assert out == ""
+    summary, error = err.strip().splitlines()
+    assert "0 audit events" in summary and "unrecognised" in summary
+    assert error.startswith("trovewatch: error: every line was rejected")
+    assert "--format" in error
+    assert len(quarantine.read_text().splitlines()) == sum(1 for _ in JSONLOG.open())
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--threshold", "nan"], "finite number"),  # said "less than or equal to 1"
+        (["--config", "TREES"], "less than or equal to 5000"),  # 1e8 trees ran on and on
+    ],
+    ids=["threshold-nan", "trees-unbounded"],
+)
+def test_settings_that_make_no_sense_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: list[str], words: str
+) -> None:
+    config = tmp_path / "trovewatch.toml"
+    config.write_text("trees = 100000000\n")
+    args = [config if a == "TREES" else a for a in option]
+    code, out, err = cli(capsys, *score_args(tmp_path, *args, JSONLOG))
+    assert_one_line_error(code, err, words)
+    assert out == ""
