@@ -66,6 +66,7 @@ _AUDIT_FIELDS: Final = [
 _PLAIN_END_WHOLE: Final = r"(,(?:<none>|<not logged>)(?:,\d+)?)$"
 
 DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
+_MILLIS_UTC: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-5][0-9]\.[0-9]{3}$"
 _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
 # Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
 _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
@@ -305,11 +306,16 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
 def _parse_times(ts: pl.Series) -> pl.Series:
     """:func:`parse_time` for a column, with a fast path for the usual all-UTC log."""
     if ts.len() and ts.str.ends_with(" UTC").all():
-        return (
-            ts.str.head(-4)
-            .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
-            .dt.replace_time_zone("UTC")
-        )
+        naive = ts.str.head(-4)
+        # Polars reads a fixed-width format without chrono (a quarter of the time); it
+        # must then find a digit wherever the format has one. Seconds stop at 59, as a
+        # leap second is chrono's to read.
+        fixed = naive.str.contains(_MILLIS_UTC).all()
+        return naive.str.to_datetime(
+            "%Y-%m-%d %H:%M:%S.%3f" if fixed else "%Y-%m-%d %H:%M:%S%.f",
+            time_unit="us",
+            strict=False,
+        ).dt.replace_time_zone("UTC")
     return ts.to_frame("ts").select(parse_time(pl.col("ts")).alias("ts"))["ts"]
 
 
