@@ -290,16 +290,19 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     ``STATEMENT`` text of each ``ERROR`` (the next ``STATEMENT`` record of its process)."""
     conn = pl.col("message").str.starts_with("connection received:")
     derived = pl.col("pid").cast(pl.String) + "." + conn.cum_sum().over("pid").cast(pl.String)
+    if records["session_id"].null_count():
+        records = records.with_columns(pl.coalesce("session_id", derived).alias("session_id"))
     main = ~pl.col("severity").is_in(_FOLLOWERS)
-    records = records.with_columns(
-        pl.coalesce("session_id", derived).alias("session_id"),
-        main.cum_sum().over("pid").alias("_group"),
-    )
+    if not records.select((pl.col("severity") == "STATEMENT").any()).item():
+        # No statement to hand out (no failed statement in the chunk): the window over
+        # (pid, group) would cost more than the rest of this step.
+        return records.with_columns(pl.lit(None, pl.String).alias("statement")).filter(main)
     statement = (
         pl.when(pl.col("severity") == "STATEMENT").then(pl.col("message")).drop_nulls().first()
     )
     return (
-        records.with_columns(statement.over("pid", "_group").alias("statement"))
+        records.with_columns(main.cum_sum().over("pid").alias("_group"))
+        .with_columns(statement.over("pid", "_group").alias("statement"))
         .filter(main)
         .drop("_group")
     )
