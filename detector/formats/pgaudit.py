@@ -293,6 +293,10 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
         .unique([S.SESSION, "_major"], keep="first", maintain_order=True)
         .select(S.SESSION, "_major", pl.col("_ms").alias(S.DURATION_MS))
     )
+    if marks.is_empty():  # durations of statements not audited (``SELECT 1`` pings, say)
+        return statements.drop(S.DURATION_MS, strict=False).with_columns(
+            pl.lit(None, pl.Float64).alias(S.DURATION_MS)
+        )
     first_sub = pl.col(S.STATEMENT_ID).str.ends_with(".1")
     return (
         statements.drop(S.DURATION_MS, strict=False)
