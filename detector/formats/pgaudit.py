@@ -218,11 +218,12 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
     too_long = rejects(records, msg.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS)
-    is_audit = msg.str.starts_with("AUDIT: ")
-    is_duration = msg.str.starts_with("duration: ") & msg.str.contains(
-        "  statement: ", literal=True
+    # The kinds of record, tested once: each test is a pass over the messages.
+    duration = msg.str.starts_with("duration: ") & msg.str.contains("  statement: ", literal=True)
+    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS).with_columns(
+        msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
     )
+    is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
     relevant = (
         is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
     )
