@@ -73,35 +73,97 @@ def prefix_regex(prefix: str) -> str:
     out: list[str] = []
     optional_from: int | None = None
     seen: set[str] = set()
-    i = 0
-    while i < len(prefix):
-        ch = prefix[i]
-        if ch != "%":
-            out.append(re.escape(ch))
-            i += 1
-            continue
-        m = re.match(r"%-?\d*(.)", prefix[i:])
-        if m is None:
-            raise ValueError(f"log_line_prefix ends with a lone '%': {prefix!r}")
-        esc = m.group(1)
-        i += m.end()
-        if esc == "%":
+    for token in _tokens(prefix):
+        esc = token[-1] if token.startswith("%") else None
+        if esc is None:
+            out.append(re.escape(token))
+        elif esc == "%":
             out.append("%")
         elif esc == "q":
             optional_from = len(out)
         elif esc in ESCAPES:
-            pattern = ESCAPES[esc]
-            group = re.search(r"\?P<(\w+)>", pattern)
-            if group and group.group(1) in seen:
-                pattern = re.sub(r"\?P<\w+>", "?:", pattern)
-            elif group:
-                seen.add(group.group(1))
-            out.append(pattern)
+            out.append(_named_once(ESCAPES[esc], seen))
         else:
             raise ValueError(f"log_line_prefix escape %{esc} is not supported")
     if optional_from is not None:
         out = [*out[:optional_from], "(?:", *out[optional_from:], ")?"]
     return "^" + "".join(out) + rf"(?P<severity>{SEVERITIES}):  (?P<message>.*)$"
+
+
+def _tokens(prefix: str) -> list[str]:
+    """``prefix`` as its escapes (``%x``, with any padding) and literal characters."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(prefix):
+        m = re.match(r"%-?\d*(.)", prefix[i:]) if prefix[i] == "%" else None
+        if prefix[i] == "%" and m is None:
+            raise ValueError(f"log_line_prefix ends with a lone '%': {prefix!r}")
+        token = m.group(0) if m else prefix[i]
+        tokens.append(token)
+        i += len(token)
+    return tokens
+
+
+def _named_once(pattern: str, seen: set[str]) -> str:
+    """``pattern`` with its group unnamed if an earlier escape took the name."""
+    group = re.search(r"\?P<(\w+)>", pattern)
+    if group and group.group(1) in seen:
+        return re.sub(r"\?P<\w+>", "?:", pattern)
+    if group:
+        seen.add(group.group(1))
+    return pattern
+
+
+def strict_regex(prefix: str) -> str | None:
+    """A cheaper :func:`prefix_regex` (without ``message``) for the usual line, or None.
+
+    Each choice the general expression makes (the fields after ``%q`` or not, how far a
+    field goes) is fixed to its first option, the one the general expression tries
+    first, and the field is held to stop where that option must: a lazy field at the
+    first occurrence of the character after it, the time zone present. Where this
+    expression matches and ``severity`` is one of :data:`SEVERITIES`, every option the
+    general expression would have tried first fails at the next character, so both give
+    the same groups; any other line needs the general expression. Only prefixes whose
+    every escape is followed by a literal character (that ends it) have one.
+    """
+    tokens = _tokens(prefix)
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, token in enumerate(tokens):
+        if token == "%q" or not token.startswith("%"):
+            out.append("" if token == "%q" else re.escape(token))
+            continue
+        after = tokens[i + 1] if i + 1 < len(tokens) else "%"  # then the severity
+        if len(token) != 2 or after.startswith("%"):
+            return None  # padded, or not ended by a literal character
+        pattern = "%" if token == "%%" else _strict_escape(token[1], after)
+        if pattern is None:
+            return None
+        out.append(_named_once(pattern, seen))
+    return "^(?P<_head>" + "".join(out) + "(?P<severity>[A-Z]+[0-9]?):  )"
+
+
+def _strict_escape(esc: str, after: str) -> str | None:
+    """The pattern of escape ``esc`` that takes only its first choice before the literal
+    character ``after`` (see :func:`strict_regex`), or None."""
+    stop = re.escape(after)
+    digit = after.isdigit()
+    if esc in "mts" and after in " ]":
+        # The zone taken, to its end: a shorter zone is followed by a zone character.
+        return ESCAPES[esc].replace(r"(?: [^ \]]+)?", r" [^ \]]+")
+    if esc in "udhvx":  # lazy, to the first ``after``
+        return ESCAPES[esc].replace(r"\S*?", rf"[^\s{stop}]*")
+    if esc in "abi":
+        return ESCAPES[esc].replace(r".*?", rf"[^{stop}\n]*")
+    if esc in "pPl" and not digit:
+        return ESCAPES[esc]
+    if (esc == "Q" and not digit and after != "-") or (esc == "n" and not digit and after != "."):
+        return ESCAPES[esc]
+    if (esc == "c" and after not in "0123456789abcdef.") or (esc == "r" and after == " "):
+        return ESCAPES[esc]
+    if esc == "e":
+        return ESCAPES[esc]
+    return None
 
 
 def guess_prefix(head: list[str]) -> str | None:
@@ -135,9 +197,10 @@ class PgStderr:
             self.log_line_prefix = guess_prefix(head) or "%m [%p] "
 
     def parse(self, chunk: Chunk) -> Parsed:
-        rx = head_regex(self.log_line_prefix or "%m [%p] ")
+        prefix = self.log_line_prefix or "%m [%p] "
+        rx = head_regex(prefix)
         lines = chunk.lines
-        records, bad = _join_continuations(lines, rx)
+        records, bad = _join_continuations(lines, rx, strict_regex(prefix))
         fields = pl.col("_fields")
         names = set(re.findall(r"\?P<(\w+)>", rx))
 
@@ -148,6 +211,8 @@ class PgStderr:
 
         # The message is the rest of the line after the matched head.
         message = pl.col("line").str.strip_prefix(fields.struct.field("_head"))
+        if records["_more"].null_count() < records.height:  # a copy of every message
+            message = message + pl.col("_more").fill_null("")
         records = records.select(
             "line_no",
             fields.struct.field("ts").alias("ts")
@@ -162,7 +227,7 @@ class PgStderr:
             field("backend_type").alias("backend_type"),
             field("leader_pid", pl.Int64).alias("leader_pid"),
             fields.struct.field("severity").alias("severity"),
-            (message + pl.col("_more").fill_null("")).alias("message"),
+            message.alias("message"),
         )
         records = _sessions(records)
         parsed = pgaudit.to_events(records, self.name)
@@ -182,24 +247,42 @@ def head_regex(prefix: str) -> str:
     return "^(?P<_head>" + head + ")"
 
 
-def _join_continuations(lines: pl.DataFrame, rx: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _join_continuations(
+    lines: pl.DataFrame, rx: str, strict: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Records (first line, ``_fields``: the groups of ``rx`` (:func:`head_regex`), and
-    ``_more``: its tab-continued lines) and unparsable lines."""
+    ``_more``: its tab-continued lines) and unparsable lines. ``strict`` is ``rx``'s
+    :func:`strict_regex`, tried first."""
     is_cont = pl.col("line").str.starts_with("\t")
     lines = lines.with_columns(is_cont.alias("_cont"), (~is_cont).cum_sum().alias("_rec"))
-    more = (
-        lines.filter(pl.col("_cont"))
-        .group_by("_rec")
-        .agg(("\n" + pl.col("line").str.slice(1)).str.join("").alias("_more"))
-    )
-    # One pass of the regex: a line that does not match has null groups.
-    heads = lines.filter(~pl.col("_cont")).with_columns(
-        pl.col("line").str.extract_groups(rx).alias("_fields")
-    )
+    heads = _heads(lines.filter(~pl.col("_cont")), rx, strict)
     matched = pl.col("_fields").struct.field("_head").is_not_null()
     bad = rejects(heads, ~matched & (pl.col("line") != ""), Reason.UNRECOGNISED)
-    records = heads.filter(matched).join(more, on="_rec", how="left", maintain_order="left")
+    records = heads.filter(matched)
+    if lines["_cont"].any():
+        more = (
+            lines.filter(pl.col("_cont"))
+            .group_by("_rec")
+            .agg(("\n" + pl.col("line").str.slice(1)).str.join("").alias("_more"))
+        )
+        records = records.join(more, on="_rec", how="left", maintain_order="left")
+    else:
+        records = records.with_columns(pl.lit(None, pl.String).alias("_more"))
     return records.drop("_cont", "_rec"), bad
+
+
+def _heads(heads: pl.DataFrame, rx: str, strict: str | None) -> pl.DataFrame:
+    """``heads`` with ``_fields``, the groups of ``rx`` (null where it does not match):
+    by ``strict`` where it is sure (:func:`strict_regex`), by ``rx`` for the rest."""
+    if strict is None:
+        return heads.with_columns(pl.col("line").str.extract_groups(rx).alias("_fields"))
+    heads = heads.with_columns(pl.col("line").str.extract_groups(strict).alias("_fields"))
+    severity = pl.col("_fields").struct.field("severity")
+    sure = severity.is_in(SEVERITIES.split("|")).fill_null(False)
+    if heads.select(sure.all()).item():
+        return heads
+    rest = heads.filter(~sure).with_columns(pl.col("line").str.extract_groups(rx).alias("_fields"))
+    return pl.concat([heads.filter(sure), rest]).sort("line_no")
 
 
 def _sessions(records: pl.DataFrame) -> pl.DataFrame:
@@ -207,16 +290,19 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     ``STATEMENT`` text of each ``ERROR`` (the next ``STATEMENT`` record of its process)."""
     conn = pl.col("message").str.starts_with("connection received:")
     derived = pl.col("pid").cast(pl.String) + "." + conn.cum_sum().over("pid").cast(pl.String)
+    if records["session_id"].null_count():
+        records = records.with_columns(pl.coalesce("session_id", derived).alias("session_id"))
     main = ~pl.col("severity").is_in(_FOLLOWERS)
-    records = records.with_columns(
-        pl.coalesce("session_id", derived).alias("session_id"),
-        main.cum_sum().over("pid").alias("_group"),
-    )
+    if not records.select((pl.col("severity") == "STATEMENT").any()).item():
+        # No statement to hand out (no failed statement in the chunk): the window over
+        # (pid, group) would cost more than the rest of this step.
+        return records.with_columns(pl.lit(None, pl.String).alias("statement")).filter(main)
     statement = (
         pl.when(pl.col("severity") == "STATEMENT").then(pl.col("message")).drop_nulls().first()
     )
     return (
-        records.with_columns(statement.over("pid", "_group").alias("statement"))
+        records.with_columns(main.cum_sum().over("pid").alias("_group"))
+        .with_columns(statement.over("pid", "_group").alias("statement"))
         .filter(main)
         .drop("_group")
     )

@@ -66,6 +66,7 @@ _AUDIT_FIELDS: Final = [
 _PLAIN_END_WHOLE: Final = r"(,(?:<none>|<not logged>)(?:,\d+)?)$"
 
 DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
+_MILLIS_UTC: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-5][0-9]\.[0-9]{3}$"
 _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
 # Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
 _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
@@ -217,11 +218,12 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
     too_long = rejects(records, msg.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS)
-    is_audit = msg.str.starts_with("AUDIT: ")
-    is_duration = msg.str.starts_with("duration: ") & msg.str.contains(
-        "  statement: ", literal=True
+    # The kinds of record, tested once: each test is a pass over the messages.
+    duration = msg.str.starts_with("duration: ") & msg.str.contains("  statement: ", literal=True)
+    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS).with_columns(
+        msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
     )
+    is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
     relevant = (
         is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
     )
@@ -292,6 +294,10 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
         .unique([S.SESSION, "_major"], keep="first", maintain_order=True)
         .select(S.SESSION, "_major", pl.col("_ms").alias(S.DURATION_MS))
     )
+    if marks.is_empty():  # durations of statements not audited (``SELECT 1`` pings, say)
+        return statements.drop(S.DURATION_MS, strict=False).with_columns(
+            pl.lit(None, pl.Float64).alias(S.DURATION_MS)
+        )
     first_sub = pl.col(S.STATEMENT_ID).str.ends_with(".1")
     return (
         statements.drop(S.DURATION_MS, strict=False)
@@ -305,11 +311,16 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
 def _parse_times(ts: pl.Series) -> pl.Series:
     """:func:`parse_time` for a column, with a fast path for the usual all-UTC log."""
     if ts.len() and ts.str.ends_with(" UTC").all():
-        return (
-            ts.str.head(-4)
-            .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
-            .dt.replace_time_zone("UTC")
-        )
+        naive = ts.str.head(-4)
+        # Polars reads a fixed-width format without chrono (a quarter of the time); it
+        # must then find a digit wherever the format has one. Seconds stop at 59, as a
+        # leap second is chrono's to read.
+        fixed = naive.str.contains(_MILLIS_UTC).all()
+        return naive.str.to_datetime(
+            "%Y-%m-%d %H:%M:%S.%3f" if fixed else "%Y-%m-%d %H:%M:%S%.f",
+            time_unit="us",
+            strict=False,
+        ).dt.replace_time_zone("UTC")
     return ts.to_frame("ts").select(parse_time(pl.col("ts")).alias("ts"))["ts"]
 
 
@@ -360,12 +371,16 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Only the columns read below: the filter to first lines copies each one it keeps.
     used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]
     used += ["a_class", "a_command", "a_statement", "a_rows"]
-    audit = audit.select(
-        *used, obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
-    )
-    first = audit.filter(pl.col("_first"))
+    # A statement's lines (one per relation) are written together: when each statement
+    # is one run of lines, runs stand for statements and the strings are hashed once.
+    audit = audit.select(*used, obj.alias("_obj"), pl.struct(key).rle_id().alias("_run"))
+    by: str | list[str] = "_run"
+    first = audit.filter(pl.col("_run").is_first_distinct())
+    if first.select(pl.struct(key).n_unique()).item() < first.height:  # interleaved
+        by = key
+        first = audit.filter(pl.struct(key).is_first_distinct())
     if first.height < audit.height:  # statements logged once per relation: collect them
-        collected = audit.group_by(key, maintain_order=True).agg(
+        collected = audit.group_by(by, maintain_order=True).agg(
             pl.col("_obj").drop_nulls().unique(maintain_order=True)
         )
         # The groups come in the order of their first lines: the rows of ``first``.
