@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-import polars as pl
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
@@ -269,8 +268,8 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.scores}: no such file")
     try:
         sys.stdout.write(report.alerts_text(args.scores))
-    except (pl.exceptions.PolarsError, report.NotScoresError) as exc:
-        raise UsageError(f"{args.scores}: not a score output ({str(exc).splitlines()[0]})") from exc
+    except report.NotScoresError as exc:
+        raise UsageError(f"{args.scores}: not a score output ({exc})") from exc
     return EXIT_OK
 
 

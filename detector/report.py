@@ -17,11 +17,15 @@ class NotScoresError(ValueError):
 def alerts_text(scores: Path) -> str:
     """The flagged windows in a ``score`` NDJSON file, most severe first, with their reasons.
 
-    Raises :class:`NotScoresError` for NDJSON objects without the fields ``score`` writes.
+    Raises :class:`NotScoresError` for a file that is not NDJSON, or whose objects lack
+    the fields ``score`` writes.
     """
     if scores.stat().st_size == 0:
         return "0 account-windows in this file: nothing was scored\n"
-    frame = pl.read_ndjson(scores, infer_schema_length=None)
+    try:
+        frame = pl.read_ndjson(scores, infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:  # the decoder's own words mean nothing here
+        raise NotScoresError("not NDJSON: a line is not a JSON object") from exc
     if frame.is_empty():
         return "no account-windows in this file\n"
     missing = [name for name in FIELDS if name not in frame.columns]

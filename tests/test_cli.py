@@ -471,7 +471,8 @@ def test_report_on_a_non_score_file_is_bad_input(
     binary = tmp_path / "scores.ndjson"
     binary.write_bytes(b"\xff\xfe\x00garbage" * 10)
     code, _, err = cli(capsys, "report", binary)
-    assert_one_line_error(code, err, str(binary))
+    line = assert_one_line_error(code, err, str(binary), "not a score output", "not NDJSON")
+    assert "TapeError" not in line  # the JSON decoder's internals once came through
 
 
 @pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gz"])
