@@ -724,6 +724,21 @@ def test_simulate_refuses_a_negative_count_in_one_line(
     assert not out.exists()
 
 
+def test_simulate_says_when_fewer_incidents_fit_than_were_asked_for(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """50 of each kind in 10 accounts over a day once wrote 9 without a word."""
+    out = tmp_path / "sim"
+    code, _, err = cli(
+        capsys, "simulate", "--out", out, "--accounts", "10", "--days", "2",
+        "--warmup-days", "1", "--incidents", "50", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    written = len((out / "labels.csv").read_text().splitlines()) - 1
+    assert written < 400
+    assert f"Only {written} of the 400 incidents asked for fit" in err
+
+
 def test_a_log_read_in_the_wrong_format_is_an_error_not_an_empty_result(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -147,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
         f"{result.labels} labelled incidents in {args.out / 'labels.csv'}.",
         file=sys.stderr,
     )
+    asked = None if args.incidents is None else args.incidents * len(incidents.KINDS)
+    if asked is not None and result.labels < asked:
+        print(
+            f"Only {result.labels} of the {asked} incidents asked for fit: each needs an "
+            "account of its kind and a day after the warm-up; give more --accounts or --days.",
+            file=sys.stderr,
+        )
     return 0
 
 
