@@ -117,13 +117,8 @@ def window_activity(
     )
     read_rows = pl.col(S.ROWS).filter(is_read)
     export_rows = pl.col(S.ROWS).filter(pl.col(S.EXPORT))  # null where the format can't say
-    export_stmt = pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1)
     export_key = pl.col("_export_key")
-    ev = ev.with_columns(
-        pl.when(pl.col(S.EXPORT))
-        .then(pl.coalesce(export_stmt, pl.col(S.TIME).cast(pl.String)))
-        .alias("_export_key")
-    )
+    ev = ev.with_columns(pl.when(pl.col(S.EXPORT)).then(statement_key()).alias("_export_key"))
     activity = ev.group_by(pl.col(S.ACCOUNT).alias(ACCOUNT), WINDOW).agg(
         pl.when(read_rows.is_not_null().any()).then(read_rows.sum()).alias("rows_read"),
         pl.when(pl.col(S.BYTES).filter(is_read).is_not_null().any())
@@ -181,6 +176,16 @@ def window_activity(
         )
         .drop("_counted")
         .sort(ACCOUNT, WINDOW)
+    )
+
+
+def statement_key() -> pl.Expr:
+    """An event's statement: its session and statement number (the sub-statements and
+    relation lines of one statement share it), or its time where the log has neither.
+    An export counts once per statement, whatever it names."""
+    return pl.coalesce(
+        pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
+        pl.col(S.TIME).cast(pl.String),
     )
 
 

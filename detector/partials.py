@@ -104,15 +104,10 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
     )
     events = events.lazy().filter(pl.col(S.ACCOUNT).is_not_null())
     # Exports are few: their statement keys are made for them alone, not for every event.
-    # The same key as window_activity's: a statement exports once, whatever it names.
-    statement = pl.coalesce(
-        pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
-        pl.col(S.TIME).cast(pl.String),
-    )
     counted = pl.col(S.ROWS).is_not_null()
     exports = (
         events.filter(pl.col(S.EXPORT))
-        .with_columns(statement.alias("_statement"))
+        .with_columns(F.statement_key().alias("_statement"))
         .group_by(*windows)
         .agg(
             _known_sum(pl.col(S.ROWS)).alias("export_rows"),
