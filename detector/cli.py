@@ -254,12 +254,10 @@ def run_score(args: argparse.Namespace) -> int:
     if not sum(summary.events.values()) and not summary.context and summary.rejected:
         # Nothing in the logs was understood: a wrong --format or --log-line-prefix,
         # or not audit logs at all. An empty score output is not a result.
-        print(
-            "trovewatch: error: every line was rejected, none read as an event; "
-            "check --format and --log-line-prefix",
-            file=sys.stderr,
+        raise UsageError(
+            "every line was rejected, none read as an event; check --format and "
+            "--log-line-prefix"
         )
-        return EXIT_BAD_INPUT
     return EXIT_OK
 
 
