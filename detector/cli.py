@@ -255,8 +255,7 @@ def run_score(args: argparse.Namespace) -> int:
         # Nothing in the logs was understood: a wrong --format or --log-line-prefix,
         # or not audit logs at all. An empty score output is not a result.
         raise UsageError(
-            "every line was rejected, none read as an event; check --format and "
-            "--log-line-prefix"
+            "every line was rejected, none read as an event; check --format and --log-line-prefix"
         )
     return EXIT_OK
 

@@ -49,6 +49,7 @@ from detector.profile import HISTORY_DAYS, LEARNED, POPULATION, WEEKDAY, Profile
 from detector.settings import Settings
 
 EXPORT_WORDS = "COPY ... TO, cursor FETCH, dump or INTO OUTFILE"
+UNITS = {"rows_read": "rows", "bytes_read": "bytes"}  # the volumes reasons name, in words
 # The model's features (``features.model_features``) as an analyst reads them.
 FEATURE_WORDS = {
     "volume_vs_own": "volume vs its own history",
@@ -370,7 +371,7 @@ class Judge:
         """
         out: list[str] = []
         base = self.horizons.base
-        for unit, signal in (("rows", "rows_read"), ("bytes", "bytes_read")):
+        for signal, unit in UNITS.items():
             found = self._volume_reason(row, unit, signal)
             if found is not None:
                 out.append(found)
@@ -494,7 +495,7 @@ class Judge:
         signal, h = row["_guard_at"].split("|")
         c = col_name(signal, h)
         value, own, peer = row[c], row[f"{c}__own"], row[f"{c}__peermax"]
-        unit = "rows" if signal == "rows_read" else "bytes"
+        unit = UNITS[signal]
         read = f"{_num(value)} {unit} read in {_span(h)}"
         f = self.settings.guardrail_factor
         if value > f * max(own, peer):
@@ -562,7 +563,7 @@ class Judge:
         calendar day past its largest calendar day."""
         signal, h = row["_drip_at"].split("|")
         c = col_name(signal, h)
-        unit = "rows" if signal == "rows_read" else "bytes"
+        unit = UNITS[signal]
         value = row[c] or 0
         if h != TODAY:
             own = row[f"{c}__own"] or 0
