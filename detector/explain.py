@@ -254,7 +254,9 @@ class Judge:
         crossing = bound(total, c)
         if horizon != self.horizons.base:
             crossing = crossing & ~bound(before, c)
-        if signal in ALERT_LEVELS and horizon in self.horizons.all:  # not again at a level
+        # Not again at a level alerted on lately. The calendar day (TODAY) keeps no
+        # alerted level: it crosses its bound once a day at most.
+        if signal in ALERT_LEVELS and horizon in self.horizons.all:
             crossing = crossing & (total > pl.col(f"{c}__alerted").fill_null(-1))
         return crossing
 
