@@ -371,16 +371,12 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Only the columns read below: the filter to first lines copies each one it keeps.
     used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]
     used += ["a_class", "a_command", "a_statement", "a_rows"]
-    # A statement's lines (one per relation) are written together: when each statement
-    # is one run of lines, runs stand for statements and the strings are hashed once.
-    audit = audit.select(*used, obj.alias("_obj"), pl.struct(key).rle_id().alias("_run"))
-    by: str | list[str] = "_run"
-    first = audit.filter(pl.col("_run").is_first_distinct())
-    if first.select(pl.struct(key).n_unique()).item() < first.height:  # interleaved
-        by = key
-        first = audit.filter(pl.struct(key).is_first_distinct())
+    audit = audit.select(
+        *used, obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
+    )
+    first = audit.filter(pl.col("_first"))
     if first.height < audit.height:  # statements logged once per relation: collect them
-        collected = audit.group_by(by, maintain_order=True).agg(
+        collected = audit.group_by(key, maintain_order=True).agg(
             pl.col("_obj").drop_nulls().unique(maintain_order=True)
         )
         # The groups come in the order of their first lines: the rows of ``first``.
