@@ -199,18 +199,24 @@ def read_manifest(directory: Path) -> Manifest:
         raise ModelError(f"{path}: not a valid trovewatch manifest ({exc})") from exc
 
 
-def load(directory: Path) -> TrainedModel:
-    """Load a model, refusing it unless every artefact's sha256 and every version match.
-
-    The joblib file is only unpickled after its hash matched the manifest.
-    """
-    manifest = read_manifest(directory)
+def check_versions(directory: Path, manifest: Manifest) -> None:
+    """Raise :class:`ModelError` unless the model in ``directory`` was built with this
+    trovewatch's event schema and features."""
     if manifest.schema_version != SCHEMA_VERSION or manifest.feature_version != FEATURE_VERSION:
         raise ModelError(
             f"{directory}: model built for schema v{manifest.schema_version}/features "
             f"v{manifest.feature_version}; this trovewatch uses schema v{SCHEMA_VERSION}/"
             f"features v{FEATURE_VERSION}. Retrain it with `trovewatch train`."
         )
+
+
+def load(directory: Path) -> TrainedModel:
+    """Load a model, refusing it unless every artefact's sha256 and every version match.
+
+    The joblib file is only unpickled after its hash matched the manifest.
+    """
+    manifest = read_manifest(directory)
+    check_versions(directory, manifest)
     trained_with = manifest.libraries.get("scikit-learn", "?")
     if trained_with.split(".")[:2] != version("scikit-learn").split(".")[:2]:
         raise ModelError(
