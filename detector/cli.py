@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--since",
             type=utc_time,
-            help="only events at or after this time (ISO-8601, UTC unless an offset is given)",
+            help="only events at or after this time (ISO-8601, UTC unless an offset is given;"
+            " score reads the days before it as history for its sums)",
         )
         p.add_argument("--until", type=utc_time, help="only events before this time")
         p.add_argument(

@@ -67,6 +67,13 @@ class Horizons:
     def all(self) -> tuple[str, ...]:
         return (self.base, *self.longer)
 
+    @property
+    def lookback(self) -> timedelta:
+        """How far before a window its judging reaches: the longest horizon's sums, and
+        the alerts of the account within the longest horizon before it, with the sums
+        those alerts showed (one more horizon back)."""
+        return 2 * span(self.longer[-1] if self.longer else self.base)
+
 
 def col_name(signal: str, horizon: str) -> str:
     return f"{signal}_{horizon}"

@@ -36,6 +36,7 @@ class Summary:
     events: Counter[str] = field(default_factory=Counter)
     context: int = 0
     outside: int = 0  # events left out by since/until
+    history: int = 0  # of the events, those before since read as history (history_from)
     rejected: Counter[str] = field(default_factory=Counter)
     first: datetime | None = None
     last: datetime | None = None
@@ -52,6 +53,8 @@ class Summary:
             else "no time span (no events)"
         )
         outside = f", {self.outside:,} more outside --since/--until" if self.outside else ""
+        if self.history:
+            outside = f"; {self.history:,} of them before --since, read as history{outside}"
         text = (
             f"Read {self.files} file(s): {sum(self.events.values()):,} audit events ({per_format}{outside}), "
             f"{self.context:,} context lines (connections, durations, server messages), "
@@ -72,11 +75,14 @@ def read_events(
     on_file: Callable[[str], None] = lambda name: None,
     since: datetime | None = None,
     until: datetime | None = None,
+    history_from: datetime | None = None,
 ) -> tuple[pl.DataFrame, Summary]:
     """Parse every file into one events frame sorted by time, and say what was read.
 
     ``since``/``until`` (UTC, inclusive/exclusive) keep only events in that period, so
-    one log can be split into a training period and a period to score.
+    one log can be split into a training period and a period to score. With
+    ``history_from`` (before ``since``) the events from then on are kept too, as history
+    for the period's horizons, counted in ``Summary.history``.
 
     Unparsable lines go to ``quarantine``; a file that is not a log raises
     :class:`detector.reader.NotALogError`.
@@ -94,13 +100,7 @@ def read_events(
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
-        parsed_events = events.height
-        if since is not None:
-            events = events.filter(pl.col(S.TIME) >= since)
-        if until is not None:
-            events = events.filter(pl.col(S.TIME) < until)
-        summary.outside += parsed_events - events.height
-        summary.events[name] += events.height
+        events = _keep(events, since, until, summary, name, history_from)
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
@@ -210,6 +210,7 @@ def event_batches(
     quarantine: Quarantine | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    history_from: datetime | None = None,
     hold: timedelta = timedelta(minutes=5),
     on_file: Callable[[str], None] = lambda name: None,
 ) -> Iterator[pl.DataFrame]:
@@ -233,13 +234,13 @@ def event_batches(
                 summary.context += parsed.context
                 quarantine.add(str(path), parsed.rejects)
                 for ready in statements.add(parsed.events):
-                    yield _keep(ready, since, until, summary, fmt.name)
+                    yield _keep(ready, since, until, summary, fmt.name, history_from)
         except QuarantineError:
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         for ready in statements.close():
-            yield _keep(ready, since, until, summary, fmt.name)
+            yield _keep(ready, since, until, summary, fmt.name, history_from)
     summary.rejected = Counter(quarantine.counts)
 
 
@@ -249,15 +250,20 @@ def _keep(
     until: datetime | None,
     summary: Summary,
     name: str,
+    history_from: datetime | None = None,
 ) -> pl.DataFrame:
-    """``events`` within since/until, counted in ``summary`` as :func:`read_events` does."""
+    """``events`` within since/until (from ``history_from`` if given), counted in
+    ``summary``."""
     kept = events
-    if since is not None:
-        kept = kept.filter(pl.col(S.TIME) >= since)
+    start = since if since is None or history_from is None else min(since, history_from)
+    if start is not None:
+        kept = kept.filter(pl.col(S.TIME) >= start)
     if until is not None:
         kept = kept.filter(pl.col(S.TIME) < until)
     summary.outside += events.height - kept.height
     summary.events[name] += kept.height
+    if since is not None and start != since:
+        summary.history += kept.filter(pl.col(S.TIME) < since).height
     if kept.height:
         first, last = kept[S.TIME].min(), kept[S.TIME].max()
         summary.first = min(summary.first or first, first)  # type: ignore[type-var,assignment]

@@ -24,6 +24,7 @@ from detector.sink import WindowOrder, time_slices, write_ndjson
 
 __all__ = [
     "Summary",
+    "history_from",
     "merge_split_statements",
     "read_events",
     "score",
@@ -31,6 +32,7 @@ __all__ = [
     "score_logs_to",
     "score_period",
     "score_windows",
+    "scored_from",
     "train",
     "train_period",
     "write_ndjson",
@@ -133,11 +135,13 @@ def read_period(
     log_line_prefix: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    history_from: datetime | None = None,
     on_file: Callable[[str], None] = lambda name: None,
 ) -> tuple[Period, Summary]:
-    """The period in ``paths``, in windows of ``every``, and what was read. PostgreSQL
-    logs are read batch by batch and folded as they come; other formats, whose records
-    are joined across the whole file, are read whole first."""
+    """The period in ``paths``, in windows of ``every``, and what was read (from
+    ``history_from`` on if given: :func:`detector.ingest.read_events`). PostgreSQL logs
+    are read batch by batch and folded as they come; other formats, whose records are
+    joined across the whole file, are read whole first."""
     if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
         summary = Summary()
         batches = ingest.event_batches(
@@ -148,6 +152,7 @@ def read_period(
             quarantine=quarantine,
             since=since,
             until=until,
+            history_from=history_from,
             on_file=on_file,
         )
         return Period.of(batches, every), summary
@@ -159,6 +164,7 @@ def read_period(
         quarantine=quarantine,
         since=since,
         until=until,
+        history_from=history_from,
         on_file=on_file,
     )
     return Period.of([events], every), summary
@@ -218,8 +224,15 @@ def train_period(
     return model.TrainedModel(detector, prof, manifest)
 
 
-def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings) -> pl.DataFrame:
-    """Score every account-window with activity: the ``score`` output's rows.
+def score(
+    events: pl.DataFrame,
+    trained: model.TrainedModel,
+    settings: Settings,
+    since: datetime | None = None,
+) -> pl.DataFrame:
+    """Score every account-window with activity: the ``score`` output's rows; with
+    ``since``, the windows that end after it, the earlier events being their history
+    (:func:`scored_from`).
 
     Raises :class:`detector.model.ModelError` when the logs carry other fields (rows,
     bytes, objects, clients, applications) than the training logs did."""
@@ -227,7 +240,25 @@ def score(events: pl.DataFrame, trained: model.TrainedModel, settings: Settings)
     activity = F.window_activity(
         events.lazy(), trained.horizons.base, trained.profile.known.lazy()
     ).collect()
-    return score_windows(activity, trained, settings)
+    return scored_from(score_windows(activity, trained, settings), since, trained.horizons)
+
+
+def history_from(since: datetime | None, horizons: F.Horizons) -> datetime | None:
+    """Where a run scoring from ``since`` starts reading: :attr:`Horizons.lookback`
+    before it. The windows after ``since`` are judged with their accounts' earlier reads
+    in their horizons and their earlier alerts in mind, as ``serve``, which has its
+    history, judges them: a slow drip that began the day before counts from its start,
+    and a repeat of yesterday's alerted volume is not news."""
+    return None if since is None else since - horizons.lookback
+
+
+def scored_from(
+    windows: pl.DataFrame, since: datetime | None, horizons: F.Horizons
+) -> pl.DataFrame:
+    """The rows of ``windows`` (account-windows, scored or not) that end after ``since``."""
+    if since is None:
+        return windows
+    return windows.filter(pl.col(F.WINDOW) > since - F.span(horizons.base))
 
 
 SCORE_BATCH_WINDOWS: Final = 25_000
@@ -263,7 +294,7 @@ def score_logs(
         since=since,
         until=until,
     )
-    batches = list(score_period(found, trained, settings, batch_windows))
+    batches = list(score_period(found, trained, settings, batch_windows, since))
     return pl.concat(batches).sort(F.WINDOW, F.ACCOUNT), summary
 
 
@@ -305,8 +336,9 @@ def score_logs_to(
     if out is not None and out.parent.is_dir() and (out.is_file() or not out.exists()):
         spill_dir = out.resolve().parent
     with tempfile.TemporaryDirectory(prefix="trovewatch-score-", dir=spill_dir) as spill:
-        order = WindowOrder(time_slices(found[F.WINDOW], batch_windows), Path(spill))
-        for scored in score_period(found, trained, settings, batch_windows):
+        scored_windows = scored_from(found, since, trained.horizons)[F.WINDOW]
+        order = WindowOrder(time_slices(scored_windows, batch_windows), Path(spill))
+        for scored in score_period(found, trained, settings, batch_windows, since):
             summary.windows += scored.height
             summary.flagged += int(scored["flagged"].sum())
             order.add(scored)
@@ -334,17 +366,19 @@ def _read_for_scoring(
     so memory grows with the account-windows, not the events; other formats are read whole.
     """
     manifest = model.read_manifest(model_dir)  # a wrong directory fails before any reading
+    horizons = F.Horizons(manifest.horizons["base"], tuple(manifest.horizons["longer"]))
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(model.load, model_dir)
         period, summary = read_period(
             paths,
-            manifest.horizons["base"],
+            horizons.base,
             quarantine,
             format_name=format_name,
             mapping=mapping,
             log_line_prefix=log_line_prefix,
             since=since,
             until=until,
+            history_from=history_from(since, horizons),
         )
         trained = loading.result()
     carried.check(period.evidence, trained.manifest.training)
@@ -356,10 +390,12 @@ def score_period(
     trained: model.TrainedModel,
     settings: Settings,
     batch_windows: int = SCORE_BATCH_WINDOWS,
+    since: datetime | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Score the account-windows of a period's partial aggregates (:mod:`detector.partials`)
     a batch of accounts at a time: each batch's ``score`` output rows (sorted by window
-    start, then account), batches in account order, at least one (maybe empty).
+    start, then account; with ``since``, those ending after it: :func:`scored_from`),
+    batches in account order, at least one (maybe empty).
 
     Everything a window is judged on comes from its own account's windows (horizons,
     what is new to it, alerted volume, its earlier days) and the model's profile (its
@@ -370,7 +406,8 @@ def score_period(
     every = trained.horizons.base
     known = trained.profile.known.lazy()
     for batch in _account_batches(found, batch_windows):
-        yield score_windows(partials.to_activity(batch, every, known), trained, settings)
+        scored = score_windows(partials.to_activity(batch, every, known), trained, settings)
+        yield scored_from(scored, since, trained.horizons)
 
 
 def _account_batches(found: pl.DataFrame, most: int) -> Iterator[pl.DataFrame]:

@@ -96,9 +96,13 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
-def _score_whole(paths: list[Path], **read: object) -> tuple[pl.DataFrame, pipeline.Summary]:
-    events, summary = read_events(paths, **read)  # type: ignore[arg-type]
-    return pipeline.score(events, model.load(DEFAULT_MODEL), settings.load()), summary
+def _score_whole(
+    paths: list[Path], since: datetime | None = None
+) -> tuple[pl.DataFrame, pipeline.Summary]:
+    trained = model.load(DEFAULT_MODEL)
+    start = pipeline.history_from(since, trained.horizons)
+    events, summary = read_events(paths, since=since, history_from=start)
+    return pipeline.score(events, trained, settings.load(), since), summary
 
 
 @pytest.mark.parametrize("name", ["postgresql.json.gz", "postgresql.csv.gz", "postgresql.log.gz"])

@@ -138,7 +138,10 @@ def evaluate(args: argparse.Namespace) -> evaluation.Evaluation:
     else:
         assert events is not None
         threshold = conf.threshold
-        scored = pipeline.score(events.filter(pl.col(S.TIME) >= since), trained, conf)
+        # As `score --since` does: the events before it are the windows' history.
+        start = pipeline.history_from(since, trained.horizons)
+        read = events if start is None else events.filter(pl.col(S.TIME) >= start)
+        scored = pipeline.score(read, trained, conf, since)
     if scored.is_empty():
         raise EvaluateError("no account-windows in the evaluated period")
     window = _window_of(scored) if trained is None else F.span(trained.horizons.base)

@@ -18,6 +18,7 @@ from detector.live import engine as engine_module
 from detector.live.engine import KEPT, Engine
 from detector.live.follow import Follower
 from detector.reader import Chunk
+from detector.rejects import Quarantine
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -743,3 +744,33 @@ def test_a_drip_on_a_quiet_day_is_flagged_live_where_batch_flags_it(
     assert batch.height == 1, batch.to_dicts()
     assert live.equals(batch), (live.to_dicts(), batch.to_dicts())
     assert any("a Sunday, a quiet day for it" in r for r in live["reasons"][0])
+
+
+def test_score_since_judges_its_windows_as_serve_does_with_the_days_before(
+    trained: model.TrainedModel,
+) -> None:
+    """``score --since`` reads the days before ``--since`` as history: its windows have
+    the 1-day and 3-day sums, and the alerts, of a ``serve`` that was following the log
+    all along (before, its sums started at ``--since``: a drip that began the day before
+    counted from ``--since`` on, and yesterday's alerted volume was news again)."""
+    conf = settings.Settings()
+    since = datetime(2026, 10, 22, tzinfo=UTC)
+    start = pipeline.history_from(since, trained.horizons)
+    assert start == datetime(2026, 10, 16, tzinfo=UTC)
+    events, _ = pipeline.read_events([SAMPLE], since=start)
+    live = stream(Engine(trained, conf), events, 20_000).filter(pl.col("window_start") >= since)
+    batch, summary = pipeline.score_logs(
+        [SAMPLE], ROOT / "models" / "default", conf, Quarantine(None), since=since
+    )
+    assert since <= batch["window_start"].min() < since + timedelta(hours=1)  # type: ignore[operator]
+    assert summary.history == events.filter(pl.col(S.TIME) < since).height > 0
+    assert "before --since, read as history" in summary.paragraph()
+
+    def sums(scored: pl.DataFrame) -> pl.DataFrame:
+        days = [pl.col("features").struct.field(c) for c in ("rows_read_1d", "rows_read_3d")]
+        return scored.select(*verdicts(scored).columns, *days).sort("account", "window_start")
+
+    assert sums(batch).equals(sums(live))
+    first = sums(batch).group_by("account").first()
+    assert (first["rows_read_1d"] > 0).sum() > first.height / 2  # yesterday's reads count
+    assert batch["flagged"].sum() > 0
