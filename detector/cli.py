@@ -6,12 +6,13 @@ Exit codes: 0 success, 2 bad input or usage, 1 internal error.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from pydantic import ValidationError
 
@@ -24,6 +25,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 # Served when `serve` is given nothing to follow: one of the three identical sample outputs.
 SAMPLE_LOG = DEFAULT_MODEL.parent.parent / "sample_logs" / "postgresql.json.gz"
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_IO: Final = 74  # sysexits' EX_IOERR: the machine, not the input nor trovewatch
 
 
 class UsageError(Exception):
@@ -317,7 +319,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 # A path the user gave that cannot be used as asked (--out a directory, --model-dir a
-# file, no permission): bad input. Other OS errors (a full disk) stay internal.
+# file, no permission): bad input. A full disk, a read-only file system or a failing
+# device is none of the user's input nor a bug: EXIT_IO. Other OS errors stay internal.
+_NO_STORAGE: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 _BAD_PATH = (
     FileNotFoundError,
     FileExistsError,
@@ -381,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in _NO_STORAGE:
+            where = f"{exc.filename}: " if exc.filename else "reading or writing: "
+            print(f"trovewatch: error: {where}{exc.strerror}", file=sys.stderr)
+            return EXIT_IO
         print(
             f"trovewatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
             file=sys.stderr,

@@ -11,6 +11,8 @@ largest slice and batch, not the log.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -36,7 +38,20 @@ def write_ndjson(scored: pl.DataFrame | Iterable[pl.DataFrame], out: Path | None
     # string, in less than half the time (no 60 MB str built and encoded).
     with out.open("wb") as fh:
         for part in parts:
-            _formatted(part).write_ndjson(fh)
+            try:
+                _formatted(part).write_ndjson(fh)
+            except OSError as exc:
+                raise _as_python_error(exc, out) from exc
+
+
+def _as_python_error(exc: OSError, path: Path) -> OSError:
+    """The error Python's own write would raise: Polars' writer gives neither the errno
+    nor the file, only "... (os error 28)" at the end of its message."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if exc.errno is not None or found is None:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _formatted(scored: pl.DataFrame) -> pl.DataFrame:

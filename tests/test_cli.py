@@ -1,7 +1,8 @@
 """The ``trovewatch`` command as a user runs it: exit codes, one-line errors, the NDJSON
 it writes, the summary on stderr, the quarantine file, and refusing a tampered model.
 
-Exit codes (detector/cli.py): 0 success, 2 bad input or usage, 1 internal error. An error
+Exit codes (detector/cli.py): 0 success, 2 bad input or usage, 1 internal error, 74 a
+full disk or failing device. An error
 is one line on stderr starting ``trovewatch: error:``, never a traceback without --debug.
 """
 
@@ -291,6 +292,18 @@ def test_a_quarantine_path_that_cannot_be_written_is_named_not_the_log(
     code, _, err = cli(capsys, "score", "--quarantine", quarantine, log)
     line = assert_one_line_error(code, err, f"quarantine file {quarantine}: cannot be written")
     assert "cannot be read" not in line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_an_io_error_naming_the_file_not_an_internal_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Writing scores to a full disk was "internal error: OSError: No space left on
+    device (os error 28)", exit 1, as a bug is: it is the machine's, exit 74 (EX_IOERR)."""
+    code, _, err = cli(capsys, *score_args(tmp_path, "--out", "/dev/full", JSONLOG))
+    assert code == 74, err
+    assert err.strip().splitlines()[-1] == "trovewatch: error: /dev/full: No space left on device"
+    assert "Traceback" not in err and "internal" not in err
 
 
 def test_serve_refuses_a_state_dir_that_is_a_file_in_one_line(
