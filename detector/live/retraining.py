@@ -113,6 +113,12 @@ class Retrainer:
     def publish(self, parent: model.TrainedModel, until: datetime) -> Path:
         """One retraining, in the calling thread: the published directory. Raises what
         went wrong (``trovewatch retrain`` reports it as every command does)."""
+        name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
+        if (models_dir(self.settings) / name).exists():  # before hours of work, not after
+            raise model.ModelError(
+                f"{models_dir(self.settings) / name}: a model retrained up to "
+                f"{until:%Y-%m-%d %H:%M:%S} UTC exists already; retrain up to another time"
+            )
         since = until - self.period
         # a file last written before the period holds none of its events
         stats = {p: p.stat() for p in self.paths()}
@@ -137,7 +143,6 @@ class Retrainer:
             since=since,
             until=until,
         )
-        name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
         successor = retrain.retrain(period, allowed, parent, self.settings, name)
         path = retrain.publish(successor, models_dir(self.settings))
         self._done = (model.load(path), path)

@@ -132,7 +132,9 @@ def test_retraining_never_runs_when_switched_off(
 
 
 def test_retrain_by_hand_publishes_a_successor_of_the_newest_model(
-    served: tuple[Settings, SqliteStore, pl.DataFrame], capsys: pytest.CaptureFixture[str]
+    served: tuple[Settings, SqliteStore, pl.DataFrame],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     conf, _, _ = served
     argv = ["retrain", "--model-dir", str(MODEL), "--state-dir", str(conf.state_dir)]
@@ -142,6 +144,13 @@ def test_retrain_by_hand_publishes_a_successor_of_the_newest_model(
     assert "published" in capsys.readouterr().err
     successor = model.load(published)
     assert retrain.descends_from(successor, model.load(MODEL).manifest)
+    # Again up to the same time: refused before any log is read (this one is not a log),
+    # not after the whole retraining as it was.
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    assert main([*argv, "--until", "2026-10-25T12:00:00Z", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "retrained up to 2026-10-25 12:00:00 UTC exists already" in err[0]
 
 
 def test_retrain_refuses_a_directory_without_serve_state(
