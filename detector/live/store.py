@@ -271,6 +271,7 @@ class SqliteStore:
         self._base = base_window
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._opened_read_only = False  # any of them opened on a read-only file system
         self._lock = threading.Lock()
         self._closed = False
         conn = self._conn()
@@ -282,6 +283,10 @@ class SqliteStore:
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if self._opened_read_only and self._writable_file():
+            self._reopen_all()
+        if conn is not None and conn not in self._connections:  # closed by _reopen_all
+            conn = None
         if conn is None:
             if self._closed:
                 raise StoreError(f"{self.path}: store is closed")
@@ -298,7 +303,26 @@ class SqliteStore:
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
+                self._opened_read_only |= not self._writable_file()
         return conn
+
+    def _writable_file(self) -> bool:
+        """Whether the database file (or the directory it is created in) can be written:
+        not on a read-only file system, for root too."""
+        return os.access(self.path if self.path.exists() else self.path.parent, os.W_OK)
+
+    def _reopen_all(self) -> None:
+        """Close every thread's connection; each opens a new one at its next use.
+
+        A connection opened while the file system was read-only stays read-only once it
+        is writable again, and in one process SQLite shares the file's WAL index among
+        connections, so while any of them is open no new one can write either. A thread
+        in the middle of a query at that moment gets an error once."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+            self._opened_read_only = False
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -88,3 +88,73 @@ def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path)
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
+
+
+@pytest.fixture
+def read_only_able(tmp_path: Path) -> Iterator[Path]:
+    """A directory that can be made read-only and writable again: a bind mount, remounted
+    (root only, as for the tmpfs above)."""
+    source, mount = tmp_path / "disk", tmp_path / "mounted"
+    source.mkdir()
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("bind-mounting a directory needs root")
+    done = subprocess.run(
+        ["mount", "--bind", str(source), str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def remount(mount: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,bind,{mode}", str(mount)], check=True)
+
+
+def test_a_read_only_state_directory_holds_offsets_and_resumes_once_writable(
+    tmp_path: Path, read_only_able: Path
+) -> None:
+    """`serve` restarted on a state directory whose file system went read-only (a running
+    `serve`'s open database keeps a remount from happening: "mount point is busy") says
+    so and holds its offsets; made writable again, it resumed never before: SQLite keeps
+    a connection opened on a read-only file system read-only for good."""
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
+    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(first))
+    state = read_only_able / "state"
+    (tmp_path / "first").mkdir()
+    read_first = expected_totals(b"".join(first), tmp_path / "first")
+    serve = Serve(str(log), state)
+    serve.start()
+    serve.wait_ready()
+    try:
+        assert serve.settle(read_first) == read_first
+    finally:
+        serve.stop()
+    remount(read_only_able, "ro")
+    with log.open("ab") as fh:
+        fh.write(b"".join(second))
+    serve.start()
+    serve.wait_ready()
+    try:
+        base = f"http://127.0.0.1:{serve.port}"
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 503 and "not writable" in ready.text
+        assert "trovewatch_storage_writable 0.0" in httpx.get(f"{base}/metrics").text
+        time.sleep(3)  # it has read the rest of the log by now, and cannot keep it
+        assert serve.totals(sorted(read_first)) == read_first
+        remount(read_only_able, "rw")
+        expected = expected_totals(b"".join(day), tmp_path)
+        assert serve.settle(expected) == expected
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "/readyz stayed 503 once writable again"
+            time.sleep(0.2)
+        assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
+    finally:
+        serve.stop()
