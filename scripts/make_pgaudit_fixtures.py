@@ -656,7 +656,10 @@ PREFIXES = {
     "pgbadger": "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "h": "%m [%p] %q%u@%d %h ",
     "session": "%m [%p] %c %l %q%u@%d ",
+    "rds": "%t:%r:%u@%d:[%p]:",
 }
+# Read only with the prefix given (--log-line-prefix): no common prefix fits.
+OWN_PREFIXES = {"own": "[%m] %p %q%u %d %a: "}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -741,7 +744,7 @@ def run_prefixes(out_root: Path, keep: bool = False) -> None:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     files: dict[str, Any] = {}
-    for key, prefix in PREFIXES.items():
+    for key, prefix in {**PREFIXES, **OWN_PREFIXES}.items():
         fname = f"stderr_{key}.log"
         pg.settings = {**common, "log_filename": fname, "log_line_prefix": prefix}
         rec.blank()

@@ -51,6 +51,7 @@ COMMON_PREFIXES: Final = (
     "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p] %c %l %q%u@%d ",
+    "%t:%r:%u@%d:[%p]:",  # Amazon RDS and Aurora, which cannot be changed there
     "%m [%p] %q%u@%d %h ",
     "%t [%p]: [%l-1] user=%u,db=%d ",
     "%m [%p] %q%u@%d ",
@@ -166,14 +167,14 @@ def _strict_escape(esc: str, after: str) -> str | None:
     return None
 
 
-def guess_prefix(head: list[str]) -> str | None:
-    """The common prefix matching the most non-continuation head lines (the most specific
-    one on a tie), if it matches at least half: a few stray lines must not hide it."""
+def guess_prefix(head: list[str], prefixes: tuple[str, ...] = COMMON_PREFIXES) -> str | None:
+    """Of ``prefixes``, the one matching the most non-continuation head lines (the first
+    on a tie), if it matches at least half: a few stray lines must not hide it."""
     lines = [s for s in head if s and not s.startswith("\t")]
     if not lines:
         return None
-    hits = {p: sum(1 for s in lines if re.match(prefix_regex(p), s)) for p in COMMON_PREFIXES}
-    best = max(COMMON_PREFIXES, key=lambda p: hits[p])  # max keeps the first of equals
+    hits = {p: sum(1 for s in lines if re.match(prefix_regex(p), s)) for p in prefixes}
+    best = max(prefixes, key=lambda p: hits[p])  # max keeps the first of equals
     return best if hits[best] * 2 >= len(lines) else None
 
 
@@ -189,7 +190,9 @@ class PgStderr:
         self.log_line_prefix = log_line_prefix
 
     def sniff(self, head: list[str]) -> bool:
-        return guess_prefix(head) is not None
+        """The head is stderr output with the user's prefix, or else a common one."""
+        prefixes = (self.log_line_prefix,) if self.log_line_prefix else COMMON_PREFIXES
+        return guess_prefix(head, prefixes) is not None
 
     def configure(self, head: list[str]) -> None:
         """Pick the prefix from the file's head unless the user gave one."""

@@ -21,7 +21,13 @@ from detector.formats.pg_stderr import (
 )
 from tests.formats.common import fuzz_settings
 
-PREFIXES = (*COMMON_PREFIXES, "%m [%p] %c %l %q%u@%d %r %a ", "%t [%p-%l] %q%u@%d,%a,%e ")
+# The common prefixes with a strict head (RDS's ``%t:%r:...`` has none: its time zone runs
+# into the colon after it), and two more.
+PREFIXES = (
+    *(p for p in COMMON_PREFIXES if p != "%t:%r:%u@%d:[%p]:"),
+    "%m [%p] %c %l %q%u@%d %r %a ",
+    "%t [%p-%l] %q%u@%d,%a,%e ",
+)
 PIECES = (
     "2026-11-28 06:55:02.403",
     "2026-11-28 06:55:02",
