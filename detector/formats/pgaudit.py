@@ -194,19 +194,38 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     """Relations a statement reads, from its text: after ``FROM``/``JOIN``, or ``COPY t``.
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
-    Unqualified names are given the ``public`` schema, the default ``search_path``.
+    Unqualified names are given the ``public`` schema, the default ``search_path``. Names
+    are written as pgAudit writes the objects it names (:func:`_as_pgaudit_names`).
     """
     found = pl.concat_list(
         text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}"),
         text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
     )
-    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.replace_all('"', "")
-    qualified = (
-        pl.when(name.str.contains(r"\.", literal=False))
+    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "")
+    first = name.str.extract(rf"^({_IDENT})", 1)
+    second = name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1)
+    schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
+    qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
+    return found.list.eval(qualified).list.unique(maintain_order=True)
+
+
+_UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+
+
+def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
+    """An identifier as written in a statement, as pgAudit names it: the server's name
+    (unquoted: ASCII letters lower-cased; quoted: as written) quoted as PostgreSQL's
+    ``quote_identifier`` quotes it, when it holds more than lower-case ASCII letters,
+    digits and underscores (``"Ventes"."Clients été"``, ``shop.customers``)."""
+    quoted = ident.str.starts_with('"')
+    inner = ident.str.slice(1, ident.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    lowered = ident.str.replace_many(_UPPER, [c.lower() for c in _UPPER])
+    name = pl.when(quoted).then(inner).otherwise(lowered)
+    return (
+        pl.when(name.str.contains(r"^[a-z_][a-z0-9_]*$"))
         .then(name)
-        .otherwise(pl.lit("public.") + name)
+        .otherwise(pl.lit('"') + name.str.replace_all('"', '""', literal=True) + pl.lit('"'))
     )
-    return found.list.eval(qualified.str.to_lowercase()).list.unique(maintain_order=True)
 
 
 def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
