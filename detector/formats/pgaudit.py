@@ -479,28 +479,45 @@ def no_cursors() -> pl.DataFrame:
 def declared_cursors(events: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
     """The cursors ``events`` declare over objects, after those of ``earlier``: one row per
     (session, cursor), the last declaration winning."""
-    declared = (
-        events.filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
-        .select(
-            S.SESSION,
-            pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
-            pl.col(S.OBJECTS).alias("_cursor_objects"),
-        )
-        .filter(pl.col("_cursor_objects").list.len() > 0)
-    )
+    declared = _declarations(events).drop("_pos")
     if declared.is_empty():
         return earlier
     return pl.concat([earlier, declared]).unique([S.SESSION, "_cursor"], keep="last")
 
 
+def _declarations(events: pl.DataFrame) -> pl.DataFrame:
+    """Each ``DECLARE`` over objects in ``events``: session, cursor, objects, and its
+    position in ``events`` (``_pos``)."""
+    return (
+        events.with_row_index("_pos")
+        .filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
+        .select(
+            S.SESSION,
+            pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
+            pl.col(S.OBJECTS).alias("_cursor_objects"),
+            pl.col("_pos").cast(pl.Int64),
+        )
+        .filter(pl.col("_cursor_objects").list.len() > 0)
+    )
+
+
 def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
-    """``events`` with each ``FETCH`` (or ``MOVE``) given the objects of its cursor in
-    ``cursors`` (:func:`declared_cursors`); none if the cursor is not there."""
+    """``events`` with each ``FETCH`` (or ``MOVE``) given the objects of its cursor: of
+    its session's latest ``DECLARE`` of that name before it in ``events``, else in
+    ``cursors`` (:func:`declared_cursors` of the events before); none if neither has it.
+    A session may declare a cursor name again once it has closed it."""
     if not events.select(pl.col(S.QUERY).str.contains(_FETCH_START).any()).item():
         return events  # the usual case; the full pattern and the join cost a pass each
+    known = pl.concat(
+        [cursors.with_columns(pl.lit(-1, pl.Int64).alias("_pos")), _declarations(events)]
+    )
     fetch_cursor = pl.col(S.QUERY).str.extract(_FETCH_CURSOR, 1).str.to_lowercase()
-    joined = events.with_columns(fetch_cursor.alias("_cursor")).join(
-        cursors, on=[S.SESSION, "_cursor"], how="left", maintain_order="left"
+    joined = (
+        events.with_row_index("_pos")
+        .with_columns(pl.col("_pos").cast(pl.Int64), fetch_cursor.alias("_cursor"))
+        .join_asof(
+            known, on="_pos", by=[S.SESSION, "_cursor"], strategy="backward", check_sortedness=False
+        )
     )
     is_fetch = pl.col("_cursor").is_not_null()
     return joined.with_columns(
@@ -510,7 +527,7 @@ def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit([], dtype=pl.List(pl.String)))
         .otherwise(pl.col(S.OBJECTS))
         .alias(S.OBJECTS)
-    ).drop("_cursor", "_cursor_objects")
+    ).drop("_pos", "_cursor", "_cursor_objects")
 
 
 _FETCH_START: Final = r"(?i)^\s*(?:FETCH|MOVE)\b"

@@ -262,3 +262,16 @@ def test_tables_named_only_in_the_text_are_named_as_pgaudit_names_them(
         )
         assert unnamed.height == 2
         assert unnamed[S.OBJECTS].to_list() == [by_pgaudit] * 2, table
+
+
+def test_a_cursor_declared_again_fetches_from_its_new_table(
+    quoted_names: Path, output: str
+) -> None:
+    """The session declares cursor ``c`` over each table in turn (closing it between):
+    each FETCH reads the table of the DECLARE before it, not of the session's last."""
+    events, _ = parse(quoted_names / OUTPUTS[output])
+    ev = account(events, "quoted_reader")
+    declared = ev.filter(pl.col(S.COMMAND) == "DECLARE CURSOR")[S.OBJECTS].to_list()
+    fetches = ev.filter(pl.col(S.COMMAND) == "FETCH")[S.OBJECTS].to_list()
+    assert len(set(map(tuple, declared))) == len(QUOTED_TABLES)
+    assert fetches == declared
