@@ -30,10 +30,12 @@ ESCAPES: Final = {
     "n": r"(?P<epoch>\d+(?:\.\d+)?)",
     "p": r"(?P<pid>\d+)",
     "P": r"(?P<leader_pid>\d*)",
-    "u": r"(?P<user>\S*?)",
-    "d": r"(?P<dbname>\S*?)",
+    # Role and database names may hold spaces ("Zoë Ü"): they end where the rest fits.
+    "u": r"(?P<user>.*?)",
+    "d": r"(?P<dbname>.*?)",
     "a": r"(?P<application_name>.*?)",
-    "r": r"(?P<remote_host>[^\s(]*)(?:\(\d+\))?",
+    # host(port), [local], or nothing; never a bare word, which is a name's next word.
+    "r": r"(?P<remote_host>\[local\]|[^\s(]+\(\d+\)|)",
     "h": r"(?P<remote_host>\S*?)",
     "b": r"(?P<backend_type>.*?)",
     "c": r"(?P<session_id>[0-9a-f]+\.[0-9a-f]+)",
@@ -152,9 +154,9 @@ def _strict_escape(esc: str, after: str) -> str | None:
     if esc in "mts" and after in " ]":
         # The zone taken, to its end: a shorter zone is followed by a zone character.
         return ESCAPES[esc].replace(r"(?: [^ \]]+)?", r" [^ \]]+")
-    if esc in "udhvx":  # lazy, to the first ``after``
+    if esc in "hvx":  # lazy, to the first ``after``
         return ESCAPES[esc].replace(r"\S*?", rf"[^\s{stop}]*")
-    if esc in "abi":
+    if esc in "abiud":
         return ESCAPES[esc].replace(r".*?", rf"[^{stop}\n]*")
     if esc in "pPl" and not digit:
         return ESCAPES[esc]
@@ -224,7 +226,7 @@ class PgStderr:
             field("user").alias("user"),
             field("dbname").alias("dbname"),
             field("pid", pl.Int64).alias("pid"),
-            field("remote_host").alias("remote_host"),
+            field("remote_host").str.replace(r"\(\d+\)$", "").alias("remote_host"),
             field("application_name").alias("application_name"),
             field("session_id").alias("session_id"),
             field("backend_type").alias("backend_type"),

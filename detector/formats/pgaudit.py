@@ -360,7 +360,7 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
         return records
     msg = pl.col("message")
     auth = msg.str.extract_groups(
-        r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?"
+        r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
         r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
     )
 
