@@ -403,9 +403,12 @@ class Judge:
             )
         if row["exports"]:
             habit = (
-                "this account never exported data in training"
-                if not row["exports__own_max"]
-                else f"{_times(row['exports'], row['exports__own_max'])} its usual"
+                f"{_times(row['exports'], row['exports__own_max'])} its usual"
+                if row["exports__own_max"]
+                else "this account never exported data in training"
+                if row["has_history"]
+                else "a new account: neither its typical peer in training nor it on "
+                "earlier days exported data"
             )
             if row["export_rows"] is None:
                 exported = "row count not logged"

@@ -461,6 +461,32 @@ def test_a_new_accounts_reasons_do_not_speak_of_its_training() -> None:
     assert not any("in training" in r for r in found["reasons"] if "this account" in r)
 
 
+def test_a_new_accounts_export_reason_does_not_speak_of_its_training() -> None:
+    """An account training never saw that exports (``COPY ... TO``) is told from its peers
+    and its own earlier days, not from a training history it does not have."""
+    template = {**ordinary("web_shop"), S.ACCOUNT: "newbie"}
+    table = template[S.OBJECTS][0]
+    at = DAY.replace(hour=11, minute=1)
+    copy = statement(
+        template,
+        at,
+        1,
+        **{
+            S.COMMAND: "COPY",
+            S.QUERY: f"COPY {table} TO STDOUT",
+            S.EXPORT: True,
+            S.ROWS: None,
+        },
+    )
+    found = judged_at(0.9, copy)
+    assert not found["has_history"] and found["flagged"]
+    line = next(r for r in found["reasons"] if " export statement(s) " in r)
+    assert line.endswith(
+        "a new account: neither its typical peer in training nor it on earlier days exported data"
+    ), line
+    assert not any("in training" in r for r in found["reasons"] if "this account" in r)
+
+
 def test_a_dumps_reasons_do_not_call_its_counted_rows_its_volume() -> None:
     """pgAudit logs 0 rows (unknown) for a dump's ``COPY ... TO`` and real rows for the
     reads beside it: the reasons say the exports' rows are not in the log, instead of
