@@ -523,19 +523,19 @@ class Judge:
         def ratio(value: float, h: str) -> float:
             return float((value + 1) / (row[f"{col_name(signal, h)}__own"] + 1))
 
-        def factor(h: str) -> float:  # a day or more: the slow-drip bound, if lower
+        def factor(value: float, h: str) -> float:
+            # a day or more: the slow-drip bound, if lower, for volumes a drip is judged
+            # at (guardrail_min_rows, as the rule): 14 rows are not "2.1x" news
             s = self.settings
-            drip = span(h) >= timedelta(days=1)
+            drip = span(h) >= timedelta(days=1) and value >= s.guardrail_min_rows
             return min(s.reason_factor, s.drip_factor) if drip else s.reason_factor
 
         crossed = [
-            (ratio(row[col_name(signal, h)] or 0, h), h)
+            (ratio(value, h), h)
             for h in self.horizons.all
-            if ratio(row[col_name(signal, h)] or 0, h) >= factor(h)
-            and (
-                h == self.horizons.base
-                or ratio((row[col_name(signal, h)] or 0) - base_value, h) < factor(h)
-            )
+            for value in [row[col_name(signal, h)] or 0]
+            if ratio(value, h) >= factor(value, h)
+            and (h == self.horizons.base or ratio(value - base_value, h) < factor(value, h))
         ]
         if not crossed:
             return None

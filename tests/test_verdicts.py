@@ -69,6 +69,21 @@ def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -
     assert "this account's largest 5 minutes in training: " in volume
 
 
+def test_a_few_rows_are_not_called_a_volume_past_the_accounts_largest_day() -> None:
+    """An account that reads little (dba_carl: 6 rows on its largest day) flagged for a
+    new client at night with 12 rows: its reasons give those rows as context, not as
+    "2.1x this account's largest 1 day", which only volumes a drip is judged at
+    (``guardrail_min_rows``) or ``reason_factor`` times its largest are."""
+    template = ordinary("dba_carl")
+    night = DAY.replace(hour=3, minute=31)
+    found = verdict(statement(template, night, 1, **{S.CLIENT_IP: "10.99.7.7", S.ROWS: 12}))
+    assert found["flagged"], found["score"]
+    assert found["reasons"][0].startswith(
+        "read 12 rows in 5 minutes from sales.order_items (this account's largest 5 minutes"
+    ), found["reasons"]
+    assert not any("x this account's largest" in r for r in found["reasons"])
+
+
 def tables_unread_by(account: str) -> list[str]:
     """Tables other accounts read in training and this one never did."""
     trained, _ = trained_on_json()
