@@ -435,7 +435,7 @@ class Judge:
         if row["has_history"] and objects > max(own_objects, 1):
             out.append(
                 f"{objects} distinct objects read in {_span(base)}; "
-                f"{self._reference_words(row, 'most')}: {own_objects}"
+                f"{self._reference_words(row, 'most')}: {_num(own_objects)}"
             )
         if row["has_history"] and row["new_clients_list"]:
             out.append(f"new client address for this account: {', '.join(row['new_clients_list'])}")
@@ -456,7 +456,7 @@ class Judge:
         if failed > own_failed:
             out.append(
                 f"{failed} failed statement(s) in {_span(base)}; "
-                f"{self._reference_words(row, 'most')}: {own_failed}"
+                f"{self._reference_words(row, 'most')}: {_num(own_failed)}"
             )
         stmts, own_stmts = (
             row[col_name("statements", base)] or 0,

@@ -84,6 +84,21 @@ def test_a_few_rows_are_not_called_a_volume_past_the_accounts_largest_day() -> N
     assert not any("x this account's largest" in r for r in found["reasons"])
 
 
+def test_counts_of_objects_are_said_as_counts() -> None:
+    """ "4 distinct objects read in 5 minutes; this account's most in training: 2", not
+    "2.0": the reference is a count of objects."""
+    template = ordinary("dba_carl")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    found = verdict(
+        *(
+            statement(template, at + timedelta(seconds=10 * i), i, **{S.OBJECTS: [t], S.ROWS: 5})
+            for i, t in enumerate(tables_unread_by("dba_carl")[:4])
+        )
+    )
+    line = next(r for r in found["reasons"] if " distinct objects read in " in r)
+    assert re.fullmatch(r"4 distinct objects read in 5 minutes; .* in training: \d+", line), line
+
+
 def tables_unread_by(account: str) -> list[str]:
     """Tables other accounts read in training and this one never did."""
     trained, _ = trained_on_json()
