@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -625,8 +625,13 @@ def _span(horizon: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
+# The server's own catalogs, named after the account's tables: a dump with pgAudit's
+# log_catalog on reads fifty pg_catalog tables, and the customers table must show.
+_CATALOGS: Final = ("pg_catalog.", "information_schema.", "mysql.", "performance_schema.", "sys.")
+
+
 def _names(items: list[str] | None, limit: int = 5) -> str:
-    items = items or []
+    items = sorted(items or [], key=lambda name: name.lower().startswith(_CATALOGS))
     if not items:
         return "objects not named in the log"
     shown = ", ".join(items[:limit])

@@ -99,6 +99,24 @@ def test_counts_of_objects_are_said_as_counts() -> None:
     assert re.fullmatch(r"4 distinct objects read in 5 minutes; .* in training: \d+", line), line
 
 
+def test_reasons_name_the_accounts_tables_before_the_servers_catalogs() -> None:
+    """A dump with pgAudit's ``log_catalog`` on reads dozens of pg_catalog tables beside
+    the data: the reasons name the data's table first, not five catalogs "and 1 more"."""
+    template = ordinary("dba_carl")
+    night = DAY.replace(hour=3, minute=31)
+    table = tables_unread_by("dba_carl")[-1]
+    catalogs = [f"pg_catalog.pg_{name}" for name in ("am", "amop", "attrdef", "class", "index")]
+    found = verdict(
+        *(
+            statement(template, night + timedelta(seconds=i), i, **{S.OBJECTS: [t], S.ROWS: 3})
+            for i, t in enumerate([*catalogs, table])
+        )
+    )
+    assert found["flagged"], found["score"]
+    new = next(r for r in found["reasons"] if "never read before" in r)
+    assert new.split(": ", 1)[1].startswith(table), new
+
+
 def tables_unread_by(account: str) -> list[str]:
     """Tables other accounts read in training and this one never did."""
     trained, _ = trained_on_json()
