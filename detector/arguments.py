@@ -6,6 +6,8 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detector.formats.pg_stderr import prefix_regex
+
 
 def utc_time(text: str) -> datetime:
     """An ISO-8601 time, UTC unless it carries an offset (an argparse ``type``)."""
@@ -14,6 +16,15 @@ def utc_time(text: str) -> datetime:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def log_line_prefix(text: str) -> str:
+    """A ``log_line_prefix`` trovewatch can read lines with (an argparse ``type``)."""
+    try:
+        prefix_regex(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
 
 
 def log_file_problem(path: Path) -> str | None:

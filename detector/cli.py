@@ -17,7 +17,7 @@ from typing import Final, NoReturn
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
-from detector.arguments import log_file_problem, utc_time
+from detector.arguments import log_file_problem, log_line_prefix, utc_time
 from detector.reader import NotALogError
 from detector.rejects import Quarantine, QuarantineError
 
@@ -59,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
             help="input format (default: detect)",
         )
         p.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
-        p.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
+        p.add_argument(
+            "--log-line-prefix",
+            type=log_line_prefix,
+            help="the server's log_line_prefix, for stderr logs",
+        )
         p.add_argument("--config", type=Path, help="settings file (TOML)")
         p.add_argument(
             "--since",
@@ -107,7 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "bundled sample log)",
     )
     serve.add_argument("--format", choices=formats.CHOICES[:-1], help="format (default: detect)")
-    serve.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
+    serve.add_argument(
+        "--log-line-prefix",
+        type=log_line_prefix,
+        help="the server's log_line_prefix, for stderr logs",
+    )
     serve.add_argument("--state-dir", type=Path, help="checkpoints, results and the API token")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -129,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     successor.add_argument(
         "--format", default="auto", choices=formats.CHOICES[:-1], help="(default: detect)"
     )
-    successor.add_argument("--log-line-prefix", help="the server's log_line_prefix")
+    successor.add_argument(
+        "--log-line-prefix", type=log_line_prefix, help="the server's log_line_prefix"
+    )
     successor.add_argument("--config", type=Path, help="settings file (TOML)")
     successor.add_argument(
         "--until", type=utc_time, help="end of the period learned from (default: now)"

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -403,9 +403,12 @@ class Judge:
             )
         if row["exports"]:
             habit = (
-                "this account never exported data in training"
-                if not row["exports__own_max"]
-                else f"{_times(row['exports'], row['exports__own_max'])} its usual"
+                f"{_times(row['exports'], row['exports__own_max'])} its usual"
+                if row["exports__own_max"]
+                else "this account never exported data in training"
+                if row["has_history"]
+                else "a new account: neither its typical peer in training nor it on "
+                "earlier days exported data"
             )
             if row["export_rows"] is None:
                 exported = "row count not logged"
@@ -432,7 +435,7 @@ class Judge:
         if row["has_history"] and objects > max(own_objects, 1):
             out.append(
                 f"{objects} distinct objects read in {_span(base)}; "
-                f"{self._reference_words(row, 'most')}: {own_objects}"
+                f"{self._reference_words(row, 'most')}: {_num(own_objects)}"
             )
         if row["has_history"] and row["new_clients_list"]:
             out.append(f"new client address for this account: {', '.join(row['new_clients_list'])}")
@@ -453,7 +456,7 @@ class Judge:
         if failed > own_failed:
             out.append(
                 f"{failed} failed statement(s) in {_span(base)}; "
-                f"{self._reference_words(row, 'most')}: {own_failed}"
+                f"{self._reference_words(row, 'most')}: {_num(own_failed)}"
             )
         stmts, own_stmts = (
             row[col_name("statements", base)] or 0,
@@ -520,19 +523,19 @@ class Judge:
         def ratio(value: float, h: str) -> float:
             return float((value + 1) / (row[f"{col_name(signal, h)}__own"] + 1))
 
-        def factor(h: str) -> float:  # a day or more: the slow-drip bound, if lower
+        def factor(value: float, h: str) -> float:
+            # a day or more: the slow-drip bound, if lower, for volumes a drip is judged
+            # at (guardrail_min_rows, as the rule): 14 rows are not "2.1x" news
             s = self.settings
-            drip = span(h) >= timedelta(days=1)
+            drip = span(h) >= timedelta(days=1) and value >= s.guardrail_min_rows
             return min(s.reason_factor, s.drip_factor) if drip else s.reason_factor
 
         crossed = [
-            (ratio(row[col_name(signal, h)] or 0, h), h)
+            (ratio(value, h), h)
             for h in self.horizons.all
-            if ratio(row[col_name(signal, h)] or 0, h) >= factor(h)
-            and (
-                h == self.horizons.base
-                or ratio((row[col_name(signal, h)] or 0) - base_value, h) < factor(h)
-            )
+            for value in [row[col_name(signal, h)] or 0]
+            if ratio(value, h) >= factor(value, h)
+            and (h == self.horizons.base or ratio(value - base_value, h) < factor(value, h))
         ]
         if not crossed:
             return None
@@ -622,8 +625,13 @@ def _span(horizon: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
+# The server's own catalogs, named after the account's tables: a dump with pgAudit's
+# log_catalog on reads fifty pg_catalog tables, and the customers table must show.
+_CATALOGS: Final = ("pg_catalog.", "information_schema.", "mysql.", "performance_schema.", "sys.")
+
+
 def _names(items: list[str] | None, limit: int = 5) -> str:
-    items = items or []
+    items = sorted(items or [], key=lambda name: name.lower().startswith(_CATALOGS))
     if not items:
         return "objects not named in the log"
     shown = ", ".join(items[:limit])

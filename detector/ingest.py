@@ -42,6 +42,7 @@ class Summary:
     last: datetime | None = None
     windows: int = 0
     flagged: int = 0
+    left_out: list[Path] = field(default_factory=list)  # another output of one server
 
     def paragraph(self) -> str:
         per_format = ", ".join(f"{n:,} {f}" for f, n in sorted(self.events.items())) or "none"
@@ -60,9 +61,40 @@ class Summary:
             f"{self.context:,} context lines (connections, durations, server messages), "
             f"{rejected:,} lines rejected{f' ({reasons})' if reasons else ''}; events span {span}."
         )
+        if self.left_out:
+            names = ", ".join(p.name for p in self.left_out[:3])
+            more = f" and {len(self.left_out) - 3} more" if len(self.left_out) > 3 else ""
+            text += (
+                f" Left out {len(self.left_out)} file(s), the same PostgreSQL server's "
+                f"statements in a poorer output beside them: {names}{more}."
+            )
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
         return text
+
+
+def one_output_per_server(
+    paths: Sequence[Path], format_name: str, log_line_prefix: str | None
+) -> tuple[list[Path], list[Path]]:
+    """``paths`` split into the files to read and those left out: PostgreSQL writes the
+    same statements to each of its outputs (stderr, csvlog, jsonlog), so of the files of
+    one directory only those of the richest output there are read (jsonlog, then csvlog,
+    then stderr), as ``serve`` does. With a ``format_name`` given, every file is read."""
+    if format_name != "auto" or len(paths) < 2:
+        return list(paths), []
+    found: dict[Path, str | None] = {}
+    for path in paths:
+        try:
+            found[path] = formats.get("auto", path, log_line_prefix=log_line_prefix).name
+        except (NotALogError, OSError):
+            found[path] = None  # read, and refused, as before
+    richest: dict[Path, str] = {}
+    for name in reversed(formats.PG_OUTPUTS):  # poorest first: the richest is set last
+        for path, fmt in found.items():
+            if fmt == name:
+                richest[path.parent] = name
+    keep = [p for p in paths if found[p] not in formats.PG_OUTPUTS or richest[p.parent] == found[p]]
+    return keep, [p for p in paths if p not in keep]
 
 
 def read_events(
@@ -88,7 +120,8 @@ def read_events(
     :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
-    summary = Summary(files=len(paths))
+    paths, left_out = one_output_per_server(paths, format_name, log_line_prefix)
+    summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     for path in paths:
         on_file(f"reading {path.name}")
@@ -224,6 +257,7 @@ def event_batches(
     ``summary`` is filled in as the files are read.
     """
     quarantine = quarantine or Quarantine(None)
+    paths, summary.left_out = one_output_per_server(paths, format_name, log_line_prefix)
     summary.files = len(paths)
     for path in paths:
         on_file(f"reading {path.name}")

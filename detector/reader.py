@@ -138,7 +138,11 @@ def read_chunks(
                 if carry:
                     yield Chunk(name, carry, next_line)
                 return
-            cut = _split_point(block, record_start)
+            # A short read is the file's end (a buffered read returns less only there):
+            # what is left is whole records, so the last line is not parsed alone (away
+            # from its statement's other lines and its session's connection line).
+            at_end = len(block) < chunk_bytes
+            cut = len(block) if at_end else _split_point(block, record_start)
             if cut <= 0:
                 carry += block
                 continue

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from detector.features import Horizons, duration, span
+from detector.formats.pg_stderr import prefix_regex
 
 SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
 
@@ -205,6 +206,13 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: str) -> str:
         duration(value)
+        return value
+
+    @field_validator("log_line_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None:
+            prefix_regex(value)  # an escape it cannot read: said now, not mid-run
         return value
 
     @field_validator("severity_bands")

@@ -101,7 +101,7 @@ class Session:
     ) -> None:
         self.rec, self.user, self.dbname, self.app, self.label = rec, user, dbname, app, label
         self.conn = psycopg.connect(
-            pg.dsn(user, dbname) + f" application_name={app}", autocommit=True
+            pg.dsn(), user=user, dbname=dbname, application_name=app, autocommit=True
         )
         self.pid = self.conn.info.backend_pid
         rec.blank()
@@ -656,7 +656,11 @@ PREFIXES = {
     "pgbadger": "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "h": "%m [%p] %q%u@%d %h ",
     "session": "%m [%p] %c %l %q%u@%d ",
+    "rds": "%t:%r:%u@%d:[%p]:",
 }
+SPACED_USER, SPACED_DB = "Zoë Ü", "ventes été"  # names pg_stderr must not cut at a space
+# Read only with the prefix given (--log-line-prefix): no common prefix fits.
+OWN_PREFIXES = {"own": "[%m] %p %q<%u@%d> %a: "}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -736,12 +740,20 @@ def run_prefixes(out_root: Path, keep: bool = False) -> None:
             kind="write",
         )
         owner.close()
+        # Names with spaces and non-ASCII letters, as the server prints them unquoted.
+        admin = Session(rec, pg, "postgres", "postgres", "fixture-setup", "setup-spaced")
+        admin.ddl(f'CREATE ROLE "{SPACED_USER}" LOGIN')
+        admin.ddl(f'CREATE DATABASE "{SPACED_DB}" OWNER "{SPACED_USER}"')
+        admin.close()
+        spaced = Session(rec, pg, SPACED_USER, SPACED_DB, "fixture-setup", "setup-spaced-owner")
+        spaced.ddl("CREATE TABLE public.notes AS SELECT generate_series(1, 40) AS id")
+        spaced.close()
     rec.statements.clear()  # the setup lives in setup.log, which is not kept
     dest = out_root / name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     files: dict[str, Any] = {}
-    for key, prefix in PREFIXES.items():
+    for key, prefix in {**PREFIXES, **OWN_PREFIXES}.items():
         fname = f"stderr_{key}.log"
         pg.settings = {**common, "log_filename": fname, "log_line_prefix": prefix}
         rec.blank()
@@ -755,6 +767,9 @@ def run_prefixes(out_root: Path, keep: bool = False) -> None:
             )
             s.fail("SELECT * FROM no_such_table")
             s.close()
+            other = Session(rec, pg, SPACED_USER, SPACED_DB, "fixture app", f"spaced-{key}")
+            other.query("SELECT * FROM notes WHERE id <= 7", objects=["public.notes"])
+            other.close()
         shutil.copyfile(pg.log_dir / fname, dest / fname)
         files[fname] = {
             "log_line_prefix": prefix,

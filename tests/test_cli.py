@@ -77,6 +77,29 @@ def test_binary_file_is_refused_in_one_line(
     assert out == ""
 
 
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_a_log_line_prefix_it_cannot_read_is_refused_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An escape PostgreSQL has but trovewatch does not read (or a typo) is bad input."""
+    log = REFERENCE_PG / "postgresql.log"
+    args = ["--log-line-prefix", "%m [%p] %z ", log]
+    if command == "train":
+        code, _, err = cli(capsys, "train", "--model-dir", tmp_path / "m", *args)
+    else:
+        code, _, err = cli(capsys, *score_args(tmp_path, *args))
+    assert_one_line_error(code, err, "--log-line-prefix", "%z")
+
+
+def test_a_log_line_prefix_setting_it_cannot_read_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "trovewatch.toml"
+    config.write_text('log_line_prefix = "%m [%p] %"\n')
+    code, _, err = cli(capsys, "serve", "--config", config, "--state-dir", tmp_path / "s")
+    assert_one_line_error(code, err, "log_line_prefix", "lone '%'")
+
+
 def test_empty_file_is_refused_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -69,6 +69,54 @@ def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -
     assert "this account's largest 5 minutes in training: " in volume
 
 
+def test_a_few_rows_are_not_called_a_volume_past_the_accounts_largest_day() -> None:
+    """An account that reads little (dba_carl: 6 rows on its largest day) flagged for a
+    new client at night with 12 rows: its reasons give those rows as context, not as
+    "2.1x this account's largest 1 day", which only volumes a drip is judged at
+    (``guardrail_min_rows``) or ``reason_factor`` times its largest are."""
+    template = ordinary("dba_carl")
+    night = DAY.replace(hour=3, minute=31)
+    found = verdict(statement(template, night, 1, **{S.CLIENT_IP: "10.99.7.7", S.ROWS: 12}))
+    assert found["flagged"], found["score"]
+    assert found["reasons"][0].startswith(
+        "read 12 rows in 5 minutes from sales.order_items (this account's largest 5 minutes"
+    ), found["reasons"]
+    assert not any("x this account's largest" in r for r in found["reasons"])
+
+
+def test_counts_of_objects_are_said_as_counts() -> None:
+    """ "4 distinct objects read in 5 minutes; this account's most in training: 2", not
+    "2.0": the reference is a count of objects."""
+    template = ordinary("dba_carl")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    found = verdict(
+        *(
+            statement(template, at + timedelta(seconds=10 * i), i, **{S.OBJECTS: [t], S.ROWS: 5})
+            for i, t in enumerate(tables_unread_by("dba_carl")[:4])
+        )
+    )
+    line = next(r for r in found["reasons"] if " distinct objects read in " in r)
+    assert re.fullmatch(r"4 distinct objects read in 5 minutes; .* in training: \d+", line), line
+
+
+def test_reasons_name_the_accounts_tables_before_the_servers_catalogs() -> None:
+    """A dump with pgAudit's ``log_catalog`` on reads dozens of pg_catalog tables beside
+    the data: the reasons name the data's table first, not five catalogs "and 1 more"."""
+    template = ordinary("dba_carl")
+    night = DAY.replace(hour=3, minute=31)
+    table = tables_unread_by("dba_carl")[-1]
+    catalogs = [f"pg_catalog.pg_{name}" for name in ("am", "amop", "attrdef", "class", "index")]
+    found = verdict(
+        *(
+            statement(template, night + timedelta(seconds=i), i, **{S.OBJECTS: [t], S.ROWS: 3})
+            for i, t in enumerate([*catalogs, table])
+        )
+    )
+    assert found["flagged"], found["score"]
+    new = next(r for r in found["reasons"] if "never read before" in r)
+    assert new.split(": ", 1)[1].startswith(table), new
+
+
 def tables_unread_by(account: str) -> list[str]:
     """Tables other accounts read in training and this one never did."""
     trained, _ = trained_on_json()
@@ -458,6 +506,32 @@ def test_a_new_accounts_reasons_do_not_speak_of_its_training() -> None:
     assert not found["has_history"] and found["flagged"]
     line = next(r for r in found["reasons"] if " statements in 5 minutes; " in r)
     assert line.endswith("its typical peer's most or its own on earlier days"), line
+    assert not any("in training" in r for r in found["reasons"] if "this account" in r)
+
+
+def test_a_new_accounts_export_reason_does_not_speak_of_its_training() -> None:
+    """An account training never saw that exports (``COPY ... TO``) is told from its peers
+    and its own earlier days, not from a training history it does not have."""
+    template = {**ordinary("web_shop"), S.ACCOUNT: "newbie"}
+    table = template[S.OBJECTS][0]
+    at = DAY.replace(hour=11, minute=1)
+    copy = statement(
+        template,
+        at,
+        1,
+        **{
+            S.COMMAND: "COPY",
+            S.QUERY: f"COPY {table} TO STDOUT",
+            S.EXPORT: True,
+            S.ROWS: None,
+        },
+    )
+    found = judged_at(0.9, copy)
+    assert not found["has_history"] and found["flagged"]
+    line = next(r for r in found["reasons"] if " export statement(s) " in r)
+    assert line.endswith(
+        "a new account: neither its typical peer in training nor it on earlier days exported data"
+    ), line
     assert not any("in training" in r for r in found["reasons"] if "this account" in r)
 
 

@@ -111,7 +111,7 @@ def get(
     if name == "auto":
         if looks_binary(path):
             raise NotALogError(f"{path}: binary data, not a text log")
-        name = detect(path, head)
+        name = detect(path, head, log_line_prefix)
     fmt = native(name, log_line_prefix)
     configure = getattr(
         fmt, "configure", None
@@ -121,12 +121,13 @@ def get(
     return fmt
 
 
-def detect(path: Path, head: list[str]) -> str:
-    """The name of the native format whose shape the first lines of ``path`` have."""
+def detect(path: Path, head: list[str], log_line_prefix: str | None = None) -> str:
+    """The name of the native format whose shape the first lines of ``path`` have
+    (stderr lines with ``log_line_prefix`` when given, else with a common prefix)."""
     if not any(s.strip() for s in head):
         raise NotALogError(f"{path}: empty, nothing to read")
     for name in NATIVE:
-        if native(name, None).sniff(head):
+        if native(name, log_line_prefix).sniff(head):
             return name
     first = next(s for s in head if s.strip())
     raise NotALogError(

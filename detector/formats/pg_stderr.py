@@ -30,10 +30,12 @@ ESCAPES: Final = {
     "n": r"(?P<epoch>\d+(?:\.\d+)?)",
     "p": r"(?P<pid>\d+)",
     "P": r"(?P<leader_pid>\d*)",
-    "u": r"(?P<user>\S*?)",
-    "d": r"(?P<dbname>\S*?)",
+    # Role and database names may hold spaces ("Zoë Ü"): they end where the rest fits.
+    "u": r"(?P<user>.*?)",
+    "d": r"(?P<dbname>.*?)",
     "a": r"(?P<application_name>.*?)",
-    "r": r"(?P<remote_host>[^\s(]*)(?:\(\d+\))?",
+    # host(port), [local], or nothing; never a bare word, which is a name's next word.
+    "r": r"(?P<remote_host>\[local\]|[^\s(]+\(\d+\)|)",
     "h": r"(?P<remote_host>\S*?)",
     "b": r"(?P<backend_type>.*?)",
     "c": r"(?P<session_id>[0-9a-f]+\.[0-9a-f]+)",
@@ -51,6 +53,7 @@ COMMON_PREFIXES: Final = (
     "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p] %c %l %q%u@%d ",
+    "%t:%r:%u@%d:[%p]:",  # Amazon RDS and Aurora, which cannot be changed there
     "%m [%p] %q%u@%d %h ",
     "%t [%p]: [%l-1] user=%u,db=%d ",
     "%m [%p] %q%u@%d ",
@@ -151,9 +154,9 @@ def _strict_escape(esc: str, after: str) -> str | None:
     if esc in "mts" and after in " ]":
         # The zone taken, to its end: a shorter zone is followed by a zone character.
         return ESCAPES[esc].replace(r"(?: [^ \]]+)?", r" [^ \]]+")
-    if esc in "udhvx":  # lazy, to the first ``after``
+    if esc in "hvx":  # lazy, to the first ``after``
         return ESCAPES[esc].replace(r"\S*?", rf"[^\s{stop}]*")
-    if esc in "abi":
+    if esc in "abiud":
         return ESCAPES[esc].replace(r".*?", rf"[^{stop}\n]*")
     if esc in "pPl" and not digit:
         return ESCAPES[esc]
@@ -166,14 +169,14 @@ def _strict_escape(esc: str, after: str) -> str | None:
     return None
 
 
-def guess_prefix(head: list[str]) -> str | None:
-    """The common prefix matching the most non-continuation head lines (the most specific
-    one on a tie), if it matches at least half: a few stray lines must not hide it."""
+def guess_prefix(head: list[str], prefixes: tuple[str, ...] = COMMON_PREFIXES) -> str | None:
+    """Of ``prefixes``, the one matching the most non-continuation head lines (the first
+    on a tie), if it matches at least half: a few stray lines must not hide it."""
     lines = [s for s in head if s and not s.startswith("\t")]
     if not lines:
         return None
-    hits = {p: sum(1 for s in lines if re.match(prefix_regex(p), s)) for p in COMMON_PREFIXES}
-    best = max(COMMON_PREFIXES, key=lambda p: hits[p])  # max keeps the first of equals
+    hits = {p: sum(1 for s in lines if re.match(prefix_regex(p), s)) for p in prefixes}
+    best = max(prefixes, key=lambda p: hits[p])  # max keeps the first of equals
     return best if hits[best] * 2 >= len(lines) else None
 
 
@@ -189,7 +192,9 @@ class PgStderr:
         self.log_line_prefix = log_line_prefix
 
     def sniff(self, head: list[str]) -> bool:
-        return guess_prefix(head) is not None
+        """The head is stderr output with the user's prefix, or else a common one."""
+        prefixes = (self.log_line_prefix,) if self.log_line_prefix else COMMON_PREFIXES
+        return guess_prefix(head, prefixes) is not None
 
     def configure(self, head: list[str]) -> None:
         """Pick the prefix from the file's head unless the user gave one."""
@@ -221,7 +226,7 @@ class PgStderr:
             field("user").alias("user"),
             field("dbname").alias("dbname"),
             field("pid", pl.Int64).alias("pid"),
-            field("remote_host").alias("remote_host"),
+            field("remote_host").str.replace(r"\(\d+\)$", "").alias("remote_host"),
             field("application_name").alias("application_name"),
             field("session_id").alias("session_id"),
             field("backend_type").alias("backend_type"),

@@ -194,19 +194,38 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     """Relations a statement reads, from its text: after ``FROM``/``JOIN``, or ``COPY t``.
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
-    Unqualified names are given the ``public`` schema, the default ``search_path``.
+    Unqualified names are given the ``public`` schema, the default ``search_path``. Names
+    are written as pgAudit writes the objects it names (:func:`_as_pgaudit_names`).
     """
     found = pl.concat_list(
         text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}"),
         text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
     )
-    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.replace_all('"', "")
-    qualified = (
-        pl.when(name.str.contains(r"\.", literal=False))
+    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "")
+    first = name.str.extract(rf"^({_IDENT})", 1)
+    second = name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1)
+    schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
+    qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
+    return found.list.eval(qualified).list.unique(maintain_order=True)
+
+
+_UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+
+
+def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
+    """An identifier as written in a statement, as pgAudit names it: the server's name
+    (unquoted: ASCII letters lower-cased; quoted: as written) quoted as PostgreSQL's
+    ``quote_identifier`` quotes it, when it holds more than lower-case ASCII letters,
+    digits and underscores (``"Ventes"."Clients été"``, ``shop.customers``)."""
+    quoted = ident.str.starts_with('"')
+    inner = ident.str.slice(1, ident.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    lowered = ident.str.replace_many(_UPPER, [c.lower() for c in _UPPER])
+    name = pl.when(quoted).then(inner).otherwise(lowered)
+    return (
+        pl.when(name.str.contains(r"^[a-z_][a-z0-9_]*$"))
         .then(name)
-        .otherwise(pl.lit("public.") + name)
+        .otherwise(pl.lit('"') + name.str.replace_all('"', '""', literal=True) + pl.lit('"'))
     )
-    return found.list.eval(qualified.str.to_lowercase()).list.unique(maintain_order=True)
 
 
 def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
@@ -341,7 +360,7 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
         return records
     msg = pl.col("message")
     auth = msg.str.extract_groups(
-        r"^connection authorized: user=(?P<u>\S+)(?: database=(?P<d>\S+))?"
+        r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
         r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
     )
 
@@ -460,28 +479,45 @@ def no_cursors() -> pl.DataFrame:
 def declared_cursors(events: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
     """The cursors ``events`` declare over objects, after those of ``earlier``: one row per
     (session, cursor), the last declaration winning."""
-    declared = (
-        events.filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
-        .select(
-            S.SESSION,
-            pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
-            pl.col(S.OBJECTS).alias("_cursor_objects"),
-        )
-        .filter(pl.col("_cursor_objects").list.len() > 0)
-    )
+    declared = _declarations(events).drop("_pos")
     if declared.is_empty():
         return earlier
     return pl.concat([earlier, declared]).unique([S.SESSION, "_cursor"], keep="last")
 
 
+def _declarations(events: pl.DataFrame) -> pl.DataFrame:
+    """Each ``DECLARE`` over objects in ``events``: session, cursor, objects, and its
+    position in ``events`` (``_pos``)."""
+    return (
+        events.with_row_index("_pos")
+        .filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
+        .select(
+            S.SESSION,
+            pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
+            pl.col(S.OBJECTS).alias("_cursor_objects"),
+            pl.col("_pos").cast(pl.Int64),
+        )
+        .filter(pl.col("_cursor_objects").list.len() > 0)
+    )
+
+
 def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
-    """``events`` with each ``FETCH`` (or ``MOVE``) given the objects of its cursor in
-    ``cursors`` (:func:`declared_cursors`); none if the cursor is not there."""
+    """``events`` with each ``FETCH`` (or ``MOVE``) given the objects of its cursor: of
+    its session's latest ``DECLARE`` of that name before it in ``events``, else in
+    ``cursors`` (:func:`declared_cursors` of the events before); none if neither has it.
+    A session may declare a cursor name again once it has closed it."""
     if not events.select(pl.col(S.QUERY).str.contains(_FETCH_START).any()).item():
         return events  # the usual case; the full pattern and the join cost a pass each
+    known = pl.concat(
+        [cursors.with_columns(pl.lit(-1, pl.Int64).alias("_pos")), _declarations(events)]
+    )
     fetch_cursor = pl.col(S.QUERY).str.extract(_FETCH_CURSOR, 1).str.to_lowercase()
-    joined = events.with_columns(fetch_cursor.alias("_cursor")).join(
-        cursors, on=[S.SESSION, "_cursor"], how="left", maintain_order="left"
+    joined = (
+        events.with_row_index("_pos")
+        .with_columns(pl.col("_pos").cast(pl.Int64), fetch_cursor.alias("_cursor"))
+        .join_asof(
+            known, on="_pos", by=[S.SESSION, "_cursor"], strategy="backward", check_sortedness=False
+        )
     )
     is_fetch = pl.col("_cursor").is_not_null()
     return joined.with_columns(
@@ -491,7 +527,7 @@ def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit([], dtype=pl.List(pl.String)))
         .otherwise(pl.col(S.OBJECTS))
         .alias(S.OBJECTS)
-    ).drop("_cursor", "_cursor_objects")
+    ).drop("_pos", "_cursor", "_cursor_objects")
 
 
 _FETCH_START: Final = r"(?i)^\s*(?:FETCH|MOVE)\b"

@@ -64,7 +64,7 @@ def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format
         if is_binary(data):
             raise NotALogError("binary data, not log lines")
         try:
-            name = formats.detect(Path("input"), head)
+            name = formats.detect(Path("input"), head, log_line_prefix)
         except NotALogError as exc:
             raise NotALogError(str(exc).removeprefix("input: ")) from exc
     fmt = formats.native(name, log_line_prefix)

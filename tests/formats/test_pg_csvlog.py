@@ -53,7 +53,7 @@ def test_a_truncated_last_record_is_still_rejected(
 def test_a_csvlog_file_is_read_in_chunks_not_whole() -> None:
     path = REFERENCE_PG / "postgresql.csv"
     chunks = list(read_chunks(path, PgCsvlog.record_start, chunk_bytes=4096))
-    assert len(chunks) > 5
+    assert len(chunks) >= 5  # 20 kB in 4 kB reads
     assert all(c.data.startswith(b"2026-") for c in chunks)  # cut before a record's first line
     assert b"".join(c.data for c in chunks) == path.read_bytes()
 

@@ -8,20 +8,30 @@ same groups either way, or be left to the general expression.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from detector import schema as S
 from detector.formats.pg_stderr import (
     COMMON_PREFIXES,
     _heads,
     head_regex,
     strict_regex,
 )
+from tests.conftest import PG_SCENARIOS, parse
 from tests.formats.common import fuzz_settings
 
-PREFIXES = (*COMMON_PREFIXES, "%m [%p] %c %l %q%u@%d %r %a ", "%t [%p-%l] %q%u@%d,%a,%e ")
+# The common prefixes with a strict head (RDS's ``%t:%r:...`` has none: its time zone runs
+# into the colon after it), and two more.
+PREFIXES = (
+    *(p for p in COMMON_PREFIXES if p != "%t:%r:%u@%d:[%p]:"),
+    "%m [%p] %c %l %q%u@%d %r %a ",
+    "%t [%p-%l] %q%u@%d,%a,%e ",
+)
 PIECES = (
     "2026-11-28 06:55:02.403",
     "2026-11-28 06:55:02",
@@ -134,3 +144,53 @@ def test_usual_lines_are_read_by_the_strict_head(prefix: str) -> None:
 @pytest.mark.parametrize("prefix", ["%t:%r:%u@%d:[%p]:", "%-10a %u ", "%u%d ", "%p%q "])
 def test_prefixes_without_a_sure_strict_head_use_the_general_one(prefix: str) -> None:
     assert strict_regex(prefix) is None
+
+
+def _cut(tmp_path: Path, log: Path, last: int) -> Path:
+    """The first ``last`` lines of a real log: what a rotation right there leaves."""
+    lines = log.read_text().splitlines(keepends=True)
+    out = tmp_path / f"cut{last}.log"
+    out.write_text("".join(lines[:last]))
+    return out
+
+
+def test_a_files_last_line_belongs_to_the_statement_before_it(tmp_path: Path) -> None:
+    """A rotated file may end on the second relation line of a statement, or on its
+    ``duration:`` line: the statement is still counted once, with its duration."""
+    log = PG_SCENARIOS / "rows_relation_param_on" / "postgresql.log"
+    lines = log.read_text().splitlines()
+    full, _ = parse(log)
+    # a statement logged once per relation (a join): cut after its second line
+    second = next(
+        i
+        for i in range(1, len(lines))
+        if "AUDIT: SESSION," in lines[i]
+        and "AUDIT: SESSION," in lines[i - 1]
+        and lines[i].split("AUDIT: ")[1].split(",")[1:3]
+        == lines[i - 1].split("AUDIT: ")[1].split(",")[1:3]
+    )
+    events, quarantine = parse(_cut(tmp_path, log, second + 1))
+    assert quarantine.total == 0
+    stmt_id = ".".join(lines[second].split("AUDIT: ")[1].split(",")[1:3])
+
+    def the_join(frame: pl.DataFrame) -> pl.DataFrame:
+        at = pl.col(S.TIME).dt.strftime("%Y-%m-%d %H:%M:%S%.3f") == lines[second][:23]
+        return frame.filter(pl.col(S.STATEMENT_ID) == stmt_id, at)
+
+    assert the_join(full).height == 1 and len(the_join(full)[S.OBJECTS][0]) == 2
+    assert (
+        the_join(events).select(S.ROWS, S.OBJECTS).to_dicts()
+        == the_join(full).select(S.ROWS, S.OBJECTS).to_dicts()
+    )
+    # an audited read ending the file with its duration line
+    duration = next(
+        i
+        for i in range(1, len(lines))
+        if "  duration: " in lines[i] and ",READ,SELECT," in lines[i - 1]
+    )
+    events, _ = parse(_cut(tmp_path, log, duration + 1))
+    assert (
+        events.row(-1, named=True)[S.DURATION_MS]
+        == full.row(events.height - 1, named=True)[S.DURATION_MS]
+    )
+    assert events.row(-1, named=True)[S.DURATION_MS] is not None

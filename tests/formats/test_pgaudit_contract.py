@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 
 from detector import schema as S
+from detector.formats.pg_stderr import COMMON_PREFIXES
+from detector.reader import NotALogError
 from tests.conftest import OUTPUTS, PG_SCENARIOS, parse
 
 SCENARIOS = sorted(p.name for p in PG_SCENARIOS.iterdir() if (p / "postgresql.json").exists())
@@ -110,17 +112,39 @@ def test_pg_dump_exports_every_table(output: str) -> None:
     assert tables <= {o for objs in ev[S.OBJECTS].to_list() for o in objs}
 
 
-@pytest.mark.parametrize(
-    "log_file", sorted(p.name for p in (PG_SCENARIOS / "prefixes").glob("*.log"))
-)
+PREFIX_FILES = expected("prefixes")["files"]
+OWN_PREFIX = "stderr_own.log"  # a prefix no common one fits: read with the prefix given
+
+
+@pytest.mark.parametrize("log_file", sorted(f for f in PREFIX_FILES if f != OWN_PREFIX))
 def test_common_stderr_prefixes_are_recognised(log_file: str) -> None:
     ev, quarantine = parse(PG_SCENARIOS / "prefixes" / log_file)
     assert quarantine.total == 0
     reads = ev.filter(pl.col(S.CLASS) == "READ")
-    assert reads.height >= 1
+    truth = PREFIX_FILES[log_file]["statements"]
+    assert reads[S.ROWS].to_list() == [s["rows"] for s in truth]
     # Prefixes without %u/%d: the account and database come from the connection lines.
-    assert reads[S.ACCOUNT].null_count() == 0 and reads[S.DATABASE].null_count() == 0
+    # Names may hold spaces ("Zoë Ü" in "ventes été").
+    assert reads[S.ACCOUNT].to_list() == [s["user"] for s in truth]
+    assert reads[S.DATABASE].to_list() == [s["database"] for s in truth]
+    assert reads[S.APPLICATION].to_list() == [s["application_name"] for s in truth]
     assert ev.filter(~pl.col(S.SUCCESS)).height >= 1
+
+
+def test_a_prefix_of_ones_own_is_read_when_given_without_a_format() -> None:
+    """``--log-line-prefix`` alone (``--format auto``) reads a stderr log whose prefix is
+    no common one; without it the file is not recognised."""
+    path, prefix = PG_SCENARIOS / "prefixes" / OWN_PREFIX, PREFIX_FILES[OWN_PREFIX]
+    assert prefix["log_line_prefix"] not in COMMON_PREFIXES
+    with pytest.raises(NotALogError):
+        parse(path)
+    ev, quarantine = parse(path, log_line_prefix=prefix["log_line_prefix"])
+    assert quarantine.total == 0
+    reads = ev.filter(pl.col(S.CLASS) == "READ")
+    assert reads[S.ROWS].to_list() == [s["rows"] for s in prefix["statements"]]
+    assert reads[S.ACCOUNT].to_list() == [s["user"] for s in prefix["statements"]]
+    assert reads[S.APPLICATION].to_list() == [s["application_name"] for s in prefix["statements"]]
+    assert ev.filter(~pl.col(S.SUCCESS)).height == 1
 
 
 def test_foreign_key_checks_are_not_counted_as_reads(output: str) -> None:

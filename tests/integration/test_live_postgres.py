@@ -208,3 +208,70 @@ def test_three_outputs_agree(workload) -> None:  # type: ignore[no-untyped-def]
     frames = [events_of(workload, o).drop(S.SOURCE_FORMAT, S.SESSION) for o in sorted(OUTPUTS)]
     for other in frames[1:]:
         assert other.equals(frames[0])
+
+
+QUOTED_TABLES = ('"Ventes"."Clients été"', "ventes.clients_été", 'ventes."Order"')
+
+
+@pytest.fixture(scope="module")
+def quoted_names(postgres) -> Path:  # type: ignore[no-untyped-def]
+    """Tables whose names pgAudit quotes (mixed case, non-ASCII, a keyword's case), each
+    read by SELECT (pgAudit names the table) and by COPY TO and a cursor (it does not)."""
+    admin = psycopg.connect(postgres.dsn(), autocommit=True)
+    admin.execute("CREATE ROLE quoted_reader LOGIN")
+    admin.execute("CREATE DATABASE names")
+    admin.close()
+    db = psycopg.connect(postgres.dsn(dbname="names"), autocommit=True)
+    db.execute('CREATE SCHEMA "Ventes"')
+    db.execute("CREATE SCHEMA ventes")
+    for table in QUOTED_TABLES:
+        db.execute(f"CREATE TABLE {table} (id int)")
+        db.execute(f"INSERT INTO {table} SELECT generate_series(1, 30)")
+        db.execute(f"GRANT SELECT ON {table} TO quoted_reader")
+    db.execute('GRANT USAGE ON SCHEMA "Ventes", ventes TO quoted_reader')
+    db.close()
+    with psycopg.connect(postgres.dsn("quoted_reader", "names")) as conn:
+        for table in QUOTED_TABLES:
+            conn.execute(f"SELECT * FROM {table}").fetchall()
+            with conn.cursor().copy(f"COPY {table} TO STDOUT") as copy:
+                assert sum(1 for _ in copy.rows()) == 30
+            conn.execute(f"DECLARE c CURSOR FOR SELECT * FROM {table}")
+            conn.execute("FETCH 10 FROM c").fetchall()
+            conn.execute("CLOSE c")
+        conn.execute("SELECT 'end-of-quoted-names'")
+    wait_for_logs(postgres.log_dir, "end-of-quoted-names")
+    return Path(postgres.log_dir)
+
+
+def test_tables_named_only_in_the_text_are_named_as_pgaudit_names_them(
+    quoted_names: Path, output: str
+) -> None:
+    """A COPY or cursor of a table (whose name only the statement text gives) names it as
+    pgAudit names it when it reads it by SELECT: one table, one name."""
+    events, quarantine = parse(quoted_names / OUTPUTS[output])
+    assert quarantine.total == 0
+    ev = account(events, "quoted_reader").filter(pl.col(S.CLASS).is_in(["READ", "MISC"]))
+    selects = ev.filter(pl.col(S.COMMAND) == "SELECT", pl.col(S.OBJECTS).list.len() > 0)
+    named = selects[S.OBJECTS].to_list()
+    assert len(named) == len(QUOTED_TABLES)
+    assert named[0] == ['"Ventes"."Clients été"']
+    for table, by_pgaudit in zip(QUOTED_TABLES, named, strict=True):
+        unnamed = ev.filter(
+            pl.col(S.QUERY).str.contains(table, literal=True)
+            & pl.col(S.COMMAND).is_in(["COPY", "DECLARE CURSOR"])
+        )
+        assert unnamed.height == 2
+        assert unnamed[S.OBJECTS].to_list() == [by_pgaudit] * 2, table
+
+
+def test_a_cursor_declared_again_fetches_from_its_new_table(
+    quoted_names: Path, output: str
+) -> None:
+    """The session declares cursor ``c`` over each table in turn (closing it between):
+    each FETCH reads the table of the DECLARE before it, not of the session's last."""
+    events, _ = parse(quoted_names / OUTPUTS[output])
+    ev = account(events, "quoted_reader")
+    declared = ev.filter(pl.col(S.COMMAND) == "DECLARE CURSOR")[S.OBJECTS].to_list()
+    fetches = ev.filter(pl.col(S.COMMAND) == "FETCH")[S.OBJECTS].to_list()
+    assert len(set(map(tuple, declared))) == len(QUOTED_TABLES)
+    assert fetches == declared

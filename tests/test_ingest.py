@@ -1,0 +1,42 @@
+"""Reading logs: one PostgreSQL server's outputs side by side are its statements once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from detector import ingest
+from detector import schema as S
+from detector.ingest import Summary, read_events
+from tests.conftest import OUTPUTS, PG_SCENARIOS
+
+SERVER = PG_SCENARIOS / "rows_relation_param_on"  # one real server's stderr, csvlog, jsonlog
+
+
+def test_one_servers_outputs_in_one_directory_are_read_once() -> None:
+    """``score /var/log/postgresql/*`` on a server logging to stderr, csvlog and jsonlog
+    counts each statement once (from the jsonlog), not three times, and says so."""
+    paths = sorted(SERVER / name for name in OUTPUTS.values())
+    alone, _ = read_events([SERVER / "postgresql.json"])
+    together, summary = read_events(paths)
+    assert together.height == alone.height > 0
+    assert together[S.ROWS].sum() == alone[S.ROWS].sum()
+    assert set(together[S.SOURCE_FORMAT]) == {"pgaudit-jsonlog"}
+    assert summary.files == 1
+    assert sorted(p.name for p in summary.left_out) == ["postgresql.csv", "postgresql.log"]
+    assert "Left out 2 file(s)" in summary.paragraph()
+    # streamed, as train and score read PostgreSQL logs
+    streamed = Summary()
+    batches = list(ingest.event_batches(paths, streamed, hold=timedelta(0)))
+    assert sum(b.height for b in batches) == alone.height
+    assert streamed.files == 1 and len(streamed.left_out) == 2
+
+
+def test_a_format_given_reads_every_file() -> None:
+    """``--format`` names what the files are: nothing is left out."""
+    paths = [SERVER / "postgresql.log", SERVER / "postgresql.log"]
+    events, summary = read_events(paths, format_name="pgaudit-stderr")
+    alone, _ = read_events([SERVER / "postgresql.log"])
+    assert events.height == 2 * alone.height and not summary.left_out
+    assert events.filter(pl.col(S.SOURCE_FORMAT) != "pgaudit-stderr").is_empty()
