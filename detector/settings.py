@@ -28,7 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detector.features import Horizons, duration, span
+from detector.durations import Horizons, parse, span
 
 SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
 
@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _duration(cls, value: str) -> str:
-        duration(value)
+        parse(value)
         return value
 
     @field_validator("severity_bands")
@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     @classmethod
     def _durations(cls, value: list[str]) -> list[str]:
         for item in value:
-            duration(item)
+            parse(item)
         return value
 
     @model_validator(mode="after")
