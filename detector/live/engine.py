@@ -102,7 +102,7 @@ EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Date
 # Records joined with another log's: they stay events until their window closes.
 JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
-COMPACT_AFTER: Final = 8  # partial frames of a shard folded into one past this many
+COMPACT_AFTER: Final = 8  # a group of accounts' partial frames merged past this many (Fold)
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
