@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from detector.features import span
+from detector.durations import span
 
 Timestamp = Annotated[
     str,

@@ -231,10 +231,9 @@ def main() -> int:
 
 def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> None:
     """The engine's state by Polars' estimate, after a close."""
-    from detector import partials
-
     mb = 1 / 1e6
-    opened = partials.merge_all(engine._open)
+    frames = len(engine._open.frames)
+    opened = engine._open.merged()
     history = sum(h.estimated_size() for h in engine.history)
     history_rows = sum(h.height for h in engine.history)
     discovered = sum(d.estimated_size() for d in engine.discovered)
@@ -243,7 +242,7 @@ def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> No
     print(
         f"close {closes}: {scored:,} windows scored; RSS {s['VmRSS']:.0f} MB "
         f"(LazyFree {s['LazyFree']:.0f}); open partials {opened.height:,} rows "
-        f"{opened.estimated_size() * mb:.1f} MB in {len(engine._open)} frames; "
+        f"{opened.estimated_size() * mb:.1f} MB in {frames} frames; "
         f"held {engine.held.height:,} events {engine.held.estimated_size() * mb:.1f} MB; "
         f"history {history_rows:,} rows {history * mb:.1f} MB in {len(engine.history)} "
         f"segments; discovered {discovered_rows:,} values {discovered * mb:.1f} MB; "

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from bench_live import LAP, STAMP, pool
 
-from detector import formats, model, partials, settings
+from detector import formats, model, settings
 from detector.live.engine import Engine
 from detector.reader import Chunk
 
@@ -30,7 +30,7 @@ print("events", ev.height, "accounts", ev["actor.user.name"].n_unique())
 e = Engine(t, settings.Settings())
 for i in range(0, ev.height, 50000):
     e.add(ev[i : i + 50000])
-op = partials.merge_all(e._open)
+op = e._open.merged()
 held = e.held.estimated_size() / max(e.held.height, 1)
 print(f"open partial rows {op.height}, {op.estimated_size() / op.height:.0f} B/row")
 print(f"held events {e.held.height}, {held:.0f} B/event")

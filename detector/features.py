@@ -17,13 +17,16 @@ The stages:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Final
 
 import polars as pl
 
 from detector import schema as S
+
+# Feature code names windows and horizons through this module: re-exported.
+from detector.durations import Horizons as Horizons
+from detector.durations import parse
+from detector.durations import span as span
 
 # 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per
 # weekday, days of history per account; 5: that largest day is a calendar day (UTC), not
@@ -54,25 +57,6 @@ DRIP: Final = ("rows_read", "bytes_read")
 TODAY: Final = "today"
 # Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
 ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements", "exports")
-
-
-@dataclass(frozen=True)
-class Horizons:
-    """The base window and the longer trailing horizons, as Polars durations."""
-
-    base: str = "5m"
-    longer: tuple[str, ...] = ("1h", "1d", "3d")
-
-    @property
-    def all(self) -> tuple[str, ...]:
-        return (self.base, *self.longer)
-
-    @property
-    def lookback(self) -> timedelta:
-        """How far before a window its judging reaches: the longest horizon's sums, and
-        the alerts of the account within the longest horizon before it, with the sums
-        those alerts showed (one more horizon back)."""
-        return 2 * span(self.longer[-1] if self.longer else self.base)
 
 
 def col_name(signal: str, horizon: str) -> str:
@@ -205,33 +189,12 @@ def uncounted_exports(uncounted: pl.Expr, counted: pl.Expr) -> pl.Expr:
     return (both - counted.list.len()).cast(pl.Int64)
 
 
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def _parts(every: str) -> tuple[int, str]:
-    number, unit = every[:-1], every[-1:]
-    if not (number.isascii() and number.isdigit()) or unit not in _UNITS:
-        raise ValueError(f"{every!r}: use a number and one of s, m, h, d, w (e.g. 5m or 7d)")
-    return int(number), unit
-
-
-def span(every: str) -> timedelta:
-    """A simple duration string like ``30s``, ``5m`` or ``7d`` as a timedelta.
-
-    Raises ``ValueError`` for anything else."""
-    n, unit = _parts(every)
-    try:
-        return timedelta(**{_UNITS[unit]: n})
-    except OverflowError as exc:
-        raise ValueError(f"{every!r}: too long") from exc
-
-
 def duration(every: str) -> pl.Expr:
     """A simple Polars duration string like ``5m`` or ``1d`` as a duration expression.
 
-    Raises ``ValueError`` for anything else (it validates settings too).
+    Raises ``ValueError`` for anything else.
     """
-    n, unit = _parts(every)
+    n, unit = parse(every)
     match unit:
         case "s":
             return pl.duration(seconds=n)

@@ -28,8 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from detector.features import Horizons, duration, span
-from detector.formats.pg_stderr import prefix_regex
+from detector.durations import Horizons, parse, span
 
 SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
 
@@ -205,13 +204,16 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _duration(cls, value: str) -> str:
-        duration(value)
+        parse(value)
         return value
 
     @field_validator("log_line_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         if value is not None:
+            # Imported here: the formats import Polars, which the API process does without.
+            from detector.formats.pg_stderr import prefix_regex
+
             prefix_regex(value)  # an escape it cannot read: said now, not mid-run
         return value
 
@@ -236,7 +238,7 @@ class Settings(BaseSettings):
     @classmethod
     def _durations(cls, value: list[str]) -> list[str]:
         for item in value:
-            duration(item)
+            parse(item)
         return value
 
     @model_validator(mode="after")

@@ -109,6 +109,40 @@ def test_any_split_of_the_events_merged_equals_window_activity_of_all(
     assert got.equals(activity(pgaudit, known))
 
 
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_a_fold_of_any_split_equals_window_activity_of_all(
+    pgaudit: pl.DataFrame, known: pl.DataFrame, data: st.DataObject
+) -> None:
+    """The live engine's open windows: pieces folded in one at a time (kept in groups of
+    accounts, each merged every few pieces) give window_activity of all the events; the
+    windows a close takes out are those before its cutoff, and with the windows kept they
+    are all the events' windows."""
+    n = pgaudit.height
+    pieces = data.draw(st.integers(1, 12), label="pieces")
+    owner = data.draw(st.lists(st.integers(0, pieces - 1), min_size=n, max_size=n), label="deal")
+    dealt = pgaudit.with_columns(pl.Series("_piece", owner))
+    fold = partials.Fold(merge_after=data.draw(st.integers(1, 4), label="merge after"))
+    for i in range(pieces):
+        fold.add(partials.partial(dealt.filter(pl.col("_piece") == i).drop("_piece"), "5m"))
+    merged = fold.merged()
+    assert merged.select(partials.KEYS).is_unique().all()
+    assert partials.to_activity(merged, "5m", known).equals(activity(pgaudit, known))
+
+    windows = merged[F.WINDOW].unique().sort()
+    cutoff = windows[data.draw(st.integers(0, windows.len() - 1), label="cutoff")]
+    taken = fold.take(pl.col(F.WINDOW) < cutoff)
+    kept = fold.merged()
+    assert (taken[F.WINDOW] < cutoff).all() and (kept[F.WINDOW] >= cutoff).all()
+    got = partials.to_activity(partials.merge(taken, kept), "5m", known)
+    assert got.equals(activity(pgaudit, known))
+
+
 def event(
     minute: int,
     *,

@@ -102,7 +102,7 @@ EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Date
 # Records joined with another log's: they stay events until their window closes.
 JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
-COMPACT_AFTER: Final = 8  # partial frames folded into one past this many
+COMPACT_AFTER: Final = 8  # a group of accounts' partial frames merged past this many (Fold)
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
@@ -136,7 +136,7 @@ class Engine:
         self.lateness = F.span(settings.lateness)
         self.keep = max(F.span(h) for h in self.horizons.all)
         self.max_accounts = settings.max_accounts
-        self._open: list[pl.DataFrame] = []  # partials, merged lazily
+        self._open = partials.Fold(COMPACT_AFTER)
         self.held = pl.DataFrame(schema=PENDING_SCHEMA)
         self.continued = pl.DataFrame(schema=CONTINUED_SCHEMA)
         self.history: list[pl.DataFrame] = []  # segments, oldest first
@@ -155,7 +155,7 @@ class Engine:
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
         self._writes: dict[str, bytes] = {}
         self._deletes: set[str] = set()
-        self._fresh: list[pl.DataFrame] = []  # open partials added since the last snapshot
+        self._fresh = partials.Fold(COMPACT_AFTER)  # open partials added since the last snapshot
         self._names: dict[str, list[str]] = {"history": [], "discovered": []}
 
     # -- ingest ------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class Engine:
         ``trovewatch_overflow_events_total``. Accounts with state or training keep
         their own windows.
         """
-        open_rows = sum(p.height for p in self._open) + self.held.height
+        open_rows = self._open.height + self.held.height
         if open_rows + events.height <= self.max_accounts:  # cannot be past it: cheap
             return events
         names = events[S.ACCOUNT].unique(maintain_order=True)
@@ -248,13 +248,8 @@ class Engine:
         return events
 
     def _fold(self, part: pl.DataFrame) -> None:
-        if part.height:
-            self._open.append(part)
-            self._fresh.append(part)
-        if len(self._open) > COMPACT_AFTER:
-            self._open = [partials.merge_all(self._open)]
-        if len(self._fresh) > COMPACT_AFTER:
-            self._fresh = [partials.merge_all(self._fresh)]
+        self._open.add(part)
+        self._fresh.add(part)
 
     # -- closing windows ---------------------------------------------------------------
 
@@ -286,12 +281,9 @@ class Engine:
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
             return Closed(pl.DataFrame(), late, overflow=overflow)
         self.closed_until = cutoff
-        opened = partials.merge_all(self._open)
-        due = pl.col(F.WINDOW) < cutoff
-        closing = opened.filter(due)
+        closing = self._open.take(pl.col(F.WINDOW) < cutoff)
         due_events = self.held.filter(pl.col(S.TIME) < cutoff)
         if closing.is_empty() and due_events.is_empty():
-            self._open = [opened] if opened.height else []
             return Closed(pl.DataFrame(), late, overflow=overflow)
         self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
         closed_statements = due_events.filter(
@@ -300,8 +292,6 @@ class Engine:
             & pl.col(S.STATEMENT_ID).is_not_null()
         )
         self.continued = pl.concat([self.continued, closed_statements.select(CONTINUED)])
-        self._open = [opened.filter(~due)]
-        del opened  # both parts are copies: not held while scoring
         self._rewrite_open()
         if due_events.height:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
@@ -314,7 +304,7 @@ class Engine:
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""
         events = formats.join(merge_split_statements(self.held.sort(S.TIME)), live=True)
-        merged = partials.merge_all([*self._open, partials.partial(events, self.horizons.base)])
+        merged = partials.merge(self._open.merged(), partials.partial(events, self.horizons.base))
         return partials.to_activity(merged, self.horizons.base, self._known())
 
     def _no_levels(self) -> pl.DataFrame:
@@ -492,7 +482,7 @@ class Engine:
     def _open_accounts(self) -> pl.Series:
         return pl.concat(
             [
-                *(p.select(F.ACCOUNT) for p in self._open),
+                *(p.select(F.ACCOUNT) for p in self._open.frames),
                 self.held.select(pl.col(S.ACCOUNT).alias(F.ACCOUNT)),
             ]
         )[F.ACCOUNT]
@@ -500,7 +490,7 @@ class Engine:
     @property
     def open_windows(self) -> int:
         """Account-windows not yet closed."""
-        frames = [p.select(*partials.KEYS) for p in self._open]
+        frames = [p.select(*partials.KEYS) for p in self._open.frames]
         frames.append(
             self.held.select(
                 pl.col(S.ACCOUNT).alias(F.ACCOUNT),
@@ -521,7 +511,7 @@ class Engine:
             self._drop(name)
         for name in [n for n in self._writes if n.startswith("open.")]:
             del self._writes[name]
-        self._fresh = [p for p in self._open if p.height]
+        self._fresh = self._open.copy()
 
     def _drop(self, name: str) -> None:
         if name in self._writes:
@@ -533,9 +523,9 @@ class Engine:
         """What changed since the last saved snapshot, as named blobs (Parquet frames and
         a JSON header) to write; ``None`` for names to delete. After a successful save,
         call :meth:`saved`."""
-        if self._fresh:
-            self._writes[f"open.{next(self._seq):012d}"] = _parquet(partials.merge_all(self._fresh))
-            self._fresh = []
+        if self._fresh.height:
+            self._writes[f"open.{next(self._seq):012d}"] = _parquet(self._fresh.merged())
+            self._fresh = partials.Fold(COMPACT_AFTER)
         meta = {
             "version": 2,
             "newest": None if self.newest is None else self.newest.isoformat(),
@@ -585,7 +575,7 @@ class Engine:
                 if name == "pending":
                     self._deletes.add(name)
             elif kind == "open":
-                self._open.append(partials.conform(frame))
+                self._open.add(partials.conform(frame))
             elif kind in ("history", "discovered"):  # an older one's single frame too
                 self._keep(kind, frame)  # an older trovewatch's history may be unsorted
                 self._names[kind].append(name)

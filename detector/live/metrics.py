@@ -20,8 +20,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from detector.rejects import Reason
-
 SEVERITIES = ("low", "medium", "high", "critical")
 
 # ``*_created`` series only double the scrape; no alert or panel here uses them.
@@ -93,6 +91,10 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Here, not at the top: the API process imports this module (the store's Flagged)
+        # but counts nothing, and the rejects module imports Polars (50 MB).
+        from detector.rejects import Reason
+
         for reason in Reason:
             self.rejected.labels(reason.value)
         self.late = Counter(

@@ -27,11 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from detector.live.metrics import Flagged
+
+if TYPE_CHECKING:
+    # Imported where scored windows are written or read back for retraining (the
+    # ingest process): the API process, which only queries, does without it (50 MB).
+    import polars as pl
 
 DB_FILE: Final = "trovewatch.db"
 VERDICTS: Final = ("true_positive", "false_positive")
@@ -234,6 +237,8 @@ def _iso(us: int | None) -> str | None:
 
 def _json_list(column: str) -> pl.Expr:
     """A list column as JSON text, in Polars (no Python per row)."""
+    import polars as pl
+
     return (
         pl.struct(pl.col(column).alias("v"))
         .struct.json_encode()
@@ -401,6 +406,8 @@ class SqliteStore:
         """``scored`` (the shape of :func:`detector.pipeline.score`) as rows for SQLite,
         one per (account, window_start), ``ROW_CHUNK`` at a time: a close of 100,000
         windows then holds one chunk's JSON and Python tuples, not all of them at once."""
+        import polars as pl
+
         features = scored.schema["features"]
         present = {f.name for f in features.fields} if isinstance(features, pl.Struct) else set()
         volumes = [
@@ -409,10 +416,14 @@ class SqliteStore:
             else pl.lit(None, pl.Int64).alias(name)
             for name in ("rows_read", "bytes_read", "statements", "exports")
         ]
-        unique = scored.unique(["account", "window_start"], keep="first", maintain_order=True)
-        for offset in range(0, unique.height, ROW_CHUNK):
+        keys = ["account", "window_start"]
+        # Windows come once each from a close: the copy of them all (100,000 windows'
+        # features at a close) that dropping repeats makes is made only for repeats.
+        if scored.select(keys).is_duplicated().any():
+            scored = scored.unique(keys, keep="first", maintain_order=True)
+        for offset in range(0, scored.height, ROW_CHUNK):
             yield (
-                unique.slice(offset, ROW_CHUNK)
+                scored.slice(offset, ROW_CHUNK)
                 .select(
                     "account",
                     pl.col("window_start").dt.epoch("us"),
@@ -760,6 +771,8 @@ class SqliteStore:
         judged true_positive, and every flagged window not judged false_positive
         (open or suppressed ones included). False positives are kept: they are normal.
         """
+        import polars as pl
+
         with self._read() as conn:
             rows = conn.execute(
                 f"""SELECT {", ".join("w." + c for c in _WINDOW_COLS.split(", "))}

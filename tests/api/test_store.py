@@ -51,6 +51,20 @@ def test_commit_raises_one_open_alert_per_flagged_window(
     assert (web_shop.window_start, web_shop.severity) == (WEB_SHOP_PULL, "critical")
 
 
+def test_a_window_twice_in_one_commit_is_stored_once(
+    empty_store: SqliteStore, scored: pl.DataFrame
+) -> None:
+    created = empty_store.commit(pl.concat([scored, scored]), checkpoint(1))
+    assert len(created) == scored["flagged"].sum()  # one alert each
+    assert (
+        sum(
+            (empty_store.account(a, 1) or {})["totals"]["windows"]
+            for a in scored["account"].unique()
+        )
+        == scored.height
+    )
+
+
 def test_a_window_committed_twice_is_stored_once(
     empty_store: SqliteStore, scored: pl.DataFrame
 ) -> None:
