@@ -145,7 +145,10 @@ def test_a_read_only_state_directory_holds_offsets_and_resumes_once_writable(
         base = f"http://127.0.0.1:{serve.port}"
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 503 and "not writable" in ready.text
-        assert "trovewatch_storage_writable 0.0" in httpx.get(f"{base}/metrics").text
+        deadline = time.monotonic() + 30
+        while "trovewatch_storage_writable 0.0" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "the metric never reported the read-only disk"
+            time.sleep(0.2)
         time.sleep(3)  # it has read the rest of the log by now, and cannot keep it
         assert serve.totals(sorted(read_first)) == read_first
         remount(read_only_able, "rw")
