@@ -72,18 +72,23 @@ def test_chunks_merged_in_any_order(
     assert partials.to_activity(merged, every, known).equals(activity(events, known, every))
 
 
+# Hypothesis settings of the split-and-merge properties below: each example aggregates
+# and merges a few thousand real events.
+SPLITS = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
 @pytest.fixture(scope="module")
 def pgaudit() -> pl.DataFrame:
     read, _ = pipeline.read_events(REAL_LOGS["pgaudit"], since=datetime(2026, 10, 19, tzinfo=UTC))
     return read.head(6000)
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@SPLITS
 @given(data=st.data())
 def test_any_split_of_the_events_merged_equals_window_activity_of_all(
     pgaudit: pl.DataFrame, known: pl.DataFrame, data: st.DataObject
@@ -109,12 +114,7 @@ def test_any_split_of_the_events_merged_equals_window_activity_of_all(
     assert got.equals(activity(pgaudit, known))
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@SPLITS
 @given(data=st.data())
 def test_a_fold_of_any_split_equals_window_activity_of_all(
     pgaudit: pl.DataFrame, known: pl.DataFrame, data: st.DataObject

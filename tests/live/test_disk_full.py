@@ -13,13 +13,15 @@ import gzip
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.live.test_serve_faults import SAMPLE, Serve, expected_totals
+
+unwritable = "trovewatch_storage_writable 0.0"
 
 
 @pytest.fixture
@@ -54,6 +56,14 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def wait_until(holds: Callable[[], bool], seconds: float, failure: str) -> None:
+    """Poll ``holds`` until it is true (the service reports on its next probe, every 2 s)."""
+    deadline = time.monotonic() + seconds
+    while not holds():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
+
+
 def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path) -> None:
     lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
     day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
@@ -71,20 +81,14 @@ def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path)
         with log.open("ab") as fh:
             fh.write(b"".join(second))
         base = f"http://127.0.0.1:{serve.port}"
-        deadline = time.monotonic() + 30
-        while "trovewatch_storage_writable 0.0" not in httpx.get(f"{base}/metrics").text:
-            assert time.monotonic() < deadline, "the metric never reported the full disk"
-            time.sleep(0.2)
+        wait_until(lambda: unwritable in httpx.get(f"{base}/metrics").text, 30, "no metric")
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 503 and "not writable" in ready.text
         filler.unlink()
         expected = expected_totals(b"".join(day), tmp_path)
         assert serve.settle(expected) == expected
         # Readiness follows the write probe (every 2 s), which may run after the commit.
-        deadline = time.monotonic() + 15
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "/readyz stayed 503 after space returned"
-            time.sleep(0.2)
+        wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 15, "/readyz stayed 503")
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
@@ -145,19 +149,13 @@ def test_a_read_only_state_directory_holds_offsets_and_resumes_once_writable(
         base = f"http://127.0.0.1:{serve.port}"
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 503 and "not writable" in ready.text
-        deadline = time.monotonic() + 30
-        while "trovewatch_storage_writable 0.0" not in httpx.get(f"{base}/metrics").text:
-            assert time.monotonic() < deadline, "the metric never reported the read-only disk"
-            time.sleep(0.2)
+        wait_until(lambda: unwritable in httpx.get(f"{base}/metrics").text, 30, "no metric")
         time.sleep(3)  # it has read the rest of the log by now, and cannot keep it
         assert serve.totals(sorted(read_first)) == read_first
         remount(read_only_able, "rw")
         expected = expected_totals(b"".join(day), tmp_path)
         assert serve.settle(expected) == expected
-        deadline = time.monotonic() + 15
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "/readyz stayed 503 once writable again"
-            time.sleep(0.2)
+        wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 15, "/readyz stayed 503")
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
