@@ -93,8 +93,8 @@ def one_output_per_server(
         for path, fmt in found.items():
             if fmt == name:
                 richest[path.parent] = name
-    keep = [p for p in paths if found[p] not in formats.PG_OUTPUTS or richest[p.parent] == found[p]]
-    return keep, [p for p in paths if p not in keep]
+    poorer = {p for p in paths if found[p] in formats.PG_OUTPUTS and richest[p.parent] != found[p]}
+    return [p for p in paths if p not in poorer], [p for p in paths if p in poorer]
 
 
 def read_events(

@@ -143,6 +143,11 @@ class Manifest:
     calibration: dict[str, float]
     artefacts: dict[str, str] = field(default_factory=dict)  # file name -> sha256
 
+    @property
+    def horizon_spec(self) -> Horizons:
+        """The window and horizons the model was trained with (``horizons``, as written)."""
+        return Horizons(base=self.horizons["base"], longer=tuple(self.horizons["longer"]))
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -167,9 +172,7 @@ class TrainedModel:
 
     @property
     def horizons(self) -> Horizons:
-        return Horizons(
-            base=self.manifest.horizons["base"], longer=tuple(self.manifest.horizons["longer"])
-        )
+        return self.manifest.horizon_spec
 
 
 def save(model: TrainedModel, directory: Path) -> Manifest:

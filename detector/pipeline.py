@@ -366,7 +366,7 @@ def _read_for_scoring(
     so memory grows with the account-windows, not the events; other formats are read whole.
     """
     manifest = model.read_manifest(model_dir)  # a wrong directory fails before any reading
-    horizons = F.Horizons(manifest.horizons["base"], tuple(manifest.horizons["longer"]))
+    horizons = manifest.horizon_spec
     with ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(model.load, model_dir)
         period, summary = read_period(
