@@ -154,3 +154,18 @@ def test_the_api_process_does_without_polars() -> None:
         [sys.executable, "-c", imports], capture_output=True, text=True, check=True
     )
     assert found.stdout.strip() == "[]"
+
+
+def test_the_api_process_of_the_console_script_does_without_polars() -> None:
+    """Spawning the API process runs the parent's main script again in the child; under
+    the installed ``trovewatch`` script that must not load the pipeline either."""
+    script = Path(sys.executable).with_name("trovewatch")
+    spawned = (
+        f"import runpy, sys; runpy.run_path({str(script)!r}, run_name='__mp_main__'); "
+        "from api import process; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('polars', 'numpy')))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", spawned], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
