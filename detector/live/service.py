@@ -552,7 +552,14 @@ class Service:
                 self.metrics.alerts.labels(alert.severity).inc()
         if now - self._last_prune > 600:
             self._last_prune = now
-            self.store.prune(span(self.settings.retention))
+            try:
+                self.store.prune(span(self.settings.retention))
+            except (sqlite3.Error, OSError) as exc:  # tried again in 10 minutes
+                log.error(
+                    "cannot delete windows older than the retention from %s: %s",
+                    self.settings.state_dir,
+                    exc,
+                )
 
     def _show_storage(self) -> None:
         ok = self._storage_error is None and self._probe_ok

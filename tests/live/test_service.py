@@ -17,6 +17,7 @@ from detector import carried, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.live.service import Service
+from detector.live.sources import source_key
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
 
@@ -330,3 +331,53 @@ def test_a_restart_waits_the_lateness_before_the_wall_clock_closes_windows(
         wait_for(lambda: stored_totals(second, expected) == expected, timeout=30)
     finally:
         second.stop()
+
+
+def test_a_damaged_table_met_while_pruning_is_logged_not_a_crash(
+    trained: model.TrainedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damage in a part of the state database that only the retention's deletes reach
+    (the suppressions table, on the real SQLite file) is an error line naming the state
+    directory when `serve` stops, not an internal error; what was read is still saved."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(day_of_lines("2026-10-18"))
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(log)],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    first = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    first.start()
+    wait_for(lambda: first.store.load_checkpoint() is not None)
+    first.stop()
+    first.store.close()
+    damage_table(conf.state_dir / "trovewatch.db", "suppressions")
+    log.write_bytes(log.read_bytes() + day_of_lines("2026-10-19")[:20_000].rsplit(b"\n", 1)[0])
+
+    second = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    second.start()
+    try:
+        wait_for(lambda: second.sources[0].positions() != first.sources[0].positions())
+    finally:
+        second.stop()  # checkpoints, then prunes: the prune meets the damage
+    assert "malformed" in caplog.text and str(conf.state_dir) in caplog.text
+    assert "ingest loop error" not in caplog.text
+    saved = second.store.load_checkpoint()
+    assert saved is not None
+    assert saved.sources == {source_key(s): s.positions() for s in second.sources}
+
+
+def damage_table(database: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` in the SQLite file with garbage."""
+    import sqlite3
+
+    conn = sqlite3.connect(database)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    conn.close()
+    with database.open("r+b") as fh:
+        fh.seek((root - 1) * page)
+        fh.write(b"\xa5" * page)
