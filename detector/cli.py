@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--config", type=Path, help="settings file (TOML)")
+    # Log files named as for score: refused with the option to use (see run_serve).
+    serve.add_argument("stray", nargs="*", metavar="", help=argparse.SUPPRESS)
     successor = sub.add_parser(
         "retrain",
         help="train a successor of a served model on its recent logs, never on its alerts",
@@ -313,6 +315,12 @@ def run_retrain(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     from api import server  # the web stack loads only for `serve`
 
+    if args.stray:
+        raise UsageError(
+            f"serve follows the logs given with --follow, not {' '.join(args.stray)}: "
+            "--follow '/var/log/postgresql/*.json' (quoted, so that files created later "
+            "are followed too)"
+        )
     conf = settings.load(
         args.config,
         follow=args.follow,

@@ -810,3 +810,12 @@ def test_settings_that_make_no_sense_are_refused_in_one_line(
     code, out, err = cli(capsys, *score_args(tmp_path, *args, JSONLOG))
     assert_one_line_error(code, err, words)
     assert out == ""
+
+
+def test_serve_given_log_files_as_score_takes_them_names_the_option_to_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`trovewatch serve /var/log/x.json`, as `score` is called, says to use --follow
+    (and why to quote it), instead of argparse's bare "unrecognized arguments"."""
+    code = main(["serve", "/var/log/postgresql/postgresql.json"])
+    assert_one_line_error(code, capsys.readouterr().err, "--follow", "quoted")
