@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         "30s",
         description="How long after a window's end (event time) late events still count in it.",
     )
+    max_clock_skew: str = Field(
+        "10m",
+        description="Events timed further than this past the wall clock (a server clock gone "
+        "wrong) count at the newest sane event time instead, so they cannot close every open "
+        "window and make the events after them late (trovewatch_future_events_total).",
+    )
     checkpoint_interval: float = Field(
         1.0, gt=0, description="Seconds between checkpoints of offsets and window state."
     )
@@ -196,6 +202,7 @@ class Settings(BaseSettings):
         "window",
         "warmup",
         "lateness",
+        "max_clock_skew",
         "retention",
         "flag_hold",
         "retrain_every",

@@ -123,6 +123,7 @@ class Closed:
     late_events: int
     evicted: int = 0  # accounts whose history was dropped (max_accounts)
     overflow: int = 0  # events counted under OVERFLOW since the last close (max_accounts)
+    future: int = 0  # events timed past the wall clock plus max_clock_skew, since the last close
 
 
 class Engine:
@@ -134,6 +135,7 @@ class Engine:
         self.horizons = trained.horizons
         self.base = F.span(self.horizons.base)
         self.lateness = F.span(settings.lateness)
+        self.max_skew = F.span(settings.max_clock_skew)
         self.keep = max(F.span(h) for h in self.horizons.all)
         self.max_accounts = settings.max_accounts
         self._open = partials.Fold(COMPACT_AFTER)
@@ -148,6 +150,7 @@ class Engine:
         self.closed_until: datetime | None = None  # windows ending by then are scored
         self.late = 0  # late events not yet reported by close()
         self.overflow = 0  # events counted under OVERFLOW, not yet reported by close()
+        self.future = 0  # events timed ahead of the wall clock, not yet reported by close()
         self._trained_accounts = trained.profile.trained
         self._history_accounts: pl.Series | None = None  # cached until history changes
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
@@ -160,11 +163,15 @@ class Engine:
 
     # -- ingest ------------------------------------------------------------------------
 
-    def add(self, events: pl.DataFrame, source: str = "-") -> None:
-        """Take parsed events (the event schema) of one input into the open windows."""
+    def add(self, events: pl.DataFrame, source: str = "-", wall: datetime | None = None) -> None:
+        """Take parsed events (the event schema) of one input into the open windows.
+        ``wall``: now (UTC), for a live input: events timed past it are held back to the
+        newest sane time (:meth:`_not_ahead_of`)."""
         events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
             return
+        if wall is not None:
+            events = self._not_ahead_of(events, wall)
         events = self._within_cap(events)
         newest = events[S.TIME].max()
         assert isinstance(newest, datetime)
@@ -196,6 +203,31 @@ class Engine:
         )
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
+
+    def _not_ahead_of(self, events: pl.DataFrame, wall: datetime) -> pl.DataFrame:
+        """``events`` with those timed more than ``max_clock_skew`` past ``wall`` timed at
+        the newest sane event time instead (this read's or an earlier one's; ``wall`` if
+        there is none), their volume and objects kept.
+
+        One line from a server clock gone wrong (or written by hand) dated 2099 would
+        otherwise take the watermark there: every open window would close, and every
+        true event after it would be late, counted in a window that never closes until
+        2099. Counted in ``trovewatch_future_events_total``.
+        """
+        ahead = pl.col(S.TIME) > wall + self.max_skew
+        count = int(events.select(ahead.sum()).item())
+        if count == 0:
+            return events
+        self.future += count
+        sane = events.filter(~ahead)[S.TIME].max()
+        known = [t for t in (sane, self.newest) if isinstance(t, datetime)]
+        at = max(known) if known else wall
+        return events.with_columns(
+            pl.when(ahead)
+            .then(pl.lit(at, S.EVENT_SCHEMA[S.TIME]))
+            .otherwise(pl.col(S.TIME))
+            .alias(S.TIME)
+        )
 
     def _within_cap(self, events: pl.DataFrame) -> pl.DataFrame:
         """``events`` with the names of accounts past ``max_accounts`` open at once
@@ -278,13 +310,14 @@ class Engine:
         cutoff = self.cutoff(wall, behind)
         late, self.late = self.late, 0
         overflow, self.overflow = self.overflow, 0
+        future, self.future = self.future, 0
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
-            return Closed(pl.DataFrame(), late, overflow=overflow)
+            return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
         self.closed_until = cutoff
         closing = self._open.take(pl.col(F.WINDOW) < cutoff)
         due_events = self.held.filter(pl.col(S.TIME) < cutoff)
         if closing.is_empty() and due_events.is_empty():
-            return Closed(pl.DataFrame(), late, overflow=overflow)
+            return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
         self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
         closed_statements = due_events.filter(
             ~pl.col(S.SOURCE_FORMAT).is_in(JOINED)
@@ -299,7 +332,7 @@ class Engine:
             closing = partials.merge(closing, partials.partial(events, self.horizons.base))
         scored = self._score(closing)
         evicted = self._evict()
-        return Closed(scored, late, evicted, overflow)
+        return Closed(scored, late, evicted, overflow, future)
 
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""

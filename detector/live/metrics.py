@@ -102,6 +102,12 @@ class Metrics:
             "Events that arrived after their window was scored; counted in the next open one.",
             registry=r,
         )
+        self.future = Counter(
+            "trovewatch_future_events",
+            "Events timed more than max_clock_skew past this machine's clock; counted at the "
+            "newest sane event time.",
+            registry=r,
+        )
         self.windows = Counter("trovewatch_windows_scored", "Account-windows scored.", registry=r)
         self.alerts = Counter(
             "trovewatch_alerts", "Alerts raised, by severity.", ["severity"], registry=r

@@ -326,7 +326,7 @@ class Service:
                 return read_any
             for name, frame in frames:
                 if frame.height:
-                    self.engine.add(frame, source=name)
+                    self.engine.add(frame, source=name, wall=datetime.now(UTC))
                     self._dirty = True
         now = time.monotonic()
         if read_any:
@@ -340,6 +340,14 @@ class Service:
         closed = self.engine.close(datetime.now(UTC) if caught_up else None, behind=behind)
         if closed.late_events:
             self.metrics.late.inc(closed.late_events)
+        if closed.future:
+            self.metrics.future.inc(closed.future)
+            log.warning(
+                "%d event(s) timed more than %s past this machine's clock (a server clock gone "
+                "wrong?): counted at the newest sane event time",
+                closed.future,
+                self.settings.max_clock_skew,
+            )
         if closed.evicted:
             self.metrics.evicted.inc(closed.evicted)
         if closed.overflow:

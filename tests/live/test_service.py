@@ -381,3 +381,38 @@ def damage_table(database: Path, table: str) -> None:
     with database.open("r+b") as fh:
         fh.seek((root - 1) * page)
         fh.write(b"\xa5" * page)
+
+
+def test_a_line_dated_far_ahead_does_not_make_the_lines_after_it_late(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """One line from a server clock gone wrong (here dated 2099) must not take event time
+    there: every later true line would be late, counted in a 2099 window that never
+    closes, and serve blind. It counts at the newest sane time, in a metric of its own,
+    and every true line is scored as a batch run scores it."""
+    log = tmp_path / "postgresql.json"
+    body = day_of_lines("2026-10-19")
+    half = body.index(b"\n", len(body) // 2) + 1
+    first = body[:half].splitlines(keepends=True)
+    forged = next(line for line in first if b'"AUDIT: SESSION' in line and b",READ," in line)
+    forged = forged.replace(b'"timestamp":"2026-10-19', b'"timestamp":"2099-10-19', 1)
+    forged = forged.replace(b'"session_id":"', b'"session_id":"f', 1)
+    log.write_bytes(body[:half] + forged)
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(log)],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: service.store.load_checkpoint() is not None)
+        with log.open("ab") as fh:
+            fh.write(body[half:])
+        expected = batch_totals(body + forged.replace(b"2099-10-19", b"2026-10-19"), tmp_path)
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+        assert "trovewatch_future_events_total 1.0" in service.exposition().decode()
+    finally:
+        service.stop()
