@@ -7,6 +7,7 @@ with the file they came from, to an NDJSON quarantine file.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
@@ -70,10 +71,17 @@ class QuarantineError(OSError):
 
 
 class Quarantine:
-    """Counts rejected lines by reason and writes them to ``path`` (NDJSON) if given."""
+    """Counts rejected lines by reason and writes them to ``path`` (NDJSON) if given.
 
-    def __init__(self, path: Path | None) -> None:
+    With ``max_bytes`` the file is rotated before it would grow past that size, keeping
+    one previous file (``<path>.1``): a flood of garbage (gigabytes appended to a
+    followed log) keeps the latest rejects, at most twice ``max_bytes`` on disk, and
+    cannot fill the disk that ``serve``'s state is on. Every line is counted all the same.
+    """
+
+    def __init__(self, path: Path | None, max_bytes: int | None = None) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self.counts: Counter[str] = Counter()
         self._fh: IO[bytes] | None = None
 
@@ -84,20 +92,48 @@ class Quarantine:
             self.counts[reason] += n
         if self.path is None:
             return
+        records = frame.select(
+            pl.lit(source).alias("file"),
+            pl.col("line_no").alias("line"),
+            "reason",
+            pl.col("line").str.slice(0, 10_000).alias("raw"),
+        )
         try:
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = self.path.open("ab")
-            frame.select(
-                pl.lit(source).alias("file"),
-                pl.col("line_no").alias("line"),
-                "reason",
-                pl.col("line").str.slice(0, 10_000).alias("raw"),
-            ).write_ndjson(self._fh)
+            if self.max_bytes is None:
+                records.write_ndjson(self._open())
+                return
+            buffer = io.BytesIO()
+            records.write_ndjson(buffer)
+            self._write_bounded(buffer.getvalue(), self.max_bytes)
         except OSError as exc:
             raise QuarantineError(
                 f"quarantine file {self.path}: cannot be written ({exc})"
             ) from exc
+
+    def _open(self) -> IO[bytes]:
+        assert self.path is not None
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("ab")
+        return self._fh
+
+    def _write_bounded(self, data: bytes, limit: int) -> None:
+        """Append whole lines of ``data``, rotating the file whenever the next ones would
+        take it past ``limit`` (a single line longer than that is written alone)."""
+        assert self.path is not None
+        while data:
+            fh = self._open()
+            room = limit - fh.tell()
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            if cut == 0 and fh.tell() > 0:
+                fh.close()
+                self._fh = None
+                self.path.replace(self.path.with_name(self.path.name + ".1"))
+                continue
+            if cut == 0:  # one line longer than the limit, in an empty file
+                cut = data.find(b"\n") + 1 or len(data)
+            fh.write(data[:cut])
+            data = data[cut:]
 
     @property
     def total(self) -> int:

@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(
         1_000_000, ge=1024, description="Longer lines are quarantined as too_long."
     )
+    quarantine_max_bytes: int = Field(
+        100_000_000,
+        ge=1_000_000,
+        description="serve's quarantine file (state_dir/quarantine.ndjson) is rotated before "
+        "it grows past this, keeping one previous file (quarantine.ndjson.1): a flood of "
+        "garbage keeps its latest lines and cannot fill the state directory's disk; every "
+        "rejected line is counted all the same (trovewatch_lines_rejected_total).",
+    )
     api_tokens: str | None = Field(
         None, description="Comma-separated token:scope1+scope2 (scopes read, ingest, admin)."
     )

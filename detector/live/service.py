@@ -119,7 +119,9 @@ class Service:
         self.model_dir = model_dir
         self.metrics = Metrics()
         self.store = SqliteStore(settings.state_dir, base_window=trained.horizons.base)
-        self.quarantine = Quarantine(settings.state_dir / "quarantine.ndjson")
+        self.quarantine = Quarantine(
+            settings.state_dir / "quarantine.ndjson", max_bytes=settings.quarantine_max_bytes
+        )
         self._formats: dict[str, Format | None] = {}
         self._directories: dict[Path, str | None] = {}
         self.follow = list(follow)

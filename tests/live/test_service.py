@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -416,3 +417,35 @@ def test_a_line_dated_far_ahead_does_not_make_the_lines_after_it_late(
         assert "trovewatch_future_events_total 1.0" in service.exposition().decode()
     finally:
         service.stop()
+
+
+def test_a_flood_of_garbage_cannot_fill_the_state_directory(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """Megabytes of garbage appended to a followed log are counted line by line, but the
+    quarantine copy keeps only the latest: two files of at most quarantine_max_bytes."""
+    log = tmp_path / "postgresql.json"
+    garbage = b"".join(b"garbage %06d " % i + b"x" * 180 + b"\n" for i in range(20_000))
+    log.write_bytes(day_of_lines("2026-10-18") + garbage)
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(log)],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+        quarantine_max_bytes=1_000_000,
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: service.quarantine.total == 20_000)
+    finally:
+        service.stop()
+    current = conf.state_dir / "quarantine.ndjson"
+    previous = conf.state_dir / "quarantine.ndjson.1"
+    assert len(garbage) > 3 * conf.quarantine_max_bytes
+    assert 0 < current.stat().st_size <= conf.quarantine_max_bytes
+    assert 0 < previous.stat().st_size <= conf.quarantine_max_bytes
+    kept = [json.loads(line) for line in current.read_text().splitlines()]
+    assert kept[-1]["raw"].startswith("garbage 019999 ")  # the latest are kept
+    assert {k["reason"] for k in kept} == {"invalid_json"}
