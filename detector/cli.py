@@ -10,7 +10,7 @@ import errno
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, NoReturn
 
@@ -25,6 +25,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 # Served when `serve` is given nothing to follow: one of the three identical sample outputs.
 SAMPLE_LOG = DEFAULT_MODEL.parent.parent / "sample_logs" / "postgresql.json.gz"
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+SHORT_TRAINING: Final = timedelta(days=7)  # a week: every weekday seen once
 EXIT_IO: Final = 74  # sysexits' EX_IOERR: the machine, not the input nor trovewatch
 
 
@@ -242,6 +243,15 @@ def run_train(args: argparse.Namespace) -> int:
         f"account-windows of {conf.window}; model written to {args.model_dir}.",
         file=sys.stderr,
     )
+    if period.start is not None and period.end is not None:
+        covered = period.end - period.start
+        if covered < SHORT_TRAINING:
+            print(
+                f"trovewatch: warning: the logs cover {covered.total_seconds() / 86_400:.1f} days: "
+                "each account's largest day and usual weekdays are learned from at least a "
+                "week of logs (two recommended); expect false alerts on ordinary days",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

@@ -819,3 +819,19 @@ def test_serve_given_log_files_as_score_takes_them_names_the_option_to_use(
     (and why to quote it), instead of argparse's bare "unrecognized arguments"."""
     code = main(["serve", "/var/log/postgresql/postgresql.json"])
     assert_one_line_error(code, capsys.readouterr().err, "--follow", "quoted")
+
+
+def test_training_on_less_than_a_week_warns_and_on_the_sample_weeks_does_not(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A DBA who trains on two days of logs gets a model all the same, told that each
+    account's largest day and weekdays need at least a week; two weeks say nothing."""
+    sample = ROOT / "sample_logs" / "postgresql.json.gz"
+    days = "--until", "2026-10-07T00:00:00Z"
+    code, _, err = cli(capsys, "train", "--model-dir", tmp_path / "m", *days, sample)
+    assert code == 0, err
+    assert "warning: the logs cover 2.2 days" in err and "at least a week" in err
+    until = "--until", "2026-10-19T00:00:00Z"
+    code, _, err = cli(capsys, "train", "--model-dir", tmp_path / "w", *until, sample)
+    assert code == 0, err
+    assert "warning" not in err
