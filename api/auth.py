@@ -97,7 +97,7 @@ class Tokens:
         state_dir = settings.state_dir if state_dir is None else state_dir
         path = state_dir / TOKEN_FILE
         if not path.exists():
-            state_dir.mkdir(parents=True, exist_ok=True)
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             token = secrets.token_urlsafe(32)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -39,7 +39,8 @@ def run(settings: Settings, model_dir: Path) -> int:
         model_dir = retrained  # the newest retraining of the model given
     listening = _listen(settings.host, settings.port)
     with listening:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # Owner only: the API token, alerts, and quarantined log lines (statement text).
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             tokens, new_token = Tokens.ensure(settings, settings.state_dir)
         except ValueError as exc:

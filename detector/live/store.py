@@ -272,7 +272,7 @@ class SqliteStore:
 
     def __init__(self, state_dir: Path, base_window: str = "5m") -> None:
         self.path = Path(state_dir) / DB_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only
         self._base = base_window
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []

@@ -67,6 +67,7 @@ def test_without_tokens_a_read_token_is_made_once(tmp_path: Path) -> None:
     path = state / "api-token"
     assert path.read_text().strip() == new
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700  # made for it: the owner's only
     again, shown = Tokens.ensure(Settings(state_dir=state))
     assert shown is None  # printed only the first time
     assert again.scopes(new) == {Scope.READ}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -449,3 +450,15 @@ def test_a_flood_of_garbage_cannot_fill_the_state_directory(
     kept = [json.loads(line) for line in current.read_text().splitlines()]
     assert kept[-1]["raw"].startswith("garbage 019999 ")  # the latest are kept
     assert {k["reason"] for k in kept} == {"invalid_json"}
+
+
+def test_a_state_directory_serve_creates_is_its_owners_alone(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """The state directory holds alerts and quarantined log lines (statement text, with
+    whatever literals it carried): made by serve, nobody but its owner can list or read
+    it, whatever the umask (the systemd unit sets 0700 too)."""
+    conf = settings.Settings(state_dir=tmp_path / "var" / "trovewatch", follow=[])
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.store.close()
+    assert stat.S_IMODE(conf.state_dir.stat().st_mode) == 0o700
