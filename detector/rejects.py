@@ -8,6 +8,7 @@ with the file they came from, to an NDJSON quarantine file.
 from __future__ import annotations
 
 import io
+import os
 from collections import Counter
 from collections.abc import Callable
 from enum import StrEnum
@@ -114,7 +115,9 @@ class Quarantine:
         assert self.path is not None
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")
+            # Rejected lines may carry statement text and its literals: the owner's only.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fh = os.fdopen(fd, "ab")
         return self._fh
 
     def _write_bounded(self, data: bytes, limit: int) -> None:

@@ -12,6 +12,7 @@ import gzip
 import json
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -467,6 +468,8 @@ def test_quarantine_file_gets_the_rejected_lines(
         (str(log), 42, "[1, 2, 3]"),
     ]
     assert all(r["reason"] == "invalid_json" for r in rows)
+    # Rejected lines may carry statement text and its literals: the owner's only.
+    assert stat.S_IMODE(quarantine.stat().st_mode) == 0o600
 
 
 def test_clean_input_writes_no_quarantine_file(
