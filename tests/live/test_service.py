@@ -8,6 +8,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -127,13 +128,7 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
     body = day_of_lines("2026-10-19")
     half = body.index(b"\n", len(body) // 2) + 1
     log.write_bytes(body[:half])
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(log)],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
+    conf = following(log)
     service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     service.start()
     try:
@@ -151,6 +146,15 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
         wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
     finally:
         service.stop()
+
+
+def following(log: Path, **overrides: Any) -> settings.Settings:
+    """Settings to follow ``log`` with state beside it, quick to checkpoint and to close
+    windows (no lateness)."""
+    quick: dict[str, Any] = {"lateness": "0s", "checkpoint_interval": 0.05, "poll_interval": 0.05}
+    return settings.Settings(
+        state_dir=log.parent / "state", follow=[str(log)], **{**quick, **overrides}
+    )
 
 
 def wait_for(check, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
@@ -312,13 +316,7 @@ def test_a_restart_waits_the_lateness_before_the_wall_clock_closes_windows(
     cut = len(b"".join(lines[:at]))
     log = tmp_path / "postgresql.json"
     log.write_bytes(body[:cut])
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(log)],
-        lateness="5s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
+    conf = following(log, lateness="5s")
     first = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     first.start()
     wait_for(lambda: first.sources[0].caught_up())
@@ -343,13 +341,7 @@ def test_a_damaged_table_met_while_pruning_is_logged_not_a_crash(
     directory when `serve` stops, not an internal error; what was read is still saved."""
     log = tmp_path / "postgresql.json"
     log.write_bytes(day_of_lines("2026-10-18"))
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(log)],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
+    conf = following(log)
     first = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     first.start()
     wait_for(lambda: first.store.load_checkpoint() is not None)
@@ -400,13 +392,7 @@ def test_a_line_dated_far_ahead_does_not_make_the_lines_after_it_late(
     forged = forged.replace(b'"timestamp":"2026-10-19', b'"timestamp":"2099-10-19', 1)
     forged = forged.replace(b'"session_id":"', b'"session_id":"f', 1)
     log.write_bytes(body[:half] + forged)
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(log)],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
+    conf = following(log)
     service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     service.start()
     try:
@@ -428,14 +414,7 @@ def test_a_flood_of_garbage_cannot_fill_the_state_directory(
     log = tmp_path / "postgresql.json"
     garbage = b"".join(b"garbage %06d " % i + b"x" * 180 + b"\n" for i in range(20_000))
     log.write_bytes(day_of_lines("2026-10-18") + garbage)
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(log)],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-        quarantine_max_bytes=1_000_000,
-    )
+    conf = following(log, quarantine_max_bytes=1_000_000)
     service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     service.start()
     try:
