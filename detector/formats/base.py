@@ -18,11 +18,13 @@ class Parsed:
 
     Context lines are well-formed lines that are not audit events themselves
     (connections, ``duration:`` lines, server messages); they are counted, not rejected.
+    ``cut`` counts the events whose statement text was too long to keep whole.
     """
 
     events: pl.DataFrame
     rejects: pl.DataFrame = field(default_factory=empty_rejects)
     context: int = 0
+    cut: int = 0  # events kept with their statement text cut (a record over 1 MB)
 
 
 class Format(Protocol):

@@ -484,6 +484,13 @@ class Service:
         if finish is not None and events.height:
             events = finish(events)
         self._reject(chunk.path, parsed.rejects)
+        if parsed.cut:
+            self.metrics.cut.inc(parsed.cut)
+            log.warning(
+                "%s: %d statement(s) longer than 1 MB kept with their text cut",
+                chunk.path,
+                parsed.cut,
+            )
         if events.height:
             self.metrics.events.labels(label, fmt.name).inc(events.height)
             newest = events[S.TIME].max()
@@ -494,6 +501,7 @@ class Service:
                 lines=chunk.n_lines,
                 events=events.height,
                 context=parsed.context,
+                cut=parsed.cut,
                 rejected=dict(parsed.rejects.group_by("reason").len().iter_rows()),
                 format=fmt.name,
             )
