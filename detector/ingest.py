@@ -321,14 +321,18 @@ def _parse_stream(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
     """
     size = getattr(fmt, "chunk_bytes", STREAM_CHUNK_BYTES)
     chunks = read_chunks(path, getattr(fmt, "record_start", None), size)
+    # A format carrying state from chunk to chunk (stderr sessions) parses each alone in
+    # the threads, and carries in file order here.
+    parse = getattr(fmt, "parse_alone", fmt.parse)
+    carry: Callable[[formats.Parsed], formats.Parsed] = getattr(fmt, "carry", lambda p: p)
     with ThreadPoolExecutor(max_workers=PARSERS) as pool:
         parsing: deque[Future[formats.Parsed]] = deque()
         for chunk in chunks:
-            parsing.append(pool.submit(fmt.parse, chunk))
+            parsing.append(pool.submit(parse, chunk))
             if len(parsing) > PARSERS:
-                yield parsing.popleft().result()
+                yield carry(parsing.popleft().result())
         while parsing:
-            yield parsing.popleft().result()
+            yield carry(parsing.popleft().result())
 
 
 class _Statements:

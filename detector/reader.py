@@ -145,19 +145,22 @@ def safe_tail(tail: bytes) -> bytes:
 
 def cut_line(head: bytes, tail: bytes, length: int) -> bytes:
     """A line of ``length`` bytes (newline not counted), as its ``head``, a marker
-    giving the bytes cut, and its ``tail``."""
+    giving the bytes cut, and its ``tail`` (the line whole when they are all of it)."""
+    if len(head) + len(tail) >= length:
+        return head + tail
     head, tail = safe_head(head), safe_tail(tail)
     return head + cut_marker(length - len(head) - len(tail)) + tail
 
 
 class LineCap:
     """A byte stream with every line longer than ``limit`` cut (:func:`cut_line`): its
-    first ``limit`` bytes and its last :data:`CUT_TAIL_BYTES` kept. Blocks without such a
+    first ``limit`` bytes and its last ``tail`` bytes kept. Blocks without such a
     line go through uncopied; memory holds one block and one tail, however long a line
     (or a file without newlines) is."""
 
-    def __init__(self, limit: int = LONG_LINE_BYTES) -> None:
+    def __init__(self, limit: int = LONG_LINE_BYTES, tail: int = CUT_TAIL_BYTES) -> None:
         self.limit = limit
+        self.tail_bytes = tail
         self.run = 0  # bytes of the current line given out so far
         self.cutting = False
         self.kept = 0  # bytes of the line being cut given out (its head)
@@ -207,7 +210,7 @@ class LineCap:
 
     def _grow(self, part: memoryview) -> None:
         self.length += len(part)
-        self.tail = (self.tail + bytes(part[-CUT_TAIL_BYTES:]))[-CUT_TAIL_BYTES:]
+        self.tail = (self.tail + bytes(part[-self.tail_bytes :]))[-self.tail_bytes :]
 
     def _finish(self) -> bytes:
         if self.length - self.kept <= len(self.tail):  # nothing between: the line is whole

@@ -229,7 +229,9 @@ def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
     )
 
 
-def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
+def to_events(
+    records: pl.DataFrame, source_format: str, *, sessions_carried: bool = False
+) -> Parsed:
     """Events and rejects (without raw lines) from a records frame (:data:`RECORD_COLUMNS`).
 
     Only audit records, errors, refused logins and connection lines are looked at
@@ -240,6 +242,11 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     :data:`QUERY_KEPT` characters and a marker (:func:`cut_statement`): the account,
     objects, class and rows are all before or after the text. Other records that long
     are rejected as ``too_long`` (a ``duration:`` line repeating the text is context).
+
+    With ``sessions_carried`` (stderr, whose lines may name no user: the session's
+    connection line, maybe in an earlier chunk, does), AUDIT records with no user are
+    kept for :mod:`detector.formats.pg_sessions` to give them their session's user, and
+    ``Parsed.sessions`` says which sessions the chunk's connection lines open.
     """
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
@@ -286,9 +293,9 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
         audit = audit.filter(~unread)
     # Parallel workers log partial copies of their leader's statement with no user (csv
     # and json say backend_type "parallel worker"; stderr only lacks the user).
-    worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col(
-        "user"
-    ).is_null()
+    worker = (pl.col("backend_type") == "parallel worker").fill_null(False)
+    if not sessions_carried:
+        worker = worker | pl.col("user").is_null()
     audit = audit.filter(~worker)
     statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
     failures = _failures(records.filter(sev.is_in(["ERROR", "FATAL"]) & ~is_duration))
@@ -305,7 +312,26 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
         - bad_time.height
         - truncated.height,
         cut=statements.select(is_cut(pl.col(S.QUERY)).sum()).item() if any_long else 0,
+        sessions=_sessions_opened(records) if sessions_carried else None,
     )
+
+
+def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
+    """Per process with connection lines in ``records``: how many sessions it opened
+    (``connection received``), its last session and what is known of it (user, database,
+    application, client)."""
+    return (
+        records.filter(pl.col("message").str.starts_with("connection "))
+        .group_by("pid", maintain_order=True)
+        .agg(
+            pl.col("message").str.starts_with("connection received:").sum().alias("opened"),
+            pl.col("session_id").last(),
+            *(pl.col(c).last() for c in SESSION_ATTRIBUTES),
+        )
+    )
+
+
+SESSION_ATTRIBUTES: Final = ("user", "dbname", "application_name", "remote_host")
 
 
 QUERY_KEPT: Final = 65_536  # characters of a cut statement's text kept

@@ -60,6 +60,7 @@ class Files:
         *,
         max_line_bytes: int,
         record_start: Callable[[str], Any],
+        keep_long: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.label = pattern
         self.pattern = pattern
@@ -68,6 +69,7 @@ class Files:
             positions,
             max_line_bytes=max_line_bytes,
             record_start=record_start,
+            keep_long=keep_long,
             exclude=is_gzip,
         )
 
@@ -268,6 +270,7 @@ def open_sources(
     *,
     max_line_bytes: int,
     record_start: Callable[[str], Any],
+    keep_long: Callable[[str], bool] = lambda path: False,
     stdin: Stdin | None = None,
 ) -> list[Source]:
     """One source per ``--follow`` pattern ('-' is stdin: ``stdin`` if given, so a
@@ -283,6 +286,7 @@ def open_sources(
                 saved.get(f"files:{pattern}"),
                 max_line_bytes=max_line_bytes,
                 record_start=record_start,
+                keep_long=keep_long,
             )
         )
         sources.append(
