@@ -241,7 +241,7 @@ def to_events(
     200,000 ids, say) is an event like any other, its statement text cut to its first
     :data:`QUERY_KEPT` characters and a marker (:func:`cut_statement`): the account,
     objects, class and rows are all before or after the text. Other records that long
-    are rejected as ``too_long`` (a ``duration:`` line repeating the text is context).
+    are rejected as ``too_long`` (``duration:`` lines repeating the text are context).
 
     With ``sessions_carried`` (stderr, whose lines may name no user: the session's
     connection line, maybe in an earlier chunk, does), AUDIT records with no user are
@@ -257,8 +257,10 @@ def to_events(
     too_long = rejects(records, pl.lit(False), Reason.TOO_LONG)
     if any_long:
         audit_record = msg.str.starts_with("AUDIT: ")
-        too_long = rejects(records, long & ~audit_record & ~duration, Reason.TOO_LONG)
-        # A long duration line only repeats a statement's text: context.
+        timing = msg.str.starts_with("duration: ")
+        too_long = rejects(records, long & ~audit_record & ~timing, Reason.TOO_LONG)
+        # A long duration line (of a statement, or its parse, bind or execute step) only
+        # repeats the statement's text: context.
         records = records.filter(~long | audit_record).with_columns(long.alias("_long"))
     records = records.with_columns(
         msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
