@@ -185,7 +185,9 @@ class LineCap:
                 pos = emit = newline  # the newline goes out with what follows
                 continue
             room = self.limit - self.run
-            newline = block.find(b"\n", pos, pos + room + 1)
+            # The last newline within reach: every line before it fits, so ordinary lines
+            # are stepped over a whole limit at a time, not one by one.
+            newline = block.rfind(b"\n", pos, pos + room + 1)
             if newline >= 0:
                 pos, self.run = newline + 1, 0
                 continue
