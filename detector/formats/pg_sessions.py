@@ -68,12 +68,16 @@ class OpenSessions:
         return parsed
 
     def _renumbered(self, events: pl.DataFrame) -> pl.DataFrame:
-        if events.is_empty() or self.state.is_empty():
+        # Only processes that opened sessions before renumber theirs (none, in a log
+        # with no ``connection received`` lines: log_connections off).
+        before = self.state.filter(pl.col("opened") > 0).select(
+            "pid", pl.col("opened").alias("_before")
+        )
+        if events.is_empty() or before.is_empty():
             return events
         parts = pl.col(S.SESSION).str.split_exact(".", 1)
         pid = parts.struct.field("field_0").cast(pl.Int64, strict=False)
         k = parts.struct.field("field_1").cast(pl.Int64, strict=False)
-        before = self.state.select("pid", pl.col("opened").alias("_before"))
         return (
             events.with_columns(pid.alias("_pid"), k.alias("_k"))
             .join(before, left_on="_pid", right_on="pid", how="left", maintain_order="left")
