@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from detector.live.follow import Follower, Read
-from detector.reader import GZIP_MAGIC, Chunk, read_chunks
+from detector.reader import GZIP_MAGIC, Chunk, LineCap, read_chunks
 
 
 class Source(Protocol):
@@ -195,7 +195,9 @@ def _digest(path: str, n: int = 4096) -> str:
 class Stdin:
     """Lines from standard input, read by a thread into a bounded queue: when the
     service falls behind, the thread blocks (and so does the writer), nothing is dropped.
-    Standard input cannot be re-read, so a restart continues with what comes next."""
+    Standard input cannot be re-read, so a restart continues with what comes next.
+    Lines over 1 MB are cut to their head and end as they come (``reader.LineCap``):
+    a stream without newlines is never held whole."""
 
     label = "stdin"
 
@@ -203,6 +205,7 @@ class Stdin:
         self._stream = stream if stream is not None else sys.stdin.buffer
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._carry = b""
+        self._cap = LineCap()
         self._line = 1
         self._offset = 0
         self._eof = False
@@ -231,7 +234,9 @@ class Stdin:
                 self._eof = True
                 break
             data += block
-        buf = self._carry + bytes(data)
+        buf = self._carry + self._cap.feed(bytes(data))
+        if self._eof:
+            buf += self._cap.close()
         cut = buf.rfind(b"\n") + 1
         if self._eof:
             cut = len(buf)
