@@ -35,6 +35,7 @@ class Summary:
     files: int = 0
     events: Counter[str] = field(default_factory=Counter)
     context: int = 0
+    cut: int = 0  # events kept with their statement text cut (records over 1 MB)
     outside: int = 0  # events left out by since/until
     history: int = 0  # of the events, those before since read as history (history_from)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -61,6 +62,11 @@ class Summary:
             f"{self.context:,} context lines (connections, durations, server messages), "
             f"{rejected:,} lines rejected{f' ({reasons})' if reasons else ''}; events span {span}."
         )
+        if self.cut:
+            text += (
+                f" {self.cut:,} statement(s) longer than 1 MB kept with their text cut"
+                " (account, objects, class and rows whole)."
+            )
         if self.left_out:
             names = ", ".join(p.name for p in self.left_out[:3])
             more = f" and {len(self.left_out) - 3} more" if len(self.left_out) > 3 else ""
@@ -166,6 +172,7 @@ def _read_file(
     for parsed in _parse_file(fmt, path):
         parts.append(parsed.events)
         summary.context += parsed.context
+        summary.cut += parsed.cut
         quarantine.add(str(path), parsed.rejects)
     events = merge_split_statements(pl.concat(parts)) if parts else S.empty()
     finish = getattr(fmt, "finish", None)
@@ -266,6 +273,7 @@ def event_batches(
         try:
             for parsed in _parse_stream(fmt, path):
                 summary.context += parsed.context
+                summary.cut += parsed.cut
                 quarantine.add(str(path), parsed.rejects)
                 for ready in statements.add(parsed.events):
                     yield _keep(ready, since, until, summary, fmt.name, history_from)
@@ -313,14 +321,18 @@ def _parse_stream(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
     """
     size = getattr(fmt, "chunk_bytes", STREAM_CHUNK_BYTES)
     chunks = read_chunks(path, getattr(fmt, "record_start", None), size)
+    # A format carrying state from chunk to chunk (stderr sessions) parses each alone in
+    # the threads, and carries in file order here.
+    parse = getattr(fmt, "parse_alone", fmt.parse)
+    carry: Callable[[formats.Parsed], formats.Parsed] = getattr(fmt, "carry", lambda p: p)
     with ThreadPoolExecutor(max_workers=PARSERS) as pool:
         parsing: deque[Future[formats.Parsed]] = deque()
         for chunk in chunks:
-            parsing.append(pool.submit(fmt.parse, chunk))
+            parsing.append(pool.submit(parse, chunk))
             if len(parsing) > PARSERS:
-                yield parsing.popleft().result()
+                yield carry(parsing.popleft().result())
         while parsing:
-            yield parsing.popleft().result()
+            yield carry(parsing.popleft().result())
 
 
 class _Statements:

@@ -19,6 +19,15 @@ import polars as pl
 
 CHUNK_BYTES: Final = 64 * 1024 * 1024
 GZIP_MAGIC: Final = b"\x1f\x8b"
+# A line longer than LONG_LINE_BYTES is never held whole: its first LONG_LINE_BYTES and
+# its last CUT_TAIL_BYTES are kept, with a marker giving the bytes cut between them
+# (:func:`cut_line`). The tail keeps a record's end: pgAudit's row count is there.
+LONG_LINE_BYTES: Final = 1_000_000
+CUT_TAIL_BYTES: Final = 4096
+MAX_RECORD_BYTES: Final = 256 * 1024 * 1024  # a record of several lines longer is cut at a line
+# ``[trovewatch cut N bytes]``: no quote, backslash or comma, so that a CSV or JSON line
+# stays one. Formats find it with this expression.
+CUT_MARKER_RE: Final = r"\[trovewatch cut (\d+) bytes\]"
 
 
 class NotALogError(Exception):
@@ -104,6 +113,118 @@ def is_binary(data: bytes) -> bool:
     return control > len(head) // 10
 
 
+def cut_marker(n: int) -> bytes:
+    """The marker put where ``n`` bytes of a too-long line were cut (:data:`CUT_MARKER_RE`)."""
+    return b"[trovewatch cut %d bytes]" % n
+
+
+def safe_head(head: bytes) -> bytes:
+    """``head`` without an end that a cut would leave dangling: part of a UTF-8
+    character, a quote (maybe half of a CSV ``""``), a backslash or a JSON escape."""
+    end = len(head)
+    for _ in range(2):
+        while end and (head[end - 1] & 0xC0) == 0x80:
+            end -= 1
+        if end and head[end - 1] >= 0xC0:
+            end -= 1
+        escape = head.rfind(b"\\", max(end - 6, 0), end)
+        if escape >= 0:
+            end = escape
+        while end and head[end - 1] in b'"\\':
+            end -= 1
+    return head[:end]
+
+
+def safe_tail(tail: bytes) -> bytes:
+    """``tail`` without a start that a cut would leave dangling (:func:`safe_head`)."""
+    start = 0
+    while start < len(tail) and ((tail[start] & 0xC0) == 0x80 or tail[start] in b'"\\'):
+        start += 1
+    return tail[start:]
+
+
+def cut_line(head: bytes, tail: bytes, length: int) -> bytes:
+    """A line of ``length`` bytes (newline not counted), as its ``head``, a marker
+    giving the bytes cut, and its ``tail`` (the line whole when they are all of it)."""
+    if len(head) + len(tail) >= length:
+        return head + tail
+    head, tail = safe_head(head), safe_tail(tail)
+    return head + cut_marker(length - len(head) - len(tail)) + tail
+
+
+class LineCap:
+    """A byte stream with every line longer than ``limit`` cut (:func:`cut_line`): its
+    first ``limit`` bytes and its last ``tail`` bytes kept. Blocks without such a
+    line go through uncopied; memory holds one block and one tail, however long a line
+    (or a file without newlines) is."""
+
+    def __init__(self, limit: int = LONG_LINE_BYTES, tail: int = CUT_TAIL_BYTES) -> None:
+        self.limit = limit
+        self.tail_bytes = tail
+        self.run = 0  # bytes of the current line given out so far
+        self.cutting = False
+        self.kept = 0  # bytes of the line being cut given out (its head)
+        self.length = 0  # bytes of the line being cut so far
+        self.tail = b""
+        self.cut = 0  # lines cut so far
+
+    def feed(self, block: bytes) -> bytes:
+        """The next bytes of the stream, long lines cut."""
+        parts: list[bytes | memoryview] = []
+        view = memoryview(block)
+        pos = emit = 0
+        n = len(block)
+        while pos < n:
+            if self.cutting:
+                newline = block.find(b"\n", pos)
+                self._grow(view[pos : newline if newline >= 0 else n])
+                if newline < 0:
+                    pos = emit = n
+                    break
+                parts.append(self._finish())
+                pos = emit = newline  # the newline goes out with what follows
+                continue
+            room = self.limit - self.run
+            # The last newline within reach: every line before it fits, so ordinary lines
+            # are stepped over a whole limit at a time, not one by one.
+            newline = block.rfind(b"\n", pos, pos + room + 1)
+            if newline >= 0:
+                pos, self.run = newline + 1, 0
+                continue
+            if n - pos <= room:
+                self.run += n - pos
+                pos = n
+                break
+            # the line passes the limit here: the head ends, the rest is cut
+            head_end = pos + len(safe_head(block[pos : pos + room]))
+            parts.append(view[emit:head_end])
+            self.cutting, self.kept = True, self.run + head_end - pos
+            self.length, self.tail = self.kept, b""
+            pos = emit = head_end
+        if not parts:
+            return block if emit == 0 else b""
+        parts.append(view[emit:pos])
+        return b"".join(parts)
+
+    def close(self) -> bytes:
+        """The end of a line still being cut when the stream ends (no newline)."""
+        return self._finish() if self.cutting else b""
+
+    def _grow(self, part: memoryview) -> None:
+        self.length += len(part)
+        self.tail = (self.tail + bytes(part[-self.tail_bytes :]))[-self.tail_bytes :]
+
+    def _finish(self) -> bytes:
+        if self.length - self.kept <= len(self.tail):  # nothing between: the line is whole
+            end = self.tail
+        else:
+            tail = safe_tail(self.tail)
+            end = cut_marker(self.length - self.kept - len(tail)) + tail
+            self.cut += 1
+        self.cutting, self.tail, self.run, self.length = False, b"", 0, 0
+        return end
+
+
 def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:
     """Index just past the last newline in ``buf`` after which a new record starts, or -1."""
     end = len(buf)
@@ -120,29 +241,38 @@ def read_chunks(
     path: Path,
     record_start: re.Pattern[bytes] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    max_line: int = LONG_LINE_BYTES,
 ) -> Iterator[Chunk]:
     """Yield ``path`` as chunks of whole lines, each ending where a record may start.
 
     ``record_start`` is matched at the beginning of a line; chunks are only cut before a
     line that matches it, so a multi-line record (a stderr statement continued with tabs,
-    a csvlog field with embedded newlines) is never split between chunks. Each chunk's
-    bytes are copied once (the short tail carried over is the only other copy).
+    a csvlog field with embedded newlines) is never split between chunks, unless it is
+    longer than :data:`MAX_RECORD_BYTES` (then it comes in pieces, at lines).
+    Lines longer than ``max_line`` bytes are cut (:class:`LineCap`), so memory stays
+    bounded whatever the file holds. Each chunk's bytes are copied once (the short tail
+    carried over is the only other copy).
     """
     name = str(path)
     next_line = 1
     carry = b""
+    cap = LineCap(max_line)
     with open_binary(path) as fh:
         while True:
-            block = fh.read(chunk_bytes)
-            if not block:
-                if carry:
-                    yield Chunk(name, carry, next_line)
-                return
+            raw = fh.read(chunk_bytes)
             # A short read is the file's end (a buffered read returns less only there):
             # what is left is whole records, so the last line is not parsed alone (away
             # from its statement's other lines and its session's connection line).
-            at_end = len(block) < chunk_bytes
-            cut = len(block) if at_end else _split_point(block, record_start)
+            at_end = len(raw) < chunk_bytes
+            block = cap.feed(raw)
+            if at_end:
+                data = b"".join((carry, block, cap.close()))
+                if data:
+                    yield Chunk(name, data, next_line)
+                return
+            cut = _split_point(block, record_start)
+            if cut <= 0 and len(carry) + len(block) > MAX_RECORD_BYTES:
+                cut = block.rfind(b"\n") + 1  # no record is this long: cut at a line
             if cut <= 0:
                 carry += block
                 continue

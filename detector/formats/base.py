@@ -18,11 +18,16 @@ class Parsed:
 
     Context lines are well-formed lines that are not audit events themselves
     (connections, ``duration:`` lines, server messages); they are counted, not rejected.
+    ``cut`` counts the events whose statement text was too long to keep whole.
     """
 
     events: pl.DataFrame
     rejects: pl.DataFrame = field(default_factory=empty_rejects)
     context: int = 0
+    cut: int = 0  # events kept with their statement text cut (a record over 1 MB)
+    # The sessions the chunk's connection lines open, for a parser that carries sessions
+    # from chunk to chunk (``detector.formats.pg_sessions``); None for the others.
+    sessions: pl.DataFrame | None = None
 
 
 class Format(Protocol):
@@ -43,6 +48,9 @@ class Format(Protocol):
 #   record_start: re.Pattern[bytes]   chunks are cut only before a line matching it
 #   chunk_bytes: int                  chunk size when parsing depends on where chunks end
 #   fast_batches(path) -> Iterator[Parsed]   a whole-file fast path for clean input
+#   parse_alone(chunk) -> Parsed      ``parse`` without state carried from earlier chunks,
+#   carry(parsed) -> Parsed           ... and the carrying, in file order: parse_alone may
+#                                     run in threads, carry runs on its results in order
 #   finish(events) -> events          a whole-file step after all chunks are parsed
 
 

@@ -15,6 +15,7 @@ import polars as pl
 
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
+from detector.formats.pg_sessions import OpenSessions
 from detector.reader import CHUNK_BYTES, Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
@@ -184,12 +185,11 @@ class PgStderr:
     name = "pgaudit-stderr"
     finish = staticmethod(pgaudit.finish)
     record_start = RECORD_START
-    # Sessions without %c are told apart within a chunk (by pid and connection order), so
-    # every reader cuts this format into the same chunks.
     chunk_bytes = CHUNK_BYTES
 
     def __init__(self, log_line_prefix: str | None = None) -> None:
         self.log_line_prefix = log_line_prefix
+        self._sessions: OpenSessions | None = None
 
     def sniff(self, head: list[str]) -> bool:
         """The head is stderr output with the user's prefix, or else a common one."""
@@ -202,6 +202,22 @@ class PgStderr:
             self.log_line_prefix = guess_prefix(head) or "%m [%p] "
 
     def parse(self, chunk: Chunk) -> Parsed:
+        """Events of ``chunk``, the one after the chunks this parser parsed before (in
+        the same file, or the files one server wrote one after the other): sessions that
+        began there go on here (:mod:`detector.formats.pg_sessions`)."""
+        return self.carry(self.parse_alone(chunk))
+
+    def carry(self, parsed: Parsed) -> Parsed:
+        """``parsed`` (:meth:`parse_alone` of the next chunk) in the sessions of the
+        chunks carried before it."""
+        if self._sessions is None:
+            names = re.findall(r"\?P<(\w+)>", head_regex(self.log_line_prefix or "%m [%p] "))
+            self._sessions = OpenSessions(derived="session_id" not in names)
+        return self._sessions.carry(parsed)
+
+    def parse_alone(self, chunk: Chunk) -> Parsed:
+        """Events of ``chunk`` by itself: sessions numbered within it, and the AUDIT
+        events of sessions it did not see open without a user (for :meth:`carry`)."""
         prefix = self.log_line_prefix or "%m [%p] "
         rx = head_regex(prefix)
         lines = chunk.lines
@@ -235,7 +251,7 @@ class PgStderr:
             message.alias("message"),
         )
         records = _sessions(records)
-        parsed = pgaudit.to_events(records, self.name)
+        parsed = pgaudit.to_events(records, self.name, sessions_carried=True)
         found = pl.concat([bad, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: lines)
         return parsed

@@ -30,6 +30,7 @@ import polars as pl
 
 from detector import schema as S
 from detector.formats.base import Parsed
+from detector.reader import CUT_MARKER_RE
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
 RECORD_COLUMNS: Final = pl.Schema(
@@ -228,18 +229,40 @@ def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
     )
 
 
-def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
+def to_events(
+    records: pl.DataFrame, source_format: str, *, sessions_carried: bool = False
+) -> Parsed:
     """Events and rejects (without raw lines) from a records frame (:data:`RECORD_COLUMNS`).
 
     Only audit records, errors, refused logins and connection lines are looked at
     closely; the rest (durations, checkpoints, ...) are context lines, counted.
+
+    An AUDIT record longer than :data:`MAX_LINE_CHARS` bytes (a ``SELECT ... IN`` of
+    200,000 ids, say) is an event like any other, its statement text cut to its first
+    :data:`QUERY_KEPT` characters and a marker (:func:`cut_statement`): the account,
+    objects, class and rows are all before or after the text. Other records that long
+    are rejected as ``too_long`` (``duration:`` lines repeating the text are context).
+
+    With ``sessions_carried`` (stderr, whose lines may name no user: the session's
+    connection line, maybe in an earlier chunk, does), AUDIT records with no user are
+    kept for :mod:`detector.formats.pg_sessions` to give them their session's user, and
+    ``Parsed.sessions`` says which sessions the chunk's connection lines open.
     """
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
-    too_long = rejects(records, msg.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
     # The kinds of record, tested once: each test is a pass over the messages.
     duration = msg.str.starts_with("duration: ") & msg.str.contains("  statement: ", literal=True)
-    records = records.filter(msg.str.len_bytes() <= MAX_LINE_CHARS).with_columns(
+    long = msg.str.len_bytes() > MAX_LINE_CHARS
+    any_long = records.select(long.any()).item()
+    too_long = rejects(records, pl.lit(False), Reason.TOO_LONG)
+    if any_long:
+        audit_record = msg.str.starts_with("AUDIT: ")
+        timing = msg.str.starts_with("duration: ")
+        too_long = rejects(records, long & ~audit_record & ~timing, Reason.TOO_LONG)
+        # A long duration line (of a statement, or its parse, bind or execute step) only
+        # repeats the statement's text: context.
+        records = records.filter(~long | audit_record).with_columns(long.alias("_long"))
+    records = records.with_columns(
         msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
     )
     is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
@@ -253,13 +276,28 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
     records = _fill_session_attributes(records)
 
     audit = audit_fields(records.filter(is_audit))
-    truncated = rejects(audit, pl.col("a_stmt_id").is_null(), Reason.TRUNCATED)
-    audit = audit.filter(pl.col("a_stmt_id").is_not_null())
+    unread = pl.col("a_stmt_id").is_null()
+    if any_long:  # a long record not read as AUDIT fields is quarantined as too long
+        truncated = pl.concat(
+            [
+                rejects(audit, unread & ~pl.col("_long"), Reason.TRUNCATED),
+                rejects(audit, unread & pl.col("_long"), Reason.TOO_LONG),
+            ]
+        )
+        audit = audit.filter(~unread).with_columns(
+            pl.when("_long")
+            .then(cut_statement(pl.col("a_statement")))
+            .otherwise(pl.col("a_statement"))
+            .alias("a_statement")
+        )
+    else:
+        truncated = rejects(audit, unread, Reason.TRUNCATED)
+        audit = audit.filter(~unread)
     # Parallel workers log partial copies of their leader's statement with no user (csv
     # and json say backend_type "parallel worker"; stderr only lacks the user).
-    worker = (pl.col("backend_type") == "parallel worker").fill_null(False) | pl.col(
-        "user"
-    ).is_null()
+    worker = (pl.col("backend_type") == "parallel worker").fill_null(False)
+    if not sessions_carried:
+        worker = worker | pl.col("user").is_null()
     audit = audit.filter(~worker)
     statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
     failures = _failures(records.filter(sev.is_in(["ERROR", "FATAL"]) & ~is_duration))
@@ -275,7 +313,64 @@ def to_events(records: pl.DataFrame, source_format: str) -> Parsed:
         - too_long.height
         - bad_time.height
         - truncated.height,
+        cut=statements.select(is_cut(pl.col(S.QUERY)).sum()).item() if any_long else 0,
+        sessions=_sessions_opened(records) if sessions_carried else None,
     )
+
+
+def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
+    """Per process with connection lines in ``records``: how many sessions it opened
+    (``connection received``), its last session and what is known of it (user, database,
+    application, client)."""
+    return (
+        records.filter(pl.col("message").str.starts_with("connection "))
+        .group_by("pid", maintain_order=True)
+        .agg(
+            pl.col("message").str.starts_with("connection received:").sum().alias("opened"),
+            pl.col("session_id").last(),
+            *(pl.col(c).last() for c in SESSION_ATTRIBUTES),
+        )
+    )
+
+
+SESSION_ATTRIBUTES: Final = ("user", "dbname", "application_name", "remote_host")
+
+
+QUERY_KEPT: Final = 65_536  # characters of a cut statement's text kept
+_CUT_SAYS: Final = (
+    " [trovewatch: statement of {} bytes in the log, cut to its first "
+    + str(QUERY_KEPT)
+    + " characters]"
+)
+CUT_STATEMENT_RE: Final = (
+    r"\[trovewatch: statement of \d+ bytes in the log, cut to its first \d+ characters\]"
+)
+
+
+def cut_statement(text: pl.Expr) -> pl.Expr:
+    """A statement's text (as logged, maybe CSV-quoted) cut to its first
+    :data:`QUERY_KEPT` characters, then a marker giving its size in the log, bytes the
+    reader cut (:data:`detector.reader.CUT_MARKER_RE`) included.
+
+    >>> pl.select(cut_statement(pl.lit("SELECT " + "1," * 40_000))).item()[65_530:]
+    ',1,1,1 [trovewatch: statement of 80007 bytes in the log, cut to its first 65536 characters]'
+    """
+    marker = text.str.extract(CUT_MARKER_RE, 0)
+    reader_cut = text.str.extract(CUT_MARKER_RE, 1).cast(pl.Int64).fill_null(0)
+    in_text = text.str.len_bytes().cast(pl.Int64)
+    size = in_text - marker.str.len_bytes().cast(pl.Int64).fill_null(0) + reader_cut
+    says = pl.format(_CUT_SAYS, size)
+    quoted = text.str.starts_with('"') & text.str.ends_with('"')
+    return pl.concat_str(
+        text.str.slice(0, QUERY_KEPT),
+        says,
+        pl.when(quoted).then(pl.lit('"')).otherwise(pl.lit("")),
+    )
+
+
+def is_cut(query: pl.Expr) -> pl.Expr:
+    """True for a statement text cut by :func:`cut_statement`."""
+    return (query.str.len_chars() > QUERY_KEPT) & query.str.contains(CUT_STATEMENT_RE)
 
 
 def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.DataFrame:

@@ -29,8 +29,13 @@ and Vector:
   the first record is larger than that (at most ``max_line_bytes + 1`` bytes read).
   A line longer than ``max_line_bytes`` is never held whole: its first
   :data:`TOO_LONG_KEPT` bytes and line number are reported in :attr:`Read.too_long` and it
-  is skipped to its newline. A record of several lines longer than ``max_line_bytes`` is
-  returned in pieces at line boundaries (the parser then rejects the pieces).
+  is skipped to its newline. For files whose ``keep_long(path)`` is True, the line is
+  instead reported once its newline is read, in :attr:`Read.cut`: its first
+  ``max_line_bytes``, a marker giving the bytes cut, and its last bytes
+  (:func:`detector.reader.cut_line`), so that a parser can still read what the line's
+  head and end say (pgAudit's account, objects and rows). A record of several lines
+  longer than ``max_line_bytes`` is returned in pieces at line boundaries (the parser
+  then rejects the pieces).
 * **Exact resume**: :meth:`Follower.positions` (everything returned so far) or
   :meth:`Follower.committed` (only what was :meth:`~Follower.commit`-ted) is a JSON-able
   dict keyed by fingerprint; a follower built from it goes on exactly after it: no line
@@ -79,7 +84,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
-from detector.reader import _split_point
+from detector.reader import CUT_TAIL_BYTES, _split_point, cut_line
 
 FINGERPRINT_BYTES: Final = 1024  # a file is known by the hash of this many first bytes
 TOO_LONG_KEPT: Final = 8 * 1024  # bytes of a too-long line reported (for the quarantine)
@@ -120,6 +125,8 @@ class Read:
     too_long: list[tuple[int, bytes]] = field(default_factory=list)
     position: Position | None = None
     _origin: tuple[int, int] = field(default=(-1, -1), repr=False, compare=False)
+    # Too-long lines of a ``keep_long`` file, after ``data``: (line number, cut line).
+    cut: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -146,6 +153,9 @@ class _File:
     changed_at: float = 0.0
     seen_at: float = 0.0
     rotated: bool = False  # renamed, or out of the patterns: no longer the live file
+    keep_long: bool = False  # too-long lines are given cut (``Read.cut``), not only counted
+    long_head: bytes | None = None  # while skipping a too-long line to keep: its head
+    long_start: int = 0  # ... and the offset where that line starts
     replaced: Ident | None = None  # its file's content was replaced: found there, read from 0
     pattern: re.Pattern[bytes] | None = None
     bound_once: bool = False
@@ -205,6 +215,7 @@ class Follower:
         max_line_bytes: int = 1_000_000,
         idle_flush: float = 2.0,
         record_start: Callable[[str], re.Pattern[bytes] | None] = lambda path: None,
+        keep_long: Callable[[str], bool] = lambda path: False,
         exclude: Callable[[str], bool] = lambda path: False,
         close_inactive: float = 300.0,
         forget_after: float = 3600.0,
@@ -216,6 +227,7 @@ class Follower:
         self.close_inactive = close_inactive
         self.forget_after = forget_after
         self._record_start = record_start
+        self._keep_long = keep_long
         self._exclude = exclude
         self._clock = clock
         self._files: dict[str, _File] = {}  # by fingerprint
@@ -450,6 +462,7 @@ class Follower:
         f.fd, f.ident, f.path, f.seen_at, f.replaced = s.fd, s.ident, s.path, now, None
         if not f.bound_once:
             f.pattern, f.bound_once = self._record_start(s.path), True
+            f.keep_long = self._keep_long(s.path)
         f.head = s.head
         self._fit(f, s.head)
         f.deleted = False
@@ -537,7 +550,7 @@ class Follower:
             read = self._read_once(f, size, budget - spent, fresh and not spent, release)
             if read is None:
                 break
-            if read.data or read.too_long:
+            if read.data or read.too_long or read.cut:
                 reads.append(read)
         if f.offset >= size:
             f.examined = size
@@ -558,6 +571,9 @@ class Follower:
             f.offset = start + (newline + 1 if newline >= 0 else len(buf))
             if newline >= 0 or (release and f.offset >= size):
                 f.line, f.skipping = line + 1, False
+                if f.keep_long:
+                    end = start + (newline if newline >= 0 else len(buf))
+                    return self._cut_end(f, start, line, end)
             return self._made(f, start, line, b"", [])
         avail = size - start
         buf = _pread(f.fd, min(avail, budget), start)
@@ -577,6 +593,9 @@ class Follower:
             last = buf.rfind(b"\n")
             if last < 0:  # one line too long, still unterminated here: skip it
                 f.offset, f.skipping = start + len(buf), True
+                if f.keep_long:  # reported with its end, once its newline is read
+                    f.long_head, f.long_start = buf[: self.max_line_bytes], start
+                    return self._made(f, start, line, b"", [])
                 return self._made(f, start, line, b"", [(line, buf[:TOO_LONG_KEPT])])
             cut = last + 1  # a record of many lines too long: give it in whole lines
         data = buf[:cut]
@@ -590,8 +609,26 @@ class Follower:
         end = newline if newline >= 0 else cut
         f.offset = start + (newline + 1 if newline >= 0 else cut)
         f.line = line + before + 1
+        if f.keep_long:
+            head = data[long_at : long_at + self.max_line_bytes]
+            tail = data[max(long_at + len(head), end - CUT_TAIL_BYTES) : end]
+            cut_lines = [(line + before, cut_line(head, tail, end - long_at))]
+            return self._made(f, start, line, data[:long_at], [], cut_lines)
         too_long = [(line + before, data[long_at : min(end, long_at + TOO_LONG_KEPT)])]
         return self._made(f, start, line, data[:long_at], too_long)
+
+    def _cut_end(self, f: _File, start: int, line: int, end: int) -> Read:
+        """The read ending a too-long line of a ``keep_long`` file at offset ``end``: the
+        line cut (``Read.cut``), or only counted (``too_long``) when its head is not known
+        (its reading began before a restart)."""
+        head, f.long_head = f.long_head, None
+        if head is None or f.fd is None:
+            return self._made(f, start, line, b"", [(line, b"")])
+        tail_from = max(f.long_start + len(head), end - CUT_TAIL_BYTES)
+        tail = _pread(f.fd, end - tail_from, tail_from)
+        return self._made(
+            f, start, line, b"", [], [(line, cut_line(head, tail, end - f.long_start))]
+        )
 
     @staticmethod
     def _cut(buf: bytes, pattern: re.Pattern[bytes] | None, release: bool) -> int:
@@ -605,7 +642,13 @@ class Follower:
         return cut
 
     def _made(
-        self, f: _File, start: int, line: int, data: bytes, too_long: list[tuple[int, bytes]]
+        self,
+        f: _File,
+        start: int,
+        line: int,
+        data: bytes,
+        too_long: list[tuple[int, bytes]],
+        cut: list[tuple[int, bytes]] | None = None,
     ) -> Read:
         return Read(
             f.path,
@@ -617,6 +660,7 @@ class Follower:
             too_long,
             self._position(f),
             (f.uid, f.generation),
+            cut or [],
         )
 
     @staticmethod

@@ -97,6 +97,11 @@ class Metrics:
 
         for reason in Reason:
             self.rejected.labels(reason.value)
+        self.cut = Counter(
+            "trovewatch_statements_cut",
+            "Statements longer than 1 MB kept as events with their text cut.",
+            registry=r,
+        )
         self.late = Counter(
             "trovewatch_late_events",
             "Events that arrived after their window was scored; counted in the next open one.",

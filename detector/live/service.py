@@ -267,6 +267,7 @@ class Service:
             saved.sources if saved is not None else {},
             max_line_bytes=self.settings.max_line_bytes,
             record_start=self._record_start,
+            keep_long=self._keeps_long,
             stdin=stdin,
         )
 
@@ -378,6 +379,12 @@ class Service:
         fmt = self._format(path)
         return getattr(fmt, "record_start", None) if fmt is not None else None
 
+    def _keeps_long(self, path: str) -> bool:
+        """True for PostgreSQL logs: a too-long line there is an AUDIT record whose head
+        and end say who read what and how many rows (the statement text is cut)."""
+        fmt = self._format(path)
+        return fmt is not None and fmt.name in formats.PG_OUTPUTS
+
     def _format(self, path: str) -> Format | None:
         """The format of a followed file, detected once from its first lines (None:
         not a log this service can read; its lines are quarantined as unrecognised).
@@ -457,11 +464,26 @@ class Service:
                 ),
             )
         self.metrics.lines.labels(label).inc(
-            (chunk.n_lines if read.data else 0) + len(read.too_long)
+            (chunk.n_lines if read.data else 0) + len(read.too_long) + len(read.cut)
         )
         self.metrics.last_read.labels(label).set(time.time())
+        if read.cut:  # lines over max_line_bytes, cut: parsed after the lines before them
+            frames = [self._parse_data(read, chunk, label)] if read.data else []
+            fmt = self._format(read.source)
+            for number, line in read.cut:
+                cut = Chunk(read.source, line, number)
+                if fmt is None or fmt is _SKIPPED:
+                    self._parse_data(read, cut, label)  # quarantined or skipped
+                else:
+                    frames.append(self._parse_chunk(cut, fmt, label))
+            return pl.concat(frames, how="vertical_relaxed") if frames else S.empty()
         if not read.data:
             return S.empty()
+        return self._parse_data(read, chunk, label)
+
+    def _parse_data(self, read: Read, chunk: Chunk, label: str) -> pl.DataFrame:
+        """Events of ``chunk``, the lines of ``read`` (quarantined when the file is not a
+        log this service reads)."""
         if read.source == "stdin" and "stdin" not in self._formats:
             self._formats["stdin"] = self._detect_stream(read.data)
         fmt = self._format(read.source)
@@ -494,6 +516,13 @@ class Service:
         if finish is not None and events.height:
             events = finish(events)
         self._reject(chunk.path, parsed.rejects)
+        if parsed.cut:
+            self.metrics.cut.inc(parsed.cut)
+            log.warning(
+                "%s: %d statement(s) longer than 1 MB kept with their text cut",
+                chunk.path,
+                parsed.cut,
+            )
         if events.height:
             self.metrics.events.labels(label, fmt.name).inc(events.height)
             newest = events[S.TIME].max()
@@ -504,6 +533,7 @@ class Service:
                 lines=chunk.n_lines,
                 events=events.height,
                 context=parsed.context,
+                cut=parsed.cut,
                 rejected=dict(parsed.rejects.group_by("reason").len().iter_rows()),
                 format=fmt.name,
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from detector.live.follow import Follower, Read
-from detector.reader import GZIP_MAGIC, Chunk, read_chunks
+from detector.reader import GZIP_MAGIC, Chunk, LineCap, read_chunks
 
 
 class Source(Protocol):
@@ -60,6 +60,7 @@ class Files:
         *,
         max_line_bytes: int,
         record_start: Callable[[str], Any],
+        keep_long: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.label = pattern
         self.pattern = pattern
@@ -68,6 +69,7 @@ class Files:
             positions,
             max_line_bytes=max_line_bytes,
             record_start=record_start,
+            keep_long=keep_long,
             exclude=is_gzip,
         )
 
@@ -193,7 +195,9 @@ def _digest(path: str, n: int = 4096) -> str:
 class Stdin:
     """Lines from standard input, read by a thread into a bounded queue: when the
     service falls behind, the thread blocks (and so does the writer), nothing is dropped.
-    Standard input cannot be re-read, so a restart continues with what comes next."""
+    Standard input cannot be re-read, so a restart continues with what comes next.
+    Lines over 1 MB are cut to their head and end as they come (``reader.LineCap``):
+    a stream without newlines is never held whole."""
 
     label = "stdin"
 
@@ -201,6 +205,7 @@ class Stdin:
         self._stream = stream if stream is not None else sys.stdin.buffer
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._carry = b""
+        self._cap = LineCap()
         self._line = 1
         self._offset = 0
         self._eof = False
@@ -229,7 +234,9 @@ class Stdin:
                 self._eof = True
                 break
             data += block
-        buf = self._carry + bytes(data)
+        buf = self._carry + self._cap.feed(bytes(data))
+        if self._eof:
+            buf += self._cap.close()
         cut = buf.rfind(b"\n") + 1
         if self._eof:
             cut = len(buf)
@@ -268,6 +275,7 @@ def open_sources(
     *,
     max_line_bytes: int,
     record_start: Callable[[str], Any],
+    keep_long: Callable[[str], bool] = lambda path: False,
     stdin: Stdin | None = None,
 ) -> list[Source]:
     """One source per ``--follow`` pattern ('-' is stdin: ``stdin`` if given, so a
@@ -283,6 +291,7 @@ def open_sources(
                 saved.get(f"files:{pattern}"),
                 max_line_bytes=max_line_bytes,
                 record_start=record_start,
+                keep_long=keep_long,
             )
         )
         sources.append(

@@ -100,7 +100,7 @@ def test_bytes_are_null_because_pgaudit_never_logs_them(output: str) -> None:
     assert events(output)[S.BYTES].null_count() == 24
 
 
-def test_a_giant_record_is_quarantined_not_parsed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_giant_record_is_counted_with_its_text_cut(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lines = (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
     i = next(i for i, line in enumerate(lines) if "AUDIT: SESSION,3,1,READ,SELECT" in line)
     giant = lines[i].replace(
@@ -109,8 +109,14 @@ def test_a_giant_record_is_quarantined_not_parsed(tmp_path) -> None:  # type: ig
     path = tmp_path / "giant.json"
     path.write_text("".join(lines[:i]) + giant + "".join(lines[i + 1 :]))
     frame, quarantine = parse(path)
-    assert dict(quarantine.counts) == {"too_long": 1}
-    assert frame.height == 23  # every other event is still there
+    assert dict(quarantine.counts) == {}
+    assert frame.height == 24  # the giant statement is an event, as are all the others
+    cut = frame.filter(pl.col(S.QUERY).str.contains("[trovewatch: statement of", literal=True))
+    assert cut[S.QUERY].item().startswith("SELECT * FROM customers;")
+    assert (
+        cut[S.ROWS].item()
+        == events("jsonlog").filter(pl.col(S.QUERY) == "SELECT * FROM customers;")[S.ROWS].item()
+    )
 
 
 def test_duration_comes_from_the_statement_s_own_duration_line(output: str) -> None:

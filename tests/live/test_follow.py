@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from detector.live.follow import TOO_LONG_KEPT, Follower, Read
+from detector.reader import CUT_TAIL_BYTES, cut_marker
 from detector.rejects import MAX_LINE_CHARS
 
 
@@ -840,3 +841,34 @@ class FollowMachine(RuleBasedStateMachine):
 
 FollowMachine.TestCase.settings = MACHINE
 TestFollowModel = FollowMachine.TestCase
+
+
+def test_a_too_long_line_of_a_kept_file_comes_cut_with_its_head_and_end(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    giant = b"HEAD" + b"G" * 20_000 + b"ROWS=42"
+    log.write_bytes(b"one\n" + giant + b"\nthree\n")
+    follower = Follower([str(log)], max_line_bytes=1_000, keep_long=lambda path: True)
+    reads = follower.poll()
+    assert [r.too_long for r in reads] == [[], []]
+    [(number, cut)] = [c for r in reads for c in r.cut]
+    assert number == 2 and cut.startswith(b"HEAD") and cut.endswith(b"ROWS=42")
+    assert cut_marker(len(giant) - 1_000 - CUT_TAIL_BYTES) in cut
+    assert numbered(reads) == [(str(log), 1, b"one"), (str(log), 3, b"three")]
+
+
+def test_a_too_long_line_of_a_kept_file_written_across_polls_comes_cut_once(
+    tmp_path: Path,
+) -> None:
+    pattern = str(tmp_path / "app.log")
+    log = tmp_path / "app.log"
+    log.write_bytes(b"one\n" + b"HEAD" + b"G" * 1_500)
+    follower = Follower([pattern], max_line_bytes=1_000, keep_long=lambda path: True)
+    assert lines(follower.poll()) == [b"one"]
+    append(log, b"G" * 30_000)
+    assert follower.poll() == []  # the line is not over: nothing yet, nothing held but its head
+    append(log, b"G" * 10 + b"END\nthree\n")
+    reads = follower.poll()
+    [(number, cut)] = [c for r in reads for c in r.cut]
+    assert number == 2 and cut.startswith(b"HEAD") and cut.endswith(b"GEND")
+    assert cut_marker(4 + 31_510 + 3 - 1_000 - CUT_TAIL_BYTES) in cut
+    assert numbered(reads) == [(pattern, 3, b"three")]

@@ -1,0 +1,188 @@
+"""Two limits of the log reader, on a real PostgreSQL 15 + pgAudit's output.
+
+* A statement over 1 MB (``SELECT ... WHERE id IN (<200,000 ids>)``, the shape of a bulk
+  pull) is an event with its account, objects, class and rows; only its text is cut.
+* Without ``%c`` (or ``%u``) in ``log_line_prefix`` a session is known by its process id
+  and its connection line: a session whose lines fall in two chunks (batch ``score``)
+  or two reads (``serve``) is still one session, with its user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from detector import carried, model, settings
+from detector import features as F
+from detector import schema as S
+from detector.formats.pg_stderr import PgStderr
+from detector.ingest import Summary, event_batches, read_events
+from detector.live.service import Service
+from detector.rejects import Quarantine
+from tests.conftest import OUTPUTS
+from tests.integration.conftest import free_port, require_postgres, wait_for_logs
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+IDS = 200_000
+LOOPS = 150  # statements of the long session, enough for it to cross small chunks
+
+
+@pytest.fixture(scope="module")
+def cluster(server_dir: Callable[[str], Path]) -> Iterator[object]:
+    """A server with PostgreSQL's default ``log_line_prefix`` ('%m [%p] '): no session
+    id, no user on the lines: both come from the connection lines."""
+    require_postgres()
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from pg_cluster import PgCluster
+
+    pg = PgCluster(
+        server_dir("pg-limits"),
+        port=free_port(),
+        settings={"log_line_prefix": "%m [%p] ", "log_min_duration_statement": "0"},
+    )
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="module")
+def logs(cluster) -> Path:  # type: ignore[no-untyped-def]
+    admin = psycopg.connect(cluster.dsn(), autocommit=True)
+    admin.execute("CREATE ROLE puller LOGIN")
+    admin.execute("CREATE ROLE clerk LOGIN")
+    admin.execute("CREATE DATABASE corp")
+    admin.close()
+    with psycopg.connect(cluster.dsn(dbname="corp"), autocommit=True) as db:
+        db.execute("CREATE SCHEMA big")
+        db.execute("CREATE TABLE big.people(id int primary key, name text)")
+        db.execute("INSERT INTO big.people SELECT g, 'p' || g FROM generate_series(1, 250000) g")
+        db.execute("GRANT USAGE ON SCHEMA big TO puller, clerk")
+        db.execute("GRANT SELECT ON big.people TO puller, clerk")
+    with psycopg.connect(cluster.dsn("clerk", "corp"), application_name="desk") as conn:
+        for i in range(1, LOOPS + 1):  # one long session of small reads
+            conn.execute(f"SELECT * FROM big.people WHERE id <= {i}").fetchall()
+    with psycopg.connect(cluster.dsn("puller", "corp"), application_name="pull") as conn:
+        ids = ",".join(str(i) for i in range(1, IDS + 1))
+        query = f"SELECT * FROM big.people WHERE id IN ({ids})"
+        assert len(query) > 1_280_000  # 1.29 MB
+        assert len(conn.execute(query).fetchall()) == IDS  # type: ignore[call-overload]
+        conn.execute("SELECT * FROM big.people WHERE id <= 7").fetchall()
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT 'end-of-limits-workload'")
+    wait_for_logs(cluster.log_dir, "end-of-limits-workload", timeout=30)
+    return Path(cluster.log_dir)
+
+
+def parse(path: Path) -> tuple[pl.DataFrame, Summary, Quarantine]:
+    quarantine = Quarantine(None)
+    events, summary = read_events([path], quarantine=quarantine)
+    return events, summary, quarantine
+
+
+def test_a_statement_over_1_mb_counts_its_account_objects_and_rows(logs: Path, output: str) -> None:
+    events, summary, quarantine = parse(logs / OUTPUTS[output])
+    assert dict(quarantine.counts) == {}  # nothing lost; the long duration line is context
+    pulled = events.filter(pl.col(S.ACCOUNT) == "puller")
+    assert pulled[S.ROWS].to_list() == [IDS, 7]
+    assert pulled[S.OBJECTS].to_list() == [["big.people"], ["big.people"]]
+    assert pulled[S.CLASS].to_list() == ["READ", "READ"]
+    assert pulled[S.APPLICATION].to_list() == ["pull", "pull"]
+    giant = pulled[S.QUERY][0]
+    assert giant.startswith("SELECT * FROM big.people WHERE id IN (1,2,3,4,5,")
+    assert "[trovewatch: statement of " in giant and len(giant) < 70_000
+    assert summary.cut == 1
+    assert "1 statement(s) longer than 1 MB kept with their text cut" in summary.paragraph()
+    # The window sums see the pull: 200,007 rows of big.people read by puller.
+    windows = F.window_activity(pulled.lazy(), "5m").collect()
+    assert windows["rows_read"].sum() == IDS + 7
+
+
+def test_stderr_sessions_are_one_session_whatever_the_chunks(
+    logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 16 KiB chunk cuts the clerk's session (150 statements, about 50 KB of log)
+    several times: every statement keeps its user and the one session id."""
+    path = logs / OUTPUTS["stderr"]
+    whole, _, whole_quarantine = parse(path)
+    clerk = whole.filter(pl.col(S.ACCOUNT) == "clerk")
+    assert clerk.height == LOOPS and clerk[S.SESSION].n_unique() == 1
+    monkeypatch.setattr(PgStderr, "chunk_bytes", 16 * 1024)
+    assert path.stat().st_size > 40 * PgStderr.chunk_bytes
+    summary = Summary()
+    quarantine = Quarantine(None)
+    small = pl.concat(list(event_batches([path], summary, quarantine=quarantine)))
+    columns = [S.TIME, S.ACCOUNT, S.SESSION, S.STATEMENT_ID, S.ROWS, S.OBJECTS, S.APPLICATION]
+    key = [S.TIME, S.SESSION, S.STATEMENT_ID]
+    small_clerk = small.filter(pl.col(S.ACCOUNT) == "clerk")
+    assert small_clerk.height == LOOPS and small_clerk[S.SESSION].n_unique() == 1
+    assert small.select(columns).sort(key).equals(whole.select(columns).sort(key))
+    assert dict(quarantine.counts) == dict(whole_quarantine.counts) == {}
+
+
+@pytest.fixture(scope="module")
+def trained() -> model.TrainedModel:
+    return model.load(ROOT / "models" / "default")
+
+
+def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]) -> Service:
+    """A real service following ``log``, written in ``parts`` with a poll after each
+    (as a server writing while ``serve`` reads); it has read all of it on return."""
+    conf = settings.Settings(
+        state_dir=tmp / "state", follow=[str(log.parent / "*")], lateness="3650d"
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    for part in parts:
+        with log.open("ab") as fh:
+            fh.write(part)
+        service.step()
+        time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
+        service.step()
+    return service
+
+
+@pytest.mark.parametrize("cut_at", ["none", "mid-session"])
+def test_serve_counts_what_score_counts_with_a_statement_over_1_mb(
+    trained: model.TrainedModel,
+    logs: Path,
+    output: str,
+    cut_at: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve`` reads the real log, all at once or cut in the clerk's session (two
+    reads): the same statements and rows as ``score``, the pull's 200,000 rows too."""
+    # The bundled model was trained on other logs' fields; only reading counts here.
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    source = logs / OUTPUTS[output]
+    body = source.read_bytes()
+    events, _, _ = parse(source)
+    parts = [body]
+    if cut_at == "mid-session":  # after the clerk's 75th statement's line
+        at = body.index(b"\n", body.index(b"id <= 75")) + 1
+        parts = [body[:at], body[at:]]
+    (tmp_path / "log").mkdir()
+    service = follow(trained, tmp_path, tmp_path / "log" / source.name, parts)
+    try:
+        live = service.engine.open_activity()
+        batch = F.window_activity(events.lazy(), "5m").collect()
+        for account in ("clerk", "puller"):
+            mine = live.filter(pl.col(F.ACCOUNT) == account)
+            theirs = batch.filter(pl.col(F.ACCOUNT) == account)
+            assert mine["rows_read"].sum() == theirs["rows_read"].sum()
+            assert mine["statements"].sum() == theirs["statements"].sum()
+        assert batch.filter(pl.col(F.ACCOUNT) == "puller")["rows_read"].sum() == IDS + 7
+        assert service.quarantine.total == 0
+        assert service.metrics.cut.collect()[0].samples[0].value == 1
+    finally:
+        service.stop()
