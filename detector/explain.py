@@ -27,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector import schema as S
 from detector.features import (
     ACCOUNT,
     ALERT_LEVELS,
@@ -625,13 +626,10 @@ def _span(horizon: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
-# The server's own catalogs, named after the account's tables: a dump with pgAudit's
-# log_catalog on reads fifty pg_catalog tables, and the customers table must show.
-_CATALOGS: Final = ("pg_catalog.", "information_schema.", "mysql.", "performance_schema.", "sys.")
-
-
 def _names(items: list[str] | None, limit: int = 5) -> str:
-    items = sorted(items or [], key=lambda name: name.lower().startswith(_CATALOGS))
+    # The server's own catalogs after the account's tables, where a format still names
+    # both (a statement reading catalogs alone is CATALOG, not a read: schema.py).
+    items = sorted(items or [], key=lambda name: name.lower().startswith(S.CATALOG_PREFIXES))
     if not items:
         return "objects not named in the log"
     shown = ", ".join(items[:limit])
