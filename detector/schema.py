@@ -66,10 +66,14 @@ CATALOG_SCHEMAS: Final = ("pg_catalog", "information_schema", "mysql", "performa
 CATALOG_PREFIXES: Final = tuple(f"{schema}." for schema in CATALOG_SCHEMAS)
 
 
+_CATALOG_RE: Final = rf"(?i)^(?:{'|'.join(CATALOG_SCHEMAS)})\."
+
+
 def is_catalog(name: pl.Expr) -> pl.Expr:
-    """True where ``name`` (a schema-qualified object, as logged) is in a server catalog."""
-    lower = name.str.to_lowercase()
-    return pl.any_horizontal(lower.str.starts_with(prefix) for prefix in CATALOG_PREFIXES)
+    """True where ``name`` (a schema-qualified object, as logged, in any case: MariaDB's
+    audit log writes ``INFORMATION_SCHEMA``) is in a server catalog."""
+    # one pattern: a tenth of the time of lower-casing and testing each prefix
+    return name.str.contains(_CATALOG_RE)
 
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {
