@@ -485,7 +485,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
-    events = events.with_columns(unnamed.alias("_unnamed"))
+    # Per chunk here; again over whole files (ingest.merge_split_statements) for a
+    # statement whose lines two chunks split.
+    events = _outer_reads(events, pl.lit(True)).with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
         return events.drop("_unnamed")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
@@ -511,24 +513,38 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     A read through a function is audited twice (pgAudit 1.7): the function's own
     statement as a sub-statement with its rows, then the calling statement with the rows
     it returned, logged last (at its end, with the highest sub-statement id). A function
-    called in a ``WHERE`` is audited once per call. Of a statement's READ sub-statements
-    with a row count, only the last counts: the rows that left the server. The inner
-    reads keep their objects (the calling statement names only the function). A
-    ``COPY (SELECT ...) TO`` keeps its SELECT's rows: the COPY's own 0 is no count.
+    called in a ``WHERE`` is audited once per call. Where a statement's last
+    sub-statement (its ``COPY`` line aside) is a READ with a row count, that is the
+    caller, and its READ sub-statements before it count no rows of their own: the rows
+    are what left the server. The inner reads keep their objects (the caller names only
+    the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
+    are no reads: all their statements' rows count. Needs the statements' commands, so
+    it runs where events are parsed and merged, not on the live engine's kept columns.
     """
-    needed = {S.SOURCE_FORMAT, S.CLASS, S.ROWS, S.SESSION, S.STATEMENT_ID}
+    if S.SOURCE_FORMAT not in events.columns:
+        return events
+    return _outer_reads(events, pl.col(S.SOURCE_FORMAT).str.starts_with("pgaudit-"))
+
+
+def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
+    """:func:`count_outer_reads` of the events ``is_pgaudit`` selects."""
+    needed = {S.CLASS, S.COMMAND, S.ROWS, S.SESSION, S.STATEMENT_ID}
     if events.is_empty() or not needed <= set(events.columns):
         return events
-    is_pgaudit = pl.col(S.SOURCE_FORMAT).str.starts_with("pgaudit-").fill_null(False)
+    is_pgaudit = is_pgaudit.fill_null(False)
     counted = is_pgaudit & (pl.col(S.CLASS) == "READ") & pl.col(S.ROWS).is_not_null()
     nested = counted & ~pl.col(S.STATEMENT_ID).str.ends_with(".1").fill_null(True)
     if not events.select(nested.any()).item():
         return events  # the usual case: no statement has a second sub-statement
     parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
-    major = parts.struct.field("field_0")
+    statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
     sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
-    last = sub.filter(counted).max().over(S.SESSION, major)
-    inner = counted & (sub < last).fill_null(False)
+    command = pl.col(S.COMMAND)
+    # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT
+    top = sub.filter(is_pgaudit & command.ne_missing("COPY")).max().over(statement)
+    caller = (counted & (sub == top)).any().over(statement)
+    in_do = (is_pgaudit & (command == "DO")).any().over(statement)
+    inner = (counted & (sub < top) & caller & ~in_do).fill_null(False)
     return events.with_columns(pl.when(inner).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS))
 
 

@@ -69,7 +69,7 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     pg = catalog_server
     truth = Truth()
     admin = psycopg.connect(pg.dsn(), autocommit=True)
-    for role in ("introspector", "enumerator", "backup", "fn_reader"):
+    for role in ("introspector", "enumerator", "backup", "fn_reader", "proc_runner"):
         admin.execute(f"CREATE ROLE {role} LOGIN")
     admin.execute("CREATE DATABASE corp")
     admin.close()
@@ -95,7 +95,11 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
         "CREATE FUNCTION shop.is_first(i int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN"
         " RETURN EXISTS (SELECT 1 FROM shop.customers WHERE id = i AND id <= 3); END$$"
     )
-    roles = "introspector, enumerator, backup, fn_reader"
+    db.execute(
+        "CREATE PROCEDURE shop.tally() LANGUAGE plpgsql AS $$DECLARE n int; BEGIN"
+        " SELECT count(*) INTO n FROM shop.customers; PERFORM * FROM shop.t1; END$$"
+    )
+    roles = "introspector, enumerator, backup, fn_reader, proc_runner"
     db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
     db.close()
@@ -115,6 +119,12 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
         )
         truth.rows["function in where"] = len(
             conn.execute("SELECT * FROM shop.customers WHERE shop.is_first(id)").fetchall()
+        )
+    with psycopg.connect(pg.dsn("proc_runner", "corp"), autocommit=True) as conn:
+        conn.execute("CALL shop.tally()")
+        conn.execute(
+            "DO $$DECLARE n int; BEGIN"
+            " SELECT count(*) INTO n FROM shop.customers; PERFORM * FROM shop.t1; END$$"
         )
     dump = subprocess.run(
         [str(pg.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "backup",
@@ -201,3 +211,15 @@ def test_a_read_through_a_function_counts_its_rows_once(
     )
     assert window["objects_list"] == ["shop.customers"]  # not the functions
     assert truth.rows["sql function"] == 500 and truth.rows["function in where"] == 3
+
+
+def test_a_procedure_or_do_blocks_reads_all_count(
+    workload: tuple[Path, Truth], output: str
+) -> None:
+    """``CALL p()`` (logged last, as MISC) and ``DO`` (logged first, as FUNCTION) read
+    nothing themselves: each statement inside counts its rows (a count of 1 row, then
+    the 7 rows of shop.t1), none is taken for a caller's nested read."""
+    _, truth = workload
+    window = day(events_of(workload, output), "proc_runner")
+    assert window["rows_read"] == 2 * (1 + truth.rows["shop.t1"])
+    assert window["objects_list"] == ["shop.customers", "shop.t1"]
