@@ -457,7 +457,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         "FETCH"
     )
     # A read of the server's catalogs alone (log_catalog = on, pgAudit's default): psql's
-    # \\d, an ORM's introspection, a dump's hundred schema queries. Not data read.
+    # \d, an ORM's introspection, a dump's hundred schema queries. Not data read.
     catalog = pl.col("_cat") & (pl.col("a_class") == "READ")
     is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ") & ~catalog
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
