@@ -27,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector import schema as S
 from detector.features import (
     ACCOUNT,
     ALERT_LEVELS,
@@ -398,7 +399,7 @@ class Judge:
                 else ""
             )
             out.append(
-                f"read {_num(row[c])} rows in {_span(base)} from {_names(row['objects_list'])}"
+                f"read {_amount(row[c], 'rows')} in {_span(base)} from {_names(row['objects_list'])}"
                 f"{uncounted} ({history}; a typical peer's: {_num(row[f'{c}__peertypical'])})"
             )
         if row["exports"]:
@@ -415,10 +416,10 @@ class Judge:
             elif row["uncounted_exports"]:
                 exported = (
                     f"row count not logged for {row['uncounted_exports']} of them, "
-                    f"{_num(row['export_rows'])} rows in the others"
+                    f"{_amount(row['export_rows'], 'rows')} in the others"
                 )
             else:
-                exported = f"{_num(row['export_rows'])} rows"
+                exported = _amount(row["export_rows"], "rows")
             out.append(
                 f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of "
                 f"{_names(row['export_objects_list'])}; {exported}; {habit}"
@@ -501,7 +502,7 @@ class Judge:
         c = col_name(signal, h)
         value, own, peer = row[c], row[f"{c}__own"], row[f"{c}__peermax"]
         unit = UNITS[signal]
-        read = f"{_num(value)} {unit} read in {_span(h)}"
+        read = f"{_amount(value, unit)} read in {_span(h)}"
         f = self.settings.guardrail_factor
         if value > f * max(own, peer):
             return (
@@ -556,7 +557,7 @@ class Judge:
             else "a new account with no history"
         )
         text = (
-            f"read {_num(value)} {unit} in {_span(h)} from {_names(row['objects_list'])}; {history}; "
+            f"read {_amount(value, unit)} in {_span(h)} from {_names(row['objects_list'])}; {history}; "
             f"{_times(value, typical)} a typical peer's largest ({_num(typical)}), "
             f"{_times(value, peer)} any peer's largest ({_num(peer)}){self._peers(row)}"
         )
@@ -573,13 +574,13 @@ class Judge:
         if h != TODAY:
             own = row[f"{c}__own"] or 0
             return (
-                f"slow drip: {_num(value)} {unit} read in the last {_span(h)}, "
+                f"slow drip: {_amount(value, unit)} read in the last {_span(h)}, "
                 f"{_times(value, own)} {self._own_words(row, h)} ({_num(own)}); "
                 f"flagged in the window that took it past {self.settings.drip_factor:g}x"
             )
         own, usual, day = row[f"{c}__dayown"] or 0, row[f"{c}__weekday"], row[WINDOW]
         return (
-            f"slow drip: {_num(value)} {unit} read today (UTC), a {day:%A}, a quiet day for it: "
+            f"slow drip: {_amount(value, unit)} read today (UTC), a {day:%A}, a quiet day for it: "
             f"{_times(value, own)} its largest day in training ({_num(own)}), "
             f"{_times(value, usual)} its largest {day:%A} ({_num(usual)}); flagged in the "
             "window that took it past its largest day"
@@ -614,6 +615,12 @@ def _num(value: float | int | None) -> str:
     return f"{int(value or 0):,}"
 
 
+def _amount(value: float | int | None, unit: str) -> str:
+    """``1 row``, ``1,234 rows``, ``1 byte``: a count with its unit (plural, as in
+    :data:`UNITS`), singular for one."""
+    return f"{_num(value)} {unit.removesuffix('s') if int(value or 0) == 1 else unit}"
+
+
 def _times(value: float, reference: float | None) -> str:
     ratio = (value + 1) / ((reference or 0) + 1)
     return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
@@ -625,13 +632,10 @@ def _span(horizon: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
-# The server's own catalogs, named after the account's tables: a dump with pgAudit's
-# log_catalog on reads fifty pg_catalog tables, and the customers table must show.
-_CATALOGS: Final = ("pg_catalog.", "information_schema.", "mysql.", "performance_schema.", "sys.")
-
-
 def _names(items: list[str] | None, limit: int = 5) -> str:
-    items = sorted(items or [], key=lambda name: name.lower().startswith(_CATALOGS))
+    # The server's own catalogs after the account's tables, where a format still names
+    # both (a statement reading catalogs alone is CATALOG, not a read: schema.py).
+    items = sorted(items or [], key=lambda name: name.lower().startswith(S.CATALOG_PREFIXES))
     if not items:
         return "objects not named in the log"
     shown = ", ".join(items[:limit])

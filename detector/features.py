@@ -30,8 +30,11 @@ from detector.durations import span as span
 
 # 2: unknown volume stays null; 3: no new objects for new accounts; 4: largest day per
 # weekday, days of history per account; 5: that largest day is a calendar day (UTC), not
-# a trailing 24 hours (the weekday table's columns changed: a v4 model cannot be read)
-FEATURE_VERSION: Final = 5
+# a trailing 24 hours (the weekday table's columns changed: a v4 model cannot be read);
+# 6: reads of the server's catalogs alone (CATALOG) are no rows, objects or exports, a
+# read through a function counts its rows once, a MariaDB CALL's rows are read (a v5
+# model's largest volumes and exports were learned with them)
+FEATURE_VERSION: Final = 6
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.

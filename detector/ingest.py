@@ -186,9 +186,11 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
 
     Within one file, events with the same session and statement id are one statement
     (pgAudit logs a statement once per relation): their objects are merged and the
-    first event's rows, counted once, are kept. MariaDB's audit log has a rule of its
-    own (:func:`detector.formats.mariadb_audit.rejoin`): a statement's TABLE records
-    and its QUERY record parsed apart, their session known with or without its login.
+    first event's rows, counted once, are kept; of a statement's nested reads only the
+    outermost counts its rows (:func:`detector.formats.pgaudit.count_outer_reads`).
+    MariaDB's audit log has a rule of its own (:func:`detector.formats.mariadb_audit.rejoin`):
+    a statement's TABLE records and its QUERY record parsed apart, their session known
+    with or without its login.
     """
     events = mariadb_audit.rejoin(events)
     key = [S.SESSION, S.STATEMENT_ID]
@@ -199,13 +201,15 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
     )
     twice = events.filter(split)
     if twice.is_empty():
-        return events
+        return pgaudit.count_outer_reads(events)
     merged = twice.group_by(key, maintain_order=True).agg(
         pl.all().exclude(S.OBJECTS).first(),
         pl.col(S.OBJECTS).explode().drop_nulls().unique(maintain_order=True),
     )
-    return pl.concat([events.filter(~split), merged.select(events.columns)]).sort(
-        S.TIME, maintain_order=True
+    return pgaudit.count_outer_reads(
+        pl.concat([events.filter(~split), merged.select(events.columns)]).sort(
+            S.TIME, maintain_order=True
+        )
     )
 
 

@@ -18,7 +18,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``db.system.name``            | String            | OTel: ``postgresql``, ``mariadb``, ...                   |
 | ``db.namespace``              | String            | OTel: database name                                     |
 | ``db.collection.names``       | List(String)      | OTel ``db.collection.name``, all objects the statement touched, schema-qualified |
-| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks) |
+| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks), CATALOG (a read of the server's catalogs only: :data:`CATALOG_SCHEMAS`) |
 | ``db.operation.name``         | String            | OTel: command, e.g. ``SELECT``, ``COPY``, ``FETCH``       |
 | ``db.query.text``             | String            | OTel: statement text (as logged)                         |
 | ``db.response.returned_rows`` | Int64             | OTel: rows read or written by the statement, counted once|
@@ -58,6 +58,23 @@ SOURCE_FORMAT: Final = "source_format"
 
 SCHEMA_VERSION: Final = 1
 NUL: Final = "\x00"  # in no account name (see conform)
+
+# The servers' own catalogs. A read of them alone (psql's ``\d``, an ORM's introspection,
+# pg_dump's hundred catalog queries with pgAudit's default ``log_catalog = on``) is
+# classed CATALOG: a statement, but no data read, no object read and no export.
+CATALOG_SCHEMAS: Final = ("pg_catalog", "information_schema", "mysql", "performance_schema", "sys")
+CATALOG_PREFIXES: Final = tuple(f"{schema}." for schema in CATALOG_SCHEMAS)
+
+
+_CATALOG_RE: Final = rf"(?i)^(?:{'|'.join(CATALOG_SCHEMAS)})\."
+
+
+def is_catalog(name: pl.Expr) -> pl.Expr:
+    """True where ``name`` (a schema-qualified object, as logged, in any case: MariaDB's
+    audit log writes ``INFORMATION_SCHEMA``) is in a server catalog."""
+    # one pattern: a tenth of the time of lower-casing and testing each prefix
+    return name.str.contains(_CATALOG_RE)
+
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {
     TIME: pl.Datetime("us", "UTC"),

@@ -84,6 +84,16 @@ def test_a_few_rows_are_not_called_a_volume_past_the_accounts_largest_day() -> N
     assert not any("x this account's largest" in r for r in found["reasons"])
 
 
+def test_one_row_is_said_as_one_row() -> None:
+    """ "read 1 row in 5 minutes", not "1 rows"."""
+    template = ordinary("dba_carl")
+    night = DAY.replace(hour=3, minute=31)
+    found = verdict(statement(template, night, 1, **{S.CLIENT_IP: "10.99.7.7", S.ROWS: 1}))
+    assert found["flagged"], found["score"]
+    assert found["reasons"][0].startswith("read 1 row in 5 minutes from "), found["reasons"]
+    assert not any(re.search(r"\b1 rows\b", r) for r in found["reasons"])
+
+
 def test_counts_of_objects_are_said_as_counts() -> None:
     """ "4 distinct objects read in 5 minutes; this account's most in training: 2", not
     "2.0": the reference is a count of objects."""

@@ -88,7 +88,7 @@ def join(events: pl.DataFrame, *, live: bool = False) -> pl.DataFrame:
     for names, joined in JOINS:
         if names <= present:
             events = joined(events, live)
-    return events
+    return mariadb.settle(events)
 
 
 def get(

@@ -126,6 +126,44 @@ def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
     )
 
 
+def settle(events: pl.DataFrame) -> pl.DataFrame:
+    """MariaDB statements classed by what they read, once the slow log's volume is on them.
+
+    * A ``CALL`` of a stored procedure that sent rows is a read of them: MariaDB 10.11's
+      slow log has one record for the ``CALL`` (``Rows_sent``, ``Bytes_sent``: what left
+      the server) and none for the procedure's statements (``log_slow_disabled_statements
+      = sp``); the audit log names ``mysql.proc`` for it (the server reading the
+      procedure's definition) and the procedure's statements as QUERY records with their
+      tables. The ``CALL`` becomes a READ with the volume; its objects are the
+      statements'.
+    * A read of the server's catalogs alone (``information_schema``, ``mysql``, ...) is
+      CATALOG, as for pgAudit (:data:`detector.schema.CATALOG_SCHEMAS`).
+    """
+    mine = pl.col(S.SOURCE_FORMAT).is_in([AUDIT, SLOW])
+    needed = {S.SOURCE_FORMAT, S.CLASS, S.ROWS, S.OBJECTS}
+    if not needed <= set(events.columns) or not events.select(mine.any()).item():
+        return events
+    # FUNCTION is CALL or DO (statement_class); DO sends no rows.
+    call_read = mine & (pl.col(S.CLASS) == "FUNCTION") & (pl.col(S.ROWS) > 0).fill_null(False)
+    objects = pl.col(S.OBJECTS)
+    catalogs_only = (objects.list.len() > 0) & objects.list.eval(
+        S.is_catalog(pl.element())
+    ).list.all()
+    catalog = mine & (pl.col(S.CLASS) == "READ") & catalogs_only
+    return events.with_columns(
+        pl.when(call_read)
+        .then(objects.list.eval(pl.element().filter(~S.is_catalog(pl.element()))))
+        .otherwise(objects)
+        .alias(S.OBJECTS),
+        pl.when(call_read)
+        .then(pl.lit("READ"))
+        .when(catalog)
+        .then(pl.lit("CATALOG"))
+        .otherwise(pl.col(S.CLASS))
+        .alias(S.CLASS),
+    )
+
+
 def thread_of(session: pl.Expr) -> pl.Expr:
     """The connection (thread) id in a MariaDB ``session.uid`` (``server/id/login`` from
     the audit log, ``id`` from the slow log)."""

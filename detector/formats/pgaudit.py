@@ -18,6 +18,10 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   lines are context, not events.
 * Foreign-key checks run by the server itself are audited as 1-row READs of the
   referenced table; they are classed ``INTERNAL`` so they do not count as reads.
+* With ``pgaudit.log_catalog = on`` (the default) reads of ``pg_catalog`` and
+  ``information_schema`` are audited like any table's. A statement reading only them is
+  classed ``CATALOG`` (a statement, not a read of data, nor an export even in a dump);
+  one that also read tables names only those tables.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
 """
@@ -199,15 +203,21 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     are written as pgAudit writes the objects it names (:func:`_as_pgaudit_names`).
     """
     found = pl.concat_list(
-        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}"),
+        # with a following "(", to tell a function (``FROM shop.all_customers()``)
+        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}\s*\(?"),
         text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
     )
-    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "")
+    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
     first = name.str.extract(rf"^({_IDENT})", 1)
     second = name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1)
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
     qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
-    return found.list.eval(qualified).list.unique(maintain_order=True)
+    relation = ~pl.element().str.ends_with("(")
+    return (
+        found.list.eval(pl.element().filter(relation))
+        .list.eval(qualified)
+        .list.unique(maintain_order=True)
+    )
 
 
 _UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -486,15 +496,26 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]
     used += ["a_class", "a_command", "a_statement", "a_rows"]
     audit = audit.select(
-        *used, obj.alias("_obj"), pl.struct(key).is_first_distinct().alias("_first")
+        *used,
+        obj.alias("_obj"),
+        S.is_catalog(obj).fill_null(False).alias("_cat"),
+        pl.struct(key).is_first_distinct().alias("_first"),
     )
     first = audit.filter(pl.col("_first"))
     if first.height < audit.height:  # statements logged once per relation: collect them
+        # A statement's catalogs are named only if it read nothing else (a CATALOG read).
+        only_catalogs = ~(pl.col("_obj").is_not_null() & ~pl.col("_cat")).any()
         collected = audit.group_by(key, maintain_order=True).agg(
-            pl.col("_obj").drop_nulls().unique(maintain_order=True)
+            pl.col("_obj")
+            .filter(~pl.col("_cat") | only_catalogs)
+            .drop_nulls()
+            .unique(maintain_order=True),
+            (pl.col("_cat").any() & only_catalogs).alias("_cat"),
         )
         # The groups come in the order of their first lines: the rows of ``first``.
-        first = first.with_columns(collected["_obj"].alias("_objects"))
+        first = first.with_columns(
+            collected["_obj"].alias("_objects"), collected["_cat"].alias("_cat")
+        )
     else:
         no_object = pl.col("_obj").is_null()
         first = first.with_columns(
@@ -516,6 +537,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.col("session_id").alias(S.SESSION),
         pl.concat_str("a_stmt_id", pl.lit("."), "a_substmt_id").alias(S.STATEMENT_ID),
         pl.lit(True).alias(S.SUCCESS),
+        "_cat",
     )
     query = pl.col(S.QUERY)
     # The statement's first words, upper-cased, computed once (``_head``).
@@ -529,7 +551,10 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
-    is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ")
+    # A read of the server's catalogs alone (log_catalog = on, pgAudit's default): psql's
+    # \d, an ORM's introspection, a dump's hundred schema queries. Not data read.
+    catalog = pl.col("_cat") & (pl.col("a_class") == "READ")
+    is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ") & ~catalog
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
     # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
     internal = query.str.starts_with("SELECT ") & query.str.contains(
@@ -540,22 +565,82 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # logs 0 however much they move. Their volume is unknown.
     uncounted = export | (pl.col(S.COMMAND) == "COPY")
     events = first.with_columns(
-        pl.when(internal).then(pl.lit("INTERNAL")).otherwise(pl.col("a_class")).alias(S.CLASS),
+        pl.when(internal)
+        .then(pl.lit("INTERNAL"))
+        .when(catalog)
+        .then(pl.lit("CATALOG"))
+        .otherwise(pl.col("a_class"))
+        .alias(S.CLASS),
         export.alias(S.EXPORT),
         pl.when(uncounted & (pl.col(S.ROWS) == 0))
         .then(None)
         .otherwise(pl.col(S.ROWS))
         .alias(S.ROWS),
-    ).drop("a_class", "_head")
+    ).drop("a_class", "_head", "_cat")
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
-    events = events.with_columns(unnamed.alias("_unnamed"))
+    # Per chunk here; again over whole files (ingest.merge_split_statements) for a
+    # statement whose lines two chunks split.
+    events = _outer_reads(events, pl.lit(True)).with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
         return events.drop("_unnamed")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
     bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
+    # Named by the text only, catalogs alone: a dump's ``PREPARE dumpFunc AS SELECT ...
+    # FROM pg_catalog.pg_proc`` (logged with 0 rows) is no more an export than its SELECTs.
+    objects = pl.col(S.OBJECTS)
+    catalog = (
+        (pl.col(S.CLASS) == "READ")
+        & (objects.list.len() > 0)
+        & objects.list.eval(S.is_catalog(pl.element())).list.all()
+    )
+    bare = bare.with_columns(
+        pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
+        pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
+    )
     return pl.concat([named, bare]).drop("_unnamed")
+
+
+def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with the rows of a statement's nested reads not counted again.
+
+    A read through a function is audited twice (pgAudit 1.7): the function's own
+    statement as a sub-statement with its rows, then the calling statement with the rows
+    it returned, logged last (at its end, with the highest sub-statement id). A function
+    called in a ``WHERE`` is audited once per call. Where a statement's last
+    sub-statement (its ``COPY`` line aside) is a READ with a row count, that is the
+    caller, and its READ sub-statements before it count no rows of their own: the rows
+    are what left the server. The inner reads keep their objects (the caller names only
+    the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
+    are no reads: all their statements' rows count. Needs the statements' commands, so
+    it runs where events are parsed and merged, not on the live engine's kept columns.
+    """
+    if S.SOURCE_FORMAT not in events.columns:
+        return events
+    return _outer_reads(events, pl.col(S.SOURCE_FORMAT).str.starts_with("pgaudit-"))
+
+
+def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
+    """:func:`count_outer_reads` of the events ``is_pgaudit`` selects."""
+    needed = {S.CLASS, S.COMMAND, S.ROWS, S.SESSION, S.STATEMENT_ID}
+    if events.is_empty() or not needed <= set(events.columns):
+        return events
+    is_pgaudit = is_pgaudit.fill_null(False)
+    counted = is_pgaudit & (pl.col(S.CLASS) == "READ") & pl.col(S.ROWS).is_not_null()
+    nested = counted & ~pl.col(S.STATEMENT_ID).str.ends_with(".1").fill_null(True)
+    if not events.select(nested.any()).item():
+        return events  # the usual case: no statement has a second sub-statement
+    parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
+    statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
+    sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
+    command = pl.col(S.COMMAND)
+    # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT
+    top = sub.filter(is_pgaudit & command.ne_missing("COPY")).max().over(statement)
+    caller = (counted & (sub == top)).any().over(statement)
+    in_do = (is_pgaudit & (command == "DO")).any().over(statement)
+    inner = (counted & (sub < top) & caller & ~in_do).fill_null(False)
+    return events.with_columns(pl.when(inner).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS))
 
 
 def finish(events: pl.DataFrame) -> pl.DataFrame:

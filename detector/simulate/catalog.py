@@ -216,6 +216,7 @@ class Frozen:
         self.table_rows = arr([BY_NAME[r[0]].rows if r and r[0] in BY_NAME else 0 for _, r in keys])
         self.cls = arr([CLASS_CODES[t.cls] for t in tpls])
         self.export = arr([t.export for t in tpls], bool)
+        self.catalog = arr([t.catalog for t in tpls], bool)
         self.in_txn = arr([t.in_txn for t in tpls], bool)
         self.is_write = self.cls == CLASS_CODES["WRITE"]
         self.audited = ~np.isin(self.shape, [Shape.ERROR, Shape.LOGIN_FAIL])

@@ -246,8 +246,11 @@ def pieces(key: str, relations: tuple[str, ...]) -> list[Piece]:
 
 
 def _dump_class(text: str) -> str:
-    """mariadb-dump's statements are reads (SHOW, SELECT) or MISC (SET, SAVEPOINT, ...)."""
-    return "READ" if text.split(" ", 1)[0].upper() in ("SELECT", "SHOW") else "MISC"
+    """mariadb-dump's statements are reads (SHOW, SELECT) or MISC (SET, SAVEPOINT, ...);
+    its queries of ``information_schema`` alone are CATALOG, as trovewatch classes them."""
+    if text.split(" ", 1)[0].upper() not in ("SELECT", "SHOW"):
+        return "MISC"
+    return "CATALOG" if "information_schema." in text.lower() else "READ"
 
 
 class Dialect:

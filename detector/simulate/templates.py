@@ -56,6 +56,7 @@ class Template:
     rows: Rows = Rows.ONE
     num: Num = Num.NONE
     export: bool = False  # the parser's is_export (COPY ... TO, cursors, dump tools)
+    catalog: bool = False  # reads the server's catalogs alone: CATALOG, not an export
     ps: str = ""  # command tag, when it is not the command
     params: int = 0  # $n parameters (extended protocol)
     in_txn: bool = False  # runs inside the session's open transaction (pg_dump)
@@ -143,7 +144,9 @@ TEMPLATES: Final[dict[str, Template]] = {
     "d_schemas": _bare(
         "READ", "SELECT", "SELECT pg_catalog.current_schemas(false)", export=True, in_txn=True
     ),
-    "d_prepare": _bare("READ", "PREPARE", PREPARE_ACLS, Rows.ZERO, export=True, in_txn=True),
+    "d_prepare": _bare(
+        "READ", "PREPARE", PREPARE_ACLS, Rows.ZERO, export=True, in_txn=True, catalog=True
+    ),
     "d_copy": Template(
         Shape.COPY_TABLE,
         "READ",

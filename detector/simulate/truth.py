@@ -39,7 +39,8 @@ class Totals:
             "events": events,
             "rows_read": logged * (cls == CLASS_CODES["READ"]),
             "rows_written": logged * (cls == CLASS_CODES["WRITE"]),
-            "exports": events * frozen.export[combo],
+            # a dump's catalog query is written as one of its reads but parsed as CATALOG
+            "exports": events * (frozen.export[combo] & ~frozen.catalog[combo]),
             "failed": np.isin(shape, [Shape.ERROR, Shape.LOGIN_FAIL]),
         }
         for name, w in weights.items():

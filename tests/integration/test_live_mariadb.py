@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from detector import features as F
 from detector import schema as S
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
@@ -69,6 +70,24 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
         "exporter", "pw", "shop", f"SELECT * FROM orders WHERE id <= 777 INTO OUTFILE '{outfile}'"
     )
     truth.rows["outfile"] = 777
+    # Stored procedures: the slow log logs the CALL (with what it sent), not its statements.
+    mariadb.sql(
+        "CREATE PROCEDURE shop.customers_upto(n int)"
+        " SELECT * FROM shop.customers WHERE id <= n;"
+        "CREATE USER 'caller'@'%' IDENTIFIED BY 'pw';"
+        "GRANT SELECT, EXECUTE ON shop.* TO 'caller'@'%';"
+    )
+    mariadb.sql(
+        "DELIMITER //\nCREATE PROCEDURE shop.two_reads() BEGIN"
+        " SELECT * FROM shop.orders WHERE id <= 10; SELECT count(*) FROM shop.orders; END//"
+    )
+    call = mariadb.client("caller", "pw", "shop", "CALL customers_upto(1500)").stdout
+    truth.rows["call"] = lines(call)
+    truth.rows["call two reads"] = lines(
+        mariadb.client("caller", "pw", "shop", "CALL two_reads()").stdout
+    )
+    introspect = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop'"
+    truth.rows["introspection"] = lines(mariadb.client("caller", "pw", "shop", introspect).stdout)
     mariadb.client("reader", "pw", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the end" not in mariadb.slow_log.read_text(
@@ -162,3 +181,35 @@ def test_dump_and_outfile_are_exports_of_their_tables(workload: tuple[Path, Path
     outfile = ev.filter(pl.col(S.QUERY).str.contains("INTO OUTFILE", literal=True))
     assert outfile[S.OBJECTS].to_list() == [["shop.orders"]]
     assert outfile[S.ROWS].to_list() == [truth.rows["outfile"]]
+
+
+def test_a_procedures_rows_are_read_once_from_its_tables(
+    workload: tuple[Path, Path, Truth],
+) -> None:
+    """``CALL p()``: the slow log has one record for the CALL (the rows it sent) and none
+    for the procedure's statements; the audit log names ``mysql.proc`` for the CALL and
+    gives the procedure's statements as QUERY records. The CALL is a read of what it
+    sent; the objects are the statements' tables, not the server's catalog."""
+    audit, slow, truth = workload
+    ev = parse(audit, slow).filter(pl.col(S.ACCOUNT) == "caller")
+    assert truth.rows["call"] == 1500 and truth.rows["call two reads"] == 11
+    calls = ev.filter(pl.col(S.COMMAND) == "CALL")
+    assert calls[S.CLASS].to_list() == ["READ", "READ"]
+    assert calls[S.ROWS].to_list() == [truth.rows["call"], truth.rows["call two reads"]]
+    assert calls[S.OBJECTS].to_list() == [[], []]
+    window = F.window_activity(ev.lazy(), "1d").collect().row(0, named=True)
+    assert window["rows_read"] == truth.rows["call"] + truth.rows["call two reads"]
+    assert window["bytes_read"] > 1500 * 5
+    assert window["objects_list"] == ["shop.customers", "shop.orders"]
+
+
+def test_a_read_of_the_servers_catalog_is_not_a_data_read(
+    workload: tuple[Path, Path, Truth],
+) -> None:
+    audit, slow, truth = workload
+    ev = parse(audit, slow).filter(pl.col(S.ACCOUNT) == "caller")
+    introspection = ev.filter(pl.col(S.QUERY).str.contains("information_schema", literal=True))
+    assert introspection[S.CLASS].to_list() == ["CATALOG"]
+    assert introspection[S.ROWS].to_list() == [truth.rows["introspection"]]
+    window = F.window_activity(ev.lazy(), "1d").collect().row(0, named=True)
+    assert not any(o.startswith(("information_schema.", "mysql.")) for o in window["objects_list"])
