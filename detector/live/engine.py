@@ -31,7 +31,10 @@ statements), so its memory grows with the accounts active, not with the events:
   training (the model's profile knows the earlier ones), so "new" means new once.
 
 An event for a window already scored is not dropped: it is counted in the account's
-first open window, and in ``trovewatch_late_events_total``.
+first open window, and in ``trovewatch_late_events_total``. An event of a live input
+timed more than ``max_clock_skew`` past the wall clock (a server clock gone wrong) is
+counted at the newest sane event time, so it cannot take event time with it
+(``trovewatch_future_events_total``).
 
 **Account cap** (``max_accounts``): when more accounts than that have state, the window
 history and discovered values of the least recently active accounts are dropped
