@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,19 +77,24 @@ def server_dir() -> Iterator[Callable[[str], Path]]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres(server_dir: Callable[[str], Path]) -> Iterator[PgCluster]:
+@contextmanager
+def pg_cluster(directory: Path, settings: dict[str, str]) -> Iterator[PgCluster]:
+    """A throw-away PostgreSQL 15 + pgAudit cluster in ``directory`` with ``settings``
+    (postgresql.conf names and values), stopped on leaving."""
     require_postgres()
-    cluster = PgCluster(
-        server_dir("pg"),
-        port=free_port(),
-        settings={"pgaudit.log": "'read,write,ddl,role,misc'", "log_min_duration_statement": "0"},
-    )
+    cluster = PgCluster(directory, port=free_port(), settings=settings)
     cluster.start()
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(server_dir: Callable[[str], Path]) -> Iterator[PgCluster]:
+    audit = {"pgaudit.log": "'read,write,ddl,role,misc'", "log_min_duration_statement": "0"}
+    with pg_cluster(server_dir("pg"), audit) as cluster:
+        yield cluster
 
 
 def require_mariadb() -> None:

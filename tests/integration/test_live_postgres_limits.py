@@ -25,7 +25,7 @@ from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service
 from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS
-from tests.integration.conftest import free_port, require_postgres, wait_for_logs
+from tests.integration.conftest import pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -38,22 +38,9 @@ LOOPS = 150  # statements of the long session, enough for it to cross small chun
 def cluster(server_dir: Callable[[str], Path]) -> Iterator[object]:
     """A server with PostgreSQL's default ``log_line_prefix`` ('%m [%p] '): no session
     id, no user on the lines: both come from the connection lines."""
-    require_postgres()
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from pg_cluster import PgCluster
-
-    pg = PgCluster(
-        server_dir("pg-limits"),
-        port=free_port(),
-        settings={"log_line_prefix": "%m [%p] ", "log_min_duration_statement": "0"},
-    )
-    pg.start()
-    try:
+    default_prefix = {"log_line_prefix": "%m [%p] ", "log_min_duration_statement": "0"}
+    with pg_cluster(server_dir("pg-limits"), default_prefix) as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.fixture(scope="module")

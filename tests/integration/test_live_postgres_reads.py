@@ -18,7 +18,7 @@ import pytest
 from detector import features as F
 from detector import schema as S
 from tests.conftest import OUTPUTS, parse
-from tests.integration.conftest import free_port, require_postgres, wait_for_logs
+from tests.integration.conftest import pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -46,22 +46,12 @@ class Truth:
 @pytest.fixture(scope="module")
 def catalog_server(server_dir: Callable[[str], Path]) -> Iterator[Any]:
     """A cluster with pgAudit's own default ``log_catalog = on`` and every class logged."""
-    require_postgres()
-    from pg_cluster import PgCluster
-
-    cluster = PgCluster(
-        server_dir("pgcat"),
-        port=free_port(),
-        settings={
-            "pgaudit.log": "'read,write,ddl,role,misc,function'",
-            "pgaudit.log_catalog": "on",
-        },
-    )
-    cluster.start()
-    try:
+    every_class = {
+        "pgaudit.log": "'read,write,ddl,role,misc,function'",
+        "pgaudit.log_catalog": "on",
+    }
+    with pg_cluster(server_dir("pgcat"), every_class) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
