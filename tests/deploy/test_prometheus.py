@@ -191,6 +191,13 @@ def test_every_alert_is_tested_firing_and_not_firing() -> None:
         assert silent, f"no test expects {alert} to stay silent"
 
 
+def test_every_alert_has_a_row_in_the_operators_guide() -> None:
+    """An SRE paged by an alert finds what it means and what to do in docs/operations.md."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    rows = set(re.findall(r"^\| `(Trovewatch\w+)` \|", guide, flags=re.MULTILINE))
+    assert set(alert_names(RULES.read_text())) <= rows
+
+
 def test_example_scrape_config_loads_the_rules(promtool: str) -> None:
     result = run(promtool, "check", "config", str(PROMETHEUS_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
