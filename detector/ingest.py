@@ -24,6 +24,7 @@ from detector import formats
 from detector import schema as S
 from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
+from detector.formats.pg_sessions import Servers
 from detector.reader import NotALogError, read_chunks
 from detector.rejects import Quarantine, QuarantineError
 
@@ -129,12 +130,12 @@ def read_events(
     paths, left_out = one_output_per_server(paths, format_name, log_line_prefix)
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
+    servers = Servers()
     for path in paths:
         on_file(f"reading {path.name}")
         try:
-            events, name = _read_file(
-                path, format_name, mapping, log_line_prefix, quarantine, summary
-            )
+            fmt = file_format(path, format_name, log_line_prefix, servers, mapping)
+            events, name = _read_file(fmt, path, quarantine, summary)
         except QuarantineError:
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
@@ -158,16 +159,27 @@ def read_events(
     return events, summary
 
 
-def _read_file(
+def file_format(
     path: Path,
     format_name: str,
-    mapping: Path | None,
     log_line_prefix: str | None,
-    quarantine: Quarantine,
-    summary: Summary,
+    servers: Servers,
+    mapping: Path | None = None,
+) -> formats.Format:
+    """The format reading ``path``: for PostgreSQL's stderr, one that goes on with the
+    sessions left open by the files of its directory read before (``servers``): a
+    server's sessions outlive its log files' rotations."""
+    fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
+    share = getattr(fmt, "share_sessions", None)
+    if share is not None:
+        share(servers, str(path.parent))
+    return fmt
+
+
+def _read_file(
+    fmt: formats.Format, path: Path, quarantine: Quarantine, summary: Summary
 ) -> tuple[pl.DataFrame, str]:
     """All events of one file and its format's name; rejects quarantined, context counted."""
-    fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
     parts = []
     for parsed in _parse_file(fmt, path):
         parts.append(parsed.events)
@@ -270,9 +282,10 @@ def event_batches(
     quarantine = quarantine or Quarantine(None)
     paths, summary.left_out = one_output_per_server(paths, format_name, log_line_prefix)
     summary.files = len(paths)
+    servers = Servers()
     for path in paths:
         on_file(f"reading {path.name}")
-        fmt = formats.get(format_name, path, log_line_prefix=log_line_prefix)
+        fmt = file_format(path, format_name, log_line_prefix, servers)
         statements = _Statements(hold)
         try:
             for parsed in _parse_stream(fmt, path):

@@ -51,6 +51,8 @@ class Format(Protocol):
 #   parse_alone(chunk) -> Parsed      ``parse`` without state carried from earlier chunks,
 #   carry(parsed) -> Parsed           ... and the carrying, in file order: parse_alone may
 #                                     run in threads, carry runs on its results in order
+#   share_sessions(servers, server)   the state carry keeps goes on from one file of a
+#                                     server to its next (``pg_sessions.Servers``)
 #   finish(events) -> events          a whole-file step after all chunks are parsed
 
 

@@ -15,12 +15,21 @@ per process, and puts each chunk's events in the sessions a whole-file parse giv
   session no connection line ever named (a parallel worker's partial copy) is dropped,
   as it is within a chunk.
 
-Its state is one row per process that logged a connection: bounded by the processes,
-not by the log. All of it is whole-frame Polars work on the chunk's events and
-connection lines.
+A server's sessions go on from one of its files to the next (the logging collector
+starts a new file at each rotation, and a pool's sessions live for days): the parsers of
+one server's files share its :class:`OpenSessions` through :class:`Servers`, which
+``serve`` also saves in its checkpoints, so that a restart does not lose them either.
+
+The state is one row per process that logged a connection, at most
+:data:`MAX_PROCESSES`: past that, those whose session ended (a ``disconnection`` line)
+go first, then those whose session has been quiet longest. All of it is whole-frame
+Polars work on the chunk's events and connection lines.
 """
 
 from __future__ import annotations
+
+import io
+from typing import Final
 
 import polars as pl
 
@@ -36,8 +45,13 @@ _STATE_SCHEMA = pl.Schema(
         "opened": pl.Int64,
         "session": pl.String,
         **dict.fromkeys(SESSION_ATTRIBUTES, pl.String),
+        "closed": pl.Boolean,
     }
 )
+# Processes whose sessions are remembered (about 80 bytes each): far more than a
+# server's connections at once, so that only a session quiet while this many others
+# connected is forgotten (its next statements then carry no user, and are dropped).
+MAX_PROCESSES: Final = 100_000
 
 
 class OpenSessions:
@@ -50,6 +64,7 @@ class OpenSessions:
     def __init__(self, derived: bool) -> None:
         self.derived = derived
         self.state = pl.DataFrame(schema=_STATE_SCHEMA)
+        self.changed = False  # since the state was last saved (connection lines read)
 
     def carry(self, parsed: Parsed) -> Parsed:
         """``parsed`` (of the chunk after those already carried) with its events in
@@ -63,9 +78,18 @@ class OpenSessions:
         events = self._filled(events)
         # An AUDIT event whose session no connection line named: a parallel worker's.
         parsed.events = events.filter(pl.col(S.ACCOUNT).is_not_null() | ~pl.col(S.SUCCESS))
+        self._touch(parsed.events)
         if opened is not None and opened.height:
             self._update(opened)
         return parsed
+
+    def _touch(self, events: pl.DataFrame) -> None:
+        """The processes of the sessions with events here move to the end of the state
+        (the last to be forgotten)."""
+        if events.is_empty() or self.state.height < MAX_PROCESSES // 2:
+            return  # the order matters only once the state nears its cap
+        active = pl.col("session").is_in(events[S.SESSION].unique().implode())
+        self.state = pl.concat([self.state.filter(~active), self.state.filter(active)])
 
     def _renumbered(self, events: pl.DataFrame) -> pl.DataFrame:
         # Only processes that opened sessions before renumber theirs (none, in a log
@@ -110,12 +134,14 @@ class OpenSessions:
         )
 
     def _update(self, opened: pl.DataFrame) -> None:
-        """Move the state past a chunk whose connection lines opened ``opened``."""
+        """Move the state past a chunk whose connection lines opened (and maybe closed)
+        ``opened``."""
         new = opened.select(
             pl.col("pid").cast(pl.Int64),
             pl.col("opened").cast(pl.Int64),
             pl.col("session_id").alias("session"),
             *(pl.col(a).cast(pl.String) for a in SESSION_ATTRIBUTES),
+            pl.col("closed").cast(pl.Boolean),
         ).filter(pl.col("pid").is_not_null())
         old = self.state.rename({c: f"_old_{c}" for c in self.state.columns if c != "pid"})
         joined = new.join(old, on="pid", how="left")
@@ -136,6 +162,64 @@ class OpenSessions:
                 pl.when(same).then(pl.coalesce(a, f"_old_{a}")).otherwise(pl.col(a)).alias(a)
                 for a in SESSION_ATTRIBUTES
             ),
+            "closed",
         )
         kept = self.state.filter(~pl.col("pid").is_in(merged["pid"].implode()))
-        self.state = pl.concat([kept, merged.select(self.state.columns)])
+        state = pl.concat([kept, merged.select(self.state.columns)])
+        if state.height > MAX_PROCESSES:  # ended sessions first, then the quietest
+            state = state.sort("closed", descending=True, maintain_order=True)
+            state = state.tail(MAX_PROCESSES)
+        self.state = state
+        self.changed = True
+
+
+class Servers:
+    """The open sessions of each server (``server``: what tells its files from other
+    servers', e.g. their directory) whose stderr files are read one after the other:
+    the sessions open at the end of one file go on in the next."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, OpenSessions] = {}
+
+    def of(self, server: str, derived: bool) -> OpenSessions:
+        """``server``'s sessions (new ones if its prefix changed between files)."""
+        found = self._open.get(server)
+        if found is None or found.derived != derived:
+            found = self._open[server] = OpenSessions(derived)
+        return found
+
+    @property
+    def changed(self) -> bool:
+        return any(s.changed for s in self._open.values())
+
+    def dump(self) -> bytes:
+        """Every server's state, as Parquet bytes for :meth:`load`."""
+        frames = [
+            s.state.with_columns(pl.lit(server).alias("server"), pl.lit(s.derived).alias("derived"))
+            for server, s in self._open.items()
+        ]
+        frame = pl.concat(frames) if frames else _saved_schema().clear()
+        out = io.BytesIO()
+        frame.write_parquet(out)
+        return out.getvalue()
+
+    def saved(self) -> None:
+        """The last :meth:`dump` is stored."""
+        for sessions in self._open.values():
+            sessions.changed = False
+
+    def load(self, data: bytes | None) -> None:
+        """The state :meth:`dump` gave (none: no session known)."""
+        self._open = {}
+        if not data:
+            return
+        frame = pl.read_parquet(io.BytesIO(data))
+        for (server, derived), part in frame.partition_by(
+            "server", "derived", as_dict=True, maintain_order=True
+        ).items():
+            sessions = self.of(str(server), bool(derived))
+            sessions.state = part.select(_STATE_SCHEMA.names()).cast(_STATE_SCHEMA)
+
+
+def _saved_schema() -> pl.DataFrame:
+    return pl.DataFrame(schema={**_STATE_SCHEMA, "server": pl.String, "derived": pl.Boolean})

@@ -15,7 +15,7 @@ import polars as pl
 
 from detector.formats import pgaudit
 from detector.formats.base import Parsed
-from detector.formats.pg_sessions import OpenSessions
+from detector.formats.pg_sessions import Servers
 from detector.reader import CHUNK_BYTES, Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
@@ -189,7 +189,7 @@ class PgStderr:
 
     def __init__(self, log_line_prefix: str | None = None) -> None:
         self.log_line_prefix = log_line_prefix
-        self._sessions: OpenSessions | None = None
+        self._servers, self._server = Servers(), ""
 
     def sniff(self, head: list[str]) -> bool:
         """The head is stderr output with the user's prefix, or else a common one."""
@@ -210,10 +210,14 @@ class PgStderr:
     def carry(self, parsed: Parsed) -> Parsed:
         """``parsed`` (:meth:`parse_alone` of the next chunk) in the sessions of the
         chunks carried before it."""
-        if self._sessions is None:
-            names = re.findall(r"\?P<(\w+)>", head_regex(self.log_line_prefix or "%m [%p] "))
-            self._sessions = OpenSessions(derived="session_id" not in names)
-        return self._sessions.carry(parsed)
+        names = re.findall(r"\?P<(\w+)>", head_regex(self.log_line_prefix or "%m [%p] "))
+        sessions = self._servers.of(self._server, derived="session_id" not in names)
+        return sessions.carry(parsed)
+
+    def share_sessions(self, servers: Servers, server: str) -> None:
+        """Read this file as the one after the files of ``server`` read before (their
+        sessions, kept in ``servers``, go on here; this file's stay there for the next)."""
+        self._servers, self._server = servers, server
 
     def parse_alone(self, chunk: Chunk) -> Parsed:
         """Events of ``chunk`` by itself: sessions numbered within it, and the AUDIT

@@ -279,6 +279,8 @@ def to_events(
     relevant = (
         is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
     )
+    if sessions_carried:  # a session's end, for pg_sessions to forget it first
+        relevant = relevant | msg.str.starts_with("disconnection:")
     records = records.filter(relevant)
     records = records.with_columns(_parse_times(records["ts"]).alias(S.TIME))
     bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
@@ -330,15 +332,20 @@ def to_events(
 
 def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
     """Per process with connection lines in ``records``: how many sessions it opened
-    (``connection received``), its last session and what is known of it (user, database,
-    application, client)."""
+    (``connection received``), its last session, what is known of it (user, database,
+    application, client) and whether it ended (``disconnection``, with
+    ``log_disconnections``)."""
+    message = pl.col("message")
     return (
-        records.filter(pl.col("message").str.starts_with("connection "))
+        records.filter(
+            message.str.starts_with("connection ") | message.str.starts_with("disconnection:")
+        )
         .group_by("pid", maintain_order=True)
         .agg(
-            pl.col("message").str.starts_with("connection received:").sum().alias("opened"),
+            message.str.starts_with("connection received:").sum().alias("opened"),
             pl.col("session_id").last(),
             *(pl.col(c).last() for c in SESSION_ATTRIBUTES),
+            message.last().str.starts_with("disconnection:").alias("closed"),
         )
     )
 

@@ -35,6 +35,7 @@ from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
 from detector.formats import Format
+from detector.formats.pg_sessions import Servers
 from detector.live.engine import Engine
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
@@ -51,6 +52,7 @@ log = logging.getLogger("trovewatch")
 PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
+SESSIONS = "sessions"  # the checkpoint's blob of stderr logs' open sessions
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
 
 
@@ -123,6 +125,9 @@ class Service:
             settings.state_dir / "quarantine.ndjson", max_bytes=settings.quarantine_max_bytes
         )
         self._formats: dict[str, Format | None] = {}
+        # stderr logs' open sessions, per directory: saved in each checkpoint, they go on
+        # from a file to the next one of its server, and across restarts.
+        self._servers = Servers()
         self._directories: dict[Path, str | None] = {}
         self.follow = list(follow)
         self.sources: list[Source] = []
@@ -260,8 +265,10 @@ class Service:
     def _open(self, saved: Checkpoint | None, stdin: Stdin | None = None) -> None:
         """Engine state and sources as of ``saved`` (from scratch when None)."""
         self.engine = Engine(self.trained, self.settings)
-        if saved is not None and saved.state:
-            self.engine.restore(saved.state)
+        state = dict(saved.state) if saved is not None else {}
+        self._servers.load(state.pop(SESSIONS, None))
+        if state:
+            self.engine.restore(state)
         self.sources = open_sources(
             self.follow,
             saved.sources if saved is not None else {},
@@ -422,16 +429,23 @@ class Service:
                 Path(path).parent,
             )
             fmt = _SKIPPED
+        share = getattr(fmt, "share_sessions", None)
+        if share is not None:  # a server's sessions go on in its next file
+            share(self._servers, str(Path(path).parent))
         self._formats[path] = fmt
         return fmt
 
     def _detect_stream(self, data: bytes) -> Format | None:
         """The format of a stream (stdin) from its first lines."""
         try:
-            return stream_format(data, self.settings.format, self.settings.log_line_prefix)
+            fmt = stream_format(data, self.settings.format, self.settings.log_line_prefix)
         except NotALogError as exc:
             log.warning("stdin: %s", exc)
             return None
+        share = getattr(fmt, "share_sessions", None)
+        if share is not None:  # restored from the checkpoint, as a file's are
+            share(self._servers, "stdin")
+        return fmt
 
     def _directory_format(self, directory: Path) -> str | None:
         """The richest PostgreSQL output among the followed files of ``directory``."""
@@ -556,9 +570,12 @@ class Service:
         scored = (
             pl.concat(self._unsaved, how="vertical_relaxed") if self._unsaved else pl.DataFrame()
         )
+        state = self.engine.snapshot()
+        if self._servers.changed:
+            state[SESSIONS] = self._servers.dump()
         checkpoint = Checkpoint(
             sources={source_key(s): s.positions() for s in self.sources},
-            state=self.engine.snapshot(),
+            state=state,
             saved_at=time.time(),
             replace=False,
         )
@@ -572,6 +589,7 @@ class Service:
             self._show_storage()
             return
         self.engine.saved()
+        self._servers.saved()
         self._storage_error = None
         self._show_storage()
         self.metrics.checkpoint_time.set(time.time())

@@ -9,7 +9,9 @@ import polars as pl
 import pytest
 
 from detector import schema as S
+from detector.formats import pg_sessions
 from detector.formats.pg_stderr import PgStderr
+from detector.reader import Chunk
 from tests.conftest import PG_SCENARIOS
 from tests.formats.common import parse_chunks
 
@@ -56,3 +58,49 @@ def test_a_session_id_continues_the_numbering_of_earlier_chunks() -> None:
         pl.Series(sessions).n_unique()
         == parse_chunks(PgStderr(), path).events[S.SESSION].n_unique()
     )
+
+
+# Lines as PostgreSQL 15 + pgAudit write them with the default prefix (stderr_default.log).
+CONNECT = (
+    "2026-11-29 08:51:08.369 UTC [{pid}] LOG:  connection received: host=127.0.0.1 port=42136\n"
+    "2026-11-29 08:51:08.371 UTC [{pid}] LOG:  connection authorized: user={user} "
+    "database=shop application_name=app\n"
+)
+READ = (
+    "2026-11-29 08:51:08.382 UTC [{pid}] LOG:  AUDIT: SESSION,{n},1,READ,SELECT,TABLE,"
+    "public.customers,SELECT * FROM customers,<none>,12\n"
+)
+DISCONNECT = (
+    "2026-11-29 08:51:08.385 UTC [{pid}] LOG:  disconnection: session time: 0:00:00.016 "
+    "user={user} database=shop host=127.0.0.1 port=42136\n"
+)
+
+
+def test_past_the_cap_ended_then_quietest_sessions_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sessions kept from chunk to chunk (and file to file) are bounded: past
+    ``MAX_PROCESSES``, a session that ended goes first, then the one quiet longest; a
+    session still reading is kept, however long ago it connected."""
+    monkeypatch.setattr(pg_sessions, "MAX_PROCESSES", 2)
+    alice, bob, carol, dave = (
+        {"pid": pid, "user": user}
+        for pid, user in ((100, "alice"), (101, "bob"), (102, "carol"), (103, "dave"))
+    )
+    chunks = [
+        CONNECT.format(**alice) + READ.format(n=1, **alice)
+        + CONNECT.format(**bob) + DISCONNECT.format(**bob),
+        CONNECT.format(**carol),
+        CONNECT.format(**dave) + READ.format(n=2, **alice),
+        READ.format(n=3, **alice) + READ.format(n=1, **carol),
+    ]  # fmt: skip
+    fmt = PgStderr("%m [%p] ")
+    line = 1
+    read: list[tuple[str, int]] = []
+    for text in chunks:
+        events = fmt.parse(Chunk("postgresql.log", text.encode(), line)).events
+        read += events.select(S.ACCOUNT, S.STATEMENT_ID).rows()
+        line += text.count("\n")
+    # bob (ended, yet newer) went before alice; then carol, quiet since she connected,
+    # before alice, who read since.
+    assert read == [("alice", "1.1"), ("alice", "2.1"), ("alice", "3.1")]

@@ -122,20 +122,48 @@ def trained() -> model.TrainedModel:
     return model.load(ROOT / "models" / "default")
 
 
-def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]) -> Service:
-    """A real service following ``log``, written in ``parts`` with a poll after each
-    (as a server writing while ``serve`` reads); it has read all of it on return."""
-    conf = settings.Settings(
-        state_dir=tmp / "state", follow=[str(log.parent / "*")], lateness="3650d"
-    )
+def follow(
+    trained: model.TrainedModel,
+    tmp: Path,
+    writes: list[tuple[Path, bytes]],
+    restart_after: int | None = None,
+) -> Service:
+    """A real service following the directory of the ``writes`` (each appended to its
+    file, with a poll after it, as a server writing while ``serve`` reads), restarted
+    after the write numbered ``restart_after``; it has read all of them on return."""
+    log_dir = writes[0][0].parent
+    conf = settings.Settings(state_dir=tmp / "state", follow=[str(log_dir / "*")], lateness="3650d")
     service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    for part in parts:
+    for number, (log, part) in enumerate(writes):
         with log.open("ab") as fh:
             fh.write(part)
         service.step()
         time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
         service.step()
+        if number == restart_after:
+            service.stop()
+            service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     return service
+
+
+def cut_in_the_clerks_session(body: bytes) -> list[bytes]:
+    """``body`` in two, after the clerk's 75th statement's line."""
+    at = body.index(b"\n", body.index(b"id <= 75")) + 1
+    return [body[:at], body[at:]]
+
+
+def assert_counts_as_batch(service: Service, events: pl.DataFrame) -> None:
+    """``service``'s open windows hold what a batch run gives ``events``: per account,
+    the same statements and rows read (the clerk's 150 statements, the pull's rows)."""
+    live = service.engine.open_activity()
+    batch = F.window_activity(events.lazy(), "5m").collect()
+    assert batch.filter(pl.col(F.ACCOUNT) == "clerk")["statements"].sum() == LOOPS
+    assert batch.filter(pl.col(F.ACCOUNT) == "puller")["rows_read"].sum() == IDS + 7
+    for account in ("clerk", "puller"):
+        mine = live.filter(pl.col(F.ACCOUNT) == account)
+        theirs = batch.filter(pl.col(F.ACCOUNT) == account)
+        assert mine["rows_read"].sum() == theirs["rows_read"].sum(), account
+        assert mine["statements"].sum() == theirs["statements"].sum(), account
 
 
 @pytest.mark.parametrize("cut_at", ["none", "mid-session"])
@@ -154,22 +182,63 @@ def test_serve_counts_what_score_counts_with_a_statement_over_1_mb(
     source = logs / OUTPUTS[output]
     body = source.read_bytes()
     events, _, _ = parse(source)
-    parts = [body]
-    if cut_at == "mid-session":  # after the clerk's 75th statement's line
-        at = body.index(b"\n", body.index(b"id <= 75")) + 1
-        parts = [body[:at], body[at:]]
+    parts = cut_in_the_clerks_session(body) if cut_at == "mid-session" else [body]
     (tmp_path / "log").mkdir()
-    service = follow(trained, tmp_path, tmp_path / "log" / source.name, parts)
+    log = tmp_path / "log" / source.name
+    service = follow(trained, tmp_path, [(log, part) for part in parts])
     try:
-        live = service.engine.open_activity()
-        batch = F.window_activity(events.lazy(), "5m").collect()
-        for account in ("clerk", "puller"):
-            mine = live.filter(pl.col(F.ACCOUNT) == account)
-            theirs = batch.filter(pl.col(F.ACCOUNT) == account)
-            assert mine["rows_read"].sum() == theirs["rows_read"].sum()
-            assert mine["statements"].sum() == theirs["statements"].sum()
-        assert batch.filter(pl.col(F.ACCOUNT) == "puller")["rows_read"].sum() == IDS + 7
+        assert_counts_as_batch(service, events)
         assert service.quarantine.total == 0
         assert service.metrics.cut.collect()[0].samples[0].value == 1
+    finally:
+        service.stop()
+
+
+def test_a_session_goes_on_in_the_next_file_of_its_server(logs: Path, tmp_path: Path) -> None:
+    """PostgreSQL's logging collector starts a new file at each rotation, and the
+    sessions open then go on in it, their lines naming no user (the default prefix).
+    ``score`` over the rotated files gives what it gives the log whole: the clerk's
+    statements after the rotation keep their user and session."""
+    source = logs / OUTPUTS["stderr"]
+    whole, _, _ = parse(source)
+    (tmp_path / "log").mkdir()
+    files = [tmp_path / "log" / f"postgresql-{n}.log" for n in (1, 2)]
+    for path, part in zip(files, cut_in_the_clerks_session(source.read_bytes()), strict=True):
+        path.write_bytes(part)
+    columns = [S.TIME, S.ACCOUNT, S.SESSION, S.STATEMENT_ID, S.ROWS, S.OBJECTS, S.APPLICATION]
+    key = [S.TIME, S.SESSION, S.STATEMENT_ID]
+    want = whole.select(columns).sort(key)
+    rotated, _ = read_events(files)
+    batches = pl.concat(list(event_batches(files, Summary())))
+    for got in (rotated, batches):
+        clerk = got.filter(pl.col(S.ACCOUNT) == "clerk")
+        assert clerk.height == LOOPS and clerk[S.SESSION].n_unique() == 1
+        assert got.select(columns).sort(key).equals(want)
+
+
+@pytest.mark.parametrize("between", ["restart", "rotation", "rotation while stopped"])
+def test_serve_keeps_the_sessions_open_across_a_restart_and_a_rotation(
+    trained: model.TrainedModel,
+    logs: Path,
+    between: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clerk's session, opened before ``serve`` restarts or the server's log
+    rotates (or both), goes on after it: its lines carry no user (the default prefix),
+    yet every statement counts, as ``score`` counts them in the log whole (before, the
+    session's 75 later statements were dropped)."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    source = logs / OUTPUTS["stderr"]
+    events, _, _ = parse(source)
+    first, rest = cut_in_the_clerks_session(source.read_bytes())
+    (tmp_path / "log").mkdir()
+    log = tmp_path / "log" / "postgresql-1.log"
+    after = log if between == "restart" else tmp_path / "log" / "postgresql-2.log"
+    restart = None if between == "rotation" else 0
+    service = follow(trained, tmp_path, [(log, first), (after, rest)], restart_after=restart)
+    try:
+        assert_counts_as_batch(service, events)
+        assert service.quarantine.total == 0
     finally:
         service.stop()
