@@ -79,6 +79,7 @@ KEPT: Final = (
     S.APPLICATION,
     S.OBJECTS,
     S.CLASS,
+    S.COMMAND,  # for a function's caller, which may come in the next read
     S.ROWS,
     S.BYTES,
     S.SUCCESS,
@@ -198,12 +199,16 @@ class Engine:
         # a session's older last statement is complete, and holding it would keep an
         # event per session). Latest by time, and every one of the session's statements
         # at that time: statements share a millisecond, and events need not be in the
-        # order their lines were read.
-        latest = (
+        # order their lines were read. With all the sub-statements of its number: a
+        # function's inner reads are logged before its caller, whose rows are the ones
+        # that count (pgaudit.count_outer_reads, run as they are merged).
+        at_end = (
             pl.col(S.STATEMENT_ID).is_not_null()
             & (pl.col(S.TIME) == pl.col(S.TIME).max().over(S.SESSION))
             & (pl.col(S.TIME) >= newest - HOLD)
         )
+        number = pl.col(S.STATEMENT_ID).str.split_exact(".", 1).struct.field("field_0")
+        latest = at_end.any().over(S.SESSION, number)
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
 

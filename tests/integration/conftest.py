@@ -19,8 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from detector import model, settings
+from detector.live.service import Service
+
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 from pg_cluster import PgCluster, find_pg_bin, pgaudit_available
+
+MODEL = Path(__file__).parents[2] / "models" / "default"
 
 
 def free_port() -> int:
@@ -126,3 +131,27 @@ def mariadb(server_dir: Callable[[str], Path]) -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+def follow(
+    trained: model.TrainedModel,
+    tmp: Path,
+    writes: list[tuple[Path, bytes]],
+    restart_after: int | None = None,
+) -> Service:
+    """A real service following the directory of the ``writes`` (each appended to its
+    file, with a poll after it, as a server writing while ``serve`` reads), restarted
+    after the write numbered ``restart_after``; it has read all of them on return."""
+    log_dir = writes[0][0].parent
+    conf = settings.Settings(state_dir=tmp / "state", follow=[str(log_dir / "*")], lateness="3650d")
+    service = Service(trained, conf, conf.follow, MODEL)
+    for number, (log, part) in enumerate(writes):
+        with log.open("ab") as fh:
+            fh.write(part)
+        service.step()
+        time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
+        service.step()
+        if number == restart_after:
+            service.stop()
+            service = Service(trained, conf, conf.follow, MODEL)
+    return service

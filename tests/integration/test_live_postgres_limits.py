@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from detector import carried, model, settings
+from detector import carried, model
 from detector import features as F
 from detector import schema as S
 from detector.formats.pg_stderr import PgStderr
@@ -25,7 +24,7 @@ from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service
 from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS
-from tests.integration.conftest import pg_cluster, wait_for_logs
+from tests.integration.conftest import follow, pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -120,30 +119,6 @@ def test_stderr_sessions_are_one_session_whatever_the_chunks(
 @pytest.fixture(scope="module")
 def trained() -> model.TrainedModel:
     return model.load(ROOT / "models" / "default")
-
-
-def follow(
-    trained: model.TrainedModel,
-    tmp: Path,
-    writes: list[tuple[Path, bytes]],
-    restart_after: int | None = None,
-) -> Service:
-    """A real service following the directory of the ``writes`` (each appended to its
-    file, with a poll after it, as a server writing while ``serve`` reads), restarted
-    after the write numbered ``restart_after``; it has read all of them on return."""
-    log_dir = writes[0][0].parent
-    conf = settings.Settings(state_dir=tmp / "state", follow=[str(log_dir / "*")], lateness="3650d")
-    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    for number, (log, part) in enumerate(writes):
-        with log.open("ab") as fh:
-            fh.write(part)
-        service.step()
-        time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
-        service.step()
-        if number == restart_after:
-            service.stop()
-            service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    return service
 
 
 def cut_in_the_clerks_session(body: bytes) -> list[bytes]:

@@ -15,10 +15,11 @@ import polars as pl
 import psycopg
 import pytest
 
+from detector import carried, model
 from detector import features as F
 from detector import schema as S
 from tests.conftest import OUTPUTS, parse
-from tests.integration.conftest import pg_cluster, wait_for_logs
+from tests.integration.conftest import MODEL, follow, pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -213,3 +214,36 @@ def test_a_procedure_or_do_blocks_reads_all_count(
     window = day(events_of(workload, output), "proc_runner")
     assert window["rows_read"] == 2 * (1 + truth.rows["shop.t1"])
     assert window["objects_list"] == ["shop.customers", "shop.t1"]
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [
+        "SELECT * FROM shop.all_customers()",
+        "SELECT * FROM shop.some_customers(120)",
+        "SELECT * FROM shop.customers WHERE shop.is_first(id)",
+    ],
+)
+def test_serve_counts_a_functions_rows_once_when_its_caller_comes_in_the_next_read(
+    workload: tuple[Path, Truth],
+    output: str,
+    caller: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The function's inner reads are logged before its caller: ``serve`` reading them
+    in one poll and the caller in the next counts the rows once, as ``score`` does
+    (before, the inner reads' rows were counted as well)."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    source = workload[0] / OUTPUTS[output]
+    body = source.read_bytes()
+    # The caller's READ line, logged last (after the function's EXECUTE and inner reads).
+    at = body.rfind(b"\n", 0, body.rindex(caller.encode())) + 1
+    (tmp_path / "log").mkdir()
+    log = tmp_path / "log" / source.name
+    service = follow(model.load(MODEL), tmp_path, [(log, body[:at]), (log, body[at:])])
+    try:
+        live = service.engine.open_activity().filter(pl.col(F.ACCOUNT) == "fn_reader")
+        assert live["rows_read"].sum() == day(events_of(workload, output), "fn_reader")["rows_read"]
+    finally:
+        service.stop()
