@@ -33,8 +33,10 @@ from detector.durations import span as span
 # a trailing 24 hours (the weekday table's columns changed: a v4 model cannot be read);
 # 6: reads of the server's catalogs alone (CATALOG) are no rows, objects or exports, a
 # read through a function counts its rows once, a MariaDB CALL's rows are read (a v5
-# model's largest volumes and exports were learned with them)
-FEATURE_VERSION: Final = 6
+# model's largest volumes and exports were learned with them); 7: so is a read of
+# sequences' state alone (pg_dump reads each sequence's last value: a v6 model learned
+# them as objects read)
+FEATURE_VERSION: Final = 7
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.

@@ -19,9 +19,10 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
 * Foreign-key checks run by the server itself are audited as 1-row READs of the
   referenced table; they are classed ``INTERNAL`` so they do not count as reads.
 * With ``pgaudit.log_catalog = on`` (the default) reads of ``pg_catalog`` and
-  ``information_schema`` are audited like any table's. A statement reading only them is
-  classed ``CATALOG`` (a statement, not a read of data, nor an export even in a dump);
-  one that also read tables names only those tables.
+  ``information_schema`` are audited like any table's. A statement reading only them
+  (or sequences' state: pg_dump reads each sequence's last value) is classed ``CATALOG``
+  (a statement, not a read of data, nor an export even in a dump); one that also read
+  tables names only those tables.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
 """
@@ -502,10 +503,13 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Only the columns read below: the filter to first lines copies each one it keeps.
     used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]
     used += ["a_class", "a_command", "a_statement", "a_rows"]
+    # A sequence's state (pg_dump reads each one's last value) is no more data than a
+    # catalog: a statement reading only catalogs and sequences is a CATALOG read.
+    state = S.is_catalog(obj).fill_null(False) | (pl.col("a_object_type") == "SEQUENCE")
     audit = audit.select(
         *used,
         obj.alias("_obj"),
-        S.is_catalog(obj).fill_null(False).alias("_cat"),
+        state.fill_null(False).alias("_cat"),
         pl.struct(key).is_first_distinct().alias("_first"),
     )
     first = audit.filter(pl.col("_first"))

@@ -70,6 +70,9 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     db.execute(
         "INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com' FROM generate_series(1,500) g"
     )
+    # pg_dump reads a sequence's state ("SELECT last_value, is_called FROM ..."), audited
+    # as a READ of a SEQUENCE.
+    db.execute("CREATE SEQUENCE shop.customer_ids OWNED BY shop.customers.id")
     for table in TABLES:
         db.execute(f"CREATE TABLE {table}(id int)")
         db.execute(f"INSERT INTO {table} SELECT generate_series(1, 7)")
@@ -93,6 +96,7 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     roles = "introspector, enumerator, backup, fn_reader, proc_runner"
     db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
+    db.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA shop TO {roles}")
     db.close()
 
     with psycopg.connect(pg.dsn("introspector", "corp"), application_name="psql") as conn:
@@ -174,13 +178,17 @@ def test_an_enumeration_of_data_tables_is_still_new_objects(
 def test_pg_dump_exports_its_tables_and_its_catalog_queries_are_not_data(
     workload: tuple[Path, Truth], output: str
 ) -> None:
-    """pg_dump with log_catalog on runs some fifty catalog queries (thousands of rows):
-    none is a read, an object or an export; its copies of the tables are the export."""
+    """pg_dump with log_catalog on runs some fifty catalog queries (thousands of rows)
+    and reads each sequence's state: none is a read, an object or an export; its copies
+    of the tables are the export."""
     _, truth = workload
     events = events_of(workload, output)
     backup = events.filter(pl.col(S.ACCOUNT) == "backup")
     catalog = backup.filter(pl.col(S.CLASS) == "CATALOG")
     assert catalog.height > 20 and catalog[S.ROWS].sum() > 1000
+    # its sequence's state, read as pg_dump reads every sequence: no data, no object
+    sequence = backup.filter(pl.col(S.QUERY).str.contains("FROM shop.customer_ids"))
+    assert sequence[S.CLASS].to_list() == ["CATALOG"]
     window = day(events, "backup")
     assert window["uncounted_exports"] == len(truth.dump_tables) == len(TABLES) + 1
     assert window["export_objects_list"] == truth.dump_tables
