@@ -29,6 +29,7 @@ Polars work on the chunk's events and connection lines.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
@@ -61,10 +62,11 @@ class OpenSessions:
     prefix has no ``%c``), to be renumbered.
     """
 
-    def __init__(self, derived: bool) -> None:
+    def __init__(self, derived: bool, saving: bool = False) -> None:
         self.derived = derived
         self.state = pl.DataFrame(schema=_STATE_SCHEMA)
-        self.changed = False  # since the state was last saved (connection lines read)
+        self.saving = saving  # keep ``updates`` for Servers.snapshot
+        self.updates: list[pl.DataFrame] = []  # rows changed since the last snapshot
 
     def carry(self, parsed: Parsed) -> Parsed:
         """``parsed`` (of the chunk after those already carried) with its events in
@@ -164,62 +166,107 @@ class OpenSessions:
             ),
             "closed",
         )
+        merged = merged.select(self.state.columns)
         kept = self.state.filter(~pl.col("pid").is_in(merged["pid"].implode()))
-        state = pl.concat([kept, merged.select(self.state.columns)])
-        if state.height > MAX_PROCESSES:  # ended sessions first, then the quietest
-            state = state.sort("closed", descending=True, maintain_order=True)
-            state = state.tail(MAX_PROCESSES)
-        self.state = state
-        self.changed = True
+        self.state = _within_cap(pl.concat([kept, merged]))  # ended first, then quietest
+        if self.saving:
+            self.updates.append(merged)
 
 
 class Servers:
     """The open sessions of each server (``server``: what tells its files from other
     servers', e.g. their directory) whose stderr files are read one after the other:
-    the sessions open at the end of one file go on in the next."""
+    the sessions open at the end of one file go on in the next.
 
-    def __init__(self) -> None:
+    Saved as named blobs (:meth:`snapshot`, for ``serve``'s checkpoints): a base holding
+    every server's state, then one small blob per save with only the processes whose
+    connection lines came since, so a busy server's 100,000 processes are not written
+    again at every checkpoint; the base is rewritten once :data:`DELTAS` have piled up.
+    """
+
+    def __init__(self, saving: bool = False) -> None:
+        self.saving = saving  # snapshots wanted (else nothing is kept for them)
         self._open: dict[str, OpenSessions] = {}
+        self._stored: set[str] = set()  # names of the blobs in the database
+        self._pending: dict[str, bytes | None] = {}  # the last snapshot, until saved
+        self._seq = 0
 
     def of(self, server: str, derived: bool) -> OpenSessions:
         """``server``'s sessions (new ones if its prefix changed between files)."""
         found = self._open.get(server)
         if found is None or found.derived != derived:
-            found = self._open[server] = OpenSessions(derived)
+            found = self._open[server] = OpenSessions(derived, self.saving)
         return found
 
-    @property
-    def changed(self) -> bool:
-        return any(s.changed for s in self._open.values())
-
-    def dump(self) -> bytes:
-        """Every server's state, as Parquet bytes for :meth:`load`."""
-        frames = [
-            s.state.with_columns(pl.lit(server).alias("server"), pl.lit(s.derived).alias("derived"))
-            for server, s in self._open.items()
-        ]
-        frame = pl.concat(frames) if frames else _saved_schema().clear()
-        out = io.BytesIO()
-        frame.write_parquet(out)
-        return out.getvalue()
+    def snapshot(self) -> dict[str, bytes | None]:
+        """The blobs to write for what changed since the last :meth:`saved` snapshot
+        (``None``: a blob to delete), with those of snapshots not saved (a failed
+        commit); empty when nothing changed."""
+        changed = [(n, s) for n, s in self._open.items() if s.updates]
+        if not changed:
+            return dict(self._pending)
+        deltas = {n for n in [*self._stored, *self._pending] if n != BASE}
+        if len(deltas) >= DELTAS or BASE not in [*self._stored, *self._pending]:
+            rows = [_labelled(s.state, n, s.derived) for n, s in self._open.items()]
+            new = {BASE: _parquet(rows), **dict.fromkeys(deltas)}
+        else:
+            self._seq += 1
+            rows = [_labelled(u, n, s.derived) for n, s in changed for u in s.updates]
+            new = {f"{BASE}.{self._seq:012d}": _parquet(rows)}
+        for _, sessions in changed:
+            sessions.updates = []
+        self._pending = {**self._pending, **new}
+        return dict(self._pending)
 
     def saved(self) -> None:
-        """The last :meth:`dump` is stored."""
-        for sessions in self._open.values():
-            sessions.changed = False
+        """The last :meth:`snapshot` is in the database."""
+        for name, data in self._pending.items():
+            (self._stored.add if data is not None else self._stored.discard)(name)
+        self._pending = {}
 
-    def load(self, data: bytes | None) -> None:
-        """The state :meth:`dump` gave (none: no session known)."""
-        self._open = {}
-        if not data:
+    def load(self, state: Mapping[str, bytes | None]) -> None:
+        """The sessions :meth:`snapshot` saved in ``state`` (the blobs of other names are
+        not looked at); none saved: no session known."""
+        self._open, self._pending = {}, {}
+        names = sorted(n for n, data in state.items() if is_saved(n) and data is not None)
+        self._stored = set(names)
+        self._seq = max((int(n.rpartition(".")[2]) for n in names if n != BASE), default=0)
+        if not names:
             return
-        frame = pl.read_parquet(io.BytesIO(data))
+        # The base, then each delta in order: a process's latest row wins.
+        frame = pl.concat([pl.read_parquet(io.BytesIO(state[n] or b"")) for n in names])
+        frame = frame.unique(["server", "pid"], keep="last", maintain_order=True)
         for (server, derived), part in frame.partition_by(
             "server", "derived", as_dict=True, maintain_order=True
         ).items():
             sessions = self.of(str(server), bool(derived))
-            sessions.state = part.select(_STATE_SCHEMA.names()).cast(_STATE_SCHEMA)
+            sessions.state = _within_cap(part.select(_STATE_SCHEMA.names()).cast(_STATE_SCHEMA))
 
 
-def _saved_schema() -> pl.DataFrame:
-    return pl.DataFrame(schema={**_STATE_SCHEMA, "server": pl.String, "derived": pl.Boolean})
+BASE: Final = "sessions"  # the blobs' names: "sessions", then "sessions.<n>"
+DELTAS: Final = 64  # delta blobs before the base is rewritten
+
+
+def is_saved(name: str) -> bool:
+    """True for the name of a blob :class:`Servers` saves."""
+    return name == BASE or name.startswith(BASE + ".")
+
+
+def _within_cap(state: pl.DataFrame) -> pl.DataFrame:
+    """``state`` (oldest first) within :data:`MAX_PROCESSES`: ended sessions go first."""
+    if state.height <= MAX_PROCESSES:
+        return state
+    return state.sort("closed", descending=True, maintain_order=True).tail(MAX_PROCESSES)
+
+
+def _labelled(rows: pl.DataFrame, server: str, derived: bool) -> pl.DataFrame:
+    return rows.with_columns(pl.lit(server).alias("server"), pl.lit(derived).alias("derived"))
+
+
+def _parquet(frames: list[pl.DataFrame]) -> bytes:
+    frame = (
+        pl.concat(frames) if frames else _labelled(pl.DataFrame(schema=_STATE_SCHEMA), "", False)
+    )
+    out = io.BytesIO()
+    frame.write_parquet(out)
+    return out.getvalue()

@@ -34,7 +34,7 @@ from prometheus_client import generate_latest
 from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
-from detector.formats import Format
+from detector.formats import Format, pg_sessions
 from detector.formats.pg_sessions import Servers
 from detector.live.engine import Engine
 from detector.live.follow import Read
@@ -52,7 +52,6 @@ log = logging.getLogger("trovewatch")
 PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
-SESSIONS = "sessions"  # the checkpoint's blob of stderr logs' open sessions
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
 
 
@@ -127,7 +126,7 @@ class Service:
         self._formats: dict[str, Format | None] = {}
         # stderr logs' open sessions, per directory: saved in each checkpoint, they go on
         # from a file to the next one of its server, and across restarts.
-        self._servers = Servers()
+        self._servers = Servers(saving=True)
         self._directories: dict[Path, str | None] = {}
         self.follow = list(follow)
         self.sources: list[Source] = []
@@ -266,7 +265,8 @@ class Service:
         """Engine state and sources as of ``saved`` (from scratch when None)."""
         self.engine = Engine(self.trained, self.settings)
         state = dict(saved.state) if saved is not None else {}
-        self._servers.load(state.pop(SESSIONS, None))
+        self._servers.load(state)
+        state = {name: data for name, data in state.items() if not pg_sessions.is_saved(name)}
         if state:
             self.engine.restore(state)
         self.sources = open_sources(
@@ -570,9 +570,7 @@ class Service:
         scored = (
             pl.concat(self._unsaved, how="vertical_relaxed") if self._unsaved else pl.DataFrame()
         )
-        state = self.engine.snapshot()
-        if self._servers.changed:
-            state[SESSIONS] = self._servers.dump()
+        state = {**self.engine.snapshot(), **self._servers.snapshot()}
         checkpoint = Checkpoint(
             sources={source_key(s): s.positions() for s in self.sources},
             state=state,

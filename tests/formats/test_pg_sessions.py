@@ -3,6 +3,7 @@ PostgreSQL 15 + pgAudit stderr output with the common prefixes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 
 from detector import schema as S
 from detector.formats import pg_sessions
+from detector.formats.pg_sessions import Servers
 from detector.formats.pg_stderr import PgStderr
 from detector.reader import Chunk
 from tests.conftest import PG_SCENARIOS
@@ -104,3 +106,45 @@ def test_past_the_cap_ended_then_quietest_sessions_are_forgotten(
     # bob (ended, yet newer) went before alice; then carol, quiet since she connected,
     # before alice, who read since.
     assert read == [("alice", "1.1"), ("alice", "2.1"), ("alice", "3.1")]
+
+
+def test_saved_sessions_are_restored_from_a_base_and_small_deltas() -> None:
+    """``serve`` saves the sessions at each checkpoint: the first save writes them all,
+    later ones only the processes that connected since (a busy server's 100,000 are
+    not rewritten every second), a save that failed is written with the next; restored
+    from what was written, a parser goes on with every session and its user."""
+    servers = Servers(saving=True)
+    fmt = PgStderr("%m [%p] ")
+    fmt.share_sessions(servers, "pg")
+    database: dict[str, bytes] = {}
+
+    def save(written: bool = True) -> dict[str, bytes | None]:
+        blobs = servers.snapshot()
+        if written:
+            for name, data in blobs.items():
+                if data is None:
+                    database.pop(name, None)
+                else:
+                    database[name] = data
+            servers.saved()
+        return blobs
+
+    users = [{"pid": 200 + n, "user": f"u{n}"} for n in range(6)]
+    fmt.parse(Chunk("a.log", "".join(CONNECT.format(**u) for u in users[:4]).encode(), 1))
+    assert list(save()) == ["sessions"]
+    fmt.parse(Chunk("a.log", CONNECT.format(**users[4]).encode(), 9))
+    unsaved = save(written=False)  # the commit failed (a full disk)
+    fmt.parse(Chunk("a.log", CONNECT.format(**users[5]).encode(), 11))
+    blobs = save()
+    assert set(unsaved) < set(blobs) and len(blobs) == 2
+    assert [pl.read_parquet(io.BytesIO(b))["pid"].to_list() for b in blobs.values() if b] == [
+        [204],
+        [205],
+    ]
+    restored = Servers(saving=True)
+    restored.load(database)
+    again = PgStderr("%m [%p] ")
+    again.share_sessions(restored, "pg")
+    text = "".join(READ.format(n=1, **u) for u in users)
+    events = again.parse(Chunk("b.log", text.encode(), 1)).events
+    assert events[S.ACCOUNT].to_list() == [u["user"] for u in users]
