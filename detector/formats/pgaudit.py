@@ -613,8 +613,9 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     caller, and its READ sub-statements before it count no rows of their own: the rows
     are what left the server. The inner reads keep their objects (the caller names only
     the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
-    are no reads: all their statements' rows count. Needs the statements' commands, so
-    it runs where events are parsed and merged, not on the live engine's kept columns.
+    are no reads: all their statements' rows count. Needs the statements' commands: the
+    live engine keeps them on the events it holds, so a caller read after its function's
+    lines (in the next poll) still makes them inner reads.
     """
     if S.SOURCE_FORMAT not in events.columns:
         return events

@@ -71,7 +71,8 @@ from detector.settings import Settings
 
 # The event columns the window features read, and what joins MariaDB's audit and slow
 # records (source, duration, and for MariaDB only, the start of the text); the rest of
-# the query text is not kept.
+# the query text is not kept. The command tells a read through a function from its
+# caller when their lines come in two reads (pgaudit.count_outer_reads).
 KEPT: Final = (
     S.TIME,
     S.ACCOUNT,
@@ -79,6 +80,7 @@ KEPT: Final = (
     S.APPLICATION,
     S.OBJECTS,
     S.CLASS,
+    S.COMMAND,
     S.ROWS,
     S.BYTES,
     S.SUCCESS,

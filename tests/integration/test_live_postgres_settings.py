@@ -1,0 +1,183 @@
+"""pgAudit settings trovewatch's other live tests do not use, on a real PostgreSQL 15 +
+pgAudit: each account's rows read (the volume signal), statements and exports come out
+as the clients saw them.
+
+* ``pgaudit.log_statement_once = on``: a statement's later relation lines say
+  ``<previously logged>`` instead of its text and parameters.
+* ``pgaudit.role``: OBJECT lines beside the SESSION lines of the same statement, or
+  alone (``pgaudit.log = none``).
+* ``pgaudit.log_relation = off``, ``pgaudit.log = 'all'``, ``pgaudit.log_level =
+  notice`` with ``pgaudit.log_client``; ``pgaudit.log_parameter`` (on in every cluster
+  here) with values holding commas, quotes and a newline.
+* Several statements sent as one simple query, and prepared statements (``PREPARE`` /
+  ``EXECUTE``, and psycopg's server-side prepared statements).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from detector import carried, model, settings
+from detector import features as F
+from detector import schema as S
+from detector.live.service import Service
+from pg_cluster import PgCluster
+from tests.conftest import OUTPUTS, parse
+from tests.integration.conftest import pg_cluster, wait_for_logs
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = "'read,write,ddl,role,misc'"
+# A parameter value with what CSV must quote: commas, quotes, a newline.
+AWKWARD = 'a, "quoted",\nnext line'
+
+
+@dataclass
+class Truth:
+    """What the clients saw: rows read per account, and the statements' own facts."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def workload(pg: PgCluster) -> Truth:
+    """Roles reading known numbers of rows, in every way this file is about."""
+    truth = Truth()
+    admin = psycopg.connect(pg.dsn(), autocommit=True)
+    for role in ("reader", "exporter", "fn_reader", "multi", "prep"):
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute("CREATE ROLE auditor NOLOGIN")
+    admin.execute("CREATE DATABASE corp")
+    admin.close()
+    with psycopg.connect(pg.dsn(dbname="corp"), autocommit=True) as db:
+        db.execute("CREATE SCHEMA shop")
+        db.execute("CREATE TABLE shop.customers(id int primary key, email text)")
+        db.execute("CREATE TABLE shop.orders(id int primary key, customer_id int, total numeric)")
+        db.execute("INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com' FROM generate_series(1,500) g")
+        db.execute(
+            "INSERT INTO shop.orders SELECT g, 1 + g % 500, g % 97 FROM generate_series(1,2000) g"
+        )
+        db.execute(
+            "CREATE FUNCTION shop.all_customers() RETURNS SETOF shop.customers"
+            " LANGUAGE sql AS 'SELECT * FROM shop.customers'"
+        )
+        roles = "reader, exporter, fn_reader, multi, prep"
+        db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
+        db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
+        # Object audit logging (pgaudit.role = 'auditor'): what auditor may do is logged.
+        db.execute("GRANT SELECT ON shop.customers, shop.orders TO auditor")
+
+    with psycopg.connect(pg.dsn("reader", "corp"), application_name="report") as conn:
+        join = "SELECT c.email, o.total FROM shop.customers c JOIN shop.orders o"
+        join += " ON o.customer_id = c.id WHERE c.id <= 10"
+        truth.rows["join"] = len(conn.execute(join).fetchall())  # type: ignore[arg-type]
+        truth.rows["awkward"] = len(
+            conn.execute(
+                "SELECT * FROM shop.orders WHERE id <= %s AND total::text <> %s", (321, AWKWARD)
+            ).fetchall()
+        )
+    with psycopg.connect(pg.dsn("exporter", "corp"), application_name="psql") as conn:
+        with conn.cursor().copy("COPY shop.customers TO STDOUT") as copy:
+            truth.rows["copy table"] = sum(1 for _ in copy.rows())
+        query = "COPY (SELECT c.id, o.total FROM shop.customers c JOIN shop.orders o"
+        query += " ON o.customer_id = c.id WHERE o.id <= 77) TO STDOUT"
+        with conn.cursor().copy(query) as copy:  # type: ignore[arg-type]
+            truth.rows["copy query"] = sum(1 for _ in copy.rows())
+    with psycopg.connect(pg.dsn("fn_reader", "corp")) as conn:
+        truth.rows["function"] = len(conn.execute("SELECT * FROM shop.all_customers()").fetchall())
+    with psycopg.connect(pg.dsn("multi", "corp"), autocommit=True) as conn:
+        # One simple query of three statements: each is audited with its own rows.
+        conn.execute(
+            "SELECT * FROM shop.customers WHERE id <= 5; SELECT * FROM shop.orders WHERE id <= 17;"
+            " SELECT c.id FROM shop.customers c JOIN shop.orders o ON o.customer_id = c.id"
+            " WHERE o.id <= 3",
+            prepare=False,
+        )
+        truth.rows["multi"] = 5 + 17 + 3
+    with psycopg.connect(pg.dsn("prep", "corp"), autocommit=True) as conn:
+        conn.execute("PREPARE q(int) AS SELECT * FROM shop.orders WHERE id <= $1")
+        truth.rows["execute"] = sum(
+            len(conn.execute(f"EXECUTE q({n})").fetchall()) for n in (40, 9)  # type: ignore[arg-type]
+        )
+        truth.rows["server-side prepared"] = sum(
+            len(
+                conn.execute(
+                    "SELECT * FROM shop.customers WHERE id <= %s", (n,), prepare=True
+                ).fetchall()
+            )
+            for n in range(11, 17)
+        )
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT 'end-of-settings-workload'")
+    wait_for_logs(pg.log_dir, "end-of-settings-workload")
+    return truth
+
+
+@pytest.fixture(scope="module")
+def once(server_dir: Callable[[str], Path]) -> Iterator[tuple[Path, Truth]]:
+    """A server with ``pgaudit.log_statement_once = on``."""
+    with pg_cluster(
+        server_dir("pg-once"), {"pgaudit.log": CLASSES, "pgaudit.log_statement_once": "on"}
+    ) as pg:
+        yield Path(pg.log_dir), workload(pg)
+
+
+@pytest.fixture(scope="module")
+def trained() -> model.TrainedModel:
+    return model.load(ROOT / "models" / "default")
+
+
+def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]) -> Service:
+    """A real service following ``log``, written in ``parts`` with a poll after each
+    (as a server writing while ``serve`` reads); it has read all of it on return."""
+    conf = settings.Settings(
+        state_dir=tmp / "state", follow=[str(log.parent / "*")], lateness="3650d"
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    for part in parts:
+        with log.open("ab") as fh:
+            fh.write(part)
+        service.step()
+        time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
+        service.step()
+    return service
+
+
+def test_serve_counts_a_function_read_once_when_its_lines_come_in_two_reads(
+    trained: model.TrainedModel,
+    once: tuple[Path, Truth],
+    output: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``SELECT * FROM shop.all_customers()`` is audited as the function's own SELECT
+    (500 rows) and then the caller (500 rows). ``serve`` reading the log as the server
+    writes it may read the first line in one poll and the caller in the next: the
+    account still read 500 rows, as ``score`` counts them (it counted 1,000)."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    log_dir, truth = once
+    source = log_dir / OUTPUTS[output]
+    body = source.read_bytes()
+    at = body.index(b"\n", body.index(b"SELECT * FROM shop.customers,")) + 1
+    assert b"shop.all_customers()" in body[at : body.index(b"\n", at)]  # the caller's line
+    (tmp_path / "log").mkdir()
+    service = follow(trained, tmp_path, tmp_path / "log" / source.name, [body[:at], body[at:]])
+    try:
+        live = service.engine.open_activity().filter(pl.col(F.ACCOUNT) == "fn_reader")
+        events, quarantine = parse(source)
+        assert quarantine.total == 0
+        batch = F.window_activity(events.lazy(), "5m").collect()
+        batch = batch.filter(pl.col(F.ACCOUNT) == "fn_reader")
+        assert batch["rows_read"].sum() == truth.rows["function"] == 500
+        assert live["rows_read"].sum() == truth.rows["function"]
+        assert live["statements"].sum() == batch["statements"].sum()
+    finally:
+        service.stop()
