@@ -403,7 +403,13 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
     marks = (
         pl.concat(
             [
-                statements.select(S.SESSION, "line_no", S.STATEMENT_ID, S.QUERY),
+                # a statement of a string of several: the duration names the string
+                statements.select(
+                    S.SESSION,
+                    "line_no",
+                    S.STATEMENT_ID,
+                    pl.coalesce("_logged", S.QUERY).alias(S.QUERY),
+                ),
                 timed,
             ],
             how="diagonal",
@@ -539,6 +545,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.lit(True).alias(S.SUCCESS),
         "_cat",
     )
+    first = own_statements(first)
     query = pl.col(S.QUERY)
     # The statement's first words, upper-cased, computed once (``_head``).
     first = first.with_columns(
@@ -600,6 +607,62 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
     )
     return pl.concat([named, bare]).drop("_unnamed")
+
+
+# One statement of a string of several: quoted literals and identifiers, dollar-quoted
+# bodies, comments, and any other character but ``;``.
+_PIECE_RE: Final = (
+    r"(?:'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\$(?s:.*?)\$\$"
+    r"|\$[A-Za-z_]\w*\$(?s:.*?)\$[A-Za-z_]\w*\$|--[^\n]*|[^;'\"]|['\"])+"
+)
+# How a statement whose command is SELECT may begin.
+_SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
+
+
+def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
+    """``statements`` with the text of each one logged with a string of several (sent as
+    one simple query: ``psql -c "SELECT ...; COPY t TO STDOUT"``) cut to its own
+    statement: the first of the string's statements that begins with its command's word
+    (``COPY``, ``DECLARE``, ``FETCH``, ...; for ``SELECT`` also ``WITH``, ``TABLE``,
+    ``VALUES``). pgAudit logs every statement of the string with the whole string; what
+    is an export, which tables a ``COPY`` or cursor names, come from the statement's own
+    text. The string as logged is kept in ``_logged`` (its ``duration:`` line names it).
+    Statements without a ``;`` before their end, and texts cut (:func:`cut_statement`),
+    are left as they are.
+    """
+    query = pl.col(S.QUERY)
+    several = query.str.contains(r";\s*\S") & ~is_cut(query)
+    with_logged = statements.with_columns(pl.lit(None, pl.String).alias("_logged"))
+    if not statements.select(several.any()).item():
+        return with_logged
+    indexed = statements.with_row_index("_row")
+    pieces = (
+        indexed.filter(several)
+        .select(
+            "_row",
+            pl.col(S.COMMAND).str.extract(r"^(\S+)", 1).alias("_word"),
+            query.str.extract_all(_PIECE_RE).alias("_piece"),
+        )
+        .explode("_piece")
+        .with_columns(pl.col("_piece").str.strip_chars())
+        .filter(pl.col("_piece") != "")
+        .with_columns(pl.col("_piece").str.slice(0, 24).str.to_uppercase().alias("_start"))
+    )
+    select_like = (pl.col("_word") == "SELECT") & pl.col("_start").str.contains(_SELECT_START)
+    own = (
+        pieces.filter(pl.len().over("_row") > 1)
+        .filter(pl.col("_start").str.starts_with(pl.col("_word")) | select_like)
+        .group_by("_row")
+        .agg(pl.col("_piece").first())
+    )
+    return (
+        indexed.join(own, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("_piece").is_not_null()).then(query).alias("_logged"),
+            pl.coalesce("_piece", query).alias(S.QUERY),
+        )
+        .drop("_row", "_piece")
+    )
 
 
 def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:

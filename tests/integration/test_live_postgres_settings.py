@@ -24,12 +24,12 @@ from pathlib import Path
 import polars as pl
 import psycopg
 import pytest
+from pg_cluster import PgCluster
 
 from detector import carried, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.live.service import Service
-from pg_cluster import PgCluster
 from tests.conftest import OUTPUTS, parse
 from tests.integration.conftest import pg_cluster, wait_for_logs
 
@@ -39,6 +39,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CLASSES = "'read,write,ddl,role,misc'"
 # A parameter value with what CSV must quote: commas, quotes, a newline.
 AWKWARD = 'a, "quoted",\nnext line'
+
+
+SNEAKY = [
+    "SELECT count(*) FROM shop.orders; COPY shop.customers TO STDOUT",
+    "COPY shop.customers TO STDOUT; SELECT * FROM shop.orders WHERE id <= 4",
+    "BEGIN; DECLARE c CURSOR FOR SELECT * FROM shop.customers; FETCH 100 FROM c; COMMIT",
+]
 
 
 @dataclass
@@ -52,7 +59,7 @@ def workload(pg: PgCluster) -> Truth:
     """Roles reading known numbers of rows, in every way this file is about."""
     truth = Truth()
     admin = psycopg.connect(pg.dsn(), autocommit=True)
-    for role in ("reader", "exporter", "fn_reader", "multi", "prep"):
+    for role in ("reader", "exporter", "fn_reader", "multi", "prep", "sneak"):
         admin.execute(f"CREATE ROLE {role} LOGIN")
     admin.execute("CREATE ROLE auditor NOLOGIN")
     admin.execute("CREATE DATABASE corp")
@@ -61,7 +68,9 @@ def workload(pg: PgCluster) -> Truth:
         db.execute("CREATE SCHEMA shop")
         db.execute("CREATE TABLE shop.customers(id int primary key, email text)")
         db.execute("CREATE TABLE shop.orders(id int primary key, customer_id int, total numeric)")
-        db.execute("INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com' FROM generate_series(1,500) g")
+        db.execute(
+            "INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com' FROM generate_series(1,500) g"
+        )
         db.execute(
             "INSERT INTO shop.orders SELECT g, 1 + g % 500, g % 97 FROM generate_series(1,2000) g"
         )
@@ -69,7 +78,7 @@ def workload(pg: PgCluster) -> Truth:
             "CREATE FUNCTION shop.all_customers() RETURNS SETOF shop.customers"
             " LANGUAGE sql AS 'SELECT * FROM shop.customers'"
         )
-        roles = "reader, exporter, fn_reader, multi, prep"
+        roles = "reader, exporter, fn_reader, multi, prep, sneak"
         db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
         # Object audit logging (pgaudit.role = 'auditor'): what auditor may do is logged.
@@ -105,7 +114,8 @@ def workload(pg: PgCluster) -> Truth:
     with psycopg.connect(pg.dsn("prep", "corp"), autocommit=True) as conn:
         conn.execute("PREPARE q(int) AS SELECT * FROM shop.orders WHERE id <= $1")
         truth.rows["execute"] = sum(
-            len(conn.execute(f"EXECUTE q({n})").fetchall()) for n in (40, 9)  # type: ignore[arg-type]
+            len(conn.execute(f"EXECUTE q({n})").fetchall())
+            for n in (40, 9)  # type: ignore[arg-type]
         )
         truth.rows["server-side prepared"] = sum(
             len(
@@ -115,6 +125,11 @@ def workload(pg: PgCluster) -> Truth:
             )
             for n in range(11, 17)
         )
+    # psql -c sends its string as one simple query: a COPY or a cursor among SELECTs.
+    psql = [str(pg.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "sneak"]
+    for strings in SNEAKY:
+        subprocess.run([*psql, "-d", "corp", "-c", strings], capture_output=True, check=True)
+    truth.rows["sneaky"] = 1 + 4
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute("SELECT 'end-of-settings-workload'")
     wait_for_logs(pg.log_dir, "end-of-settings-workload")
@@ -181,3 +196,26 @@ def test_serve_counts_a_function_read_once_when_its_lines_come_in_two_reads(
         assert live["statements"].sum() == batch["statements"].sum()
     finally:
         service.stop()
+
+
+def test_a_copy_or_cursor_among_several_statements_is_an_export_of_its_own_table(
+    once: tuple[Path, Truth], output: str
+) -> None:
+    """pgAudit logs each statement of ``psql -c "SELECT ...; COPY t TO STDOUT"`` with the
+    whole string. The COPY is an export of shop.customers wherever it stands in the
+    string, the SELECTs beside it are not exports, and the cursor's FETCH reads
+    shop.customers (not a table ``public.c`` taken from ``FETCH 100 FROM c``)."""
+    log_dir, truth = once
+    events, quarantine = parse(log_dir / OUTPUTS[output])
+    assert quarantine.total == 0
+    sneak = events.filter(pl.col(S.ACCOUNT) == "sneak")
+    exports = sneak.filter(pl.col(S.EXPORT))
+    assert sorted(exports[S.COMMAND]) == ["COPY", "COPY", "DECLARE CURSOR", "FETCH"]
+    assert exports[S.OBJECTS].to_list() == [["shop.customers"]] * 4
+    selects = sneak.filter(pl.col(S.COMMAND) == "SELECT")
+    assert selects[S.ROWS].to_list() == [1, 4]
+    assert not selects[S.EXPORT].any()
+    window = F.window_activity(sneak.lazy(), "1d").collect().row(0, named=True)
+    assert window["rows_read"] == truth.rows["sneaky"]
+    assert window["objects_list"] == ["shop.customers", "shop.orders"]
+    assert window["export_objects_list"] == ["shop.customers"]
