@@ -229,34 +229,52 @@ def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]
     return service
 
 
-def test_serve_counts_a_function_read_once_when_its_lines_come_in_two_reads(
+# Where a poll of ``serve`` ends: the first line of the statement, and what comes next.
+CUTS = {
+    # the function's own SELECT of shop.customers, then its caller's line
+    "function, then its caller": (b"SELECT * FROM shop.customers,", b"shop.all_customers()"),
+    # the join's first relation line, then its second: <previously logged>
+    "join, then <previously logged>": (b"JOIN shop.orders o", b"<previously logged>"),
+}
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+def test_serve_counts_what_the_clients_got_when_a_statements_lines_come_in_two_reads(
     trained: model.TrainedModel,
     once: tuple[Path, Truth],
     output: str,
+    cut: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``SELECT * FROM shop.all_customers()`` is audited as the function's own SELECT
-    (500 rows) and then the caller (500 rows). ``serve`` reading the log as the server
-    writes it may read the first line in one poll and the caller in the next: the
-    account still read 500 rows, as ``score`` counts them (it counted 1,000)."""
+    """``serve`` reads the log as the server writes it, so a poll may end inside a
+    statement's lines: between a function's own SELECT (500 rows) and its caller's line
+    (500 rows), or, with ``log_statement_once``, between a join's first relation line and
+    the next, which says ``<previously logged>``. Every account's rows and statements
+    are what ``score`` counts and its clients got (the function's reader had 1,000)."""
     monkeypatch.setattr(carried, "check", lambda evidence, training: None)
     log_dir, truth = once
     source = log_dir / OUTPUTS[output]
     body = source.read_bytes()
-    at = body.index(b"\n", body.index(b"SELECT * FROM shop.customers,")) + 1
-    assert b"shop.all_customers()" in body[at : body.index(b"\n", at)]  # the caller's line
+    first, then = CUTS[cut]
+    at = body.index(b"\n", body.index(first)) + 1
+    assert then in body[at : body.index(b"\n", at)]
     (tmp_path / "log").mkdir()
     service = follow(trained, tmp_path, tmp_path / "log" / source.name, [body[:at], body[at:]])
     try:
-        live = service.engine.open_activity().filter(pl.col(F.ACCOUNT) == "fn_reader")
+        live = service.engine.open_activity()
         events, quarantine = parse(source)
         assert quarantine.total == 0
         batch = F.window_activity(events.lazy(), "5m").collect()
-        batch = batch.filter(pl.col(F.ACCOUNT) == "fn_reader")
-        assert batch["rows_read"].sum() == truth.rows["function"] == 500
-        assert live["rows_read"].sum() == truth.rows["function"]
-        assert live["statements"].sum() == batch["statements"].sum()
+        columns = ["rows_read", "statements", "exports"]
+
+        def totals(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.group_by(F.ACCOUNT).agg(pl.col(columns).sum()).sort(F.ACCOUNT)
+
+        assert totals(live).equals(totals(batch))
+        rows = dict(totals(live).select(F.ACCOUNT, "rows_read").iter_rows())
+        assert rows["fn_reader"] == truth.rows["function"] == 500
+        assert rows["reader"] == truth.rows["join"] + truth.rows["awkward"]
     finally:
         service.stop()
 
