@@ -26,10 +26,14 @@ import psycopg
 import pytest
 from pg_cluster import PgCluster
 
-from detector import carried, model, settings
+from detector import carried, formats, ingest, model, settings
 from detector import features as F
 from detector import schema as S
+from detector.formats.pg_stderr import PgStderr
+from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service
+from detector.reader import read_chunks
+from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS, parse
 from tests.integration.conftest import pg_cluster, wait_for_logs
 
@@ -229,6 +233,7 @@ def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]
     return service
 
 
+START = "TABLE,shop.orders,"  # the second relation line of the join, the chunk's first
 # Where a poll of ``serve`` ends: the first line of the statement, and what comes next.
 CUTS = {
     # the function's own SELECT of shop.customers, then its caller's line
@@ -300,3 +305,28 @@ def test_a_copy_or_cursor_among_several_statements_is_an_export_of_its_own_table
     assert window["rows_read"] == truth.rows["sneaky"]
     assert window["objects_list"] == ["shop.customers", "shop.orders"]
     assert window["export_objects_list"] == ["shop.customers"]
+
+
+def test_score_reading_small_chunks_counts_what_it_counts_whole(
+    once: tuple[Path, Truth], output: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``score`` reads a log in chunks (16 MiB): with ``log_statement_once``, a chunk
+    may begin at a statement's ``<previously logged>`` line. Read in chunks of 700 bytes
+    to 1.4 KB, every statement has the class, rows, objects and export it has read whole."""
+    log_dir, _ = once
+    path = log_dir / OUTPUTS[output]
+    whole, _ = read_events([path], quarantine=Quarantine(None))
+    columns = [S.SESSION, S.STATEMENT_ID, S.ACCOUNT, S.CLASS, S.ROWS, S.OBJECTS, S.EXPORT]
+    whole = whole.select(columns).sort(columns[:2])
+    record_start = getattr(formats.get("auto", path), "record_start", None)
+    split = 0  # chunkings that begin a chunk at a <previously logged> line
+    for size in range(700, 1400, 100):
+        starts = [c.text[:400] for c in read_chunks(path, record_start, size)]
+        split += any(f"{START}<previously logged>" in head.split("\n")[0] for head in starts)
+        monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", size)
+        monkeypatch.setattr(PgStderr, "chunk_bytes", size)
+        quarantine = Quarantine(None)
+        small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
+        assert quarantine.total == 0
+        assert small.select(columns).sort(columns[:2]).equals(whole), size
+    assert split > 0
