@@ -24,6 +24,9 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   one that also read tables names only those tables.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
+* Several statements sent as one simple query are audited each with its own statement
+  id and rows, but all with the whole string: each is classed by its own statement of
+  the string (:func:`own_statements`).
 """
 
 from __future__ import annotations
