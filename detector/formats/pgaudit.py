@@ -590,9 +590,10 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
-    # Per chunk here; again over whole files (ingest.merge_split_statements) for a
-    # statement whose lines two chunks split.
-    events = _outer_reads(events, pl.lit(True)).with_columns(unnamed.alias("_unnamed"))
+    # Nested reads are told from their caller over a statement's lines whole
+    # (ingest.merge_split_statements), not per chunk: a chunk may end before a CALL's
+    # line, which makes its procedure's reads count.
+    events = events.with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
         return events.drop("_unnamed")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
@@ -679,9 +680,10 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     caller, and its READ sub-statements before it count no rows of their own: the rows
     are what left the server. The inner reads keep their objects (the caller names only
     the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
-    are no reads: all their statements' rows count. Needs the statements' commands: the
-    live engine keeps them on the events it holds, so a caller read after its function's
-    lines (in the next poll) still makes them inner reads.
+    are no reads: all their statements' rows count. Decided once a statement's lines are
+    all there: over whole files and batches (``ingest``), and by the live engine for
+    statements it no longer holds (it keeps the commands of those it holds), since a
+    chunk or a poll may end before a caller's or a ``CALL``'s line.
     """
     if S.SOURCE_FORMAT not in events.columns:
         return events

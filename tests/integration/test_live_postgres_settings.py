@@ -63,7 +63,7 @@ def workload(pg: PgCluster) -> Truth:
     """Roles reading known numbers of rows, in every way this file is about."""
     truth = Truth()
     admin = psycopg.connect(pg.dsn(), autocommit=True)
-    for role in ("reader", "exporter", "fn_reader", "multi", "prep", "sneak"):
+    for role in ("reader", "exporter", "fn_reader", "proc_runner", "multi", "prep", "sneak"):
         admin.execute(f"CREATE ROLE {role} LOGIN")
     admin.execute("CREATE ROLE auditor NOLOGIN")
     admin.execute("CREATE DATABASE corp")
@@ -82,7 +82,12 @@ def workload(pg: PgCluster) -> Truth:
             "CREATE FUNCTION shop.all_customers() RETURNS SETOF shop.customers"
             " LANGUAGE sql AS 'SELECT * FROM shop.customers'"
         )
-        roles = "reader, exporter, fn_reader, multi, prep, sneak"
+        db.execute(
+            "CREATE PROCEDURE shop.tally() LANGUAGE plpgsql AS $$BEGIN"
+            " PERFORM * FROM shop.customers WHERE id <= 40;"
+            " PERFORM * FROM shop.orders WHERE id < 8; END$$"
+        )
+        roles = "reader, exporter, fn_reader, proc_runner, multi, prep, sneak"
         db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
         # Object audit logging (pgaudit.role = 'auditor'): what auditor may do is logged.
@@ -106,6 +111,9 @@ def workload(pg: PgCluster) -> Truth:
             truth.rows["copy query"] = sum(1 for _ in copy.rows())
     with psycopg.connect(pg.dsn("fn_reader", "corp")) as conn:
         truth.rows["function"] = len(conn.execute("SELECT * FROM shop.all_customers()").fetchall())
+    with psycopg.connect(pg.dsn("proc_runner", "corp"), autocommit=True) as conn:
+        conn.execute("CALL shop.tally()")  # reads 40 and 7 rows, returns none
+        truth.rows["procedure"] = 40 + 7
     with psycopg.connect(pg.dsn("multi", "corp"), autocommit=True) as conn:
         # One simple query of three statements: each is audited with its own rows.
         conn.execute(
@@ -170,6 +178,9 @@ SETTINGS = {
 }
 
 
+NO_CALL_LINE = ("object only", "log read only")
+
+
 @pytest.fixture(scope="module", params=sorted(SETTINGS))
 def matrix(
     request: pytest.FixtureRequest, server_dir: Callable[[str], Path]
@@ -196,6 +207,9 @@ def test_each_accounts_rows_read_are_what_its_clients_got(
         "reader": r["join"] + r["awkward"],
         "exporter": r["copy query"],  # COPY t TO logs no rows: an export of unknown size
         "fn_reader": r["function"],
+        # Without the CALL's own line (MISC, not logged here) a procedure's reads look
+        # like a function's inner reads and its caller: only the last counts (Limits).
+        "proc_runner": 7 if name in NO_CALL_LINE else r["procedure"],
         "multi": r["multi"],
         "prep": r["execute"] + r["server-side prepared"],
         "sneak": r["sneaky"],
@@ -233,13 +247,18 @@ def follow(trained: model.TrainedModel, tmp: Path, log: Path, parts: list[bytes]
     return service
 
 
-START = "TABLE,shop.orders,"  # the second relation line of the join, the chunk's first
+PREVIOUSLY = b"TABLE,shop.orders,<previously logged>"  # the join's second relation line
 # Where a poll of ``serve`` ends: the first line of the statement, and what comes next.
 CUTS = {
     # the function's own SELECT of shop.customers, then its caller's line
     "function, then its caller": (b"SELECT * FROM shop.customers,", b"shop.all_customers()"),
     # the join's first relation line, then its second: <previously logged>
     "join, then <previously logged>": (b"JOIN shop.orders o", b"<previously logged>"),
+    # a procedure's last read, then its CALL's line (logged last)
+    "procedure's reads, then its CALL": (
+        b"TABLE,shop.orders,SELECT * FROM shop.orders WHERE id < 8",
+        b"CALL shop.tally()",
+    ),
 }
 
 
@@ -280,6 +299,7 @@ def test_serve_counts_what_the_clients_got_when_a_statements_lines_come_in_two_r
         rows = dict(totals(live).select(F.ACCOUNT, "rows_read").iter_rows())
         assert rows["fn_reader"] == truth.rows["function"] == 500
         assert rows["reader"] == truth.rows["join"] + truth.rows["awkward"]
+        assert rows["proc_runner"] == truth.rows["procedure"] == 47
     finally:
         service.stop()
 
@@ -311,22 +331,29 @@ def test_score_reading_small_chunks_counts_what_it_counts_whole(
     once: tuple[Path, Truth], output: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``score`` reads a log in chunks (16 MiB): with ``log_statement_once``, a chunk
-    may begin at a statement's ``<previously logged>`` line. Read in chunks of 700 bytes
-    to 1.4 KB, every statement has the class, rows, objects and export it has read whole."""
+    may begin at a statement's ``<previously logged>`` line, or at a ``CALL``'s line,
+    logged after its procedure's reads. Read in chunks of 700 bytes to 1.4 KB, every
+    statement has the class, rows, objects and export it has read whole."""
     log_dir, _ = once
     path = log_dir / OUTPUTS[output]
     whole, _ = read_events([path], quarantine=Quarantine(None))
     columns = [S.SESSION, S.STATEMENT_ID, S.ACCOUNT, S.CLASS, S.ROWS, S.OBJECTS, S.EXPORT]
     whole = whole.select(columns).sort(columns[:2])
     record_start = getattr(formats.get("auto", path), "record_start", None)
+    body = path.read_bytes()
+    # Chunk sizes that end the first chunk just before a <previously logged> line or a
+    # CALL's line (logged after its procedure's reads), and a few more.
+    marks = [body.rindex(b"\n", 0, body.index(m)) + 1 for m in (PREVIOUSLY, b"MISC,CALL")]
     split = 0  # chunkings that begin a chunk at a <previously logged> line
-    for size in range(700, 1400, 100):
-        starts = [c.text[:400] for c in read_chunks(path, record_start, size)]
-        split += any(f"{START}<previously logged>" in head.split("\n")[0] for head in starts)
+    procedure = 0  # chunkings that begin a chunk at a CALL's line
+    for size in [*(mark + 40 for mark in marks), *range(700, 1400, 200)]:
+        starts = [c.text.split("\n")[0] for c in read_chunks(path, record_start, size)]
+        split += any(PREVIOUSLY.decode() in head for head in starts)
+        procedure += any("MISC,CALL" in head for head in starts)
         monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", size)
         monkeypatch.setattr(PgStderr, "chunk_bytes", size)
         quarantine = Quarantine(None)
         small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
         assert quarantine.total == 0
         assert small.select(columns).sort(columns[:2]).equals(whole), size
-    assert split > 0
+    assert split > 0 and procedure > 0
