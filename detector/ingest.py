@@ -193,7 +193,7 @@ def _read_file(
     return events, fmt.name
 
 
-def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
+def merge_split_statements(events: pl.DataFrame, *, outer: bool = True) -> pl.DataFrame:
     """One event per statement even where a chunk boundary split its log lines.
 
     Within one file, events with the same session and statement id are one statement
@@ -202,7 +202,8 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
     outermost counts its rows (:func:`detector.formats.pgaudit.count_outer_reads`).
     MariaDB's audit log has a rule of its own (:func:`detector.formats.mariadb_audit.rejoin`):
     a statement's TABLE records and its QUERY record parsed apart, their session known
-    with or without its login.
+    with or without its login. With ``outer`` false, nested reads are left for a later
+    call (the live engine's statements whose lines may go on in its next read).
     """
     events = mariadb_audit.rejoin(events)
     key = [S.SESSION, S.STATEMENT_ID]
@@ -212,13 +213,14 @@ def merge_split_statements(events: pl.DataFrame) -> pl.DataFrame:
         & pl.col(S.SOURCE_FORMAT).ne_missing(mariadb.AUDIT)
     )
     twice = events.filter(split)
+    outer_reads = pgaudit.count_outer_reads if outer else (lambda frame: frame)
     if twice.is_empty():
-        return pgaudit.count_outer_reads(events)
+        return outer_reads(events)
     merged = twice.group_by(key, maintain_order=True).agg(
         pl.all().exclude(S.OBJECTS).first(),
         pl.col(S.OBJECTS).explode().drop_nulls().unique(maintain_order=True),
     )
-    return pgaudit.count_outer_reads(
+    return outer_reads(
         pl.concat([events.filter(~split), merged.select(events.columns)]).sort(
             S.TIME, maintain_order=True
         )
@@ -367,7 +369,9 @@ class _Statements:
         if events.is_empty():
             return
         both = events if self.pending is None else pl.concat([self.pending, events])
-        both = merge_split_statements(both)
+        # Nested reads are told from their callers once given out: the pending events'
+        # statements may go on in the next chunk (a CALL's line after its reads).
+        both = merge_split_statements(both, outer=False)
         cut = cast(datetime, both[S.TIME].max()) - self.hold
         old = pl.col(S.TIME) < cut
         ready, self.pending = both.filter(old), both.filter(~old)
@@ -380,5 +384,6 @@ class _Statements:
         self.pending = None
 
     def _finish(self, events: pl.DataFrame) -> pl.DataFrame:
+        events = pgaudit.count_outer_reads(events)
         self.cursors = pgaudit.declared_cursors(events, self.cursors)
         return pgaudit.fetch_objects(events, self.cursors)

@@ -25,6 +25,9 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   tables names only those tables.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
+* Several statements sent as one simple query are audited each with its own statement
+  id and rows, but all with the whole string: each is classed by its own statement of
+  the string (:func:`own_statements`).
 """
 
 from __future__ import annotations
@@ -411,7 +414,13 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
     marks = (
         pl.concat(
             [
-                statements.select(S.SESSION, "line_no", S.STATEMENT_ID, S.QUERY),
+                # a statement of a string of several: the duration names the string
+                statements.select(
+                    S.SESSION,
+                    "line_no",
+                    S.STATEMENT_ID,
+                    pl.coalesce("_logged", S.QUERY).alias(S.QUERY),
+                ),
                 timed,
             ],
             how="diagonal",
@@ -550,6 +559,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.lit(True).alias(S.SUCCESS),
         "_cat",
     )
+    first = own_statements(first)
     query = pl.col(S.QUERY)
     # The statement's first words, upper-cased, computed once (``_head``).
     first = first.with_columns(
@@ -591,9 +601,10 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))
-    # Per chunk here; again over whole files (ingest.merge_split_statements) for a
-    # statement whose lines two chunks split.
-    events = _outer_reads(events, pl.lit(True)).with_columns(unnamed.alias("_unnamed"))
+    # Nested reads are told from their caller over a statement's lines whole
+    # (ingest.merge_split_statements), not per chunk: a chunk may end before a CALL's
+    # line, which makes its procedure's reads count.
+    events = events.with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
         return events.drop("_unnamed")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
@@ -613,6 +624,62 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([named, bare]).drop("_unnamed")
 
 
+# One statement of a string of several: quoted literals and identifiers, dollar-quoted
+# bodies, comments, and any other character but ``;``.
+_PIECE_RE: Final = (
+    r"(?:'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\$(?s:.*?)\$\$"
+    r"|\$[A-Za-z_]\w*\$(?s:.*?)\$[A-Za-z_]\w*\$|--[^\n]*|[^;'\"]|['\"])+"
+)
+# How a statement whose command is SELECT may begin.
+_SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
+
+
+def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
+    """``statements`` with the text of each one logged with a string of several (sent as
+    one simple query: ``psql -c "SELECT ...; COPY t TO STDOUT"``) cut to its own
+    statement: the first of the string's statements that begins with its command's word
+    (``COPY``, ``DECLARE``, ``FETCH``, ...; for ``SELECT`` also ``WITH``, ``TABLE``,
+    ``VALUES``). pgAudit logs every statement of the string with the whole string; what
+    is an export, which tables a ``COPY`` or cursor names, come from the statement's own
+    text. The string as logged is kept in ``_logged`` (its ``duration:`` line names it).
+    Statements without a ``;`` before their end, and texts cut (:func:`cut_statement`),
+    are left as they are.
+    """
+    query = pl.col(S.QUERY)
+    several = query.str.contains(r";\s*\S") & ~is_cut(query)
+    with_logged = statements.with_columns(pl.lit(None, pl.String).alias("_logged"))
+    if not statements.select(several.any()).item():
+        return with_logged
+    indexed = statements.with_row_index("_row")
+    pieces = (
+        indexed.filter(several)
+        .select(
+            "_row",
+            pl.col(S.COMMAND).str.extract(r"^(\S+)", 1).alias("_word"),
+            query.str.extract_all(_PIECE_RE).alias("_piece"),
+        )
+        .explode("_piece")
+        .with_columns(pl.col("_piece").str.strip_chars())
+        .filter(pl.col("_piece") != "")
+        .with_columns(pl.col("_piece").str.slice(0, 24).str.to_uppercase().alias("_start"))
+    )
+    select_like = (pl.col("_word") == "SELECT") & pl.col("_start").str.contains(_SELECT_START)
+    own = (
+        pieces.filter(pl.len().over("_row") > 1)
+        .filter(pl.col("_start").str.starts_with(pl.col("_word")) | select_like)
+        .group_by("_row")
+        .agg(pl.col("_piece").first())
+    )
+    return (
+        indexed.join(own, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("_piece").is_not_null()).then(query).alias("_logged"),
+            pl.coalesce("_piece", query).alias(S.QUERY),
+        )
+        .drop("_row", "_piece")
+    )
+
+
 def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with the rows of a statement's nested reads not counted again.
 
@@ -624,8 +691,10 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     caller, and its READ sub-statements before it count no rows of their own: the rows
     are what left the server. The inner reads keep their objects (the caller names only
     the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
-    are no reads: all their statements' rows count. Needs the statements' commands, so
-    it runs where events are parsed and merged, not on the live engine's kept columns.
+    are no reads: all their statements' rows count. Decided once a statement's lines are
+    all there: over whole files and batches (``ingest``), and by the live engine for
+    statements it no longer holds (it keeps the commands of those it holds), since a
+    chunk or a poll may end before a caller's or a ``CALL``'s line.
     """
     if S.SOURCE_FORMAT not in events.columns:
         return events

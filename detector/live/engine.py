@@ -11,9 +11,11 @@ statements), so its memory grows with the accounts active, not with the events:
   database still gets its last windows scored, and a replayed old log is scored to its
   end.
 * ``held``: the few events that must stay events until their window closes: each
-  session's latest statement if logged in the last 2 s of event time read (pgAudit logs
-  a statement once per relation, and a read may end between two of its lines: the rest
-  arrives with the next read and is merged into it), and the records of logs joined
+  session's latest statement, with all its sub-statements, if logged in the last 2 s of
+  event time read (pgAudit logs a statement once per relation, and a function's or a
+  procedure's statements before its caller's or its ``CALL``'s line: a read may end
+  between two of its lines, the rest arrives with the next read and is merged into it),
+  and the records of logs joined
   with another log (MariaDB's audit and slow logs, Snowflake's query and access
   histories: ``formats.JOINS``), which wait for their partner until the window closes.
 * ``continued``: the statements still held when their window closed (session and
@@ -65,13 +67,15 @@ from detector import features as F
 from detector import formats, model, partials
 from detector import schema as S
 from detector.formats import mariadb
+from detector.formats.pgaudit import count_outer_reads
 from detector.ingest import merge_split_statements
 from detector.pipeline import alert_level_columns, alert_levels, score_windows
 from detector.settings import Settings
 
 # The event columns the window features read, and what joins MariaDB's audit and slow
 # records (source, duration, and for MariaDB only, the start of the text); the rest of
-# the query text is not kept.
+# the query text is not kept. The command tells a read through a function from its
+# caller when their lines come in two reads (pgaudit.count_outer_reads).
 KEPT: Final = (
     S.TIME,
     S.ACCOUNT,
@@ -79,7 +83,7 @@ KEPT: Final = (
     S.APPLICATION,
     S.OBJECTS,
     S.CLASS,
-    S.COMMAND,  # for a function's caller, which may come in the next read
+    S.COMMAND,
     S.ROWS,
     S.BYTES,
     S.SUCCESS,
@@ -193,24 +197,26 @@ class Engine:
             )
         events = pl.concat([self.held, events])
         joined = pl.col(S.SOURCE_FORMAT).is_in(JOINED)
-        statements = merge_split_statements(events.filter(~joined))
+        statements = merge_split_statements(events.filter(~joined), outer=False)
         # Each session's latest statement may go on in the next read: it stays an event,
         # if logged in the read's last moments (a statement's lines are logged together;
         # a session's older last statement is complete, and holding it would keep an
         # event per session). Latest by time, and every one of the session's statements
         # at that time: statements share a millisecond, and events need not be in the
-        # order their lines were read. With all the sub-statements of its number: a
-        # function's inner reads are logged before its caller, whose rows are the ones
-        # that count (pgaudit.count_outer_reads, run as they are merged).
-        at_end = (
+        # order their lines were read. With all its sub-statements (a function's reads
+        # before its caller, a procedure's before its CALL), whose rows count or not
+        # once it is whole (pgaudit.count_outer_reads).
+        major = pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)\.", 1)
+        statement = [S.SESSION, pl.coalesce(major, pl.col(S.STATEMENT_ID))]
+        at_latest = pl.col(S.TIME) == pl.col(S.TIME).max().over(S.SESSION)
+        latest = (
             pl.col(S.STATEMENT_ID).is_not_null()
-            & (pl.col(S.TIME) == pl.col(S.TIME).max().over(S.SESSION))
-            & (pl.col(S.TIME) >= newest - HOLD)
+            & at_latest.any().over(statement)
+            & (pl.col(S.TIME).max().over(statement) >= newest - HOLD)
         )
-        number = pl.col(S.STATEMENT_ID).str.split_exact(".", 1).struct.field("field_0")
-        latest = at_end.any().over(S.SESSION, number)
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
-        self._fold(partials.partial(statements.filter(~latest), self.horizons.base))
+        done = count_outer_reads(statements.filter(~latest))
+        self._fold(partials.partial(done, self.horizons.base))
 
     def _not_ahead_of(self, events: pl.DataFrame, wall: datetime) -> pl.DataFrame:
         """``events`` with those timed more than ``max_clock_skew`` past ``wall`` timed at

@@ -50,3 +50,29 @@ def test_the_same_statement_number_in_two_sessions_is_two_events() -> None:
     events = to_events(_records([("s1", line), ("s2", line), ("s1", line)]), "test").events
     assert events.height == 2
     assert sorted(events[S.SESSION].to_list()) == ["s1", "s2"]
+
+
+def test_each_statement_of_a_string_of_several_is_classed_by_its_own_text() -> None:
+    """pgAudit logs every statement of one simple query with the whole string; each is
+    read as its own statement of it, and a ``;`` inside a literal or a function body
+    does not cut a statement."""
+    string = "SELECT ';' FROM shop.orders; COPY shop.customers TO STDOUT"
+    body = "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1; SELECT 2$$"
+    events = to_events(
+        _records(
+            [
+                ("s1", f'AUDIT: SESSION,1,1,READ,SELECT,TABLE,shop.orders,"{string}",<none>,4'),
+                ("s1", f'AUDIT: SESSION,2,1,READ,COPY,,,"{string}",<none>,0'),
+                ("s1", f"AUDIT: SESSION,3,1,DDL,CREATE FUNCTION,,,{body};,<none>,0"),
+            ]
+        ),
+        "pgaudit-csvlog",
+    ).events
+    assert events[S.QUERY].to_list() == [
+        "SELECT ';' FROM shop.orders",
+        "COPY shop.customers TO STDOUT",
+        f"{body};",
+    ]
+    assert events[S.EXPORT].to_list() == [False, True, False]
+    assert events[S.OBJECTS].to_list() == [["shop.orders"], ["shop.customers"], []]
+    assert events[S.ROWS].to_list() == [4, None, 0]
