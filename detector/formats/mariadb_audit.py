@@ -34,9 +34,12 @@ from detector.formats.base import Parsed
 from detector.reader import Chunk
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
-_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,[^,]*,[^,]*,\d+,\d+,[A-Z_]+,"
+# The user name is written as it is, commas included (``zoë,1,127.0.0.1,10,37,READ,...``
+# on 10.11): it is the shortest run of text after which the host, the two ids and the
+# operation fit. Host names and addresses have no comma.
+_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
 LINE_RE: Final = (
-    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>[^,]*),(?P<host>[^,]*),"
+    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>.*?),(?P<host>[^,]*),"
     r"(?P<conn>\d+),(?P<qid>\d+),(?P<op>[A-Z_]+),(?P<db>[^,]*),(?P<object>.*),(?P<rc>-?\d*)$"
 )
 _QUOTED: Final = r"^'(?:[^'\\]|\\.)*'$"

@@ -113,6 +113,21 @@ def require_mariadb() -> None:
     pytest.skip(reason)
 
 
+@contextmanager
+def mariadb_server(directory: Path, settings: dict[str, str] | None = None) -> Iterator[object]:
+    """A throw-away MariaDB server (scripts/mariadb_server.py) in ``directory`` with its
+    usual settings and ``settings`` (server option names and values) over them."""
+    require_mariadb()
+    from mariadb_server import MariadbServer
+
+    server = MariadbServer(directory, port=free_port(), settings=settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def mariadb(server_dir: Callable[[str], Path]) -> Iterator[object]:
     """A throw-away MariaDB server (scripts/mariadb_server.py) logging every statement to

@@ -1,0 +1,128 @@
+"""A known workload on real MariaDB servers with settings other than the recommended
+ones (``docs/formats-mariadb.md``): what trovewatch reads from the audit log and the
+slow log must still be what the clients did, or the run must say what the logs lost.
+
+Each test starts its own throw-away server (``scripts/mariadb_server.py``) with the
+settings it is about, runs :func:`workload` (accounts reading known numbers of rows)
+and reads the two logs back with the batch reader.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from detector import schema as S
+from detector.ingest import Summary
+from detector.pipeline import read_events
+from detector.rejects import Quarantine
+from tests.integration.conftest import mariadb_server
+
+SCHEMA = (
+    "CREATE DATABASE shop; CREATE DATABASE hr; USE shop;"
+    "CREATE TABLE shop.customers(id int primary key, email varchar(64), card varchar(64));"
+    "INSERT INTO shop.customers SELECT seq, concat('u', seq, '@x.com'), md5(seq)"
+    " FROM seq_1_to_5000;"
+    "CREATE TABLE hr.salaries(id int primary key, salary int);"
+    "INSERT INTO hr.salaries SELECT seq, seq * 10 FROM seq_1_to_500;"
+)
+# An account name the audit log writes with its comma unescaped.
+COMMA_USER = "zoë,1"
+ACCOUNTS = ("reader", "writer", COMMA_USER)
+BIG_IN = "SELECT id FROM customers WHERE id IN (" + ",".join(map(str, range(1, 2001))) + ")"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Per account: statements run and rows read (sent) or written (affected)."""
+
+    statements: dict[str, int]
+    rows: dict[str, int]
+
+
+def workload(server: Any) -> Truth:
+    """Accounts reading known numbers of rows; returns once both logs have all of it."""
+    server.sql(
+        SCHEMA
+        + "".join(
+            f"CREATE USER '{u}'@'%' IDENTIFIED BY 'pw';"
+            f" GRANT SELECT, UPDATE ON shop.* TO '{u}'@'%'; GRANT SELECT ON hr.* TO '{u}'@'%';"
+            for u in ACCOUNTS
+        )
+        + "SET GLOBAL server_audit_excl_users = 'root';"
+    )
+    server.client("reader", "pw", "shop", "SELECT * FROM customers WHERE id <= 1234")
+    # One connection running 30 short reads (465 rows), then a 2,000-value IN list.
+    server.client(
+        "reader",
+        "pw",
+        "shop",
+        ";".join(f"SELECT * FROM customers WHERE id <= {i}" for i in range(1, 31)),
+    )
+    server.client("reader", "pw", "shop", BIG_IN)
+    server.client("writer", "pw", "shop", "UPDATE customers SET card = 'x' WHERE id <= 100")
+    server.client("writer", "pw", "hr", "SELECT * FROM salaries WHERE id <= 50")
+    server.client(COMMA_USER, "pw", "shop", "SELECT * FROM customers WHERE id <= 15")
+    server.client("reader", "pw", "shop", "SELECT 'the end'")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "the end" not in server.audit_log.read_text(
+        errors="replace"
+    ):
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return Truth(
+        statements={"reader": 33, "writer": 2, COMMA_USER: 1},
+        rows={"reader": 1234 + 465 + 2000 + 1, "writer": 100 + 50, COMMA_USER: 15},
+    )
+
+
+@pytest.fixture
+def run(server_dir: Callable[[str], Path]) -> Iterator[Callable[..., tuple[Any, Truth]]]:
+    """``run(setting=value, ...)``: a server with those settings, after the workload."""
+    with ExitStack() as stack:
+
+        def start(**settings: str) -> tuple[Any, Truth]:
+            server = stack.enter_context(mariadb_server(server_dir("mariadb"), settings))
+            return server, workload(server)
+
+        yield start
+
+
+def read(*paths: Path) -> tuple[pl.DataFrame, Summary]:
+    quarantine = Quarantine(None)
+    events, summary = read_events(list(paths), quarantine=quarantine)
+    assert quarantine.total == 0, dict(quarantine.counts)
+    return events.filter(pl.col(S.ACCOUNT).is_in(ACCOUNTS)), summary
+
+
+def per_account(events: pl.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
+    """Statements and rows (reads' and writes') per account, as the features count them."""
+    counts = events.group_by(S.ACCOUNT).agg(pl.len(), pl.col(S.ROWS).sum())
+    return (
+        dict(zip(counts[S.ACCOUNT], counts["len"], strict=True)),
+        dict(zip(counts[S.ACCOUNT], counts[S.ROWS], strict=True)),
+    )
+
+
+def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
+    run: Callable[..., tuple[Any, Truth]],
+) -> None:
+    """The audit log writes ``zoë,1,127.0.0.1,10,37,READ,...``: the comma is not escaped.
+    Before: its 4 lines were rejected as unrecognised, and its statements came from the
+    slow log alone (no TABLE records, no failures)."""
+    server, truth = run()
+    assert f",{COMMA_USER},127.0.0.1," in server.audit_log.read_text()
+    events, _ = read(server.audit_log)
+    mine = events.filter(pl.col(S.ACCOUNT) == COMMA_USER)
+    assert mine[S.OBJECTS].to_list() == [["shop.customers"]]
+    assert mine[S.CLIENT_IP].to_list() == ["127.0.0.1"]
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
