@@ -126,3 +126,33 @@ def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
     events, _ = read(server.audit_log, server.slow_log)
     assert per_account(events) == (truth.statements, truth.rows)
     assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+
+
+def test_statements_cut_by_a_small_query_log_limit_still_get_their_volume(
+    run: Callable[..., tuple[Any, Truth]],
+) -> None:
+    """``server_audit_query_log_limit = 24`` cuts ``SELECT * FROM customers WHERE id <= 1234``
+    to ``SELECT * FROM customers``. Before: no cut statement found its slow-log record,
+    and every one was counted twice (reader: 65 statements for 33)."""
+    server, truth = run(server_audit_query_log_limit="24")
+    assert ",QUERY,shop,'SELECT * FROM customers ',0" in server.audit_log.read_text()
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    big = events.filter(pl.col(S.ROWS) == 2000)
+    assert big[S.OBJECTS].to_list() == [["shop.customers"]]
+
+
+def test_table_records_without_query_records_are_one_statement_with_their_volume(
+    run: Callable[..., tuple[Any, Truth]],
+) -> None:
+    """``server_audit_events = CONNECT,TABLE``: the audit log names each statement's tables
+    but not its text. Before: each of its statements was counted twice, once from its
+    TABLE records and once from its slow-log record (reader: 65 statements for 33)."""
+    server, truth = run(server_audit_events="CONNECT,TABLE")
+    assert ",QUERY," not in server.audit_log.read_text()
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    update = events.filter(pl.col(S.CLASS) == "WRITE")
+    assert update[S.OBJECTS].to_list() == [["shop.customers"]]
+    assert update[S.QUERY].to_list() == ["UPDATE customers SET card = 'x' WHERE id <= 100"]
