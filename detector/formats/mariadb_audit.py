@@ -238,7 +238,7 @@ def _statements(records: pl.DataFrame) -> pl.DataFrame:
     queries = records.filter(op == "QUERY")
     joined = queries.join(tables.select(*key, "_tables"), on=key, how="left", maintain_order="left")
     orphans = tables.join(queries, on=key, how="anti").rename({"_t": S.TIME})
-    text = unescape(pl.col("object"))
+    text = mariadb.mask_passwords(unescape(pl.col("object")))
     rc = pl.col("rc").cast(pl.Int64, strict=False).fill_null(0)
     events = _who(joined).with_columns(text.alias(S.QUERY))
     query = pl.col(S.QUERY)

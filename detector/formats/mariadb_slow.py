@@ -132,7 +132,7 @@ class MariadbSlow:
 
 
 def _events(recs: pl.DataFrame) -> pl.DataFrame:
-    text = pl.col("_text").str.strip_suffix(";")
+    text = mariadb.mask_passwords(pl.col("_text").str.strip_suffix(";"))
     database = pl.coalesce(
         pl.col("_schema").replace("", None), pl.col("_use").str.replace_all("``", "`")
     )

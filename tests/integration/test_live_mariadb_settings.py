@@ -56,6 +56,8 @@ def workload(server: Any) -> Truth:
             f" GRANT SELECT, UPDATE ON shop.* TO '{u}'@'%'; GRANT SELECT ON hr.* TO '{u}'@'%';"
             for u in ACCOUNTS
         )
+        # A password with a doubled quote, which the audit plugin masks only up to it.
+        + "CREATE USER 'quoted'@'%' IDENTIFIED BY 'se''cr\\\\et';"
         + "SET GLOBAL server_audit_excl_users = 'root';"
     )
     server.client("reader", "pw", "shop", "SELECT * FROM customers WHERE id <= 1234")
@@ -69,6 +71,8 @@ def workload(server: Any) -> Truth:
     server.client("reader", "pw", "shop", BIG_IN)
     server.client("writer", "pw", "shop", "UPDATE customers SET card = 'x' WHERE id <= 100")
     server.client("writer", "pw", "hr", "SELECT * FROM salaries WHERE id <= 50")
+    # The one slow statement: 0.25 s a row, 2 rows.
+    server.client("writer", "pw", "hr", "SELECT sleep(0.25), id FROM salaries WHERE id <= 2")
     server.client(COMMA_USER, "pw", "shop", "SELECT * FROM customers WHERE id <= 15")
     server.client("reader", "pw", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
@@ -78,8 +82,8 @@ def workload(server: Any) -> Truth:
         time.sleep(0.1)
     time.sleep(0.2)
     return Truth(
-        statements={"reader": 33, "writer": 2, COMMA_USER: 1},
-        rows={"reader": 1234 + 465 + 2000 + 1, "writer": 100 + 50, COMMA_USER: 15},
+        statements={"reader": 33, "writer": 3, COMMA_USER: 1},
+        rows={"reader": 1234 + 465 + 2000 + 1, "writer": 100 + 50 + 2, COMMA_USER: 15},
     )
 
 
@@ -93,6 +97,13 @@ def run(server_dir: Callable[[str], Path]) -> Iterator[Callable[..., tuple[Any, 
             return server, workload(server)
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def recommended(server_dir: Callable[[str], Path]) -> Iterator[tuple[Any, Truth]]:
+    """A server with the recommended settings, after the workload."""
+    with mariadb_server(server_dir("mariadb")) as server:
+        yield server, workload(server)
 
 
 def read(*paths: Path) -> tuple[pl.DataFrame, Summary]:
@@ -112,12 +123,12 @@ def per_account(events: pl.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
-    run: Callable[..., tuple[Any, Truth]],
+    recommended: tuple[Any, Truth],
 ) -> None:
     """The audit log writes ``zoë,1,127.0.0.1,10,37,READ,...``: the comma is not escaped.
     Before: its 4 lines were rejected as unrecognised, and its statements came from the
     slow log alone (no TABLE records, no failures)."""
-    server, truth = run()
+    server, truth = recommended
     assert f",{COMMA_USER},127.0.0.1," in server.audit_log.read_text()
     events, _ = read(server.audit_log)
     mine = events.filter(pl.col(S.ACCOUNT) == COMMA_USER)
@@ -126,6 +137,28 @@ def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
     events, _ = read(server.audit_log, server.slow_log)
     assert per_account(events) == (truth.statements, truth.rows)
     assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+
+
+def test_a_password_in_a_statement_never_reaches_the_events_and_the_statement_counts_once(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """The audit log masks ``CREATE USER ... IDENTIFIED BY *****``; the slow log writes the
+    password as it was typed. Before: the slow log's text kept ``'pw'`` in the events, and
+    each such statement was counted twice (its two records' texts differ)."""
+    server, _ = recommended
+    assert "IDENTIFIED BY 'pw'" in server.slow_log.read_text()
+    assert "IDENTIFIED BY *****\\'cr\\\\\\\\et\\'" in server.audit_log.read_text()
+    quarantine = Quarantine(None)
+    slow, _ = read_events([server.slow_log], quarantine=quarantine)
+    both, _ = read_events([server.audit_log, server.slow_log], quarantine=quarantine)
+    for events in (slow, both):
+        assert not events[S.QUERY].str.contains("'pw'|cr.*et'").any()
+    created = both.filter(pl.col(S.QUERY).str.starts_with("CREATE USER"))
+    assert created[S.QUERY].to_list() == [
+        f"CREATE USER '{u}'@'%' IDENTIFIED BY *****" for u in (*ACCOUNTS, "quoted")
+    ]
+    assert set(created[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    assert created[S.ROWS].to_list() == [0, 0, 0, 0]
 
 
 def test_statements_cut_by_a_small_query_log_limit_still_get_their_volume(
@@ -156,3 +189,31 @@ def test_table_records_without_query_records_are_one_statement_with_their_volume
     update = events.filter(pl.col(S.CLASS) == "WRITE")
     assert update[S.OBJECTS].to_list() == [["shop.customers"]]
     assert update[S.QUERY].to_list() == ["UPDATE customers SET card = 'x' WHERE id <= 100"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "unvolumed"),
+    # long_query_time = 0.2: only the sleep (0.5 s) is in the slow log. log_slow_rate_limit
+    # = 3: one statement in three is (nothing in the log says so).
+    [("long_query_time", "0.2", 36), ("log_slow_rate_limit", "3", None)],
+)
+def test_statements_the_slow_log_left_out_are_counted_and_said(
+    run: Callable[..., tuple[Any, Truth]], setting: str, value: str, unvolumed: int | None
+) -> None:
+    """A slow log that leaves statements out (a threshold, sampling) cannot give their
+    volume: they keep unknown rows (null, never 0), and the run says how many. Before:
+    the paragraph said nothing, and the windows' rows looked complete."""
+    server, truth = run(**{setting: value})
+    events, summary = read(server.audit_log, server.slow_log)
+    statements, _ = per_account(events)
+    assert statements == truth.statements  # each statement still counted once
+    missing = events.filter(pl.col(S.ROWS).is_null()).height
+    if unvolumed is not None:
+        assert missing == unvolumed
+    assert 0 < missing < events.height
+    audited = summary.audited
+    assert summary.unvolumed >= missing and audited >= events.height
+    assert (
+        f"{summary.unvolumed:,} of {audited:,} audited MariaDB statements have no slow-log record"
+        in summary.paragraph()
+    )
