@@ -35,7 +35,9 @@ SCHEMA = (
 )
 # An account name the audit log writes with its comma unescaped.
 COMMA_USER = "zoë,1"
-ACCOUNTS = ("reader", "writer", COMMA_USER)
+# One the slow log writes as ``# User@Host: br[a]ck[br[a]ck] @  [127.0.0.1]``.
+BRACKET_USER = "br[a]ck"
+ACCOUNTS = ("reader", "writer", COMMA_USER, BRACKET_USER)
 BIG_IN = "SELECT id FROM customers WHERE id IN (" + ",".join(map(str, range(1, 2001))) + ")"
 
 
@@ -74,6 +76,7 @@ def workload(server: Any) -> Truth:
     # The one slow statement: 0.25 s a row, 2 rows.
     server.client("writer", "pw", "hr", "SELECT sleep(0.25), id FROM salaries WHERE id <= 2")
     server.client(COMMA_USER, "pw", "shop", "SELECT * FROM customers WHERE id <= 15")
+    server.client(BRACKET_USER, "pw", "hr", "SELECT * FROM salaries WHERE id <= 7")
     server.client("reader", "pw", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the end" not in server.audit_log.read_text(
@@ -82,8 +85,13 @@ def workload(server: Any) -> Truth:
         time.sleep(0.1)
     time.sleep(0.2)
     return Truth(
-        statements={"reader": 33, "writer": 3, COMMA_USER: 1},
-        rows={"reader": 1234 + 465 + 2000 + 1, "writer": 100 + 50 + 2, COMMA_USER: 15},
+        statements={"reader": 33, "writer": 3, COMMA_USER: 1, BRACKET_USER: 1},
+        rows={
+            "reader": 1234 + 465 + 2000 + 1,
+            "writer": 100 + 50 + 2,
+            COMMA_USER: 15,
+            BRACKET_USER: 7,
+        },
     )
 
 
@@ -139,6 +147,23 @@ def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
     assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
 
 
+def test_an_account_name_with_brackets_is_read_from_the_slow_log(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """``# User@Host: br[a]ck[br[a]ck] @  [127.0.0.1]``. Before: the record was rejected
+    as truncated, and the account's statement had no volume."""
+    server, truth = recommended
+    assert (
+        f"# User@Host: {BRACKET_USER}[{BRACKET_USER}] @  [127.0.0.1]" in server.slow_log.read_text()
+    )
+    events, _ = read(server.slow_log)
+    mine = events.filter(pl.col(S.ACCOUNT) == BRACKET_USER)
+    assert mine[S.ROWS].to_list() == [truth.rows[BRACKET_USER]]
+    assert mine[S.OBJECTS].to_list() == [["hr.salaries"]]
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+
+
 def test_a_password_in_a_statement_never_reaches_the_events_and_the_statement_counts_once(
     recommended: tuple[Any, Truth],
 ) -> None:
@@ -158,7 +183,7 @@ def test_a_password_in_a_statement_never_reaches_the_events_and_the_statement_co
         f"CREATE USER '{u}'@'%' IDENTIFIED BY *****" for u in (*ACCOUNTS, "quoted")
     ]
     assert set(created[S.SOURCE_FORMAT]) == {"mariadb-audit"}
-    assert created[S.ROWS].to_list() == [0, 0, 0, 0]
+    assert created[S.ROWS].to_list() == [0] * 5
 
 
 def test_statements_cut_by_a_small_query_log_limit_still_get_their_volume(
