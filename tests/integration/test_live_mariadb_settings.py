@@ -220,7 +220,7 @@ def test_table_records_without_query_records_are_one_statement_with_their_volume
     ("setting", "value", "unvolumed"),
     # long_query_time = 0.2: only the sleep (0.5 s) is in the slow log. log_slow_rate_limit
     # = 3: one statement in three is (nothing in the log says so).
-    [("long_query_time", "0.2", 36), ("log_slow_rate_limit", "3", None)],
+    [("long_query_time", "0.2", 37), ("log_slow_rate_limit", "3", None)],
 )
 def test_statements_the_slow_log_left_out_are_counted_and_said(
     run: Callable[..., tuple[Any, Truth]], setting: str, value: str, unvolumed: int | None
