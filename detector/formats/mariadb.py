@@ -101,14 +101,21 @@ def is_export(text: pl.Expr) -> pl.Expr:
     return (dump | (text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE))).fill_null(False)
 
 
+# The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``
+# name their first table, as the audit log's TABLE records do.
+_BEFORE_TABLE: Final = (
+    r"(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?"
+    r"|(?:OPTIMIZE|ANALYZE|CHECK|REPAIR)\s+(?:(?:NO_WRITE_TO_BINLOG|LOCAL)\s+)?TABLE)"
+)
+
+
 def _tables_named(text: pl.Expr) -> pl.Expr:
-    """The table names after FROM, JOIN, INTO, UPDATE, REPLACE, as written (no quotes)."""
-    found = text.str.extract_all(
-        rf"(?i)\b(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+{_RELATION}"
-    )
+    """The table names after FROM, JOIN, INTO, UPDATE, REPLACE (and the admin statements'
+    TABLE), as written (no quotes)."""
+    found = text.str.extract_all(rf"(?i)\b{_BEFORE_TABLE}\s+{_RELATION}")
     name = (
         pl.element()
-        .str.replace(r"(?i)^(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+", "")
+        .str.replace(rf"(?i)^{_BEFORE_TABLE}\s+", "")
         .str.replace_all(r"\s*\.\s*", ".")
         .str.replace_all("`", "")
     )
