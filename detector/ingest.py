@@ -169,11 +169,7 @@ def read_events(
     events = formats.join(events)
     events = events.sort(S.TIME, maintain_order=True)
     if {mariadb.AUDIT, mariadb.SLOW} <= names:
-        audited = events.filter(
-            (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
-        )
-        summary.audited = audited.height
-        summary.unvolumed = audited.filter(pl.col(S.ROWS).is_null()).height
+        summary.audited, summary.unvolumed = mariadb.without_volume(events)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]
     return events, summary

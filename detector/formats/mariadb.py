@@ -188,6 +188,18 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def without_volume(events: pl.DataFrame) -> tuple[int, int]:
+    """Audited statements in ``events`` (joined with the slow log), and how many of them
+    found no slow-log record, so carry no rows or bytes (a ``long_query_time`` above 0,
+    ``log_slow_rate_limit``, filters, statements inside procedures)."""
+    if S.STATEMENT_ID not in events.columns:
+        return 0, 0
+    audited = events.filter(
+        (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    )
+    return audited.height, audited.filter(pl.col(S.ROWS).is_null()).height
+
+
 def thread_of(session: pl.Expr) -> pl.Expr:
     """The connection (thread) id in a MariaDB ``session.uid`` (``server/id/login`` from
     the audit log, ``id`` from the slow log)."""

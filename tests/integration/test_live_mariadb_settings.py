@@ -13,18 +13,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
+from detector import model
 from detector import schema as S
 from detector.ingest import Summary
+from detector.live.engine import Engine
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
+from detector.settings import Settings
 from tests.integration.conftest import mariadb_server
 
+REPO = Path(__file__).parents[2]
 SCHEMA = (
     "CREATE DATABASE shop; CREATE DATABASE hr; USE shop;"
     "CREATE TABLE shop.customers(id int primary key, email varchar(64), card varchar(64));"
@@ -229,7 +234,8 @@ def test_statements_the_slow_log_left_out_are_counted_and_said(
 ) -> None:
     """A slow log that leaves statements out (a threshold, sampling) cannot give their
     volume: they keep unknown rows (null, never 0), and the run says how many. Before:
-    the paragraph said nothing, and the windows' rows looked complete."""
+    the paragraph said nothing, and the windows' rows looked complete; ``serve`` counts
+    them in ``trovewatch_statements_without_volume_total``."""
     server, truth = run(**{setting: value})
     events, summary = read(server.audit_log, server.slow_log)
     statements, _ = per_account(events)
@@ -244,3 +250,8 @@ def test_statements_the_slow_log_left_out_are_counted_and_said(
         f"{summary.unvolumed:,} of {audited:,} audited MariaDB statements have no slow-log record"
         in summary.paragraph()
     )
+    # serve: the two logs followed apart, joined as windows close, the same count.
+    engine = Engine(model.load(REPO / "models" / "default"), Settings())
+    for log in (server.audit_log, server.slow_log):
+        engine.add(read_events([log])[0], source=log.name)
+    assert engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).unvolumed == summary.unvolumed
