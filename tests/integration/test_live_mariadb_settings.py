@@ -9,6 +9,8 @@ and reads the two logs back with the batch reader.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -20,10 +22,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector import model
+from detector import model, pipeline
 from detector import schema as S
 from detector.ingest import Summary
 from detector.live.engine import Engine
+from detector.live.service import Service
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
 from detector.settings import Settings
@@ -54,8 +57,14 @@ class Truth:
     rows: dict[str, int]
 
 
-def workload(server: Any) -> Truth:
-    """Accounts reading known numbers of rows; returns once both logs have all of it."""
+def workload(server: Any, between: Callable[[], object] = lambda: None) -> Truth:
+    """Accounts reading known numbers of rows, ``between()`` called after each client's
+    connection; returns once both logs have all of it."""
+
+    def client(user: str, database: str, statements: str) -> None:
+        server.client(user, "pw", database, statements)
+        between()
+
     server.sql(
         SCHEMA
         + "".join(
@@ -67,23 +76,22 @@ def workload(server: Any) -> Truth:
         + "CREATE USER 'quoted'@'%' IDENTIFIED BY 'se''cr\\\\et';"
         + "SET GLOBAL server_audit_excl_users = 'root';"
     )
-    server.client("reader", "pw", "shop", "SELECT * FROM customers WHERE id <= 1234")
+    client("reader", "shop", "SELECT * FROM customers WHERE id <= 1234")
     # One connection running 30 short reads (465 rows), then a 2,000-value IN list.
-    server.client(
+    client(
         "reader",
-        "pw",
         "shop",
         ";".join(f"SELECT * FROM customers WHERE id <= {i}" for i in range(1, 31)),
     )
-    server.client("reader", "pw", "shop", BIG_IN)
-    server.client("writer", "pw", "shop", "UPDATE customers SET card = 'x' WHERE id <= 100")
-    server.client("writer", "pw", "shop", "ANALYZE TABLE customers")  # its result: 0 rows sent
-    server.client("writer", "pw", "hr", "SELECT * FROM salaries WHERE id <= 50")
+    client("reader", "shop", BIG_IN)
+    client("writer", "shop", "UPDATE customers SET card = 'x' WHERE id <= 100")
+    client("writer", "shop", "ANALYZE TABLE customers")  # its result: 0 rows sent
+    client("writer", "hr", "SELECT * FROM salaries WHERE id <= 50")
     # The one slow statement: 0.25 s a row, 2 rows.
-    server.client("writer", "pw", "hr", "SELECT sleep(0.25), id FROM salaries WHERE id <= 2")
-    server.client(COMMA_USER, "pw", "shop", "SELECT * FROM customers WHERE id <= 15")
-    server.client(BRACKET_USER, "pw", "hr", "SELECT * FROM salaries WHERE id <= 7")
-    server.client("reader", "pw", "shop", "SELECT 'the end'")
+    client("writer", "hr", "SELECT sleep(0.25), id FROM salaries WHERE id <= 2")
+    client(COMMA_USER, "shop", "SELECT * FROM customers WHERE id <= 15")
+    client(BRACKET_USER, "hr", "SELECT * FROM salaries WHERE id <= 7")
+    client("reader", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the end" not in server.audit_log.read_text(
         errors="replace"
@@ -255,3 +263,100 @@ def test_statements_the_slow_log_left_out_are_counted_and_said(
     for log in (server.audit_log, server.slow_log):
         engine.add(read_events([log])[0], source=log.name)
     assert engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).unvolumed == summary.unvolumed
+
+
+@pytest.fixture(scope="module")
+def mariadb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on a week of simulated MariaDB logs (``trovewatch simulate``): the
+    bundled model would refuse MariaDB's fields."""
+    base = tmp_path_factory.mktemp("mariadb-model")
+    run_cli = [sys.executable, "-m", "detector"]
+    subprocess.run(
+        [*run_cli, "simulate", "--format", "mariadb", "--out", str(base / "sim"),
+         "--accounts", "10", "--days", "7"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    logs = sorted(map(str, (base / "sim").glob("*.log")))
+    subprocess.run(
+        [*run_cli, "train", "--model-dir", str(base / "model"), *logs],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return base / "model"
+
+
+@dataclass(frozen=True)
+class Served:
+    truth: Truth
+    score: dict[str, tuple[int, int]]  # per account: statements, rows read (score)
+    serve: dict[str, tuple[int, int]]  # the same, as serve stored them
+
+
+@pytest.fixture(scope="module")
+def served(
+    server_dir: Callable[[str], Path], mariadb_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Served:
+    """``server_audit_file_rotate_size = 3000``: the plugin renames the log to
+    ``server_audit.log.01``, ``.02``, ... every 3 KB, mid-workload, while ``serve`` follows
+    ``server_audit.log*`` and ``slow.log``; then ``score`` reads the rotated files."""
+    rotating = {"server_audit_file_rotate_size": "3000", "server_audit_file_rotations": "50"}
+    trained = model.load(mariadb_model)
+    # In the past, so that the wall clock closes every window once the logs are quiet.
+    past = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with mariadb_server(server_dir("mariadb"), rotating, clock=past) as server:
+        logs = server.audit_log.parent
+        conf = Settings(
+            state_dir=tmp_path_factory.mktemp("state"),
+            follow=[str(logs / "server_audit.log*"), str(logs / "slow.log")],
+            lateness="1s",
+        )
+        server.audit_log.touch()  # the plugin creates it at its first record
+        service = Service(trained, conf, conf.follow, mariadb_model)
+        try:
+            truth = workload(server, between=service.step)
+            rotated = sorted(p.name for p in logs.glob("server_audit.log.*"))
+            assert len(rotated) >= 3, rotated
+            deadline = time.monotonic() + 60
+            while (service.step() or service.engine.open_windows) and time.monotonic() < deadline:
+                pass
+            service._checkpoint(force=True)  # the last windows closed since the last one
+            live = {a: service.store.account(a) for a in ACCOUNTS}
+        finally:
+            service.stop()
+        events, _ = read(*logs.glob("server_audit.log*"), server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    feature = pl.col("features").struct.field
+    sums = (
+        pipeline.score(events, trained, conf)
+        .group_by("account")
+        .agg(feature("statements_5m").sum(), feature("rows_read_5m").sum())
+    )
+    return Served(
+        truth,
+        {a: (n, rows) for a, n, rows in sums.iter_rows()},
+        {
+            a: (found["totals"]["statements"], found["totals"]["rows_read"])
+            for a, found in live.items()
+            if found is not None
+        },
+    )
+
+
+def test_score_reads_the_rotated_audit_logs_as_the_clients_ran_them(served: Served) -> None:
+    assert {a: n for a, (n, _) in served.score.items()} == served.truth.statements
+
+
+def test_serve_follows_the_audit_log_through_its_rotations_counting_each_statement_once(
+    served: Served,
+) -> None:
+    assert {a: n for a, (n, _) in served.serve.items()} == served.truth.statements
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve, following the logs as they are written, counts reader 3,699 rows read "
+    "where score counts 3,700 (with or without rotation); not yet found",
+)
+def test_serve_counts_the_rows_score_counts_following_the_logs_as_written(
+    served: Served,
+) -> None:
+    assert served.serve == served.score
