@@ -307,7 +307,7 @@ def served(
         conf = Settings(
             state_dir=tmp_path_factory.mktemp("state"),
             follow=[str(logs / "server_audit.log*"), str(logs / "slow.log")],
-            lateness="1s",
+            lateness="3s",  # above the follower's idle_flush (2 s): see the last test
         )
         server.audit_log.touch()  # the plugin creates it at its first record
         service = Service(trained, conf, conf.follow, mariadb_model)
@@ -351,12 +351,10 @@ def test_serve_follows_the_audit_log_through_its_rotations_counting_each_stateme
     assert {a: n for a, (n, _) in served.serve.items()} == served.truth.statements
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve, following the logs as they are written, counts reader 3,699 rows read "
-    "where score counts 3,700 (with or without rotation); not yet found",
-)
 def test_serve_counts_the_rows_score_counts_following_the_logs_as_written(
     served: Served,
 ) -> None:
+    """With ``lateness = 1s`` (below the follower's 2 s wait for a quiet file's last
+    record) this failed: reader 3,699 rows for 3,700, the slow log's last record read
+    after its window closed and its rows dropped as the rest of a closed statement."""
     assert served.serve == served.score
