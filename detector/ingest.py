@@ -45,6 +45,10 @@ class Summary:
     windows: int = 0
     flagged: int = 0
     left_out: list[Path] = field(default_factory=list)  # another output of one server
+    # MariaDB audited statements, and of them those without a slow-log record (so without
+    # volume), when both logs were read
+    audited: int = 0
+    unvolumed: int = 0
 
     def paragraph(self) -> str:
         per_format = ", ".join(f"{n:,} {f}" for f, n in sorted(self.events.items())) or "none"
@@ -74,6 +78,15 @@ class Summary:
             text += (
                 f" Left out {len(self.left_out)} file(s), the same PostgreSQL server's "
                 f"statements in a poorer output beside them: {names}{more}."
+            )
+        if self.unvolumed:
+            text += (
+                f" {self.unvolumed:,} of {self.audited:,} audited MariaDB statements have no"
+                " slow-log record, so their rows and bytes are unknown and the windows'"
+                " volumes leave them out (statements inside stored procedures never have"
+                " one; more are left out by a long_query_time above 0, log_slow_rate_limit,"
+                " log_slow_filter, log_slow_min_examined_row_limit or"
+                " log_slow_admin_statements = OFF)."
             )
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
@@ -131,6 +144,7 @@ def read_events(
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     servers = Servers()
+    names: set[str] = set()
     for path in paths:
         on_file(f"reading {path.name}")
         try:
@@ -140,6 +154,7 @@ def read_events(
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
+        names.add(name)
         events = _keep(events, since, until, summary, name, history_from)
         frames.append(events)
     summary.rejected = Counter(quarantine.counts)
@@ -154,6 +169,8 @@ def read_events(
     # histories: one event per statement, with what each of its records knows.
     events = formats.join(events)
     events = events.sort(S.TIME, maintain_order=True)
+    if {mariadb.AUDIT, mariadb.SLOW} <= names:
+        summary.audited, summary.unvolumed = mariadb.without_volume(events)
     if events.height:
         summary.first, summary.last = events[S.TIME].min(), events[S.TIME].max()  # type: ignore[assignment]
     return events, summary

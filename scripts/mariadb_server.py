@@ -17,7 +17,8 @@ Command line::
 
 The server runs in the foreground of its own process group with ``--datadir``,
 ``--socket`` and ``--port`` on 127.0.0.1, and writes ``server_audit.log`` and
-``slow.log`` under ``DIR/log``. As root it runs as the ``mysql`` system user, and
+``slow.log`` under ``DIR/log``, with :data:`SETTINGS` (``MariadbServer(settings=...)``
+overrides or adds server options). As root it runs as the ``mysql`` system user, and
 ``DIR`` is chowned to it (with ``o+x`` added to ancestors it could not traverse).
 Times in the audit log are the server's local time: the server runs with ``TZ=UTC``.
 
@@ -85,8 +86,15 @@ def _make_traversable(path: Path) -> None:
 class MariadbServer:
     """A MariaDB server in ``base_dir`` (data in ``data/``, logs in ``log/``)."""
 
-    def __init__(self, base_dir: Path, port: int, faketime_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int,
+        faketime_file: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.base_dir = base_dir.resolve()
+        self.settings = {**SETTINGS, **(settings or {})}
         self.faketime_file = faketime_file.absolute() if faketime_file else None
         self.port = port
         self.data_dir = self.base_dir / "data"
@@ -162,7 +170,7 @@ class MariadbServer:
             )
         self._chown()
         settings = {
-            **SETTINGS,
+            **self.settings,
             "server_audit_file_path": str(self.audit_log),
             "slow_query_log_file": str(self.slow_log),
             "log_error": str(self.error_log),

@@ -47,6 +47,23 @@ _RELATION: Final = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
 _NOT_TABLES: Final = ["OUTFILE", "DUMPFILE", "DUAL", "SELECT", "TABLE", "LATERAL"]
 
 
+# A password typed into a statement, as the audit plugin masks it (``IDENTIFIED BY *****``,
+# ``PASSWORD(*****)``); the slow log writes it in clear. The plugin (10.11.19) masks a
+# password with a doubled quote only up to it (``BY 'se''cret'`` -> ``BY *****'cret'``):
+# the rest is masked too.
+_SECRET: Final = r"""(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
+_PASSWORD: Final = rf"(?i)(\bIDENTIFIED\s+BY\s+|\bPASSWORD\s*\(\s*)(?:\*{{5}})?{_SECRET}"
+
+
+def mask_passwords(text: pl.Expr) -> pl.Expr:
+    """``text`` with the passwords of ``IDENTIFIED BY '...'`` and ``PASSWORD('...')``
+    replaced by ``*****``, as the ``server_audit`` plugin writes them (and what its mask
+    left of a password with a doubled quote): a password never enters the events, and
+    both logs give such a statement the same text."""
+    has = text.str.contains(r"(?i)IDENTIFIED|PASSWORD")
+    return pl.when(has).then(text.str.replace_all(_PASSWORD, "${1}*****")).otherwise(text)
+
+
 def body(text: pl.Expr) -> pl.Expr:
     """The statement without the comments and blanks before its first keyword."""
     return text.str.replace(_LEADING, "")
@@ -84,14 +101,21 @@ def is_export(text: pl.Expr) -> pl.Expr:
     return (dump | (text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE))).fill_null(False)
 
 
+# The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``
+# name their first table, as the audit log's TABLE records do.
+_BEFORE_TABLE: Final = (
+    r"(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?"
+    r"|(?:OPTIMIZE|ANALYZE|CHECK|REPAIR)\s+(?:(?:NO_WRITE_TO_BINLOG|LOCAL)\s+)?TABLE)"
+)
+
+
 def _tables_named(text: pl.Expr) -> pl.Expr:
-    """The table names after FROM, JOIN, INTO, UPDATE, REPLACE, as written (no quotes)."""
-    found = text.str.extract_all(
-        rf"(?i)\b(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+{_RELATION}"
-    )
+    """The table names after FROM, JOIN, INTO, UPDATE, REPLACE (and the admin statements'
+    TABLE), as written (no quotes)."""
+    found = text.str.extract_all(rf"(?i)\b{_BEFORE_TABLE}\s+{_RELATION}")
     name = (
         pl.element()
-        .str.replace(r"(?i)^(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?)\s+", "")
+        .str.replace(rf"(?i)^{_BEFORE_TABLE}\s+", "")
         .str.replace_all(r"\s*\.\s*", ".")
         .str.replace_all("`", "")
     )
@@ -164,6 +188,18 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def without_volume(events: pl.DataFrame) -> tuple[int, int]:
+    """Audited statements in ``events`` (joined with the slow log), and how many of them
+    found no slow-log record, so carry no rows or bytes (a ``long_query_time`` above 0,
+    ``log_slow_rate_limit``, filters, statements inside procedures)."""
+    if S.STATEMENT_ID not in events.columns:
+        return 0, 0
+    audited = events.filter(
+        (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    )
+    return audited.height, audited.filter(pl.col(S.ROWS).is_null()).height
+
+
 def thread_of(session: pl.Expr) -> pl.Expr:
     """The connection (thread) id in a MariaDB ``session.uid`` (``server/id/login`` from
     the audit log, ``id`` from the slow log)."""
@@ -203,25 +239,37 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     slow record has an unpaired audit statement of its connection and text within the
     tolerance. Slow records that found their statement are dropped (the audit event now
     carries their volume); unmatched events of both logs are kept as they are.
+
+    Two more rounds pair what the text cannot:
+
+    * an audit text cut by ``server_audit_query_log_limit`` (below the 200 characters
+      compared) is paired, the same way, with the slow records of its connection whose
+      text starts with it;
+    * a statement the audit log gives by its TABLE records alone (``server_audit_events``
+      without QUERY, or QUERY_DDL/QUERY_DML only) is paired with the slow record of its
+      connection that names the same tables and started within the tolerance of the
+      tables' opening; the event takes the slow record's text, command, class and
+      export too.
     """
     is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
     rows = events.with_row_index("_r")
-    audit = rows.filter(is_audit & pl.col(S.QUERY).is_not_null())
+    audit = rows.filter(is_audit)
     slow = rows.filter(is_slow)
     if audit.is_empty() or slow.is_empty():
         return events
     keyed = [pl.col("_thread").is_not_null(), pl.col("_text").is_not_null()]
+    thread = thread_of(pl.col(S.SESSION)).alias("_thread")
     # Times: the audit record's (the end, whole seconds), and the slow record's end to
     # the second, so a pair is 0 or 1 s apart. Order: the audit log's time and line; the
     # slow log's start (whole seconds, ``SET timestamp``) and record.
-    left = audit.select(
+    left = audit.filter(pl.col(S.QUERY).is_not_null()).select(
         pl.col("_r").alias("_a"),
         pl.col(S.TIME).alias("_t"),
         pl.col(S.TIME).alias("_order"),
-        thread_of(pl.col(S.SESSION)).alias("_thread"),
+        thread,
         join_text(pl.col(S.QUERY)).alias("_text"),
-    ).filter(keyed)
+    )
     if slow_at_end:
         end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
     else:
@@ -230,9 +278,79 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         pl.col("_r").alias("_s"),
         end.dt.truncate("1s").alias("_t"),
         start.alias("_order"),
-        thread_of(pl.col(S.SESSION)).alias("_thread"),
+        thread,
         join_text(pl.col(S.QUERY)).alias("_text"),
-    ).filter(keyed)
+        start.dt.truncate("1s").alias("_start"),
+        _tables_key(pl.col(S.OBJECTS)).alias("_tables"),
+    )
+    found = _pair(left.filter(keyed), right.drop("_start", "_tables").filter(keyed))
+    left = left.join(found, on="_a", how="anti")
+    right = right.join(found, on="_s", how="anti")
+    cut = _pair(left.filter(keyed), _by_prefix(left.filter(keyed), right).filter(keyed))
+    right = right.join(cut, on="_s", how="anti")
+    # TABLE records alone: the tables are the key, their opening (the start) the time.
+    tables_only = audit.filter(pl.col(S.QUERY).is_null()).select(
+        pl.col("_r").alias("_a"),
+        pl.col(S.TIME).alias("_t"),
+        pl.col(S.TIME).alias("_order"),
+        thread,
+        _tables_key(pl.col(S.OBJECTS)).alias("_text"),
+    )
+    by_tables = _pair(
+        tables_only.filter(keyed),
+        right.select(
+            "_s",
+            pl.col("_start").alias("_t"),
+            "_order",
+            "_thread",
+            pl.col("_tables").alias("_text"),
+        ).filter(keyed),
+    )
+    taken = [c for c in (S.QUERY, S.COMMAND, S.CLASS, S.EXPORT) if c in events.columns]
+    pairs = pl.concat([found, cut, by_tables]).join(
+        slow.select(
+            pl.col("_r").alias("_s"),
+            pl.col(S.ROWS).alias("_rows"),
+            pl.col(S.BYTES).alias("_bytes"),
+            pl.col(S.DURATION_MS).alias("_ms"),
+            pl.col(S.OBJECTS).alias("_objects"),
+            *(pl.col(c).alias(f"_{c}") for c in taken),
+        ),
+        on="_s",
+    )
+    text_less = pl.col(S.QUERY).is_null() & pl.col("_s").is_not_null()
+    joined = rows.join(
+        pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
+    ).with_columns(
+        pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
+        pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
+        pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
+        pl.when(pl.col(S.OBJECTS).list.len() == 0)
+        .then(pl.col("_objects"))
+        .otherwise(pl.col(S.OBJECTS))
+        .fill_null(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS),
+        # What the text decides, for TABLE records that had none (the live engine holds
+        # fewer columns than the schema's).
+        *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
+    )
+    used = pairs["_s"].implode()
+    return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
+
+
+def _tables_key(objects: pl.Expr) -> pl.Expr:
+    """A statement's tables as one string (sorted, the server's catalogs left out), to
+    pair TABLE records with the slow record naming them; null when it names none."""
+    names = objects.list.eval(pl.element().filter(~S.is_catalog(pl.element()))).list.sort()
+    return pl.when(names.list.len() > 0).then(names.list.join(","))
+
+
+def _pair(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    """``_a``, ``_s`` pairs of audit (``left``) and slow (``right``) records with the same
+    ``_thread`` and ``_text`` key: in order where both logs have as many runs, then by
+    nearest time, round after round (see :func:`join_slow`)."""
+    if left.is_empty() or right.is_empty():
+        return pl.DataFrame(schema={"_a": pl.UInt32, "_s": pl.UInt32})
     found = [_in_order(left, right)]
     while True:
         left = left.join(found[-1], on="_a", how="anti")
@@ -248,30 +366,28 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         if nearest.is_empty():
             break
         found.append(nearest)
-    pairs = pl.concat(found).join(
-        slow.select(
-            pl.col("_r").alias("_s"),
-            pl.col(S.ROWS).alias("_rows"),
-            pl.col(S.BYTES).alias("_bytes"),
-            pl.col(S.DURATION_MS).alias("_ms"),
-            pl.col(S.OBJECTS).alias("_objects"),
-        ),
-        on="_s",
+    return pl.concat(found)
+
+
+def _by_prefix(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    """The slow records (``right``) whose text starts with an unpaired audit text of
+    their connection (``left``: cut by ``server_audit_query_log_limit``), keyed by the
+    longest such text; the others are left out."""
+    keys = left.select("_thread", pl.col("_text").alias("_key")).unique()
+    longer = pl.col("_key").str.len_chars() < pl.col("_text").str.len_chars()
+    best = (
+        right.select("_s", "_thread", "_text")
+        .join(keys, on="_thread")
+        .filter(longer & pl.col("_text").str.starts_with(pl.col("_key")))
+        .sort(pl.col("_key").str.len_chars(), descending=True)
+        .unique("_s", keep="first")
+        .select("_s", "_key")
     )
-    joined = rows.join(
-        pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
-    ).with_columns(
-        pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
-        pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
-        pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
-        pl.when(pl.col(S.OBJECTS).list.len() == 0)
-        .then(pl.col("_objects"))
-        .otherwise(pl.col(S.OBJECTS))
-        .fill_null(pl.col(S.OBJECTS))
-        .alias(S.OBJECTS),
+    return (
+        right.join(best, on="_s")
+        .with_columns(pl.col("_key").alias("_text"))
+        .select("_s", "_t", "_order", "_thread", "_text")
     )
-    used = pairs["_s"].implode()
-    return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
 
 
 def _in_order(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:

@@ -34,9 +34,12 @@ from detector.formats.base import Parsed
 from detector.reader import Chunk
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
 
-_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,[^,]*,[^,]*,\d+,\d+,[A-Z_]+,"
+# The user name is written as it is, commas included (``zoë,1,127.0.0.1,10,37,READ,...``
+# on 10.11): it is the shortest run of text after which the host, the two ids and the
+# operation fit. Host names and addresses have no comma.
+_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
 LINE_RE: Final = (
-    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>[^,]*),(?P<host>[^,]*),"
+    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>.*?),(?P<host>[^,]*),"
     r"(?P<conn>\d+),(?P<qid>\d+),(?P<op>[A-Z_]+),(?P<db>[^,]*),(?P<object>.*),(?P<rc>-?\d*)$"
 )
 _QUOTED: Final = r"^'(?:[^'\\]|\\.)*'$"
@@ -235,7 +238,7 @@ def _statements(records: pl.DataFrame) -> pl.DataFrame:
     queries = records.filter(op == "QUERY")
     joined = queries.join(tables.select(*key, "_tables"), on=key, how="left", maintain_order="left")
     orphans = tables.join(queries, on=key, how="anti").rename({"_t": S.TIME})
-    text = unescape(pl.col("object"))
+    text = mariadb.mask_passwords(unescape(pl.col("object")))
     rc = pl.col("rc").cast(pl.Int64, strict=False).fill_null(0)
     events = _who(joined).with_columns(text.alias(S.QUERY))
     query = pl.col(S.QUERY)

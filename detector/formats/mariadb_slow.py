@@ -43,8 +43,11 @@ _BETWEEN: Final = (
     r"|Time\s+Id\s+Command\s+Argument$)"
 )
 _MARKER: Final = r"^SET timestamp=\d+;$"
+# ``priv_user[user]``, everything before `` @ host [ip]`` (names may hold brackets).
+_ACCOUNTS: Final = r"(?m)^# User@Host: (.*)\] @ \S* ?\[[^\]\n]*\]$"
 _HEADER_FIELDS: Final = {
     "user": r"(?m)^# User@Host: [^\[\n]*\[([^\]\n]*)\] @ ",
+    "accounts": _ACCOUNTS,
     "host": r"(?m)^# User@Host: [^\n]* @ (\S*) \[",
     "ip": r"(?m)^# User@Host: [^\n]* @ \S* ?\[([^\]\n]*)\]",
     "thread": r"(?m)^# Thread_id: (\d+)",
@@ -110,7 +113,7 @@ class MariadbSlow:
         )
         complete = (
             pl.col("_epoch").is_not_null()
-            & pl.col("_user").is_not_null()
+            & (pl.col("_user").is_not_null() | pl.col("_accounts").is_not_null())
             & pl.col("_thread").is_not_null()
             & pl.col("_query_time").is_not_null()
             & (pl.col("_text") != "")
@@ -131,14 +134,25 @@ class MariadbSlow:
         )
 
 
+def _user(accounts: pl.Expr, simple: pl.Expr) -> pl.Expr:
+    """The ``user`` of ``priv_user[user]``: the second half when both halves are the same
+    name (``br[a]ck[br[a]ck``: brackets in it are the name's), else what is inside the
+    brackets (``simple``; a ``priv_user`` that differs is the account the login matched,
+    such as ``''`` for an anonymous one)."""
+    n = (accounts.str.len_chars() - 1) // 2
+    second = accounts.str.slice(n + 1)
+    same = (accounts.str.slice(0, n) == second) & (accounts.str.slice(n, 1) == "[")
+    return pl.when(same.fill_null(False)).then(second).otherwise(simple)
+
+
 def _events(recs: pl.DataFrame) -> pl.DataFrame:
-    text = pl.col("_text").str.strip_suffix(";")
+    text = mariadb.mask_passwords(pl.col("_text").str.strip_suffix(";"))
     database = pl.coalesce(
         pl.col("_schema").replace("", None), pl.col("_use").str.replace_all("``", "`")
     )
     events = recs.select(
         pl.from_epoch("_epoch", time_unit="s").dt.replace_time_zone("UTC").alias(S.TIME),
-        pl.col("_user").replace("", None).alias(S.ACCOUNT),
+        _user(pl.col("_accounts"), pl.col("_user")).replace("", None).alias(S.ACCOUNT),
         pl.coalesce(pl.col("_ip").replace("", None), pl.col("_host").replace("", None)).alias(
             S.CLIENT_IP
         ),

@@ -132,6 +132,9 @@ class Closed:
     evicted: int = 0  # accounts whose history was dropped (max_accounts)
     overflow: int = 0  # events counted under OVERFLOW since the last close (max_accounts)
     future: int = 0  # events timed past the wall clock plus max_clock_skew, since the last close
+    # MariaDB audited statements that found no slow-log record (no volume), once a slow
+    # log has been read
+    unvolumed: int = 0
 
 
 class Engine:
@@ -159,6 +162,9 @@ class Engine:
         self.late = 0  # late events not yet reported by close()
         self.overflow = 0  # events counted under OVERFLOW, not yet reported by close()
         self.future = 0  # events timed ahead of the wall clock, not yet reported by close()
+        # A MariaDB slow log is read (since this start): audited statements without its
+        # record then count in Closed.unvolumed.
+        self.slow_seen = False
         self._trained_accounts = trained.profile.trained
         self._history_accounts: pl.Series | None = None  # cached until history changes
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
@@ -178,6 +184,10 @@ class Engine:
         events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
             return
+        if not self.slow_seen:
+            self.slow_seen = bool(
+                events.select((pl.col(S.SOURCE_FORMAT) == mariadb.SLOW).any()).item()
+            )
         if wall is not None:
             events = self._not_ahead_of(events, wall)
         events = self._within_cap(events)
@@ -333,6 +343,7 @@ class Engine:
         if closing.is_empty() and due_events.is_empty():
             return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
         self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
+        unvolumed = 0
         closed_statements = due_events.filter(
             ~pl.col(S.SOURCE_FORMAT).is_in(JOINED)
             & pl.col(S.SESSION).is_not_null()
@@ -344,9 +355,11 @@ class Engine:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
             events = formats.join(events, live=True)
             closing = partials.merge(closing, partials.partial(events, self.horizons.base))
+            if self.slow_seen:
+                unvolumed = mariadb.without_volume(events)[1]
         scored = self._score(closing)
         evicted = self._evict()
-        return Closed(scored, late, evicted, overflow, future)
+        return Closed(scored, late, evicted, overflow, future, unvolumed)
 
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""

@@ -102,6 +102,12 @@ class Metrics:
             "Statements longer than 1 MB kept as events with their text cut.",
             registry=r,
         )
+        self.unvolumed = Counter(
+            "trovewatch_statements_without_volume",
+            "MariaDB audited statements with no slow-log record (long_query_time above 0, "
+            "log_slow_rate_limit, filters, statements in procedures): rows and bytes unknown.",
+            registry=r,
+        )
         self.late = Counter(
             "trovewatch_late_events",
             "Events that arrived after their window was scored; counted in the next open one.",

@@ -350,6 +350,8 @@ class Service:
         closed = self.engine.close(datetime.now(UTC) if caught_up else None, behind=behind)
         if closed.late_events:
             self.metrics.late.inc(closed.late_events)
+        if closed.unvolumed:
+            self.metrics.unvolumed.inc(closed.unvolumed)
         if closed.future:
             self.metrics.future.inc(closed.future)
             log.warning(

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,27 @@ def require_mariadb() -> None:
     if os.environ.get("TROVEWATCH_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; required in CI")
     pytest.skip(reason)
+
+
+@contextmanager
+def mariadb_server(
+    directory: Path, settings: dict[str, str] | None = None, clock: datetime | None = None
+) -> Iterator[object]:
+    """A throw-away MariaDB server (scripts/mariadb_server.py) in ``directory`` with its
+    usual settings and ``settings`` (server option names and values) over them; with
+    ``clock``, under libfaketime, started at that time."""
+    require_mariadb()
+    from mariadb_server import MariadbServer
+
+    faketime = directory / "faketime" if clock else None
+    server = MariadbServer(directory, port=free_port(), faketime_file=faketime, settings=settings)
+    if clock:
+        server.set_clock(clock)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,360 @@
+"""A known workload on real MariaDB servers with settings other than the recommended
+ones (``docs/formats-mariadb.md``): what trovewatch reads from the audit log and the
+slow log must still be what the clients did, or the run must say what the logs lost.
+
+Each test starts its own throw-away server (``scripts/mariadb_server.py``) with the
+settings it is about, runs :func:`workload` (accounts reading known numbers of rows)
+and reads the two logs back with the batch reader.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from detector import model, pipeline
+from detector import schema as S
+from detector.ingest import Summary
+from detector.live.engine import Engine
+from detector.live.service import Service
+from detector.pipeline import read_events
+from detector.rejects import Quarantine
+from detector.settings import Settings
+from tests.integration.conftest import mariadb_server
+
+REPO = Path(__file__).parents[2]
+SCHEMA = (
+    "CREATE DATABASE shop; CREATE DATABASE hr; USE shop;"
+    "CREATE TABLE shop.customers(id int primary key, email varchar(64), card varchar(64));"
+    "INSERT INTO shop.customers SELECT seq, concat('u', seq, '@x.com'), md5(seq)"
+    " FROM seq_1_to_5000;"
+    "CREATE TABLE hr.salaries(id int primary key, salary int);"
+    "INSERT INTO hr.salaries SELECT seq, seq * 10 FROM seq_1_to_500;"
+)
+# An account name the audit log writes with its comma unescaped.
+COMMA_USER = "zoë,1"
+# One the slow log writes as ``# User@Host: br[a]ck[br[a]ck] @  [127.0.0.1]``.
+BRACKET_USER = "br[a]ck"
+ACCOUNTS = ("reader", "writer", COMMA_USER, BRACKET_USER)
+BIG_IN = "SELECT id FROM customers WHERE id IN (" + ",".join(map(str, range(1, 2001))) + ")"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Per account: statements run and rows read (sent) or written (affected)."""
+
+    statements: dict[str, int]
+    rows: dict[str, int]
+
+
+def workload(server: Any, between: Callable[[], object] = lambda: None) -> Truth:
+    """Accounts reading known numbers of rows, ``between()`` called after each client's
+    connection; returns once both logs have all of it."""
+
+    def client(user: str, database: str, statements: str) -> None:
+        server.client(user, "pw", database, statements)
+        between()
+
+    server.sql(
+        SCHEMA
+        + "".join(
+            f"CREATE USER '{u}'@'%' IDENTIFIED BY 'pw';"
+            f" GRANT SELECT, INSERT, UPDATE ON shop.* TO '{u}'@'%'; GRANT SELECT ON hr.* TO '{u}'@'%';"
+            for u in ACCOUNTS
+        )
+        # A password with a doubled quote, which the audit plugin masks only up to it.
+        + "CREATE USER 'quoted'@'%' IDENTIFIED BY 'se''cr\\\\et';"
+        + "SET GLOBAL server_audit_excl_users = 'root';"
+    )
+    client("reader", "shop", "SELECT * FROM customers WHERE id <= 1234")
+    # One connection running 30 short reads (465 rows), then a 2,000-value IN list.
+    client(
+        "reader",
+        "shop",
+        ";".join(f"SELECT * FROM customers WHERE id <= {i}" for i in range(1, 31)),
+    )
+    client("reader", "shop", BIG_IN)
+    client("writer", "shop", "UPDATE customers SET card = 'x' WHERE id <= 100")
+    client("writer", "shop", "ANALYZE TABLE customers")  # its result: 0 rows sent
+    client("writer", "hr", "SELECT * FROM salaries WHERE id <= 50")
+    # The one slow statement: 0.25 s a row, 2 rows.
+    client("writer", "hr", "SELECT sleep(0.25), id FROM salaries WHERE id <= 2")
+    client(COMMA_USER, "shop", "SELECT * FROM customers WHERE id <= 15")
+    client(BRACKET_USER, "hr", "SELECT * FROM salaries WHERE id <= 7")
+    client("reader", "shop", "SELECT 'the end'")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "the end" not in server.audit_log.read_text(
+        errors="replace"
+    ):
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return Truth(
+        statements={"reader": 33, "writer": 4, COMMA_USER: 1, BRACKET_USER: 1},
+        rows={
+            "reader": 1234 + 465 + 2000 + 1,
+            "writer": 100 + 50 + 2,
+            COMMA_USER: 15,
+            BRACKET_USER: 7,
+        },
+    )
+
+
+@pytest.fixture
+def run(server_dir: Callable[[str], Path]) -> Iterator[Callable[..., tuple[Any, Truth]]]:
+    """``run(setting=value, ...)``: a server with those settings, after the workload."""
+    with ExitStack() as stack:
+
+        def start(**settings: str) -> tuple[Any, Truth]:
+            server = stack.enter_context(mariadb_server(server_dir("mariadb"), settings))
+            return server, workload(server)
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def recommended(server_dir: Callable[[str], Path]) -> Iterator[tuple[Any, Truth]]:
+    """A server with the recommended settings, after the workload."""
+    with mariadb_server(server_dir("mariadb")) as server:
+        yield server, workload(server)
+
+
+def read(*paths: Path) -> tuple[pl.DataFrame, Summary]:
+    quarantine = Quarantine(None)
+    events, summary = read_events(list(paths), quarantine=quarantine)
+    assert quarantine.total == 0, dict(quarantine.counts)
+    return events.filter(pl.col(S.ACCOUNT).is_in(ACCOUNTS)), summary
+
+
+def per_account(events: pl.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
+    """Statements and rows (reads' and writes') per account, as the features count them."""
+    counts = events.group_by(S.ACCOUNT).agg(pl.len(), pl.col(S.ROWS).sum())
+    return (
+        dict(zip(counts[S.ACCOUNT], counts["len"], strict=True)),
+        dict(zip(counts[S.ACCOUNT], counts[S.ROWS], strict=True)),
+    )
+
+
+def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """The audit log writes ``zoë,1,127.0.0.1,10,37,READ,...``: the comma is not escaped.
+    Before: its 4 lines were rejected as unrecognised, and its statements came from the
+    slow log alone (no TABLE records, no failures)."""
+    server, truth = recommended
+    assert f",{COMMA_USER},127.0.0.1," in server.audit_log.read_text()
+    events, _ = read(server.audit_log)
+    mine = events.filter(pl.col(S.ACCOUNT) == COMMA_USER)
+    assert mine[S.OBJECTS].to_list() == [["shop.customers"]]
+    assert mine[S.CLIENT_IP].to_list() == ["127.0.0.1"]
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+
+
+def test_an_account_name_with_brackets_is_read_from_the_slow_log(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """``# User@Host: br[a]ck[br[a]ck] @  [127.0.0.1]``. Before: the record was rejected
+    as truncated, and the account's statement had no volume."""
+    server, truth = recommended
+    assert (
+        f"# User@Host: {BRACKET_USER}[{BRACKET_USER}] @  [127.0.0.1]" in server.slow_log.read_text()
+    )
+    events, _ = read(server.slow_log)
+    mine = events.filter(pl.col(S.ACCOUNT) == BRACKET_USER)
+    assert mine[S.ROWS].to_list() == [truth.rows[BRACKET_USER]]
+    assert mine[S.OBJECTS].to_list() == [["hr.salaries"]]
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+
+
+def test_a_password_in_a_statement_never_reaches_the_events_and_the_statement_counts_once(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """The audit log masks ``CREATE USER ... IDENTIFIED BY *****``; the slow log writes the
+    password as it was typed. Before: the slow log's text kept ``'pw'`` in the events, and
+    each such statement was counted twice (its two records' texts differ)."""
+    server, _ = recommended
+    assert "IDENTIFIED BY 'pw'" in server.slow_log.read_text()
+    assert "IDENTIFIED BY *****\\'cr\\\\\\\\et\\'" in server.audit_log.read_text()
+    quarantine = Quarantine(None)
+    slow, _ = read_events([server.slow_log], quarantine=quarantine)
+    both, _ = read_events([server.audit_log, server.slow_log], quarantine=quarantine)
+    for events in (slow, both):
+        assert not events[S.QUERY].str.contains("'pw'|cr.*et'").any()
+    created = both.filter(pl.col(S.QUERY).str.starts_with("CREATE USER"))
+    assert created[S.QUERY].to_list() == [
+        f"CREATE USER '{u}'@'%' IDENTIFIED BY *****" for u in (*ACCOUNTS, "quoted")
+    ]
+    assert set(created[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    assert created[S.ROWS].to_list() == [0] * 5
+
+
+def test_statements_cut_by_a_small_query_log_limit_still_get_their_volume(
+    run: Callable[..., tuple[Any, Truth]],
+) -> None:
+    """``server_audit_query_log_limit = 24`` cuts ``SELECT * FROM customers WHERE id <= 1234``
+    to ``SELECT * FROM customers``. Before: no cut statement found its slow-log record,
+    and every one was counted twice (reader: 65 statements for 33)."""
+    server, truth = run(server_audit_query_log_limit="24")
+    assert ",QUERY,shop,'SELECT * FROM customers ',0" in server.audit_log.read_text()
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    big = events.filter(pl.col(S.ROWS) == 2000)
+    assert big[S.OBJECTS].to_list() == [["shop.customers"]]
+
+
+def test_table_records_without_query_records_are_one_statement_with_their_volume(
+    run: Callable[..., tuple[Any, Truth]],
+) -> None:
+    """``server_audit_events = CONNECT,TABLE``: the audit log names each statement's tables
+    but not its text. Before: each of its statements was counted twice, once from its
+    TABLE records and once from its slow-log record (reader: 65 statements for 33), and
+    an ``ANALYZE TABLE`` too until the slow record's text named its table."""
+    server, truth = run(server_audit_events="CONNECT,TABLE")
+    assert ",QUERY," not in server.audit_log.read_text()
+    events, _ = read(server.audit_log, server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    update = events.filter(pl.col(S.CLASS) == "WRITE")
+    assert update[S.OBJECTS].to_list() == [["shop.customers"]]
+    assert update[S.QUERY].to_list() == ["UPDATE customers SET card = 'x' WHERE id <= 100"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "unvolumed"),
+    # long_query_time = 0.2: only the sleep (0.5 s) is in the slow log. log_slow_rate_limit
+    # = 3: one statement in three is (nothing in the log says so).
+    [("long_query_time", "0.2", 38), ("log_slow_rate_limit", "3", None)],
+)
+def test_statements_the_slow_log_left_out_are_counted_and_said(
+    run: Callable[..., tuple[Any, Truth]], setting: str, value: str, unvolumed: int | None
+) -> None:
+    """A slow log that leaves statements out (a threshold, sampling) cannot give their
+    volume: they keep unknown rows (null, never 0), and the run says how many. Before:
+    the paragraph said nothing, and the windows' rows looked complete; ``serve`` counts
+    them in ``trovewatch_statements_without_volume_total``."""
+    server, truth = run(**{setting: value})
+    events, summary = read(server.audit_log, server.slow_log)
+    statements, _ = per_account(events)
+    assert statements == truth.statements  # each statement still counted once
+    missing = events.filter(pl.col(S.ROWS).is_null()).height
+    if unvolumed is not None:
+        assert missing == unvolumed
+    assert 0 < missing < events.height
+    audited = summary.audited
+    assert summary.unvolumed >= missing and audited >= events.height
+    assert (
+        f"{summary.unvolumed:,} of {audited:,} audited MariaDB statements have no slow-log record"
+        in summary.paragraph()
+    )
+    # serve: the two logs followed apart, joined as windows close, the same count.
+    engine = Engine(model.load(REPO / "models" / "default"), Settings())
+    for log in (server.audit_log, server.slow_log):
+        engine.add(read_events([log])[0], source=log.name)
+    assert engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).unvolumed == summary.unvolumed
+
+
+@pytest.fixture(scope="module")
+def mariadb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained on a week of simulated MariaDB logs (``trovewatch simulate``): the
+    bundled model would refuse MariaDB's fields."""
+    base = tmp_path_factory.mktemp("mariadb-model")
+    run_cli = [sys.executable, "-m", "detector"]
+    subprocess.run(
+        [*run_cli, "simulate", "--format", "mariadb", "--out", str(base / "sim"),
+         "--accounts", "10", "--days", "7"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    logs = sorted(map(str, (base / "sim").glob("*.log")))
+    subprocess.run(
+        [*run_cli, "train", "--model-dir", str(base / "model"), *logs],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return base / "model"
+
+
+@dataclass(frozen=True)
+class Served:
+    truth: Truth
+    score: dict[str, tuple[int, int]]  # per account: statements, rows read (score)
+    serve: dict[str, tuple[int, int]]  # the same, as serve stored them
+
+
+@pytest.fixture(scope="module")
+def served(
+    server_dir: Callable[[str], Path], mariadb_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Served:
+    """``server_audit_file_rotate_size = 3000``: the plugin renames the log to
+    ``server_audit.log.01``, ``.02``, ... every 3 KB, mid-workload, while ``serve`` follows
+    ``server_audit.log*`` and ``slow.log``; then ``score`` reads the rotated files."""
+    rotating = {"server_audit_file_rotate_size": "3000", "server_audit_file_rotations": "50"}
+    trained = model.load(mariadb_model)
+    # In the past, so that the wall clock closes every window once the logs are quiet.
+    past = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with mariadb_server(server_dir("mariadb"), rotating, clock=past) as server:
+        logs = server.audit_log.parent
+        conf = Settings(
+            state_dir=tmp_path_factory.mktemp("state"),
+            follow=[str(logs / "server_audit.log*"), str(logs / "slow.log")],
+            lateness="3s",  # above the follower's idle_flush (2 s): see the last test
+        )
+        server.audit_log.touch()  # the plugin creates it at its first record
+        service = Service(trained, conf, conf.follow, mariadb_model)
+        try:
+            truth = workload(server, between=service.step)
+            rotated = sorted(p.name for p in logs.glob("server_audit.log.*"))
+            assert len(rotated) >= 3, rotated
+            deadline = time.monotonic() + 60
+            while (service.step() or service.engine.open_windows) and time.monotonic() < deadline:
+                pass
+            service._checkpoint(force=True)  # the last windows closed since the last one
+            live = {a: service.store.account(a) for a in ACCOUNTS}
+        finally:
+            service.stop()
+        events, _ = read(*logs.glob("server_audit.log*"), server.slow_log)
+    assert per_account(events) == (truth.statements, truth.rows)
+    feature = pl.col("features").struct.field
+    sums = (
+        pipeline.score(events, trained, conf)
+        .group_by("account")
+        .agg(feature("statements_5m").sum(), feature("rows_read_5m").sum())
+    )
+    return Served(
+        truth,
+        {a: (n, rows) for a, n, rows in sums.iter_rows()},
+        {
+            a: (found["totals"]["statements"], found["totals"]["rows_read"])
+            for a, found in live.items()
+            if found is not None
+        },
+    )
+
+
+def test_score_reads_the_rotated_audit_logs_as_the_clients_ran_them(served: Served) -> None:
+    assert {a: n for a, (n, _) in served.score.items()} == served.truth.statements
+
+
+def test_serve_follows_the_audit_log_through_its_rotations_counting_each_statement_once(
+    served: Served,
+) -> None:
+    assert {a: n for a, (n, _) in served.serve.items()} == served.truth.statements
+
+
+def test_serve_counts_the_rows_score_counts_following_the_logs_as_written(
+    served: Served,
+) -> None:
+    """With ``lateness = 1s`` (below the follower's 2 s wait for a quiet file's last
+    record) this failed: reader 3,699 rows for 3,700, the slow log's last record read
+    after its window closed and its rows dropped as the rest of a closed statement."""
+    assert served.serve == served.score
