@@ -106,6 +106,8 @@ def _closing(accounts: pl.Series, window: datetime) -> pl.DataFrame:
             "bytes_read": [None] * n,
             "export_rows": [None] * n,
             "export_keys": [[]] * n,
+            "uncounted_export_keys": [[]] * n,
+            "counted_export_keys": [[]] * n,
             "objects_list": [["public.t"]] * n,
             "export_objects_list": [[]] * n,
             "clients_list": [[]] * n,
