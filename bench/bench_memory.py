@@ -107,6 +107,18 @@ class Stages:
         setattr(obj, name, measured)
 
 
+def write_apart(log: Path, start: float, accounts: int, per_account: int, windows: int) -> None:
+    """:func:`write_log` in a process of its own, whose memory is not the measured one's."""
+    subprocess.run(
+        [
+            *(sys.executable, __file__, "--write", str(log), "--start", str(start)),
+            *("--accounts", str(accounts), "--per-account", str(per_account)),
+            *("--windows", str(windows)),
+        ],
+        check=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -128,23 +140,7 @@ def main() -> int:
         # needed; a start on a window boundary keeps every window whole.
         start = (time.time() // WINDOW_S - args.windows - 1) * WINDOW_S
         began = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--write",
-                str(log),
-                "--start",
-                str(start),
-                "--accounts",
-                str(args.accounts),
-                "--per-account",
-                str(args.per_account),
-                "--windows",
-                str(args.windows),
-            ],
-            check=True,
-        )
+        write_apart(log, start, args.accounts, args.per_account, args.windows)
         size = log.stat().st_size
         print(
             f"log: {size / 1e6:,.0f} MB, {args.windows} windows x {args.accounts:,} accounts "

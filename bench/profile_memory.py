@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -178,23 +177,9 @@ def main() -> int:
     window_s = 300
     start = (time.time() // window_s - args.windows - 1) * window_s
     if not args.log.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "bench_memory.py"),
-                "--write",
-                str(args.log),
-                "--start",
-                str(start),
-                "--accounts",
-                str(args.accounts),
-                "--per-account",
-                str(args.per_account),
-                "--windows",
-                str(args.windows),
-            ],
-            check=True,
-        )
+        from bench_memory import write_apart
+
+        write_apart(args.log, start, args.accounts, args.per_account, args.windows)
     import tempfile
 
     import polars as pl  # noqa: F401
