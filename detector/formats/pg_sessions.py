@@ -1,4 +1,4 @@
-"""PostgreSQL sessions carried from chunk to chunk of one stderr log.
+"""PostgreSQL sessions carried from chunk to chunk, and file to file, of a server's stderr logs.
 
 A stderr line names its session only through what ``log_line_prefix`` prints. Without
 ``%c`` the session is derived from the process id and the number of ``connection
