@@ -187,9 +187,7 @@ def file_format(
     sessions left open by the files of its directory read before (``servers``): a
     server's sessions outlive its log files' rotations."""
     fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
-    share = getattr(fmt, "share_sessions", None)
-    if share is not None:
-        share(servers, str(path.parent))
+    servers.attach(fmt, str(path.parent))
     return fmt
 
 

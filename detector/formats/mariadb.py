@@ -263,13 +263,18 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     # Times: the audit record's (the end, whole seconds), and the slow record's end to
     # the second, so a pair is 0 or 1 s apart. Order: the audit log's time and line; the
     # slow log's start (whole seconds, ``SET timestamp``) and record.
-    left = audit.filter(pl.col(S.QUERY).is_not_null()).select(
-        pl.col("_r").alias("_a"),
-        pl.col(S.TIME).alias("_t"),
-        pl.col(S.TIME).alias("_order"),
-        thread,
-        join_text(pl.col(S.QUERY)).alias("_text"),
-    )
+
+    def audit_side(records: pl.Expr, key: pl.Expr) -> pl.DataFrame:
+        """The audit records ``records`` selects, keyed by ``key``, timed at their end."""
+        return audit.filter(records).select(
+            pl.col("_r").alias("_a"),
+            pl.col(S.TIME).alias("_t"),
+            pl.col(S.TIME).alias("_order"),
+            thread,
+            key.alias("_text"),
+        )
+
+    left = audit_side(pl.col(S.QUERY).is_not_null(), join_text(pl.col(S.QUERY)))
     if slow_at_end:
         end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
     else:
@@ -289,13 +294,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     cut = _pair(left.filter(keyed), _by_prefix(left.filter(keyed), right).filter(keyed))
     right = right.join(cut, on="_s", how="anti")
     # TABLE records alone: the tables are the key, their opening (the start) the time.
-    tables_only = audit.filter(pl.col(S.QUERY).is_null()).select(
-        pl.col("_r").alias("_a"),
-        pl.col(S.TIME).alias("_t"),
-        pl.col(S.TIME).alias("_order"),
-        thread,
-        _tables_key(pl.col(S.OBJECTS)).alias("_text"),
-    )
+    tables_only = audit_side(pl.col(S.QUERY).is_null(), _tables_key(pl.col(S.OBJECTS)))
     by_tables = _pair(
         tables_only.filter(keyed),
         right.select(

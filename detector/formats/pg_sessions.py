@@ -198,6 +198,13 @@ class Servers:
             found = self._open[server] = OpenSessions(derived, self.saving)
         return found
 
+    def attach(self, fmt: object, server: str) -> None:
+        """Give ``fmt`` ``server``'s sessions if it carries sessions (stderr); the other
+        formats name the session's user on every line."""
+        share = getattr(fmt, "share_sessions", None)
+        if share is not None:
+            share(self, server)
+
     def snapshot(self) -> dict[str, bytes | None]:
         """The blobs to write for what changed since the last :meth:`saved` snapshot
         (``None``: a blob to delete), with those of snapshots not saved (a failed

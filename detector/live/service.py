@@ -431,9 +431,7 @@ class Service:
                 Path(path).parent,
             )
             fmt = _SKIPPED
-        share = getattr(fmt, "share_sessions", None)
-        if share is not None:  # a server's sessions go on in its next file
-            share(self._servers, str(Path(path).parent))
+        self._servers.attach(fmt, str(Path(path).parent))  # they go on in its next file
         self._formats[path] = fmt
         return fmt
 
@@ -444,9 +442,7 @@ class Service:
         except NotALogError as exc:
             log.warning("stdin: %s", exc)
             return None
-        share = getattr(fmt, "share_sessions", None)
-        if share is not None:  # restored from the checkpoint, as a file's are
-            share(self._servers, "stdin")
+        self._servers.attach(fmt, "stdin")  # restored from the checkpoint, as a file's are
         return fmt
 
     def _directory_format(self, directory: Path) -> str | None:
