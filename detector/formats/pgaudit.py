@@ -27,7 +27,11 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   statement from the ``STATEMENT`` line or the record's statement field).
 * Several statements sent as one simple query are audited each with its own statement
   id and rows, but all with the whole string: each is classed by its own statement of
-  the string (:func:`own_statements`).
+  the string (:func:`own_statements`), two ``COPY ... TO`` of one string each by its own.
+* ``PREPARE p AS SELECT ...`` is audited as a 0-row READ naming no object; each
+  ``EXECUTE p`` as the prepared statement's READ (its rows, its tables; the text is the
+  ``PREPARE``'s) then a MISC ``EXECUTE``. The ``PREPARE`` reads nothing: it is classed
+  ``MISC``, a statement but no read, its text's tables no objects read.
 """
 
 from __future__ import annotations
@@ -550,7 +554,12 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     first = first.select(
         *_WHO,
         pl.col("_objects").alias(S.OBJECTS),
-        "a_class",
+        # pgAudit logs ``PREPARE p AS SELECT ...`` as a 0-row READ naming no object; it
+        # reads nothing: each ``EXECUTE p`` logs the read (its rows, its tables).
+        pl.when(pl.col("a_command") == "PREPARE")
+        .then(pl.lit("MISC"))
+        .otherwise(pl.col("a_class"))
+        .alias("a_class"),
         pl.col("a_command").str.to_uppercase().alias(S.COMMAND),
         text.alias(S.QUERY),
         pl.col("a_rows").cast(pl.Int64, strict=False).alias(S.ROWS),
@@ -609,8 +618,8 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         return events.drop("_unnamed")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
     bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
-    # Named by the text only, catalogs alone: a dump's ``PREPARE dumpFunc AS SELECT ...
-    # FROM pg_catalog.pg_proc`` (logged with 0 rows) is no more an export than its SELECTs.
+    # Named by the text only, catalogs alone (a dump's catalog query with log_relation
+    # off, say): no more an export than the catalog reads pgAudit names.
     objects = pl.col(S.OBJECTS)
     catalog = (
         (pl.col(S.CLASS) == "READ")
@@ -636,14 +645,26 @@ _SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
 
 def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     """``statements`` with the text of each one logged with a string of several (sent as
-    one simple query: ``psql -c "SELECT ...; COPY t TO STDOUT"``) cut to its own
-    statement: the first of the string's statements that begins with its command's word
-    (``COPY``, ``DECLARE``, ``FETCH``, ...; for ``SELECT`` also ``WITH``, ``TABLE``,
-    ``VALUES``). pgAudit logs every statement of the string with the whole string; what
-    is an export, which tables a ``COPY`` or cursor names, come from the statement's own
-    text. The string as logged is kept in ``_logged`` (its ``duration:`` line names it).
-    Statements without a ``;`` before their end, and texts cut (:func:`cut_statement`),
-    are left as they are.
+    one simple query: ``psql -c "COPY a TO STDOUT; COPY b TO STDOUT"``) cut to its own
+    statement of the string. pgAudit logs every statement of the string with the whole
+    string; what is an export, which tables a ``COPY`` or cursor names, come from the
+    statement's own text. The string as logged is kept in ``_logged`` (its ``duration:``
+    line names it).
+
+    A statement (its sub-statements logged with the string share one text) is known by
+    the first word of its last such sub-statement's command: ``COPY`` for ``COPY (SELECT
+    ...) TO`` (its ``SELECT`` comes first), ``SELECT`` for a function's caller,
+    ``EXECUTE``, ``CALL``; an ``EXECUTE``'s prepared statement keeps the text logged,
+    the one it was prepared from. The statements a session logged in a row with the same string
+    (numbered one after the other) are one sending of it: the n-th of them with a word
+    takes the string's n-th statement
+    beginning with that word (for ``SELECT`` also ``WITH``, ``TABLE``, ``VALUES``), from
+    the first again when the string was sent again. A statement of the string that
+    pgAudit does not log (its class not in ``pgaudit.log``) is simply not counted, unless
+    it begins with the same word as one it logs. Decided within the chunk parsed: a
+    sending whose lines a chunk boundary splits starts again from the first. Statements
+    without a ``;`` before their end, and texts cut (:func:`cut_statement`), are left as
+    they are.
     """
     query = pl.col(S.QUERY)
     several = query.str.contains(r";\s*\S") & ~is_cut(query)
@@ -651,32 +672,69 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     if not statements.select(several.any()).item():
         return with_logged
     indexed = statements.with_row_index("_row")
-    pieces = (
+    ids = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
+    # One row per statement logged with a string of several, in the order of its lines.
+    logged = (
         indexed.filter(several)
         .select(
             "_row",
+            S.SESSION,
+            S.QUERY,
+            ids.struct.field("field_0").cast(pl.Int64, strict=False).alias("_number"),
+            ids.struct.field("field_1").cast(pl.Int64, strict=False).alias("_sub"),
             pl.col(S.COMMAND).str.extract(r"^(\S+)", 1).alias("_word"),
-            query.str.extract_all(_PIECE_RE).alias("_piece"),
         )
+        .group_by(S.SESSION, "_number", S.QUERY, maintain_order=True)
+        .agg("_row", pl.col("_word").sort_by("_sub").last())
+    )
+    # A statement logged with another string than the one before it in its session, or
+    # not numbered next after it (pgAudit numbers the statements it logs), begins a
+    # sending; within one, the n-th statement with each word.
+    number = pl.col("_number")
+    begins = (query.ne_missing(query.shift(1)) | number.ne_missing(number.shift(1) + 1)).over(
+        S.SESSION
+    )
+    logged = logged.with_columns(begins.cum_sum().over(S.SESSION).alias("_sending"))
+    logged = logged.with_columns(
+        pl.int_range(pl.len()).over(S.SESSION, "_sending", "_word").alias("_nth")
+    )
+    # The statements of each string, by their first word; SELECT-like ones as SELECT.
+    pieces = (
+        logged.select(S.QUERY)
+        .unique()
+        .with_columns(query.str.extract_all(_PIECE_RE).alias("_piece"))
         .explode("_piece")
         .with_columns(pl.col("_piece").str.strip_chars())
         .filter(pl.col("_piece") != "")
-        .with_columns(pl.col("_piece").str.slice(0, 24).str.to_uppercase().alias("_start"))
+        .filter(pl.len().over(S.QUERY) > 1)
     )
-    select_like = (pl.col("_word") == "SELECT") & pl.col("_start").str.contains(_SELECT_START)
+    start = pl.col("_piece").str.slice(0, 24).str.to_uppercase()
+    pieces = pieces.with_columns(
+        pl.when(start.str.contains(_SELECT_START))
+        .then(pl.lit("SELECT"))
+        .otherwise(start.str.extract(r"^([A-Z_]+)", 1))
+        .alias("_word")
+    ).with_columns(
+        pl.int_range(pl.len()).over(S.QUERY, "_word").alias("_at"),
+        pl.len().over(S.QUERY, "_word").alias("_of"),
+    )
     own = (
-        pieces.filter(pl.len().over("_row") > 1)
-        .filter(pl.col("_start").str.starts_with(pl.col("_word")) | select_like)
-        .group_by("_row")
-        .agg(pl.col("_piece").first())
+        logged.join(pieces, on=[S.QUERY, "_word"], how="inner")
+        .filter(pl.col("_nth") % pl.col("_of") == pl.col("_at"))
+        .select("_row", "_piece", "_word")
+        .explode("_row")
     )
+    # An EXECUTE's prepared statement is logged with the text it was prepared from.
+    prepared = (pl.col("_word") == "EXECUTE") & ~pl.col(S.COMMAND).str.starts_with("EXECUTE")
+    piece = pl.when(~prepared).then(pl.col("_piece"))
     return (
         indexed.join(own, on="_row", how="left", maintain_order="left")
+        .with_columns(piece.alias("_piece"))
         .with_columns(
             pl.when(pl.col("_piece").is_not_null()).then(query).alias("_logged"),
             pl.coalesce("_piece", query).alias(S.QUERY),
         )
-        .drop("_row", "_piece")
+        .drop("_row", "_piece", "_word")
     )
 
 
