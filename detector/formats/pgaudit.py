@@ -577,7 +577,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     text_head = pl.col("_head")
     # The patterns run only where the cheap test passes: most statements are neither.
     copy_text = pl.when(text_head.str.starts_with("COPY")).then(query).otherwise(pl.lit(""))
-    is_copy_to = copy_text.str.contains(r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)")
+    is_copy_to = copy_text.str.contains(_COPY_TO)
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
@@ -639,6 +639,8 @@ _PIECE_RE: Final = (
     r"(?:'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\$(?s:.*?)\$\$"
     r"|\$[A-Za-z_]\w*\$(?s:.*?)\$[A-Za-z_]\w*\$|--[^\n]*|[^;'\"]|['\"])+"
 )
+# A COPY's text that copies out: ``COPY t TO STDOUT``, ``COPY (SELECT ...) TO '/f'``.
+_COPY_TO: Final = r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
 # How a statement whose command is SELECT may begin.
 _SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
 
@@ -654,16 +656,17 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     A statement (its sub-statements logged with the string share one text) is known by
     the first word of its last such sub-statement's command: ``COPY`` for ``COPY (SELECT
     ...) TO`` (its ``SELECT`` comes first), ``SELECT`` for a function's caller,
-    ``EXECUTE``, ``CALL``; an ``EXECUTE``'s prepared statement keeps the text logged,
-    the one it was prepared from. The statements a session logged in a row with the same string
-    (numbered one after the other) are one sending of it: the n-th of them with a word
-    takes the string's n-th statement
-    beginning with that word (for ``SELECT`` also ``WITH``, ``TABLE``, ``VALUES``), from
-    the first again when the string was sent again. A statement of the string that
-    pgAudit does not log (its class not in ``pgaudit.log``) is simply not counted, unless
-    it begins with the same word as one it logs. Decided within the chunk parsed: a
-    sending whose lines a chunk boundary splits starts again from the first. Statements
-    without a ``;`` before their end, and texts cut (:func:`cut_statement`), are left as
+    ``EXECUTE``, ``CALL``; ``COPY FROM`` for a ``COPY`` into a table (class WRITE). The
+    statements a session logged in a row with the same string (numbered one after the
+    other) are one sending of it: the n-th of them with a word takes the string's n-th
+    statement beginning with that word (for ``SELECT`` also ``WITH``, ``TABLE``,
+    ``VALUES``), from the first again when the string was sent again. A statement of the
+    string that pgAudit does not log (its class not in ``pgaudit.log``) is not counted,
+    unless it begins with the same word as one it logs (a ``SELECT`` into a table, say).
+    An ``EXECUTE``'s prepared statement keeps the text logged, the one it was prepared
+    from. Decided within the chunk parsed: a sending whose lines a chunk boundary splits
+    starts again from the first after it. Statements without a ``;`` before their end,
+    and texts cut (:func:`cut_statement`), are left as
     they are.
     """
     query = pl.col(S.QUERY)
@@ -682,7 +685,7 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
             S.QUERY,
             ids.struct.field("field_0").cast(pl.Int64, strict=False).alias("_number"),
             ids.struct.field("field_1").cast(pl.Int64, strict=False).alias("_sub"),
-            pl.col(S.COMMAND).str.extract(r"^(\S+)", 1).alias("_word"),
+            _word(pl.col(S.COMMAND).str.extract(r"^(\S+)", 1), pl.col("a_class") == "WRITE"),
         )
         .group_by(S.SESSION, "_number", S.QUERY, maintain_order=True)
         .agg("_row", pl.col("_word").sort_by("_sub").last())
@@ -710,10 +713,12 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     )
     start = pl.col("_piece").str.slice(0, 24).str.to_uppercase()
     pieces = pieces.with_columns(
-        pl.when(start.str.contains(_SELECT_START))
-        .then(pl.lit("SELECT"))
-        .otherwise(start.str.extract(r"^([A-Z_]+)", 1))
-        .alias("_word")
+        _word(
+            pl.when(start.str.contains(_SELECT_START))
+            .then(pl.lit("SELECT"))
+            .otherwise(start.str.extract(r"^([A-Z_]+)", 1)),
+            ~pl.col("_piece").str.contains(_COPY_TO),
+        )
     ).with_columns(
         pl.int_range(pl.len()).over(S.QUERY, "_word").alias("_at"),
         pl.len().over(S.QUERY, "_word").alias("_of"),
@@ -735,6 +740,17 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
             pl.coalesce("_piece", query).alias(S.QUERY),
         )
         .drop("_row", "_piece", "_word")
+    )
+
+
+def _word(word: pl.Expr, copy_from: pl.Expr) -> pl.Expr:
+    """A statement's first word (``_word``), ``COPY FROM`` for a ``COPY`` into a table
+    (pgAudit's WRITE ``COPY``): one of a string's two ``COPY``s may be logged alone."""
+    return (
+        pl.when((word == "COPY") & copy_from)
+        .then(pl.lit("COPY FROM"))
+        .otherwise(word)
+        .alias("_word")
     )
 
 

@@ -9,6 +9,7 @@ p`` as the prepared SELECT (its rows, its tables) then a MISC ``EXECUTE``.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,7 +46,12 @@ STRINGS: dict[str, list[str]] = {
     "in_transaction": ["BEGIN; COPY shop.orders TO STDOUT; COPY shop.customers TO STDOUT; COMMIT"],
     # the same string twice in one session (two -c of one psql)
     "sent_twice": ["COPY shop.customers TO STDOUT; COPY shop.orders TO STDOUT"] * 2,
+    # a load, then a copy out: with pgaudit.log = 'read' the load is not logged
+    "load_then_copy": ["COPY shop.imports FROM STDIN; COPY shop.orders TO STDOUT"],
 }
+# A row psql printed (COPY's tab-separated text, or -A's |-separated): not a command tag.
+DATA_LINE = re.compile(r"^\d+(?:[\t|].*)?$", re.MULTILINE)
+LOADED = "1\n2\n3\n\\.\n"  # what load_then_copy's psql reads from its standard input
 CUSTOMERS, ORDERS = ["shop.customers"], ["shop.orders"]
 # (command, objects, export, rows) of each account's reads and exports, in log order.
 # COPY t TO logs no rows (unknown); a COPY (SELECT ...)'s SELECT carries them.
@@ -67,13 +73,15 @@ EXPECTED: dict[str, list[tuple[str, list[str], bool, int | None]]] = {
     ],
     "in_transaction": [("COPY", ORDERS, True, None), ("COPY", CUSTOMERS, True, None)],
     "sent_twice": [("COPY", CUSTOMERS, True, None), ("COPY", ORDERS, True, None)] * 2,
+    "load_then_copy": [("COPY", ORDERS, True, None)],
 }
 ROLES = [*STRINGS, "preparer", "prepare_only", "prepare_string"]
 
 
 @dataclass
 class Truth:
-    """What the clients saw: rows of each account's output, per account."""
+    """What the clients saw: the data lines psql printed (rows out of COPY or SELECT),
+    and rows fetched, per account."""
 
     lines: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
@@ -94,15 +102,18 @@ def workload(pg: PgCluster) -> Truth:
             "INSERT INTO shop.customers SELECT g, 'u'||g||'@x.com' FROM generate_series(1,500) g"
         )
         db.execute("INSERT INTO shop.orders SELECT g, g % 97 FROM generate_series(1,2000) g")
+        db.execute("CREATE TABLE shop.imports(id int)")
+        db.execute("GRANT INSERT ON shop.imports TO load_then_copy")
         db.execute("GRANT USAGE ON SCHEMA shop TO " + ", ".join(ROLES))
         db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA shop TO " + ", ".join(ROLES))
     psql = [str(pg.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-d", "corp"]
     for role, strings in STRINGS.items():
         sent = [arg for string in strings for arg in ("-c", string)]
         out = subprocess.run(
-            [*psql, "-U", role, "-A", "-t", *sent], capture_output=True, text=True, check=True
-        )
-        truth.lines[role] = len(out.stdout.splitlines())
+            [*psql, "-U", role, "-A", "-t", *sent],
+            input=LOADED, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        truth.lines[role] = len(DATA_LINE.findall(out.stdout))
     with psycopg.connect(pg.dsn("preparer", "corp"), autocommit=True) as conn:
         conn.execute("PREPARE q(int) AS SELECT * FROM shop.orders WHERE id <= $1")
         truth.rows["preparer"] = sum(
@@ -120,7 +131,7 @@ def workload(pg: PgCluster) -> Truth:
         [*psql, "-U", "prepare_string", "-A", "-t", "-c", string],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    truth.rows["prepare_string"] = sum("|" in line for line in out.stdout.splitlines())
+    truth.rows["prepare_string"] = len(DATA_LINE.findall(out.stdout))
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute("DO $$BEGIN RAISE LOG 'end-of-strings-workload'; END$$")
     wait_for_logs(pg.log_dir, "end-of-strings-workload")
@@ -131,6 +142,8 @@ SETTINGS = {
     "every class": {"pgaudit.log": "'read,write,ddl,role,misc'"},
     # BEGIN, COMMIT and EXECUTE's own line are not logged
     "read and write only": {"pgaudit.log": "'read,write'"},
+    # nor a COPY ... FROM (WRITE)
+    "read only": {"pgaudit.log": "'read'"},
     # no object named: the tables come from each statement's own text
     "log_relation off": {
         "pgaudit.log": "'read,write,ddl,role,misc'",
@@ -173,15 +186,18 @@ def test_each_copy_of_a_string_of_several_exports_its_own_table(
     strings: tuple[str, Path, Truth], output: str
 ) -> None:
     """Each ``COPY ... TO`` of a string is an export of its own table, wherever it
-    stands, beside a SELECT, a ``COPY (SELECT ...)``, ``BEGIN``/``COMMIT``, or when the
-    string is sent twice; the SELECTs beside them keep their rows and are no exports."""
+    stands, beside a SELECT, a ``COPY (SELECT ...)``, ``BEGIN``/``COMMIT`` or a ``COPY
+    ... FROM`` (logged or not), or when the string is sent twice; the SELECTs beside
+    them keep their rows and are no exports."""
     _, _, truth = strings
     events = events_of(strings, output)
     ids = pl.col(S.STATEMENT_ID).str.split_exact(".", 1).struct
     by_statement = [ids.field(f).cast(pl.Int64) for f in ("field_0", "field_1")]
     for account, expected in EXPECTED.items():
         mine = events.filter(
-            pl.col(S.ACCOUNT) == account, pl.col(S.COMMAND).is_in(["SELECT", "COPY"])
+            pl.col(S.ACCOUNT) == account,
+            pl.col(S.COMMAND).is_in(["SELECT", "COPY"]),
+            pl.col(S.CLASS) == "READ",
         ).sort(by_statement)
         seen = list(mine.select(S.COMMAND, S.OBJECTS, S.EXPORT, S.ROWS).iter_rows())
         assert seen == expected, account
@@ -191,6 +207,7 @@ def test_each_copy_of_a_string_of_several_exports_its_own_table(
     # what psql printed: every COPY's table, whole
     assert truth.lines["two_copies"] == 500 + 2000
     assert truth.lines["copy_query"] == 1 + 12 + 500
+    assert truth.lines["load_then_copy"] == 2000
 
 
 def test_a_copy_of_a_query_among_several_counts_its_own_rows(
