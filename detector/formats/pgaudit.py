@@ -28,10 +28,11 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
 * Several statements sent as one simple query are audited each with its own statement
   id and rows, but all with the whole string: each is classed by its own statement of
   the string (:func:`own_statements`), two ``COPY ... TO`` of one string each by its own.
-* ``PREPARE p AS SELECT ...`` is audited as a 0-row READ naming no object; each
-  ``EXECUTE p`` as the prepared statement's READ (its rows, its tables; the text is the
-  ``PREPARE``'s) then a MISC ``EXECUTE``. The ``PREPARE`` reads nothing: it is classed
-  ``MISC``, a statement but no read, its text's tables no objects read.
+* ``PREPARE p AS SELECT ...`` is audited as a 0-row READ (WRITE for an ``INSERT``)
+  naming no object; each ``EXECUTE p`` as the prepared statement's READ (its rows, its
+  tables; the text is the ``PREPARE``'s) then a MISC ``EXECUTE``. The ``PREPARE`` reads
+  nothing: it is classed ``MISC``, a statement but no read, its text's tables no
+  objects read.
 """
 
 from __future__ import annotations
@@ -554,8 +555,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     first = first.select(
         *_WHO,
         pl.col("_objects").alias(S.OBJECTS),
-        # pgAudit logs ``PREPARE p AS SELECT ...`` as a 0-row READ naming no object; it
-        # reads nothing: each ``EXECUTE p`` logs the read (its rows, its tables).
+        # pgAudit logs ``PREPARE p AS SELECT ...`` as a 0-row READ naming no object (an
+        # INSERT's as a WRITE); it reads nothing: each ``EXECUTE p`` logs the read (its
+        # rows, its tables).
         pl.when(pl.col("a_command") == "PREPARE")
         .then(pl.lit("MISC"))
         .otherwise(pl.col("a_class"))
