@@ -663,13 +663,13 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     other) are one sending of it: the n-th of them with a word takes the string's n-th
     statement beginning with that word (for ``SELECT`` also ``WITH``, ``TABLE``,
     ``VALUES``), from the first again when the string was sent again. A statement of the
-    string that pgAudit does not log (its class not in ``pgaudit.log``) is not counted,
-    unless it begins with the same word as one it logs (a ``SELECT`` into a table, say).
-    An ``EXECUTE``'s prepared statement keeps the text logged, the one it was prepared
-    from. Decided within the chunk parsed: a sending whose lines a chunk boundary splits
-    starts again from the first after it. Statements without a ``;`` before their end,
-    and texts cut (:func:`cut_statement`), are left as
-    they are.
+    string that pgAudit does not log (its class not in ``pgaudit.log``) has no line to
+    count; one that begins like another command is counted with it (``WITH d AS (DELETE
+    ...) INSERT ...`` with the ``SELECT``s). An ``EXECUTE``'s prepared statement keeps
+    the text logged, the one it was prepared from. Decided within the chunk parsed: a
+    sending whose lines a chunk boundary splits starts again from the first after it.
+    Statements without a ``;`` before their end, and texts cut (:func:`cut_statement`),
+    are left as they are.
     """
     query = pl.col(S.QUERY)
     several = query.str.contains(r";\s*\S") & ~is_cut(query)
