@@ -153,6 +153,7 @@ class _File:
     changed_at: float = 0.0
     seen_at: float = 0.0
     rotated: bool = False  # renamed, or out of the patterns: no longer the live file
+    moved_from: str | None = None  # its path before it was rotated
     keep_long: bool = False  # too-long lines are given cut (``Read.cut``), not only counted
     long_head: bytes | None = None  # while skipping a too-long line to keep: its head
     long_start: int = 0  # ... and the offset where that line starts
@@ -339,6 +340,7 @@ class Follower:
             st = os.fstat(f.fd)
             path = at.get(f.ident)
             if path is None or path != f.path:
+                f.moved_from = f.moved_from if f.rotated else f.path
                 f.rotated = True
             if path is not None:
                 f.path, f.seen_at = path, now
@@ -458,6 +460,7 @@ class Follower:
     def _bind(self, f: _File, s: _Found, now: float) -> None:
         s.used = s.kept = True
         if s.path != f.path:  # renamed, or a copy goes on for it: not the live file
+            f.moved_from = f.moved_from if f.rotated else f.path
             f.rotated = True
         f.fd, f.ident, f.path, f.seen_at, f.replaced = s.fd, s.ident, s.path, now, None
         if not f.bound_once:
@@ -525,20 +528,30 @@ class Follower:
         self._turn += 1
         reads: list[Read] = []
         budget = max_bytes
-        for f in sorted(open_, key=lambda f: not f.rotated):  # stable: keeps the turns
+        # Where a file was renamed away, the file now at its path has data: the writer
+        # has moved there, so the rotated file's last record is whole.
+        live = {f.path for f in open_ if not f.rotated and f.size > 0}
+        # Rotated files first (stable: keeps the turns), their tails before the new
+        # files' heads: a session opened at the end of one goes on in the other.
+        for f in sorted(open_, key=lambda f: not f.rotated):
             if budget <= 0:
                 break
             start = f.offset
-            reads += self._drain(f, budget, budget == max_bytes, now)
+            superseded = f.rotated and f.moved_from in live
+            reads += self._drain(f, budget, budget == max_bytes, now, superseded)
             budget -= f.offset - start
         return reads
 
-    def _drain(self, f: _File, budget: int, fresh: bool, now: float) -> list[Read]:
+    def _drain(
+        self, f: _File, budget: int, fresh: bool, now: float, superseded: bool = False
+    ) -> list[Read]:
         """Read ``f`` from its position within ``budget`` bytes (more only for a single
-        record larger than the whole budget of a ``fresh`` poll)."""
+        record larger than the whole budget of a ``fresh`` poll). The last record is
+        released once ``f`` is idle, or rotated and either no longer growing or
+        ``superseded`` (its writer writes to the file now at its old path)."""
         size = f.size
         release = f.offset < size and (
-            now - f.changed_at >= self.idle_flush or (f.rotated and not f.grew)
+            now - f.changed_at >= self.idle_flush or (f.rotated and (not f.grew or superseded))
         )
         if f.examined >= size and not release:
             return []
