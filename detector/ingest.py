@@ -185,7 +185,9 @@ def read_events(
     ``history_from`` (before ``since``) the events from then on are kept too, as history
     for the period's horizons, counted in ``Summary.history``.
 
-    Unparsable lines go to ``quarantine``; a file that is not a log raises
+    Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), so
+    that sessions go on from one file to the next. Unparsable lines go to
+    ``quarantine``; a file that is not a log raises
     :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)

@@ -23,8 +23,12 @@ and Vector:
   format's ``record_start`` pattern, so a record continued on later lines (a stderr
   statement continued with tabs, a CSV field holding newlines) is never split between
   reads. The last record, which may still be continued, is held back until the file has
-  not grown for ``idle_flush`` seconds or was rotated away (renamed, and not grown since
-  the previous poll); then it is released, even without its final newline.
+  not grown for ``idle_flush`` seconds or was rotated away (renamed, and either not grown
+  since the previous poll or with a file at its old path holding data: its writer has
+  moved on); then it is released, even without its final newline.
+* **Rotated files first**: in each poll a rotated file's tail is read before the other
+  files, so the new file's head comes after it (a session opened at the end of one log
+  goes on in the next, and a parser carrying sessions sees its connection line first).
 * **Bounded memory**: a poll returns at most ``max_bytes`` of data, or one record when
   the first record is larger than that (at most ``max_line_bytes + 1`` bytes read).
   A line longer than ``max_line_bytes`` is never held whole: its first
