@@ -530,32 +530,55 @@ class Follower:
             turn = self._turn % len(open_)
             open_ = open_[turn:] + open_[:turn]
         self._turn += 1
+        # A directory's files of one suffix are one writer's files one after the other
+        # (PostgreSQL's own rotation: postgresql-Sun.log, then postgresql-Mon.log, which
+        # sorts first): oldest written first, in the places of the turns they had.
+        series: dict[tuple[str, str], list[_File]] = {}
+        for f in open_:
+            series.setdefault(_series(f), []).append(f)
+        for files in series.values():
+            files.sort(key=_written)
+        taken = {key: iter(files) for key, files in series.items()}
+        open_ = [next(taken[_series(f)]) for f in open_]
+        # A file renamed away, with data at its old path, or a file with a later one in
+        # its series (ending with a whole line): the writer has moved on, so its last
+        # record is whole.
+        live = {f.path for f in open_ if not f.rotated and f.size > 0}
         reads: list[Read] = []
         budget = max_bytes
-        # Where a file was renamed away, the file now at its path has data: the writer
-        # has moved there, so the rotated file's last record is whole.
-        live = {f.path for f in open_ if not f.rotated and f.size > 0}
         # Rotated files first (stable: keeps the turns), their tails before the new
         # files' heads: a session opened at the end of one goes on in the other.
         for f in sorted(open_, key=lambda f: not f.rotated):
             if budget <= 0:
                 break
             start = f.offset
-            superseded = f.rotated and f.moved_from in live
+            superseded = (f.rotated and f.moved_from in live) or (
+                f is not series[_series(f)][-1] and self._ends_a_line(f)
+            )
             reads += self._drain(f, budget, budget == max_bytes, now, superseded)
             budget -= f.offset - start
         return reads
+
+    @staticmethod
+    def _ends_a_line(f: _File) -> bool:
+        """``f`` ends with a newline: a file beside it, written later, may be another
+        writer's (``postgresql-15-main.log`` and ``postgresql-16-main.log``): only a
+        whole line of ``f`` is let go for it."""
+        if f.fd is None or f.offset >= f.size:
+            return False
+        return _pread(f.fd, 1, f.size - 1) == b"\n"
 
     def _drain(
         self, f: _File, budget: int, fresh: bool, now: float, superseded: bool = False
     ) -> list[Read]:
         """Read ``f`` from its position within ``budget`` bytes (more only for a single
         record larger than the whole budget of a ``fresh`` poll). The last record is
-        released once ``f`` is idle, or rotated and either no longer growing or
-        ``superseded`` (its writer writes to the file now at its old path)."""
+        released once ``f`` is idle, rotated and no longer growing, or ``superseded``
+        (its writer writes to a newer file: the one now at its old path, or a later one
+        of its directory and suffix)."""
         size = f.size
         release = f.offset < size and (
-            now - f.changed_at >= self.idle_flush or (f.rotated and (not f.grew or superseded))
+            now - f.changed_at >= self.idle_flush or (f.rotated and not f.grew) or superseded
         )
         if f.examined >= size and not release:
             return []
@@ -741,3 +764,16 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
 
 def _by_path(f: _File) -> str:
     return f.path
+
+
+def _series(f: _File) -> tuple[str, str]:
+    """The directory and suffix of ``f``'s path: the files its writer writes one after
+    the other, each rotation starting the next (``postgresql-%a.log``)."""
+    directory, name = os.path.split(f.path)
+    return directory, os.path.splitext(name)[1]
+
+
+def _written(f: _File) -> tuple[int, int]:
+    """When ``f`` was last written (its modification time), then the order it was first
+    followed in: the older of two files of one series comes first."""
+    return (f.stat_key[3] if f.stat_key else 0), f.uid

@@ -220,14 +220,21 @@ def test_serve_keeps_the_sessions_open_across_a_restart_and_a_rotation(
         service.stop()
 
 
+@pytest.mark.parametrize("rotation", ["rename", "new file"])
 def test_serve_reads_a_rotated_files_tail_before_the_new_files_head(
-    trained: model.TrainedModel, logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: model.TrainedModel,
+    logs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rotation: str,
 ) -> None:
-    """The clerk connects just before the log is renamed away (``postgresql.log`` ->
-    ``postgresql.log.1``) and runs its statements in the new file, all between two polls:
-    the connection line, which names the user, is read before the statements, and all
-    150 count, as ``score`` counts them (before, the connection line waited a poll and
-    the statements read before it were dropped, for want of a user)."""
+    """The clerk connects just before the log rotates and runs its statements in the new
+    file, all between two polls: by a rename (``postgresql.log`` -> ``postgresql.log.1``,
+    a new ``postgresql.log``), or by PostgreSQL's own rotation to a new file
+    (``postgresql-Sun.log``, then ``postgresql-Mon.log``, which sorts first). The
+    connection line, which names the user, is read before the statements, and all 150
+    count, as ``score`` counts them (before, the connection line waited a poll, or two
+    seconds, and the statements read before it were dropped, for want of a user)."""
     monkeypatch.setattr(carried, "check", lambda evidence, training: None)
     source = logs / OUTPUTS["stderr"]
     events, _, _ = parse(source)
@@ -236,7 +243,7 @@ def test_serve_reads_a_rotated_files_tail_before_the_new_files_head(
     end = body.index(b"\n", at) + 1
     log_dir = tmp_path / "log"
     log_dir.mkdir()
-    log = log_dir / "postgresql.log"
+    log = log_dir / ("postgresql.log" if rotation == "rename" else "postgresql-Sun.log")
     conf = settings.Settings(
         state_dir=tmp_path / "state", follow=[str(log_dir / "*")], lateness="3650d"
     )
@@ -248,8 +255,11 @@ def test_serve_reads_a_rotated_files_tail_before_the_new_files_head(
         service.step()
         with log.open("ab") as fh:
             fh.write(body[at:end])  # the clerk's connection line, then the rotation
-        log.rename(log_dir / "postgresql.log.1")
-        log.write_bytes(body[end:])
+        if rotation == "rename":
+            log.rename(log_dir / "postgresql.log.1")
+            log.write_bytes(body[end:])
+        else:
+            (log_dir / "postgresql-Mon.log").write_bytes(body[end:])
         service.step()  # one poll sees both files
         time.sleep(2.1)
         service.step()

@@ -502,6 +502,53 @@ def test_a_session_opened_just_before_a_rename_rotation_is_read_before_its_state
     ]
 
 
+def test_postgresqls_own_rotation_reads_the_old_files_tail_before_the_new_files_head(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL's logging collector rotates by starting a new file (``postgresql-%a.log``:
+    Sunday's, then Monday's, which sorts first by name); the old file keeps its name. A
+    session connects at the end of Sunday's file and runs statements in Monday's, all
+    between two polls: Sunday's tail, its last line too (the writer has moved on), is
+    read before Monday's head."""
+    sunday, monday = tmp_path / "postgresql-Sun.log", tmp_path / "postgresql-Mon.log"
+    follower = Follower([str(tmp_path / "postgresql-*.log")], record_start=lambda p: STDERR_START)
+    sunday.write_bytes(b"2026-11-29 23:59:00.000 UTC [7] LOG:  checkpoint starting: time\n")
+    follower.poll()
+    append(sunday, b"2026-11-29 23:59:59.900 UTC [42] LOG:  connection received: host=[local]\n")
+    append(sunday, b"2026-11-29 23:59:59.901 UTC [42] LOG:  connection authorized: user=clerk\n")
+    os.utime(sunday, ns=(10**18, 10**18))  # written before Monday's file, as at midnight
+    monday.write_bytes(
+        b"2026-11-30 00:00:00.200 UTC [42] LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<none>\n"
+        b"2026-11-30 00:00:00.300 UTC [42] LOG:  AUDIT: SESSION,2,1,READ,SELECT,,,SELECT 2,<none>\n"
+    )
+    os.utime(monday, ns=(10**18 + 300_000_000, 10**18 + 300_000_000))
+    got = numbered(follower.poll())
+    assert [(Path(path).name, n) for path, n, _ in got] == [
+        ("postgresql-Sun.log", 1),
+        ("postgresql-Sun.log", 2),
+        ("postgresql-Sun.log", 3),
+        ("postgresql-Mon.log", 1),  # its last line (SELECT 2) may still go on
+    ]
+
+
+def test_a_servers_old_files_are_read_oldest_first_when_the_follower_starts(
+    tmp_path: Path,
+) -> None:
+    """``serve`` started on a directory of ``postgresql-%a.log`` files reads Sunday's
+    (older) whole before Monday's, whose name sorts first."""
+    sunday, monday = tmp_path / "postgresql-Sun.log", tmp_path / "postgresql-Mon.log"
+    sunday.write_bytes(b"2026-11-29 23:59:59.901 UTC [42] LOG:  connection authorized\n")
+    monday.write_bytes(b"2026-11-30 00:00:00.200 UTC [42] LOG:  AUDIT: SESSION,1\n" * 2)
+    os.utime(sunday, ns=(10**18, 10**18))
+    os.utime(monday, ns=(10**18 + 300_000_000, 10**18 + 300_000_000))
+    follower = Follower([str(tmp_path / "postgresql-*.log")], record_start=lambda p: STDERR_START)
+    got = numbered(follower.poll())
+    assert [(Path(path).name, n) for path, n, _ in got] == [
+        ("postgresql-Sun.log", 1),
+        ("postgresql-Mon.log", 1),
+    ]
+
+
 # ---------------------------------------------------------------------------------------
 # Giant lines, bounded reads
 
