@@ -26,9 +26,13 @@ and Vector:
   not grown for ``idle_flush`` seconds or was rotated away (renamed, and either not grown
   since the previous poll or with a file at its old path holding data: its writer has
   moved on); then it is released, even without its final newline.
-* **Rotated files first**: in each poll a rotated file's tail is read before the other
-  files, so the new file's head comes after it (a session opened at the end of one log
-  goes on in the next, and a parser carrying sessions sees its connection line first).
+* **Older files first**: in each poll a rotated file's tail is read before the other
+  files, and a directory's files of one suffix (``postgresql-Sun.log``,
+  ``postgresql-Mon.log``: a writer rotating to a new file, the old keeping its name) in
+  the order they were last written, an older one's last record let go once a later one
+  has data and the older ends with a whole line. So a new file's head comes after the
+  old file's tail: a session opened at the end of one log goes on in the next, and a
+  parser carrying sessions sees its connection line first.
 * **Bounded memory**: a poll returns at most ``max_bytes`` of data, or one record when
   the first record is larger than that (at most ``max_line_bytes + 1`` bytes read).
   A line longer than ``max_line_bytes`` is never held whole: its first
