@@ -134,6 +134,8 @@ def in_time_order(
     no time (a prefix printing only ``%n``) sorts by name before those that do. The
     PostgreSQL logs of a directory take the places its PostgreSQL logs had in ``paths``;
     other files stay where they were."""
+    if format_name != "auto" and format_name not in formats.PG_OUTPUTS:
+        return list(paths)  # another format given: read as given
     found: dict[Path, str | None] = {}
     for path in paths:
         try:
