@@ -10,6 +10,7 @@ them all, however long the log.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from detector import schema as S
 from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
-from detector.reader import NotALogError, read_chunks
+from detector.reader import NotALogError, head_lines, read_chunks
 from detector.rejects import Quarantine, QuarantineError
 
 
@@ -117,6 +118,56 @@ def one_output_per_server(
     return [p for p in paths if p not in poorer], [p for p in paths if p in poorer]
 
 
+# A PostgreSQL log line's time as %m and %t print it, and csvlog and jsonlog hold it.
+_FIRST_TIME: Final = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?")
+
+
+def in_time_order(
+    paths: Sequence[Path], format_name: str = "auto", log_line_prefix: str | None = None
+) -> list[Path]:
+    """``paths`` with each directory's PostgreSQL logs in the order they were written.
+
+    A server's sessions go on from one of its files to the next, so its files must be
+    read oldest first; the shell sorts ``postgresql-%a.log`` (Mon, Sat, Sun, ...) by name,
+    not time. The files of one directory are ordered by the time of their first line
+    (read from the file's head: cheap), the name breaking ties; a file whose head shows
+    no time (a prefix printing only ``%n``) sorts by name before those that do. The
+    PostgreSQL logs of a directory take the places its PostgreSQL logs had in ``paths``;
+    other files stay where they were."""
+    if format_name != "auto" and format_name not in formats.PG_OUTPUTS:
+        return list(paths)  # another format given: read as given
+    found: dict[Path, str | None] = {}
+    for path in paths:
+        try:
+            name = formats.get(format_name, path, log_line_prefix=log_line_prefix).name
+        except (NotALogError, OSError):
+            name = None
+        found[path] = _first_time(path) if name in formats.PG_OUTPUTS else None
+
+    def _time(path: Path) -> tuple[str, str]:
+        return found[path] or "", path.name
+
+    # Each directory's PostgreSQL logs take the places its logs had, in time order.
+    ordered = {
+        d: iter(sorted((p for p in paths if p.parent == d and found[p] is not None), key=_time))
+        for d in {p.parent for p in paths}
+    }
+    return [next(ordered[p.parent]) if found[p] is not None else p for p in paths]
+
+
+def _first_time(path: Path) -> str:
+    """The time on the first line of ``path`` that shows one, as written ("" if none)."""
+    try:
+        head = head_lines(path)
+    except NotALogError:
+        return ""
+    for line in head:
+        match = _FIRST_TIME.search(line)
+        if match:
+            return match.group()
+    return ""
+
+
 def read_events(
     paths: Sequence[Path],
     *,
@@ -136,11 +187,14 @@ def read_events(
     ``history_from`` (before ``since``) the events from then on are kept too, as history
     for the period's horizons, counted in ``Summary.history``.
 
-    Unparsable lines go to ``quarantine``; a file that is not a log raises
+    Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), so
+    that sessions go on from one file to the next. Unparsable lines go to
+    ``quarantine``; a file that is not a log raises
     :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
     paths, left_out = one_output_per_server(paths, format_name, log_line_prefix)
+    paths = in_time_order(paths, format_name, log_line_prefix)
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     servers = Servers()
@@ -298,6 +352,7 @@ def event_batches(
     """
     quarantine = quarantine or Quarantine(None)
     paths, summary.left_out = one_output_per_server(paths, format_name, log_line_prefix)
+    paths = in_time_order(paths, format_name, log_line_prefix)
     summary.files = len(paths)
     servers = Servers()
     for path in paths:

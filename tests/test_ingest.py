@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -40,3 +41,33 @@ def test_a_format_given_reads_every_file() -> None:
     alone, _ = read_events([SERVER / "postgresql.log"])
     assert events.height == 2 * alone.height and not summary.left_out
     assert events.filter(pl.col(S.SOURCE_FORMAT) != "pgaudit-stderr").is_empty()
+
+
+def test_each_directorys_postgresql_logs_are_read_oldest_first(tmp_path: Path) -> None:
+    """Files named by weekday, given in the shell's (name) order: each directory's
+    PostgreSQL logs come oldest first, by their first line's time; a directory keeps its
+    places among the paths, and a file of another format stays where it was."""
+    line = "{} UTC [7] LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<none>\n"
+    written = {
+        "a/postgresql-Mon.log": "2026-11-30 00:00:01.000",
+        "a/postgresql-Sun.log": "2026-11-29 00:00:01.000",
+        "b/postgresql-Mon.log": "2026-11-23 00:00:01.000",
+        "b/postgresql-Tue.log": "2026-11-24 00:00:01.000",
+        "b/postgresql-Sat.log": "2026-11-22 00:00:01.000",
+    }
+    for name, time in written.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(line.format(time))
+    other = tmp_path / "a" / "other.ndjson"
+    other.write_text('{"not": "a postgresql log"}\n')
+    given = (
+        [tmp_path / n for n in [*written][:2]] + [other] + [tmp_path / n for n in [*written][2:]]
+    )
+    assert [p.relative_to(tmp_path).as_posix() for p in ingest.in_time_order(given)] == [
+        "a/postgresql-Sun.log",
+        "a/postgresql-Mon.log",
+        "a/other.ndjson",
+        "b/postgresql-Sat.log",
+        "b/postgresql-Mon.log",
+        "b/postgresql-Tue.log",
+    ]

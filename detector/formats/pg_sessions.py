@@ -17,7 +17,8 @@ per process, and puts each chunk's events in the sessions a whole-file parse giv
 
 A server's sessions go on from one of its files to the next (the logging collector
 starts a new file at each rotation, and a pool's sessions live for days): the parsers of
-one server's files share its :class:`OpenSessions` through :class:`Servers`, which
+one server's files, read oldest first (:func:`detector.ingest.in_time_order`), share
+its :class:`OpenSessions` through :class:`Servers`, which
 ``serve`` also saves in its checkpoints, so that a restart does not lose them either.
 
 The state is one row per process that logged a connection, at most

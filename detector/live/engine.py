@@ -177,13 +177,17 @@ class Engine:
 
     # -- ingest ------------------------------------------------------------------------
 
-    def add(self, events: pl.DataFrame, source: str = "-", wall: datetime | None = None) -> None:
-        """Take parsed events (the event schema) of one input into the open windows.
+    def add(self, events: pl.DataFrame, source: str = "-", wall: datetime | None = None) -> int:
+        """Take parsed events (the event schema) of one input into the open windows, and
+        return how many of them begin a statement: the others are the rest of a
+        statement an earlier ``add`` began (pgAudit logs a statement once per relation,
+        and a read may end between its lines), one statement with it in the windows.
         ``wall``: now (UTC), for a live input: events timed past it are held back to the
         newest sane time (:meth:`_not_ahead_of`)."""
+        begun = events.height - self._continuing(events)
         events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
-            return
+            return begun
         if not self.slow_seen:
             self.slow_seen = bool(
                 events.select((pl.col(S.SOURCE_FORMAT) == mariadb.SLOW).any()).item()
@@ -227,6 +231,21 @@ class Engine:
         self.held = pl.concat([events.filter(joined), statements.filter(latest)])
         done = count_outer_reads(statements.filter(~latest))
         self._fold(partials.partial(done, self.horizons.base))
+        return begun
+
+    def _continuing(self, events: pl.DataFrame) -> int:
+        """How many of ``events`` go on with a statement already taken in: one still
+        held for its next lines, or one whose window closed (``continued``)."""
+        if self.held.is_empty() and self.continued.is_empty():
+            return 0
+        key = [S.SESSION, S.STATEMENT_ID]
+        taken = pl.concat(
+            [
+                self.held.filter(~pl.col(S.SOURCE_FORMAT).is_in(JOINED)).select(key),
+                self.continued.select(key),
+            ]
+        ).filter(pl.col(S.STATEMENT_ID).is_not_null())
+        return events.join(taken.unique(), on=key, how="semi").height
 
     def _not_ahead_of(self, events: pl.DataFrame, wall: datetime) -> pl.DataFrame:
         """``events`` with those timed more than ``max_clock_skew`` past ``wall`` timed at

@@ -23,8 +23,16 @@ and Vector:
   format's ``record_start`` pattern, so a record continued on later lines (a stderr
   statement continued with tabs, a CSV field holding newlines) is never split between
   reads. The last record, which may still be continued, is held back until the file has
-  not grown for ``idle_flush`` seconds or was rotated away (renamed, and not grown since
-  the previous poll); then it is released, even without its final newline.
+  not grown for ``idle_flush`` seconds or was rotated away (renamed, and either not grown
+  since the previous poll or with a file at its old path holding data: its writer has
+  moved on); then it is released, even without its final newline.
+* **Older files first**: in each poll a rotated file's tail is read before the other
+  files, and a directory's files of one suffix (``postgresql-Sun.log``,
+  ``postgresql-Mon.log``: a writer rotating to a new file, the old keeping its name) in
+  the order they were last written, an older one's last record let go once a later one
+  has data and the older ends with a whole line. So a new file's head comes after the
+  old file's tail: a session opened at the end of one log goes on in the next, and a
+  parser carrying sessions sees its connection line first.
 * **Bounded memory**: a poll returns at most ``max_bytes`` of data, or one record when
   the first record is larger than that (at most ``max_line_bytes + 1`` bytes read).
   A line longer than ``max_line_bytes`` is never held whole: its first
@@ -153,6 +161,7 @@ class _File:
     changed_at: float = 0.0
     seen_at: float = 0.0
     rotated: bool = False  # renamed, or out of the patterns: no longer the live file
+    moved_from: str | None = None  # its path before it was rotated
     keep_long: bool = False  # too-long lines are given cut (``Read.cut``), not only counted
     long_head: bytes | None = None  # while skipping a too-long line to keep: its head
     long_start: int = 0  # ... and the offset where that line starts
@@ -339,6 +348,7 @@ class Follower:
             st = os.fstat(f.fd)
             path = at.get(f.ident)
             if path is None or path != f.path:
+                f.moved_from = f.moved_from if f.rotated else f.path
                 f.rotated = True
             if path is not None:
                 f.path, f.seen_at = path, now
@@ -458,6 +468,7 @@ class Follower:
     def _bind(self, f: _File, s: _Found, now: float) -> None:
         s.used = s.kept = True
         if s.path != f.path:  # renamed, or a copy goes on for it: not the live file
+            f.moved_from = f.moved_from if f.rotated else f.path
             f.rotated = True
         f.fd, f.ident, f.path, f.seen_at, f.replaced = s.fd, s.ident, s.path, now, None
         if not f.bound_once:
@@ -523,22 +534,55 @@ class Follower:
             turn = self._turn % len(open_)
             open_ = open_[turn:] + open_[:turn]
         self._turn += 1
+        # A directory's files of one suffix are one writer's files one after the other
+        # (PostgreSQL's own rotation: postgresql-Sun.log, then postgresql-Mon.log, which
+        # sorts first): oldest written first, in the places of the turns they had.
+        series: dict[tuple[str, str], list[_File]] = {}
+        for f in open_:
+            series.setdefault(_series(f), []).append(f)
+        for files in series.values():
+            files.sort(key=_written)
+        taken = {key: iter(files) for key, files in series.items()}
+        open_ = [next(taken[_series(f)]) for f in open_]
+        # A file renamed away, with data at its old path, or a file with a later one in
+        # its series (ending with a whole line): the writer has moved on, so its last
+        # record is whole.
+        live = {f.path for f in open_ if not f.rotated and f.size > 0}
         reads: list[Read] = []
         budget = max_bytes
-        for f in sorted(open_, key=lambda f: not f.rotated):  # stable: keeps the turns
+        # Rotated files first (stable: keeps the turns), their tails before the new
+        # files' heads: a session opened at the end of one goes on in the other.
+        for f in sorted(open_, key=lambda f: not f.rotated):
             if budget <= 0:
                 break
             start = f.offset
-            reads += self._drain(f, budget, budget == max_bytes, now)
+            superseded = (f.rotated and f.moved_from in live) or (
+                f is not series[_series(f)][-1] and self._ends_a_line(f)
+            )
+            reads += self._drain(f, budget, budget == max_bytes, now, superseded)
             budget -= f.offset - start
         return reads
 
-    def _drain(self, f: _File, budget: int, fresh: bool, now: float) -> list[Read]:
+    @staticmethod
+    def _ends_a_line(f: _File) -> bool:
+        """``f`` ends with a newline: a file beside it, written later, may be another
+        writer's (``postgresql-15-main.log`` and ``postgresql-16-main.log``): only a
+        whole line of ``f`` is let go for it."""
+        if f.fd is None or f.offset >= f.size:
+            return False
+        return _pread(f.fd, 1, f.size - 1) == b"\n"
+
+    def _drain(
+        self, f: _File, budget: int, fresh: bool, now: float, superseded: bool = False
+    ) -> list[Read]:
         """Read ``f`` from its position within ``budget`` bytes (more only for a single
-        record larger than the whole budget of a ``fresh`` poll)."""
+        record larger than the whole budget of a ``fresh`` poll). The last record is
+        released once ``f`` is idle, rotated and no longer growing, or ``superseded``
+        (its writer writes to a newer file: the one now at its old path, or a later one
+        of its directory and suffix)."""
         size = f.size
         release = f.offset < size and (
-            now - f.changed_at >= self.idle_flush or (f.rotated and not f.grew)
+            now - f.changed_at >= self.idle_flush or (f.rotated and not f.grew) or superseded
         )
         if f.examined >= size and not release:
             return []
@@ -724,3 +768,16 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
 
 def _by_path(f: _File) -> str:
     return f.path
+
+
+def _series(f: _File) -> tuple[str, str]:
+    """The directory and suffix of ``f``'s path: the files its writer writes one after
+    the other, each rotation starting the next (``postgresql-%a.log``)."""
+    directory, name = os.path.split(f.path)
+    return directory, os.path.splitext(name)[1]
+
+
+def _written(f: _File) -> tuple[int, int]:
+    """When ``f`` was last written (its modification time), then the order it was first
+    followed in: the older of two files of one series comes first."""
+    return (f.stat_key[3] if f.stat_key else 0), f.uid

@@ -78,7 +78,8 @@ class Metrics:
         r = self.registry
         self.events = Counter(
             "trovewatch_events",
-            "Audit events parsed, by source and format.",
+            "Audit events taken in for scoring, by source and format: one per statement,"
+            " a statement whose lines two reads split counted once.",
             ["source", "format"],
             registry=r,
         )

@@ -312,10 +312,13 @@ class Service:
         read_any = False
         # While storage fails or the model refuses the logs, positions must not move on.
         if self._storage_error is None and self._refused is None:
-            frames: list[tuple[str, pl.DataFrame]] = []
+            frames: list[tuple[str, str, str, pl.DataFrame]] = []  # source, label, format
             for source in self.sources:
                 for read in source.poll(READ_BUDGET // max(len(self.sources), 1)):
-                    frames.append((read.source, self._parse(read, source.label)))
+                    events = self._parse(read, source.label)
+                    fmt = self._format(read.source)
+                    name = fmt.name if fmt is not None else "-"
+                    frames.append((read.source, source.label, name, events))
                     read_any = True
             while True:
                 try:
@@ -324,19 +327,21 @@ class Service:
                     break
                 chunk = Chunk("push", item.data, 1)
                 parsed = self._parse_chunk(chunk, item.fmt, "push", result=item.result)
-                frames.append(("push", parsed))
+                frames.append(("push", "push", item.fmt.name, parsed))
                 self._waiting.append(item)
                 read_any = True
-            for _, frame in frames:
+            for *_, frame in frames:
                 self._evidence.add(frame)
             try:
                 carried.check(self._evidence, self.trained.manifest.training)
             except ModelError as exc:
                 self._refuse(str(exc))
                 return read_any
-            for name, frame in frames:
+            for name, label, format_name, frame in frames:
                 if frame.height:
-                    self.engine.add(frame, source=name, wall=datetime.now(UTC))
+                    # A statement whose lines two reads split counts once, as it scores.
+                    begun = self.engine.add(frame, source=name, wall=datetime.now(UTC))
+                    self.metrics.events.labels(label, format_name).inc(begun)
                     self._dirty = True
         now = time.monotonic()
         if read_any:
@@ -536,7 +541,6 @@ class Service:
                 parsed.cut,
             )
         if events.height:
-            self.metrics.events.labels(label, fmt.name).inc(events.height)
             newest = events[S.TIME].max()
             if isinstance(newest, datetime):
                 self.metrics.last_event.labels(label).set(newest.timestamp())

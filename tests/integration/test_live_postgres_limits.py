@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from detector import carried, model
+from detector import carried, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.formats.pg_stderr import PgStderr
@@ -24,7 +25,7 @@ from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service
 from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS
-from tests.integration.conftest import follow, pg_cluster, wait_for_logs
+from tests.integration.conftest import MODEL, follow, pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -213,6 +214,55 @@ def test_serve_keeps_the_sessions_open_across_a_restart_and_a_rotation(
     restart = None if between == "rotation" else 0
     service = follow(trained, tmp_path, [(log, first), (after, rest)], restart_after=restart)
     try:
+        assert_counts_as_batch(service, events)
+        assert service.quarantine.total == 0
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("rotation", ["rename", "new file"])
+def test_serve_reads_a_rotated_files_tail_before_the_new_files_head(
+    trained: model.TrainedModel,
+    logs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rotation: str,
+) -> None:
+    """The clerk connects just before the log rotates and runs its statements in the new
+    file, all between two polls: by a rename (``postgresql.log`` -> ``postgresql.log.1``,
+    a new ``postgresql.log``), or by PostgreSQL's own rotation to a new file
+    (``postgresql-Sun.log``, then ``postgresql-Mon.log``, which sorts first). The
+    connection line, which names the user, is read before the statements, and all 150
+    count, as ``score`` counts them (before, the connection line waited a poll, or two
+    seconds, and the statements read before it were dropped, for want of a user)."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    source = logs / OUTPUTS["stderr"]
+    events, _, _ = parse(source)
+    body = source.read_bytes()
+    at = body.rindex(b"\n", 0, body.index(b"connection authorized: user=clerk")) + 1
+    end = body.index(b"\n", at) + 1
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    log = log_dir / ("postgresql.log" if rotation == "rename" else "postgresql-Sun.log")
+    conf = settings.Settings(
+        state_dir=tmp_path / "state", follow=[str(log_dir / "*")], lateness="3650d"
+    )
+    service = Service(trained, conf, conf.follow, MODEL)
+    try:
+        log.write_bytes(body[:at])
+        service.step()
+        time.sleep(2.1)  # the follower's idle_flush: the last line goes too
+        service.step()
+        with log.open("ab") as fh:
+            fh.write(body[at:end])  # the clerk's connection line, then the rotation
+        if rotation == "rename":
+            log.rename(log_dir / "postgresql.log.1")
+            log.write_bytes(body[end:])
+        else:
+            (log_dir / "postgresql-Mon.log").write_bytes(body[end:])
+        service.step()  # one poll sees both files
+        time.sleep(2.1)
+        service.step()
         assert_counts_as_batch(service, events)
         assert service.quarantine.total == 0
     finally:

@@ -207,10 +207,10 @@ def test_file_renamed_out_of_the_pattern_is_drained_through_its_open_handle(
     log.rename(tmp_path / "app.log.1")  # no longer matches the pattern
     log.write_bytes(b"new 1\n")
     got = lines(follower.poll())
-    # the rotated file is drained in the poll that sees the rotation; its unterminated
-    # last line goes once it has been seen not to grow (here: the next poll)
-    assert got == [b"old 2", b"new 1"]
-    assert lines(follower.poll()) == [b"old 3 unterminated"]
+    # the rotated file is drained in the poll that sees the rotation, its unterminated
+    # last line too: the writer writes to the new file now, so the line is whole
+    assert got == [b"old 2", b"old 3 unterminated", b"new 1"]
+    assert lines(follower.poll()) == []
 
 
 def test_rename_rotation_while_stopped(tmp_path: Path) -> None:
@@ -464,6 +464,89 @@ def test_held_record_released_when_the_file_is_rotated_away(tmp_path: Path) -> N
     log.rename(tmp_path / "postgresql.log.1")
     log.write_bytes(b"LOG:  three\n")
     assert lines(follower.poll()) == [b"LOG:  two", b"\tcontinued"]  # not grown: let go
+
+
+def test_a_session_opened_just_before_a_rename_rotation_is_read_before_its_statements(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL's default prefix names a session's user on its connection line only.
+    A session connects just before the log is renamed away and runs statements in the
+    new file, all between two polls: the old file's tail (the connection line, which
+    grew it in this poll) is read before the new file's statements, so a parser
+    carrying sessions from read to read knows their user (before, the connection line
+    was held back a poll while the statements were read)."""
+    log = tmp_path / "postgresql.log"
+    follower = Follower([str(tmp_path / "postgresql.log*")], record_start=lambda p: STDERR_START)
+    log.write_bytes(b"2026-11-29 10:00:00.000 UTC [7] LOG:  database system is ready\n")
+    follower.poll()
+    append(log, b"2026-11-29 10:00:00.100 UTC [42] LOG:  connection received: host=[local]\n")
+    append(
+        log,
+        b"2026-11-29 10:00:00.101 UTC [42] LOG:  connection authorized: user=clerk"
+        b" database=corp application_name=desk\n",
+    )
+    log.rename(tmp_path / "postgresql.log.1")
+    log.write_bytes(
+        b"2026-11-29 10:00:00.200 UTC [42] LOG:  AUDIT: SESSION,1,1,READ,SELECT,TABLE,"
+        b"big.people,SELECT 1,<none>\n"
+        b"2026-11-29 10:00:00.300 UTC [42] LOG:  AUDIT: SESSION,2,1,READ,SELECT,TABLE,"
+        b"big.people,SELECT 2,<none>\n"
+    )
+    first = follower.poll()
+    assert [r.source for r in first] == [str(tmp_path / "postgresql.log.1"), str(log)]
+    assert [line.split(b"LOG:  ")[1][:22] for line in lines(first)] == [
+        b"database system is rea",
+        b"connection received: h",
+        b"connection authorized:",
+        b"AUDIT: SESSION,1,1,REA",  # the last record (SELECT 2) may still go on
+    ]
+
+
+def test_postgresqls_own_rotation_reads_the_old_files_tail_before_the_new_files_head(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL's logging collector rotates by starting a new file (``postgresql-%a.log``:
+    Sunday's, then Monday's, which sorts first by name); the old file keeps its name. A
+    session connects at the end of Sunday's file and runs statements in Monday's, all
+    between two polls: Sunday's tail, its last line too (the writer has moved on), is
+    read before Monday's head."""
+    sunday, monday = tmp_path / "postgresql-Sun.log", tmp_path / "postgresql-Mon.log"
+    follower = Follower([str(tmp_path / "postgresql-*.log")], record_start=lambda p: STDERR_START)
+    sunday.write_bytes(b"2026-11-29 23:59:00.000 UTC [7] LOG:  checkpoint starting: time\n")
+    follower.poll()
+    append(sunday, b"2026-11-29 23:59:59.900 UTC [42] LOG:  connection received: host=[local]\n")
+    append(sunday, b"2026-11-29 23:59:59.901 UTC [42] LOG:  connection authorized: user=clerk\n")
+    os.utime(sunday, ns=(10**18, 10**18))  # written before Monday's file, as at midnight
+    monday.write_bytes(
+        b"2026-11-30 00:00:00.200 UTC [42] LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<none>\n"
+        b"2026-11-30 00:00:00.300 UTC [42] LOG:  AUDIT: SESSION,2,1,READ,SELECT,,,SELECT 2,<none>\n"
+    )
+    os.utime(monday, ns=(10**18 + 300_000_000, 10**18 + 300_000_000))
+    got = numbered(follower.poll())
+    assert [(Path(path).name, n) for path, n, _ in got] == [
+        ("postgresql-Sun.log", 1),
+        ("postgresql-Sun.log", 2),
+        ("postgresql-Sun.log", 3),
+        ("postgresql-Mon.log", 1),  # its last line (SELECT 2) may still go on
+    ]
+
+
+def test_a_servers_old_files_are_read_oldest_first_when_the_follower_starts(
+    tmp_path: Path,
+) -> None:
+    """``serve`` started on a directory of ``postgresql-%a.log`` files reads Sunday's
+    (older) whole before Monday's, whose name sorts first."""
+    sunday, monday = tmp_path / "postgresql-Sun.log", tmp_path / "postgresql-Mon.log"
+    sunday.write_bytes(b"2026-11-29 23:59:59.901 UTC [42] LOG:  connection authorized\n")
+    monday.write_bytes(b"2026-11-30 00:00:00.200 UTC [42] LOG:  AUDIT: SESSION,1\n" * 2)
+    os.utime(sunday, ns=(10**18, 10**18))
+    os.utime(monday, ns=(10**18 + 300_000_000, 10**18 + 300_000_000))
+    follower = Follower([str(tmp_path / "postgresql-*.log")], record_start=lambda p: STDERR_START)
+    got = numbered(follower.poll())
+    assert [(Path(path).name, n) for path, n, _ in got] == [
+        ("postgresql-Sun.log", 1),
+        ("postgresql-Mon.log", 1),
+    ]
 
 
 # ---------------------------------------------------------------------------------------
