@@ -6,10 +6,13 @@ batch with its accounts' history over the longest horizon (3 days: one segment p
 segments, beside the way it was done before (every segment filtered for every batch),
 then scores one batch's closing windows against its history
 (:func:`detector.pipeline.score_windows` with ``prior``, the bundled model), as a close
-does for each batch.
+does for each batch. The accounts are new to the model (each judged against its own
+earlier days too, from every window of its history), or with ``--trained`` known to it,
+as most of a server's accounts are.
 
     uv run python bench/bench_close.py --segments 288 --accounts 100000
     uv run python bench/bench_close.py --segments 864 --accounts 5000   # 3 days, one batch
+    uv run python bench/bench_close.py --segments 864 --accounts 5000 --trained
 
 Prints the times and checks that both ways give every history row once.
 """
@@ -27,6 +30,7 @@ import polars as pl
 from detector import features as F
 from detector import model, partials, pipeline, settings
 from detector.live.engine import HISTORY_SCHEMA, SCORE_BATCH, _compact, _full, history_batches
+from detector.profile import Profile
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
@@ -57,6 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--segments", type=int, default=288, help="closes held (288: a day)")
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument(
+        "--trained", action="store_true", help="the accounts are known to the model"
+    )
     args = parser.parse_args()
     history = segments(args.segments, args.accounts)
     accounts = history[0][F.ACCOUNT].sort()
@@ -84,6 +91,8 @@ def main() -> None:
     batch, prior = next(history_batches(history, accounts, SCORE_BATCH))
     closing = _closing(batch, history[-1][F.WINDOW][0] + timedelta(minutes=5))
     trained = model.load(MODEL)
+    if args.trained:
+        _as_trained(trained.profile, batch)
     activity = partials.to_activity(closing, trained.horizons.base, trained.profile.known)
     began = time.perf_counter()
     scored = pipeline.score_windows(activity, trained, settings.Settings(), prior=prior)
@@ -91,6 +100,14 @@ def main() -> None:
         f"scoring one batch's {scored.height:,} closing windows against its "
         f"{prior.height:,} history rows: {time.perf_counter() - began:.2f} s"
     )
+
+
+def _as_trained(profile: Profile, accounts: pl.Series) -> None:
+    """Make ``accounts`` known to the model's profile, with its first account's largest."""
+    largest = profile.account_max
+    known = largest.head(1).select(pl.exclude(F.ACCOUNT).repeat_by(accounts.len()).explode())
+    added = known.with_columns(accounts.alias(F.ACCOUNT)).select(largest.columns)
+    object.__setattr__(profile, "account_max", pl.concat([largest, added]))
 
 
 def _closing(accounts: pl.Series, window: datetime) -> pl.DataFrame:

@@ -17,7 +17,7 @@ The stages:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -213,28 +213,115 @@ def duration(every: str) -> pl.Expr:
             return pl.duration(weeks=n)
 
 
-def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
+def add_horizons(
+    windows: pl.LazyFrame, horizons: Horizons, at: pl.Expr | None = None
+) -> pl.LazyFrame:
     """Trailing sums of each volume signal over each horizon, ending at the window's end,
     and the calendar day's (UTC) sums so far of the drip volumes (``<signal>_today``).
 
     ``windows`` must be sorted by account, then window start. The base horizon is the
     window itself. Unknown volume (null) stays null only if it is null over the horizon.
+
+    Given ``at``, only the windows where it is true are kept, with their sums (the other
+    windows' volume counts in them), and each signal's running total over the whole
+    frame (``<signal>__running``, nulls as 0), so that the volume between two kept
+    windows of an account is still a difference (:func:`discount_alerted`): a live
+    close judges its new windows against days of earlier ones it needs no sums of.
+
+    A window's sum over a horizon is its running total less the running total before the
+    first of the account's windows in the horizon, found by a binary search
+    (:func:`_account_time`): no work per account, no work per window not kept.
     """
-    exprs: list[pl.Expr] = []
+    key = pl.col("_key")
+    if at is not None:
+        windows = windows.with_columns(at.alias("_at"))
+    wanted = key if at is None else pl.when("_at").then(key)  # null: nothing to look up
+
+    def first(since: pl.Expr, side: Literal["left", "right"]) -> pl.Expr:
+        found = key.search_sorted(wanted - since, side=side)
+        return found if at is None else pl.when("_at").then(found)
+
+    firsts = {h: first(pl.lit(int(span(h).total_seconds())), "right") for h in horizons.longer}
+    firsts[TODAY] = first(pl.col(WINDOW).dt.epoch("s") % 86_400, "left")
+    # (signal, horizon, column) of every sum, in the frame's column order
+    summed = [(signal, h, col_name(signal, h)) for signal in VOLUME for h in horizons.longer]
+    summed += [(signal, TODAY, col_name(signal, TODAY)) for signal in DRIP]
+    located = (
+        windows.with_columns(_account_time().alias("_key"))
+        .with_columns(start.alias(f"_from_{h}") for h, start in firsts.items())
+        .with_columns(_running_totals(VOLUME))
+        .collect()
+    )
+    kept = located if at is None else located.filter("_at")
+    # Each sum: the running totals at the window less those just before its first window
+    # in the horizon (the total less that window's own value).
+    sums = {}
+    for signal, h, name in summed:
+        first = kept[f"_from_{h}"]
+        total, known = (located[f"_{kind}_{signal}"] for kind in ("total", "known"))
+        value = located[signal]
+        total_before = total.gather(first) - value.fill_null(0).gather(first)
+        known_before = known.gather(first) - value.is_not_null().cast(pl.Int64).gather(first)
+        sums[name] = (
+            pl.when(pl.col(f"_known_{signal}") > pl.lit(known_before))
+            .then(pl.col(f"_total_{signal}") - pl.lit(total_before))
+            .alias(name)
+        )
     for signal in VOLUME:
-        exprs.append(pl.col(signal).alias(col_name(signal, horizons.base)))
-        for h in horizons.longer:
-            summed = pl.col(signal).rolling_sum_by(WINDOW, window_size=h, min_samples=1)
-            known = (
-                pl.col(signal).is_not_null().cast(pl.Int32).rolling_sum_by(WINDOW, window_size=h)
-            )
-            exprs.append(pl.when(known > 0).then(summed).over(ACCOUNT).alias(col_name(signal, h)))
-    day = [ACCOUNT, pl.col(WINDOW).dt.date()]
-    for signal in DRIP:
-        known = pl.col(signal).is_not_null().cum_sum()
-        today = pl.when(known > 0).then(pl.col(signal).fill_null(0).cum_sum())
-        exprs.append(today.over(day).alias(col_name(signal, TODAY)))
-    return windows.with_columns(exprs)
+        base = col_name(signal, horizons.base)
+        sums[base] = pl.col(signal).alias(base)
+    order = [col_name(signal, h) for signal in VOLUME for h in horizons.all]
+    order += [col_name(signal, TODAY) for signal in DRIP]
+    running = [pl.col(f"_total_{signal}").alias(f"{signal}__running") for signal in VOLUME]
+    temporary = ["_key", *(f"_from_{h}" for h in firsts), *_running_names(VOLUME)]
+    if at is not None:
+        temporary.append("_at")
+    return (
+        kept.lazy()
+        .with_columns(*(sums[c] for c in order), *(running if at is not None else []))
+        .drop(temporary)
+    )
+
+
+def by_account(windows: pl.DataFrame) -> pl.DataFrame:
+    """``windows`` sorted by account, then window start.
+
+    Windows that come in time order (a live close's history, then its new windows) need
+    only a stable sort by account, several times faster than sorting by both at 4
+    million rows; checked, and sorted by both where they did not.
+    """
+    ordered = windows.sort(ACCOUNT, maintain_order=True)
+    if ordered.select(_account_time()).to_series().is_sorted():
+        return ordered
+    return windows.sort(ACCOUNT, WINDOW)
+
+
+def _account_time() -> pl.Expr:
+    """A window's account (its rank in a frame sorted by account) and start in seconds,
+    as one integer: in a frame sorted by account, then window start, it is sorted, and
+    an account's windows from a given time on begin where a binary search finds it."""
+    return pl.col(ACCOUNT).rle_id().cast(pl.Int64) * _ACCOUNT_STRIDE + pl.col(WINDOW).dt.epoch("s")
+
+
+# Seconds from 1970 to beyond the year 2500: room for 2**29 accounts in an Int64 key.
+_ACCOUNT_STRIDE: Final = 2**34
+
+
+def _running_names(signals: Sequence[str]) -> list[str]:
+    return [f"_{kind}_{signal}" for signal in signals for kind in ("total", "known")]
+
+
+def _running_totals(signals: Sequence[str]) -> list[pl.Expr]:
+    """Per signal, its running total over the frame (nulls as 0) and its running count
+    of known (not null) values: ``_total_<signal>`` and ``_known_<signal>``."""
+    return [
+        expr
+        for signal in signals
+        for expr in (
+            pl.col(signal).fill_null(0).cum_sum().alias(f"_total_{signal}"),
+            pl.col(signal).is_not_null().cast(pl.Int64).cum_sum().alias(f"_known_{signal}"),
+        )
+    ]
 
 
 def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons) -> pl.LazyFrame:
@@ -245,23 +332,43 @@ def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons
     day whose 24-hour sum still contains it, nor should a day's sum that an alert showed
     at twice the account's largest alert again each time it wobbles back over the bound.
     Later windows' sums start again after the alert. A window's own volume always counts.
-    ``windows`` must be sorted by account, then window start.
+    ``windows`` must be sorted by account, then window start. A signal's running total
+    over a larger frame these windows were taken from (``<signal>__running``, of
+    :func:`add_horizons` with ``at``) is used where given; it must then keep every
+    window for which ``alerted`` is true.
     """
+    names = set(windows.collect_schema().names())
+    row = pl.int_range(pl.len(), dtype=pl.UInt32)
+    account = pl.col(ACCOUNT).rle_id()
+    # the account's latest alerted window before this one (null before any)
+    latest = pl.when(alerted).then(row).forward_fill().shift(1)
+    marked = windows.with_columns(latest.alias("_alert")).with_columns(
+        pl.when(account.gather(pl.col("_alert").fill_null(0)) == account)
+        .then(pl.col("_alert"))
+        .alias("_alert")
+    )
+
+    def since_alert(signal: str) -> pl.Expr:  # a difference of two running totals
+        given = f"{signal}__running"
+        running = pl.col(given) if given in names else pl.col(signal).fill_null(0).cum_sum()
+        return (running - running.gather(pl.col("_alert"))).alias(f"_since_{signal}")
+
     exprs: list[pl.Expr] = []
     for signal in VOLUME:
-        running = pl.col(signal).fill_null(0).cum_sum().over(ACCOUNT)
-        # the running total at the latest alert before this window (null before any)
-        at_alert = pl.when(alerted).then(running).forward_fill().over(ACCOUNT)
-        since_alert = running - at_alert.shift(1).over(ACCOUNT)
+        since = pl.col(f"_since_{signal}")
         for h in horizons.longer:
             c = col_name(signal, h)
             exprs.append(
-                pl.when(since_alert.is_not_null() & pl.col(c).is_not_null())
-                .then(pl.min_horizontal(pl.col(c), since_alert))
+                pl.when(since.is_not_null() & pl.col(c).is_not_null())
+                .then(pl.min_horizontal(pl.col(c), since))
                 .otherwise(pl.col(c))
                 .alias(c)
             )
-    return windows.with_columns(exprs)
+    return (
+        marked.with_columns(since_alert(signal) for signal in VOLUME)
+        .with_columns(exprs)
+        .drop("_alert", *(f"_since_{signal}" for signal in VOLUME))
+    )
 
 
 def alerted_levels(

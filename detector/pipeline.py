@@ -460,10 +460,13 @@ def score_windows(
             pl.col("alerted").alias("_alerted"),
         )
         new = pl.concat([earlier, new], how="diagonal_relaxed")
-    windows = F.add_horizons(new.sort(F.ACCOUNT, F.WINDOW).lazy(), horizons).collect()
     # An untrained account's own earlier days: its history so far, for the guardrail and
     # reasons (explain.Judge), not the model. Trained accounts are held to their training.
     untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
+    # Of the earlier windows, only those alerted (their levels) and an untrained account's
+    # (its own earlier days) are read with their sums.
+    wanted = None if prior is None else pl.col("_new") | pl.col("_alerted") | untrained
+    windows = F.add_horizons(F.by_account(new).lazy(), horizons, wanted).collect()
     own_days = F.earlier_days(
         windows.lazy().filter(untrained), horizons, F.horizon_columns(horizons)
     ).collect()
@@ -488,7 +491,7 @@ def score_windows(
             .sort(F.ACCOUNT, F.WINDOW)
             .with_columns(pl.col(F.WINDOW).dt.truncate("1d").alias("day"))
             .join(own_days.lazy(), on=[F.ACCOUNT, "day"], how="left", maintain_order="left")
-            .drop("day", "_ever")
+            .drop("day", "_ever", *(f"{s}__running" for s in F.VOLUME), strict=False)
             .collect()
         )
         frame = model_frame(new.lazy(), trained.profile, horizons)
