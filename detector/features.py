@@ -255,13 +255,13 @@ def add_horizons(
     kept = located if at is None else located.filter("_at")
     # Each sum: the running totals at the window less those just before its first window
     # in the horizon (the total less that window's own value).
-    sums = {}
+    sums: dict[str, pl.Expr] = {}
     for signal, h, name in summed:
-        first = kept[f"_from_{h}"]
+        start = kept[f"_from_{h}"]
         total, known = (located[f"_{kind}_{signal}"] for kind in ("total", "known"))
         value = located[signal]
-        total_before = total.gather(first) - value.fill_null(0).gather(first)
-        known_before = known.gather(first) - value.is_not_null().cast(pl.Int64).gather(first)
+        total_before = total.gather(start) - value.fill_null(0).gather(start)
+        known_before = known.gather(start) - value.is_not_null().cast(pl.Int64).gather(start)
         sums[name] = (
             pl.when(pl.col(f"_known_{signal}") > pl.lit(known_before))
             .then(pl.col(f"_total_{signal}") - pl.lit(total_before))
