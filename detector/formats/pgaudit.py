@@ -586,7 +586,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # A read of the server's catalogs alone (log_catalog = on, pgAudit's default): psql's
     # \d, an ORM's introspection, a dump's hundred schema queries. Not data read.
     catalog = pl.col("_cat") & (pl.col("a_class") == "READ")
-    is_dump = pl.col(S.APPLICATION).is_in(DUMP_TOOLS) & (pl.col("a_class") == "READ") & ~catalog
+    # (no application name: not a dump tool; null would leave the export unknown)
+    dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
+    is_dump = dump_tool & (pl.col("a_class") == "READ") & ~catalog
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
     # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
     internal = query.str.starts_with("SELECT ") & query.str.contains(

@@ -147,3 +147,22 @@ def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_refused() -> None
     assert len({t.isoformat() for t in got[:4]}) == 1
     assert got[0].isoformat() == "2026-11-28T06:55:02.403000+00:00"
     assert got[4] is None
+
+
+def test_a_client_without_an_application_name_exports_what_it_exports_and_no_more(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    # A client that sets none (psycopg, JDBC without ApplicationName): jsonlog leaves the
+    # key out, and the connection line names none. Each statement is still an export or
+    # not, never unknown.
+    text = (REFERENCE_PG / "postgresql.json").read_text()
+    assert '"application_name":"psql",' in text and " application_name=psql" in text
+    path = tmp_path / "no-name.json"
+    path.write_text(
+        text.replace('"application_name":"psql",', "").replace(" application_name=psql", "")
+    )
+    frame, _ = parse(path)
+    named = events("jsonlog")
+    assert frame.filter(pl.col(S.APPLICATION).is_null()).height > 0
+    assert frame[S.EXPORT].null_count() == 0
+    assert frame[S.EXPORT].to_list() == named[S.EXPORT].to_list()
