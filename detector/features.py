@@ -230,7 +230,8 @@ def add_horizons(
 
     A window's sum over a horizon is its running total less the running total before the
     first of the account's windows in the horizon, found by a binary search
-    (:func:`_account_time`): no work per account, no work per window not kept.
+    (:func:`_account_time`): no work per account, no work per window not kept. (It
+    collects ``windows``: the sums gather from the whole frame's running totals.)
     """
     key = pl.col("_key")
     if at is not None:
@@ -243,9 +244,6 @@ def add_horizons(
 
     firsts = {h: first(pl.lit(int(span(h).total_seconds())), "right") for h in horizons.longer}
     firsts[TODAY] = first(pl.col(WINDOW).dt.epoch("s") % 86_400, "left")
-    # (signal, horizon, column) of every sum, in the frame's column order
-    summed = [(signal, h, col_name(signal, h)) for signal in VOLUME for h in horizons.longer]
-    summed += [(signal, TODAY, col_name(signal, TODAY)) for signal in DRIP]
     located = (
         windows.with_columns(_account_time().alias("_key"))
         .with_columns(start.alias(f"_from_{h}") for h, start in firsts.items())
@@ -253,34 +251,37 @@ def add_horizons(
         .collect()
     )
     kept = located if at is None else located.filter("_at")
-    # Each sum: the running totals at the window less those just before its first window
-    # in the horizon (the total less that window's own value).
-    sums: dict[str, pl.Expr] = {}
-    for signal, h, name in summed:
+
+    def summed(signal: str, h: str) -> pl.Expr:
+        # the running totals at the window less those just before the horizon's first
+        # window (the totals there less its own value)
         start = kept[f"_from_{h}"]
-        total, known = (located[f"_{kind}_{signal}"] for kind in ("total", "known"))
-        value = located[signal]
+        total, known, value = (
+            located[f"_total_{signal}"],
+            located[f"_known_{signal}"],
+            located[signal],
+        )
         total_before = total.gather(start) - value.fill_null(0).gather(start)
         known_before = known.gather(start) - value.is_not_null().cast(pl.Int64).gather(start)
-        sums[name] = (
+        return (
             pl.when(pl.col(f"_known_{signal}") > pl.lit(known_before))
             .then(pl.col(f"_total_{signal}") - pl.lit(total_before))
-            .alias(name)
+            .alias(col_name(signal, h))
         )
+
+    # A signal at a time: its sums' operands are held only while it is summed.
     for signal in VOLUME:
-        base = col_name(signal, horizons.base)
-        sums[base] = pl.col(signal).alias(base)
-    order = [col_name(signal, h) for signal in VOLUME for h in horizons.all]
-    order += [col_name(signal, TODAY) for signal in DRIP]
-    running = [pl.col(f"_total_{signal}").alias(f"{signal}__running") for signal in VOLUME]
-    temporary = ["_key", *(f"_from_{h}" for h in firsts), *_running_names(VOLUME)]
+        kept = kept.with_columns(
+            pl.col(signal).alias(col_name(signal, horizons.base)),
+            *(summed(signal, h) for h in horizons.longer),
+        )
+    kept = kept.with_columns(summed(signal, TODAY) for signal in DRIP)
     if at is not None:
-        temporary.append("_at")
-    return (
-        kept.lazy()
-        .with_columns(*(sums[c] for c in order), *(running if at is not None else []))
-        .drop(temporary)
-    )
+        kept = kept.with_columns(
+            pl.col(f"_total_{signal}").alias(f"{signal}__running") for signal in VOLUME
+        )
+    temporary = ["_key", *(f"_from_{h}" for h in firsts), *_running_names(VOLUME)]
+    return kept.drop(*temporary, *(["_at"] if at is not None else [])).lazy()
 
 
 def by_account(windows: pl.DataFrame) -> pl.DataFrame:
