@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -94,25 +94,38 @@ class Summary:
         return text
 
 
-def one_output_per_server(
-    paths: Sequence[Path], format_name: str, log_line_prefix: str | None
+def files_to_read(
+    paths: Sequence[Path], format_name: str = "auto", log_line_prefix: str | None = None
 ) -> tuple[list[Path], list[Path]]:
-    """``paths`` split into the files to read and those left out: PostgreSQL writes the
-    same statements to each of its outputs (stderr, csvlog, jsonlog), so of the files of
-    one directory only those of the richest output there are read (jsonlog, then csvlog,
-    then stderr), as ``serve`` does. With a ``format_name`` given, every file is read."""
-    if format_name != "auto" or len(paths) < 2:
-        return list(paths), []
+    """``paths`` split into the files to read, in the order to read them, and those left
+    out (:func:`one_output_per_server`); each directory's PostgreSQL logs read oldest
+    first (:func:`in_time_order`). Each file's format is detected once, for both; with
+    another format given by name, the files are read as given."""
+    if format_name != "auto" and format_name not in formats.PG_OUTPUTS:
+        return list(paths), []  # (``mapped`` needs its mapping to be detected)
     found: dict[Path, str | None] = {}
     for path in paths:
         try:
-            found[path] = formats.get("auto", path, log_line_prefix=log_line_prefix).name
+            found[path] = formats.get(format_name, path, log_line_prefix=log_line_prefix).name
         except (NotALogError, OSError):
             found[path] = None  # read, and refused, as before
+    kept, left_out = (
+        one_output_per_server(paths, found) if format_name == "auto" else (list(paths), [])
+    )
+    return in_time_order(kept, found), left_out
+
+
+def one_output_per_server(
+    paths: Sequence[Path], found: Mapping[Path, str | None]
+) -> tuple[list[Path], list[Path]]:
+    """``paths`` (of formats ``found``) split into the files to read and those left out:
+    PostgreSQL writes the same statements to each of its outputs (stderr, csvlog,
+    jsonlog), so of the files of one directory only those of the richest output there
+    are read (jsonlog, then csvlog, then stderr), as ``serve`` does."""
     richest: dict[Path, str] = {}
     for name in reversed(formats.PG_OUTPUTS):  # poorest first: the richest is set last
-        for path, fmt in found.items():
-            if fmt == name:
+        for path in paths:
+            if found[path] == name:
                 richest[path.parent] = name
     poorer = {p for p in paths if found[p] in formats.PG_OUTPUTS and richest[p.parent] != found[p]}
     return [p for p in paths if p not in poorer], [p for p in paths if p in poorer]
@@ -122,10 +135,9 @@ def one_output_per_server(
 _FIRST_TIME: Final = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?")
 
 
-def in_time_order(
-    paths: Sequence[Path], format_name: str = "auto", log_line_prefix: str | None = None
-) -> list[Path]:
-    """``paths`` with each directory's PostgreSQL logs in the order they were written.
+def in_time_order(paths: Sequence[Path], found: Mapping[Path, str | None]) -> list[Path]:
+    """``paths`` (of formats ``found``) with each directory's PostgreSQL logs in the
+    order they were written.
 
     A server's sessions go on from one of its files to the next, so its files must be
     read oldest first; the shell sorts ``postgresql-%a.log`` (Mon, Sat, Sun, ...) by name,
@@ -134,25 +146,17 @@ def in_time_order(
     no time (a prefix printing only ``%n``) sorts by name before those that do. The
     PostgreSQL logs of a directory take the places its PostgreSQL logs had in ``paths``;
     other files stay where they were."""
-    if format_name != "auto" and format_name not in formats.PG_OUTPUTS:
-        return list(paths)  # another format given: read as given
-    found: dict[Path, str | None] = {}
-    for path in paths:
-        try:
-            name = formats.get(format_name, path, log_line_prefix=log_line_prefix).name
-        except (NotALogError, OSError):
-            name = None
-        found[path] = _first_time(path) if name in formats.PG_OUTPUTS else None
+    first = {p: _first_time(p) for p in paths if found[p] in formats.PG_OUTPUTS}
 
     def _time(path: Path) -> tuple[str, str]:
-        return found[path] or "", path.name
+        return first[path], path.name
 
     # Each directory's PostgreSQL logs take the places its logs had, in time order.
     ordered = {
-        d: iter(sorted((p for p in paths if p.parent == d and found[p] is not None), key=_time))
+        d: iter(sorted((p for p in paths if p.parent == d and p in first), key=_time))
         for d in {p.parent for p in paths}
     }
-    return [next(ordered[p.parent]) if found[p] is not None else p for p in paths]
+    return [next(ordered[p.parent]) if p in first else p for p in paths]
 
 
 def _first_time(path: Path) -> str:
@@ -193,8 +197,7 @@ def read_events(
     :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
-    paths, left_out = one_output_per_server(paths, format_name, log_line_prefix)
-    paths = in_time_order(paths, format_name, log_line_prefix)
+    paths, left_out = files_to_read(paths, format_name, log_line_prefix)
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     servers = Servers()
@@ -351,8 +354,7 @@ def event_batches(
     ``summary`` is filled in as the files are read.
     """
     quarantine = quarantine or Quarantine(None)
-    paths, summary.left_out = one_output_per_server(paths, format_name, log_line_prefix)
-    paths = in_time_order(paths, format_name, log_line_prefix)
+    paths, summary.left_out = files_to_read(paths, format_name, log_line_prefix)
     summary.files = len(paths)
     servers = Servers()
     for path in paths:

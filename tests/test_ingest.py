@@ -63,7 +63,7 @@ def test_each_directorys_postgresql_logs_are_read_oldest_first(tmp_path: Path) -
     given = (
         [tmp_path / n for n in [*written][:2]] + [other] + [tmp_path / n for n in [*written][2:]]
     )
-    assert [p.relative_to(tmp_path).as_posix() for p in ingest.in_time_order(given)] == [
+    assert [p.relative_to(tmp_path).as_posix() for p in ingest.files_to_read(given)[0]] == [
         "a/postgresql-Sun.log",
         "a/postgresql-Mon.log",
         "a/other.ndjson",
