@@ -169,6 +169,12 @@ class _File:
     pattern: re.Pattern[bytes] | None = None
     bound_once: bool = False
 
+    def rotate(self) -> None:
+        """No longer the live file: remember the path it was live at (``moved_from``)."""
+        if not self.rotated:
+            self.moved_from = self.path
+        self.rotated = True
+
 
 @dataclass(eq=False)
 class _Found:
@@ -348,8 +354,7 @@ class Follower:
             st = os.fstat(f.fd)
             path = at.get(f.ident)
             if path is None or path != f.path:
-                f.moved_from = f.moved_from if f.rotated else f.path
-                f.rotated = True
+                f.rotate()
             if path is not None:
                 f.path, f.seen_at = path, now
             if self._same_content(f, st):
@@ -468,8 +473,7 @@ class Follower:
     def _bind(self, f: _File, s: _Found, now: float) -> None:
         s.used = s.kept = True
         if s.path != f.path:  # renamed, or a copy goes on for it: not the live file
-            f.moved_from = f.moved_from if f.rotated else f.path
-            f.rotated = True
+            f.rotate()
         f.fd, f.ident, f.path, f.seen_at, f.replaced = s.fd, s.ident, s.path, now, None
         if not f.bound_once:
             f.pattern, f.bound_once = self._record_start(s.path), True
@@ -766,6 +770,9 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+_MTIME: Final = 3  # the modification time's place in a _stat_key
+
+
 def _by_path(f: _File) -> str:
     return f.path
 
@@ -780,4 +787,4 @@ def _series(f: _File) -> tuple[str, str]:
 def _written(f: _File) -> tuple[int, int]:
     """When ``f`` was last written (its modification time), then the order it was first
     followed in: the older of two files of one series comes first."""
-    return (f.stat_key[3] if f.stat_key else 0), f.uid
+    return (f.stat_key[_MTIME] if f.stat_key else 0), f.uid
