@@ -1,20 +1,17 @@
-"""What a close of ``serve``'s windows spends gathering each batch's window history.
+"""How long a close of ``serve``'s windows takes with days of window history held.
 
-At each close the live engine scores the closing accounts ``SCORE_BATCH`` at a time, each
-batch with its accounts' history over the longest horizon (3 days: one segment per close,
-864 of them). This times :func:`detector.live.engine.history_batches` on synthetic
-segments, beside the way it was done before (every segment filtered for every batch),
-then scores one batch's closing windows against its history
-(:func:`detector.pipeline.score_windows` with ``prior``, the bundled model), as a close
-does for each batch. The accounts are new to the model (each judged against its own
-earlier days too, from every window of its history), or with ``--trained`` known to it,
-as most of a server's accounts are.
+At each close the live engine scores the closing accounts' windows. Their 1-hour, 1-day
+and 3-day sums come from the sums carried from the last close (``detector.live.running``),
+less the windows leaving each horizon: its cost follows the closing and leaving windows,
+not the history (3 days: one segment per close, 864 of them). This fills an engine with
+``--segments`` closes' history of ``--accounts`` accounts active in every window (with
+the bundled model), then times one close of a window of each account. The accounts are
+new to the model (each judged against its own earlier days too), or with ``--trained``
+known to it, as most of a server's accounts are. It also times summing the state again
+from the history, which a restart does.
 
-    uv run python bench/bench_close.py --segments 288 --accounts 100000
-    uv run python bench/bench_close.py --segments 864 --accounts 5000   # 3 days, one batch
-    uv run python bench/bench_close.py --segments 864 --accounts 5000 --trained
-
-Prints the times and checks that both ways give every history row once.
+    uv run python bench/bench_close.py --segments 864 --accounts 5000 [--trained]
+    uv run python bench/bench_close.py --segments 288 --accounts 100000 --trained
 """
 
 from __future__ import annotations
@@ -28,77 +25,68 @@ import numpy as np
 import polars as pl
 
 from detector import features as F
-from detector import model, partials, pipeline, settings
-from detector.live.engine import HISTORY_SCHEMA, SCORE_BATCH, _compact, _full, history_batches
+from detector import model, partials, settings
+from detector.live.engine import HISTORY_SCHEMA, Engine, _full
+from detector.live.running import Running
 from detector.profile import Profile
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def segments(count: int, accounts: int) -> list[pl.DataFrame]:
-    """``count`` closes' history segments, each of ``accounts`` accounts, as held."""
+    """``count`` closes' history segments, each of ``accounts`` accounts."""
     names = pl.Series(F.ACCOUNT, [f"acct_{i:06d}" for i in range(accounts)])
     rng = np.random.default_rng(1)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     return [
-        _compact(
-            pl.DataFrame(
-                {
-                    F.ACCOUNT: names,
-                    F.WINDOW: [start + timedelta(minutes=5 * i)] * accounts,
-                    **{v: rng.integers(0, 1000, accounts) for v in F.VOLUME},
-                    "alerted": rng.random(accounts) < 0.001,
-                }
-            )
-            .cast(HISTORY_SCHEMA)
-            .sort(F.ACCOUNT)
-        )
+        pl.DataFrame(
+            {
+                F.ACCOUNT: names,
+                F.WINDOW: [start + timedelta(minutes=5 * i)] * accounts,
+                **{v: rng.integers(0, 1000, accounts) for v in F.VOLUME},
+                "alerted": [False] * accounts,
+            }
+        ).cast(HISTORY_SCHEMA)
         for i in range(count)
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--segments", type=int, default=288, help="closes held (288: a day)")
-    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--segments", type=int, default=864, help="closes held (864: 3 days)")
+    parser.add_argument("--accounts", type=int, default=5_000)
     parser.add_argument(
         "--trained", action="store_true", help="the accounts are known to the model"
     )
     args = parser.parse_args()
     history = segments(args.segments, args.accounts)
-    accounts = history[0][F.ACCOUNT].sort()
-    total = args.segments * args.accounts
-
-    began = time.perf_counter()
-    rows = 0
-    for start in range(0, accounts.len(), SCORE_BATCH):
-        ours = pl.col(F.ACCOUNT).is_in(accounts.slice(start, SCORE_BATCH).implode())
-        rows += pl.concat([_full(s.filter(ours)) for s in history]).height
-    filtered = time.perf_counter() - began
-    assert rows == total
-
-    began = time.perf_counter()
-    rows = sum(h.height for _, h in history_batches(history, accounts, SCORE_BATCH))
-    sliced = time.perf_counter() - began
-    assert rows == total
-
-    batches = -(-accounts.len() // SCORE_BATCH)
-    print(
-        f"{args.segments} segments x {args.accounts:,} accounts, {batches} batches of "
-        f"{SCORE_BATCH:,}: every segment filtered per batch {filtered:.2f} s, "
-        f"history_batches {sliced:.2f} s"
-    )
-    batch, prior = next(history_batches(history, accounts, SCORE_BATCH))
-    closing = _closing(batch, history[-1][F.WINDOW][0] + timedelta(minutes=5))
+    accounts = history[0][F.ACCOUNT]
     trained = model.load(MODEL)
     if args.trained:
-        _as_trained(trained.profile, batch)
-    activity = partials.to_activity(closing, trained.horizons.base, trained.profile.known)
+        _as_trained(trained.profile, accounts)
+    engine = Engine(trained, settings.Settings())
+    for segment in history:
+        engine._add_segment("history", segment)
+    newest = history[-1][F.WINDOW][0]
+    window = newest + engine.base
+    engine.closed_until = window
     began = time.perf_counter()
-    scored = pipeline.score_windows(activity, trained, settings.Settings(), prior=prior)
+    engine.running = Running.of_history(
+        trained.horizons, pl.concat([_full(s) for s in engine.history]), newest
+    )
+    restored = time.perf_counter() - began
+    if not args.trained:  # their earlier days, as the closes before would have kept them
+        engine._days_from_history(pl.lit(True))
+    engine._fold(_closing(accounts, window))
+    engine.newest = window + timedelta(minutes=1)
+    began = time.perf_counter()
+    scored = engine.close(wall=window + timedelta(hours=1)).scored
+    took = time.perf_counter() - began
+    kind = "known to the model" if args.trained else "new to the model"
     print(
-        f"scoring one batch's {scored.height:,} closing windows against its "
-        f"{prior.height:,} history rows: {time.perf_counter() - began:.2f} s"
+        f"{args.segments} segments x {args.accounts:,} accounts ({kind}): one close of "
+        f"{scored.height:,} windows {took:.2f} s; the state summed again from the "
+        f"{args.segments * args.accounts:,} history rows (a restart) {restored:.2f} s"
     )
 
 

@@ -4,7 +4,7 @@ Runs the real ingest loop (``Service.step``) over ``bench_memory.py``'s log (wri
 once to ``--log`` and reused), and attributes RSS to stages: a thread samples VmRSS every
 few milliseconds and each sample counts towards every stage running at the time, so a
 stage's figure is the highest RSS while it ran (``peak``) and how far that was above
-the RSS when it began (``+``). Stages nest (``close > score batch > score_windows >
+the RSS when it began (``+``). Stages nest (``close > score batch > judge_windows >
 model_frame``). At each close it also prints the estimated sizes (Polars'
 ``estimated_size``) of the frames a batch builds.
 
@@ -220,7 +220,7 @@ def main() -> int:
     s.wrap(eng, "_score", sizes=True)
     s.wrap(eng, "_known", "known")
     s.wrap(partials, "to_activity", sizes=True)
-    s.wrap(E, "score_windows", sizes=True)
+    s.wrap(E, "judge_windows", sizes=True)
     s.wrap(pipeline, "model_frame", sizes=True)
     s.wrap(pipeline, "matrix", sizes=True)
     s.wrap(trained.detector, "score", "forest.score", sizes=True)
@@ -229,7 +229,6 @@ def main() -> int:
     s.wrap(E, "_new_values", sizes=True)
     s.wrap(eng, "_remember")
     s.wrap(eng, "_evict")
-    s.wrap(E, "history_batches")
 
     closes = 0
     reads = 1

@@ -213,34 +213,23 @@ def duration(every: str) -> pl.Expr:
             return pl.duration(weeks=n)
 
 
-def add_horizons(
-    windows: pl.LazyFrame, horizons: Horizons, at: pl.Expr | None = None
-) -> pl.LazyFrame:
+def add_horizons(windows: pl.LazyFrame, horizons: Horizons) -> pl.LazyFrame:
     """Trailing sums of each volume signal over each horizon, ending at the window's end,
     and the calendar day's (UTC) sums so far of the drip volumes (``<signal>_today``).
 
     ``windows`` must be sorted by account, then window start. The base horizon is the
     window itself. Unknown volume (null) stays null only if it is null over the horizon.
 
-    Given ``at``, only the windows where it is true are kept, with their sums (the other
-    windows' volume counts in them), and each signal's running total over the whole
-    frame (``<signal>__running``, nulls as 0), so that the volume between two kept
-    windows of an account is still a difference (:func:`discount_alerted`): a live
-    close judges its new windows against days of earlier ones it needs no sums of.
-
     A window's sum over a horizon is its running total less the running total before the
     first of the account's windows in the horizon, found by a binary search
-    (:func:`_account_time`): no work per account, no work per window not kept. (It
-    collects ``windows``: the sums gather from the whole frame's running totals.)
+    (:func:`_account_time`): no work per account. (It collects ``windows``: the sums
+    gather from the whole frame's running totals.) The live service carries the same
+    sums from close to close instead (:mod:`detector.live.running`).
     """
     key = pl.col("_key")
-    if at is not None:
-        windows = windows.with_columns(at.alias("_at"))
-    wanted = key if at is None else pl.when("_at").then(key)  # null: nothing to look up
 
     def first(since: pl.Expr, side: Literal["left", "right"]) -> pl.Expr:
-        found = key.search_sorted(wanted - since, side=side)
-        return found if at is None else pl.when("_at").then(found)
+        return key.search_sorted(key - since, side=side)
 
     firsts = {h: first(pl.lit(int(span(h).total_seconds())), "right") for h in horizons.longer}
     firsts[TODAY] = first(pl.col(WINDOW).dt.epoch("s") % 86_400, "left")
@@ -250,12 +239,11 @@ def add_horizons(
         .with_columns(_running_totals(VOLUME))
         .collect()
     )
-    kept = located if at is None else located.filter("_at")
 
     def summed(signal: str, h: str) -> pl.Expr:
         # the running totals at the window less those just before the horizon's first
         # window (the totals there less its own value)
-        start = kept[f"_from_{h}"]
+        start = located[f"_from_{h}"]
         total, known, value = (
             located[f"_total_{signal}"],
             located[f"_known_{signal}"],
@@ -271,30 +259,13 @@ def add_horizons(
 
     # A signal at a time: its sums' operands are held only while it is summed.
     for signal in VOLUME:
-        kept = kept.with_columns(
+        located = located.with_columns(
             pl.col(signal).alias(col_name(signal, horizons.base)),
             *(summed(signal, h) for h in horizons.longer),
         )
-    kept = kept.with_columns(summed(signal, TODAY) for signal in DRIP)
-    if at is not None:
-        kept = kept.with_columns(
-            pl.col(f"_total_{signal}").alias(f"{signal}__running") for signal in VOLUME
-        )
+    located = located.with_columns(summed(signal, TODAY) for signal in DRIP)
     temporary = ["_key", *(f"_from_{h}" for h in firsts), *_running_names(VOLUME)]
-    return kept.drop(*temporary, *(["_at"] if at is not None else [])).lazy()
-
-
-def by_account(windows: pl.DataFrame) -> pl.DataFrame:
-    """``windows`` sorted by account, then window start.
-
-    Windows that come in time order (a live close's history, then its new windows) need
-    only a stable sort by account, several times faster than sorting by both at 4
-    million rows; checked, and sorted by both where they did not.
-    """
-    ordered = windows.sort(ACCOUNT, maintain_order=True)
-    if ordered.select(_account_time()).to_series().is_sorted():
-        return ordered
-    return windows.sort(ACCOUNT, WINDOW)
+    return located.drop(*temporary).lazy()
 
 
 def _account_time() -> pl.Expr:
@@ -333,10 +304,9 @@ def discount_alerted(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons
     day whose 24-hour sum still contains it, nor should a day's sum that an alert showed
     at twice the account's largest alert again each time it wobbles back over the bound.
     Later windows' sums start again after the alert. A window's own volume always counts.
-    ``windows`` must be sorted by account, then window start. A signal's running total
-    over a larger frame these windows were taken from (``<signal>__running``, of
-    :func:`add_horizons` with ``at``) is used where given; it must then keep every
-    window for which ``alerted`` is true.
+    ``windows`` must be sorted by account, then window start. Each signal's running total
+    (``<signal>__running``) is used where given (the live service's: its alerts' 0, its
+    new windows' the volume since the alert before them: :mod:`detector.live.running`).
     """
     names = set(windows.collect_schema().names())
     row = pl.int_range(pl.len(), dtype=pl.UInt32)

@@ -429,52 +429,51 @@ MAX_PASSES: Final = 6  # judging passes of score_windows (2-3 settle in practice
 
 
 def score_windows(
-    activity: pl.DataFrame,
+    activity: pl.DataFrame, trained: model.TrainedModel, settings: Settings
+) -> pl.DataFrame:
+    """Score account-windows (rows of :func:`detector.features.window_activity`): each
+    account's whole period, its horizon sums taken from its own windows here."""
+    horizons = trained.horizons
+    windows = F.add_horizons(
+        activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
+        .sort(F.ACCOUNT, F.WINDOW)
+        .lazy(),
+        horizons,
+    ).collect()
+    untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
+    own_days = F.earlier_days(
+        windows.lazy().filter(untrained), horizons, F.horizon_columns(horizons)
+    ).collect()
+    return judge_windows(windows, own_days, trained, settings)
+
+
+def judge_windows(
+    windows: pl.DataFrame,
+    own_days: pl.DataFrame,
     trained: model.TrainedModel,
     settings: Settings,
-    prior: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Score new account-windows (rows of :func:`detector.features.window_activity`).
+    """The ``score`` output of the new windows of ``windows``.
 
-    ``prior`` holds the same accounts' earlier windows (at least their volume signals,
-    over the longest horizon) and an ``alerted`` column: they count in the new windows'
-    horizons, and volume already alerted on does not raise a second alert. Optional
-    ``<horizon column>__level`` columns give the sums an alerted window was alerted with
-    (:func:`detector.features.alerted_levels`). The live service passes its window history
-    here; a batch run has none.
+    ``windows`` (sorted by account, then window start) holds new windows (``_new``) with
+    their horizon sums (:func:`detector.features.add_horizons`), and may hold earlier
+    windows that alerted (``_alerted``), whose ``<horizon column>__level`` give the sums
+    they were alerted with: volume already alerted on does not raise a second alert.
+    Each signal's ``<signal>__running``, where given, is its running total
+    (:func:`detector.features.discount_alerted`). ``own_days`` holds the largest sums
+    of an untrained account's earlier days (:func:`detector.features.earlier_days`), for
+    the guardrail and reasons (explain.Judge), not the model: trained accounts are held
+    to their training. A batch run has every window of the period here; the live
+    service its new windows, their sums carried from close to close, and its alerts.
     """
     horizons = trained.horizons
     judge = Judge(
         trained.profile, horizons, settings, trained.manifest.training.get("volume") != []
     )
-    new = activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
-    if prior is not None and prior.height:
-        earlier = prior.filter(pl.col(F.ACCOUNT).is_in(activity[F.ACCOUNT].unique().implode()))
-        levels = [c for c in alert_level_columns(horizons) if c in earlier.columns]
-        earlier = earlier.select(
-            F.ACCOUNT,
-            F.WINDOW,
-            *F.VOLUME,
-            *levels,
-            pl.lit(False).alias("_new"),
-            pl.col("alerted").alias("_alerted"),
-        )
-        new = pl.concat([earlier, new], how="diagonal_relaxed")
-    # An untrained account's own earlier days: its history so far, for the guardrail and
-    # reasons (explain.Judge), not the model. Trained accounts are held to their training.
-    untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
-    # Of the earlier windows, only those alerted (their levels) and an untrained account's
-    # (its own earlier days) are read with their sums.
-    wanted = None if prior is None else pl.col("_new") | pl.col("_alerted") | untrained
-    windows = F.add_horizons(F.by_account(new).lazy(), horizons, wanted).collect()
-    own_days = F.earlier_days(
-        windows.lazy().filter(untrained), horizons, F.horizon_columns(horizons)
-    ).collect()
 
     def judged_windows(alerted: pl.Expr, with_reasons: bool) -> pl.DataFrame:
         # Only accounts with an alert among their windows have volume to discount and
-        # alerted levels; the rest need neither, nor any but their new windows (a live
-        # close's 3 days of history are mostly such rows).
+        # alerted levels; the rest need neither, nor any but their new windows.
         ever = alerted.any().over(F.ACCOUNT)
         marked = windows.lazy().with_columns(ever.alias("_ever"))
         discounted = F.discount_alerted(marked.filter("_ever"), alerted, horizons)
@@ -533,7 +532,8 @@ def score_windows(
 
 
 def alert_level_columns(horizons: F.Horizons) -> list[str]:
-    """The ``prior`` columns of :func:`score_windows` holding alerted windows' sums."""
+    """The columns of :func:`judge_windows`' alerted windows holding the sums they were
+    alerted with."""
     return [f"{c}__level" for c in F.horizon_columns(horizons, F.ALERT_LEVELS)]
 
 

@@ -162,7 +162,7 @@ def test_horizon_sums_start_again_after_an_alert() -> None:
     assert by["a"] == [100, 150, 60, 130]
 
 
-def _random_windows(seed: int, accounts: int = 40, per_account: int = 300) -> pl.DataFrame:
+def random_windows(seed: int, accounts: int = 40, per_account: int = 300) -> pl.DataFrame:
     """Windows of several accounts at uneven gaps (minutes to days), some volume unknown."""
     rng = np.random.default_rng(seed)
     start = datetime(2026, 3, 1, 23, 55, tzinfo=UTC)
@@ -186,7 +186,7 @@ def _random_windows(seed: int, accounts: int = 40, per_account: int = 300) -> pl
     "horizons", [F.Horizons(), F.Horizons("1m", ("10m", "1d")), F.Horizons("1h", ("1d", "1w"))]
 )
 def test_horizon_sums_are_each_accounts_trailing_sums(seed: int, horizons: F.Horizons) -> None:
-    windows = _random_windows(seed)
+    windows = random_windows(seed)
     out = F.add_horizons(windows.lazy(), horizons).collect()
     for signal in F.VOLUME:
         for h in horizons.longer:
@@ -205,27 +205,3 @@ def test_horizon_sums_are_each_accounts_trailing_sums(seed: int, horizons: F.Hor
             pl.when(known > 0).then(pl.col(signal).fill_null(0).cum_sum()).over(day)
         ).to_series()
         assert out[F.col_name(signal, F.TODAY)].equals(expected, check_names=False)
-
-
-def test_sums_of_chosen_windows_and_what_alerts_showed_are_those_of_the_whole_frame() -> None:
-    # A live close keeps only its new windows and the alerted ones; their sums, and the
-    # volume since an account's alert, still count every earlier window.
-    h = F.Horizons()
-    windows = _random_windows(3)
-    chosen = pl.col("alerted") | (pl.int_range(pl.len()) % 7 == 0)
-    whole = F.add_horizons(windows.lazy(), h)
-    kept = F.add_horizons(windows.lazy(), h, at=chosen)
-    alerted = pl.col("alerted")
-    expected = F.discount_alerted(whole, alerted, h).filter(chosen).collect()
-    got = F.discount_alerted(kept, alerted, h).collect()
-    running = [f"{s}__running" for s in F.VOLUME]
-    assert got.drop(running).equals(expected)
-    assert 0 < got.height < windows.height
-
-
-def test_windows_out_of_time_order_are_still_sorted_by_account_then_time() -> None:
-    windows = _random_windows(4, accounts=5, per_account=20)
-    in_time = windows.sort(F.WINDOW)
-    assert F.by_account(in_time).equals(windows)
-    shuffled = windows.sample(fraction=1.0, shuffle=True, seed=1)
-    assert F.by_account(shuffled).equals(windows)

@@ -23,8 +23,14 @@ statements), so its memory grows with the accounts active, not with the events:
   the lateness), those lines add their objects to the first open window, not a second
   statement or its rows again.
 * ``history``: closed windows' volume signals over the longest horizon, with whether
-  each raised an alert; new windows' 1-hour, 1-day and 3-day sums come from it. Kept in
-  segments, one per close, so that a checkpoint writes only the new one.
+  each raised an alert. Kept in segments, one per close, so that a checkpoint writes
+  only the new one.
+* ``running`` (:class:`detector.live.running.Running`): per account, the 1-hour, 1-day,
+  3-day and today's sums as of the last close, and the volume since its latest alert;
+  a close takes its new windows' sums from them, less the history's windows leaving
+  each horizon, so its cost does not grow with the history. Summed again from the
+  history at a restart. For accounts the model never saw, the largest sums of each of
+  their days (``days`` in the checkpoint).
 * ``levels``: the sums each alerted window of the history was alerted with, so that a
   repeat at that level is held back as in a batch run
   (:func:`detector.features.alerted_levels`), though the history no longer holds the
@@ -56,7 +62,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -69,7 +75,8 @@ from detector import schema as S
 from detector.formats import mariadb
 from detector.formats.pgaudit import count_outer_reads
 from detector.ingest import merge_split_statements
-from detector.pipeline import alert_level_columns, alert_levels, score_windows
+from detector.live.running import Running
+from detector.pipeline import alert_level_columns, alert_levels, judge_windows
 from detector.settings import Settings
 
 # The event columns the window features read, and what joins MariaDB's audit and slow
@@ -153,6 +160,8 @@ class Engine:
         self.held = pl.DataFrame(schema=PENDING_SCHEMA)
         self.continued = pl.DataFrame(schema=CONTINUED_SCHEMA)
         self.history: list[pl.DataFrame] = []  # segments, oldest first
+        self._spans: list[tuple[datetime, datetime]] = []  # each segment's oldest and newest window
+        self.running = Running(self.horizons)  # horizon sums as of the last close
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
         self.levels = self._no_levels()
@@ -399,38 +408,115 @@ class Engine:
         """Score the closing windows, ``SCORE_BATCH`` accounts at a time (in account
         order): an account's windows are scored together (its horizons, what is new to
         it), no two accounts depend on each other, and a close of 100,000 accounts'
-        windows then needs the memory of a few thousand, their window features included."""
+        windows then needs the memory of a few thousand, their window features included.
+        Their horizon sums come from the sums carried from the last close
+        (:class:`Running`), not from the window history."""
+        assert self.closed_until is not None
+        to = self.closed_until - self.base  # the newest window start this close scores
         known = self._known().collect()
+        untrained = ~pl.col(F.ACCOUNT).is_in(self.trained.profile.trained.implode())
+        leaving = self.running.leaving(self._between, to)
         accounts = closing[F.ACCOUNT].unique().sort()
-        parts, windows, new_values, levels = [], [], [], []
-        for batch, history in history_batches(self.history, accounts, SCORE_BATCH):
-            ours = pl.col(F.ACCOUNT).is_in(batch.implode())
+        parts, windows, new_values, levels, days = [], [], [], [], []
+        for first in range(0, accounts.len(), SCORE_BATCH):
+            ours = pl.col(F.ACCOUNT).is_in(accounts.slice(first, SCORE_BATCH).implode())
             activity = partials.to_activity(
                 closing.filter(ours), self.horizons.base, known.filter(ours)
             )
-            prior = (
-                history.join(
-                    self.levels, on=[F.ACCOUNT, F.WINDOW], how="left", maintain_order="left"
-                )
-                if self.history
-                else None
+            summed = self.running.summed(
+                activity, {h: rows.filter(ours) for h, rows in leaving.items()}
             )
-            scored = score_windows(activity, self.trained, self.settings, prior=prior)
+            own = summed.filter(untrained)
+            scored = judge_windows(
+                self._with_alerts(summed, ours),
+                self.running.earlier_days(own),
+                self.trained,
+                self.settings,
+            )
             parts.append(scored)
             levels.append(alert_levels(scored, self.horizons))
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
+            days.append(own)
         alerted = pl.concat([self._no_levels(), *levels])
         if alerted.height:
             self.levels = pl.concat([self.levels, alerted])
             self._writes["levels"] = b""  # written at the snapshot, once pruned
-        self._remember(
-            pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows]),
-            pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]),
-        )
+        scored_windows = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows])
+        self.running.advance(scored_windows, leaving, to)
+        if days:
+            self.running.remember_days(pl.concat(days, how="vertical_relaxed"))
+            self._writes["days"] = b""
+        self._remember(scored_windows, pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]))
         if not parts:
             return pl.DataFrame()
         return self._note_evicted(self._flag_overflow(pl.concat(parts, how="vertical_relaxed")))
+
+    def _with_alerts(self, summed: pl.DataFrame, ours: pl.Expr) -> pl.DataFrame:
+        """New windows with their sums, and their accounts' alerted windows with the sums
+        they were alerted with, as :func:`detector.pipeline.judge_windows` takes them.
+        An alert's running totals are 0: the new windows' are the volume since the
+        account's latest alert (:meth:`Running.summed`)."""
+        alerts = self.levels.filter(ours).with_columns(
+            pl.lit(False).alias("_new"),
+            pl.lit(True).alias("_alerted"),
+            *(pl.lit(0, pl.Int64).alias(f"{s}__running") for s in F.VOLUME),
+        )
+        new = summed.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
+        return pl.concat([alerts, new], how="diagonal_relaxed").sort(F.ACCOUNT, F.WINDOW)
+
+    def _between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
+        """History rows of windows starting in ``(lo, hi]``."""
+        inside = (pl.col(F.WINDOW) > lo) & (pl.col(F.WINDOW) <= hi)
+        pieces = [
+            _full(segment.filter(inside))
+            for segment, (oldest, newest) in zip(self.history, self._spans, strict=True)
+            if newest > lo and oldest <= hi
+        ]
+        return pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *pieces])
+
+    def use(self, successor: model.TrainedModel) -> None:
+        """Score with ``successor`` (a retrained model, same horizons) from the next close.
+        Accounts it was not trained on whose earlier days are not held yet get them from
+        the window history."""
+        self.trained = successor
+        self._trained_accounts = successor.profile.trained
+        held = self.running.days[F.ACCOUNT].unique().implode()
+        untrained = ~pl.col(F.ACCOUNT).is_in(successor.profile.trained.implode())
+        self._days_from_history(untrained & ~pl.col(F.ACCOUNT).is_in(held))
+
+    def _levels_from_history(self) -> None:
+        """The sums the history's alerted windows were alerted with, summed again (an
+        older trovewatch's state kept none): volume since an earlier alert not counted,
+        and the oldest windows' sums missing the windows before the history."""
+        history = pl.concat([_full(s) for s in self.history]).sort(F.ACCOUNT, F.WINDOW)
+        summed = F.add_horizons(history.lazy(), self.horizons)
+        discounted = F.discount_alerted(summed, pl.col("alerted"), self.horizons).filter("alerted")
+        self.levels = (
+            discounted.select(
+                F.ACCOUNT,
+                F.WINDOW,
+                *(
+                    pl.col(c).alias(f"{c}__level")
+                    for c in F.horizon_columns(self.horizons, F.ALERT_LEVELS)
+                ),
+            )
+            .collect()
+            .cast(self._no_levels().schema)
+        )
+        self._writes["levels"] = b""
+
+    def _days_from_history(self, accounts: pl.Expr) -> None:
+        """The largest sums per day of the selected accounts, summed again from the
+        window history (after a restart from an older trovewatch's state, or a model
+        swap): its oldest day's sums miss the windows before the history."""
+        if not self.history or self.closed_until is None:
+            return
+        rows = pl.concat([_full(s).filter(accounts) for s in self.history])
+        if rows.height:
+            summed = F.add_horizons(rows.sort(F.ACCOUNT, F.WINDOW).lazy(), self.horizons)
+            self.running.remember_days(summed.collect())
+            self._writes["days"] = b""
 
     def _remember(self, windows: pl.DataFrame, new_values: pl.DataFrame) -> None:
         """Add the newly scored windows to the history, and their new values to what
@@ -438,12 +524,14 @@ class Engine:
         assert self.closed_until is not None
         horizon_start = self.closed_until - self.keep
         self._add_segment("history", windows)
-        while self.history and _newest_window(self.history[0]) < horizon_start:
+        while self.history and self._spans[0][1] < horizon_start:
             self.history.pop(0)
+            self._spans.pop(0)
             self._history_accounts = None
             self._drop(self._names["history"].pop(0))
-        if self.history:
+        if self.history and self._spans[0][0] < horizon_start:
             self.history[0] = self.history[0].filter(pl.col(F.WINDOW) >= horizon_start)
+            self._spans[0] = _span(self.history[0])
         self._add_segment("discovered", new_values)
         if self.evicted.height:
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
@@ -452,11 +540,11 @@ class Engine:
             self._writes["levels"] = b""
 
     def _keep(self, kind: str, frame: pl.DataFrame) -> None:
-        """Hold a segment of ``kind``; history segments compact and sorted by account
-        (``history_batches`` finds a batch's rows by binary search)."""
+        """Hold a segment of ``kind``; history segments compact and sorted by account."""
         if kind == "history":
             frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
             self._history_accounts = None
+            self._spans.append(_span(frame))
         getattr(self, kind).append(frame)
 
     def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
@@ -499,10 +587,12 @@ class Engine:
             for name in self._names[kind]:
                 self._drop(name)
             self._names[kind] = []
-        self.history, self.discovered = [], []
+        self.history, self.discovered, self._spans = [], [], []
         self._history_accounts = None
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
+        self.running.forget(victims[F.ACCOUNT])
+        self._writes["days"] = b""
         self._add_segment("history", history)
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
@@ -613,6 +703,8 @@ class Engine:
         }
         if "levels" in self._writes:
             self._writes["levels"] = _parquet(self.levels)
+        if "days" in self._writes:
+            self._writes["days"] = _parquet(self.running.days)
         return {
             **{name: None for name in self._deletes},
             **self._writes,
@@ -639,6 +731,8 @@ class Engine:
             )
         self.newest = _time(meta["newest"])
         self.closed_until = _time(meta["closed_until"])
+        days: pl.DataFrame | None = None
+        has_levels = "levels" in state
         for name in sorted(state):
             kind = name.partition(".")[0]
             data = state[name]
@@ -662,47 +756,28 @@ class Engine:
                 self.evicted = frame
             elif kind == "levels":
                 self.levels = frame.cast(self._no_levels().schema)
+            elif kind == "days":
+                days = frame
             elif kind == "continued":
                 self.continued = frame.select(CONTINUED).cast(CONTINUED_SCHEMA)
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
+        if self.closed_until is not None:  # the sums as of the last close, from its history
+            history = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *map(_full, self.history)])
+            self.running = Running.of_history(self.horizons, history, self.closed_until - self.base)
+        if days is not None:
+            self.running.days = days.cast(self.running.days.schema)
+        else:  # an older trovewatch's state: summed again
+            self._days_from_history(~pl.col(F.ACCOUNT).is_in(self._trained_accounts.implode()))
+        if not has_levels and self.history:
+            self._levels_from_history()
 
 
-def _newest_window(segment: pl.DataFrame) -> datetime:
-    newest = segment[F.WINDOW].max()
-    assert isinstance(newest, datetime)
-    return newest
-
-
-def history_batches(
-    history: list[pl.DataFrame], accounts: pl.Series, size: int
-) -> Iterator[tuple[pl.Series, pl.DataFrame]]:
-    """``accounts`` (sorted, distinct) ``size`` at a time, each batch with its accounts'
-    rows of the history segments (``HISTORY_SCHEMA``'s types).
-
-    Each segment is sorted by account, so a batch's rows lie between two binary searches,
-    found for every batch at once; the slices are joined, then cast and filtered once.
-    Filtering every segment for every batch instead took 7.1 s a close with a day's 288
-    segments of 100,000 accounts in 20 batches, this 0.6-0.9 s (``bench/bench_close.py``).
-    """
-    starts = range(0, accounts.len(), size)
-    firsts = accounts.gather(list(starts))
-    lasts = accounts.gather([min(s + size, accounts.len()) - 1 for s in starts])
-    bounds = [
-        (s[F.ACCOUNT].search_sorted(firsts, "left"), s[F.ACCOUNT].search_sorted(lasts, "right"))
-        for s in history
-    ]
-    for i, start in enumerate(starts):
-        batch = accounts.slice(start, size)
-        pieces = [
-            s.slice(lo[i], hi[i] - lo[i]) for s, (lo, hi) in zip(history, bounds, strict=True)
-        ]
-        rows = (
-            pl.concat(pieces, how="vertical_relaxed")  # each segment's own compact types
-            if pieces
-            else pl.DataFrame(schema=HISTORY_SCHEMA)
-        )
-        yield batch, _full(rows).filter(pl.col(F.ACCOUNT).is_in(batch.implode()))
+def _span(segment: pl.DataFrame) -> tuple[datetime, datetime]:
+    """A history segment's oldest and newest window start."""
+    oldest, newest = segment[F.WINDOW].min(), segment[F.WINDOW].max()
+    assert isinstance(oldest, datetime) and isinstance(newest, datetime)
+    return oldest, newest
 
 
 def _history_rows(activity: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:

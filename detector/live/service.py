@@ -180,7 +180,7 @@ class Service:
                 log.warning("retrained model %s has other horizons; not swapped in", path)
             else:
                 self.trained, self.model_dir = successor, path
-                self.engine.trained = successor
+                self.engine.use(successor)
                 self._show_model()
                 self.metrics.retrains.labels("published").inc()
                 log.info("now scoring with the retrained model %s", path)

@@ -674,12 +674,13 @@ def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
     )
 
 
-def test_an_alerted_windows_saved_sums_count_not_its_sums_from_a_shorter_history(
+def test_a_repeat_is_measured_against_the_sums_its_alert_showed(
     trained: model.TrainedModel, week3: pl.DataFrame
 ) -> None:
-    """The engine's history holds only the last 3 days: a window alerted 2 days ago can
-    no longer have its 3-day sum added up again. The sums saved when it was alerted
-    (``__level``) are what a repeat is measured against."""
+    """The engine carries sums from close to close and keeps no window's sums: an alert
+    of 2 days ago is remembered by the sums it was alerted with (``levels``). A pull of
+    400,000 rows is no news after an alert at 500,000 over each horizon, and is after
+    one at 1,000."""
     conf = settings.Settings()
     at = datetime(2026, 10, 23, 10, 2, tzinfo=UTC)
     reads = week3.filter(pl.col(S.ACCOUNT) == "analyst_ben", pl.col(S.ROWS) > 0)
@@ -687,25 +688,22 @@ def test_an_alerted_windows_saved_sums_count_not_its_sums_from_a_shorter_history
         [{**reads.row(0, named=True), S.TIME: at, S.STATEMENT_ID: "900001.1", S.ROWS: 400_000}],
         schema=week3.schema,
     )
-    activity = F.window_activity(
-        pull.lazy(), trained.horizons.base, trained.profile.known.lazy()
-    ).collect()
-    alerted = {  # two days before: little in its own window, 500,000 over its horizons
-        F.ACCOUNT: "analyst_ben",
-        F.WINDOW: datetime(2026, 10, 21, 12, 0, tzinfo=UTC),
-        **{signal: 1 for signal in F.VOLUME},
-        "alerted": True,
-    }
-    levels = {c: 500_000 for c in pipeline.alert_level_columns(trained.horizons)}
-    summed_again = pl.DataFrame([alerted])
-    saved = pl.DataFrame([{**alerted, **levels}])
 
-    def flagged(prior: pl.DataFrame) -> bool:
-        scored = pipeline.score_windows(activity, trained, conf, prior=prior)
+    def flagged(level: int) -> bool:
+        engine = Engine(trained, conf)
+        alert = {
+            F.ACCOUNT: "analyst_ben",
+            F.WINDOW: datetime(2026, 10, 21, 12, 0, tzinfo=UTC),
+            **{c: level for c in pipeline.alert_level_columns(trained.horizons)},
+        }
+        engine.levels = pl.DataFrame([alert]).cast(engine.levels.schema)
+        engine.add(pull)
+        scored = engine.close(wall=at + timedelta(hours=1)).scored
+        assert scored.height == 1
         return bool(scored["flagged"].item())
 
-    assert flagged(summed_again)
-    assert not flagged(saved)
+    assert flagged(1_000)
+    assert not flagged(500_000)
 
 
 def test_a_drip_on_a_quiet_day_is_flagged_live_where_batch_flags_it(
