@@ -27,7 +27,6 @@ import polars as pl
 from detector import features as F
 from detector import model, partials, settings
 from detector.live.engine import HISTORY_SCHEMA, Engine, _full
-from detector.live.running import Running
 from detector.profile import Profile
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -70,13 +69,7 @@ def main() -> None:
     newest = history[-1][F.WINDOW][0]
     window = newest + engine.base
     engine.closed_until = window
-    began = time.perf_counter()
-    engine.running = Running.of_history(
-        trained.horizons, pl.concat([_full(s) for s in engine.history]), newest
-    )
-    restored = time.perf_counter() - began
-    if not args.trained:  # their earlier days, as the closes before would have kept them
-        engine._days_from_history(pl.lit(True))
+    restored = _carried(engine, newest, args.trained)
     engine._fold(_closing(accounts, window))
     engine.newest = window + timedelta(minutes=1)
     began = time.perf_counter()
@@ -85,9 +78,32 @@ def main() -> None:
     kind = "known to the model" if args.trained else "new to the model"
     print(
         f"{args.segments} segments x {args.accounts:,} accounts ({kind}): one close of "
-        f"{scored.height:,} windows {took:.2f} s; the state summed again from the "
-        f"{args.segments * args.accounts:,} history rows (a restart) {restored:.2f} s"
+        f"{scored.height:,} windows ({scored['flagged'].sum():,} flagged) {took:.2f} s"
+        + (
+            ""
+            if restored is None
+            else f"; the state summed again from the {args.segments * args.accounts:,} "
+            f"history rows (a restart) {restored:.2f} s"
+        )
     )
+
+
+def _carried(engine: Engine, newest: datetime, trained: bool) -> float | None:
+    """Sum the state carried from close to close again from the history, as a restart
+    does, and return the seconds it took (None for a trovewatch before it, which kept
+    no such state: the same script times its closes). Untrained accounts' largest sums
+    per day are summed again as well, as the closes before would have kept them."""
+    try:
+        from detector.live.running import Running
+    except ImportError:
+        return None
+    began = time.perf_counter()
+    history = pl.concat([_full(s) for s in engine.history])
+    engine.running = Running.of_history(engine.horizons, history, newest)
+    took = time.perf_counter() - began
+    if not trained:
+        engine._days_from_history(pl.lit(True))
+    return took
 
 
 def _as_trained(profile: Profile, accounts: pl.Series) -> None:
