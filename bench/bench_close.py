@@ -12,11 +12,18 @@ from the history, which a restart does.
 
     uv run python bench/bench_close.py --segments 864 --accounts 5000 [--trained]
     uv run python bench/bench_close.py --segments 288 --accounts 100000 --trained
+    uv run python bench/bench_close.py --segments 864 --accounts 5000 --trained --saved /tmp/tw
+
+With ``--saved DIR`` the history is saved to a state database in ``DIR`` (as ``serve``'s
+checkpoints save it) and released from memory: the close reads back the segments whose
+windows leave a horizon. The memory the history and the carried sums hold, and the
+process's RSS, are printed after the close.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +64,12 @@ def main() -> None:
     parser.add_argument(
         "--trained", action="store_true", help="the accounts are known to the model"
     )
+    parser.add_argument(
+        "--saved",
+        type=Path,
+        help="save the history to a state database in this directory, as serve's "
+        "checkpoints do, and read it back from there (held in memory otherwise)",
+    )
     args = parser.parse_args()
     history = segments(args.segments, args.accounts)
     accounts = history[0][F.ACCOUNT]
@@ -67,14 +80,23 @@ def main() -> None:
     for segment in history:
         engine._add_segment("history", segment)
     newest = history[-1][F.WINDOW][0]
+    del history  # held by the engine only
     window = newest + engine.base
     engine.closed_until = window
     restored = _carried(engine, newest, args.trained)
+    if args.saved is not None:
+        _save(engine, args.saved)
     engine._fold(_closing(accounts, window))
     engine.newest = window + timedelta(minutes=1)
     began = time.perf_counter()
     scored = engine.close(wall=window + timedelta(hours=1)).scored
     took = time.perf_counter() - began
+    held = sum(s.estimated_size() for s in engine.history if s is not None) / 1e6
+    carried = engine.running.sums.estimated_size() / 1e6 if hasattr(engine, "running") else 0
+    print(
+        f"after the close: history in memory {held:.0f} MB, carried sums {carried:.1f} MB "
+        f"(Polars' estimates); RSS {_rss_mb():.0f} MB"
+    )
     kind = "known to the model" if args.trained else "new to the model"
     print(
         f"{args.segments} segments x {args.accounts:,} accounts ({kind}): one close of "
@@ -88,6 +110,26 @@ def main() -> None:
     )
 
 
+def _save(engine: Engine, directory: Path) -> None:
+    """Save the engine's state to a real state database (``serve``'s store) and let it
+    read its history back from there, releasing it from memory."""
+    from detector.live.store import Checkpoint, SqliteStore
+
+    store = SqliteStore(directory)
+    snapshot = engine.snapshot()
+    store.commit(pl.DataFrame(), Checkpoint(sources={}, state=snapshot, saved_at=time.time()))
+    engine._read_saved = store.checkpoint_blob
+    engine.saved()
+    gc.collect()
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _carried(engine: Engine, newest: datetime, trained: bool) -> float | None:
     """Sum the state carried from close to close again from the history, as a restart
     does, and return the seconds it took (None for a trovewatch before it, which kept
@@ -98,7 +140,9 @@ def _carried(engine: Engine, newest: datetime, trained: bool) -> float | None:
     except ImportError:
         return None
     began = time.perf_counter()
-    history = pl.concat([_full(s) for s in engine.history])
+    history = engine._history_rows() if hasattr(engine, "_history_rows") else None
+    if history is None:
+        history = pl.concat([_full(s) for s in engine.history])
     engine.running = Running.of_history(engine.horizons, history, newest)
     took = time.perf_counter() - began
     if not trained:

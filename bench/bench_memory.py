@@ -230,8 +230,9 @@ def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> No
     mb = 1 / 1e6
     frames = len(engine._open.frames)
     opened = engine._open.merged()
-    history = sum(h.estimated_size() for h in engine.history)
-    history_rows = sum(h.height for h in engine.history)
+    in_memory = [h for h in engine.history if h is not None]  # the rest saved, not held
+    history = sum(h.estimated_size() for h in in_memory)
+    history_rows = sum(h.height for h in in_memory)
     discovered = sum(d.estimated_size() for d in engine.discovered)
     discovered_rows = sum(d.height for d in engine.discovered)
     s = status()
@@ -241,7 +242,9 @@ def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> No
         f"{opened.estimated_size() * mb:.1f} MB in {frames} frames; "
         f"held {engine.held.height:,} events {engine.held.estimated_size() * mb:.1f} MB; "
         f"history {history_rows:,} rows {history * mb:.1f} MB in {len(engine.history)} "
-        f"segments; discovered {discovered_rows:,} values {discovered * mb:.1f} MB; "
+        f"segments; carried sums {engine.running.sums.height:,} accounts "
+        f"{engine.running.sums.estimated_size() * mb:.1f} MB; "
+        f"discovered {discovered_rows:,} values {discovered * mb:.1f} MB; "
         f"profile known {engine.trained.profile.known.estimated_size() * mb:.1f} MB",
         flush=True,
     )

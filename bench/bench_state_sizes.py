@@ -12,7 +12,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from datetime import UTC, datetime, timedelta
 
-import polars as pl
 from bench_live import LAP, STAMP, pool
 
 from detector import formats, model, settings
@@ -35,7 +34,7 @@ held = e.held.estimated_size() / max(e.held.height, 1)
 print(f"open partial rows {op.height}, {op.estimated_size() / op.height:.0f} B/row")
 print(f"held events {e.held.height}, {held:.0f} B/event")
 c = e.close(wall=now + timedelta(minutes=10))
-h = pl.concat(e.history)
+h = e._history_rows()
 print(
     f"scored {c.scored.height}; history rows {h.height}, {h.estimated_size() / h.height:.0f} B/row"
 )

@@ -151,7 +151,6 @@ def probe(eng: Any) -> None:
     eng.discovered = []
     settle("probe: discovered dropped")
     eng.history = []
-    eng._history_accounts = None
     settle("probe: history dropped")
     eng._open = partials.Fold(8)
     eng._fresh = partials.Fold(8)
@@ -263,7 +262,7 @@ def main() -> int:
     eng_sizes = {
         "open partials": eng._open.merged().estimated_size(),
         "held": eng.held.estimated_size(),
-        "history": sum(h.estimated_size() for h in eng.history),
+        "history": sum(h.estimated_size() for h in eng.history if h is not None),
         "discovered": sum(d.estimated_size() for d in eng.discovered),
         "levels": eng.levels.estimated_size(),
     }

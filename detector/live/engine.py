@@ -62,7 +62,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -75,7 +75,7 @@ from detector import schema as S
 from detector.formats import mariadb
 from detector.formats.pgaudit import count_outer_reads
 from detector.ingest import merge_split_statements
-from detector.live.running import Running
+from detector.live.running import LAST, Running
 from detector.pipeline import alert_level_columns, alert_levels, judge_windows
 from detector.settings import Settings
 
@@ -147,7 +147,15 @@ class Closed:
 class Engine:
     """Per-account window state and scoring, with nothing about files or storage."""
 
-    def __init__(self, trained: model.TrainedModel, settings: Settings) -> None:
+    def __init__(
+        self,
+        trained: model.TrainedModel,
+        settings: Settings,
+        saved: Callable[[str], bytes | None] | None = None,
+    ) -> None:
+        """``saved`` reads back a blob of the last saved checkpoint by name: given, history
+        segments are not held in memory once saved (:meth:`saved`), only read back when
+        their windows leave a horizon."""
         self.trained = trained
         self.settings = settings
         self.horizons = trained.horizons
@@ -159,7 +167,8 @@ class Engine:
         self._open = partials.Fold(COMPACT_AFTER)
         self.held = pl.DataFrame(schema=PENDING_SCHEMA)
         self.continued = pl.DataFrame(schema=CONTINUED_SCHEMA)
-        self.history: list[pl.DataFrame] = []  # segments, oldest first
+        self.history: list[pl.DataFrame | None] = []  # segments, oldest first; None: saved
+        self._read_saved = saved
         self._spans: list[tuple[datetime, datetime]] = []  # each segment's oldest and newest window
         self.running = Running(self.horizons)  # horizon sums as of the last close
         self.discovered: list[pl.DataFrame] = []
@@ -175,7 +184,6 @@ class Engine:
         # record then count in Closed.unvolumed.
         self.slow_seen = False
         self._trained_accounts = trained.profile.trained
-        self._history_accounts: pl.Series | None = None  # cached until history changes
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
         self._seq = itertools.count()
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
@@ -298,7 +306,8 @@ class Engine:
             return events
         names = events[S.ACCOUNT].unique(maintain_order=True)
         opened = self._open_accounts().unique()
-        known = pl.concat([opened, self._trained_accounts, self._with_history()]).implode()
+        with_history = self.running.sums[F.ACCOUNT]
+        known = pl.concat([opened, self._trained_accounts, with_history]).implode()
         newcomers = names.filter(~names.is_in(known))
         room = max(self.max_accounts - opened.len(), 0)
         if newcomers.len() <= room:
@@ -308,13 +317,6 @@ class Engine:
         return events.with_columns(
             pl.when(excess).then(pl.lit(OVERFLOW)).otherwise(pl.col(S.ACCOUNT)).alias(S.ACCOUNT)
         )
-
-    def _with_history(self) -> pl.Series:
-        if self._history_accounts is None:
-            self._history_accounts = pl.concat(
-                [pl.Series(F.ACCOUNT, [], pl.String), *(s[F.ACCOUNT] for s in self.history)]
-            ).unique()
-        return self._history_accounts
 
     def _rest_of_closed(self, events: pl.DataFrame, newest: datetime) -> pl.DataFrame:
         """``events`` with the lines of statements already closed (``continued``) counted
@@ -467,13 +469,41 @@ class Engine:
 
     def _between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
         """History rows of windows starting in ``(lo, hi]``."""
-        inside = (pl.col(F.WINDOW) > lo) & (pl.col(F.WINDOW) <= hi)
+        return self._history_rows(lo, hi)
+
+    def _history_rows(self, lo: datetime | None = None, hi: datetime | None = None) -> pl.DataFrame:
+        """The window history (``HISTORY_SCHEMA``), or its windows starting in ``(lo,
+        hi]``: segments dropped from memory read back from the saved checkpoint, rows an
+        account had before it was evicted (``max_accounts``) taken out."""
+        inside = pl.lit(True)
+        if lo is not None:
+            inside &= pl.col(F.WINDOW) > lo
+        if hi is not None:
+            inside &= pl.col(F.WINDOW) <= hi
         pieces = [
-            _full(segment.filter(inside))
-            for segment, (oldest, newest) in zip(self.history, self._spans, strict=True)
-            if newest > lo and oldest <= hi
+            _full(self._segment(i).filter(inside))
+            for i, (oldest, newest) in enumerate(self._spans)
+            if (lo is None or newest > lo) and (hi is None or oldest <= hi)
         ]
-        return pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *pieces])
+        rows = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *pieces])
+        if self.evicted.is_empty() or rows.is_empty():
+            return rows
+        return (
+            rows.join(self.evicted, on=F.ACCOUNT, how="left", maintain_order="left")
+            .filter(pl.col("evicted_at").is_null() | (pl.col(F.WINDOW) >= pl.col("evicted_at")))
+            .drop("evicted_at")
+        )
+
+    def _segment(self, i: int) -> pl.DataFrame:
+        """History segment ``i``, read back from the saved checkpoint if not held."""
+        frame = self.history[i]
+        if frame is not None:
+            return frame
+        name = self._names["history"][i]
+        data = None if self._read_saved is None else self._read_saved(name)
+        if data is None:
+            raise RuntimeError(f"window history segment {name} is missing from the saved state")
+        return pl.read_parquet(io.BytesIO(data))
 
     def use(self, successor: model.TrainedModel) -> None:
         """Score with ``successor`` (a retrained model, same horizons) from the next close.
@@ -489,7 +519,7 @@ class Engine:
         """The sums the history's alerted windows were alerted with, summed again (an
         older trovewatch's state kept none): volume since an earlier alert not counted,
         and the oldest windows' sums missing the windows before the history."""
-        history = pl.concat([_full(s) for s in self.history]).sort(F.ACCOUNT, F.WINDOW)
+        history = self._history_rows().sort(F.ACCOUNT, F.WINDOW)
         summed = F.add_horizons(history.lazy(), self.horizons)
         discounted = F.discount_alerted(summed, pl.col("alerted"), self.horizons).filter("alerted")
         self.levels = (
@@ -512,7 +542,7 @@ class Engine:
         swap): its oldest day's sums miss the windows before the history."""
         if not self.history or self.closed_until is None:
             return
-        rows = pl.concat([_full(s).filter(accounts) for s in self.history])
+        rows = self._history_rows().filter(accounts)
         if rows.height:
             summed = F.add_horizons(rows.sort(F.ACCOUNT, F.WINDOW).lazy(), self.horizons)
             self.running.remember_days(summed.collect())
@@ -527,11 +557,7 @@ class Engine:
         while self.history and self._spans[0][1] < horizon_start:
             self.history.pop(0)
             self._spans.pop(0)
-            self._history_accounts = None
             self._drop(self._names["history"].pop(0))
-        if self.history and self._spans[0][0] < horizon_start:
-            self.history[0] = self.history[0].filter(pl.col(F.WINDOW) >= horizon_start)
-            self._spans[0] = _span(self.history[0])
         self._add_segment("discovered", new_values)
         if self.evicted.height:
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
@@ -543,7 +569,6 @@ class Engine:
         """Hold a segment of ``kind``; history segments compact and sorted by account."""
         if kind == "history":
             frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
-            self._history_accounts = None
             self._spans.append(_span(frame))
         getattr(self, kind).append(frame)
 
@@ -562,11 +587,7 @@ class Engine:
         return how many accounts lost it."""
         if self.accounts <= self.max_accounts:
             return 0
-        last = (
-            pl.concat([s.select(F.ACCOUNT, F.WINDOW) for s in self.history])
-            .group_by(F.ACCOUNT)
-            .agg(pl.col(F.WINDOW).max())
-        )
+        last = self.running.sums.select(F.ACCOUNT, pl.col(LAST).alias(F.WINDOW))
         trained = self.trained.profile.trained.to_frame()
         excess = self.accounts - int(self.max_accounts * EVICT_TO)
         victims = (
@@ -580,20 +601,16 @@ class Engine:
         if victims.is_empty():
             return 0
         gone = victims[F.ACCOUNT].implode()
-        history = pl.concat([_full(s) for s in self.history]).filter(~pl.col(F.ACCOUNT).is_in(gone))
+        # Their history rows stay in the segments, taken out when read (_history_rows).
         discovered = pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *self.discovered])
         discovered = discovered.filter(~pl.col(F.ACCOUNT).is_in(gone))
-        for kind in ("history", "discovered"):
-            for name in self._names[kind]:
-                self._drop(name)
-            self._names[kind] = []
-        self.history, self.discovered, self._spans = [], [], []
-        self._history_accounts = None
+        for name in self._names["discovered"]:
+            self._drop(name)
+        self._names["discovered"], self.discovered = [], []
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
         self.running.forget(victims[F.ACCOUNT])
         self._writes["days"] = b""
-        self._add_segment("history", history)
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
         marked = victims.with_columns(pl.lit(self.closed_until).alias("evicted_at"))
@@ -671,7 +688,7 @@ class Engine:
     @property
     def accounts(self) -> int:
         """Accounts with state: open windows or window history."""
-        return pl.concat([self._open_accounts(), *(s[F.ACCOUNT] for s in self.history)]).n_unique()
+        return pl.concat([self._open_accounts(), self.running.sums[F.ACCOUNT]]).n_unique()
 
     def _rewrite_open(self) -> None:
         """The open windows changed other than by adding: the next checkpoint writes
@@ -720,6 +737,16 @@ class Engine:
         for name in self._writes:
             self._stored[name] = name.split(".", 1)[0]
         self._writes, self._deletes = {}, set()
+        self._release_saved_history()
+
+    def _release_saved_history(self) -> None:
+        """Drop the saved history segments from memory, given a way to read them back:
+        only their windows leaving a horizon are read, a close's worth each."""
+        if self._read_saved is None:
+            return
+        for i, name in enumerate(self._names["history"]):
+            if name in self._stored:
+                self.history[i] = None
 
     def restore(self, state: Mapping[str, bytes | None]) -> None:
         """Continue from the saved snapshots. State saved for another model's windows is
@@ -763,7 +790,7 @@ class Engine:
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
         if self.closed_until is not None:  # the sums as of the last close, from its history
-            history = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *map(_full, self.history)])
+            history = self._history_rows()
             self.running = Running.of_history(self.horizons, history, self.closed_until - self.base)
         if days is not None:
             self.running.days = days.cast(self.running.days.schema)
@@ -771,6 +798,7 @@ class Engine:
             self._days_from_history(~pl.col(F.ACCOUNT).is_in(self._trained_accounts.implode()))
         if not has_levels and self.history:
             self._levels_from_history()
+        self._release_saved_history()
 
 
 def _span(segment: pl.DataFrame) -> tuple[datetime, datetime]:

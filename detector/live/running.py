@@ -37,6 +37,7 @@ from detector import features as F
 Between = Callable[[datetime, datetime], pl.DataFrame]
 
 TODAY: Final = F.TODAY
+LAST: Final = "last"  # an account's newest window start (the account cap's order)
 
 
 def _total(signal: str, horizon: str) -> str:
@@ -53,7 +54,9 @@ def _since(signal: str) -> str:
 
 class Running:
     """Per-account horizon sums as of ``at``, the volume since each account's latest
-    alert, and untrained accounts' largest sums per day (see the module's docstring)."""
+    alert and its newest window, and untrained accounts' largest sums per day (see the
+    module's docstring). ``sums`` holds a row for each account with a window within a
+    horizon: the accounts with window history."""
 
     def __init__(self, horizons: F.Horizons) -> None:
         self.horizons = horizons
@@ -72,7 +75,12 @@ class Running:
     def _schema(self) -> pl.Schema:
         sums = {name: pl.Int64() for s, h in self._pairs() for name in (_total(s, h), _known(s, h))}
         return pl.Schema(
-            {F.ACCOUNT: pl.String(), **sums, **{_since(s): pl.Int64() for s in F.VOLUME}}
+            {
+                F.ACCOUNT: pl.String(),
+                **sums,
+                **{_since(s): pl.Int64() for s in F.VOLUME},
+                LAST: pl.Datetime("us", "UTC"),
+            }
         )
 
     def _days_schema(self) -> pl.Schema:
@@ -106,7 +114,7 @@ class Running:
         new = new.sort(F.ACCOUNT, F.WINDOW)
         accounts = new[F.ACCOUNT].unique().implode()
         work = new.join(self.sums, on=F.ACCOUNT, how="left", maintain_order="left").with_columns(
-            pl.col(self.sums.columns[1:]).fill_null(0)
+            pl.exclude(*new.columns, LAST).fill_null(0)
         )
         exprs: list[pl.Expr] = [
             pl.col(s).alias(F.col_name(s, self.horizons.base)) for s in F.VOLUME
@@ -183,6 +191,7 @@ class Running:
                     for s in F.VOLUME
                 ),
                 pl.col("_latest").first().is_not_null().alias("_reset"),
+                pl.col(F.WINDOW).max().alias(LAST),
             )
         )
         removed = [
@@ -196,7 +205,7 @@ class Running:
         sums = (
             pl.concat([held, added.drop(since.columns[1:]), *removed], how="diagonal_relaxed")
             .group_by(F.ACCOUNT)
-            .agg(pl.all().sum())
+            .agg(pl.exclude(LAST).sum(), pl.col(LAST).max())
             .filter(pl.any_horizontal(pl.col(_known(s, h)) > 0 for s, h in self._pairs()))
         )
         self.sums = (

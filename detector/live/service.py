@@ -263,7 +263,7 @@ class Service:
 
     def _open(self, saved: Checkpoint | None, stdin: Stdin | None = None) -> None:
         """Engine state and sources as of ``saved`` (from scratch when None)."""
-        self.engine = Engine(self.trained, self.settings)
+        self.engine = Engine(self.trained, self.settings, saved=self.store.checkpoint_blob)
         state = dict(saved.state) if saved is not None else {}
         self._servers.load(state)
         state = {name: data for name, data in state.items() if not pg_sessions.is_saved(name)}

@@ -163,6 +163,8 @@ class Store(Protocol):
 
     def load_checkpoint(self) -> Checkpoint | None: ...
 
+    def checkpoint_blob(self, name: str) -> bytes | None: ...
+
     def commit(self, scored: pl.DataFrame, checkpoint: Checkpoint) -> list[AlertRow]: ...
 
     def accounts(
@@ -401,6 +403,14 @@ class SqliteStore:
                 return None
             state = dict(conn.execute("SELECT name, data FROM checkpoint_state").fetchall())
         return Checkpoint(sources=json.loads(row[0]), state=state, saved_at=row[1])
+
+    def checkpoint_blob(self, name: str) -> bytes | None:
+        """One blob of the last saved checkpoint's state (None if it holds no such name)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT data FROM checkpoint_state WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def _rows(self, scored: pl.DataFrame) -> Iterator[list[tuple[Any, ...]]]:
         """``scored`` (the shape of :func:`detector.pipeline.score`) as rows for SQLite,
