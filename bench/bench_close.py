@@ -140,7 +140,7 @@ def _carried(engine: Engine, newest: datetime, trained: bool) -> float | None:
     except ImportError:
         return None
     began = time.perf_counter()
-    history = engine._history_rows() if hasattr(engine, "_history_rows") else None
+    history = engine._history() if hasattr(engine, "_history") else None
     if history is None:
         history = pl.concat([_full(s) for s in engine.history])
     engine.running = Running.of_history(engine.horizons, history, newest)

@@ -34,7 +34,7 @@ held = e.held.estimated_size() / max(e.held.height, 1)
 print(f"open partial rows {op.height}, {op.estimated_size() / op.height:.0f} B/row")
 print(f"held events {e.held.height}, {held:.0f} B/event")
 c = e.close(wall=now + timedelta(minutes=10))
-h = e._history_rows()
+h = e._history()
 print(
     f"scored {c.scored.height}; history rows {h.height}, {h.estimated_size() / h.height:.0f} B/row"
 )

@@ -417,7 +417,7 @@ class Engine:
         to = self.closed_until - self.base  # the newest window start this close scores
         known = self._known().collect()
         untrained = ~pl.col(F.ACCOUNT).is_in(self.trained.profile.trained.implode())
-        leaving = self.running.leaving(self._between, to)
+        leaving = self.running.leaving(self._history, to)
         accounts = closing[F.ACCOUNT].unique().sort()
         parts, windows, new_values, levels, days = [], [], [], [], []
         for first in range(0, accounts.len(), SCORE_BATCH):
@@ -439,7 +439,7 @@ class Engine:
             levels.append(alert_levels(scored, self.horizons))
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
-            days.append(own)
+            days.append(own.select(F.ACCOUNT, F.WINDOW, *F.horizon_columns(self.horizons)))
         alerted = pl.concat([self._no_levels(), *levels])
         if alerted.height:
             self.levels = pl.concat([self.levels, alerted])
@@ -467,15 +467,17 @@ class Engine:
         new = summed.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
         return pl.concat([alerts, new], how="diagonal_relaxed").sort(F.ACCOUNT, F.WINDOW)
 
-    def _between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
-        """History rows of windows starting in ``(lo, hi]``."""
-        return self._history_rows(lo, hi)
-
-    def _history_rows(self, lo: datetime | None = None, hi: datetime | None = None) -> pl.DataFrame:
+    def _history(
+        self,
+        lo: datetime | None = None,
+        hi: datetime | None = None,
+        accounts: pl.Expr | None = None,
+    ) -> pl.DataFrame:
         """The window history (``HISTORY_SCHEMA``), or its windows starting in ``(lo,
-        hi]``: segments dropped from memory read back from the saved checkpoint, rows an
-        account had before it was evicted (``max_accounts``) taken out."""
-        inside = pl.lit(True)
+        hi]``, or those of ``accounts``: segments dropped from memory read back from the
+        saved checkpoint (one at a time, filtered as read), rows an account had before it
+        was evicted (``max_accounts``) taken out."""
+        inside = pl.lit(True) if accounts is None else accounts
         if lo is not None:
             inside &= pl.col(F.WINDOW) > lo
         if hi is not None:
@@ -509,17 +511,20 @@ class Engine:
         """Score with ``successor`` (a retrained model, same horizons) from the next close.
         Accounts it was not trained on whose earlier days are not held yet get them from
         the window history."""
+        dropped = self._trained_accounts.filter(
+            ~self._trained_accounts.is_in(successor.profile.trained.implode())
+            & ~self._trained_accounts.is_in(self.running.days[F.ACCOUNT].implode())
+        )
         self.trained = successor
         self._trained_accounts = successor.profile.trained
-        held = self.running.days[F.ACCOUNT].unique().implode()
-        untrained = ~pl.col(F.ACCOUNT).is_in(successor.profile.trained.implode())
-        self._days_from_history(untrained & ~pl.col(F.ACCOUNT).is_in(held))
+        if dropped.len():
+            self._days_from_history(pl.col(F.ACCOUNT).is_in(dropped.implode()))
 
     def _levels_from_history(self) -> None:
         """The sums the history's alerted windows were alerted with, summed again (an
         older trovewatch's state kept none): volume since an earlier alert not counted,
         and the oldest windows' sums missing the windows before the history."""
-        history = self._history_rows().sort(F.ACCOUNT, F.WINDOW)
+        history = self._history().sort(F.ACCOUNT, F.WINDOW)
         summed = F.add_horizons(history.lazy(), self.horizons)
         discounted = F.discount_alerted(summed, pl.col("alerted"), self.horizons).filter("alerted")
         self.levels = (
@@ -542,7 +547,7 @@ class Engine:
         swap): its oldest day's sums miss the windows before the history."""
         if not self.history or self.closed_until is None:
             return
-        rows = self._history_rows().filter(accounts)
+        rows = self._history(accounts=accounts)
         if rows.height:
             summed = F.add_horizons(rows.sort(F.ACCOUNT, F.WINDOW).lazy(), self.horizons)
             self.running.remember_days(summed.collect())
@@ -601,7 +606,7 @@ class Engine:
         if victims.is_empty():
             return 0
         gone = victims[F.ACCOUNT].implode()
-        # Their history rows stay in the segments, taken out when read (_history_rows).
+        # Their history rows stay in the segments, taken out when read (_history).
         discovered = pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *self.discovered])
         discovered = discovered.filter(~pl.col(F.ACCOUNT).is_in(gone))
         for name in self._names["discovered"]:
@@ -790,7 +795,7 @@ class Engine:
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
         if self.closed_until is not None:  # the sums as of the last close, from its history
-            history = self._history_rows()
+            history = self._history()
             self.running = Running.of_history(self.horizons, history, self.closed_until - self.base)
         if days is not None:
             self.running.days = days.cast(self.running.days.schema)

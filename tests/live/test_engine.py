@@ -295,6 +295,31 @@ def test_saved_window_history_is_read_back_not_held_with_the_same_verdicts(
     assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
 
 
+def test_an_account_a_retrained_model_no_longer_knows_keeps_its_earlier_days(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """A retrained model that was not trained on an account (it went quiet in the new
+    training period) judges it against its own earlier days: swapped in, the engine
+    sums that account's days again from the window history it holds."""
+    engine = Engine(trained, settings.Settings())
+    stream_no_flush(engine, week3[: week3.height // 2], 1_000)
+    account = "analyst_ben"
+    assert account not in engine.running.days[F.ACCOUNT].to_list()  # trained: none kept
+    largest = trained.profile.account_max.filter(pl.col(F.ACCOUNT) != account)
+    successor = model.TrainedModel(
+        trained.detector, trained.profile.with_account_max(largest), trained.manifest
+    )
+    engine.use(successor)
+    days = engine.running.days.filter(pl.col(F.ACCOUNT) == account)
+    history = engine._history(accounts=pl.col(F.ACCOUNT) == account)
+    assert days[F.WINDOW].to_list() == history[F.WINDOW].dt.truncate("1d").unique().sort().to_list()
+    column = F.col_name("rows_read", "1d")
+    assert (
+        days[column].max()
+        == F.add_horizons(history.lazy(), trained.horizons).collect()[column].max()
+    )
+
+
 def test_an_older_snapshot_with_events_is_restored(
     trained: model.TrainedModel, week3: pl.DataFrame
 ) -> None:
@@ -421,7 +446,7 @@ def test_a_flood_of_account_names_stays_within_max_accounts(
     assert evicted >= len(names) - cap
     assert len(names) > 2 * cap
     assert statements == events[S.SUCCESS].sum()  # nothing lost or counted twice
-    kept = set(engine._history_rows()[F.ACCOUNT].to_list())
+    kept = set(engine._history()[F.ACCOUNT].to_list())
     assert set(day[S.ACCOUNT].unique()) <= kept  # the real accounts were not the ones dropped
 
 
