@@ -75,7 +75,6 @@ def test_each_directorys_postgresql_logs_are_read_oldest_first(tmp_path: Path) -
     ]
 
 
-
 # pgAudit's statement number, and a FETCH, on an AUDIT line of any of the three outputs
 STATEMENT = re.compile(rb"AUDIT: SESSION,(\d+),\d+,(?:\w+,FETCH,)?")
 

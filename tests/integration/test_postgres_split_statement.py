@@ -62,7 +62,9 @@ def server_log(server_dir: Callable[[str], Path]) -> Path:
                 assert len(clerk.execute(JOIN).fetchall()) == 7
                 clerk.execute("SELECT * FROM till WHERE id <= 4").fetchall()
                 assert len(clerk.execute(CALL).fetchall()) == 40
-                clerk.execute("DECLARE split_cur CURSOR FOR SELECT * FROM safe JOIN till USING (id)")
+                clerk.execute(
+                    "DECLARE split_cur CURSOR FOR SELECT * FROM safe JOIN till USING (id)"
+                )
                 assert len(clerk.execute(FETCH).fetchall()) == 5
                 clerk.execute("CLOSE split_cur")
                 clerk.commit()
@@ -89,8 +91,7 @@ def statements(events: pl.DataFrame) -> list[tuple[object, ...]]:
     """The clerk's statements: command, objects, rows, in the order logged."""
     clerk = events.filter(pl.col(S.ACCOUNT) == "clerk").sort(S.TIME, S.STATEMENT_ID)
     return [
-        (row[S.COMMAND], sorted(row[S.OBJECTS]), row[S.ROWS])
-        for row in clerk.iter_rows(named=True)
+        (row[S.COMMAND], sorted(row[S.OBJECTS]), row[S.ROWS]) for row in clerk.iter_rows(named=True)
     ]
 
 
