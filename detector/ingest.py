@@ -191,10 +191,10 @@ def read_events(
     ``history_from`` (before ``since``) the events from then on are kept too, as history
     for the period's horizons, counted in ``Summary.history``.
 
-    Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), so
-    that sessions go on from one file to the next. Unparsable lines go to
-    ``quarantine``; a file that is not a log raises
-    :class:`detector.reader.NotALogError`.
+    Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), as
+    one log: sessions, statements (a rotation between a statement's lines) and cursors
+    go on from one file to the next. Unparsable lines go to ``quarantine``; a file that
+    is not a log raises :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
     paths, left_out = files_to_read(paths, format_name, log_line_prefix)
@@ -202,18 +202,31 @@ def read_events(
     frames: list[pl.DataFrame] = []
     servers = Servers()
     names: set[str] = set()
-    for path in paths:
+    last = _last_of_each_server(paths)
+    # A server's PostgreSQL logs, read so far: put together once its last one is read
+    held: dict[Path, list[tuple[formats.Format, pl.DataFrame]]] = {}
+    for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
         try:
             fmt = file_format(path, format_name, log_line_prefix, servers, mapping)
-            events, name = _read_file(fmt, path, quarantine, summary)
+            events = _read_file(fmt, path, quarantine, summary)
         except QuarantineError:
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
-        names.add(name)
-        events = _keep(events, since, until, summary, name, history_from)
-        frames.append(events)
+        names.add(fmt.name)
+        if fmt.name in formats.PG_OUTPUTS:
+            held.setdefault(path.parent, []).append((fmt, events))
+        else:
+            events = _statements(fmt, events)
+            frames.append(_keep(events, since, until, summary, fmt.name, history_from))
+        if last[path.parent] == i and path.parent in held:
+            # A rotation may fall between a statement's lines, or a cursor's DECLARE and
+            # FETCH: the server's files are one log, as event_batches reads them.
+            files = held.pop(path.parent)
+            fmt = files[-1][0]
+            events = _statements(fmt, pl.concat([events for _, events in files]))
+            frames.append(_keep(events, since, until, summary, fmt.name, history_from))
     summary.rejected = Counter(quarantine.counts)
     events = pl.concat(frames) if frames else S.empty()
     # MariaDB's audit log rotates by size (1 MB by default): a statement the rotation cut
@@ -248,27 +261,39 @@ def file_format(
     return fmt
 
 
+def _last_of_each_server(paths: Sequence[Path]) -> dict[Path, int]:
+    """The index in ``paths`` of each server's last file: the files of a directory are
+    one server's (as for :class:`detector.formats.pg_sessions.Servers`)."""
+    return {path.parent: i for i, path in enumerate(paths)}
+
+
 def _read_file(
     fmt: formats.Format, path: Path, quarantine: Quarantine, summary: Summary
-) -> tuple[pl.DataFrame, str]:
-    """All events of one file and its format's name; rejects quarantined, context counted."""
+) -> pl.DataFrame:
+    """All events of one file as parsed, chunk after chunk (:func:`_statements` makes
+    them statements); rejects quarantined, context counted."""
     parts = []
     for parsed in _parse_file(fmt, path):
         parts.append(parsed.events)
         summary.context += parsed.context
         summary.cut += parsed.cut
         quarantine.add(str(path), parsed.rejects)
-    events = merge_split_statements(pl.concat(parts)) if parts else S.empty()
+    return pl.concat(parts) if parts else S.empty()
+
+
+def _statements(fmt: formats.Format, events: pl.DataFrame) -> pl.DataFrame:
+    """The parsed ``events`` of a log (of format ``fmt``), whole: one event per statement
+    (:func:`merge_split_statements`), and the format's whole-log step (``finish``)."""
+    events = merge_split_statements(events)
     finish = getattr(fmt, "finish", None)
-    if finish is not None:
-        events = finish(events)
-    return events, fmt.name
+    return events if finish is None else finish(events)
 
 
 def merge_split_statements(events: pl.DataFrame, *, outer: bool = True) -> pl.DataFrame:
-    """One event per statement even where a chunk boundary split its log lines.
+    """One event per statement even where a chunk boundary (or a rotation) split its
+    log lines.
 
-    Within one file, events with the same session and statement id are one statement
+    Within one log, events with the same session and statement id are one statement
     (pgAudit logs a statement once per relation): their objects are merged and the
     first event's rows, counted once, are kept; of a statement's nested reads only the
     outermost counts its rows (:func:`detector.formats.pgaudit.count_outer_reads`).
@@ -348,19 +373,24 @@ def event_batches(
     files are read, so that only a few chunks' events are in memory at once.
 
     Together the batches hold the same events as :func:`read_events`' frame (in file
-    order, not sorted by time): statements whose lines fell in two chunks are merged and
-    each ``FETCH`` gets its cursor's objects before an event is given out, which is once
-    its file has gone ``hold`` past it (the lines of one statement are logged together).
+    order, not sorted by time): statements whose lines fell in two chunks, or two files
+    of a server (a directory), are merged and each ``FETCH`` gets its cursor's objects
+    before an event is given out, which is once its server's log has gone ``hold`` past
+    it (the lines of one statement are logged together).
     ``summary`` is filled in as the files are read.
     """
     quarantine = quarantine or Quarantine(None)
     paths, summary.left_out = files_to_read(paths, format_name, log_line_prefix)
     summary.files = len(paths)
     servers = Servers()
-    for path in paths:
+    last = _last_of_each_server(paths)
+    # Each server's statements go on from one of its files to the next: a rotation may
+    # fall between a statement's lines, or a cursor's DECLARE and FETCH.
+    held: dict[Path, _Statements] = {}
+    for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
         fmt = file_format(path, format_name, log_line_prefix, servers)
-        statements = _Statements(hold)
+        statements = held.setdefault(path.parent, _Statements(hold))
         try:
             for parsed in _parse_stream(fmt, path):
                 summary.context += parsed.context
@@ -372,8 +402,9 @@ def event_batches(
             raise
         except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
-        for ready in statements.close():
-            yield _keep(ready, since, until, summary, fmt.name, history_from)
+        if last[path.parent] == i:
+            for ready in held.pop(path.parent).close():
+                yield _keep(ready, since, until, summary, fmt.name, history_from)
     summary.rejected = Counter(quarantine.counts)
 
 
@@ -427,10 +458,11 @@ def _parse_stream(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
 
 
 class _Statements:
-    """One file's events with its statements whole: the lines of a statement that the
-    parser's batches split are merged (:func:`merge_split_statements`) and each ``FETCH``
-    gets its cursor's objects (:func:`detector.formats.pgaudit.finish`), as for the whole
-    file at once. Events are given out once the file has gone ``hold`` past them."""
+    """One server's events with its statements whole: the lines of a statement that the
+    parser's batches, or a rotation to the server's next file, split are merged
+    (:func:`merge_split_statements`) and each ``FETCH`` gets its cursor's objects
+    (:func:`detector.formats.pgaudit.finish`), as for the whole log at once. Events are
+    given out once the log has gone ``hold`` past them."""
 
     def __init__(self, hold: timedelta) -> None:
         self.hold = hold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,3 +73,49 @@ def test_each_directorys_postgresql_logs_are_read_oldest_first(tmp_path: Path) -
         "b/postgresql-Mon.log",
         "b/postgresql-Tue.log",
     ]
+
+
+# pgAudit's statement number, and a FETCH, on an AUDIT line of any of the three outputs
+STATEMENT = re.compile(rb"AUDIT: SESSION,(\d+),\d+,(?:\w+,FETCH,)?")
+
+
+def test_a_statement_cut_by_a_rotation_reads_as_in_the_log_whole(
+    output: str, tmp_path: Path
+) -> None:
+    """A rotation may fall between any two of a statement's AUDIT lines (a join's
+    relations, a read through a function and its caller's line, a COPY's query and its
+    COPY) or between a cursor's DECLARE and a FETCH. Cut there, the server's two files
+    read (whole, or batch by batch as ``score`` reads them) as its log read whole: each
+    statement once, with its user, objects and rows (before, a statement cut in two
+    counted twice, and a FETCH in the next file lost its cursor's tables)."""
+    log = SERVER / OUTPUTS[output]
+    lines = log.read_bytes().splitlines(keepends=True)
+    whole = statements(read_events([log])[0])
+    found = [(i, STATEMENT.search(line)) for i, line in enumerate(lines)]
+    audit = [(i, m) for i, m in found if m is not None]
+    cuts = [
+        i
+        for (_, before), (i, m) in itertools.pairwise(audit)
+        if m[1] == before[1] or m[0].endswith(b"FETCH,")
+    ]
+    assert len(cuts) >= 8
+    for at in cuts:
+        cut = tmp_path / str(at)
+        cut.mkdir()
+        first, second = cut / f"postgresql-1{log.suffix}", cut / f"postgresql-2{log.suffix}"
+        first.write_bytes(b"".join(lines[:at]))
+        second.write_bytes(b"".join(lines[at:]))
+        given = [second, first]  # read oldest first all the same
+        read_whole, _ = read_events(given)
+        streamed = pl.concat(list(ingest.event_batches(given, Summary())))
+        assert statements(read_whole).equals(whole), at
+        assert statements(streamed).equals(whole), at
+
+
+def statements(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` in a fixed order, without their texts and durations: a string of
+    several statements cut in two gives those after the cut the string's text from its
+    first statement again (README, Limits), and a duration line after the cut is not
+    joined, as where a chunk of ``score`` ends."""
+    order = [S.TIME, S.SESSION, S.STATEMENT_ID]
+    return events.drop(S.QUERY, S.DURATION_MS).sort(order, maintain_order=True)

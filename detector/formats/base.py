@@ -54,6 +54,7 @@ class Format(Protocol):
 #   share_sessions(servers, server)   the state carry keeps goes on from one file of a
 #                                     server to its next (``pg_sessions.Servers``)
 #   finish(events) -> events          a whole-file step after all chunks are parsed
+#                                     (PostgreSQL: after all of a server's files)
 
 
 def read_halving(

@@ -7,6 +7,8 @@ a record's line number is that of its first physical line.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from typing import Final
 
@@ -47,7 +49,12 @@ class PgCsvlog:
 
     def sniff(self, head: list[str]) -> bool:
         lines = [s for s in head if s.strip()]
-        return bool(lines) and _SNIFF.match(lines[0]) is not None and lines[0].count(",") >= 22
+        if not lines or _SNIFF.match(lines[0]) is None:
+            return False
+        # The first record's fields, however many lines its statement takes: a rotation
+        # may begin a file with a multi-line statement's AUDIT record.
+        first = next(csv.reader(io.StringIO("\n".join(lines))))
+        return len(first) >= len(COLUMNS) - 3  # 23 columns up to PostgreSQL 12
 
     def parse(self, chunk: Chunk) -> Parsed:
         fast = _one_line_records(chunk)

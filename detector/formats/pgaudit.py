@@ -802,8 +802,9 @@ def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
 
 
 def finish(events: pl.DataFrame) -> pl.DataFrame:
-    """Whole-file step: give each ``FETCH`` the objects its cursor was declared over, in
-    the same session (the ``DECLARE`` may be in another chunk)."""
+    """Whole-log step: give each ``FETCH`` the objects its cursor was declared over, in
+    the same session (the ``DECLARE`` may be in another chunk, or an earlier file of
+    the server: ``ingest`` reads a server's files as one log)."""
     return fetch_objects(events, declared_cursors(events, no_cursors()))
 
 

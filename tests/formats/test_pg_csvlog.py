@@ -79,3 +79,16 @@ def test_records_whose_quotes_are_not_doubled_are_rejected_alone(tmp_path: Path)
     keys = [c for c, t in others.schema.items() if not isinstance(t, pl.List)]
     missing = others.join(events, on=keys, how="anti", nulls_equal=True)
     assert others.height > 0 and missing.is_empty(), missing
+
+
+def test_a_file_beginning_with_a_multi_line_record_is_csvlog() -> None:
+    """A rotation may start a file with a record whose statement takes several lines
+    (a multi-line statement's second AUDIT record): the file is still csvlog, and a
+    server's stderr log, whose lines hold commas too, is not."""
+    lines = (PG_SCENARIOS / "rows_relation_param_on" / "postgresql.csv").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if "AUDIT" in line and line.count(",") < 22]
+    assert starts, "no multi-line AUDIT record in the fixture"
+    assert PgCsvlog().sniff(lines[starts[0] : starts[0] + 20])
+    stderr = (PG_SCENARIOS / "rows_relation_param_on" / "postgresql.log").read_text()
+    audit = [line for line in stderr.splitlines() if "AUDIT" in line]
+    assert not any(PgCsvlog().sniff([line]) for line in audit)
