@@ -228,6 +228,8 @@ def main() -> int:
     s.wrap(E, "_new_values", sizes=True)
     s.wrap(eng, "_remember")
     s.wrap(eng, "_evict")
+    for stage in ("summed", "advance", "earlier_days", "remember_days"):
+        s.wrap(eng.running, stage, f"running.{stage}")
 
     closes = 0
     reads = 1

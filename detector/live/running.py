@@ -154,10 +154,11 @@ class Running:
         the ``leaving`` rows (of :meth:`leaving` for ``to``): the sums are then those as
         of ``to``. Accounts left with no window within any horizon are dropped.
 
-        One pass over the new windows: each horizon gains those of them still within it
-        at ``to``, today those of ``to``'s day."""
+        Each horizon gains the new windows still within it at ``to``, today those of
+        ``to``'s day. One group-by over the held sums and the changes: at 100,000
+        accounts each further step (a join, a sort) copied the 44 MB of sums again."""
         day = _day(to)
-        held = self.sums.drop(map(_since, F.VOLUME))
+        held = self.sums
         if self.at is None or _day(self.at) != day:  # a new day: today's sums start again
             held = held.with_columns(
                 pl.lit(0, pl.Int64).alias(name)
@@ -201,26 +202,25 @@ class Running:
             for h, rows in leaving.items()
             if rows.height
         ]
-        since = added.select(F.ACCOUNT, "_reset", *(f"_new_{s}" for s in F.VOLUME))
-        sums = (
-            pl.concat([held, added.drop(since.columns[1:]), *removed], how="diagonal_relaxed")
-            .group_by(F.ACCOUNT)
-            .agg(pl.exclude(LAST).sum(), pl.col(LAST).max())
-            .filter(pl.any_horizontal(pl.col(_known(s, h)) > 0 for s, h in self._pairs()))
-        )
+        reset = pl.col("_reset").fill_null(False).any()
         self.sums = (
-            sums.join(self.sums.select(F.ACCOUNT, *map(_since, F.VOLUME)), on=F.ACCOUNT, how="left")
-            .join(since, on=F.ACCOUNT, how="left")
-            .with_columns(
-                pl.when(pl.col("_reset"))
-                .then(pl.col(f"_new_{s}"))
-                .otherwise(pl.col(_since(s)).fill_null(0) + pl.col(f"_new_{s}").fill_null(0))
-                .alias(_since(s))
-                for s in F.VOLUME
+            pl.concat([held, added, *removed], how="diagonal_relaxed")
+            .group_by(F.ACCOUNT)
+            .agg(
+                *(pl.col(c).sum() for s, h in self._pairs() for c in (_total(s, h), _known(s, h))),
+                # after an alert among the new windows, only the volume after it
+                *(
+                    (
+                        pl.col(f"_new_{s}").sum()
+                        + pl.when(reset).then(0).otherwise(pl.col(_since(s)).sum())
+                    ).alias(_since(s))
+                    for s in F.VOLUME
+                ),
+                pl.col(LAST).max(),
             )
+            .filter(pl.any_horizontal(pl.col(_known(s, h)) > 0 for s, h in self._pairs()))
             .select(self._schema().names())
             .cast(self._schema())
-            .sort(F.ACCOUNT)
         )
         self.at = to
 
