@@ -4,8 +4,9 @@ A window's sum of a signal over a horizon (1 hour, 1 day, 3 days) is the sum of 
 account's windows that start within the horizon before it, itself included; its sum
 "today" is that of its calendar day (UTC) so far (:func:`detector.features.add_horizons`,
 over a whole period). A live close needs them only for its new windows. Taking them from
-days of window history at each close made a close's cost grow with the history: 4.5 s for
-5,000 accounts at 3 days, 12 s for accounts the model never saw.
+days of window history at each close made a close's cost grow with the history: a close
+of 5,000 accounts at 3 days took 8-9 s, 17-19 s for accounts the model never saw
+(``bench/bench_close.py``; now 1-2.4 s).
 
 :class:`Running` holds, per account, each sum and its count of known values (unknown
 volume is null, and stays null only if it is null over the whole horizon) as of a time
