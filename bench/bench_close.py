@@ -33,7 +33,7 @@ import polars as pl
 
 from detector import features as F
 from detector import model, partials, settings
-from detector.live.engine import HISTORY_SCHEMA, Engine, _full
+from detector.live.engine import HISTORY_SCHEMA, Engine
 from detector.profile import Profile
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -140,10 +140,7 @@ def _carried(engine: Engine, newest: datetime, trained: bool) -> float | None:
     except ImportError:
         return None
     began = time.perf_counter()
-    history = engine._history() if hasattr(engine, "_history") else None
-    if history is None:
-        history = pl.concat([_full(s) for s in engine.history])
-    engine.running = Running.of_history(engine.horizons, history, newest)
+    engine.running = Running.of_history(engine.horizons, engine._history(), newest)
     took = time.perf_counter() - began
     if not trained:
         engine._days_from_history(pl.lit(True))
