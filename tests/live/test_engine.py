@@ -610,6 +610,26 @@ def test_a_statement_split_between_reads_counts_once_when_its_session_shares_a_m
     assert window["objects"] == ["s.a", "s.b", "s.c"]
 
 
+def test_a_busy_session_has_only_its_latest_statement_held_between_reads(
+    trained: model.TrainedModel,
+) -> None:
+    """A session logging 50 statements within a second: the next read may continue only
+    its latest, so only that one stays an event; the other 49 are in the open windows.
+    (All 50 were held, and merged again at every read, while a window expression nested
+    in another took each statement for its session's latest: serve read 4x slower.)"""
+    lines = [
+        _audit_line(n, t).replace("10:00:00.123", f"10:00:00.{n * 15:03d}")
+        for n in range(1, 51)
+        for t in (("s.a", "s.b") if n == 50 else ("s.a",))
+    ]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    engine = Engine(trained, settings.load())
+    parsed = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in lines).encode(), 1))
+    engine.add(fmt.finish(parsed.events))
+    assert engine.held[S.STATEMENT_ID].unique().to_list() == ["50.1"]
+    assert engine.open_activity()["statements"].sum() == 50
+
+
 def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     trained: model.TrainedModel,
 ) -> None:
