@@ -62,7 +62,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -121,6 +121,8 @@ COMPACT_AFTER: Final = 8  # a group of accounts' partial frames merged past this
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
+# Names of the saved window history's segments begin so (read back one at a time).
+HISTORY_PREFIX: Final = "history."
 SCORE_BATCH: Final = 5_000  # accounts whose closing windows are scored at once
 # The account of events whose names are past max_accounts open at once (Engine._within_cap):
 # "(overflow)" after a NUL, which no account name holds (``schema.conform``), so that a
@@ -453,6 +455,7 @@ class Engine:
             self._writes["levels"] = b""  # written at the snapshot, once pruned
         scored_windows = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows])
         self.running.advance(scored_windows, leaving, to)
+        self._writes["sums"] = b""
         if days:
             self.running.remember_days(pl.concat(days, how="vertical_relaxed"))
             self._writes["days"] = b""
@@ -506,13 +509,15 @@ class Engine:
     def _segment(self, i: int) -> pl.DataFrame:
         """History segment ``i``, read back from the saved checkpoint if not held."""
         frame = self.history[i]
-        if frame is not None:
-            return frame
-        name = self._names["history"][i]
+        return self._read_back(self._names["history"][i]) if frame is None else frame
+
+    def _read_back(self, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+        """History segment ``name`` (or these columns of it) read from the saved
+        checkpoint."""
         data = None if self._read_saved is None else self._read_saved(name)
         if data is None:
             raise RuntimeError(f"window history segment {name} is missing from the saved state")
-        return pl.read_parquet(io.BytesIO(data))
+        return pl.read_parquet(io.BytesIO(data), columns=columns)
 
     def use(self, successor: model.TrainedModel) -> None:
         """Score with ``successor`` (a retrained model, same horizons) from the next close.
@@ -622,7 +627,7 @@ class Engine:
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
         self.running.forget(victims[F.ACCOUNT])
-        self._writes["days"] = b""
+        self._writes["days"] = self._writes["sums"] = b""
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
         marked = victims.with_columns(pl.lit(self.closed_until).alias("evicted_at"))
@@ -729,7 +734,10 @@ class Engine:
             "newest": None if self.newest is None else self.newest.isoformat(),
             "closed_until": None if self.closed_until is None else self.closed_until.isoformat(),
             "base": self.horizons.base,
+            "sums_at": None if self.running.at is None else self.running.at.isoformat(),
         }
+        if "sums" in self._writes:
+            self._writes["sums"] = _parquet(self.running.sums)
         if "levels" in self._writes:
             self._writes["levels"] = _parquet(self.levels)
         if "days" in self._writes:
@@ -760,9 +768,29 @@ class Engine:
             if name in self._stored:
                 self.history[i] = None
 
-    def restore(self, state: Mapping[str, bytes | None]) -> None:
+    def _restore_segment(self, name: str, data: bytes | None) -> None:
+        """Take in saved history segment ``name`` (its ``data``, or read back if None):
+        its span, and the segment itself only if there is no reading it back."""
+        self._names["history"].append(name)
+        if data is None:  # its window starts only
+            self._spans.append(_span(self._read_back(name, [F.WINDOW])))
+            self.history.append(None)
+            return
+        frame = pl.read_parquet(io.BytesIO(data))
+        if self._read_saved is None:
+            self._keep("history", frame)  # an older trovewatch's history may be unsorted
+        else:
+            self._spans.append(_span(frame))
+            self.history.append(None)
+
+    def restore(self, state: Mapping[str, bytes | None], deferred: Iterable[str] = ()) -> None:
         """Continue from the saved snapshots. State saved for another model's windows is
-        refused: its windows and novelty would not mean the same."""
+        refused: its windows and novelty would not mean the same.
+
+        ``deferred``: names of the saved state whose data ``state`` leaves out, read back
+        one at a time (the window history: :meth:`Store.load_checkpoint`). Given a way to
+        read them back, no history segment is held, and the horizon sums are those saved
+        (``sums``): a restart holds one segment at a time, however long the history."""
         meta = json.loads(state["meta"] or b"{}")
         if meta.get("base") != self.horizons.base:
             raise ValueError(
@@ -771,13 +799,19 @@ class Engine:
         self.newest = _time(meta["newest"])
         self.closed_until = _time(meta["closed_until"])
         days: pl.DataFrame | None = None
+        sums: pl.DataFrame | None = None
         has_levels = "levels" in state
-        for name in sorted(state):
+        deferred = set(deferred)
+        for name in sorted({*state, *deferred}):
             kind = name.partition(".")[0]
-            data = state[name]
-            if data is None or name == "meta":
+            data = state.get(name)
+            if name == "meta" or (data is None and name not in deferred):
                 continue
             self._stored[name] = kind
+            if kind == "history":  # an older trovewatch's single frame too
+                self._restore_segment(name, data)
+                continue
+            assert data is not None, f"{name}: only history is read back"
             frame = pl.read_parquet(io.BytesIO(data))
             if name in ("pending", "held"):
                 # An older trovewatch kept the open windows' events (``pending``): they
@@ -788,8 +822,8 @@ class Engine:
                     self._deletes.add(name)
             elif kind == "open":
                 self._open.add(partials.conform(frame))
-            elif kind in ("history", "discovered"):  # an older one's single frame too
-                self._keep(kind, frame)  # an older trovewatch's history may be unsorted
+            elif kind == "discovered":  # an older one's single frame too
+                self._keep(kind, frame)
                 self._names[kind].append(name)
             elif kind == "evicted":
                 self.evicted = frame
@@ -797,13 +831,21 @@ class Engine:
                 self.levels = frame.cast(self._no_levels().schema)
             elif kind == "days":
                 days = frame
+            elif kind == "sums":
+                sums = frame
             elif kind == "continued":
                 self.continued = frame.select(CONTINUED).cast(CONTINUED_SCHEMA)
         numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
-        if self.closed_until is not None:  # the sums as of the last close, from its history
+        if sums is not None:  # as of the last close that scored windows
+            self.running.sums = sums.select(self.running.sums.columns).cast(
+                self.running.sums.schema
+            )
+            self.running.at = _time(meta.get("sums_at"))
+        elif self.closed_until is not None:  # an older trovewatch's state: from the history
             history = self._history()
             self.running = Running.of_history(self.horizons, history, self.closed_until - self.base)
+            self._writes["sums"] = b""
         if days is not None:
             self.running.days = days.cast(self.running.days.schema)
         else:  # an older trovewatch's state: summed again

@@ -36,7 +36,7 @@ from detector import schema as S
 from detector.features import span
 from detector.formats import Format, pg_sessions
 from detector.formats.pg_sessions import Servers
-from detector.live.engine import Engine
+from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.retraining import Retrainer
@@ -130,7 +130,7 @@ class Service:
         self._directories: dict[Path, str | None] = {}
         self.follow = list(follow)
         self.sources: list[Source] = []
-        self._open(self.store.load_checkpoint())
+        self._open(self.store.load_checkpoint(defer=HISTORY_PREFIX))
         self._pushes: queue.Queue[_Push] = queue.Queue(maxsize=8)
         self._waiting: list[_Push] = []
         self._unsaved: list[pl.DataFrame] = []
@@ -268,7 +268,7 @@ class Service:
         self._servers.load(state)
         state = {name: data for name, data in state.items() if not pg_sessions.is_saved(name)}
         if state:
-            self.engine.restore(state)
+            self.engine.restore(state, deferred=saved.deferred if saved is not None else ())
         self.sources = open_sources(
             self.follow,
             saved.sources if saved is not None else {},
@@ -296,7 +296,7 @@ class Service:
         a restart would: what was read since is read again, nothing counted twice.
         (Standard input cannot be re-read: it goes on from where it is.)"""
         try:
-            saved = self.store.load_checkpoint()
+            saved = self.store.load_checkpoint(defer=HISTORY_PREFIX)
         except Exception:  # storage trouble: tried again at the next error
             log.exception("cannot read the last checkpoint")
             return

@@ -144,6 +144,9 @@ class Checkpoint:
     state: Mapping[str, bytes | None]
     saved_at: float
     replace: bool = True
+    # Loaded: names of the state left out of ``state``, read one at a time when needed
+    # (:meth:`Store.checkpoint_blob`; the window history, days of it).
+    deferred: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class AlertRow:
 class Store(Protocol):
     """Storage of the sidecar. The engine thread writes; API threads read concurrently."""
 
-    def load_checkpoint(self) -> Checkpoint | None: ...
+    def load_checkpoint(self, defer: str | None = None) -> Checkpoint | None: ...
 
     def checkpoint_blob(self, name: str) -> bytes | None: ...
 
@@ -395,14 +398,27 @@ class SqliteStore:
 
     # -- the engine's side ---------------------------------------------------------------
 
-    def load_checkpoint(self) -> Checkpoint | None:
-        """The last saved checkpoint, or None before the first commit."""
+    def load_checkpoint(self, defer: str | None = None) -> Checkpoint | None:
+        """The last saved checkpoint, or None before the first commit. With ``defer``,
+        the blobs whose names begin with it are left out of its state, named in
+        ``deferred``."""
         with self._read() as conn:
             row = conn.execute("SELECT sources, saved_at FROM checkpoint WHERE id = 1").fetchone()
             if row is None:
                 return None
-            state = dict(conn.execute("SELECT name, data FROM checkpoint_state").fetchall())
-        return Checkpoint(sources=json.loads(row[0]), state=state, saved_at=row[1])
+            state, deferred = {}, []
+            for name, data in conn.execute(
+                "SELECT name, CASE WHEN ?1 IS NOT NULL AND substr(name, 1, length(?1)) = ?1"
+                " THEN NULL ELSE data END FROM checkpoint_state",
+                (defer,),
+            ):
+                if data is None:
+                    deferred.append(name)
+                else:
+                    state[name] = data
+        return Checkpoint(
+            sources=json.loads(row[0]), state=state, saved_at=row[1], deferred=tuple(deferred)
+        )
 
     def checkpoint_blob(self, name: str) -> bytes | None:
         """One blob of the last saved checkpoint's state (None if it holds no such name)."""

@@ -426,3 +426,19 @@ def test_a_checkpoint_of_changes_keeps_the_state_it_does_not_name(
     assert saved is not None
     assert saved.sources == {"a": 2}
     assert dict(saved.state) == {"meta": b"m2", "history.1": b"h1", "open.3": b"o3"}
+
+
+def test_a_checkpoint_loaded_with_its_history_deferred_names_it_and_reads_it_back(
+    empty_store: SqliteStore, scored: pl.DataFrame
+) -> None:
+    """A restart leaves the window history (days of it) in the database: loaded with
+    ``defer``, the checkpoint names those blobs without their data, each read back alone."""
+    state = {"meta": b"m", "history.1": b"h1", "history.2": b"h2", "historyish": b"x"}
+    empty_store.commit(scored.head(0), Checkpoint(sources={}, state=state, saved_at=1.0))
+    saved = empty_store.load_checkpoint(defer="history.")
+    assert saved is not None
+    assert dict(saved.state) == {"meta": b"m", "historyish": b"x"}
+    assert sorted(saved.deferred) == ["history.1", "history.2"]
+    assert [empty_store.checkpoint_blob(n) for n in sorted(saved.deferred)] == [b"h1", b"h2"]
+    whole = empty_store.load_checkpoint()
+    assert whole is not None and dict(whole.state) == state and whole.deferred == ()

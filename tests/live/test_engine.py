@@ -15,7 +15,7 @@ from detector import formats, model, pipeline, settings
 from detector import schema as S
 from detector.formats.mariadb_audit import RECORD_START
 from detector.live import engine as engine_module
-from detector.live.engine import KEPT, Engine
+from detector.live.engine import HISTORY_PREFIX, KEPT, Engine
 from detector.live.follow import Follower
 from detector.reader import Chunk
 from detector.rejects import Quarantine
@@ -292,6 +292,36 @@ def test_saved_window_history_is_read_back_not_held_with_the_same_verdicts(
         assert all(segment is None for segment in engine.history)
     parts.append(engine.close(wall=FAR_FUTURE).scored)
     assert engine._spans[-1][1] - engine._spans[0][0] > timedelta(days=2)  # days of them
+    assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
+
+
+def test_a_restart_holds_no_window_history_and_takes_the_sums_as_saved(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """Restored with its window history left to be read back (as serve restarts), the
+    engine holds none of it and takes the horizon sums saved at the last close, not
+    summed again from days of history; it then scores the rest as if nothing happened."""
+    conf = settings.Settings()
+    half = week3.height // 2
+    whole = stream(Engine(trained, conf), week3, 300)
+    saved: dict[str, bytes] = {}
+    first = Engine(trained, conf, saved=saved.get)
+    parts = []
+    for start in range(0, half, 300):
+        first.add(week3[start : min(start + 300, half)])
+        parts.append(first.close().scored)
+        checkpoint_through(saved, first)
+    history = [name for name in saved if name.startswith(HISTORY_PREFIX)]
+    assert len(history) > 5 and "sums" in saved
+    read: list[str] = []
+    resumed = Engine(trained, conf, saved=lambda name: read.append(name) or saved.get(name))
+    resumed.restore({n: d for n, d in saved.items() if n not in history}, deferred=history)
+    assert all(segment is None for segment in resumed.history)
+    assert resumed._spans == first._spans
+    assert resumed.running.at == first.running.at
+    assert resumed.running.sums.equals(first.running.sums)
+    assert sorted(read) == sorted(history)  # each once, for its window starts
+    parts.append(stream(resumed, week3[half:], 300))
     assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
 
 
