@@ -17,7 +17,10 @@ from the history, which a restart does.
 With ``--saved DIR`` the history is saved to a state database in ``DIR`` (as ``serve``'s
 checkpoints save it) and released from memory: the close reads back the segments whose
 windows leave a horizon. The memory the history and the carried sums hold, and the
-process's RSS, are printed after the close.
+process's RSS, are printed after the close. Then a restart from that database is timed,
+with the peak memory it adds: as ``serve`` restarts (the history left in the database,
+each segment read once for its window starts, the sums as saved), and as it restarted
+before 2026-11-30 (every blob loaded, the history held, the sums summed from it).
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ def main() -> None:
             f"history rows (a restart) {restored:.2f} s"
         )
     )
+    if args.saved is not None:
+        _restart(engine, trained, args.saved)
 
 
 def _save(engine: Engine, directory: Path) -> None:
@@ -121,6 +126,47 @@ def _save(engine: Engine, directory: Path) -> None:
     engine._read_saved = store.checkpoint_blob
     engine.saved()
     gc.collect()
+
+
+def _restart(engine: Engine, trained: model.TrainedModel, directory: Path) -> None:
+    """Save the close, then restore a fresh engine from the state database both ways
+    (see the module's docstring), printing the seconds and the peak memory each adds."""
+    from detector.live.engine import HISTORY_PREFIX
+    from detector.live.store import Checkpoint, SqliteStore
+
+    store = SqliteStore(directory)
+    change = Checkpoint(sources={}, state=engine.snapshot(), saved_at=time.time(), replace=False)
+    store.commit(pl.DataFrame(), change)
+    engine.saved()
+    for way in ("as serve restarts", "as before 2026-11-30"):
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here
+        rss = _rss_mb()
+        began = time.perf_counter()
+        if way == "as serve restarts":
+            saved = store.load_checkpoint(defer=HISTORY_PREFIX)
+            assert saved is not None
+            resumed = Engine(trained, settings.Settings(), saved=store.checkpoint_blob)
+            resumed.restore(saved.state, deferred=saved.deferred)
+        else:
+            saved = store.load_checkpoint()
+            assert saved is not None
+            resumed = Engine(trained, settings.Settings())
+            resumed.restore({n: d for n, d in saved.state.items() if n != "sums"})
+        took = time.perf_counter() - began
+        assert resumed.running.sums.height == engine.running.sums.height
+        print(
+            f"restart {way}: {took:.2f} s, peak +{max(0.0, _peak_mb() - rss):.0f} MB, "
+            f"held after it +{max(0.0, _rss_mb() - rss):.0f} MB"
+        )
+        del saved, resumed
+
+
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _rss_mb() -> float:
