@@ -94,7 +94,7 @@ def main() -> None:
     began = time.perf_counter()
     scored = engine.close(wall=window + timedelta(hours=1)).scored
     took = time.perf_counter() - began
-    held = sum(s.estimated_size() for s in engine.history if s is not None) / 1e6
+    held = sum(s.rows.estimated_size() for s in engine.history if s.rows is not None) / 1e6
     carried = engine.running.sums.estimated_size() / 1e6 if hasattr(engine, "running") else 0
     print(
         f"after the close: history in memory {held:.0f} MB, carried sums {carried:.1f} MB "

@@ -230,7 +230,7 @@ def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> No
     mb = 1 / 1e6
     frames = len(engine._open.frames)
     opened = engine._open.merged()
-    in_memory = [h for h in engine.history if h is not None]  # the rest saved, not held
+    in_memory = [s.rows for s in engine.history if s.rows is not None]  # the rest saved, not held
     history = sum(h.estimated_size() for h in in_memory)
     history_rows = sum(h.height for h in in_memory)
     discovered = sum(d.estimated_size() for d in engine.discovered)

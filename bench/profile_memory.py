@@ -264,7 +264,7 @@ def main() -> int:
     eng_sizes = {
         "open partials": eng._open.merged().estimated_size(),
         "held": eng.held.estimated_size(),
-        "history": sum(h.estimated_size() for h in eng.history if h is not None),
+        "history": sum(s.rows.estimated_size() for s in eng.history if s.rows is not None),
         "discovered": sum(d.estimated_size() for d in eng.discovered),
         "levels": eng.levels.estimated_size(),
     }

@@ -169,9 +169,8 @@ class Engine:
         self._open = partials.Fold(COMPACT_AFTER)
         self.held = pl.DataFrame(schema=PENDING_SCHEMA)
         self.continued = pl.DataFrame(schema=CONTINUED_SCHEMA)
-        self.history: list[pl.DataFrame | None] = []  # segments, oldest first; None: saved
+        self.history: list[Segment] = []  # oldest first
         self._read_saved = saved
-        self._spans: list[tuple[datetime, datetime]] = []  # each segment's oldest and newest window
         self.running = Running(self.horizons)  # horizon sums as of the last close
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
@@ -192,7 +191,7 @@ class Engine:
         self._writes: dict[str, bytes] = {}
         self._deletes: set[str] = set()
         self._fresh = partials.Fold(COMPACT_AFTER)  # open partials added since the last snapshot
-        self._names: dict[str, list[str]] = {"history": [], "discovered": []}
+        self._discovered_names: list[str] = []  # the saved names of ``discovered``
 
     # -- ingest ------------------------------------------------------------------------
 
@@ -493,9 +492,9 @@ class Engine:
         if hi is not None:
             inside &= pl.col(F.WINDOW) <= hi
         pieces = [
-            _full(self._segment(i).filter(inside))
-            for i, (oldest, newest) in enumerate(self._spans)
-            if (lo is None or newest > lo) and (hi is None or oldest <= hi)
+            _full(self._rows(segment).filter(inside))
+            for segment in self.history
+            if (lo is None or segment.newest > lo) and (hi is None or segment.oldest <= hi)
         ]
         rows = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *pieces])
         if self.evicted.is_empty() or rows.is_empty():
@@ -506,10 +505,9 @@ class Engine:
             .drop("evicted_at")
         )
 
-    def _segment(self, i: int) -> pl.DataFrame:
-        """History segment ``i``, read back from the saved checkpoint if not held."""
-        frame = self.history[i]
-        return self._read_back(self._names["history"][i]) if frame is None else frame
+    def _rows(self, segment: Segment) -> pl.DataFrame:
+        """A history segment's rows, read back from the saved checkpoint if not held."""
+        return self._read_back(segment.name) if segment.rows is None else segment.rows
 
     def _read_back(self, name: str, columns: list[str] | None = None) -> pl.DataFrame:
         """History segment ``name`` (or these columns of it) read from the saved
@@ -571,10 +569,8 @@ class Engine:
         assert self.closed_until is not None
         horizon_start = self.closed_until - self.keep
         self._add_segment("history", windows)
-        while self.history and self._spans[0][1] < horizon_start:
-            self.history.pop(0)
-            self._spans.pop(0)
-            self._drop(self._names["history"].pop(0))
+        while self.history and self.history[0].newest < horizon_start:
+            self._drop(self.history.pop(0).name)
         self._add_segment("discovered", new_values)
         if self.evicted.height:
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
@@ -582,19 +578,21 @@ class Engine:
             self.levels = self.levels.filter(pl.col(F.WINDOW) >= horizon_start)
             self._writes["levels"] = b""
 
-    def _keep(self, kind: str, frame: pl.DataFrame) -> None:
-        """Hold a segment of ``kind``; history segments compact and sorted by account."""
+    def _keep(self, kind: str, name: str, frame: pl.DataFrame) -> None:
+        """Hold a segment of ``kind`` saved as ``name``; history segments compact and
+        sorted by account."""
         if kind == "history":
             frame = _compact(frame.sort(F.ACCOUNT, F.WINDOW))
-            self._spans.append(_span(frame))
-        getattr(self, kind).append(frame)
+            self.history.append(Segment(name, *_span(frame), frame))
+        else:
+            self.discovered.append(frame)
+            self._discovered_names.append(name)
 
     def _add_segment(self, kind: str, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
-        self._keep(kind, frame)
         name = f"{kind}.{next(self._seq):012d}"
-        self._names[kind].append(name)
+        self._keep(kind, name, frame)
         self._writes[name] = _parquet(frame)
 
     # -- the account cap ---------------------------------------------------------------
@@ -621,9 +619,9 @@ class Engine:
         # Their history rows stay in the segments, taken out when read (_history).
         discovered = pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *self.discovered])
         discovered = discovered.filter(~pl.col(F.ACCOUNT).is_in(gone))
-        for name in self._names["discovered"]:
+        for name in self._discovered_names:
             self._drop(name)
-        self._names["discovered"], self.discovered = [], []
+        self._discovered_names, self.discovered = [], []
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
         self.running.forget(victims[F.ACCOUNT])
@@ -764,24 +762,21 @@ class Engine:
         only their windows leaving a horizon are read, a close's worth each."""
         if self._read_saved is None:
             return
-        for i, name in enumerate(self._names["history"]):
-            if name in self._stored:
-                self.history[i] = None
+        for segment in self.history:
+            if segment.name in self._stored:
+                segment.rows = None
 
     def _restore_segment(self, name: str, data: bytes | None) -> None:
         """Take in saved history segment ``name`` (its ``data``, or read back if None):
         its span, and the segment itself only if there is no reading it back."""
-        self._names["history"].append(name)
         if data is None:  # its window starts only
-            self._spans.append(_span(self._read_back(name, [F.WINDOW])))
-            self.history.append(None)
+            self.history.append(Segment(name, *_span(self._read_back(name, [F.WINDOW]))))
             return
         frame = pl.read_parquet(io.BytesIO(data))
         if self._read_saved is None:
-            self._keep("history", frame)  # an older trovewatch's history may be unsorted
+            self._keep("history", name, frame)  # an older trovewatch's may be unsorted
         else:
-            self._spans.append(_span(frame))
-            self.history.append(None)
+            self.history.append(Segment(name, *_span(frame)))
 
     def restore(self, state: Mapping[str, bytes | None], deferred: Iterable[str] = ()) -> None:
         """Continue from the saved snapshots. State saved for another model's windows is
@@ -823,8 +818,7 @@ class Engine:
             elif kind == "open":
                 self._open.add(partials.conform(frame))
             elif kind == "discovered":  # an older one's single frame too
-                self._keep(kind, frame)
-                self._names[kind].append(name)
+                self._keep(kind, name, frame)
             elif kind == "evicted":
                 self.evicted = frame
             elif kind == "levels":
@@ -853,6 +847,17 @@ class Engine:
         if not has_levels and self.history:
             self._levels_from_history()
         self._release_saved_history()
+
+
+@dataclass
+class Segment:
+    """A close's windows in the history: the name it is saved as, its oldest and newest
+    window start, and its rows (None once saved: read back when needed)."""
+
+    name: str
+    oldest: datetime
+    newest: datetime
+    rows: pl.DataFrame | None = None
 
 
 def _span(segment: pl.DataFrame) -> tuple[datetime, datetime]:

@@ -289,9 +289,9 @@ def test_saved_window_history_is_read_back_not_held_with_the_same_verdicts(
         engine.add(week3[start : start + 300])
         parts.append(engine.close().scored)
         checkpoint_through(saved, engine)
-        assert all(segment is None for segment in engine.history)
+        assert all(segment.rows is None for segment in engine.history)
     parts.append(engine.close(wall=FAR_FUTURE).scored)
-    assert engine._spans[-1][1] - engine._spans[0][0] > timedelta(days=2)  # days of them
+    assert engine.history[-1].newest - engine.history[0].oldest > timedelta(days=2)
     assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
 
 
@@ -316,8 +316,8 @@ def test_a_restart_holds_no_window_history_and_takes_the_sums_as_saved(
     read: list[str] = []
     resumed = Engine(trained, conf, saved=lambda name: read.append(name) or saved.get(name))
     resumed.restore({n: d for n, d in saved.items() if n not in history}, deferred=history)
-    assert all(segment is None for segment in resumed.history)
-    assert resumed._spans == first._spans
+    assert all(segment.rows is None for segment in resumed.history)
+    assert resumed.history == first.history  # names, oldest and newest windows
     assert resumed.running.at == first.running.at
     assert resumed.running.sums.equals(first.running.sums)
     assert sorted(read) == sorted(history)  # each once, for its window starts
@@ -371,7 +371,7 @@ def test_an_older_snapshot_with_events_is_restored(
     old = {
         "meta": json.dumps(old_meta).encode(),
         "pending": parquet(pending),
-        "history": parquet(pl.concat(first.history, how="vertical_relaxed")),
+        "history": parquet(pl.concat([s.rows for s in first.history if s.rows is not None])),
         "discovered": parquet(pl.concat(first.discovered)),
     }
     resumed = Engine(trained, conf)
