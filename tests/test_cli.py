@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import polars as pl
 import pytest
 
 from detector.cli import main
-from detector.live.store import SqliteStore
+from detector.live.store import Checkpoint, SqliteStore
 from detector.reader import NotALogError
 from tests.conftest import REFERENCE_PG
 
@@ -687,6 +688,7 @@ def test_a_failed_retraining_is_one_line_and_exit_2(
     [
         ("short-token", "at least 16"),
         ("garbage-state", "not a usable trovewatch state database"),
+        ("damaged-checkpoint", "saved window state cannot be read, the database is damaged"),
         ("missing-model", "manifest.json"),
     ],
 )
@@ -705,6 +707,12 @@ def test_serve_refuses_bad_setup_in_one_line(
     if setup == "garbage-state":
         state.mkdir()
         (state / "trovewatch.db").write_text("not sqlite at all")
+    if setup == "damaged-checkpoint":  # a sound database; one saved frame's bytes are not
+        meta = {"version": 2, "newest": None, "closed_until": None, "base": "5m"}
+        saved = {"meta": json.dumps(meta).encode(), "levels": b"PAR1 cut short"}
+        store = SqliteStore(state)
+        store.commit(pl.DataFrame(), Checkpoint(sources={}, state=saved, saved_at=1.0))
+        store.close()
     if setup == "missing-model":
         args += ["--model-dir", str(tmp_path / "no-model")]
     code = main(args)

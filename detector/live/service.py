@@ -41,7 +41,7 @@ from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.retraining import Retrainer
 from detector.live.sources import Source, Stdin, open_sources, source_key
-from detector.live.store import Checkpoint, SqliteStore
+from detector.live.store import Checkpoint, SqliteStore, StoreError
 from detector.model import ModelError
 from detector.reader import Chunk, NotALogError, head_lines, is_binary, looks_binary
 from detector.rejects import Quarantine, Reason
@@ -268,7 +268,13 @@ class Service:
         self._servers.load(state)
         state = {name: data for name, data in state.items() if not pg_sessions.is_saved(name)}
         if state:
-            self.engine.restore(state, deferred=saved.deferred if saved is not None else ())
+            try:
+                self.engine.restore(state, deferred=saved.deferred if saved is not None else ())
+            except (pl.exceptions.PolarsError, KeyError) as exc:  # ValueError: another model's
+                raise StoreError(
+                    f"its saved window state cannot be read, the database is damaged "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
         self.sources = open_sources(
             self.follow,
             saved.sources if saved is not None else {},
