@@ -829,7 +829,9 @@ class Engine:
                 sums = frame
             elif kind == "continued":
                 self.continued = frame.select(CONTINUED).cast(CONTINUED_SCHEMA)
-        numbers = [int(n.partition(".")[2]) for n in state if n.partition(".")[2].isdigit()]
+        # New names go on after every saved one, the deferred history's too.
+        names = {*state, *deferred}
+        numbers = [int(n.partition(".")[2]) for n in names if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
         if sums is not None:  # as of the last close that scored windows
             self.running.sums = sums.select(self.running.sums.columns).cast(

@@ -321,6 +321,10 @@ def test_a_restart_holds_no_window_history_and_takes_the_sums_as_saved(
     assert resumed.running.at == first.running.at
     assert resumed.running.sums.equals(first.running.sums)
     assert sorted(read) == sorted(history)  # each once, for its window starts
+    # New names go on after the deferred segments': none is written over.
+    alone = Engine(trained, conf, saved=saved.get)
+    alone.restore({"meta": saved["meta"], "sums": saved["sums"]}, deferred=history)
+    assert next(alone._seq) > max(int(name.partition(".")[2]) for name in history)
     parts.append(stream(resumed, week3[half:], 300))
     assert verdicts(pl.concat([p for p in parts if p.height])).equals(verdicts(whole))
 
