@@ -205,3 +205,40 @@ def test_horizon_sums_are_each_accounts_trailing_sums(seed: int, horizons: F.Hor
             pl.when(known > 0).then(pl.col(signal).fill_null(0).cum_sum()).over(day)
         ).to_series()
         assert out[F.col_name(signal, F.TODAY)].equals(expected, check_names=False)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(
+    "horizons",
+    [
+        F.Horizons(),
+        F.Horizons("1h", ("1d", "1w")),
+        F.Horizons("5m", ("36h",)),
+        F.Horizons("5m", ()),
+    ],
+)
+def test_earlier_days_are_each_accounts_largest_days_before_within_the_longest_horizon(
+    seed: int, horizons: F.Horizons
+) -> None:
+    """An untrained account is judged against its own days before the window's (never
+    the day itself), as far back as the longest horizon, unknown volume left out."""
+    windows = random_windows(seed, per_account=100)
+    columns = list(F.VOLUME)
+    out = F.earlier_days(windows.lazy(), horizons, columns).collect()
+    back = horizons.longer[-1] if horizons.longer else horizons.base
+    days = (
+        windows.group_by(F.ACCOUNT, pl.col(F.WINDOW).dt.truncate("1d").alias("day"))
+        .agg(pl.col(c).max() for c in columns)
+        .sort(F.ACCOUNT, "day")
+    )
+    expected = days.select(
+        F.ACCOUNT,
+        "day",
+        *(
+            pl.col(c).rolling_max_by("day", window_size=back, closed="left").over(F.ACCOUNT)
+            for c in columns
+        ),
+    )
+    assert out.equals(expected.rename({c: f"{c}__earlier" for c in columns}))
+    found = out.select(pl.col(f"{c}__earlier").is_not_null().any() for c in columns).row(0)
+    assert all(found) == bool(horizons.longer)  # no earlier day within 5 minutes

@@ -153,11 +153,11 @@ def test_the_state_summed_again_from_the_history_is_the_state_carried() -> None:
         pl.col(F.WINDOW) <= running.at, pl.col(F.WINDOW) > running.at - F.span("3d")
     )
     again = Running.of_history(horizons, kept, running.at)
-    again.sums, running.sums = again.sums.sort(F.ACCOUNT), running.sums.sort(F.ACCOUNT)
-    since = [c for c in running.sums.columns if c.endswith("|since")]
-    assert again.sums.drop(since).equals(running.sums.drop(since))
+    ours, theirs = again.sums.sort(F.ACCOUNT), running.sums.sort(F.ACCOUNT)
+    since = [c for c in theirs.columns if c.endswith("|since")]
+    assert ours.drop(since).equals(theirs.drop(since))
     # The volume since an alert counts only while the alert is remembered (within the
     # longest horizon): for accounts with one in the history.
     alerted = pl.col(F.ACCOUNT).is_in(kept.filter("alerted")[F.ACCOUNT].implode())
-    assert again.sums.filter(alerted).equals(running.sums.filter(alerted))
-    assert again.sums.filter(alerted).height > 5
+    assert ours.filter(alerted).equals(theirs.filter(alerted))
+    assert ours.filter(alerted).height > 5
