@@ -834,10 +834,7 @@ class Engine:
         numbers = [int(n.partition(".")[2]) for n in names if n.partition(".")[2].isdigit()]
         self._seq = itertools.count(max(numbers, default=-1) + 1)
         if sums is not None:  # as of the last close that scored windows
-            self.running.sums = sums.select(self.running.sums.columns).cast(
-                self.running.sums.schema
-            )
-            self.running.at = _time(meta.get("sums_at"))
+            self.running.restore(sums, _time(meta.get("sums_at")))
         elif self.closed_until is not None:  # an older trovewatch's state: from the history
             history = self._history()
             self.running = Running.of_history(self.horizons, history, self.closed_until - self.base)

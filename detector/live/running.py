@@ -65,8 +65,9 @@ class Running:
     horizon: the accounts with window history. They are kept in :data:`SHARDS` groups of
     accounts (by a hash of the name), each folded in on its own at a close, so that a
     close never holds more than one group's working copy beside the sums; the known
-    counts are Int32 (a count of windows within a few days). The sums are summed again
-    from the history at a restart (:meth:`of_history`), never saved."""
+    counts are Int32 (a count of windows within a few days). The sums are saved at each
+    close and taken back at a restart (:meth:`restore`); a state saved without them is
+    summed again from the history (:meth:`of_history`)."""
 
     def __init__(self, horizons: F.Horizons) -> None:
         self.horizons = horizons
@@ -300,6 +301,14 @@ class Running:
             how="vertical_relaxed",
         )
         return F.earlier_days(both.lazy(), self.horizons, columns).collect()
+
+    def restore(self, sums: pl.DataFrame, at: datetime | None) -> None:
+        """Take back the sums saved at a close (:attr:`sums` as they were, an older
+        schema's counts cast), as of ``at``."""
+        sums = sums.select(self._schema().names()).cast(self._schema())
+        shard = _shard(sums)
+        self._shards = [sums.filter(shard == i) for i in range(SHARDS)]
+        self.at = at
 
     def forget(self, accounts: pl.Series) -> None:
         """Drop these accounts' state (their window history was dropped)."""
