@@ -77,7 +77,9 @@ class PgJsonlog:
 
     def _records_to_events(self, decoded: pl.DataFrame) -> Parsed:
         no_fields = pgaudit.missing_fields(decoded, ["timestamp", "message", "error_severity"])
-        records = decoded.filter(~pl.col("line_no").is_in(no_fields["line_no"].implode()))
+        records = decoded
+        if no_fields.height:  # the usual record has them all: no pass to take none out
+            records = decoded.filter(~pl.col("line_no").is_in(no_fields["line_no"].implode()))
         records = records.select(
             "line_no",
             pl.col("timestamp").alias("ts"),

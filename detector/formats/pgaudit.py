@@ -217,13 +217,19 @@ def relations_in(text: pl.Expr) -> pl.Expr:
         text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
     )
     name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
-    first = name.str.extract(rf"^({_IDENT})", 1)
-    second = name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1)
+    # The name's parts in one step, the quoting in the next: one expression using each
+    # part several times held each part's patterns as often (~10 ms a call on no rows).
+    parts = pl.struct(
+        name.str.extract(rf"^({_IDENT})", 1).alias("first"),
+        name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1).alias("second"),
+    )
+    first, second = pl.element().struct.field("first"), pl.element().struct.field("second")
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
     qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
     relation = ~pl.element().str.ends_with("(")
     return (
         found.list.eval(pl.element().filter(relation))
+        .list.eval(parts)
         .list.eval(qualified)
         .list.unique(maintain_order=True)
     )
@@ -416,16 +422,20 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
         pl.col("message").str.extract(r"^duration: ([\d.]+) ms", 1).cast(pl.Float64).alias("_ms"),
         pl.col("message").str.replace(r"^duration: [\d.]+ ms  statement: ", "").alias("_text"),
     )
+    # a statement of a string of several: the duration names the string
+    logged = pl.coalesce("_logged", S.QUERY).alias(S.QUERY)
+    untimed = statements.drop(S.DURATION_MS, strict=False).with_columns(
+        pl.lit(None, pl.Float64).alias(S.DURATION_MS)
+    )
+    # Durations of statements not audited (``SELECT 1`` pings, say) name no text logged:
+    # one lookup spares the sort and the fills below.
+    texts = statements.select(logged)[S.QUERY].implode()
+    if not timed.select(pl.col("_text").is_in(texts).any()).item():
+        return untimed
     marks = (
         pl.concat(
             [
-                # a statement of a string of several: the duration names the string
-                statements.select(
-                    S.SESSION,
-                    "line_no",
-                    S.STATEMENT_ID,
-                    pl.coalesce("_logged", S.QUERY).alias(S.QUERY),
-                ),
+                statements.select(S.SESSION, "line_no", S.STATEMENT_ID, logged),
                 timed,
             ],
             how="diagonal",
@@ -440,10 +450,8 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
         .unique([S.SESSION, "_major"], keep="first", maintain_order=True)
         .select(S.SESSION, "_major", pl.col("_ms").alias(S.DURATION_MS))
     )
-    if marks.is_empty():  # durations of statements not audited (``SELECT 1`` pings, say)
-        return statements.drop(S.DURATION_MS, strict=False).with_columns(
-            pl.lit(None, pl.Float64).alias(S.DURATION_MS)
-        )
+    if marks.is_empty():  # each a text logged, but not just after it in its session
+        return untimed
     first_sub = pl.col(S.STATEMENT_ID).str.ends_with(".1")
     return (
         statements.drop(S.DURATION_MS, strict=False)
@@ -510,8 +518,12 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
 def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     """One event per (session, statement, sub-statement) from its AUDIT lines."""
     key = ["session_id", "a_stmt_id", "a_substmt_id"]
-    obj = pl.col("a_object_name")
-    if audit.select(obj.str.starts_with('"').any()).item():
+    obj, text = pl.col("a_object_name"), pl.col("a_statement")
+    # Whether any object or text is CSV-quoted, in one pass over both columns.
+    quoted_obj, quoted_text = audit.select(
+        obj.str.starts_with('"').any(), text.str.starts_with('"').any()
+    ).row(0)
+    if quoted_obj:
         obj = unquote_csv(obj)
     obj = obj.replace("", None)
     # Only the columns read below: the filter to first lines copies each one it keeps.
@@ -520,37 +532,34 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # A sequence's state (pg_dump reads each one's last value) is no more data than a
     # catalog: a statement reading only catalogs and sequences is a CATALOG read.
     state = S.is_catalog(obj).fill_null(False) | (pl.col("a_object_type") == "SEQUENCE")
-    audit = audit.select(
-        *used,
-        obj.alias("_obj"),
-        state.fill_null(False).alias("_cat"),
-        pl.struct(key).is_first_distinct().alias("_first"),
+    audit = audit.select(*used, obj.alias("_obj"), state.fill_null(False).alias("_cat"))
+    # One hashing of the key finds each statement's first line and collects its relations.
+    # Its tables (objects not catalogs), or the catalogs it read if it read nothing else
+    # (a CATALOG read): each list taken whole, as a filter by the group's own ``any``
+    # goes group by group.
+    tables = pl.when(~pl.col("_cat")).then(pl.col("_obj"))
+    collected = (
+        audit.select(*key, "_obj", "_cat")
+        .with_row_index("_at")
+        .group_by(key, maintain_order=True)
+        .agg(
+            pl.col("_at").first(),
+            tables.drop_nulls().unique(maintain_order=True).alias("_tables"),
+            pl.col("_obj").drop_nulls().unique(maintain_order=True).alias("_all"),
+            pl.col("_cat").any(),
+        )
     )
-    first = audit.filter(pl.col("_first"))
-    if first.height < audit.height:  # statements logged once per relation: collect them
-        # A statement's catalogs are named only if it read nothing else (a CATALOG read).
-        only_catalogs = ~(pl.col("_obj").is_not_null() & ~pl.col("_cat")).any()
-        collected = audit.group_by(key, maintain_order=True).agg(
-            pl.col("_obj")
-            .filter(~pl.col("_cat") | only_catalogs)
-            .drop_nulls()
-            .unique(maintain_order=True),
-            (pl.col("_cat").any() & only_catalogs).alias("_cat"),
-        )
-        # The groups come in the order of their first lines: the rows of ``first``.
-        first = first.with_columns(
-            collected["_obj"].alias("_objects"), collected["_cat"].alias("_cat")
-        )
-    else:
-        no_object = pl.col("_obj").is_null()
-        first = first.with_columns(
-            pl.when(no_object)
-            .then(pl.lit([], pl.List(pl.String)))
-            .otherwise(pl.concat_list("_obj"))
-            .alias("_objects")
-        )
-    text = pl.col("a_statement")
-    if audit.select(text.str.starts_with('"').any()).item():
+    only_catalogs = pl.col("_tables").list.len() == 0
+    collected = collected.select(
+        "_at",
+        pl.when(only_catalogs).then(pl.col("_all")).otherwise(pl.col("_tables")).alias("_obj"),
+        (pl.col("_cat") & only_catalogs).alias("_cat"),
+    )
+    # The groups come in the order of their first lines; a statement logged once per
+    # relation (``log_relation``) has several.
+    first = audit if collected.height == audit.height else audit[collected["_at"]]
+    first = first.with_columns(collected["_obj"].alias("_objects"), collected["_cat"])
+    if quoted_text:
         text = unquote_csv(text)
     first = first.select(
         *_WHO,
@@ -674,8 +683,12 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
     are left as they are.
     """
     query = pl.col(S.QUERY)
-    several = query.str.contains(r";\s*\S") & ~is_cut(query)
+    semicolon = query.str.contains(r";\s*\S")
     with_logged = statements.with_columns(pl.lit(None, pl.String).alias("_logged"))
+    # The usual case: no text goes on past a ``;``, nor is a cut text to be looked at.
+    if not statements.select(semicolon.any()).item():
+        return with_logged
+    several = semicolon & ~is_cut(query)
     if not statements.select(several.any()).item():
         return with_logged
     indexed = statements.with_row_index("_row")
@@ -883,12 +896,16 @@ def _failures(records: pl.DataFrame) -> pl.DataFrame:
     failed = records.filter((sev == "ERROR") | login_refused)
     statement = pl.col("statement")
     first_word = statement.str.extract(r"^\s*([A-Za-z]+)", 1).str.to_uppercase()
+    no_objects = pl.lit([], dtype=pl.List(pl.String))
+    # The usual chunk has no failure: relations_in costs milliseconds even on no rows.
+    objects = (
+        pl.when(sev == "ERROR").then(relations_in(statement).fill_null([])).otherwise(no_objects)
+        if failed.height
+        else no_objects
+    )
     return failed.select(
         *_WHO,
-        pl.when(sev == "ERROR")
-        .then(relations_in(statement).fill_null([]))
-        .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-        .alias(S.OBJECTS),
+        objects.alias(S.OBJECTS),
         pl.when(sev == "ERROR").then(pl.lit("ERROR")).otherwise(pl.lit("CONNECT")).alias(S.CLASS),
         pl.when(sev == "ERROR").then(first_word).otherwise(pl.lit("LOGIN")).alias(S.COMMAND),
         statement.fill_null(pl.col("message")).alias(S.QUERY),
