@@ -153,9 +153,6 @@ def main() -> int:
         import polars as pl
 
         rows.append(("+ polars, numpy", status()))
-        import sklearn.ensemble  # noqa: F401  (unpickling the forest imports it)
-
-        rows.append(("+ scikit-learn", status()))
         from api import server  # noqa: F401  (what `serve` imports: uvicorn, the service)
 
         rows.append(("+ api.server (serve's imports)", status()))

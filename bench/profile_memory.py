@@ -182,7 +182,6 @@ def main() -> int:
     import tempfile
 
     import polars as pl  # noqa: F401
-    import sklearn.ensemble  # noqa: F401
 
     from api import server  # noqa: F401
     from detector import model, partials, pipeline

@@ -27,7 +27,7 @@ def main() -> None:
         raise SystemExit(f"run bench/bench_score.py --lines {args.lines} first")
     cpu = os.times()
     start = time.perf_counter()
-    trained = model.load(model_dir)  # imports scikit-learn
+    trained = model.load(model_dir)
     loaded = time.perf_counter()
     every = trained.horizons.base
     batches = list(ingest.event_batches([log], pipeline.Summary()))
@@ -45,7 +45,7 @@ def main() -> None:
     written = time.perf_counter()
     used = os.times()
     n_events = sum(b.height for b in batches)
-    print(f"load model (scikit-learn import)  {loaded - start:6.2f} s")
+    print(f"load model                        {loaded - start:6.2f} s")
     print(f"parse to events                   {parsed - loaded:6.2f} s  ({n_events:,} events)")
     print(f"partial aggregates -> windows     {aggregated - parsed:6.2f} s")
     print(

@@ -7,10 +7,11 @@ training period's 99.9th percentile scores 0.5 (the default threshold), the trai
 median about 0.02, and scores approach 1 as windows get further from anything seen.
 No contamination rate is asked for.
 
-Artefacts (``models/<name>/``): ``model.joblib`` (the fitted forest), the profile's
-Parquet tables and ``manifest.json``, which records versions, features, training period,
-calibration and the sha256 of every artefact. :func:`load` checks all of it before it
-unpickles anything.
+Artefacts (``models/<name>/``): ``model.joblib`` (the fitted forest, its trees as
+arrays: :mod:`detector.forest`), the profile's Parquet tables and ``manifest.json``,
+which records versions, features, training period, calibration and the sha256 of every
+artefact. :func:`load` checks all of it before it unpickles anything. scikit-learn fits
+the forest; loading and scoring a model never imports it.
 """
 
 from __future__ import annotations
@@ -21,18 +22,16 @@ import platform
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from detector import forest
 from detector.features import FEATURE_VERSION, Horizons
 from detector.profile import TABLES as PROFILE_TABLES
 from detector.profile import Profile
 from detector.schema import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    from sklearn.ensemble import IsolationForest
 
 MANIFEST: Final = "manifest.json"
 MODEL_FILE: Final = "model.joblib"
@@ -76,16 +75,17 @@ class Detector:
             raise ModelError(
                 f"only {len(features)} account-windows to train on; give at least a few days of logs"
             )
-        # Imported here: scikit-learn takes seconds to import, which `score` overlaps
-        # with parsing (unpickling a fitted forest imports it too).
+        # Imported here: scikit-learn takes seconds to import; only training needs it.
         from sklearn.ensemble import IsolationForest
 
-        self.forest_: IsolationForest = IsolationForest(
-            n_estimators=self.n_estimators,
-            max_samples=min(self.max_samples, len(features)),
-            random_state=self.random_state,
-            n_jobs=1,
-        ).fit(features)
+        self.trees_ = forest.Trees.of(
+            IsolationForest(
+                n_estimators=self.n_estimators,
+                max_samples=min(self.max_samples, len(features)),
+                random_state=self.random_state,
+                n_jobs=1,
+            ).fit(features)
+        )
         self.reference_ = np.median(features, axis=0)  # an ordinary window, for attribution
         raw = self.anomaly(features)
         median, high = np.quantile(raw, [0.5, CALIBRATION_QUANTILE])
@@ -96,7 +96,7 @@ class Detector:
     def anomaly(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Raw anomaly in (0, 1]: the negated ``score_samples`` (higher = more anomalous)."""
         self._check_fitted()
-        return np.asarray(-self.forest_.score_samples(features), dtype=np.float64)
+        return self.trees_.anomaly(features)
 
     def score(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Calibrated scores in [0, 1], higher meaning more anomalous."""
@@ -127,7 +127,7 @@ class Detector:
         return np.asarray(shares, dtype=np.float64)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "forest_"):
+        if not hasattr(self, "trees_"):
             raise ModelError("the detector is not fitted; train a model first")
 
 
@@ -142,6 +142,7 @@ class Manifest:
     training: dict[str, Any]
     calibration: dict[str, float]
     artefacts: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    forest: str = ""  # how model.joblib holds the forest; older models do not say
 
     @property
     def horizon_spec(self) -> Horizons:
@@ -177,13 +178,17 @@ class TrainedModel:
 
 def save(model: TrainedModel, directory: Path) -> Manifest:
     """Write the model's artefacts and a manifest with their hashes to ``directory``."""
-    import joblib  # with scikit-learn, imported only when a model is saved or loaded
+    import joblib  # imported only when a model is saved or loaded
 
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(model.detector, directory / MODEL_FILE)
     paths = [directory / MODEL_FILE, *model.profile.save(directory).values()]
     manifest = Manifest(
-        **{**asdict(model.manifest), "artefacts": {p.name: _sha256(p) for p in paths}}
+        **{
+            **asdict(model.manifest),
+            "artefacts": {p.name: _sha256(p) for p in paths},
+            "forest": forest.FORMAT,
+        }
     )
     (directory / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
     model.manifest = manifest
@@ -211,6 +216,12 @@ def check_versions(directory: Path, manifest: Manifest) -> None:
             f"v{manifest.feature_version}; this trovewatch uses schema v{SCHEMA_VERSION}/"
             f"features v{FEATURE_VERSION}. Retrain it with `trovewatch train`."
         )
+    if manifest.forest != forest.FORMAT:
+        raise ModelError(
+            f"{directory}: model saved by an older trovewatch (its forest is "
+            f"{manifest.forest or 'a pickled scikit-learn object'}, this trovewatch reads "
+            f"{forest.FORMAT}). Retrain it with `trovewatch train`."
+        )
 
 
 def load(directory: Path) -> TrainedModel:
@@ -220,12 +231,6 @@ def load(directory: Path) -> TrainedModel:
     """
     manifest = read_manifest(directory)
     check_versions(directory, manifest)
-    trained_with = manifest.libraries.get("scikit-learn", "?")
-    if trained_with.split(".")[:2] != version("scikit-learn").split(".")[:2]:
-        raise ModelError(
-            f"{directory}: model trained with scikit-learn {trained_with}, this is "
-            f"{version('scikit-learn')}. Retrain it with `trovewatch train`."
-        )
     expected = {MODEL_FILE, *(f"profile_{n}.parquet" for n in PROFILE_TABLES)}
     if set(manifest.artefacts) != expected:
         raise ModelError(

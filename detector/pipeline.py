@@ -359,8 +359,8 @@ def _read_for_scoring(
 ) -> tuple[pl.DataFrame, model.TrainedModel, Summary]:
     """The logs' partial aggregates, the model in ``model_dir`` and what was read.
 
-    The model loads in a thread while the logs are parsed: unpickling the forest imports
-    scikit-learn, seconds of work that Polars (which releases the GIL) overlaps.
+    The model loads in a thread while the logs are parsed (hashing and reading its
+    artefacts overlaps Polars' work, which releases the GIL).
     PostgreSQL logs are read batch by batch (:func:`detector.ingest.event_batches`), each
     batch folded into per account-window partial aggregates (:mod:`detector.partials`),
     so memory grows with the account-windows, not the events; other formats are read whole.

@@ -3,6 +3,7 @@ training data; artefacts that load only when every hash and version matches."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -89,12 +90,18 @@ def test_a_model_of_another_feature_version_is_refused(tmp_path: Path) -> None:
         model.load(target)
 
 
-def test_a_model_from_another_scikit_learn_is_refused(tmp_path: Path) -> None:
+def test_a_model_saved_with_a_pickled_scikit_learn_forest_is_refused_unread(
+    tmp_path: Path,
+) -> None:
+    """Models from before the forest was kept as arrays name no forest format. They are
+    refused before their joblib file is opened: here it is not a pickle at all."""
     target = copy_default(tmp_path)
+    (target / model.MODEL_FILE).write_bytes(b"not a pickle")
     manifest = json.loads((target / "manifest.json").read_text())
-    manifest["libraries"]["scikit-learn"] = "0.24.2"
+    del manifest["forest"]
+    manifest["artefacts"][model.MODEL_FILE] = hashlib.sha256(b"not a pickle").hexdigest()
     (target / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(model.ModelError, match=r"scikit-learn 0\.24\.2"):
+    with pytest.raises(model.ModelError, match=r"older trovewatch.*pickled scikit-learn.*Retrain"):
         model.load(target)
 
 
