@@ -1,4 +1,4 @@
-"""``serve``'s scheduled retraining, in a background thread.
+"""``serve``'s scheduled retraining, in a process of its own.
 
 Every ``retrain_every`` of wall-clock time, a successor of the model in use is trained on
 the last ``retrain_period`` (event time) of the followed logs with :mod:`detector.retrain`
@@ -7,6 +7,12 @@ the last ``retrain_period`` (event time) of the followed logs with :mod:`detecto
 between two steps (:meth:`Retrainer.take`): scoring never waits for training, and never
 sees half a model. A failed retraining keeps the model in use and says why.
 
+The training runs in a child process at a lower CPU priority (``nice`` +10), watched by
+a thread: reading two weeks of logs and fitting the forest would otherwise take the
+ingest thread's interpreter lock, grow the sidecar's heap for good (glibc keeps what
+Python frees) and import scikit-learn into it (3-4 s, about 90 MB); the sidecar only
+loads the published model.
+
 On start, ``serve`` uses the newest published model when it descends from the model it
 was given (:func:`resume`): a restart does not forget what retraining learned, and a new
 ``--model-dir`` is never overridden by an older lineage.
@@ -14,12 +20,22 @@ was given (:func:`resume`): a restart does not forget what retraining learned, a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
+
+import polars as pl
 
 from detector import features as F
 from detector import ingest, model, pipeline, retrain
@@ -28,6 +44,8 @@ from detector.settings import Settings
 
 log = logging.getLogger("trovewatch.retraining")
 MODELS: str = "models"
+NICENESS: int = 10  # the training process's priority below the sidecar's
+PR_SET_PDEATHSIG: int = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def models_dir(settings: Settings) -> Path:
@@ -96,10 +114,10 @@ class Retrainer:
         return True
 
     def run(self, parent: model.TrainedModel, until: datetime) -> Path | None:
-        """One retraining, in the calling thread; the published directory, or None (the
-        reason logged and in ``last_error``)."""
+        """One retraining, in a child process watched by the calling thread; the published
+        directory, or None (the reason logged and in ``last_error``)."""
         try:
-            path = self.publish(parent, until)
+            path = self.publish(parent, until, apart=True)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.outcomes["failed"] += 1
@@ -110,8 +128,9 @@ class Retrainer:
         log.info("retrained model published: %s", path)
         return path
 
-    def publish(self, parent: model.TrainedModel, until: datetime) -> Path:
-        """One retraining, in the calling thread: the published directory. Raises what
+    def publish(self, parent: model.TrainedModel, until: datetime, apart: bool = False) -> Path:
+        """One retraining: the published directory. The training runs in the calling
+        thread, or with ``apart`` in a child process (:func:`_train_apart`). Raises what
         went wrong (``trovewatch retrain`` reports it as every command does)."""
         name = f"retrained-{until:%Y%m%dT%H%M%SZ}"
         if (models_dir(self.settings) / name).exists():  # before hours of work, not after
@@ -135,16 +154,8 @@ class Retrainer:
                 "(e.g. for `trovewatch retrain` on a larger machine)"
             )
         allowed = self.store.training_windows(since, until)
-        period, _ = pipeline.read_period(
-            paths,
-            parent.horizons.base,  # the parent's window, not the settings' (see retrain)
-            format_name=fmt,
-            log_line_prefix=prefix,
-            since=since,
-            until=until,
-        )
-        successor = retrain.retrain(period, allowed, parent, self.settings, name)
-        path = retrain.publish(successor, models_dir(self.settings))
+        job = (self.settings, parent, allowed, paths, since, until)
+        path = _train_apart(job, name) if apart else _train(*job, name)
         self._done = (model.load(path), path)
         return path
 
@@ -152,3 +163,77 @@ class Retrainer:
         """The newly published model and its directory, once; None if there is none."""
         done, self._done = self._done, None
         return done
+
+
+def _train(
+    settings: Settings,
+    parent: model.TrainedModel,
+    allowed: pl.DataFrame,
+    paths: list[Path],
+    since: datetime,
+    until: datetime,
+    name: str,
+) -> Path:
+    """Train ``parent``'s successor on ``paths``' events from ``since`` to ``until`` (only
+    the ``allowed`` windows) and publish it: its directory."""
+    period, _ = pipeline.read_period(
+        paths,
+        parent.horizons.base,  # the parent's window, not the settings' (see retrain)
+        format_name=settings.format,
+        log_line_prefix=settings.log_line_prefix,
+        since=since,
+        until=until,
+    )
+    successor = retrain.retrain(period, allowed, parent, settings, name)
+    return retrain.publish(successor, models_dir(settings))
+
+
+def _train_apart(
+    job: tuple[Settings, model.TrainedModel, pl.DataFrame, list[Path], datetime, datetime],
+    name: str,
+) -> Path:
+    """:func:`_train` in a child process (*spawn*: nothing of the sidecar's threads or
+    state is copied); what it raises is raised here. The child is a daemon, so stopping
+    ``serve`` stops it, and on Linux it is killed with ``serve`` (``kill -9`` included)."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_train_child, args=(send, job, name), name="trovewatch-retrain", daemon=True
+    )
+    child.start()
+    send.close()
+    try:
+        succeeded, outcome = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(
+            f"the retraining process ended with exit code {child.exitcode} before it "
+            "published a model (killed, or out of memory?)"
+        ) from None
+    child.join()
+    if not succeeded:
+        raise outcome
+    return Path(outcome)
+
+
+def _train_child(
+    send: Connection,
+    job: tuple[Settings, model.TrainedModel, pl.DataFrame, list[Path], datetime, datetime],
+    name: str,
+) -> None:
+    """The retraining process: below the sidecar's priority, gone with it; it sends back
+    (True, the published directory) or (False, what went wrong)."""
+    os.nice(NICENESS)
+    if sys.platform == "linux":  # die with the parent, however it ends
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        outcome: tuple[bool, object] = (True, str(_train(*job, name)))
+    except Exception as exc:
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        outcome = (False, exc)
+    with contextlib.suppress(BrokenPipeError):  # serve is gone: nobody waits for the model
+        send.send(outcome)

@@ -5,6 +5,9 @@ store, then a successor trained on the last 14 days of the log, published, loade
 from __future__ import annotations
 
 import gzip
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -198,3 +201,79 @@ def test_serve_swaps_in_its_retrained_model_between_steps(tmp_path: Path) -> Non
         assert resume(parent, conf)[1] == service.model_dir
     finally:
         service.store.close()
+
+
+PROBE = """
+import multiprocessing, sys, threading, time
+from datetime import datetime
+from pathlib import Path
+from detector import model
+from detector.live.retraining import Retrainer
+from detector.live.store import SqliteStore
+from detector.settings import Settings
+
+state, until, then = Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2]), sys.argv[3]
+conf = Settings(state_dir=state, trees=50)
+retrainer = Retrainer(conf, SqliteStore(state), lambda: [Path(sys.argv[4])])
+parent = model.load(Path(sys.argv[5]))
+if then == "wait":
+    path = retrainer.run(parent, until)
+    imported = [m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy")]
+    print(path, retrainer.last_error, len(imported))
+else:
+    threading.Thread(target=retrainer.run, args=(parent, until), daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(([p.pid for p in multiprocessing.active_children()] + [0])[0], flush=True)
+    time.sleep(600)
+"""
+
+
+def _probe(conf: Settings, until: datetime, then: str) -> subprocess.Popen[str]:
+    arguments = [str(conf.state_dir), until.isoformat(), then, str(SAMPLE), str(MODEL)]
+    return subprocess.Popen(
+        [sys.executable, "-c", PROBE, *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_retraining_runs_in_a_process_of_its_own_and_serve_never_imports_scikit_learn(
+    served: tuple[Settings, SqliteStore, pl.DataFrame],
+) -> None:
+    """Training reads two weeks of logs and fits the forest: in the sidecar's process
+    it would hold its interpreter lock and keep the memory (and scikit-learn's 90 MB)."""
+    conf, _, _ = served
+    until = END - timedelta(hours=5)  # a name of its own among the published models
+    probe = _probe(conf, until, "wait")
+    out, _ = probe.communicate(timeout=600)
+    path, error, imported = out.split()
+    assert error == "None" and Path(path) == models_dir(conf) / f"retrained-{until:%Y%m%dT%H%M%SZ}"
+    assert model.load(Path(path)).manifest.training["lineage"]
+    assert imported == "0"
+
+
+def test_a_retraining_in_progress_dies_with_serve_even_by_kill_9(
+    served: tuple[Settings, SqliteStore, pl.DataFrame],
+) -> None:
+    conf, _, _ = served
+    probe = _probe(conf, END - timedelta(hours=6), "kill")
+    assert probe.stdout is not None
+    child = int(probe.stdout.readline())
+    assert child and _running(child)
+    probe.send_signal(signal.SIGKILL)
+    probe.wait(timeout=30)
+    deadline = time.monotonic() + 3  # its training would take 10 s and more
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
