@@ -142,6 +142,7 @@ class Manifest(BaseModel):
     training: dict[str, Any]
     calibration: dict[str, float]
     artefacts: dict[str, str] = Field(default_factory=dict)
+    forest: str = Field("", description="how model.joblib holds the forest")
 
 
 class Ingested(BaseModel):
