@@ -126,11 +126,19 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--model", type=Path, default=HERE / "data" / "model500000")
+    parser.add_argument(
+        "--model", type=Path, help="default: bench_score's model of 500,000 lines, made if missing"
+    )
     args = parser.parse_args()
     if args.write:
         write_log(args.write, args.accounts, args.per_account, args.windows, args.start)
         return 0
+    if args.model is None:  # made apart, so that this process's first figures stay clean
+        made = "import bench_score; print(bench_score.ensure_model(500_000))"
+        run = subprocess.run(
+            [sys.executable, "-c", made], cwd=HERE, check=True, stdout=subprocess.PIPE
+        )
+        args.model = Path(run.stdout.decode().split()[-1])
 
     rows: list[tuple[str, dict[str, float]]] = [("interpreter", status())]
     tmp = Path(tempfile.mkdtemp(prefix="trovewatch-live-mem-"))
