@@ -211,7 +211,7 @@ def relations_in(text: pl.Expr) -> pl.Expr:
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
     Unqualified names are given the ``public`` schema, the default ``search_path``. Names
-    are written as pgAudit writes the objects it names (:func:`_as_pgaudit_names`).
+    are written as pgAudit writes the objects it names (:func:`_quote_identifier`).
     """
     found = pl.concat_list(
         # with a following "(", to tell a function (``FROM shop.all_customers()``)
@@ -227,11 +227,19 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     )
     first, second = pl.element().struct.field("first"), pl.element().struct.field("second")
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
-    qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
+    # Then the server's names, then their quoting: each step reads the one before it
+    # several times, and within a list nothing is computed once for all its uses.
+    names = pl.struct(
+        _server_name(schema).alias("schema"),
+        _server_name(pl.coalesce(second, first)).alias("table"),
+    )
+    in_schema, table = pl.element().struct.field("schema"), pl.element().struct.field("table")
+    qualified = _quote_identifier(in_schema) + "." + _quote_identifier(table)
     relation = ~pl.element().str.ends_with("(")
     return (
         found.list.eval(pl.element().filter(relation))
         .list.eval(parts)
+        .list.eval(names)
         .list.eval(qualified)
         .list.unique(maintain_order=True)
     )
@@ -240,15 +248,19 @@ def relations_in(text: pl.Expr) -> pl.Expr:
 _UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 
 
-def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
-    """An identifier as written in a statement, as pgAudit names it: the server's name
-    (unquoted: ASCII letters lower-cased; quoted: as written) quoted as PostgreSQL's
-    ``quote_identifier`` quotes it, when it holds more than lower-case ASCII letters,
-    digits and underscores (``"Ventes"."Clients été"``, ``shop.customers``)."""
+def _server_name(ident: pl.Expr) -> pl.Expr:
+    """An identifier as written in a statement, as the server names it: unquoted, its
+    ASCII letters lower-cased; quoted, as written (doubled quotes undone)."""
     quoted = ident.str.starts_with('"')
     inner = ident.str.slice(1, ident.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
     lowered = ident.str.replace_many(_UPPER, [c.lower() for c in _UPPER])
-    name = pl.when(quoted).then(inner).otherwise(lowered)
+    return pl.when(quoted).then(inner).otherwise(lowered)
+
+
+def _quote_identifier(name: pl.Expr) -> pl.Expr:
+    """A server's name as pgAudit writes it, quoted as PostgreSQL's ``quote_identifier``
+    quotes it when it holds more than lower-case ASCII letters, digits and underscores
+    (``"Ventes"."Clients été"``, ``shop.customers``)."""
     return (
         pl.when(name.str.contains(r"^[a-z_][a-z0-9_]*$"))
         .then(name)
