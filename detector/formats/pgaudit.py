@@ -109,7 +109,6 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     usual case) are split at their known ending; the rest go through :data:`AUDIT_RE`.
     A record that fits neither has null fields (it is then rejected as truncated).
     """
-    body = pl.col("message").str.strip_prefix("AUDIT: ")
     tail, end = pl.col("_tail"), pl.col("_end")
     plain = (
         pl.col("_type").str.contains(r"^[A-Z]+$")
@@ -120,8 +119,10 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     ).fill_null(False)
     split = (
         audit.lazy()
-        .with_columns(body.str.splitn(",", 7).struct.rename_fields(_HEAD).alias("_h"))
+        # "AUDIT: " has no comma: split off with the type, not copied off every message.
+        .with_columns(pl.col("message").str.splitn(",", 7).struct.rename_fields(_HEAD).alias("_h"))
         .unnest("_h")
+        .with_columns(pl.col("_type").str.strip_prefix("AUDIT: "))
         # One pass over the (long) tail finds its known ending; the rest is slicing.
         .with_columns(tail.str.extract(_PLAIN_END_WHOLE, 1).alias("_end"))
         .with_columns(plain.alias("_plain"))
@@ -132,9 +133,10 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
     statement_len = tail.str.len_chars() - end.str.len_chars() - object_end - 1
     # The raw message is not needed past here; carrying it would copy it at every step.
     done = ["message", "statement", *_HEAD, "_end", "_plain"]
+    all_plain = split["_plain"].all()
     simple = (
-        split.lazy()
-        .filter(pl.col("_plain"))
+        (split if all_plain else split.filter(pl.col("_plain")))
+        .lazy()
         .with_columns(
             pl.col("_type").alias("a_audit_type"),
             pl.col("_stmt").alias("a_stmt_id"),
@@ -154,7 +156,7 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
         .drop(done)
         .collect()
     )
-    if simple.height == split.height:
+    if all_plain:
         return simple
     rest = split.filter(~pl.col("_plain")).with_columns(
         pl.col("message").str.extract_groups(AUDIT_RE).alias("_a")
@@ -209,7 +211,7 @@ def relations_in(text: pl.Expr) -> pl.Expr:
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
     Unqualified names are given the ``public`` schema, the default ``search_path``. Names
-    are written as pgAudit writes the objects it names (:func:`_as_pgaudit_names`).
+    are written as pgAudit writes the objects it names (:func:`_quote_identifier`).
     """
     found = pl.concat_list(
         # with a following "(", to tell a function (``FROM shop.all_customers()``)
@@ -225,11 +227,19 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     )
     first, second = pl.element().struct.field("first"), pl.element().struct.field("second")
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
-    qualified = _as_pgaudit_name(schema) + "." + _as_pgaudit_name(pl.coalesce(second, first))
+    # Then the server's names, then their quoting: each step reads the one before it
+    # several times, and within a list nothing is computed once for all its uses.
+    names = pl.struct(
+        _server_name(schema).alias("schema"),
+        _server_name(pl.coalesce(second, first)).alias("table"),
+    )
+    in_schema, table = pl.element().struct.field("schema"), pl.element().struct.field("table")
+    qualified = _quote_identifier(in_schema) + "." + _quote_identifier(table)
     relation = ~pl.element().str.ends_with("(")
     return (
         found.list.eval(pl.element().filter(relation))
         .list.eval(parts)
+        .list.eval(names)
         .list.eval(qualified)
         .list.unique(maintain_order=True)
     )
@@ -238,15 +248,19 @@ def relations_in(text: pl.Expr) -> pl.Expr:
 _UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 
 
-def _as_pgaudit_name(ident: pl.Expr) -> pl.Expr:
-    """An identifier as written in a statement, as pgAudit names it: the server's name
-    (unquoted: ASCII letters lower-cased; quoted: as written) quoted as PostgreSQL's
-    ``quote_identifier`` quotes it, when it holds more than lower-case ASCII letters,
-    digits and underscores (``"Ventes"."Clients été"``, ``shop.customers``)."""
+def _server_name(ident: pl.Expr) -> pl.Expr:
+    """An identifier as written in a statement, as the server names it: unquoted, its
+    ASCII letters lower-cased; quoted, as written (doubled quotes undone)."""
     quoted = ident.str.starts_with('"')
     inner = ident.str.slice(1, ident.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
     lowered = ident.str.replace_many(_UPPER, [c.lower() for c in _UPPER])
-    name = pl.when(quoted).then(inner).otherwise(lowered)
+    return pl.when(quoted).then(inner).otherwise(lowered)
+
+
+def _quote_identifier(name: pl.Expr) -> pl.Expr:
+    """A server's name as pgAudit writes it, quoted as PostgreSQL's ``quote_identifier``
+    quotes it when it holds more than lower-case ASCII letters, digits and underscores
+    (``"Ventes"."Clients été"``, ``shop.customers``)."""
     return (
         pl.when(name.str.contains(r"^[a-z_][a-z0-9_]*$"))
         .then(name)
@@ -537,24 +551,27 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Its tables (objects not catalogs), or the catalogs it read if it read nothing else
     # (a CATALOG read): each list taken whole, as a filter by the group's own ``any``
     # goes group by group.
-    tables = pl.when(~pl.col("_cat")).then(pl.col("_obj"))
-    collected = (
-        audit.select(*key, "_obj", "_cat")
-        .with_row_index("_at")
-        .group_by(key, maintain_order=True)
-        .agg(
+    grouped = (
+        audit.select(*key, "_obj", "_cat").with_row_index("_at").group_by(key, maintain_order=True)
+    )
+    if audit["_cat"].any():
+        tables = pl.when(~pl.col("_cat")).then(pl.col("_obj"))
+        collected = grouped.agg(
             pl.col("_at").first(),
             tables.drop_nulls().unique(maintain_order=True).alias("_tables"),
             pl.col("_obj").drop_nulls().unique(maintain_order=True).alias("_all"),
             pl.col("_cat").any(),
         )
-    )
-    only_catalogs = pl.col("_tables").list.len() == 0
-    collected = collected.select(
-        "_at",
-        pl.when(only_catalogs).then(pl.col("_all")).otherwise(pl.col("_tables")).alias("_obj"),
-        (pl.col("_cat") & only_catalogs).alias("_cat"),
-    )
+        only_catalogs = pl.col("_tables").list.len() == 0
+        collected = collected.select(
+            "_at",
+            pl.when(only_catalogs).then(pl.col("_all")).otherwise(pl.col("_tables")).alias("_obj"),
+            (pl.col("_cat") & only_catalogs).alias("_cat"),
+        )
+    else:  # the usual chunk, no catalog read: the tables are all the objects
+        collected = grouped.agg(
+            pl.col("_at").first(), pl.col("_obj").drop_nulls().unique(maintain_order=True)
+        ).with_columns(pl.lit(False).alias("_cat"))
     # The groups come in the order of their first lines; a statement logged once per
     # relation (``log_relation``) has several.
     first = audit if collected.height == audit.height else audit[collected["_at"]]
