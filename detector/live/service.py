@@ -481,7 +481,7 @@ class Service:
         return self._directories[directory]
 
     def _parse(self, read: Read, label: str) -> pl.DataFrame:
-        chunk = Chunk(read.source, read.data, read.first_line)
+        chunk = Chunk(read.source, read.data, read.first_line, _n_lines=read.n_lines)
         if read.too_long:
             self._reject(
                 read.source,
