@@ -190,7 +190,10 @@ class Engine:
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
         self._writes: dict[str, bytes] = {}
         self._deletes: set[str] = set()
-        self._fresh = partials.Fold(COMPACT_AFTER)  # open partials added since the last snapshot
+        # Open partials added since the last snapshot, merged only when it is taken; or
+        # all of the open windows (``_fresh_is_all``), once they were rewritten.
+        self._fresh: list[pl.DataFrame] = []
+        self._fresh_is_all = False
         self._discovered_names: list[str] = []  # the saved names of ``discovered``
 
     # -- ingest ------------------------------------------------------------------------
@@ -357,7 +360,8 @@ class Engine:
 
     def _fold(self, part: pl.DataFrame) -> None:
         self._open.add(part)
-        self._fresh.add(part)
+        if not self._fresh_is_all:
+            self._fresh.append(part)
 
     # -- closing windows ---------------------------------------------------------------
 
@@ -726,7 +730,7 @@ class Engine:
             self._drop(name)
         for name in [n for n in self._writes if n.startswith("open.")]:
             del self._writes[name]
-        self._fresh = self._open.copy()
+        self._fresh, self._fresh_is_all = [], True
 
     def _drop(self, name: str) -> None:
         if name in self._writes:
@@ -738,9 +742,13 @@ class Engine:
         """What changed since the last saved snapshot, as named blobs (Parquet frames and
         a JSON header) to write; ``None`` for names to delete. After a successful save,
         call :meth:`saved`."""
-        if self._fresh.height:
-            self._writes[f"open.{next(self._seq):012d}"] = _parquet(self._fresh.merged())
-            self._fresh = partials.Fold(COMPACT_AFTER)
+        # One merge of the few reads' partials since the last snapshot, not a Fold of
+        # them (grouped by account at every read, merged group by group); the whole open
+        # windows, after a rewrite, merged in the open Fold's groups.
+        fresh = self._open.merged() if self._fresh_is_all else partials.merge_all(self._fresh)
+        if fresh.height:
+            self._writes[f"open.{next(self._seq):012d}"] = _parquet(fresh)
+        self._fresh, self._fresh_is_all = [], False
         meta = {
             "version": 2,
             "newest": None if self.newest is None else self.newest.isoformat(),
