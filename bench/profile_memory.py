@@ -153,7 +153,7 @@ def probe(eng: Any) -> None:
     eng.history = []
     settle("probe: history dropped")
     eng._open = partials.Fold(8)
-    eng._fresh = partials.Fold(8)
+    eng._fresh = []
     settle("probe: open partials dropped")
     eng.held = eng.held.clear()
     settle("probe: held dropped")
@@ -212,7 +212,6 @@ def main() -> int:
     s.wrap(E, "merge_split_statements", "merge_split_statements")
     s.wrap(partials, "partial", sizes=True)
     s.wrap(eng._open, "add", "Fold.add")
-    s.wrap(eng._fresh, "add", "fresh.add")
     # inside close
     s.wrap(eng._open, "take", "Fold.take", sizes=True)
     s.wrap(eng, "_score", sizes=True)

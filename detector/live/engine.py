@@ -190,7 +190,10 @@ class Engine:
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
         self._writes: dict[str, bytes] = {}
         self._deletes: set[str] = set()
-        self._fresh = partials.Fold(COMPACT_AFTER)  # open partials added since the last snapshot
+        # Open partials added since the last snapshot, merged only when it is taken; or
+        # all of the open windows (``_fresh_is_all``), once they were rewritten.
+        self._fresh: list[pl.DataFrame] = []
+        self._fresh_is_all = False
         self._discovered_names: list[str] = []  # the saved names of ``discovered``
 
     # -- ingest ------------------------------------------------------------------------
@@ -238,21 +241,35 @@ class Engine:
         # order their lines were read. With all its sub-statements (a function's reads
         # before its caller, a procedure's before its CALL), whose rows count or not
         # once it is whole (pgaudit.count_outer_reads).
-        # The session's latest time is taken in a step of its own: a window expression
-        # inside another's (``.any().over(statement)``) is evaluated within the outer
-        # groups, where every statement is at its own latest time, and every statement
-        # of the last 2 s was held and merged again at each read (4x slower reading).
+        # A statement is held if one of its rows is at its session's latest time and
+        # that time is in the last 2 s: found from one row per session and the few rows
+        # at those times, then joined back, rather than by window expressions over every
+        # row. (Nested, ``.any().over(statement)`` over ``time.max().over(session)``,
+        # Polars evaluates the inner one within the outer's groups: every statement of
+        # the last 2 s was held and merged again at each read, 4x slower reading.)
         major = pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)\.", 1)
-        statement = [S.SESSION, pl.coalesce(major, pl.col(S.STATEMENT_ID))]
+        statement = [S.SESSION, "_statement"]
         statements = statements.with_columns(
-            (pl.col(S.TIME) == pl.col(S.TIME).max().over(S.SESSION)).alias("_at_latest")
+            pl.coalesce(major, pl.col(S.STATEMENT_ID)).alias("_statement")
+        )
+        recent = (
+            statements.group_by(S.SESSION)
+            .agg(pl.col(S.TIME).max())
+            .filter(pl.col(S.TIME) >= newest - HOLD)
         )
         latest = (
-            pl.col(S.STATEMENT_ID).is_not_null()
-            & pl.col("_at_latest").any().over(statement)
-            & (pl.col(S.TIME).max().over(statement) >= newest - HOLD)
+            statements.filter(pl.col(S.STATEMENT_ID).is_not_null())
+            .join(recent, on=[S.SESSION, S.TIME], how="semi", nulls_equal=True)
+            .select(*statement, pl.lit(True).alias("_latest"))
+            .unique(statement)
         )
-        statements = statements.with_columns(latest.alias("_latest")).drop("_at_latest")
+        statements = (
+            statements.join(
+                latest, on=statement, how="left", maintain_order="left", nulls_equal=True
+            )
+            .with_columns(pl.col("_latest").fill_null(False))
+            .drop("_statement")
+        )
         self.held = pl.concat([events.filter(joined), statements.filter("_latest").drop("_latest")])
         done = count_outer_reads(statements.filter(~pl.col("_latest")).drop("_latest"))
         self._fold(partials.partial(done, self.horizons.base))
@@ -343,7 +360,8 @@ class Engine:
 
     def _fold(self, part: pl.DataFrame) -> None:
         self._open.add(part)
-        self._fresh.add(part)
+        if not self._fresh_is_all:
+            self._fresh.append(part)
 
     # -- closing windows ---------------------------------------------------------------
 
@@ -712,7 +730,7 @@ class Engine:
             self._drop(name)
         for name in [n for n in self._writes if n.startswith("open.")]:
             del self._writes[name]
-        self._fresh = self._open.copy()
+        self._fresh, self._fresh_is_all = [], True
 
     def _drop(self, name: str) -> None:
         if name in self._writes:
@@ -724,9 +742,13 @@ class Engine:
         """What changed since the last saved snapshot, as named blobs (Parquet frames and
         a JSON header) to write; ``None`` for names to delete. After a successful save,
         call :meth:`saved`."""
-        if self._fresh.height:
-            self._writes[f"open.{next(self._seq):012d}"] = _parquet(self._fresh.merged())
-            self._fresh = partials.Fold(COMPACT_AFTER)
+        # One merge of the few reads' partials since the last snapshot, not a Fold of
+        # them (grouped by account at every read, merged group by group); the whole open
+        # windows, after a rewrite, merged in the open Fold's groups.
+        fresh = self._open.merged() if self._fresh_is_all else partials.merge_all(self._fresh)
+        if fresh.height:
+            self._writes[f"open.{next(self._seq):012d}"] = _parquet(fresh)
+        self._fresh, self._fresh_is_all = [], False
         meta = {
             "version": 2,
             "newest": None if self.newest is None else self.newest.isoformat(),

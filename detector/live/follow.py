@@ -135,6 +135,9 @@ class Read:
     _origin: tuple[int, int] = field(default=(-1, -1), repr=False, compare=False)
     # Too-long lines of a ``keep_long`` file, after ``data``: (line number, cut line).
     cut: list[tuple[int, bytes]] = field(default_factory=list)
+    # Lines in ``data``, as the follower counted them (None: not counted): counting the
+    # newlines of a 16 MB read again takes about 20 ms.
+    n_lines: int | None = None
 
 
 @dataclass(eq=False)
@@ -650,9 +653,10 @@ class Follower:
         long_at = _long_line(data, self.max_line_bytes)
         if long_at < 0:
             f.offset = start + cut
-            f.line = line + data.count(b"\n") + (not data.endswith(b"\n"))
-            return self._made(f, start, line, data, [])
-        before = data[:long_at].count(b"\n")
+            n_lines = data.count(b"\n") + (not data.endswith(b"\n"))
+            f.line = line + n_lines
+            return self._made(f, start, line, data, [], n_lines=n_lines)
+        before = data[:long_at].count(b"\n")  # lines before it, each ending with a newline
         newline = data.find(b"\n", long_at)
         end = newline if newline >= 0 else cut
         f.offset = start + (newline + 1 if newline >= 0 else cut)
@@ -661,9 +665,9 @@ class Follower:
             head = data[long_at : long_at + self.max_line_bytes]
             tail = data[max(long_at + len(head), end - CUT_TAIL_BYTES) : end]
             cut_lines = [(line + before, cut_line(head, tail, end - long_at))]
-            return self._made(f, start, line, data[:long_at], [], cut_lines)
+            return self._made(f, start, line, data[:long_at], [], cut_lines, before)
         too_long = [(line + before, data[long_at : min(end, long_at + TOO_LONG_KEPT)])]
-        return self._made(f, start, line, data[:long_at], too_long)
+        return self._made(f, start, line, data[:long_at], too_long, n_lines=before)
 
     def _cut_end(self, f: _File, start: int, line: int, end: int) -> Read:
         """The read ending a too-long line of a ``keep_long`` file at offset ``end``: the
@@ -697,6 +701,7 @@ class Follower:
         data: bytes,
         too_long: list[tuple[int, bytes]],
         cut: list[tuple[int, bytes]] | None = None,
+        n_lines: int | None = None,
     ) -> Read:
         return Read(
             f.path,
@@ -709,6 +714,7 @@ class Follower:
             self._position(f),
             (f.uid, f.generation),
             cut or [],
+            n_lines if data else None,
         )
 
     @staticmethod

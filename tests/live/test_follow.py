@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from detector.live.follow import TOO_LONG_KEPT, Follower, Read
-from detector.reader import CUT_TAIL_BYTES, cut_marker
+from detector.reader import CUT_TAIL_BYTES, Chunk, cut_marker
 from detector.rejects import MAX_LINE_CHARS
 
 
@@ -839,6 +839,8 @@ class FollowMachine(RuleBasedStateMachine):
         assert self.follower is not None
         for read in self.held:
             found = [(read.first_line + i, line) for i, line in enumerate(lines([read]))]
+            if read.data:  # the parser is told the count: it must be the chunk's own
+                assert read.n_lines == Chunk(read.source, read.data, 1).n_lines
             found += read.too_long
             for number, line in found:
                 serial = int(line[:6])
