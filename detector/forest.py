@@ -42,7 +42,9 @@ class Trees:
 
     @classmethod
     def of(cls, forest: IsolationForest) -> Trees:
-        """The fitted ``forest``'s trees, from the terms scikit-learn itself scores with."""
+        """The fitted ``forest``'s trees, with the per-tree terms scikit-learn itself scores
+        with (its private ``_decision_path_lengths`` and ``_average_path_length_per_tree``:
+        a release that changes them fails training loudly, or tests/test_forest.py)."""
         if forest.n_features_in_ != len(forest.estimators_features_[0]):
             raise ValueError("a forest fitted on a subset of features per tree is not supported")
         features, thresholds, children, leaf_depths, roots = [], [], [], [], []
