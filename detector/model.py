@@ -218,8 +218,9 @@ def check_versions(directory: Path, manifest: Manifest) -> None:
         )
     if manifest.forest != forest.FORMAT:
         raise ModelError(
-            f"{directory}: model saved by an older trovewatch (its forest is "
-            f"{manifest.forest or 'a pickled scikit-learn object'}, this trovewatch reads "
+            f"{directory}: model saved by {'another' if manifest.forest else 'an older'} "
+            f"trovewatch (its forest is {manifest.forest or 'a pickled scikit-learn object'}, "
+            "this trovewatch reads "
             f"{forest.FORMAT}). Retrain it with `trovewatch train`."
         )
 

@@ -48,6 +48,11 @@ NICENESS: int = 10  # the training process's priority below the sidecar's
 PR_SET_PDEATHSIG: int = 1  # prctl(2): the signal a process gets when its parent dies
 
 
+# What a retraining needs: settings, the parent model, the windows it may learn from,
+# the log files, and the period (since, until).
+Job = tuple[Settings, model.TrainedModel, pl.DataFrame, list[Path], datetime, datetime]
+
+
 def models_dir(settings: Settings) -> Path:
     return settings.state_dir / MODELS
 
@@ -154,7 +159,7 @@ class Retrainer:
                 "(e.g. for `trovewatch retrain` on a larger machine)"
             )
         allowed = self.store.training_windows(since, until)
-        job = (self.settings, parent, allowed, paths, since, until)
+        job: Job = (self.settings, parent, allowed, paths, since, until)
         path = _train_apart(job, name) if apart else _train(*job, name)
         self._done = (model.load(path), path)
         return path
@@ -189,7 +194,7 @@ def _train(
 
 
 def _train_apart(
-    job: tuple[Settings, model.TrainedModel, pl.DataFrame, list[Path], datetime, datetime],
+    job: Job,
     name: str,
 ) -> Path:
     """:func:`_train` in a child process (*spawn*: nothing of the sidecar's threads or
@@ -218,7 +223,7 @@ def _train_apart(
 
 def _train_child(
     send: Connection,
-    job: tuple[Settings, model.TrainedModel, pl.DataFrame, list[Path], datetime, datetime],
+    job: Job,
     name: str,
 ) -> None:
     """The retraining process: below the sidecar's priority, gone with it; it sends back

@@ -5,6 +5,7 @@ store, then a successor trained on the last 14 days of the log, published, loade
 from __future__ import annotations
 
 import gzip
+import json
 import signal
 import subprocess
 import sys
@@ -204,7 +205,7 @@ def test_serve_swaps_in_its_retrained_model_between_steps(tmp_path: Path) -> Non
 
 
 PROBE = """
-import multiprocessing, sys, threading, time
+import json, multiprocessing, sys, threading, time
 from datetime import datetime
 from pathlib import Path
 from detector import model
@@ -219,7 +220,7 @@ parent = model.load(Path(sys.argv[5]))
 if then == "wait":
     path = retrainer.run(parent, until)
     imported = [m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy")]
-    print(path, retrainer.last_error, len(imported))
+    print(json.dumps([str(path), retrainer.last_error, imported]))
 else:
     threading.Thread(target=retrainer.run, args=(parent, until), daemon=True).start()
     deadline = time.monotonic() + 60
@@ -249,10 +250,11 @@ def test_retraining_runs_in_a_process_of_its_own_and_serve_never_imports_scikit_
     until = END - timedelta(hours=5)  # a name of its own among the published models
     probe = _probe(conf, until, "wait")
     out, _ = probe.communicate(timeout=600)
-    path, error, imported = out.split()
-    assert error == "None" and Path(path) == models_dir(conf) / f"retrained-{until:%Y%m%dT%H%M%SZ}"
+    path, error, imported = json.loads(out.splitlines()[-1])
+    assert error is None
+    assert Path(path) == models_dir(conf) / f"retrained-{until:%Y%m%dT%H%M%SZ}"
     assert model.load(Path(path)).manifest.training["lineage"]
-    assert imported == "0"
+    assert imported == []
 
 
 def test_a_retraining_in_progress_dies_with_serve_even_by_kill_9(
