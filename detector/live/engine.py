@@ -50,7 +50,9 @@ history and discovered values of the least recently active accounts are dropped
 is never dropped (its events would be lost). An evicted account that comes back starts
 a new history: its horizon sums miss the dropped windows and what it had used since
 training looks new again; its flagged windows say so in their reasons for the longest
-horizon after the eviction.
+horizon after the eviction. Each evicted name is kept that long, with its time, however
+many there are: its dropped windows stay in the history segments until then, and are
+taken out when read.
 
 :meth:`Engine.snapshot` gives the state changed since the last checkpoint that was
 saved (:meth:`Engine.saved`); :meth:`Engine.restore` reads it back, also from an older
@@ -647,11 +649,11 @@ class Engine:
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
         marked = victims.with_columns(pl.lit(self.closed_until).alias("evicted_at"))
-        self.evicted = (
-            pl.concat([self.evicted.filter(~pl.col(F.ACCOUNT).is_in(gone)), marked])
-            .cast(EVICTED_SCHEMA)
-            .tail(self.max_accounts)
-        )
+        # Kept for the longest horizon (_remember), however many: a name dropped sooner
+        # would let its old rows back into _history, and out of its new sums.
+        self.evicted = pl.concat(
+            [self.evicted.filter(~pl.col(F.ACCOUNT).is_in(gone)), marked]
+        ).cast(EVICTED_SCHEMA)
         self._writes["evicted"] = _parquet(self.evicted)
         return victims.height
 

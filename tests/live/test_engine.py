@@ -567,6 +567,39 @@ def test_a_real_account_named_like_the_overflow_bucket_keeps_its_own_windows(
     assert scored.select(statements.sum()).item() == events[S.SUCCESS].sum()  # each once
 
 
+def test_an_evicted_account_that_returns_sums_only_its_windows_since_after_more_evictions(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """With max_accounts 2, an account reading 1,000 rows at 10:00 is evicted, then 2 more
+    accounts are (more than the cap since it). Back at 10:40 and 11:05 with 5 rows each,
+    its 1-hour sum at 11:05 is those 10 rows: its 10:00 window, dropped at the eviction,
+    is not taken out of the sums as it leaves the hour (before: -990), and its windows
+    say that its history is incomplete."""
+    template = week3.filter(pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0).row(0, named=True)
+    day = datetime(2026, 10, 21, tzinfo=UTC)
+    engine = Engine(trained, settings.Settings(max_accounts=2))
+
+    def close_after(reads: list[tuple[str, timedelta, int]]) -> pl.DataFrame:
+        rows = [
+            {**template, S.ACCOUNT: who, S.SESSION: f"{who}{at}", S.TIME: day + at, S.ROWS: n}
+            for who, at, n in reads
+        ]
+        engine.add(pl.DataFrame(rows, schema=week3.schema))
+        last = max(at for _, at, _ in reads)
+        return engine.close(wall=day + last + timedelta(minutes=10)).scored
+
+    h, m = timedelta(hours=1), timedelta(minutes=1)
+    close_after([("victim", 10 * h, 1_000)])
+    close_after([("a1", 10 * h + 10 * m, 1), ("a2", 10 * h + 10 * m, 1)])  # victim, a1 go
+    close_after([("b1", 10 * h + 20 * m, 1), ("b2", 10 * h + 20 * m, 1)])  # a2, b1 go
+    close_after([("victim", 10 * h + 40 * m, 5)])
+    back = close_after([("victim", 11 * h + 5 * m, 5)]).row(0, named=True)
+    assert back["account"] == "victim"
+    assert back["features"]["rows_read_1h"] == 5 + 5
+    assert back["features"]["rows_read_1d"] == 5 + 5
+    assert "victim" in engine.evicted[F.ACCOUNT].to_list()  # its flagged windows say so
+
+
 def test_no_log_line_names_the_overflow_bucket() -> None:
     """The bucket's name starts with a NUL, which no account name holds (PostgreSQL's and
     MariaDB's protocols end names with one). A log line naming it anyway, damaged or
