@@ -192,10 +192,9 @@ class Engine:
         self._stored: dict[str, str] = {}  # name -> kind ("open", "history", ...)
         self._writes: dict[str, bytes] = {}
         self._deletes: set[str] = set()
-        # Open partials added since the last snapshot, merged only when it is taken; or
-        # all of the open windows (``_fresh_is_all``), once they were rewritten.
-        self._fresh: list[pl.DataFrame] = []
-        self._fresh_is_all = False
+        # Open partials added since the last snapshot, merged only when it is taken; None:
+        # all of the open windows, once they were rewritten.
+        self._fresh: list[pl.DataFrame] | None = []
         self._discovered_names: list[str] = []  # the saved names of ``discovered``
 
     # -- ingest ------------------------------------------------------------------------
@@ -362,7 +361,7 @@ class Engine:
 
     def _fold(self, part: pl.DataFrame) -> None:
         self._open.add(part)
-        if not self._fresh_is_all:
+        if self._fresh is not None:
             self._fresh.append(part)
 
     # -- closing windows ---------------------------------------------------------------
@@ -732,7 +731,7 @@ class Engine:
             self._drop(name)
         for name in [n for n in self._writes if n.startswith("open.")]:
             del self._writes[name]
-        self._fresh, self._fresh_is_all = [], True
+        self._fresh = None
 
     def _drop(self, name: str) -> None:
         if name in self._writes:
@@ -747,10 +746,10 @@ class Engine:
         # One merge of the few reads' partials since the last snapshot, not a Fold of
         # them (grouped by account at every read, merged group by group); the whole open
         # windows, after a rewrite, merged in the open Fold's groups.
-        fresh = self._open.merged() if self._fresh_is_all else partials.merge_all(self._fresh)
+        fresh = self._open.merged() if self._fresh is None else partials.merge_all(self._fresh)
         if fresh.height:
             self._writes[f"open.{next(self._seq):012d}"] = _parquet(fresh)
-        self._fresh, self._fresh_is_all = [], False
+        self._fresh = []
         meta = {
             "version": 2,
             "newest": None if self.newest is None else self.newest.isoformat(),
