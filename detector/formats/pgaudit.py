@@ -128,6 +128,10 @@ def audit_fields(audit: pl.DataFrame) -> pl.DataFrame:
         .with_columns(plain.alias("_plain"))
         .collect()
     )
+    # A byte offset, used as a character offset below: the same here, as an unquoted
+    # object is ASCII. pgAudit names objects as quote_identifier writes them, which quotes
+    # a name with any byte past ASCII (public."café"), and the quotes make pgAudit
+    # CSV-quote the field ("public.""café"""): such records take AUDIT_RE's path.
     object_end = tail.str.find(",", literal=True)
     rows = end.str.strip_prefix(",<none>").str.strip_prefix(",<not logged>").str.strip_prefix(",")
     statement_len = tail.str.len_chars() - end.str.len_chars() - object_end - 1
