@@ -115,13 +115,15 @@ class Detector:
         share."""
         self._check_fitted()
         n, k = features.shape
-        if n == 0:
-            return np.zeros((0, k))
-        copies = np.repeat(features, k, axis=0)
-        columns = np.tile(np.arange(k), n)
-        copies[np.arange(n * k), columns] = self.reference_[columns]
-        drops = self.anomaly(features).repeat(k) - self.anomaly(copies)
-        drops = np.clip(drops, 0.0, None).reshape(n, k) * (features > self.reference_)
+        drops = np.zeros((n, k))
+        # Only features above the median can take a share: only they are occluded (a
+        # flagged window has about half its features there, so half the forest walks).
+        rows, columns = np.nonzero(features > self.reference_)
+        if len(rows):
+            copies = features[rows]
+            copies[np.arange(len(rows)), columns] = self.reference_[columns]
+            dropped = self.anomaly(features)[rows] - self.anomaly(copies)
+            drops[rows, columns] = np.clip(dropped, 0.0, None)
         totals = drops.sum(axis=1, keepdims=True)
         shares = np.divide(drops, totals, out=np.zeros_like(drops), where=totals > 0)
         return np.asarray(shares, dtype=np.float64)

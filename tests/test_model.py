@@ -114,3 +114,22 @@ def test_attribution_blames_only_features_above_an_ordinary_window() -> None:
     assert shares[0, 0] > 0.9  # far out on the first feature only
     assert shares[1, 1] == 0 and shares[1, 2] > 0.9  # low is not "unusual" here
     assert np.allclose(shares.sum(axis=1), 1.0)
+
+
+def test_attribution_is_each_features_occlusion_drop_as_a_share() -> None:
+    """The definition, computed plainly: every feature of every row set to the median
+    in turn and the whole forest asked again; the drops of the features above the
+    median, clipped at 0, as shares of their sum."""
+    rng = np.random.default_rng(1)
+    detector = model.Detector(n_estimators=60, random_state=1).fit(rng.normal(size=(1500, 5)))
+    rows = np.vstack([rng.normal(0, 3, size=(300, 5)), np.zeros((1, 5)), -np.ones((1, 5))])
+    drops = np.zeros(rows.shape)
+    for j in range(rows.shape[1]):
+        occluded = rows.copy()
+        occluded[:, j] = detector.reference_[j]
+        drops[:, j] = detector.anomaly(rows) - detector.anomaly(occluded)
+    drops = np.clip(drops, 0, None) * (rows > detector.reference_)
+    totals = drops.sum(axis=1, keepdims=True)
+    expected = np.divide(drops, totals, out=np.zeros_like(drops), where=totals > 0)
+    assert np.array_equal(detector.attribution(rows), expected)
+    assert detector.attribution(np.empty((0, 5))).shape == (0, 5)
