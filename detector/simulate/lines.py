@@ -38,9 +38,7 @@ def render_day(
     rng: np.random.Generator,
 ) -> Iterator[tuple[bytes, int]]:
     """The day's log as blocks of bytes (newline-terminated lines) and their line counts."""
-    st = _statements(stmts, frozen, day)
-    sessions = S.build(st, accounts, ips, apps, day_us, day, rng)
-    st = _numbered(st, sessions)
+    st, sessions = day_statements(stmts, frozen, accounts, ips, apps, day, day_us, rng)
     which, piece = _expand(st, frozen)
     sess = st["sess"].to_numpy()[which]
     t = st["t"].to_numpy()[which] + (piece - frozen.piece_offset[st["combo"].to_numpy()[which]])
@@ -79,6 +77,25 @@ def render_day(
         buf = io.BytesIO()
         out.write_csv(buf, include_header=False, quote_style="never")
         yield buf.getvalue(), out.height
+
+
+def day_statements(
+    stmts: Statements,
+    frozen: Frozen,
+    accounts: list[str],
+    ips: list[str],
+    apps: list[str],
+    day: int,
+    day_us: int,
+    rng: np.random.Generator,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The day's statements numbered within their sessions (:func:`_numbered`), and the
+    sessions (:func:`detector.simulate.sessions.build`): what every rendering of the day
+    starts from, so that the jsonlog and MariaDB logs of a seed take the same random
+    draws and hold the same statements at the same microseconds."""
+    st = _statements(stmts, frozen, day)
+    sessions = S.build(st, accounts, ips, apps, day_us, day, rng)
+    return _numbered(st, sessions), sessions
 
 
 def _statements(stmts: Statements, frozen: Frozen, day: int) -> pl.DataFrame:

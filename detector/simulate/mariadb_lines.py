@@ -35,7 +35,6 @@ import numpy as np
 import polars as pl
 
 from detector.simulate import lines
-from detector.simulate import sessions as S
 from detector.simulate.activity import Statements
 from detector.simulate.catalog import Frozen
 from detector.simulate.dialect import ER_ACCESS_DENIED, Dialect
@@ -73,9 +72,7 @@ def render_day(
 ) -> tuple[bytes, bytes, int, pl.DataFrame]:
     """The day's audit log and slow log (newline-terminated), their line count, and per
     account what a reader of both logs should count (:func:`counted`)."""
-    st = lines._statements(stmts, frozen, day)
-    sessions = S.build(st, accounts, ips, apps, day_us, day, rng)
-    st = lines._numbered(st, sessions)
+    st, sessions = lines.day_statements(stmts, frozen, accounts, ips, apps, day, day_us, rng)
     sessions = _sessions(sessions, st, dialect, counters)
     pieces = _pieces(st, sessions, dialect, rng, counters)
     audit = _audit(pieces, sessions)
