@@ -203,6 +203,18 @@ def _check_period(since: datetime | None, until: datetime | None) -> None:
         )
 
 
+def _log_options(args: argparse.Namespace) -> pipeline.LogOptions:
+    """How ``train`` and ``score`` read their logs: --format, --mapping,
+    --log-line-prefix, --since and --until."""
+    return pipeline.LogOptions(
+        format_name=args.format,
+        mapping=args.mapping,
+        log_line_prefix=args.log_line_prefix,
+        since=args.since,
+        until=args.until,
+    )
+
+
 def _report(summary: pipeline.Summary, quarantine: Quarantine) -> None:
     text = summary.paragraph()
     if quarantine.total:
@@ -220,15 +232,7 @@ def run_train(args: argparse.Namespace) -> int:
     with _progress(len(args.logs) + 2) as step:
         try:  # PostgreSQL logs streamed: memory follows the account-windows
             period, summary = pipeline.read_period(
-                args.logs,
-                conf.horizon_spec.base,
-                quarantine,
-                format_name=args.format,
-                mapping=args.mapping,
-                log_line_prefix=args.log_line_prefix,
-                since=args.since,
-                until=args.until,
-                on_file=step,
+                args.logs, conf.horizon_spec.base, quarantine, on_file=step, **_log_options(args)
             )
         finally:
             quarantine.close()
@@ -262,16 +266,7 @@ def run_score(args: argparse.Namespace) -> int:
     quarantine = Quarantine(args.quarantine)
     try:
         summary = pipeline.score_logs_to(
-            args.out,
-            args.logs,
-            args.model_dir,
-            conf,
-            quarantine,
-            format_name=args.format,
-            mapping=args.mapping,
-            log_line_prefix=args.log_line_prefix,
-            since=args.since,
-            until=args.until,
+            args.out, args.logs, args.model_dir, conf, quarantine, **_log_options(args)
         )
     finally:
         quarantine.close()

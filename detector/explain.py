@@ -374,6 +374,12 @@ class Judge:
         """
         out: list[str] = []
         base = self.horizons.base
+
+        def base_and_own(signal: str) -> tuple[Any, Any]:
+            # The base window's count (0 where the log has none) and the account's largest.
+            c = col_name(signal, base)
+            return row[c] or 0, row[f"{c}__own"]
+
         for signal, unit in UNITS.items():
             found = self._volume_reason(row, unit, signal)
             if found is not None:
@@ -429,10 +435,7 @@ class Judge:
                 f"{len(row['new_objects_list'])} object(s) never read before by this account: "
                 f"{_names(row['new_objects_list'])}"
             )
-        objects, own_objects = (
-            row[col_name("objects", base)] or 0,
-            row[f"{col_name('objects', base)}__own"],
-        )
+        objects, own_objects = base_and_own("objects")
         if row["has_history"] and objects > max(own_objects, 1):
             out.append(
                 f"{objects} distinct objects read in {_span(base)}; "
@@ -450,19 +453,13 @@ class Judge:
                 else "its peers' usual hours"
             )
             out.append(f"{row['window_start']:%H:%M} UTC is outside {usual} UTC")
-        failed, own_failed = (
-            row[col_name("failed", base)] or 0,
-            row[f"{col_name('failed', base)}__own"],
-        )
+        failed, own_failed = base_and_own("failed")
         if failed > own_failed:
             out.append(
                 f"{failed} failed statement(s) in {_span(base)}; "
                 f"{self._reference_words(row, 'most')}: {_num(own_failed)}"
             )
-        stmts, own_stmts = (
-            row[col_name("statements", base)] or 0,
-            row[f"{col_name('statements', base)}__own"],
-        )
+        stmts, own_stmts = base_and_own("statements")
         if own_stmts and (stmts + 1) >= self.settings.reason_factor * (own_stmts + 1):
             out.append(
                 f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} "

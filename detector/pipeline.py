@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 import numpy as np
 import polars as pl
@@ -23,6 +23,7 @@ from detector.settings import Settings
 from detector.sink import WindowOrder, time_slices, write_ndjson
 
 __all__ = [
+    "LogOptions",
     "Summary",
     "history_from",
     "merge_split_statements",
@@ -123,6 +124,19 @@ def train(
 ) -> model.TrainedModel:
     """:func:`train_period` on the period of ``events``."""
     return train_period(Period.of([events], settings.horizon_spec.base), settings, name, on_stage)
+
+
+class LogOptions(TypedDict, total=False):
+    """How logs are read and which of their events are kept, as the command line's
+    ``--format``, ``--mapping``, ``--log-line-prefix``, ``--since`` and ``--until`` say:
+    the keyword arguments of :func:`read_period` (its defaults where left out) that
+    :func:`score_logs` and :func:`score_logs_to` pass on."""
+
+    format_name: str
+    mapping: Path | None
+    log_line_prefix: str | None
+    since: datetime | None
+    until: datetime | None
 
 
 def read_period(
@@ -274,26 +288,14 @@ def score_logs(
     settings: Settings,
     quarantine: Quarantine,
     *,
-    format_name: str = "auto",
-    mapping: Path | None = None,
-    log_line_prefix: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     batch_windows: int = SCORE_BATCH_WINDOWS,
+    **options: Unpack[LogOptions],
 ) -> tuple[pl.DataFrame, Summary]:
-    """Read logs and score them with the model in ``model_dir``: the ``score`` output's
-    rows (:func:`score`), all in one frame, and what was read. :func:`score_logs_to`
-    writes the same rows without holding them all."""
-    found, trained, summary = _read_for_scoring(
-        paths,
-        model_dir,
-        quarantine,
-        format_name=format_name,
-        mapping=mapping,
-        log_line_prefix=log_line_prefix,
-        since=since,
-        until=until,
-    )
+    """Read logs (as ``options`` say) and score them with the model in ``model_dir``: the
+    ``score`` output's rows (:func:`score`), all in one frame, and what was read.
+    :func:`score_logs_to` writes the same rows without holding them all."""
+    found, trained, summary = _read_for_scoring(paths, model_dir, quarantine, **options)
+    since = options.get("since")
     batches = list(score_period(found, trained, settings, batch_windows, since))
     return pl.concat(batches).sort(F.WINDOW, F.ACCOUNT), summary
 
@@ -305,16 +307,12 @@ def score_logs_to(
     settings: Settings,
     quarantine: Quarantine,
     *,
-    format_name: str = "auto",
-    mapping: Path | None = None,
-    log_line_prefix: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     batch_windows: int = SCORE_BATCH_WINDOWS,
+    **options: Unpack[LogOptions],
 ) -> Summary:
-    """Read logs, score them with the model in ``model_dir`` and write the rows of
-    :func:`score_logs` as NDJSON to ``out`` (stdout: None), the same bytes, one time
-    slice after another. Returns what was read and scored.
+    """Read logs (as ``options`` say), score them with the model in ``model_dir`` and
+    write the rows of :func:`score_logs` as NDJSON to ``out`` (stdout: None), the same
+    bytes, one time slice after another. Returns what was read and scored.
 
     Accounts are scored ``batch_windows`` windows at a time (:func:`score_period`) and
     put back in the output's order through files in a temporary directory
@@ -322,16 +320,8 @@ def score_logs_to(
     chosen for about as much data, otherwise the system's. Memory follows the log's
     account-windows only through their partial aggregates (a few hundred bytes each).
     """
-    found, trained, summary = _read_for_scoring(
-        paths,
-        model_dir,
-        quarantine,
-        format_name=format_name,
-        mapping=mapping,
-        log_line_prefix=log_line_prefix,
-        since=since,
-        until=until,
-    )
+    found, trained, summary = _read_for_scoring(paths, model_dir, quarantine, **options)
+    since = options.get("since")
     spill_dir = None
     if out is not None and out.parent.is_dir() and (out.is_file() or not out.exists()):
         spill_dir = out.resolve().parent
@@ -350,12 +340,7 @@ def _read_for_scoring(
     paths: Sequence[Path],
     model_dir: Path,
     quarantine: Quarantine,
-    *,
-    format_name: str,
-    mapping: Path | None,
-    log_line_prefix: str | None,
-    since: datetime | None,
-    until: datetime | None,
+    **options: Unpack[LogOptions],
 ) -> tuple[pl.DataFrame, model.TrainedModel, Summary]:
     """The logs' partial aggregates, the model in ``model_dir`` and what was read.
 
@@ -373,12 +358,8 @@ def _read_for_scoring(
             paths,
             horizons.base,
             quarantine,
-            format_name=format_name,
-            mapping=mapping,
-            log_line_prefix=log_line_prefix,
-            since=since,
-            until=until,
-            history_from=history_from(since, horizons),
+            history_from=history_from(options.get("since"), horizons),
+            **options,
         )
         trained = loading.result()
     carried.check(period.evidence, trained.manifest.training)

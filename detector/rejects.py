@@ -51,6 +51,13 @@ def rejects(frame: pl.DataFrame, mask: pl.Expr, reason: Reason) -> pl.DataFrame:
     )
 
 
+def split_too_long(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``lines`` (``line_no``, ``line``: a line's or a record's text) of at most
+    :data:`MAX_LINE_CHARS` bytes, and the others as ``too_long`` rejects."""
+    long = pl.col("line").str.len_bytes() > MAX_LINE_CHARS
+    return lines.filter(~long), rejects(lines, long, Reason.TOO_LONG)
+
+
 def with_raw_lines(found: pl.DataFrame, lines: Callable[[], pl.DataFrame]) -> pl.DataFrame:
     """Rejects with their raw text taken from ``lines()`` (``line_no``, ``line``) where missing.
 

@@ -30,7 +30,7 @@ from detector.formats import aws_das_engines as engines
 from detector.formats.base import Parsed
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+from detector.rejects import Reason, rejects, split_too_long
 
 NAME: Final = "aws-das"
 
@@ -77,9 +77,7 @@ class AwsDas:
 
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines.filter(pl.col("line").str.strip_chars() != "")
-        size = pl.col("line").str.len_bytes()
-        too_long = rejects(lines, size > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(size <= MAX_LINE_CHARS)
+        lines, too_long = split_too_long(lines)
         # Still encrypted: nothing in it can be read.
         sealed = pl.col("line").str.contains(_ENCRYPTED)
         encrypted = rejects(lines, sealed, Reason.NOT_AUDIT)

@@ -32,7 +32,7 @@ from detector import schema as S
 from detector.formats import mariadb
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+from detector.rejects import Reason, rejects, split_too_long
 
 # The user name is written as it is, commas included (``zoë,1,127.0.0.1,10,37,READ,...``
 # on 10.11): it is the shortest run of text after which the host, the two ids and the
@@ -90,8 +90,7 @@ class MariadbAudit:
 
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines
-        too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(pl.col("line").str.len_bytes() <= MAX_LINE_CHARS)
+        lines, too_long = split_too_long(lines)
         blank = pl.col("line").str.strip_chars() == ""
         fields = pl.col("line").str.extract_groups(LINE_RE)
         records = lines.filter(~blank).with_columns(fields.alias("_f")).unnest("_f")

@@ -30,7 +30,7 @@ from detector import schema as S
 from detector.formats import mariadb
 from detector.formats.base import Parsed
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+from detector.rejects import Reason, rejects, split_too_long
 
 USER_HOST: Final = "# User@Host: "
 RECORD_START: Final = re.compile(rb"# (?:Time|User@Host): ")
@@ -80,8 +80,7 @@ class MariadbSlow:
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines
         line = pl.col("line")
-        too_long = rejects(lines, line.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(line.str.len_bytes() <= MAX_LINE_CHARS)
+        lines, too_long = split_too_long(lines)
         start = line.str.starts_with(USER_HOST)
         marker = line.str.contains(_MARKER).cast(pl.Int64)
         between = line.str.contains(_BETWEEN) | (line.str.strip_chars() == "")

@@ -31,7 +31,7 @@ from detector import schema as S
 from detector.formats.base import Parsed
 from detector.formats.jsonlines import is_json_object
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, empty_rejects, rejects
+from detector.rejects import Reason, empty_rejects, rejects, split_too_long
 
 NAME: Final = "mongodb-audit"
 DB_SYSTEM: Final = "mongodb"
@@ -129,11 +129,8 @@ class MongodbAudit:
 
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines
-        too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(
-            (pl.col("line").str.len_bytes() <= MAX_LINE_CHARS)
-            & (pl.col("line").str.strip_chars() != "")
-        )
+        lines, too_long = split_too_long(lines)
+        lines = lines.filter(pl.col("line").str.strip_chars() != "")
         looks = pl.col("line").str.strip_chars().str.starts_with("{")
         decoded, invalid, mistyped = _decode(lines.filter(looks))
         bad = lines.filter(

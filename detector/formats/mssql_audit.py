@@ -31,7 +31,13 @@ from detector.formats import mssql
 from detector.formats.base import Parsed
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, empty_rejects, rejects, with_raw_lines
+from detector.rejects import (
+    Reason,
+    empty_rejects,
+    rejects,
+    split_too_long,
+    with_raw_lines,
+)
 
 # A header name (a suffixed Log Analytics name, a portal export's " [UTC]" too) -> field.
 _ALIASES: Final = {**{f: f for f in mssql.FIELDS}, **{v: k for k, v in mssql.SUFFIXED.items()}}
@@ -119,8 +125,7 @@ class MssqlAuditCsv:
         noise = dashes | text.str.contains(_ROWS_AFFECTED)
         n_noise = records.filter(noise).height
         records = records.filter(~noise & (text.str.strip_chars() != ""))
-        too_long = rejects(records, text.str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        records = records.filter(text.str.len_bytes() <= MAX_LINE_CHARS)
+        records, too_long = split_too_long(records)
         if not self.columns or not _is_audit_header(self.columns):
             unknown = rejects(records, pl.lit(True), Reason.UNRECOGNISED)
             return Parsed(events=S.empty(), rejects=pl.concat([too_long, unknown]).sort("line_no"))
@@ -248,8 +253,7 @@ class MssqlAuditJson:
 
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines
-        too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
-        lines = lines.filter(pl.col("line").str.len_bytes() <= MAX_LINE_CHARS)
+        lines, too_long = split_too_long(lines)
         decoded, bad = decode_lines(lines, _LINE)
         single = decoded.filter(pl.col("records").is_null()).select(
             "line_no", "line", pl.struct(list(_RECORD_FIELDS)).alias("_r")

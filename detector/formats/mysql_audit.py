@@ -29,7 +29,7 @@ from detector.formats import mariadb
 from detector.formats.base import Parsed
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects, with_raw_lines
+from detector.rejects import Reason, rejects, split_too_long, with_raw_lines
 
 NAME: Final = "mysql-audit"
 DB_SYSTEM: Final = "mysql"
@@ -87,9 +87,9 @@ def assemble(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     records (braces never balance), ``invalid_json`` for lines outside any record. Blank
     lines and the array's ``[`` and ``]`` are dropped.
     """
-    too_long = rejects(lines, pl.col("line").str.len_bytes() > MAX_LINE_CHARS, Reason.TOO_LONG)
+    lines, too_long = split_too_long(lines)
     body = pl.col("line").str.strip_chars()
-    lines = lines.filter((pl.col("line").str.len_bytes() <= MAX_LINE_CHARS) & (body != ""))
+    lines = lines.filter(body != "")
     b = body.str.replace(r"^\[\s*\{", "{")  # "[" may share a line with the first record
     text = pl.col("_b").str.replace(r"\s*,\s*$", "").str.replace(r"\}\s*\]$", "}")
     lines = lines.with_columns(

@@ -26,7 +26,7 @@ from detector.formats.base import Parsed
 from detector.formats.jsonlines import decode_lines
 from detector.formats.mysql_audit import DB_SYSTEM, account_name, number
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects, with_raw_lines
+from detector.rejects import Reason, rejects, split_too_long, with_raw_lines
 
 NAME: Final = "percona-audit"
 _FIELDS: Final = (
@@ -49,9 +49,8 @@ class PerconaAudit:
 
     def parse(self, chunk: Chunk) -> Parsed:
         lines = chunk.lines
-        long = pl.col("line").str.len_bytes() > MAX_LINE_CHARS
-        too_long = rejects(lines, long, Reason.TOO_LONG)
-        decoded, bad = decode_lines(lines.filter(~long), RECORD)
+        lines, too_long = split_too_long(lines)
+        decoded, bad = decode_lines(lines, RECORD)
         records = decoded.select("line_no", pl.col("audit_record").struct.unnest())
         lacking = pl.col("name").is_null() | pl.col("timestamp").is_null()
         no_fields = rejects(records, lacking, Reason.NOT_AUDIT)

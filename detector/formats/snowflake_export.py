@@ -28,7 +28,7 @@ from polars.exceptions import PolarsError
 from detector.formats.base import read_halving
 from detector.formats.jsonlines import decode_lines
 from detector.reader import Chunk
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects, with_raw_lines
+from detector.rejects import Reason, rejects, split_too_long, with_raw_lines
 
 # A query id as the views show it: a0fda135-d678-4184-942b-c3411ae8d1ce.
 QUERY_ID: Final = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -140,9 +140,7 @@ class Export:
             header = pl.col("line").str.strip_chars() == self.header_line
             repeated = lines.filter(header).height
             lines = lines.filter(~header)
-        long = pl.col("line").str.len_bytes() > MAX_LINE_CHARS
-        too_long = rejects(lines, long, Reason.TOO_LONG)
-        lines = lines.filter(~long)
+        lines, too_long = split_too_long(lines)
         if self.shape == "ndjson":
             rows, bad = self._ndjson(lines)
         else:

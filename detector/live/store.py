@@ -240,6 +240,13 @@ def _iso(us: int | None) -> str | None:
     return text + "Z"
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL conditions of ``(condition, value)`` whose value is not None, joined by
+    AND (``1`` first: all rows when none is), and their values in order, for its ``?``."""
+    given = [(condition, value) for condition, value in conditions if value is not None]
+    return " AND ".join(["1", *(c for c, _ in given)]), [value for _, value in given]
+
+
 def _json_list(column: str) -> pl.Expr:
     """A list column as JSON text, in Polars (no Python per row)."""
     import polars as pl
@@ -566,6 +573,18 @@ class SqliteStore:
 
     # -- the API's side ------------------------------------------------------------------
 
+    def _page(
+        self, count: str, select: str, params: list[Any], limit: int, offset: int
+    ) -> tuple[int, list[sqlite3.Row]]:
+        """The number of rows ``count`` counts, and the page of ``select``'s rows (its
+        query up to its LIMIT) from ``offset``, at most ``limit``: in one read snapshot."""
+        with self._read() as conn:
+            total = conn.execute(count, params).fetchone()[0]
+            cursor = conn.execute(f"{select} LIMIT ? OFFSET ?", [*params, limit, offset])
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.fetchall()
+        return total, rows
+
     @staticmethod
     def _window(row: sqlite3.Row, features: bool) -> dict[str, Any]:
         item = {
@@ -597,16 +616,11 @@ class SqliteStore:
         """
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-        where, params = ["1"], list[Any]()
-        if min_score is not None:
-            where.append("w.score >= ?")
-            params.append(min_score)
-        if severity is not None:
-            where.append("w.severity = ?")
-            params.append(severity)
-        if flagged is not None:
-            where.append("w.flagged = ?")
-            params.append(int(flagged))
+        condition, params = _where(
+            ("w.score >= ?", min_score),
+            ("w.severity = ?", severity),
+            ("w.flagged = ?", None if flagged is None else int(flagged)),
+        )
         order = {
             "score": "w.score DESC, w.account",
             "account": "w.account",
@@ -614,14 +628,10 @@ class SqliteStore:
         }[sort]
         base = f"""FROM latest l JOIN windows w
             ON w.account = l.account AND w.window_start = l.window_start
-            WHERE {" AND ".join(where)}"""
-        with self._read() as conn:
-            total = conn.execute(f"SELECT count(*) {base}", params).fetchone()[0]
-            cursor = conn.execute(
-                f"SELECT w.* {base} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
-            )
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.fetchall()
+            WHERE {condition}"""
+        total, rows = self._page(
+            f"SELECT count(*) {base}", f"SELECT w.* {base} ORDER BY {order}", params, limit, offset
+        )
         return total, [{"account": r["account"], **self._window(r, False)} for r in rows]
 
     def account(self, name: str, limit: int = 50) -> dict[str, Any] | None:
@@ -678,28 +688,18 @@ class SqliteStore:
     ) -> tuple[int, list[dict[str, Any]]]:
         """Alerts whose window starts at or after ``since`` (event time), newest first,
         with their reasons. Returns (number matching, the page's items)."""
-        where, params = ["1"], list[Any]()
-        if since is not None:
-            where.append("a.window_start >= ?")
-            params.append(_us(since))
-        if severity is not None:
-            where.append("a.severity = ?")
-            params.append(severity)
-        if status is not None:
-            where.append("a.status = ?")
-            params.append(status)
-        condition = " AND ".join(where)
-        with self._read() as conn:
-            total = conn.execute(
-                f"SELECT count(*) FROM alerts a WHERE {condition}", params
-            ).fetchone()[0]
-            cursor = conn.execute(
-                f"{_ALERT_SELECT} WHERE {condition} "
-                "ORDER BY a.window_start DESC, a.id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.fetchall()
+        condition, params = _where(
+            ("a.window_start >= ?", None if since is None else _us(since)),
+            ("a.severity = ?", severity),
+            ("a.status = ?", status),
+        )
+        total, rows = self._page(
+            f"SELECT count(*) FROM alerts a WHERE {condition}",
+            f"{_ALERT_SELECT} WHERE {condition} ORDER BY a.window_start DESC, a.id DESC",
+            params,
+            limit,
+            offset,
+        )
         return total, [self._alert(r) for r in rows]
 
     def alert(self, alert_id: int) -> dict[str, Any] | None:

@@ -34,10 +34,6 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from detector.simulate import lines
-from detector.simulate import sessions as S
-from detector.simulate.activity import Statements
-from detector.simulate.catalog import Frozen
 from detector.simulate.dialect import ER_ACCESS_DENIED, Dialect
 
 SERVER_HOST: Final = "db1"
@@ -60,22 +56,15 @@ class Counters:
 
 
 def render_day(
-    stmts: Statements,
-    frozen: Frozen,
+    st: pl.DataFrame,
+    sessions: pl.DataFrame,
     dialect: Dialect,
-    accounts: list[str],
-    ips: list[str],
-    apps: list[str],
-    day: int,
-    day_us: int,
     rng: np.random.Generator,
     counters: Counters,
 ) -> tuple[bytes, bytes, int, pl.DataFrame]:
     """The day's audit log and slow log (newline-terminated), their line count, and per
-    account what a reader of both logs should count (:func:`counted`)."""
-    st = lines._statements(stmts, frozen, day)
-    sessions = S.build(st, accounts, ips, apps, day_us, day, rng)
-    st = lines._numbered(st, sessions)
+    account what a reader of both logs should count (:func:`counted`), from its
+    statements and sessions (:func:`detector.simulate.lines.day_statements`)."""
     sessions = _sessions(sessions, st, dialect, counters)
     pieces = _pieces(st, sessions, dialect, rng, counters)
     audit = _audit(pieces, sessions)

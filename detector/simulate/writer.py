@@ -200,6 +200,9 @@ def simulate(
                 totals.add(stmts, frozen)
             spans.add(stmts)
             date_text = f"{start + timedelta(days=day):%Y-%m-%d}"
+            st, sessions = lines.day_statements(
+                stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng
+            )
             if dialect is not None:
                 audit, slow = (
                     out / f"{log}-{date_text}.log{suffix}" for log in ("server_audit", "slow")
@@ -208,9 +211,8 @@ def simulate(
                 writer.open(audit, compress)
                 slow_writer.open(slow, compress)
                 audit_block, slow_block, count, counted = mariadb_lines.render_day(
-                    stmts, frozen, dialect, pop.accounts, pop.ips.values, pop.apps.values,
-                    day, day_us, rng, counters,
-                )  # fmt: skip
+                    st, sessions, dialect, rng, counters
+                )
                 totals.add_counted(counted, pop.accounts)
                 writer.put(audit_block)
                 slow_writer.put(mariadb_lines.SLOW_HEADER + slow_block)
@@ -221,10 +223,7 @@ def simulate(
             name = f"postgresql-{date_text}{convert.SUFFIX[fmt]}{suffix}"
             files.append(out / name)
             writer.open(out / name, compress)
-            blocks = lines.render_day(
-                stmts, frozen, pop.accounts, pop.ips.values, pop.apps.values, day, day_us, rng
-            )
-            for block, count in blocks:
+            for block, count in lines.render_day(st, sessions, frozen):
                 writer.put(convert.render(block, fmt))
                 n_lines += count
             n_stmts += len(stmts["t"])
