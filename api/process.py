@@ -13,6 +13,7 @@ there: readiness, the model in use, the metrics and pushed log lines.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -24,6 +25,7 @@ from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any, Final, cast
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.auth import Tokens
 from api.service import Service
@@ -104,6 +106,25 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="trovewatch-parent-watch", daemon=True).start()
 
 
+class _JsonErrors(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1, answering a request it cannot parse (a 100 KB query string, a
+    malformed header) in JSON, as the app answers every other error."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": msg}).encode()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join([*head, body]))
+        self.transport.close()
+
+
 def serve_api(
     settings: Settings, tokens: Tokens, sock: socket.socket, address: str, key: bytes, base: str
 ) -> None:
@@ -115,7 +136,7 @@ def serve_api(
 
     store = SqliteStore(settings.state_dir, base_window=base)
     app = create_app(RemoteService(store, address, key), settings, tokens)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http=_JsonErrors)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

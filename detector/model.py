@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector import forest
-from detector.features import FEATURE_VERSION, Horizons
+from detector.features import FEATURE_VERSION, Horizons, model_features
 from detector.profile import TABLES as PROFILE_TABLES
 from detector.profile import Profile
 from detector.schema import SCHEMA_VERSION
@@ -253,4 +253,37 @@ def load(directory: Path) -> TrainedModel:
     detector = joblib.load(directory / MODEL_FILE)
     if not isinstance(detector, Detector):
         raise ModelError(f"{directory / MODEL_FILE}: not a trovewatch detector")
-    return TrainedModel(detector, Profile.load(directory), manifest)
+    profile = Profile.load(directory)
+    check_content(directory, manifest, detector, profile)
+    return TrainedModel(detector, profile, manifest)
+
+
+def check_content(
+    directory: Path, manifest: Manifest, detector: Detector, profile: Profile
+) -> None:
+    """Raise :class:`ModelError` unless the manifest's features, calibration and horizons
+    are the ones the forest and the profile were made with. The artefacts' hashes do not
+    cover the manifest itself: an edited feature list (or window) would have the forest
+    read other columns than it was fitted on, and score wrong without a word."""
+
+    def edited(what: str) -> ModelError:
+        return ModelError(
+            f"{directory}: {MANIFEST}'s {what}; the manifest was edited. Refusing to load "
+            "the model: restore the manifest or retrain with `trovewatch train`."
+        )
+
+    volume = manifest.training.get("volume") != [] if isinstance(manifest.training, dict) else True
+    try:
+        horizons = manifest.horizon_spec
+        expected = model_features(horizons, volume=volume)
+        suffixes = {f"statements_{h}" for h in horizons.all}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise edited(f"horizons are not readable ({exc})") from exc
+    if manifest.features != expected:
+        raise edited(f"features are not the forest's ({', '.join(expected)})")
+    calibration = getattr(detector, "calibration_", None)
+    if calibration is None or manifest.calibration != vars(calibration):
+        raise edited("calibration is not the forest's")
+    columns = {c for c in profile.account_max.columns if c.startswith("statements_")}
+    if columns != suffixes:
+        raise edited(f"horizons {horizons.all} are not the profile's")

@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -618,6 +619,37 @@ def test_corrupt_manifest_is_refused_in_one_line(
     (model_copy / "manifest.json").write_text('{"name": "default", ')
     code, _, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
     assert_one_line_error(code, err, "manifest")
+
+
+def _swap_first_features(data: dict[str, Any]) -> None:
+    data["features"][:2] = data["features"][1::-1]
+
+
+EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    # each ran before: the forest read the wrong columns, or every close failed
+    "features-dropped": lambda d: d.update(features=d["features"][:5]),
+    "features-swapped": _swap_first_features,
+    "feature-renamed": lambda d: d["features"].__setitem__(0, "nonsense"),
+    "calibration-not-numbers": lambda d: d.update(calibration="x"),
+    "calibration-scale-zero": lambda d: d["calibration"].update(scale=0),
+    "horizons-not-the-profiles": lambda d: d.update(horizons={"base": "7m", "longer": ["1h"]}),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_an_edited_manifest_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path, edit: str
+) -> None:
+    """The manifest's features, calibration and horizons, edited by hand, are checked
+    against the forest and the profile: refused in one line (exit 2), not a model that
+    scores wrong or a loop of tracebacks in `serve`."""
+    manifest = model_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    EDITS[edit](data)
+    manifest.write_text(json.dumps(data))
+    code, out, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    assert_one_line_error(code, err, str(model_copy), "manifest")
+    assert out == ""
 
 
 # ---------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def list_accounts(
     )
 
 
-@router.get("/{account}", responses={404: {"model": Error, "description": "account never scored"}})
+@router.get(
+    "/{account:path}", responses={404: {"model": Error, "description": "account never scored"}}
+)
 async def get_account(
     store: StoreDep, account: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> AccountDetail:

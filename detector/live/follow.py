@@ -254,6 +254,7 @@ class Follower:
         self._next_uid = 0
         self._turn = 0
         self._polled = False
+        self._scanned = 0.0  # clock time of the last poll's scan of the patterns
         now = clock()
         for fingerprint, pos in (positions or {}).items():
             f = self._add(fingerprint, int(pos["hashed"]), str(pos["path"]), now)
@@ -272,6 +273,7 @@ class Follower:
         """
         now = self._clock()
         found = self._scan()
+        self._scanned = now
         at: dict[Ident, str] = {}
         for path, st in found.items():
             at.setdefault(_ident(st), path)
@@ -285,6 +287,26 @@ class Follower:
     def positions(self) -> dict[str, Position]:
         """The position of every known file after everything returned so far, by fingerprint."""
         return {fp: self._position(f) for fp, f in self._files.items()}
+
+    def origin(self, head: bytes) -> tuple[Position, bool] | None:
+        """The known file another file beginning with ``head`` is a copy of (a rotated log
+        compressed by logrotate, say), or None: its position after everything returned so
+        far, and whether this follower still reads it itself (held open, or found under the
+        patterns by the last poll: ask once :attr:`polled`)."""
+        same = [
+            f
+            for f in self._files.values()
+            if len(head) >= f.hashed and _digest(head[: f.hashed]) == f.fingerprint
+        ]
+        if not same:
+            return None
+        f = max(same, key=lambda f: f.hashed)
+        return self._position(f), f.fd is not None or f.seen_at >= self._scanned
+
+    @property
+    def polled(self) -> bool:
+        """True once the patterns were scanned: :meth:`origin` knows what is still read."""
+        return self._polled
 
     def commit(self, reads: Iterable[Read]) -> None:
         """Record that ``reads`` were processed (in order, per file): :meth:`committed`

@@ -53,6 +53,7 @@ PUSH_FORMATS = ("auto", *formats.NATIVE)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
+STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to end
 
 
 def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format:
@@ -243,7 +244,17 @@ class Service:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=STOP_WAIT)
+            if self._thread.is_alive():
+                # Its state is halfway through a step (lines read, their events not yet
+                # in a window): saving it would lose them. The last checkpoint stands,
+                # as after kill -9; the process ends with the thread.
+                log.warning(
+                    "the ingest loop did not stop within %g s; not saving its state: "
+                    "the next start resumes from the last checkpoint",
+                    STOP_WAIT,
+                )
+                return
         self._checkpoint(force=True)
         for source in self.sources:
             source.close()

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from detector.live.follow import Follower, Read
-from detector.reader import GZIP_MAGIC, Chunk, LineCap, read_chunks
+from detector.live.follow import FINGERPRINT_BYTES, Follower, Read
+from detector.reader import GZIP_MAGIC, Chunk, LineCap, open_binary, read_chunks
 
 
 class Source(Protocol):
@@ -99,7 +99,13 @@ class Files:
 
 class Archives:
     """Compressed logs matching a glob (rotated ``.gz`` files, the bundled samples):
-    complete files, each read once, in record-aligned chunks."""
+    complete files, each read once, in record-aligned chunks.
+
+    An archive beginning as a file that ``files`` (the same glob's followed files)
+    knows is that file compressed by logrotate: what the follower read of it is not
+    read again. It adds nothing while the follower still reads the file itself, else
+    only the tail the follower did not reach (rotated and compressed while stopped).
+    """
 
     def __init__(
         self,
@@ -108,9 +114,11 @@ class Archives:
         *,
         record_start: Callable[[str], Any],
         chunk_bytes: int = 8 << 20,
+        files: Files | None = None,
     ) -> None:
         self.label = pattern
         self.pattern = pattern
+        self._files = files
         self._done: dict[str, Any] = dict(positions or {})
         self._record_start = record_start
         self._chunk_bytes = chunk_bytes
@@ -139,11 +147,38 @@ class Archives:
             todo.append((self._key(path), path))
         return todo
 
+    def _start(self, path: str) -> dict[str, Any] | None:
+        """Where to begin an archive not begun yet; None: not yet (the follower has not
+        looked at its files)."""
+        fresh: dict[str, Any] = {"path": path, "offset": 0, "line": 1}
+        if self._files is None:
+            return fresh
+        follower = self._files.follower
+        if not follower.polled:
+            return None
+        try:
+            with open_binary(Path(path)) as fh:
+                head = fh.read(FINGERPRINT_BYTES)
+        except (OSError, EOFError):  # not whole yet, or damaged: read (and refused) as before
+            return fresh
+        found = follower.origin(head)
+        if found is None:
+            return fresh
+        position, reading = found
+        if reading:  # the follower reads the file itself: the copy adds nothing
+            return {**fresh, "done": True}
+        return {"path": path, "offset": position["offset"], "line": position["line"]}
+
     def poll(self, max_bytes: int) -> list[Read]:
         reads: list[Read] = []
         size = 0
         for key, path in self._todo():
-            state = self._done.setdefault(key, {"path": path, "offset": 0, "line": 1})
+            state = self._done.get(key) or self._start(path)
+            if state is None:
+                continue
+            self._done[key] = state
+            if state.get("done"):
+                continue
             if self._reading is None or self._reading[0] != key:
                 chunks = read_chunks(Path(path), self._record_start(path), self._chunk_bytes)
                 self._reading = (key, _skip(chunks, state["offset"]))
@@ -178,12 +213,18 @@ class Archives:
 
 
 def _skip(chunks: Iterator[Chunk], offset: int) -> Iterator[tuple[Chunk, int]]:
-    """The chunks after ``offset`` (a resumed file), each with its start offset."""
+    """The chunks after ``offset`` (a resumed file, or a line where a follower stopped
+    reading the file compressed), each with its start offset."""
     start = 0
     for chunk in chunks:
-        if start >= offset:
+        end = start + len(chunk.data)
+        if end > offset:
+            if start < offset:  # begins inside this chunk, at a line
+                cut = offset - start
+                line = chunk.first_line + chunk.data.count(b"\n", 0, cut)
+                chunk, start = Chunk(chunk.path, chunk.data[cut:], line), offset
             yield chunk, start
-        start += len(chunk.data)
+        start = end
 
 
 def _digest(path: str, n: int = 4096) -> str:
@@ -285,18 +326,17 @@ def open_sources(
         if pattern == "-":
             sources.append(stdin or Stdin())
             continue
-        sources.append(
-            Files(
-                pattern,
-                saved.get(f"files:{pattern}"),
-                max_line_bytes=max_line_bytes,
-                record_start=record_start,
-                keep_long=keep_long,
-            )
+        files = Files(
+            pattern,
+            saved.get(f"files:{pattern}"),
+            max_line_bytes=max_line_bytes,
+            record_start=record_start,
+            keep_long=keep_long,
         )
-        sources.append(
-            Archives(pattern, saved.get(f"archives:{pattern}"), record_start=record_start)
+        archives = Archives(
+            pattern, saved.get(f"archives:{pattern}"), record_start=record_start, files=files
         )
+        sources += [files, archives]
     return sources
 
 

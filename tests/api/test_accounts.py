@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import READ_TOKEN, bearer
+from detector.live.store import SqliteStore
+from tests.api.conftest import READ_TOKEN, MakeClient, bearer, checkpoint
 
 AUTH = bearer(READ_TOKEN)
 
@@ -105,3 +108,16 @@ def test_account_names_are_data_not_queries(client: TestClient) -> None:
     for name in ["web_shop' OR '1'='1", "%", "web_shop;--", "../../etc/passwd"]:
         response = client.get(f"/v1/accounts/{name}", headers=AUTH)
         assert response.status_code == 404, name
+
+
+@pytest.mark.parametrize("name", ["ops/etl", "/", "a//b/"])
+def test_an_account_whose_name_holds_a_slash_is_found(
+    make_client: MakeClient, empty_store: SqliteStore, scored: pl.DataFrame, name: str
+) -> None:
+    """A quoted role name may hold '/' (CREATE ROLE "ops/etl"): sent as %2F it was a
+    path of its own, 404 {"error": "Not Found"} (or, for "/", a redirect to the list)."""
+    windows = scored.filter(pl.col("account") == "web_shop").with_columns(account=pl.lit(name))
+    empty_store.commit(windows, checkpoint(1))
+    response = make_client().get(f"/v1/accounts/{quote(name, safe='')}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["account"] == name

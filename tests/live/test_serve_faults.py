@@ -5,6 +5,7 @@ totals that were written: no event lost, none counted twice."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
 import signal
@@ -314,3 +315,29 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_request_uvicorn_cannot_parse_is_answered_in_json(tmp_path: Path) -> None:
+    """A 100 KB query string (too long for the HTTP parser) or a malformed request line:
+    400 with a JSON body like every other error (before: text/plain from uvicorn)."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    serve = Serve(str(logs / "postgresql.json*"), tmp_path / "state")
+    serve.start()
+    try:
+        serve.wait_ready()
+        for request in [
+            b"GET /v1/alerts?x=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /v1/alerts HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        ]:
+            with socket.create_connection(("127.0.0.1", serve.port), timeout=10) as sock:
+                sock.sendall(request)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+            assert b"content-type: application/json" in head.lower()
+            assert json.loads(body)["error"]
+    finally:
+        serve.stop()

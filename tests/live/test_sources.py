@@ -1,4 +1,5 @@
-"""Compressed archives under a followed glob: read once, in order, resumable."""
+"""Compressed archives under a followed glob: read once, in order, resumable; a
+compressed copy of a followed file (logrotate's ``compress``) adds nothing read twice."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from detector.live.sources import Archives, Stdin
+from detector.live.sources import Archives, Source, Stdin, open_sources
 from detector.reader import CUT_MARKER_RE, LONG_LINE_BYTES
 
 
@@ -50,3 +51,69 @@ def test_stdin_without_newlines_is_never_held_whole() -> None:
     assert first == 1 and lines[0] == b"first" and lines[2] == b"next"
     assert lines[1].endswith(b"END") and len(lines[1]) < LONG_LINE_BYTES + 5_000
     assert re.search(CUT_MARKER_RE.encode(), lines[1])
+
+
+def _lines(first: int, n: int) -> bytes:
+    return b"".join(b"line %06d of the server's log\n" % i for i in range(first, first + n))
+
+
+def _poll_all(sources: list[Source], rounds: int = 3) -> bytes:
+    """What a few service steps read from ``sources`` (each polled as the service does)."""
+    data = b""
+    for _ in range(rounds):
+        for source in sources:
+            data += b"".join(read.data for read in source.poll(1 << 20))
+    return data
+
+
+def _open(pattern: str, saved: dict[str, object] | None = None) -> list[Source]:
+    return open_sources(
+        [pattern], dict(saved or {}), max_line_bytes=1 << 20, record_start=lambda p: None
+    )
+
+
+def _saved(sources: list[Source]) -> dict[str, object]:
+    from detector.live.sources import source_key
+
+    return {source_key(s): s.positions() for s in sources}
+
+
+def test_a_followed_log_rotated_and_compressed_is_not_read_again(tmp_path: Path) -> None:
+    """logrotate with ``compress`` (Debian's postgresql-common: ``delaycompress``) under
+    ``--follow 'postgresql.log*'``: the log, read as it was written, is renamed to
+    ``.1``, later compressed to ``.1.gz`` and ``.1`` deleted. The archive is the same
+    lines: they were read once already (before: read whole again, every total doubled)."""
+    live = tmp_path / "postgresql.log"
+    live.write_bytes(_lines(0, 3000))
+    sources = _open(str(tmp_path / "postgresql.log*"))
+    data = _poll_all(sources)
+    live.rename(tmp_path / "postgresql.log.1")
+    live.write_bytes(_lines(3000, 10))
+    data += _poll_all(sources)
+    rotated = tmp_path / "postgresql.log.1"
+    (tmp_path / "postgresql.log.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+    data += _poll_all(sources)
+    assert data == _lines(0, 3010)
+    # and after a restart, from the checkpoint
+    assert _poll_all(_open(str(tmp_path / "postgresql.log*"), _saved(sources))) == b""
+
+
+def test_a_log_rotated_and_compressed_while_stopped_gives_its_unread_tail_once(
+    tmp_path: Path,
+) -> None:
+    """Lines written after the last checkpoint, then the log rotated and compressed while
+    ``serve`` is stopped: the tail nobody read comes from the archive, once."""
+    live = tmp_path / "postgresql.log"
+    live.write_bytes(_lines(0, 3000))
+    sources = _open(str(tmp_path / "postgresql.log*"))
+    data = _poll_all(sources)
+    saved = _saved(sources)  # the last checkpoint; then it is stopped
+    for s in sources:
+        s.close()
+    with live.open("ab") as fh:
+        fh.write(_lines(3000, 500))
+    (tmp_path / "postgresql.log.1.gz").write_bytes(gzip.compress(live.read_bytes()))
+    live.write_bytes(_lines(3500, 10))  # the server's new log
+    data += _poll_all(_open(str(tmp_path / "postgresql.log*"), saved))
+    assert sorted(data.splitlines()) == _lines(0, 3510).splitlines()
