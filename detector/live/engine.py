@@ -591,8 +591,9 @@ class Engine:
         while self.history and self.history[0].newest < horizon_start:
             self._drop(self.history.pop(0).name)
         self._add_segment("discovered", new_values)
-        if self.evicted.height:
+        if self.evicted.height and self.evicted["evicted_at"].min() < horizon_start:  # type: ignore[operator]
             self.evicted = self.evicted.filter(pl.col("evicted_at") >= horizon_start)
+            self._writes["evicted"] = b""
         if self.levels.height and self.levels[F.WINDOW].min() < horizon_start:  # type: ignore[operator]
             self.levels = self.levels.filter(pl.col(F.WINDOW) >= horizon_start)
             self._writes["levels"] = b""
@@ -653,7 +654,7 @@ class Engine:
         self.evicted = pl.concat(
             [self.evicted.filter(~pl.col(F.ACCOUNT).is_in(gone)), marked]
         ).cast(EVICTED_SCHEMA)
-        self._writes["evicted"] = _parquet(self.evicted)
+        self._writes["evicted"] = b""
         return victims.height
 
     def _flag_overflow(self, scored: pl.DataFrame) -> pl.DataFrame:
@@ -757,12 +758,15 @@ class Engine:
             "base": self.horizons.base,
             "sums_at": None if self.running.at is None else self.running.at.isoformat(),
         }
-        if "sums" in self._writes:
-            self._writes["sums"] = _parquet(self.running.sums)
-        if "levels" in self._writes:
-            self._writes["levels"] = _parquet(self.levels)
-        if "days" in self._writes:
-            self._writes["days"] = _parquet(self.running.days)
+        # Frames changed since the last snapshot (marked b""), written once, as they are now.
+        for name, frame in (
+            ("sums", self.running.sums),
+            ("levels", self.levels),
+            ("days", self.running.days),
+            ("evicted", self.evicted),
+        ):
+            if name in self._writes:
+                self._writes[name] = _parquet(frame)
         return {
             **{name: None for name in self._deletes},
             **self._writes,

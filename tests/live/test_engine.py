@@ -600,6 +600,35 @@ def test_an_evicted_account_that_returns_sums_only_its_windows_since_after_more_
     assert "victim" in engine.evicted[F.ACCOUNT].to_list()  # its flagged windows say so
 
 
+def test_evicted_names_forgotten_past_the_longest_horizon_stay_forgotten_after_a_restart(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """An evicted account's name is kept for the longest horizon (3 days), then dropped:
+    the checkpoints say so too, so a restart does not bring it back (before: the saved
+    list was written only at an eviction, and kept the names dropped since)."""
+    template = week3.filter(pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0).row(0, named=True)
+    day = datetime(2026, 10, 21, tzinfo=UTC)
+    engine = Engine(trained, settings.Settings(max_accounts=2))
+    saved: dict[str, bytes] = {}
+    for at, names in [
+        (timedelta(hours=10), ["gone1", "gone2", "gone3"]),
+        (timedelta(days=4), ["later1", "later2"]),
+    ]:
+        rows = [
+            {**template, S.ACCOUNT: who, S.SESSION: who, S.TIME: day + at, S.ROWS: 1}
+            for who in names
+        ]
+        engine.add(pl.DataFrame(rows, schema=week3.schema))
+        engine.close(wall=day + at + timedelta(minutes=10))
+        checkpoint_through(saved, engine)
+        if at < timedelta(days=1):
+            assert engine.evicted.height > 0
+    assert not {"gone1", "gone2", "gone3"} & set(engine.evicted[F.ACCOUNT])
+    resumed = Engine(trained, settings.Settings(max_accounts=2))
+    resumed.restore(saved)
+    assert resumed.evicted.sort(F.ACCOUNT).equals(engine.evicted.sort(F.ACCOUNT))
+
+
 def test_no_log_line_names_the_overflow_bucket() -> None:
     """The bucket's name starts with a NUL, which no account name holds (PostgreSQL's and
     MariaDB's protocols end names with one). A log line naming it anyway, damaged or
