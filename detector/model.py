@@ -272,11 +272,13 @@ def check_content(
             "the model: restore the manifest or retrain with `trovewatch train`."
         )
 
-    volume = manifest.training.get("volume") != [] if isinstance(manifest.training, dict) else True
+    # Trained on logs with no volume at all: the model has no volume features.
+    training = manifest.training if isinstance(manifest.training, dict) else {}
+    volume = training.get("volume") != []
     try:
         horizons = manifest.horizon_spec
         expected = model_features(horizons, volume=volume)
-        suffixes = {f"statements_{h}" for h in horizons.all}
+        statement_columns = {f"statements_{h}" for h in horizons.all}
     except (KeyError, TypeError, ValueError) as exc:
         raise edited(f"horizons are not readable ({exc})") from exc
     if manifest.features != expected:
@@ -285,5 +287,5 @@ def check_content(
     if calibration is None or manifest.calibration != vars(calibration):
         raise edited("calibration is not the forest's")
     columns = {c for c in profile.account_max.columns if c.startswith("statements_")}
-    if columns != suffixes:
+    if columns != statement_columns:
         raise edited(f"horizons {horizons.all} are not the profile's")
