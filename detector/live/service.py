@@ -22,6 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,9 @@ class Service:
         self._pushes: queue.Queue[_Push] = queue.Queue(maxsize=8)
         self._waiting: list[_Push] = []
         self._unsaved: list[pl.DataFrame] = []
+        # Bytes read since the last saved checkpoint, by source label: read, yet to be
+        # read again after a crash (``trovewatch_checkpoint_lag_bytes``).
+        self._unsaved_bytes: Counter[str] = Counter()
         self._storage_error: str | None = None
         self._refused: str | None = None  # the model does not fit the logs: why
         self._evidence = carried.Evidence()
@@ -322,6 +326,7 @@ class Service:
             source.close()
         self._open(saved, stdin)
         self._unsaved = []
+        self._unsaved_bytes.clear()
         self._dirty = False
 
     def step(self) -> bool:
@@ -340,6 +345,7 @@ class Service:
             for n, source in enumerate(ordered):
                 for read in source.poll(max(left, 0) // (len(ordered) - n)):
                     left -= len(read.data)
+                    self._unsaved_bytes[source.label] += max(read.end - read.start, len(read.data))
                     events = self._parse(read, source.label)
                     fmt = self._format(read.source)
                     name = fmt.name if fmt is not None else "-"
@@ -411,7 +417,8 @@ class Service:
             self._probe_ok = self.store.writable()
             self._show_storage()
         for source in self.sources:
-            self.metrics.checkpoint_lag.labels(source.label).set(source.lag_bytes())
+            lag = source.lag_bytes() + self._unsaved_bytes[source.label]
+            self.metrics.checkpoint_lag.labels(source.label).set(lag)
         return read_any
 
     def _record_start(self, path: str) -> Any:
@@ -625,6 +632,7 @@ class Service:
         self._last_checkpoint = now
         self._dirty = False
         self._unsaved = []
+        self._unsaved_bytes.clear()
         for item in self._waiting:
             item.done.set()
         self._waiting = []

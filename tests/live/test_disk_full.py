@@ -83,14 +83,29 @@ def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path)
         wait_until(lambda: unwritable in httpx.get(f"{base}/metrics").text, 30, "no metric")
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 503 and "not writable" in ready.text
+        # What was read since the last checkpoint is still to be saved: the lag says so
+        # (it said 0 once the lines were read, saved or not).
+        time.sleep(3)
+        assert checkpoint_lag(httpx.get(f"{base}/metrics").text) >= len(b"".join(second))
         filler.unlink(missing_ok=True)
         expected = expected_totals(b"".join(day), tmp_path)
         assert serve.settle(expected) == expected
         # Readiness follows the write probe (every 2 s), which may run after the commit.
         wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 15, "/readyz stayed 503")
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
+        wait_until(lambda: checkpoint_lag(httpx.get(f"{base}/metrics").text) == 0, 15, "lag")
     finally:
         serve.stop()
+
+
+def checkpoint_lag(metrics: str) -> float:
+    """``trovewatch_checkpoint_lag_bytes`` of the one followed source."""
+    (value,) = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("trovewatch_checkpoint_lag_bytes{")
+    ]
+    return value
 
 
 @pytest.fixture
