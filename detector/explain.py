@@ -137,6 +137,14 @@ class Judge:
             pl.col(f"{col_name('exports', self.horizons.base)}__alerted").fill_null(0) > 0
         )
         guard_export = (pl.col("exports") > 0) & never_exports & ~export_shown
+        # Tables it never read, in a window of real volume: a DBA reading 15,000 rows of
+        # patients' notes reads no more than its own maintenance reads and names one or
+        # two new tables, each alone ordinary; together, with the forest's score, a reason.
+        new_at_volume = (
+            pl.col("has_history")
+            & (pl.col("new_objects") > 0)
+            & (pl.col(col_name("rows_read", self.horizons.base)) >= s.guardrail_min_rows)
+        ).fill_null(False)
         strong = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
@@ -154,6 +162,7 @@ class Judge:
                 self.crossed("new_objects", h, lambda value, c: value >= s.reason_factor)
                 for h in self.horizons.all[:2]
             ),
+            new_at_volume,
             (pl.col("failed") >= 3)
             & own_bound(pl.col("failed"), col_name("failed", self.horizons.base)),
         ]
@@ -431,9 +440,15 @@ class Judge:
                 f"{_names(row['export_objects_list'])}; {exported}; {habit}"
             )
         if row["has_history"] and row["new_objects_list"]:
+            rows = row[col_name("rows_read", base)] or 0
+            volume = (
+                f", in {_span(base)} of {_amount(rows, 'rows')} read"
+                if rows >= self.settings.guardrail_min_rows
+                else ""
+            )
             out.append(
                 f"{len(row['new_objects_list'])} object(s) never read before by this account: "
-                f"{_names(row['new_objects_list'])}"
+                f"{_names(row['new_objects_list'])}{volume}"
             )
         objects, own_objects = base_and_own("objects")
         if row["has_history"] and objects > max(own_objects, 1):

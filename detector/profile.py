@@ -192,9 +192,7 @@ def learn(
     ).unique()
     peer_ref, peer_max = _peer_tables(account_max, memberships)
     hours = _hour_shares(windows)
-    weekdays = windows.group_by(ACCOUNT, pl.col(WINDOW).dt.weekday().alias(WEEKDAY)).agg(
-        pl.col(c).max() for c in weekday_columns()
-    )
+    weekdays = _weekday_days(windows)
     return Profile(account_max, peer_ref, peer_max, hours, known, peers, weekdays)
 
 
@@ -210,6 +208,24 @@ def _peer_tables(
     )
     peer_max = groups.group_by("peer_group").agg(pl.col(c).max() for c in cols)
     return peer_ref, peer_max
+
+
+def _weekday_days(windows: pl.DataFrame) -> pl.DataFrame:
+    """Each account's largest calendar day (UTC) per day of the week it was active on,
+    for the days of the week that came at least twice between its first window and the
+    end of training: one sample (a week of training, or an account that arrived in the
+    second) says nothing about how quiet that day of the week usually is for it. A
+    partial first day counts: the largest of two is the other one's."""
+    last = pl.lit(windows[WINDOW].max()).dt.date() if windows.height else pl.lit(None, pl.Date)
+    spans = windows.group_by(ACCOUNT).agg(pl.col(WINDOW).min().dt.date().alias("_from"))
+    spans = spans.with_columns(((last - pl.col("_from")).dt.total_days() + 1).alias("_n"))
+    weekday = pl.col(WINDOW).dt.weekday().alias(WEEKDAY)
+    largest = windows.group_by(ACCOUNT, weekday).agg(pl.col(c).max() for c in weekday_columns())
+    # Days of the week w in [from, last]: n // 7 whole weeks, plus one if w comes within
+    # the n % 7 days left over from ``from``'s own day of the week.
+    later = (pl.col(WEEKDAY).cast(pl.Int64) - pl.col("_from").dt.weekday().cast(pl.Int64)) % 7
+    seen = pl.col("_n") // 7 + (later < pl.col("_n") % 7).cast(pl.Int64)
+    return largest.join(spans, on=ACCOUNT, how="left").filter(seen >= 2).drop("_from", "_n")
 
 
 class _Readers:

@@ -184,6 +184,46 @@ def test_a_high_score_needs_a_strong_signal_or_two_weak_ones() -> None:
     assert not judged_at(0.4, statement(template, at, 1, **{S.ROWS: 500}))["flagged"]
 
 
+def test_tables_never_read_in_a_window_of_volume_are_a_reason_with_the_score() -> None:
+    """A privileged account reading data it never reads, as much as it reads of its own
+    tables: analyst_ben's largest 5 minutes in training are thousands of rows, so 1,500
+    rows of a table it never read is no volume reason, and the new table alone is a weak
+    sign; together, with the forest's score over the threshold, they flag the window and
+    say both. Five rows of that table, or the forest's score under the threshold, do not."""
+    template = ordinary("analyst_ben")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    table = tables_unread_by("analyst_ben")[0]
+    conf = settings.load()
+    read = statement(template, at, 1, **{S.OBJECTS: [table], S.ROWS: 1_500})
+    found = judged_at(0.9, read)
+    assert found["rows_read_5m_vs_own"] < 1  # under 2x its own largest
+    assert found["flagged"], found["reasons"]
+    assert any(
+        r
+        == f"1 object(s) never read before by this account: {table}, in 5 minutes of 1,500 rows read"
+        for r in found["reasons"]
+    ), found["reasons"]
+    assert 1_500 >= conf.guardrail_min_rows
+    assert not judged_at(0.9, {**read, S.ROWS: 5})["flagged"]
+    assert not judged_at(conf.threshold - 0.1, read)["flagged"]
+
+
+def test_a_quiet_day_of_the_week_needs_two_of_them_in_training() -> None:
+    """The quiet-day drip rule compares a day with the account's largest of that day of
+    the week: an account that arrived in training's second week has seen each day of the
+    week once, which says nothing about how quiet it usually is. web_admin's quiet
+    Sunday (the drip test below) is forgotten when its first week is cut out of
+    training, and kept for the accounts that were there both weeks."""
+    path = SAMPLE / "postgresql.json.gz"
+    train_events, _ = pipeline.read_events([path], until=SPLIT)
+    arrived = datetime(2026, 10, 12, tzinfo=UTC)  # a Monday, a week before the split
+    late = train_events.filter((pl.col(S.ACCOUNT) != "web_admin") | (pl.col(S.TIME) >= arrived))
+    weekdays = pipeline.train(late, settings.load()).profile.weekdays
+    assert weekdays.filter(pl.col(F.ACCOUNT) == "web_admin").is_empty()
+    full = weekdays.filter(pl.col(F.ACCOUNT) == "web_shop")
+    assert sorted(full[profile.WEEKDAY].to_list()) == list(range(1, 8))
+
+
 def test_a_new_accounts_first_address_and_tool_are_not_signs_by_themselves() -> None:
     windows = pl.DataFrame(
         {"has_history": [True, False], "new_clients": [1, 1], "new_apps": [2, 1]}
