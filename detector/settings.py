@@ -63,7 +63,11 @@ class Settings(BaseSettings):
         description="Flag volume this many times beyond the account's and its peers' largest, whatever the model says.",
     )
     guardrail_min_rows: int = Field(
-        1_000, ge=0, description="The guardrail ignores volumes below this many rows."
+        1_000,
+        ge=0,
+        description="The guardrail and the slow-drip rule ignore volumes below this many rows; "
+        "a window reading an object new to the account with at least this many rows read is a "
+        "reason to flag it when the model's score is over the threshold.",
     )
     reason_factor: float = Field(
         3.0,
