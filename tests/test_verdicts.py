@@ -203,7 +203,7 @@ def test_tables_never_read_in_a_window_of_volume_are_a_reason_with_the_score() -
         == f"1 object(s) never read before by this account: {table}, in 5 minutes of 1,500 rows read"
         for r in found["reasons"]
     ), found["reasons"]
-    assert 1_500 >= conf.guardrail_min_rows
+    assert conf.guardrail_min_rows <= 1_500
     assert not judged_at(0.9, {**read, S.ROWS: 5})["flagged"]
     assert not judged_at(conf.threshold - 0.1, read)["flagged"]
 
