@@ -442,7 +442,7 @@ class Judge:
         if row["has_history"] and row["new_objects_list"]:
             rows = row[col_name("rows_read", base)] or 0
             volume = (
-                f", in {_span(base)} of {_amount(rows, 'rows')} read"
+                f"; {_amount(rows, 'rows')} read in these {_span(base)}"
                 if rows >= self.settings.guardrail_min_rows
                 else ""
             )

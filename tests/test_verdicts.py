@@ -200,7 +200,7 @@ def test_tables_never_read_in_a_window_of_volume_are_a_reason_with_the_score() -
     assert found["flagged"], found["reasons"]
     assert any(
         r
-        == f"1 object(s) never read before by this account: {table}, in 5 minutes of 1,500 rows read"
+        == f"1 object(s) never read before by this account: {table}; 1,500 rows read in these 5 minutes"
         for r in found["reasons"]
     ), found["reasons"]
     assert conf.guardrail_min_rows <= 1_500
