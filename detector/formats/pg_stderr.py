@@ -25,9 +25,12 @@ SEVERITIES: Final = (
 )
 _FOLLOWERS: Final = ["DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"]
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+# A time zone abbreviation ("UTC", "EST", "+0530") never holds a ":": without this, in
+# RDS's "%t:%r:" the zone would run on into an IPv6 client ("UTC::" then "1(46968)").
+_ZONE = r"(?: [^ \]:]+)?"
 ESCAPES: Final = {
-    "m": rf"(?P<ts>{_TIME}\.\d+(?: [^ \]]+)?)",
-    "t": rf"(?P<ts>{_TIME}(?: [^ \]]+)?)",
+    "m": rf"(?P<ts>{_TIME}\.\d+{_ZONE})",
+    "t": rf"(?P<ts>{_TIME}{_ZONE})",
     "n": r"(?P<epoch>\d+(?:\.\d+)?)",
     "p": r"(?P<pid>\d+)",
     "P": r"(?P<leader_pid>\d*)",
@@ -41,7 +44,7 @@ ESCAPES: Final = {
     "b": r"(?P<backend_type>.*?)",
     "c": r"(?P<session_id>[0-9a-f]+\.[0-9a-f]+)",
     "l": r"\d+",
-    "s": rf"{_TIME}(?: [^ \]]+)?",
+    "s": rf"{_TIME}{_ZONE}",
     "v": r"\S*?",
     "x": r"\S*?",
     "e": r"[0-9A-Z]{5}",
@@ -154,7 +157,7 @@ def _strict_escape(esc: str, after: str) -> str | None:
     digit = after.isdigit()
     if esc in "mts" and after in " ]":
         # The zone taken, to its end: a shorter zone is followed by a zone character.
-        return ESCAPES[esc].replace(r"(?: [^ \]]+)?", r" [^ \]]+")
+        return ESCAPES[esc].replace(_ZONE, r" [^ \]:]+")
     if esc in "hvx":  # lazy, to the first ``after``
         return ESCAPES[esc].replace(r"\S*?", rf"[^\s{stop}]*")
     if esc in "abiud":
