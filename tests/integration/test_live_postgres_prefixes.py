@@ -26,19 +26,30 @@ from detector import features as F
 from detector import schema as S
 from detector.formats.pg_stderr import PgStderr
 from detector.ingest import Summary, event_batches
+from detector.reader import read_chunks
 from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS, parse
 from tests.integration.conftest import pg_cluster, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
-PREFIXES = {
-    "rds": "%t:%r:%u@%d:[%p]:",
+README_PREFIX = "%m [%p] %q%u@%d %r %a "
+# Each server: its log_line_prefix and other settings.
+SERVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "rds": ("%t:%r:%u@%d:[%p]:", {}),
+    "readme": (README_PREFIX, {}),
+    # No connection lines to say where the user's name ends and the database's begins.
+    "readme, no connection lines": (
+        README_PREFIX,
+        {"log_connections": "off", "log_disconnections": "off"},
+    ),
 }
 # Each role: its database, how it connects (host), its application, and the rows its
 # one SELECT reads; each also copies the table out (an export).
 ROLES = {
-    "jane.doe": ("shop", "127.0.0.1", "psql", 3),
+    "jane.doe@corp.com": ("shop", "127.0.0.1", "Report, Q3 [prod]", 17),
+    "jane.doe": ("shop", "127.0.0.1", "psql", 3),  # not to be merged with the one above
+    "bob@corp.com": ("sales@eu", "127.0.0.1", "psql", 11),
     "Mixed_Case": ("shop", "::1", "psql", 31),
     "svc reporting": ("shop", "::1", "cron job: nightly", 29),
 }
@@ -47,13 +58,14 @@ TABLE_ROWS = 100
 
 
 def workload(pg: PgCluster) -> None:
-    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+    quiet = "-c pgaudit.log=none"  # the set-up, not audited
+    with psycopg.connect(pg.dsn(), autocommit=True, options=quiet) as admin:
         for db in sorted({db for db, *_ in ROLES.values()}):
             admin.execute(f'CREATE DATABASE "{db}"')
         for role in ROLES:
             admin.execute(f'CREATE ROLE "{role}" LOGIN')
     for db in sorted({db for db, *_ in ROLES.values()}):
-        with psycopg.connect(pg.dsn(dbname=db), autocommit=True) as conn:
+        with psycopg.connect(pg.dsn(dbname=db), autocommit=True, options=quiet) as conn:
             conn.execute(
                 f"CREATE TABLE public.t AS SELECT g AS id FROM generate_series(1, {TABLE_ROWS}) g"
             )
@@ -74,15 +86,17 @@ def workload(pg: PgCluster) -> None:
     wait_for_logs(pg.log_dir, "end-of-prefixes-workload")
 
 
-@pytest.fixture(scope="module", params=sorted(PREFIXES))
-def logs(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) -> Iterator[Path]:
-    settings = {
-        "log_line_prefix": PREFIXES[str(request.param)],
-        "listen_addresses": "127.0.0.1,::1",
-    }
-    with pg_cluster(server_dir(f"pg-{request.param}"), settings) as pg:
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def logs(
+    request: pytest.FixtureRequest, server_dir: Callable[[str], Path]
+) -> Iterator[tuple[str, Path]]:
+    """A server's name in :data:`SERVERS` and its log directory, after the workload."""
+    name = str(request.param)
+    prefix, extra = SERVERS[name]
+    settings = {"log_line_prefix": prefix, "listen_addresses": "127.0.0.1,::1", **extra}
+    with pg_cluster(server_dir("pg-prefix"), settings) as pg:
         workload(pg)
-        yield Path(pg.log_dir)
+        yield name, Path(pg.log_dir)
 
 
 def per_account(events: pl.DataFrame) -> dict[tuple[str, str, str], tuple[int, int, int]]:
@@ -111,30 +125,51 @@ def per_account(events: pl.DataFrame) -> dict[tuple[str, str, str], tuple[int, i
     }
 
 
-# Each role ran its SELECT and its COPY: two statements, its rows, one export.
-EXPECTED = {(role, db, CLIENT[host]): (2, rows, 1) for role, (db, host, _, rows) in ROLES.items()}
+def expected(server: str, output: str) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+    """Each role ran its SELECT and its COPY: two statements, its rows, one export."""
+    out = {(role, db, CLIENT[host]): (2, rows, 1) for role, (db, host, _, rows) in ROLES.items()}
+    if output == "stderr" and "no connection lines" in server:
+        # bob@corp.com@sales@eu split at the last "@", as nothing else says where (README).
+        out[("bob@corp.com@sales", "eu", "127.0.0.1")] = out.pop(
+            ("bob@corp.com", "sales@eu", "127.0.0.1")
+        )
+    return out
 
 
 def test_each_account_is_counted_under_its_own_name_database_and_client(
-    logs: Path, output: str
+    logs: tuple[str, Path], output: str
 ) -> None:
     """Found without ``--log-line-prefix``, nothing rejected: ``jane.doe@corp.com`` is
     not cut at its first ``@`` (nor merged with the role ``jane.doe``), the IPv6
     client's session is not lost, and the unix-socket client is ``local`` in all three
     outputs."""
-    events, quarantine = parse(logs / OUTPUTS[output])
+    server, log_dir = logs
+    events, quarantine = parse(log_dir / OUTPUTS[output])
     assert dict(quarantine.counts) == {}
-    assert per_account(events) == EXPECTED
+    assert per_account(events) == expected(server, output)
 
 
-def test_stderr_names_what_it_names_whole_when_read_in_small_chunks(
-    logs: Path, monkeypatch: pytest.MonkeyPatch
+def test_stderr_names_each_account_when_read_in_small_chunks(
+    logs: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read in chunks of 1 KiB, a session's lines come in a chunk after its connection
-    lines: its account and database are still those the connection lines named."""
-    path = logs / OUTPUTS["stderr"]
-    monkeypatch.setattr(PgStderr, "chunk_bytes", 1024)
-    quarantine = Quarantine(None)
-    small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
-    assert dict(quarantine.counts) == {}
-    assert per_account(small) == EXPECTED
+    """Read in chunks of 600 bytes to 1.5 KB, a session's statements may come in a chunk
+    after the one with its connection lines: its account and database are still those
+    the connection line named (``bob@corp.com`` on ``sales@eu``, not ``bob@corp.com@sales``
+    on ``eu``)."""
+    server, log_dir = logs
+    path = log_dir / OUTPUTS["stderr"]
+    carried = 0  # chunkings where bob's statements come after his connection line's chunk
+    for size in range(600, 1600, 100):
+        texts = [c.text for c in read_chunks(path, PgStderr.record_start, size)]
+        carried += any(
+            "AUDIT: " in text
+            and "bob@corp.com@sales@eu" in text
+            and "connection authorized: user=bob@corp.com" not in text
+            for text in texts
+        )
+        monkeypatch.setattr(PgStderr, "chunk_bytes", size)
+        quarantine = Quarantine(None)
+        small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
+        assert dict(quarantine.counts) == {}
+        assert per_account(small) == expected(server, "stderr"), size
+    assert carried > 0
