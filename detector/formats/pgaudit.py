@@ -521,7 +521,8 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
     msg = pl.col("message")
     auth = msg.str.extract_groups(CONNECTION_AUTHORIZED)
 
-    host = msg.str.extract(r"^connection received: host=(\S+)", 1)
+    # The unix socket, "[local]" here, is "local" in jsonlog, csvlog and %r: one name.
+    host = msg.str.extract(r"^connection received: host=(\S+)", 1).replace("[local]", "local")
     filled = records.with_columns(
         auth.struct.field("u").alias("_u"),
         auth.struct.field("d").alias("_d"),

@@ -6,8 +6,9 @@ name, database and client, as the server's jsonlog and csvlog do.
   client over IPv6 (``%r`` is then ``::1(46968)``, holding the ``:`` separator).
 * Roles named as directories name them (``jane.doe@corp.com``, Azure AD or LDAP
   style) in a ``%u@%d`` prefix; one on a database whose name holds an ``@`` too.
-* A client on the unix socket, named by the connection lines when the prefix has no
-  ``%r`` (Debian's ``%m [%p] %q%u@%d ``).
+* A client on the unix socket, named by the connection lines (``host=[local]``) when
+  the prefix has no ``%r`` (Debian's ``%m [%p] %q%u@%d ``): ``local``, as in jsonlog,
+  csvlog and ``%r``.
 * pgBadger's recommended prefix ``%t [%p]: user=%u,db=%d,app=%a,client=%h ``, found
   without ``--log-line-prefix``.
 """
@@ -38,6 +39,7 @@ README_PREFIX = "%m [%p] %q%u@%d %r %a "
 SERVERS: dict[str, tuple[str, dict[str, str]]] = {
     "rds": ("%t:%r:%u@%d:[%p]:", {}),
     "readme": (README_PREFIX, {}),
+    "debian": ("%m [%p] %q%u@%d ", {}),  # clients from the connection lines only
     # No connection lines to say where the user's name ends and the database's begins.
     "readme, no connection lines": (
         README_PREFIX,
@@ -52,6 +54,7 @@ ROLES = {
     "bob@corp.com": ("sales@eu", "127.0.0.1", "psql", 11),
     "Mixed_Case": ("shop", "::1", "psql", 31),
     "svc reporting": ("shop", "::1", "cron job: nightly", 29),
+    "sock": ("shop", "socket", "psql", 5),
 }
 CLIENT = {"127.0.0.1": "127.0.0.1", "::1": "::1", "socket": "local"}
 TABLE_ROWS = 100
