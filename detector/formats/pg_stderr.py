@@ -56,6 +56,8 @@ COMMON_PREFIXES: Final = (
     "%m [%p] %q%u@%d %r %a ",
     "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%t [%p]: user=%u,db=%d,app=%a,client=%h ",  # pgBadger's documentation
+    "%m [%p]: user=%u,db=%d,app=%a,client=%h ",
     "%m [%p] %c %l %q%u@%d ",
     "%t:%r:%u@%d:[%p]:",  # Amazon RDS and Aurora, which cannot be changed there
     "%m [%p] %q%u@%d %h ",
