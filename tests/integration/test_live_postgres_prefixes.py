@@ -5,7 +5,9 @@ name, database and client, as the server's jsonlog and csvlog do.
 * Amazon RDS's prefix ``%t:%r:%u@%d:[%p]:``, which cannot be changed there, with a
   client over IPv6 (``%r`` is then ``::1(46968)``, holding the ``:`` separator).
 * Roles named as directories name them (``jane.doe@corp.com``, Azure AD or LDAP
-  style) in a ``%u@%d`` prefix; one on a database whose name holds an ``@`` too.
+  style) in a ``%u@%d`` prefix; one on a database whose name holds an ``@`` too. The
+  session's connection line says where the names split; without connection lines
+  (RDS's default) the split is at the last ``@``, which misreads only the latter.
 * A client on the unix socket, named by the connection lines (``host=[local]``) when
   the prefix has no ``%r`` (Debian's ``%m [%p] %q%u@%d ``): ``local``, as in jsonlog,
   csvlog and ``%r``.
