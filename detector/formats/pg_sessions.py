@@ -78,7 +78,7 @@ class OpenSessions:
         events = parsed.events
         if self.derived:
             events = self._renumbered(events)
-        events = self._filled(events)
+        events = self._named(self._filled(events))
         # An AUDIT event whose session no connection line named: a parallel worker's.
         parsed.events = events.filter(pl.col(S.ACCOUNT).is_not_null() | ~pl.col(S.SUCCESS))
         self._touch(parsed.events)
@@ -134,6 +134,34 @@ class OpenSessions:
             events.join(known, on=S.SESSION, how="left", maintain_order="left")
             .with_columns(pl.coalesce(c, f"_{c}").alias(c) for c in _EVENT_COLUMNS)
             .drop(f"_{c}" for c in _EVENT_COLUMNS)
+        )
+
+    def _named(self, events: pl.DataFrame) -> pl.DataFrame:
+        """``events`` whose account and database read together (``jane.doe@corp.com@shop``,
+        from a prefix's ``%u@%d``) as those of their session's connection line, split
+        where it splits them. Only a name with an ``@`` can be split wrongly: the state
+        is looked at only once a connection line named such a user or database."""
+        if events.is_empty() or self.state.is_empty():
+            return events
+        named = pl.col("user").str.contains("@", literal=True)
+        if not self.state.select(
+            (named | pl.col("dbname").str.contains("@", literal=True)).any()
+        ).item():
+            return events
+        known = self.state.select(
+            pl.col("session").alias(S.SESSION),
+            pl.col("user").alias("_u"),
+            pl.col("dbname").alias("_d"),
+        )
+        account, database = pl.col(S.ACCOUNT), pl.col(S.DATABASE)
+        same = (account + "@" + database) == (pl.col("_u") + "@" + pl.col("_d"))
+        return (
+            events.join(known, on=S.SESSION, how="left", maintain_order="left")
+            .with_columns(
+                pl.when(same).then("_u").otherwise(account).alias(S.ACCOUNT),
+                pl.when(same).then("_d").otherwise(database).alias(S.DATABASE),
+            )
+            .drop("_u", "_d")
         )
 
     def _update(self, opened: pl.DataFrame) -> None:

@@ -25,9 +25,12 @@ SEVERITIES: Final = (
 )
 _FOLLOWERS: Final = ["DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"]
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+# A time zone abbreviation ("UTC", "EST", "+0530") never holds a ":": without this, in
+# RDS's "%t:%r:" the zone would run on into an IPv6 client ("UTC::" then "1(46968)").
+_ZONE = r"(?: [^ \]:]+)?"
 ESCAPES: Final = {
-    "m": rf"(?P<ts>{_TIME}\.\d+(?: [^ \]]+)?)",
-    "t": rf"(?P<ts>{_TIME}(?: [^ \]]+)?)",
+    "m": rf"(?P<ts>{_TIME}\.\d+{_ZONE})",
+    "t": rf"(?P<ts>{_TIME}{_ZONE})",
     "n": r"(?P<epoch>\d+(?:\.\d+)?)",
     "p": r"(?P<pid>\d+)",
     "P": r"(?P<leader_pid>\d*)",
@@ -41,7 +44,7 @@ ESCAPES: Final = {
     "b": r"(?P<backend_type>.*?)",
     "c": r"(?P<session_id>[0-9a-f]+\.[0-9a-f]+)",
     "l": r"\d+",
-    "s": rf"{_TIME}(?: [^ \]]+)?",
+    "s": rf"{_TIME}{_ZONE}",
     "v": r"\S*?",
     "x": r"\S*?",
     "e": r"[0-9A-Z]{5}",
@@ -53,6 +56,8 @@ COMMON_PREFIXES: Final = (
     "%m [%p] %q%u@%d %r %a ",
     "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
     "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%t [%p]: user=%u,db=%d,app=%a,client=%h ",  # pgBadger's documentation
+    "%m [%p]: user=%u,db=%d,app=%a,client=%h ",
     "%m [%p] %c %l %q%u@%d ",
     "%t:%r:%u@%d:[%p]:",  # Amazon RDS and Aurora, which cannot be changed there
     "%m [%p] %q%u@%d %h ",
@@ -154,7 +159,7 @@ def _strict_escape(esc: str, after: str) -> str | None:
     digit = after.isdigit()
     if esc in "mts" and after in " ]":
         # The zone taken, to its end: a shorter zone is followed by a zone character.
-        return ESCAPES[esc].replace(r"(?: [^ \]]+)?", r" [^ \]]+")
+        return ESCAPES[esc].replace(_ZONE, r" [^ \]:]+")
     if esc in "hvx":  # lazy, to the first ``after``
         return ESCAPES[esc].replace(r"\S*?", rf"[^\s{stop}]*")
     if esc in "abiud":
@@ -260,6 +265,8 @@ class PgStderr:
             message.alias("message"),
         )
         records = _sessions(records)
+        if _user_at_database(prefix) and records["dbname"].str.contains("@", literal=True).any():
+            records = _named_by_connections(_split_at_last_at(records))
         parsed = pgaudit.to_events(records, self.name, sessions_carried=True)
         found = pl.concat([bad, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: lines)
@@ -275,6 +282,46 @@ def head_regex(prefix: str) -> str:
     """
     head = prefix_regex(prefix).removeprefix("^").removesuffix("(?P<message>.*)$")
     return "^(?P<_head>" + head + ")"
+
+
+def _user_at_database(prefix: str) -> bool:
+    """True if ``prefix`` prints the user and the database with an ``@`` between them
+    (``%u@%d``): a name holding an ``@`` then makes the line say which is which no more."""
+    tokens = _tokens(prefix)
+    return any(tokens[i : i + 3] == ["%u", "@", "%d"] for i in range(len(tokens)))
+
+
+def _split_at_last_at(records: pl.DataFrame) -> pl.DataFrame:
+    """``records`` with ``user@database`` (read by ``%u@%d``, the user up to the first
+    ``@``) split at the last ``@`` instead: ``jane.doe@corp.com@shop`` is the role
+    ``jane.doe@corp.com`` on ``shop``. Role names with an ``@`` (e-mail style, from Azure
+    AD, IAM or LDAP) are common, database names with one rare; the session's connection
+    line, where seen, says which it is (:func:`_named_by_connections`)."""
+    user, db = pl.col("user"), pl.col("dbname")
+    split = db.str.contains("@", literal=True) & user.is_not_null()
+    return records.with_columns(
+        pl.when(split)
+        .then(user + "@" + db.str.extract(r"^(.*)@", 1))
+        .otherwise(user)
+        .alias("user"),
+        pl.when(split).then(db.str.extract(r"@([^@]*)$", 1)).otherwise(db).alias("dbname"),
+    )
+
+
+def _named_by_connections(records: pl.DataFrame) -> pl.DataFrame:
+    """``records`` whose ``user@database`` reads the same as their session's connection
+    line's ``user=... database=...`` with those names (split where the server split
+    them). Sessions whose connection line is in an earlier chunk are renamed the same way
+    when carried (:meth:`detector.formats.pg_sessions.OpenSessions.carry`)."""
+    auth = pl.col("message").str.extract_groups(pgaudit.CONNECTION_AUTHORIZED)
+    said = records.with_columns(
+        auth.struct.field("u").alias("_u"), auth.struct.field("d").alias("_d")
+    ).with_columns(pl.col("_u", "_d").fill_null(strategy="forward").over("session_id"))
+    same = (pl.col("user") + "@" + pl.col("dbname")) == (pl.col("_u") + "@" + pl.col("_d"))
+    return said.with_columns(
+        pl.when(same).then("_u").otherwise("user").alias("user"),
+        pl.when(same).then("_d").otherwise("dbname").alias("dbname"),
+    ).drop("_u", "_d")
 
 
 def _join_continuations(

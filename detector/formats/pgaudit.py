@@ -496,6 +496,13 @@ def _parse_times(ts: pl.Series) -> pl.Series:
     return ts.to_frame("ts").select(parse_time(pl.col("ts")).alias("ts"))["ts"]
 
 
+# The user (u), database (d) and application (a) a session's connection line names.
+CONNECTION_AUTHORIZED: Final = (
+    r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
+    r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
+)
+
+
 def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
     """Fill user, database, application and client of every record from its session.
 
@@ -512,12 +519,10 @@ def _fill_session_attributes(records: pl.DataFrame) -> pl.DataFrame:
     if not records.select(pl.any_horizontal(pl.col(c).is_null() for c in needed).any()).item():
         return records
     msg = pl.col("message")
-    auth = msg.str.extract_groups(
-        r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
-        r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
-    )
+    auth = msg.str.extract_groups(CONNECTION_AUTHORIZED)
 
-    host = msg.str.extract(r"^connection received: host=(\S+)", 1)
+    # The unix socket, "[local]" here, is "local" in jsonlog, csvlog and %r: one name.
+    host = msg.str.extract(r"^connection received: host=(\S+)", 1).replace("[local]", "local")
     filled = records.with_columns(
         auth.struct.field("u").alias("_u"),
         auth.struct.field("d").alias("_d"),
