@@ -89,7 +89,8 @@ def window_activity(
     ``known`` holds (account, kind, value) pairs already seen in earlier history
     (kinds ``object``, ``client``, ``app``); values first seen here and not known are new.
     Rows are counted for READ statements only, and are null when none of the window's
-    reads logged a row count (the format or its settings do not carry it).
+    reads logged a row count (the format or its settings do not carry it). A statement
+    counts once, however many sub-statements pgAudit logs for it (:func:`begins_statement`).
     """
     ev = events.filter(pl.col(S.ACCOUNT).is_not_null()).with_columns(
         pl.col(S.TIME).dt.truncate(every).alias(WINDOW)
@@ -121,7 +122,7 @@ def window_activity(
         pl.when(pl.col(S.BYTES).filter(is_read).is_not_null().any())
         .then(pl.col(S.BYTES).filter(is_read).sum())
         .alias("bytes_read"),
-        pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().alias("statements"),
+        (pl.col(S.SUCCESS) & begins_statement()).sum().alias("statements"),
         (~pl.col(S.SUCCESS)).sum().alias("failed"),
         export_key.drop_nulls().n_unique().alias("exports"),
         # exports whose rows the log does not give (pgAudit logs 0 for COPY ... TO) on
@@ -184,6 +185,25 @@ def statement_key() -> pl.Expr:
         pl.col(S.SESSION) + ":" + pl.col(S.STATEMENT_ID).str.extract(r"^(\d+)", 1),
         pl.col(S.TIME).cast(pl.String),
     )
+
+
+def begins_statement() -> pl.Expr:
+    """True for the event that stands for its client statement: every event but a
+    pgAudit statement's later sub-statements (a statement counts once).
+
+    pgAudit numbers the lines it logs for one client statement ``<statement>.1``,
+    ``.2``, ... (``query_info.uid``), and numbers only the lines it logs, so each has a
+    ``.1``: an ``EXECUTE`` logs its prepared statement's read, then itself; ``COPY
+    (SELECT ...) TO`` its SELECT, then the COPY; a function's reads come before its
+    caller, ``REFRESH MATERIALIZED VIEW``'s query before it, and an INSERT's own
+    foreign-key checks (INTERNAL, one per row) before the INSERT. Known from the event
+    alone, so a statement whose lines two reads, chunks or windows split still counts
+    once. (A statement that logged its foreign-key checks only, ``pgaudit.log`` without
+    WRITE, counts once too: the client sent it.) Other formats have no sub-statements.
+    """
+    pgaudit = pl.col(S.SOURCE_FORMAT).str.starts_with("pgaudit-")
+    first = pl.col(S.STATEMENT_ID).str.ends_with(".1")
+    return ~(pgaudit & ~first).fill_null(False)
 
 
 def uncounted_exports(uncounted: pl.Expr, counted: pl.Expr) -> pl.Expr:

@@ -123,7 +123,7 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
     return (
         events.group_by(*windows)
         .agg(
-            pl.col(S.SUCCESS).filter(pl.col(S.SUCCESS)).len().cast(pl.Int64).alias("statements"),
+            (pl.col(S.SUCCESS) & F.begins_statement()).sum().cast(pl.Int64).alias("statements"),
             (~pl.col(S.SUCCESS)).sum().cast(pl.Int64).alias("failed"),
             _known_sum(read_rows).alias("rows_read"),
             _known_sum(read_bytes).alias("bytes_read"),

@@ -166,6 +166,7 @@ def event(
         S.EXPORT: export,
         S.SESSION: "s1",
         S.STATEMENT_ID: statement,
+        S.SOURCE_FORMAT: "pgaudit-jsonlog",
     }
 
 
@@ -225,3 +226,33 @@ def test_partials_an_older_trovewatch_saved_are_read_with_no_uncounted_exports()
     assert restored.schema == partials.SCHEMA
     assert restored["uncounted_export_keys"].to_list() == [[]]
     assert partials.to_activity(restored, "5m")["exports"].to_list() == [1]
+
+
+def test_a_statement_counts_once_whichever_piece_or_window_holds_its_sub_statements() -> None:
+    """pgAudit's ``EXECUTE``: its prepared statement's read (9.1), then itself (9.2, MISC),
+    here across a window boundary and in two pieces; the table owner's INSERT: its
+    foreign-key checks (10.1, 10.2: INTERNAL), then the INSERT (10.3). Each counts once,
+    where its first line is, however the pieces are merged."""
+    execute = frame(
+        event(4, objects=["public.t"], rows=3, statement="9.1"),
+        event(6, statement="9.2") | {S.CLASS: "MISC"},
+    )
+    checks = [event(7, statement=f"10.{n}") | {S.CLASS: "INTERNAL"} for n in (1, 2)]
+    insert = frame(*checks, event(7, rows=2, statement="10.3") | {S.CLASS: "WRITE"})
+    pieces = [execute[:1], insert[1:], execute[1:], insert[:1]]
+    got = partials.to_activity(partials.merge_all(partials.partial(p, "5m") for p in pieces), "5m")
+    assert got.select("window_start", "statements", "rows_read").rows() == [
+        (datetime(2026, 11, 2, 9, 0, tzinfo=UTC), 1, 3),
+        (datetime(2026, 11, 2, 9, 5, tzinfo=UTC), 1, None),
+    ]
+    assert got.equals(activity(pl.concat(pieces), None))
+
+
+@pytest.mark.parametrize("name", ["mariadb", "snowflake", "mongodb"])
+def test_formats_without_sub_statements_count_every_successful_event(name: str) -> None:
+    """Only pgAudit numbers sub-statements: elsewhere each successful event is a
+    statement, as before."""
+    events, _ = pipeline.read_events(REAL_LOGS[name])
+    got = partials.to_activity(partials.partial(events, "5m"), "5m")
+    accounts = events.filter(pl.col(S.ACCOUNT).is_not_null())
+    assert got["statements"].sum() == accounts[S.SUCCESS].sum() > 0

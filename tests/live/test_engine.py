@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from detector.live.engine import HISTORY_PREFIX, KEPT, Engine
 from detector.live.follow import Follower
 from detector.reader import Chunk
 from detector.rejects import Quarantine
+from tests.conftest import REFERENCE_PG
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -750,6 +752,43 @@ def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     assert window["features"]["statements_5m"] == 1  # statement 3 only
     assert window["features"]["rows_read_5m"] == 5
     assert sorted(window["objects"]) == ["s.b", "s.c", "s.d"]
+
+
+def test_a_statements_second_line_after_its_window_closed_adds_no_statement(
+    trained: model.TrainedModel,
+) -> None:
+    """A real PostgreSQL 15 + pgAudit 1.7 log (tests/fixtures/reference): alice's ``COPY
+    (SELECT ...) TO STDOUT`` is logged as its SELECT (``7,1``), then the COPY (``7,2``).
+    A read ends between the two and the window closes (its writer paused past the
+    lateness); the COPY's line comes in the next read, late. Each account's statements,
+    closed and open windows together, are those the server logged, one per (session,
+    statement id) (before, the COPY's line counted a second statement)."""
+    log = REFERENCE_PG / "postgresql.json"
+    lines = log.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if "AUDIT: SESSION,7,1,READ,SELECT" in line) + 1
+    assert "AUDIT: SESSION,7,2,READ,COPY" in lines[at]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    engine = Engine(trained, settings.load())
+    closed = []
+    for first, part in ((1, lines[:at]), (at + 1, lines[at:])):
+        parsed = fmt.parse(Chunk(str(log), "".join(part).encode(), first))
+        engine.add(fmt.finish(parsed.events))
+        closed.append(engine.close(wall=FAR_FUTURE))
+    assert closed[0].scored.height and closed[1].late_events  # the COPY's line came late
+    statements = pl.col("features").struct.field("statements_5m").alias("statements")
+    windows = [
+        *(c.scored.select("account", statements) for c in closed if c.scored.height),
+        engine.open_activity().select("account", "statements"),
+    ]
+    got = pl.concat(windows, how="vertical_relaxed").group_by("account").agg(pl.sum("statements"))
+    # The server's statements, read without trovewatch: (session, statement id) per user.
+    logged: dict[str, set[tuple[str, str]]] = {}
+    for line in lines:
+        record = json.loads(line)
+        audit = re.match(r"AUDIT: (?:SESSION|OBJECT),(\d+),", record["message"])
+        if audit and record.get("user"):
+            logged.setdefault(record["user"], set()).add((record["session_id"], audit[1]))
+    assert dict(got.sort("account").iter_rows()) == {u: len(s) for u, s in sorted(logged.items())}
 
 
 def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_once(
