@@ -85,6 +85,11 @@ _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
 # Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
 _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
 _RELATION: Final = rf"{_IDENT}(?:\.{_IDENT})?"
+# Comments and blanks before a statement's first word: tools put their name or the
+# query's origin there (``/* metabase query 42 */ COPY ...``, sqlcommenter, cron scripts).
+# (Nested ``/* /* */ */`` comments are not undone; pgAudit's READ ``COPY`` still tells
+# such a ``COPY ... TO``.)
+LEADING: Final = r"(?:\s|/\*(?s:.*?)\*/|--[^\n]*)*"
 
 
 # When, where in the file, and who: the record columns every event carries.
@@ -220,9 +225,11 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     found = pl.concat_list(
         # with a following "(", to tell a function (``FROM shop.all_customers()``)
         text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}\s*\(?"),
-        text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
+        text.str.extract_all(rf"(?i)^{LEADING}COPY\s+{_RELATION}"),
     )
-    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
+    name = (
+        pl.element().str.replace(rf"(?i)^{LEADING}(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
+    )
     # The name's parts in one step, the quoting in the next: one expression using each
     # part several times held each part's patterns as often (~10 ms a call on no rows).
     parts = pl.struct(
@@ -603,13 +610,22 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     first = own_statements(first)
     query = pl.col(S.QUERY)
     # The statement's first words, upper-cased, computed once (``_head``).
-    first = first.with_columns(
-        query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase().alias("_head")
-    )
-    text_head = pl.col("_head")
+    head = query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
+    first = first.with_columns(head.alias("_head"), query.alias("_text"))
+    text_head, text = pl.col("_head"), pl.col("_text")
+    # The text from its first word (``_text``), where comments come first: rare, so
+    # only then is every text looked at again.
+    commented = text_head.str.starts_with("/*") | text_head.str.starts_with("--")
+    if first.select(commented.any()).item():
+        skipped = query.str.replace(rf"^{LEADING}", "")
+        first = first.with_columns(pl.when(commented).then(skipped).otherwise(query).alias("_text"))
+        first = first.with_columns(text.str.slice(0, 24).str.to_uppercase().alias("_head"))
     # The patterns run only where the cheap test passes: most statements are neither.
-    copy_text = pl.when(text_head.str.starts_with("COPY")).then(query).otherwise(pl.lit(""))
-    is_copy_to = copy_text.str.contains(_COPY_TO)
+    copy_text = pl.when(text_head.str.starts_with("COPY")).then(text).otherwise(pl.lit(""))
+    # pgAudit classes ``COPY ... TO`` READ (``COPY ... FROM`` WRITE), whatever its text
+    # says; the text tells the ``SELECT`` of a ``COPY (SELECT ...) TO``.
+    copy_out = (pl.col("a_class") == "READ") & (pl.col(S.COMMAND) == "COPY")
+    is_copy_to = copy_text.str.contains(_COPY_TO) | copy_out
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
@@ -649,9 +665,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # line, which makes its procedure's reads count.
     events = events.with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
-        return events.drop("_unnamed")
+        return events.drop("_unnamed", "_text")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
-    bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
+    bare = bare.with_columns(relations_in(pl.col("_text")).alias(S.OBJECTS))
     # Named by the text only, catalogs alone (a dump's catalog query with log_relation
     # off, say): no more an export than the catalog reads pgAudit names.
     objects = pl.col(S.OBJECTS)
@@ -664,7 +680,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
         pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
     )
-    return pl.concat([named, bare]).drop("_unnamed")
+    return pl.concat([named, bare]).drop("_unnamed", "_text")
 
 
 # One statement of a string of several: quoted literals and identifiers, dollar-quoted
@@ -749,7 +765,7 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("_piece") != "")
         .filter(pl.len().over(S.QUERY) > 1)
     )
-    start = pl.col("_piece").str.slice(0, 24).str.to_uppercase()
+    start = pl.col("_piece").str.replace(rf"^{LEADING}", "").str.slice(0, 24).str.to_uppercase()
     pieces = pieces.with_columns(
         _word(
             pl.when(start.str.contains(_SELECT_START))
@@ -863,7 +879,7 @@ def _declarations(events: pl.DataFrame) -> pl.DataFrame:
     position in ``events`` (``_pos``)."""
     return (
         events.with_row_index("_pos")
-        .filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
+        .filter(pl.col(S.QUERY).str.contains(_DECLARE_START))
         .select(
             S.SESSION,
             pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
@@ -903,9 +919,10 @@ def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
     ).drop("_pos", "_cursor", "_cursor_objects")
 
 
-_FETCH_START: Final = r"(?i)^\s*(?:FETCH|MOVE)\b"
-_CURSOR_NAME: Final = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
-_FETCH_CURSOR: Final = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
+_FETCH_START: Final = rf"(?i)^{LEADING}(?:FETCH|MOVE)\b"
+_DECLARE_START: Final = rf"(?i)^{LEADING}DECLARE\s"
+_CURSOR_NAME: Final = rf"(?i)^{LEADING}DECLARE\s+({_IDENT})"
+_FETCH_CURSOR: Final = rf"(?i)^{LEADING}(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+({_IDENT})\s*;?\s*$"
 
 
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
