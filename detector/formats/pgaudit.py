@@ -636,10 +636,18 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
     is_dump = dump_tool & (pl.col("a_class") == "READ") & ~catalog
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
-    # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
-    internal = query.str.starts_with("SELECT ") & query.str.contains(
-        r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "'
-    )
+    # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ. The
+    # shape alone is no proof: anyone can send ``SELECT fk."ssn" FROM ONLY ...``. Nor
+    # is the statement around it, told line by line: the real log numbers the checks
+    # 8.1 .. 8.2000 and the INSERT 8.2001, so a chunk may end before the write (or the
+    # ALTER TABLE ... FOREIGN KEY) that shows them internal. What is decided on each
+    # line alone: a per-row check is parameterised (``$1``) and locks what it finds
+    # (``FOR KEY SHARE OF x``), and its select list is the constant 1, so the same text
+    # sent by a user returns no column of the table; a check of a whole table
+    # (``SELECT fk."c" ... LEFT OUTER JOIN ONLY ...`` at ALTER TABLE) returns a row only
+    # where the constraint fails, so one that returned rows is counted as a read.
+    whole_table = query.str.contains(_RI_WHOLE_TABLE) & (pl.col(S.ROWS) == 0)
+    internal = query.str.contains(_RI_PER_ROW) | whole_table.fill_null(False)
     export = is_copy_to | is_cursor | is_dump
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
@@ -691,6 +699,15 @@ _PIECE_RE: Final = (
 )
 # A COPY's text that copies out: ``COPY t TO STDOUT``, ``COPY (SELECT ...) TO '/f'``.
 _COPY_TO: Final = r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
+# PostgreSQL's own foreign-key check of one row (ri_triggers.c, RI_FKey_check and
+# ri_restrict): ``SELECT 1 FROM ONLY "s"."t" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR
+# KEY SHARE OF x``.
+_RI_PER_ROW: Final = (
+    r'(?s)^SELECT 1 FROM ONLY "(?:[^"]|"")+"\."(?:[^"]|"")+" x WHERE .*\$1\b.* FOR KEY SHARE OF x$'
+)
+# Its check of a whole table, when a foreign key is added (RI_Initial_Check) or a
+# partition detached: ``SELECT fk."c" FROM ONLY "s"."t" fk LEFT OUTER JOIN ONLY ...``.
+_RI_WHOLE_TABLE: Final = r'^SELECT fk\."(?:[^"]|"")+"(?:, fk\."(?:[^"]|"")+")* FROM (?:ONLY )?"'
 # How a statement whose command is SELECT may begin.
 _SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
 

@@ -67,8 +67,11 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         c.execute("/* c */ DECLARE sc CURSOR FOR SELECT * FROM hr.people WHERE id <= 50")
         assert len(c.execute("FETCH ALL FROM sc").fetchall()) == 50
     with psycopg.connect(postgres.dsn("mimic", "staff"), application_name="psql") as c:
-        assert len(c.execute('SELECT fk."ssn" FROM ONLY "hr"."people" fk WHERE fk."id" <= 1200').fetchall()) == 1200  # fmt: skip
-        assert len(c.execute('SELECT 1 FROM ONLY "hr"."people" x WHERE "id" <= 700').fetchall()) == 700  # fmt: skip
+        for query, rows in (
+            ('SELECT fk."ssn" FROM ONLY "hr"."people" fk WHERE fk."id" <= 1200', 1200),
+            ('SELECT 1 FROM ONLY "hr"."people" x WHERE "id" <= 700', 700),
+        ):
+            assert len(c.execute(query).fetchall()) == rows  # type: ignore[arg-type]
     with psycopg.connect(postgres.dsn("sys_reader", "staff"), application_name="psql") as c:
         assert len(c.execute("SELECT * FROM sys.users WHERE id <= 50").fetchall()) == 50
         assert _copied(c, "COPY sys.users TO STDOUT") == 500
