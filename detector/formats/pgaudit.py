@@ -556,7 +556,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     used += ["a_class", "a_command", "a_statement", "a_rows"]
     # A sequence's state (pg_dump reads each one's last value) is no more data than a
     # catalog: a statement reading only catalogs and sequences is a CATALOG read.
-    state = S.is_catalog(obj).fill_null(False) | (pl.col("a_object_type") == "SEQUENCE")
+    state = S.is_catalog(obj, "postgresql").fill_null(False) | (
+        pl.col("a_object_type") == "SEQUENCE"
+    )
     audit = audit.select(*used, obj.alias("_obj"), state.fill_null(False).alias("_cat"))
     # One hashing of the key finds each statement's first line and collects its relations.
     # Its tables (objects not catalogs), or the catalogs it read if it read nothing else
@@ -682,7 +684,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     catalog = (
         (pl.col(S.CLASS) == "READ")
         & (objects.list.len() > 0)
-        & objects.list.eval(S.is_catalog(pl.element())).list.all()
+        & objects.list.eval(S.is_catalog(pl.element(), "postgresql")).list.all()
     )
     bare = bare.with_columns(
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
