@@ -216,22 +216,71 @@ def parse_time(ts: pl.Expr) -> pl.Expr:
 
 
 def relations_in(text: pl.Expr) -> pl.Expr:
-    """Relations a statement reads, from its text: after ``FROM``/``JOIN``, or ``COPY t``.
+    """Relations a statement reads, from its text: after ``FROM``/``JOIN`` (``ONLY`` or
+    not, every item of a ``FROM a x, b y`` list), or ``COPY t``; not the names its
+    ``WITH`` defines.
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
     Unqualified names are given the ``public`` schema, the default ``search_path``. Names
     are written as pgAudit writes the objects it names (:func:`_quote_identifier`).
     """
+    # The items of FROM lists after their first, the first found with every FROM below.
+    listed = text.str.extract_all(_FROM_LIST).list.join(" ").str.extract_all(_LISTED)
     found = pl.concat_list(
         # with a following "(", to tell a function (``FROM shop.all_customers()``)
-        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}\s*\(?"),
+        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_SKIPPED}{_RELATION}\s*\(?"),
         text.str.extract_all(rf"(?i)^{LEADING}COPY\s+{_RELATION}"),
+        listed,
     )
     name = (
-        pl.element().str.replace(rf"(?i)^{LEADING}(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
+        pl.element()
+        .str.replace(rf"(?i)^{LEADING}(?:FROM|JOIN|COPY|,)\s*{_SKIPPED}", "")
+        .str.strip_chars_end()
     )
+    # a function's name, or a name in a function's arguments or an alias's columns
+    relation = ~pl.element().str.ends_with("(") & ~pl.element().str.ends_with(")")
+    relations = _qualified(found.list.eval(pl.element().filter(relation)).list.eval(name))
+    # ``WITH x AS (...) SELECT ... FROM x``: x is no relation. (A ``public.x`` named as
+    # such in the same text is taken for it too.)
+    ctes = text.str.extract_all(_CTE)
+    if_cte = pl.element().str.replace(r"(?i)^(?:WITH(?:\s+RECURSIVE)?|,)\s*", "")
+    defined = _qualified(ctes.list.eval(if_cte.str.extract(rf"^({_IDENT})", 1)))
+    marked = pl.element().str.starts_with(NUL)
+    unmarked = pl.element().filter(marked).str.strip_prefix(NUL).implode()
+    without_ctes = pl.concat_list(relations, defined.list.eval(pl.lit(NUL) + pl.element()))
+    return (
+        pl.when(ctes.list.len() > 0)
+        .then(without_ctes.list.eval(pl.element().filter(~marked & ~pl.element().is_in(unmarked))))
+        .otherwise(relations)
+        .list.unique(maintain_order=True)
+    )
+
+
+NUL: Final = "\x00"  # marks the names a WITH defines among those a text reads
+# Words between FROM or JOIN and the relation: ``FROM ONLY t`` (pg_dump --inserts' cursors,
+# PostgreSQL's own foreign-key checks), ``JOIN LATERAL f(x)``.
+_SKIPPED: Final = r"(?:(?:ONLY|LATERAL)\s+)?"
+# An item of a FROM list: a relation or a function, then maybe an alias and its columns.
+_FROM_ITEM: Final = (
+    rf"{_SKIPPED}{_RELATION}(?:\s*\([^()]*\))?(?:\s+(?:AS\s+)?{_IDENT}(?:\s*\([^()]*\))?)?"
+)
+# A FROM list of several items (``FROM hr.people p, hr.pay y``), and its items after the first.
+_FROM_LIST: Final = rf"(?i)\bFROM\s+(?:{_FROM_ITEM}\s*,\s*)+{_SKIPPED}{_RELATION}\s*[()]?"
+_LISTED: Final = rf"(?i),\s*{_SKIPPED}{_RELATION}\s*[()]?"
+# A name a WITH defines: ``WITH [RECURSIVE] x [(cols)] AS [NOT] [MATERIALIZED] (``, or
+# the same after a comma for the next one.
+_CTE: Final = (
+    rf"(?i)(?:\bWITH(?:\s+RECURSIVE)?|,)\s*{_IDENT}(?:\s*\([^()]*\))?"
+    r"\s+AS\s*(?:NOT\s+)?(?:MATERIALIZED\s*)?\("
+)
+
+
+def _qualified(names: pl.Expr) -> pl.Expr:
+    """A list of relation names as written in a statement (``hr.people``, ``"Q".t``,
+    ``t``) as pgAudit writes them: schema-qualified (``public`` where not) and quoted."""
     # The name's parts in one step, the quoting in the next: one expression using each
     # part several times held each part's patterns as often (~10 ms a call on no rows).
+    name = pl.element()
     parts = pl.struct(
         name.str.extract(rf"^({_IDENT})", 1).alias("first"),
         name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1).alias("second"),
@@ -240,20 +289,13 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
     # Then the server's names, then their quoting: each step reads the one before it
     # several times, and within a list nothing is computed once for all its uses.
-    names = pl.struct(
+    server = pl.struct(
         _server_name(schema).alias("schema"),
         _server_name(pl.coalesce(second, first)).alias("table"),
     )
     in_schema, table = pl.element().struct.field("schema"), pl.element().struct.field("table")
     qualified = _quote_identifier(in_schema) + "." + _quote_identifier(table)
-    relation = ~pl.element().str.ends_with("(")
-    return (
-        found.list.eval(pl.element().filter(relation))
-        .list.eval(parts)
-        .list.eval(names)
-        .list.eval(qualified)
-        .list.unique(maintain_order=True)
-    )
+    return names.list.eval(parts).list.eval(server).list.eval(qualified)
 
 
 _UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
