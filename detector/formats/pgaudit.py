@@ -983,7 +983,12 @@ def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
 _FETCH_START: Final = rf"(?i)^{LEADING}(?:FETCH|MOVE)\b"
 _DECLARE_START: Final = rf"(?i)^{LEADING}DECLARE\s"
 _CURSOR_NAME: Final = rf"(?i)^{LEADING}DECLARE\s+({_IDENT})"
-_FETCH_CURSOR: Final = rf"(?i)^{LEADING}(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+({_IDENT})\s*;?\s*$"
+# ``FETCH [direction] [FROM | IN] cursor``: FROM and IN are optional (``FETCH 20 c``).
+_DIRECTION: Final = r"(?:NEXT|PRIOR|FIRST|LAST|ALL|FORWARD|BACKWARD|ABSOLUTE|RELATIVE|[+-]?\d+)"
+_FETCH_CURSOR: Final = (
+    rf"(?i)^{LEADING}(?:FETCH|MOVE)\b(?:.*?\b(?:FROM|IN)\s+|\s+(?:{_DIRECTION}\s+)*)"
+    rf"({_IDENT})\s*;?\s*$"
+)
 
 
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
