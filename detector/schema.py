@@ -18,7 +18,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``db.system.name``            | String            | OTel: ``postgresql``, ``mariadb``, ...                   |
 | ``db.namespace``              | String            | OTel: database name                                     |
 | ``db.collection.names``       | List(String)      | OTel ``db.collection.name``, all objects the statement touched, schema-qualified |
-| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks), CATALOG (a read of the server's catalogs only, :data:`CATALOG_SCHEMAS` of its server, or of sequences' state: pg_dump's) |
+| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks), CATALOG (a read of the server's catalogs only, :data:`CATALOG_SCHEMAS` of its server, or of sequences' state: pg_dump's, or a dump's SELECT of functions only: ``set_config``) |
 | ``db.operation.name``         | String            | OTel: command, e.g. ``SELECT``, ``COPY``, ``FETCH``       |
 | ``db.query.text``             | String            | OTel: statement text (as logged)                         |
 | ``db.response.returned_rows`` | Int64             | OTel: rows read or written by the statement, counted once|

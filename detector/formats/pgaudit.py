@@ -723,11 +723,18 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # Named by the text only, catalogs alone (a dump's catalog query with log_relation
     # off, say): no more an export than the catalog reads pgAudit names.
     objects = pl.col(S.OBJECTS)
+    read = pl.col(S.CLASS) == "READ"
     catalog = (
-        (pl.col(S.CLASS) == "READ")
+        read
         & (objects.list.len() > 0)
         & objects.list.eval(S.is_catalog(pl.element(), "postgresql")).list.all()
     )
+    # A dump's SELECT of no relation (``SELECT pg_catalog.set_config(...)``,
+    # ``pg_is_in_recovery()``, each parallel worker's own): the server's state, like a
+    # catalog read; its data leaves by COPY (cursors with --inserts), whatever its -j.
+    dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
+    state = read & (objects.list.len() == 0) & (pl.col(S.COMMAND) == "SELECT") & dump_tool
+    catalog = catalog | state
     bare = bare.with_columns(
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
         pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
