@@ -876,6 +876,14 @@ def _word(word: pl.Expr, copy_from: pl.Expr) -> pl.Expr:
     )
 
 
+# Commands whose reads stay on the server, as pgAudit names them (on the statement's
+# last sub-statement, after the READ that did the reading).
+KEPT_ON_SERVER: Final = (
+    "EXPLAIN", "CREATE TABLE AS", "SELECT INTO", "REFRESH MATERIALIZED VIEW",
+    "CREATE MATERIALIZED VIEW",
+)  # fmt: skip
+
+
 def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with the rows of a statement's nested reads not counted again.
 
@@ -887,7 +895,11 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     caller, and its READ sub-statements before it count no rows of their own: the rows
     are what left the server. The inner reads keep their objects (the caller names only
     the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
-    are no reads: all their statements' rows count. Decided once a statement's lines are
+    are no reads: all their statements' rows count. Nor are the rows a statement read
+    for the server itself (:data:`KEPT_ON_SERVER`: ``EXPLAIN ANALYZE``, ``CREATE TABLE
+    ... AS``, ``SELECT ... INTO``, a materialized view's refresh), logged as a READ
+    with its rows then a sub-statement naming the command: the client got none of them
+    (a plan, or nothing); the tables are still objects read. Decided once a statement's lines are
     all there: over whole files and batches (``ingest``), and by the live engine for
     statements it no longer holds (it keeps the commands of those it holds), since a
     chunk or a poll may end before a caller's or a ``CALL``'s line.
@@ -905,17 +917,19 @@ def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
     is_pgaudit = is_pgaudit.fill_null(False)
     counted = is_pgaudit & (pl.col(S.CLASS) == "READ") & pl.col(S.ROWS).is_not_null()
     nested = counted & ~pl.col(S.STATEMENT_ID).str.ends_with(".1").fill_null(True)
-    if not events.select(nested.any()).item():
+    command = pl.col(S.COMMAND)
+    for_server = is_pgaudit & command.is_in(KEPT_ON_SERVER)
+    if not events.select((nested | for_server).any()).item():
         return events  # the usual case: no statement has a second sub-statement
     parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
     statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
     sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
-    command = pl.col(S.COMMAND)
     # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT
     top = sub.filter(is_pgaudit & command.ne_missing("COPY")).max().over(statement)
     caller = (counted & (sub == top)).any().over(statement)
     in_do = (is_pgaudit & (command == "DO")).any().over(statement)
-    inner = (counted & (sub < top) & caller & ~in_do).fill_null(False)
+    kept = for_server.any().over(statement)
+    inner = (counted & (((sub < top) & caller & ~in_do) | kept)).fill_null(False)
     return events.with_columns(pl.when(inner).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS))
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.postgres
 
 ROLES = (
     "hr_owner", "commenter", "mimic", "sys_reader", "joiner", "fetcher", "cte_user",
-    "dumper", "dumper_par", "dumper_ins",
+    "dumper", "dumper_par", "dumper_ins", "analyst",
 )  # fmt: skip
 PEOPLE, PAY = 1500, 800
 DUMPED = ["hr.pay", "hr.people"]
@@ -45,6 +45,8 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with psycopg.connect(postgres.dsn("hr_owner", "staff"), autocommit=True) as db:
         db.execute("CREATE SCHEMA hr")
         db.execute("CREATE SCHEMA sys")  # a user schema: Oracle migrations, pgloader
+        db.execute("CREATE SCHEMA scratch")
+        db.execute("GRANT CREATE, USAGE ON SCHEMA scratch TO analyst")
         db.execute("CREATE TABLE hr.people(id int primary key, name text, ssn text)")
         db.execute("CREATE TABLE hr.pay(id int primary key, person_id int, amount numeric)")
         db.execute("CREATE TABLE sys.users(id int primary key, login text)")
@@ -93,6 +95,13 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert _copied(
             c, "COPY (WITH x AS (SELECT * FROM hr.pay WHERE id <= 10) SELECT id FROM x) TO STDOUT"
         ) == 10  # fmt: skip
+
+    with psycopg.connect(postgres.dsn("analyst", "staff"), autocommit=True) as c:
+        assert len(c.execute("SELECT * FROM hr.pay WHERE id <= 40").fetchall()) == 40
+        # a plan, and tables made on the server: no row of hr.pay reaches the client
+        c.execute("EXPLAIN ANALYZE SELECT * FROM hr.pay WHERE id <= 500").fetchall()
+        c.execute("CREATE TABLE scratch.snap AS SELECT * FROM hr.pay WHERE id <= 300")
+        c.execute("SELECT * INTO TEMP tmp_pay FROM hr.pay WHERE id <= 200")
 
     bin_dir = postgres.bin_dir
     connect = ["-h", "127.0.0.1", "-p", str(postgres.port), "-n", "hr"]
@@ -196,3 +205,11 @@ def test_a_dumps_exports_are_its_copies_whatever_its_jobs(day: Day, role: str) -
     window = day(role)
     assert (window["exports"], window["export_objects_list"]) == (2, DUMPED)
     assert window["rows_read"] is None
+
+
+def test_rows_read_for_the_server_itself_are_not_rows_read(day: Day) -> None:
+    """D5: EXPLAIN ANALYZE (the client gets a plan), CREATE TABLE AS and SELECT INTO
+    (rows go into a table on the server) read hr.pay, but send none of its rows."""
+    window = day("analyst")
+    assert window["rows_read"] == 40
+    assert window["objects_list"] == ["hr.pay"]
