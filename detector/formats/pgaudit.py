@@ -17,12 +17,18 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   statement numbers); the leader logs the statement with the full row count, so worker
   lines are context, not events.
 * Foreign-key checks run by the server itself are audited as 1-row READs of the
-  referenced table; they are classed ``INTERNAL`` so they do not count as reads.
+  referenced table; they are classed ``INTERNAL`` so they do not count as reads. Only
+  the text PostgreSQL writes for them, told line by line (a user's own ``SELECT fk."ssn"
+  FROM ONLY ...`` is a read): see ``_RI_PER_ROW``.
+* ``COPY ... TO`` is pgAudit's READ ``COPY`` (``COPY ... FROM`` is WRITE). Comments
+  before a statement's first word (``/* tool */ COPY t TO STDOUT``) are skipped to
+  classify it and name its tables.
 * With ``pgaudit.log_catalog = on`` (the default) reads of ``pg_catalog`` and
   ``information_schema`` are audited like any table's. A statement reading only them
   (or sequences' state: pg_dump reads each sequence's last value) is classed ``CATALOG``
   (a statement, not a read of data, nor an export even in a dump); one that also read
-  tables names only those tables.
+  tables names only those tables. So is a dump's ``SELECT`` of no relation
+  (``set_config``, ``pg_is_in_recovery()``): a dump's exports are its COPYs and cursors.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
 * Several statements sent as one simple query are audited each with its own statement
