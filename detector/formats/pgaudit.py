@@ -252,14 +252,14 @@ def relations_in(text: pl.Expr, *, ctes: bool = True) -> pl.Expr:
         return relations.list.unique(maintain_order=True)
     # ``WITH x AS (...) SELECT ... FROM x``: x is no relation. (A ``public.x`` named as
     # such in the same text is taken for it too.)
-    ctes = text.str.extract_all(_CTE)
+    definitions = text.str.extract_all(_CTE)
     if_cte = pl.element().str.replace(r"(?i)^(?:WITH(?:\s+RECURSIVE)?|,)\s*", "")
-    defined = _qualified(ctes.list.eval(if_cte.str.extract(rf"^({_IDENT})", 1)))
+    defined = _qualified(definitions.list.eval(if_cte.str.extract(rf"^({_IDENT})", 1)))
     marked = pl.element().str.starts_with(NUL)
     unmarked = pl.element().filter(marked).str.strip_prefix(NUL).implode()
     without_ctes = pl.concat_list(relations, defined.list.eval(pl.lit(NUL) + pl.element()))
     return (
-        pl.when(ctes.list.len() > 0)
+        pl.when(definitions.list.len() > 0)
         .then(without_ctes.list.eval(pl.element().filter(~marked & ~pl.element().is_in(unmarked))))
         .otherwise(relations)
         .list.unique(maintain_order=True)
