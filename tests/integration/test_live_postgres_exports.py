@@ -143,13 +143,18 @@ def day(events: pl.DataFrame) -> Day:
     return window
 
 
-def test_a_copy_or_cursor_behind_a_comment_is_an_export_of_its_table(day: Day) -> None:
+def test_a_copy_or_cursor_behind_a_comment_is_an_export_of_its_table(
+    events: pl.DataFrame, day: Day
+) -> None:
     """D7: tools put comments first (Metabase, sqlcommenter, cron scripts); two COPYs of
     whole tables, a COPY of a query and a cursor (its DECLARE and its FETCH) are five
     exports of both tables."""
     window = day("commenter")
     assert window["exports"] == 3 + 2
     assert window["export_objects_list"] == DUMPED
+    # the FETCH too, from its cursor's DECLARE
+    exports = events.filter((pl.col(S.ACCOUNT) == "commenter") & pl.col(S.EXPORT))
+    assert exports.filter(pl.col(S.OBJECTS).list.len() == 0).is_empty()
 
 
 def test_a_query_shaped_like_a_foreign_key_check_is_a_read(
