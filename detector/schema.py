@@ -18,7 +18,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``db.system.name``            | String            | OTel: ``postgresql``, ``mariadb``, ...                   |
 | ``db.namespace``              | String            | OTel: database name                                     |
 | ``db.collection.names``       | List(String)      | OTel ``db.collection.name``, all objects the statement touched, schema-qualified |
-| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks), CATALOG (a read of the server's catalogs only, :data:`CATALOG_SCHEMAS`, or of sequences' state: pg_dump's) |
+| ``activity_name``             | String            | OCSF activity / pgAudit class: READ, WRITE, DDL, ROLE, MISC, FUNCTION; ERROR (failed statement), CONNECT (refused login), INTERNAL (server-run foreign-key checks), CATALOG (a read of the server's catalogs only, :data:`CATALOG_SCHEMAS` of its server, or of sequences' state: pg_dump's, or a dump's SELECT of functions only: ``set_config``) |
 | ``db.operation.name``         | String            | OTel: command, e.g. ``SELECT``, ``COPY``, ``FETCH``       |
 | ``db.query.text``             | String            | OTel: statement text (as logged)                         |
 | ``db.response.returned_rows`` | Int64             | OTel: rows read or written by the statement, counted once|
@@ -33,7 +33,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -59,21 +59,35 @@ SOURCE_FORMAT: Final = "source_format"
 SCHEMA_VERSION: Final = 1
 NUL: Final = "\x00"  # in no account name (see conform)
 
-# The servers' own catalogs. A read of them alone (psql's ``\d``, an ORM's introspection,
-# pg_dump's hundred catalog queries with pgAudit's default ``log_catalog = on``) is
-# classed CATALOG: a statement, but no data read, no object read and no export.
-CATALOG_SCHEMAS: Final = ("pg_catalog", "information_schema", "mysql", "performance_schema", "sys")
-CATALOG_PREFIXES: Final = tuple(f"{schema}." for schema in CATALOG_SCHEMAS)
+# The servers' own catalogs, by server family: a schema that is one server's catalog
+# is an ordinary user schema on another (``sys`` on PostgreSQL: Oracle migrations,
+# pgloader's copies of MySQL databases). A read of them alone (psql's ``\d``, an ORM's
+# introspection, pg_dump's hundred catalog queries with pgAudit's default
+# ``log_catalog = on``) is classed CATALOG: a statement, but no data read, no object read
+# and no export.
+CATALOG_SCHEMAS: Final = {
+    # and pg_toast_temp_N, temporary tables' TOAST (pg_temp_N, temporary tables
+    # themselves, are data)
+    "postgresql": ("pg_catalog", "information_schema", "pg_toast"),
+    # MariaDB's audit log writes ``INFORMATION_SCHEMA``: any case.
+    "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
+}
+# Every family's, to list the catalogs after the tables in a report.
+CATALOG_PREFIXES: Final = tuple(
+    sorted({f"{schema}." for family in CATALOG_SCHEMAS.values() for schema in family})
+)
+_CATALOG_RE: Final = {
+    # As PostgreSQL writes names: unquoted lower-case; a user's "PG_CATALOG" is quoted.
+    "postgresql": rf"^(?:{'|'.join(CATALOG_SCHEMAS['postgresql'])}|pg_toast_temp_\d+)\.",
+    "mysql": rf"(?i)^(?:{'|'.join(CATALOG_SCHEMAS['mysql'])})\.",
+}
 
 
-_CATALOG_RE: Final = rf"(?i)^(?:{'|'.join(CATALOG_SCHEMAS)})\."
-
-
-def is_catalog(name: pl.Expr) -> pl.Expr:
-    """True where ``name`` (a schema-qualified object, as logged, in any case: MariaDB's
-    audit log writes ``INFORMATION_SCHEMA``) is in a server catalog."""
+def is_catalog(name: pl.Expr, family: Literal["postgresql", "mysql"]) -> pl.Expr:
+    """True where ``name`` (a schema-qualified object, as the server's log writes it) is
+    in one of the ``family``'s catalogs (:data:`CATALOG_SCHEMAS`)."""
     # one pattern: a tenth of the time of lower-casing and testing each prefix
-    return name.str.contains(_CATALOG_RE)
+    return name.str.contains(_CATALOG_RE[family])
 
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {

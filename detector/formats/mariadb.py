@@ -171,12 +171,12 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
     call_read = mine & (pl.col(S.CLASS) == "FUNCTION") & (pl.col(S.ROWS) > 0).fill_null(False)
     objects = pl.col(S.OBJECTS)
     catalogs_only = (objects.list.len() > 0) & objects.list.eval(
-        S.is_catalog(pl.element())
+        S.is_catalog(pl.element(), "mysql")
     ).list.all()
     catalog = mine & (pl.col(S.CLASS) == "READ") & catalogs_only
     return events.with_columns(
         pl.when(call_read)
-        .then(objects.list.eval(pl.element().filter(~S.is_catalog(pl.element()))))
+        .then(objects.list.eval(pl.element().filter(~S.is_catalog(pl.element(), "mysql"))))
         .otherwise(objects)
         .alias(S.OBJECTS),
         pl.when(call_read)
@@ -340,7 +340,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
 def _tables_key(objects: pl.Expr) -> pl.Expr:
     """A statement's tables as one string (sorted, the server's catalogs left out), to
     pair TABLE records with the slow record naming them; null when it names none."""
-    names = objects.list.eval(pl.element().filter(~S.is_catalog(pl.element()))).list.sort()
+    names = objects.list.eval(pl.element().filter(~S.is_catalog(pl.element(), "mysql"))).list.sort()
     return pl.when(names.list.len() > 0).then(names.list.join(","))
 
 

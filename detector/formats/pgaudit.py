@@ -17,12 +17,18 @@ Counting rules real pgAudit 1.7 logs need (see ``tests/fixtures/pgaudit/FINDINGS
   statement numbers); the leader logs the statement with the full row count, so worker
   lines are context, not events.
 * Foreign-key checks run by the server itself are audited as 1-row READs of the
-  referenced table; they are classed ``INTERNAL`` so they do not count as reads.
+  referenced table; they are classed ``INTERNAL`` so they do not count as reads. Only
+  the text PostgreSQL writes for them, told line by line (a user's own ``SELECT fk."ssn"
+  FROM ONLY ...`` is a read): see ``_RI_PER_ROW``.
+* ``COPY ... TO`` is pgAudit's READ ``COPY`` (``COPY ... FROM`` is WRITE). Comments
+  before a statement's first word (``/* tool */ COPY t TO STDOUT``) are skipped to
+  classify it and name its tables.
 * With ``pgaudit.log_catalog = on`` (the default) reads of ``pg_catalog`` and
   ``information_schema`` are audited like any table's. A statement reading only them
   (or sequences' state: pg_dump reads each sequence's last value) is classed ``CATALOG``
   (a statement, not a read of data, nor an export even in a dump); one that also read
-  tables names only those tables.
+  tables names only those tables. So is a dump's ``SELECT`` of no relation
+  (``set_config``, ``pg_is_in_recovery()``): a dump's exports are its COPYs and cursors.
 * Failed statements are not audited; they are the ``ERROR`` records (with the
   statement from the ``STATEMENT`` line or the record's statement field).
 * Several statements sent as one simple query are audited each with its own statement
@@ -85,6 +91,11 @@ _TS_RE: Final = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*(\S*)$"
 # Relation names as a statement writes them: schema.table, "Quoted"."Names", table.
 _IDENT: Final = r'(?:"[^"]+"|[A-Za-z_][\w$]*)'
 _RELATION: Final = rf"{_IDENT}(?:\.{_IDENT})?"
+# Comments and blanks before a statement's first word: tools put their name or the
+# query's origin there (``/* metabase query 42 */ COPY ...``, sqlcommenter, cron scripts).
+# (Nested ``/* /* */ */`` comments are not undone; pgAudit's READ ``COPY`` still tells
+# such a ``COPY ... TO``.)
+LEADING: Final = r"(?:\s|/\*(?s:.*?)\*/|--[^\n]*)*"
 
 
 # When, where in the file, and who: the record columns every event carries.
@@ -210,21 +221,81 @@ def parse_time(ts: pl.Expr) -> pl.Expr:
     return (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
 
 
-def relations_in(text: pl.Expr) -> pl.Expr:
-    """Relations a statement reads, from its text: after ``FROM``/``JOIN``, or ``COPY t``.
+def relations_in(text: pl.Expr, *, ctes: bool = True) -> pl.Expr:
+    """Relations a statement reads, from its text: after ``FROM``/``JOIN`` (``ONLY`` or
+    not, every item of a ``FROM a x, b y`` list), or ``COPY t``; not the names its
+    ``WITH`` defines.
 
     Used only where pgAudit names no object (``COPY t TO``, cursors, failed statements).
     Unqualified names are given the ``public`` schema, the default ``search_path``. Names
     are written as pgAudit writes the objects it names (:func:`_quote_identifier`).
+    Without ``ctes`` (no text has a ``WITH``: :func:`has_ctes`), the names a ``WITH``
+    defines are not looked for: their steps cost ~2 ms a call, on no rows as on many.
     """
+    # The items of FROM lists after their first, the first found with every FROM below.
+    listed = text.str.extract_all(_FROM_LIST).list.join(" ").str.extract_all(_LISTED)
     found = pl.concat_list(
         # with a following "(", to tell a function (``FROM shop.all_customers()``)
-        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_RELATION}\s*\(?"),
-        text.str.extract_all(rf"(?i)^\s*COPY\s+{_RELATION}"),
+        text.str.extract_all(rf"(?i)\b(?:FROM|JOIN)\s+{_SKIPPED}{_RELATION}\s*\(?"),
+        text.str.extract_all(rf"(?i)^{LEADING}COPY\s+{_RELATION}"),
+        listed,
     )
-    name = pl.element().str.replace(r"(?i)^\s*(?:FROM|JOIN|COPY)\s+", "").str.strip_chars_end()
+    name = (
+        pl.element()
+        .str.replace(rf"(?i)^{LEADING}(?:FROM|JOIN|COPY|,)\s*{_SKIPPED}", "")
+        .str.strip_chars_end()
+    )
+    # a function's name, or a name in a function's arguments or an alias's columns
+    relation = ~pl.element().str.ends_with("(") & ~pl.element().str.ends_with(")")
+    relations = _qualified(found.list.eval(pl.element().filter(relation)).list.eval(name))
+    if not ctes:
+        return relations.list.unique(maintain_order=True)
+    # ``WITH x AS (...) SELECT ... FROM x``: x is no relation. (A ``public.x`` named as
+    # such in the same text is taken for it too.)
+    definitions = text.str.extract_all(_CTE)
+    if_cte = pl.element().str.replace(r"(?i)^(?:WITH(?:\s+RECURSIVE)?|,)\s*", "")
+    defined = _qualified(definitions.list.eval(if_cte.str.extract(rf"^({_IDENT})", 1)))
+    marked = pl.element().str.starts_with(NUL)
+    unmarked = pl.element().filter(marked).str.strip_prefix(NUL).implode()
+    without_ctes = pl.concat_list(relations, defined.list.eval(pl.lit(NUL) + pl.element()))
+    return (
+        pl.when(definitions.list.len() > 0)
+        .then(without_ctes.list.eval(pl.element().filter(~marked & ~pl.element().is_in(unmarked))))
+        .otherwise(relations)
+        .list.unique(maintain_order=True)
+    )
+
+
+def has_ctes(frame: pl.DataFrame, text: pl.Expr) -> bool:
+    """Whether any ``text`` of ``frame`` defines names by ``WITH`` (:func:`relations_in`)."""
+    return bool(frame.select(text.str.contains(_CTE).any()).item())
+
+
+NUL: Final = "\x00"  # marks the names a WITH defines among those a text reads
+# Words between FROM or JOIN and the relation: ``FROM ONLY t`` (pg_dump --inserts' cursors,
+# PostgreSQL's own foreign-key checks), ``JOIN LATERAL f(x)``.
+_SKIPPED: Final = r"(?:(?:ONLY|LATERAL)\s+)?"
+# An item of a FROM list: a relation or a function, then maybe an alias and its columns.
+_FROM_ITEM: Final = (
+    rf"{_SKIPPED}{_RELATION}(?:\s*\([^()]*\))?(?:\s+(?:AS\s+)?{_IDENT}(?:\s*\([^()]*\))?)?"
+)
+# A FROM list of several items (``FROM hr.people p, hr.pay y``), and its items after the first.
+_FROM_LIST: Final = rf"(?i)\bFROM\s+(?:{_FROM_ITEM}\s*,\s*)+{_SKIPPED}{_RELATION}\s*[()]?"
+_LISTED: Final = rf"(?i),\s*{_SKIPPED}{_RELATION}\s*[()]?"
+# A name a WITH defines: ``WITH [RECURSIVE] x [(cols)] AS [NOT] [MATERIALIZED] (``, or
+# the same after a comma for the next one.
+_CTE: Final = (
+    rf"(?i)(?:\bWITH(?:\s+RECURSIVE)?|,)\s*{_IDENT}(?:\s*\([^()]*\))?"
+    r"\s+AS\s*(?:NOT\s+)?(?:MATERIALIZED\s*)?\("
+)
+
+
+def _qualified(names: pl.Expr) -> pl.Expr:
+    """A list of relation names as written in a statement (``hr.people``, ``"Q".t``,
+    ``t``) as pgAudit writes them: schema-qualified (``public`` where not) and quoted."""
     # The name's parts in one step, the quoting in the next: one expression using each
     # part several times held each part's patterns as often (~10 ms a call on no rows).
+    name = pl.element()
     parts = pl.struct(
         name.str.extract(rf"^({_IDENT})", 1).alias("first"),
         name.str.extract(rf"^{_IDENT}\.({_IDENT})$", 1).alias("second"),
@@ -233,20 +304,13 @@ def relations_in(text: pl.Expr) -> pl.Expr:
     schema = pl.when(second.is_null()).then(pl.lit("public")).otherwise(first)
     # Then the server's names, then their quoting: each step reads the one before it
     # several times, and within a list nothing is computed once for all its uses.
-    names = pl.struct(
+    server = pl.struct(
         _server_name(schema).alias("schema"),
         _server_name(pl.coalesce(second, first)).alias("table"),
     )
     in_schema, table = pl.element().struct.field("schema"), pl.element().struct.field("table")
     qualified = _quote_identifier(in_schema) + "." + _quote_identifier(table)
-    relation = ~pl.element().str.ends_with("(")
-    return (
-        found.list.eval(pl.element().filter(relation))
-        .list.eval(parts)
-        .list.eval(names)
-        .list.eval(qualified)
-        .list.unique(maintain_order=True)
-    )
+    return names.list.eval(parts).list.eval(server).list.eval(qualified)
 
 
 _UPPER: Final = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -554,7 +618,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     used += ["a_class", "a_command", "a_statement", "a_rows"]
     # A sequence's state (pg_dump reads each one's last value) is no more data than a
     # catalog: a statement reading only catalogs and sequences is a CATALOG read.
-    state = S.is_catalog(obj).fill_null(False) | (pl.col("a_object_type") == "SEQUENCE")
+    state = S.is_catalog(obj, "postgresql").fill_null(False) | (
+        pl.col("a_object_type") == "SEQUENCE"
+    )
     audit = audit.select(*used, obj.alias("_obj"), state.fill_null(False).alias("_cat"))
     # One hashing of the key finds each statement's first line and collects its relations.
     # Its tables (objects not catalogs), or the catalogs it read if it read nothing else
@@ -608,13 +674,22 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     first = own_statements(first)
     query = pl.col(S.QUERY)
     # The statement's first words, upper-cased, computed once (``_head``).
-    first = first.with_columns(
-        query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase().alias("_head")
-    )
-    text_head = pl.col("_head")
+    head = query.str.slice(0, 24).str.strip_chars_start().str.to_uppercase()
+    first = first.with_columns(head.alias("_head"), query.alias("_text"))
+    text_head, text = pl.col("_head"), pl.col("_text")
+    # The text from its first word (``_text``), where comments come first: rare, so
+    # only then is every text looked at again.
+    commented = text_head.str.starts_with("/*") | text_head.str.starts_with("--")
+    if first.select(commented.any()).item():
+        skipped = query.str.replace(rf"^{LEADING}", "")
+        first = first.with_columns(pl.when(commented).then(skipped).otherwise(query).alias("_text"))
+        first = first.with_columns(text.str.slice(0, 24).str.to_uppercase().alias("_head"))
     # The patterns run only where the cheap test passes: most statements are neither.
-    copy_text = pl.when(text_head.str.starts_with("COPY")).then(query).otherwise(pl.lit(""))
-    is_copy_to = copy_text.str.contains(_COPY_TO)
+    copy_text = pl.when(text_head.str.starts_with("COPY")).then(text).otherwise(pl.lit(""))
+    # pgAudit classes ``COPY ... TO`` READ (``COPY ... FROM`` WRITE), whatever its text
+    # says; the text tells the ``SELECT`` of a ``COPY (SELECT ...) TO``.
+    copy_out = (pl.col("a_class") == "READ") & (pl.col(S.COMMAND) == "COPY")
+    is_copy_to = copy_text.str.contains(_COPY_TO) | copy_out
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
@@ -625,10 +700,18 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
     is_dump = dump_tool & (pl.col("a_class") == "READ") & ~catalog
     # Referential-integrity checks that PostgreSQL runs itself (ri_triggers.c): one
-    # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ.
-    internal = query.str.starts_with("SELECT ") & query.str.contains(
-        r'^SELECT (?:1|fk\."[^"]+") FROM ONLY "'
-    )
+    # 1-row read per inserted row. Not data leaving; classed INTERNAL, not READ. The
+    # shape alone is no proof: anyone can send ``SELECT fk."ssn" FROM ONLY ...``. Nor
+    # is the statement around it, told line by line: the real log numbers the checks
+    # 8.1 .. 8.2000 and the INSERT 8.2001, so a chunk may end before the write (or the
+    # ALTER TABLE ... FOREIGN KEY) that shows them internal. What is decided on each
+    # line alone: a per-row check is parameterised (``$1``) and locks what it finds
+    # (``FOR KEY SHARE OF x``), and its select list is the constant 1, so the same text
+    # sent by a user returns no column of the table; a check of a whole table
+    # (``SELECT fk."c" ... LEFT OUTER JOIN ONLY ...`` at ALTER TABLE) returns a row only
+    # where the constraint fails, so one that returned rows is counted as a read.
+    whole_table = query.str.contains(_RI_WHOLE_TABLE) & (pl.col(S.ROWS) == 0)
+    internal = query.str.contains(_RI_PER_ROW) | whole_table.fill_null(False)
     export = is_copy_to | is_cursor | is_dump
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
@@ -654,22 +737,30 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # line, which makes its procedure's reads count.
     events = events.with_columns(unnamed.alias("_unnamed"))
     if not events["_unnamed"].any():
-        return events.drop("_unnamed")
+        return events.drop("_unnamed", "_text")
     named, bare = events.filter(~pl.col("_unnamed")), events.filter(pl.col("_unnamed"))
-    bare = bare.with_columns(relations_in(pl.col(S.QUERY)).alias(S.OBJECTS))
+    text = pl.col("_text")
+    bare = bare.with_columns(relations_in(text, ctes=has_ctes(bare, text)).alias(S.OBJECTS))
     # Named by the text only, catalogs alone (a dump's catalog query with log_relation
     # off, say): no more an export than the catalog reads pgAudit names.
     objects = pl.col(S.OBJECTS)
+    read = pl.col(S.CLASS) == "READ"
     catalog = (
-        (pl.col(S.CLASS) == "READ")
+        read
         & (objects.list.len() > 0)
-        & objects.list.eval(S.is_catalog(pl.element())).list.all()
+        & objects.list.eval(S.is_catalog(pl.element(), "postgresql")).list.all()
     )
+    # A dump's SELECT of no relation (``SELECT pg_catalog.set_config(...)``,
+    # ``pg_is_in_recovery()``, each parallel worker's own): the server's state, like a
+    # catalog read; its data leaves by COPY (cursors with --inserts), whatever its -j.
+    dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
+    state = read & (objects.list.len() == 0) & (pl.col(S.COMMAND) == "SELECT") & dump_tool
+    catalog = catalog | state
     bare = bare.with_columns(
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
         pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
     )
-    return pl.concat([named, bare]).drop("_unnamed")
+    return pl.concat([named, bare]).drop("_unnamed", "_text")
 
 
 # One statement of a string of several: quoted literals and identifiers, dollar-quoted
@@ -680,6 +771,15 @@ _PIECE_RE: Final = (
 )
 # A COPY's text that copies out: ``COPY t TO STDOUT``, ``COPY (SELECT ...) TO '/f'``.
 _COPY_TO: Final = r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
+# PostgreSQL's own foreign-key check of one row (ri_triggers.c, RI_FKey_check and
+# ri_restrict): ``SELECT 1 FROM ONLY "s"."t" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR
+# KEY SHARE OF x``.
+_RI_PER_ROW: Final = (
+    r'(?s)^SELECT 1 FROM ONLY "(?:[^"]|"")+"\."(?:[^"]|"")+" x WHERE .*\$1\b.* FOR KEY SHARE OF x$'
+)
+# Its check of a whole table, when a foreign key is added (RI_Initial_Check) or a
+# partition detached: ``SELECT fk."c" FROM ONLY "s"."t" fk LEFT OUTER JOIN ONLY ...``.
+_RI_WHOLE_TABLE: Final = r'^SELECT fk\."(?:[^"]|"")+"(?:, fk\."(?:[^"]|"")+")* FROM (?:ONLY )?"'
 # How a statement whose command is SELECT may begin.
 _SELECT_START: Final = r"^(?:SELECT|WITH|TABLE|VALUES|\()"
 
@@ -754,7 +854,7 @@ def own_statements(statements: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("_piece") != "")
         .filter(pl.len().over(S.QUERY) > 1)
     )
-    start = pl.col("_piece").str.slice(0, 24).str.to_uppercase()
+    start = pl.col("_piece").str.replace(rf"^{LEADING}", "").str.slice(0, 24).str.to_uppercase()
     pieces = pieces.with_columns(
         _word(
             pl.when(start.str.contains(_SELECT_START))
@@ -797,6 +897,14 @@ def _word(word: pl.Expr, copy_from: pl.Expr) -> pl.Expr:
     )
 
 
+# Commands whose reads stay on the server, as pgAudit names them (on the statement's
+# last sub-statement, after the READ that did the reading).
+KEPT_ON_SERVER: Final = (
+    "EXPLAIN", "CREATE TABLE AS", "SELECT INTO", "REFRESH MATERIALIZED VIEW",
+    "CREATE MATERIALIZED VIEW",
+)  # fmt: skip
+
+
 def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with the rows of a statement's nested reads not counted again.
 
@@ -808,7 +916,11 @@ def count_outer_reads(events: pl.DataFrame) -> pl.DataFrame:
     caller, and its READ sub-statements before it count no rows of their own: the rows
     are what left the server. The inner reads keep their objects (the caller names only
     the function). A ``CALL`` (logged last, as MISC) and a ``DO`` block (logged first)
-    are no reads: all their statements' rows count. Decided once a statement's lines are
+    are no reads: all their statements' rows count. Nor are the rows a statement read
+    for the server itself (:data:`KEPT_ON_SERVER`: ``EXPLAIN ANALYZE``, ``CREATE TABLE
+    ... AS``, ``SELECT ... INTO``, a materialized view's refresh), logged as a READ
+    with its rows then a sub-statement naming the command: the client got none of them
+    (a plan, or nothing); the tables are still objects read. Decided once a statement's lines are
     all there: over whole files and batches (``ingest``), and by the live engine for
     statements it no longer holds (it keeps the commands of those it holds), since a
     chunk or a poll may end before a caller's or a ``CALL``'s line.
@@ -826,17 +938,19 @@ def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
     is_pgaudit = is_pgaudit.fill_null(False)
     counted = is_pgaudit & (pl.col(S.CLASS) == "READ") & pl.col(S.ROWS).is_not_null()
     nested = counted & ~pl.col(S.STATEMENT_ID).str.ends_with(".1").fill_null(True)
-    if not events.select(nested.any()).item():
+    command = pl.col(S.COMMAND)
+    for_server = is_pgaudit & command.is_in(KEPT_ON_SERVER)
+    if not events.select((nested | for_server).any()).item():
         return events  # the usual case: no statement has a second sub-statement
     parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
     statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
     sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
-    command = pl.col(S.COMMAND)
     # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT
     top = sub.filter(is_pgaudit & command.ne_missing("COPY")).max().over(statement)
     caller = (counted & (sub == top)).any().over(statement)
     in_do = (is_pgaudit & (command == "DO")).any().over(statement)
-    inner = (counted & (sub < top) & caller & ~in_do).fill_null(False)
+    kept = for_server.any().over(statement)
+    inner = (counted & (((sub < top) & caller & ~in_do) | kept)).fill_null(False)
     return events.with_columns(pl.when(inner).then(None).otherwise(pl.col(S.ROWS)).alias(S.ROWS))
 
 
@@ -868,7 +982,7 @@ def _declarations(events: pl.DataFrame) -> pl.DataFrame:
     position in ``events`` (``_pos``)."""
     return (
         events.with_row_index("_pos")
-        .filter(pl.col(S.QUERY).str.contains(r"(?i)^\s*DECLARE\s"))
+        .filter(pl.col(S.QUERY).str.contains(_DECLARE_START))
         .select(
             S.SESSION,
             pl.col(S.QUERY).str.extract(_CURSOR_NAME, 1).str.to_lowercase().alias("_cursor"),
@@ -908,9 +1022,15 @@ def fetch_objects(events: pl.DataFrame, cursors: pl.DataFrame) -> pl.DataFrame:
     ).drop("_pos", "_cursor", "_cursor_objects")
 
 
-_FETCH_START: Final = r"(?i)^\s*(?:FETCH|MOVE)\b"
-_CURSOR_NAME: Final = r"(?i)^\s*DECLARE\s+(" + _IDENT + r")"
-_FETCH_CURSOR: Final = r"(?i)^\s*(?:FETCH|MOVE)\b.*?\b(?:FROM|IN)\s+(" + _IDENT + r")\s*;?\s*$"
+_FETCH_START: Final = rf"(?i)^{LEADING}(?:FETCH|MOVE)\b"
+_DECLARE_START: Final = rf"(?i)^{LEADING}DECLARE\s"
+_CURSOR_NAME: Final = rf"(?i)^{LEADING}DECLARE\s+({_IDENT})"
+# ``FETCH [direction] [FROM | IN] cursor``: FROM and IN are optional (``FETCH 20 c``).
+_DIRECTION: Final = r"(?:NEXT|PRIOR|FIRST|LAST|ALL|FORWARD|BACKWARD|ABSOLUTE|RELATIVE|[+-]?\d+)"
+_FETCH_CURSOR: Final = (
+    rf"(?i)^{LEADING}(?:FETCH|MOVE)\b(?:.*?\b(?:FROM|IN)\s+|\s+(?:{_DIRECTION}\s+)*)"
+    rf"({_IDENT})\s*;?\s*$"
+)
 
 
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
@@ -925,7 +1045,9 @@ def _failures(records: pl.DataFrame) -> pl.DataFrame:
     no_objects = pl.lit([], dtype=pl.List(pl.String))
     # The usual chunk has no failure: relations_in costs milliseconds even on no rows.
     objects = (
-        pl.when(sev == "ERROR").then(relations_in(statement).fill_null([])).otherwise(no_objects)
+        pl.when(sev == "ERROR")
+        .then(relations_in(statement, ctes=has_ctes(failed, statement)).fill_null([]))
+        .otherwise(no_objects)
         if failed.height
         else no_objects
     )

@@ -193,8 +193,8 @@ def test_pg_dump_exports_its_tables_and_its_catalog_queries_are_not_data(
     assert window["uncounted_exports"] == len(truth.dump_tables) == len(TABLES) + 1
     assert window["export_objects_list"] == truth.dump_tables
     assert window["objects_list"] == truth.dump_tables
-    # set_config, pg_is_in_recovery, ...: a handful of 1-row reads, no catalog rows
-    assert window["rows_read"] < 20
+    # set_config, pg_is_in_recovery, ...: the server's state, no rows read
+    assert window["rows_read"] is None
 
 
 def test_a_read_through_a_function_counts_its_rows_once(
