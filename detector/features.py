@@ -36,8 +36,11 @@ from detector.durations import span as span
 # read through a function counts its rows once, a MariaDB CALL's rows are read (a v5
 # model's largest volumes and exports were learned with them); 7: so is a read of
 # sequences' state alone (pg_dump reads each sequence's last value: a v6 model learned
-# them as objects read)
-FEATURE_VERSION: Final = 7
+# them as objects read); 8: a client statement counts once, not per pgAudit
+# sub-statement (an INSERT checked by 2,000 foreign-key reads was 2,001 statements), and
+# a dump's function-only SELECTs and user schemas named sys or mysql are read as they are
+# (a v7 model learned other statement counts, exports and objects)
+FEATURE_VERSION: Final = 8
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
