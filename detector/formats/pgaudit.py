@@ -607,11 +607,18 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     key = ["session_id", "a_stmt_id", "a_substmt_id"]
     obj, text = pl.col("a_object_name"), pl.col("a_statement")
     # Whether any object or text is CSV-quoted, in one pass over both columns.
-    quoted_obj, quoted_text = audit.select(
-        obj.str.starts_with('"').any(), text.str.starts_with('"').any()
+    quoted_obj, quoted_text, temporary = audit.select(
+        obj.str.starts_with('"').any(),
+        text.str.starts_with('"').any(),
+        obj.str.starts_with("pg_temp_").any().alias("_temporary"),
     ).row(0)
     if quoted_obj:
         obj = unquote_csv(obj)
+    if temporary:
+        # A temporary table lives in its backend's own schema (pg_temp_3.tmp_eu, then
+        # pg_temp_7.tmp_eu in the next session): one name for it, or every session's
+        # temporary table is an object the account never read before.
+        obj = obj.str.replace(r"^pg_temp_\d+\.", "pg_temp.")
     obj = obj.replace("", None)
     # Only the columns read below: the filter to first lines copies each one it keeps.
     used = [S.TIME, "line_no", "user", "remote_host", "application_name", "dbname", *key]

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.postgres
 
 ROLES = (
     "hr_owner", "commenter", "mimic", "sys_reader", "joiner", "fetcher", "cte_user",
-    "dumper", "dumper_par", "dumper_ins", "analyst",
+    "dumper", "dumper_par", "dumper_ins", "analyst", "stager",
 )  # fmt: skip
 PEOPLE, PAY = 1500, 800
 DUMPED = ["hr.pay", "hr.people"]
@@ -102,6 +102,16 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         c.execute("EXPLAIN ANALYZE SELECT * FROM hr.pay WHERE id <= 500").fetchall()
         c.execute("CREATE TABLE scratch.snap AS SELECT * FROM hr.pay WHERE id <= 300")
         c.execute("SELECT * INTO TEMP tmp_pay FROM hr.pay WHERE id <= 200")
+
+    # Two sessions at once, each with its own temporary table of the same name: each lives
+    # in its backend's own schema (pg_temp_N, N differing between concurrent sessions).
+    with (
+        psycopg.connect(postgres.dsn("stager", "staff"), application_name="etl") as one,
+        psycopg.connect(postgres.dsn("stager", "staff"), application_name="etl") as two,
+    ):
+        for session in (one, two):
+            session.execute("CREATE TEMP TABLE stage AS SELECT * FROM hr.pay WHERE id <= 30")
+            assert len(session.execute("SELECT * FROM stage").fetchall()) == 30
 
     bin_dir = postgres.bin_dir
     connect = ["-h", "127.0.0.1", "-p", str(postgres.port), "-n", "hr"]
@@ -218,3 +228,14 @@ def test_rows_read_for_the_server_itself_are_not_rows_read(day: Day) -> None:
     window = day("analyst")
     assert window["rows_read"] == 40
     assert window["objects_list"] == ["hr.pay"]
+
+
+def test_a_temporary_table_has_one_name_whatever_its_sessions_schema(
+    events: pl.DataFrame, day: Day
+) -> None:
+    """pgAudit names a temporary table by its backend's schema (pg_temp_3.stage, and
+    pg_temp_4.stage in a session beside it): one name for both, so a job's temporary
+    table is not a table it never read before in each new session."""
+    logged = events.filter(pl.col(S.ACCOUNT) == "stager")[S.OBJECTS].explode().drop_nulls()
+    assert logged.str.starts_with("pg_temp").sum() == 2, logged.to_list()
+    assert day("stager")["objects_list"] == ["hr.pay", "pg_temp.stage"]
