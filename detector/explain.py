@@ -568,8 +568,17 @@ class Judge:
             if own > typical
             else "a new account with no history"
         )
+        # The window names its own tables: over a longer horizon, only its part of the sum
+        # is theirs (a DBA's day of maintenance reads, then 15,000 rows of patients' notes).
+        base = self.horizons.base
+        read = (
+            f"read {_amount(value, unit)} in {_span(h)} from {_names(row['objects_list'])}"
+            if h == base
+            else f"read {_amount(value, unit)} in {_span(h)}, {_num(base_value)} of them in "
+            f"these {_span(base)} from {_names(row['objects_list'])}"
+        )
         text = (
-            f"read {_amount(value, unit)} in {_span(h)} from {_names(row['objects_list'])}; {history}; "
+            f"{read}; {history}; "
             f"{_times(value, typical)} a typical peer's largest ({_num(typical)}), "
             f"{_times(value, peer)} any peer's largest ({_num(peer)}){self._peers(row)}"
         )
@@ -635,6 +644,8 @@ def _amount(value: float | int | None, unit: str) -> str:
 
 def _times(value: float, reference: float | None) -> str:
     ratio = (value + 1) / ((reference or 0) + 1)
+    if ratio < 0.1:  # not "0.0x any peer's largest"
+        return "under 0.1x"
     return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
 
 
