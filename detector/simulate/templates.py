@@ -137,12 +137,24 @@ TEMPLATES: Final[dict[str, Template]] = {
         Num.DAYS,
     ),
     # nightly backups: pg_dump's own statements (log_catalog = off hides its catalog queries)
+    # (its SELECTs of functions alone read the server's state: CATALOG, no rows read)
     "d_search_path": _bare(
-        "READ", "SELECT", "SELECT pg_catalog.set_config('search_path', '', false);", export=True
+        "READ",
+        "SELECT",
+        "SELECT pg_catalog.set_config('search_path', '', false);",
+        export=True,
+        catalog=True,
     ),
-    "d_recovery": _bare("READ", "SELECT", "SELECT pg_catalog.pg_is_in_recovery()", export=True),
+    "d_recovery": _bare(
+        "READ", "SELECT", "SELECT pg_catalog.pg_is_in_recovery()", export=True, catalog=True
+    ),
     "d_schemas": _bare(
-        "READ", "SELECT", "SELECT pg_catalog.current_schemas(false)", export=True, in_txn=True
+        "READ",
+        "SELECT",
+        "SELECT pg_catalog.current_schemas(false)",
+        export=True,
+        in_txn=True,
+        catalog=True,
     ),
     "d_prepare": _bare(
         "READ", "PREPARE", PREPARE_ACLS, Rows.ZERO, export=True, in_txn=True, catalog=True

@@ -37,9 +37,10 @@ class Totals:
         logged = np.where(frozen.logs_rows[combo], stmts["rows"], 0)
         weights = {
             "events": events,
-            "rows_read": logged * (cls == CLASS_CODES["READ"]),
+            # a dump's catalog query is written as one of its reads but parsed as CATALOG:
+            # no rows read, no export
+            "rows_read": logged * ((cls == CLASS_CODES["READ"]) & ~frozen.catalog[combo]),
             "rows_written": logged * (cls == CLASS_CODES["WRITE"]),
-            # a dump's catalog query is written as one of its reads but parsed as CATALOG
             "exports": events * (frozen.export[combo] & ~frozen.catalog[combo]),
             "failed": np.isin(shape, [Shape.ERROR, Shape.LOGIN_FAIL]),
         }
