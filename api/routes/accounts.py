@@ -5,9 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import READ, StoreDep
 from api.models import AccountDetail, AccountPage, Error, SeverityName
+
+
+class AccountName(Convertor[str]):
+    """The rest of the path, whatever it holds: a role name may hold a slash
+    (``ops/etl``) or a newline (``CREATE ROLE "a\nb"``), which Starlette's ``path``
+    convertor (``.*``) does not match: the route was missed, 404 before the token was
+    even checked."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("account_name", AccountName())
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[READ])
 
@@ -33,7 +52,8 @@ def list_accounts(
 
 
 @router.get(
-    "/{account:path}", responses={404: {"model": Error, "description": "account never scored"}}
+    "/{account:account_name}",
+    responses={404: {"model": Error, "description": "account never scored"}},
 )
 async def get_account(
     store: StoreDep, account: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
