@@ -48,6 +48,7 @@ from typing import Final
 import polars as pl
 
 from detector import schema as S
+from detector.formats import pg_replication
 from detector.formats.base import Parsed
 from detector.reader import CUT_MARKER_RE
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
@@ -374,7 +375,13 @@ def to_events(
     )
     is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
     relevant = (
-        is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
+        is_audit
+        | is_duration
+        | sev.is_in(["ERROR", "FATAL"])
+        | msg.str.starts_with("connection ")
+        # a walsender's (log_replication_commands)
+        | msg.str.starts_with(pg_replication.RECEIVED)
+        | msg.str.starts_with(pg_replication.AUTHORIZED)
     )
     if sessions_carried:  # a session's end, for pg_sessions to forget it first
         relevant = relevant | msg.str.starts_with("disconnection:")
@@ -410,7 +417,8 @@ def to_events(
     audit = audit.filter(~worker)
     statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
     failures = _failures(records.filter(sev.is_in(["ERROR", "FATAL"]) & ~is_duration))
-    events = pl.concat([statements, failures], how="diagonal_relaxed").with_columns(
+    replicated = _replication(records)
+    events = pl.concat([statements, failures, replicated], how="diagonal_relaxed").with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
     return Parsed(
@@ -419,12 +427,22 @@ def to_events(
         context=total
         - audit.height
         - failures.height
+        - replicated.height
         - too_long.height
         - bad_time.height
         - truncated.height,
         cut=statements.select(is_cut(pl.col(S.QUERY)).sum()).item() if any_long else 0,
         sessions=_sessions_opened(records) if sessions_carried else None,
     )
+
+
+def _replication(records: pl.DataFrame) -> pl.DataFrame:
+    """Events of the replication commands of ``records`` (:mod:`pg_replication`); an
+    empty frame, in one cheap test, for the usual log that has none."""
+    command = pg_replication.is_command(pl.col("message"))
+    if not records.select(command.any()).item():
+        return pl.DataFrame()
+    return pg_replication.events(records.filter(command))
 
 
 def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
@@ -435,7 +453,9 @@ def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
     message = pl.col("message")
     return (
         records.filter(
-            message.str.starts_with("connection ") | message.str.starts_with("disconnection:")
+            message.str.starts_with("connection ")
+            | message.str.starts_with("disconnection:")
+            | message.str.starts_with(pg_replication.AUTHORIZED)
         )
         .group_by("pid", maintain_order=True)
         .agg(
@@ -562,7 +582,7 @@ def _parse_times(ts: pl.Series) -> pl.Series:
 
 # The user (u), database (d) and application (a) a session's connection line names.
 CONNECTION_AUTHORIZED: Final = (
-    r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
+    r"^(?:replication )?connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
     r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
 )
 
