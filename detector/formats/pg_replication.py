@@ -9,8 +9,8 @@ publication: ``START_REPLICATION SLOT s LOGICAL``) leaves no AUDIT line. With
     LOG:  replication connection authorized: user=rep_user application_name=pg_basebackup
     LOG:  received replication command: BASE_BACKUP ( LABEL 'pg_basebackup base backup', ...)
     LOG:  received replication command: START_REPLICATION SLOT "exfil" LOGICAL 0/0
-    LOG:  received replication command: START_REPLICATION SLOT "sub" LOGICAL 0/0
-          (proto_version '3', publication_names '"pub_all"')
+    LOG:  received replication command: START_REPLICATION SLOT "sub1" LOGICAL 0/0 (proto_ver...
+          ...sion '3', publication_names '"pub_all"')
 
 Each command is one event of its session's account, application and client (no row
 count: the protocol logs none). What it copied is named by an object of its own, in
@@ -44,8 +44,10 @@ CLUSTER_WAL: Final = "(cluster WAL)"
 BACKUP_TOOL: Final = "pg_basebackup"
 
 _LOGICAL: Final = r"(?i)^START_REPLICATION\s+SLOT\s+\S+\s+LOGICAL\b"
-# pgoutput's option: ``publication_names '"pub_a","pub_b"'`` (names quoted as identifiers).
-_PUBLICATIONS: Final = r"(?i)\bpublication_names\s+'((?:[^']|'')*)'"
+# pgoutput's option, as a subscription's worker writes it (``publication_names
+# '"pub_a","pub_b"'``: names quoted as identifiers) or pg_recvlogical -o does
+# (``"publication_names" 'pub_a'``).
+_PUBLICATIONS: Final = r"(?i)\bpublication_names\"?\s+'((?:[^']|'')*)'"
 
 
 def is_command(message: pl.Expr) -> pl.Expr:
