@@ -9,8 +9,8 @@ publication: ``START_REPLICATION SLOT s LOGICAL``) leaves no AUDIT line. With
     LOG:  replication connection authorized: user=rep_user application_name=pg_basebackup
     LOG:  received replication command: BASE_BACKUP ( LABEL 'pg_basebackup base backup', ...)
     LOG:  received replication command: START_REPLICATION SLOT "exfil" LOGICAL 0/0
-    LOG:  received replication command: START_REPLICATION SLOT "sub1" LOGICAL 0/0 (proto_ver...
-          ...sion '3', publication_names '"pub_all"')
+    LOG:  received replication command: START_REPLICATION SLOT "sub1" LOGICAL 0/0
+          (proto_version '3', publication_names '"pub_all"')     <- one line in the log
 
 Each command is one event of its session's account, application and client (no row
 count: the protocol logs none). What it copied is named by an object of its own, in
