@@ -371,7 +371,12 @@ def to_events(
         # repeats the statement's text: context.
         records = records.filter(~long | audit_record).with_columns(long.alias("_long"))
     records = records.with_columns(
-        msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
+        msg.str.starts_with("AUDIT: ").alias("_audit"),
+        duration.alias("_duration"),
+        # A walsender's ``received replication command:`` and ``replication connection
+        # authorized:`` (log_replication_commands, log_connections), and few others: one
+        # pass for both, told apart on the few rows only (:func:`_replication`).
+        msg.str.starts_with("re").alias("_re"),
     )
     is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
     relevant = (
@@ -379,9 +384,7 @@ def to_events(
         | is_duration
         | sev.is_in(["ERROR", "FATAL"])
         | msg.str.starts_with("connection ")
-        # a walsender's (log_replication_commands)
-        | msg.str.starts_with(pg_replication.RECEIVED)
-        | msg.str.starts_with(pg_replication.AUTHORIZED)
+        | pl.col("_re")
     )
     if sessions_carried:  # a session's end, for pg_sessions to forget it first
         relevant = relevant | msg.str.starts_with("disconnection:")
@@ -439,10 +442,10 @@ def to_events(
 def _replication(records: pl.DataFrame) -> pl.DataFrame:
     """Events of the replication commands of ``records`` (:mod:`pg_replication`); an
     empty frame, in one cheap test, for the usual log that has none."""
-    command = pg_replication.is_command(pl.col("message"))
-    if not records.select(command.any()).item():
+    if not records["_re"].any():
         return pl.DataFrame()
-    return pg_replication.events(records.filter(command))
+    maybe = records.filter("_re")
+    return pg_replication.events(maybe.filter(pg_replication.is_command(pl.col("message"))))
 
 
 def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
