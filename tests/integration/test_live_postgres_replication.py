@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,9 @@ import polars as pl
 import psycopg
 import pytest
 
+from detector import model, settings
 from detector import schema as S
+from detector.live.service import Service
 from tests.conftest import OUTPUTS, parse
 from tests.integration.conftest import free_port, require_postgres, wait_for_logs
 
@@ -218,3 +221,36 @@ def test_a_model_trained_on_ordinary_work_flags_the_base_backup(run: Run, output
     ) in said, said
     # the ordinary accounts' day is not flagged
     assert set(flagged["account"]) == {"rep_user"}, flagged.select("account", "reasons").rows()
+
+
+def test_serve_alerts_on_the_base_backup_as_score_does(run: Run) -> None:
+    """``serve`` following the sixth day's log, with the model of the five before, stores
+    the base backup's alert with the same reason."""
+    log = run.logs / OUTPUTS["jsonlog"]
+    model_dir = run.tmp / "model-serve"
+    cli("train", "--model-dir", model_dir, "--until", SPLIT.isoformat(), log)
+    followed = run.tmp / "followed"
+    followed.mkdir()
+    scored_day = b"".join(
+        line
+        for line in log.read_bytes().splitlines(keepends=True)
+        if line[14:24] >= SPLIT.strftime("%Y-%m-%d").encode()
+    )
+    conf = settings.Settings(
+        state_dir=run.tmp / "state", follow=[str(followed / "*")], lateness="1m"
+    )
+    service = Service(model.load(model_dir), conf, conf.follow, model_dir)
+    try:
+        (followed / "postgresql.json").write_bytes(scored_day)
+        for _ in range(3):
+            service.step()
+            time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
+        _, alerts = service.store.alerts()
+        backup = [a for a in alerts if a["account"] == "rep_user" and "(cluster)" in str(a)]
+        assert len(backup) == 1, alerts
+        assert (
+            "a base backup of the whole cluster (every table of every database) by rep_user"
+            in str(backup[0])
+        )
+    finally:
+        service.stop()
