@@ -30,7 +30,7 @@ from detector import model, settings
 from detector import schema as S
 from detector.live.service import Service
 from tests.conftest import OUTPUTS, parse
-from tests.integration.conftest import free_port, require_postgres, wait_for_logs
+from tests.integration.conftest import free_port, pg_cluster, require_postgres, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -254,3 +254,33 @@ def test_serve_alerts_on_the_base_backup_as_score_does(run: Run) -> None:
         )
     finally:
         service.stop()
+
+
+def test_a_base_backup_takes_its_account_from_the_connection_line_with_the_default_prefix(
+    server_dir: Callable[[str], Path],
+) -> None:
+    """With PostgreSQL's default ``log_line_prefix = '%m [%p] '`` the BASE_BACKUP line
+    names no user, application or client: the session's ``connection received`` and
+    ``replication connection authorized: user=rep_user application_name=pg_basebackup``
+    lines do."""
+    plain = {**SETTINGS, "log_line_prefix": "%m [%p] ", "log_destination": "stderr"}
+    with pg_cluster(server_dir("pg_replication_prefix"), plain) as pg:
+        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE ROLE rep_user WITH REPLICATION LOGIN")
+        copy = server_dir("pg_replication_copy") / "copy"
+        subprocess.run(
+            [Path(pg._bin("pg_basebackup")), "-h", "127.0.0.1", "-p", str(pg.port),
+             "-U", "rep_user", "-D", copy, "-c", "fast"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+            admin.execute("SELECT 'prefix test done'")
+        deadline = time.monotonic() + 10
+        log = pg.log_dir / "postgresql.log"
+        while "prefix test done" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    events, _ = parse(log)
+    backup = events.filter(pl.col(S.EXPORT))
+    assert backup.select(S.ACCOUNT, S.APPLICATION, S.CLIENT_IP, S.COMMAND, S.OBJECTS).rows() == [
+        ("rep_user", "pg_basebackup", "127.0.0.1", "BASE_BACKUP", ["(cluster)"])
+    ]
