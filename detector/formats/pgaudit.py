@@ -784,7 +784,15 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # ``pg_is_in_recovery()``, each parallel worker's own): the server's state, like a
     # catalog read; its data leaves by COPY (cursors with --inserts), whatever its -j.
     dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
-    state = read & (objects.list.len() == 0) & (pl.col(S.COMMAND) == "SELECT") & dump_tool
+    # So is the search_path every libpq replication client sets first (pg_recvlogical, a
+    # subscription's workers), whatever it is named: the stream is its export.
+    secure_path = pl.col(S.QUERY).str.contains(_SECURE_SEARCH_PATH)
+    state = (
+        read
+        & (objects.list.len() == 0)
+        & (pl.col(S.COMMAND) == "SELECT")
+        & (dump_tool | secure_path)
+    )
     catalog = catalog | state
     bare = bare.with_columns(
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
@@ -793,6 +801,8 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([named, bare]).drop("_unnamed", "_text")
 
 
+# libpq's ALWAYS_SECURE_SEARCH_PATH_SQL, sent by its tools before anything else.
+_SECURE_SEARCH_PATH: Final = r"^SELECT pg_catalog\.set_config\('search_path', '', false\);?$"
 # One statement of a string of several: quoted literals and identifiers, dollar-quoted
 # bodies, comments, and any other character but ``;``.
 _PIECE_RE: Final = (

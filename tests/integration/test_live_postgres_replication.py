@@ -174,12 +174,17 @@ def test_a_base_backup_is_an_export_of_the_cluster_by_its_replication_role(
 
 def test_a_logical_stream_is_an_export_of_its_publication(run: Run, output: str) -> None:
     """pg_recvlogical's START_REPLICATION of a pgoutput slot: an export of the publication
-    it names, in the database it streams; creating the slot is none."""
+    it names, in the database it streams; creating the slot is none, nor is the
+    ``SELECT pg_catalog.set_config('search_path', '', false)`` each of its connections
+    sends first a read (it was a 1-row read of nothing)."""
     stream = exports(run, output).filter(pl.col(S.APPLICATION) == "pg_recvlogical")
     assert stream.select(S.COMMAND, S.DATABASE, S.OBJECTS, S.ROWS).rows() == [
         ("START_REPLICATION", "shop", ["(publication pub_all)"], None)
     ]
     events, _ = parse(run.logs / OUTPUTS[output])
+    # the search_path libpq's replication clients set first: the server's state, no read
+    own = events.filter(pl.col(S.APPLICATION) == "pg_recvlogical")
+    assert own.filter(pl.col(S.COMMAND) == "SELECT")[S.CLASS].to_list() == ["CATALOG"] * 2
     # pg_recvlogical's slot, and pg_basebackup's temporary one for its WAL stream
     slot = events.filter(pl.col(S.COMMAND) == "CREATE_REPLICATION_SLOT")
     assert sorted(slot[S.APPLICATION]) == ["pg_basebackup", "pg_recvlogical"]
