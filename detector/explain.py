@@ -46,6 +46,7 @@ from detector.features import (
     span,
     weekday_columns,
 )
+from detector.formats.pg_replication import CLUSTER, CLUSTER_WAL
 from detector.profile import HISTORY_DAYS, LEARNED, POPULATION, WEEKDAY, Profile, usual_hours
 from detector.settings import Settings
 
@@ -435,9 +436,11 @@ class Judge:
                 )
             else:
                 exported = _amount(row["export_rows"], "rows")
+            copied = _replicated(row)
+            words = f"base backup, replication stream, {EXPORT_WORDS}" if copied else EXPORT_WORDS
             out.append(
-                f"{row['exports']} export statement(s) ({EXPORT_WORDS}) of "
-                f"{_names(row['export_objects_list'])}; {exported}; {habit}"
+                f"{row['exports']} export statement(s) ({words}) of "
+                f"{_names(row['export_objects_list'])}{copied}; {exported}; {habit}"
             )
         if row["has_history"] and row["new_objects_list"]:
             rows = row[col_name("rows_read", base)] or 0
@@ -653,6 +656,37 @@ def _span(horizon: str) -> str:
     units = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
     n, unit = int(horizon[:-1]), units[horizon[-1]]
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def _replicated(row: dict[str, Any]) -> str:
+    """What a window's replication exports copied, in words (``: a base backup of the
+    whole cluster ... by rep_user from pg_basebackup at 10.0.0.5``), or ``""``.
+
+    Their objects (:mod:`detector.formats.pg_replication`) name what they copied; the
+    application and client are named where they are new to the account (the usual case
+    for a stolen credential; otherwise its other reasons say nothing of them).
+    """
+    objects = row["export_objects_list"] or []
+    what = [REPLICATED[name] for name in (CLUSTER, CLUSTER_WAL) if name in objects] + [
+        f"a logical replication stream of {kind} {name[len(kind) + 2 : -1]}"
+        f" ({'every change to its tables' if kind == 'database' else 'its tables'})"
+        for name in objects
+        for kind in ("publication", "database")
+        if name.startswith(f"({kind} ")
+    ]
+    if not what:
+        return ""
+    new_apps, new_clients = row.get("new_apps_list") or [], row.get("new_clients_list") or []
+    source = (f" from {', '.join(new_apps)}" if new_apps else "") + (
+        f" at {', '.join(new_clients)}" if new_clients else ""
+    )
+    return f": {' and '.join(what)} by {row[ACCOUNT]}{source}"
+
+
+REPLICATED = {
+    CLUSTER: "a base backup of the whole cluster (every table of every database)",
+    CLUSTER_WAL: "a stream of the whole cluster's WAL (every change to every database)",
+}
 
 
 def _names(items: list[str] | None, limit: int = 5) -> str:

@@ -25,7 +25,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``query_info.bytes``          | Int64             | OCSF: bytes sent to the client                           |
 | ``duration_ms``               | Float64           | server-side duration in milliseconds (pgAudit: from the statement's ``duration:`` line) |
 | ``is_success``                | Boolean           | false for statements that failed (ERROR) or logins refused |
-| ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools |
+| ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools, base backups and replication streams (their objects ``(cluster)``, ``(cluster WAL)``, ``(publication <name>)``, ``(database <name>)``: :mod:`detector.formats.pg_replication`) |
 | ``session.uid``               | String            | OCSF: server session identifier                          |
 | ``query_info.uid``            | String            | OCSF: statement identifier within the session (``stmt.substmt`` for pgAudit) |
 | ``source_format``             | String            | which parser produced the row, e.g. ``pgaudit-jsonlog``  |

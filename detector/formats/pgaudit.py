@@ -48,6 +48,7 @@ from typing import Final
 import polars as pl
 
 from detector import schema as S
+from detector.formats import pg_replication
 from detector.formats.base import Parsed
 from detector.reader import CUT_MARKER_RE
 from detector.rejects import MAX_LINE_CHARS, Reason, rejects
@@ -370,11 +371,20 @@ def to_events(
         # repeats the statement's text: context.
         records = records.filter(~long | audit_record).with_columns(long.alias("_long"))
     records = records.with_columns(
-        msg.str.starts_with("AUDIT: ").alias("_audit"), duration.alias("_duration")
+        msg.str.starts_with("AUDIT: ").alias("_audit"),
+        duration.alias("_duration"),
+        # A walsender's ``received replication command:`` and ``replication connection
+        # authorized:`` (log_replication_commands, log_connections), and few others: one
+        # pass for both, told apart on the few rows only (:func:`_replication`).
+        msg.str.starts_with("re").alias("_re"),
     )
     is_audit, is_duration = pl.col("_audit"), pl.col("_duration")
     relevant = (
-        is_audit | is_duration | sev.is_in(["ERROR", "FATAL"]) | msg.str.starts_with("connection ")
+        is_audit
+        | is_duration
+        | sev.is_in(["ERROR", "FATAL"])
+        | msg.str.starts_with("connection ")
+        | pl.col("_re")
     )
     if sessions_carried:  # a session's end, for pg_sessions to forget it first
         relevant = relevant | msg.str.starts_with("disconnection:")
@@ -410,7 +420,8 @@ def to_events(
     audit = audit.filter(~worker)
     statements = _with_durations(_audit_statements(audit), records.filter(is_duration))
     failures = _failures(records.filter(sev.is_in(["ERROR", "FATAL"]) & ~is_duration))
-    events = pl.concat([statements, failures], how="diagonal_relaxed").with_columns(
+    replicated = _replication(records)
+    events = pl.concat([statements, failures, replicated], how="diagonal_relaxed").with_columns(
         pl.lit("postgresql").alias(S.DB_SYSTEM), pl.lit(source_format).alias(S.SOURCE_FORMAT)
     )
     return Parsed(
@@ -419,12 +430,22 @@ def to_events(
         context=total
         - audit.height
         - failures.height
+        - replicated.height
         - too_long.height
         - bad_time.height
         - truncated.height,
         cut=statements.select(is_cut(pl.col(S.QUERY)).sum()).item() if any_long else 0,
         sessions=_sessions_opened(records) if sessions_carried else None,
     )
+
+
+def _replication(records: pl.DataFrame) -> pl.DataFrame:
+    """Events of the replication commands of ``records`` (:mod:`pg_replication`); an
+    empty frame, in one cheap test, for the usual log that has none."""
+    if not records["_re"].any():
+        return pl.DataFrame()
+    maybe = records.filter("_re")
+    return pg_replication.events(maybe.filter(pg_replication.is_command(pl.col("message"))))
 
 
 def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
@@ -435,7 +456,9 @@ def _sessions_opened(records: pl.DataFrame) -> pl.DataFrame:
     message = pl.col("message")
     return (
         records.filter(
-            message.str.starts_with("connection ") | message.str.starts_with("disconnection:")
+            message.str.starts_with("connection ")
+            | message.str.starts_with("disconnection:")
+            | message.str.starts_with(pg_replication.AUTHORIZED)
         )
         .group_by("pid", maintain_order=True)
         .agg(
@@ -562,7 +585,7 @@ def _parse_times(ts: pl.Series) -> pl.Series:
 
 # The user (u), database (d) and application (a) a session's connection line names.
 CONNECTION_AUTHORIZED: Final = (
-    r"^connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
+    r"^(?:replication )?connection authorized: user=(?P<u>.*?)(?: database=(?P<d>.*?))?"
     r"(?: application_name=(?P<a>.*?))?(?: SSL enabled.*| GSS.*)?$"
 )
 
@@ -761,7 +784,15 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # ``pg_is_in_recovery()``, each parallel worker's own): the server's state, like a
     # catalog read; its data leaves by COPY (cursors with --inserts), whatever its -j.
     dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
-    state = read & (objects.list.len() == 0) & (pl.col(S.COMMAND) == "SELECT") & dump_tool
+    # So is the search_path every libpq replication client sets first (pg_recvlogical, a
+    # subscription's workers), whatever it is named: the stream is its export.
+    secure_path = pl.col(S.QUERY).str.contains(_SECURE_SEARCH_PATH)
+    state = (
+        read
+        & (objects.list.len() == 0)
+        & (pl.col(S.COMMAND) == "SELECT")
+        & (dump_tool | secure_path)
+    )
     catalog = catalog | state
     bare = bare.with_columns(
         pl.when(catalog).then(pl.lit("CATALOG")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
@@ -770,6 +801,8 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([named, bare]).drop("_unnamed", "_text")
 
 
+# libpq's ALWAYS_SECURE_SEARCH_PATH_SQL, sent by its tools before anything else.
+_SECURE_SEARCH_PATH: Final = r"^SELECT pg_catalog\.set_config\('search_path', '', false\);?$"
 # One statement of a string of several: quoted literals and identifiers, dollar-quoted
 # bodies, comments, and any other character but ``;``.
 _PIECE_RE: Final = (
