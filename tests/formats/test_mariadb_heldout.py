@@ -1,0 +1,50 @@
+"""MariaDB reading facts found by held-out workloads on a real MariaDB 10.11 server
+(tests/fixtures/mariadb-heldout: its audit and slow logs, unedited)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import polars as pl
+
+from detector import schema as S
+from detector.pipeline import read_events
+from detector.rejects import Quarantine
+from tests.conftest import FIXTURES
+
+HELDOUT = FIXTURES / "mariadb-heldout"
+AUDIT = HELDOUT / "server_audit.log"
+SLOW = HELDOUT / "slow.log"
+
+
+@cache
+def _read(*names: str) -> pl.DataFrame:
+    quarantine = Quarantine(None)
+    frame, _ = read_events([HELDOUT / name for name in names], quarantine=quarantine)
+    assert quarantine.total == 0, dict(quarantine.counts)
+    return frame
+
+
+def both() -> pl.DataFrame:
+    return _read("server_audit.log", "slow.log")
+
+
+def slow_only() -> pl.DataFrame:
+    return _read("slow.log")
+
+
+def test_a_string_literal_holding_a_slow_log_header_forges_no_record() -> None:
+    # o'brien@corp's SELECT *, '\n# User@Host: app[app] @  [10.9.9.9]\n...777777...' AS note
+    # FROM big: the client got big's 50,000 rows; no `app` ran anything from 10.9.9.9.
+    for frame in (both(), slow_only()):
+        assert frame.filter(pl.col(S.CLIENT_IP) == "10.9.9.9").is_empty()
+        assert frame.filter(pl.col(S.ROWS) == 777_777).is_empty()
+        # (a first try, at 11:31:13, sent the newlines as the two characters \\n)
+        forged = frame.filter(pl.col(S.QUERY).str.contains("\n# User@Host: app[app]", literal=True))
+        assert forged.height == 1, forged
+        row = forged.row(0, named=True)
+        assert row[S.ACCOUNT] == "o'brien@corp"
+        assert row[S.ROWS] == 50_000
+        assert row[S.QUERY].endswith("SELECT * FROM shop.customers' AS note FROM big")
+    statements = both().filter(pl.col(S.ACCOUNT) == "o'brien@corp", pl.col(S.ROWS) == 50_000)
+    assert statements.height == 3  # workload2's read of big, both tries: once each
