@@ -49,6 +49,11 @@ _STARTUP: Final = (
     r"|Time\s+Id\s+Command\s+Argument$)"
 )
 _MARKER: Final = r"^SET timestamp=\d+;$"
+# A row count the server writes when it has none: 10.11 logs ``Rows_sent: 1099511627775``
+# (2**40 - 1) for a SELECT calling a stored function in its select list, whose client got
+# 40 rows. No statement sends or changes that many rows; larger counts (``2**64 - 1``)
+# do not fit an Int64 and are unknown already.
+IMPOSSIBLE_ROWS: Final = 2**40 - 1
 # ``priv_user[user]``, everything before `` @ host [ip]`` (names may hold brackets).
 _ACCOUNTS: Final = r"(?m)^# User@Host: (.*)\] @ \S* ?\[[^\]\n]*\]$"
 _HEADER_FIELDS: Final = {
@@ -172,6 +177,13 @@ def _user(accounts: pl.Expr, simple: pl.Expr) -> pl.Expr:
     return pl.when(same.fill_null(False)).then(second).otherwise(simple)
 
 
+def _count(field: pl.Expr) -> pl.Expr:
+    """A ``Rows_sent``/``Rows_affected`` field as a count; null (unknown) when the server
+    wrote an impossible one (:data:`IMPOSSIBLE_ROWS`), never a volume."""
+    n = field.cast(pl.Int64, strict=False)
+    return pl.when(n < IMPOSSIBLE_ROWS).then(n)
+
+
 def _events(recs: pl.DataFrame) -> pl.DataFrame:
     text = mariadb.mask_passwords(pl.col("_text").str.strip_suffix(";"))
     database = pl.coalesce(
@@ -185,8 +197,8 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         ),
         database.alias(S.DATABASE),
         text.alias(S.QUERY),
-        pl.col("_rows_sent").cast(pl.Int64, strict=False).alias("_sent"),
-        pl.col("_rows_affected").cast(pl.Int64, strict=False).alias("_affected"),
+        _count(pl.col("_rows_sent")).alias("_sent"),
+        _count(pl.col("_rows_affected")).alias("_affected"),
         pl.col("_bytes_sent").cast(pl.Int64, strict=False).alias(S.BYTES),
         (pl.col("_query_time").cast(pl.Float64, strict=False) * 1000).alias(S.DURATION_MS),
         pl.col("_thread").alias(S.SESSION),
