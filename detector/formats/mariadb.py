@@ -94,11 +94,19 @@ def outcome(text: pl.Expr, failed: pl.Expr, command: pl.Expr | None = None) -> l
     ]
 
 
+def writes_file(text: pl.Expr) -> pl.Expr:
+    """True for ``SELECT ... INTO OUTFILE`` / ``DUMPFILE`` (not for the ``EXECUTE
+    IMMEDIATE`` running one: both logs have the statement it runs as one of its own)."""
+    wrapped = first_word(text) == "EXECUTE"
+    into = text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE)
+    return (into & ~wrapped.fill_null(False)).fill_null(False)
+
+
 def is_export(text: pl.Expr) -> pl.Expr:
     """True for statements that move a table out in bulk: mariadb-dump's reads and
-    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE``."""
+    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`)."""
     dump = body(text).str.starts_with("SELECT " + DUMP_HINT)
-    return (dump | (text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE))).fill_null(False)
+    return (dump.fill_null(False) | writes_file(text)).fill_null(False)
 
 
 # The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``

@@ -213,6 +213,15 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     )
     events = mariadb.with_relations(events, pl.lit(True))
     written = pl.col(S.CLASS) == "WRITE"
+    # INTO OUTFILE/DUMPFILE: the rows written to the file are Rows_affected (10.11: a
+    # text-protocol SELECT logs them as Rows_sent too; through the binary protocol, or
+    # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
+    to_file = mariadb.writes_file(query)
     return events.with_columns(
-        pl.when(written).then(pl.col("_affected")).otherwise(pl.col("_sent")).alias(S.ROWS)
+        pl.when(written)
+        .then(pl.col("_affected"))
+        .when(to_file)
+        .then(pl.max_horizontal("_sent", "_affected"))
+        .otherwise(pl.col("_sent"))
+        .alias(S.ROWS)
     ).drop("_sent", "_affected")

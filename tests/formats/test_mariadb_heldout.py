@@ -60,3 +60,21 @@ def test_the_row_count_logged_for_a_stored_function_query_is_unknown_not_a_trill
         assert runs[S.ROWS].null_count() == 3
         assert runs[S.BYTES].min() > 0  # what it sent is still known
         assert frame[S.ROWS].max() < 2**40 - 1
+
+
+def test_rows_an_into_outfile_writes_are_counted_however_it_was_sent() -> None:
+    # exp5 wrote 500 rows (binary-protocol prepared statement) and 1,000 (EXECUTE
+    # IMMEDIATE) to files (wc -l); the slow log has them as Rows_affected, Rows_sent 0.
+    binary = (
+        "SELECT * FROM orders WHERE id > 0 INTO OUTFILE '/work/mariaheldout/srv1/out5/bin_a.csv'"
+    )
+    inner = "SELECT * FROM customers INTO OUTFILE '/work/mariaheldout/srv1/out5/imm_a.csv'"
+    for frame in (both(), slow_only()):
+        for text, rows in ((binary, 500), (inner, 1000)):
+            run = frame.filter(pl.col(S.QUERY) == text)
+            assert run.height == 1, run
+            assert run.row(0, named=True)[S.ROWS] == rows
+            assert run.row(0, named=True)[S.EXPORT]
+        exp5 = frame.filter(pl.col(S.ACCOUNT) == "exp5", pl.col(S.TIME).dt.second() == 39)
+        # the EXECUTE IMMEDIATE is not a second export of the same rows
+        assert exp5.filter(pl.col(S.EXPORT), pl.col(S.QUERY).str.contains("imm_a")).height == 1
