@@ -218,7 +218,9 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
     to_file = mariadb.writes_file(query)
     return events.with_columns(
-        pl.when(written)
+        pl.when(mariadb.handler_read(query))
+        .then(pl.lit(None, dtype=pl.Int64))
+        .when(written)
         .then(pl.col("_affected"))
         .when(to_file)
         .then(pl.max_horizontal("_sent", "_affected"))

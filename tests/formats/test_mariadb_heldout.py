@@ -78,3 +78,15 @@ def test_rows_an_into_outfile_writes_are_counted_however_it_was_sent() -> None:
         exp5 = frame.filter(pl.col(S.ACCOUNT) == "exp5", pl.col(S.TIME).dt.second() == 39)
         # the EXECUTE IMMEDIATE is not a second export of the same rows
         assert exp5.filter(pl.col(S.EXPORT), pl.col(S.QUERY).str.contains("imm_a")).height == 1
+
+
+def test_rows_of_a_handler_read_are_unknown_not_zero() -> None:
+    # handler_u: HANDLER customers READ `PRIMARY` FIRST, then NEXT LIMIT 400 twice: 801
+    # rows reached the client; the slow log says Rows_sent: 0.
+    for frame in (both(), slow_only()):
+        reads = frame.filter(pl.col(S.QUERY).str.starts_with("HANDLER customers READ"))
+        assert reads.height == 3
+        assert reads[S.ROWS].null_count() == 3
+        assert (reads[S.CLASS] == "READ").all()
+        assert reads[S.OBJECTS].to_list() == [["shop.customers"]] * 3
+        assert reads[S.BYTES].sum() > 30_000
