@@ -90,3 +90,11 @@ def test_rows_of_a_handler_read_are_unknown_not_zero() -> None:
         assert (reads[S.CLASS] == "READ").all()
         assert reads[S.OBJECTS].to_list() == [["shop.customers"]] * 3
         assert reads[S.BYTES].sum() > 30_000
+
+
+def test_a_user_database_named_Mysql_is_not_the_system_database() -> None:
+    # sysname read 300 rows of `Mysql`.secrets and 200 of sys_reports.cards (client: 500).
+    for frame in (both(), slow_only()):
+        reads = frame.filter(pl.col(S.ACCOUNT) == "sysname", pl.col(S.CLASS) == "READ")
+        assert reads[S.ROWS].sum() == 500
+        assert ["Mysql.secrets"] in reads[S.OBJECTS].to_list()
