@@ -74,6 +74,9 @@ CATALOG_SCHEMAS: Final = {
     # default): a user database ``Mysql`` is a user's.
     "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
 }
+# Tables of the ``mysql`` schema that hold secrets (password hashes, a FEDERATED server's
+# password): reading them is data worth seeing, not the server's catalog.
+SECRET_TABLES: Final = ("mysql.user", "mysql.global_priv", "mysql.servers")
 # Every family's, to list the catalogs after the tables in a report.
 CATALOG_PREFIXES: Final = tuple(
     sorted({f"{schema}." for family in CATALOG_SCHEMAS.values() for schema in family})
@@ -88,9 +91,10 @@ _CATALOG_RE: Final = {
 def is_catalog(name: pl.Expr, family: Literal["postgresql", "mysql"]) -> pl.Expr:
     """True where ``name`` (a schema-qualified object, as the server's log writes it) is
     in one of the ``family``'s catalogs (:data:`CATALOG_SCHEMAS`; for MySQL and MariaDB,
-    names as written but ``information_schema``)."""
+    names as written but ``information_schema``, less :data:`SECRET_TABLES`)."""
     # one pattern: a tenth of the time of lower-casing and testing each prefix
-    return name.str.contains(_CATALOG_RE[family])
+    found = name.str.contains(_CATALOG_RE[family])
+    return found & ~name.is_in(SECRET_TABLES) if family == "mysql" else found
 
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {

@@ -98,3 +98,21 @@ def test_a_user_database_named_Mysql_is_not_the_system_database() -> None:
         reads = frame.filter(pl.col(S.ACCOUNT) == "sysname", pl.col(S.CLASS) == "READ")
         assert reads[S.ROWS].sum() == 500
         assert ["Mysql.secrets"] in reads[S.OBJECTS].to_list()
+
+
+def test_reading_the_password_hashes_is_a_read_of_mysql_user() -> None:
+    quarantine = Quarantine(None)
+    frame, _ = read_events(
+        [HELDOUT / "fulldump" / "server_audit.log", HELDOUT / "fulldump" / "slow.log"],
+        quarantine=quarantine,
+    )
+    text = "SELECT User, Host, authentication_string FROM mysql.user"
+    got = frame.filter(pl.col(S.QUERY) == text)
+    assert got.height == 1
+    row = got.row(0, named=True)
+    assert (row[S.CLASS], row[S.ROWS], row[S.OBJECTS]) == ("READ", 15, ["mysql.user"])
+    dump = frame.filter(pl.col(S.QUERY).str.ends_with("FROM `global_priv`"))
+    assert dump.height == 1
+    assert dump.row(0, named=True)[S.OBJECTS] == ["mysql.global_priv"]
+    assert dump.row(0, named=True)[S.CLASS] == "READ"
+    assert dump.row(0, named=True)[S.ROWS] > 0
