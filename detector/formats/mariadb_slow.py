@@ -153,8 +153,9 @@ def _record_starts(line: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     lines, or first in the chunk; a ``# User@Host:`` line may follow a ``# Time:`` line
     that does. Anything else that looks like a header (written in a string literal with
     newlines, as in ``tests/fixtures/mariadb-forged``) is the statement's text. A literal
-    holding ``;`` right before such lines still passes this test (a known limit: the
-    audit log, which escapes newlines, has the statement whole).
+    holding ``;`` right before such lines still passes this test; with the audit log,
+    which escapes newlines, :func:`detector.formats.mariadb.join_slow` drops what it
+    forged.
     """
     before = line.shift(1)
     after_end = (

@@ -116,3 +116,25 @@ def test_reading_the_password_hashes_is_a_read_of_mysql_user() -> None:
     assert dump.row(0, named=True)[S.OBJECTS] == ["mysql.global_priv"]
     assert dump.row(0, named=True)[S.CLASS] == "READ"
     assert dump.row(0, named=True)[S.ROWS] > 0
+
+
+def test_a_literal_ending_a_line_with_a_semicolon_forges_no_record_when_the_audit_log_is_given() -> (
+    None
+):
+    # mallory's SELECT *, ';\n# Time: ...\n# User@Host: app[app] @  [10.9.9.9]\n...' AS note
+    # FROM big (3,000 rows to the client), then SELECT * FROM big WHERE id <= 10 (10 rows).
+    quarantine = Quarantine(None)
+    semicolon = HELDOUT / "semicolon"
+    frame, _ = read_events(
+        [semicolon / "server_audit.log", semicolon / "slow.log"], quarantine=quarantine
+    )
+    assert quarantine.total == 0
+    assert frame.filter(pl.col(S.CLIENT_IP) == "10.9.9.9").is_empty()
+    assert frame.filter(pl.col(S.ACCOUNT) == "app").is_empty()
+    mallory = frame.filter(pl.col(S.ACCOUNT) == "mallory", pl.col(S.CLASS) == "READ")
+    assert sorted(mallory[S.ROWS].to_list()) == [10, 3000]
+    assert (
+        mallory.filter(pl.col(S.ROWS) == 3000)
+        .row(0, named=True)[S.QUERY]
+        .endswith("SELECT * FROM shop.customers' AS note FROM big")
+    )
