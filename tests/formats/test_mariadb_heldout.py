@@ -138,3 +138,14 @@ def test_a_literal_ending_a_line_with_a_semicolon_forges_no_record_when_the_audi
         .row(0, named=True)[S.QUERY]
         .endswith("SELECT * FROM shop.customers' AS note FROM big")
     )
+
+
+def test_an_into_dumpfile_writes_its_one_row() -> None:
+    # exporter's DUMPFILE wrote one row (Rows_sent: 0, Rows_affected: 1 in the slow log).
+    text = (
+        "SELECT card FROM customers WHERE id=7 INTO DUMPFILE '/work/mariaheldout/srv1/out/one.bin'"
+    )
+    for frame in (both(), slow_only()):
+        run = frame.filter(pl.col(S.QUERY) == text)
+        assert run.height == 1
+        assert (run.row(0, named=True)[S.ROWS], run.row(0, named=True)[S.EXPORT]) == (1, True)
