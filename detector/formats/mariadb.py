@@ -190,6 +190,7 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
         S.is_catalog(pl.element(), "mysql")
     ).list.all()
     catalog = mine & (pl.col(S.CLASS) == "READ") & catalogs_only
+    events = _procedure_exports(events)
     return events.with_columns(
         pl.when(call_read)
         .then(objects.list.eval(pl.element().filter(~S.is_catalog(pl.element(), "mysql"))))
@@ -202,6 +203,52 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col(S.CLASS))
         .alias(S.CLASS),
     )
+
+
+def _procedure_exports(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with a ``CALL`` that wrote rows (class WRITE: Rows_sent 0, Rows_affected
+    N) made an export of them when the audit log shows an export among its procedure's
+    statements (``SELECT ... INTO OUTFILE``: 10.11 logs the rows written as the CALL's
+    Rows_affected and gives the statement no slow record). A procedure's statements are
+    the audited statements of the CALL's connection logged before its QUERY record with
+    a larger query id. That statement is then no second export."""
+    needed = {S.COMMAND, S.SESSION, S.STATEMENT_ID, S.EXPORT}
+    if not needed <= set(events.columns):
+        return events
+    rows = events.with_row_index("_r")
+    audited = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    qid = pl.col(S.STATEMENT_ID).cast(pl.Int64, strict=False)
+    calls = rows.filter(
+        audited & (pl.col(S.COMMAND) == "CALL") & (pl.col(S.CLASS) == "WRITE")
+    ).select("_r", S.SESSION, qid.alias("_q"))
+    if calls.is_empty():
+        return events
+    inner = rows.filter(audited & pl.col(S.EXPORT) & (pl.col(S.COMMAND) != "CALL")).select(
+        pl.col("_r").alias("_e"), S.SESSION, qid.alias("_qe"), pl.col(S.OBJECTS).alias("_o")
+    )
+    found = (
+        calls.join(inner, on=S.SESSION)
+        .filter((pl.col("_qe") > pl.col("_q")) & (pl.col("_e") < pl.col("_r")))
+        # the CALL logged next after the statement is the one running it
+        .sort("_r")
+        .unique("_e", keep="first")
+    )
+    if found.is_empty():
+        return events
+    tables = found.group_by("_r").agg(pl.col("_o").explode().drop_nulls().unique().sort())
+    inner_exports = found["_e"].implode()
+    rows = rows.join(tables, on="_r", how="left", maintain_order="left")
+    is_call = pl.col("_o").is_not_null()
+    return rows.with_columns(
+        pl.when(is_call).then(pl.lit("READ")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
+        pl.when(is_call).then(pl.col("_o")).otherwise(pl.col(S.OBJECTS)).alias(S.OBJECTS),
+        pl.when(is_call)
+        .then(pl.lit(True))
+        .when(pl.col("_r").is_in(inner_exports))
+        .then(pl.lit(False))
+        .otherwise(pl.col(S.EXPORT))
+        .alias(S.EXPORT),
+    ).drop("_r", "_o")
 
 
 def without_volume(events: pl.DataFrame) -> tuple[int, int]:
@@ -344,6 +391,9 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         on="_s",
     )
     text_less = pl.col(S.QUERY).is_null() & pl.col("_s").is_not_null()
+    # A CALL's class is what its slow record says it did (sent rows or changed them).
+    call = (pl.col(S.COMMAND) == "CALL") & (pl.col(f"_{S.CLASS}") == "WRITE")
+    call = call.fill_null(False) if S.COMMAND in events.columns else pl.lit(False)
     joined = rows.join(
         pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
     ).with_columns(
@@ -359,6 +409,13 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         # fewer columns than the schema's).
         *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
     )
+    if S.CLASS in taken:
+        joined = joined.with_columns(
+            pl.when(call & (pl.col(S.CLASS) == "FUNCTION"))
+            .then(pl.lit("WRITE"))
+            .otherwise(pl.col(S.CLASS))
+            .alias(S.CLASS)
+        )
     used = pairs["_s"].implode()
     return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
 

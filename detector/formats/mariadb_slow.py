@@ -213,6 +213,18 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         pl.lit([], dtype=pl.List(pl.String)).alias(S.OBJECTS),
     )
     events = mariadb.with_relations(events, pl.lit(True))
+    # A CALL that sent nothing but changed rows: its procedure's last statement changed
+    # them, or wrote them to a file (INTO OUTFILE inside a procedure logs the rows written
+    # as the CALL's Rows_affected); either way a write of them, until settle() sees an
+    # export among the procedure's statements in the audit log.
+    wrote = (
+        (pl.col(S.COMMAND) == "CALL")
+        & (pl.col("_sent") == 0).fill_null(False)
+        & (pl.col("_affected") > 0).fill_null(False)
+    )
+    events = events.with_columns(
+        pl.when(wrote).then(pl.lit("WRITE")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
+    )
     written = pl.col(S.CLASS) == "WRITE"
     # INTO OUTFILE/DUMPFILE: the rows written to the file are Rows_affected (10.11: a
     # text-protocol SELECT logs them as Rows_sent too; through the binary protocol, or

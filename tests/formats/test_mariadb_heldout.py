@@ -149,3 +149,17 @@ def test_an_into_dumpfile_writes_its_one_row() -> None:
         run = frame.filter(pl.col(S.QUERY) == text)
         assert run.height == 1
         assert (run.row(0, named=True)[S.ROWS], run.row(0, named=True)[S.EXPORT]) == (1, True)
+
+
+def test_an_into_outfile_inside_a_procedure_is_an_export_of_the_rows_it_wrote() -> None:
+    # exp5's CALL exp_s() (SELECT * FROM shop.orders INTO OUTFILE ...) wrote 500 rows; the
+    # slow log has one record, the CALL's: Rows_sent 0, Rows_affected 500.
+    calls = both().filter(pl.col(S.QUERY) == "CALL exp_s()", pl.col(S.ROWS) == 500)
+    assert calls.height == 1
+    call = calls.row(0, named=True)
+    assert (call[S.CLASS], call[S.EXPORT], call[S.OBJECTS]) == ("READ", True, ["shop.orders"])
+    exp5 = both().filter(pl.col(S.ACCOUNT) == "exp5", pl.col(S.EXPORT), pl.col(S.SUCCESS))
+    assert exp5.filter(pl.col(S.QUERY).str.contains("static_a.csv")).is_empty()  # once
+    # the slow log alone cannot tell the file from rows a procedure changed: a write
+    alone = slow_only().filter(pl.col(S.QUERY) == "CALL exp_s()", pl.col(S.ROWS) == 500)
+    assert alone.row(0, named=True)[S.CLASS] == "WRITE"
