@@ -69,9 +69,14 @@ CATALOG_SCHEMAS: Final = {
     # and pg_toast_temp_N, temporary tables' TOAST (pg_temp_N, temporary tables
     # themselves, are data)
     "postgresql": ("pg_catalog", "information_schema", "pg_toast"),
-    # MariaDB's audit log writes ``INFORMATION_SCHEMA``: any case.
+    # MariaDB's audit log writes ``INFORMATION_SCHEMA``: any case. The others are
+    # database names, case-sensitive on Linux (``lower_case_table_names = 0``, the
+    # default): a user database ``Mysql`` is a user's.
     "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
 }
+# Tables of the ``mysql`` schema that hold secrets (password hashes, a FEDERATED server's
+# password): reading them is data worth seeing, not the server's catalog.
+SECRET_TABLES: Final = ("mysql.user", "mysql.global_priv", "mysql.servers")
 # Every family's, to list the catalogs after the tables in a report.
 CATALOG_PREFIXES: Final = tuple(
     sorted({f"{schema}." for family in CATALOG_SCHEMAS.values() for schema in family})
@@ -79,15 +84,17 @@ CATALOG_PREFIXES: Final = tuple(
 _CATALOG_RE: Final = {
     # As PostgreSQL writes names: unquoted lower-case; a user's "PG_CATALOG" is quoted.
     "postgresql": rf"^(?:{'|'.join(CATALOG_SCHEMAS['postgresql'])}|pg_toast_temp_\d+)\.",
-    "mysql": rf"(?i)^(?:{'|'.join(CATALOG_SCHEMAS['mysql'])})\.",
+    "mysql": r"^(?:(?i:information_schema)|mysql|performance_schema|sys)\.",
 }
 
 
 def is_catalog(name: pl.Expr, family: Literal["postgresql", "mysql"]) -> pl.Expr:
     """True where ``name`` (a schema-qualified object, as the server's log writes it) is
-    in one of the ``family``'s catalogs (:data:`CATALOG_SCHEMAS`)."""
+    in one of the ``family``'s catalogs (:data:`CATALOG_SCHEMAS`; for MySQL and MariaDB,
+    names as written but ``information_schema``, less :data:`SECRET_TABLES`)."""
     # one pattern: a tenth of the time of lower-casing and testing each prefix
-    return name.str.contains(_CATALOG_RE[family])
+    found = name.str.contains(_CATALOG_RE[family])
+    return found & ~name.is_in(SECRET_TABLES) if family == "mysql" else found
 
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {

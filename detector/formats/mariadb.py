@@ -94,24 +94,40 @@ def outcome(text: pl.Expr, failed: pl.Expr, command: pl.Expr | None = None) -> l
     ]
 
 
+def writes_file(text: pl.Expr) -> pl.Expr:
+    """True for ``SELECT ... INTO OUTFILE`` / ``DUMPFILE`` (not for the ``EXECUTE
+    IMMEDIATE`` running one: both logs have the statement it runs as one of its own)."""
+    wrapped = first_word(text) == "EXECUTE"
+    into = text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE)
+    return (into & ~wrapped.fill_null(False)).fill_null(False)
+
+
 def is_export(text: pl.Expr) -> pl.Expr:
     """True for statements that move a table out in bulk: mariadb-dump's reads and
-    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE``."""
+    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`)."""
     dump = body(text).str.starts_with("SELECT " + DUMP_HINT)
-    return (dump | (text.str.contains(r"(?i)INTO") & text.str.contains(_OUTFILE))).fill_null(False)
+    return (dump.fill_null(False) | writes_file(text)).fill_null(False)
 
 
 # The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``
-# name their first table, as the audit log's TABLE records do.
+# name their first table, as the audit log's TABLE records do, and ``HANDLER t ...`` its.
 _BEFORE_TABLE: Final = (
-    r"(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?"
+    r"(?:FROM|JOIN|INTO(?:\s+TABLE)?|UPDATE|REPLACE(?:\s+INTO)?|^HANDLER"
     r"|(?:OPTIMIZE|ANALYZE|CHECK|REPAIR)\s+(?:(?:NO_WRITE_TO_BINLOG|LOCAL)\s+)?TABLE)"
 )
+# ``HANDLER t READ ...`` sends rows, but 10.11 logs them as ``Rows_sent: 0`` (and
+# ``Rows_examined: 0``): seen with 801 rows sent by three reads.
+_HANDLER_READ: Final = rf"(?i)^HANDLER\s+{_RELATION}\s+READ\b"
+
+
+def handler_read(text: pl.Expr) -> pl.Expr:
+    """True for ``HANDLER t READ ...``: a read of ``t`` whose rows no log counts."""
+    return body(text).str.contains(_HANDLER_READ).fill_null(False)
 
 
 def _tables_named(text: pl.Expr) -> pl.Expr:
     """The table names after FROM, JOIN, INTO, UPDATE, REPLACE (and the admin statements'
-    TABLE), as written (no quotes)."""
+    TABLE, a leading HANDLER), as written (no quotes)."""
     found = text.str.extract_all(rf"(?i)\b{_BEFORE_TABLE}\s+{_RELATION}")
     name = (
         pl.element()
@@ -174,6 +190,7 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
         S.is_catalog(pl.element(), "mysql")
     ).list.all()
     catalog = mine & (pl.col(S.CLASS) == "READ") & catalogs_only
+    events = _procedure_exports(events)
     return events.with_columns(
         pl.when(call_read)
         .then(objects.list.eval(pl.element().filter(~S.is_catalog(pl.element(), "mysql"))))
@@ -186,6 +203,52 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col(S.CLASS))
         .alias(S.CLASS),
     )
+
+
+def _procedure_exports(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` with a ``CALL`` that wrote rows (class WRITE: Rows_sent 0, Rows_affected
+    N) made an export of them when the audit log shows an export among its procedure's
+    statements (``SELECT ... INTO OUTFILE``: 10.11 logs the rows written as the CALL's
+    Rows_affected and gives the statement no slow record). A procedure's statements are
+    the audited statements of the CALL's connection logged before its QUERY record with
+    a larger query id. That statement is then no second export."""
+    needed = {S.COMMAND, S.SESSION, S.STATEMENT_ID, S.EXPORT}
+    if not needed <= set(events.columns):
+        return events
+    rows = events.with_row_index("_r")
+    audited = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    qid = pl.col(S.STATEMENT_ID).cast(pl.Int64, strict=False)
+    calls = rows.filter(
+        audited & (pl.col(S.COMMAND) == "CALL") & (pl.col(S.CLASS) == "WRITE")
+    ).select("_r", S.SESSION, qid.alias("_q"))
+    if calls.is_empty():
+        return events
+    inner = rows.filter(audited & pl.col(S.EXPORT) & (pl.col(S.COMMAND) != "CALL")).select(
+        pl.col("_r").alias("_e"), S.SESSION, qid.alias("_qe"), pl.col(S.OBJECTS).alias("_o")
+    )
+    found = (
+        calls.join(inner, on=S.SESSION)
+        .filter((pl.col("_qe") > pl.col("_q")) & (pl.col("_e") < pl.col("_r")))
+        # the CALL logged next after the statement is the one running it
+        .sort("_r")
+        .unique("_e", keep="first")
+    )
+    if found.is_empty():
+        return events
+    tables = found.group_by("_r").agg(pl.col("_o").explode().drop_nulls().unique().sort())
+    inner_exports = found["_e"].implode()
+    rows = rows.join(tables, on="_r", how="left", maintain_order="left")
+    is_call = pl.col("_o").is_not_null()
+    return rows.with_columns(
+        pl.when(is_call).then(pl.lit("READ")).otherwise(pl.col(S.CLASS)).alias(S.CLASS),
+        pl.when(is_call).then(pl.col("_o")).otherwise(pl.col(S.OBJECTS)).alias(S.OBJECTS),
+        pl.when(is_call)
+        .then(pl.lit(True))
+        .when(pl.col("_r").is_in(inner_exports))
+        .then(pl.lit(False))
+        .otherwise(pl.col(S.EXPORT))
+        .alias(S.EXPORT),
+    ).drop("_r", "_o")
 
 
 def without_volume(events: pl.DataFrame) -> tuple[int, int]:
@@ -258,6 +321,10 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     slow = rows.filter(is_slow)
     if audit.is_empty() or slow.is_empty():
         return events
+    forged = _forged(audit, slow)
+    if not forged.is_empty():
+        rows = rows.filter(~pl.col("_r").is_in(forged.implode()))
+        slow = slow.filter(~pl.col("_r").is_in(forged.implode()))
     keyed = [pl.col("_thread").is_not_null(), pl.col("_text").is_not_null()]
     thread = thread_of(pl.col(S.SESSION)).alias("_thread")
     # Times: the audit record's (the end, whole seconds), and the slow record's end to
@@ -293,6 +360,12 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     right = right.join(found, on="_s", how="anti")
     cut = _pair(left.filter(keyed), _by_prefix(left.filter(keyed), right).filter(keyed))
     right = right.join(cut, on="_s", how="anti")
+    left = left.join(cut, on="_a", how="anti")
+    # The start of a statement whose text held a record header after a ';' line: the
+    # slow log's record ends there (the rest was read as forged records, dropped above).
+    split = audit.filter(_holds_header(pl.col(S.QUERY))).select(pl.col("_r").alias("_a"))
+    cut = pl.concat([cut, _pair(*_by_start(left.join(split, on="_a"), right))])
+    right = right.join(cut, on="_s", how="anti")
     # TABLE records alone: the tables are the key, their opening (the start) the time.
     tables_only = audit_side(pl.col(S.QUERY).is_null(), _tables_key(pl.col(S.OBJECTS)))
     by_tables = _pair(
@@ -318,6 +391,9 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         on="_s",
     )
     text_less = pl.col(S.QUERY).is_null() & pl.col("_s").is_not_null()
+    # A CALL's class is what its slow record says it did (sent rows or changed them).
+    call = (pl.col(S.COMMAND) == "CALL") & (pl.col(f"_{S.CLASS}") == "WRITE")
+    call = call.fill_null(False) if S.COMMAND in events.columns else pl.lit(False)
     joined = rows.join(
         pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
     ).with_columns(
@@ -333,8 +409,74 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         # fewer columns than the schema's).
         *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
     )
+    if S.CLASS in taken:
+        joined = joined.with_columns(
+            pl.when(call & (pl.col(S.CLASS) == "FUNCTION"))
+            .then(pl.lit("WRITE"))
+            .otherwise(pl.col(S.CLASS))
+            .alias(S.CLASS)
+        )
     used = pairs["_s"].implode()
     return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
+
+
+def _holds_header(text: pl.Expr) -> pl.Expr:
+    """True for a statement text holding a line that starts a slow-log record."""
+    return text.str.contains("\n# User@Host: ", literal=True).fill_null(False)
+
+
+def _squeeze(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_all(r"\s+", " ").str.strip_chars(" ;")
+
+
+def _forged(audit: pl.DataFrame, slow: pl.DataFrame) -> pl.Series:
+    """The ``_r`` of slow-log records that are text of an audited statement: a string
+    literal holding ``;`` at a line's end, then lines like a record's header, makes the
+    slow log (which writes statements raw) read as holding a record that no statement
+    made (``tests/fixtures/mariadb-heldout/semicolon``). The audit log escapes newlines,
+    so it has the statement whole: a slow record whose text starts on the line after a
+    ``SET timestamp=N;`` line of an audited statement's text, and is in that text, is
+    that statement's text, not a record. Only texts holding a ``# User@Host:`` line are
+    looked into."""
+    hosts = audit.filter(_holds_header(pl.col(S.QUERY))).select(pl.col(S.QUERY).alias("_host"))
+    none = pl.Series("_r", [], dtype=pl.UInt32)
+    if hosts.is_empty():
+        return none
+    line = pl.col("_line")
+    after_marker = (
+        hosts.with_row_index("_h")
+        .with_columns(pl.col("_host").str.split("\n").alias("_line"))
+        .explode("_line")
+        .filter(line.shift(1).over("_h").str.contains(r"^SET timestamp=\d+;$").fill_null(False))
+        .select("_host", line.str.strip_chars().alias("_first"))
+        .unique()
+    )
+    first = pl.col(S.QUERY).str.split("\n").list.first().str.strip_chars()
+    return (
+        slow.select("_r", S.QUERY, first.alias("_first"))
+        .join(after_marker, on="_first")
+        .filter(_squeeze(pl.col("_host")).str.contains(_squeeze(pl.col(S.QUERY)), literal=True))
+        .get_column("_r")
+        .unique()
+    )
+
+
+def _by_start(left: pl.DataFrame, right: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``left`` (audit) and ``right`` (slow) keyed so that a slow record whose text is
+    the start of an audit text of its connection has that audit text's key."""
+    key = (
+        right.select("_s", "_thread", "_text")
+        .join(left.select("_thread", pl.col("_text").alias("_full")), on="_thread")
+        .filter(pl.col("_full").str.starts_with(pl.col("_text")))
+        .unique("_s", keep="first")
+        .select("_s", "_full")
+    )
+    keyed = (
+        right.join(key, on="_s")
+        .with_columns(pl.col("_full").alias("_text"))
+        .select("_s", "_t", "_order", "_thread", "_text")
+    )
+    return left, keyed
 
 
 def _tables_key(objects: pl.Expr) -> pl.Expr:

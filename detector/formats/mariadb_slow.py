@@ -33,16 +33,27 @@ from detector.reader import Chunk
 from detector.rejects import Reason, rejects, split_too_long
 
 USER_HOST: Final = "# User@Host: "
-RECORD_START: Final = re.compile(rb"# (?:Time|User@Host): ")
-# Lines between records: the time header, and what the server writes when it starts
-# (or reopens the log): its version, ports, and a column header.
-_BETWEEN: Final = (
-    r"^(?:# Time: \d{6} [ \d]\d:\d\d:\d\d$"
-    r"|\S+, Version: .* started with:$"
+# The server writes a statement's text raw, newlines and all, so a string literal can
+# hold lines that look like a record's header (``'\n# User@Host: app[app] @ ...``). It
+# always ends the text with ``;`` (adding one if the statement had none), so a record
+# starts only at a ``# Time:`` or ``# User@Host:`` line that follows a line ending in
+# ``;``, the server's start-up lines, or a ``# Time:`` line that itself starts one
+# (:func:`_record_starts`). Chunks are cut only there too.
+RECORD_START: Final = re.compile(rb"(?<=;\n)# (?:Time|User@Host): ")
+_TIME: Final = r"^# Time: \d{6} [ \d]\d:\d\d:\d\d$"
+# What the server writes when it starts (or reopens the log): its version, ports, and a
+# column header.
+_STARTUP: Final = (
+    r"^(?:\S+, Version: .* started with:$"
     r"|Tcp port: \d+  Unix socket: .*$"
     r"|Time\s+Id\s+Command\s+Argument$)"
 )
 _MARKER: Final = r"^SET timestamp=\d+;$"
+# A row count the server writes when it has none: 10.11 logs ``Rows_sent: 1099511627775``
+# (2**40 - 1) for a SELECT calling a stored function in its select list, whose client got
+# 40 rows. No statement sends or changes that many rows; larger counts (``2**64 - 1``)
+# do not fit an Int64 and are unknown already.
+IMPOSSIBLE_ROWS: Final = 2**40 - 1
 # ``priv_user[user]``, everything before `` @ host [ip]`` (names may hold brackets).
 _ACCOUNTS: Final = r"(?m)^# User@Host: (.*)\] @ \S* ?\[[^\]\n]*\]$"
 _HEADER_FIELDS: Final = {
@@ -81,9 +92,9 @@ class MariadbSlow:
         lines = chunk.lines
         line = pl.col("line")
         lines, too_long = split_too_long(lines)
-        start = line.str.starts_with(USER_HOST)
+        start, time_line = _record_starts(line)
         marker = line.str.contains(_MARKER).cast(pl.Int64)
-        between = line.str.contains(_BETWEEN) | (line.str.strip_chars() == "")
+        between = time_line | line.str.contains(_STARTUP) | (line.str.strip_chars() == "")
         lines = lines.with_columns(start.cum_sum().alias("_rec")).with_columns(
             (marker.cum_sum().over("_rec") - marker).alias("_seen"), marker.alias("_m")
         )
@@ -133,6 +144,29 @@ class MariadbSlow:
         )
 
 
+def _record_starts(line: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """The ``# User@Host:`` lines that start a record, and the ``# Time:`` lines that
+    head one, in a chunk's lines (cut only before such lines: :data:`RECORD_START`).
+
+    A header line counts only after the end of the record before it (a line ending in
+    ``;``: the server ends every statement's text with one), after the server's start-up
+    lines, or first in the chunk; a ``# User@Host:`` line may follow a ``# Time:`` line
+    that does. Anything else that looks like a header (written in a string literal with
+    newlines, as in ``tests/fixtures/mariadb-forged``) is the statement's text. A literal
+    holding ``;`` right before such lines still passes this test; with the audit log,
+    which escapes newlines, :func:`detector.formats.mariadb.join_slow` drops what it
+    forged.
+    """
+    before = line.shift(1)
+    after_end = (
+        before.is_null() | before.str.ends_with(";") | before.str.contains(_STARTUP)
+    ).fill_null(True)
+    time_line = line.str.contains(_TIME) & after_end
+    after_time = before.str.contains(_TIME) & after_end.shift(1).fill_null(True)
+    start = line.str.starts_with(USER_HOST) & (after_end | after_time.fill_null(False))
+    return start, time_line
+
+
 def _user(accounts: pl.Expr, simple: pl.Expr) -> pl.Expr:
     """The ``user`` of ``priv_user[user]``: the second half when both halves are the same
     name (``br[a]ck[br[a]ck``: brackets in it are the name's), else what is inside the
@@ -142,6 +176,13 @@ def _user(accounts: pl.Expr, simple: pl.Expr) -> pl.Expr:
     second = accounts.str.slice(n + 1)
     same = (accounts.str.slice(0, n) == second) & (accounts.str.slice(n, 1) == "[")
     return pl.when(same.fill_null(False)).then(second).otherwise(simple)
+
+
+def _count(field: pl.Expr) -> pl.Expr:
+    """A ``Rows_sent``/``Rows_affected`` field as a count; null (unknown) when the server
+    wrote an impossible one (:data:`IMPOSSIBLE_ROWS`), never a volume."""
+    n = field.cast(pl.Int64, strict=False)
+    return pl.when(n < IMPOSSIBLE_ROWS).then(n)
 
 
 def _events(recs: pl.DataFrame) -> pl.DataFrame:
@@ -157,8 +198,8 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         ),
         database.alias(S.DATABASE),
         text.alias(S.QUERY),
-        pl.col("_rows_sent").cast(pl.Int64, strict=False).alias("_sent"),
-        pl.col("_rows_affected").cast(pl.Int64, strict=False).alias("_affected"),
+        _count(pl.col("_rows_sent")).alias("_sent"),
+        _count(pl.col("_rows_affected")).alias("_affected"),
         pl.col("_bytes_sent").cast(pl.Int64, strict=False).alias(S.BYTES),
         (pl.col("_query_time").cast(pl.Float64, strict=False) * 1000).alias(S.DURATION_MS),
         pl.col("_thread").alias(S.SESSION),
@@ -172,7 +213,30 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         pl.lit([], dtype=pl.List(pl.String)).alias(S.OBJECTS),
     )
     events = mariadb.with_relations(events, pl.lit(True))
+    # A CALL that sent nothing but changed rows: its procedure's last statement changed
+    # them, or wrote them to a file (INTO OUTFILE inside a procedure logs the rows written
+    # as the CALL's Rows_affected); either way a write of them, until settle() sees an
+    # export among the procedure's statements in the audit log.
+    wrote = (
+        (pl.col(S.COMMAND) == "CALL")
+        & (pl.col("_sent") == 0).fill_null(False)
+        & (pl.col("_affected") > 0).fill_null(False)
+    )
+    events = events.with_columns(
+        pl.when(wrote).then(pl.lit("WRITE")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
+    )
     written = pl.col(S.CLASS) == "WRITE"
+    # INTO OUTFILE/DUMPFILE: the rows written to the file are Rows_affected (10.11: a
+    # text-protocol SELECT logs them as Rows_sent too; through the binary protocol, or
+    # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
+    to_file = mariadb.writes_file(query)
     return events.with_columns(
-        pl.when(written).then(pl.col("_affected")).otherwise(pl.col("_sent")).alias(S.ROWS)
+        pl.when(mariadb.handler_read(query))
+        .then(pl.lit(None, dtype=pl.Int64))
+        .when(written)
+        .then(pl.col("_affected"))
+        .when(to_file)
+        .then(pl.max_horizontal("_sent", "_affected"))
+        .otherwise(pl.col("_sent"))
+        .alias(S.ROWS)
     ).drop("_sent", "_affected")
