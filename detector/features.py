@@ -38,8 +38,9 @@ from detector.durations import span as span
 # sequences' state alone (pg_dump reads each sequence's last value: a v6 model learned
 # them as objects read); 8: a client statement counts once, not per pgAudit
 # sub-statement (an INSERT checked by 2,000 foreign-key reads was 2,001 statements), and
-# a dump's function-only SELECTs and user schemas named sys or mysql are read as they are
-# (a v7 model learned other statement counts, exports and objects)
+# a dump's function-only SELECTs and user schemas named sys or mysql are read as they are;
+# on MariaDB, INTO OUTFILE's rows, HANDLER reads, the account tables and sentinel row
+# counts too (a v7 model learned other statement counts, exports, rows and objects)
 FEATURE_VERSION: Final = 8
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
