@@ -81,10 +81,12 @@ SECRET_TABLES: Final = ("mysql.user", "mysql.global_priv", "mysql.servers")
 CATALOG_PREFIXES: Final = tuple(
     sorted({f"{schema}." for family in CATALOG_SCHEMAS.values() for schema in family})
 )
+# MySQL's and MariaDB's catalog databases but information_schema, named as written.
+_MYSQL_DATABASES: Final = [s for s in CATALOG_SCHEMAS["mysql"] if s != "information_schema"]
 _CATALOG_RE: Final = {
     # As PostgreSQL writes names: unquoted lower-case; a user's "PG_CATALOG" is quoted.
     "postgresql": rf"^(?:{'|'.join(CATALOG_SCHEMAS['postgresql'])}|pg_toast_temp_\d+)\.",
-    "mysql": r"^(?:(?i:information_schema)|mysql|performance_schema|sys)\.",
+    "mysql": rf"^(?:(?i:information_schema)|{'|'.join(_MYSQL_DATABASES)})\.",
 }
 
 

@@ -783,9 +783,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # A dump's SELECT of no relation (``SELECT pg_catalog.set_config(...)``,
     # ``pg_is_in_recovery()``, each parallel worker's own): the server's state, like a
     # catalog read; its data leaves by COPY (cursors with --inserts), whatever its -j.
-    dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
-    # So is the search_path every libpq replication client sets first (pg_recvlogical, a
-    # subscription's workers), whatever it is named: the stream is its export.
+    # (``dump_tool`` as above.) So is the search_path every libpq replication client
+    # sets first (pg_recvlogical, a subscription's workers), whatever it is named: the
+    # stream is its export.
     secure_path = pl.col(S.QUERY).str.contains(_SECURE_SEARCH_PATH)
     state = (
         read
