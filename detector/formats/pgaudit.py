@@ -743,6 +743,20 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     whole_table = query.str.contains(_RI_WHOLE_TABLE) & (pl.col(S.ROWS) == 0)
     internal = query.str.contains(_RI_PER_ROW) | whole_table.fill_null(False)
     export = is_copy_to | is_cursor | is_dump
+    # ``UPDATE/DELETE ... RETURNING`` (also in a CTE, ``INSERT ... SELECT ... RETURNING``)
+    # sends the rows it changed to the client: pgAudit logs a WRITE whose count is what the
+    # client got (the top-level count, under a CTE). ``UPDATE t SET c = c RETURNING *``
+    # reads a whole table out as a write: it is a READ. An ``INSERT ... VALUES ...
+    # RETURNING id`` (every ORM's insert) returns only what the client sent and its keys.
+    # The word in a string literal (``SET note = 'returning customer'``) is no clause.
+    # (The patterns run on the few writes that hold the word, as for COPY above.)
+    maybe = (pl.col("a_class") == "WRITE") & text.str.contains("(?i)returning")
+    clauses = pl.when(maybe).then(text).otherwise(pl.lit("")).str.replace_all(_LITERAL, "''")
+    returned = (
+        pl.when(text_head.str.starts_with("INSERT"))
+        .then(clauses.str.contains(_INSERT_SELECT_RETURNING))
+        .otherwise(clauses.str.contains(_RETURNING))
+    )
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
     # logs 0 however much they move. Their volume is unknown.
     uncounted = export | (pl.col(S.COMMAND) == "COPY")
@@ -751,6 +765,8 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("INTERNAL"))
         .when(catalog)
         .then(pl.lit("CATALOG"))
+        .when(returned.fill_null(False))
+        .then(pl.lit("READ"))
         .otherwise(pl.col("a_class"))
         .alias(S.CLASS),
         export.alias(S.EXPORT),
@@ -811,6 +827,10 @@ _PIECE_RE: Final = (
 )
 # A COPY's text that copies out: ``COPY t TO STDOUT``, ``COPY (SELECT ...) TO '/f'``.
 _COPY_TO: Final = r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
+# A RETURNING clause (a word of its own: not ``returning_customer``).
+_RETURNING: Final = r"(?i)\bRETURNING\s"
+_INSERT_SELECT_RETURNING: Final = r"(?is)\bSELECT\b.*\bRETURNING\s"
+_LITERAL: Final = r"'(?:[^']|'')*'"  # a string literal (standard_conforming_strings)
 # PostgreSQL's own foreign-key check of one row (ri_triggers.c, RI_FKey_check and
 # ri_restrict): ``SELECT 1 FROM ONLY "s"."t" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR
 # KEY SHARE OF x``.

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.postgres
 
 ROLES = (
     "hr_owner", "commenter", "mimic", "sys_reader", "joiner", "fetcher", "cte_user",
-    "dumper", "dumper_par", "dumper_ins", "analyst", "stager",
+    "dumper", "dumper_par", "dumper_ins", "analyst", "stager", "returner", "inserter",
 )  # fmt: skip
+NOTES = 600
 PEOPLE, PAY = 1500, 800
 DUMPED = ["hr.pay", "hr.people"]
 
@@ -58,6 +59,12 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         db.execute("ALTER TABLE hr.pay ADD FOREIGN KEY (person_id) REFERENCES hr.people")
         db.execute(f"INSERT INTO hr.pay SELECT g, g, g % 97 FROM generate_series(401, {PAY}) g")
         db.execute("INSERT INTO sys.users SELECT g, 'u' || g FROM generate_series(1, 500) g")
+        db.execute("CREATE SCHEMA desk")  # not dumped (the dumps take hr)
+        db.execute("GRANT USAGE ON SCHEMA desk TO returner, inserter")
+        db.execute("CREATE TABLE desk.notes(id int primary key, body text)")
+        db.execute("CREATE TABLE desk.notes_kept(id int primary key, body text)")
+        db.execute(f"INSERT INTO desk.notes SELECT g, 'b' || g FROM generate_series(1, {NOTES}) g")
+        db.execute("GRANT ALL ON desk.notes, desk.notes_kept TO returner, inserter")
         others = ", ".join(ROLES[1:])
         db.execute(f"GRANT USAGE ON SCHEMA hr, sys TO {others}")  # type: ignore[arg-type]
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA hr, sys TO {others}")  # type: ignore[arg-type]
@@ -102,6 +109,20 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         c.execute("EXPLAIN ANALYZE SELECT * FROM hr.pay WHERE id <= 500").fetchall()
         c.execute("CREATE TABLE scratch.snap AS SELECT * FROM hr.pay WHERE id <= 300")
         c.execute("SELECT * INTO TEMP tmp_pay FROM hr.pay WHERE id <= 200")
+
+    # Rows read out through writes: every row a RETURNING clause gives back reaches the
+    # client, whatever pgAudit's WRITE class says (a CTE's count is the top level's).
+    with psycopg.connect(postgres.dsn("returner", "staff"), autocommit=True) as c:
+        assert len(c.execute("UPDATE desk.notes SET body = body RETURNING *").fetchall()) == NOTES
+        deleted = "WITH d AS (DELETE FROM desk.notes WHERE id > 550 RETURNING *) SELECT * FROM d"
+        assert len(c.execute(deleted).fetchall()) == 50
+        kept = "INSERT INTO desk.notes_kept SELECT * FROM desk.notes WHERE id <= 100 RETURNING *"
+        assert len(c.execute(kept).fetchall()) == 100
+    # An ORM's inserts get back their own keys; a literal holding the word is no clause.
+    with psycopg.connect(postgres.dsn("inserter", "staff"), autocommit=True) as c:
+        for key in range(1001, 1006):
+            c.execute(f"INSERT INTO desk.notes_kept VALUES ({key}, 'x') RETURNING id")  # type: ignore[arg-type]
+        c.execute("UPDATE desk.notes SET body = 'a returning customer' WHERE id <= 20")
 
     # Two sessions at once, each with its own temporary table of the same name: each lives
     # in its backend's own schema (pg_temp_N, N differing between concurrent sessions).
@@ -239,3 +260,20 @@ def test_a_temporary_table_has_one_name_whatever_its_sessions_schema(
     logged = events.filter(pl.col(S.ACCOUNT) == "stager")[S.OBJECTS].explode().drop_nulls()
     assert logged.str.starts_with("pg_temp").sum() == 2, logged.to_list()
     assert day("stager")["objects_list"] == ["hr.pay", "pg_temp.stage"]
+
+
+def test_rows_a_write_returns_to_the_client_are_rows_read(day: Day) -> None:
+    """``UPDATE t SET c = c RETURNING *`` reads a whole table out under pgAudit's WRITE
+    class (before: 0 rows read, a blind way out for any account allowed to write): an
+    UPDATE, a DELETE in a CTE and an INSERT ... SELECT give back 600 + 50 + 100 rows."""
+    window = day("returner")
+    assert window["rows_read"] == NOTES + 50 + 100
+    assert "desk.notes" in window["objects_list"]
+
+
+def test_an_insert_returning_its_keys_reads_nothing(day: Day) -> None:
+    """Every ORM inserts with ``RETURNING id``: the client gets back what it sent, and a
+    literal holding the word "returning" is no clause."""
+    window = day("inserter")
+    assert window["rows_read"] is None
+    assert window["objects_list"] == []
