@@ -410,9 +410,13 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
     )
     if S.CLASS in taken:
+        # So is a write's that sent back the rows it changed (``DELETE ... RETURNING``).
+        sent_back = (pl.col(S.CLASS) == "WRITE") & (pl.col(f"_{S.CLASS}") == "READ")
         joined = joined.with_columns(
             pl.when(call & (pl.col(S.CLASS) == "FUNCTION"))
             .then(pl.lit("WRITE"))
+            .when(sent_back.fill_null(False))
+            .then(pl.lit("READ"))
             .otherwise(pl.col(S.CLASS))
             .alias(S.CLASS)
         )

@@ -225,6 +225,16 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     events = events.with_columns(
         pl.when(wrote).then(pl.lit("WRITE")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
     )
+    # ``DELETE ... RETURNING`` and ``INSERT``/``REPLACE ... SELECT ... RETURNING`` send the
+    # rows they changed (10.11: as Rows_sent, with Rows_affected 0): a read of them. An
+    # ``INSERT ... VALUES ... RETURNING id`` sends back what the client sent.
+    own_values = pl.col(S.COMMAND).is_in(["INSERT", "REPLACE"]) & ~query.str.contains(
+        r"(?i)\bSELECT\b"
+    )
+    returned = (pl.col(S.CLASS) == "WRITE") & (pl.col("_sent") > 0).fill_null(False) & ~own_values
+    events = events.with_columns(
+        pl.when(returned).then(pl.lit("READ")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
+    )
     written = pl.col(S.CLASS) == "WRITE"
     # INTO OUTFILE/DUMPFILE: the rows written to the file are Rows_affected (10.11: a
     # text-protocol SELECT logs them as Rows_sent too; through the binary protocol, or

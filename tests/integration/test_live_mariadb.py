@@ -22,6 +22,13 @@ MULTILINE = """SELECT id,
  WHERE id <= 42"""
 
 
+RETURNING = (
+    "DELETE FROM notes WHERE id > 550 RETURNING *",
+    "INSERT INTO kept SELECT * FROM notes WHERE id <= 100 RETURNING *",
+    "INSERT INTO kept VALUES (1001, 'x') RETURNING id",
+)
+
+
 @dataclass
 class Truth:
     rows: dict[str, int] = field(default_factory=dict)
@@ -88,6 +95,16 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
     )
     introspect = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop'"
     truth.rows["introspection"] = lines(mariadb.client("caller", "pw", "shop", introspect).stdout)
+    # Writes that send back the rows they changed (DELETE/INSERT ... SELECT ... RETURNING)
+    mariadb.sql(
+        "USE shop; CREATE TABLE shop.notes(id int primary key, body varchar(64));"
+        "INSERT INTO shop.notes SELECT seq, concat('b', seq) FROM seq_1_to_600;"
+        "CREATE TABLE shop.kept(id int primary key, body varchar(64));"
+        "CREATE USER 'returner'@'%' IDENTIFIED BY 'pw';"
+        "GRANT ALL ON shop.notes TO 'returner'@'%'; GRANT ALL ON shop.kept TO 'returner'@'%';"
+    )
+    for statement in RETURNING:
+        truth.rows[statement] = lines(mariadb.client("returner", "pw", "shop", statement).stdout)
     mariadb.client("reader", "pw", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the end" not in mariadb.slow_log.read_text(
@@ -213,3 +230,21 @@ def test_a_read_of_the_servers_catalog_is_not_a_data_read(
     assert introspection[S.ROWS].to_list() == [truth.rows["introspection"]]
     window = F.window_activity(ev.lazy(), "1d").collect().row(0, named=True)
     assert not any(o.startswith(("information_schema.", "mysql.")) for o in window["objects_list"])
+
+
+@pytest.mark.parametrize("logs", ["slow", "both"])
+def test_rows_a_write_sends_back_are_rows_read(
+    workload: tuple[Path, Path, Truth], logs: str
+) -> None:
+    """``DELETE ... RETURNING *`` sends the rows it deleted; 10.11 logs them as Rows_sent
+    with Rows_affected 0 (before: a write of 0 rows, the table read out unseen). An
+    ``INSERT ... VALUES ... RETURNING id`` sends back what the client sent: no read."""
+    audit, slow, truth = workload
+    ev = parse(audit, slow) if logs == "both" else parse(slow)
+    ev = ev.filter(pl.col(S.ACCOUNT) == "returner")
+    deleted, copied, inserted = (one(ev, statement, "returner") for statement in RETURNING)
+    assert (truth.rows[RETURNING[0]], truth.rows[RETURNING[1]]) == (50, 100)
+    assert (deleted[S.CLASS], deleted[S.ROWS]) == ("READ", 50)
+    assert (copied[S.CLASS], copied[S.ROWS]) == ("READ", 100)
+    assert "shop.notes" in deleted[S.OBJECTS] and "shop.notes" in copied[S.OBJECTS]
+    assert inserted[S.CLASS] == "WRITE"
