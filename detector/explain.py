@@ -477,12 +477,9 @@ class Judge:
                 f"{failed} failed statement(s) in {_span(base)}; "
                 f"{self._reference_words(row, 'most')}: {_num(own_failed)}"
             )
-        stmts, own_stmts = base_and_own("statements")
-        if own_stmts and (stmts + 1) >= self.settings.reason_factor * (own_stmts + 1):
-            out.append(
-                f"{stmts:,} statements in {_span(base)}; {_times(stmts, own_stmts)} "
-                f"{self._reference_words(row, 'most')}"
-            )
+        found = self._statements_reason(row)
+        if found is not None:
+            out.append(found)
         if row["guardrail"]:
             out.append(self._guardrail_reason(row))
         if row["drip"] and not row["guardrail"]:  # a burst crosses the day's bound too
@@ -530,21 +527,18 @@ class Judge:
             f"peer's ({_num(typical)}): {read}"
         )
 
-    def _volume_reason(self, row: dict[str, Any], unit: str, signal: str) -> str | None:
-        """The volume this window took furthest past the account's own largest, if any."""
+    def _furthest(
+        self, row: dict[str, Any], signal: str, factor: Callable[[float, str], float]
+    ) -> str | None:
+        """The horizon over which this window took ``signal`` furthest past ``factor``
+        times the account's own largest (a longer horizon only where this window's share
+        took it past), or None: the crossing the strong signal of :meth:`__call__` saw."""
         base_value = row[col_name(signal, self.horizons.base)] or 0
         if not base_value:
             return None
 
         def ratio(value: float, h: str) -> float:
             return float((value + 1) / (row[f"{col_name(signal, h)}__own"] + 1))
-
-        def factor(value: float, h: str) -> float:
-            # a day or more: the slow-drip bound, if lower, for volumes a drip is judged
-            # at (guardrail_min_rows, as the rule): 14 rows are not "2.1x" news
-            s = self.settings
-            drip = span(h) >= timedelta(days=1) and value >= s.guardrail_min_rows
-            return min(s.reason_factor, s.drip_factor) if drip else s.reason_factor
 
         crossed = [
             (ratio(value, h), h)
@@ -553,9 +547,40 @@ class Judge:
             if ratio(value, h) >= factor(value, h)
             and (h == self.horizons.base or ratio(value - base_value, h) < factor(value, h))
         ]
-        if not crossed:
+        return max(crossed)[1] if crossed else None
+
+    def _statements_reason(self, row: dict[str, Any]) -> str | None:
+        """The statements this window took furthest past the account's most, if any: "50
+        statements in 5 minutes", or "123 statements in 1 day, 3 of them in these 5
+        minutes" (before, only the 5 minutes were said, and a day's flag had no reason)."""
+        h = self._furthest(row, "statements", lambda value, h: self.settings.reason_factor)
+        c = col_name("statements", h) if h is not None else ""
+        if h is None or not row[f"{c}__own"]:
             return None
-        h = max(crossed)[1]
+        base = self.horizons.base
+        value, own = row[c], row[f"{c}__own"]
+        if h == base:
+            return f"{value:,} statements in {_span(h)}; {_times(value, own)} {self._reference_words(row, 'most')}"
+        return (
+            f"{value:,} statements in {_span(h)}, {row[col_name('statements', base)]:,} of them "
+            f"in these {_span(base)}; {_times(value, own)} "
+            f"{self._reference_words(row, f'most in {_span(h)}')}"
+        )
+
+    def _volume_reason(self, row: dict[str, Any], unit: str, signal: str) -> str | None:
+        """The volume this window took furthest past the account's own largest, if any."""
+        base_value = row[col_name(signal, self.horizons.base)] or 0
+
+        def factor(value: float, h: str) -> float:
+            # a day or more: the slow-drip bound, if lower, for volumes a drip is judged
+            # at (guardrail_min_rows, as the rule): 14 rows are not "2.1x" news
+            s = self.settings
+            drip = span(h) >= timedelta(days=1) and value >= s.guardrail_min_rows
+            return min(s.reason_factor, s.drip_factor) if drip else s.reason_factor
+
+        h = self._furthest(row, signal, factor)
+        if h is None:
+            return None
         c = col_name(signal, h)
         value, own, peer, typical = (
             row[c],

@@ -613,3 +613,35 @@ def test_a_dumps_reasons_do_not_call_its_counted_rows_its_volume() -> None:
     assert "row count not logged for 3 of them, 4 rows in the others" in export_line
     read_line = next(r for r in found["reasons"] if r.startswith("read "))
     assert "not counting its 3 export statement(s), whose rows the log does not give" in read_line
+
+
+def test_statements_past_the_accounts_largest_day_are_named_as_the_reason() -> None:
+    """A flag's reason names what flagged it: 123 one-row statements over three and a
+    half hours, 3 every 5 minutes (under analyst_ben's largest 5 minutes, 4, and its
+    largest hour, 17), take its day past 3x its largest day (40). With the forest's
+    score over the threshold that is a strong sign; before, the reasons only said the
+    window read 1 row and gave the score."""
+    template = ordinary("analyst_ben")
+    start = DAY.replace(hour=template[S.TIME].hour, minute=0)
+    added = [
+        statement(template, start + timedelta(minutes=5 * w, seconds=s), 3 * w + s, **{S.ROWS: 1})
+        for w in range(41)
+        for s in range(3)
+    ]
+    trained, events = trained_on_json()
+    extra = pl.DataFrame(added, schema=events.schema)
+    h = trained.horizons
+    activity = F.window_activity(
+        pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
+    )
+    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
+    mine = frame.filter(
+        pl.col("account") == "analyst_ben",
+        pl.col("window_start").is_between(start, added[-1][S.TIME]),
+    ).sort("window_start")
+    judged = Judge(trained.profile, h, settings.load())(mine, np.full(mine.height, 0.9))
+    flagged = judged.filter(pl.col("flagged"))
+    assert flagged.height >= 1
+    for reasons in flagged["reasons"].to_list():
+        said = [r for r in reasons if re.search(r"^\d[\d,]* statements in 1 (day|hour), ", r)]
+        assert said and "of them in these 5 minutes; " in said[0], reasons
