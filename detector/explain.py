@@ -141,11 +141,18 @@ class Judge:
         # Tables it never read, in a window of real volume: a DBA reading 15,000 rows of
         # patients' notes reads no more than its own maintenance reads and names one or
         # two new tables, each alone ordinary; together, with the forest's score, a reason.
-        new_at_volume = (
-            pl.col("has_history")
-            & (pl.col("new_objects") > 0)
-            & (pl.col(col_name("rows_read", self.horizons.base)) >= s.guardrail_min_rows)
-        ).fill_null(False)
+        # Where the log gives no volume (pgaudit.log_rows off, MariaDB's audit log alone)
+        # the volume cannot be known: the tables and the score are all there is (before,
+        # a SELECT * of a table new to the account, a DBA reading patients' data and a
+        # paged pull of another service's table scored 0.69-0.82 and were not flagged).
+        volume = (
+            pl.col(col_name("rows_read", self.horizons.base)) >= s.guardrail_min_rows
+            if self.volume_logged
+            else pl.lit(True)
+        )
+        new_at_volume = (pl.col("has_history") & (pl.col("new_objects") > 0) & volume).fill_null(
+            False
+        )
         strong = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
@@ -419,8 +426,11 @@ class Judge:
                 f"{uncounted} ({history}; a typical peer's: {_num(row[f'{c}__peertypical'])})"
             )
         if row["exports"]:
+            # Against its largest 5 minutes (before, "0.3x its usual" against its
+            # largest 3 days read as less than usual for a night's ordinary 10 tables).
+            own = row[f"{col_name('exports', base)}__own"]
             habit = (
-                f"{_times(row['exports'], row['exports__own_max'])} its usual"
+                f"{_times(row['exports'], own)} {self._own_words(row, base)} ({_num(own)})"
                 if row["exports__own_max"]
                 else "this account never exported data in training"
                 if row["has_history"]

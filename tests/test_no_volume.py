@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
 import polars as pl
 import pytest
 
 from detector import features as F
 from detector import pipeline, settings
 from detector import schema as S
+from detector.explain import Judge
 from detector.model import ModelError
-from tests.test_end_to_end import SAMPLE, SPLIT, labels
+from tests.test_end_to_end import SAMPLE, SPLIT, labels, trained_on_json
+from tests.test_verdicts import DAY, ordinary, statement, tables_unread_by
 
 # Incidents whose signal is not volume: exports by accounts that never export, an
 # enumeration of tables never read. (INC-1, a bulk SELECT, is volume and nothing else
@@ -90,3 +93,38 @@ def test_a_model_with_volume_refuses_logs_without_it() -> None:
         ModelError, match=r"trained on logs with rows, .* these logs have .* rows differ"
     ):
         pipeline.score(blind(after), trained, conf)
+
+
+def test_a_table_never_read_is_a_reason_when_the_volume_cannot_be_known() -> None:
+    """With rows logged, a table new to the account is a reason only in a window of
+    volume (tests/test_verdicts.py); without them, no window has a volume to show, and
+    the new table with the forest's score over the threshold flags it (a DBA reading
+    patients' data, a web application's SELECT * of a table it never read). Under the
+    threshold it does not."""
+    trained, _ = trained_and_scored()
+    template = blind(pl.DataFrame([ordinary("analyst_ben")])).row(0, named=True)
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    table = tables_unread_by("analyst_ben")[0]
+    read = statement(template, at, 1, **{S.OBJECTS: [table]})
+    _, events = trained_on_json()
+    frame = pipeline.model_frame(
+        F.add_horizons(
+            F.window_activity(
+                pl.concat([blind(events), pl.DataFrame([read], schema=events.schema)])
+                .sort(S.TIME)
+                .lazy(),
+                trained.horizons.base,
+                trained.profile.known.lazy(),
+            ),
+            trained.horizons,
+        ),
+        trained.profile,
+        trained.horizons,
+    ).filter(pl.col("account") == "analyst_ben", pl.col("window_start") == at.replace(minute=30))
+    conf = settings.load()
+    judge = Judge(trained.profile, trained.horizons, conf, volume_logged=False)
+    found = judge(frame, np.array([0.9])).row(0, named=True)
+    assert found["flagged"], found["reasons"]
+    assert found["reasons"][0].startswith("volume unknown")
+    assert f"1 object(s) never read before by this account: {table}" in found["reasons"]
+    assert not judge(frame, np.array([conf.threshold - 0.1])).row(0, named=True)["flagged"]

@@ -645,3 +645,21 @@ def test_statements_past_the_accounts_largest_day_are_named_as_the_reason() -> N
     for reasons in flagged["reasons"].to_list():
         said = [r for r in reasons if re.search(r"^\d[\d,]* statements in 1 (day|hour), ", r)]
         assert said and "of them in these 5 minutes; " in said[0], reasons
+
+
+def test_an_export_reason_compares_the_window_with_the_accounts_largest_window() -> None:
+    """case_officer_dina exported at most once in 5 minutes in training, 5 times in 3
+    days. Five COPYs in one window are set beside its largest 5 minutes (3.0x, the +1
+    smoothed ratio of every reason); before, the reason said "1.0x its usual" (its
+    largest 3 days), and a nightly job's usual 10 tables read "0.3x"."""
+    template = ordinary("case_officer_dina")
+    at = DAY.replace(hour=template[S.TIME].hour, minute=31)
+    table = template[S.OBJECTS][0]
+    copy = {S.EXPORT: True, S.ROWS: None, S.COMMAND: "COPY", S.OBJECTS: [table]}
+    found = judged_at(
+        0.9, *(statement(template, at + timedelta(seconds=n), n, **copy) for n in range(5))
+    )
+    assert found["flagged"], found["reasons"]
+    line = next(r for r in found["reasons"] if " export statement(s) " in r)
+    assert line.startswith("5 export statement(s)"), line
+    assert line.endswith("3.0x this account's largest 5 minutes in training (1)"), line
