@@ -108,17 +108,20 @@ class Detector:
     def attribution(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Each feature's share of each row's anomaly, by occlusion: how much the raw
         anomaly drops when that feature alone takes the training median's value. Every
-        feature reads "higher is more unusual", so only features above the median can be
-        to blame: the others get no share, nor do negative drops; each row's shares sum
-        to 1 (all 0 where no feature alone makes the row more ordinary). The forest is
-        asked, not the feature values: a large ratio the trees do not isolate on gets no
-        share."""
+        feature reads "higher is more unusual", and 0 is at most the account's own
+        (a log2 ratio to its largest, a count of new things), so only features above the
+        median and above 0 can be to blame: the others get no share, nor do negative
+        drops; each row's shares sum to 1 (all 0 where no feature alone makes the row
+        more ordinary). The forest is asked, not the feature values: a large ratio the
+        trees do not isolate on gets no share. (Before the 0: "failed statements vs its
+        own history 31%" for an account that never failed, whose 0 is above a median
+        pulled down by the accounts that do.)"""
         self._check_fitted()
         n, k = features.shape
         drops = np.zeros((n, k))
         # Only features above the median can take a share: only they are occluded (a
         # flagged window has about half its features there, so half the forest walks).
-        rows, columns = np.nonzero(features > self.reference_)
+        rows, columns = np.nonzero(features > np.maximum(self.reference_, 0.0))
         if len(rows):
             copies = features[rows]
             copies[np.arange(len(rows)), columns] = self.reference_[columns]

@@ -116,10 +116,23 @@ def test_attribution_blames_only_features_above_an_ordinary_window() -> None:
     assert np.allclose(shares.sum(axis=1), 1.0)
 
 
+def test_a_feature_at_its_accounts_own_gets_no_share_however_low_the_median() -> None:
+    """A log ratio of 0 is a window at its account's own largest (an account that never
+    failed, failing nothing): no share, though most training windows sit below 0 (the
+    accounts that do fail, failing nothing in most windows)."""
+    rng = np.random.default_rng(2)
+    ordinary = np.column_stack([rng.normal(0, 1, 3000), rng.normal(-2, 0.3, 3000)])
+    detector = model.Detector(n_estimators=100).fit(ordinary)
+    assert detector.reference_[1] < -1.5
+    shares = detector.attribution(np.array([[6.0, 0.0], [6.0, 0.5]]))
+    assert shares[0, 1] == 0 and shares[0, 0] == 1
+    assert shares[1, 1] > 0  # above its account's own: a share if the forest says so
+
+
 def test_attribution_is_each_features_occlusion_drop_as_a_share() -> None:
     """The definition, computed plainly: every feature of every row set to the median
     in turn and the whole forest asked again; the drops of the features above the
-    median, clipped at 0, as shares of their sum."""
+    median and 0, clipped at 0, as shares of their sum."""
     rng = np.random.default_rng(1)
     detector = model.Detector(n_estimators=60, random_state=1).fit(rng.normal(size=(1500, 5)))
     rows = np.vstack([rng.normal(0, 3, size=(300, 5)), np.zeros((1, 5)), -np.ones((1, 5))])
@@ -128,7 +141,7 @@ def test_attribution_is_each_features_occlusion_drop_as_a_share() -> None:
         occluded = rows.copy()
         occluded[:, j] = detector.reference_[j]
         drops[:, j] = detector.anomaly(rows) - detector.anomaly(occluded)
-    drops = np.clip(drops, 0, None) * (rows > detector.reference_)
+    drops = np.clip(drops, 0, None) * (rows > np.maximum(detector.reference_, 0))
     totals = drops.sum(axis=1, keepdims=True)
     expected = np.divide(drops, totals, out=np.zeros_like(drops), where=totals > 0)
     assert np.array_equal(detector.attribution(rows), expected)
