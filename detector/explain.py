@@ -224,9 +224,15 @@ class Judge:
         )
         bands = sorted(s.severity_bands.items(), key=lambda kv: kv[1], reverse=True)
         severity: Any = pl.when(pl.col("guardrail")).then(pl.lit("critical"))
-        for name, low in bands:
+        # A slow drip or a stranger's session is at least medium, whatever the score:
+        # decided before the bands under medium (before, a drip scoring 0.55 was "low"
+        # and one scoring 0.3 "medium").
+        medium = s.severity_bands.get("medium", 1.0)
+        for name, low in [b for b in bands if b[1] >= medium]:
             severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
         severity = severity.when(pl.col("drip") | pl.col("_stranger")).then(pl.lit("medium"))
+        for name, low in [b for b in bands if b[1] < medium]:
+            severity = severity.when(pl.col("score") >= low).then(pl.lit(name))
         frame = frame.with_columns(
             pl.when(pl.col("flagged"))
             .then(severity.otherwise(pl.lit(bands[-1][0])))

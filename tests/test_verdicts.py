@@ -663,3 +663,30 @@ def test_an_export_reason_compares_the_window_with_the_accounts_largest_window()
     line = next(r for r in found["reasons"] if " export statement(s) " in r)
     assert line.startswith("5 export statement(s)"), line
     assert line.endswith("3.0x this account's largest 5 minutes in training (1)"), line
+
+
+@pytest.mark.parametrize(("score", "severity"), [(0.3, "medium"), (0.55, "medium"), (0.9, "high")])
+def test_a_slow_drip_is_at_least_medium_whatever_its_score(score: float, severity: str) -> None:
+    """The README's promise: a drip (or a stranger's session) is at least ``medium``.
+    Before, a drip scoring 0.55 fell in the ``low`` band first, and one scoring 0.3 was
+    ``medium``: the higher score, the lower severity."""
+    trained, events = trained_on_json()
+    template = ordinary("web_admin")
+    sunday = datetime(2026, 10, 25, tzinfo=UTC)  # a quiet day for web_admin (test above)
+    reads = [
+        statement(template, sunday + timedelta(hours=10, minutes=15 * i), i, **{S.ROWS: 60})
+        for i in range(20)
+    ]
+    h = trained.horizons
+    activity = F.window_activity(
+        pl.concat([events, pl.DataFrame(reads, schema=events.schema)]).sort(S.TIME).lazy(),
+        h.base,
+        trained.profile.known.lazy(),
+    )
+    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h).filter(
+        pl.col("account") == "web_admin", pl.col("window_start").dt.date() == sunday.date()
+    )
+    judged = Judge(trained.profile, h, settings.load())(frame, np.full(frame.height, score))
+    drips = judged.filter(pl.col("drip"))
+    assert drips.height == 1
+    assert drips["severity"].to_list() == [severity]
