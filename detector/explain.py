@@ -278,10 +278,16 @@ class Judge:
         crossing = bound(total, c)
         if horizon != self.horizons.base:
             crossing = crossing & ~bound(before, c)
-        # Not again at a level alerted on lately. The calendar day (TODAY) keeps no
+        # Not again at a level alerted on lately, nor a little past it (a role change
+        # reads 1% more the next day: realert_factor). The calendar day (TODAY) keeps no
         # alerted level: it crosses its bound once a day at most.
         if signal in ALERT_LEVELS and horizon in self.horizons.all:
-            crossing = crossing & (total > pl.col(f"{c}__alerted").fill_null(-1))
+            alerted = pl.col(f"{c}__alerted")
+            crossing = (
+                crossing
+                & (alerted.is_null() | (total >= self.settings.realert_factor * alerted))
+                & (total > alerted.fill_null(-1))
+            )
         return crossing
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
         "times the account's own largest in training, in the window it crosses: slow drips.",
     )
+    realert_factor: float = Field(
+        1.5,
+        ge=1,
+        description="Within the longest horizon after an alert, a volume (rows, bytes, "
+        "statements) is a reason, a guardrail hit or a drip again only at this many times "
+        "the largest the account's alerts showed for that horizon (1: any growth).",
+    )
     settled_after: str = Field(
         "7d",
         description="An account that arrived during training (after its first day) and was seen "

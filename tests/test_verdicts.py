@@ -690,3 +690,31 @@ def test_a_slow_drip_is_at_least_medium_whatever_its_score(score: float, severit
     drips = judged.filter(pl.col("drip"))
     assert drips.height == 1
     assert drips["severity"].to_list() == [severity]
+
+
+@pytest.mark.parametrize(("factor", "again"), [(1.5, False), (1.0, True)])
+def test_a_volume_a_little_past_the_alerted_one_is_no_new_alert(factor: float, again: bool) -> None:
+    """A role change reads 20% more the day after its alert: no news at the default
+    ``realert_factor`` (1.5), an alert again at 1 (any growth, the rule before)."""
+    trained, events = trained_on_json()
+    template = ordinary("analyst_ben")
+    own = trained.profile.account_max.filter(pl.col(F.ACCOUNT) == "analyst_ben")  # type: ignore[attr-defined]
+    rows = 200 * int(own["rows_read_1d"].item())
+    first, next_day = (
+        DAY.replace(hour=10, minute=2),
+        DAY.replace(hour=10, minute=2) + timedelta(days=1),
+    )
+    added = [
+        statement(template, first, 0, **{S.ROWS: rows}),
+        statement(template, next_day, 1, **{S.ROWS: rows * 6 // 5}),
+    ]
+    conf = settings.load().model_copy(update={"realert_factor": factor})
+    scored = pipeline.score(
+        pl.concat([events, pl.DataFrame(added, schema=events.schema)]).sort(S.TIME), trained, conf
+    )
+    mine = scored.filter(pl.col("account") == "analyst_ben")
+    at = {
+        w: mine.filter(pl.col("window_start") == w.replace(minute=0))["flagged"].item()
+        for w in (first, next_day)
+    }
+    assert at == {first: True, next_day: again}
