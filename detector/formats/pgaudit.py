@@ -1093,6 +1093,9 @@ _FETCH_CURSOR: Final = (
 )
 
 
+_REFUSED_USER: Final = r'\b(?:user|role) "((?:[^"]|"")*)"'
+
+
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
     """Failed statements (``ERROR``) and refused logins (``FATAL`` at authentication)."""
     sev = pl.col("severity")
@@ -1111,8 +1114,19 @@ def _failures(records: pl.DataFrame) -> pl.DataFrame:
         if failed.height
         else no_objects
     )
+    # A login refused before it was authorized has no user in a prefix without %u
+    # (PostgreSQL's default "%m [%p] ") nor a connection line; its message names it:
+    # 'password authentication failed for user "bob"', 'no pg_hba.conf entry for host
+    # "10.0.0.9", user "bob", database "shop"', 'role "bob" does not exist'.
+    named = pl.col("message").str.extract(_REFUSED_USER, 1).str.replace_all('""', '"', literal=True)
+    account = pl.when(sev == "FATAL").then(pl.coalesce(pl.col("user"), named))
     return failed.select(
-        *_WHO,
+        *(
+            account.otherwise(pl.col("user")).alias(S.ACCOUNT)
+            if who.meta.output_name() == S.ACCOUNT
+            else who
+            for who in _WHO
+        ),
         objects.alias(S.OBJECTS),
         pl.when(sev == "ERROR").then(pl.lit("ERROR")).otherwise(pl.lit("CONNECT")).alias(S.CLASS),
         pl.when(sev == "ERROR").then(first_word).otherwise(pl.lit("LOGIN")).alias(S.COMMAND),

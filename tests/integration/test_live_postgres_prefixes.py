@@ -17,6 +17,7 @@ name, database and client, as the server's jsonlog and csvlog do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ SERVERS: dict[str, tuple[str, dict[str, str]]] = {
     "rds": ("%t:%r:%u@%d:[%p]:", {}),
     "readme": (README_PREFIX, {}),
     "debian": ("%m [%p] %q%u@%d ", {}),  # clients from the connection lines only
+    "default": ("%m [%p] ", {}),  # PostgreSQL's own: users from the connection lines only
     "pgbadger": ("%t [%p]: user=%u,db=%d,app=%a,client=%h ", {}),
     # No connection lines to say where the user's name ends and the database's begins.
     "readme, no connection lines": (
@@ -60,6 +62,7 @@ ROLES = {
     "sock": ("shop", "socket", "psql", 5),
 }
 CLIENT = {"127.0.0.1": "127.0.0.1", "::1": "::1", "socket": "local"}
+GUESSED = "guessed"  # a role whose password someone guesses: its logins are refused
 TABLE_ROWS = 100
 
 
@@ -87,6 +90,19 @@ def workload(pg: PgCluster) -> None:
             assert len(got) == rows
             with conn.cursor().copy("COPY public.t TO STDOUT") as copy:
                 assert sum(1 for _ in copy.rows()) == TABLE_ROWS
+    # Refused logins: two wrong passwords (a guesser's first tries). The server trusts
+    # everyone else; this role needs its password.
+    hba = pg.data_dir / "pg_hba.conf"
+    hba.write_text(f"host all {GUESSED} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    with psycopg.connect(pg.dsn(), autocommit=True, options=quiet) as admin:
+        admin.execute(f"CREATE ROLE {GUESSED} LOGIN PASSWORD 'right'")
+        admin.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the postmaster reloads on SIGHUP, after the call returns
+    for _ in range(2):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(
+                host="127.0.0.1", port=pg.port, user=GUESSED, password="wrong", dbname="shop"
+            ).close()
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute("SELECT 'end-of-prefixes-workload'")
     wait_for_logs(pg.log_dir, "end-of-prefixes-workload")
@@ -108,7 +124,7 @@ def logs(
 def per_account(events: pl.DataFrame) -> dict[tuple[str, str, str], tuple[int, int, int]]:
     """(account, database, client) -> (statements, rows read, exports), of every account
     but the superuser that set the server up."""
-    events = events.filter(pl.col(S.ACCOUNT) != "postgres")
+    events = events.filter(~pl.col(S.ACCOUNT).is_in(["postgres", GUESSED]))
     activity = (
         F.window_activity(events.lazy(), "1d")
         .collect()
@@ -179,3 +195,16 @@ def test_stderr_names_each_account_when_read_in_small_chunks(
         assert dict(quarantine.counts) == {}
         assert per_account(small) == expected(server, "stderr"), size
     assert carried > 0
+
+
+def test_refused_logins_are_failures_of_the_role_they_named(
+    logs: tuple[str, Path], output: str
+) -> None:
+    """Two wrong passwords are two failures of the role they named, whatever the prefix:
+    with PostgreSQL's default ``%m [%p] `` (or one without ``%u``) neither the prefix nor
+    a connection line names the user of a login refused before it was authorized; the
+    FATAL message does (before: no account, so not counted)."""
+    _, log_dir = logs
+    events, _ = parse(log_dir / OUTPUTS[output])
+    refused = events.filter(pl.col(S.CLASS) == "CONNECT", ~pl.col(S.SUCCESS))
+    assert refused[S.ACCOUNT].to_list() == [GUESSED, GUESSED], refused.to_dicts()
