@@ -138,11 +138,21 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
         # Strings gathered from the events share the events' string buffers (Polars'
         # string views), and a few hundred windows would keep a whole chunk's strings
         # alive: each copied into buffers of its own, a part costs what it holds.
-        .with_columns(
-            pl.col(F.ACCOUNT) + "", *(pl.col(c).list.eval(pl.element() + "") for c in SETS)
-        )
+        .pipe(_owning)
         .collect()
         .cast(SCHEMA)
+    )
+
+
+def _owning(partials: pl.LazyFrame) -> pl.LazyFrame:
+    """``partials`` with their strings (account, sets) copied into buffers of their own.
+
+    A Polars string is a view into a buffer, and filtering, grouping or concatenating
+    frames copies the views, not the bytes: a frame keeps alive every buffer its strings
+    came from, however few of their bytes it still uses (``estimated_size`` counts only
+    those)."""
+    return partials.with_columns(
+        pl.col(F.ACCOUNT) + "", *(pl.col(c).list.eval(pl.element() + "") for c in SETS)
     )
 
 
@@ -189,6 +199,11 @@ class Fold:
     100,000 accounts' open windows with eight reads' parts took 124 MB of working memory
     for 25 MB of partials in one piece, 57 in eight (``docs/benchmarks.md``, "Open
     windows merged in shards").
+
+    A merged group's strings are copied into buffers of its own (:func:`_owning`):
+    merged as views, they kept every part's buffers alive until their window closed,
+    65 MB of an open window's 1 MB of partials at 2,000 lines/s (``docs/benchmarks.md``,
+    "Soak").
     """
 
     def __init__(self, merge_after: int) -> None:
@@ -205,7 +220,7 @@ class Fold:
             frames = self._shards[int(number)]
             frames.append(piece)
             if len(frames) > self.merge_after:
-                frames[:] = [merge_all(frames)]
+                frames[:] = [_merged(frames)]
 
     @property
     def frames(self) -> list[pl.DataFrame]:
@@ -222,7 +237,7 @@ class Fold:
         turn, and kept merged."""
         for frames in self._shards:
             if len(frames) > 1:
-                frames[:] = [merge_all(frames)]
+                frames[:] = [_merged(frames)]
         return pl.concat([empty(), *self.frames])
 
     def take(self, rows: pl.Expr) -> pl.DataFrame:
@@ -233,7 +248,7 @@ class Fold:
             merged = merge_all(frames)
             taken.append(merged.filter(rows))
             kept = merged.filter(~rows)
-            frames[:] = [kept] if kept.height else []
+            frames[:] = [_owning(kept.lazy()).collect()] if kept.height else []
         return pl.concat(taken)
 
     def copy(self) -> Fold:
@@ -242,6 +257,11 @@ class Fold:
         other = Fold(self.merge_after)
         other._shards = [list(frames) for frames in self._shards]
         return other
+
+
+def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """One group's frames of a :class:`Fold` merged, owning its strings."""
+    return _owning(merge_all(frames).lazy()).collect()
 
 
 def known(partials: pl.DataFrame) -> pl.DataFrame:
