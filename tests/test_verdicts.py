@@ -298,12 +298,13 @@ def test_a_volume_reason_names_the_peers_it_compares_with(
     _, events = trained_on_json()
     template = ordinary("web_shop")
     at = DAY.replace(hour=11, minute=2)
-    pull = pl.DataFrame([statement(template, at, 1, **{S.ROWS: 50_000})], schema=events.schema)
+    # 4x the 50,191-row pull web_shop alerted on the day before: alerts again (realert_factor)
+    pull = pl.DataFrame([statement(template, at, 1, **{S.ROWS: 200_000})], schema=events.schema)
     scored = pipeline.score(pl.concat([events, pull]).sort(S.TIME), trained, settings.load(**conf))
     window = scored.filter(
         pl.col("account") == "web_shop", pl.col("window_start") == at.replace(minute=0)
     ).row(0, named=True)
-    volume = next(r for r in window["reasons"] if r.startswith("read 50,"))
+    volume = next(r for r in window["reasons"] if r.startswith("read 200,"))
     if named is None:
         assert "peers" not in volume.split("any peer's largest")[1]
     else:
