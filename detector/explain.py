@@ -283,11 +283,8 @@ class Judge:
         # alerted level: it crosses its bound once a day at most.
         if signal in ALERT_LEVELS and horizon in self.horizons.all:
             alerted = pl.col(f"{c}__alerted")
-            crossing = (
-                crossing
-                & (alerted.is_null() | (total >= self.settings.realert_factor * alerted))
-                & (total > alerted.fill_null(-1))
-            )
+            again = (total > alerted) & (total >= self.settings.realert_factor * alerted)
+            crossing = crossing & again.fill_null(True)
         return crossing
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -576,17 +573,20 @@ class Judge:
         statements in 5 minutes", or "123 statements in 1 day, 3 of them in these 5
         minutes" (before, only the 5 minutes were said, and a day's flag had no reason)."""
         h = self._furthest(row, "statements", lambda value, h: self.settings.reason_factor)
-        c = col_name("statements", h) if h is not None else ""
-        if h is None or not row[f"{c}__own"]:
+        if h is None:
             return None
-        base = self.horizons.base
+        c, base = col_name("statements", h), self.horizons.base
         value, own = row[c], row[f"{c}__own"]
+        if not own:
+            return None
         if h == base:
-            return f"{value:,} statements in {_span(h)}; {_times(value, own)} {self._reference_words(row, 'most')}"
+            part, most = "", "most"
+        else:
+            part = f", {row[col_name('statements', base)]:,} of them in these {_span(base)}"
+            most = f"most in {_span(h)}"
         return (
-            f"{value:,} statements in {_span(h)}, {row[col_name('statements', base)]:,} of them "
-            f"in these {_span(base)}; {_times(value, own)} "
-            f"{self._reference_words(row, f'most in {_span(h)}')}"
+            f"{value:,} statements in {_span(h)}{part}; {_times(value, own)} "
+            f"{self._reference_words(row, most)}"
         )
 
     def _volume_reason(self, row: dict[str, Any], unit: str, signal: str) -> str | None:

@@ -119,8 +119,8 @@ class Detector:
         self._check_fitted()
         n, k = features.shape
         drops = np.zeros((n, k))
-        # Only features above the median can take a share: only they are occluded (a
-        # flagged window has about half its features there, so half the forest walks).
+        # Only features above the median (and 0) can take a share: only they are occluded
+        # (a flagged window has about half its features there, so half the forest walks).
         rows, columns = np.nonzero(features > np.maximum(self.reference_, 0.0))
         if len(rows):
             copies = features[rows]

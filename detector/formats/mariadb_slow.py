@@ -222,9 +222,6 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         & (pl.col("_sent") == 0).fill_null(False)
         & (pl.col("_affected") > 0).fill_null(False)
     )
-    events = events.with_columns(
-        pl.when(wrote).then(pl.lit("WRITE")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
-    )
     # ``DELETE ... RETURNING`` and ``INSERT``/``REPLACE ... SELECT ... RETURNING`` send the
     # rows they changed (10.11: as Rows_sent, with Rows_affected 0): a read of them. An
     # ``INSERT ... VALUES ... RETURNING id`` sends back what the client sent.
@@ -233,7 +230,12 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     )
     returned = (pl.col(S.CLASS) == "WRITE") & (pl.col("_sent") > 0).fill_null(False) & ~own_values
     events = events.with_columns(
-        pl.when(returned).then(pl.lit("READ")).otherwise(pl.col(S.CLASS)).alias(S.CLASS)
+        pl.when(wrote)
+        .then(pl.lit("WRITE"))
+        .when(returned)
+        .then(pl.lit("READ"))
+        .otherwise(pl.col(S.CLASS))
+        .alias(S.CLASS)
     )
     written = pl.col(S.CLASS) == "WRITE"
     # INTO OUTFILE/DUMPFILE: the rows written to the file are Rows_affected (10.11: a

@@ -1119,14 +1119,11 @@ def _failures(records: pl.DataFrame) -> pl.DataFrame:
     # 'password authentication failed for user "bob"', 'no pg_hba.conf entry for host
     # "10.0.0.9", user "bob", database "shop"', 'role "bob" does not exist'.
     named = pl.col("message").str.extract(_REFUSED_USER, 1).str.replace_all('""', '"', literal=True)
-    account = pl.when(sev == "FATAL").then(pl.coalesce(pl.col("user"), named))
+    failed = failed.with_columns(
+        pl.when(sev == "FATAL").then(pl.coalesce("user", named)).otherwise("user").alias("user")
+    )
     return failed.select(
-        *(
-            account.otherwise(pl.col("user")).alias(S.ACCOUNT)
-            if who.meta.output_name() == S.ACCOUNT
-            else who
-            for who in _WHO
-        ),
+        *_WHO,
         objects.alias(S.OBJECTS),
         pl.when(sev == "ERROR").then(pl.lit("ERROR")).otherwise(pl.lit("CONNECT")).alias(S.CLASS),
         pl.when(sev == "ERROR").then(first_word).otherwise(pl.lit("LOGIN")).alias(S.COMMAND),
