@@ -20,7 +20,7 @@ from detector import schema as S
 from detector.explain import Judge
 from detector.model import ModelError
 from tests.test_end_to_end import SAMPLE, SPLIT, labels, trained_on_json
-from tests.test_verdicts import DAY, ordinary, statement, tables_unread_by
+from tests.test_verdicts import DAY, model_windows, ordinary, statement, tables_unread_by
 
 # Incidents whose signal is not volume: exports by accounts that never export, an
 # enumeration of tables never read. (INC-1, a bulk SELECT, is volume and nothing else
@@ -107,20 +107,9 @@ def test_a_table_never_read_is_a_reason_when_the_volume_cannot_be_known() -> Non
     table = tables_unread_by("analyst_ben")[0]
     read = statement(template, at, 1, **{S.OBJECTS: [table]})
     _, events = trained_on_json()
-    frame = pipeline.model_frame(
-        F.add_horizons(
-            F.window_activity(
-                pl.concat([blind(events), pl.DataFrame([read], schema=events.schema)])
-                .sort(S.TIME)
-                .lazy(),
-                trained.horizons.base,
-                trained.profile.known.lazy(),
-            ),
-            trained.horizons,
-        ),
-        trained.profile,
-        trained.horizons,
-    ).filter(pl.col("account") == "analyst_ben", pl.col("window_start") == at.replace(minute=30))
+    frame = model_windows(trained, blind(events), [read]).filter(
+        pl.col("account") == "analyst_ben", pl.col("window_start") == at.replace(minute=30)
+    )
     conf = settings.load()
     judge = Judge(trained.profile, trained.horizons, conf, volume_logged=False)
     found = judge(frame, np.array([0.9])).row(0, named=True)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from detector import features as F
-from detector import partials, pipeline, profile, settings
+from detector import model, partials, pipeline, profile, settings
 from detector import schema as S
 from detector.explain import Judge
 from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
@@ -154,18 +154,26 @@ def test_one_table_never_read_before_is_ordinary_three_in_minutes_are_not() -> N
     assert any("3 object(s) never read before" in r for r in three["reasons"])
 
 
-def judged_at(score: float, *added: dict[str, Any]) -> dict[str, Any]:
-    """The window of the first added statement, judged as if the model gave ``score``."""
-    trained, events = trained_on_json()
-    extra = pl.DataFrame(list(added), schema=events.schema)
+def model_windows(
+    trained: model.TrainedModel, events: pl.DataFrame, added: list[dict[str, Any]]
+) -> pl.DataFrame:
+    """The windows ``trained`` judges of ``events`` with the ``added`` statements, as
+    ``pipeline.model_frame`` gives them to the Judge (before the forest scores them)."""
     h = trained.horizons
+    extra = pl.DataFrame(added, schema=events.schema)
     activity = F.window_activity(
         pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
     )
-    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
+    return pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
+
+
+def judged_at(score: float, *added: dict[str, Any]) -> dict[str, Any]:
+    """The window of the first added statement, judged as if the model gave ``score``."""
+    trained, events = trained_on_json()
+    frame = model_windows(trained, events, list(added))
     start = added[0][S.TIME].replace(minute=added[0][S.TIME].minute // 5 * 5, second=0)
     row = frame.filter(pl.col("account") == added[0][S.ACCOUNT], pl.col("window_start") == start)
-    judged = Judge(trained.profile, h, settings.load())(row, np.array([score]))
+    judged = Judge(trained.profile, trained.horizons, settings.load())(row, np.array([score]))
     return judged.row(0, named=True)
 
 
@@ -630,17 +638,17 @@ def test_statements_past_the_accounts_largest_day_are_named_as_the_reason() -> N
         for s in range(3)
     ]
     trained, events = trained_on_json()
-    extra = pl.DataFrame(added, schema=events.schema)
-    h = trained.horizons
-    activity = F.window_activity(
-        pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
+    mine = (
+        model_windows(trained, events, added)
+        .filter(
+            pl.col("account") == "analyst_ben",
+            pl.col("window_start").is_between(start, added[-1][S.TIME]),
+        )
+        .sort("window_start")
     )
-    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
-    mine = frame.filter(
-        pl.col("account") == "analyst_ben",
-        pl.col("window_start").is_between(start, added[-1][S.TIME]),
-    ).sort("window_start")
-    judged = Judge(trained.profile, h, settings.load())(mine, np.full(mine.height, 0.9))
+    judged = Judge(trained.profile, trained.horizons, settings.load())(
+        mine, np.full(mine.height, 0.9)
+    )
     flagged = judged.filter(pl.col("flagged"))
     assert flagged.height >= 1
     for reasons in flagged["reasons"].to_list():
@@ -678,16 +686,11 @@ def test_a_slow_drip_is_at_least_medium_whatever_its_score(score: float, severit
         statement(template, sunday + timedelta(hours=10, minutes=15 * i), i, **{S.ROWS: 60})
         for i in range(20)
     ]
-    h = trained.horizons
-    activity = F.window_activity(
-        pl.concat([events, pl.DataFrame(reads, schema=events.schema)]).sort(S.TIME).lazy(),
-        h.base,
-        trained.profile.known.lazy(),
-    )
-    frame = pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h).filter(
+    frame = model_windows(trained, events, reads).filter(
         pl.col("account") == "web_admin", pl.col("window_start").dt.date() == sunday.date()
     )
-    judged = Judge(trained.profile, h, settings.load())(frame, np.full(frame.height, score))
+    judge = Judge(trained.profile, trained.horizons, settings.load())
+    judged = judge(frame, np.full(frame.height, score))
     drips = judged.filter(pl.col("drip"))
     assert drips.height == 1
     assert drips["severity"].to_list() == [severity]

@@ -10,6 +10,7 @@ import itertools
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,21 @@ from detector.live.service import Service
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 from pg_cluster import PgCluster, find_pg_bin, pgaudit_available
 
-MODEL = Path(__file__).parents[2] / "models" / "default"
+REPO = Path(__file__).parents[2]
+MODEL = REPO / "models" / "default"
+
+
+def cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``trovewatch ARGS`` run as a user runs it, in its own process; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "detector", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,11 +29,10 @@ from detector import model, settings
 from detector import schema as S
 from detector.live.service import Service
 from tests.conftest import OUTPUTS, parse
-from tests.integration.conftest import free_port, pg_cluster, require_postgres, wait_for_logs
+from tests.integration.conftest import cli, free_port, pg_cluster, require_postgres, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
-REPO = Path(__file__).parents[2]
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 SPLIT = DAY0 + timedelta(days=5)  # train on days 1-5, score day 6
 BACKUP_AT = SPLIT + timedelta(hours=22, minutes=17)
@@ -189,17 +187,6 @@ def test_a_logical_stream_is_an_export_of_its_publication(run: Run, output: str)
     slot = events.filter(pl.col(S.COMMAND) == "CREATE_REPLICATION_SLOT")
     assert sorted(slot[S.APPLICATION]) == ["pg_basebackup", "pg_recvlogical"]
     assert set(slot[S.CLASS]) == {"MISC"} and not slot[S.EXPORT].any()
-
-
-def cli(*args: str | Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "detector", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_a_model_trained_on_ordinary_work_flags_the_base_backup(run: Run, output: str) -> None:

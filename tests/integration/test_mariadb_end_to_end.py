@@ -30,7 +30,6 @@ import os
 import random
 import re
 import subprocess
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,9 +47,8 @@ from detector import schema as S
 from detector.live.service import Service
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
-from tests.integration.conftest import free_port, require_mariadb
+from tests.integration.conftest import cli, free_port, require_mariadb
 
-REPO = Path(__file__).parents[2]
 DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 DAYS = 7
 SPLIT = DAY0 + timedelta(days=5)  # train on days 1-5, score days 6-7
@@ -238,18 +236,6 @@ def user_statistics(server: Any) -> dict[str, tuple[int, int]]:
         user, rows, sent = line.split("\t")
         stats[user] = (int(rows), int(sent))
     return stats
-
-
-def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "detector", *map(str, args)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @pytest.fixture(scope="module")
