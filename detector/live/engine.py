@@ -37,6 +37,11 @@ statements), so its memory grows with the accounts active, not with the events:
   3 days before that window to sum again.
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
+* ``prepared``: the next close's windows judged ahead (:meth:`Engine.prepare`), once
+  event time is half the lateness past their end. The close takes those verdicts if its
+  windows' partials are the ones judged and no close, model swap or restore came
+  between, and judges them again otherwise: its scores are saved within a second of the
+  cutoff, however many accounts it closes.
 
 An event for a window already scored is not dropped: it is counted in the account's
 first open window, and in ``trovewatch_late_events_total``. An event of a live input
