@@ -101,6 +101,7 @@ def main() -> None:
         _save(engine, args.saved)
     engine._fold(_closing(accounts, window))
     engine.newest = window + timedelta(minutes=1)
+    wall: datetime | None = window + timedelta(hours=1)  # closes the window: all are in
     if args.prepare:  # event time half the lateness past the window's end, as serve does
         engine.newest = window + engine.base + engine.lateness / 2
         began, cpu = time.perf_counter(), time.process_time()
@@ -109,8 +110,10 @@ def main() -> None:
             f"judged ahead (Engine.prepare) {time.perf_counter() - began:.2f} s "
             f"({time.process_time() - cpu:.2f} CPU s)"
         )
+        # then the lateness past it: the close at the cutoff judged ahead
+        engine.newest, wall = window + engine.base + engine.lateness, None
     began, cpu = time.perf_counter(), time.process_time()
-    scored = engine.close(wall=window + timedelta(hours=1)).scored
+    scored = engine.close(wall=wall).scored
     took, cpu = time.perf_counter() - began, time.process_time() - cpu
     held = sum(s.rows.estimated_size() for s in engine.history if s.rows is not None) / 1e6
     carried = engine.running.sums.estimated_size() / 1e6 if hasattr(engine, "running") else 0
