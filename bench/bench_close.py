@@ -9,11 +9,14 @@ the bundled model), then times one close of a window of each account (wall and C
 seconds: on shared cores the CPU time is the steadier figure). The accounts are new to
 the model (each judged against its own earlier days too), or with ``--trained`` known to
 it, as most of a server's accounts are. It also times summing the state again
-from the history, which a restart does.
+from the history, which a restart does. With ``--prepare`` the windows are judged ahead
+(``Engine.prepare``, timed apart), as ``serve`` judges them half the lateness past their
+end, and the close times what is left: taking the verdicts in.
 
     uv run python bench/bench_close.py --segments 864 --accounts 5000 [--trained]
     uv run python bench/bench_close.py --segments 288 --accounts 100000 --trained
     uv run python bench/bench_close.py --segments 864 --accounts 5000 --trained --saved /tmp/tw
+    uv run python bench/bench_close.py --segments 288 --accounts 5000 --trained --prepare
 
 With ``--saved DIR`` the history is saved to a state database in ``DIR`` (as ``serve``'s
 checkpoints save it) and released from memory: the close reads back the segments whose
@@ -69,6 +72,12 @@ def main() -> None:
         "--trained", action="store_true", help="the accounts are known to the model"
     )
     parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="judge the closing windows ahead first (Engine.prepare, as serve does), then "
+        "time the close that takes their verdicts",
+    )
+    parser.add_argument(
         "--saved",
         type=Path,
         help="save the history to a state database in this directory, as serve's "
@@ -92,8 +101,19 @@ def main() -> None:
         _save(engine, args.saved)
     engine._fold(_closing(accounts, window))
     engine.newest = window + timedelta(minutes=1)
+    wall: datetime | None = window + timedelta(hours=1)  # closes the window: all are in
+    if args.prepare:  # event time half the lateness past the window's end, as serve does
+        engine.newest = window + engine.base + engine.lateness / 2
+        began, cpu = time.perf_counter(), time.process_time()
+        assert engine.prepare()
+        print(
+            f"judged ahead (Engine.prepare) {time.perf_counter() - began:.2f} s "
+            f"({time.process_time() - cpu:.2f} CPU s)"
+        )
+        # then the lateness past it: the close at the cutoff judged ahead
+        engine.newest, wall = window + engine.base + engine.lateness, None
     began, cpu = time.perf_counter(), time.process_time()
-    scored = engine.close(wall=window + timedelta(hours=1)).scored
+    scored = engine.close(wall=wall).scored
     took, cpu = time.perf_counter() - began, time.process_time() - cpu
     held = sum(s.rows.estimated_size() for s in engine.history if s.rows is not None) / 1e6
     carried = engine.running.sums.estimated_size() / 1e6 if hasattr(engine, "running") else 0

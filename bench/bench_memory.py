@@ -181,6 +181,7 @@ def main() -> int:
         engine = service.engine
         stages.wrap(engine, "add", "add")
         stages.wrap(engine, "close", "close")
+        stages.wrap(engine, "prepare", "prepare")
         stages.wrap(engine, "snapshot", "snapshot")
         blobs: list[int] = []
         measured_snapshot = engine.snapshot

@@ -2,9 +2,10 @@
 
 Reads ``logs`` (batch parser), feeds their events to :class:`detector.live.engine.Engine`
 ``--step`` events at a time, closing windows after each step (and, halfway, saving a
-snapshot and continuing from it in a new engine, as a restart does), then flushes; writes
-every scored row (account, window, score, flag, severity, reasons, features, objects)
-to ``--out`` as Parquet, sorted. Two runs are the same when ``cmp`` of the frames'
+snapshot and continuing from it in a new engine, as a restart does; with ``--prepare``
+judging the next close's windows ahead after each step, as ``serve`` does), then
+flushes; writes every scored row (account, window, score, flag, severity, reasons,
+features, objects) to ``--out`` as Parquet, sorted. Two runs are the same when ``cmp`` of the frames'
 ``equals`` says so:
 
     uv run python bench/live_verdicts.py --model-dir models/default --since 2026-10-19 \\
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> None:
         closed = engine.close()
         evicted += closed.evicted
         parts.append(closed.scored)
+        if args.prepare:  # the next close's windows judged ahead, as serve does
+            engine.prepare()
     parts.append(engine.close(wall=FAR_FUTURE).scored)
     scored = pl.concat([p for p in parts if p.height], how="vertical_relaxed").sort(
         "account", "window_start"
@@ -70,6 +73,9 @@ def main() -> int:
     parser.add_argument("--step", type=int, default=5_000)
     parser.add_argument("--score-batch", type=int)
     parser.add_argument("--max-accounts", type=int)
+    parser.add_argument(
+        "--prepare", action="store_true", help="judge each next close ahead (Engine.prepare)"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--compare", nargs=2, type=Path)
     args = parser.parse_args()

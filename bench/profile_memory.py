@@ -4,9 +4,9 @@ Runs the real ingest loop (``Service.step``) over ``bench_memory.py``'s log (wri
 once to ``--log`` and reused), and attributes RSS to stages: a thread samples VmRSS every
 few milliseconds and each sample counts towards every stage running at the time, so a
 stage's figure is the highest RSS while it ran (``peak``) and how far that was above
-the RSS when it began (``+``). Stages nest (``close > score batch > judge_windows >
-model_frame``). At each close it also prints the estimated sizes (Polars'
-``estimated_size``) of the frames a batch builds.
+the RSS when it began (``+``). Stages nest (``close > _score > _judge > judge_windows >
+model_frame``; ``prepare > _judge``: the next close judged ahead). At each close it also
+prints the estimated sizes (Polars' ``estimated_size``) of the frames a batch builds.
 
     uv run python bench/profile_memory.py --accounts 100000 --per-account 10 --windows 2
 
@@ -206,6 +206,7 @@ def main() -> int:
     s.wrap(service, "_parse", "parse")
     s.wrap(eng, "add")
     s.wrap(eng, "close")
+    s.wrap(eng, "prepare")
     s.wrap(eng, "snapshot")
     s.wrap(service.store, "commit")
     # inside add
@@ -215,6 +216,7 @@ def main() -> int:
     # inside close
     s.wrap(eng._open, "take", "Fold.take", sizes=True)
     s.wrap(eng, "_score", sizes=True)
+    s.wrap(eng, "_judge", sizes=True)
     s.wrap(eng, "_known", "known")
     s.wrap(partials, "to_activity", sizes=True)
     s.wrap(E, "judge_windows", sizes=True)

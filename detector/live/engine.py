@@ -37,6 +37,11 @@ statements), so its memory grows with the accounts active, not with the events:
   3 days before that window to sum again.
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
+* ``prepared``: the next close's windows judged ahead (:meth:`Engine.prepare`), once
+  event time is half the lateness past their end. The close takes those verdicts if its
+  windows' partials are the ones judged and no close, model swap or restore came
+  between, and judges them again otherwise: its scores are saved within a second of the
+  cutoff, however many accounts it closes.
 
 An event for a window already scored is not dropped: it is counted in the account's
 first open window, and in ``trovewatch_late_events_total``. An event of a live input
@@ -196,6 +201,7 @@ class Engine:
         # all of the open windows, once they were rewritten.
         self._fresh: list[pl.DataFrame] | None = []
         self._discovered_names: list[str] = []  # the saved names of ``discovered``
+        self._prepared: Prepared | None = None  # windows judged ahead of their close
 
     # -- ingest ------------------------------------------------------------------------
 
@@ -418,6 +424,37 @@ class Engine:
         evicted = self._evict()
         return Closed(scored, late, evicted, overflow, future, unvolumed)
 
+    def prepare(self) -> bool:
+        """Judge the windows of the next close ahead of it, once event time is half the
+        lateness past their end; return whether it did. Their close, the lateness later,
+        then takes these verdicts if its windows are still the ones judged (no late event
+        came for them; nothing the judging reads has changed since, which only a close, a
+        model swap or a restore changes), and judges them again otherwise.
+
+        A close of thousands of accounts' windows takes seconds, most of it judging
+        (features, the forest, reasons): taken out of the close, the windows are scored
+        and saved within a second of their cutoff, and the judging runs while late
+        events may still come, not when the scores are due."""
+        if self.newest is None:
+            return False
+        due = _floor(self.newest - self.lateness / 2, self.base)
+        cutoff = self.cutoff(None)
+        if (
+            (self.closed_until is not None and due <= self.closed_until)
+            or (cutoff is not None and cutoff >= due)
+            or (self._prepared is not None and self._prepared.cutoff == due)
+        ):
+            return False
+        # Held events of these windows (records waiting for their partner log) are merged
+        # into them at the close only: those windows are judged then.
+        if not self.held.filter(pl.col(S.TIME) < due).is_empty():
+            return False
+        closing = self._open.merged().filter(pl.col(F.WINDOW) < due)
+        if closing.is_empty():
+            return False
+        self._prepared = Prepared(due, closing, self._judge(closing, due - self.base))
+        return True
+
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""
         events = formats.join(merge_split_statements(self.held.sort(S.TIME)), live=True)
@@ -434,14 +471,28 @@ class Engine:
         ).lazy()
 
     def _score(self, closing: pl.DataFrame) -> pl.DataFrame:
-        """Score the closing windows, ``SCORE_BATCH`` accounts at a time (in account
-        order): an account's windows are scored together (its horizons, what is new to
-        it), no two accounts depend on each other, and a close of 100,000 accounts'
-        windows then needs the memory of a few thousand, their window features included.
-        Their horizon sums come from the sums carried from the last close
-        (:class:`Running`), not from the window history."""
+        """Score the closing windows (judged ahead by :meth:`prepare` if they are the
+        windows it judged), and take their verdicts into the state."""
         assert self.closed_until is not None
         to = self.closed_until - self.base  # the newest window start this close scores
+        prepared, self._prepared = self._prepared, None
+        if (
+            prepared is not None
+            and prepared.cutoff == self.closed_until
+            and prepared.closing.equals(closing)
+        ):
+            judged = prepared.judged
+        else:
+            judged = self._judge(closing, to)
+        return self._take_in(judged, to)
+
+    def _judge(self, closing: pl.DataFrame, to: datetime) -> Judged:
+        """Judge the closing windows (their newest start ``to``), ``SCORE_BATCH`` accounts
+        at a time (in account order), changing no state: an account's windows are scored
+        together (its horizons, what is new to it), no two accounts depend on each other,
+        and a close of 100,000 accounts' windows then needs the memory of a few thousand,
+        their window features included. Their horizon sums come from the sums carried
+        from the last close (:class:`Running`), not from the window history."""
         known = self._known().collect()
         untrained = ~pl.col(F.ACCOUNT).is_in(self.trained.profile.trained.implode())
         leaving = self.running.leaving(self._history, to)
@@ -467,20 +518,28 @@ class Engine:
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
             days.append(own.select(F.ACCOUNT, F.WINDOW, *F.horizon_columns(self.horizons)))
-        alerted = pl.concat([self._no_levels(), *levels])
-        if alerted.height:
-            self.levels = pl.concat([self.levels, alerted])
+        return Judged(
+            scored=pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(),
+            levels=pl.concat([self._no_levels(), *levels]),
+            windows=pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows]),
+            new_values=pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]),
+            days=pl.concat(days, how="vertical_relaxed") if days else None,
+            leaving=leaving,
+        )
+
+    def _take_in(self, judged: Judged, to: datetime) -> pl.DataFrame:
+        """Take a close's verdicts into the state (alerted levels, carried sums, earlier
+        days, history, discovered values); return the scored windows."""
+        if judged.levels.height:
+            self.levels = pl.concat([self.levels, judged.levels])
             self._writes["levels"] = b""  # written at the snapshot, once pruned
-        scored_windows = pl.concat([pl.DataFrame(schema=HISTORY_SCHEMA), *windows])
-        self.running.advance(scored_windows, leaving, to)
+        self.running.advance(judged.windows, judged.leaving, to)
         self._writes["sums"] = b""
-        if days:
-            self.running.remember_days(pl.concat(days, how="vertical_relaxed"))
+        if judged.days is not None:
+            self.running.remember_days(judged.days)
             self._writes["days"] = b""
-        self._remember(scored_windows, pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]))
-        if not parts:
-            return pl.DataFrame()
-        return self._note_evicted(self._flag_overflow(pl.concat(parts, how="vertical_relaxed")))
+        self._remember(judged.windows, judged.new_values)
+        return self._note_evicted(self._flag_overflow(judged.scored))
 
     def _with_alerts(self, summed: pl.DataFrame, ours: pl.Expr) -> pl.DataFrame:
         """New windows with their sums, and their accounts' alerted windows with the sums
@@ -546,6 +605,7 @@ class Engine:
         )
         self.trained = successor
         self._trained_accounts = successor.profile.trained
+        self._prepared = None
         if dropped.len():
             self._days_from_history(pl.col(F.ACCOUNT).is_in(dropped.implode()))
 
@@ -814,6 +874,7 @@ class Engine:
         read them back, no history segment is held, and the horizon sums are those saved
         (``sums``): a restart holds one segment at a time, however long the history."""
         meta = json.loads(state["meta"] or b"{}")
+        self._prepared = None
         if meta.get("base") != self.horizons.base:
             raise ValueError(
                 f"the saved state has {meta.get('base')} windows, the model {self.horizons.base}"
@@ -873,6 +934,28 @@ class Engine:
         if not has_levels and self.history:
             self._levels_from_history()
         self._release_saved_history()
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A close's windows judged (:meth:`Engine._judge`), before the state takes them in."""
+
+    scored: pl.DataFrame  # the ``score`` output's rows
+    levels: pl.DataFrame  # the flagged windows' alerted sums (alert_levels)
+    windows: pl.DataFrame  # their history rows (HISTORY_SCHEMA)
+    new_values: pl.DataFrame  # values first used in them (KNOWN_SCHEMA)
+    days: pl.DataFrame | None  # untrained accounts' sums, for their earlier days
+    leaving: dict[str, pl.DataFrame]  # history rows leaving each horizon (Running.leaving)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Windows judged ahead of their close (:meth:`Engine.prepare`): the close's cutoff,
+    the partials judged, and the verdicts."""
+
+    cutoff: datetime
+    closing: pl.DataFrame
+    judged: Judged
 
 
 @dataclass

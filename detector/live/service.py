@@ -409,6 +409,9 @@ class Service:
         self._checkpoint(force=bool(self._unsaved) or bool(self._waiting))
         if closed.scored.height and not self._unsaved:  # scored and saved
             release_freed_memory()
+        # The next close's windows judged once their events are in, while late ones may
+        # still come: at their cutoff they are then only saved (Engine.prepare).
+        self.engine.prepare()
         self._retrain()
         if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
             # Commits can go on in a full disk's existing WAL pages; a fresh write shows

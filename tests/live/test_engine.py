@@ -973,3 +973,75 @@ def test_score_since_judges_its_windows_as_serve_does_with_the_days_before(
     first = sums(batch).group_by("account").first()
     assert (first["rows_read_1d"] > 0).sum() > first.height / 2  # yesterday's reads count
     assert batch["flagged"].sum() > 0
+
+
+def stream_prepared(engine: Engine, events: pl.DataFrame, step: int) -> tuple[pl.DataFrame, int]:
+    """:func:`stream`, judging the next close's windows ahead after each read as ``serve``
+    does (``Engine.prepare``): the scored windows, and how many closes judged their
+    windows themselves."""
+    judged_at_close = 0
+    judge = engine._judge
+
+    def close(wall: datetime | None = None) -> pl.DataFrame:
+        nonlocal judged_at_close
+        calls = []
+        engine._judge = lambda *args: calls.append(1) or judge(*args)  # type: ignore[method-assign]
+        scored = engine.close(wall=wall).scored
+        engine._judge = judge  # type: ignore[method-assign]
+        judged_at_close += bool(calls)
+        return scored
+
+    parts = []
+    for start in range(0, events.height, step):
+        engine.add(events[start : start + step])
+        parts.append(close())
+        engine.prepare()
+    parts.append(close(wall=FAR_FUTURE))
+    return pl.concat([p for p in parts if p.height]), judged_at_close
+
+
+def test_windows_judged_ahead_of_their_close_get_the_verdicts_judged_at_the_close(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """``serve`` judges a close's windows once their events are in, half the lateness
+    before their cutoff: the same scores, flags, reasons and features as judged at the
+    close, and the state after them the same (the later windows' verdicts too)."""
+    conf = settings.Settings()
+    at_close = stream(Engine(trained, conf), week3, 997)
+    ahead, judged_at_close = stream_prepared(Engine(trained, conf), week3, 997)
+    order = ["account", "window_start"]
+    assert ahead.sort(order).equals(at_close.sort(order))
+    assert ahead.filter("flagged").height >= 5
+    closes = at_close["window_end"].n_unique()
+    assert judged_at_close < closes / 10  # nearly every close took the verdicts judged ahead
+
+
+def test_an_event_after_its_window_was_judged_ahead_still_counts(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """An event that comes within the lateness, after its window was judged ahead, is
+    in the window's verdict: the close judges it again."""
+    conf = settings.Settings()
+    window_end = datetime(2026, 10, 19, 8, 5, tzinfo=UTC)
+    day = week3.filter(pl.col(S.TIME) < window_end + timedelta(minutes=5))
+    # Read up to 28 s past the window's end (the log has two events past 15 s, half the
+    # lateness), the window's last statement held back to come after it was judged.
+    read = pl.col(S.TIME) < window_end + timedelta(seconds=28)
+    inside = pl.col(S.TIME).is_between(window_end - timedelta(minutes=5), window_end, "left")
+    straggler = day.filter(inside & pl.col(S.SUCCESS) & pl.col(S.ACCOUNT).is_not_null()).tail(1)
+    assert straggler.height == 1
+    first = day.filter(read).join(straggler, on=day.columns, how="anti", nulls_equal=True)
+    expected = stream(Engine(trained, conf), day, 10**9)
+    engine = Engine(trained, conf)
+    engine.add(first)
+    closes = [engine.close().scored]  # the windows before
+    assert engine.prepare()
+    engine.add(straggler)  # within the lateness: not late, in its window
+    engine.add(day.filter(~read))  # past the lateness: the window closes
+    closes.append(engine.close().scored)
+    assert engine.closed_until == window_end
+    closes.append(engine.close(wall=FAR_FUTURE).scored)
+    scored = pl.concat([c for c in closes if c.height])
+    order = ["account", "window_start"]
+    assert scored.sort(order).equals(expected.sort(order))
+    assert engine.late == 0
