@@ -125,6 +125,10 @@ EVICTED_SCHEMA: Final = pl.Schema({F.ACCOUNT: pl.String(), "evicted_at": pl.Date
 JOINED: Final = sorted(set().union(*(names for names, _ in formats.JOINS)))
 EVICT_TO: Final = 0.9  # evict down to this share of max_accounts: not at every close
 COMPACT_AFTER: Final = 8  # a group of accounts' partial frames merged past this many (Fold)
+# Event time past a window's end at which its close is judged ahead (Engine.prepare), or
+# half the lateness if that is less: soon enough that the reads it pauses catch up
+# before the cutoff, late enough that most of the window's events are in.
+PREPARE_AFTER: Final = timedelta(seconds=5)
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
@@ -437,7 +441,7 @@ class Engine:
         events may still come, not when the scores are due."""
         if self.newest is None:
             return False
-        due = _floor(self.newest - self.lateness / 2, self.base)
+        due = _floor(self.newest - min(self.lateness / 2, PREPARE_AFTER), self.base)
         cutoff = self.cutoff(None)
         if (
             (self.closed_until is not None and due <= self.closed_until)
