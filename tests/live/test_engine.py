@@ -975,3 +975,20 @@ def test_score_since_judges_its_windows_as_serve_does_with_the_days_before(
     first = sums(batch).group_by("account").first()
     assert (first["rows_read_1d"] > 0).sum() > first.height / 2  # yesterday's reads count
     assert batch["flagged"].sum() > 0
+
+
+def test_a_copy_of_a_select_begins_one_statement_as_score_counts_it(
+    trained: model.TrainedModel,
+) -> None:
+    """``COPY (SELECT ...) TO STDOUT`` run once: pgAudit logs its SELECT and the COPY as
+    two lines (7.1 and 7.2, real pgAudit 1.7 output). ``trovewatch_events_total`` counts
+    what ``Engine.add`` says began: one statement, as ``score``'s summary (was: 2)."""
+    copy = [
+        line
+        for line in (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
+        if "COPY (SELECT" in line
+    ]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    events = fmt.parse(Chunk("postgresql.json", "".join(copy).encode(), 1)).events
+    assert events.height == 2
+    assert Engine(trained, settings.Settings()).add(events) == 1
