@@ -14,14 +14,14 @@ import os
 import signal
 import socket
 import sys
-import threading
+import time
 from pathlib import Path
-from types import FrameType
 
 from api import process
 from api.auth import Tokens
 from detector import model
 from detector.cli import UsageError
+from detector.live import stopping
 from detector.live.retraining import resume
 from detector.live.service import Service
 from detector.live.store import StoreError
@@ -34,7 +34,13 @@ def run(settings: Settings, model_dir: Path) -> int:
     """Serve until interrupted; return the exit code. Errors in the model, settings or
     state directory are raised before anything starts (the CLI prints them in one line)."""
     logging.basicConfig(level=logging.INFO, format="trovewatch: %(levelname)s: %(message)s")
+    # A SIGTERM while starting (caught since the entry point, see stopping) stops serve
+    # with 0 at the next of these checks: between two steps, so none is left half-done.
+    if stopping.requested():
+        return 0
     trained, retrained = resume(model.load(model_dir), settings)
+    if stopping.requested():
+        return 0
     if retrained is not None:
         model_dir = retrained  # the newest retraining of the model given
     listening = _listen(settings.host, settings.port)
@@ -64,8 +70,10 @@ def run(settings: Settings, model_dir: Path) -> int:
                 f"{settings.state_dir / 'api-token'}):\n{new_token}",
                 file=sys.stderr,
             )
-        service.start()
         try:
+            if stopping.requested():
+                return 0
+            service.start()
             return _serve_api(settings, tokens, listening, service)
         finally:
             service.stop()
@@ -81,17 +89,13 @@ def _serve_api(
         args=(settings, tokens, listening, address, key, service.trained.horizons.base),
         name="trovewatch-api",
     )
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = stopping.catch(signal.SIGINT, signal.SIGTERM)
     try:
-        api.start()
-        _lower_priority(settings.ingest_nice)  # after the start: the API keeps its own
-        while not stopping.is_set() and api.is_alive():
-            stopping.wait(0.5)
+        if not stopping.requested():
+            api.start()
+            _lower_priority(settings.ingest_nice)  # after the start: the API keeps its own
+        while not stopping.requested() and api.is_alive():
+            time.sleep(0.1)
     finally:
         if api.is_alive():
             api.terminate()  # uvicorn's graceful shutdown
@@ -101,7 +105,7 @@ def _serve_api(
             api.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if stopping.is_set():
+    if stopping.requested():
         return 0
     log.error("the API process ended (exit code %s); stopping", api.exitcode)
     return 1

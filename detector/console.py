@@ -8,8 +8,16 @@ command line is imported when ``main`` runs, in the parent only.
 
 from __future__ import annotations
 
+import sys
+
+from detector.live import stopping
+
 
 def main() -> int:
+    # Before the imports below (a second or more): a SIGTERM during them stops serve
+    # cleanly, as it does once serve runs. Other commands keep the default action.
+    if stopping.is_serve(sys.argv[1:]):
+        stopping.catch()
     from detector.cli import main as run_command_line
 
     return run_command_line()

@@ -23,6 +23,7 @@ import polars as pl
 
 from detector import formats
 from detector import schema as S
+from detector.features import begins_statement
 from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
@@ -32,7 +33,10 @@ from detector.rejects import Quarantine, QuarantineError
 
 @dataclass
 class Summary:
-    """What a run read: events per format, context lines, rejects by reason, time span."""
+    """What a run read: events per format, context lines, rejects by reason, time span.
+
+    An event here is a statement the client ran, counted once however many lines
+    (relations, sub-statements) its log gives it, as the statements feature counts."""
 
     files: int = 0
     events: Counter[str] = field(default_factory=Counter)
@@ -417,17 +421,19 @@ def _keep(
     history_from: datetime | None = None,
 ) -> pl.DataFrame:
     """``events`` within since/until (from ``history_from`` if given), counted in
-    ``summary``."""
+    ``summary`` by statement: ``COPY (SELECT ...) TO`` is one, not its two lines."""
     kept = events
     start = since if since is None or history_from is None else min(since, history_from)
     if start is not None:
         kept = kept.filter(pl.col(S.TIME) >= start)
     if until is not None:
         kept = kept.filter(pl.col(S.TIME) < until)
-    summary.outside += events.height - kept.height
-    summary.events[name] += kept.height
+    begins = begins_statement()
+    statements = kept.filter(begins).height
+    summary.outside += events.filter(begins).height - statements
+    summary.events[name] += statements
     if since is not None and start != since:
-        summary.history += kept.filter(pl.col(S.TIME) < since).height
+        summary.history += kept.filter(begins & (pl.col(S.TIME) < since)).height
     if kept.height:
         first, last = kept[S.TIME].min(), kept[S.TIME].max()
         summary.first = min(summary.first or first, first)  # type: ignore[type-var,assignment]

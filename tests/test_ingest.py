@@ -12,7 +12,7 @@ import polars as pl
 from detector import ingest
 from detector import schema as S
 from detector.ingest import Summary, read_events
-from tests.conftest import OUTPUTS, PG_SCENARIOS
+from tests.conftest import OUTPUTS, PG_SCENARIOS, REFERENCE_PG
 
 SERVER = PG_SCENARIOS / "rows_relation_param_on"  # one real server's stderr, csvlog, jsonlog
 
@@ -119,3 +119,22 @@ def statements(events: pl.DataFrame) -> pl.DataFrame:
     joined, as where a chunk of ``score`` ends."""
     order = [S.TIME, S.SESSION, S.STATEMENT_ID]
     return events.drop(S.QUERY, S.DURATION_MS).sort(order, maintain_order=True)
+
+
+def test_a_copy_of_a_select_counts_once_in_the_summary(tmp_path: Path) -> None:
+    """``COPY (SELECT ...) TO STDOUT`` run once: pgAudit logs its SELECT and the COPY as
+    two lines (sub-statements 7.1 and 7.2, real pgAudit 1.7 output); the run's summary
+    counts the one statement the user ran, as the statements feature does (was: 2)."""
+    copy = [
+        line
+        for line in (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
+        if "COPY (SELECT" in line
+    ]
+    log = tmp_path / "postgresql.json"
+    log.write_text("".join(copy))
+    _, summary = read_events([log])
+    assert dict(summary.events) == {"pgaudit-jsonlog": 1}
+    assert "1 audit events (1 pgaudit-jsonlog)" in summary.paragraph()
+    streamed = Summary()  # as score reads PostgreSQL logs
+    list(ingest.event_batches([log], streamed, hold=timedelta(0)))
+    assert dict(streamed.events) == {"pgaudit-jsonlog": 1}

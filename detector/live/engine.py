@@ -215,8 +215,10 @@ class Engine:
         statement an earlier ``add`` began (pgAudit logs a statement once per relation,
         and a read may end between its lines), one statement with it in the windows.
         ``wall``: now (UTC), for a live input: events timed past it are held back to the
-        newest sane time (:meth:`_not_ahead_of`)."""
-        begun = events.height - self._continuing(events)
+        newest sane time (:meth:`_not_ahead_of`). A pgAudit statement's later
+        sub-statements (``COPY (SELECT ...) TO``'s COPY) begin none: as ``score`` counts."""
+        starts = events.filter(F.begins_statement())
+        begun = starts.height - self._continuing(starts)
         events = _kept(events.filter(pl.col(S.ACCOUNT).is_not_null()))
         if events.is_empty():
             return begun

@@ -962,7 +962,9 @@ def test_score_since_judges_its_windows_as_serve_does_with_the_days_before(
         [SAMPLE], ROOT / "models" / "default", conf, Quarantine(None), since=since
     )
     assert since <= batch["window_start"].min() < since + timedelta(hours=1)  # type: ignore[operator]
-    assert summary.history == events.filter(pl.col(S.TIME) < since).height > 0
+    # statements, as the summary counts them (the sample's COPY (SELECT ...) TO is one)
+    before = events.filter((pl.col(S.TIME) < since) & F.begins_statement())
+    assert summary.history == before.height > 0
     assert "before --since, read as history" in summary.paragraph()
 
     def sums(scored: pl.DataFrame) -> pl.DataFrame:
@@ -1045,3 +1047,20 @@ def test_an_event_after_its_window_was_judged_ahead_still_counts(
     order = ["account", "window_start"]
     assert scored.sort(order).equals(expected.sort(order))
     assert engine.late == 0
+
+
+def test_a_copy_of_a_select_begins_one_statement_as_score_counts_it(
+    trained: model.TrainedModel,
+) -> None:
+    """``COPY (SELECT ...) TO STDOUT`` run once: pgAudit logs its SELECT and the COPY as
+    two lines (7.1 and 7.2, real pgAudit 1.7 output). ``trovewatch_events_total`` counts
+    what ``Engine.add`` says began: one statement, as ``score``'s summary (was: 2)."""
+    copy = [
+        line
+        for line in (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
+        if "COPY (SELECT" in line
+    ]
+    fmt = formats.native("pgaudit-jsonlog", None)
+    events = fmt.parse(Chunk("postgresql.json", "".join(copy).encode(), 1)).events
+    assert events.height == 2
+    assert Engine(trained, settings.Settings()).add(events) == 1

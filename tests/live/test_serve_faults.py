@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -247,6 +248,47 @@ def test_serve_refuses_a_busy_port_in_one_line(tmp_path: Path) -> None:
         )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("trovewatch: error: cannot listen on")
+
+
+def _importing(pid: int) -> bool:
+    """Whether ``pid`` has loaded a compiled module from site-packages: the interpreter
+    has started and serve is importing its libraries (a second or more of its start)."""
+    try:
+        return (
+            re.search(rb"site-packages/\S+\.so", Path(f"/proc/{pid}/maps").read_bytes()) is not None
+        )
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.6, 1.0, 1.5])
+def test_sigterm_while_serve_starts_stops_it_cleanly(tmp_path: Path, delay: float) -> None:
+    """SIGTERM (systemctl stop, a pod deleted) while serve is still importing, loading
+    the model or opening its state: exit 0 with no traceback, as later (was: killed by
+    the signal, 143), and the API token file, if made, is whole. ``delay`` counts from
+    the start of the imports, so the signal lands at the same step on a slow machine."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(logs / "*.json")]
+    cmd += ["--state-dir", str(state), "--port", str(free_port())]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not _importing(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
+    token = state / "api-token"
+    assert not token.exists() or token.read_text().strip()
 
 
 def _children(pid: int) -> list[int]:
