@@ -20,7 +20,8 @@ The server runs in the foreground of its own process group with ``--datadir``,
 ``slow.log`` under ``DIR/log``, with :data:`SETTINGS` (``MariadbServer(settings=...)``
 overrides or adds server options). As root it runs as the ``mysql`` system user, and
 ``DIR`` is chowned to it (with ``o+x`` added to ancestors it could not traverse).
-Times in the audit log are the server's local time: the server runs with ``TZ=UTC``.
+Times in the audit log are the server's local time: the server runs with ``TZ=UTC``, or
+the ``tz`` given (``MariadbServer(tz="Europe/Berlin")``, as most servers run).
 
 Fake clock (optional, as in ``pg_cluster.py``): with ``faketime_file`` the server runs
 under ``LD_PRELOAD=libfaketime.so.1`` reading its offset from that file on every clock
@@ -92,8 +93,10 @@ class MariadbServer:
         port: int,
         faketime_file: Path | None = None,
         settings: dict[str, str] | None = None,
+        tz: str = "UTC",
     ) -> None:
         self.base_dir = base_dir.resolve()
+        self.tz = tz
         self.settings = {**SETTINGS, **(settings or {})}
         self.faketime_file = faketime_file.absolute() if faketime_file else None
         self.port = port
@@ -151,7 +154,7 @@ class MariadbServer:
         if binary is None:
             raise RuntimeError("mariadbd not found (Debian package mariadb-server)")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "TZ": "UTC"}
+        env = {**os.environ, "TZ": self.tz}
         if not (self.data_dir / "mysql").exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown()

@@ -21,6 +21,10 @@ AUDIT: Final = "mariadb-audit"
 SLOW: Final = "mariadb-slow"
 # audit time (end, whole seconds) vs slow-log start + duration
 JOIN_TOLERANCE: Final = timedelta(seconds=2)
+# The slow log's line before a statement's text: ``SET timestamp=T;`` (its start, UTC).
+# MySQL puts the statement's AUTO_INCREMENT values first:
+# ``SET last_insert_id=N,insert_id=N,timestamp=T;``.
+MARKER: Final = r"^SET (?:[a-z_]+=\d+,)*timestamp=\d+;$"
 
 # Comments a client may put before the first keyword (``/*!40101 ...*/`` is executable,
 # but what it runs is a SET: MISC either way).
@@ -321,6 +325,27 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     slow = rows.filter(is_slow)
     if audit.is_empty() or slow.is_empty():
         return events
+    if slow_at_end:
+        end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
+    else:
+        end, start = slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)), pl.col(S.TIME)
+    clock = audit_clock(audit, slow, end)
+    if clock is not None:
+        on_audit = pl.col(S.SOURCE_FORMAT) == AUDIT
+        rows = (
+            rows.with_columns(pl.col(S.TIME).dt.truncate("1h").alias("_hour"))
+            .sort("_hour")
+            .join_asof(clock, on="_hour", strategy="nearest")
+            .sort("_r")
+            .with_columns(
+                pl.when(on_audit)
+                .then(pl.col(S.TIME) - pl.duration(seconds=pl.col("_ahead")))
+                .otherwise(pl.col(S.TIME))
+                .alias(S.TIME)
+            )
+            .drop("_hour", "_ahead")
+        )
+        audit = rows.filter(is_audit)
     forged = _forged(audit, slow)
     if not forged.is_empty():
         rows = rows.filter(~pl.col("_r").is_in(forged.implode()))
@@ -342,10 +367,6 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         )
 
     left = audit_side(pl.col(S.QUERY).is_not_null(), join_text(pl.col(S.QUERY)))
-    if slow_at_end:
-        end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
-    else:
-        end, start = slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)), pl.col(S.TIME)
     right = slow.select(
         pl.col("_r").alias("_s"),
         end.dt.truncate("1s").alias("_t"),
@@ -424,6 +445,56 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
 
 
+# The audit log's clock is the server's local time: UTC offsets are whole quarter hours.
+_QUARTER: Final = 900
+
+
+def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.DataFrame | None:
+    """How far the audit log's clock runs ahead of UTC, hour by hour of its own time
+    (``_hour``, ``_ahead`` in seconds), from the statements both logs hold; None when
+    it runs on UTC (or the logs share no statement to tell).
+
+    The audit plugin writes the server's local time with no zone (a server in Shanghai
+    writes 08:00 at 00:00 UTC); the slow log's ``SET timestamp`` is UTC. A statement run
+    once in its connection is in both logs, its audit time (its end) within a second or
+    two of the slow record's end (``end``): the gap, rounded to a quarter hour, is the
+    offset. Per hour of audit time, the most common offset of that hour's statements
+    (half of them at least), so a change to or from summer time moves it that hour."""
+    key = ["_thread", "_text"]
+
+    def once(frame: pl.DataFrame, at: pl.Expr) -> pl.DataFrame:
+        return (
+            frame.filter(pl.col(S.QUERY).is_not_null())
+            .select(
+                thread_of(pl.col(S.SESSION)).alias("_thread"),
+                join_text(pl.col(S.QUERY)).alias("_text"),
+                at.alias("_t"),
+            )
+            .filter(pl.len().over(key) == 1)
+        )
+
+    gap = (pl.col("_t") - pl.col("_t_slow")).dt.total_seconds(fractional=True)
+    quarters = (gap / _QUARTER).round() * _QUARTER
+    pairs = (
+        once(audit, pl.col(S.TIME))
+        .join(once(slow, end), on=key, suffix="_slow")
+        .filter((gap - quarters).abs() <= JOIN_TOLERANCE.total_seconds())
+        .select(pl.col("_t").dt.truncate("1h").alias("_hour"), quarters.alias("_ahead"))
+    )
+    hours = (
+        pairs.group_by("_hour", "_ahead")
+        .agg(pl.len().alias("_n"))
+        .with_columns(pl.col("_n").sum().over("_hour").alias("_all"))
+        .filter(pl.col("_n") * 2 >= pl.col("_all"))
+        .sort("_hour", "_n", descending=[False, True])
+        .unique("_hour", keep="first", maintain_order=True)
+        .select("_hour", pl.col("_ahead").cast(pl.Int64))
+    )
+    if hours.is_empty() or (hours["_ahead"] == 0).all():
+        return None
+    return hours
+
+
 def _holds_header(text: pl.Expr) -> pl.Expr:
     """True for a statement text holding a line that starts a slow-log record."""
     return text.str.contains("\n# User@Host: ", literal=True).fill_null(False)
@@ -451,7 +522,7 @@ def _forged(audit: pl.DataFrame, slow: pl.DataFrame) -> pl.Series:
         hosts.with_row_index("_h")
         .with_columns(pl.col("_host").str.split("\n").alias("_line"))
         .explode("_line")
-        .filter(line.shift(1).over("_h").str.contains(r"^SET timestamp=\d+;$").fill_null(False))
+        .filter(line.shift(1).over("_h").str.contains(MARKER).fill_null(False))
         .select("_host", line.str.strip_chars().alias("_first"))
         .unique()
     )

@@ -9,7 +9,8 @@ operation,database,object,retcode``, for example (real 10.11 output)::
 It is not CSV: a QUERY's text is in single quotes with ``'``, ``\\``, newline and
 carriage return escaped as ``\\'``, ``\\\\``, ``\\n``, ``\\r``. From 12.0 the host may
 be ``host:port``. The timestamp is the server's local time without a zone; it is read as
-UTC (run the server with ``TZ=UTC`` or shift the times yourself).
+UTC here, and put right by the slow log's clock when both logs are read
+(:func:`detector.formats.mariadb.audit_clock`).
 
 A statement's TABLE records (READ, WRITE, CREATE, ALTER, DROP, RENAME) come before its
 QUERY record with the same (connection, query id): they become one event with the

@@ -48,7 +48,6 @@ _STARTUP: Final = (
     r"|Tcp port: \d+  Unix socket: .*$"
     r"|Time\s+Id\s+Command\s+Argument$)"
 )
-_MARKER: Final = r"^SET timestamp=\d+;$"
 # A row count the server writes when it has none: 10.11 logs ``Rows_sent: 1099511627775``
 # (2**40 - 1) for a SELECT calling a stored function in its select list, whose client got
 # 40 rows. No statement sends or changes that many rows; larger counts (``2**64 - 1``)
@@ -93,7 +92,7 @@ class MariadbSlow:
         line = pl.col("line")
         lines, too_long = split_too_long(lines)
         start, time_line = _record_starts(line)
-        marker = line.str.contains(_MARKER).cast(pl.Int64)
+        marker = line.str.contains(mariadb.MARKER).cast(pl.Int64)
         between = time_line | line.str.contains(_STARTUP) | (line.str.strip_chars() == "")
         lines = lines.with_columns(start.cum_sum().alias("_rec")).with_columns(
             (marker.cum_sum().over("_rec") - marker).alias("_seen"), marker.alias("_m")
@@ -119,7 +118,10 @@ class MariadbSlow:
             head.str.extract(pattern, 1).alias(f"_{name}")
             for name, pattern in _HEADER_FIELDS.items()
         ).with_columns(
-            pl.col("_marker").str.extract(r"(\d+)", 1).cast(pl.Int64, strict=False).alias("_epoch"),
+            pl.col("_marker")
+            .str.extract(r"timestamp=(\d+)", 1)
+            .cast(pl.Int64, strict=False)
+            .alias("_epoch"),
         )
         complete = (
             pl.col("_epoch").is_not_null()

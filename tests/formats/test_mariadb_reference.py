@@ -207,3 +207,19 @@ def test_a_statement_cut_by_the_logs_rotation_is_one_statement(tmp_path: Path) -
         assert quarantine.total == 0
         assert both.sort(order, nulls_last=True).drop(S.SESSION).equals(whole.drop(S.SESSION))
         assert summary.events == {"mariadb-audit": whole.height}
+
+
+def test_a_marker_with_auto_increment_values_first_as_mysql_writes_it(tmp_path: Path) -> None:
+    """MySQL's slow log marks an AUTO_INCREMENT insert ``SET insert_id=N,timestamp=T;``
+    and a statement reading ``LAST_INSERT_ID()`` ``SET last_insert_id=N,timestamp=T;``
+    (MariaDB 10.11 writes ``SET timestamp=T;`` only). The real 10.11 log with those
+    markers: the same statements, at T (before: each such record was quarantined as
+    truncated, or timed at N)."""
+    text = SLOW.read_text()
+    markers = text.count("SET timestamp=")
+    text = text.replace("SET timestamp=", "SET insert_id=8275917,timestamp=", 1)
+    text = text.replace("SET timestamp=", "SET last_insert_id=3,insert_id=4,timestamp=", 1)
+    assert text.count("timestamp=") == markers
+    mysql = tmp_path / "slow.log"
+    mysql.write_text(text)
+    assert events(mysql).equals(events(SLOW))

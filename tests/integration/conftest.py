@@ -136,16 +136,21 @@ def require_mariadb() -> None:
 
 @contextmanager
 def mariadb_server(
-    directory: Path, settings: dict[str, str] | None = None, clock: datetime | None = None
+    directory: Path,
+    settings: dict[str, str] | None = None,
+    clock: datetime | None = None,
+    tz: str = "UTC",
 ) -> Iterator[object]:
     """A throw-away MariaDB server (scripts/mariadb_server.py) in ``directory`` with its
     usual settings and ``settings`` (server option names and values) over them; with
-    ``clock``, under libfaketime, started at that time."""
+    ``clock``, under libfaketime, started at that time; in time zone ``tz``."""
     require_mariadb()
     from mariadb_server import MariadbServer
 
     faketime = directory / "faketime" if clock else None
-    server = MariadbServer(directory, port=free_port(), faketime_file=faketime, settings=settings)
+    server = MariadbServer(
+        directory, port=free_port(), faketime_file=faketime, settings=settings, tz=tz
+    )
     if clock:
         server.set_clock(clock)
     server.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ RETURNING = (
     "DELETE FROM notes WHERE id > 550 RETURNING *",
     "INSERT INTO kept SELECT * FROM notes WHERE id <= 100 RETURNING *",
     "INSERT INTO kept VALUES (1001, 'x') RETURNING id",
+)
+
+
+INSERTED = (
+    "INSERT INTO tickets (body) VALUES ('a'), ('b'), ('c')",
+    "SELECT * FROM tickets WHERE id >= LAST_INSERT_ID()",
 )
 
 
@@ -105,6 +112,13 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
     )
     for statement in RETURNING:
         truth.rows[statement] = lines(mariadb.client("returner", "pw", "shop", statement).stdout)
+    # An AUTO_INCREMENT insert, then a read of what it made by LAST_INSERT_ID().
+    mariadb.sql(
+        "CREATE TABLE shop.tickets(id int auto_increment primary key, body varchar(64));"
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'pw'; GRANT ALL ON shop.tickets TO 'app'@'%';"
+    )
+    mariadb.client("app", "pw", "shop", INSERTED[0])
+    truth.rows[INSERTED[1]] = lines(mariadb.client("app", "pw", "shop", ";".join(INSERTED)).stdout)
     mariadb.client("reader", "pw", "shop", "SELECT 'the end'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "the end" not in mariadb.slow_log.read_text(
@@ -248,3 +262,21 @@ def test_rows_a_write_sends_back_are_rows_read(
     assert (copied[S.CLASS], copied[S.ROWS]) == ("READ", 100)
     assert "shop.notes" in deleted[S.OBJECTS] and "shop.notes" in copied[S.OBJECTS]
     assert inserted[S.CLASS] == "WRITE"
+
+
+@pytest.mark.parametrize("logs", ["slow", "both"])
+def test_inserts_of_auto_increment_keys_and_reads_of_them_are_statements(
+    workload: tuple[Path, Path, Truth], logs: str
+) -> None:
+    """An AUTO_INCREMENT insert and a read of ``LAST_INSERT_ID()``, every application's
+    pair: MariaDB 10.11 marks both ``SET timestamp=T;`` in the slow log, where MySQL
+    writes ``SET insert_id=N,timestamp=T;`` and ``SET last_insert_id=N,timestamp=T;``
+    (tests/formats/test_mariadb_slow.py)."""
+    audit, slow, truth = workload
+    assert "insert_id=" not in slow.read_text(errors="replace")
+    ev = parse(audit, slow) if logs == "both" else parse(slow)
+    ev = ev.filter(pl.col(S.ACCOUNT) == "app")
+    assert ev.filter(pl.col(S.QUERY) == INSERTED[0]).height == 2
+    read = one(ev, INSERTED[1], "app")
+    assert (read[S.CLASS], read[S.ROWS]) == ("READ", truth.rows[INSERTED[1]]) == ("READ", 3)
+    assert abs(read[S.TIME] - datetime.now(UTC)) < timedelta(hours=1)  # T, not N

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +358,22 @@ def test_serve_counts_the_rows_score_counts_following_the_logs_as_written(
     record) this failed: reader 3,699 rows for 3,700, the slow log's last record read
     after its window closed and its rows dropped as the rest of a closed statement."""
     assert served.serve == served.score
+
+
+def test_a_server_on_local_time_gets_its_volume_and_times_in_utc(
+    server_dir: Callable[[str], Path],
+) -> None:
+    """Most servers run on local time, and the audit log writes it with no zone (08:00 in
+    Shanghai at 00:00 UTC) where the slow log's ``SET timestamp`` is UTC. Read together,
+    the audit log's clock is set by the slow log's: every statement has its volume and
+    its time in UTC. Before: the logs 8 h apart, no statement was paired with its slow
+    record (each counted twice, once without volume), and every audit time 8 h ahead."""
+    with mariadb_server(server_dir("mariadb"), tz="Asia/Shanghai") as server:
+        truth = workload(server)
+        alone, _ = read(server.audit_log)
+        events, _ = read(server.audit_log, server.slow_log)
+    now = datetime.now(UTC)
+    assert abs(alone[S.TIME].max() - now - timedelta(hours=8)) < timedelta(minutes=5)
+    assert per_account(events) == (truth.statements, truth.rows)
+    assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
+    assert abs(events[S.TIME].max() - now) < timedelta(minutes=5)
