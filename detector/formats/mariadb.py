@@ -41,6 +41,8 @@ _ROLE_DDL: Final = (
     r"(?i)^(?:CREATE|DROP|ALTER|RENAME)\s+(?:OR\s+REPLACE\s+)?(?:USER|ROLE)\b"
     r"|^SET\s+(?:PASSWORD|ROLE|DEFAULT\s+ROLE)\b"
 )
+# Statements that describe the server, a table or a plan, and send no table's rows.
+METADATA: Final = ["SHOW", "DESCRIBE", "DESC", "EXPLAIN"]
 # mariadb-dump reads every table with this hint; INTO OUTFILE/DUMPFILE writes rows to a
 # file on the server.
 DUMP_HINT: Final = "/*!40001 SQL_NO_CACHE */"
@@ -181,7 +183,8 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
       tables. The ``CALL`` becomes a READ with the volume; its objects are the
       statements'.
     * A read of the server's catalogs alone (``information_schema``, ``mysql``, ...) is
-      CATALOG, as for pgAudit (:data:`detector.schema.CATALOG_SCHEMAS`).
+      CATALOG, as for pgAudit (:data:`detector.schema.CATALOG_SCHEMAS`); so are ``SHOW``,
+      ``DESCRIBE`` and ``EXPLAIN`` (:data:`METADATA`).
     """
     mine = pl.col(S.SOURCE_FORMAT).is_in([AUDIT, SLOW])
     needed = {S.SOURCE_FORMAT, S.CLASS, S.ROWS, S.OBJECTS}
@@ -193,7 +196,11 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
     catalogs_only = (objects.list.len() > 0) & objects.list.eval(
         S.is_catalog(pl.element(), "mysql")
     ).list.all()
-    catalog = mine & (pl.col(S.CLASS) == "READ") & catalogs_only
+    # What the server says of itself (SHOW GLOBAL STATUS: hundreds of counters a call,
+    # a monitor's every minute), of a table's columns or of a query's plan: no table's
+    # rows. (Their objects, if any, are the tables described.)
+    metadata = pl.col(S.COMMAND).is_in(METADATA) if S.COMMAND in events.columns else False
+    catalog = mine & (pl.col(S.CLASS) == "READ") & (catalogs_only | metadata)
     events = _procedure_exports(events)
     return events.with_columns(
         pl.when(call_read)

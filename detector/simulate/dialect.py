@@ -246,9 +246,13 @@ def pieces(key: str, relations: tuple[str, ...]) -> list[Piece]:
 
 
 def _dump_class(text: str) -> str:
-    """mariadb-dump's statements are reads (SHOW, SELECT) or MISC (SET, SAVEPOINT, ...);
-    its queries of ``information_schema`` alone are CATALOG, as trovewatch classes them."""
-    if text.split(" ", 1)[0].upper() not in ("SELECT", "SHOW"):
+    """mariadb-dump's statements are reads (SELECT), CATALOG (SHOW, and its queries of
+    ``information_schema`` alone, as trovewatch classes them) or MISC (SET, SAVEPOINT,
+    ...)."""
+    word = text.split(" ", 1)[0].upper()
+    if word == "SHOW":
+        return "CATALOG"
+    if word != "SELECT":
         return "MISC"
     return "CATALOG" if "information_schema." in text.lower() else "READ"
 

@@ -30,6 +30,13 @@ RETURNING = (
 )
 
 
+METADATA = (
+    "SHOW GLOBAL STATUS",
+    "SHOW TABLES",
+    "SHOW CREATE TABLE customers",
+    "DESCRIBE customers",
+    "EXPLAIN SELECT * FROM customers WHERE id <= 10",
+)
 INSERTED = (
     "INSERT INTO tickets (body) VALUES ('a'), ('b'), ('c')",
     "SELECT * FROM tickets WHERE id >= LAST_INSERT_ID()",
@@ -102,6 +109,12 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
     )
     introspect = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop'"
     truth.rows["introspection"] = lines(mariadb.client("caller", "pw", "shop", introspect).stdout)
+    # A monitor's and a client's questions about the server: no table's data.
+    mariadb.sql(
+        "CREATE USER 'monitor'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON shop.* TO 'monitor'@'%';"
+    )
+    for statement in METADATA:
+        truth.rows[statement] = lines(mariadb.client("monitor", "pw", "shop", statement).stdout)
     # Writes that send back the rows they changed (DELETE/INSERT ... SELECT ... RETURNING)
     mariadb.sql(
         "USE shop; CREATE TABLE shop.notes(id int primary key, body varchar(64));"
@@ -244,6 +257,25 @@ def test_a_read_of_the_servers_catalog_is_not_a_data_read(
     assert introspection[S.ROWS].to_list() == [truth.rows["introspection"]]
     window = F.window_activity(ev.lazy(), "1d").collect().row(0, named=True)
     assert not any(o.startswith(("information_schema.", "mysql.")) for o in window["objects_list"])
+
+
+@pytest.mark.parametrize("logs", ["slow", "both"])
+def test_what_the_server_says_of_itself_is_no_data_read(
+    workload: tuple[Path, Path, Truth], logs: str
+) -> None:
+    """``SHOW GLOBAL STATUS`` sends hundreds of rows of the server's counters, ``SHOW``,
+    ``DESCRIBE`` and ``EXPLAIN`` a table's or a plan's description: no row of any table.
+    They are CATALOG reads, as a read of information_schema is (before: READs of their
+    rows, a monitoring account reading 600 rows a minute, and of a table named after the
+    schema, ``shop.shop``)."""
+    audit, slow, truth = workload
+    ev = parse(audit, slow) if logs == "both" else parse(slow)
+    ev = ev.filter(pl.col(S.ACCOUNT) == "monitor")
+    assert truth.rows["SHOW GLOBAL STATUS"] > 100
+    for statement in METADATA:
+        assert one(ev, statement, "monitor")[S.CLASS] == "CATALOG", statement
+    window = F.window_activity(ev.lazy(), "1d").collect().row(0, named=True)
+    assert not window["rows_read"] and window["objects_list"] == []  # none (null) read
 
 
 @pytest.mark.parametrize("logs", ["slow", "both"])
