@@ -199,7 +199,7 @@ def settle(events: pl.DataFrame) -> pl.DataFrame:
     # What the server says of itself (SHOW GLOBAL STATUS: hundreds of counters a call,
     # a monitor's every minute), of a table's columns or of a query's plan: no table's
     # rows. (Their objects, if any, are the tables described.)
-    metadata = pl.col(S.COMMAND).is_in(METADATA) if S.COMMAND in events.columns else False
+    metadata = pl.col(S.COMMAND).is_in(METADATA) if S.COMMAND in events.columns else pl.lit(False)
     catalog = mine & (pl.col(S.CLASS) == "READ") & (catalogs_only | metadata)
     events = _procedure_exports(events)
     return events.with_columns(
@@ -338,20 +338,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
         end, start = slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)), pl.col(S.TIME)
     clock = audit_clock(audit, slow, end)
     if clock is not None:
-        on_audit = pl.col(S.SOURCE_FORMAT) == AUDIT
-        rows = (
-            rows.with_columns(pl.col(S.TIME).dt.truncate("1h").alias("_hour"))
-            .sort("_hour")
-            .join_asof(clock, on="_hour", strategy="nearest")
-            .sort("_r")
-            .with_columns(
-                pl.when(on_audit)
-                .then(pl.col(S.TIME) - pl.duration(seconds=pl.col("_ahead")))
-                .otherwise(pl.col(S.TIME))
-                .alias(S.TIME)
-            )
-            .drop("_hour", "_ahead")
-        )
+        rows = _on_utc(rows, clock)
         audit = rows.filter(is_audit)
     forged = _forged(audit, slow)
     if not forged.is_empty():
@@ -466,7 +453,9 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
     once in its connection is in both logs, its audit time (its end) within a second or
     two of the slow record's end (``end``): the gap, rounded to a quarter hour, is the
     offset. Per hour of audit time, the most common offset of that hour's statements
-    (half of them at least), so a change to or from summer time moves it that hour."""
+    (half of them at least), so a change to or from summer time moves it that hour. (The
+    hour a clock set back writes twice holds both offsets: the statements of one of them
+    go unpaired, their times an hour off.)"""
     key = ["_thread", "_text"]
 
     def once(frame: pl.DataFrame, at: pl.Expr) -> pl.DataFrame:
@@ -500,6 +489,30 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
     if hours.is_empty() or (hours["_ahead"] == 0).all():
         return None
     return hours
+
+
+def _on_utc(rows: pl.DataFrame, clock: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with the audit log's times put on UTC by ``clock`` (:func:`audit_clock`):
+    each hour of audit time by its own offset, or the nearest hour's where its
+    statements told none."""
+    hour = pl.col(S.TIME).dt.truncate("1h").alias("_hour")
+    audited = pl.col(S.SOURCE_FORMAT) == AUDIT
+    offsets = (
+        rows.filter(audited)
+        .select(hour.unique().sort())
+        .join_asof(clock, on="_hour", strategy="nearest")
+    )
+    return (
+        rows.with_columns(hour)
+        .join(offsets, on="_hour", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(audited)
+            .then(pl.col(S.TIME) - pl.duration(seconds=pl.col("_ahead")))
+            .otherwise(pl.col(S.TIME))
+            .alias(S.TIME)
+        )
+        .drop("_hour", "_ahead")
+    )
 
 
 def _holds_header(text: pl.Expr) -> pl.Expr:

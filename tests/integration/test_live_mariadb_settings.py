@@ -377,3 +377,34 @@ def test_a_server_on_local_time_gets_its_volume_and_times_in_utc(
     assert per_account(events) == (truth.statements, truth.rows)
     assert set(events[S.SOURCE_FORMAT]) == {"mariadb-audit"}
     assert abs(events[S.TIME].max() - now) < timedelta(minutes=5)
+
+
+def test_the_audit_logs_clock_follows_the_end_of_summer_time(
+    server_dir: Callable[[str], Path],
+) -> None:
+    """Berlin leaves summer time at 01:00 UTC on 2026-10-25: the audit log's clock goes
+    from 2 h ahead of UTC to 1 h. A server on a fake clock, read an hour before and an
+    hour after: both statements have their volume and their UTC times (the offset is
+    taken hour by hour of the audit log's time)."""
+    before = datetime(2026, 10, 25, 0, 20, tzinfo=UTC)  # 02:20 CEST
+    after = datetime(2026, 10, 25, 2, 20, tzinfo=UTC)  # 03:20 CET
+    reads = {before: 11, after: 22}
+    with mariadb_server(server_dir("mariadb"), clock=before, tz="Europe/Berlin") as server:
+        server.sql(
+            SCHEMA + "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw';"
+            " GRANT SELECT ON shop.* TO 'reader'@'%';"
+        )
+        for when, n in reads.items():
+            server.set_clock(when)
+            server.client("reader", "pw", "shop", f"SELECT * FROM customers WHERE id <= {n}")
+        server.client("reader", "pw", "shop", "SELECT 'the end'")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "the end" not in server.slow_log.read_text():
+            time.sleep(0.1)
+        events, _ = read(server.audit_log, server.slow_log)
+    assert f"{before + timedelta(hours=2):%Y%m%d %H:%M}" in server.audit_log.read_text()
+    for when, n in reads.items():
+        got = events.filter(pl.col(S.QUERY) == f"SELECT * FROM customers WHERE id <= {n}")
+        assert got[S.SOURCE_FORMAT].to_list() == ["mariadb-audit"]  # one event, paired
+        assert got[S.ROWS].to_list() == [n]
+        assert abs(got[S.TIME][0] - when) < timedelta(minutes=5)
