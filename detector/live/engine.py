@@ -38,10 +38,10 @@ statements), so its memory grows with the accounts active, not with the events:
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
 * ``prepared``: the next close's windows judged ahead (:meth:`Engine.prepare`), once
-  event time is ``PREPARE_AFTER`` (or half the lateness, if less) past their end. The close takes those verdicts if its
-  windows' partials are the ones judged and no close, model swap or restore came
-  between, and judges them again otherwise: its scores are saved within a second of the
-  cutoff, however many accounts it closes.
+  event time is ``PREPARE_AFTER`` (or half the lateness, if less) past their end. The
+  close takes those verdicts if its windows' partials are the ones judged and no close,
+  model swap or restore came between, and judges them again otherwise: its scores are
+  saved within a second of the cutoff, however many accounts it closes.
 
 An event for a window already scored is not dropped: it is counted in the account's
 first open window, and in ``trovewatch_late_events_total``. An event of a live input
@@ -433,10 +433,10 @@ class Engine:
     def prepare(self) -> bool:
         """Judge the windows of the next close ahead of it, once event time is
         ``PREPARE_AFTER`` (or half the lateness, if less) past their end; return whether
-        it did. Their close, at the cutoff (the lateness past their end),
-        then takes these verdicts if its windows are still the ones judged (no late event
-        came for them; nothing the judging reads has changed since, which only a close, a
-        model swap or a restore changes), and judges them again otherwise.
+        it did. Their close, at the cutoff (the lateness past their end), takes these
+        verdicts if its windows are still the ones judged (no late event came for them;
+        nothing the judging reads has changed since, which only a close, a model swap or
+        a restore changes), and judges them again otherwise.
 
         A close of thousands of accounts' windows takes seconds, most of it judging
         (features, the forest, reasons): taken out of the close, the windows are scored
