@@ -123,6 +123,16 @@ class Judge:
                 & (value >= s.drip_factor * pl.col(f"{c}__own"))
             )
 
+        def spread(signal: str, horizon: str) -> pl.Expr:
+            # A drip is reads past the account's largest *before* the window that takes
+            # them past drip_factor: when the rest of the day was within its largest, that
+            # window alone made the excess, a burst, which the guardrail and the volume
+            # reasons judge (before, an analyst's one big query on an ordinary day was a
+            # "slow drip").
+            c = col_name(signal, horizon)
+            window = pl.col(col_name(signal, self.horizons.base)).fill_null(0)
+            return (pl.col(c).fill_null(0) - window) >= pl.col(f"{c}__own")
+
         def quiet_bound(value: pl.Expr, c: str) -> pl.Expr:
             # c: a calendar day's sum; __dayown: the account's largest calendar day.
             own = pl.col(f"{c}__dayown")
@@ -194,11 +204,15 @@ class Judge:
         # Which rule and sum flagged a drip (a day-or-longer horizon past drip_factor, or
         # the calendar day on a quiet day), for its reason: "rows_read|1d".
         drip_at = pl.coalesce(
-            pl.when(self.crossed(v, h, bound)).then(pl.lit(f"{v}|{h}"))
+            pl.when(self.crossed(v, h, bound) & condition).then(pl.lit(f"{v}|{h}"))
             for v in DRIP
-            for h, bound in [
-                *((h, drip_bound) for h in self.horizons.longer if span(h) >= timedelta(days=1)),
-                (TODAY, quiet_bound),
+            for h, bound, condition in [
+                *(
+                    (h, drip_bound, spread(v, h))
+                    for h in self.horizons.longer
+                    if span(h) >= timedelta(days=1)
+                ),
+                (TODAY, quiet_bound, pl.lit(True)),
             ]
         )
         # Which volume and horizon tripped the guardrail (the first, shortest horizon

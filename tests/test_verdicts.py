@@ -454,6 +454,38 @@ def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_wo
     ), drip_line
 
 
+def test_one_big_read_on_an_ordinary_day_is_no_slow_drip() -> None:
+    """A slow drip is a day's reads past twice the account's largest day, a little at a
+    time. The same rows read at once, on a day otherwise within its largest, are one
+    window's burst, which the guardrail and the volume reasons judge: before, an
+    analyst's one big query was also called a "slow drip" (2.5x its largest day, 664,121
+    of 1,097,173 rows in one window, on an independently written population)."""
+    trained, events = trained_on_json()
+    conf = settings.load()
+    account = "web_admin"
+    mine = pl.col(F.ACCOUNT) == account
+    largest = trained.profile.account_max.filter(mine)[F.col_name("rows_read", "1d")].item()
+    rows = 2 * largest + 1  # alone, a day past twice its largest
+    assert rows >= conf.guardrail_min_rows
+    template = ordinary(account)
+    day = DAY.replace(hour=9)  # a Wednesday: not a quiet day for it
+
+    def drips(reads: list[dict[str, Any]]) -> list[datetime]:
+        frame = model_windows(trained, events, reads).filter(mine)
+        judged = Judge(trained.profile, trained.horizons, conf)(frame, np.zeros(frame.height))
+        return judged.filter(pl.col("drip"), pl.col("window_start") < day + timedelta(days=1))[
+            "window_start"
+        ].to_list()
+
+    spread = [
+        statement(template, day + timedelta(minutes=15 * i), i, **{S.ROWS: rows // 20})
+        for i in range(20)
+    ]
+    at_once = [statement(template, day + timedelta(hours=2, minutes=1), 1, **{S.ROWS: rows})]
+    assert drips(spread), "the same rows over the day are a drip"
+    assert drips(at_once) == []
+
+
 def test_the_guardrail_names_the_horizon_and_volume_that_tripped_it() -> None:
     """hr_app reads at most 60 rows in 5 minutes and 151 in an hour in training. Four reads
     of 400 rows, 5 minutes apart, never reach the 5-minute guardrail (1,000 rows) but the
