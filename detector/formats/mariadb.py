@@ -440,13 +440,31 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
 
 
 # The audit log's clock is the server's local time: UTC offsets are whole quarter hours.
-_QUARTER: Final = 900
+QUARTER: Final = 900
 
 
 def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.DataFrame | None:
     """How far the audit log's clock runs ahead of UTC, hour by hour of its own time
-    (``_hour``, ``_ahead`` in seconds), from the statements both logs hold; None when
-    it runs on UTC (or the logs share no statement to tell).
+    (``_hour``, ``_ahead`` in seconds), from the statements both logs hold
+    (:func:`clock_hours`); None when it runs on UTC (or the logs share no statement to
+    tell)."""
+    hours = clock_hours(audit, slow, end)
+    if hours.is_empty() or (hours["_ahead"] == 0).all():
+        return None
+    return hours
+
+
+def audit_ahead(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> int | None:
+    """How many seconds the audit log's clock runs ahead of UTC in the latest hour whose
+    statements tell it (:func:`clock_hours`), None if none does: the live service's
+    clock, set as the logs are read."""
+    hours = clock_hours(audit, slow, end)
+    return None if hours.is_empty() else int(hours["_ahead"][-1])
+
+
+def clock_hours(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.DataFrame:
+    """How far the audit log's clock runs ahead of UTC, hour by hour of its own time
+    (``_hour``, ``_ahead`` in seconds), for the hours whose statements tell it.
 
     The audit plugin writes the server's local time with no zone (a server in Shanghai
     writes 08:00 at 00:00 UTC); the slow log's ``SET timestamp`` is UTC. A statement run
@@ -470,14 +488,14 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
         )
 
     gap = (pl.col("_t") - pl.col("_t_slow")).dt.total_seconds(fractional=True)
-    quarters = (gap / _QUARTER).round() * _QUARTER
+    quarters = (gap / QUARTER).round() * QUARTER
     pairs = (
         once(audit, pl.col(S.TIME))
         .join(once(slow, end), on=key, suffix="_slow")
         .filter((gap - quarters).abs() <= JOIN_TOLERANCE.total_seconds())
         .select(pl.col("_t").dt.truncate("1h").alias("_hour"), quarters.alias("_ahead"))
     )
-    hours = (
+    return (
         pairs.group_by("_hour", "_ahead")
         .agg(pl.len().alias("_n"))
         .with_columns(pl.col("_n").sum().over("_hour").alias("_all"))
@@ -486,9 +504,6 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
         .unique("_hour", keep="first", maintain_order=True)
         .select("_hour", pl.col("_ahead").cast(pl.Int64))
     )
-    if hours.is_empty() or (hours["_ahead"] == 0).all():
-        return None
-    return hours
 
 
 def _on_utc(rows: pl.DataFrame, clock: pl.DataFrame) -> pl.DataFrame:

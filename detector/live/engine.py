@@ -109,6 +109,13 @@ KEPT: Final = (
     S.SOURCE_FORMAT,
 )
 PENDING_SCHEMA: Final = pl.Schema({c: S.EVENT_SCHEMA[c] for c in KEPT})
+# A MariaDB statement as both logs give it, to set the audit log's clock by the slow log's
+# (Engine._on_audit_clock): the latest CLOCK_SAMPLE of each log are kept.
+CLOCK_SCHEMA: Final = pl.Schema(
+    {c: S.EVENT_SCHEMA[c] for c in (S.SOURCE_FORMAT, S.SESSION, S.QUERY, S.TIME)}
+)
+CLOCK_SAMPLE: Final = 2_000
+MAX_UTC_OFFSET: Final = timedelta(hours=14)  # the furthest ahead of UTC a time zone is
 CONTINUED: Final = (S.SESSION, S.STATEMENT_ID, S.TIME)  # a held statement, once closed
 HISTORY_SCHEMA: Final = pl.Schema(
     {
@@ -195,6 +202,13 @@ class Engine:
         # A MariaDB slow log is read (since this start): audited statements without its
         # record then count in Closed.unvolumed.
         self.slow_seen = False
+        # How far the MariaDB audit log's clock runs ahead of UTC, in seconds: it writes
+        # the server's local time with no zone. Set by the statements both logs hold as
+        # they are read (``told``), or, until they do, guessed from audit records timed
+        # ahead of the wall clock; None while neither has.
+        self.audit_ahead: int | None = None
+        self.audit_clock_told = False
+        self._clock_sample = pl.DataFrame(schema=CLOCK_SCHEMA)
         self._trained_accounts = trained.profile.trained
         # Checkpoint bookkeeping: state names in the database, and changes not yet saved.
         self._seq = itertools.count()
@@ -226,6 +240,7 @@ class Engine:
             self.slow_seen = bool(
                 events.select((pl.col(S.SOURCE_FORMAT) == mariadb.SLOW).any()).item()
             )
+        events = self._on_audit_clock(events, wall)
         if wall is not None:
             events = self._not_ahead_of(events, wall)
         events = self._within_cap(events)
@@ -301,6 +316,55 @@ class Engine:
             ]
         ).filter(pl.col(S.STATEMENT_ID).is_not_null())
         return events.join(taken.unique(), on=key, how="semi").height
+
+    def _on_audit_clock(self, events: pl.DataFrame, wall: datetime | None) -> pl.DataFrame:
+        """``events`` with MariaDB audit records' times on UTC (the batch ``score`` sets
+        them so when it joins the two logs: :func:`detector.formats.mariadb.audit_clock`).
+
+        A server on local time (most are) writes it in the audit log with no zone, while
+        the slow log's ``SET timestamp`` is UTC: filed as they are, a statement's two
+        records fall in windows hours apart and are never paired (each counted twice,
+        once without volume), and a server east of UTC writes audit records "from the
+        future". The clock is set from the latest statements of both logs, run once in
+        their connection (:data:`CLOCK_SAMPLE` of each kept), and follows a change to or
+        from summer time as the statements after it are read. Until they tell it, audit
+        records timed ahead of the wall clock (beyond ``max_clock_skew``) set it to their
+        lead, rounded to a quarter hour; audit records still held when the statements
+        first tell it are set again by it."""
+        audit = pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT
+        slow = pl.col(S.SOURCE_FORMAT) == mariadb.SLOW
+        statement = audit & pl.col(S.STATEMENT_ID).is_not_null() & pl.col(S.QUERY).is_not_null()
+        mine = events.filter(statement | slow)
+        if not mine.is_empty():
+            sample = pl.concat([self._clock_sample, mine.select(CLOCK_SCHEMA.names())])
+            self._clock_sample = pl.concat(
+                [sample.filter(audit).tail(CLOCK_SAMPLE), sample.filter(slow).tail(CLOCK_SAMPLE)]
+            )
+            told = mariadb.audit_ahead(
+                self._clock_sample.filter(audit), self._clock_sample.filter(slow), pl.col(S.TIME)
+            )
+            if told is not None:
+                if not self.audit_clock_told and told != (self.audit_ahead or 0):
+                    self.held = _ahead_by(self.held, (self.audit_ahead or 0) - told)
+                self.audit_ahead, self.audit_clock_told = told, True
+        if self.audit_ahead is None and wall is not None:
+            self.audit_ahead = self._lead_on(events.filter(audit)[S.TIME], wall)
+        return _ahead_by(events, -(self.audit_ahead or 0))
+
+    def _lead_on(self, times: pl.Series, wall: datetime) -> int | None:
+        """The lead on ``wall`` of audit records ``times`` mostly ahead of it (beyond
+        ``max_clock_skew``) by no more than a time zone can be (14 h), rounded to a
+        quarter hour; None for any others (a server clock gone wrong, a line dated 2099:
+        they are held back as future events)."""
+        ahead = times > wall + self.max_skew
+        if times.is_empty() or ahead.sum() * 2 < times.len():
+            return None
+        newest = times.filter(ahead).max()
+        assert isinstance(newest, datetime)
+        lead = (newest - wall).total_seconds()
+        if lead > MAX_UTC_OFFSET.total_seconds():
+            return None
+        return round(lead / mariadb.QUARTER) * mariadb.QUARTER
 
     def _not_ahead_of(self, events: pl.DataFrame, wall: datetime) -> pl.DataFrame:
         """``events`` with those timed more than ``max_clock_skew`` past ``wall`` timed at
@@ -824,6 +888,8 @@ class Engine:
             "closed_until": None if self.closed_until is None else self.closed_until.isoformat(),
             "base": self.horizons.base,
             "sums_at": None if self.running.at is None else self.running.at.isoformat(),
+            "audit_ahead": self.audit_ahead,
+            "audit_clock_told": self.audit_clock_told,
         }
         # Frames changed since the last snapshot (marked b""), written once, as they are now.
         for name, frame in (
@@ -888,6 +954,9 @@ class Engine:
             )
         self.newest = _time(meta["newest"])
         self.closed_until = _time(meta["closed_until"])
+        # The held audit records were set by this clock.
+        self.audit_ahead = meta.get("audit_ahead")
+        self.audit_clock_told = bool(meta.get("audit_clock_told"))
         days: pl.DataFrame | None = None
         sums: pl.DataFrame | None = None
         has_levels = "levels" in state
@@ -1048,6 +1117,15 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _ahead_by(events: pl.DataFrame, seconds: int) -> pl.DataFrame:
+    """``events`` with the MariaDB audit records' times moved on by ``seconds``."""
+    if seconds == 0:
+        return events
+    audit = pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT
+    moved = pl.col(S.TIME) + pl.duration(seconds=seconds)
+    return events.with_columns(pl.when(audit).then(moved).otherwise(pl.col(S.TIME)).alias(S.TIME))
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:

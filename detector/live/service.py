@@ -35,7 +35,7 @@ from prometheus_client import generate_latest
 from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
-from detector.formats import Format, pg_sessions
+from detector.formats import Format, mariadb, pg_sessions
 from detector.formats.pg_sessions import Servers
 from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
@@ -368,6 +368,9 @@ class Service:
             except ModelError as exc:
                 self._refuse(str(exc))
                 return read_any
+            # A MariaDB slow log's reads first: the audit log's clock is set by the
+            # statements both logs hold (Engine._on_audit_clock).
+            frames.sort(key=lambda f: f[2] != mariadb.SLOW)
             for name, label, format_name, frame in frames:
                 if frame.height:
                     # A statement whose lines two reads split counts once, as it scores.

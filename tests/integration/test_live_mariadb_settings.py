@@ -408,3 +408,94 @@ def test_the_audit_logs_clock_follows_the_end_of_summer_time(
         assert got[S.SOURCE_FORMAT].to_list() == ["mariadb-audit"]  # one event, paired
         assert got[S.ROWS].to_list() == [n]
         assert abs(got[S.TIME][0] - when) < timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        pytest.param(None, id="now: audit records ahead of the wall clock"),
+        pytest.param(datetime(2026, 11, 2, 9, 0, tzinfo=UTC), id="a day in the past"),
+    ],
+)
+def test_serve_puts_a_local_time_servers_audit_log_on_utc(
+    server_dir: Callable[[str], Path],
+    mariadb_model: Path,
+    tmp_path: Path,
+    clock: datetime | None,
+) -> None:
+    """``serve`` following both logs of a server on Shanghai time (8 h ahead of UTC)
+    counts each statement once, with its rows, in windows of UTC time, as ``score``
+    does. Before, the two records of a statement were filed in windows 8 h apart and
+    never paired (each counted twice, once without volume), and audit records written
+    now were "from the future" (``trovewatch_future_events_total``)."""
+    trained = model.load(mariadb_model)
+    with mariadb_server(server_dir("mariadb"), clock=clock, tz="Asia/Shanghai") as server:
+        conf = Settings(
+            state_dir=tmp_path / "state",
+            follow=[str(server.audit_log), str(server.slow_log)],
+            lateness="3s",
+        )
+        server.audit_log.touch()  # the plugin creates it at its first record
+        service = Service(trained, conf, conf.follow, mariadb_model)
+        try:
+            started = datetime.now(UTC) if clock is None else clock
+            truth = workload(server, between=service.step)
+            # Until both logs have been quiet past the follower's wait for a quiet
+            # file's last record (2 s).
+            deadline, quiet = time.monotonic() + 30, time.monotonic() + 3
+            while time.monotonic() < min(quiet, deadline):
+                if service.step():
+                    quiet = time.monotonic() + 3
+            future = service.metrics.registry.get_sample_value("trovewatch_future_events_total")
+            # The windows serve closed and stored, and the rest, closed now.
+            stored = [service.store.account(a) for a in ACCOUNTS]
+            rest = service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).scored
+        finally:
+            service.stop()
+        events, _ = read(server.audit_log, server.slow_log)
+
+    def sums(scored: pl.DataFrame) -> pl.DataFrame:
+        feature = pl.col("features").struct.field
+        return scored.select(
+            "account",
+            "window_start",
+            feature("statements_5m").cast(pl.Int64).alias("statements"),
+            feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
+        )
+
+    windows = pl.concat(
+        [
+            pl.DataFrame(
+                [
+                    {
+                        "account": a,
+                        "window_start": datetime.fromisoformat(w["window_start"]),
+                        "statements": w["features"]["statements_5m"],
+                        "rows": w["features"]["rows_read_5m"] or 0,
+                    }
+                    for a, found in zip(ACCOUNTS, stored, strict=True)
+                    if found is not None
+                    for w in found["windows"]
+                ],
+                schema={
+                    "account": pl.String,
+                    "window_start": pl.Datetime("us", "UTC"),
+                    "statements": pl.Int64,
+                    "rows": pl.Int64,
+                },
+            ),
+            *([sums(rest)] if rest.height else []),
+        ]
+    )
+    windows = windows.filter(pl.col("account").is_in(ACCOUNTS))
+
+    def per_window(frame: pl.DataFrame) -> dict[tuple[str, datetime], tuple[int, int]]:
+        return {
+            (a, at): (n, rows) for a, at, n, rows in frame.sort("account", "window_start").rows()
+        }
+
+    assert per_window(windows) == per_window(sums(pipeline.score(events, trained, conf)))
+    counted = windows.group_by("account").agg(pl.col("statements").sum())
+    assert dict(counted.iter_rows()) == truth.statements
+    assert (windows["window_start"] - started).abs().max() < timedelta(minutes=30)  # type: ignore[operator]
+    assert not future

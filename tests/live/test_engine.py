@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -1064,3 +1066,103 @@ def test_a_copy_of_a_select_begins_one_statement_as_score_counts_it(
     events = fmt.parse(Chunk("postgresql.json", "".join(copy).encode(), 1)).events
     assert events.height == 2
     assert Engine(trained, settings.Settings()).add(events) == 1
+
+
+def test_a_local_time_audit_logs_clock_is_kept_across_a_restart(
+    trained: model.TrainedModel,
+) -> None:
+    """The real 10.11 logs, the audit log's times written 8 h ahead (a server on Shanghai
+    time): the slow log's first record sets the clock, and the audit records held when
+    the service stops are on UTC. Restarted from the checkpoint, the next connection's
+    audit records, then its slow records, which tell the same clock again: the records
+    held from before are not moved again. The windows are those of the same logs
+    written on UTC."""
+    reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
+    utc = (reference / "server_audit.log").read_bytes()
+
+    def eight_hours_on(line: re.Match[bytes]) -> bytes:
+        at = datetime.strptime(line[0].decode(), "%Y%m%d %H:%M:%S") + timedelta(hours=8)
+        return at.strftime("%Y%m%d %H:%M:%S").encode()
+
+    local = re.sub(rb"(?m)^\d{8} \d\d:\d\d:\d\d(?=,)", eight_hours_on, utc)
+    slow = (reference / "slow.log").read_bytes()
+    second = slow.index(b"# User@Host:", slow.index(b"# User@Host:") + 1)
+    connection_8 = re.search(rb"(?m)^[\d :]{17},vm,bob,[^,]*,8,", local)
+    assert connection_8 is not None
+    restart = connection_8.start()
+
+    def events(name: str, data: bytes) -> pl.DataFrame:
+        return formats.native(name, None).parse(Chunk(name, data, 1)).events
+
+    conf = settings.Settings()
+    first = Engine(trained, conf)
+    first.add(events("mariadb-slow", slow[:second]), source="slow.log")
+    first.add(events("mariadb-audit", local[:restart]), source="server_audit.log")
+    assert first.audit_ahead == 8 * 3600
+    resumed = Engine(trained, conf)
+    resumed.restore(first.snapshot())
+    resumed.add(events("mariadb-audit", local[restart:]), source="server_audit.log")
+    resumed.add(events("mariadb-slow", slow[second:]), source="slow.log")
+    # Event time stays on UTC: the next connection's records, at 06:58 UTC, do not take
+    # it 8 h on (which would close every window before its slow records are in).
+    assert resumed.newest is not None
+    assert resumed.newest.replace(second=0, microsecond=0) == datetime(
+        2026, 11, 28, 6, 58, tzinfo=UTC
+    )
+    closes = [resumed.close().scored, resumed.close(wall=FAR_FUTURE).scored]
+    restarted = pl.concat([scored for scored in closes if scored.height])
+
+    on_utc = Engine(trained, conf)
+    on_utc.add(events("mariadb-slow", slow), source="slow.log")
+    on_utc.add(events("mariadb-audit", utc), source="server_audit.log")
+    expected = on_utc.close(wall=FAR_FUTURE).scored
+    assert on_utc.audit_ahead in (None, 0)
+
+    def windows(scored: pl.DataFrame) -> list[tuple[Any, ...]]:
+        feature = pl.col("features").struct.field
+        return (
+            scored.select(
+                "account", "window_start", feature("statements_5m"), feature("rows_read_5m")
+            )
+            .sort("account", "window_start")
+            .rows()
+        )
+
+    assert windows(restarted) == windows(expected)
+    assert ("bob", 5000 + 2) in [(a, rows) for a, _, _, rows in windows(restarted)]  # its reads
+
+
+def test_an_audit_log_alone_written_ahead_of_the_wall_clock_is_put_on_utc(
+    trained: model.TrainedModel,
+) -> None:
+    """The audit log alone (no slow log to set its clock by) of a server on Shanghai
+    time, read as it is written: its records, 8 h ahead of the wall clock, are on local
+    time, not from the future: put on UTC, none held back as future events. A line dated
+    2099 (a server clock gone wrong) is still held back."""
+    reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
+
+    def hours_on(hours: int) -> Callable[[re.Match[bytes]], bytes]:
+        def moved(line: re.Match[bytes]) -> bytes:
+            at = datetime.strptime(line[0].decode(), "%Y%m%d %H:%M:%S") + timedelta(hours=hours)
+            return at.strftime("%Y%m%d %H:%M:%S").encode()
+
+        return moved
+
+    def audit(hours: int) -> pl.DataFrame:
+        data = (reference / "server_audit.log").read_bytes()
+        local = re.sub(rb"(?m)^\d{8} \d\d:\d\d:\d\d(?=,)", hours_on(hours), data)
+        return formats.native("mariadb-audit", None).parse(Chunk("a", local, 1)).events
+
+    written = datetime(2026, 11, 28, 6, 59, tzinfo=UTC)  # the log's last record, UTC
+    engine = Engine(trained, settings.Settings())
+    engine.add(audit(8), source="server_audit.log", wall=written)
+    scored = engine.close(wall=FAR_FUTURE)
+    assert scored.future == 0
+    starts = scored.scored["window_start"]
+    assert starts.min() == datetime(2026, 11, 28, 6, 55, tzinfo=UTC)
+    assert starts.max() == datetime(2026, 11, 28, 6, 55, tzinfo=UTC)
+
+    wrong = Engine(trained, settings.Settings())
+    wrong.add(audit(24 * 365 * 73), source="server_audit.log", wall=written)
+    assert wrong.audit_ahead is None
+    assert wrong.close(wall=FAR_FUTURE).future > 0
