@@ -441,6 +441,8 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
 
 # The audit log's clock is the server's local time: UTC offsets are whole quarter hours.
 QUARTER: Final = 900
+MAX_OFFSET: Final = timedelta(hours=14)  # the furthest a time zone is from UTC
+CLOCK_PAIRS: Final = 10  # statements in both logs that set the live service's clock
 
 
 def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.DataFrame | None:
@@ -451,20 +453,23 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
     hours = clock_hours(audit, slow, end)
     if hours.is_empty() or (hours["_ahead"] == 0).all():
         return None
-    return hours
+    return hours.drop("_n")
 
 
 def audit_ahead(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> int | None:
     """How many seconds the audit log's clock runs ahead of UTC in the latest hour whose
-    statements tell it (:func:`clock_hours`), None if none does: the live service's
-    clock, set as the logs are read."""
-    hours = clock_hours(audit, slow, end)
+    statements tell it (:func:`clock_hours`) with :data:`CLOCK_PAIRS` statements at
+    least, None if none does: the live service's clock, set as the logs are read. (The
+    two logs, read apart, may hold different hours: a statement text run once on a
+    reused connection id a day apart would otherwise set the clock by itself.)"""
+    hours = clock_hours(audit, slow, end).filter(pl.col("_n") >= CLOCK_PAIRS)
     return None if hours.is_empty() else int(hours["_ahead"][-1])
 
 
 def clock_hours(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.DataFrame:
     """How far the audit log's clock runs ahead of UTC, hour by hour of its own time
-    (``_hour``, ``_ahead`` in seconds), for the hours whose statements tell it.
+    (``_hour``, ``_ahead`` in seconds, and ``_n`` statements telling it), for the hours
+    whose statements tell it, within what a time zone can be (:data:`MAX_OFFSET`).
 
     The audit plugin writes the server's local time with no zone (a server in Shanghai
     writes 08:00 at 00:00 UTC); the slow log's ``SET timestamp`` is UTC. A statement run
@@ -492,7 +497,10 @@ def clock_hours(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
     pairs = (
         once(audit, pl.col(S.TIME))
         .join(once(slow, end), on=key, suffix="_slow")
-        .filter((gap - quarters).abs() <= JOIN_TOLERANCE.total_seconds())
+        .filter(
+            ((gap - quarters).abs() <= JOIN_TOLERANCE.total_seconds())
+            & (quarters.abs() <= MAX_OFFSET.total_seconds())
+        )
         .select(pl.col("_t").dt.truncate("1h").alias("_hour"), quarters.alias("_ahead"))
     )
     return (
@@ -502,7 +510,7 @@ def clock_hours(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
         .filter(pl.col("_n") * 2 >= pl.col("_all"))
         .sort("_hour", "_n", descending=[False, True])
         .unique("_hour", keep="first", maintain_order=True)
-        .select("_hour", pl.col("_ahead").cast(pl.Int64))
+        .select("_hour", pl.col("_ahead").cast(pl.Int64), "_n")
     )
 
 

@@ -115,7 +115,6 @@ CLOCK_SCHEMA: Final = pl.Schema(
     {c: S.EVENT_SCHEMA[c] for c in (S.SOURCE_FORMAT, S.SESSION, S.QUERY, S.TIME)}
 )
 CLOCK_SAMPLE: Final = 2_000
-MAX_UTC_OFFSET: Final = timedelta(hours=14)  # the furthest ahead of UTC a time zone is
 CONTINUED: Final = (S.SESSION, S.STATEMENT_ID, S.TIME)  # a held statement, once closed
 HISTORY_SCHEMA: Final = pl.Schema(
     {
@@ -362,7 +361,7 @@ class Engine:
         newest = times.filter(ahead).max()
         assert isinstance(newest, datetime)
         lead = (newest - wall).total_seconds()
-        if lead > MAX_UTC_OFFSET.total_seconds():
+        if lead > mariadb.MAX_OFFSET.total_seconds():
             return None
         return round(lead / mariadb.QUARTER) * mariadb.QUARTER
 
