@@ -129,9 +129,7 @@ class Judge:
             # window alone made the excess, a burst, which the guardrail and the volume
             # reasons judge (before, an analyst's one big query on an ordinary day was a
             # "slow drip").
-            c = col_name(signal, horizon)
-            window = pl.col(col_name(signal, self.horizons.base)).fill_null(0)
-            return (pl.col(c).fill_null(0) - window) >= pl.col(f"{c}__own")
+            return self._before(signal, horizon) >= pl.col(f"{col_name(signal, horizon)}__own")
 
         def quiet_bound(value: pl.Expr, c: str) -> pl.Expr:
             # c: a calendar day's sum; __dayown: the account's largest calendar day.
@@ -277,6 +275,11 @@ class Judge:
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
 
+    def _before(self, signal: str, horizon: str) -> pl.Expr:
+        """The horizon's sum of ``signal`` without this window's own."""
+        total = pl.col(col_name(signal, horizon)).fill_null(0)
+        return total - pl.col(col_name(signal, self.horizons.base)).fill_null(0)
+
     def crossed(
         self, signal: str, horizon: str, bound: Callable[[pl.Expr, str], pl.Expr]
     ) -> pl.Expr:
@@ -288,10 +291,9 @@ class Judge:
         """
         c = col_name(signal, horizon)
         total = pl.col(c).fill_null(0)
-        before = total - pl.col(col_name(signal, self.horizons.base)).fill_null(0)
         crossing = bound(total, c)
         if horizon != self.horizons.base:
-            crossing = crossing & ~bound(before, c)
+            crossing = crossing & ~bound(self._before(signal, horizon), c)
         # Not again at a level alerted on lately, nor a little past it (a role change
         # reads 1% more the next day: realert_factor). The calendar day (TODAY) keeps no
         # alerted level: it crosses its bound once a day at most.

@@ -336,12 +336,10 @@ class Engine:
         mine = events.filter(statement | slow)
         if not mine.is_empty():
             sample = pl.concat([self._clock_sample, mine.select(CLOCK_SCHEMA.names())])
-            self._clock_sample = pl.concat(
-                [sample.filter(audit).tail(CLOCK_SAMPLE), sample.filter(slow).tail(CLOCK_SAMPLE)]
-            )
-            told = mariadb.audit_ahead(
-                self._clock_sample.filter(audit), self._clock_sample.filter(slow), pl.col(S.TIME)
-            )
+            audited = sample.filter(audit).tail(CLOCK_SAMPLE)
+            logged = sample.filter(slow).tail(CLOCK_SAMPLE)
+            self._clock_sample = pl.concat([audited, logged])
+            told = mariadb.audit_ahead(audited, logged, pl.col(S.TIME))
             if told is not None:
                 if not self.audit_clock_told and told != (self.audit_ahead or 0):
                     self.held = _ahead_by(self.held, (self.audit_ahead or 0) - told)
