@@ -1,0 +1,125 @@
+"""``serve`` against ``score`` on one MariaDB server's audit and slow logs.
+
+    uv run python bench/replay_mariadb.py DIR --model-dir MODEL
+
+DIR holds a server's ``server_audit.log`` and ``slow.log`` with their rotated copies
+(``server_audit.log.01``, ``slow.log.1``, ``slow.log.2.gz``, ...), as
+``scripts/independent_mariadb_population.py`` writes them. Each log's files are put in
+one file, oldest first, then followed by ``serve``'s service in process from the start
+until it has closed every window; ``score`` reads the same two files. Prints the
+statements and rows read each counted, the windows where they differ, the audit log's
+clock as ``serve`` last set it, and its late and future events.
+
+A server on local time (``--tz`` of the generator other than UTC) is the case this is
+for: ``score`` and ``serve`` each set the audit log's clock by the slow log's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from detector import model, pipeline
+from detector.live.service import Service
+from detector.settings import Settings
+
+
+def in_order(directory: Path, name: str) -> list[Path]:
+    """``name`` and its rotated copies (``name.N`` or ``name.N.gz``), oldest first."""
+
+    def age(path: Path) -> int:
+        found = re.fullmatch(re.escape(name) + r"(?:\.(\d+))?(?:\.gz)?", path.name)
+        return int(found[1]) if found and found[1] else 0
+
+    files = [p for p in directory.glob(f"{name}*") if re.fullmatch(
+        re.escape(name) + r"(?:\.\d+)?(?:\.gz)?", p.name
+    )]  # fmt: skip
+    return sorted(files, key=age, reverse=True)
+
+
+def joined(directory: Path, name: str, into: Path) -> Path:
+    out = into / name
+    with out.open("wb") as fh:
+        for path in in_order(directory, name):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rb") as src:
+                fh.write(src.read())
+    return out
+
+
+def per_window(scored: pl.DataFrame) -> pl.DataFrame:
+    feature = pl.col("features").struct.field
+    return scored.select(
+        "account",
+        "window_start",
+        feature("statements_5m").cast(pl.Int64).alias("statements"),
+        feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
+    )
+
+
+def served(logs: list[Path], model_dir: Path, state: Path) -> tuple[pl.DataFrame, str]:
+    """The windows ``serve`` stored following ``logs`` from their start, and its clock."""
+    trained = model.load(model_dir)
+    conf = Settings(state_dir=state, follow=[str(p) for p in logs])
+    service = Service(trained, conf, conf.follow, model_dir)
+    try:
+        # Read until the logs are done; the wall clock closes the last windows once they
+        # have been quiet for the lateness.
+        while service.step() or service.engine.open_windows:
+            time.sleep(0.01)
+        engine = service.engine
+        value = service.metrics.registry.get_sample_value
+        said = (
+            f"audit log's clock {engine.audit_ahead} s ahead of UTC"
+            f" ({'told' if engine.audit_clock_told else 'not told'} by both logs),"
+            f" {value('trovewatch_late_events_total'):,.0f} late events,"
+            f" {value('trovewatch_future_events_total'):,.0f} future events"
+        )
+    finally:
+        service.stop()
+    with sqlite3.connect(state / "trovewatch.db") as db:
+        stored = pl.read_database(
+            "SELECT account, window_start, statements, rows_read AS rows FROM windows", db
+        )
+    start = pl.from_epoch("window_start", time_unit="us").dt.replace_time_zone("UTC")
+    return stored.with_columns(start, pl.col("rows").fill_null(0)), said
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        logs = [joined(args.directory, name, work) for name in ("server_audit.log", "slow.log")]
+        started = time.monotonic()
+        live, said = served(logs, args.model_dir, work / "state")
+        print(f"serve: {time.monotonic() - started:.0f} s; {said}")
+        events, _ = pipeline.read_events(logs)
+        batch = per_window(pipeline.score(events, model.load(args.model_dir), Settings()))
+    for name, frame in (("serve", live), ("score", batch)):
+        print(
+            f"{name}: {frame['statements'].sum():,} statements,"
+            f" {frame['rows'].sum():,} rows read, {frame.height:,} windows"
+        )
+    key = ["account", "window_start"]
+    both = live.join(batch, on=key, how="full", coalesce=True, suffix="_score").fill_null(0)
+    differing = both.filter(
+        (pl.col("statements") != pl.col("statements_score"))
+        | (pl.col("rows") != pl.col("rows_score"))
+    )
+    print(f"windows differing: {differing.height:,} of {batch.height:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
