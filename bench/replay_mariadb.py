@@ -12,6 +12,10 @@ clock as ``serve`` last set it, and its late and future events.
 
 A server on local time (``--tz`` of the generator other than UTC) is the case this is
 for: ``score`` and ``serve`` each set the audit log's clock by the slow log's.
+
+``--as-rotated``: ``serve`` follows the directory's files as they lie
+(``DIR/server_audit.log*`` and ``DIR/slow.log*``, the ``.gz`` archives among them), as a
+sidecar started beside a server with rotated logs does; ``score`` still reads them joined.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import re
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -97,13 +102,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("directory", type=Path)
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--as-rotated", action="store_true", help="follow the files as they lie")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         logs = [joined(args.directory, name, work) for name in ("server_audit.log", "slow.log")]
         started = time.monotonic()
-        live, said = served(logs, args.model_dir, work / "state")
-        print(f"serve: {time.monotonic() - started:.0f} s; {said}")
+        follow = logs
+        if args.as_rotated:
+            names = ("server_audit.log*", "slow.log*")
+            follow = [args.directory.resolve() / name for name in names]
+        live, said = served(follow, args.model_dir, work / "state")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"serve: {time.monotonic() - started:.0f} s, peak memory {peak:.0f} MiB; {said}")
         events, _ = pipeline.read_events(logs)
         batch = per_window(pipeline.score(events, model.load(args.model_dir), Settings()))
     for name, frame in (("serve", live), ("score", batch)):

@@ -27,7 +27,7 @@ from detector.features import begins_statement
 from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
-from detector.reader import NotALogError, head_lines, read_chunks
+from detector.reader import UNREADABLE, NotALogError, head_lines, read_chunks
 from detector.rejects import Quarantine, QuarantineError
 
 
@@ -216,7 +216,7 @@ def read_events(
             events = _read_file(fmt, path, quarantine, summary)
         except QuarantineError:
             raise
-        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
+        except UNREADABLE as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         names.add(fmt.name)
         if fmt.name in formats.PG_OUTPUTS:
@@ -404,7 +404,7 @@ def event_batches(
                     yield _keep(ready, since, until, summary, fmt.name, history_from)
         except QuarantineError:
             raise
-        except (OSError, EOFError) as exc:  # a truncated or corrupt compressed file
+        except UNREADABLE as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
         if last[path.parent] == i:
             for ready in held.pop(path.parent).close():

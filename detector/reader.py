@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ MAX_RECORD_BYTES: Final = 256 * 1024 * 1024  # a record of several lines longer 
 # ``[trovewatch cut N bytes]``: no quote, backslash or comma, so that a CSV or JSON line
 # stays one. Formats find it with this expression.
 CUT_MARKER_RE: Final = r"\[trovewatch cut (\d+) bytes\]"
+
+
+# What reading a compressed file cut short or damaged raises: gzip's errors, an end of
+# file before the stream's end, and zlib's for a damaged stream ("invalid distance too
+# far back").
+UNREADABLE: Final = (OSError, EOFError, zlib.error)
 
 
 class NotALogError(Exception):
@@ -90,7 +97,7 @@ def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str
     try:
         with open_binary(path) as fh:
             data = fh.read(max_bytes)
-    except (OSError, EOFError) as exc:
+    except UNREADABLE as exc:
         raise NotALogError(f"{path}: cannot read: {exc}") from exc
     return data.decode("utf-8", "replace").splitlines()[:n]
 
@@ -101,7 +108,7 @@ def looks_binary(path: Path) -> bool:
     try:
         with open_binary(path) as fh:
             head = fh.read(4096)
-    except (OSError, EOFError):
+    except UNREADABLE:
         return False
     return is_binary(head)
 

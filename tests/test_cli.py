@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,17 +277,26 @@ def test_model_dir_without_manifest_is_refused_in_one_line(
     assert_one_line_error(code, err, "manifest.json", str(empty_model))
 
 
-def test_truncated_gzip_is_bad_input_not_an_internal_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize("damage", ["cut short", "bytes overwritten"])
+def test_a_damaged_gzip_is_bad_input_not_an_internal_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str
 ) -> None:
-    """A .gz cut short (a copy interrupted, a rotation mid-compress) past the first lines."""
+    """A .gz cut short (a copy interrupted, a rotation mid-compress), or with bytes
+    overwritten past the first lines (a disk error: zlib's "invalid distance too far
+    back", which was an internal error, exit 1)."""
     lines = JSONLOG.read_bytes().splitlines(keepends=True)
     big = b"".join(lines * 60)  # well past the 256 KiB that format detection reads
-    packed = gzip.compress(big)
-    cut = tmp_path / "postgresql.json.gz"
-    cut.write_bytes(packed[: len(packed) // 2])
-    code, _, err = cli(capsys, *score_args(tmp_path, cut))
-    assert_one_line_error(code, err, str(cut))
+    packed = bytearray(gzip.compress(big))
+    if damage == "cut short":
+        del packed[len(packed) // 2 :]
+    else:
+        packed[len(packed) // 2 : len(packed) // 2 + 8] = b"\xff" * 8
+        with pytest.raises(zlib.error):  # the damage this case is for
+            gzip.decompress(packed)
+    bad = tmp_path / "postgresql.json.gz"
+    bad.write_bytes(packed)
+    code, _, err = cli(capsys, *score_args(tmp_path, bad))
+    assert_one_line_error(code, err, str(bad))
 
 
 def test_unusable_output_paths_are_refused_in_one_line(

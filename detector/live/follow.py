@@ -579,17 +579,22 @@ class Follower:
         live = {f.path for f in open_ if not f.rotated and f.size > 0}
         reads: list[Read] = []
         budget = max_bytes
+        behind: set[tuple[str, str]] = set()  # series with a file the budget cut short
         # Rotated files first (stable: keeps the turns), their tails before the new
         # files' heads: a session opened at the end of one goes on in the other.
         for f in sorted(open_, key=lambda f: not f.rotated):
             if budget <= 0:
                 break
+            if _series(f) in behind:  # a later file of a series waits for the earlier
+                continue
             start = f.offset
             superseded = (f.rotated and f.moved_from in live) or (
                 f is not series[_series(f)][-1] and self._ends_a_line(f)
             )
             reads += self._drain(f, budget, budget == max_bytes, now, superseded)
             budget -= f.offset - start
+            if f.examined < f.size:
+                behind.add(_series(f))
         return reads
 
     @staticmethod
@@ -806,13 +811,39 @@ def _by_path(f: _File) -> str:
 
 
 def _series(f: _File) -> tuple[str, str]:
-    """The directory and suffix of ``f``'s path: the files its writer writes one after
-    the other, each rotation starting the next (``postgresql-%a.log``)."""
+    """The directory and suffix of ``f``'s path, rotation left out: the files its writer
+    writes one after the other, each rotation starting the next (``postgresql-%a.log``),
+    or renaming the last (``slow.log`` to ``slow.log.1``, ``server_audit.log.01``)."""
     directory, name = os.path.split(f.path)
-    return directory, os.path.splitext(name)[1]
+    return directory, os.path.splitext(rotated_from(name)[0])[1]
 
 
-def _written(f: _File) -> tuple[int, int]:
-    """When ``f`` was last written (its modification time), then the order it was first
-    followed in: the older of two files of one series comes first."""
-    return (f.stat_key[_MTIME] if f.stat_key else 0), f.uid
+def _written(f: _File) -> tuple[int, tuple[int, int, str], int]:
+    """When ``f`` was last written (its modification time), then what its name says of
+    its age, then the order it was first followed in: the older of two files of one
+    series comes first."""
+    return (f.stat_key[_MTIME] if f.stat_key else 0), by_name(f.path), f.uid
+
+
+# A rotated copy's name: its writer's name, then a rotation's number (logrotate's
+# ``.1``, the MariaDB audit plugin's ``.01``) or date (logrotate's ``dateext``,
+# ``-20261130``; ``.2026-11-30``), maybe a compressor's suffix.
+_ROTATED: Final = re.compile(r"(?P<name>.+?)(?P<stamp>(?:[.-]\d+)+)?(?:\.(?:gz|bz2|xz|zst))?")
+_NUMBERED: Final = re.compile(r"\.(\d{1,3})")  # ``.N``: the higher, the older
+
+
+def rotated_from(name: str) -> tuple[str, str]:
+    """The name a writer wrote ``name`` under, and the rotation's stamp it has since
+    (``""`` for the file being written): ``slow.log.2.gz`` -> ``("slow.log", ".2")``."""
+    found = _ROTATED.fullmatch(name)
+    assert found is not None  # every name matches
+    return found["name"], found["stamp"] or ""
+
+
+def by_name(path: str) -> tuple[int, int, str]:
+    """What a log's name says of its age, for files written at the same time (copied
+    without their times): rotated copies before the file being written, a higher
+    rotation number before a lower, dates in their order."""
+    stamp = rotated_from(os.path.basename(path))[1]
+    numbered = _NUMBERED.fullmatch(stamp)
+    return (1 if not stamp else 0), -int(numbered[1]) if numbered else 0, path

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from detector.live.follow import FINGERPRINT_BYTES, Follower, Read
-from detector.reader import GZIP_MAGIC, Chunk, LineCap, open_binary, read_chunks
+from detector.live.follow import FINGERPRINT_BYTES, Follower, Read, by_name
+from detector.reader import GZIP_MAGIC, UNREADABLE, Chunk, LineCap, open_binary, read_chunks
+
+log = logging.getLogger(__name__)
+
+# Seconds since an archive last changed within which one that ends too soon is taken for
+# one still being written (logrotate compressing a rotated log), and tried again.
+SETTLE = 60.0
 
 
 class Source(Protocol):
@@ -72,8 +80,12 @@ class Files:
             keep_long=keep_long,
             exclude=is_gzip,
         )
+        # The same glob's compressed archives: its oldest records (see ``open_sources``).
+        self.older: Archives | None = None
 
     def poll(self, max_bytes: int) -> list[Read]:
+        if self.older is not None and not self.older.caught_up():
+            max_bytes = 0  # the archives' records first; the follower only looks meanwhile
         return self.follower.poll(max_bytes)
 
     def positions(self) -> dict[str, Any]:
@@ -122,30 +134,36 @@ class Archives:
         self._done: dict[str, Any] = dict(positions or {})
         self._record_start = record_start
         self._chunk_bytes = chunk_bytes
-        self._keys: dict[str, tuple[tuple[int, ...], str]] = {}  # path -> (stat, digest)
+        self._keys: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> stat, digest
         # The file being read, kept open between polls so it is decompressed once.
         self._reading: tuple[str, Iterator[tuple[Chunk, int]]] | None = None
 
-    def _key(self, path: str) -> str:
-        """The file's identity, hashed again only when its stat changes."""
+    def _key(self, path: str) -> tuple[str, int]:
+        """The file's identity, hashed again only when its stat changes, and when it was
+        last written (ns)."""
         st = os.stat(path)
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         known = self._keys.get(path)
         if known is None or known[0] != stamp:
             known = (stamp, _digest(path))
             self._keys[path] = known
-        return known[1]
+        return known[1], st.st_mtime_ns
 
     def _todo(self) -> list[tuple[str, str]]:
+        """The archives not read to their end, oldest first: by when they were last
+        written (``gzip`` and logrotate keep the log's time), then by what their names
+        say (``slow.log.27.gz`` before ``slow.log.3.gz``)."""
         todo = []
-        for path in sorted(glob.glob(self.pattern)):
+        for path in glob.glob(self.pattern):
             try:
-                if not is_gzip(path) or self._done.get(self._key(path), {}).get("done"):
+                if not is_gzip(path):
                     continue
+                key, written = self._key(path)
             except OSError:  # gone since the glob
                 continue
-            todo.append((self._key(path), path))
-        return todo
+            if not self._done.get(key, {}).get("done"):
+                todo.append((written, by_name(path), key, path))
+        return [(key, path) for *_, key, path in sorted(todo)]
 
     def _start(self, path: str) -> dict[str, Any] | None:
         """Where to begin an archive not begun yet; None: not yet (the follower has not
@@ -159,7 +177,7 @@ class Archives:
         try:
             with open_binary(Path(path)) as fh:
                 head = fh.read(FINGERPRINT_BYTES)
-        except (OSError, EOFError):  # not whole yet, or damaged: read (and refused) as before
+        except UNREADABLE:  # not whole yet, or damaged: read (and refused) as before
             return fresh
         found = follower.origin(head)
         if found is None:
@@ -182,16 +200,30 @@ class Archives:
             if self._reading is None or self._reading[0] != key:
                 chunks = read_chunks(Path(path), self._record_start(path), self._chunk_bytes)
                 self._reading = (key, _skip(chunks, state["offset"]))
-            for chunk, start in self._reading[1]:  # resumes where the last poll stopped
-                end = start + len(chunk.data)
-                reads.append(Read(path, key, chunk.data, chunk.first_line, start, end, []))
-                state.update(offset=end, line=chunk.first_line + chunk.n_lines)
-                size += len(chunk.data)
-                if size >= max_bytes:
+            try:
+                for chunk, start in self._reading[1]:  # resumes where the last poll stopped
+                    end = start + len(chunk.data)
+                    reads.append(Read(path, key, chunk.data, chunk.first_line, start, end, []))
+                    state.update(offset=end, line=chunk.first_line + chunk.n_lines)
+                    size += len(chunk.data)
+                    if size >= max_bytes:
+                        return reads
+            except UNREADABLE as exc:
+                self._reading = None
+                if _changed_within(path, SETTLE):  # still being written: tried again later
                     return reads
+                state["damaged"] = str(exc)
+                log.warning("%s", self._damage(state))
             state["done"] = True
             self._reading = None
         return reads
+
+    @staticmethod
+    def _damage(state: dict[str, Any]) -> str:
+        return (
+            f"{state['path']}: a damaged archive, not read past line {state['line']}"
+            f" ({state['damaged']}): the records after it are lost"
+        )
 
     def positions(self) -> dict[str, Any]:
         return {k: dict(v) for k, v in self._done.items()}
@@ -206,10 +238,18 @@ class Archives:
         return 0
 
     def problems(self) -> list[str]:
-        return [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
+        found = [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
+        return found + [self._damage(s) for s in self._done.values() if "damaged" in s]
 
     def close(self) -> None:
         pass
+
+
+def _changed_within(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime < seconds
+    except OSError:  # gone: nothing more will come of it
+        return False
 
 
 def _skip(chunks: Iterator[Chunk], offset: int) -> Iterator[tuple[Chunk, int]]:
@@ -336,6 +376,9 @@ def open_sources(
         archives = Archives(
             pattern, saved.get(f"archives:{pattern}"), record_start=record_start, files=files
         )
+        # Compressed archives are rotated logs, older than the files still plain: read
+        # first, so that windows close behind their records, not before them.
+        files.older = archives
         sources += [files, archives]
     return sources
 

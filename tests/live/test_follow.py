@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from detector.live.follow import TOO_LONG_KEPT, Follower, Read
+from detector.live.follow import TOO_LONG_KEPT, Follower, Read, rotated_from
 from detector.reader import CUT_TAIL_BYTES, Chunk, cut_marker
 from detector.rejects import MAX_LINE_CHARS
 
@@ -547,6 +548,39 @@ def test_a_servers_old_files_are_read_oldest_first_when_the_follower_starts(
         ("postgresql-Sun.log", 1),
         ("postgresql-Mon.log", 1),
     ]
+
+
+@pytest.mark.parametrize(
+    ("names", "times_kept"),
+    [
+        (["slow.log.3", "slow.log.2", "slow.log.1", "slow.log"], True),  # logrotate
+        (["server_audit.log.02", "server_audit.log.01", "server_audit.log"], True),  # MariaDB
+        (["postgresql.log-20261128", "postgresql.log-20261129", "postgresql.log"], True),
+        (["slow.log.10", "slow.log.9", "slow.log.1", "slow.log"], False),  # copied anew
+    ],
+)
+def test_a_writers_rotated_copies_are_read_oldest_first_whatever_their_names(
+    tmp_path: Path, names: list[str], times_kept: bool
+) -> None:
+    """``serve`` started beside a server's rotated logs reads them in the order they were
+    written, a read at a time: ``slow.log.3`` whole before ``slow.log.2``, the live file
+    last (a window closes behind what was read: a file read out of turn makes the older
+    ones' records late). By their times, or, copied without them, by their names."""
+    for age, name in enumerate(names):
+        (tmp_path / name).write_bytes(block(f"{name} line ", 0, 50))
+        if times_kept:
+            os.utime(tmp_path / name, ns=(10**18 + age * 10**9,) * 2)
+        else:
+            os.utime(tmp_path / name, ns=(10**18,) * 2)
+    follower = Follower([str(tmp_path / f"{rotated_from(names[-1])[0]}*")])
+    reads: list[Read] = []
+    while not follower.caught_up() or not reads:
+        reads += follower.poll(max_bytes=300)  # a read of a few lines: far less than a file
+    assert lines(reads) == [line for name in names for line in lines_of(tmp_path / name)]
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import sqlite3
 import stat
@@ -15,12 +16,14 @@ from typing import Any
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from polars.testing import assert_frame_equal
 
 from api.app import create_app
 from api.auth import Tokens
 from detector import carried, model, settings
 from detector import features as F
 from detector import schema as S
+from detector.live import service as service_module
 from detector.live.service import READ_BUDGET, Service
 from detector.live.sources import Files, source_key
 from detector.pipeline import read_events
@@ -184,6 +187,48 @@ def stored_totals(service: Service, expected: dict[str, int]) -> dict[str, int] 
             return None
         out[account] = found["totals"]["statements"]
     return out
+
+
+def test_a_servers_rotated_logs_are_followed_as_score_reads_them(
+    trained: model.TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` started beside a server's rotated logs (logrotate's
+    ``postgresql.json.3.gz`` and ``.2.gz``, then ``.1`` and the live file: four days)
+    counts in every window what ``score`` counts in it, none of it late. Before, it read
+    the archives in name order and beside the plain files: an older file's events came
+    after their windows had closed."""
+    # A read of a few lines at a time, far smaller than the logs, as a server's logs are.
+    monkeypatch.setattr(service_module, "READ_BUDGET", 64 << 10)
+    days = [day_of_lines(f"2026-10-{day:02}") for day in (5, 6, 7, 8)]
+    logs = tmp_path / "log"
+    logs.mkdir()
+    for age, name in enumerate(["json.3.gz", "json.2.gz", "json.1", "json"]):
+        path = logs / f"postgresql.{name}"
+        path.write_bytes(gzip.compress(days[age]) if name.endswith(".gz") else days[age])
+        os.utime(path, ns=(10**18 + age * 10**9,) * 2)
+    conf = following(logs / "postgresql.json*", lateness="1s")
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        deadline = time.monotonic() + 120
+        while service.step() or service.engine.open_windows:
+            assert time.monotonic() < deadline, "never closed its windows"
+            time.sleep(0.01)
+        late = service.metrics.registry.get_sample_value("trovewatch_late_events_total")
+    finally:
+        service.stop()
+    whole = tmp_path / "postgresql.json"
+    whole.write_bytes(b"".join(days))
+    events, _ = read_events([whole])
+    key = [F.ACCOUNT, F.WINDOW]
+    batch = F.window_activity(events.lazy(), "5m").select(*key, "statements", "rows_read")
+    with sqlite3.connect(conf.state_dir / "trovewatch.db") as db:
+        stored = pl.read_database(
+            "SELECT account, window_start, statements, rows_read FROM windows", db
+        )
+    start = pl.from_epoch(F.WINDOW, time_unit="us").dt.replace_time_zone("UTC")
+    stored = stored.with_columns(start).sort(key)
+    assert late == 0
+    assert_frame_equal(stored, batch.collect().sort(key), check_dtypes=False)
 
 
 def test_mariadb_audit_and_slow_logs_in_one_directory_are_both_read(
