@@ -84,7 +84,7 @@ class Files:
         self.older: Archives | None = None
 
     def poll(self, max_bytes: int) -> list[Read]:
-        if self.older is not None and not self.older.caught_up():
+        if self.older is not None and self.older.pending():
             max_bytes = 0  # the archives' records first; the follower only looks meanwhile
         return self.follower.poll(max_bytes)
 
@@ -137,6 +137,7 @@ class Archives:
         self._keys: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> stat, digest
         # The file being read, kept open between polls so it is decompressed once.
         self._reading: tuple[str, Iterator[tuple[Chunk, int]]] | None = None
+        self._growing: set[str] = set()  # archives that ended too soon, still being written
 
     def _key(self, path: str) -> tuple[str, int]:
         """The file's identity, hashed again only when its stat changes, and when it was
@@ -211,6 +212,7 @@ class Archives:
             except UNREADABLE as exc:
                 self._reading = None
                 if _changed_within(path, SETTLE):  # still being written: tried again later
+                    self._growing.add(key)
                     return reads
                 state["damaged"] = str(exc)
                 log.warning("%s", self._damage(state))
@@ -231,6 +233,11 @@ class Archives:
     def caught_up(self) -> bool:
         return not self._todo()
 
+    def pending(self) -> bool:
+        """Archives to read before the glob's plain files: not read yet, and not one
+        still being written (a writer of ``.gz`` files must not hold the logs back)."""
+        return any(key not in self._growing for key, _ in self._todo())
+
     def behind(self) -> set[str]:
         return {path for _, path in self._todo()}
 
@@ -238,8 +245,12 @@ class Archives:
         return 0
 
     def problems(self) -> list[str]:
-        found = [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
-        return found + [self._damage(s) for s in self._done.values() if "damaged" in s]
+        """No file matches; a damaged archive (until it is moved away: its loss is
+        then known)."""
+        paths = set(glob.glob(self.pattern))
+        found = [] if paths else [f"no file matches {self.pattern}"]
+        damaged = [s for s in self._done.values() if "damaged" in s and s["path"] in paths]
+        return found + [self._damage(s) for s in damaged]
 
     def close(self) -> None:
         pass
