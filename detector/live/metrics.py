@@ -175,6 +175,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.archives_damaged = Gauge(
+            "trovewatch_archives_damaged",
+            "Compressed archives under a followed glob read only up to damage in them "
+            "(their later records are lost; /readyz names them), until moved out of it.",
+            ["source"],
+            registry=r,
+        )
         self.checkpoint_time = Gauge(
             "trovewatch_last_checkpoint_timestamp_seconds",
             "When the last checkpoint was saved (Unix time).",

@@ -41,7 +41,7 @@ from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
 from detector.live.metrics import Metrics
 from detector.live.retraining import Retrainer
-from detector.live.sources import Source, Stdin, open_sources, source_key
+from detector.live.sources import Archives, Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore, StoreError
 from detector.model import ModelError
 from detector.reader import Chunk, NotALogError, head_lines, is_binary, looks_binary
@@ -425,6 +425,9 @@ class Service:
         for source in self.sources:
             lag = source.lag_bytes() + self._unsaved_bytes[source.label]
             self.metrics.checkpoint_lag.labels(source.label).set(lag)
+            if isinstance(source, Archives):
+                damaged = len(source.damaged())
+                self.metrics.archives_damaged.labels(source.label).set(damaged)
         return read_any
 
     def _record_start(self, path: str) -> Any:

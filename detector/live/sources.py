@@ -245,12 +245,16 @@ class Archives:
         return 0
 
     def problems(self) -> list[str]:
-        """No file matches; a damaged archive (until it is moved away: its loss is
-        then known)."""
+        found = [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
+        return found + self.damaged()
+
+    def damaged(self) -> list[str]:
+        """What was lost of each damaged archive still under the glob (once it is moved
+        away, its loss is known)."""
         paths = set(glob.glob(self.pattern))
-        found = [] if paths else [f"no file matches {self.pattern}"]
-        damaged = [s for s in self._done.values() if "damaged" in s and s["path"] in paths]
-        return found + [self._damage(s) for s in damaged]
+        return [
+            self._damage(s) for s in self._done.values() if "damaged" in s and s["path"] in paths
+        ]
 
     def close(self) -> None:
         pass

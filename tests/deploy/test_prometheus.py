@@ -71,6 +71,7 @@ def exposition() -> str:
     m.last_event.labels(SOURCE).set(1_793_577_590)
     m.last_read.labels(SOURCE).set(1_793_577_600)
     m.checkpoint_lag.labels(SOURCE).set(4096)
+    m.archives_damaged.labels(SOURCE).set(1)
     m.checkpoint_time.set(1_793_577_600)
     m.storage_ok.set(1)
     m.open_windows.set(12)

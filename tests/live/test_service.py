@@ -231,6 +231,40 @@ def test_a_servers_rotated_logs_are_followed_as_score_reads_them(
     assert_frame_equal(stored, batch.collect().sort(key), check_dtypes=False)
 
 
+def test_a_damaged_archive_is_counted_named_and_the_log_after_it_read(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A rotated log's archive with bytes overwritten in the middle: ``serve`` reads it
+    up to the damage, names it on ``/readyz``, counts it in
+    ``trovewatch_archives_damaged`` (alert ``TrovewatchArchiveDamaged``), and reads the
+    log after it (before: every pass failed on it, for ever)."""
+    older, newer = day_of_lines("2026-10-05"), day_of_lines("2026-10-06")
+    logs = tmp_path / "log"
+    logs.mkdir()
+    archive, live = logs / "postgresql.json.1.gz", logs / "postgresql.json"
+    packed = bytearray(gzip.compress(older))
+    packed[len(packed) // 2 : len(packed) // 2 + 64] = b"\xff" * 64
+    archive.write_bytes(packed)
+    live.write_bytes(newer)
+    os.utime(archive, ns=(10**18,) * 2)
+    conf = following(logs / "postgresql.json*")
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        deadline = time.monotonic() + 60
+        while service.step() or not all(s.caught_up() for s in service.sources):
+            assert time.monotonic() < deadline, "never caught up"
+        value = service.metrics.registry.get_sample_value
+        damaged = value("trovewatch_archives_damaged", {"source": str(logs / "postgresql.json*")})
+        problems = service.problems()
+        samples = service.metrics.events.collect()[0].samples
+        counted = sum(s.value for s in samples if s.name.endswith("_total"))
+    finally:
+        service.stop()
+    assert damaged == 1
+    assert [p for p in problems if p.startswith(f"{archive}: a damaged archive")], problems
+    assert counted >= sum(batch_totals(newer, tmp_path).values())  # the log after it
+
+
 def test_mariadb_audit_and_slow_logs_in_one_directory_are_both_read(
     trained: model.TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
