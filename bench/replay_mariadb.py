@@ -6,9 +6,10 @@ DIR holds a server's ``server_audit.log`` and ``slow.log`` with their rotated co
 (``server_audit.log.01``, ``slow.log.1``, ``slow.log.2.gz``, ...), as
 ``scripts/independent_mariadb_population.py`` writes them. Each log's files are put in
 one file, oldest first, then followed by ``serve``'s service in process from the start
-until it has closed every window; ``score`` reads the same two files. Prints the
-statements and rows read each counted, the windows where they differ, the audit log's
-clock as ``serve`` last set it, and its late and future events.
+until it has closed every window; the same two files are read and counted per window as
+``score`` reads and counts them. Prints the statements and rows read each counted, the
+windows where they differ, the audit log's clock as ``serve`` last set it, its late and
+future events and the process's peak memory while ``serve`` ran.
 
 A server on local time (``--tz`` of the generator other than UTC) is the case this is
 for: ``score`` and ``serve`` each set the audit log's clock by the slow log's.
@@ -21,9 +22,8 @@ sidecar started beside a server with rotated logs does; ``score`` still reads th
 from __future__ import annotations
 
 import argparse
-import gzip
-import re
 import resource
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -32,42 +32,35 @@ from pathlib import Path
 
 import polars as pl
 
+from detector import features as F
 from detector import model, pipeline
+from detector.live.follow import by_name, rotated_from
 from detector.live.service import Service
+from detector.reader import open_binary
 from detector.settings import Settings
 
 
 def in_order(directory: Path, name: str) -> list[Path]:
-    """``name`` and its rotated copies (``name.N`` or ``name.N.gz``), oldest first."""
-
-    def age(path: Path) -> int:
-        found = re.fullmatch(re.escape(name) + r"(?:\.(\d+))?(?:\.gz)?", path.name)
-        return int(found[1]) if found and found[1] else 0
-
-    files = [p for p in directory.glob(f"{name}*") if re.fullmatch(
-        re.escape(name) + r"(?:\.\d+)?(?:\.gz)?", p.name
-    )]  # fmt: skip
-    return sorted(files, key=age, reverse=True)
+    """``name`` and its rotated copies (``name.1``, ``name.01``, ``name.2.gz``), oldest
+    first, as ``serve``'s follower orders them."""
+    files = [p for p in directory.glob(f"{name}*") if rotated_from(p.name)[0] == name]
+    return sorted(files, key=lambda path: (path.stat().st_mtime_ns, by_name(str(path))))
 
 
 def joined(directory: Path, name: str, into: Path) -> Path:
     out = into / name
     with out.open("wb") as fh:
         for path in in_order(directory, name):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as src:
-                fh.write(src.read())
+            with open_binary(path) as src:
+                shutil.copyfileobj(src, fh)
     return out
 
 
-def per_window(scored: pl.DataFrame) -> pl.DataFrame:
-    feature = pl.col("features").struct.field
-    return scored.select(
-        "account",
-        "window_start",
-        feature("statements_5m").cast(pl.Int64).alias("statements"),
-        feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
-    )
+def counted(events: pl.DataFrame) -> pl.DataFrame:
+    """Statements and rows read per account-window, as ``score`` counts them."""
+    activity = F.window_activity(events.lazy(), "5m").collect()
+    rows = pl.col("rows_read").fill_null(0).cast(pl.Int64).alias("rows")
+    return activity.select(F.ACCOUNT, F.WINDOW, pl.col("statements").cast(pl.Int64), rows)
 
 
 def served(logs: list[Path], model_dir: Path, state: Path) -> tuple[pl.DataFrame, str]:
@@ -116,7 +109,7 @@ def main() -> int:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"serve: {time.monotonic() - started:.0f} s, peak memory {peak:.0f} MiB; {said}")
         events, _ = pipeline.read_events(logs)
-        batch = per_window(pipeline.score(events, model.load(args.model_dir), Settings()))
+        batch = counted(events)
     for name, frame in (("serve", live), ("score", batch)):
         print(
             f"{name}: {frame['statements'].sum():,} statements,"

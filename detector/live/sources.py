@@ -134,14 +134,14 @@ class Archives:
         self._done: dict[str, Any] = dict(positions or {})
         self._record_start = record_start
         self._chunk_bytes = chunk_bytes
-        self._keys: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> stat, digest
+        self._keys: dict[str, tuple[tuple[int, int, int], str | None]] = {}  # path -> stat, key
         # The file being read, kept open between polls so it is decompressed once.
         self._reading: tuple[str, Iterator[tuple[Chunk, int]]] | None = None
         self._growing: set[str] = set()  # archives that ended too soon, still being written
 
-    def _key(self, path: str) -> tuple[str, int]:
-        """The file's identity, hashed again only when its stat changes, and when it was
-        last written (ns)."""
+    def _key(self, path: str) -> tuple[str | None, int]:
+        """The file's identity (None: not compressed), read again only when its stat
+        changes, and when it was last written (ns)."""
         st = os.stat(path)
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         known = self._keys.get(path)
@@ -157,12 +157,10 @@ class Archives:
         todo = []
         for path in glob.glob(self.pattern):
             try:
-                if not is_gzip(path):
-                    continue
                 key, written = self._key(path)
             except OSError:  # gone since the glob
                 continue
-            if not self._done.get(key, {}).get("done"):
+            if key is not None and not self._done.get(key, {}).get("done"):
                 todo.append((written, by_name(path), key, path))
         return [(key, path) for *_, key, path in sorted(todo)]
 
@@ -251,10 +249,9 @@ class Archives:
     def damaged(self) -> list[str]:
         """What was lost of each damaged archive still under the glob (once it is moved
         away, its loss is known)."""
-        paths = set(glob.glob(self.pattern))
-        return [
-            self._damage(s) for s in self._done.values() if "damaged" in s and s["path"] in paths
-        ]
+        damaged = [s for s in self._done.values() if "damaged" in s]
+        paths = set(glob.glob(self.pattern)) if damaged else set()
+        return [self._damage(s) for s in damaged if s["path"] in paths]
 
     def close(self) -> None:
         pass
@@ -282,10 +279,12 @@ def _skip(chunks: Iterator[Chunk], offset: int) -> Iterator[tuple[Chunk, int]]:
         start = end
 
 
-def _digest(path: str, n: int = 4096) -> str:
-    """A compressed file's identity: a hash of its first bytes, as the follower's."""
+def _digest(path: str, n: int = 4096) -> str | None:
+    """A compressed file's identity: a hash of its first bytes, as the follower's; None
+    for a file that is not compressed."""
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read(n)).hexdigest()
+        head = fh.read(n)
+    return hashlib.sha256(head).hexdigest() if head.startswith(GZIP_MAGIC) else None
 
 
 class Stdin:
