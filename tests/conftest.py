@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import functools
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from detector import formats
+from detector import features as F
+from detector import formats, model, pipeline, settings
+from detector import schema as S
+from detector.formats import mariadb
+from detector.formats.mariadb_audit import RECORD_START
+from detector.live.engine import Engine
 from detector.pipeline import read_events
+from detector.reader import Chunk
 from detector.rejects import Quarantine
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,4 +39,92 @@ def output(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-__all__ = ["FIXTURES", "OUTPUTS", "PG_SCENARIOS", "REFERENCE_PG", "formats", "parse"]
+@functools.cache
+def _mariadb_records(
+    audit_log: Path, slow_log: Path
+) -> tuple[list[tuple[datetime, bytes]], list[tuple[datetime, bytes]], pl.DataFrame]:
+    """The records of a MariaDB server's audit and slow logs, each with the time it was
+    written at, and the events ``score`` reads from the two."""
+    audit = []  # an audit record is written at its time, its lines together
+    for line in audit_log.read_bytes().splitlines(keepends=True):
+        if RECORD_START.match(line) or not audit:
+            at = datetime.strptime(line[:17].decode(), "%Y%m%d %H:%M:%S").replace(tzinfo=UTC)
+            audit.append((at, line))
+        else:
+            audit[-1] = (audit[-1][0], audit[-1][1] + line)
+    # A slow-log record is written at the statement's end: (its header and text, its end)
+    # from the parsed events, in the order the log has them.
+    slow = formats.native("mariadb-slow", None)
+    text = slow_log.read_bytes()
+    starts = [m.start() for m in re.finditer(rb"^# User@Host: ", text, re.MULTILINE)]
+    records = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    times = [
+        slow.parse(Chunk("slow", record, 1))
+        .events.select(mariadb.slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)))
+        .item()
+        for record in records
+    ]
+    whole, _ = read_events([audit_log, slow_log])
+    return audit, [*zip(times, records, strict=True)], whole
+
+
+def mariadb_windows_cut_at(
+    trained: model.TrainedModel, audit_log: Path, slow_log: Path, cut: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """A UTC MariaDB server's audit and slow logs moved in time so that ``cut`` falls on
+    a window boundary, read by the live engine as ``serve`` reads them while they are
+    written, and by ``score``. The engine takes each log in three reads: up to the
+    boundary, up to the lateness past it, then a close at the boundary, and the rest.
+    Returns the statements and rows read per account and window that the engine
+    counted, those ``score`` counted, and the events the engine took as late."""
+    conf = settings.Settings(lateness="3s")
+    boundary = datetime(2030, 1, 1, 0, 5, tzinfo=UTC)
+    delta = boundary - cut
+    ends = [boundary, boundary + timedelta(seconds=3, milliseconds=1)]
+
+    def reads(name: str, records: list[tuple[datetime, bytes]]) -> list[pl.DataFrame]:
+        """``records`` (each with the time it is written at) parsed in the three reads."""
+        fmt = formats.native(name, None)
+        parts: list[list[bytes]] = [[], [], []]
+        for at, record in records:
+            parts[sum(at + delta >= end for end in ends)].append(record)
+        return [
+            fmt.parse(Chunk(name, b"".join(part), 1)).events.with_columns(pl.col(S.TIME) + delta)
+            for part in parts
+        ]
+
+    audit, slow, whole = _mariadb_records(audit_log, slow_log)
+    by_log = {"audit": reads("mariadb-audit", audit), "slow": reads("mariadb-slow", slow)}
+    engine = Engine(trained, conf)
+    closes = []
+    for n in range(3):
+        for source, parts in by_log.items():
+            engine.add(parts[n], source=source)
+        if n:
+            closes.append(engine.close(wall=None if n == 1 else datetime(2100, 1, 1, tzinfo=UTC)))
+    live = pl.concat([part.scored for part in closes if part.scored.height])
+    known = trained.profile.known.lazy()
+    activity = F.window_activity(whole.with_columns(pl.col(S.TIME) + delta).lazy(), "5m", known)
+    batch = pipeline.score_windows(activity.collect(), trained, conf)
+
+    def counted(scored: pl.DataFrame) -> pl.DataFrame:
+        feature = pl.col("features").struct.field
+        return scored.select(
+            "account",
+            "window_start",
+            feature("statements_5m").cast(pl.Int64).alias("statements"),
+            feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
+        ).sort("account", "window_start")
+
+    return counted(live), counted(batch), sum(part.late_events for part in closes)
+
+
+__all__ = [
+    "FIXTURES",
+    "OUTPUTS",
+    "PG_SCENARIOS",
+    "REFERENCE_PG",
+    "formats",
+    "mariadb_windows_cut_at",
+    "parse",
+]

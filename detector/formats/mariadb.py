@@ -21,6 +21,7 @@ AUDIT: Final = "mariadb-audit"
 SLOW: Final = "mariadb-slow"
 # audit time (end, whole seconds) vs slow-log start + duration
 JOIN_TOLERANCE: Final = timedelta(seconds=2)
+_NO_PAIRS: Final = pl.DataFrame(schema={"_a": pl.UInt32, "_s": pl.UInt32})  # audit, slow rows
 # The slow log's line before a statement's text: ``SET timestamp=T;`` (its start, UTC).
 # MySQL puts the statement's AUTO_INCREMENT values first:
 # ``SET last_insert_id=N,insert_id=N,timestamp=T;``.
@@ -325,13 +326,76 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
       tables' opening; the event takes the slow record's text, command, class and
       export too.
     """
+    paired = _paired(events, slow_at_end)
+    if paired is None:
+        return events
+    rows, slow, found = paired
+    taken = [c for c in (S.QUERY, S.COMMAND, S.CLASS, S.EXPORT) if c in events.columns]
+    pairs = found.join(
+        slow.select(
+            pl.col("_r").alias("_s"),
+            pl.col(S.ROWS).alias("_rows"),
+            pl.col(S.BYTES).alias("_bytes"),
+            pl.col(S.DURATION_MS).alias("_ms"),
+            pl.col(S.OBJECTS).alias("_objects"),
+            *(pl.col(c).alias(f"_{c}") for c in taken),
+        ),
+        on="_s",
+    )
+    text_less = pl.col(S.QUERY).is_null() & pl.col("_s").is_not_null()
+    # A CALL's class is what its slow record says it did (sent rows or changed them).
+    call = (pl.col(S.COMMAND) == "CALL") & (pl.col(f"_{S.CLASS}") == "WRITE")
+    call = call.fill_null(False) if S.COMMAND in events.columns else pl.lit(False)
+    joined = rows.join(
+        pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
+    ).with_columns(
+        pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
+        pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
+        pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
+        pl.when(pl.col(S.OBJECTS).list.len() == 0)
+        .then(pl.col("_objects"))
+        .otherwise(pl.col(S.OBJECTS))
+        .fill_null(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS),
+        # What the text decides, for TABLE records that had none (the live engine holds
+        # fewer columns than the schema's).
+        *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
+    )
+    if S.CLASS in taken:
+        # So is a write's that sent back the rows it changed (``DELETE ... RETURNING``).
+        sent_back = (pl.col(S.CLASS) == "WRITE") & (pl.col(f"_{S.CLASS}") == "READ")
+        joined = joined.with_columns(
+            pl.when(call & (pl.col(S.CLASS) == "FUNCTION"))
+            .then(pl.lit("WRITE"))
+            .when(sent_back.fill_null(False))
+            .then(pl.lit("READ"))
+            .otherwise(pl.col(S.CLASS))
+            .alias(S.CLASS)
+        )
+    used = pairs["_s"].implode()
+    is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
+    return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
+
+
+def slow_pairs(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame:
+    """The pairs :func:`join_slow` makes, as row numbers in ``events``: ``_a`` the audit
+    statement's, ``_s`` its slow record's."""
+    paired = _paired(events, slow_at_end)
+    return _NO_PAIRS if paired is None else paired[2]
+
+
+def _paired(
+    events: pl.DataFrame, slow_at_end: bool
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
+    """``events`` numbered (``_r``, the audit log's times on UTC), their slow records,
+    and the ``_a``, ``_s`` pairs (:func:`join_slow`); None if either log has none."""
     is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
     rows = events.with_row_index("_r")
     audit = rows.filter(is_audit)
     slow = rows.filter(is_slow)
     if audit.is_empty() or slow.is_empty():
-        return events
+        return None
     if slow_at_end:
         end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
     else:
@@ -393,50 +457,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
             pl.col("_tables").alias("_text"),
         ).filter(keyed),
     )
-    taken = [c for c in (S.QUERY, S.COMMAND, S.CLASS, S.EXPORT) if c in events.columns]
-    pairs = pl.concat([found, cut, by_tables]).join(
-        slow.select(
-            pl.col("_r").alias("_s"),
-            pl.col(S.ROWS).alias("_rows"),
-            pl.col(S.BYTES).alias("_bytes"),
-            pl.col(S.DURATION_MS).alias("_ms"),
-            pl.col(S.OBJECTS).alias("_objects"),
-            *(pl.col(c).alias(f"_{c}") for c in taken),
-        ),
-        on="_s",
-    )
-    text_less = pl.col(S.QUERY).is_null() & pl.col("_s").is_not_null()
-    # A CALL's class is what its slow record says it did (sent rows or changed them).
-    call = (pl.col(S.COMMAND) == "CALL") & (pl.col(f"_{S.CLASS}") == "WRITE")
-    call = call.fill_null(False) if S.COMMAND in events.columns else pl.lit(False)
-    joined = rows.join(
-        pairs.rename({"_a": "_r"}), on="_r", how="left", maintain_order="left"
-    ).with_columns(
-        pl.coalesce(S.ROWS, "_rows").alias(S.ROWS),
-        pl.coalesce(S.BYTES, "_bytes").alias(S.BYTES),
-        pl.coalesce(S.DURATION_MS, "_ms").alias(S.DURATION_MS),
-        pl.when(pl.col(S.OBJECTS).list.len() == 0)
-        .then(pl.col("_objects"))
-        .otherwise(pl.col(S.OBJECTS))
-        .fill_null(pl.col(S.OBJECTS))
-        .alias(S.OBJECTS),
-        # What the text decides, for TABLE records that had none (the live engine holds
-        # fewer columns than the schema's).
-        *(pl.when(text_less).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in taken),
-    )
-    if S.CLASS in taken:
-        # So is a write's that sent back the rows it changed (``DELETE ... RETURNING``).
-        sent_back = (pl.col(S.CLASS) == "WRITE") & (pl.col(f"_{S.CLASS}") == "READ")
-        joined = joined.with_columns(
-            pl.when(call & (pl.col(S.CLASS) == "FUNCTION"))
-            .then(pl.lit("WRITE"))
-            .when(sent_back.fill_null(False))
-            .then(pl.lit("READ"))
-            .otherwise(pl.col(S.CLASS))
-            .alias(S.CLASS)
-        )
-    used = pairs["_s"].implode()
-    return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
+    return rows, slow, pl.concat([found, cut, by_tables])
 
 
 # The audit log's clock is the server's local time: UTC offsets are whole quarter hours.
@@ -609,7 +630,7 @@ def _pair(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
     ``_thread`` and ``_text`` key: in order where both logs have as many runs, then by
     nearest time, round after round (see :func:`join_slow`)."""
     if left.is_empty() or right.is_empty():
-        return pl.DataFrame(schema={"_a": pl.UInt32, "_s": pl.UInt32})
+        return _NO_PAIRS
     found = [_in_order(left, right)]
     while True:
         left = left.join(found[-1], on="_a", how="anti")

@@ -148,6 +148,12 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def connection(session: pl.Expr) -> pl.Expr:
+    """A ``session.uid`` without its login time, which only the records parsed with
+    their connection's CONNECT know: the server and connection id."""
+    return session.str.replace(_LOGIN, "")
+
+
 def rejoin(events: pl.DataFrame) -> pl.DataFrame:
     """``events`` with each statement of this log one event, however chunks or reads
     split its records: the pieces parsed apart (TABLE records without their QUERY, then
@@ -168,7 +174,7 @@ def rejoin(events: pl.DataFrame) -> pl.DataFrame:
     pieces = rows.filter(
         (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     ).with_columns(
-        session.str.replace(_LOGIN, "").alias("_conn"),
+        connection(session).alias("_conn"),
         session.str.extract(_LOGIN, 1).alias("_login"),
         pl.col(S.QUERY).is_not_null().alias("_text"),
     )

@@ -79,7 +79,7 @@ import polars as pl
 from detector import features as F
 from detector import formats, model, partials
 from detector import schema as S
-from detector.formats import mariadb
+from detector.formats import mariadb, mariadb_audit
 from detector.formats.pgaudit import count_outer_reads
 from detector.ingest import merge_split_statements
 from detector.live.running import LAST, Running
@@ -136,6 +136,9 @@ COMPACT_AFTER: Final = 8  # a group of accounts' partial frames merged past this
 # before the cutoff, late enough that most of the window's events are in.
 PREPARE_AFTER: Final = timedelta(seconds=5)
 HOLD: Final = timedelta(seconds=2)  # a statement's lines are logged closer than this
+# A MariaDB statement's audit and slow records are timed at most this far apart: the
+# pairing tolerance, from the slow record's end taken to the second (mariadb.join_slow).
+PAIR_REACH: Final = mariadb.JOIN_TOLERANCE + timedelta(seconds=1)
 # What the rest of a statement already counted must not count again.
 NOT_AGAIN: Final = (S.SUCCESS, S.ROWS, S.BYTES)
 # Names of the saved window history's segments begin so (read back one at a time).
@@ -248,15 +251,8 @@ class Engine:
         self.newest = newest if self.newest is None else max(self.newest, newest)
         self.newest_of[source] = max(newest, self.newest_of.get(source, newest))
         events = self._rest_of_closed(events, newest)
-        if self.closed_until is not None:
-            late = pl.col(S.TIME) < self.closed_until
-            self.late += events.filter(late).height
-            events = events.with_columns(
-                pl.when(late)
-                .then(pl.lit(self.closed_until))
-                .otherwise(pl.col(S.TIME))
-                .alias(S.TIME)
-            )
+        events, late = _not_before(events, self.closed_until)
+        self.late += late
         events = pl.concat([self.held, events])
         joined = pl.col(S.SOURCE_FORMAT).is_in(JOINED)
         statements = merge_split_statements(events.filter(~joined), outer=False)
@@ -467,12 +463,11 @@ class Engine:
         future, self.future = self.future, 0
         if cutoff is None or (self.closed_until is not None and cutoff <= self.closed_until):
             return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
-        self.closed_until = cutoff
+        earlier, self.closed_until = self.closed_until, cutoff
         closing = self._open.take(pl.col(F.WINDOW) < cutoff)
-        due_events = self.held.filter(pl.col(S.TIME) < cutoff)
+        due_events = self._take_due(cutoff)
         if closing.is_empty() and due_events.is_empty():
             return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
-        self.held = self.held.filter(pl.col(S.TIME) >= cutoff)
         unvolumed = 0
         closed_statements = due_events.filter(
             ~pl.col(S.SOURCE_FORMAT).is_in(JOINED)
@@ -484,12 +479,68 @@ class Engine:
         if due_events.height:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
             events = formats.join(events, live=True)
+            # A slow record taken for its audit record's close that another took after
+            # all waits for its own window; one held for its audit record that found
+            # none goes in the first window still open (counted late).
+            after = pl.col(S.TIME) >= cutoff
+            self.held = pl.concat([self.held, events.filter(after)])
+            events, held_late = _not_before(events.filter(~after), earlier)
+            late += held_late
             closing = partials.merge(closing, partials.partial(events, self.horizons.base))
             if self.slow_seen:
                 unvolumed = mariadb.without_volume(events)[1]
         scored = self._score(closing)
         evicted = self._evict()
         return Closed(scored, late, evicted, overflow, future, unvolumed)
+
+    def _take_due(self, cutoff: datetime) -> pl.DataFrame:
+        """Take the held events of the windows closing at ``cutoff`` out of ``held``:
+        those timed before it, but with each MariaDB statement's records on the side of
+        the cutoff its audit QUERY record is on, where ``score`` files the statement: the
+        TABLE records opened before the cutoff of a QUERY record after it stay held, as
+        does a slow record that ended before the cutoff whose audit record came after
+        it; the slow record that ended after it of an audit record before it closes now.
+        (The slow log times a statement by its start to the second plus its duration,
+        the audit log by its end: their records are seconds apart either way.)"""
+        before = pl.col(S.TIME) < cutoff
+        is_audit = (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+        if not self.held.select(is_audit.any()).item():
+            return self._take(before)
+        held = self.held.with_row_index("_h")
+        conn = mariadb_audit.connection(pl.col(S.SESSION)).alias("_conn")
+        statement = [conn, pl.col(S.STATEMENT_ID)]
+        queries = held.filter(is_audit & pl.col(S.QUERY).is_not_null()).select(
+            *statement, before.alias("_before")
+        )
+        opened = (
+            held.filter(before & is_audit & pl.col(S.QUERY).is_null())
+            .with_columns(statement)
+            .join(queries.filter(~pl.col("_before")), on=["_conn", S.STATEMENT_ID], how="semi")
+            .join(queries.filter("_before"), on=["_conn", S.STATEMENT_ID], how="anti")
+        )["_h"]
+        near = (pl.col(S.TIME) - cutoff).abs() <= PAIR_REACH
+        mariadb_records = pl.col(S.SOURCE_FORMAT).is_in([mariadb.AUDIT, mariadb.SLOW])
+        records = held.filter(mariadb_records & (near | pl.col("_h").is_in(opened.implode())))
+        statements = merge_split_statements(records.sort(S.TIME, "_h"), outer=False)
+        pairs = mariadb.slow_pairs(statements, slow_at_end=True)
+        sides = statements.select("_h", before.alias("_before"))
+        crossed = (
+            pairs.join(sides.with_row_index("_a"), on="_a")
+            .join(sides.with_row_index("_s"), on="_s", suffix="_slow")
+            .filter(pl.col("_before") != pl.col("_before_slow"))
+        )
+        held_back = pl.concat([opened, crossed.filter(~pl.col("_before"))["_h_slow"]])
+        brought = crossed.filter("_before")["_h_slow"]
+        row = pl.col("_h")
+        due = (before & ~row.is_in(held_back.implode())) | row.is_in(brought.implode())
+        taken = held.filter(due).drop("_h")
+        self.held = held.filter(~due).drop("_h")
+        return taken
+
+    def _take(self, due: pl.Expr) -> pl.DataFrame:
+        taken = self.held.filter(due)
+        self.held = self.held.filter(~due)
+        return taken
 
     def prepare(self) -> bool:
         """Judge the windows of the next close ahead of it, once event time is
@@ -1114,6 +1165,18 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _not_before(events: pl.DataFrame, closed: datetime | None) -> tuple[pl.DataFrame, int]:
+    """``events`` with the ones timed before ``closed`` (the windows scored) moved to it,
+    the first window still open, and how many those were."""
+    if closed is None:
+        return events, 0
+    late = pl.col(S.TIME) < closed
+    moved = events.with_columns(
+        pl.when(late).then(pl.lit(closed)).otherwise(pl.col(S.TIME)).alias(S.TIME)
+    )
+    return moved, events.filter(late).height
 
 
 def _ahead_by(events: pl.DataFrame, seconds: int) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from detector.live.engine import HISTORY_PREFIX, KEPT, Engine
 from detector.live.follow import Follower
 from detector.reader import Chunk
 from detector.rejects import Quarantine
-from tests.conftest import REFERENCE_PG
+from tests.conftest import FIXTURES, REFERENCE_PG, mariadb_windows_cut_at
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -1174,3 +1174,27 @@ def test_an_audit_log_alone_written_ahead_of_the_wall_clock_is_put_on_utc(
     wrong.add(audit(24 * 365 * 73), source="server_audit.log", wall=written)
     assert wrong.audit_ahead is None
     assert wrong.close(wall=FAR_FUTURE).future > 0
+
+
+def test_a_close_just_after_a_mariadb_statements_audit_record_files_it_once_as_score_does(
+    trained: model.TrainedModel,
+) -> None:
+    """The audit log times a statement by its end, to the second; the slow log by its
+    start, to the second, plus its duration, so that its record (filed at that end) is
+    often a few milliseconds after the audit record's second. A close whose cutoff falls
+    between them used to close the audit record without its volume and file the slow
+    record in the next window: the statement counted twice, its rows a window late. With
+    a cutoff just after each second the audit log names (real 10.11 output, several
+    workloads), every window counts what ``score`` counts."""
+    logs = FIXTURES / "mariadb-heldout"
+    audit = formats.native("mariadb-audit", None)
+    records = audit.parse(Chunk("a", (logs / "server_audit.log").read_bytes(), 1)).events
+    seconds = records[S.TIME].unique().sort()
+    assert len(seconds) > 10
+    for second in seconds:
+        cut = second + timedelta(microseconds=1)
+        live, batch, late = mariadb_windows_cut_at(
+            trained, logs / "server_audit.log", logs / "slow.log", cut
+        )
+        assert live.equals(batch), f"cut at {cut}:\n{live}\n{batch}"
+        assert late == 0, cut
