@@ -10,7 +10,7 @@ of its slow-log record. See ``docs/formats-mariadb.md``.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 import polars as pl
 
@@ -329,7 +329,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     paired = _paired(events, slow_at_end)
     if paired is None:
         return events
-    rows, slow, found = paired
+    rows, slow, found, _ = paired
     taken = [c for c in (S.QUERY, S.COMMAND, S.CLASS, S.EXPORT) if c in events.columns]
     pairs = found.join(
         slow.select(
@@ -377,18 +377,25 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
     return joined.filter(~(is_slow & pl.col("_r").is_in(used))).select(events.columns)
 
 
-def slow_pairs(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame:
+def slow_pairs(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame | None:
     """The pairs :func:`join_slow` makes, as row numbers in ``events``: ``_a`` the audit
-    statement's, ``_s`` its slow record's."""
+    statement's, ``_s`` its slow record's; None if it sets the audit log's clock by the
+    slow log's to make them (the audit log's times are not UTC)."""
     paired = _paired(events, slow_at_end)
-    return _NO_PAIRS if paired is None else paired[2]
+    if paired is None:
+        return _NO_PAIRS
+    return None if paired.clocked else paired.pairs
 
 
-def _paired(
-    events: pl.DataFrame, slow_at_end: bool
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
-    """``events`` numbered (``_r``, the audit log's times on UTC), their slow records,
-    and the ``_a``, ``_s`` pairs (:func:`join_slow`); None if either log has none."""
+class _Paired(NamedTuple):
+    rows: pl.DataFrame  # the events numbered (``_r``), the audit log's times on UTC
+    slow: pl.DataFrame  # their slow records
+    pairs: pl.DataFrame  # ``_a``, ``_s``
+    clocked: bool  # the audit log's clock was set by the slow log's
+
+
+def _paired(events: pl.DataFrame, slow_at_end: bool) -> _Paired | None:
+    """The pairs of :func:`join_slow` among ``events``; None if either log has none."""
     is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
     rows = events.with_row_index("_r")
@@ -457,7 +464,7 @@ def _paired(
             pl.col("_tables").alias("_text"),
         ).filter(keyed),
     )
-    return rows, slow, pl.concat([found, cut, by_tables])
+    return _Paired(rows, slow, pl.concat([found, cut, by_tables]), clock is not None)
 
 
 # The audit log's clock is the server's local time: UTC offsets are whole quarter hours.

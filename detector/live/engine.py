@@ -465,7 +465,7 @@ class Engine:
             return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
         earlier, self.closed_until = self.closed_until, cutoff
         closing = self._open.take(pl.col(F.WINDOW) < cutoff)
-        due_events = self._take_due(cutoff)
+        due_events, whole = self._take_due(cutoff)
         if closing.is_empty() and due_events.is_empty():
             return Closed(pl.DataFrame(), late, overflow=overflow, future=future)
         unvolumed = 0
@@ -479,13 +479,18 @@ class Engine:
         if due_events.height:
             events = merge_split_statements(due_events.sort(S.TIME, maintain_order=True))
             events = formats.join(events, live=True)
-            # A slow record taken for its audit record's close that another took after
-            # all waits for its own window; one held for its audit record that found
-            # none goes in the first window still open (counted late).
             after = pl.col(S.TIME) >= cutoff
-            self.held = pl.concat([self.held, events.filter(after)])
-            events, held_late = _not_before(events.filter(~after), earlier)
-            late += held_late
+            outside = after if earlier is None else after | (pl.col(S.TIME) < earlier)
+            audit = pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT
+            if whole and events.filter(outside & audit).is_empty():
+                # (Audit records outside the closing windows: the join set the audit
+                # log's clock, which pairing the held records did not find.) A slow
+                # record taken for its audit record's close that another took after all
+                # waits for its own window; one held for its audit record that found none
+                # goes in the first window still open (counted late).
+                self.held = pl.concat([self.held, events.filter(after)])
+                events, held_late = _not_before(events.filter(~after), earlier)
+                late += held_late
             closing = partials.merge(closing, partials.partial(events, self.horizons.base))
             if self.slow_seen:
                 unvolumed = mariadb.without_volume(events)[1]
@@ -493,19 +498,23 @@ class Engine:
         evicted = self._evict()
         return Closed(scored, late, evicted, overflow, future, unvolumed)
 
-    def _take_due(self, cutoff: datetime) -> pl.DataFrame:
-        """Take the held events of the windows closing at ``cutoff`` out of ``held``:
-        those timed before it, but with each MariaDB statement's records on the side of
-        the cutoff its audit QUERY record is on, where ``score`` files the statement: the
-        TABLE records opened before the cutoff of a QUERY record after it stay held, as
-        does a slow record that ended before the cutoff whose audit record came after
-        it; the slow record that ended after it of an audit record before it closes now.
-        (The slow log times a statement by its start to the second plus its duration,
-        the audit log by its end: their records are seconds apart either way.)"""
+    def _take_due(self, cutoff: datetime) -> tuple[pl.DataFrame, bool]:
+        """Take the held events of the windows closing at ``cutoff`` out of ``held``, and
+        say whether each MariaDB statement among them is whole: those timed before the
+        cutoff, but with each statement's records on the side of the cutoff its audit
+        QUERY record is on, where ``score`` files it. The TABLE records opened before the
+        cutoff of a QUERY record after it stay held, as does a slow record that ended
+        before the cutoff whose audit record came after it; the slow record that ended
+        after it of an audit record before it closes now. (The slow log times a
+        statement by its start, to the second, plus its duration, the audit log by its
+        end: their records are seconds apart either way.) Not whole if the two logs'
+        clocks disagree here (the audit log's not yet set right after a change to or
+        from summer time): the join of the close sets it for what it closes, and a
+        record timed past the cutoff then is filed where the join puts it."""
         before = pl.col(S.TIME) < cutoff
         is_audit = (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
         if not self.held.select(is_audit.any()).item():
-            return self._take(before)
+            return self._take(before), True
         held = self.held.with_row_index("_h")
         conn = mariadb_audit.connection(pl.col(S.SESSION)).alias("_conn")
         statement = [conn, pl.col(S.STATEMENT_ID)]
@@ -518,11 +527,19 @@ class Engine:
             .join(queries.filter(~pl.col("_before")), on=["_conn", S.STATEMENT_ID], how="semi")
             .join(queries.filter("_before"), on=["_conn", S.STATEMENT_ID], how="anti")
         )["_h"]
-        near = (pl.col(S.TIME) - cutoff).abs() <= PAIR_REACH
+        # The pairs the joins of this close and the next make, in the connections with
+        # records either side of the cutoff, all of theirs: the runs of a statement in
+        # one connection are paired in order (mariadb.join_slow).
         mariadb_records = pl.col(S.SOURCE_FORMAT).is_in([mariadb.AUDIT, mariadb.SLOW])
-        records = held.filter(mariadb_records & (near | pl.col("_h").is_in(opened.implode())))
+        thread = mariadb.thread_of(pl.col(S.SESSION))
+        near = (pl.col(S.TIME) - cutoff).abs() <= PAIR_REACH
+        threads = held.filter(mariadb_records & near).select(thread.unique()).to_series()
+        crossing = thread.is_in(threads.implode()) | pl.col("_h").is_in(opened.implode())
+        records = held.filter(mariadb_records & crossing)
         statements = merge_split_statements(records.sort(S.TIME, "_h"), outer=False)
         pairs = mariadb.slow_pairs(statements, slow_at_end=True)
+        if pairs is None:
+            return self._take(before), False
         sides = statements.select("_h", before.alias("_before"))
         crossed = (
             pairs.join(sides.with_row_index("_a"), on="_a")
@@ -535,7 +552,7 @@ class Engine:
         due = (before & ~row.is_in(held_back.implode())) | row.is_in(brought.implode())
         taken = held.filter(due).drop("_h")
         self.held = held.filter(~due).drop("_h")
-        return taken
+        return taken, True
 
     def _take(self, due: pl.Expr) -> pl.DataFrame:
         taken = self.held.filter(due)
