@@ -6,7 +6,13 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detector.formats.mariadb_audit import check_timezone
 from detector.formats.pg_stderr import prefix_regex
+
+TIMEZONE_HELP = (
+    "the time zone of a MariaDB server's clock (IANA name, e.g. Europe/Berlin), in which its"
+    " audit log writes its times (default: UTC, or set by the slow log's when both are read)"
+)
 
 
 def utc_time(text: str) -> datetime:
@@ -25,6 +31,14 @@ def log_line_prefix(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
+
+
+def timezone(text: str) -> str:
+    """A time zone's IANA name (an argparse ``type``)."""
+    try:
+        return check_timezone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def log_file_problem(path: Path) -> str | None:

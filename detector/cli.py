@@ -17,7 +17,13 @@ from typing import Final, NoReturn
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
-from detector.arguments import log_file_problem, log_line_prefix, utc_time
+from detector.arguments import (
+    TIMEZONE_HELP,
+    log_file_problem,
+    log_line_prefix,
+    timezone,
+    utc_time,
+)
 from detector.reader import NotALogError
 from detector.rejects import Quarantine, QuarantineError
 
@@ -65,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
             type=log_line_prefix,
             help="the server's log_line_prefix, for stderr logs",
         )
+        p.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
         p.add_argument("--config", type=Path, help="settings file (TOML)")
         p.add_argument(
             "--since",
@@ -117,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         type=log_line_prefix,
         help="the server's log_line_prefix, for stderr logs",
     )
+    serve.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
     serve.add_argument("--state-dir", type=Path, help="checkpoints, results and the API token")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -143,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     successor.add_argument(
         "--log-line-prefix", type=log_line_prefix, help="the server's log_line_prefix"
     )
+    successor.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
     successor.add_argument("--config", type=Path, help="settings file (TOML)")
     successor.add_argument(
         "--until", type=utc_time, help="end of the period learned from (default: now)"
@@ -205,11 +214,12 @@ def _check_period(since: datetime | None, until: datetime | None) -> None:
 
 def _log_options(args: argparse.Namespace) -> pipeline.LogOptions:
     """How ``train`` and ``score`` read their logs: --format, --mapping,
-    --log-line-prefix, --since and --until."""
+    --log-line-prefix, --mariadb-timezone, --since and --until."""
     return pipeline.LogOptions(
         format_name=args.format,
         mapping=args.mapping,
         log_line_prefix=args.log_line_prefix,
+        mariadb_timezone=args.mariadb_timezone,
         since=args.since,
         until=args.until,
     )
@@ -302,6 +312,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         format=args.format,
         log_line_prefix=args.log_line_prefix,
+        mariadb_timezone=args.mariadb_timezone,
     )
     parent, _ = resume(model.load(args.model_dir), conf)
     try:
@@ -331,6 +342,7 @@ def run_serve(args: argparse.Namespace) -> int:
         follow=args.follow,
         format=args.format,
         log_line_prefix=args.log_line_prefix,
+        mariadb_timezone=args.mariadb_timezone,
         state_dir=args.state_dir,
         host=args.host,
         port=args.port,

@@ -182,6 +182,7 @@ def read_events(
     format_name: str = "auto",
     mapping: Path | None = None,
     log_line_prefix: str | None = None,
+    mariadb_timezone: str | None = None,
     quarantine: Quarantine | None = None,
     on_file: Callable[[str], None] = lambda name: None,
     since: datetime | None = None,
@@ -197,7 +198,8 @@ def read_events(
 
     Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), as
     one log: sessions, statements (a rotation between a statement's lines) and cursors
-    go on from one file to the next. Unparsable lines go to ``quarantine``; a file that
+    go on from one file to the next. A MariaDB audit log's times are read in
+    ``mariadb_timezone`` if given. Unparsable lines go to ``quarantine``; a file that
     is not a log raises :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
@@ -212,7 +214,9 @@ def read_events(
     for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
         try:
-            fmt = file_format(path, format_name, log_line_prefix, servers, mapping)
+            fmt = file_format(
+                path, format_name, log_line_prefix, servers, mapping, mariadb_timezone
+            )
             events = _read_file(fmt, path, quarantine, summary)
         except QuarantineError:
             raise
@@ -256,11 +260,18 @@ def file_format(
     log_line_prefix: str | None,
     servers: Servers,
     mapping: Path | None = None,
+    mariadb_timezone: str | None = None,
 ) -> formats.Format:
     """The format reading ``path``: for PostgreSQL's stderr, one that goes on with the
     sessions left open by the files of its directory read before (``servers``): a
     server's sessions outlive its log files' rotations."""
-    fmt = formats.get(format_name, path, mapping=mapping, log_line_prefix=log_line_prefix)
+    fmt = formats.get(
+        format_name,
+        path,
+        mapping=mapping,
+        log_line_prefix=log_line_prefix,
+        mariadb_timezone=mariadb_timezone,
+    )
     servers.attach(fmt, str(path.parent))
     return fmt
 

@@ -128,13 +128,15 @@ def train(
 
 class LogOptions(TypedDict, total=False):
     """How logs are read and which of their events are kept, as the command line's
-    ``--format``, ``--mapping``, ``--log-line-prefix``, ``--since`` and ``--until`` say:
+    ``--format``, ``--mapping``, ``--log-line-prefix``, ``--mariadb-timezone``,
+    ``--since`` and ``--until`` say:
     the keyword arguments of :func:`read_period` (its defaults where left out) that
     :func:`score_logs` and :func:`score_logs_to` pass on."""
 
     format_name: str
     mapping: Path | None
     log_line_prefix: str | None
+    mariadb_timezone: str | None
     since: datetime | None
     until: datetime | None
 
@@ -147,6 +149,7 @@ def read_period(
     format_name: str = "auto",
     mapping: Path | None = None,
     log_line_prefix: str | None = None,
+    mariadb_timezone: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     history_from: datetime | None = None,
@@ -175,6 +178,7 @@ def read_period(
         format_name=format_name,
         mapping=mapping,
         log_line_prefix=log_line_prefix,
+        mariadb_timezone=mariadb_timezone,
         quarantine=quarantine,
         since=since,
         until=until,

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     )
     format: str = Field("auto", description="Format of followed files (as --format).")
     log_line_prefix: str | None = Field(None, description="log_line_prefix, for stderr logs.")
+    mariadb_timezone: str | None = Field(
+        None,
+        description="The time zone of a MariaDB server's clock (IANA name, e.g. Europe/Berlin),"
+        " in which its audit log writes its times; unset: UTC, or set by the slow log's.",
+    )
     lateness: str = Field(
         "30s",
         description="How long after a window's end (event time) late events still count in it.",
@@ -241,6 +246,15 @@ class Settings(BaseSettings):
             from detector.formats.pg_stderr import prefix_regex
 
             prefix_regex(value)  # an escape it cannot read: said now, not mid-run
+        return value
+
+    @field_validator("mariadb_timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from detector.formats.mariadb_audit import check_timezone
+
+            check_timezone(value)
         return value
 
     @field_validator("severity_bands")

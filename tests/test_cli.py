@@ -28,7 +28,7 @@ import pytest
 from detector.cli import main
 from detector.live.store import Checkpoint, SqliteStore
 from detector.reader import NotALogError
-from tests.conftest import REFERENCE_PG
+from tests.conftest import FIXTURES, REFERENCE_PG
 
 ROOT = Path(__file__).parents[1]
 BUNDLED_MODEL = ROOT / "models" / "default"
@@ -102,6 +102,25 @@ def test_a_log_line_prefix_setting_it_cannot_read_is_refused_in_one_line(
     config.write_text('log_line_prefix = "%m [%p] %"\n')
     code, _, err = cli(capsys, "serve", "--config", config, "--state-dir", tmp_path / "s")
     assert_one_line_error(code, err, "log_line_prefix", "lone '%'")
+
+
+@pytest.mark.parametrize("command", ["train", "score", "serve"])
+def test_a_time_zone_it_does_not_know_is_refused_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A MariaDB server's zone is an IANA name; a typo is bad input, said before any log
+    is read (or, for serve, in its settings file)."""
+    log = FIXTURES / "reference" / "mariadb10.11" / "server_audit.log"
+    args = ["--mariadb-timezone", "Europe/Berln", log]
+    if command == "train":
+        code, _, err = cli(capsys, "train", "--model-dir", tmp_path / "m", *args)
+    elif command == "score":
+        code, _, err = cli(capsys, *score_args(tmp_path, *args))
+    else:
+        config = tmp_path / "trovewatch.toml"
+        config.write_text('mariadb_timezone = "Europe/Berln"\n')
+        code, _, err = cli(capsys, "serve", "--config", config, "--state-dir", tmp_path / "s")
+    assert_one_line_error(code, err, "Europe/Berln", "not a time zone")
 
 
 def test_empty_file_is_refused_in_one_line(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -27,21 +28,32 @@ from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.reader import NotALogError, head_lines, looks_binary
 
+
+@dataclass(frozen=True)
+class Told:
+    """What a log does not say of itself and its server's settings do: PostgreSQL's
+    ``log_line_prefix`` (stderr), the time zone of a MariaDB server's clock (its audit
+    log's times)."""
+
+    log_line_prefix: str | None = None
+    mariadb_timezone: str | None = None
+
+
 # Every native format by name, most specific first: detection tries them in this order.
-_NATIVE: Final[dict[str, Callable[[str | None], Format]]] = {
-    "pgaudit-jsonlog": lambda prefix: PgJsonlog(),
-    "pgaudit-csvlog": lambda prefix: PgCsvlog(),
-    "pgaudit-stderr": PgStderr,
-    "mariadb-audit": lambda prefix: MariadbAudit(),
-    "mariadb-slow": lambda prefix: MariadbSlow(),
-    "snowflake-query-history": lambda prefix: snowflake.QueryHistory(),
-    "snowflake-access-history": lambda prefix: snowflake.AccessHistory(),
-    "mysql-audit": lambda prefix: MysqlAudit(),
-    "percona-audit": lambda prefix: PerconaAudit(),
-    "aws-das": lambda prefix: AwsDas(),
-    "mssql-audit-csv": lambda prefix: MssqlAuditCsv(),
-    "mssql-audit-json": lambda prefix: MssqlAuditJson(),
-    "mongodb-audit": lambda prefix: MongodbAudit(),
+_NATIVE: Final[dict[str, Callable[[Told], Format]]] = {
+    "pgaudit-jsonlog": lambda told: PgJsonlog(),
+    "pgaudit-csvlog": lambda told: PgCsvlog(),
+    "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix),
+    "mariadb-audit": lambda told: MariadbAudit(told.mariadb_timezone),
+    "mariadb-slow": lambda told: MariadbSlow(),
+    "snowflake-query-history": lambda told: snowflake.QueryHistory(),
+    "snowflake-access-history": lambda told: snowflake.AccessHistory(),
+    "mysql-audit": lambda told: MysqlAudit(),
+    "percona-audit": lambda told: PerconaAudit(),
+    "aws-das": lambda told: AwsDas(),
+    "mssql-audit-csv": lambda told: MssqlAuditCsv(),
+    "mssql-audit-json": lambda told: MssqlAuditJson(),
+    "mongodb-audit": lambda told: MongodbAudit(),
 }
 NATIVE: Final = tuple(_NATIVE)
 CHOICES: Final = ("auto", *NATIVE, "mapped")
@@ -69,6 +81,7 @@ __all__ = [
     "Format",
     "MappingError",
     "Parsed",
+    "Told",
     "detect",
     "get",
     "join",
@@ -76,9 +89,9 @@ __all__ = [
 ]
 
 
-def native(name: str, log_line_prefix: str | None) -> Format:
-    """A native format by name (``NATIVE``)."""
-    return _NATIVE[name](log_line_prefix)
+def native(name: str, log_line_prefix: str | None, mariadb_timezone: str | None = None) -> Format:
+    """A native format by name (``NATIVE``), told what its server's settings say."""
+    return _NATIVE[name](Told(log_line_prefix, mariadb_timezone))
 
 
 def join(events: pl.DataFrame, *, live: bool = False) -> pl.DataFrame:
@@ -97,6 +110,7 @@ def get(
     *,
     mapping: Path | None = None,
     log_line_prefix: str | None = None,
+    mariadb_timezone: str | None = None,
 ) -> Format:
     """The format for ``path``: ``name`` if given, else detected from its first lines.
 
@@ -112,7 +126,7 @@ def get(
         if looks_binary(path):
             raise NotALogError(f"{path}: binary data, not a text log")
         name = detect(path, head, log_line_prefix)
-    fmt = native(name, log_line_prefix)
+    fmt = native(name, log_line_prefix, mariadb_timezone)
     configure = getattr(
         fmt, "configure", None
     )  # formats that learn from the head (a prefix, a CSV header)

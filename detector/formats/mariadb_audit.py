@@ -25,6 +25,7 @@ record, and a connection's CONNECT is usually in an earlier chunk than its state
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Final
 
 import polars as pl
@@ -77,10 +78,14 @@ def client_host(host: pl.Expr) -> pl.Expr:
 
 
 class MariadbAudit:
-    """``--format mariadb-audit``."""
+    """``--format mariadb-audit``: its times read in ``timezone`` (an IANA name, the
+    server's own: ``--mariadb-timezone``), or as UTC."""
 
     name = mariadb.AUDIT
     record_start = RECORD_START
+
+    def __init__(self, timezone: str | None = None) -> None:
+        self.timezone = timezone
 
     def sniff(self, head: list[str]) -> bool:
         lines = [s for s in head if s.strip()]
@@ -105,10 +110,10 @@ class MariadbAudit:
         unrecognised = rejects(records, ~matched & ~looks, Reason.UNRECOGNISED)
         records = records.filter(matched & ~bad_query)
         records = records.with_columns(
-            pl.col("ts")
-            .str.to_datetime("%Y%m%d %H:%M:%S", time_unit="us", strict=False)
-            .dt.replace_time_zone("UTC")
-            .alias(S.TIME)
+            local_to_utc(
+                pl.col("ts").str.to_datetime("%Y%m%d %H:%M:%S", time_unit="us", strict=False),
+                self.timezone,
+            ).alias(S.TIME)
         )
         bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
         records = _sessions(records.filter(pl.col(S.TIME).is_not_null()))
@@ -146,6 +151,38 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     return records.with_columns(
         pl.when(since.is_not_null()).then(base + "/" + since).otherwise(base).alias(S.SESSION)
     )
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it names a time zone (IANA, e.g. ``Europe/Berlin``); else ValueError."""
+    try:
+        if not name.strip():
+            raise pl.exceptions.ComputeError("empty")
+        pl.Series([datetime(2026, 1, 1)]).dt.replace_time_zone(name)
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(
+            f"{name!r} is not a time zone: give an IANA name such as Europe/Berlin or UTC"
+        ) from exc
+    return name
+
+
+def local_to_utc(local: pl.Expr, timezone: str | None) -> pl.Expr:
+    """Times the server wrote by its clock, with no zone, on UTC: read in ``timezone``,
+    or taken as UTC if it is None. ``local`` must be in the order the log has them.
+
+    When summer time ends, an hour's times come twice: those after the clock went back
+    (a time over a minute before one earlier in the read) are the second. A time
+    in the hour skipped when it begins (a server not told of the change) is taken as
+    the time it would be without the change."""
+    if timezone is None:
+        return local.dt.replace_time_zone("UTC")
+    back = local < local.cum_max().shift(1) - pl.duration(minutes=1)
+    repeated = back.fill_null(False).cast(pl.UInt32).cum_sum() > 0
+    ambiguous = pl.when(repeated).then(pl.lit("latest")).otherwise(pl.lit("earliest"))
+    hour = pl.duration(hours=1)
+    zoned = local.dt.replace_time_zone(timezone, ambiguous=ambiguous, non_existent="null")
+    skipped = (local - hour).dt.replace_time_zone(timezone, ambiguous="latest", non_existent="null")
+    return pl.coalesce(zoned, skipped + hour).dt.convert_time_zone("UTC")
 
 
 def connection(session: pl.Expr) -> pl.Expr:

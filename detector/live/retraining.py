@@ -186,6 +186,7 @@ def _train(
         parent.horizons.base,  # the parent's window, not the settings' (see retrain)
         format_name=settings.format,
         log_line_prefix=settings.log_line_prefix,
+        mariadb_timezone=settings.mariadb_timezone,
         since=since,
         until=until,
     )

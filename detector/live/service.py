@@ -57,7 +57,7 @@ GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
 STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to end
 
 
-def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format:
+def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
     """The native format of lines that are not a file (stdin, a pushed body): ``name``,
     or detected from the first lines when it is ``auto``. Raises ``NotALogError``."""
     head = data[:65536].decode("utf-8", "replace").splitlines()[:20]
@@ -67,10 +67,10 @@ def stream_format(data: bytes, name: str, log_line_prefix: str | None) -> Format
         if is_binary(data):
             raise NotALogError("binary data, not log lines")
         try:
-            name = formats.detect(Path("input"), head, log_line_prefix)
+            name = formats.detect(Path("input"), head, told.log_line_prefix)
         except NotALogError as exc:
             raise NotALogError(str(exc).removeprefix("input: ")) from exc
-    fmt = formats.native(name, log_line_prefix)
+    fmt = formats.native(name, told.log_line_prefix, told.mariadb_timezone)
     configure = getattr(fmt, "configure", None)
     if configure is not None:
         configure(head)
@@ -118,6 +118,7 @@ class Service:
         model_dir: Path,
     ) -> None:
         self.settings = settings
+        self._told = formats.Told(settings.log_line_prefix, settings.mariadb_timezone)
         self.trained = trained
         self.model_dir = model_dir
         self.metrics = Metrics()
@@ -225,7 +226,7 @@ class Service:
         if format not in PUSH_FORMATS:
             raise ValueError(f"unknown format {format!r}; one of {', '.join(PUSH_FORMATS)}")
         try:
-            fmt = stream_format(body, format, self.settings.log_line_prefix)
+            fmt = stream_format(body, format, self._told)
         except NotALogError as exc:
             raise ValueError(str(exc)) from exc
         item = _Push(body if body.endswith(b"\n") else body + b"\n", fmt)
@@ -459,7 +460,10 @@ class Service:
             if self.settings.format == "auto" and looks_binary(Path(path)):
                 raise NotALogError(f"{path}: binary data, not a text log")
             fmt: Format | None = formats.get(
-                self.settings.format, Path(path), log_line_prefix=self.settings.log_line_prefix
+                self.settings.format,
+                Path(path),
+                log_line_prefix=self._told.log_line_prefix,
+                mariadb_timezone=self._told.mariadb_timezone,
             )
         except (NotALogError, OSError) as exc:
             log.warning("%s", exc)
@@ -484,7 +488,7 @@ class Service:
     def _detect_stream(self, data: bytes) -> Format | None:
         """The format of a stream (stdin) from its first lines."""
         try:
-            fmt = stream_format(data, self.settings.format, self.settings.log_line_prefix)
+            fmt = stream_format(data, self.settings.format, self._told)
         except NotALogError as exc:
             log.warning("stdin: %s", exc)
             return None

@@ -4,10 +4,12 @@ session (tests/fixtures/reference/mariadb10.11, settings in its my.cnf)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from detector import formats
 from detector import schema as S
@@ -223,3 +225,15 @@ def test_a_marker_with_auto_increment_values_first_as_mysql_writes_it(tmp_path: 
     mysql = tmp_path / "slow.log"
     mysql.write_text(text)
     assert events(mysql).equals(events(SLOW))
+
+
+def test_the_audit_logs_times_are_read_in_the_servers_time_zone_when_told() -> None:
+    """``--mariadb-timezone``: the audit log's times are the server's clock. Read as
+    Shanghai's, every time is 8 h earlier in UTC; read with the slow log, whose times
+    are UTC, a zone that is not the server's (this one ran on UTC) is set right by the
+    statements both logs hold, each paired with its volume as without it."""
+    as_utc, _ = read_events([AUDIT])
+    told, _ = read_events([AUDIT], mariadb_timezone="Asia/Shanghai")
+    assert told[S.TIME].to_list() == [t - timedelta(hours=8) for t in as_utc[S.TIME]]
+    wrong, _ = read_events([AUDIT, SLOW], mariadb_timezone="Asia/Shanghai")
+    assert_frame_equal(wrong, both())

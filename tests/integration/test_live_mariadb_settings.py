@@ -33,6 +33,7 @@ from detector.settings import Settings
 from tests.integration.conftest import mariadb_server
 
 REPO = Path(__file__).parents[2]
+RUN_CLI = [sys.executable, "-m", "detector"]
 SCHEMA = (
     "CREATE DATABASE shop; CREATE DATABASE hr; USE shop;"
     "CREATE TABLE shop.customers(id int primary key, email varchar(64), card varchar(64));"
@@ -266,22 +267,37 @@ def test_statements_the_slow_log_left_out_are_counted_and_said(
 
 
 @pytest.fixture(scope="module")
-def mariadb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained on a week of simulated MariaDB logs (``trovewatch simulate``): the
-    bundled model would refuse MariaDB's fields."""
-    base = tmp_path_factory.mktemp("mariadb-model")
-    run_cli = [sys.executable, "-m", "detector"]
+def simulated_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A week of simulated MariaDB logs (``trovewatch simulate``): their directory."""
+    base = tmp_path_factory.mktemp("mariadb-sim")
     subprocess.run(
-        [*run_cli, "simulate", "--format", "mariadb", "--out", str(base / "sim"),
+        [*RUN_CLI, "simulate", "--format", "mariadb", "--out", str(base),
          "--accounts", "10", "--days", "7"],
         check=True, capture_output=True,
     )  # fmt: skip
-    logs = sorted(map(str, (base / "sim").glob("*.log")))
+    return base
+
+
+def trained_on(logs: list[Path], model_dir: Path) -> Path:
     subprocess.run(
-        [*run_cli, "train", "--model-dir", str(base / "model"), *logs],
+        [*RUN_CLI, "train", "--model-dir", str(model_dir), *map(str, logs)],
         check=True, capture_output=True,
     )  # fmt: skip
-    return base / "model"
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def mariadb_model(simulated_mariadb: Path) -> Path:
+    """A model trained on both simulated logs: the bundled model would refuse MariaDB's
+    fields."""
+    return trained_on(sorted(simulated_mariadb.glob("*.log")), simulated_mariadb / "model")
+
+
+@pytest.fixture(scope="module")
+def audit_model(simulated_mariadb: Path) -> Path:
+    """A model trained on the simulated audit log alone (no volume)."""
+    audit = sorted(simulated_mariadb.glob("server_audit-*.log"))
+    return trained_on(audit, simulated_mariadb / "audit-model")
 
 
 @dataclass(frozen=True)
@@ -499,3 +515,93 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
     assert dict(counted.iter_rows()) == truth.statements
     assert (windows["window_start"] - started).abs().max() < timedelta(minutes=30)  # type: ignore[operator]
     assert not future
+
+
+def test_an_audit_log_alone_is_read_in_the_servers_time_zone_across_the_end_of_summer_time(
+    server_dir: Callable[[str], Path],
+) -> None:
+    """Without the slow log nothing in the audit log tells its clock: told the server's
+    zone (``--mariadb-timezone Europe/Berlin``), ``score`` reads each statement at its
+    UTC time, through the end of summer time (01:00 UTC on 2026-10-25), when the hour
+    from 02:00 comes twice: a read at 02:40 CEST and one at 02:40 CET an hour later are
+    an hour apart. Without it, every time is one or two hours late."""
+    reads = {
+        datetime(2026, 10, 25, 0, 20, tzinfo=UTC): 11,  # 02:20 CEST
+        datetime(2026, 10, 25, 0, 40, tzinfo=UTC): 12,  # 02:40 CEST
+        datetime(2026, 10, 25, 1, 10, tzinfo=UTC): 13,  # 02:10 CET, the hour again
+        datetime(2026, 10, 25, 1, 40, tzinfo=UTC): 14,  # 02:40 CET
+        datetime(2026, 10, 25, 2, 20, tzinfo=UTC): 15,  # 03:20 CET
+    }
+    first = next(iter(reads))
+    with mariadb_server(server_dir("mariadb"), clock=first, tz="Europe/Berlin") as server:
+        server.sql(
+            SCHEMA + "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw';"
+            " GRANT SELECT ON shop.* TO 'reader'@'%';"
+        )
+        for when, n in reads.items():
+            server.set_clock(when)
+            server.client("reader", "pw", "shop", f"SELECT * FROM customers WHERE id <= {n}")
+        server.client("reader", "pw", "shop", "SELECT 'the end'")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "the end" not in server.audit_log.read_text():
+            time.sleep(0.1)
+    text = server.audit_log.read_text()
+    assert text.count("20261025 02:40:") >= 2  # the same local time, an hour apart
+    told = Quarantine(None)
+    zoned, _ = read_events([server.audit_log], mariadb_timezone="Europe/Berlin", quarantine=told)
+    assert told.total == 0
+    utc, _ = read(server.audit_log)
+    for when, n in reads.items():
+        text_of = pl.col(S.QUERY) == f"SELECT * FROM customers WHERE id <= {n}"
+        (at,) = zoned.filter(text_of)[S.TIME]
+        assert abs(at - when) < timedelta(minutes=2), (n, at, when)
+        (late,) = utc.filter(text_of)[S.TIME]
+        assert late - at in (timedelta(hours=1), timedelta(hours=2))
+
+
+def test_serve_told_the_servers_time_zone_files_an_audit_log_alone_at_utc(
+    server_dir: Callable[[str], Path], audit_model: Path, tmp_path: Path
+) -> None:
+    """A server on Shanghai time on a day in the past, its audit log alone followed:
+    nothing in the log tells its clock, and its records are not ahead of the machine's
+    (which would tell it by their lead). Told ``mariadb_timezone = "Asia/Shanghai"``,
+    ``serve`` files each statement in the UTC window ``score`` gives it with the same
+    setting; without it, 8 h late."""
+    trained = model.load(audit_model)
+    clock = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with mariadb_server(server_dir("mariadb"), clock=clock, tz="Asia/Shanghai") as server:
+        conf = Settings(
+            state_dir=tmp_path / "state",
+            follow=[str(server.audit_log)],
+            lateness="3s",
+            mariadb_timezone="Asia/Shanghai",
+        )
+        server.audit_log.touch()  # the plugin creates it at its first record
+        service = Service(trained, conf, conf.follow, audit_model)
+        try:
+            truth = workload(server, between=service.step)
+            deadline, quiet = time.monotonic() + 30, time.monotonic() + 3
+            while time.monotonic() < min(quiet, deadline):
+                if service.step():
+                    quiet = time.monotonic() + 3
+            rest = service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).scored
+            stored = [service.store.account(a) for a in ACCOUNTS]
+        finally:
+            service.stop()
+    windows = {
+        (a, datetime.fromisoformat(w["window_start"])): w["features"]["statements_5m"]
+        for a, found in zip(ACCOUNTS, stored, strict=True)
+        if found is not None
+        for w in found["windows"]
+    }
+
+    def statements(scored: pl.DataFrame) -> dict[tuple[str, datetime], int]:
+        counted = pl.col("features").struct.field("statements_5m")
+        rows = scored.select("account", "window_start", counted).rows() if scored.height else []
+        return {(a, at): n for a, at, n in rows if a in ACCOUNTS}
+
+    windows.update(statements(rest))
+    events, _ = read_events([server.audit_log], mariadb_timezone="Asia/Shanghai")
+    assert windows == statements(pipeline.score(events, trained, conf))
+    assert sum(windows.values()) == sum(truth.statements.values())
+    assert all(abs(at - clock) < timedelta(minutes=30) for _, at in windows)
