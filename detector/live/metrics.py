@@ -182,6 +182,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.audit_clock_ahead = Gauge(
+            "trovewatch_mariadb_audit_clock_ahead_seconds",
+            "How far a followed MariaDB audit log's clock runs ahead of UTC, as serve set it "
+            "(by the slow log's, or by the records' lead on the machine's clock); 0 when "
+            "mariadb_timezone puts its records on UTC.",
+            registry=r,
+        )
         self.checkpoint_time = Gauge(
             "trovewatch_last_checkpoint_timestamp_seconds",
             "When the last checkpoint was saved (Unix time).",

@@ -423,6 +423,8 @@ class Service:
             self._last_probe = time.monotonic()
             self._probe_ok = self.store.writable()
             self._show_storage()
+        if self.engine.audit_ahead is not None:
+            self.metrics.audit_clock_ahead.set(self.engine.audit_ahead)
         for source in self.sources:
             lag = source.lag_bytes() + self._unsaved_bytes[source.label]
             self.metrics.checkpoint_lag.labels(source.label).set(lag)

@@ -462,7 +462,9 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
             while time.monotonic() < min(quiet, deadline):
                 if service.step():
                     quiet = time.monotonic() + 3
-            future = service.metrics.registry.get_sample_value("trovewatch_future_events_total")
+            value = service.metrics.registry.get_sample_value
+            future = value("trovewatch_future_events_total")
+            ahead = value("trovewatch_mariadb_audit_clock_ahead_seconds")
             # The windows serve closed and stored, and the rest, closed now.
             stored = [service.store.account(a) for a in ACCOUNTS]
             rest = service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).scored
@@ -515,6 +517,7 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
     assert dict(counted.iter_rows()) == truth.statements
     assert (windows["window_start"] - started).abs().max() < timedelta(minutes=30)  # type: ignore[operator]
     assert not future
+    assert ahead == 8 * 3600  # what an SRE sees: the server is on local time
 
 
 def test_an_audit_log_alone_is_read_in_the_servers_time_zone_across_the_end_of_summer_time(
