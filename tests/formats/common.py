@@ -131,7 +131,7 @@ NO_ROWS = pl.DataFrame(
 )
 
 
-def read_bytes(data: bytes, format_name: str) -> Read:
+def read_bytes(data: bytes, format_name: str, mariadb_timezone: str | None = None) -> Read:
     """``data`` read as a file of ``format_name`` with a quarantine file: no exception,
     events of the event schema, and every rejected line in the quarantine once, with a
     known reason and its own line number."""
@@ -140,7 +140,12 @@ def read_bytes(data: bytes, format_name: str) -> Read:
         path.write_bytes(data)
         quarantine = Quarantine(qpath)
         try:
-            events, _ = read_events([path], format_name=format_name, quarantine=quarantine)
+            events, _ = read_events(
+                [path],
+                format_name=format_name,
+                quarantine=quarantine,
+                mariadb_timezone=mariadb_timezone,
+            )
         finally:
             quarantine.close()
         rows = pl.read_ndjson(qpath) if qpath.exists() and qpath.stat().st_size else NO_ROWS

@@ -5,6 +5,9 @@ audit log) real records keep their events while garbage lines are all quarantine
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta
+
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -89,3 +92,48 @@ def test_a_slow_record_cut_before_its_statement_is_quarantined_as_truncated() ->
     events, quarantine, _ = read_bytes(data, "mariadb-slow")
     assert events.height == 0
     assert quarantine.counts == {Reason.TRUNCATED.value: 4}  # its four header lines
+
+
+# Where clocks change in 2026: summer time begins and ends (Europe/Berlin, America/New_York,
+# Australia/Lord_Howe by half an hour), local times.
+CHANGES = [
+    datetime(2026, 3, 29, 2), datetime(2026, 10, 25, 2), datetime(2026, 3, 8, 2),
+    datetime(2026, 11, 1, 1), datetime(2026, 4, 5, 2), datetime(2026, 10, 4, 2),
+]  # fmt: skip
+LOCAL_TIMES = st.one_of(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 12, 31)),
+    st.sampled_from(CHANGES).flatmap(
+        lambda at: st.datetimes(
+            min_value=at - timedelta(hours=2), max_value=at + timedelta(hours=2)
+        )
+    ),
+)
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"]
+STAMP = re.compile(rb"^\d{8} \d\d:\d\d:\d\d")
+
+
+@FUZZ
+@given(
+    times=st.lists(LOCAL_TIMES, min_size=len(AUDIT_LINES), max_size=len(AUDIT_LINES)),
+    zone=st.sampled_from(ZONES),
+)
+def test_any_time_a_servers_clock_writes_is_read_in_its_zone_none_lost(
+    times: list[datetime], zone: str
+) -> None:
+    """Real 10.11 records restamped with any local times (in and around the hours summer
+    time skips and repeats, out of order), read with ``--mariadb-timezone``: no crash,
+    no line quarantined that is not without it, and every event on UTC within 14 hours
+    of the times read as UTC (the farthest a zone is from UTC)."""
+    lines = [
+        STAMP.sub(at.strftime("%Y%m%d %H:%M:%S").encode(), line)
+        for at, line in zip(times, AUDIT_LINES, strict=True)
+    ]
+    data = b"\n".join(lines) + b"\n"
+    as_utc = read_bytes(data, "mariadb-audit")
+    zoned = read_bytes(data, "mariadb-audit", mariadb_timezone=zone)
+    assert zoned.quarantine.total == as_utc.quarantine.total
+    assert zoned.events.is_empty() == as_utc.events.is_empty()
+    if as_utc.events.height:
+        low = as_utc.events[S.TIME].min() - timedelta(hours=14)  # type: ignore[operator]
+        high = as_utc.events[S.TIME].max() + timedelta(hours=14)  # type: ignore[operator]
+        assert zoned.events[S.TIME].is_between(low, high).all()
