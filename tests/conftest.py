@@ -39,6 +39,17 @@ def output(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def window_counts(scored: pl.DataFrame) -> pl.DataFrame:
+    """The statements and rows read of each account-window of ``score``'s output."""
+    feature = pl.col("features").struct.field
+    return scored.select(
+        "account",
+        "window_start",
+        feature("statements_5m").cast(pl.Int64).alias("statements"),
+        feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
+    ).sort("account", "window_start")
+
+
 @functools.cache
 def _mariadb_records(
     audit_log: Path, slow_log: Path
@@ -107,16 +118,8 @@ def mariadb_windows_cut_at(
     activity = F.window_activity(whole.with_columns(pl.col(S.TIME) + delta).lazy(), "5m", known)
     batch = pipeline.score_windows(activity.collect(), trained, conf)
 
-    def counted(scored: pl.DataFrame) -> pl.DataFrame:
-        feature = pl.col("features").struct.field
-        return scored.select(
-            "account",
-            "window_start",
-            feature("statements_5m").cast(pl.Int64).alias("statements"),
-            feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
-        ).sort("account", "window_start")
-
-    return counted(live), counted(batch), sum(part.late_events for part in closes)
+    late = sum(part.late_events for part in closes)
+    return window_counts(live), window_counts(batch), late
 
 
 __all__ = [

@@ -30,6 +30,7 @@ from detector.live.service import Service
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
 from detector.settings import Settings
+from tests.conftest import window_counts
 from tests.integration.conftest import mariadb_server
 
 REPO = Path(__file__).parents[2]
@@ -395,6 +396,22 @@ def test_a_server_on_local_time_gets_its_volume_and_times_in_utc(
     assert abs(events[S.TIME].max() - now) < timedelta(minutes=5)
 
 
+def read_at(server: Any, reads: dict[datetime, int], log: Path) -> None:
+    """On a server on a fake clock, ``reader`` reads ``n`` rows at each time ``when`` of
+    ``reads``; returns once ``log`` has the last statement."""
+    server.sql(
+        SCHEMA + "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw';"
+        " GRANT SELECT ON shop.* TO 'reader'@'%';"
+    )
+    for when, n in reads.items():
+        server.set_clock(when)
+        server.client("reader", "pw", "shop", f"SELECT * FROM customers WHERE id <= {n}")
+    server.client("reader", "pw", "shop", "SELECT 'the end'")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "the end" not in log.read_text():
+        time.sleep(0.1)
+
+
 def test_the_audit_logs_clock_follows_the_end_of_summer_time(
     server_dir: Callable[[str], Path],
 ) -> None:
@@ -406,17 +423,7 @@ def test_the_audit_logs_clock_follows_the_end_of_summer_time(
     after = datetime(2026, 10, 25, 2, 20, tzinfo=UTC)  # 03:20 CET
     reads = {before: 11, after: 22}
     with mariadb_server(server_dir("mariadb"), clock=before, tz="Europe/Berlin") as server:
-        server.sql(
-            SCHEMA + "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw';"
-            " GRANT SELECT ON shop.* TO 'reader'@'%';"
-        )
-        for when, n in reads.items():
-            server.set_clock(when)
-            server.client("reader", "pw", "shop", f"SELECT * FROM customers WHERE id <= {n}")
-        server.client("reader", "pw", "shop", "SELECT 'the end'")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "the end" not in server.slow_log.read_text():
-            time.sleep(0.1)
+        read_at(server, reads, server.slow_log)
         events, _ = read(server.audit_log, server.slow_log)
     assert f"{before + timedelta(hours=2):%Y%m%d %H:%M}" in server.audit_log.read_text()
     for when, n in reads.items():
@@ -472,15 +479,6 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
             service.stop()
         events, _ = read(server.audit_log, server.slow_log)
 
-    def sums(scored: pl.DataFrame) -> pl.DataFrame:
-        feature = pl.col("features").struct.field
-        return scored.select(
-            "account",
-            "window_start",
-            feature("statements_5m").cast(pl.Int64).alias("statements"),
-            feature("rows_read_5m").fill_null(0).cast(pl.Int64).alias("rows"),
-        )
-
     windows = pl.concat(
         [
             pl.DataFrame(
@@ -502,7 +500,7 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
                     "rows": pl.Int64,
                 },
             ),
-            *([sums(rest)] if rest.height else []),
+            *([window_counts(rest)] if rest.height else []),
         ]
     )
     windows = windows.filter(pl.col("account").is_in(ACCOUNTS))
@@ -512,7 +510,7 @@ def test_serve_puts_a_local_time_servers_audit_log_on_utc(
             (a, at): (n, rows) for a, at, n, rows in frame.sort("account", "window_start").rows()
         }
 
-    assert per_window(windows) == per_window(sums(pipeline.score(events, trained, conf)))
+    assert per_window(windows) == per_window(window_counts(pipeline.score(events, trained, conf)))
     counted = windows.group_by("account").agg(pl.col("statements").sum())
     assert dict(counted.iter_rows()) == truth.statements
     assert (windows["window_start"] - started).abs().max() < timedelta(minutes=30)  # type: ignore[operator]
@@ -537,17 +535,7 @@ def test_an_audit_log_alone_is_read_in_the_servers_time_zone_across_the_end_of_s
     }
     first = next(iter(reads))
     with mariadb_server(server_dir("mariadb"), clock=first, tz="Europe/Berlin") as server:
-        server.sql(
-            SCHEMA + "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw';"
-            " GRANT SELECT ON shop.* TO 'reader'@'%';"
-        )
-        for when, n in reads.items():
-            server.set_clock(when)
-            server.client("reader", "pw", "shop", f"SELECT * FROM customers WHERE id <= {n}")
-        server.client("reader", "pw", "shop", "SELECT 'the end'")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "the end" not in server.audit_log.read_text():
-            time.sleep(0.1)
+        read_at(server, reads, server.audit_log)
     text = server.audit_log.read_text()
     assert text.count("20261025 02:40:") >= 2  # the same local time, an hour apart
     told = Quarantine(None)
