@@ -516,17 +516,7 @@ class Engine:
         if not self.held.select(is_audit.any()).item():
             return self._take(before), True
         held = self.held.with_row_index("_h")
-        conn = mariadb_audit.connection(pl.col(S.SESSION)).alias("_conn")
-        statement = [conn, pl.col(S.STATEMENT_ID)]
-        queries = held.filter(is_audit & pl.col(S.QUERY).is_not_null()).select(
-            *statement, before.alias("_before")
-        )
-        opened = (
-            held.filter(before & is_audit & pl.col(S.QUERY).is_null())
-            .with_columns(statement)
-            .join(queries.filter(~pl.col("_before")), on=["_conn", S.STATEMENT_ID], how="semi")
-            .join(queries.filter("_before"), on=["_conn", S.STATEMENT_ID], how="anti")
-        )["_h"]
+        opened = _opened_before(held, before)
         # The pairs the joins of this close and the next make, in the connections with
         # records either side of the cutoff, all of theirs: the runs of a statement in
         # one connection are paired in order (mariadb.join_slow).
@@ -1182,6 +1172,23 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _opened_before(held: pl.DataFrame, before: pl.Expr) -> pl.Series:
+    """The rows (``_h``) of ``held`` that are MariaDB TABLE records ``before`` selects of
+    a statement whose QUERY record it does not: a statement opens its tables when it
+    begins and is logged when it ends."""
+    is_audit = (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    statement = ["_conn", S.STATEMENT_ID]
+    keyed = held.filter(is_audit).with_columns(
+        mariadb_audit.connection(pl.col(S.SESSION)).alias("_conn")
+    )
+    queries = keyed.filter(pl.col(S.QUERY).is_not_null()).select(*statement, before.alias("_b"))
+    return (
+        keyed.filter(before & pl.col(S.QUERY).is_null())
+        .join(queries.filter(~pl.col("_b")), on=statement, how="semi")
+        .join(queries.filter("_b"), on=statement, how="anti")
+    )["_h"]
 
 
 def _not_before(events: pl.DataFrame, closed: datetime | None) -> tuple[pl.DataFrame, int]:
