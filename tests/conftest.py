@@ -130,4 +130,5 @@ __all__ = [
     "formats",
     "mariadb_windows_cut_at",
     "parse",
+    "window_counts",
 ]

@@ -22,6 +22,7 @@ SLOW: Final = "mariadb-slow"
 # audit time (end, whole seconds) vs slow-log start + duration
 JOIN_TOLERANCE: Final = timedelta(seconds=2)
 _NO_PAIRS: Final = pl.DataFrame(schema={"_a": pl.UInt32, "_s": pl.UInt32})  # audit, slow rows
+LOGS: Final = (AUDIT, SLOW)
 # The slow log's line before a statement's text: ``SET timestamp=T;`` (its start, UTC).
 # MySQL puts the statement's AUTO_INCREMENT values first:
 # ``SET last_insert_id=N,insert_id=N,timestamp=T;``.
@@ -60,6 +61,11 @@ _NOT_TABLES: Final = ["OUTFILE", "DUMPFILE", "DUAL", "SELECT", "TABLE", "LATERAL
 # the rest is masked too.
 _SECRET: Final = r"""(?:'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")"""
 _PASSWORD: Final = rf"(?i)(\bIDENTIFIED\s+BY\s+|\bPASSWORD\s*\(\s*)(?:\*{{5}})?{_SECRET}"
+
+
+def audit_statement() -> pl.Expr:
+    """An audit log's record of a statement (QUERY or TABLE): not a connection's."""
+    return (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
 
 
 def mask_passwords(text: pl.Expr) -> pl.Expr:
@@ -228,7 +234,7 @@ def _procedure_exports(events: pl.DataFrame) -> pl.DataFrame:
     if not needed <= set(events.columns):
         return events
     rows = events.with_row_index("_r")
-    audited = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    audited = audit_statement()
     qid = pl.col(S.STATEMENT_ID).cast(pl.Int64, strict=False)
     calls = rows.filter(
         audited & (pl.col(S.COMMAND) == "CALL") & (pl.col(S.CLASS) == "WRITE")
@@ -269,9 +275,7 @@ def without_volume(events: pl.DataFrame) -> tuple[int, int]:
     ``log_slow_rate_limit``, filters, statements inside procedures)."""
     if S.STATEMENT_ID not in events.columns:
         return 0, 0
-    audited = events.filter(
-        (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
-    )
+    audited = events.filter(audit_statement())
     return audited.height, audited.filter(pl.col(S.ROWS).is_null()).height
 
 
@@ -396,7 +400,7 @@ class _Paired(NamedTuple):
 
 def _paired(events: pl.DataFrame, slow_at_end: bool) -> _Paired | None:
     """The pairs of :func:`join_slow` among ``events``; None if either log has none."""
-    is_audit = (pl.col(S.SOURCE_FORMAT) == AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
+    is_audit = audit_statement()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
     rows = events.with_row_index("_r")
     audit = rows.filter(is_audit)

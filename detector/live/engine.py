@@ -512,15 +512,14 @@ class Engine:
         from summer time): the join of the close sets it for what it closes, and a
         record timed past the cutoff then is filed where the join puts it."""
         before = pl.col(S.TIME) < cutoff
-        is_audit = (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
-        if not self.held.select(is_audit.any()).item():
+        if not self.held.select(mariadb.audit_statement().any()).item():
             return self._take(before), True
         held = self.held.with_row_index("_h")
         opened = _opened_before(held, before)
         # The pairs the joins of this close and the next make, in the connections with
         # records either side of the cutoff, all of theirs: the runs of a statement in
         # one connection are paired in order (mariadb.join_slow).
-        mariadb_records = pl.col(S.SOURCE_FORMAT).is_in([mariadb.AUDIT, mariadb.SLOW])
+        mariadb_records = pl.col(S.SOURCE_FORMAT).is_in(mariadb.LOGS)
         thread = mariadb.thread_of(pl.col(S.SESSION))
         near = (pl.col(S.TIME) - cutoff).abs() <= PAIR_REACH
         threads = held.filter(mariadb_records & near).select(thread.unique()).to_series()
@@ -1153,7 +1152,7 @@ def _kept(events: pl.DataFrame) -> pl.DataFrame:
     """The columns of ``events`` the engine keeps. A MariaDB slow-log record is filed at
     its end, as its audit record is (a long dump's two records close in one window), and
     only MariaDB statements keep the start of their text, to be paired by it."""
-    is_mariadb = pl.col(S.SOURCE_FORMAT).is_in([mariadb.AUDIT, mariadb.SLOW])
+    is_mariadb = pl.col(S.SOURCE_FORMAT).is_in(mariadb.LOGS)
     is_slow = pl.col(S.SOURCE_FORMAT) == mariadb.SLOW
     return events.select(KEPT).with_columns(
         pl.when(is_slow)
@@ -1178,9 +1177,8 @@ def _opened_before(held: pl.DataFrame, before: pl.Expr) -> pl.Series:
     """The rows (``_h``) of ``held`` that are MariaDB TABLE records ``before`` selects of
     a statement whose QUERY record it does not: a statement opens its tables when it
     begins and is logged when it ends."""
-    is_audit = (pl.col(S.SOURCE_FORMAT) == mariadb.AUDIT) & pl.col(S.STATEMENT_ID).is_not_null()
     statement = ["_conn", S.STATEMENT_ID]
-    keyed = held.filter(is_audit).with_columns(
+    keyed = held.filter(mariadb.audit_statement()).with_columns(
         mariadb_audit.connection(pl.col(S.SESSION)).alias("_conn")
     )
     queries = keyed.filter(pl.col(S.QUERY).is_not_null()).select(*statement, before.alias("_b"))

@@ -62,10 +62,13 @@ def test_a_close_anywhere_among_a_statements_records_counts_it_once_where_score_
     audit = parsed("mariadb-audit", audit_log).filter(pl.col(S.ACCOUNT) == "slowpoke")
     slow = parsed("mariadb-slow", slow_log).filter(pl.col(S.ACCOUNT) == "slowpoke")
     slow_ends = slow.select(mariadb.slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)))[S.TIME]
-    reads = audit.filter(pl.col(S.QUERY) == SLOW_READ)
+    read = pl.col(S.QUERY) == SLOW_READ
+    reads, slow_reads = audit.filter(read), slow.filter(read)
+    ends = slow_reads.select(mariadb.slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)))[S.TIME]
     # What makes these logs the case: both records of some statement on either side of
     # a second, and some statement's TABLE record a second before its QUERY record.
-    assert (reads[S.TIME] > slow_ends.head(6)).any()
+    assert reads.height == ends.len() == 6
+    assert (reads[S.TIME] > ends).any()
     lines = [line.split(",") for line in audit_log.read_text().splitlines()]
     pieces = [(fields[5], fields[0]) for fields in lines if fields[2] == "slowpoke"]
     opened = {statement: at for statement, at in reversed(pieces)}  # its first record
