@@ -54,6 +54,10 @@ class Summary:
     # volume), when both logs were read
     audited: int = 0
     unvolumed: int = 0
+    # How far ahead of UTC a MariaDB audit log's clock was found (seconds; one offset
+    # per side of a change to or from summer time), by the slow log's: its times were
+    # set right by it.
+    audit_ahead: list[int] = field(default_factory=list)
 
     def paragraph(self) -> str:
         per_format = ", ".join(f"{n:,} {f}" for f, n in sorted(self.events.items())) or "none"
@@ -93,9 +97,24 @@ class Summary:
                 " log_slow_filter, log_slow_min_examined_row_limit or"
                 " log_slow_admin_statements = OFF)."
             )
+        if self.audit_ahead:
+            offsets = " and ".join(_offset(seconds) for seconds in self.audit_ahead)
+            text += (
+                f" The MariaDB audit log's times ran {offsets} ahead of UTC (the server's"
+                " local time; the log names no zone): they were set right by the slow"
+                " log's, which are UTC. To read the audit log without the slow log, give"
+                " --mariadb-timezone."
+            )
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
         return text
+
+
+def _offset(seconds: int) -> str:
+    """A clock's offset from UTC in words: ``8 h``, ``-3 h 30 min``."""
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    words = f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"-{words}" if seconds < 0 else words
 
 
 def files_to_read(
@@ -211,6 +230,10 @@ def read_events(
     last = _last_of_each_server(paths)
     # A server's PostgreSQL logs, read so far: put together once its last one is read
     held: dict[Path, list[tuple[formats.Format, pl.DataFrame]]] = {}
+    # A MariaDB server's logs, read so far: its audit log's times may be its local clock,
+    # known only once the slow log's are beside them (mariadb.on_utc), so they are kept
+    # by since/until after that, and until then within a time zone's reach of it.
+    unclocked: list[pl.DataFrame] = []
     for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
         try:
@@ -225,6 +248,8 @@ def read_events(
         names.add(fmt.name)
         if fmt.name in formats.PG_OUTPUTS:
             held.setdefault(path.parent, []).append((fmt, events))
+        elif fmt.name in mariadb.LOGS:
+            unclocked.append(_within_reach(_statements(fmt, events), since, until, history_from))
         else:
             events = _statements(fmt, events)
             frames.append(_keep(events, since, until, summary, fmt.name, history_from))
@@ -236,13 +261,17 @@ def read_events(
             events = _statements(fmt, pl.concat([events for _, events in files]))
             frames.append(_keep(events, since, until, summary, fmt.name, history_from))
     summary.rejected = Counter(quarantine.counts)
+    if unclocked:
+        # MariaDB's audit log rotates by size (1 MB by default): a statement the rotation
+        # cut in two is one statement too.
+        found, summary.audit_ahead = mariadb.on_utc(mariadb_audit.rejoin(pl.concat(unclocked)))
+        log = pl.col(S.SOURCE_FORMAT)
+        frames += [
+            _keep(found.filter(log == name), since, until, summary, name, history_from)
+            for name in mariadb.LOGS
+            if name in names
+        ]
     events = pl.concat(frames) if frames else S.empty()
-    # MariaDB's audit log rotates by size (1 MB by default): a statement the rotation cut
-    # in two is one statement too.
-    rejoined = mariadb_audit.rejoin(events)
-    if rejoined.height < events.height:
-        summary.events[mariadb.AUDIT] -= events.height - rejoined.height
-    events = rejoined
     # One MariaDB server's audit and slow logs, one Snowflake account's query and access
     # histories: one event per statement, with what each of its records knows.
     events = formats.join(events)
@@ -421,6 +450,23 @@ def event_batches(
             for ready in held.pop(path.parent).close():
                 yield _keep(ready, since, until, summary, fmt.name, history_from)
     summary.rejected = Counter(quarantine.counts)
+
+
+def _within_reach(
+    events: pl.DataFrame,
+    since: datetime | None,
+    until: datetime | None,
+    history_from: datetime | None,
+) -> pl.DataFrame:
+    """``events`` that may fall within since/until (from ``history_from`` if given) once
+    their clock is known: within a time zone's offset from UTC of it
+    (:data:`detector.formats.mariadb.MAX_OFFSET`)."""
+    start = since if since is None or history_from is None else min(since, history_from)
+    if start is not None:
+        events = events.filter(pl.col(S.TIME) >= start - mariadb.MAX_OFFSET)
+    if until is not None:
+        events = events.filter(pl.col(S.TIME) < until + mariadb.MAX_OFFSET)
+    return events
 
 
 def _keep(

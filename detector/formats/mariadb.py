@@ -488,6 +488,21 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
     return hours.drop("_n")
 
 
+def on_utc(events: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
+    """``events`` (read by ``score``/``train``) with a MariaDB audit log's times put on
+    UTC by the slow log's clock (:func:`audit_clock`), and the offsets found (seconds,
+    ascending; none when the clock is UTC or cannot be told). The join does it too
+    (:func:`join_slow`); done first, since/until select the audit records by UTC."""
+    audit = events.filter(pl.col(S.SOURCE_FORMAT) == AUDIT)
+    slow = events.filter(pl.col(S.SOURCE_FORMAT) == SLOW)
+    if audit.is_empty() or slow.is_empty():
+        return events, []
+    clock = audit_clock(audit, slow, slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)))
+    if clock is None:
+        return events, []
+    return _on_utc(events, clock), sorted(set(clock["_ahead"].to_list()))
+
+
 def audit_ahead(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> int | None:
     """How many seconds the audit log's clock runs ahead of UTC in the latest hour whose
     statements tell it (:func:`clock_hours`) with :data:`CLOCK_PAIRS` statements at

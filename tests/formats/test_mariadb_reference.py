@@ -4,7 +4,7 @@ session (tests/fixtures/reference/mariadb10.11, settings in its my.cnf)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +17,7 @@ from detector.formats.mariadb_audit import MariadbAudit
 from detector.pipeline import read_events
 from detector.reader import head_lines
 from detector.rejects import Quarantine
-from tests.conftest import FIXTURES, REFERENCE_PG, parse
+from tests.conftest import FIXTURES, REFERENCE_PG, audit_log_ahead, parse
 from tests.formats.common import parse_cut
 
 REFERENCE_MARIADB = FIXTURES / "reference" / "mariadb10.11"
@@ -237,3 +237,34 @@ def test_the_audit_logs_times_are_read_in_the_servers_time_zone_when_told() -> N
     assert told[S.TIME].to_list() == [t - timedelta(hours=8) for t in as_utc[S.TIME]]
     wrong, _ = read_events([AUDIT, SLOW], mariadb_timezone="Asia/Shanghai")
     assert_frame_equal(wrong, both())
+
+
+def test_since_and_until_select_a_local_time_servers_audit_records_by_utc(
+    tmp_path: Path,
+) -> None:
+    """A server on Shanghai time writes its audit log 8 h ahead of UTC; its slow log's
+    times are UTC. ``--since``/``--until`` select by UTC: a period's events are those of
+    the same logs written on UTC, each statement with its volume, and the summary says
+    how far ahead the audit log's clock ran (before: the audit records were selected by
+    the server's clock, so the period held none of them, and its slow records stood
+    alone). Real 10.11 logs of held-out workloads, cut in their busiest minutes."""
+    heldout = FIXTURES / "mariadb-heldout"
+    utc, slow = heldout / "server_audit.log", heldout / "slow.log"
+    local = tmp_path / "server_audit.log"
+    local.write_bytes(audit_log_ahead(utc.read_bytes(), hours=8))
+    since, until = (
+        datetime(2026, 11, 30, 11, 28, tzinfo=UTC),
+        datetime(2026, 11, 30, 11, 31, tzinfo=UTC),
+    )
+    expected, on_utc = read_events([utc, slow], since=since, until=until)
+    found, summary = read_events([local, slow], since=since, until=until)
+    # (A session's name holds its login time as the audit log wrote it.)
+    assert_frame_equal(found.drop(S.SESSION), expected.drop(S.SESSION))
+    assert summary.events == on_utc.events
+    assert summary.outside == on_utc.outside
+    audited = expected.filter(pl.col(S.SOURCE_FORMAT) == "mariadb-audit")
+    assert audited.height > 100
+    assert audited[S.ROWS].is_not_null().sum() > 100
+    assert summary.audit_ahead == [8 * 3600]
+    assert "audit log's times ran 8 h ahead of UTC" in summary.paragraph()
+    assert on_utc.audit_ahead == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from detector.live.engine import HISTORY_PREFIX, KEPT, Engine
 from detector.live.follow import Follower
 from detector.reader import Chunk
 from detector.rejects import Quarantine
-from tests.conftest import FIXTURES, REFERENCE_PG, mariadb_windows_cut_at
+from tests.conftest import FIXTURES, REFERENCE_PG, audit_log_ahead, mariadb_windows_cut_at
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -1080,12 +1079,7 @@ def test_a_local_time_audit_logs_clock_is_kept_across_a_restart(
     written on UTC."""
     reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
     utc = (reference / "server_audit.log").read_bytes()
-
-    def eight_hours_on(line: re.Match[bytes]) -> bytes:
-        at = datetime.strptime(line[0].decode(), "%Y%m%d %H:%M:%S") + timedelta(hours=8)
-        return at.strftime("%Y%m%d %H:%M:%S").encode()
-
-    local = re.sub(rb"(?m)^\d{8} \d\d:\d\d:\d\d(?=,)", eight_hours_on, utc)
+    local = audit_log_ahead(utc, hours=8)
     slow = (reference / "slow.log").read_bytes()
     second = slow.index(b"# User@Host:", slow.index(b"# User@Host:") + 1)
     connection_8 = re.search(rb"(?m)^[\d :]{17},vm,bob,[^,]*,8,", local)
@@ -1149,16 +1143,8 @@ def test_an_audit_log_alone_written_ahead_of_the_wall_clock_is_put_on_utc(
     2099 (a server clock gone wrong) is still held back."""
     reference = ROOT / "tests" / "fixtures" / "reference" / "mariadb10.11"
 
-    def hours_on(hours: int) -> Callable[[re.Match[bytes]], bytes]:
-        def moved(line: re.Match[bytes]) -> bytes:
-            at = datetime.strptime(line[0].decode(), "%Y%m%d %H:%M:%S") + timedelta(hours=hours)
-            return at.strftime("%Y%m%d %H:%M:%S").encode()
-
-        return moved
-
     def audit(hours: int) -> pl.DataFrame:
-        data = (reference / "server_audit.log").read_bytes()
-        local = re.sub(rb"(?m)^\d{8} \d\d:\d\d:\d\d(?=,)", hours_on(hours), data)
+        local = audit_log_ahead((reference / "server_audit.log").read_bytes(), hours)
         return formats.native("mariadb-audit", None).parse(Chunk("a", local, 1)).events
 
     written = datetime(2026, 11, 28, 6, 59, tzinfo=UTC)  # the log's last record, UTC
