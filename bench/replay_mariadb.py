@@ -14,6 +14,8 @@ future events and the process's peak memory while ``serve`` ran.
 A server on local time (``--tz`` of the generator other than UTC) is the case this is
 for: ``score`` and ``serve`` each set the audit log's clock by the slow log's.
 
+``--mariadb-timezone ZONE``: both are told the server's zone (``mariadb_timezone``).
+
 ``--as-rotated``: ``serve`` follows the directory's files as they lie
 (``DIR/server_audit.log*`` and ``DIR/slow.log*``, the ``.gz`` archives among them), as a
 sidecar started beside a server with rotated logs does; ``score`` still reads them joined.
@@ -63,10 +65,12 @@ def counted(events: pl.DataFrame) -> pl.DataFrame:
     return activity.select(F.ACCOUNT, F.WINDOW, pl.col("statements").cast(pl.Int64), rows)
 
 
-def served(logs: list[Path], model_dir: Path, state: Path) -> tuple[pl.DataFrame, str]:
+def served(
+    logs: list[Path], model_dir: Path, state: Path, timezone: str | None
+) -> tuple[pl.DataFrame, str]:
     """The windows ``serve`` stored following ``logs`` from their start, and its clock."""
     trained = model.load(model_dir)
-    conf = Settings(state_dir=state, follow=[str(p) for p in logs])
+    conf = Settings(state_dir=state, follow=[str(p) for p in logs], mariadb_timezone=timezone)
     service = Service(trained, conf, conf.follow, model_dir)
     try:
         # Read until the logs are done; the wall clock closes the last windows once they
@@ -96,6 +100,9 @@ def main() -> int:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--as-rotated", action="store_true", help="follow the files as they lie")
+    parser.add_argument(
+        "--mariadb-timezone", metavar="ZONE", help="the server's zone, told to serve and score"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -105,10 +112,10 @@ def main() -> int:
         if args.as_rotated:
             names = ("server_audit.log*", "slow.log*")
             follow = [args.directory.resolve() / name for name in names]
-        live, said = served(follow, args.model_dir, work / "state")
+        live, said = served(follow, args.model_dir, work / "state", args.mariadb_timezone)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"serve: {time.monotonic() - started:.0f} s, peak memory {peak:.0f} MiB; {said}")
-        events, _ = pipeline.read_events(logs)
+        events, _ = pipeline.read_events(logs, mariadb_timezone=args.mariadb_timezone)
         batch = counted(events)
     for name, frame in (("serve", live), ("score", batch)):
         print(

@@ -249,7 +249,8 @@ def read_events(
         if fmt.name in formats.PG_OUTPUTS:
             held.setdefault(path.parent, []).append((fmt, events))
         elif fmt.name in mariadb.LOGS:
-            unclocked.append(_within_reach(_statements(fmt, events), since, until, history_from))
+            events = _statements(fmt, events)
+            unclocked.append(_within_reach(events, since, until, summary, history_from))
         else:
             events = _statements(fmt, events)
             frames.append(_keep(events, since, until, summary, fmt.name, history_from))
@@ -456,17 +457,21 @@ def _within_reach(
     events: pl.DataFrame,
     since: datetime | None,
     until: datetime | None,
-    history_from: datetime | None,
+    summary: Summary,
+    history_from: datetime | None = None,
 ) -> pl.DataFrame:
     """``events`` that may fall within since/until (from ``history_from`` if given) once
     their clock is known: within a time zone's offset from UTC of it
-    (:data:`detector.formats.mariadb.MAX_OFFSET`)."""
+    (:data:`detector.formats.mariadb.MAX_OFFSET`). The others are counted outside."""
     start = since if since is None or history_from is None else min(since, history_from)
+    kept = events
     if start is not None:
-        events = events.filter(pl.col(S.TIME) >= start - mariadb.MAX_OFFSET)
+        kept = kept.filter(pl.col(S.TIME) >= start - mariadb.MAX_OFFSET)
     if until is not None:
-        events = events.filter(pl.col(S.TIME) < until + mariadb.MAX_OFFSET)
-    return events
+        kept = kept.filter(pl.col(S.TIME) < until + mariadb.MAX_OFFSET)
+    begins = begins_statement()
+    summary.outside += events.filter(begins).height - kept.filter(begins).height
+    return kept
 
 
 def _keep(

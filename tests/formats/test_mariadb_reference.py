@@ -268,3 +268,7 @@ def test_since_and_until_select_a_local_time_servers_audit_records_by_utc(
     assert summary.audit_ahead == [8 * 3600]
     assert "audit log's times ran 8 h ahead of UTC" in summary.paragraph()
     assert on_utc.audit_ahead == []
+    # A period a day later holds none of them: each is counted outside it.
+    _, everything = read_events([local, slow])
+    _, later = read_events([local, slow], since=since + timedelta(days=1))
+    assert later.outside == sum(everything.events.values()) > 0
