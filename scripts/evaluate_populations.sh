@@ -18,9 +18,9 @@ mkdir -p "$out"
 evaluate() {
   local name=$1 until=$2 labels=$3 dir=$out/$1
   shift 3
-  uv run trovewatch train --model-dir "$dir/model" --until "$until" "$@" >"$dir/train.txt"
+  uv run trovewatch train --model-dir "$dir/model" --until "$until" "$@" >"$dir/train.txt" 2>&1
   uv run trovewatch score --model-dir "$dir/model" --since "$until" \
-    --out "$dir/scores.ndjson" "$@" >"$dir/score.txt"
+    --out "$dir/scores.ndjson" "$@" >"$dir/score.txt" 2>&1
   uv run trovewatch evaluate --scores "$dir/scores.ndjson" --labels "$labels" >"$dir/evaluation.txt"
   echo "== $name"
   grep -A1 '^method' "$dir/evaluation.txt" | head -2
@@ -28,7 +28,7 @@ evaluate() {
 
 rm -rf "$out/standard"
 uv run trovewatch simulate --out "$out/standard/logs" --accounts 200 --days 28 --seed 1 \
-  --start 2026-10-05 >/dev/null
+  --start 2026-10-05 >/dev/null 2>&1
 evaluate standard 2026-10-19 "$out/standard/logs/labels.csv" "$out"/standard/logs/postgresql-*.json
 
 for seed in 8812 2 3; do
