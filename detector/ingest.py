@@ -100,10 +100,9 @@ class Summary:
         if self.audit_ahead:
             offsets = " and ".join(_offset(seconds) for seconds in self.audit_ahead)
             text += (
-                f" The MariaDB audit log's times ran {offsets} ahead of UTC (the server's"
-                " local time; the log names no zone): they were set right by the slow"
-                " log's, which are UTC. To read the audit log without the slow log, give"
-                " --mariadb-timezone."
+                f" The MariaDB audit log's times were the server's local time ({offsets};"
+                " the log names no zone): they were set right by the slow log's, which are"
+                " UTC. To read the audit log without the slow log, give --mariadb-timezone."
             )
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
@@ -111,10 +110,9 @@ class Summary:
 
 
 def _offset(seconds: int) -> str:
-    """A clock's offset from UTC in words: ``8 h``, ``-3 h 30 min``."""
+    """A clock's offset from UTC, as time zones are named: ``UTC+8``, ``UTC-3:30``."""
     hours, minutes = divmod(abs(seconds) // 60, 60)
-    words = f"{hours} h" + (f" {minutes} min" if minutes else "")
-    return f"-{words}" if seconds < 0 else words
+    return f"UTC{'-' if seconds < 0 else '+'}{hours}" + (f":{minutes:02}" if minutes else "")
 
 
 def files_to_read(
