@@ -48,6 +48,7 @@ from typing import Final
 import polars as pl
 
 from detector import schema as S
+from detector.features import begins_statement
 from detector.formats import pg_replication
 from detector.formats.base import Parsed
 from detector.reader import CUT_MARKER_RE
@@ -434,7 +435,8 @@ def to_events(
         - too_long.height
         - bad_time.height
         - truncated.height,
-        cut=statements.select(is_cut(pl.col(S.QUERY)).sum()).item() if any_long else 0,
+        # A statement's lines (its sub-statements') each carry its whole text: once each.
+        cut=events.filter(begins_statement() & is_cut(pl.col(S.QUERY))).height if any_long else 0,
         sessions=_sessions_opened(records) if sessions_carried else None,
     )
 

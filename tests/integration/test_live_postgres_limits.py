@@ -48,14 +48,15 @@ def logs(cluster) -> Path:  # type: ignore[no-untyped-def]
     admin = psycopg.connect(cluster.dsn(), autocommit=True)
     admin.execute("CREATE ROLE puller LOGIN")
     admin.execute("CREATE ROLE clerk LOGIN")
+    admin.execute("CREATE ROLE exporter LOGIN")
     admin.execute("CREATE DATABASE corp")
     admin.close()
     with psycopg.connect(cluster.dsn(dbname="corp"), autocommit=True) as db:
         db.execute("CREATE SCHEMA big")
         db.execute("CREATE TABLE big.people(id int primary key, name text)")
         db.execute("INSERT INTO big.people SELECT g, 'p' || g FROM generate_series(1, 250000) g")
-        db.execute("GRANT USAGE ON SCHEMA big TO puller, clerk")
-        db.execute("GRANT SELECT ON big.people TO puller, clerk")
+        db.execute("GRANT USAGE ON SCHEMA big TO puller, clerk, exporter")
+        db.execute("GRANT SELECT ON big.people TO puller, clerk, exporter")
     with psycopg.connect(cluster.dsn("clerk", "corp"), application_name="desk") as conn:
         for i in range(1, LOOPS + 1):  # one long session of small reads
             conn.execute(f"SELECT * FROM big.people WHERE id <= {i}").fetchall()
@@ -65,6 +66,10 @@ def logs(cluster) -> Path:  # type: ignore[no-untyped-def]
         assert len(query) > 1_280_000  # 1.29 MB
         assert len(conn.execute(query).fetchall()) == IDS  # type: ignore[call-overload]
         conn.execute("SELECT * FROM big.people WHERE id <= 7").fetchall()
+    # The same text exported: pgAudit logs its SELECT, then the COPY, each with it whole.
+    exporter = psycopg.connect(cluster.dsn("exporter", "corp"), application_name="dump")
+    with exporter, exporter.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
+        assert sum(len(block) for block in copy) > 0
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute("SELECT 'end-of-limits-workload'")
     wait_for_logs(cluster.log_dir, "end-of-limits-workload", timeout=30)
@@ -88,8 +93,12 @@ def test_a_statement_over_1_mb_counts_its_account_objects_and_rows(logs: Path, o
     giant = pulled[S.QUERY][0]
     assert giant.startswith("SELECT * FROM big.people WHERE id IN (1,2,3,4,5,")
     assert "[trovewatch: statement of " in giant and len(giant) < 70_000
-    assert summary.cut == 1
-    assert "1 statement(s) longer than 1 MB kept with their text cut" in summary.paragraph()
+    exported = events.filter(pl.col(S.ACCOUNT) == "exporter")
+    assert exported.filter(F.begins_statement()).height == 1
+    assert exported[S.EXPORT].any()
+    # Two statements over 1 MB, the COPY's two lines one statement (it was 3).
+    assert summary.cut == 2
+    assert "2 statement(s) longer than 1 MB kept with their text cut" in summary.paragraph()
     # The window sums see the pull: 200,007 rows of big.people read by puller.
     windows = F.window_activity(pulled.lazy(), "5m").collect()
     assert windows["rows_read"].sum() == IDS + 7
@@ -165,7 +174,7 @@ def test_serve_counts_what_score_counts_with_a_statement_over_1_mb(
     try:
         assert_counts_as_batch(service, events)
         assert service.quarantine.total == 0
-        assert service.metrics.cut.collect()[0].samples[0].value == 1
+        assert service.metrics.cut.collect()[0].samples[0].value == 2  # as score counts
     finally:
         service.stop()
 
