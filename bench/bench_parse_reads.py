@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
     data = reads()
-    fmt = native("pgaudit-jsonlog", None)
+    fmt = native("pgaudit-jsonlog")
     digest = hashlib.sha256()
     for n in range(args.passes):
         began = time.perf_counter()

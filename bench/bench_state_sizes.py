@@ -23,7 +23,7 @@ N = int(sys.argv[1])
 blob, ends = pool(N, 2 * N, seed=1)
 now = datetime(2026, 11, 28, 12, 0, 1, tzinfo=UTC)
 blob = blob.replace(LAP, b"0000").replace(STAMP, now.strftime("%Y-%m-%d %H:%M:%S.000 UTC").encode())
-fmt = formats.native("pgaudit-jsonlog", None)
+fmt = formats.native("pgaudit-jsonlog")
 ev = fmt.parse(Chunk("x", blob, 1)).events
 print("events", ev.height, "accounts", ev["actor.user.name"].n_unique())
 e = Engine(t, settings.Settings())

@@ -127,7 +127,7 @@ def files_to_read(
     found: dict[Path, str | None] = {}
     for path in paths:
         try:
-            found[path] = formats.get(format_name, path, log_line_prefix=log_line_prefix).name
+            found[path] = formats.get(format_name, path, told=formats.Told(log_line_prefix)).name
         except (NotALogError, OSError):
             found[path] = None  # read, and refused, as before
     kept, left_out = (
@@ -224,6 +224,7 @@ def read_events(
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     servers = Servers()
+    told = formats.Told(log_line_prefix, mariadb_timezone)
     names: set[str] = set()
     last = _last_of_each_server(paths)
     # A server's PostgreSQL logs, read so far: put together once its last one is read
@@ -235,9 +236,7 @@ def read_events(
     for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
         try:
-            fmt = file_format(
-                path, format_name, log_line_prefix, servers, mapping, mariadb_timezone
-            )
+            fmt = file_format(path, format_name, told, servers, mapping)
             events = _read_file(fmt, path, quarantine, summary)
         except QuarantineError:
             raise
@@ -285,21 +284,14 @@ def read_events(
 def file_format(
     path: Path,
     format_name: str,
-    log_line_prefix: str | None,
+    told: formats.Told,
     servers: Servers,
     mapping: Path | None = None,
-    mariadb_timezone: str | None = None,
 ) -> formats.Format:
     """The format reading ``path``: for PostgreSQL's stderr, one that goes on with the
     sessions left open by the files of its directory read before (``servers``): a
     server's sessions outlive its log files' rotations."""
-    fmt = formats.get(
-        format_name,
-        path,
-        mapping=mapping,
-        log_line_prefix=log_line_prefix,
-        mariadb_timezone=mariadb_timezone,
-    )
+    fmt = formats.get(format_name, path, mapping=mapping, told=told)
     servers.attach(fmt, str(path.parent))
     return fmt
 
@@ -394,7 +386,7 @@ STREAM_CHUNK_BYTES = 16 * 1024 * 1024
 def streamable(paths: Sequence[Path], format_name: str, log_line_prefix: str | None) -> bool:
     """True when every file is a PostgreSQL log, so :func:`event_batches` can read them."""
     return all(
-        formats.get(format_name, path, log_line_prefix=log_line_prefix).name in STREAMED_FORMATS
+        formats.get(format_name, path, told=formats.Told(log_line_prefix)).name in STREAMED_FORMATS
         for path in paths
     )
 
@@ -432,7 +424,7 @@ def event_batches(
     held: dict[Path, _Statements] = {}
     for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
-        fmt = file_format(path, format_name, log_line_prefix, servers)
+        fmt = file_format(path, format_name, formats.Told(log_line_prefix), servers)
         statements = held.setdefault(path.parent, _Statements(hold))
         try:
             for parsed in _parse_stream(fmt, path):
@@ -451,6 +443,23 @@ def event_batches(
     summary.rejected = Counter(quarantine.counts)
 
 
+def _in_period(
+    since: datetime | None,
+    until: datetime | None,
+    history_from: datetime | None,
+    margin: timedelta = timedelta(0),
+) -> pl.Expr:
+    """Events from ``since`` (or ``history_from``, if earlier) to ``until``, each end
+    widened by ``margin``; any time where an end is not given."""
+    start = since if since is None or history_from is None else min(since, history_from)
+    within = pl.lit(True)
+    if start is not None:
+        within &= pl.col(S.TIME) >= start - margin
+    if until is not None:
+        within &= pl.col(S.TIME) < until + margin
+    return within
+
+
 def _within_reach(
     events: pl.DataFrame,
     since: datetime | None,
@@ -461,12 +470,7 @@ def _within_reach(
     """``events`` that may fall within since/until (from ``history_from`` if given) once
     their clock is known: within a time zone's offset from UTC of it
     (:data:`detector.formats.mariadb.MAX_OFFSET`). The others are counted outside."""
-    start = since if since is None or history_from is None else min(since, history_from)
-    kept = events
-    if start is not None:
-        kept = kept.filter(pl.col(S.TIME) >= start - mariadb.MAX_OFFSET)
-    if until is not None:
-        kept = kept.filter(pl.col(S.TIME) < until + mariadb.MAX_OFFSET)
+    kept = events.filter(_in_period(since, until, history_from, mariadb.MAX_OFFSET))
     begins = begins_statement()
     summary.outside += events.filter(begins).height - kept.filter(begins).height
     return kept
@@ -482,17 +486,12 @@ def _keep(
 ) -> pl.DataFrame:
     """``events`` within since/until (from ``history_from`` if given), counted in
     ``summary`` by statement: ``COPY (SELECT ...) TO`` is one, not its two lines."""
-    kept = events
-    start = since if since is None or history_from is None else min(since, history_from)
-    if start is not None:
-        kept = kept.filter(pl.col(S.TIME) >= start)
-    if until is not None:
-        kept = kept.filter(pl.col(S.TIME) < until)
+    kept = events.filter(_in_period(since, until, history_from))
     begins = begins_statement()
     statements = kept.filter(begins).height
     summary.outside += events.filter(begins).height - statements
     summary.events[name] += statements
-    if since is not None and start != since:
+    if since is not None and history_from is not None and history_from < since:
         summary.history += kept.filter(begins & (pl.col(S.TIME) < since)).height
     if kept.height:
         first, last = kept[S.TIME].min(), kept[S.TIME].max()

@@ -76,7 +76,7 @@ def _mariadb_records(
             audit[-1] = (audit[-1][0], audit[-1][1] + line)
     # A slow-log record is written at the statement's end: (its header and text, its end)
     # from the parsed events, in the order the log has them.
-    slow = formats.native("mariadb-slow", None)
+    slow = formats.native("mariadb-slow")
     text = slow_log.read_bytes()
     starts = [m.start() for m in re.finditer(rb"^# User@Host: ", text, re.MULTILINE)]
     records = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
@@ -106,7 +106,7 @@ def mariadb_windows_cut_at(
 
     def reads(name: str, records: list[tuple[datetime, bytes]]) -> list[pl.DataFrame]:
         """``records`` (each with the time it is written at) parsed in the three reads."""
-        fmt = formats.native(name, None)
+        fmt = formats.native(name)
         parts: list[list[bytes]] = [[], [], []]
         for at, record in records:
             parts[sum(at + delta >= end for end in ends)].append(record)

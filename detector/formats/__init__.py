@@ -63,11 +63,13 @@ PG_OUTPUTS: Final = NATIVE[:3]
 # Formats whose files complement each other (one server's or account's logs): when a run
 # reads both, their events are joined into one per statement.
 # The join is told whether events are filed as the live engine files them (MariaDB
-# slow-log records at their end, see ``detector.live.engine``).
+# slow-log records at their end, see ``detector.live.engine``); a batch read has put a
+# MariaDB audit log's times on UTC already (``ingest.read_events``: ``mariadb.on_utc``),
+# the live engine's join sets the clock of what it closes.
 JOINS: Final[tuple[tuple[frozenset[str], Callable[[pl.DataFrame, bool], pl.DataFrame]], ...]] = (
     (
         frozenset({mariadb.AUDIT, mariadb.SLOW}),
-        lambda events, live: mariadb.join_slow(events, slow_at_end=live),
+        lambda events, live: mariadb.join_slow(events, slow_at_end=live, on_utc=not live),
     ),
     (
         frozenset({snowflake.QUERY_HISTORY, snowflake.ACCESS_HISTORY}),
@@ -89,9 +91,9 @@ __all__ = [
 ]
 
 
-def native(name: str, log_line_prefix: str | None, mariadb_timezone: str | None = None) -> Format:
+def native(name: str, told: Told = Told()) -> Format:
     """A native format by name (``NATIVE``), told what its server's settings say."""
-    return _NATIVE[name](Told(log_line_prefix, mariadb_timezone))
+    return _NATIVE[name](told)
 
 
 def join(events: pl.DataFrame, *, live: bool = False) -> pl.DataFrame:
@@ -109,8 +111,7 @@ def get(
     path: Path,
     *,
     mapping: Path | None = None,
-    log_line_prefix: str | None = None,
-    mariadb_timezone: str | None = None,
+    told: Told = Told(),
 ) -> Format:
     """The format for ``path``: ``name`` if given, else detected from its first lines.
 
@@ -125,8 +126,8 @@ def get(
     if name == "auto":
         if looks_binary(path):
             raise NotALogError(f"{path}: binary data, not a text log")
-        name = detect(path, head, log_line_prefix)
-    fmt = native(name, log_line_prefix, mariadb_timezone)
+        name = detect(path, head, told.log_line_prefix)
+    fmt = native(name, told)
     configure = getattr(
         fmt, "configure", None
     )  # formats that learn from the head (a prefix, a CSV header)
@@ -141,7 +142,7 @@ def detect(path: Path, head: list[str], log_line_prefix: str | None = None) -> s
     if not any(s.strip() for s in head):
         raise NotALogError(f"{path}: empty, nothing to read")
     for name in NATIVE:
-        if native(name, log_line_prefix).sniff(head):
+        if native(name, Told(log_line_prefix)).sniff(head):
             return name
     first = next(s for s in head if s.strip())
     raise NotALogError(

@@ -301,8 +301,14 @@ def join_text(text: pl.Expr) -> pl.Expr:
     return text.str.replace_all(r"\s+", " ").str.strip_chars(" ;").str.slice(0, 200)
 
 
-def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFrame:
+def join_slow(
+    events: pl.DataFrame, *, slow_at_end: bool = False, on_utc: bool = False
+) -> pl.DataFrame:
     """Audit statements with rows, bytes and duration from their slow-log records.
+
+    The audit log's clock is set by the slow log's first (:func:`audit_clock`), unless
+    ``on_utc`` says its times already are (``score`` sets it as it reads, before it
+    keeps the period: :func:`on_utc`).
 
     A slow-log record belongs to an audited statement with the same connection (thread)
     id and statement text whose audit time is within :data:`JOIN_TOLERANCE` of its end
@@ -330,7 +336,7 @@ def join_slow(events: pl.DataFrame, *, slow_at_end: bool = False) -> pl.DataFram
       tables' opening; the event takes the slow record's text, command, class and
       export too.
     """
-    paired = _paired(events, slow_at_end)
+    paired = _paired(events, slow_at_end, on_utc)
     if paired is None:
         return events
     rows, slow, found, _ = paired
@@ -398,7 +404,7 @@ class _Paired(NamedTuple):
     clocked: bool  # the audit log's clock was set by the slow log's
 
 
-def _paired(events: pl.DataFrame, slow_at_end: bool) -> _Paired | None:
+def _paired(events: pl.DataFrame, slow_at_end: bool, on_utc: bool = False) -> _Paired | None:
     """The pairs of :func:`join_slow` among ``events``; None if either log has none."""
     is_audit = audit_statement()
     is_slow = pl.col(S.SOURCE_FORMAT) == SLOW
@@ -411,7 +417,7 @@ def _paired(events: pl.DataFrame, slow_at_end: bool) -> _Paired | None:
         end, start = pl.col(S.TIME), pl.col(S.TIME) - _duration(pl.col(S.DURATION_MS))
     else:
         end, start = slow_end(pl.col(S.TIME), pl.col(S.DURATION_MS)), pl.col(S.TIME)
-    clock = audit_clock(audit, slow, end)
+    clock = None if on_utc else audit_clock(audit, slow, end)
     if clock is not None:
         rows = _on_utc(rows, clock)
         audit = rows.filter(is_audit)
@@ -491,8 +497,8 @@ def audit_clock(audit: pl.DataFrame, slow: pl.DataFrame, end: pl.Expr) -> pl.Dat
 def on_utc(events: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
     """``events`` (read by ``score``/``train``) with a MariaDB audit log's times put on
     UTC by the slow log's clock (:func:`audit_clock`), and the offsets found (seconds,
-    ascending; none when the clock is UTC or cannot be told). The join does it too
-    (:func:`join_slow`); done first, since/until select the audit records by UTC."""
+    ascending; none when the clock is UTC or cannot be told): the join's clock
+    (:func:`join_slow`), set before since/until select the audit records, by UTC."""
     audit = events.filter(pl.col(S.SOURCE_FORMAT) == AUDIT)
     slow = events.filter(pl.col(S.SOURCE_FORMAT) == SLOW)
     if audit.is_empty() or slow.is_empty():

@@ -70,7 +70,7 @@ def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
             name = formats.detect(Path("input"), head, told.log_line_prefix)
         except NotALogError as exc:
             raise NotALogError(str(exc).removeprefix("input: ")) from exc
-    fmt = formats.native(name, told.log_line_prefix, told.mariadb_timezone)
+    fmt = formats.native(name, told)
     configure = getattr(fmt, "configure", None)
     if configure is not None:
         configure(head)
@@ -461,12 +461,7 @@ class Service:
                 return None  # nothing to detect from yet; asked again when it has data
             if self.settings.format == "auto" and looks_binary(Path(path)):
                 raise NotALogError(f"{path}: binary data, not a text log")
-            fmt: Format | None = formats.get(
-                self.settings.format,
-                Path(path),
-                log_line_prefix=self._told.log_line_prefix,
-                mariadb_timezone=self._told.mariadb_timezone,
-            )
+            fmt: Format | None = formats.get(self.settings.format, Path(path), told=self._told)
         except (NotALogError, OSError) as exc:
             log.warning("%s", exc)
             fmt = None

@@ -189,7 +189,7 @@ def assert_no_other_format_sniffs(path: Path, *ours: str) -> None:
     head = head_lines(path)
     for name in formats.NATIVE:
         if name not in ours:
-            assert not formats.native(name, None).sniff(head), (name, path.name)
+            assert not formats.native(name).sniff(head), (name, path.name)
 
 
 # -- chunks -------------------------------------------------------------------------------

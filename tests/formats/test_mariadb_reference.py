@@ -56,15 +56,15 @@ def test_both_logs_are_detected_from_their_first_lines() -> None:
 )
 def test_no_mariadb_format_claims_a_postgresql_log(path: Path) -> None:
     head = head_lines(path)
-    assert not formats.native("mariadb-audit", None).sniff(head)
-    assert not formats.native("mariadb-slow", None).sniff(head)
+    assert not formats.native("mariadb-audit").sniff(head)
+    assert not formats.native("mariadb-slow").sniff(head)
 
 
 @pytest.mark.parametrize("path", [AUDIT, SLOW])
 def test_no_postgresql_format_claims_a_mariadb_log(path: Path) -> None:
     head = head_lines(path)
     for name in ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr"):
-        assert not formats.native(name, None).sniff(head), name
+        assert not formats.native(name).sniff(head), name
 
 
 def test_audit_select_names_its_table_and_has_no_volume() -> None:

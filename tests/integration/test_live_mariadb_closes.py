@@ -48,7 +48,7 @@ def logs(server_dir: Callable[[str], Path]) -> Iterator[tuple[Path, Path]]:
 
 
 def parsed(name: str, path: Path) -> pl.DataFrame:
-    return formats.native(name, None).parse(Chunk(str(path), path.read_bytes(), 1)).events
+    return formats.native(name).parse(Chunk(str(path), path.read_bytes(), 1)).events
 
 
 def test_a_close_anywhere_among_a_statements_records_counts_it_once_where_score_does(

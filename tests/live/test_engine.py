@@ -647,7 +647,7 @@ def test_no_log_line_names_the_overflow_bucket() -> None:
         ("pgaudit-jsonlog", pg.encode()),
         ("mariadb-audit", maria.replace(b",vm,bob,", b",vm,\x00(overflow),")),
     ):
-        events = formats.native(name, None).parse(Chunk("log", data, 1)).events
+        events = formats.native(name).parse(Chunk("log", data, 1)).events
         assert events[S.ACCOUNT].to_list() == ["\ufffd(overflow)"], name
 
 
@@ -700,7 +700,7 @@ def test_a_statement_split_between_reads_counts_once_when_its_session_shares_a_m
     # "latest" is every statement at the session's latest time.
     lines = [_audit_line(1, "s.a"), _audit_line(2, "COPY s.a")]
     lines += [_audit_line(3, t) for t in ("s.a", "s.b", "s.c")]
-    fmt = formats.native("pgaudit-jsonlog", None)
+    fmt = formats.native("pgaudit-jsonlog")
     engine = Engine(trained, settings.load())
     for first, part in ((1, lines[:3]), (4, lines[3:])):
         parsed = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in part).encode(), first))
@@ -722,7 +722,7 @@ def test_a_busy_session_has_only_its_latest_statement_held_between_reads(
         for n in range(1, 51)
         for t in (("s.a", "s.b") if n == 50 else ("s.a",))
     ]
-    fmt = formats.native("pgaudit-jsonlog", None)
+    fmt = formats.native("pgaudit-jsonlog")
     engine = Engine(trained, settings.load())
     parsed = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in lines).encode(), 1))
     engine.add(fmt.finish(parsed.events))
@@ -738,7 +738,7 @@ def test_the_rest_of_a_statement_after_its_window_closed_adds_no_statement(
     checkpoint and restore too): they add their tables, not a second statement or its
     rows again."""
     lines = [_audit_line(1, "s.a"), *(_audit_line(2, t) for t in ("s.a", "s.b", "s.c"))]
-    fmt = formats.native("pgaudit-jsonlog", None)
+    fmt = formats.native("pgaudit-jsonlog")
     first = Engine(trained, settings.load())
     part = fmt.parse(Chunk("log", "".join(f"{s}\n" for s in lines[:2]).encode(), 1))
     first.add(fmt.finish(part.events))
@@ -769,7 +769,7 @@ def test_a_statements_second_line_after_its_window_closed_adds_no_statement(
     lines = log.read_text().splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if "AUDIT: SESSION,7,1,READ,SELECT" in line) + 1
     assert "AUDIT: SESSION,7,2,READ,COPY" in lines[at]
-    fmt = formats.native("pgaudit-jsonlog", None)
+    fmt = formats.native("pgaudit-jsonlog")
     engine = Engine(trained, settings.load())
     closed = []
     for first, part in ((1, lines[:at]), (at + 1, lines[at:])):
@@ -806,7 +806,7 @@ def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_on
     end = next(i for i, line in enumerate(lines) if b",4,5,QUERY," in line) + 1  # INSERT
     log = tmp_path / "server_audit.log"
     log.write_bytes(b"".join(lines[:end]))
-    fmt = formats.native("mariadb-audit", None)
+    fmt = formats.native("mariadb-audit")
     clock = [0.0]
     follower = Follower([str(log)], record_start=lambda path: RECORD_START, clock=lambda: clock[0])
     engine = Engine(trained, settings.Settings())
@@ -1062,7 +1062,7 @@ def test_a_copy_of_a_select_begins_one_statement_as_score_counts_it(
         for line in (REFERENCE_PG / "postgresql.json").read_text().splitlines(keepends=True)
         if "COPY (SELECT" in line
     ]
-    fmt = formats.native("pgaudit-jsonlog", None)
+    fmt = formats.native("pgaudit-jsonlog")
     events = fmt.parse(Chunk("postgresql.json", "".join(copy).encode(), 1)).events
     assert events.height == 2
     assert Engine(trained, settings.Settings()).add(events) == 1
@@ -1087,7 +1087,7 @@ def test_a_local_time_audit_logs_clock_is_kept_across_a_restart(
     restart = connection_8.start()
 
     def events(name: str, data: bytes) -> pl.DataFrame:
-        return formats.native(name, None).parse(Chunk(name, data, 1)).events
+        return formats.native(name).parse(Chunk(name, data, 1)).events
 
     conf = settings.Settings()
     # One statement in both logs does not set the clock (a text run once on a reused
@@ -1145,7 +1145,7 @@ def test_an_audit_log_alone_written_ahead_of_the_wall_clock_is_put_on_utc(
 
     def audit(hours: int) -> pl.DataFrame:
         local = audit_log_ahead((reference / "server_audit.log").read_bytes(), hours)
-        return formats.native("mariadb-audit", None).parse(Chunk("a", local, 1)).events
+        return formats.native("mariadb-audit").parse(Chunk("a", local, 1)).events
 
     written = datetime(2026, 11, 28, 6, 59, tzinfo=UTC)  # the log's last record, UTC
     engine = Engine(trained, settings.Settings())
@@ -1173,7 +1173,7 @@ def test_a_close_just_after_a_mariadb_statements_audit_record_files_it_once_as_s
     a cutoff just after each second the audit log names (real 10.11 output, several
     workloads), every window counts what ``score`` counts."""
     logs = FIXTURES / "mariadb-heldout"
-    audit = formats.native("mariadb-audit", None)
+    audit = formats.native("mariadb-audit")
     records = audit.parse(Chunk("a", (logs / "server_audit.log").read_bytes(), 1)).events
     seconds = records[S.TIME].unique().sort()
     assert len(seconds) > 10
