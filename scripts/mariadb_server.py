@@ -231,13 +231,19 @@ class MariadbServer:
     def client(
         self, user: str, password: str, database: str, statements: str, check: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run ``statements`` as ``user`` over TCP (one connection); output as bytes."""
-        return subprocess.run(
+        """Run ``statements`` as ``user`` over TCP (one connection); output as bytes. With
+        ``check``, a failure raises with what the client said (a CI run once failed here
+        with only its exit status to go on)."""
+        done = subprocess.run(
             ["mariadb", "--no-defaults", "--protocol=TCP", "-h127.0.0.1", f"-P{self.port}",
              f"-u{user}", f"-p{password}", database, "--batch", "--skip-column-names",
              "-e", statements],
-            check=check, capture_output=True,
+            capture_output=True,
         )  # fmt: skip
+        if check and done.returncode != 0:
+            said = done.stderr.decode("utf-8", "replace").strip()
+            raise RuntimeError(f"mariadb as {user}: exit {done.returncode}: {said}")
+        return done
 
     def dump(self, user: str, password: str, database: str, table: str) -> bytes:
         """``mariadb-dump`` of one table over TCP; the dump's text."""
