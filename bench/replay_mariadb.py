@@ -36,6 +36,7 @@ import polars as pl
 
 from detector import features as F
 from detector import model, pipeline
+from detector.formats import Told
 from detector.live.follow import by_name, rotated_from
 from detector.live.service import Service
 from detector.reader import open_binary
@@ -115,7 +116,7 @@ def main() -> int:
         live, said = served(follow, args.model_dir, work / "state", args.mariadb_timezone)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"serve: {time.monotonic() - started:.0f} s, peak memory {peak:.0f} MiB; {said}")
-        events, _ = pipeline.read_events(logs, mariadb_timezone=args.mariadb_timezone)
+        events, _ = pipeline.read_events(logs, told=Told(mariadb_timezone=args.mariadb_timezone))
         batch = counted(events)
     for name, frame in (("serve", live), ("score", batch)):
         print(

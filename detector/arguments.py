@@ -6,13 +6,35 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from detector.formats.mariadb_audit import check_timezone
+from detector.formats import Told
 from detector.formats.pg_stderr import prefix_regex
+from detector.formats.zones import check_timezone
 
 TIMEZONE_HELP = (
     "the time zone of a MariaDB server's clock (IANA name, e.g. Europe/Berlin), in which its"
     " audit log writes its times (default: UTC, or set by the slow log's when both are read)"
 )
+POSTGRES_TIMEZONE_HELP = (
+    "a PostgreSQL server's log_timezone (IANA name, e.g. Asia/Shanghai), for the zone"
+    " abbreviations several zones print (CST, IST); without it, lines timed in them are"
+    " quarantined as unknown_zone"
+)
+
+
+def add_server_settings(parser: argparse.ArgumentParser) -> None:
+    """The options that tell what a log's server settings say and its lines do not."""
+    parser.add_argument(
+        "--log-line-prefix",
+        type=log_line_prefix,
+        help="the server's log_line_prefix, for stderr logs",
+    )
+    parser.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
+    parser.add_argument("--postgres-timezone", type=timezone, help=POSTGRES_TIMEZONE_HELP)
+
+
+def told(args: argparse.Namespace) -> Told:
+    """What :func:`add_server_settings`' options said."""
+    return Told(args.log_line_prefix, args.mariadb_timezone, args.postgres_timezone)
 
 
 def utc_time(text: str) -> datetime:

@@ -17,13 +17,7 @@ from typing import Final, NoReturn
 from pydantic import ValidationError
 
 from detector import evaluate, formats, model, pipeline, report, settings, simulate
-from detector.arguments import (
-    TIMEZONE_HELP,
-    log_file_problem,
-    log_line_prefix,
-    timezone,
-    utc_time,
-)
+from detector.arguments import add_server_settings, log_file_problem, told, utc_time
 from detector.reader import NotALogError
 from detector.rejects import Quarantine, QuarantineError
 
@@ -66,12 +60,7 @@ def _parser() -> argparse.ArgumentParser:
             help="input format (default: detect)",
         )
         p.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
-        p.add_argument(
-            "--log-line-prefix",
-            type=log_line_prefix,
-            help="the server's log_line_prefix, for stderr logs",
-        )
-        p.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
+        add_server_settings(p)
         p.add_argument("--config", type=Path, help="settings file (TOML)")
         p.add_argument(
             "--since",
@@ -119,12 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         "bundled sample log)",
     )
     serve.add_argument("--format", choices=formats.CHOICES[:-1], help="format (default: detect)")
-    serve.add_argument(
-        "--log-line-prefix",
-        type=log_line_prefix,
-        help="the server's log_line_prefix, for stderr logs",
-    )
-    serve.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
+    add_server_settings(serve)
     serve.add_argument("--state-dir", type=Path, help="checkpoints, results and the API token")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -148,10 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     successor.add_argument(
         "--format", default="auto", choices=formats.CHOICES[:-1], help="(default: detect)"
     )
-    successor.add_argument(
-        "--log-line-prefix", type=log_line_prefix, help="the server's log_line_prefix"
-    )
-    successor.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
+    add_server_settings(successor)
     successor.add_argument("--config", type=Path, help="settings file (TOML)")
     successor.add_argument(
         "--until", type=utc_time, help="end of the period learned from (default: now)"
@@ -214,12 +195,11 @@ def _check_period(since: datetime | None, until: datetime | None) -> None:
 
 def _log_options(args: argparse.Namespace) -> pipeline.LogOptions:
     """How ``train`` and ``score`` read their logs: --format, --mapping,
-    --log-line-prefix, --mariadb-timezone, --since and --until."""
+    --log-line-prefix, --mariadb-timezone, --postgres-timezone, --since and --until."""
     return pipeline.LogOptions(
         format_name=args.format,
         mapping=args.mapping,
-        log_line_prefix=args.log_line_prefix,
-        mariadb_timezone=args.mariadb_timezone,
+        told=told(args),
         since=args.since,
         until=args.until,
     )
@@ -313,6 +293,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         format=args.format,
         log_line_prefix=args.log_line_prefix,
         mariadb_timezone=args.mariadb_timezone,
+        postgres_timezone=args.postgres_timezone,
     )
     parent, _ = resume(model.load(args.model_dir), conf)
     try:
@@ -343,6 +324,7 @@ def run_serve(args: argparse.Namespace) -> int:
         format=args.format,
         log_line_prefix=args.log_line_prefix,
         mariadb_timezone=args.mariadb_timezone,
+        postgres_timezone=args.postgres_timezone,
         state_dir=args.state_dir,
         host=args.host,
         port=args.port,

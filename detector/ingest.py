@@ -28,7 +28,7 @@ from detector.formats import mariadb, mariadb_audit, pgaudit
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
 from detector.reader import UNREADABLE, NotALogError, head_lines, read_chunks
-from detector.rejects import Quarantine, QuarantineError
+from detector.rejects import Quarantine, QuarantineError, Reason
 
 
 @dataclass
@@ -76,6 +76,13 @@ class Summary:
             f"{self.context:,} context lines (connections, durations, server messages), "
             f"{rejected:,} lines rejected{f' ({reasons})' if reasons else ''}; events span {span}."
         )
+        if unplaced := self.rejected.get(Reason.UNKNOWN_ZONE, 0):
+            text += (
+                f" {unplaced:,} line(s) were timed in a zone abbreviation of several offsets"
+                " (CST: China, the central United States or Cuba; IST: India, Israel or"
+                " Ireland) or one not known: give the server's log_timezone (SHOW"
+                " log_timezone) with --postgres-timezone."
+            )
         if self.cut:
             text += (
                 f" {self.cut:,} statement(s) longer than 1 MB kept with their text cut"
@@ -116,7 +123,7 @@ def _offset(seconds: int) -> str:
 
 
 def files_to_read(
-    paths: Sequence[Path], format_name: str = "auto", log_line_prefix: str | None = None
+    paths: Sequence[Path], format_name: str = "auto", told: formats.Told = formats.Told()
 ) -> tuple[list[Path], list[Path]]:
     """``paths`` split into the files to read, in the order to read them, and those left
     out (:func:`one_output_per_server`); each directory's PostgreSQL logs read oldest
@@ -127,7 +134,7 @@ def files_to_read(
     found: dict[Path, str | None] = {}
     for path in paths:
         try:
-            found[path] = formats.get(format_name, path, told=formats.Told(log_line_prefix)).name
+            found[path] = formats.get(format_name, path, told=told).name
         except (NotALogError, OSError):
             found[path] = None  # read, and refused, as before
     kept, left_out = (
@@ -198,8 +205,7 @@ def read_events(
     *,
     format_name: str = "auto",
     mapping: Path | None = None,
-    log_line_prefix: str | None = None,
-    mariadb_timezone: str | None = None,
+    told: formats.Told = formats.Told(),
     quarantine: Quarantine | None = None,
     on_file: Callable[[str], None] = lambda name: None,
     since: datetime | None = None,
@@ -215,16 +221,16 @@ def read_events(
 
     Each directory's PostgreSQL logs are read oldest first (:func:`in_time_order`), as
     one log: sessions, statements (a rotation between a statement's lines) and cursors
-    go on from one file to the next. A MariaDB audit log's times are read in
-    ``mariadb_timezone`` if given. Unparsable lines go to ``quarantine``; a file that
+    go on from one file to the next. The formats are ``told`` what their servers'
+    settings say (a MariaDB audit log's times are read in ``told.mariadb_timezone``).
+    Unparsable lines go to ``quarantine``; a file that
     is not a log raises :class:`detector.reader.NotALogError`.
     """
     quarantine = quarantine or Quarantine(None)
-    paths, left_out = files_to_read(paths, format_name, log_line_prefix)
+    paths, left_out = files_to_read(paths, format_name, told)
     summary = Summary(files=len(paths), left_out=left_out)
     frames: list[pl.DataFrame] = []
     servers = Servers()
-    told = formats.Told(log_line_prefix, mariadb_timezone)
     names: set[str] = set()
     last = _last_of_each_server(paths)
     # A server's PostgreSQL logs, read so far: put together once its last one is read
@@ -383,12 +389,9 @@ PARSERS: Final = 2  # chunks parsed at once: one per core of a small server
 STREAM_CHUNK_BYTES = 16 * 1024 * 1024
 
 
-def streamable(paths: Sequence[Path], format_name: str, log_line_prefix: str | None) -> bool:
+def streamable(paths: Sequence[Path], format_name: str, told: formats.Told) -> bool:
     """True when every file is a PostgreSQL log, so :func:`event_batches` can read them."""
-    return all(
-        formats.get(format_name, path, told=formats.Told(log_line_prefix)).name in STREAMED_FORMATS
-        for path in paths
-    )
+    return all(formats.get(format_name, path, told=told).name in STREAMED_FORMATS for path in paths)
 
 
 def event_batches(
@@ -396,7 +399,7 @@ def event_batches(
     summary: Summary,
     *,
     format_name: str = "auto",
-    log_line_prefix: str | None = None,
+    told: formats.Told = formats.Told(),
     quarantine: Quarantine | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -415,7 +418,7 @@ def event_batches(
     ``summary`` is filled in as the files are read.
     """
     quarantine = quarantine or Quarantine(None)
-    paths, summary.left_out = files_to_read(paths, format_name, log_line_prefix)
+    paths, summary.left_out = files_to_read(paths, format_name, told)
     summary.files = len(paths)
     servers = Servers()
     last = _last_of_each_server(paths)
@@ -424,7 +427,7 @@ def event_batches(
     held: dict[Path, _Statements] = {}
     for i, path in enumerate(paths):
         on_file(f"reading {path.name}")
-        fmt = file_format(path, format_name, formats.Told(log_line_prefix), servers)
+        fmt = file_format(path, format_name, told, servers)
         statements = held.setdefault(path.parent, _Statements(hold))
         try:
             for parsed in _parse_stream(fmt, path):

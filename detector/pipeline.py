@@ -13,7 +13,7 @@ from typing import Final, TypedDict, Unpack
 import numpy as np
 import polars as pl
 
-from detector import carried, ingest, model, partials, profile
+from detector import carried, formats, ingest, model, partials, profile
 from detector import features as F
 from detector import schema as S
 from detector.explain import Judge
@@ -129,14 +129,13 @@ def train(
 class LogOptions(TypedDict, total=False):
     """How logs are read and which of their events are kept, as the command line's
     ``--format``, ``--mapping``, ``--log-line-prefix``, ``--mariadb-timezone``,
-    ``--since`` and ``--until`` say:
+    ``--postgres-timezone`` (``told``), ``--since`` and ``--until`` say:
     the keyword arguments of :func:`read_period` (its defaults where left out) that
     :func:`score_logs` and :func:`score_logs_to` pass on."""
 
     format_name: str
     mapping: Path | None
-    log_line_prefix: str | None
-    mariadb_timezone: str | None
+    told: formats.Told
     since: datetime | None
     until: datetime | None
 
@@ -148,8 +147,7 @@ def read_period(
     *,
     format_name: str = "auto",
     mapping: Path | None = None,
-    log_line_prefix: str | None = None,
-    mariadb_timezone: str | None = None,
+    told: formats.Told = formats.Told(),
     since: datetime | None = None,
     until: datetime | None = None,
     history_from: datetime | None = None,
@@ -159,13 +157,13 @@ def read_period(
     ``history_from`` on if given: :func:`detector.ingest.read_events`). PostgreSQL logs
     are read batch by batch and folded as they come; other formats, whose records are
     joined across the whole file, are read whole first."""
-    if mapping is None and ingest.streamable(paths, format_name, log_line_prefix):
+    if mapping is None and ingest.streamable(paths, format_name, told):
         summary = Summary()
         batches = ingest.event_batches(
             paths,
             summary,
             format_name=format_name,
-            log_line_prefix=log_line_prefix,
+            told=told,
             quarantine=quarantine,
             since=since,
             until=until,
@@ -177,8 +175,7 @@ def read_period(
         paths,
         format_name=format_name,
         mapping=mapping,
-        log_line_prefix=log_line_prefix,
-        mariadb_timezone=mariadb_timezone,
+        told=told,
         quarantine=quarantine,
         since=since,
         until=until,

@@ -25,6 +25,9 @@ class Reason(StrEnum):
     UNRECOGNISED = "unrecognised"  # does not look like a line of the detected format
     TRUNCATED = "truncated"  # a record cut short: too few fields, unterminated AUDIT record
     BAD_FIELD = "bad_field"  # a field with an impossible value: unparsable time, bad number
+    # a time in a zone abbreviation of several zones (CST: China or the central United
+    # States) or none known: the server's zone is to be told (postgres_timezone)
+    UNKNOWN_ZONE = "unknown_zone"
     NOT_AUDIT = "not_audit"  # a well-formed record lacking the fields an audit event needs
     TOO_LONG = "too_long"  # a record longer than MAX_LINE_CHARS bytes
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -29,6 +29,9 @@ from pydantic_settings import (
 )
 
 from detector.durations import Horizons, parse, span
+
+if TYPE_CHECKING:
+    from detector.formats import Told
 
 SEVERITY_BANDS = ("low", "medium", "high")  # lowest first; "critical" is the guardrail's
 
@@ -159,6 +162,12 @@ class Settings(BaseSettings):
         description="The time zone of a MariaDB server's clock (IANA name, e.g. Europe/Berlin),"
         " in which its audit log writes its times; unset: UTC, or set by the slow log's.",
     )
+    postgres_timezone: str | None = Field(
+        None,
+        description="A PostgreSQL server's log_timezone (IANA name, e.g. Asia/Shanghai), for"
+        " the zone abbreviations several zones print (CST, IST); unset: lines timed in them"
+        " are quarantined (unknown_zone).",
+    )
     lateness: str = Field(
         "30s",
         description="How long after a window's end (event time) late events still count in it.",
@@ -248,11 +257,11 @@ class Settings(BaseSettings):
             prefix_regex(value)  # an escape it cannot read: said now, not mid-run
         return value
 
-    @field_validator("mariadb_timezone")
+    @field_validator("mariadb_timezone", "postgres_timezone")
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
-            from detector.formats.mariadb_audit import check_timezone
+            from detector.formats.zones import check_timezone
 
             check_timezone(value)
         return value
@@ -302,6 +311,12 @@ class Settings(BaseSettings):
     @property
     def horizon_spec(self) -> Horizons:
         return Horizons(base=self.window, longer=tuple(self.horizons))
+
+    def told(self) -> Told:
+        """What the followed logs' servers' settings say and the logs do not."""
+        from detector.formats import Told  # Polars: not for the API process
+
+        return Told(self.log_line_prefix, self.mariadb_timezone, self.postgres_timezone)
 
     @classmethod
     def settings_customise_sources(

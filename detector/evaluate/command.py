@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
-from detector.arguments import TIMEZONE_HELP, log_file_problem, timezone, utc_time
+from detector.arguments import add_server_settings, log_file_problem, told, utc_time
 from detector.evaluate import evaluation, report
 from detector.evaluate.inputs import EvaluateError, in_period, load_labels, load_scores
 from detector.reader import NotALogError
@@ -65,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--format", default="auto", choices=formats.CHOICES, help="log format")
     parser.add_argument("--mapping", type=Path, help="TOML mapping for generic NDJSON/CSV exports")
-    parser.add_argument("--log-line-prefix", help="the server's log_line_prefix, for stderr logs")
-    parser.add_argument("--mariadb-timezone", type=timezone, help=TIMEZONE_HELP)
+    add_server_settings(parser)
     parser.add_argument("--config", type=Path, help="settings file (TOML)")
 
 
@@ -101,8 +100,7 @@ def _events(args: argparse.Namespace) -> pl.DataFrame:
         args.logs,
         format_name=args.format,
         mapping=args.mapping,
-        log_line_prefix=args.log_line_prefix,
-        mariadb_timezone=args.mariadb_timezone,
+        told=told(args),
         quarantine=quarantine,
         until=args.until,
     )

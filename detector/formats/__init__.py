@@ -32,18 +32,20 @@ from detector.reader import NotALogError, head_lines, looks_binary
 @dataclass(frozen=True)
 class Told:
     """What a log does not say of itself and its server's settings do: PostgreSQL's
-    ``log_line_prefix`` (stderr), the time zone of a MariaDB server's clock (its audit
-    log's times)."""
+    ``log_line_prefix`` (stderr) and ``log_timezone`` (where the abbreviation it prints
+    names several zones), the time zone of a MariaDB server's clock (its audit log's
+    times)."""
 
     log_line_prefix: str | None = None
     mariadb_timezone: str | None = None
+    postgres_timezone: str | None = None
 
 
 # Every native format by name, most specific first: detection tries them in this order.
 _NATIVE: Final[dict[str, Callable[[Told], Format]]] = {
-    "pgaudit-jsonlog": lambda told: PgJsonlog(),
-    "pgaudit-csvlog": lambda told: PgCsvlog(),
-    "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix),
+    "pgaudit-jsonlog": lambda told: PgJsonlog(told.postgres_timezone),
+    "pgaudit-csvlog": lambda told: PgCsvlog(told.postgres_timezone),
+    "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix, told.postgres_timezone),
     "mariadb-audit": lambda told: MariadbAudit(told.mariadb_timezone),
     "mariadb-slow": lambda told: MariadbSlow(),
     "snowflake-query-history": lambda told: snowflake.QueryHistory(),

@@ -25,7 +25,6 @@ record, and a connection's CONNECT is usually in an earlier chunk than its state
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Final
 
 import polars as pl
@@ -151,19 +150,6 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     return records.with_columns(
         pl.when(since.is_not_null()).then(base + "/" + since).otherwise(base).alias(S.SESSION)
     )
-
-
-def check_timezone(name: str) -> str:
-    """``name`` if it names a time zone (IANA, e.g. ``Europe/Berlin``); else ValueError.
-    Asked of Polars' own zone database, the one that reads the times; "" (which Polars
-    takes for no zone) is none."""
-    try:
-        pl.Series([datetime(2026, 1, 1)]).dt.replace_time_zone(name if name.strip() else "-")
-    except pl.exceptions.PolarsError as exc:
-        raise ValueError(
-            f"{name!r} is not a time zone: give an IANA name such as Europe/Berlin or UTC"
-        ) from exc
-    return name
 
 
 def local_to_utc(local: pl.Expr, timezone: str | None) -> pl.Expr:

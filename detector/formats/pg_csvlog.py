@@ -47,6 +47,9 @@ class PgCsvlog:
     finish = staticmethod(pgaudit.finish)
     record_start = RECORD_START
 
+    def __init__(self, timezone: str | None = None) -> None:
+        self.timezone = timezone  # the server's log_timezone, if told
+
     def sniff(self, head: list[str]) -> bool:
         lines = [s for s in head if s.strip()]
         if not lines or _SNIFF.match(lines[0]) is None:
@@ -78,7 +81,7 @@ class PgCsvlog:
             "message",
             pl.col("query").alias("statement"),
         )
-        parsed = pgaudit.to_events(rows, self.name)
+        parsed = pgaudit.to_events(rows, self.name, timezone=self.timezone)
         found = pl.concat([bad, short, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         return parsed

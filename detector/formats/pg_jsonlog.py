@@ -44,6 +44,9 @@ class PgJsonlog:
     name = "pgaudit-jsonlog"
     finish = staticmethod(pgaudit.finish)
 
+    def __init__(self, timezone: str | None = None) -> None:
+        self.timezone = timezone  # the server's log_timezone, if told
+
     def sniff(self, head: list[str]) -> bool:
         lines = [s for s in head if s.strip()]
         return bool(lines) and all(
@@ -95,7 +98,7 @@ class PgJsonlog:
             "message",
             "statement",
         )
-        parsed = pgaudit.to_events(records, self.name)
+        parsed = pgaudit.to_events(records, self.name, timezone=self.timezone)
         parsed.rejects = pl.concat([no_fields, parsed.rejects])
         return parsed
 

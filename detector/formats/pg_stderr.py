@@ -197,8 +197,9 @@ class PgStderr:
     record_start = RECORD_START
     chunk_bytes = CHUNK_BYTES
 
-    def __init__(self, log_line_prefix: str | None = None) -> None:
+    def __init__(self, log_line_prefix: str | None = None, timezone: str | None = None) -> None:
         self.log_line_prefix = log_line_prefix
+        self.timezone = timezone  # the server's log_timezone, if told
         self._servers, self._server = Servers(), ""
 
     def sniff(self, head: list[str]) -> bool:
@@ -267,7 +268,9 @@ class PgStderr:
         records = _sessions(records)
         if _user_at_database(prefix) and records["dbname"].str.contains("@", literal=True).any():
             records = _named_by_connections(_split_at_last_at(records))
-        parsed = pgaudit.to_events(records, self.name, sessions_carried=True)
+        parsed = pgaudit.to_events(
+            records, self.name, sessions_carried=True, timezone=self.timezone
+        )
         found = pl.concat([bad, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: lines)
         return parsed

@@ -49,10 +49,10 @@ import polars as pl
 
 from detector import schema as S
 from detector.features import begins_statement
-from detector.formats import pg_replication
+from detector.formats import pg_replication, zones
 from detector.formats.base import Parsed
 from detector.reader import CUT_MARKER_RE
-from detector.rejects import MAX_LINE_CHARS, Reason, rejects
+from detector.rejects import MAX_LINE_CHARS, Reason, empty_rejects, rejects
 
 RECORD_COLUMNS: Final = pl.Schema(
     {
@@ -189,24 +189,13 @@ def unquote_csv(col: pl.Expr) -> pl.Expr:
     return pl.when(quoted).then(inner).otherwise(col)
 
 
-# Zone abbreviations PostgreSQL prints for log_timezone, and their offsets in minutes.
-# Only unambiguous ones: CST, IST, BST-in-Asia and the like mean different offsets in
-# different places, so such lines are rejected (bad_field) rather than misdated.
-ZONE_MINUTES: Final = {
-    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 60, "CET": 60, "CEST": 120,
-    "MET": 60, "MEST": 120, "EET": 120, "EEST": 180, "MSK": 180,
-    "EST": -300, "EDT": -240, "CDT": -300, "MST": -420, "MDT": -360,
-    "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600,
-    "JST": 540, "KST": 540, "HKT": 480, "SGT": 480, "AWST": 480,
-    "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
-}  # fmt: skip
-
-
-def parse_time(ts: pl.Expr) -> pl.Expr:
+def parse_time(ts: pl.Expr, timezone: str | None = None) -> pl.Expr:
     """PostgreSQL's ``%m``/``%t`` timestamp (``2026-11-28 06:55:02.403 UTC``) as UTC.
 
-    Numeric offsets (``+01``, ``-0530``) and the unambiguous zone abbreviations of
-    :data:`ZONE_MINUTES` are understood; others give null (the line is then rejected).
+    Numeric offsets (``+01``, ``-0530``) and the zone abbreviations of
+    :data:`zones.ZONE_MINUTES` are understood, and with ``timezone`` (the server's
+    ``log_timezone``) the abbreviations that zone prints, by its rules (``CST`` in
+    Asia/Shanghai is UTC+8); others give null (the line is then rejected).
     """
     parts = ts.str.extract_groups(_TS_RE)
     naive = parts.struct.field("1").str.to_datetime(
@@ -218,9 +207,25 @@ def parse_time(ts: pl.Expr) -> pl.Expr:
         "3"
     ).cast(pl.Int64, strict=False).fill_null(0)
     numeric = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
-    named = zone.replace_strict(ZONE_MINUTES, default=None, return_dtype=pl.Int64)
+    named = zone.replace_strict(zones.ZONE_MINUTES, default=None, return_dtype=pl.Int64)
     signed = pl.coalesce(numeric, named, pl.when(zone == "").then(pl.lit(0)))
-    return (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
+    utc = (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
+    if timezone is None:
+        return utc
+    own, _ = zones.abbreviations(timezone)
+    # The zone's own abbreviations by its rules, before the common meaning of one (PST
+    # in Asia/Manila); any other name it does not know, by its rules too.
+    in_zone = zone.is_in(list(own)) if own else named.is_null() & (zone != "")
+    zoned = zones.local_to_utc(naive, zone, timezone).dt.convert_time_zone("UTC")
+    return pl.when(in_zone & numeric.is_null()).then(zoned).otherwise(utc)
+
+
+def unknown_zone(ts: pl.Expr) -> pl.Expr:
+    """Whether a timestamp's zone is a name (not an offset) that :func:`parse_time`
+    could not read: an abbreviation of several zones (``CST``), or none it knows."""
+    zone = ts.str.extract(_TS_RE, 2)
+    named = zone.str.contains(r"^[A-Za-z]") & ~zone.is_in(list(zones.ZONE_MINUTES))
+    return named.fill_null(False)
 
 
 def relations_in(text: pl.Expr, *, ctes: bool = True) -> pl.Expr:
@@ -339,7 +344,11 @@ def _quote_identifier(name: pl.Expr) -> pl.Expr:
 
 
 def to_events(
-    records: pl.DataFrame, source_format: str, *, sessions_carried: bool = False
+    records: pl.DataFrame,
+    source_format: str,
+    *,
+    sessions_carried: bool = False,
+    timezone: str | None = None,
 ) -> Parsed:
     """Events and rejects (without raw lines) from a records frame (:data:`RECORD_COLUMNS`).
 
@@ -356,6 +365,9 @@ def to_events(
     connection line, maybe in an earlier chunk, does), AUDIT records with no user are
     kept for :mod:`detector.formats.pg_sessions` to give them their session's user, and
     ``Parsed.sessions`` says which sessions the chunk's connection lines open.
+
+    Times are read by :func:`parse_time` (in ``timezone``, the server's ``log_timezone``,
+    if told); a record whose zone abbreviation it cannot place is ``unknown_zone``.
     """
     total = records.height
     msg, sev = pl.col("message"), pl.col("severity")
@@ -390,8 +402,8 @@ def to_events(
     if sessions_carried:  # a session's end, for pg_sessions to forget it first
         relevant = relevant | msg.str.starts_with("disconnection:")
     records = records.filter(relevant)
-    records = records.with_columns(_parse_times(records["ts"]).alias(S.TIME))
-    bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
+    records = records.with_columns(_parse_times(records["ts"], timezone).alias(S.TIME))
+    bad_time = _untimed(records)
     records = records.filter(pl.col(S.TIME).is_not_null())
     records = _fill_session_attributes(records)
 
@@ -569,7 +581,22 @@ def _with_durations(statements: pl.DataFrame, durations: pl.DataFrame) -> pl.Dat
     )
 
 
-def _parse_times(ts: pl.Series) -> pl.Series:
+def _untimed(records: pl.DataFrame) -> pl.DataFrame:
+    """The records whose time did not parse, as rejects: ``unknown_zone`` where the
+    zone was a name it could not place, else ``bad_field``."""
+    if not records[S.TIME].null_count():
+        return empty_rejects()
+    untimed = records.filter(pl.col(S.TIME).is_null())
+    unplaced = unknown_zone(pl.col("ts"))
+    return pl.concat(
+        [
+            rejects(untimed, ~unplaced, Reason.BAD_FIELD),
+            rejects(untimed, unplaced, Reason.UNKNOWN_ZONE),
+        ]
+    )
+
+
+def _parse_times(ts: pl.Series, timezone: str | None) -> pl.Series:
     """:func:`parse_time` for a column, with a fast path for the usual all-UTC log."""
     if ts.len() and ts.str.ends_with(" UTC").all():
         naive = ts.str.head(-4)
@@ -582,7 +609,7 @@ def _parse_times(ts: pl.Series) -> pl.Series:
             time_unit="us",
             strict=False,
         ).dt.replace_time_zone("UTC")
-    return ts.to_frame("ts").select(parse_time(pl.col("ts")).alias("ts"))["ts"]
+    return ts.to_frame("ts").select(parse_time(pl.col("ts"), timezone).alias("ts"))["ts"]
 
 
 # The user (u), database (d) and application (a) a session's connection line names.

@@ -148,10 +148,10 @@ class Retrainer:
         stats = {p: p.stat() for p in self.paths()}
         paths = [p for p, st in stats.items() if st.st_mtime >= since.timestamp()]
         size = sum(stats[p].st_size for p in paths)
-        fmt, prefix = self.settings.format, self.settings.log_line_prefix
+        fmt, told = self.settings.format, self.settings.told()
         # PostgreSQL logs are streamed (memory follows the account-windows); the
         # other formats' records are joined across whole files, read into memory.
-        if size > self.settings.retrain_max_bytes and not ingest.streamable(paths, fmt, prefix):
+        if size > self.settings.retrain_max_bytes and not ingest.streamable(paths, fmt, told):
             raise model.ModelError(
                 f"the period's logs are {size / 1e9:.1f} GB, over retrain_max_bytes "
                 f"({self.settings.retrain_max_bytes / 1e9:.1f} GB): training reads logs "
@@ -185,8 +185,7 @@ def _train(
         paths,
         parent.horizons.base,  # the parent's window, not the settings' (see retrain)
         format_name=settings.format,
-        log_line_prefix=settings.log_line_prefix,
-        mariadb_timezone=settings.mariadb_timezone,
+        told=settings.told(),
         since=since,
         until=until,
     )

@@ -118,7 +118,7 @@ class Service:
         model_dir: Path,
     ) -> None:
         self.settings = settings
-        self._told = formats.Told(settings.log_line_prefix, settings.mariadb_timezone)
+        self._told = settings.told()
         self.trained = trained
         self.model_dir = model_dir
         self.metrics = Metrics()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from detector import formats
 from detector import schema as S
+from detector.formats import Told
 from detector.ingest import merge_split_statements
 from detector.pipeline import read_events
 from detector.reader import GZIP_MAGIC, Chunk, head_lines, read_chunks
@@ -144,7 +145,7 @@ def read_bytes(data: bytes, format_name: str, mariadb_timezone: str | None = Non
                 [path],
                 format_name=format_name,
                 quarantine=quarantine,
-                mariadb_timezone=mariadb_timezone,
+                told=Told(mariadb_timezone=mariadb_timezone),
             )
         finally:
             quarantine.close()

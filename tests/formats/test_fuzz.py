@@ -40,6 +40,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from detector import schema as S
+from detector.formats import Told
 from detector.formats.mapped import MappingError
 from detector.pipeline import read_events
 from detector.reader import NotALogError
@@ -93,7 +94,7 @@ class Spec:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        return {"log_line_prefix": PREFIX} if self.kind == "stderr" else {}
+        return {"told": Told(log_line_prefix=PREFIX)} if self.kind == "stderr" else {}
 
     @property
     def is_json(self) -> bool:
@@ -410,7 +411,7 @@ def check_interleaved(
 ) -> None:
     lines, marks = interleave(spec.lines, inserts)
     data = _join(lines, b"\r\n" if crlf else b"\n")
-    result = run(spec, data, fmt, **({"log_line_prefix": None} if fmt == "auto" else {}))
+    result = run(spec, data, fmt, **({"told": Told()} if fmt == "auto" else {}))
     assert_quarantine_well_formed(result)
     assert_same_events(result.events, clean(spec.id), drop_cr=crlf)
     garbage = sorted(m[0] for m in marks)
@@ -808,7 +809,7 @@ def test_stderr_prefix_is_still_found_with_garbage_in_the_head() -> None:
     the file (a process writing to the server's stderr) must not lose every record."""
     spec = SPEC["stderr"]
     data = b"stray line one\nstray line two\nstray line three\n" + spec.data
-    result = run(spec, data, log_line_prefix=None)
+    result = run(spec, data, told=Told())
     assert_same_events(result.events, clean("stderr"))
     assert result.rejected == [1, 2, 3]
 

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 
 from detector import formats
 from detector import schema as S
+from detector.formats import Told
 from detector.formats.mariadb_audit import MariadbAudit
 from detector.pipeline import read_events
 from detector.reader import head_lines
@@ -233,9 +234,9 @@ def test_the_audit_logs_times_are_read_in_the_servers_time_zone_when_told() -> N
     are UTC, a zone that is not the server's (this one ran on UTC) is set right by the
     statements both logs hold, each paired with its volume as without it."""
     as_utc, _ = read_events([AUDIT])
-    told, _ = read_events([AUDIT], mariadb_timezone="Asia/Shanghai")
+    told, _ = read_events([AUDIT], told=Told(mariadb_timezone="Asia/Shanghai"))
     assert told[S.TIME].to_list() == [t - timedelta(hours=8) for t in as_utc[S.TIME]]
-    wrong, _ = read_events([AUDIT, SLOW], mariadb_timezone="Asia/Shanghai")
+    wrong, _ = read_events([AUDIT, SLOW], told=Told(mariadb_timezone="Asia/Shanghai"))
     assert_frame_equal(wrong, both())
 
 

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from detector import schema as S
+from detector.formats import Told
 from detector.formats.pg_stderr import COMMON_PREFIXES
 from detector.reader import NotALogError
 from tests.conftest import OUTPUTS, PG_SCENARIOS, parse
@@ -138,7 +139,7 @@ def test_a_prefix_of_ones_own_is_read_when_given_without_a_format() -> None:
     assert prefix["log_line_prefix"] not in COMMON_PREFIXES
     with pytest.raises(NotALogError):
         parse(path)
-    ev, quarantine = parse(path, log_line_prefix=prefix["log_line_prefix"])
+    ev, quarantine = parse(path, told=Told(log_line_prefix=prefix["log_line_prefix"]))
     assert quarantine.total == 0
     reads = ev.filter(pl.col(S.CLASS) == "READ")
     assert reads[S.ROWS].to_list() == [s["rows"] for s in prefix["statements"]]

@@ -24,6 +24,7 @@ import pytest
 
 from detector import model, pipeline
 from detector import schema as S
+from detector.formats import Told
 from detector.ingest import Summary
 from detector.live.engine import Engine
 from detector.live.service import Service
@@ -539,7 +540,9 @@ def test_an_audit_log_alone_is_read_in_the_servers_time_zone_across_the_end_of_s
     text = server.audit_log.read_text()
     assert text.count("20261025 02:40:") >= 2  # the same local time, an hour apart
     told = Quarantine(None)
-    zoned, _ = read_events([server.audit_log], mariadb_timezone="Europe/Berlin", quarantine=told)
+    zoned, _ = read_events(
+        [server.audit_log], told=Told(mariadb_timezone="Europe/Berlin"), quarantine=told
+    )
     assert told.total == 0
     utc, _ = read(server.audit_log)
     for when, n in reads.items():
@@ -592,7 +595,7 @@ def test_serve_told_the_servers_time_zone_files_an_audit_log_alone_at_utc(
         return {(a, at): n for a, at, n in rows if a in ACCOUNTS}
 
     windows.update(statements(rest))
-    events, _ = read_events([server.audit_log], mariadb_timezone="Asia/Shanghai")
+    events, _ = read_events([server.audit_log], told=Told(mariadb_timezone="Asia/Shanghai"))
     assert windows == statements(pipeline.score(events, trained, conf))
     assert sum(windows.values()) == sum(truth.statements.values())
     assert all(abs(at - clock) < timedelta(minutes=30) for _, at in windows)

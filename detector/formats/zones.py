@@ -1,0 +1,83 @@
+"""Time zones of servers' logs: the zone abbreviations PostgreSQL prints, and a server's
+own zone (IANA name) when a log's times do not say theirs.
+
+PostgreSQL writes each time in ``log_timezone`` with the zone's abbreviation
+(``2026-12-01 13:44:09.757 CST``), or an offset where the zone has none (``-03``). Most
+abbreviations name one offset wherever they are printed. A few name several: ``CST``
+is UTC+8 in China, UTC-6 in the central United States and UTC-5 in Cuba; ``IST`` is
+India, Israel or Ireland. Those are read only in the server's zone when it is told
+(``postgres_timezone``); else such lines are quarantined as ``unknown_zone``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+# Abbreviations and their offsets in minutes, as the zone database prints them since
+# 2018 (tests/formats/test_zones.py checks each against it). Left out: those with more
+# than one offset, CST, IST (and KST, UTC+8:30 in Pyongyang in 2018). Two are kept with
+# their most common meaning though Asia/Manila and America/Havana print them too:
+# PST (not UTC+8) and CDT (not UTC-4); told a server's zone, its own offsets come first.
+ZONE_MINUTES: Final = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 60, "BST": 60, "CET": 60, "CEST": 120,
+    "MET": 60, "MEST": 120, "EET": 120, "EEST": 180, "MSK": 180, "WAT": 60, "CAT": 120,
+    "SAST": 120, "EAT": 180, "IDT": 180, "PKT": 300,
+    "NST": -210, "NDT": -150, "AST": -240, "ADT": -180,
+    "EST": -300, "EDT": -240, "CDT": -300, "MST": -420, "MDT": -360,
+    "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600, "HDT": -540,
+    "SST": -660, "WIB": 420, "WITA": 480, "WIT": 540,
+    "JST": 540, "KST": 540, "HKT": 480, "AWST": 480, "ChST": 600,
+    "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
+}  # fmt: skip
+# Printed by zones at different offsets: read only in a zone told.
+AMBIGUOUS: Final = frozenset({"CST", "IST"})
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it names a time zone (IANA, e.g. ``Europe/Berlin``); else ValueError.
+    Asked of Polars' own zone database, the one that reads the times; "" (which Polars
+    takes for no zone) is none."""
+    try:
+        pl.Series([datetime(2026, 1, 1)]).dt.replace_time_zone(name if name.strip() else "-")
+    except pl.exceptions.PolarsError as exc:
+        raise ValueError(
+            f"{name!r} is not a time zone: give an IANA name such as Europe/Berlin or UTC"
+        ) from exc
+    return name
+
+
+@cache
+def abbreviations(zone: str) -> tuple[frozenset[str], str | None]:
+    """The abbreviations ``zone`` has printed in the last ten years, and of them the one
+    outside summer time (``CST`` of CST and CDT for America/Chicago, ``GMT`` of GMT and
+    BST for Europe/London); nothing if Python's zone database does not know ``zone``."""
+    try:
+        info = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return frozenset(), None
+    year = datetime.now(UTC).year
+    names: set[str] = set()
+    standard = None
+    for y in range(year - 10, year + 2):
+        for month in range(1, 13):
+            local = datetime(y, month, 1, tzinfo=UTC).astimezone(info)
+            name = local.tzname() or ""
+            names.add(name)
+            if not local.dst() and y >= year - 1:
+                standard = name
+    return frozenset(names), standard
+
+
+def local_to_utc(naive: pl.Expr, abbreviation: pl.Expr, zone: str) -> pl.Expr:
+    """Times written in ``zone`` (naive), on UTC. In the hour that comes twice when summer
+    time ends, the abbreviation printed with each tells which pass it is (the zone's
+    standard one: the second); a time in the hour skipped is null."""
+    _, standard = abbreviations(zone)
+    second = abbreviation == standard if standard is not None else pl.lit(False)
+    ambiguous = pl.when(second).then(pl.lit("latest")).otherwise(pl.lit("earliest"))
+    return naive.dt.replace_time_zone(zone, ambiguous=ambiguous, non_existent="null")

@@ -1,0 +1,159 @@
+"""PostgreSQL servers whose ``log_timezone`` is not UTC, on a real PostgreSQL 15 + pgAudit.
+
+initdb sets ``log_timezone`` to the machine's zone, and PostgreSQL prints each time with
+that zone's abbreviation. Some abbreviations name several offsets: ``CST`` is UTC-6 on a
+server in Chicago and UTC+8 on one in Shanghai; ``IST`` is UTC+5:30 in India. Told the
+server's zone (``postgres_timezone``), every output's events are at the UTC times the
+statements ran, through the hour that comes twice when summer time ends (``01:20 CDT``
+and ``01:20 CST``); not told, those lines are quarantined as ``unknown_zone`` and the
+run's summary says what to give, none misdated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+
+from detector import model, pipeline
+from detector import schema as S
+from detector.formats import Told
+from detector.ingest import read_events
+from detector.live.service import Service
+from detector.rejects import Quarantine, Reason
+from detector.settings import Settings
+from tests.conftest import OUTPUTS
+from tests.integration.conftest import MODEL, free_port, require_postgres, wait_for_logs
+
+pytestmark = pytest.mark.postgres
+
+# Each zone, and the UTC moments its server's clock is set to before a read: in Chicago
+# 01:20 CDT and an hour later 01:20 CST (summer time ended at 02:00 CDT); in Shanghai and
+# Kolkata either side of local midnight.
+ZONES = {
+    "America/Chicago": [datetime(2026, 11, 1, 6, 20, tzinfo=UTC), datetime(2026, 11, 1, 7, 20, tzinfo=UTC)],
+    "Asia/Shanghai": [datetime(2026, 11, 2, 15, 50, tzinfo=UTC), datetime(2026, 11, 2, 16, 10, tzinfo=UTC)],
+    "Asia/Kolkata": [datetime(2026, 11, 2, 18, 20, tzinfo=UTC), datetime(2026, 11, 2, 18, 40, tzinfo=UTC)],
+}  # fmt: skip
+ROWS = [7, 9]  # rows the clerk reads at each moment
+SLACK = timedelta(seconds=20)  # the server's clock runs on from where it is set
+
+
+@dataclass
+class Server:
+    zone: str
+    at: list[datetime]
+    log_dir: Path
+
+
+@pytest.fixture(scope="module", params=sorted(ZONES))
+def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) -> Iterator[Server]:
+    require_postgres()
+    from pg_cluster import PgCluster
+
+    zone, moments = request.param, ZONES[request.param]
+    base = server_dir("pg-tz")
+    pg = PgCluster(
+        base / "pg",
+        free_port(),
+        {"log_timezone": f"'{zone}'", "pgaudit.log": "'read'"},
+        faketime_file=base / "faketime",
+    )
+    pg.set_clock(moments[0] - timedelta(minutes=5))
+    pg.start()
+    try:
+        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+            admin.execute("CREATE ROLE clerk LOGIN")
+            admin.execute("CREATE TABLE cases(id int primary key, note text)")
+            admin.execute("INSERT INTO cases SELECT g, 'n' || g FROM generate_series(1, 50) g")
+            admin.execute("GRANT SELECT ON cases TO clerk")
+        for at, rows in zip(moments, ROWS, strict=True):
+            pg.set_clock(at)
+            with psycopg.connect(pg.dsn("clerk"), autocommit=True) as clerk:
+                clerk.execute(f"SELECT * FROM cases WHERE id <= {rows}").fetchall()
+        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+            admin.execute("SELECT 'tz-done'")
+        wait_for_logs(pg.log_dir, "tz-done")
+        yield Server(zone, moments, pg.log_dir)
+    finally:
+        pg.stop()
+
+
+def clerks(events: pl.DataFrame) -> list[tuple[datetime, int]]:
+    reads = events.filter(pl.col(S.ACCOUNT) == "clerk").sort(S.TIME)
+    return list(zip(reads[S.TIME].to_list(), reads[S.ROWS].to_list(), strict=True))
+
+
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+def test_told_the_servers_zone_each_read_is_at_the_utc_time_it_ran(
+    server: Server, output: str
+) -> None:
+    quarantine = Quarantine(None)
+    events, _ = read_events(
+        [server.log_dir / OUTPUTS[output]],
+        told=Told(postgres_timezone=server.zone),
+        quarantine=quarantine,
+    )
+    reads = clerks(events)
+    assert [rows for _, rows in reads] == ROWS
+    for (when, _), at in zip(reads, server.at, strict=True):
+        assert at <= when < at + SLACK, (server.zone, when, at)
+    assert quarantine.total == 0
+
+
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+def test_not_told_its_zone_lines_it_cannot_place_are_quarantined_not_misdated(
+    server: Server, output: str
+) -> None:
+    quarantine = Quarantine(None)
+    events, summary = read_events([server.log_dir / OUTPUTS[output]], quarantine=quarantine)
+    # Chicago's "CDT" (its first read) names one offset wherever it is printed: that read
+    # is dated; its "CST" could be China's too.
+    dated = [0] if server.zone == "America/Chicago" else []
+    reads = clerks(events)
+    assert len(reads) == len(dated)
+    for (when, _), i in zip(reads, dated, strict=True):
+        assert server.at[i] <= when < server.at[i] + SLACK
+    assert set(quarantine.counts) == {Reason.UNKNOWN_ZONE}
+    assert "--postgres-timezone" in summary.paragraph()
+
+
+def test_serve_told_the_servers_zone_files_each_read_in_its_utc_window(
+    server: Server, tmp_path: Path
+) -> None:
+    """``serve`` with ``postgres_timezone`` counts the statements ``score`` counts, in the
+    same windows."""
+    trained = model.load(MODEL)
+    log = server.log_dir / OUTPUTS["jsonlog"]
+    conf = Settings(state_dir=tmp_path / "state", follow=[str(log)], postgres_timezone=server.zone)
+    service = Service(trained, conf, conf.follow, MODEL)
+    try:
+        quiet = time.monotonic() + 2
+        while time.monotonic() < quiet:
+            if service.step():
+                quiet = time.monotonic() + 2
+        rest = service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).scored
+        stored = service.store.account("clerk")
+    finally:
+        service.stop()
+    events, _ = read_events([log], told=Told(postgres_timezone=server.zone))
+    scored = pipeline.score(events, trained, conf)
+
+    def clerk_windows(frame: pl.DataFrame) -> dict[datetime, int]:
+        statements = pl.col("features").struct.field("statements_5m")
+        rows = frame.filter(pl.col("account") == "clerk")
+        return dict(rows.select("window_start", statements).rows())
+
+    windows = {
+        datetime.fromisoformat(w["window_start"]): w["features"]["statements_5m"]
+        for w in (stored or {"windows": []})["windows"]
+    }
+    windows.update(clerk_windows(rest))
+    assert windows == clerk_windows(scored)
+    assert sorted(windows) == [at.replace(minute=at.minute - at.minute % 5) for at in server.at]
