@@ -11,6 +11,9 @@ fi
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus) # ships /usr/bin/promtool
 # mariadb-server ships mariadbd, mariadb-install-db, mariadb-dump and server_audit.so.
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || PACKAGES+=(mariadb-server)
+# The locales PostgreSQL logs in for the translated-message tests (lc_messages).
+LOCALES=(de_DE fr_FR zh_CN)
+[ -d /usr/share/i18n/locales ] && [ -f /usr/share/i18n/locales/zh_CN ] || PACKAGES+=(locales)
 if [ "${#PACKAGES[@]}" -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -37,6 +40,14 @@ if [ "${#PACKAGES[@]}" -gt 0 ]; then
     fi
   fi
 fi
+for name in "${LOCALES[@]}"; do
+  locale -a 2>/dev/null | grep -qx "$name.utf8" && continue
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO localedef -i "$name" -f UTF-8 "$name.UTF-8" 2>/dev/null \
+    || { [ "${CI:-}" = "true" ] && echo "cannot generate locale $name.UTF-8" >&2 && exit 1; \
+         echo "locale $name.UTF-8 not generated: the tests that need it will skip" >&2; }
+done
 source scripts/bootstrap.sh
 if [ "${CI:-}" = "true" ]; then export TROVEWATCH_REQUIRE_POSTGRES=1; fi
 # The eval extra (River, PyOD, matplotlib): the baselines and plots of `evaluate` are tested too.

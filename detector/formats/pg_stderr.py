@@ -13,15 +13,20 @@ from typing import Final
 
 import polars as pl
 
-from detector.formats import pgaudit
+from detector.formats import pg_messages, pgaudit
 from detector.formats.base import Parsed
 from detector.formats.pg_sessions import Servers
 from detector.reader import CHUNK_BYTES, Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
-SEVERITIES: Final = (
-    "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|"
-    "DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT"
+# In English, or translated (lc_messages: pg_messages.SEVERITY_NAMES); the followers
+# (DETAIL, ..., STATEMENT) are English in every translation.
+SEVERITIES: Final = "|".join(
+    [
+        "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC",
+        "DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT",
+        *map(re.escape, pg_messages.SEVERITY_NAMES),
+    ]
 )
 _FOLLOWERS: Final = ["DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"]
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -149,7 +154,7 @@ def strict_regex(prefix: str) -> str | None:
         if pattern is None:
             return None
         out.append(_named_once(pattern, seen))
-    return "^(?P<_head>" + "".join(out) + "(?P<severity>[A-Z]+[0-9]?):  )"
+    return "^(?P<_head>" + "".join(out) + "(?P<severity>[^\\s:]+):  )"
 
 
 def _strict_escape(esc: str, after: str) -> str | None:
@@ -265,11 +270,16 @@ class PgStderr:
             fields.struct.field("severity").alias("severity"),
             message.alias("message"),
         )
-        records = _sessions(records)
+        records = _sessions(
+            records.with_columns(
+                pg_messages.in_english(records["severity"]),
+                pg_messages.connections_in_english(records["message"]),
+            )
+        )
         if _user_at_database(prefix) and records["dbname"].str.contains("@", literal=True).any():
             records = _named_by_connections(_split_at_last_at(records))
         parsed = pgaudit.to_events(
-            records, self.name, sessions_carried=True, timezone=self.timezone
+            records, self.name, sessions_carried=True, timezone=self.timezone, english=True
         )
         found = pl.concat([bad, parsed.rejects]).sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: lines)

@@ -49,7 +49,7 @@ import polars as pl
 
 from detector import schema as S
 from detector.features import begins_statement
-from detector.formats import pg_replication, zones
+from detector.formats import pg_messages, pg_replication, zones
 from detector.formats.base import Parsed
 from detector.reader import CUT_MARKER_RE
 from detector.rejects import MAX_LINE_CHARS, Reason, empty_rejects, rejects
@@ -349,6 +349,7 @@ def to_events(
     *,
     sessions_carried: bool = False,
     timezone: str | None = None,
+    english: bool = False,
 ) -> Parsed:
     """Events and rejects (without raw lines) from a records frame (:data:`RECORD_COLUMNS`).
 
@@ -368,8 +369,15 @@ def to_events(
 
     Times are read by :func:`parse_time` (in ``timezone``, the server's ``log_timezone``,
     if told); a record whose zone abbreviation it cannot place is ``unknown_zone``.
+    Severities and connection lines in the server's language (lc_messages) are read as
+    in English (:mod:`pg_messages`), unless ``english`` says they are already.
     """
     total = records.height
+    if not english:
+        records = records.with_columns(
+            pg_messages.in_english(records["severity"]),
+            pg_messages.connections_in_english(records["message"]),
+        )
     msg, sev = pl.col("message"), pl.col("severity")
     # The kinds of record, tested once: each test is a pass over the messages.
     duration = msg.str.starts_with("duration: ") & msg.str.contains("  statement: ", literal=True)
