@@ -6,7 +6,8 @@ followers translated (``错误:``, ``ANWEISUNG:``, French's ``ASTUCE :``), csvlo
 severities, and every output the connection lines; with PostgreSQL's default
 ``log_line_prefix = '%m [%p] '`` only those lines name a session's user. Each output of
 each language must give the events an English server's would: the clerk's read with
-its rows, client and application, and its failed statements, with no line rejected.
+its rows, client and application, its failed statements, and a ``pg_basebackup`` of the
+cluster (``log_replication_commands``: no AUDIT line), with no line rejected.
 """
 
 from __future__ import annotations
@@ -62,12 +63,15 @@ def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) ->
         "log_line_prefix": "'%m [%p] '",  # PostgreSQL's default: no user, no client
         "pgaudit.log": "'read,write'",
         "log_min_duration_statement": "0",
+        "log_replication_commands": "on",
     }
-    pg = PgCluster(server_dir("pg-lang"), free_port(), settings)
+    base = server_dir("pg-lang")
+    pg = PgCluster(base, free_port(), settings)
     pg.start()
     try:
         with psycopg.connect(pg.dsn(), autocommit=True) as admin:
             admin.execute("CREATE ROLE clerk LOGIN")
+            admin.execute("CREATE ROLE rep_user WITH REPLICATION LOGIN")
             admin.execute("CREATE TABLE cases(id int primary key, note text)")
             admin.execute("INSERT INTO cases SELECT g, 'n' || g FROM generate_series(1, 50) g")
             admin.execute("GRANT SELECT ON cases TO clerk")
@@ -76,6 +80,13 @@ def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) ->
             for failing in ("SELECT * FROM nosuch", "SELECT idd FROM cases"):  # the 2nd: a HINT
                 with pytest.raises(psycopg.Error):
                     c.execute(failing)
+        backup = [pg._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(pg.port)]
+        subprocess.run(
+            [*backup, "-U", "rep_user", "-D", base / "copy", "-c", "fast"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         with psycopg.connect(pg.dsn(), autocommit=True) as admin:
             admin.execute("SELECT 'lang-done'")
         wait_for_logs(pg.log_dir, "lang-done")
@@ -98,3 +109,7 @@ def test_each_language_gives_the_clerks_events_an_english_server_gives(
     assert reads[S.APPLICATION].to_list() == ["psql"]
     failed = clerk.filter(pl.col(S.CLASS) == "ERROR")
     assert failed.height == 2
+    copied = events.filter(pl.col(S.OBJECTS).list.contains("(cluster)"))
+    assert copied.select(S.ACCOUNT, S.APPLICATION, S.EXPORT).rows() == [
+        ("rep_user", "pg_basebackup", True)
+    ]
