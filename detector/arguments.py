@@ -16,8 +16,8 @@ TIMEZONE_HELP = (
 )
 POSTGRES_TIMEZONE_HELP = (
     "a PostgreSQL server's log_timezone (IANA name, e.g. Asia/Shanghai), for the zone"
-    " abbreviations several zones print (CST, IST); without it, lines timed in them are"
-    " quarantined as unknown_zone"
+    " abbreviations several zones print (CST, IST); without it, they are read as this"
+    " machine's zone reads them, else as China's and India's"
 )
 
 

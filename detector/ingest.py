@@ -24,7 +24,7 @@ import polars as pl
 from detector import formats
 from detector import schema as S
 from detector.features import begins_statement
-from detector.formats import mariadb, mariadb_audit, pgaudit
+from detector.formats import mariadb, mariadb_audit, pgaudit, zones
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
 from detector.reader import UNREADABLE, NotALogError, head_lines, read_chunks
@@ -42,6 +42,7 @@ class Summary:
     events: Counter[str] = field(default_factory=Counter)
     context: int = 0
     cut: int = 0  # events kept with their statement text cut (records over 1 MB)
+    guessed: Counter[str] = field(default_factory=Counter)  # Parsed.guessed, summed
     outside: int = 0  # events left out by since/until
     history: int = 0  # of the events, those before since read as history (history_from)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -78,9 +79,17 @@ class Summary:
         )
         if unplaced := self.rejected.get(Reason.UNKNOWN_ZONE, 0):
             text += (
-                f" {unplaced:,} line(s) were timed in a zone abbreviation of several offsets"
-                " (CST: China, the central United States or Cuba; IST: India, Israel or"
-                " Ireland) or one not known: give the server's log_timezone (SHOW"
+                f" {unplaced:,} line(s) were timed in a zone abbreviation not known: give the"
+                " server's log_timezone (SHOW log_timezone) with --postgres-timezone."
+            )
+        if self.guessed:
+            read = "; ".join(
+                f"{n:,} timed in {zones.described(name)}"
+                for name, n in sorted(self.guessed.items())
+            )
+            text += (
+                " Line(s) timed in a zone abbreviation several zones print were read by a"
+                f" guess: {read}. If the server is elsewhere, give its log_timezone (SHOW"
                 " log_timezone) with --postgres-timezone."
             )
         if self.cut:
@@ -318,6 +327,7 @@ def _read_file(
         parts.append(parsed.events)
         summary.context += parsed.context
         summary.cut += parsed.cut
+        summary.guessed.update(parsed.guessed)
         quarantine.add(str(path), parsed.rejects)
     return pl.concat(parts) if parts else S.empty()
 
@@ -433,6 +443,7 @@ def event_batches(
             for parsed in _parse_stream(fmt, path):
                 summary.context += parsed.context
                 summary.cut += parsed.cut
+                summary.guessed.update(parsed.guessed)
                 quarantine.add(str(path), parsed.rejects)
                 for ready in statements.add(parsed.events):
                     yield _keep(ready, since, until, summary, fmt.name, history_from)

@@ -25,6 +25,9 @@ class Parsed:
     rejects: pl.DataFrame = field(default_factory=empty_rejects)
     context: int = 0
     cut: int = 0  # events kept with their statement text cut (a record over 1 MB)
+    # Lines timed in an abbreviation several zones print (CST), by abbreviation, read in
+    # a zone guessed (``detector.formats.zones.guessed``): no server zone was told.
+    guessed: dict[str, int] = field(default_factory=dict)
     # The sessions the chunk's connection lines open, for a parser that carries sessions
     # from chunk to chunk (``detector.formats.pg_sessions``); None for the others.
     sessions: pl.DataFrame | None = None

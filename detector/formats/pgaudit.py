@@ -195,7 +195,8 @@ def parse_time(ts: pl.Expr, timezone: str | None = None) -> pl.Expr:
     Numeric offsets (``+01``, ``-0530``) and the zone abbreviations of
     :data:`zones.ZONE_MINUTES` are understood, and with ``timezone`` (the server's
     ``log_timezone``) the abbreviations that zone prints, by its rules (``CST`` in
-    Asia/Shanghai is UTC+8); others give null (the line is then rejected).
+    America/Chicago is UTC-6); without, those several zones print are guessed
+    (:func:`zones.guessed`); others give null (the line is then rejected).
     """
     parts = ts.str.extract_groups(_TS_RE)
     naive = parts.struct.field("1").str.to_datetime(
@@ -207,7 +208,8 @@ def parse_time(ts: pl.Expr, timezone: str | None = None) -> pl.Expr:
         "3"
     ).cast(pl.Int64, strict=False).fill_null(0)
     numeric = pl.when(offset.struct.field("1") == "-").then(-minutes).otherwise(minutes)
-    named = zone.replace_strict(zones.ZONE_MINUTES, default=None, return_dtype=pl.Int64)
+    known = zones.ZONE_MINUTES | zones.guessed()
+    named = zone.replace_strict(known, default=None, return_dtype=pl.Int64)
     signed = pl.coalesce(numeric, named, pl.when(zone == "").then(pl.lit(0)))
     utc = (naive - pl.duration(minutes=signed)).dt.replace_time_zone("UTC")
     if timezone is None:
@@ -222,9 +224,10 @@ def parse_time(ts: pl.Expr, timezone: str | None = None) -> pl.Expr:
 
 def unknown_zone(ts: pl.Expr) -> pl.Expr:
     """Whether a timestamp's zone is a name (not an offset) that :func:`parse_time`
-    could not read: an abbreviation of several zones (``CST``), or none it knows."""
+    could not read: one it does not know."""
     zone = ts.str.extract(_TS_RE, 2)
-    named = zone.str.contains(r"^[A-Za-z]") & ~zone.is_in(list(zones.ZONE_MINUTES))
+    known = [*zones.ZONE_MINUTES, *zones.AMBIGUOUS]
+    named = zone.str.contains(r"^[A-Za-z]") & ~zone.is_in(known)
     return named.fill_null(False)
 
 
@@ -410,7 +413,8 @@ def to_events(
     if sessions_carried:  # a session's end, for pg_sessions to forget it first
         relevant = relevant | msg.str.starts_with("disconnection:")
     records = records.filter(relevant)
-    records = records.with_columns(_parse_times(records["ts"], timezone).alias(S.TIME))
+    times, guessed = _parse_times(records["ts"], timezone)
+    records = records.with_columns(times.alias(S.TIME))
     bad_time = _untimed(records)
     records = records.filter(pl.col(S.TIME).is_not_null())
     records = _fill_session_attributes(records)
@@ -457,6 +461,7 @@ def to_events(
         - truncated.height,
         # A statement's lines (its sub-statements') each carry its whole text: once each.
         cut=events.filter(begins_statement() & is_cut(pl.col(S.QUERY))).height if any_long else 0,
+        guessed=guessed,
         sessions=_sessions_opened(records) if sessions_carried else None,
     )
 
@@ -604,8 +609,9 @@ def _untimed(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _parse_times(ts: pl.Series, timezone: str | None) -> pl.Series:
-    """:func:`parse_time` for a column, with a fast path for the usual all-UTC log."""
+def _parse_times(ts: pl.Series, timezone: str | None) -> tuple[pl.Series, dict[str, int]]:
+    """:func:`parse_time` for a column, with a fast path for the usual all-UTC log; and
+    how many times of each abbreviation several zones print were read by a guess."""
     if ts.len() and ts.str.ends_with(" UTC").all():
         naive = ts.str.head(-4)
         # Polars reads a fixed-width format without chrono (a quarter of the time); it
@@ -616,8 +622,14 @@ def _parse_times(ts: pl.Series, timezone: str | None) -> pl.Series:
             "%Y-%m-%d %H:%M:%S.%3f" if fixed else "%Y-%m-%d %H:%M:%S%.f",
             time_unit="us",
             strict=False,
-        ).dt.replace_time_zone("UTC")
-    return ts.to_frame("ts").select(parse_time(pl.col("ts"), timezone).alias("ts"))["ts"]
+        ).dt.replace_time_zone("UTC"), {}
+    frame = ts.to_frame("ts").select(
+        parse_time(pl.col("ts"), timezone).alias("ts"),
+        pl.col("ts").str.extract(_TS_RE, 2).alias("zone"),
+    )
+    told = zones.abbreviations(timezone)[0] if timezone is not None else frozenset()
+    names = frame.filter(pl.col("zone").is_in(list(set(zones.AMBIGUOUS) - told)))["zone"]
+    return frame["ts"], dict(names.value_counts().iter_rows()) if names.len() else {}
 
 
 # The user (u), database (d) and application (a) a session's connection line names.

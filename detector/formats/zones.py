@@ -6,11 +6,16 @@ PostgreSQL writes each time in ``log_timezone`` with the zone's abbreviation
 abbreviations name one offset wherever they are printed. A few name several: ``CST``
 is UTC+8 in China, UTC-6 in the central United States and UTC-5 in Cuba; ``IST`` is
 India, Israel or Ireland. Those are read only in the server's zone when it is told
-(``postgres_timezone``); else such lines are quarantined as ``unknown_zone``.
+(``postgres_timezone``); else they are read as this machine's zone reads them if it prints
+them (a sidecar on its database server's machine, whose zone initdb made the server's
+``log_timezone``), or else as in the zone most servers printing them are in: CST as
+China's, IST as India's; and the run says so. A name no zone prints is quarantined as
+``unknown_zone``.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import Final
@@ -34,8 +39,12 @@ ZONE_MINUTES: Final = {
     "JST": 540, "KST": 540, "HKT": 480, "AWST": 480, "ChST": 600,
     "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
 }  # fmt: skip
-# Printed by zones at different offsets: read only in a zone told.
-AMBIGUOUS: Final = frozenset({"CST", "IST"})
+# Printed by zones at different offsets: read in a zone told, else guessed (:func:`guessed`)
+# as where most servers printing them are, the other places named to the user.
+AMBIGUOUS: Final = {
+    "CST": (480, "UTC+8 in China, UTC-6 in the central United States, UTC-5 in Cuba"),
+    "IST": (330, "UTC+5:30 in India, UTC+2 in Israel, UTC+1 in Ireland in summer"),
+}
 
 
 def check_timezone(name: str) -> str:
@@ -81,3 +90,24 @@ def local_to_utc(naive: pl.Expr, abbreviation: pl.Expr, zone: str) -> pl.Expr:
     second = abbreviation == standard if standard is not None else pl.lit(False)
     ambiguous = pl.when(second).then(pl.lit("latest")).otherwise(pl.lit("earliest"))
     return naive.dt.replace_time_zone(zone, ambiguous=ambiguous, non_existent="null")
+
+
+@cache
+def guessed() -> dict[str, int]:
+    """The offset (minutes) each :data:`AMBIGUOUS` abbreviation is read at without a zone
+    told: this machine's, where its zone prints it, else the usual one."""
+    local = {time.tzname[0]: -time.timezone // 60}
+    if time.daylight:
+        local[time.tzname[1]] = -time.altzone // 60
+    return {name: local.get(name, usual) for name, (usual, _) in AMBIGUOUS.items()}
+
+
+def described(name: str) -> str:
+    """How an :data:`AMBIGUOUS` abbreviation was read, and what else it may mean."""
+    minutes = guessed()[name]
+    usual, places = AMBIGUOUS[name]
+    hours, rest = divmod(abs(minutes), 60)
+    offset = f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02}" if rest else "")
+    machine = minutes != usual or time.tzname[0] == name
+    mine = ", as this machine's zone reads it" if machine else ""
+    return f"{name}, read as {offset}{mine} ({name} is {places})"

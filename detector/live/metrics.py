@@ -103,6 +103,13 @@ class Metrics:
             "Statements longer than 1 MB kept as events with their text cut.",
             registry=r,
         )
+        self.zone_guessed = Counter(
+            "trovewatch_zone_guessed_lines",
+            "PostgreSQL lines timed in a zone abbreviation several zones print (CST, IST),"
+            " read in a zone guessed as postgres_timezone is unset: their times may be hours off.",
+            ["abbreviation"],
+            registry=r,
+        )
         self.unvolumed = Counter(
             "trovewatch_statements_without_volume",
             "MariaDB audited statements with no slow-log record (long_query_time above 0, "

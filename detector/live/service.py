@@ -35,7 +35,7 @@ from prometheus_client import generate_latest
 from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
-from detector.formats import Format, mariadb, pg_sessions
+from detector.formats import Format, mariadb, pg_sessions, zones
 from detector.formats.pg_sessions import Servers
 from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
@@ -119,6 +119,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self._told = settings.told()
+        self._zones_guessed: set[str] = set()  # abbreviations read by a guess, said
         self.trained = trained
         self.model_dir = model_dir
         self.metrics = Metrics()
@@ -582,6 +583,15 @@ class Service:
                 chunk.path,
                 parsed.cut,
             )
+        for name, n in parsed.guessed.items():
+            if name not in self._zones_guessed:  # said once
+                self._zones_guessed.add(name)
+                log.warning(
+                    "%s: times read by a guess, %s; set postgres_timezone (SHOW log_timezone)",
+                    chunk.path,
+                    zones.described(name),
+                )
+            self.metrics.zone_guessed.labels(name).inc(n)
         if events.height:
             newest = events[S.TIME].max()
             if isinstance(newest, datetime):

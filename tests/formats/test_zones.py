@@ -1,13 +1,16 @@
 """The zone abbreviations PostgreSQL prints, against the zone database it prints them from.
 
-A line timed ``13:44:09 CST`` is read as UTC+8 only if the server is in China: the table
-of abbreviations read without a zone told (``zones.ZONE_MINUTES``) must hold none that a
+A line timed ``13:44:09 CST`` is UTC+8 only if the server is in China: the table of
+abbreviations read without a zone told (``zones.ZONE_MINUTES``) must hold none that a
 zone prints with another offset, save the two it documents (PST, CDT); those that name
-several offsets must be the ones refused without a zone (``zones.AMBIGUOUS``).
+several offsets must be the ones read by a guess the run names (``zones.AMBIGUOUS``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, available_timezones
@@ -61,7 +64,7 @@ def test_the_abbreviations_of_several_offsets_are_refused_without_a_zone(
 ) -> None:
     several = {a for a, offsets in database.items() if len(offsets) > 1}
     assert several - DOCUMENTED == set(zones.AMBIGUOUS)
-    assert not zones.AMBIGUOUS & set(zones.ZONE_MINUTES)
+    assert not set(zones.AMBIGUOUS) & set(zones.ZONE_MINUTES)
 
 
 def read(stamps: list[str], timezone: str | None = None) -> list[datetime | None]:
@@ -105,10 +108,39 @@ def test_times_that_say_their_offset_keep_it_whatever_zone_is_told() -> None:
     assert read(stamps) == expected
 
 
-def test_without_a_zone_an_abbreviation_of_several_offsets_is_unknown_not_guessed() -> None:
+def test_without_a_zone_an_abbreviation_of_several_offsets_is_read_by_the_guess_said() -> None:
+    """CST and IST as this machine's zone reads them, or China's and India's; a name no
+    zone prints is unknown, never guessed."""
     stamps = ["2026-12-01 13:44:09 CST", "2026-12-01 11:14:12 IST", "2026-12-01 13:44:09 XYZ"]
-    assert read(stamps) == [None, None, None]
+    guessed = zones.guessed()
+    assert read(stamps) == [
+        utc(2026, 12, 1, 13, 44, 9) - timedelta(minutes=guessed["CST"]),
+        utc(2026, 12, 1, 11, 14, 12) - timedelta(minutes=guessed["IST"]),
+        None,
+    ]
     flagged = pl.DataFrame({"ts": [*stamps, "2026-13-01 00:00:00 UTC", "garbage"]}).select(
         unknown_zone(pl.col("ts")).alias("ts")
     )
-    assert flagged["ts"].to_list() == [True, True, True, False, False]
+    assert flagged["ts"].to_list() == [False, False, True, False, False]
+
+
+def test_the_guess_is_this_machines_zone_where_it_prints_the_abbreviation() -> None:
+    """A sidecar on its database server's machine: initdb gave the server the machine's
+    zone. Run in a fresh interpreter under TZ, as the zone is read once."""
+    code = (
+        "from detector.formats import zones;"
+        "print(zones.guessed()['CST'], zones.guessed()['IST'], zones.described('CST'))"
+    )
+    for tz, expected, mine in [("America/Chicago", "-360 330", True),
+                               ("Asia/Shanghai", "480 330", True),
+                               ("Europe/Dublin", "480 60", False),
+                               ("UTC", "480 330", False)]:  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "TZ": tz},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.startswith(expected + " "), (tz, done.stdout)
+        assert ("this machine's zone" in done.stdout) == mine, (tz, done.stdout)

@@ -5,8 +5,8 @@ that zone's abbreviation. Some abbreviations name several offsets: ``CST`` is UT
 server in Chicago and UTC+8 on one in Shanghai; ``IST`` is UTC+5:30 in India. Told the
 server's zone (``postgres_timezone``), every output's events are at the UTC times the
 statements ran, through the hour that comes twice when summer time ends (``01:20 CDT``
-and ``01:20 CST``); not told, those lines are quarantined as ``unknown_zone`` and the
-run's summary says what to give, none misdated.
+and ``01:20 CST``); not told, those abbreviations are read by a guess (this machine's
+zone, else China's CST and India's IST) that the run's summary names, none lost.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import psycopg
@@ -23,10 +24,10 @@ import pytest
 
 from detector import model, pipeline
 from detector import schema as S
-from detector.formats import Told
+from detector.formats import Told, zones
 from detector.ingest import read_events
 from detector.live.service import Service
-from detector.rejects import Quarantine, Reason
+from detector.rejects import Quarantine
 from detector.settings import Settings
 from tests.conftest import OUTPUTS
 from tests.integration.conftest import MODEL, free_port, require_postgres, wait_for_logs
@@ -108,20 +109,25 @@ def test_told_the_servers_zone_each_read_is_at_the_utc_time_it_ran(
 
 
 @pytest.mark.parametrize("output", sorted(OUTPUTS))
-def test_not_told_its_zone_lines_it_cannot_place_are_quarantined_not_misdated(
+def test_not_told_its_zone_an_abbreviation_of_several_is_read_by_the_guess_said(
     server: Server, output: str
 ) -> None:
+    """Not told, CST and IST are read as this machine's zone reads them, or as China's and
+    India's (right for Shanghai and Kolkata; Chicago's CST reads 14 h off, its CDT right):
+    no line is lost, and the summary says what was guessed and what to give."""
     quarantine = Quarantine(None)
     events, summary = read_events([server.log_dir / OUTPUTS[output]], quarantine=quarantine)
-    # Chicago's "CDT" (its first read) names one offset wherever it is printed: that read
-    # is dated; its "CST" could be China's too.
-    dated = [0] if server.zone == "America/Chicago" else []
-    reads = clerks(events)
-    assert len(reads) == len(dated)
-    for (when, _), i in zip(reads, dated, strict=True):
-        assert server.at[i] <= when < server.at[i] + SLACK
-    assert set(quarantine.counts) == {Reason.UNKNOWN_ZONE}
-    assert "--postgres-timezone" in summary.paragraph()
+    assert quarantine.total == 0
+    reads = {rows: when for when, rows in clerks(events)}  # (Chicago's may swap places)
+    assert sorted(reads) == ROWS
+    for rows, at in zip(ROWS, server.at, strict=True):
+        when = reads[rows]
+        local = at.astimezone(ZoneInfo(server.zone))
+        name, off = local.tzname() or "", timedelta()
+        if name in zones.AMBIGUOUS:  # its local time read at the guessed offset
+            off = (local.utcoffset() or off) - timedelta(minutes=zones.guessed()[name])
+        assert at + off <= when < at + off + SLACK, (server.zone, name, when, at)
+    assert summary.guessed and "--postgres-timezone" in summary.paragraph()
 
 
 def test_serve_told_the_servers_zone_files_each_read_in_its_utc_window(
@@ -157,3 +163,30 @@ def test_serve_told_the_servers_zone_files_each_read_in_its_utc_window(
     windows.update(clerk_windows(rest))
     assert windows == clerk_windows(scored)
     assert sorted(windows) == [at.replace(minute=at.minute - at.minute % 5) for at in server.at]
+
+
+def test_serve_not_told_the_servers_zone_counts_the_lines_it_read_by_a_guess(
+    server: Server, tmp_path: Path
+) -> None:
+    """``trovewatch_zone_guessed_lines_total{abbreviation}``: the records ``serve`` read in
+    a guessed zone, by the abbreviations the log prints, for the SRE to set
+    ``postgres_timezone``."""
+    log = server.log_dir / OUTPUTS["jsonlog"]
+    conf = Settings(state_dir=tmp_path / "state", follow=[str(log)])
+    service = Service(model.load(MODEL), conf, conf.follow, MODEL)
+    try:
+        quiet = time.monotonic() + 2
+        while time.monotonic() < quiet:
+            if service.step():
+                quiet = time.monotonic() + 2
+        value = service.metrics.registry.get_sample_value
+        counted = {
+            name: value("trovewatch_zone_guessed_lines_total", {"abbreviation": name}) or 0
+            for name in zones.AMBIGUOUS
+        }
+    finally:
+        service.stop()
+    text = log.read_text()
+    assert {name for name, n in counted.items() if n} == {
+        name for name in zones.AMBIGUOUS if f' {name}",' in text
+    }
