@@ -10,7 +10,6 @@ and connection lines must read as their English originals.
 from __future__ import annotations
 
 import gettext
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import polars as pl
 import pytest
 
 from detector.formats import pg_messages
+from tests.conftest import unavailable
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 import pg_translations
@@ -26,10 +26,7 @@ import pg_translations
 def installed() -> list[Path]:
     found = pg_translations.catalogues([])
     if not found:
-        reason = "no PostgreSQL message catalogues (Debian package postgresql-15)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; required in CI")
-        pytest.skip(reason)
+        unavailable("no PostgreSQL message catalogues (Debian package postgresql-15)")
     return found
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from detector import model, settings
@@ -197,3 +198,14 @@ def follow(
             service.stop()
             service = Service(trained, conf, conf.follow, MODEL)
     return service
+
+
+def clerk_and_cases(pg: PgCluster, *roles: str) -> None:
+    """A role ``clerk`` that may read a table ``cases`` of 50 rows, and ``roles``
+    (``CREATE ROLE`` options after the name) beside it."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+        for role in ("clerk LOGIN", *roles):
+            admin.execute(f"CREATE ROLE {role}")
+        admin.execute("CREATE TABLE cases(id int primary key, note text)")
+        admin.execute("INSERT INTO cases SELECT g, 'n' || g FROM generate_series(1, 50) g")
+        admin.execute("GRANT SELECT ON cases TO clerk")

@@ -12,7 +12,6 @@ cluster (``log_replication_commands``: no AUDIT line), with no line rejected.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ import pytest
 from detector import schema as S
 from detector.ingest import read_events
 from detector.rejects import Quarantine
-from tests.conftest import OUTPUTS
-from tests.integration.conftest import free_port, require_postgres, wait_for_logs
+from tests.conftest import OUTPUTS, unavailable
+from tests.integration.conftest import clerk_and_cases, free_port, require_postgres, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
@@ -40,10 +39,7 @@ def require_locale(name: str) -> None:
     have = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
     if name.replace("UTF-8", "utf8") in have:
         return
-    reason = f"locale {name} not generated (scripts/test.sh: localedef, Debian package locales)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; required in CI")
-    pytest.skip(reason)
+    unavailable(f"locale {name} not generated (scripts/test.sh: localedef, Debian package locales)")
 
 
 @dataclass
@@ -69,12 +65,7 @@ def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) ->
     pg = PgCluster(base, free_port(), settings)
     pg.start()
     try:
-        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
-            admin.execute("CREATE ROLE clerk LOGIN")
-            admin.execute("CREATE ROLE rep_user WITH REPLICATION LOGIN")
-            admin.execute("CREATE TABLE cases(id int primary key, note text)")
-            admin.execute("INSERT INTO cases SELECT g, 'n' || g FROM generate_series(1, 50) g")
-            admin.execute("GRANT SELECT ON cases TO clerk")
+        clerk_and_cases(pg, "rep_user WITH REPLICATION LOGIN")
         with psycopg.connect(pg.dsn("clerk"), autocommit=True, application_name="psql") as c:
             c.execute("SELECT * FROM cases WHERE id <= 12").fetchall()
             for failing in ("SELECT * FROM nosuch", "SELECT idd FROM cases"):  # the 2nd: a HINT

@@ -30,7 +30,13 @@ from detector.live.service import Service
 from detector.rejects import Quarantine
 from detector.settings import Settings
 from tests.conftest import OUTPUTS
-from tests.integration.conftest import MODEL, free_port, require_postgres, wait_for_logs
+from tests.integration.conftest import (
+    MODEL,
+    clerk_and_cases,
+    free_port,
+    require_postgres,
+    wait_for_logs,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -69,11 +75,7 @@ def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) ->
     pg.set_clock(moments[0] - timedelta(minutes=5))
     pg.start()
     try:
-        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
-            admin.execute("CREATE ROLE clerk LOGIN")
-            admin.execute("CREATE TABLE cases(id int primary key, note text)")
-            admin.execute("INSERT INTO cases SELECT g, 'n' || g FROM generate_series(1, 50) g")
-            admin.execute("GRANT SELECT ON cases TO clerk")
+        clerk_and_cases(pg)
         for at, rows in zip(moments, ROWS, strict=True):
             pg.set_clock(at)
             with psycopg.connect(pg.dsn("clerk"), autocommit=True) as clerk:
