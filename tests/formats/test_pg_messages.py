@@ -15,9 +15,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from detector import schema as S
 from detector.formats import pg_messages
 from tests.conftest import unavailable
+from tests.formats.common import FUZZ, read_bytes
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "scripts"))
 import pg_translations
@@ -89,3 +93,51 @@ def test_the_tables_are_those_the_installed_catalogues_give(
 def test_english_messages_are_left_as_they_are() -> None:
     lines = pl.Series([*ENGLISH, "AUDIT: SESSION,1,1,READ,SELECT,,,select 1,<none>", None])
     assert pg_messages.connections_in_english(lines).to_list() == lines.to_list()
+
+
+# -- sessions of a stderr log in any of the translations, by hypothesis --------------------
+
+NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+LANGUAGES = st.sampled_from([pg_messages.ENGLISH, *pg_messages.CONNECTION_PIECES])
+LOG = st.sampled_from(["LOG", *(t for t, e in pg_messages.SEVERITY_NAMES.items() if e == "LOG")])
+
+
+def stamped(second: int, pid: int, severity: str, message: str) -> tuple[int, str]:
+    """A stderr line with PostgreSQL's default prefix ``%m [%p] ``, and its second."""
+    return second, f"2026-12-01 06:00:{second:02d}.000 UTC [{pid}] {severity}:  {message}"
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> tuple[bytes, dict[int, tuple[str, int]]]:
+    """A stderr log with PostgreSQL's default prefix (no user: only the connection lines
+    name one), its sessions each in one of the languages, interleaved; and each
+    session's pid -> (user, rows read)."""
+    lines: list[tuple[int, str]] = []
+    truth: dict[int, tuple[str, int]] = {}
+    for i in range(draw(st.integers(1, 6))):
+        pid, user, rows = 1000 + i, draw(NAMES), draw(st.integers(0, 10**6))
+        say, log, at = draw(LANGUAGES), draw(LOG), draw(st.integers(0, 50))
+        authorized = f"{say.authorized}{user}{say.database}shop{say.application}psql"
+        audit = f"AUDIT: SESSION,1,1,READ,SELECT,TABLE,shop.t,select * from shop.t,<none>,{rows}"
+        lines += [
+            stamped(at, pid, log, f"{say.host}10.0.0.{i}{say.port}5000{i}"),
+            stamped(at, pid, log, authorized),
+            stamped(at + 1, pid, log, audit),
+            stamped(at + 2, pid, log, f"{say.disconnection}0:00:01.000 x"),
+        ]
+        truth[pid] = (user, rows)
+    ordered = [text for _, text in sorted(lines, key=lambda line: line[0])]
+    return ("\n".join(ordered) + "\n").encode(), truth
+
+
+@given(sessions())
+@FUZZ
+def test_each_sessions_reads_are_its_user_whatever_language_names_it(
+    log: tuple[bytes, dict[int, tuple[str, int]]],
+) -> None:
+    data, truth = log
+    read = read_bytes(data, "pgaudit-stderr")
+    assert read.rows.height == 0
+    got = read.events.select(S.ACCOUNT, S.ROWS, S.CLIENT_IP, S.APPLICATION).rows()
+    expected = [(user, rows, f"10.0.0.{pid - 1000}", "psql") for pid, (user, rows) in truth.items()]
+    assert sorted(got) == sorted(expected)
