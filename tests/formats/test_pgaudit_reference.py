@@ -3,6 +3,8 @@ reference logs: log_rows, log_relation and log_parameter on)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 from detector import schema as S
@@ -129,7 +131,8 @@ def test_duration_comes_from_the_statement_s_own_duration_line(output: str) -> N
     assert frame.filter(pl.col(S.APPLICATION) == "pgbench")[S.DURATION_MS].null_count() == 2
 
 
-def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_refused() -> None:
+def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_guessed() -> None:
+    from detector.formats import zones
     from detector.formats.pgaudit import parse_time
 
     stamps = pl.DataFrame(
@@ -139,14 +142,15 @@ def test_log_timezones_are_converted_to_utc_and_ambiguous_ones_refused() -> None
                 "2026-11-28 01:55:02.403 EST",
                 "2026-11-28 12:25:02.403 +0530",
                 "2026-11-28 06:55:02.403 UTC",
-                "2026-11-28 06:55:02.403 CST",  # China or US Central: refused, not guessed
+                "2026-11-28 06:55:02.403 CST",  # China or US Central: read by a guess
             ]
         }
     )
     got = stamps.select(parse_time(pl.col("ts")).alias("utc"))["utc"].to_list()
     assert len({t.isoformat() for t in got[:4]}) == 1
     assert got[0].isoformat() == "2026-11-28T06:55:02.403000+00:00"
-    assert got[4] is None
+    guessed = timedelta(minutes=zones.guessed()["CST"])  # (tests/formats/test_zones.py)
+    assert got[4] == got[3] - guessed
 
 
 def test_a_client_without_an_application_name_exports_what_it_exports_and_no_more(
