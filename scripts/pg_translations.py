@@ -13,6 +13,7 @@ from __future__ import annotations
 import gettext
 import glob
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,16 @@ CONNECTION = {
     "disconnection": "disconnection: session time: %d:%02d:%02d.%03d user=%s database=%s host=%s%s%s",
     "command": "received replication command: %s",
 }
+
+
+# A refused login's messages (auth.c, miscinit.c, postinit.c): FATAL, naming the user.
+REFUSALS = (
+    'password authentication failed for user "%s"',
+    'role "%s" does not exist',
+    'role "%s" is not permitted to log in',
+    'no pg_hba.conf entry for host "%s", user "%s", database "%s", %s',
+    'database "%s" does not exist',
+)
 
 
 def catalogues(paths: list[str]) -> list[Path]:
@@ -70,6 +81,29 @@ def connection_pieces(language: gettext.GNUTranslations) -> dict[str, str] | Non
     return head
 
 
+def escaped(text: str) -> str:
+    """``text`` matched literally by a regular expression of Python's and of Rust's (Polars'),
+    which refuses escapes of letters, digits and spaces."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
+
+
+def refusals(language: gettext.GNUTranslations) -> list[tuple[str, str]]:
+    """Each translated refused-login message as a regular expression and the English
+    message it stands for, its "%s" filled by the expression's groups in order."""
+    found = []
+    for msgid in REFUSALS:
+        translated = language.gettext(msgid)
+        if translated == msgid or "$" in translated:  # (no translation reorders them)
+            continue
+        pieces = [escaped(piece) for piece in translated.split("%s")]
+        pattern = "^" + "(.*?)".join(pieces[:-1]) + ("(.*)" if len(pieces) > 1 else "")
+        english = msgid
+        for group in range(1, len(pieces)):
+            english = english.replace("%s", f"${{{group}}}", 1)
+        found.append((pattern + pieces[-1] + "$", english))
+    return found
+
+
 def quoted(text: str) -> str:
     """``text`` as a Python string in double quotes, as the code is formatted."""
     return json.dumps(text, ensure_ascii=False)
@@ -78,16 +112,22 @@ def quoted(text: str) -> str:
 def main(argv: list[str]) -> int:
     names: dict[str, str] = {}
     pieces: dict[str, dict[str, str]] = {}
+    refused: dict[str, list[tuple[str, str]]] = {}
     for catalogue in catalogues(argv):
         language = load(catalogue)
         for translated, name in severity_names(language).items():
             names.setdefault(translated, name)
         if (found := connection_pieces(language)) is not None:
             pieces.setdefault(catalogue.parts[-3], found)
+        refused.setdefault(catalogue.parts[-3], refusals(language))
     print("SEVERITY_NAMES = {")
     for translated, name in sorted(names.items(), key=lambda item: (item[1], item[0])):
         print(f"    {quoted(translated)}: {quoted(name)},")
-    print("}\nCONNECTION_PIECES = (")
+    print("}\nREFUSALS = (")
+    for lang, found in sorted(refused.items()):
+        for pattern, english in found:
+            print(f"    ({quoted(pattern)}, {quoted(english)}),  # {lang}")
+    print(")\nCONNECTION_PIECES = (")
     for lang, found in sorted(pieces.items()):
         print(f"    Pieces(  # {lang}")
         for key, text in found.items():

@@ -8,7 +8,8 @@ pgAudit's own ``AUDIT:`` records are never translated.
 
 The tables are PostgreSQL 15's translations, printed by ``scripts/pg_translations.py``
 from its message catalogues and checked against those installed by
-``tests/formats/test_pg_messages.py``.
+``tests/formats/test_pg_messages.py``. A refused login's reason is read too: it names
+the account that tried.
 """
 
 from __future__ import annotations
@@ -59,6 +60,72 @@ SEVERITIES: Final = (
     *("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "LOG", "FATAL", "PANIC"),
     *("DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"),
 )
+
+
+# A refused login's message (FATAL) in each translation, as a regular expression, and the
+# English message it stands for, filled with its groups (${1}: the first).
+REFUSALS: Final = (
+    ("^Passwort-Authentifizierung für Benutzer »(.*)« fehlgeschlagen$", "password authentication failed for user \"${1}\""),  # de
+    ("^Rolle »(.*)« existiert nicht$", "role \"${1}\" does not exist"),  # de
+    ("^Rolle »(.*)« hat keine Berechtigung zum Einloggen$", "role \"${1}\" is not permitted to log in"),  # de
+    ("^kein pg_hba\\.conf-Eintrag für Host »(.*?)«, Benutzer »(.*?)«, Datenbank »(.*?)«, (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # de
+    ("^Datenbank »(.*)« existiert nicht$", "database \"${1}\" does not exist"),  # de
+    ("^la autentificación password falló para el usuario «(.*)»$", "password authentication failed for user \"${1}\""),  # es
+    ("^no existe el rol «(.*)»$", "role \"${1}\" does not exist"),  # es
+    ("^al rol «(.*)» no se le permite conectarse$", "role \"${1}\" is not permitted to log in"),  # es
+    ("^no hay una línea en pg_hba\\.conf para «(.*?)», usuario «(.*?)», base de datos «(.*?)», (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # es
+    ("^no existe la base de datos «(.*)»$", "database \"${1}\" does not exist"),  # es
+    ("^authentification par mot de passe échouée pour l'utilisateur  « (.*) »$", "password authentication failed for user \"${1}\""),  # fr
+    ("^le rôle « (.*) » n'existe pas$", "role \"${1}\" does not exist"),  # fr
+    ("^le rôle « (.*) » n'est pas autorisé à se connecter$", "role \"${1}\" is not permitted to log in"),  # fr
+    ("^aucune entrée dans pg_hba\\.conf pour l'hôte « (.*?) », utilisateur « (.*?) »,\nbase de données « (.*?) », (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # fr
+    ("^la base de données « (.*) » n'existe pas$", "database \"${1}\" does not exist"),  # fr
+    ("^autenticazione con password fallita per l'utente \"(.*)\"$", "password authentication failed for user \"${1}\""),  # it
+    ("^il ruolo \"(.*)\" non esiste$", "role \"${1}\" does not exist"),  # it
+    ("^al ruolo \"(.*)\" non è consentito effettuare il login$", "role \"${1}\" is not permitted to log in"),  # it
+    ("^nessuna voce in pg_hba\\.conf per l'host \"(.*?)\", utente \"(.*?)\", database \"(.*?)\", (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # it
+    ("^il database \"(.*)\" non esiste$", "database \"${1}\" does not exist"),  # it
+    ("^ユーザー\"(.*)\"のパスワード認証に失敗しました$", "password authentication failed for user \"${1}\""),  # ja
+    ("^ロール\"(.*)\"は存在しません$", "role \"${1}\" does not exist"),  # ja
+    ("^ロール\"(.*)\"はログインが許可されません$", "role \"${1}\" is not permitted to log in"),  # ja
+    ("^pg_hba\\.conf にホスト\"(.*?)\"、ユーザー\"(.*?)\"、データベース\"(.*?), (.*)用のエントリがありません$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # ja
+    ("^データベース\"(.*)\"は存在しません$", "database \"${1}\" does not exist"),  # ja
+    ("^პაროლით ავთენტიფიკაცია მომხმარებლისთვის \"(.*)\" ვერ მოხერხდა$", "password authentication failed for user \"${1}\""),  # ka
+    ("^როლი არ არსებობს: \"(.*)\"$", "role \"${1}\" does not exist"),  # ka
+    ("^როლს შესვლის უფლება არ აქვს: (.*)$", "role \"${1}\" is not permitted to log in"),  # ka
+    ("^pg_hba\\.conf-ში ჩანაწერი ჰოსტისთვის \"(.*?)\" მომხმარებელი \"(.*?)\", ბაზა \"(.*?)\", (.*) აღმოჩენილი არაა$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # ka
+    ("^მონაცემთა ბაზა \"(.*)\" არ არსებობს$", "database \"${1}\" does not exist"),  # ka
+    ("^사용자 \"(.*)\"의 password 인증을 실패했습니다$", "password authentication failed for user \"${1}\""),  # ko
+    ("^\"(.*)\" 롤\\(role\\) 없음$", "role \"${1}\" does not exist"),  # ko
+    ("^\"(.*)\" 롤은 접속을 허용하지 않음$", "role \"${1}\" is not permitted to log in"),  # ko
+    ("^호스트 \"(.*?)\", 사용자 \"(.*?)\", 데이터베이스 \"(.*?)\", (.*) 연결에 대한 설정이 pg_hba\\.conf 파일에 없습니다\\.$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # ko
+    ("^\"(.*)\" 데이터베이스 없음$", "database \"${1}\" does not exist"),  # ko
+    ("^пользователь \"(.*)\" не прошёл проверку подлинности \\(по паролю\\)$", "password authentication failed for user \"${1}\""),  # ru
+    ("^роль \"(.*)\" не существует$", "role \"${1}\" does not exist"),  # ru
+    ("^для роли \"(.*)\" вход запрещён$", "role \"${1}\" is not permitted to log in"),  # ru
+    ("^в pg_hba\\.conf нет записи для компьютера \"(.*?)\", пользователя \"(.*?)\", базы \"(.*?)\", (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # ru
+    ("^база данных \"(.*)\" не существует$", "database \"${1}\" does not exist"),  # ru
+    ("^Lösenordsautentisering misslyckades för användare \"(.*)\"$", "password authentication failed for user \"${1}\""),  # sv
+    ("^rollen \"(.*)\" finns inte$", "role \"${1}\" does not exist"),  # sv
+    ("^roll \"(.*)\" tillåts inte logga in$", "role \"${1}\" is not permitted to log in"),  # sv
+    ("^ingen rad i pg_hba\\.conf för värd \"(.*?)\", användare \"(.*?)\", databas \"(.*?)\", (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # sv
+    ("^databasen \"(.*)\" existerar inte$", "database \"${1}\" does not exist"),  # sv
+    ("^користувач \"(.*)\" не пройшов автентифікацію за допомогою пароля$", "password authentication failed for user \"${1}\""),  # uk
+    ("^роль \"(.*)\" не існує$", "role \"${1}\" does not exist"),  # uk
+    ("^для ролі \"(.*)\" вхід не дозволений$", "role \"${1}\" is not permitted to log in"),  # uk
+    ("^в pg_hba\\.conf немає запису для хосту \"(.*?)\", користувача \"(.*?)\", бази даних \"(.*?)\", (.*)$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # uk
+    ("^бази даних \"(.*)\" не існує$", "database \"${1}\" does not exist"),  # uk
+    ("^用户 \"(.*)\" 的密码认证失败$", "password authentication failed for user \"${1}\""),  # zh_CN
+    ("^角色 \"(.*)\" 不存在$", "role \"${1}\" does not exist"),  # zh_CN
+    ("^不允许角色 \"(.*)\" 进行登录$", "role \"${1}\" is not permitted to log in"),  # zh_CN
+    ("^没有适用于主机 \"(.*?)\", 用户 \"(.*?)\", 数据库 \"(.*?)\", (.*) 的 pg_hba\\.conf 条目$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # zh_CN
+    ("^数据库 \"(.*)\" 不存在$", "database \"${1}\" does not exist"),  # zh_CN
+    ("^密碼驗證使用者 \"(.*)\" 失敗$", "password authentication failed for user \"${1}\""),  # zh_TW
+    ("^角色 \"(.*)\" 不存在$", "role \"${1}\" does not exist"),  # zh_TW
+    ("^不允許角色 \"(.*)\" 登入$", "role \"${1}\" is not permitted to log in"),  # zh_TW
+    ("^沒有主機 \"(.*?)\", 使用者 \"(.*?)\", 資料庫 \"(.*?)\", (.*) 適用的 pg_hba\\.conf 項目$", "no pg_hba.conf entry for host \"${1}\", user \"${2}\", database \"${3}\", ${4}"),  # zh_TW
+    ("^資料庫 \"(.*)\" 不存在$", "database \"${1}\" does not exist"),  # zh_TW
+)  # fmt: skip
 
 
 class Pieces(NamedTuple):
@@ -253,3 +320,12 @@ def connections_in_english(message: pl.Series) -> pl.Series:
             .alias("m")
         )
     return message.clone().scatter(translated.arg_true(), lines["m"])
+
+
+def refusals_in_english(message: pl.Expr) -> pl.Expr:
+    """A refused login's message written as in English (``Rolle »bob« existiert nicht``:
+    ``role "bob" does not exist``); any other message as it is. For the few FATAL
+    records: every translation is tried in turn."""
+    for pattern, english in REFUSALS:
+        message = message.str.replace(pattern, english)
+    return message

@@ -1148,6 +1148,9 @@ _REFUSED_USER: Final = r'\b(?:user|role) "((?:[^"]|"")*)"'
 def _failures(records: pl.DataFrame) -> pl.DataFrame:
     """Failed statements (``ERROR``) and refused logins (``FATAL`` at authentication)."""
     sev = pl.col("severity")
+    if records.height:  # (few: errors and FATALs) a refused login in the server's language
+        fatal = pl.when(sev == "FATAL").then(pg_messages.refusals_in_english(pl.col("message")))
+        records = records.with_columns(fatal.otherwise(pl.col("message")).alias("message"))
     login_refused = (sev == "FATAL") & pl.col("message").str.contains(
         r"authentication failed|no pg_hba\.conf entry|does not exist|not permitted to log in"
     )

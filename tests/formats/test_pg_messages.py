@@ -90,6 +90,20 @@ def test_the_tables_are_those_the_installed_catalogues_give(
             assert pg_messages.Pieces(**pieces) in pg_messages.CONNECTION_PIECES, lang
 
 
+def test_every_translations_refused_logins_read_as_in_english(
+    languages: dict[str, gettext.GNUTranslations],
+) -> None:
+    """The FATAL a refused login logs names the account that tried, in any language."""
+    values = ("10.0.0.9", "intruder", "shop", "no encryption")
+    for lang, language in languages.items():
+        assert set(pg_translations.refusals(language)) <= set(pg_messages.REFUSALS), lang
+        for msgid in pg_translations.REFUSALS:
+            n = msgid.count("%s")
+            said = language.gettext(msgid) % values[:n]
+            read = pl.DataFrame({"m": [said]}).select(pg_messages.refusals_in_english(pl.col("m")))
+            assert read.item() == msgid % values[:n], (lang, said)
+
+
 def test_english_messages_are_left_as_they_are() -> None:
     lines = pl.Series([*ENGLISH, "AUDIT: SESSION,1,1,READ,SELECT,,,select 1,<none>", None])
     assert pg_messages.connections_in_english(lines).to_list() == lines.to_list()

@@ -6,8 +6,9 @@ followers translated (``错误:``, ``ANWEISUNG:``, French's ``ASTUCE :``), csvlo
 severities, and every output the connection lines; with PostgreSQL's default
 ``log_line_prefix = '%m [%p] '`` only those lines name a session's user. Each output of
 each language must give the events an English server's would: the clerk's read with
-its rows, client and application, its failed statements, and a ``pg_basebackup`` of the
-cluster (``log_replication_commands``: no AUDIT line), with no line rejected.
+its rows, client and application, its failed statements, a refused login by a role that
+does not exist, and a ``pg_basebackup`` of the cluster (``log_replication_commands``: no
+AUDIT line), with no line rejected.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def server(request: pytest.FixtureRequest, server_dir: Callable[[str], Path]) ->
             for failing in ("SELECT * FROM nosuch", "SELECT idd FROM cases"):  # the 2nd: a HINT
                 with pytest.raises(psycopg.Error):
                     c.execute(failing)
+        with pytest.raises(psycopg.OperationalError):  # FATAL: role "intruder" does not exist
+            psycopg.connect(pg.dsn("intruder"))
         backup = [pg._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(pg.port)]
         subprocess.run(
             [*backup, "-U", "rep_user", "-D", base / "copy", "-c", "fast"],
@@ -100,6 +103,8 @@ def test_each_language_gives_the_clerks_events_an_english_server_gives(
     assert reads[S.APPLICATION].to_list() == ["psql"]
     failed = clerk.filter(pl.col(S.CLASS) == "ERROR")
     assert failed.height == 2
+    refused = events.filter(pl.col(S.ACCOUNT) == "intruder")
+    assert refused.select(S.CLASS, S.COMMAND, S.SUCCESS).rows() == [("CONNECT", "LOGIN", False)]
     copied = events.filter(pl.col(S.OBJECTS).list.contains("(cluster)"))
     assert copied.select(S.ACCOUNT, S.APPLICATION, S.EXPORT).rows() == [
         ("rep_user", "pg_basebackup", True)
