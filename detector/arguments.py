@@ -17,7 +17,7 @@ TIMEZONE_HELP = (
 POSTGRES_TIMEZONE_HELP = (
     "a PostgreSQL server's log_timezone (IANA name, e.g. Asia/Shanghai), for the zone"
     " abbreviations several zones print (CST, IST); without it, they are read as this"
-    " machine's zone reads them, else as China's and India's"
+    " machine's zone reads them, or as a log's last write says, else as China's and India's"
 )
 
 

@@ -149,7 +149,12 @@ def files_to_read(
     kept, left_out = (
         one_output_per_server(paths, found) if format_name == "auto" else (list(paths), [])
     )
-    return in_time_order(kept, found), left_out
+    ordered = in_time_order(kept, found)
+    if told.postgres_timezone is None:  # CST, IST: the logs' last writes may say which
+        for path in ordered:
+            if found.get(path) in formats.PG_OUTPUTS:
+                zones.settle(path)
+    return ordered, left_out
 
 
 def one_output_per_server(

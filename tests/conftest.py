@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -13,7 +14,7 @@ import pytest
 from detector import features as F
 from detector import formats, model, pipeline, settings
 from detector import schema as S
-from detector.formats import mariadb
+from detector.formats import mariadb, zones
 from detector.formats.mariadb_audit import RECORD_START
 from detector.live.engine import Engine
 from detector.pipeline import read_events
@@ -24,6 +25,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_PG = FIXTURES / "reference" / "postgres15-pgaudit1.7.0"
 PG_SCENARIOS = FIXTURES / "pgaudit"
 OUTPUTS = {"stderr": "postgresql.log", "csvlog": "postgresql.csv", "jsonlog": "postgresql.json"}
+
+
+@pytest.fixture(autouse=True)
+def _zones_unsettled() -> Iterator[None]:
+    """Each test reads CST and IST by the guess a new run makes: a log's last write read
+    by another test settles them for the process (``zones.settle``)."""
+    zones.reset()
+    yield
+    zones.reset()
 
 
 def unavailable(reason: str) -> NoReturn:

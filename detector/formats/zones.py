@@ -15,9 +15,12 @@ China's, IST as India's; and the run says so. A name no zone prints is quarantin
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -92,22 +95,76 @@ def local_to_utc(naive: pl.Expr, abbreviation: pl.Expr, zone: str) -> pl.Expr:
     return naive.dt.replace_time_zone(zone, ambiguous=ambiguous, non_existent="null")
 
 
+# What else they may mean: the offsets (minutes) of the zones that print them.
+CANDIDATES: Final = {"CST": (480, -360, -300), "IST": (330, 120, 60)}
+# A log's newest time found this far from its file's last write (the line was written
+# then) settles which candidate it is: a clock a little behind, or a line written late.
+SETTLE_BEFORE, SETTLE_AFTER = timedelta(minutes=1), timedelta(minutes=10)
+# How each abbreviation read by a guess was read: "this machine's zone", "its log's last
+# write" (settle), or not there (the usual meaning).
+_WHY: dict[str, str] = {}
+# A time and zone name as PostgreSQL prints them (%m, %t), in any output.
+_STAMP: Final = re.compile(rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ([A-Z]{2,5})\b")
+_TAIL_BYTES: Final = 65_536
+
+
 @cache
 def guessed() -> dict[str, int]:
     """The offset (minutes) each :data:`AMBIGUOUS` abbreviation is read at without a zone
-    told: this machine's, where its zone prints it, else the usual one."""
+    told: this machine's, where its zone prints it, else the usual one until a log's last
+    write settles it (:func:`settle`). The one dict, changed by :func:`settle`."""
     local = {time.tzname[0]: -time.timezone // 60}
     if time.daylight:
         local[time.tzname[1]] = -time.altzone // 60
+    _WHY.update((name, "this machine's zone") for name in AMBIGUOUS if name in local)
     return {name: local.get(name, usual) for name, (usual, _) in AMBIGUOUS.items()}
+
+
+def settle(path: Path) -> None:
+    """Read ``path``'s abbreviations of several zones as its last write says: a log's
+    newest line was written when the file last changed, so of the zones that print the
+    abbreviation, the one that puts that line at the file's last write (within
+    ``SETTLE_AFTER``) is the server's. Nothing is settled by a compressed file (its time
+    is when it was compressed), by a file without such a line, or where none or two
+    candidates fit; nor where this machine's own zone prints the abbreviation."""
+    guesses = guessed()
+    if path.suffix == ".gz":
+        return
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - _TAIL_BYTES))
+            tail, written = f.read(), datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return
+    newest: dict[str, datetime] = {}
+    for stamp, name in _STAMP.findall(tail):
+        abbreviation = name.decode()
+        if abbreviation in AMBIGUOUS and _WHY.get(abbreviation) != "this machine's zone":
+            with contextlib.suppress(ValueError):
+                local = datetime.fromisoformat(stamp.decode()).replace(tzinfo=UTC)
+                newest[abbreviation] = max(local, newest.get(abbreviation, local))
+    for abbreviation, local in newest.items():
+        fits = [
+            minutes
+            for minutes in CANDIDATES[abbreviation]
+            if -SETTLE_BEFORE <= written - (local - timedelta(minutes=minutes)) <= SETTLE_AFTER
+        ]
+        if len(fits) == 1:
+            guesses[abbreviation] = fits[0]
+            _WHY[abbreviation] = f"as {path.name}'s last write says"
+
+
+def reset() -> None:
+    """Forget what logs settled (:func:`settle`): a new run's guesses."""
+    guessed.cache_clear()
+    _WHY.clear()
 
 
 def described(name: str) -> str:
     """How an :data:`AMBIGUOUS` abbreviation was read, and what else it may mean."""
     minutes = guessed()[name]
-    usual, places = AMBIGUOUS[name]
+    places = AMBIGUOUS[name][1]
     hours, rest = divmod(abs(minutes), 60)
     offset = f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02}" if rest else "")
-    machine = minutes != usual or time.tzname[0] == name
-    mine = ", as this machine's zone reads it" if machine else ""
-    return f"{name}, read as {offset}{mine} ({name} is {places})"
+    why = f", {_WHY[name]}" if name in _WHY else ""
+    return f"{name}, read as {offset}{why} ({name} is {places})"

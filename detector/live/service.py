@@ -463,6 +463,8 @@ class Service:
             if self.settings.format == "auto" and looks_binary(Path(path)):
                 raise NotALogError(f"{path}: binary data, not a text log")
             fmt: Format | None = formats.get(self.settings.format, Path(path), told=self._told)
+            if fmt and fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
+                zones.settle(Path(path))  # CST, IST: its last write may say which
         except (NotALogError, OSError) as exc:
             log.warning("%s", exc)
             fmt = None

@@ -8,11 +8,14 @@ several offsets must be the ones read by a guess the run names (``zones.AMBIGUOU
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo, available_timezones
 
 import polars as pl
@@ -144,3 +147,35 @@ def test_the_guess_is_this_machines_zone_where_it_prints_the_abbreviation() -> N
         )
         assert done.stdout.startswith(expected + " "), (tz, done.stdout)
         assert ("this machine's zone" in done.stdout) == mine, (tz, done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("written", "settled"),
+    [
+        (datetime(2026, 12, 1, 16, 0, 5, tzinfo=UTC), -360),  # Chicago's CST
+        (datetime(2026, 12, 1, 15, 0, 5, tzinfo=UTC), -300),  # Havana's
+        (datetime(2026, 12, 1, 2, 0, 5, tzinfo=UTC), 480),  # China's
+        (datetime(2026, 12, 3, 9, 0, 0, tzinfo=UTC), None),  # copied later: the guess
+    ],
+)
+def test_a_logs_last_write_settles_which_zone_its_abbreviation_is(
+    tmp_path: Path, written: datetime, settled: int | None
+) -> None:
+    if "CST" in time.tzname:
+        pytest.skip("this machine's zone prints CST: its own reading wins")
+    log = tmp_path / "postgresql.json"
+    log.write_text(
+        '{"timestamp":"2026-12-01 09:58:00.000 CST","session_start":"2026-12-01 08:00:00 CST"}\n'
+        '{"timestamp":"2026-12-01 10:00:00.000 CST","session_start":"2026-12-01 08:00:00 CST"}\n'
+    )
+    os.utime(log, (written.timestamp(), written.timestamp()))
+    guess = zones.guessed()["CST"]
+    zones.settle(log)
+    assert zones.guessed()["CST"] == (guess if settled is None else settled)
+    assert ("last write says" in zones.described("CST")) == (settled is not None)
+    zones.reset()
+    packed = tmp_path / "postgresql.json.gz"
+    packed.write_bytes(gzip.compress(log.read_bytes()))
+    os.utime(packed, (written.timestamp(), written.timestamp()))
+    zones.settle(packed)  # a compressed file's time is when it was compressed
+    assert zones.guessed()["CST"] == guess

@@ -192,3 +192,61 @@ def test_serve_not_told_the_servers_zone_counts_the_lines_it_read_by_a_guess(
     assert {name for name, n in counted.items() if n} == {
         name for name in zones.AMBIGUOUS if f' {name}",' in text
     }
+
+
+# On the real clock, a live log's newest line was written when its file last changed:
+# of the zones that print its abbreviation, that settles which one (``zones.settle``).
+# (Now: winter in the northern hemisphere or not, each prints an abbreviation of several.)
+NOW_ZONES = {"America/Chicago": ("CST", "CDT"), "Asia/Jerusalem": ("IST", "IDT")}
+
+
+@pytest.mark.parametrize("zone", sorted(NOW_ZONES))
+def test_not_told_a_live_logs_last_write_settles_its_zone(
+    zone: str, server_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """A server on the real clock: ``score`` and ``serve`` read its reads at the UTC
+    times they ran (within the clock's second), the summary saying how; a guess of
+    China's or India's zone would have put them 14 h or 3.5 h off."""
+    require_postgres()
+    from pg_cluster import PgCluster
+
+    pg = PgCluster(server_dir("pg-now"), free_port(), {"log_timezone": f"'{zone}'"})
+    pg.start()
+    try:
+        clerk_and_cases(pg)
+        before = datetime.now(UTC)
+        with psycopg.connect(pg.dsn("clerk"), autocommit=True) as clerk:
+            clerk.execute("SELECT * FROM cases WHERE id <= 7").fetchall()
+        after = datetime.now(UTC)
+        with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+            admin.execute("SELECT 'now-done'")
+        wait_for_logs(pg.log_dir, "now-done")
+        printed = datetime.now(UTC).astimezone(ZoneInfo(zone)).tzname()
+        if printed not in zones.AMBIGUOUS:  # (summer: CDT, IDT name one offset)
+            pytest.skip(f"{zone} prints {printed} now")
+        for output in sorted(OUTPUTS):
+            zones.reset()
+            events, summary = read_events([pg.log_dir / OUTPUTS[output]])
+            [(when, rows)] = clerks(events)
+            assert rows == 7
+            assert before - timedelta(seconds=1) <= when <= after + timedelta(seconds=1), output
+            assert f"as {OUTPUTS[output]}'s last write says" in summary.paragraph()
+        zones.reset()
+        log = pg.log_dir / OUTPUTS["jsonlog"]
+        conf = Settings(state_dir=tmp_path / "state", follow=[str(log)], lateness="2s")
+        service = Service(model.load(MODEL), conf, conf.follow, MODEL)
+        try:
+            while service.step():
+                pass
+            scored = service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC)).scored
+            stored = service.store.account("clerk")
+        finally:
+            service.stop()
+        starts = [
+            datetime.fromisoformat(w["window_start"])
+            for w in (stored or {"windows": []})["windows"]
+        ]
+        starts += scored.filter(pl.col("account") == "clerk")["window_start"].to_list()
+        assert starts and all(abs(start - before) < timedelta(minutes=6) for start in starts)
+    finally:
+        pg.stop()
