@@ -5,12 +5,12 @@ PostgreSQL writes each time in ``log_timezone`` with the zone's abbreviation
 (``2026-12-01 13:44:09.757 CST``), or an offset where the zone has none (``-03``). Most
 abbreviations name one offset wherever they are printed. A few name several: ``CST``
 is UTC+8 in China, UTC-6 in the central United States and UTC-5 in Cuba; ``IST`` is
-India, Israel or Ireland. Those are read only in the server's zone when it is told
-(``postgres_timezone``); else they are read as this machine's zone reads them if it prints
-them (a sidecar on its database server's machine, whose zone initdb made the server's
-``log_timezone``), or else as in the zone most servers printing them are in: CST as
-China's, IST as India's; and the run says so. A name no zone prints is quarantined as
-``unknown_zone``.
+India, Israel or Ireland. Those are read in the server's zone when it is told
+(``postgres_timezone``). Else they are read as this machine's zone reads them if it
+prints them (a sidecar on its database server's machine, whose zone initdb made the
+server's ``log_timezone``); else as the one zone printing them that puts a log's newest
+line at its file's last write (:func:`settle`); else as China's and India's. The run
+says which (:func:`described`). A name no zone prints is quarantined as ``unknown_zone``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 # Abbreviations and their offsets in minutes, as the zone database prints them since
-# 2018 (tests/formats/test_zones.py checks each against it). Left out: those with more
+# 2018 (tests/formats/test_zones.py checks each against it), and SGT, which older
+# releases of it printed for Singapore. Left out: those with more
 # than one offset, CST, IST (and KST, UTC+8:30 in Pyongyang in 2018). Two are kept with
 # their most common meaning though Asia/Manila and America/Havana print them too:
 # PST (not UTC+8) and CDT (not UTC-4); told a server's zone, its own offsets come first.
@@ -39,11 +40,11 @@ ZONE_MINUTES: Final = {
     "EST": -300, "EDT": -240, "CDT": -300, "MST": -420, "MDT": -360,
     "PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600, "HDT": -540,
     "SST": -660, "WIB": 420, "WITA": 480, "WIT": 540,
-    "JST": 540, "KST": 540, "HKT": 480, "AWST": 480, "ChST": 600,
+    "JST": 540, "KST": 540, "HKT": 480, "SGT": 480, "AWST": 480, "ChST": 600,
     "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
 }  # fmt: skip
-# Printed by zones at different offsets: read in a zone told, else guessed (:func:`guessed`)
-# as where most servers printing them are, the other places named to the user.
+# Printed by zones at different offsets: read in a zone told, else guessed (:func:`guessed`),
+# first as China's and India's; what else they may mean is said to the user.
 AMBIGUOUS: Final = {
     "CST": (480, "UTC+8 in China, UTC-6 in the central United States, UTC-5 in Cuba"),
     "IST": (330, "UTC+5:30 in India, UTC+2 in Israel, UTC+1 in Ireland in summer"),
