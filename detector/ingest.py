@@ -114,7 +114,7 @@ class Summary:
                 " log_slow_admin_statements = OFF)."
             )
         if self.audit_ahead:
-            offsets = " and ".join(_offset(seconds) for seconds in self.audit_ahead)
+            offsets = " and ".join(zones.offset_name(s // 60) for s in self.audit_ahead)
             text += (
                 f" The MariaDB audit log's times were the server's local time ({offsets};"
                 " the log names no zone): they were set right by the slow log's, which are"
@@ -123,12 +123,6 @@ class Summary:
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
         return text
-
-
-def _offset(seconds: int) -> str:
-    """A clock's offset from UTC, as time zones are named: ``UTC+8``, ``UTC-3:30``."""
-    hours, minutes = divmod(abs(seconds) // 60, 60)
-    return f"UTC{'-' if seconds < 0 else '+'}{hours}" + (f":{minutes:02}" if minutes else "")
 
 
 def files_to_read(

@@ -166,7 +166,8 @@ class Settings(BaseSettings):
         None,
         description="A PostgreSQL server's log_timezone (IANA name, e.g. Asia/Shanghai), for"
         " the zone abbreviations several zones print (CST, IST); unset: read as this machine's"
-        " zone reads them, else as China's and India's (trovewatch_zone_guessed_lines_total).",
+        " zone reads them, or as a log's last write says, else as China's and India's"
+        " (trovewatch_zone_guessed_lines_total).",
     )
     lateness: str = Field(
         "30s",

@@ -55,10 +55,19 @@ SEVERITY_NAMES: Final = {
     "ОПЕРАТОР": "STATEMENT", "ოპერატორი": "STATEMENT", "文": "STATEMENT", "语句": "STATEMENT",
     "陳述式": "STATEMENT", "명령 구문": "STATEMENT",
 }  # fmt: skip
-# PostgreSQL's own names of the severities (DEBUG1-5 print as DEBUG) and stderr's followers.
+# The lines that follow a record in stderr, with its details, and PostgreSQL's own names
+# of the severities (DEBUG1-5 print as DEBUG) and of them.
+FOLLOWERS: Final = ("DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT")
 SEVERITIES: Final = (
-    *("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "LOG", "FATAL", "PANIC"),
-    *("DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"),
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARNING",
+    "ERROR",
+    "LOG",
+    "FATAL",
+    "PANIC",
+    *FOLLOWERS,
 )
 
 

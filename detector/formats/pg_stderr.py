@@ -19,16 +19,15 @@ from detector.formats.pg_sessions import Servers
 from detector.reader import CHUNK_BYTES, Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
-# In English, or translated (lc_messages: pg_messages.SEVERITY_NAMES); the followers
-# (DETAIL, ..., STATEMENT) are English in every translation.
+# A record's severity or a follower's name (DETAIL, ..., STATEMENT), in English (DEBUG1-5
+# too) or translated (lc_messages: pg_messages.SEVERITY_NAMES).
 SEVERITIES: Final = "|".join(
     [
-        "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC",
-        "DETAIL|HINT|QUERY|CONTEXT|LOCATION|STATEMENT",
+        "DEBUG1|DEBUG2|DEBUG3|DEBUG4|DEBUG5",
+        *pg_messages.SEVERITIES,
         *map(re.escape, pg_messages.SEVERITY_NAMES),
     ]
 )
-_FOLLOWERS: Final = ["DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "STATEMENT"]
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 # A time zone abbreviation ("UTC", "EST", "+0530") never holds a ":": without this, in
 # RDS's "%t:%r:" the zone would run on into an IPv6 client ("UTC::" then "1(46968)").
@@ -382,7 +381,7 @@ def _sessions(records: pl.DataFrame) -> pl.DataFrame:
     derived = pl.col("pid").cast(pl.String) + "." + conn.cum_sum().over("pid").cast(pl.String)
     if records["session_id"].null_count():
         records = records.with_columns(pl.coalesce("session_id", derived).alias("session_id"))
-    main = ~pl.col("severity").is_in(_FOLLOWERS)
+    main = ~pl.col("severity").is_in(pg_messages.FOLLOWERS)
     if not records.select((pl.col("severity") == "STATEMENT").any()).item():
         # No statement to hand out (no failed statement in the chunk): the window over
         # (pid, group) would cost more than the rest of this step.

@@ -623,13 +623,10 @@ def _parse_times(ts: pl.Series, timezone: str | None) -> tuple[pl.Series, dict[s
             time_unit="us",
             strict=False,
         ).dt.replace_time_zone("UTC"), {}
-    frame = ts.to_frame("ts").select(
-        parse_time(pl.col("ts"), timezone).alias("ts"),
-        pl.col("ts").str.extract(_TS_RE, 2).alias("zone"),
-    )
+    times = ts.to_frame("ts").select(parse_time(pl.col("ts"), timezone).alias("ts"))["ts"]
     told = zones.abbreviations(timezone)[0] if timezone is not None else frozenset()
-    names = frame.filter(pl.col("zone").is_in(list(set(zones.AMBIGUOUS) - told)))["zone"]
-    return frame["ts"], dict(names.value_counts().iter_rows()) if names.len() else {}
+    counts = {n: int(ts.str.ends_with(f" {n}").sum()) for n in set(zones.AMBIGUOUS) - told}
+    return times, {name: n for name, n in counts.items() if n}
 
 
 # The user (u), database (d) and application (a) a session's connection line names.

@@ -43,12 +43,18 @@ ZONE_MINUTES: Final = {
     "JST": 540, "KST": 540, "HKT": 480, "SGT": 480, "AWST": 480, "ChST": 600,
     "AEST": 600, "AEDT": 660, "ACST": 570, "ACDT": 630, "NZST": 720, "NZDT": 780,
 }  # fmt: skip
-# Printed by zones at different offsets: read in a zone told, else guessed (:func:`guessed`),
-# first as China's and India's; what else they may mean is said to the user.
+# Printed by zones at different offsets: each zone's offset (minutes) and where it is.
+# Read in a zone told, else by a guess (:func:`guessed`), the first when nothing says which.
 AMBIGUOUS: Final = {
-    "CST": (480, "UTC+8 in China, UTC-6 in the central United States, UTC-5 in Cuba"),
-    "IST": (330, "UTC+5:30 in India, UTC+2 in Israel, UTC+1 in Ireland in summer"),
+    "CST": ((480, "China"), (-360, "the central United States"), (-300, "Cuba")),
+    "IST": ((330, "India"), (120, "Israel"), (60, "Ireland in summer")),
 }
+
+
+def offset_name(minutes: int) -> str:
+    """An offset from UTC as time zones are named: ``UTC+8``, ``UTC-3:30``."""
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02}" if rest else "")
 
 
 def check_timezone(name: str) -> str:
@@ -96,29 +102,38 @@ def local_to_utc(naive: pl.Expr, abbreviation: pl.Expr, zone: str) -> pl.Expr:
     return naive.dt.replace_time_zone(zone, ambiguous=ambiguous, non_existent="null")
 
 
-# What else they may mean: the offsets (minutes) of the zones that print them.
-CANDIDATES: Final = {"CST": (480, -360, -300), "IST": (330, 120, 60)}
 # A log's newest time found this far from its file's last write (the line was written
-# then) settles which candidate it is: a clock a little behind, or a line written late.
+# then) settles which zone it is in: a clock a little behind, or a line written late.
 SETTLE_BEFORE, SETTLE_AFTER = timedelta(minutes=1), timedelta(minutes=10)
-# How each abbreviation read by a guess was read: "this machine's zone", "its log's last
-# write" (settle), or not there (the usual meaning).
-_WHY: dict[str, str] = {}
 # A time and zone name as PostgreSQL prints them (%m, %t), in any output.
 _STAMP: Final = re.compile(rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ([A-Z]{2,5})\b")
 _TAIL_BYTES: Final = 65_536
+# What logs' last writes settled (:func:`settle`): offset, and which log said so.
+_SETTLED: dict[str, tuple[int, str]] = {}
 
 
 @cache
-def guessed() -> dict[str, int]:
-    """The offset (minutes) each :data:`AMBIGUOUS` abbreviation is read at without a zone
-    told: this machine's, where its zone prints it, else the usual one until a log's last
-    write settles it (:func:`settle`). The one dict, changed by :func:`settle`."""
+def _machine() -> dict[str, int]:
+    """The :data:`AMBIGUOUS` abbreviations this machine's zone prints, at its offsets."""
     local = {time.tzname[0]: -time.timezone // 60}
     if time.daylight:
         local[time.tzname[1]] = -time.altzone // 60
-    _WHY.update((name, "this machine's zone") for name in AMBIGUOUS if name in local)
-    return {name: local.get(name, usual) for name, (usual, _) in AMBIGUOUS.items()}
+    return {name: minutes for name, minutes in local.items() if name in AMBIGUOUS}
+
+
+def _reading(name: str) -> tuple[int, str]:
+    """How an :data:`AMBIGUOUS` abbreviation is read without a zone told: its offset and
+    why. This machine's zone first, then what a log's last write settled, else the first
+    zone that prints it."""
+    if name in _machine():
+        return _machine()[name], ", as this machine's zone reads it"
+    return _SETTLED.get(name, (AMBIGUOUS[name][0][0], ""))
+
+
+def guessed() -> dict[str, int]:
+    """The offset (minutes) each :data:`AMBIGUOUS` abbreviation is read at without a zone
+    told (:func:`_reading`)."""
+    return {name: _reading(name)[0] for name in AMBIGUOUS}
 
 
 def settle(path: Path) -> None:
@@ -127,45 +142,40 @@ def settle(path: Path) -> None:
     abbreviation, the one that puts that line at the file's last write (within
     ``SETTLE_AFTER``) is the server's. Nothing is settled by a compressed file (its time
     is when it was compressed), by a file without such a line, or where none or two
-    candidates fit; nor where this machine's own zone prints the abbreviation."""
-    guesses = guessed()
+    zones fit; nor where this machine's own zone prints the abbreviation."""
     if path.suffix == ".gz":
         return
     try:
         with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - _TAIL_BYTES))
-            tail, written = f.read(), datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            stat = path.stat()
+            f.seek(max(0, stat.st_size - _TAIL_BYTES))
+            tail, written = f.read(), datetime.fromtimestamp(stat.st_mtime, UTC)
     except OSError:
         return
     newest: dict[str, datetime] = {}
     for stamp, name in _STAMP.findall(tail):
         abbreviation = name.decode()
-        if abbreviation in AMBIGUOUS and _WHY.get(abbreviation) != "this machine's zone":
+        if abbreviation in AMBIGUOUS and abbreviation not in _machine():
             with contextlib.suppress(ValueError):
                 local = datetime.fromisoformat(stamp.decode()).replace(tzinfo=UTC)
                 newest[abbreviation] = max(local, newest.get(abbreviation, local))
     for abbreviation, local in newest.items():
         fits = [
             minutes
-            for minutes in CANDIDATES[abbreviation]
+            for minutes, _ in AMBIGUOUS[abbreviation]
             if -SETTLE_BEFORE <= written - (local - timedelta(minutes=minutes)) <= SETTLE_AFTER
         ]
         if len(fits) == 1:
-            guesses[abbreviation] = fits[0]
-            _WHY[abbreviation] = f"as {path.name}'s last write says"
+            _SETTLED[abbreviation] = (fits[0], f", as {path.name}'s last write says")
 
 
 def reset() -> None:
     """Forget what logs settled (:func:`settle`): a new run's guesses."""
-    guessed.cache_clear()
-    _WHY.clear()
+    _SETTLED.clear()
 
 
 def described(name: str) -> str:
     """How an :data:`AMBIGUOUS` abbreviation was read, and what else it may mean."""
-    minutes = guessed()[name]
-    places = AMBIGUOUS[name][1]
-    hours, rest = divmod(abs(minutes), 60)
-    offset = f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02}" if rest else "")
-    why = f", {_WHY[name]}" if name in _WHY else ""
-    return f"{name}, read as {offset}{why} ({name} is {places})"
+    minutes, why = _reading(name)
+    places = ", ".join(f"{offset_name(m)} in {where}" for m, where in AMBIGUOUS[name])
+    return f"{name}, read as {offset_name(minutes)}{why} ({name} is {places})"
