@@ -20,7 +20,9 @@ Timestamp = Annotated[
 SeverityName = Literal["none", "low", "medium", "high", "critical"]
 Status = Literal["open", "suppressed", "true_positive", "false_positive"]
 Verdict = Literal["true_positive", "false_positive"]
-FormatName = Literal["auto", "pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr"]
+FormatName = Literal[
+    "auto", "pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr", "pgaudit-syslog"
+]
 
 MAX_SUPPRESSION: Final = timedelta(days=3650)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install trovewatch, PostgreSQL 15 with pgAudit, MariaDB (server_audit plugin) and
-# promtool (Debian packages), and run every test. Extra arguments go to pytest. In CI
+# Install trovewatch, PostgreSQL 15 with pgAudit, MariaDB (server_audit plugin), rsyslog
+# and promtool (Debian packages), and run every test. Extra arguments go to pytest. In CI
 # (CI=true) the PostgreSQL, MariaDB and promtool tests must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ fi
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus) # ships /usr/bin/promtool
 # mariadb-server ships mariadbd, mariadb-install-db, mariadb-dump and server_audit.so.
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || PACKAGES+=(mariadb-server)
+# The syslog daemon the tests of PostgreSQL's syslog output file its messages with.
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || PACKAGES+=(rsyslog)
 # The locales PostgreSQL logs in for the translated-message tests (lc_messages).
 LOCALES=(de_DE fr_FR zh_CN)
 [ -d /usr/share/i18n/locales ] && [ -f /usr/share/i18n/locales/zh_CN ] || PACKAGES+=(locales)

@@ -26,6 +26,7 @@ from detector.formats.percona_audit import PerconaAudit
 from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
+from detector.formats.pg_syslog import PgSyslog
 from detector.reader import NotALogError, head_lines, looks_binary
 
 
@@ -46,6 +47,7 @@ _NATIVE: Final[dict[str, Callable[[Told], Format]]] = {
     "pgaudit-jsonlog": lambda told: PgJsonlog(told.postgres_timezone),
     "pgaudit-csvlog": lambda told: PgCsvlog(told.postgres_timezone),
     "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix, told.postgres_timezone),
+    "pgaudit-syslog": lambda told: PgSyslog(told.log_line_prefix, told.postgres_timezone),
     "mariadb-audit": lambda told: MariadbAudit(told.mariadb_timezone),
     "mariadb-slow": lambda told: MariadbSlow(),
     "snowflake-query-history": lambda told: snowflake.QueryHistory(),
@@ -61,7 +63,7 @@ NATIVE: Final = tuple(_NATIVE)
 CHOICES: Final = ("auto", *NATIVE, "mapped")
 # PostgreSQL's outputs of the same events, richest first: one server's logs in two of
 # them are the same statements twice (MariaDB's audit and slow logs complement each other).
-PG_OUTPUTS: Final = NATIVE[:3]
+PG_OUTPUTS: Final = NATIVE[:4]
 # Formats whose files complement each other (one server's or account's logs): when a run
 # reads both, their events are joined into one per statement.
 # The join is told whether events are filed as the live engine files them (MariaDB

@@ -1,0 +1,144 @@
+"""PostgreSQL output through syslog (``log_destination = 'syslog'``) carrying pgAudit
+records, as a syslog daemon files it: rsyslog's and syslog-ng's traditional lines
+(``Dec  1 08:48:13 db1 postgres[26401]: [9-1] ...``) or lines with RFC 3339 times
+(rsyslog's ``RSYSLOG_FileFormat``: ``2026-12-01T08:48:13.970+00:00 db1 postgres[26401]:
+[9-1] ...``).
+
+What PostgreSQL 15 sends (``write_syslog``), as a real server's output through rsyslog
+shows it:
+
+* each message is what stderr would print, ``log_line_prefix`` and all, numbered per
+  process (``syslog_sequence_numbers``, on by default): ``[9-1] 2026-12-01 ... LOG:  AUDIT: ...``;
+* a message of several lines is sent one line at a time (``syslog_split_messages``, on by
+  default): ``[12-2]``, ``[12-3]``... A statement's further lines begin with the tab that
+  stderr puts there, which the daemon writes as ``#011``; a follower (``STATEMENT:``,
+  ``HINT:``) begins with its own prefix;
+* a line longer than 900 bytes is cut into parts, at a space where there is one (the
+  space begins the next part: ``[9-2]  170, 171, ...``), else anywhere; the parts are
+  joined back here as they were.
+
+Other processes' lines may come between a message's lines. The lines are put back
+together as the stderr lines they were, each message's lines one after the other, and
+read by the stderr parser (:class:`detector.formats.pg_stderr.PgStderr`): the same
+prefixes, sessions and events. Lines of other programs in the same file (a shared
+``/var/log/syslog``) are counted as context, not read. With ``syslog_split_messages``
+off, a message is one syslog line whose newlines the daemon wrote as ``#012``.
+
+Not read: a message whose first line is in an earlier chunk or file than its further
+lines (a chunk ends only before a message's first line, but another process's message
+may be unfinished there); its orphaned lines are quarantined as ``truncated``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import polars as pl
+
+from detector.formats.base import Parsed
+from detector.formats.pg_stderr import PgStderr, head_regex
+from detector.reader import Chunk
+from detector.rejects import Reason, rejects, with_raw_lines
+
+# A syslog line of a program's message numbered as PostgreSQL numbers them: the time (no
+# year, or RFC 3339), host, program[pid], and [sequence-part] (or [sequence], unsplit).
+HEADER: Final = (
+    r"^(?P<_syslog>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))"
+    r" (?P<host>\S+) [^\s\[\]]+\[(?P<pid>\d+)\]: \[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
+)
+# Any syslog line (of any program): a line of another program is context, not garbage.
+ANY_SYSLOG: Final = (
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) \S+ \S"
+)
+# Chunks are cut only before a line that is not a message's second or later line.
+RECORD_START: Final = re.compile(rb"(?![^\n]*?\]: \[\d+-(?!1\] )\d+\] )")
+# Control characters the daemon escapes as #ooo (rsyslog's default): tab, newline, CR.
+_ESCAPES: Final = (("#011", "\t"), ("#012", "\n"), ("#015", "\r"))
+
+
+class PgSyslog(PgStderr):
+    name = "pgaudit-syslog"
+    record_start = RECORD_START
+
+    def sniff(self, head: list[str]) -> bool:
+        """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
+        lines = unwrap(pl.DataFrame({"line_no": range(len(head)), "line": head}))[0]
+        return lines.height > 0 and super().sniff(lines["line"].to_list())
+
+    def configure(self, head: list[str]) -> None:
+        lines = unwrap(pl.DataFrame({"line_no": range(len(head)), "line": head}))[0]
+        super().configure(lines["line"].to_list())
+
+    def parse_alone(self, chunk: Chunk) -> Parsed:
+        """Events of ``chunk`` by itself, its messages read as the stderr lines they are."""
+        lines, orphans, others = unwrap(chunk.lines, head_regex(self.log_line_prefix or "%m [%p] "))
+        stderr = Chunk(chunk.path, b"", chunk.first_line, _lines=lines)
+        parsed = super().parse_alone(stderr)
+        found = pl.concat([parsed.rejects, orphans]).sort("line_no")
+        parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
+        parsed.context += others
+        return parsed
+
+
+def unwrap(
+    lines: pl.DataFrame, follower: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """``lines`` (``line_no``, ``line``: syslog lines) as PostgreSQL's stderr lines, each
+    message's lines together in the order of its first line; the lines of messages whose
+    first line is not here (rejects); and the count of other programs' lines.
+
+    ``follower`` is the stderr head expression: a message's later line that matches it
+    is a line of its own (a follower), not a part of the line before cut at 900 bytes.
+    Lines that are no syslog line at all are given on as they are (the stderr parser
+    quarantines them).
+    """
+    found = lines.with_columns(pl.col("line").str.extract_groups(HEADER).alias("_h"))
+    head = pl.col("_h").struct.field("_syslog")
+    ours = head.is_not_null()
+    other = ~ours & pl.col("line").str.contains(ANY_SYSLOG)
+    text = pl.col("line").str.strip_prefix(head)
+    for escaped, char in _ESCAPES:
+        text = text.str.replace_all(escaped, char, literal=True)
+    part = pl.col("_h").struct.field("part").cast(pl.Int64)
+    pieces = found.filter(ours).select(
+        "line_no",
+        pl.col("_h").struct.field("host").alias("_host"),
+        pl.col("_h").struct.field("pid").alias("_pid"),
+        # Unsplit messages ([N]) are one line each: keyed by their own line.
+        pl.when(part.is_null())
+        .then(pl.lit("@") + pl.col("line_no").cast(pl.String))
+        .otherwise(pl.col("_h").struct.field("seq"))
+        .alias("_seq"),
+        part.fill_null(1).alias("_part"),
+        text.alias("line"),
+    )
+    message = ["_host", "_pid", "_seq"]
+    pieces = pieces.with_columns(
+        pl.col("line_no").min().over(message).alias("_first"),
+        (pl.col("_part") == 1).any().over(message).alias("_whole"),
+    )
+    orphans = rejects(pieces, ~pl.col("_whole"), Reason.TRUNCATED).with_columns(
+        pl.lit(None, pl.String).alias("line")  # the raw syslog line, not the piece
+    )
+    pieces = pieces.filter("_whole").sort("_first", "_part")
+    later = pl.col("_part") > 1
+    own_line = ~later | pl.col("line").str.starts_with("\t")
+    if follower is not None:
+        own_line = own_line | (later & pl.col("line").str.contains(follower))
+    joined = (
+        pieces.with_columns(own_line.cum_sum().alias("_line"))
+        .group_by("_line", maintain_order=True)
+        .agg(pl.col("_first", "line_no").first(), pl.col("line").str.join(""))
+        .with_columns(pl.col("line").str.split("\n"))
+        .explode("line")
+        .select("_first", "line_no", "line")
+    )
+    strangers = found.filter(~ours & ~other).select(
+        pl.col("line_no").alias("_first"), "line_no", "line"
+    )
+    if strangers.height:
+        joined = pl.concat([joined, strangers]).sort("_first", maintain_order=True)
+    count = found.select(other.sum()).item()
+    return joined.drop("_first"), orphans, int(count)

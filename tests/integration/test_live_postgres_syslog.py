@@ -1,0 +1,300 @@
+"""PostgreSQL logging through syslog (``log_destination = 'syslog'``), on a real
+PostgreSQL 15 + pgAudit whose messages a real rsyslog files: the syslog file gives the
+same events, account by account and statement by statement, as the server's stderr log
+of the same statements.
+
+What the syslog path does to a message, and what these workloads make it do:
+
+* statements of several lines (each further line its own syslog line, ``#011`` for the
+  tab), failed statements (their ``STATEMENT:`` follower a line of its own);
+* statements over 900 bytes, cut by the server into parts: at spaces (a long ``IN``
+  list), inside a word (a literal with no space), between multi-byte characters;
+* four sessions writing such statements at once, so that their lines interleave;
+* rsyslog's traditional lines (no year: the time is the prefix's) and RFC 3339 lines;
+* ``syslog_split_messages = off`` (a message on one line, newlines as ``#012``);
+* other programs' lines in the same file (``/var/log/syslog``): context, not rejects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+from pg_cluster import PgCluster
+
+from detector import carried, model
+from detector import features as F
+from detector import schema as S
+from tests.conftest import parse, unavailable
+from tests.integration.conftest import MODEL, cli, follow, pg_cluster, wait_for_logs
+
+pytestmark = pytest.mark.postgres
+
+DEV_LOG = Path("/dev/log")
+RSYSLOG_CONF = """
+global(maxMessageSize="256k")
+module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
+template(name="traditional" type="string" string="{dir}/%syslogfacility-text%.log")
+template(name="rfc3339" type="string" string="{dir}/%syslogfacility-text%.iso.log")
+*.* action(type="omfile" dynaFile="traditional" template="RSYSLOG_TraditionalFileFormat")
+*.* action(type="omfile" dynaFile="rfc3339" template="RSYSLOG_FileFormat")
+"""
+TABLE_ROWS = 500
+
+
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def rsyslog(server_dir: Callable[[str], Path]) -> Iterator[Path]:
+    """A real rsyslogd on ``/dev/log``, filing each facility's messages in
+    ``DIR/<facility>.log`` (traditional lines) and ``DIR/<facility>.iso.log`` (RFC 3339)."""
+    daemon = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    if not Path(daemon).exists():
+        unavailable("rsyslog not installed (Debian package rsyslog)")
+    if DEV_LOG.exists() and _listening(DEV_LOG):
+        unavailable("another syslog daemon owns /dev/log")
+    directory = server_dir("rsyslog")
+    directory.chmod(0o755)
+    conf = directory / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONF.format(dir=directory))
+    pid_file = directory / "rsyslogd.pid"
+    DEV_LOG.unlink(missing_ok=True)  # a stale socket of a daemon gone
+    started = subprocess.run(
+        [daemon, "-f", str(conf), "-i", str(pid_file)], capture_output=True, text=True
+    )
+    if started.returncode != 0:
+        unavailable(f"rsyslogd did not start: {started.stderr.strip()}")
+    deadline = time.monotonic() + 10
+    while not _listening(DEV_LOG):
+        if time.monotonic() > deadline:
+            unavailable("rsyslogd did not open /dev/log")
+        time.sleep(0.05)
+    try:
+        yield directory
+    finally:
+        if pid_file.exists():
+            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        DEV_LOG.unlink(missing_ok=True)
+
+
+def wait_for(path: Path, marker: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and marker in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{marker!r} did not reach {path} in {timeout}s")
+
+
+STATEMENTS = [
+    "SELECT * FROM people WHERE id < 100",
+    "SELECT id,\n       name\n  FROM people\n WHERE id < 10",
+    # over 900 bytes: cut at a space, inside a word, between two-byte characters
+    "SELECT * FROM people WHERE id IN (" + ", ".join(map(str, range(400))) + ")",
+    "SELECT * FROM people WHERE name <> '" + "z" * 1500 + "'",
+    "SELECT count(*) FROM people WHERE note <> '" + "é" * 700 + "'",
+    "SELECT * FROM people\nWHERE note IN ('" + "', '".join(["x" * 60] * 40) + "')\nLIMIT 7",
+]
+
+
+def workload(pg: PgCluster, marker: str) -> None:
+    quiet = "-c pgaudit.log=none"
+    with psycopg.connect(pg.dsn(), autocommit=True, options=quiet) as admin:
+        admin.execute(
+            "CREATE TABLE people AS SELECT g AS id, 'name ' || g AS name,"
+            f" repeat('x', 60) AS note FROM generate_series(1, {TABLE_ROWS}) g"
+        )
+        for role in ("clerk", "analyst", "web", "batch"):
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+            admin.execute(f"GRANT SELECT ON people TO {role}")
+
+    def session(role: str, rounds: int) -> None:
+        with psycopg.connect(pg.dsn(user=role), autocommit=True) as conn:
+            for _ in range(rounds):
+                for statement in STATEMENTS:
+                    conn.execute(statement).fetchall()
+            with conn.cursor() as cur, cur.copy("COPY people TO STDOUT") as copy:
+                for _ in copy:
+                    pass
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                conn.execute("SELECT *\n  FROM no_such_table")
+
+    threads = [
+        threading.Thread(target=session, args=(role, 5))
+        for role in ("clerk", "analyst", "web", "batch")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute(f"SELECT '{marker}'")
+
+
+def syslog_server(facility: str, **settings: str) -> dict[str, str]:
+    return {
+        "log_destination": "'stderr,csvlog,jsonlog,syslog'",
+        "syslog_facility": facility,
+        "syslog_ident": "postgres",
+        **settings,
+    }
+
+
+def events_of(path: Path) -> tuple[pl.DataFrame, int]:
+    """The events of ``path`` but their source format, in one order (the sessions'
+    statements of one millisecond come in the order their lines were written), and the
+    lines rejected."""
+    events, quarantine = parse(path)
+    order = [S.TIME, S.SESSION, S.STATEMENT_ID]
+    return events.drop(S.SOURCE_FORMAT).sort(order), quarantine.total
+
+
+@pytest.fixture(scope="module")
+def logged(
+    rsyslog: Path, server_dir: Callable[[str], Path]
+) -> Iterator[Callable[[str, dict[str, str]], tuple[Path, Path]]]:
+    """Run the workload on a server logging to stderr and syslog (``facility``); the
+    stderr log, and the directory and facility of its syslog files."""
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def run(facility: str, settings: dict[str, str]) -> tuple[Path, Path]:
+        if facility not in done:
+            with pg_cluster(server_dir("pg"), syslog_server(facility, **settings)) as pg:
+                marker = f"end of {facility}"
+                workload(pg, marker)
+                wait_for_logs(pg.log_dir, marker)
+                wait_for(rsyslog / f"{facility}.log", marker)
+                wait_for(rsyslog / f"{facility}.iso.log", marker)
+                done[facility] = (pg.log_dir / "postgresql.log", rsyslog)
+        return done[facility]
+
+    yield run
+
+
+def interleaved(path: Path) -> int:
+    """Lines of ``path`` that go on a message after another message's line."""
+    count, last = 0, None
+    for line in path.read_text(errors="replace").splitlines():
+        found = re.search(r"\[(\d+)\]: \[(\d+)-(\d+)\] ", line)
+        if found is None:
+            continue
+        pid, seq, part = found.groups()
+        count += int(part) > 1 and last != (pid, seq)
+        last = (pid, seq)
+    return count
+
+
+@pytest.mark.parametrize("suffix", [".log", ".iso.log"], ids=["traditional", "rfc3339"])
+def test_the_syslog_file_gives_the_events_of_the_stderr_log(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], suffix: str
+) -> None:
+    stderr_log, directory = logged("local0", {})
+    expected, rejected = events_of(stderr_log)
+    got, got_rejected = events_of(directory / f"local0{suffix}")
+    assert rejected == 0 and got_rejected == 0
+    # every role's statements (30 each, with the long and multi-line ones), rows and COPY
+    per_role = expected.group_by(S.ACCOUNT).agg(pl.len(), pl.col(S.ROWS).sum())
+    assert set(per_role[S.ACCOUNT]) >= {"clerk", "analyst", "web", "batch"}
+    long_ones = expected.filter(pl.col(S.QUERY).str.len_bytes() > 900)
+    assert long_ones.height == 4 * 5 * 4  # four sessions, five rounds, four long statements
+    assert got.equals(expected), "the syslog file's events differ from the stderr log's"
+    assert interleaved(directory / f"local0{suffix}") > 0, "the sessions' lines did not mix"
+
+
+def test_unsplit_messages_give_the_events_of_the_stderr_log(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]],
+) -> None:
+    stderr_log, directory = logged("local1", {"syslog_split_messages": "off"})
+    expected, _ = events_of(stderr_log)
+    got, rejected = events_of(directory / "local1.log")
+    assert rejected == 0
+    assert got.equals(expected)
+
+
+def test_other_programs_lines_are_context_not_rejects(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """A shared /var/log/syslog: cron's and sshd's lines between PostgreSQL's."""
+    stderr_log, directory = logged("local0", {})
+    for tag, text in (
+        ("CRON", "(root) CMD (run-parts /etc/cron.hourly)"),
+        ("sshd", "Accepted publickey for ops"),
+    ):
+        subprocess.run(["logger", "-p", "local0.info", "-t", tag, text], check=True)
+    subprocess.run(["logger", "-p", "local0.info", "-t", "marker", "others written"], check=True)
+    wait_for(directory / "local0.log", "others written")
+    mixed = tmp_path / "syslog"
+    shutil.copy(directory / "local0.log", mixed)
+    expected, _ = events_of(stderr_log)
+    got, rejected = events_of(mixed)
+    assert rejected == 0
+    assert got.equals(expected)
+
+
+def test_score_reads_a_syslog_file_without_being_told_its_format(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], tmp_path: Path
+) -> None:
+    _, directory = logged("local0", {})
+    out = tmp_path / "scores.ndjson"
+    done = cli("score", "--out", out, directory / "local0.log")
+    assert "pgaudit-syslog" in done.stderr and "0 lines rejected" in done.stderr
+    accounts = set(pl.read_ndjson(out)["account"])
+    assert {"clerk", "analyst", "web", "batch"} <= accounts
+
+
+def test_serve_following_the_syslog_file_counts_what_the_stderr_log_says(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve`` reads the syslog file as the daemon appends it (three reads, each ending
+    before a message), and its open windows hold each account's statements and rows
+    read as the stderr log's events give them."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    stderr_log, directory = logged("local0", {})
+    body = (directory / "local0.log").read_bytes()
+    starts = [m.start() for m in re.finditer(rb"(?m)^.*?\]: \[\d+-1\] ", body)]
+    cuts = [0, starts[len(starts) // 3], starts[2 * len(starts) // 3], len(body)]
+    (tmp_path / "log").mkdir()
+    log = tmp_path / "log" / "postgresql-syslog.log"
+    writes = [(log, body[a:b]) for a, b in itertools.pairwise(cuts)]
+    service = follow(model.load(MODEL), tmp_path, writes)
+    try:
+        live = (
+            service.engine.open_activity()
+            .group_by(F.ACCOUNT)
+            .agg(pl.col("statements", "rows_read").sum())
+            .sort(F.ACCOUNT)
+        )
+    finally:
+        service.stop()
+    expected, _ = events_of(stderr_log)
+    counted = (
+        expected.filter(pl.col(S.SUCCESS))
+        .group_by(pl.col(S.ACCOUNT).alias(F.ACCOUNT))
+        .agg(pl.len().alias("statements"), pl.col(S.ROWS).sum().alias("rows_read"))
+        .sort(F.ACCOUNT)
+    )
+    assert live.select(F.ACCOUNT, "statements", "rows_read").equals(
+        counted.cast({"statements": pl.Int64, "rows_read": pl.Int64})
+    )
