@@ -46,11 +46,13 @@ from detector.rejects import Reason, rejects, with_raw_lines
 HEADER: Final = (
     r"^(?P<_syslog>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))"
-    r" (?P<host>\S+) [^\s\[\]]+\[(?P<pid>\d+)\]: \[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
+    r" (?P<host>\S+) (?P<program>[^\s\[\]:]+)\[(?P<pid>\d+)\]: "
+    r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
 )
-# Any syslog line (of any program): a line of another program is context, not garbage.
+# Any program's syslog line: one of a program that is not PostgreSQL's is context.
 ANY_SYSLOG: Final = (
-    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) \S+ \S"
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*)"
+    r" \S+ ([^\s\[\]:]+)(?:\[\d+\])?: "
 )
 # Chunks are cut only before a line that is not a message's second or later line.
 RECORD_START: Final = re.compile(rb"(?![^\n]*?\]: \[\d+-(?!1\] )\d+\] )")
@@ -97,7 +99,11 @@ def unwrap(
     found = lines.with_columns(pl.col("line").str.extract_groups(HEADER).alias("_h"))
     head = pl.col("_h").struct.field("_syslog")
     ours = head.is_not_null()
-    other = ~ours & pl.col("line").str.contains(ANY_SYSLOG)
+    # Another program's line; a line of PostgreSQL's own program that is not one of its
+    # numbered messages (cut short, say) is garbage.
+    postgres = found.filter(ours).select(pl.col("_h").struct.field("program").unique())
+    program = pl.col("line").str.extract(ANY_SYSLOG, 1)
+    other = (~ours & ~program.is_in(postgres.to_series())).fill_null(False)
     text = pl.col("line").str.strip_prefix(head)
     for escaped, char in _ESCAPES:
         text = text.str.replace_all(escaped, char, literal=True)
