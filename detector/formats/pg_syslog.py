@@ -66,22 +66,30 @@ class PgSyslog(PgStderr):
 
     def sniff(self, head: list[str]) -> bool:
         """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
-        lines = unwrap(pl.DataFrame({"line_no": range(len(head)), "line": head}))[0]
+        lines = unwrap(_frame(head))[0]
         return lines.height > 0 and super().sniff(lines["line"].to_list())
 
     def configure(self, head: list[str]) -> None:
-        lines = unwrap(pl.DataFrame({"line_no": range(len(head)), "line": head}))[0]
-        super().configure(lines["line"].to_list())
+        super().configure(unwrap(_frame(head))[0]["line"].to_list())
 
     def parse_alone(self, chunk: Chunk) -> Parsed:
         """Events of ``chunk`` by itself, its messages read as the stderr lines they are."""
         lines, orphans, others = unwrap(chunk.lines, head_regex(self.log_line_prefix or "%m [%p] "))
         stderr = Chunk(chunk.path, b"", chunk.first_line, _lines=lines)
         parsed = super().parse_alone(stderr)
-        found = pl.concat([parsed.rejects, orphans]).sort("line_no")
+        # Quarantined as the file has them: the syslog lines, not the stderr lines.
+        found = pl.concat([parsed.rejects.with_columns(line=pl.lit(None, pl.String)), orphans])
+        found = found.sort("line_no")
         parsed.rejects = with_raw_lines(found, lambda: chunk.lines)
         parsed.context += others
         return parsed
+
+
+def _frame(head: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"line_no": range(len(head)), "line": head},
+        schema={"line_no": pl.UInt64, "line": pl.String},
+    )
 
 
 def unwrap(
@@ -125,9 +133,7 @@ def unwrap(
         pl.col("line_no").min().over(message).alias("_first"),
         (pl.col("_part") == 1).any().over(message).alias("_whole"),
     )
-    orphans = rejects(pieces, ~pl.col("_whole"), Reason.TRUNCATED).with_columns(
-        pl.lit(None, pl.String).alias("line")  # the raw syslog line, not the piece
-    )
+    orphans = rejects(pieces.drop("line"), ~pl.col("_whole"), Reason.TRUNCATED)
     pieces = pieces.filter("_whole").sort("_first", "_part")
     later = pl.col("_part") > 1
     own_line = ~later | pl.col("line").str.starts_with("\t")
@@ -147,4 +153,5 @@ def unwrap(
     if strangers.height:
         joined = pl.concat([joined, strangers]).sort("_first", maintain_order=True)
     count = found.select(other.sum()).item()
-    return joined.drop("_first"), orphans, int(count)
+    # Cast: an empty piece list joins to a column of nulls.
+    return joined.select("line_no", pl.col("line").cast(pl.String)), orphans, int(count)

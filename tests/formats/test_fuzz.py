@@ -49,6 +49,7 @@ from tests.conftest import PG_SCENARIOS, REFERENCE_PG
 from tests.formats.common import REASONS, fuzz_settings
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
+PG_SYSLOG = Path(__file__).parents[1] / "fixtures" / "pgaudit-syslog"
 PREFIX = "%m [%p] %q%u@%d %r %a "  # log_line_prefix of every fixture (audit-settings.conf)
 QUARANTINE_RAW_CHARS = 10_000  # the quarantine keeps this much of a rejected line
 
@@ -113,6 +114,11 @@ class Spec:
                 for i in range(len(lines) + 1)
                 if i == len(lines) or not lines[i].startswith(b"\t")
             ]
+        if self.kind == "syslog":  # before a message's first line ([N-1]), not its later
+            later = re.compile(rb"\]: \[\d+-(?!1\] )\d+\] ")
+            return [
+                i for i in range(len(lines) + 1) if i == len(lines) or not later.search(lines[i])
+            ]
         if self.is_csv:
             out, quotes = [], 0
             for i in range(len(lines) + 1):
@@ -143,6 +149,7 @@ NATIVE_SPECS = [
          required=("timestamp", "message", "error_severity")),
     Spec("csvlog", "pgaudit-csvlog", (REFERENCE_PG / "postgresql.csv").read_bytes(), "csvlog"),
     Spec("stderr", "pgaudit-stderr", (REFERENCE_PG / "postgresql.log").read_bytes(), "stderr"),
+    Spec("syslog", "pgaudit-syslog", (PG_SYSLOG / "postgresql.syslog").read_bytes(), "syslog"),
 ]  # fmt: skip
 MULTILINE_SPECS = [  # quoted newlines (csvlog) and tab continuations (stderr)
     Spec("csvlog-multiline", "pgaudit-csvlog",
@@ -688,6 +695,7 @@ GIANT_QUERIES = {  # a statement of each spec's file, padded to 1.5 MB in its AU
     "jsonlog": b"SELECT * FROM customers;",
     "csvlog": b"SELECT * FROM customers;",
     "stderr": b"SELECT * FROM customers;",
+    "syslog": b"SELECT * FROM people WHERE id < 100;",
     "mapped-ndjson": b"select * from sales.customers where id = 42",
     "mapped-csv": b"select * from sales.customers where id = 42",
 }
