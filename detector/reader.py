@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import polars as pl
 
@@ -35,6 +34,14 @@ CUT_MARKER_RE: Final = r"\[trovewatch cut (\d+) bytes\]"
 # file before the stream's end, and zlib's for a damaged stream ("invalid distance too
 # far back").
 UNREADABLE: Final = (OSError, EOFError, zlib.error)
+
+
+class RecordStart(Protocol):
+    """Where a record may start: ``match(buf, pos)`` is truthy for a line beginning at
+    ``pos`` in ``buf`` before which records may be cut (a compiled pattern, or an object
+    that also looks at the lines after ``pos``)."""
+
+    def match(self, buf: bytes, pos: int, /) -> object: ...
 
 
 class NotALogError(Exception):
@@ -232,7 +239,7 @@ class LineCap:
         return end
 
 
-def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:
+def _split_point(buf: bytes, record_start: RecordStart | None) -> int:
     """Index just past the last newline in ``buf`` after which a new record starts, or -1."""
     end = len(buf)
     while True:
@@ -246,7 +253,7 @@ def _split_point(buf: bytes, record_start: re.Pattern[bytes] | None) -> int:
 
 def read_chunks(
     path: Path,
-    record_start: re.Pattern[bytes] | None = None,
+    record_start: RecordStart | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     max_line: int = LONG_LINE_BYTES,
 ) -> Iterator[Chunk]:

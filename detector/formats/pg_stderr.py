@@ -16,7 +16,7 @@ import polars as pl
 from detector.formats import pg_messages, pgaudit
 from detector.formats.base import Parsed
 from detector.formats.pg_sessions import Servers
-from detector.reader import CHUNK_BYTES, Chunk
+from detector.reader import CHUNK_BYTES, Chunk, RecordStart
 from detector.rejects import Reason, rejects, with_raw_lines
 
 # A record's severity or a follower's name (DETAIL, ..., STATEMENT), in English (DEBUG1-5
@@ -198,7 +198,7 @@ def guess_prefix(head: list[str], prefixes: tuple[str, ...] = COMMON_PREFIXES) -
 class PgStderr:
     name = "pgaudit-stderr"
     finish = staticmethod(pgaudit.finish)
-    record_start = RECORD_START
+    record_start: RecordStart = RECORD_START
     chunk_bytes = CHUNK_BYTES
 
     def __init__(self, log_line_prefix: str | None = None, timezone: str | None = None) -> None:

@@ -24,9 +24,11 @@ prefixes, sessions and events. Lines of other programs in the same file (a share
 ``/var/log/syslog``) are counted as context, not read. With ``syslog_split_messages``
 off, a message is one syslog line whose newlines the daemon wrote as ``#012``.
 
-Not read: a message whose first line is in an earlier chunk or file than its further
-lines (a chunk ends only before a message's first line, but another process's message
-may be unfinished there); its orphaned lines are quarantined as ``truncated``.
+Chunks (and ``serve``'s reads) end only where no message is unfinished, as far as the
+lines written so far show (:class:`MessageStart`). A message whose first line is in an
+earlier file than its further lines, or whose next line was not yet written when
+``serve`` read the last line (a message still being sent when the file stood still for
+``idle_flush``), is not read whole: its orphaned lines are quarantined as ``truncated``.
 """
 
 from __future__ import annotations
@@ -54,15 +56,44 @@ ANY_SYSLOG: Final = (
     r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*)"
     r" \S+ ([^\s\[\]:]+)(?:\[\d+\])?: "
 )
-# Chunks are cut only before a line that is not a message's second or later line.
-RECORD_START: Final = re.compile(rb"(?![^\n]*?\]: \[\d+-(?!1\] )\d+\] )")
+# How far after a line the lines of a message begun before it may still come: between a
+# message's lines (one process's syslog calls, one after the other) come other processes'.
+LOOKAHEAD: Final = 256
+
+
+class MessageStart:
+    """Where chunks and reads of syslog lines may be cut (:class:`detector.reader.
+    RecordStart`): before a message's first line (or another program's line) past
+    which no further line of a message begun before it comes, in the next
+    :data:`LOOKAHEAD` lines written so far."""
+
+    _piece = re.compile(HEADER.encode(), re.MULTILINE)  # "^": at pos, after a newline
+
+    def match(self, buf: bytes, pos: int, /) -> bool:
+        begun: set[tuple[bytes, bytes, bytes]] = set()
+        start = pos
+        for _ in range(LOOKAHEAD + 1):
+            piece = self._piece.match(buf, start)
+            if piece is not None:
+                key = (piece["host"], piece["pid"], piece["seq"])
+                if piece["part"] in (None, b"1"):
+                    begun.add(key)
+                elif key not in begun:
+                    return False  # a line of a message begun before pos
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            start = end + 1
+        return True
+
+
 # Control characters the daemon escapes as #ooo (rsyslog's default): tab, newline, CR.
 _ESCAPES: Final = (("#011", "\t"), ("#012", "\n"), ("#015", "\r"))
 
 
 class PgSyslog(PgStderr):
     name = "pgaudit-syslog"
-    record_start = RECORD_START
+    record_start = MessageStart()
 
     def sniff(self, head: list[str]) -> bool:
         """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""

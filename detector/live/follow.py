@@ -92,7 +92,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
-from detector.reader import CUT_TAIL_BYTES, _split_point, cut_line
+from detector.reader import CUT_TAIL_BYTES, RecordStart, _split_point, cut_line
 
 FINGERPRINT_BYTES: Final = 1024  # a file is known by the hash of this many first bytes
 TOO_LONG_KEPT: Final = 8 * 1024  # bytes of a too-long line reported (for the quarantine)
@@ -169,7 +169,7 @@ class _File:
     long_head: bytes | None = None  # while skipping a too-long line to keep: its head
     long_start: int = 0  # ... and the offset where that line starts
     replaced: Ident | None = None  # its file's content was replaced: found there, read from 0
-    pattern: re.Pattern[bytes] | None = None
+    pattern: RecordStart | None = None
     bound_once: bool = False
 
     def rotate(self) -> None:
@@ -232,7 +232,7 @@ class Follower:
         *,
         max_line_bytes: int = 1_000_000,
         idle_flush: float = 2.0,
-        record_start: Callable[[str], re.Pattern[bytes] | None] = lambda path: None,
+        record_start: Callable[[str], RecordStart | None] = lambda path: None,
         keep_long: Callable[[str], bool] = lambda path: False,
         exclude: Callable[[str], bool] = lambda path: False,
         close_inactive: float = 300.0,
@@ -710,7 +710,7 @@ class Follower:
         )
 
     @staticmethod
-    def _cut(buf: bytes, pattern: re.Pattern[bytes] | None, release: bool) -> int:
+    def _cut(buf: bytes, pattern: RecordStart | None, release: bool) -> int:
         """Bytes of ``buf`` made of whole records (all of it when releasing), or -1."""
         if release:
             return len(buf)
@@ -751,7 +751,7 @@ class Follower:
         )
 
 
-def _first_cut(buf: bytes, pattern: re.Pattern[bytes] | None) -> int:
+def _first_cut(buf: bytes, pattern: RecordStart | None) -> int:
     """Index just past the first record of ``buf`` (the next record's start is in ``buf``
     when there is a ``pattern``), or -1. Steps over the lines of one record only."""
     newline = buf.find(b"\n")

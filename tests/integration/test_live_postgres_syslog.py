@@ -35,6 +35,8 @@ from pg_cluster import PgCluster
 from detector import carried, model
 from detector import features as F
 from detector import schema as S
+from detector.formats.pg_syslog import PgSyslog
+from detector.reader import read_chunks
 from tests.conftest import parse, unavailable
 from tests.integration.conftest import MODEL, cli, follow, pg_cluster, wait_for_logs
 
@@ -314,3 +316,26 @@ def test_serve_following_the_syslog_file_counts_what_the_stderr_log_says(
     assert live.select(F.ACCOUNT, "statements", "rows_read").equals(
         counted.cast({"statements": pl.Int64, "rows_read": pl.Int64})
     )
+
+
+def test_chunks_end_where_no_message_is_unfinished(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four sessions writing long and multi-line statements at once: their messages'
+    lines mix. Reads and chunks are cut only where no message is unfinished (every line
+    start of the file is judged so), and the file read in chunks of a few KiB gives the
+    stderr log's events."""
+    stderr_log, directory = logged("local0", {})
+    path = directory / "local0.log"
+    body = path.read_bytes()
+    starts = [0, *(m.end() for m in re.finditer(rb"\n", body[:-1]))]
+    clean = set(message_boundaries(body)) | {0}
+    judged = {pos for pos in starts if PgSyslog.record_start.match(body, pos)}
+    assert judged == clean & set(starts)
+    assert len(clean) < len(starts) - 10  # the lines did mix
+    monkeypatch.setattr(PgSyslog, "chunk_bytes", 2048)
+    assert len(list(read_chunks(path, PgSyslog.record_start, 2048))) > 30
+    expected, _ = events_of(stderr_log)
+    got, rejected = events_of(path)
+    assert rejected == 0
+    assert got.equals(expected)
