@@ -86,7 +86,7 @@ def prefix_regex(prefix: str) -> str:
     out: list[str] = []
     optional_from: int | None = None
     seen: set[str] = set()
-    for token in _tokens(prefix):
+    for token in prefix_tokens(prefix):
         esc = token[-1] if token.startswith("%") else None
         if esc is None:
             out.append(re.escape(token))
@@ -103,7 +103,7 @@ def prefix_regex(prefix: str) -> str:
     return "^" + "".join(out) + rf"(?P<severity>{SEVERITIES}):  (?P<message>.*)$"
 
 
-def _tokens(prefix: str) -> list[str]:
+def prefix_tokens(prefix: str) -> list[str]:
     """``prefix`` as its escapes (``%x``, with any padding) and literal characters."""
     tokens: list[str] = []
     i = 0
@@ -139,7 +139,7 @@ def strict_regex(prefix: str) -> str | None:
     the same groups; any other line needs the general expression. Only prefixes whose
     every escape is followed by a literal character (that ends it) have one.
     """
-    tokens = _tokens(prefix)
+    tokens = prefix_tokens(prefix)
     out: list[str] = []
     seen: set[str] = set()
     for i, token in enumerate(tokens):
@@ -299,7 +299,7 @@ def head_regex(prefix: str) -> str:
 def _user_at_database(prefix: str) -> bool:
     """True if ``prefix`` prints the user and the database with an ``@`` between them
     (``%u@%d``): a name holding an ``@`` then makes the line say which is which no more."""
-    tokens = _tokens(prefix)
+    tokens = prefix_tokens(prefix)
     return any(tokens[i : i + 3] == ["%u", "@", "%d"] for i in range(len(tokens)))
 
 

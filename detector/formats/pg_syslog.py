@@ -33,20 +33,29 @@ earlier file than its further lines, or whose next line was not yet written when
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import polars as pl
 
+from detector.formats import zones
 from detector.formats.base import Parsed
-from detector.formats.pg_stderr import PgStderr, head_regex
+from detector.formats.pg_stderr import (
+    COMMON_PREFIXES,
+    PgStderr,
+    guess_prefix,
+    prefix_tokens,
+)
 from detector.reader import Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
 # A syslog line of a program's message numbered as PostgreSQL numbers them: the time (no
 # year, or RFC 3339), host, program[pid], and [sequence-part] (or [sequence], unsplit).
 HEADER: Final = (
-    r"^(?P<_syslog>(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+    r"^(?P<_syslog>(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))"
     r" (?P<host>\S+) (?P<program>[^\s\[\]:]+)\[(?P<pid>\d+)\]: "
     r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
@@ -87,25 +96,58 @@ class MessageStart:
         return True
 
 
+# PostgreSQL's PG_SYSLOG_LIMIT: a longer line is sent in parts of at most this many bytes.
+SPLIT_BYTES: Final = 900
 # Control characters the daemon escapes as #ooo (rsyslog's default): tab, newline, CR.
 _ESCAPES: Final = (("#011", "\t"), ("#012", "\n"), ("#015", "\r"))
+
+
+# Prefixes set for syslog, which prints the time and process id itself (pgBadger's for
+# syslog first), after the stderr ones (:data:`pg_stderr.COMMON_PREFIXES`).
+SYSLOG_PREFIXES: Final = (
+    *COMMON_PREFIXES,
+    "user=%u,db=%d,app=%a,client=%h ",
+    "db=%d,user=%u,app=%a,client=%h ",
+    "user=%u,db=%d ",
+    "%q%u@%d %r %a ",
+    "%q%u@%d ",
+    "",
+)
 
 
 class PgSyslog(PgStderr):
     name = "pgaudit-syslog"
     record_start = MessageStart()
 
+    def __init__(self, log_line_prefix: str | None = None, timezone: str | None = None) -> None:
+        super().__init__(log_line_prefix, timezone)
+        self._stamps = Stamps()
+        if log_line_prefix is not None:
+            self._prefixed(log_line_prefix)
+
     def sniff(self, head: list[str]) -> bool:
         """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
-        lines = unwrap(_frame(head))[0]
-        return lines.height > 0 and super().sniff(lines["line"].to_list())
+        lines = unwrap(_frame(head))[0]["line"].to_list()
+        told = (self.log_line_prefix,) if self.log_line_prefix else SYSLOG_PREFIXES
+        return bool(lines) and guess_prefix(lines, told) is not None
 
     def configure(self, head: list[str]) -> None:
-        super().configure(unwrap(_frame(head))[0]["line"].to_list())
+        """Pick the prefix from the file's head unless the user gave one."""
+        if self.log_line_prefix is None:
+            lines = unwrap(_frame(head))[0]["line"].to_list()
+            self._prefixed(guess_prefix(lines, SYSLOG_PREFIXES) or "%m [%p] ")
+
+    def _prefixed(self, prefix: str) -> None:
+        """Read messages printed with ``prefix``; one without the time (``%m``, ``%t``,
+        ``%n``) or the process id (``%p``) takes them from the syslog line."""
+        escapes = {token[-1] for token in prefix_tokens(prefix) if token.startswith("%")}
+        self._stamps = Stamps(time=not escapes & set("mtn"), pid="p" not in escapes)
+        self.log_line_prefix = self._stamps.prefix + prefix
 
     def parse_alone(self, chunk: Chunk) -> Parsed:
         """Events of ``chunk`` by itself, its messages read as the stderr lines they are."""
-        lines, orphans, others = unwrap(chunk.lines, head_regex(self.log_line_prefix or "%m [%p] "))
+        stamps = replace(self._stamps, written=_written(chunk.path))
+        lines, orphans, others = unwrap(chunk.lines, stamps)
         stderr = Chunk(chunk.path, b"", chunk.first_line, _lines=lines)
         parsed = super().parse_alone(stderr)
         # Quarantined as the file has them: the syslog lines, not the stderr lines.
@@ -116,6 +158,86 @@ class PgSyslog(PgStderr):
         return parsed
 
 
+@dataclass(frozen=True)
+class Stamps:
+    """What of the syslog line goes before each message: its time (as ``%m`` prints
+    it, on UTC) and its process id (as ``[%p]``), for a ``log_line_prefix`` without them.
+
+    A traditional syslog time has no year and no zone: it is this machine's local time
+    (the daemon's, beside the server), in the year that puts it at most a day after
+    ``written``, the file's last write.
+    """
+
+    time: bool = False
+    pid: bool = False
+    written: datetime | None = None
+
+    @property
+    def prefix(self) -> str:
+        return ("%m " if self.time else "") + ("[%p] " if self.pid else "")
+
+    def expr(self) -> pl.Expr:
+        """The text to put before a message's lines, from ``_stamp`` and ``_pid``."""
+        parts = []
+        if self.time:
+            parts.append(
+                _utc(pl.col("_stamp"), self.written)
+                .dt.strftime("%Y-%m-%d %H:%M:%S%.6f UTC ")
+                .fill_null("-")
+            )
+        if self.pid:
+            parts.append("[" + pl.col("_pid") + "] ")
+        return pl.concat_str(parts)
+
+
+def _utc(stamp: pl.Expr, written: datetime | None) -> pl.Expr:
+    """Syslog times on UTC: RFC 3339 ones by their offset, traditional ones (``Dec  1
+    08:48:13``) in this machine's zone and the year that puts them at most a day after
+    ``written``."""
+    rfc3339 = (
+        stamp.str.replace(r"Z$", "+00:00")
+        .str.replace(r"([+-]\d\d)(\d\d)$", "$1:$2")
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
+        .dt.convert_time_zone("UTC")
+    )
+    latest = (written or datetime.now(UTC)).astimezone(UTC) + timedelta(days=1)
+    zone = _local_zone()
+
+    def in_year(year: int) -> pl.Expr:
+        naive = (pl.lit(f"{year} ") + stamp).str.to_datetime(
+            "%Y %b %e %H:%M:%S", time_unit="us", strict=False
+        )
+        return naive.dt.replace_time_zone(
+            zone, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
+
+    this_year = in_year(latest.year)
+    traditional = (
+        pl.when(this_year > pl.lit(latest)).then(in_year(latest.year - 1)).otherwise(this_year)
+    )
+    return pl.when(stamp.str.contains("T", literal=True)).then(rfc3339).otherwise(traditional)
+
+
+def _local_zone() -> str:
+    """This machine's time zone by name (``TZ``, else ``/etc/localtime``'s), else UTC."""
+    name = os.environ.get("TZ", "").removeprefix(":")
+    if not name:
+        target = os.path.realpath("/etc/localtime")
+        name = target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
+    try:
+        return zones.check_timezone(name)
+    except ValueError:
+        return "UTC"
+
+
+def _written(path: str) -> datetime | None:
+    """When ``path`` was last written (None: not a file, a pushed or piped stream)."""
+    try:
+        return datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
+    except OSError:
+        return None
+
+
 def _frame(head: list[str]) -> pl.DataFrame:
     return pl.DataFrame(
         {"line_no": range(len(head)), "line": head},
@@ -124,14 +246,14 @@ def _frame(head: list[str]) -> pl.DataFrame:
 
 
 def unwrap(
-    lines: pl.DataFrame, follower: str | None = None
+    lines: pl.DataFrame, stamps: Stamps = Stamps()
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """``lines`` (``line_no``, ``line``: syslog lines) as PostgreSQL's stderr lines, each
     message's lines together in the order of its first line; the lines of messages whose
     first line is not here (rejects); and the count of other programs' lines.
 
-    ``follower`` is the stderr head expression: a message's later line that matches it
-    is a line of its own (a follower), not a part of the line before cut at 900 bytes.
+    ``stamps`` says what of the syslog line goes before each line (not a statement's
+    further lines).
     Lines that are no syslog line at all are given on as they are (the stderr parser
     quarantines them).
     """
@@ -151,6 +273,7 @@ def unwrap(
         "line_no",
         pl.col("_h").struct.field("host").alias("_host"),
         pl.col("_h").struct.field("pid").alias("_pid"),
+        pl.col("_h").struct.field("stamp").alias("_stamp"),
         # Unsplit messages ([N]) are one line each: keyed by their own line.
         pl.when(part.is_null())
         .then(pl.lit("@") + pl.col("line_no").cast(pl.String))
@@ -166,18 +289,25 @@ def unwrap(
     )
     orphans = rejects(pieces.drop("line"), ~pl.col("_whole"), Reason.TRUNCATED)
     pieces = pieces.filter("_whole").sort("_first", "_part")
-    later = pl.col("_part") > 1
-    own_line = ~later | pl.col("line").str.starts_with("\t")
-    if follower is not None:
-        own_line = own_line | (later & pl.col("line").str.contains(follower))
+    # A later line is a part of the line before, cut there, when it begins with the space
+    # the server cut at, or when the part before is as long as the server cuts (900 bytes,
+    # less a character's: no space to cut at); else a line of its own: a statement's next
+    # line (a tab) or a follower (its prefix).
+    line = pl.col("line")
+    before = line.str.len_bytes().shift(1).over(message)
+    cut = line.str.starts_with(" ") | (before >= SPLIT_BYTES - 3)
+    own_line = (pl.col("_part") == 1) | line.str.starts_with("\t") | ~cut
     joined = (
         pieces.with_columns(own_line.cum_sum().alias("_line"))
         .group_by("_line", maintain_order=True)
-        .agg(pl.col("_first", "line_no").first(), pl.col("line").str.join(""))
+        .agg(pl.col("_first", "line_no", "_stamp", "_pid").first(), pl.col("line").str.join(""))
         .with_columns(pl.col("line").str.split("\n"))
         .explode("line")
-        .select("_first", "line_no", "line")
     )
+    if stamps.time or stamps.pid:
+        stamp = pl.when(line.str.starts_with("\t")).then(pl.lit("")).otherwise(stamps.expr())
+        joined = joined.with_columns((stamp + line).alias("line"))
+    joined = joined.select("_first", "line_no", "line")
     strangers = found.filter(~ours & ~other).select(
         pl.col("line_no").alias("_first"), "line_no", "line"
     )

@@ -339,3 +339,30 @@ def test_chunks_end_where_no_message_is_unfinished(
     got, rejected = events_of(path)
     assert rejected == 0
     assert got.equals(expected)
+
+
+@pytest.mark.parametrize("suffix", [".log", ".iso.log"], ids=["traditional", "rfc3339"])
+@pytest.mark.parametrize(
+    "prefix",
+    ["user=%u,db=%d,app=%a,client=%h ", "%q%u@%d ", ""],
+    ids=["pgbadger", "user@db", "none"],
+)
+def test_a_prefix_without_time_or_process_takes_them_from_the_syslog_line(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], prefix: str, suffix: str
+) -> None:
+    """pgBadger's prefix for syslog (and others) leave the time and the process id to
+    the syslog line: the statements, rows, clients and applications are those the
+    server's jsonlog gives, at the syslog line's time (the second the daemon got it)."""
+    facility = {"user=%u,db=%d,app=%a,client=%h ": "local2", "%q%u@%d ": "local3", "": "local4"}[
+        prefix
+    ]
+    stderr_log, directory = logged(facility, {"log_line_prefix": prefix or "''"})
+    jsonlog = stderr_log.with_name("postgresql.json")
+    expected, _ = events_of(jsonlog)
+    got, rejected = events_of(directory / f"{facility}{suffix}")
+    assert rejected == 0
+    order = [S.ACCOUNT, S.STATEMENT_ID, S.QUERY]
+    same = [c for c in expected.columns if c not in (S.TIME, S.SESSION)]
+    assert got.select(same).sort(order).equals(expected.select(same).sort(order))
+    late = got.sort(order)[S.TIME].dt.epoch("ms") - expected.sort(order)[S.TIME].dt.epoch("ms")
+    assert late.min() > -1000 and late.max() < 2000  # the daemon's second, a little later

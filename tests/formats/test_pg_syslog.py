@@ -1,0 +1,53 @@
+"""Syslog times read as UTC (:mod:`detector.formats.pg_syslog`), for a
+``log_line_prefix`` that leaves the time to the syslog line: the traditional line's time
+has no year and no zone, the RFC 3339 line's has both. The messages themselves are
+tested on a real server's output through a real rsyslog
+(``tests/integration/test_live_postgres_syslog.py``) and fuzzed with the other parsers
+(``tests/formats/test_fuzz.py``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from detector.formats.pg_syslog import _utc
+
+
+def utc(stamp: str, written: datetime | None = None) -> datetime | None:
+    return pl.select(_utc(pl.lit(stamp), written)).item()
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2026-12-01T14:18:13.25+05:30", datetime(2026, 12, 1, 8, 48, 13, 250000, tzinfo=UTC)),
+        ("2026-12-01T14:18:13+0530", datetime(2026, 12, 1, 8, 48, 13, tzinfo=UTC)),
+        ("2026-12-01T08:48:13.970123Z", datetime(2026, 12, 1, 8, 48, 13, 970123, tzinfo=UTC)),
+        ("2026-12-01T02:48:13.5-06:00", datetime(2026, 12, 1, 8, 48, 13, 500000, tzinfo=UTC)),
+    ],
+)
+def test_an_rfc3339_time_is_read_by_its_offset(stamp: str, expected: datetime) -> None:
+    assert utc(stamp) == expected
+
+
+def test_a_traditional_time_is_in_the_year_of_the_files_last_write() -> None:
+    """A log written across New Year: December's lines are last year's."""
+    written = datetime(2027, 1, 1, 0, 30, tzinfo=UTC)
+    assert utc("Dec 31 23:59:59", written) == datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert utc("Jan  1 00:10:00", written) == datetime(2027, 1, 1, 0, 10, tzinfo=UTC)
+    # a clock a little ahead of the file's time is still this year's
+    assert utc("Jan  1 01:00:00", written) == datetime(2027, 1, 1, 1, 0, tzinfo=UTC)
+
+
+def test_a_traditional_time_is_this_machines_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon beside the server writes its local time: Kolkata's 14:18 is 08:48 UTC;
+    Chicago's 01:30 on the morning summer time ends is read as its first pass (CDT)."""
+    written = datetime(2026, 12, 31, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    assert utc("Dec  1 14:18:13", written) == datetime(2026, 12, 1, 8, 48, 13, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "America/Chicago")
+    assert utc("Nov  1 01:30:00", written) == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    monkeypatch.setenv("TZ", "Not/AZone")
+    assert utc("Dec  1 08:48:13", written) == datetime(2026, 12, 1, 8, 48, 13, tzinfo=UTC)
