@@ -68,20 +68,24 @@ ANY_SYSLOG: Final = (
 # How far after a line the lines of a message begun before it may still come: between a
 # message's lines (one process's syslog calls, one after the other) come other processes'.
 LOOKAHEAD: Final = 256
+# Lines that must follow a cut in what is written so far: a message's next line may still
+# be on its way while others' are written (serve waits for them, or for the file to stand
+# still for idle_flush).
+SETTLED_LINES: Final = 16
 
 
 class MessageStart:
     """Where chunks and reads of syslog lines may be cut (:class:`detector.reader.
-    RecordStart`): before a message's first line (or another program's line) past
-    which no further line of a message begun before it comes, in the next
-    :data:`LOOKAHEAD` lines written so far."""
+    RecordStart`): before a message's first line (or another program's line) past which
+    no further line of a message begun before it comes, in the next :data:`LOOKAHEAD`
+    lines, at least :data:`SETTLED_LINES` of them written."""
 
     _piece = re.compile(HEADER.encode(), re.MULTILINE)  # "^": at pos, after a newline
 
     def match(self, buf: bytes, pos: int, /) -> bool:
         begun: set[tuple[bytes, bytes, bytes]] = set()
         start = pos
-        for _ in range(LOOKAHEAD + 1):
+        for seen in range(LOOKAHEAD + 1):
             piece = self._piece.match(buf, start)
             if piece is not None:
                 key = (piece["host"], piece["pid"], piece["seq"])
@@ -91,7 +95,7 @@ class MessageStart:
                     return False  # a line of a message begun before pos
             end = buf.find(b"\n", start)
             if end < 0:
-                break
+                return seen > SETTLED_LINES
             start = end + 1
         return True
 

@@ -35,7 +35,7 @@ from pg_cluster import PgCluster
 from detector import carried, model
 from detector import features as F
 from detector import schema as S
-from detector.formats.pg_syslog import PgSyslog
+from detector.formats.pg_syslog import SETTLED_LINES, PgSyslog
 from detector.reader import read_chunks
 from tests.conftest import parse, unavailable
 from tests.integration.conftest import MODEL, cli, follow, pg_cluster, wait_for_logs
@@ -323,7 +323,7 @@ def test_chunks_end_where_no_message_is_unfinished(
 ) -> None:
     """Four sessions writing long and multi-line statements at once: their messages'
     lines mix. Reads and chunks are cut only where no message is unfinished (every line
-    start of the file is judged so), and the file read in chunks of a few KiB gives the
+    start of the file is judged so), and the file read in chunks of 16 KiB gives the
     stderr log's events."""
     stderr_log, directory = logged("local0", {})
     path = directory / "local0.log"
@@ -331,10 +331,12 @@ def test_chunks_end_where_no_message_is_unfinished(
     starts = [0, *(m.end() for m in re.finditer(rb"\n", body[:-1]))]
     clean = set(message_boundaries(body)) | {0}
     judged = {pos for pos in starts if PgSyslog.record_start.match(body, pos)}
-    assert judged == clean & set(starts)
+    # ... and at least SETTLED_LINES lines after (its next line may be on its way)
+    settled = set(starts[: len(starts) - SETTLED_LINES])
+    assert judged == clean & settled
     assert len(clean) < len(starts) - 10  # the lines did mix
-    monkeypatch.setattr(PgSyslog, "chunk_bytes", 2048)
-    assert len(list(read_chunks(path, PgSyslog.record_start, 2048))) > 30
+    monkeypatch.setattr(PgSyslog, "chunk_bytes", 16384)
+    assert len(list(read_chunks(path, PgSyslog.record_start, 16384))) >= 5
     expected, _ = events_of(stderr_log)
     got, rejected = events_of(path)
     assert rejected == 0
@@ -365,4 +367,4 @@ def test_a_prefix_without_time_or_process_takes_them_from_the_syslog_line(
     same = [c for c in expected.columns if c not in (S.TIME, S.SESSION)]
     assert got.select(same).sort(order).equals(expected.select(same).sort(order))
     late = got.sort(order)[S.TIME].dt.epoch("ms") - expected.sort(order)[S.TIME].dt.epoch("ms")
-    assert late.min() > -1000 and late.max() < 2000  # the daemon's second, a little later
+    assert late.min() > -1500 and late.max() < 2000  # the second the daemon got it
