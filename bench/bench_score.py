@@ -5,6 +5,7 @@ process (wall time and peak RSS).
     uv run python bench/bench_score.py                    # 2,000,000 lines of jsonlog
     uv run python bench/bench_score.py --format csvlog    # the same records as csvlog
     uv run python bench/bench_score.py --format stderr
+    uv run python bench/bench_score.py --format syslog    # stderr's lines through rsyslog
 
 Makes the data on first use (bench/data/, not committed): a log shaped like real
 PostgreSQL 15 + pgAudit 1.7 output (bench/make_jsonlog.py), and a model trained on the
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 PY = sys.executable
 
-SUFFIX = {"jsonlog": "json", "csvlog": "csv", "stderr": "log"}
+SUFFIX = {"jsonlog": "json", "csvlog": "csv", "stderr": "log", "syslog": "syslog"}
 # What Polars alone needs to read the columns trovewatch reads, per format.
 CEILING = {
     "jsonlog": """
@@ -50,6 +51,7 @@ lines = pl.scan_csv(sys.argv[1], has_header=False, separator="\x1f", quote_char=
 print(lines.collect().height)
 """,
 }
+CEILING["syslog"] = CEILING["stderr"]
 
 
 def run(argv: list[str]) -> tuple[float, float, float]:

@@ -1,5 +1,5 @@
 """Write a large PostgreSQL log with pgAudit records, shaped like real server output:
-jsonlog (the default), csvlog or stderr, the same records in each.
+jsonlog (the default), csvlog, stderr or syslog, the same records in each.
 
 The record shapes are copied from real PostgreSQL 15 + pgAudit 1.7 output (see
 /work/shared/reference-logs and tests/fixtures/pgaudit): AUDIT records with rows and one
@@ -14,6 +14,7 @@ generated, so 50 million lines need no more memory than 2,000.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import random
@@ -128,10 +129,26 @@ def stderr(t: datetime, user: str, pid: int, sid: str, message: str) -> str:
     return f"{_stamp(t)} [{pid}] {user}@corp 10.1.2.3({40000 + pid % 20000}) app LOG:  {message}"
 
 
+def syslog() -> Callable[[datetime, str, int, str, str], str]:
+    """stderr's lines as rsyslog files them with ``log_destination = 'syslog'``
+    (traditional lines): each a message of one line, numbered per process."""
+    numbers: collections.Counter[int] = collections.Counter()
+
+    def line(t: datetime, user: str, pid: int, sid: str, message: str) -> str:
+        numbers[pid] += 1
+        stamp = f"{t:%b} {t.day:2d} {t:%H:%M:%S}"
+        return (
+            f"{stamp} db1 postgres[{pid}]: [{numbers[pid]}-1] {stderr(t, user, pid, sid, message)}"
+        )
+
+    return line
+
+
 FORMATS: dict[str, Callable[[datetime, str, int, str, str], str]] = {
     "jsonlog": jsonlog,
     "csvlog": csvlog,
     "stderr": stderr,
+    "syslog": syslog(),
 }
 
 

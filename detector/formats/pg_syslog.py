@@ -22,13 +22,15 @@ together as the stderr lines they were, each message's lines one after the other
 read by the stderr parser (:class:`detector.formats.pg_stderr.PgStderr`): the same
 prefixes, sessions and events. Lines of other programs in the same file (a shared
 ``/var/log/syslog``) are counted as context, not read. With ``syslog_split_messages``
-off, a message is one syslog line whose newlines the daemon wrote as ``#012``.
+off, a message is one syslog line whose newlines the daemon wrote as ``#012``. A
+``log_line_prefix`` without the time or the process id takes them from the syslog line
+(:class:`Stamps`).
 
 Chunks (and ``serve``'s reads) end only where no message is unfinished, as far as the
-lines written so far show (:class:`MessageStart`). A message whose first line is in an
-earlier file than its further lines, or whose next line was not yet written when
-``serve`` read the last line (a message still being sent when the file stood still for
-``idle_flush``), is not read whole: its orphaned lines are quarantined as ``truncated``.
+lines written so far show, with :data:`SETTLED_LINES` lines written after the cut
+(:class:`MessageStart`). A message whose next line comes later than that, or whose first
+line is in an earlier file than its further lines, is not read whole: its orphaned lines
+are quarantined as ``truncated``.
 """
 
 from __future__ import annotations
@@ -257,18 +259,20 @@ def unwrap(
     first line is not here (rejects); and the count of other programs' lines.
 
     ``stamps`` says what of the syslog line goes before each line (not a statement's
-    further lines).
-    Lines that are no syslog line at all are given on as they are (the stderr parser
-    quarantines them).
+    further lines). Lines that are no syslog line at all are given on as they are (the
+    stderr parser quarantines them).
     """
     found = lines.with_columns(pl.col("line").str.extract_groups(HEADER).alias("_h"))
     head = pl.col("_h").struct.field("_syslog")
     ours = head.is_not_null()
+    rest = found.filter(~ours)
     # Another program's line; a line of PostgreSQL's own program that is not one of its
     # numbered messages (cut short, say) is garbage.
     postgres = found.filter(ours).select(pl.col("_h").struct.field("program").unique())
     program = pl.col("line").str.extract(ANY_SYSLOG, 1)
-    other = (~ours & ~program.is_in(postgres.to_series())).fill_null(False)
+    rest = rest.with_columns(
+        (~program.is_in(postgres.to_series())).fill_null(False).alias("_other")
+    )
     text = pl.col("line").str.strip_prefix(head)
     for escaped, char in _ESCAPES:
         text = text.str.replace_all(escaped, char, literal=True)
@@ -286,6 +290,31 @@ def unwrap(
         part.fill_null(1).alias("_part"),
         text.alias("line"),
     )
+    whole = (pl.col("_part") == 1).all() & ~pl.col("line").str.contains("\n", literal=True).any()
+    if pieces.select(whole).item():  # the usual chunk: each message one line, none cut
+        joined = pieces.with_columns(pl.col("line_no").alias("_first"))
+        orphans = rejects(pieces, pl.lit(False), Reason.TRUNCATED)
+    else:
+        joined, orphans = _joined(pieces)
+    if stamps.time or stamps.pid:
+        line = pl.col("line")
+        stamp = pl.when(line.str.starts_with("\t")).then(pl.lit("")).otherwise(stamps.expr())
+        joined = joined.with_columns((stamp + line).alias("line"))
+    joined = joined.select("_first", "line_no", "line")
+    strangers = rest.filter(~pl.col("_other")).select(
+        pl.col("line_no").alias("_first"), "line_no", "line"
+    )
+    if strangers.height:
+        joined = pl.concat([joined, strangers]).sort("_first", maintain_order=True)
+    count = rest["_other"].sum()
+    # Cast: an empty piece list joins to a column of nulls.
+    return joined.select("line_no", pl.col("line").cast(pl.String)), orphans, int(count)
+
+
+def _joined(pieces: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The lines of messages sent in several parts (:func:`unwrap`'s ``pieces``), each
+    message's together (``_first``: its first line's number), and its parts whose first
+    part is not among them, as rejects."""
     message = ["_host", "_pid", "_seq"]
     pieces = pieces.with_columns(
         pl.col("line_no").min().over(message).alias("_first"),
@@ -304,19 +333,8 @@ def unwrap(
     joined = (
         pieces.with_columns(own_line.cum_sum().alias("_line"))
         .group_by("_line", maintain_order=True)
-        .agg(pl.col("_first", "line_no", "_stamp", "_pid").first(), pl.col("line").str.join(""))
-        .with_columns(pl.col("line").str.split("\n"))
+        .agg(pl.col("_first", "line_no", "_stamp", "_pid").first(), line.str.join(""))
+        .with_columns(line.str.split("\n"))
         .explode("line")
     )
-    if stamps.time or stamps.pid:
-        stamp = pl.when(line.str.starts_with("\t")).then(pl.lit("")).otherwise(stamps.expr())
-        joined = joined.with_columns((stamp + line).alias("line"))
-    joined = joined.select("_first", "line_no", "line")
-    strangers = found.filter(~ours & ~other).select(
-        pl.col("line_no").alias("_first"), "line_no", "line"
-    )
-    if strangers.height:
-        joined = pl.concat([joined, strangers]).sort("_first", maintain_order=True)
-    count = found.select(other.sum()).item()
-    # Cast: an empty piece list joins to a column of nulls.
-    return joined.select("line_no", pl.col("line").cast(pl.String)), orphans, int(count)
+    return joined, orphans
