@@ -156,7 +156,9 @@ class Settings(BaseSettings):
         description="Globs of log files to follow, e.g. /var/log/postgresql/*.json; '-' is stdin.",
     )
     format: str = Field("auto", description="Format of followed files (as --format).")
-    log_line_prefix: str | None = Field(None, description="log_line_prefix, for stderr logs.")
+    log_line_prefix: str | None = Field(
+        None, description="log_line_prefix, for stderr and syslog logs."
+    )
     mariadb_timezone: str | None = Field(
         None,
         description="The time zone of a MariaDB server's clock (IANA name, e.g. Europe/Berlin),"
