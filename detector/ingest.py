@@ -167,8 +167,9 @@ def one_output_per_server(
     return [p for p in paths if p not in poorer], [p for p in paths if p in poorer]
 
 
-# A PostgreSQL log line's time as %m and %t print it, and csvlog and jsonlog hold it.
-_FIRST_TIME: Final = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?")
+# A PostgreSQL log line's time as %m and %t print it, and csvlog and jsonlog hold it (and
+# a syslog line's RFC 3339 time, where the prefix prints none).
+_FIRST_TIME: Final = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?")
 
 
 def in_time_order(paths: Sequence[Path], found: Mapping[Path, str | None]) -> list[Path]:
@@ -178,14 +179,15 @@ def in_time_order(paths: Sequence[Path], found: Mapping[Path, str | None]) -> li
     A server's sessions go on from one of its files to the next, so its files must be
     read oldest first; the shell sorts ``postgresql-%a.log`` (Mon, Sat, Sun, ...) by name,
     not time. The files of one directory are ordered by the time of their first line
-    (read from the file's head: cheap), the name breaking ties; a file whose head shows
-    no time (a prefix printing only ``%n``) sorts by name before those that do. The
-    PostgreSQL logs of a directory take the places its PostgreSQL logs had in ``paths``;
-    other files stay where they were."""
+    (read from the file's head: cheap), the name breaking ties; files whose head shows
+    no time (a prefix printing only ``%n``, a syslog line's time without a year) come
+    before those that do, by their last write (``syslog.log.1`` before ``syslog.log``;
+    gzip keeps a file's time), then by name. The PostgreSQL logs of a directory take the
+    places its PostgreSQL logs had in ``paths``; other files stay where they were."""
     first = {p: _first_time(p) for p in paths if found[p] in formats.PG_OUTPUTS}
 
-    def _time(path: Path) -> tuple[str, str]:
-        return first[path], path.name
+    def _time(path: Path) -> tuple[str, float, str]:
+        return first[path], 0.0 if first[path] else _written(path), path.name
 
     # Each directory's PostgreSQL logs take the places its logs had, in time order.
     ordered = {
@@ -196,7 +198,8 @@ def in_time_order(paths: Sequence[Path], found: Mapping[Path, str | None]) -> li
 
 
 def _first_time(path: Path) -> str:
-    """The time on the first line of ``path`` that shows one, as written ("" if none)."""
+    """The time on the first line of ``path`` that shows one, as written but with a space
+    between date and time ("" if none)."""
     try:
         head = head_lines(path)
     except NotALogError:
@@ -204,8 +207,16 @@ def _first_time(path: Path) -> str:
     for line in head:
         match = _FIRST_TIME.search(line)
         if match:
-            return match.group()
+            return match.group().replace("T", " ")
     return ""
+
+
+def _written(path: Path) -> float:
+    """When ``path`` was last written (0 if it cannot be said)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def read_events(

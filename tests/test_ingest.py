@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -138,3 +139,28 @@ def test_a_copy_of_a_select_counts_once_in_the_summary(tmp_path: Path) -> None:
     streamed = Summary()  # as score reads PostgreSQL logs
     list(ingest.event_batches([log], streamed, hold=timedelta(0)))
     assert dict(streamed.events) == {"pgaudit-jsonlog": 1}
+
+
+def test_rotated_logs_whose_lines_show_no_year_are_read_in_the_order_written(
+    tmp_path: Path,
+) -> None:
+    """Syslog files of a server whose prefix prints no time (the syslog line's has no
+    year), rotated by logrotate and given in name order: read oldest first by their last
+    writes, so the session opened in the oldest goes on in the next."""
+    line = "Nov 29 10:00:0{} db1 postgres[7]: [{}-1] user=clerk,db=shop LOG:  {}\n"
+    written = {  # name: (last write, a line of the session)
+        "syslog.log": (3, line.format(3, 3, "AUDIT: SESSION,2,1,READ,SELECT,,,SELECT 2,<none>")),
+        "syslog.log.1": (2, line.format(2, 2, "AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<none>")),
+        "syslog.log.2": (1, line.format(1, 1, "connection received: host=10.0.0.9 port=5432")),
+    }
+    for name, (hour, text) in written.items():
+        (tmp_path / name).write_text(text)
+        os.utime(tmp_path / name, (1_800_000_000 + hour * 3600,) * 2)
+    given = [tmp_path / name for name in sorted(written)]
+    assert [p.name for p in ingest.files_to_read(given)[0]] == [
+        "syslog.log.2",
+        "syslog.log.1",
+        "syslog.log",
+    ]
+    events, _ = read_events(given)
+    assert events[S.CLIENT_IP].to_list() == ["10.0.0.9", "10.0.0.9"]
