@@ -2,7 +2,8 @@
 records, as a syslog daemon files it: rsyslog's and syslog-ng's traditional lines
 (``Dec  1 08:48:13 db1 postgres[26401]: [9-1] ...``) or lines with RFC 3339 times
 (rsyslog's ``RSYSLOG_FileFormat``: ``2026-12-01T08:48:13.970+00:00 db1 postgres[26401]:
-[9-1] ...``).
+[9-1] ...``) or as RFC 5424 has them (``<134>1 2026-12-01T08:48:13.970+00:00 db1
+postgres 26401 - -  [9-1] ...``, rsyslog's ``RSYSLOG_SyslogProtocol23Format``).
 
 What PostgreSQL 15 sends (``write_syslog``), as a real server's output through rsyslog
 shows it:
@@ -54,19 +55,21 @@ from detector.formats.pg_stderr import (
 from detector.reader import Chunk
 from detector.rejects import Reason, rejects, with_raw_lines
 
-# A syslog line of a program's message numbered as PostgreSQL numbers them: the time (no
-# year, or RFC 3339), host, program[pid], and [sequence-part] (or [sequence], unsplit).
+# A syslog line's time: traditional (no year) or RFC 3339.
+_STAMP: Final = (
+    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)"
+)
+# A syslog line of a program's message numbered as PostgreSQL numbers them: the time,
+# host, program[pid]: (or, as RFC 5424 has it, with a priority first: program pid msgid
+# structured-data), and [sequence-part] (or [sequence], unsplit).
 HEADER: Final = (
-    r"^(?P<_syslog>(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))"
-    r" (?P<host>\S+) (?P<program>[^\s\[\]:]+)\[(?P<pid>\d+)\]: "
+    rf"^(?P<_syslog>(?:<\d+>1 )?(?P<stamp>{_STAMP}) (?P<host>\S+) (?P<program>[^\s\[\]:]+)"
+    r"(?:\[(?P<pid>\d+)\]:| (?P<procid>\d+) \S+ (?:-|\[[^\]]*\])) {1,2}"
     r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
 )
 # Any program's syslog line: one of a program that is not PostgreSQL's is context.
-ANY_SYSLOG: Final = (
-    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*)"
-    r" \S+ ([^\s\[\]:]+)(?:\[\d+\])?: "
-)
+ANY_SYSLOG: Final = rf"^(?:<\d+>1 )?(?:{_STAMP}) \S+ ([^\s\[\]:]+)(?:(?:\[\d+\])?: | (?:\d+|-) )"
 # How far after a line the lines of a message begun before it may still come: between a
 # message's lines (one process's syslog calls, one after the other) come other processes'.
 LOOKAHEAD: Final = 256
@@ -90,7 +93,7 @@ class MessageStart:
         for seen in range(LOOKAHEAD + 1):
             piece = self._piece.match(buf, start)
             if piece is not None:
-                key = (piece["host"], piece["pid"], piece["seq"])
+                key = (piece["host"], piece["pid"] or piece["procid"], piece["seq"])
                 if piece["part"] in (None, b"1"):
                     begun.add(key)
                 elif key not in begun:
@@ -133,15 +136,14 @@ class PgSyslog(PgStderr):
 
     def sniff(self, head: list[str]) -> bool:
         """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
-        lines = unwrap(_frame(head))[0]["line"].to_list()
+        lines = _messages(head)
         told = (self.log_line_prefix,) if self.log_line_prefix else SYSLOG_PREFIXES
         return bool(lines) and guess_prefix(lines, told) is not None
 
     def configure(self, head: list[str]) -> None:
         """Pick the prefix from the file's head unless the user gave one."""
         if self.log_line_prefix is None:
-            lines = unwrap(_frame(head))[0]["line"].to_list()
-            self._prefixed(guess_prefix(lines, SYSLOG_PREFIXES) or "%m [%p] ")
+            self._prefixed(guess_prefix(_messages(head), SYSLOG_PREFIXES) or "%m [%p] ")
 
     def _prefixed(self, prefix: str) -> None:
         """Read messages printed with ``prefix``; one without the time (``%m``, ``%t``,
@@ -244,11 +246,14 @@ def _written(path: str) -> datetime | None:
         return None
 
 
-def _frame(head: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"line_no": range(len(head)), "line": head},
+def _messages(head: list[str]) -> list[str]:
+    """The stderr lines of the PostgreSQL messages among a file's first lines (syslog's)."""
+    ours = [line for line in head if MessageStart._piece.match(line.encode())]
+    frame = pl.DataFrame(
+        {"line_no": range(len(ours)), "line": ours},
         schema={"line_no": pl.UInt64, "line": pl.String},
     )
+    return unwrap(frame)[0]["line"].to_list()
 
 
 def unwrap(
@@ -280,7 +285,9 @@ def unwrap(
     pieces = found.filter(ours).select(
         "line_no",
         pl.col("_h").struct.field("host").alias("_host"),
-        pl.col("_h").struct.field("pid").alias("_pid"),
+        pl.coalesce(pl.col("_h").struct.field("pid"), pl.col("_h").struct.field("procid")).alias(
+            "_pid"
+        ),
         pl.col("_h").struct.field("stamp").alias("_stamp"),
         # Unsplit messages ([N]) are one line each: keyed by their own line.
         pl.when(part.is_null())

@@ -10,7 +10,7 @@ What the syslog path does to a message, and what these workloads make it do:
 * statements over 900 bytes, cut by the server into parts: at spaces (a long ``IN``
   list), inside a word (a literal with no space), between multi-byte characters;
 * four sessions writing such statements at once, so that their lines interleave;
-* rsyslog's traditional lines (no year: the time is the prefix's) and RFC 3339 lines;
+* rsyslog's traditional lines (no year), RFC 3339 lines and RFC 5424 lines;
 * ``syslog_split_messages = off`` (a message on one line, newlines as ``#012``);
 * other programs' lines in the same file (``/var/log/syslog``): context, not rejects.
 """
@@ -50,6 +50,8 @@ template(name="traditional" type="string" string="{dir}/%syslogfacility-text%.lo
 template(name="rfc3339" type="string" string="{dir}/%syslogfacility-text%.iso.log")
 *.* action(type="omfile" dynaFile="traditional" template="RSYSLOG_TraditionalFileFormat")
 *.* action(type="omfile" dynaFile="rfc3339" template="RSYSLOG_FileFormat")
+template(name="rfc5424" type="string" string="{dir}/%syslogfacility-text%.5424.log")
+*.* action(type="omfile" dynaFile="rfc5424" template="RSYSLOG_SyslogProtocol23Format")
 """
 TABLE_ROWS = 500
 
@@ -66,7 +68,8 @@ def _listening(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def rsyslog(server_dir: Callable[[str], Path]) -> Iterator[Path]:
     """A real rsyslogd on ``/dev/log``, filing each facility's messages in
-    ``DIR/<facility>.log`` (traditional lines) and ``DIR/<facility>.iso.log`` (RFC 3339)."""
+    ``DIR/<facility>.log`` (traditional lines), ``DIR/<facility>.iso.log`` (RFC 3339
+    times) and ``DIR/<facility>.5424.log`` (RFC 5424)."""
     daemon = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(daemon).exists():
         unavailable("rsyslog not installed (Debian package rsyslog)")
@@ -187,6 +190,7 @@ def logged(
                 wait_for_logs(pg.log_dir, marker)
                 wait_for(rsyslog / f"{facility}.log", marker)
                 wait_for(rsyslog / f"{facility}.iso.log", marker)
+                wait_for(rsyslog / f"{facility}.5424.log", marker)
                 done[facility] = (pg.log_dir / "postgresql.log", rsyslog)
         return done[facility]
 
@@ -197,16 +201,19 @@ def interleaved(path: Path) -> int:
     """Lines of ``path`` that go on a message after another message's line."""
     count, last = 0, None
     for line in path.read_text(errors="replace").splitlines():
-        found = re.search(r"\[(\d+)\]: \[(\d+)-(\d+)\] ", line)
+        found = re.search(r"(?:\[(\d+)\]:| (\d+) - -) +\[(\d+)-(\d+)\] ", line)
         if found is None:
             continue
-        pid, seq, part = found.groups()
+        pid, procid, seq, part = found.groups()
+        pid = pid or procid
         count += int(part) > 1 and last != (pid, seq)
         last = (pid, seq)
     return count
 
 
-@pytest.mark.parametrize("suffix", [".log", ".iso.log"], ids=["traditional", "rfc3339"])
+@pytest.mark.parametrize(
+    "suffix", [".log", ".iso.log", ".5424.log"], ids=["traditional", "rfc3339", "rfc5424"]
+)
 def test_the_syslog_file_gives_the_events_of_the_stderr_log(
     logged: Callable[[str, dict[str, str]], tuple[Path, Path]], suffix: str
 ) -> None:
@@ -343,7 +350,9 @@ def test_chunks_end_where_no_message_is_unfinished(
     assert got.equals(expected)
 
 
-@pytest.mark.parametrize("suffix", [".log", ".iso.log"], ids=["traditional", "rfc3339"])
+@pytest.mark.parametrize(
+    "suffix", [".log", ".iso.log", ".5424.log"], ids=["traditional", "rfc3339", "rfc5424"]
+)
 @pytest.mark.parametrize(
     "prefix",
     ["user=%u,db=%d,app=%a,client=%h ", "%q%u@%d ", ""],
