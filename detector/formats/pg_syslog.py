@@ -70,6 +70,8 @@ HEADER: Final = (
 )
 # Any program's syslog line: one of a program that is not PostgreSQL's is context.
 ANY_SYSLOG: Final = rf"^(?:<\d+>1 )?(?:{_STAMP}) \S+ ([^\s\[\]:]+)(?:(?:\[\d+\])?: | (?:\d+|-) )"
+# HEADER on bytes, for cutting chunks and reads ("^": at the position given, after a newline).
+_PIECE: Final = re.compile(HEADER.encode(), re.MULTILINE)
 # How far after a line the lines of a message begun before it may still come: between a
 # message's lines (one process's syslog calls, one after the other) come other processes'.
 LOOKAHEAD: Final = 256
@@ -85,13 +87,11 @@ class MessageStart:
     no further line of a message begun before it comes, in the next :data:`LOOKAHEAD`
     lines, at least :data:`SETTLED_LINES` of them written."""
 
-    _piece = re.compile(HEADER.encode(), re.MULTILINE)  # "^": at pos, after a newline
-
     def match(self, buf: bytes, pos: int, /) -> bool:
         begun: set[tuple[bytes, bytes, bytes]] = set()
         start = pos
         for seen in range(LOOKAHEAD + 1):
-            piece = self._piece.match(buf, start)
+            piece = _PIECE.match(buf, start)
             if piece is not None:
                 key = (piece["host"], piece["pid"] or piece["procid"], piece["seq"])
                 if piece["part"] in (None, b"1"):
@@ -248,7 +248,7 @@ def _written(path: str) -> datetime | None:
 
 def _messages(head: list[str]) -> list[str]:
     """The stderr lines of the PostgreSQL messages among a file's first lines (syslog's)."""
-    ours = [line for line in head if MessageStart._piece.match(line.encode())]
+    ours = [line for line in head if _PIECE.match(line.encode())]
     frame = pl.DataFrame(
         {"line_no": range(len(ours)), "line": ours},
         schema={"line_no": pl.UInt64, "line": pl.String},
