@@ -27,7 +27,7 @@ from detector.features import begins_statement
 from detector.formats import mariadb, mariadb_audit, pgaudit, zones
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
-from detector.reader import UNREADABLE, NotALogError, head_lines, read_chunks
+from detector.reader import UNREADABLE, NotALogError, head_lines, last_written, read_chunks
 from detector.rejects import Quarantine, QuarantineError, Reason
 
 
@@ -187,7 +187,8 @@ def in_time_order(paths: Sequence[Path], found: Mapping[Path, str | None]) -> li
     first = {p: _first_time(p) for p in paths if found[p] in formats.PG_OUTPUTS}
 
     def _time(path: Path) -> tuple[str, float, str]:
-        return first[path], 0.0 if first[path] else _written(path), path.name
+        written = None if first[path] else last_written(path)
+        return first[path], written.timestamp() if written else 0.0, path.name
 
     # Each directory's PostgreSQL logs take the places its logs had, in time order.
     ordered = {
@@ -209,14 +210,6 @@ def _first_time(path: Path) -> str:
         if match:
             return match.group().replace("T", " ")
     return ""
-
-
-def _written(path: Path) -> float:
-    """When ``path`` was last written (0 if it cannot be said)."""
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def read_events(

@@ -12,6 +12,7 @@ import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -107,6 +108,14 @@ def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str
     except UNREADABLE as exc:
         raise NotALogError(f"{path}: cannot read: {exc}") from exc
     return data.decode("utf-8", "replace").splitlines()[:n]
+
+
+def last_written(path: str | Path) -> datetime | None:
+    """When ``path`` was last written (None: no such file, a pushed or piped stream)."""
+    try:
+        return datetime.fromtimestamp(Path(path).stat().st_mtime, UTC)
+    except OSError:
+        return None
 
 
 def looks_binary(path: Path) -> bool:

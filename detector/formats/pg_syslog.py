@@ -52,7 +52,7 @@ from detector.formats.pg_stderr import (
     guess_prefix,
     prefix_tokens,
 )
-from detector.reader import Chunk
+from detector.reader import Chunk, last_written
 from detector.rejects import Reason, rejects, with_raw_lines
 
 # A syslog line's time: traditional (no year) or RFC 3339.
@@ -154,7 +154,7 @@ class PgSyslog(PgStderr):
 
     def parse_alone(self, chunk: Chunk) -> Parsed:
         """Events of ``chunk`` by itself, its messages read as the stderr lines they are."""
-        stamps = replace(self._stamps, written=_written(chunk.path))
+        stamps = replace(self._stamps, written=last_written(chunk.path))
         lines, orphans, others = unwrap(chunk.lines, stamps)
         stderr = Chunk(chunk.path, b"", chunk.first_line, _lines=lines)
         parsed = super().parse_alone(stderr)
@@ -236,14 +236,6 @@ def _local_zone() -> str:
         return zones.check_timezone(name)
     except ValueError:
         return "UTC"
-
-
-def _written(path: str) -> datetime | None:
-    """When ``path`` was last written (None: not a file, a pushed or piped stream)."""
-    try:
-        return datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
-    except OSError:
-        return None
 
 
 def _messages(head: list[str]) -> list[str]:
