@@ -330,6 +330,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
         ("snowflake/query_history.csv", "snowflake-query-history"),
         ("snowflake/access_history.ndjson", "snowflake-access-history"),
         ("mongodb-audit/otel-atlas-5.0.log", "mongodb-audit"),
+        ("pgaudit-syslog/postgresql.syslog", "pgaudit-syslog"),
+        ("pgaudit-syslog/postgresql-rfc3339.syslog", "pgaudit-syslog"),
     ],
 )
 def test_every_format_is_followed_as_score_reads_it(
