@@ -268,7 +268,7 @@ def unwrap(
     postgres = found.filter(ours).select(pl.col("_h").struct.field("program").unique())
     program = pl.col("line").str.extract(ANY_SYSLOG, 1)
     rest = rest.with_columns(
-        (~program.is_in(postgres.to_series())).fill_null(False).alias("_other")
+        (~program.is_in(postgres.to_series().implode())).fill_null(False).alias("_other")
     )
     text = pl.col("line").str.strip_prefix(head)
     for escaped, char in _ESCAPES:
