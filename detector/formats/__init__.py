@@ -46,8 +46,9 @@ class Told:
 _NATIVE: Final[dict[str, Callable[[Told], Format]]] = {
     "pgaudit-jsonlog": lambda told: PgJsonlog(told.postgres_timezone),
     "pgaudit-csvlog": lambda told: PgCsvlog(told.postgres_timezone),
-    "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix, told.postgres_timezone),
+    # Before stderr: a permissive prefix (``%q%u@%d ``) fits a syslog line's head too.
     "pgaudit-syslog": lambda told: PgSyslog(told.log_line_prefix, told.postgres_timezone),
+    "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix, told.postgres_timezone),
     "mariadb-audit": lambda told: MariadbAudit(told.mariadb_timezone),
     "mariadb-slow": lambda told: MariadbSlow(),
     "snowflake-query-history": lambda told: snowflake.QueryHistory(),
@@ -63,7 +64,7 @@ NATIVE: Final = tuple(_NATIVE)
 CHOICES: Final = ("auto", *NATIVE, "mapped")
 # PostgreSQL's outputs of the same events, richest first: one server's logs in two of
 # them are the same statements twice (MariaDB's audit and slow logs complement each other).
-PG_OUTPUTS: Final = NATIVE[:4]
+PG_OUTPUTS: Final = ("pgaudit-jsonlog", "pgaudit-csvlog", "pgaudit-stderr", "pgaudit-syslog")
 # Formats whose files complement each other (one server's or account's logs): when a run
 # reads both, their events are joined into one per statement.
 # The join is told whether events are filed as the live engine files them (MariaDB

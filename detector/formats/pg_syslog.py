@@ -130,6 +130,7 @@ class PgSyslog(PgStderr):
 
     def __init__(self, log_line_prefix: str | None = None, timezone: str | None = None) -> None:
         super().__init__(log_line_prefix, timezone)
+        self._told = log_line_prefix  # as the server prints it, without the stamps
         self._stamps = Stamps()
         if log_line_prefix is not None:
             self._prefixed(log_line_prefix)
@@ -137,7 +138,7 @@ class PgSyslog(PgStderr):
     def sniff(self, head: list[str]) -> bool:
         """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
         lines = _messages(head)
-        told = (self.log_line_prefix,) if self.log_line_prefix else SYSLOG_PREFIXES
+        told = (self._told,) if self._told is not None else SYSLOG_PREFIXES
         return bool(lines) and guess_prefix(lines, told) is not None
 
     def configure(self, head: list[str]) -> None:

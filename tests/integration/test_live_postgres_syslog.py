@@ -35,6 +35,7 @@ from pg_cluster import PgCluster
 from detector import carried, model
 from detector import features as F
 from detector import schema as S
+from detector.formats import Told
 from detector.formats.pg_syslog import SETTLED_LINES, PgSyslog
 from detector.reader import read_chunks
 from tests.conftest import parse, unavailable
@@ -165,11 +166,11 @@ def syslog_server(facility: str, **settings: str) -> dict[str, str]:
     }
 
 
-def events_of(path: Path) -> tuple[pl.DataFrame, int]:
+def events_of(path: Path, told: Told = Told()) -> tuple[pl.DataFrame, int]:
     """The events of ``path`` but their source format, in one order (the sessions'
     statements of one millisecond come in the order their lines were written), and the
     lines rejected."""
-    events, quarantine = parse(path)
+    events, quarantine = parse(path, told=told)
     order = [S.TIME, S.SESSION, S.STATEMENT_ID]
     return events.drop(S.SOURCE_FORMAT).sort(order), quarantine.total
 
@@ -374,3 +375,6 @@ def test_a_prefix_without_time_or_process_takes_them_from_the_syslog_line(
     assert got.select(same).sort(order).equals(expected.select(same).sort(order))
     late = got.sort(order)[S.TIME].dt.epoch("ms") - expected.sort(order)[S.TIME].dt.epoch("ms")
     assert late.min() > -1500 and late.max() < 2000  # the second the daemon got it
+    # told the prefix (--log-line-prefix), the file is recognised and read the same
+    told, rejected = events_of(directory / f"{facility}{suffix}", Told(log_line_prefix=prefix))
+    assert rejected == 0 and told.equals(got)
