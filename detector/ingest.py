@@ -260,10 +260,10 @@ def read_events(
             raise
         except UNREADABLE as exc:  # a truncated or corrupt compressed file
             raise NotALogError(f"{path}: cannot be read to its end ({exc})") from exc
-        names.add(fmt.name)
+        names.add(mariadb.LOG_OF_FORMAT.get(fmt.name, fmt.name))
         if fmt.name in formats.PG_OUTPUTS:
             held.setdefault(path.parent, []).append((fmt, events))
-        elif fmt.name in mariadb.LOGS:
+        elif fmt.name in mariadb.LOG_OF_FORMAT:
             events = _statements(fmt, events)
             unclocked.append(_within_reach(events, since, until, summary, history_from))
         else:

@@ -19,6 +19,7 @@ from detector.formats.base import Format, Parsed
 from detector.formats.mapped import MappedFormat, Mapping, MappingError
 from detector.formats.mariadb_audit import MariadbAudit
 from detector.formats.mariadb_slow import MariadbSlow
+from detector.formats.mariadb_syslog import MariadbAuditSyslog
 from detector.formats.mongodb_audit import MongodbAudit
 from detector.formats.mssql_audit import MssqlAuditCsv, MssqlAuditJson
 from detector.formats.mysql_audit import MysqlAudit
@@ -48,6 +49,7 @@ _NATIVE: Final[dict[str, Callable[[Told], Format]]] = {
     "pgaudit-csvlog": lambda told: PgCsvlog(told.postgres_timezone),
     # Before stderr: a permissive prefix (``%q%u@%d ``) fits a syslog line's head too.
     "pgaudit-syslog": lambda told: PgSyslog(told.log_line_prefix, told.postgres_timezone),
+    "mariadb-audit-syslog": lambda told: MariadbAuditSyslog(),
     "pgaudit-stderr": lambda told: PgStderr(told.log_line_prefix, told.postgres_timezone),
     "mariadb-audit": lambda told: MariadbAudit(told.mariadb_timezone),
     "mariadb-slow": lambda told: MariadbSlow(),

@@ -19,10 +19,13 @@ from detector import schema as S
 DB_SYSTEM: Final = "mariadb"
 AUDIT: Final = "mariadb-audit"
 SLOW: Final = "mariadb-slow"
+AUDIT_SYSLOG: Final = "mariadb-audit-syslog"  # the audit log through syslog
 # audit time (end, whole seconds) vs slow-log start + duration
 JOIN_TOLERANCE: Final = timedelta(seconds=2)
 _NO_PAIRS: Final = pl.DataFrame(schema={"_a": pl.UInt32, "_s": pl.UInt32})  # audit, slow rows
-LOGS: Final = (AUDIT, SLOW)
+LOGS: Final = (AUDIT, SLOW)  # what events' source.format says
+# The log each MariaDB format reads: its events' source.format.
+LOG_OF_FORMAT: Final = {AUDIT: AUDIT, AUDIT_SYSLOG: AUDIT, SLOW: SLOW}
 # The slow log's line before a statement's text: ``SET timestamp=T;`` (its start, UTC).
 # MySQL puts the statement's AUTO_INCREMENT values first:
 # ``SET last_insert_id=N,insert_id=N,timestamp=T;``.

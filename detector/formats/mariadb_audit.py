@@ -39,10 +39,12 @@ from detector.rejects import Reason, rejects, split_too_long
 # on 10.11): it is the shortest run of text after which the host, the two ids and the
 # operation fit. Host names and addresses have no comma.
 _HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
-LINE_RE: Final = (
-    r"^(?P<ts>\d{8} \d\d:\d\d:\d\d),(?P<server>[^,]*),(?P<user>.*?),(?P<host>[^,]*),"
+# A record from the server's name on: what the plugin sends to syslog (which times it).
+RECORD: Final = (
+    r"(?P<server>[^,]*),(?P<user>.*?),(?P<host>[^,]*),"
     r"(?P<conn>\d+),(?P<qid>\d+),(?P<op>[A-Z_]+),(?P<db>[^,]*),(?P<object>.*),(?P<rc>-?\d*)$"
 )
+LINE_RE: Final = r"^(?P<ts>\d{8} \d\d:\d\d:\d\d)," + RECORD
 _QUOTED: Final = r"^'(?:[^'\\]|\\.)*'$"
 TABLE_OPS: Final = ("READ", "WRITE", "CREATE", "ALTER", "DROP", "RENAME")
 CONNECTION_OPS: Final = ("CONNECT", "DISCONNECT", "FAILED_CONNECT", "CHANGEUSER", "PROXY_CONNECT")
@@ -51,6 +53,11 @@ CONNECTION_OPS: Final = ("CONNECT", "DISCONNECT", "FAILED_CONNECT", "CHANGEUSER"
 _SERVER_READS: Final = ["mysql.table_stats", "mysql.column_stats", "mysql.index_stats"]
 RECORD_START: Final = re.compile(rb"\d{8} ")
 _LOGIN: Final = r"/(\d{8}T\d{6})$"  # the login time at the end of a session.uid
+
+
+def bad_query() -> pl.Expr:
+    """True for a QUERY record whose text is not closed: cut short."""
+    return (pl.col("op") == "QUERY") & ~pl.col("object").str.contains(_QUOTED)
 
 
 def unescape(quoted: pl.Expr) -> pl.Expr:
@@ -94,8 +101,29 @@ class MariadbAudit:
         return hits * 2 >= len(lines) and bool(re.match(_HEAD, lines[0]))
 
     def parse(self, chunk: Chunk) -> Parsed:
-        lines = chunk.lines
-        lines, too_long = split_too_long(lines)
+        lines, too_long = split_too_long(chunk.lines)
+        records, found, others = self.records(lines, chunk)
+        records = _sessions(records)
+        statements = _statements(records)
+        logins = _refused_logins(records)
+        events = pl.concat([statements, logins], how="diagonal_relaxed").with_columns(
+            pl.lit(mariadb.DB_SYSTEM).alias(S.DB_SYSTEM),
+            pl.lit(mariadb.AUDIT).alias(S.SOURCE_FORMAT),
+        )
+        op = pl.col("op")
+        other = ~op.is_in([*TABLE_OPS, "QUERY"]) & ~pl.col("line_no").is_in(
+            logins["line_no"].implode()
+        )
+        return Parsed(
+            events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
+            rejects=pl.concat([too_long, found]).sort("line_no"),
+            context=records.filter(other).height + others,
+        )
+
+    def records(self, lines: pl.DataFrame, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        """The records of ``lines`` (the chunk's, none too long) with their fields and
+        ``time`` (UTC); the lines rejected; the count of lines that are no record and
+        belong to no other log (none, in a file of the audit log's own)."""
         blank = pl.col("line").str.strip_chars() == ""
         fields = pl.col("line").str.extract_groups(LINE_RE)
         records = lines.filter(~blank).with_columns(fields.alias("_f")).unnest("_f")
@@ -103,11 +131,9 @@ class MariadbAudit:
         # A line with a record's head but no ``,retcode`` end (or an unclosed query) was
         # cut short; anything else is not a line of this log.
         looks = pl.col("line").str.contains("^" + _HEAD)
-        op = pl.col("op")
-        bad_query = (op == "QUERY") & ~pl.col("object").str.contains(_QUOTED)
-        truncated = rejects(records, (~matched & looks) | (matched & bad_query), Reason.TRUNCATED)
+        truncated = rejects(records, (~matched & looks) | (matched & bad_query()), Reason.TRUNCATED)
         unrecognised = rejects(records, ~matched & ~looks, Reason.UNRECOGNISED)
-        records = records.filter(matched & ~bad_query)
+        records = records.filter(matched & ~bad_query())
         records = records.with_columns(
             local_to_utc(
                 pl.col("ts").str.to_datetime("%Y%m%d %H:%M:%S", time_unit="us", strict=False),
@@ -115,21 +141,8 @@ class MariadbAudit:
             ).alias(S.TIME)
         )
         bad_time = rejects(records, pl.col(S.TIME).is_null(), Reason.BAD_FIELD)
-        records = _sessions(records.filter(pl.col(S.TIME).is_not_null()))
-        statements = _statements(records)
-        logins = _refused_logins(records)
-        events = pl.concat([statements, logins], how="diagonal_relaxed").with_columns(
-            pl.lit(mariadb.DB_SYSTEM).alias(S.DB_SYSTEM), pl.lit(self.name).alias(S.SOURCE_FORMAT)
-        )
-        found = pl.concat([too_long, truncated, unrecognised, bad_time]).sort("line_no")
-        other = ~op.is_in([*TABLE_OPS, "QUERY"]) & ~pl.col("line_no").is_in(
-            logins["line_no"].implode()
-        )
-        return Parsed(
-            events=S.conform(events.lazy()).sort(S.TIME, maintain_order=True).collect(),
-            rejects=found,
-            context=records.filter(other).height,
-        )
+        records = records.filter(pl.col(S.TIME).is_not_null())
+        return records, pl.concat([truncated, unrecognised, bad_time]), 0
 
 
 def _sessions(records: pl.DataFrame) -> pl.DataFrame:

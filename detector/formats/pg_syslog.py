@@ -36,15 +36,13 @@ are quarantined as ``truncated``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import polars as pl
 
-from detector.formats import zones
 from detector.formats.base import Parsed
 from detector.formats.pg_stderr import (
     COMMON_PREFIXES,
@@ -52,24 +50,18 @@ from detector.formats.pg_stderr import (
     guess_prefix,
     prefix_tokens,
 )
+from detector.formats.syslog import ANY_LINE, STAMP, utc
 from detector.reader import Chunk, last_written
 from detector.rejects import Reason, rejects, with_raw_lines
 
-# A syslog line's time: traditional (no year) or RFC 3339.
-_STAMP: Final = (
-    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)"
-)
 # A syslog line of a program's message numbered as PostgreSQL numbers them: the time,
 # host, program[pid]: (or, as RFC 5424 has it, with a priority first: program pid msgid
 # structured-data), and [sequence-part] (or [sequence], unsplit).
 HEADER: Final = (
-    rf"^(?P<_syslog>(?:<\d+>1 )?(?P<stamp>{_STAMP}) (?P<host>\S+) (?P<program>[^\s\[\]:]+)"
+    rf"^(?P<_syslog>(?:<\d+>1 )?(?P<stamp>{STAMP}) (?P<host>\S+) (?P<program>[^\s\[\]:]+)"
     r"(?:\[(?P<pid>\d+)\]:| (?P<procid>\d+) \S+ (?:-|\[[^\]]*\])) {1,2}"
     r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
 )
-# Any program's syslog line: one of a program that is not PostgreSQL's is context.
-ANY_SYSLOG: Final = rf"^(?:<\d+>1 )?(?:{_STAMP}) \S+ ([^\s\[\]:]+)(?:(?:\[\d+\])?: | (?:\d+|-) )"
 # HEADER on bytes, for cutting chunks and reads ("^": at the position given, after a newline).
 _PIECE: Final = re.compile(HEADER.encode(), re.MULTILINE)
 # How far after a line the lines of a message begun before it may still come: between a
@@ -190,53 +182,13 @@ class Stamps:
         parts = []
         if self.time:
             parts.append(
-                _utc(pl.col("_stamp"), self.written)
+                utc(pl.col("_stamp"), self.written)
                 .dt.strftime("%Y-%m-%d %H:%M:%S%.6f UTC ")
                 .fill_null("-")
             )
         if self.pid:
             parts.append("[" + pl.col("_pid") + "] ")
         return pl.concat_str(parts)
-
-
-def _utc(stamp: pl.Expr, written: datetime | None) -> pl.Expr:
-    """Syslog times on UTC: RFC 3339 ones by their offset, traditional ones (``Dec  1
-    08:48:13``) in this machine's zone and the year that puts them at most a day after
-    ``written``."""
-    rfc3339 = (
-        stamp.str.replace(r"Z$", "+00:00")
-        .str.replace(r"([+-]\d\d)(\d\d)$", "$1:$2")
-        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False)
-        .dt.convert_time_zone("UTC")
-    )
-    latest = (written or datetime.now(UTC)).astimezone(UTC) + timedelta(days=1)
-    zone = _local_zone()
-
-    def in_year(year: int) -> pl.Expr:
-        naive = (pl.lit(f"{year} ") + stamp).str.to_datetime(
-            "%Y %b %e %H:%M:%S", time_unit="us", strict=False
-        )
-        return naive.dt.replace_time_zone(
-            zone, ambiguous="earliest", non_existent="null"
-        ).dt.convert_time_zone("UTC")
-
-    this_year = in_year(latest.year)
-    traditional = (
-        pl.when(this_year > pl.lit(latest)).then(in_year(latest.year - 1)).otherwise(this_year)
-    )
-    return pl.when(stamp.str.contains("T", literal=True)).then(rfc3339).otherwise(traditional)
-
-
-def _local_zone() -> str:
-    """This machine's time zone by name (``TZ``, else ``/etc/localtime``'s), else UTC."""
-    name = os.environ.get("TZ", "").removeprefix(":")
-    if not name:
-        target = os.path.realpath("/etc/localtime")
-        name = target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
-    try:
-        return zones.check_timezone(name)
-    except ValueError:
-        return "UTC"
 
 
 def _messages(head: list[str]) -> list[str]:
@@ -267,7 +219,7 @@ def unwrap(
     # Another program's line; a line of PostgreSQL's own program that is not one of its
     # numbered messages (cut short, say) is garbage.
     postgres = found.filter(ours).select(pl.col("_h").struct.field("program").unique())
-    program = pl.col("line").str.extract(ANY_SYSLOG, 1)
+    program = pl.col("line").str.extract(ANY_LINE, 1)
     rest = rest.with_columns(
         (~program.is_in(postgres.to_series().implode())).fill_null(False).alias("_other")
     )

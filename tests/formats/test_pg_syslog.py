@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from detector.formats.pg_syslog import _utc
+from detector.formats import syslog
 
 
 def utc(stamp: str, written: datetime | None = None) -> datetime | None:
-    return pl.select(_utc(pl.lit(stamp), written)).item()
+    return pl.select(syslog.utc(pl.lit(stamp), written)).item()
 
 
 @pytest.mark.parametrize(

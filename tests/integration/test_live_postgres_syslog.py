@@ -20,10 +20,8 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,78 +36,12 @@ from detector import schema as S
 from detector.formats import Told
 from detector.formats.pg_syslog import SETTLED_LINES, PgSyslog
 from detector.reader import read_chunks
-from tests.conftest import parse, unavailable
-from tests.integration.conftest import MODEL, cli, follow, pg_cluster, wait_for_logs
+from tests.conftest import parse
+from tests.integration.conftest import MODEL, cli, follow, pg_cluster, wait_for, wait_for_logs
 
 pytestmark = pytest.mark.postgres
 
-DEV_LOG = Path("/dev/log")
-RSYSLOG_CONF = """
-global(maxMessageSize="256k")
-module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
-template(name="traditional" type="string" string="{dir}/%syslogfacility-text%.log")
-template(name="rfc3339" type="string" string="{dir}/%syslogfacility-text%.iso.log")
-*.* action(type="omfile" dynaFile="traditional" template="RSYSLOG_TraditionalFileFormat")
-*.* action(type="omfile" dynaFile="rfc3339" template="RSYSLOG_FileFormat")
-template(name="rfc5424" type="string" string="{dir}/%syslogfacility-text%.5424.log")
-*.* action(type="omfile" dynaFile="rfc5424" template="RSYSLOG_SyslogProtocol23Format")
-"""
 TABLE_ROWS = 500
-
-
-def _listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def rsyslog(server_dir: Callable[[str], Path]) -> Iterator[Path]:
-    """A real rsyslogd on ``/dev/log``, filing each facility's messages in
-    ``DIR/<facility>.log`` (traditional lines), ``DIR/<facility>.iso.log`` (RFC 3339
-    times) and ``DIR/<facility>.5424.log`` (RFC 5424)."""
-    daemon = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
-    if not Path(daemon).exists():
-        unavailable("rsyslog not installed (Debian package rsyslog)")
-    if DEV_LOG.exists() and _listening(DEV_LOG):
-        unavailable("another syslog daemon owns /dev/log")
-    directory = server_dir("rsyslog")
-    directory.chmod(0o755)
-    conf = directory / "rsyslog.conf"
-    conf.write_text(RSYSLOG_CONF.format(dir=directory))
-    pid_file = directory / "rsyslogd.pid"
-    DEV_LOG.unlink(missing_ok=True)  # a stale socket of a daemon gone
-    started = subprocess.run(
-        [daemon, "-f", str(conf), "-i", str(pid_file)], capture_output=True, text=True
-    )
-    if started.returncode != 0:
-        unavailable(f"rsyslogd did not start: {started.stderr.strip()}")
-    deadline = time.monotonic() + 10
-    while not _listening(DEV_LOG):
-        if time.monotonic() > deadline:
-            unavailable("rsyslogd did not open /dev/log")
-        time.sleep(0.05)
-    try:
-        yield directory
-    finally:
-        if pid_file.exists():
-            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        DEV_LOG.unlink(missing_ok=True)
-
-
-def wait_for(path: Path, marker: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and marker in path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{marker!r} did not reach {path} in {timeout}s")
 
 
 STATEMENTS = [
