@@ -1,4 +1,5 @@
-"""Fuzzing both MariaDB parsers with damage built from real 10.11 output: random bytes,
+"""Fuzzing the MariaDB parsers (audit file, audit through syslog, slow log) with damage
+built from real 10.11 output: random bytes,
 truncated records, giant lines, invalid UTF-8, quote and escape torture. No crash, every
 rejected line quarantined with a reason from ``Reason``, and (for the one-line-per-record
 audit log) real records keep their events while garbage lines are all quarantined."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -25,7 +27,10 @@ from tests.formats.common import (
 )
 from tests.formats.test_mariadb_reference import AUDIT, SLOW
 
+SYSLOG = Path(__file__).parents[1] / "fixtures" / "mariadb-audit-syslog" / "server_audit.syslog"
+SOURCES = {"mariadb-audit": AUDIT, "mariadb-audit-syslog": SYSLOG, "mariadb-slow": SLOW}
 AUDIT_LINES = AUDIT.read_bytes().splitlines()
+SYSLOG_LINES = SYSLOG.read_bytes().splitlines()
 SLOW_LINES = SLOW.read_bytes().splitlines()
 TORTURE = [
     b"'", b"\\'", b"\\", b"\\\\'", b"\\n", b",", b",,,", b"'\\", b"\xff\xfe", b"\x00",
@@ -37,7 +42,7 @@ GARBAGE = garbage_bytes(TORTURE).filter(lambda b: b.strip() != b"" and not b[:9]
 
 
 @FUZZ
-@given(data=RANDOM_BYTES, name=st.sampled_from(["mariadb-audit", "mariadb-slow"]))
+@given(data=RANDOM_BYTES, name=st.sampled_from(sorted(SOURCES)))
 def test_random_bytes_never_crash(data: bytes, name: str) -> None:
     read_bytes(data, name)
 
@@ -45,10 +50,10 @@ def test_random_bytes_never_crash(data: bytes, name: str) -> None:
 @FUZZ
 @given(
     cut=st.integers(min_value=0, max_value=len(SLOW.read_bytes())),
-    name=st.sampled_from(["mariadb-audit", "mariadb-slow"]),
+    name=st.sampled_from(sorted(SOURCES)),
 )
 def test_truncated_files_never_crash(cut: int, name: str) -> None:
-    source = AUDIT if name == "mariadb-audit" else SLOW
+    source = SOURCES[name]
     events = read_bytes(source.read_bytes()[:cut], name).events
     whole = read_bytes(source.read_bytes(), name).events
     assert events.height <= whole.height  # a statement cut short is still one
@@ -68,6 +73,27 @@ def test_audit_garbage_lines_are_all_quarantined_and_real_records_kept(
     assert events.drop(S.SESSION).equals(clean.drop(S.SESSION))
 
 
+# Garbage that is no syslog line (another program's would be context, not a reject).
+SYSLOG_GARBAGE = garbage_bytes(TORTURE).filter(
+    lambda b: b.strip() != b"" and not re.match(rb"(?:<\d+>1 )?(?:[A-Z][a-z]{2} |\d{4}-)", b)
+)
+
+
+@FUZZ
+@given(inserts=insertions(SYSLOG_GARBAGE, 0, len(SYSLOG_LINES)))
+def test_syslog_garbage_lines_are_all_quarantined_and_real_records_kept(
+    inserts: list[tuple[int, bytes]],
+) -> None:
+    """Into the syslog capture (one record of which the daemon cut short: quarantined)."""
+    data = b"\n".join(with_inserted(SYSLOG_LINES, inserts)) + b"\n"
+    assume(not_gzip(data))
+    events, quarantine, _ = read_bytes(data, "mariadb-audit-syslog")
+    clean = read_bytes(SYSLOG.read_bytes(), "mariadb-audit-syslog")
+    blank = sum(1 for _, j in inserts if not j.decode("utf-8", "replace").strip(WHITE_SPACE))
+    assert quarantine.total == clean.quarantine.total + len(inserts) - blank
+    assert events.drop(S.SESSION).equals(clean.events.drop(S.SESSION))
+
+
 @FUZZ
 @given(
     text=st.lists(st.sampled_from([b"a", b"'", b"\\'", b"\\\\", b"\\n", b",", b" ", b"\xe2\x82"]),
@@ -80,9 +106,15 @@ def test_audit_quoted_query_torture(text: bytes) -> None:
 
 
 def test_giant_lines_are_quarantined_as_too_long() -> None:
-    giant = b"20261128 06:56:10,vm,bob,127.0.0.1,4,6,QUERY,shop,'" + b"x" * 1_100_000 + b"',0"
-    for name, lines in (("mariadb-audit", AUDIT_LINES), ("mariadb-slow", SLOW_LINES)):
-        data = b"\n".join([*lines, giant]) + b"\n"
+    record = b"vm,bob,127.0.0.1,4,6,QUERY,shop,'" + b"x" * 1_100_000 + b"',0"
+    giant = b"20261128 06:56:10," + record
+    sent = b"Dec  1 11:58:22 vm mysql-server_auditing:  " + record
+    for name, lines, line in (
+        ("mariadb-audit", AUDIT_LINES, giant),
+        ("mariadb-audit-syslog", SYSLOG_LINES, sent),
+        ("mariadb-slow", SLOW_LINES, giant),
+    ):
+        data = b"\n".join([*lines, line]) + b"\n"
         quarantine = read_bytes(data, name).quarantine
         assert quarantine.counts[Reason.TOO_LONG.value] == 1
 

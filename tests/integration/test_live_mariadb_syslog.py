@@ -19,11 +19,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector import formats
+from detector import carried, formats, model
+from detector import features as F
 from detector import schema as S
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
-from tests.integration.conftest import mariadb_server, wait_for
+from tests.integration.conftest import MODEL, follow, mariadb_server, wait_for
 
 ZONE = "Asia/Shanghai"
 FACILITY = "local5"
@@ -188,3 +189,49 @@ def test_other_programs_lines_are_context_not_rejects(
     got, summary = read(mixed)
     assert got.equals(expected)
     assert summary.context >= len(lines)
+
+
+def test_serve_following_the_syslog_file_and_slow_log_counts_what_score_reads(
+    logs: tuple[Path, Path, Path, Path, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve`` following the syslog file and the slow log, each written in two parts,
+    has each account's statements and rows read as the batch read of both gives them:
+    the statements paired with their slow records at the daemon's UTC times."""
+    monkeypatch.setattr(carried, "check", lambda evidence, training: None)
+    _, _, directory, sent_slow, _ = logs
+    expected, _ = read(directory / f"{FACILITY}.iso.log", sent_slow)
+    (tmp_path / "log").mkdir()
+    writes = []
+    for source, name in (
+        (directory / f"{FACILITY}.iso.log", "audit.syslog"),
+        (sent_slow, "slow.log"),
+    ):
+        body = source.read_bytes()
+        half = body.index(b"\n", len(body) // 2) + 1
+        writes += [(tmp_path / "log" / name, body[:half]), (tmp_path / "log" / name, body[half:])]
+    service = follow(model.load(MODEL), tmp_path, [writes[i] for i in (0, 2, 1, 3)])
+    try:
+        service.step()
+        live = (
+            service.engine.close(wall=datetime(2100, 1, 1, tzinfo=UTC))
+            .scored.select(
+                "account", pl.col("features").struct.field("statements_5m", "rows_read_5m")
+            )
+            .group_by("account")
+            .agg(pl.col("statements_5m", "rows_read_5m").sum())
+            .sort("account")
+        )
+    finally:
+        service.stop()
+    batch = F.window_activity(expected.lazy(), "5m").collect()
+    counted = (
+        batch.group_by(pl.col(F.ACCOUNT).alias("account"))
+        .agg(
+            pl.col("statements").sum().alias("statements_5m"),
+            pl.col("rows_read").sum().alias("rows_read_5m"),
+        )
+        .sort("account")
+    )
+    assert live.equals(counted.cast(live.schema))

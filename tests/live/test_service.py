@@ -332,6 +332,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
         ("mongodb-audit/otel-atlas-5.0.log", "mongodb-audit"),
         ("pgaudit-syslog/postgresql.syslog", "pgaudit-syslog"),
         ("pgaudit-syslog/postgresql-rfc3339.syslog", "pgaudit-syslog"),
+        ("mariadb-audit-syslog/server_audit.syslog", "mariadb-audit-syslog"),
+        ("mariadb-audit-syslog/server_audit-rfc5424.syslog", "mariadb-audit-syslog"),
     ],
 )
 def test_every_format_is_followed_as_score_reads_it(
