@@ -84,13 +84,20 @@ class MariadbAuditSyslog(MariadbAudit):
             .unnest("_f")
         )
         matched = pl.col("stamp").is_not_null()
+        # What the other lines are, looked at only for them (most lines are records).
+        rest = records.filter(~matched)
         ours = records.filter(matched)["program"].unique().extend_constant(DEFAULT_IDENT, 1)
         program = line.str.extract(syslog.ANY_LINE, 1)
         looks = line.str.contains(_LOOKS)
-        other = ~matched & ~looks & ~program.is_in(ours.implode()).fill_null(True)
-        truncated = rejects(records, (~matched & looks) | (matched & bad_query()), Reason.TRUNCATED)
-        unrecognised = rejects(records, ~matched & ~looks & ~other, Reason.UNRECOGNISED)
-        others = records.select(other.sum()).item()
+        other = ~looks & ~program.is_in(ours.implode()).fill_null(True)
+        truncated = pl.concat(
+            [
+                rejects(rest, looks, Reason.TRUNCATED),
+                rejects(records, matched & bad_query(), Reason.TRUNCATED),
+            ]
+        )
+        unrecognised = rejects(rest, ~looks & ~other, Reason.UNRECOGNISED)
+        others = rest.select(other.sum()).item()
         records = records.filter(matched & ~bad_query())
         time = syslog.utc(pl.col("stamp"), last_written(chunk.path))
         records = records.with_columns(time.alias(S.TIME)).with_columns(
