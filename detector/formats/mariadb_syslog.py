@@ -66,11 +66,13 @@ class MariadbAuditSyslog(MariadbAudit):
     record_start = LINE_START
 
     def sniff(self, head: list[str]) -> bool:
-        """Some of the head's lines are audit records, and most are syslog lines."""
-        lines = [s for s in head if s.strip()]
-        ours = sum(1 for s in lines if re.match(MESSAGE_RE, s))
-        logged = sum(1 for s in lines if re.match(syslog.ANY_LINE, s))
-        return ours > 0 and logged * 2 >= len(lines)
+        """Some of the head's lines are audit records, and most are syslog lines. (By
+        Polars' regex engine, in time linear in the line: Python's backtracks through
+        the info's and user's lazy runs, seconds for a 12 KB line of ``a,b a,b ...``.)"""
+        lines = pl.Series([s for s in head if s.strip()], dtype=pl.String)
+        ours = lines.str.contains(MESSAGE_RE).sum()
+        logged = lines.str.contains(syslog.ANY_LINE).sum()
+        return ours > 0 and logged * 2 >= lines.len()
 
     def records(self, lines: pl.DataFrame, chunk: Chunk) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         """The records of the syslog lines ``lines``, timed by the daemon; their lines
