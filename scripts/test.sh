@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install trovewatch, PostgreSQL 15 with pgAudit, MariaDB (server_audit plugin), rsyslog
-# and promtool (Debian packages), and run every test. Extra arguments go to pytest. In CI
-# (CI=true) the PostgreSQL, MariaDB and promtool tests must run, not skip.
+# Install trovewatch, PostgreSQL 15 with pgAudit, MariaDB (server_audit plugin), rsyslog,
+# systemd-journald and promtool (Debian packages), and run every test. Extra arguments go
+# to pytest. In CI (CI=true) the PostgreSQL, MariaDB and promtool tests must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=()
@@ -13,6 +13,8 @@ command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus) # ships /usr/bin/p
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || PACKAGES+=(mariadb-server)
 # The syslog daemon the tests of PostgreSQL's syslog output file its messages with.
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || PACKAGES+=(rsyslog)
+# ... and the journal they are read from through journalctl (systemd-journald, journalctl).
+[ -x /lib/systemd/systemd-journald ] && command -v journalctl >/dev/null 2>&1 || PACKAGES+=(systemd)
 # The locales PostgreSQL logs in for the translated-message tests (lc_messages).
 LOCALES=(de_DE fr_FR zh_CN)
 [ -d /usr/share/i18n/locales ] && [ -f /usr/share/i18n/locales/zh_CN ] || PACKAGES+=(locales)

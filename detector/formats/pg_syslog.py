@@ -99,6 +99,8 @@ class MessageStart:
 
 # PostgreSQL's PG_SYSLOG_LIMIT: a longer line is sent in parts of at most this many bytes.
 SPLIT_BYTES: Final = 900
+# A tab as journalctl's text output (-o short, short-iso) writes it.
+JOURNALCTL_TAB: Final = " " * 8
 # Control characters the daemon escapes as #ooo (rsyslog's default): tab, newline, CR.
 _ESCAPES: Final = (("#011", "\t"), ("#012", "\n"), ("#015", "\r"))
 
@@ -277,13 +279,22 @@ def _joined(pieces: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     # A later line is a part of the line before, cut there, when it begins with the space
     # the server cut at, or when the part before is as long as the server cuts (900 bytes,
     # less a character's: no space to cut at); else a line of its own: a statement's next
-    # line (a tab) or a follower (its prefix).
+    # line (a tab) or a follower (its prefix). The server cuts at the last space of the
+    # 900 bytes: a part after a shorter one never begins with two spaces. (A line that
+    # does was a tab, which journalctl's text output writes as eight spaces.)
     line = pl.col("line")
     before = line.str.len_bytes().shift(1).over(message)
-    cut = line.str.starts_with(" ") | (before >= SPLIT_BYTES - 3)
+    cut = (line.str.starts_with(" ") & ~line.str.starts_with("  ")) | (before >= SPLIT_BYTES - 3)
+    tab = (pl.col("_part") > 1) & ~cut & line.str.starts_with(JOURNALCTL_TAB)
     own_line = (pl.col("_part") == 1) | line.str.starts_with("\t") | ~cut
     joined = (
-        pieces.with_columns(own_line.cum_sum().alias("_line"))
+        pieces.with_columns(
+            pl.when(tab)
+            .then("\t" + line.str.strip_prefix(JOURNALCTL_TAB))
+            .otherwise(line)
+            .alias("line"),
+            own_line.cum_sum().alias("_line"),
+        )
         .group_by("_line", maintain_order=True)
         .agg(pl.col("_first", "line_no", "_stamp", "_pid").first(), line.str.join(""))
         .with_columns(line.str.split("\n"))

@@ -5,6 +5,9 @@ rsyslog's and syslog-ng's traditional lines (``Dec  1 08:48:13 db1 program[pid]:
 lines with RFC 3339 times (rsyslog's ``RSYSLOG_FileFormat``: ``2026-12-01T08:48:13.970+00:00
 db1 program[pid]: ...``) and RFC 5424 lines (``<134>1 2026-12-01T08:48:13.970+00:00 db1
 program pid msgid structured-data ...``, rsyslog's ``RSYSLOG_SyslogProtocol23Format``).
+journald's, as ``journalctl`` prints them: ``-o short`` (``Dec 01 08:48:13 db1
+program[pid]: ...``), ``short-precise`` (with microseconds), ``short-iso``
+(``2026-12-01T08:48:13+0000``) and ``short-iso-precise``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import polars as pl
 
 from detector.formats import zones
 
-# A syslog line's time: traditional (no year) or RFC 3339.
+# A syslog line's time: traditional (no year; journalctl's ``-o short-precise`` adds
+# microseconds) or RFC 3339.
 STAMP: Final = (
-    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+    r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)"
 )
 # Any program's syslog line, its program's name the group: ``program[pid]: ``,
@@ -42,7 +46,7 @@ def utc(stamp: pl.Expr, written: datetime | None) -> pl.Expr:
 
     def in_year(year: int) -> pl.Expr:
         naive = (pl.lit(f"{year} ") + stamp).str.to_datetime(
-            "%Y %b %e %H:%M:%S", time_unit="us", strict=False
+            "%Y %b %e %H:%M:%S%.f", time_unit="us", strict=False
         )
         return naive.dt.replace_time_zone(
             zone, ambiguous="earliest", non_existent="null"

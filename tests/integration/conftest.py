@@ -225,7 +225,7 @@ template(name="rfc5424" type="string" string="{dir}/%syslogfacility-text%.5424.l
 """
 
 
-def _listening(path: Path) -> bool:
+def listening(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         try:
             s.connect(str(path))
@@ -242,7 +242,7 @@ def rsyslog(server_dir: Callable[[str], Path]) -> Iterator[Path]:
     daemon = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(daemon).exists():
         unavailable("rsyslog not installed (Debian package rsyslog)")
-    if DEV_LOG.exists() and _listening(DEV_LOG):
+    if DEV_LOG.exists() and listening(DEV_LOG):
         unavailable("another syslog daemon owns /dev/log")
     directory = server_dir("rsyslog")
     directory.chmod(0o755)
@@ -256,7 +256,7 @@ def rsyslog(server_dir: Callable[[str], Path]) -> Iterator[Path]:
     if started.returncode != 0:
         unavailable(f"rsyslogd did not start: {started.stderr.strip()}")
     deadline = time.monotonic() + 10
-    while not _listening(DEV_LOG):
+    while not listening(DEV_LOG):
         if time.monotonic() > deadline:
             unavailable("rsyslogd did not open /dev/log")
         time.sleep(0.05)
