@@ -10,6 +10,8 @@ shows it:
 
 * each message is what stderr would print, ``log_line_prefix`` and all, numbered per
   process (``syslog_sequence_numbers``, on by default): ``[9-1] 2026-12-01 ... LOG:  AUDIT: ...``;
+  with it off, a message's lines are numbered ``[1]``, ``[2]``... and the messages only
+  by the order of their process's lines (:func:`unnumbered` tells which from the head);
 * a message of several lines is sent one line at a time (``syslog_split_messages``, on by
   default): ``[12-2]``, ``[12-3]``... A statement's further lines begin with the tab that
   stderr puts there, which the daemon writes as ``#011``; a follower (``STATEMENT:``,
@@ -57,13 +59,18 @@ from detector.rejects import Reason, rejects, with_raw_lines
 # A syslog line of a program's message numbered as PostgreSQL numbers them: the time,
 # host, program[pid]: (or, as RFC 5424 has it, with a priority first: program pid msgid
 # structured-data), and [sequence-part] (or [sequence], unsplit).
-HEADER: Final = (
+_NUMBER: Final = r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] "
+_HEAD: Final = (
     rf"^(?P<_syslog>(?:<\d+>1 )?(?P<stamp>{STAMP}) (?P<host>\S+) (?P<program>[^\s\[\]:]+)"
     r"(?:\[(?P<pid>\d+)\]:| (?P<procid>\d+) \S+ (?:-|\[[^\]]*\])) {1,2}"
-    r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] )"
 )
+HEADER: Final = _HEAD + _NUMBER + ")"
+# With syslog_sequence_numbers off, a message of one line has no number and the lines of
+# a message of several are numbered [1], [2], ... (the number is then ``seq``).
+UNNUMBERED: Final = _HEAD + f"(?:{_NUMBER})?)"
 # HEADER on bytes, for cutting chunks and reads ("^": at the position given, after a newline).
 _PIECE: Final = re.compile(HEADER.encode(), re.MULTILINE)
+_LOOSE_PIECE: Final = re.compile(UNNUMBERED.encode(), re.MULTILINE)
 # How far after a line the lines of a message begun before it may still come: between a
 # message's lines (one process's syslog calls, one after the other) come other processes'.
 LOOKAHEAD: Final = 256
@@ -77,16 +84,21 @@ class MessageStart:
     """Where chunks and reads of syslog lines may be cut (:class:`detector.reader.
     RecordStart`): before a message's first line (or another program's line) past which
     no further line of a message begun before it comes, in the next :data:`LOOKAHEAD`
-    lines, at least :data:`SETTLED_LINES` of them written."""
+    lines, at least :data:`SETTLED_LINES` of them written. ``programs``: PostgreSQL's,
+    sending without sequence numbers (a further line continues the message its process
+    sent last), or None for numbered messages."""
+
+    def __init__(self, programs: frozenset[str] | None = None) -> None:
+        self._programs = None if programs is None else {p.encode() for p in programs}
 
     def match(self, buf: bytes, pos: int, /) -> bool:
-        begun: set[tuple[bytes, bytes, bytes]] = set()
+        begun: set[tuple[bytes, ...]] = set()
         start = pos
         for seen in range(LOOKAHEAD + 1):
-            piece = _PIECE.match(buf, start)
+            piece = self._piece(buf, start)
             if piece is not None:
-                key = (piece["host"], piece["pid"] or piece["procid"], piece["seq"])
-                if piece["part"] in (None, b"1"):
+                key, first = piece
+                if first:
                     begun.add(key)
                 elif key not in begun:
                     return False  # a line of a message begun before pos
@@ -95,6 +107,19 @@ class MessageStart:
                 return seen > SETTLED_LINES
             start = end + 1
         return True
+
+    def _piece(self, buf: bytes, pos: int) -> tuple[tuple[bytes, ...], bool] | None:
+        """The message of PostgreSQL's line at ``pos`` and whether it begins it."""
+        if self._programs is None:
+            piece = _PIECE.match(buf, pos)
+            if piece is None:
+                return None
+            key = (piece["host"], piece["pid"] or piece["procid"], piece["seq"])
+            return key, piece["part"] in (None, b"1")
+        piece = _LOOSE_PIECE.match(buf, pos)
+        if piece is None or piece["program"] not in self._programs:
+            return None
+        return (piece["host"], piece["pid"] or piece["procid"]), piece["seq"] in (None, b"1")
 
 
 # PostgreSQL's PG_SYSLOG_LIMIT: a longer line is sent in parts of at most this many bytes.
@@ -126,19 +151,26 @@ class PgSyslog(PgStderr):
         super().__init__(log_line_prefix, timezone)
         self._told = log_line_prefix  # as the server prints it, without the stamps
         self._stamps = Stamps()
+        # PostgreSQL's programs sending unnumbered messages (configure), or None
+        self._programs: frozenset[str] | None = None
         if log_line_prefix is not None:
             self._prefixed(log_line_prefix)
 
     def sniff(self, head: list[str]) -> bool:
-        """The head is PostgreSQL's numbered syslog lines whose messages are stderr lines."""
-        lines = _messages(head)
+        """The head is PostgreSQL's syslog lines whose messages are stderr lines."""
         told = (self._told,) if self._told is not None else SYSLOG_PREFIXES
+        lines = _messages(head, unnumbered(head, told) or None)
         return bool(lines) and guess_prefix(lines, told) is not None
 
     def configure(self, head: list[str]) -> None:
-        """Pick the prefix from the file's head unless the user gave one."""
+        """Learn from the file's head whether messages are numbered, and pick the prefix
+        unless the user gave one."""
+        told = (self._told,) if self._told is not None else SYSLOG_PREFIXES
+        self._programs = unnumbered(head, told) or None
+        self.record_start = MessageStart(self._programs)
         if self.log_line_prefix is None:
-            self._prefixed(guess_prefix(_messages(head), SYSLOG_PREFIXES) or "%m [%p] ")
+            found = guess_prefix(_messages(head, self._programs), SYSLOG_PREFIXES)
+            self._prefixed(found or "%m [%p] ")
 
     def _prefixed(self, prefix: str) -> None:
         """Read messages printed with ``prefix``; one without the time (``%m``, ``%t``,
@@ -150,7 +182,7 @@ class PgSyslog(PgStderr):
     def parse_alone(self, chunk: Chunk) -> Parsed:
         """Events of ``chunk`` by itself, its messages read as the stderr lines they are."""
         stamps = replace(self._stamps, written=last_written(chunk.path))
-        lines, orphans, others = unwrap(chunk.lines, stamps)
+        lines, orphans, others = unwrap(chunk.lines, stamps, self._programs)
         stderr = Chunk(chunk.path, b"", chunk.first_line, _lines=lines)
         parsed = super().parse_alone(stderr)
         # Quarantined as the file has them: the syslog lines, not the stderr lines.
@@ -193,18 +225,51 @@ class Stamps:
         return pl.concat_str(parts)
 
 
-def _messages(head: list[str]) -> list[str]:
-    """The stderr lines of the PostgreSQL messages among a file's first lines (syslog's)."""
-    ours = [line for line in head if _PIECE.match(line.encode())]
+def unnumbered(head: list[str], prefixes: tuple[str, ...]) -> frozenset[str]:
+    """The programs whose lines among a file's first are PostgreSQL's messages sent with
+    ``syslog_sequence_numbers`` off; empty for numbered messages.
+
+    PostgreSQL ends each message with a newline, so with ``syslog_split_messages`` on
+    (the default) every line is numbered: ``[1]`` for a message's first line, ``[2]``...
+    for its further lines, where numbered messages have ``[N-1]``, ``[N-2]``. A process's
+    ``[1]`` after its ``[1]`` (or ``[2]``) tells them from the unsplit numbered
+    messages' ``[N]``, which only go up. With both off, lines have no number: a program's
+    lines without one whose messages are stderr lines printed with one of ``prefixes``.
+    """
+    found = [m for m in (re.match(UNNUMBERED, line) for line in head) if m]
+    bare: dict[str, list[str]] = {}
+    last: dict[tuple[str, str], int] = {}
+    again: set[str] = set()
+    for m in found:
+        if m["seq"] is None:
+            bare.setdefault(m["program"], []).append(m.string[m.end() :])
+        elif m["part"] is None:
+            process, number = (m["host"], m["pid"] or m["procid"]), int(m["seq"])
+            if number <= last.get(process, number - 1):
+                again.add(m["program"])
+            last[process] = number
+    fit = {p for p, texts in bare.items() if guess_prefix(texts, prefixes) is not None}
+    return frozenset(again | fit)
+
+
+def _messages(head: list[str], programs: frozenset[str] | None = None) -> list[str]:
+    """The stderr lines of the PostgreSQL messages among a file's first lines (syslog's),
+    numbered or, by ``programs``, not (:func:`unwrap`)."""
+    if programs is None:
+        ours = [line for line in head if _PIECE.match(line.encode())]
+    else:
+        ours = [
+            line for line in head if (m := re.match(UNNUMBERED, line)) and m["program"] in programs
+        ]
     frame = pl.DataFrame(
         {"line_no": range(len(ours)), "line": ours},
         schema={"line_no": pl.UInt64, "line": pl.String},
     )
-    return unwrap(frame)[0]["line"].to_list()
+    return unwrap(frame, programs=programs)[0]["line"].to_list()
 
 
 def unwrap(
-    lines: pl.DataFrame, stamps: Stamps = Stamps()
+    lines: pl.DataFrame, stamps: Stamps = Stamps(), programs: frozenset[str] | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """``lines`` (``line_no``, ``line``: syslog lines) as PostgreSQL's stderr lines, each
     message's lines together in the order of its first line; the lines of messages whose
@@ -212,11 +277,19 @@ def unwrap(
 
     ``stamps`` says what of the syslog line goes before each line (not a statement's
     further lines). Lines that are no syslog line at all are given on as they are (the
-    stderr parser quarantines them).
+    stderr parser quarantines them). ``programs``: PostgreSQL's, when it sends its
+    messages without sequence numbers (a line numbered ``[1]``, or with no number,
+    begins a message; ``[2]``... go on with the message its process began last); None
+    when they are numbered.
     """
-    found = lines.with_columns(pl.col("line").str.extract_groups(HEADER).alias("_h"))
+    header = HEADER if programs is None else UNNUMBERED
+    found = lines.with_columns(pl.col("line").str.extract_groups(header).alias("_h"))
     head = pl.col("_h").struct.field("_syslog")
     ours = head.is_not_null()
+    if programs is not None:
+        names = pl.Series(sorted(programs), dtype=pl.String).implode()
+        mine = pl.col("_h").struct.field("program").is_in(names)
+        ours = ours & mine.fill_null(False)
     rest = found.filter(~ours)
     # Another program's line; a line of PostgreSQL's own program that is not one of its
     # numbered messages (cut short, say) is garbage.
@@ -228,19 +301,22 @@ def unwrap(
     text = pl.col("line").str.strip_prefix(head)
     for escaped, char in _ESCAPES:
         text = text.str.replace_all(escaped, char, literal=True)
-    part = pl.col("_h").struct.field("part").cast(pl.Int64)
+    field = pl.col("_h").struct.field
+    process = pl.coalesce(field("pid"), field("procid"))
+    if programs is None:
+        part = field("part").cast(pl.Int64)
+        # Unsplit messages ([N]) are one line each: keyed by their own line.
+        line_no = "@" + pl.col("line_no").cast(pl.String)
+        seq = pl.when(part.is_null()).then(line_no).otherwise(field("seq"))
+    else:  # the message a process began last
+        part = field("seq").cast(pl.Int64)
+        seq = (part.fill_null(1) == 1).cum_sum().over(field("host"), process).cast(pl.String)
     pieces = found.filter(ours).select(
         "line_no",
-        pl.col("_h").struct.field("host").alias("_host"),
-        pl.coalesce(pl.col("_h").struct.field("pid"), pl.col("_h").struct.field("procid")).alias(
-            "_pid"
-        ),
-        pl.col("_h").struct.field("stamp").alias("_stamp"),
-        # Unsplit messages ([N]) are one line each: keyed by their own line.
-        pl.when(part.is_null())
-        .then(pl.lit("@") + pl.col("line_no").cast(pl.String))
-        .otherwise(pl.col("_h").struct.field("seq"))
-        .alias("_seq"),
+        field("host").alias("_host"),
+        process.alias("_pid"),
+        field("stamp").alias("_stamp"),
+        seq.alias("_seq"),
         part.fill_null(1).alias("_part"),
         text.alias("line"),
     )

@@ -176,6 +176,37 @@ def test_unsplit_messages_give_the_events_of_the_stderr_log(
     assert_reads_as(directory / "local1.log", stderr_log)
 
 
+UNNUMBERED = {
+    "local5": {"syslog_sequence_numbers": "off"},
+    "local6": {"syslog_sequence_numbers": "off", "syslog_split_messages": "off"},
+}
+
+
+@pytest.mark.parametrize(
+    "suffix", [".log", ".iso.log", ".5424.log"], ids=["traditional", "rfc3339", "rfc5424"]
+)
+@pytest.mark.parametrize("facility", sorted(UNNUMBERED), ids=["split", "unsplit"])
+def test_messages_without_sequence_numbers_give_the_events_of_the_stderr_log(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]],
+    facility: str,
+    suffix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``syslog_sequence_numbers = off``: a message of one line has no number, the lines
+    of one of several are numbered ``[1]``, ``[2]``... (with ``syslog_split_messages``
+    off too, no line has a number). Read whole, and in chunks of 16 KiB: cut only where
+    no message of several lines is unfinished."""
+    stderr_log, directory = logged(facility, UNNUMBERED[facility])
+    path = directory / f"{facility}{suffix}"
+    text = path.read_text()
+    assert "[1] " in text if facility == "local5" else "[1] " not in text
+    assert not re.search(r"\[\d+-\d+\] ", text)
+    assert_reads_as(path, stderr_log)
+    monkeypatch.setattr(PgSyslog, "chunk_bytes", 16384)
+    assert len(list(read_chunks(path, chunk_bytes=16384))) >= 5
+    assert_reads_as(path, stderr_log)
+
+
 def test_other_programs_lines_are_context_not_rejects(
     logged: Callable[[str, dict[str, str]], tuple[Path, Path]], tmp_path: Path
 ) -> None:
