@@ -65,8 +65,8 @@ _HEAD: Final = (
     r"(?:\[(?P<pid>\d+)\]:| (?P<procid>\d+) \S+ (?:-|\[[^\]]*\])) {1,2}"
 )
 HEADER: Final = _HEAD + _NUMBER + ")"
-# With syslog_sequence_numbers off, a message of one line has no number and the lines of
-# a message of several are numbered [1], [2], ... (the number is then ``seq``).
+# With syslog_sequence_numbers off, a message's lines are numbered [1], [2], ... (the
+# number is then ``seq``), and with syslog_split_messages off too, not at all.
 UNNUMBERED: Final = _HEAD + f"(?:{_NUMBER})?)"
 # HEADER on bytes, for cutting chunks and reads ("^": at the position given, after a newline).
 _PIECE: Final = re.compile(HEADER.encode(), re.MULTILINE)
