@@ -38,10 +38,12 @@ from detector.rejects import Reason, rejects, split_too_long
 # The user name is written as it is, commas included (``zoë,1,127.0.0.1,10,37,READ,...``
 # on 10.11): it is the shortest run of text after which the host, the two ids and the
 # operation fit. Host names and addresses have no comma.
-_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d,[^,]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
-# A record from the server's name on: what the plugin sends to syslog (which times it).
+# A record from the server's name (a host name: no comma, no space) on, what the plugin
+# sends to syslog (which times it): its fields up to the operation, and all of them.
+RECORD_HEAD: Final = r"[^, ]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
+_HEAD: Final = r"\d{8} \d\d:\d\d:\d\d," + RECORD_HEAD
 RECORD: Final = (
-    r"(?P<server>[^,]*),(?P<user>.*?),(?P<host>[^,]*),"
+    r"(?P<server>[^, ]*),(?P<user>.*?),(?P<host>[^,]*),"
     r"(?P<conn>\d+),(?P<qid>\d+),(?P<op>[A-Z_]+),(?P<db>[^,]*),(?P<object>.*),(?P<rc>-?\d*)$"
 )
 LINE_RE: Final = r"^(?P<ts>\d{8} \d\d:\d\d:\d\d)," + RECORD

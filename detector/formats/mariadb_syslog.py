@@ -26,44 +26,31 @@ other programs in the same file (a shared ``/var/log/syslog``) are counted as co
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import polars as pl
 
 from detector import schema as S
 from detector.formats import mariadb, syslog
-from detector.formats.mariadb_audit import RECORD, MariadbAudit, bad_query
+from detector.formats.mariadb_audit import RECORD, RECORD_HEAD, MariadbAudit, bad_query
 from detector.reader import Chunk, last_written
 from detector.rejects import Reason, rejects
 
-# A syslog line's head up to its message: ``program:``, ``program[pid]:`` or, in RFC 5424,
-# ``program procid msgid structured-data``.
-_HEAD: Final = (
-    rf"^(?:<\d+>1 )?(?P<stamp>{syslog.STAMP}) \S+ (?P<program>[^\s\[\]:]+)"
-    r"(?:(?:\[\d+\])?:| \S+ \S+ (?:-|\[.*?\])) "
-)
-# Then ``server_audit_syslog_info`` (any text; none by default) and a space before the
-# record. The server's name has no space: the first place after a space where a record
-# begins is where it begins.
-_INFO: Final = r"\s*(?:.*? )??"
-MESSAGE_RE: Final = _HEAD + _INFO + RECORD.replace("(?P<server>[^,]*)", "(?P<server>[^, ]*)", 1)
+# After the syslog line's head, ``server_audit_syslog_info`` (any text; none by default)
+# and a space before the record. The server's name has no space: the first place after a
+# space where a record begins is where it begins.
+_INFO: Final = r" \s*(?:.*? )??"
+MESSAGE_RE: Final = "^" + syslog.HEAD + _INFO + RECORD
 # A line with a record's head whatever its end: one cut short.
-_LOOKS: Final = (
-    r"^(?:<\d+>1 )?(?:" + syslog.STAMP + r") \S+ \S+.*? [^, ]*,.*?,[^,]*,\d+,\d+,[A-Z_]+,"
-)
+_LOOKS: Final = "^" + syslog.HEAD + _INFO + RECORD_HEAD
 DEFAULT_IDENT: Final = "mysql-server_auditing"  # server_audit_syslog_ident's default
-# Chunks are cut before any syslog line: each record is one.
-LINE_START: Final = re.compile(
-    rb"(?:<\d+>1 )?(?:[A-Z][a-z]{2} [ \d]\d \d\d:|\d{4}-\d\d-\d\dT\d\d:)"
-)
 
 
 class MariadbAuditSyslog(MariadbAudit):
     """``--format mariadb-audit-syslog``."""
 
     name = mariadb.AUDIT_SYSLOG
-    record_start = LINE_START
+    record_start = syslog.LINE_START  # each record is one line
 
     def sniff(self, head: list[str]) -> bool:
         """Some of the head's lines are audit records, and most are syslog lines. (By
@@ -89,7 +76,7 @@ class MariadbAuditSyslog(MariadbAudit):
         # What the other lines are, looked at only for them (most lines are records).
         rest = records.filter(~matched)
         ours = records.filter(matched)["program"].unique().extend_constant(DEFAULT_IDENT, 1)
-        program = line.str.extract(syslog.ANY_LINE, 1)
+        program = syslog.program(line)
         looks = line.str.contains(_LOOKS)
         other = ~looks & ~program.is_in(ours.implode()).fill_null(True)
         truncated = pl.concat(

@@ -45,6 +45,7 @@ from typing import Final
 
 import polars as pl
 
+from detector.formats import syslog
 from detector.formats.base import Parsed
 from detector.formats.pg_stderr import (
     COMMON_PREFIXES,
@@ -52,7 +53,7 @@ from detector.formats.pg_stderr import (
     guess_prefix,
     prefix_tokens,
 )
-from detector.formats.syslog import ANY_LINE, STAMP, utc
+from detector.formats.syslog import utc
 from detector.reader import Chunk, last_written
 from detector.rejects import Reason, rejects, with_raw_lines
 
@@ -60,10 +61,7 @@ from detector.rejects import Reason, rejects, with_raw_lines
 # host, program[pid]: (or, as RFC 5424 has it, with a priority first: program pid msgid
 # structured-data), and [sequence-part] (or [sequence], unsplit).
 _NUMBER: Final = r"\[(?P<seq>\d+)(?:-(?P<part>\d+))?\] "
-_HEAD: Final = (
-    rf"^(?P<_syslog>(?:<\d+>1 )?(?P<stamp>{STAMP}) (?P<host>\S+) (?P<program>[^\s\[\]:]+)"
-    r"(?:\[(?P<pid>\d+)\]:| (?P<procid>\d+) \S+ (?:-|\[[^\]]*\])) {1,2}"
-)
+_HEAD: Final = "^(?P<_syslog>" + syslog.HEAD + " {1,2}"
 HEADER: Final = _HEAD + _NUMBER + ")"
 # With syslog_sequence_numbers off, a message's lines are numbered [1], [2], ... (the
 # number is then ``seq``), and with syslog_split_messages off too, not at all.
@@ -114,12 +112,12 @@ class MessageStart:
             piece = _PIECE.match(buf, pos)
             if piece is None:
                 return None
-            key = (piece["host"], piece["pid"] or piece["procid"], piece["seq"])
+            key = (piece["sender"], piece["pid"] or piece["procid"], piece["seq"])
             return key, piece["part"] in (None, b"1")
         piece = _LOOSE_PIECE.match(buf, pos)
         if piece is None or piece["program"] not in self._programs:
             return None
-        return (piece["host"], piece["pid"] or piece["procid"]), piece["seq"] in (None, b"1")
+        return (piece["sender"], piece["pid"] or piece["procid"]), piece["seq"] in (None, b"1")
 
 
 # PostgreSQL's PG_SYSLOG_LIMIT: a longer line is sent in parts of at most this many bytes.
@@ -244,7 +242,7 @@ def unnumbered(head: list[str], prefixes: tuple[str, ...]) -> frozenset[str]:
         if m["seq"] is None:
             bare.setdefault(m["program"], []).append(m.string[m.end() :])
         elif m["part"] is None:
-            process, number = (m["host"], m["pid"] or m["procid"]), int(m["seq"])
+            process, number = (m["sender"], m["pid"] or m["procid"]), int(m["seq"])
             if number <= last.get(process, number - 1):
                 again.add(m["program"])
             last[process] = number
@@ -294,7 +292,7 @@ def unwrap(
     # Another program's line; a line of PostgreSQL's own program that is not one of its
     # numbered messages (cut short, say) is garbage.
     postgres = found.filter(ours).select(pl.col("_h").struct.field("program").unique())
-    program = pl.col("line").str.extract(ANY_LINE, 1)
+    program = syslog.program(pl.col("line"))
     rest = rest.with_columns(
         (~program.is_in(postgres.to_series().implode())).fill_null(False).alias("_other")
     )
@@ -310,10 +308,10 @@ def unwrap(
         seq = pl.when(part.is_null()).then(line_no).otherwise(field("seq"))
     else:  # the message a process began last
         part = field("seq").cast(pl.Int64)
-        seq = (part.fill_null(1) == 1).cum_sum().over(field("host"), process).cast(pl.String)
+        seq = (part.fill_null(1) == 1).cum_sum().over(field("sender"), process).cast(pl.String)
     pieces = found.filter(ours).select(
         "line_no",
-        field("host").alias("_host"),
+        field("sender").alias("_host"),
         process.alias("_pid"),
         field("stamp").alias("_stamp"),
         seq.alias("_seq"),

@@ -13,6 +13,7 @@ program[pid]: ...``), ``short-precise`` (with microseconds), ``short-iso``
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -26,9 +27,22 @@ STAMP: Final = (
     r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)"
 )
-# Any program's syslog line, its program's name the group: ``program[pid]: ``,
-# ``program: `` or, as RFC 5424 has it, ``program procid ``.
-ANY_LINE: Final = rf"^(?:<\d+>1 )?(?:{STAMP}) \S+ ([^\s\[\]:]+)(?:(?:\[\d+\])?: | (?:\d+|-) )"
+# A syslog line's head up to its message: the time, the sending host, the program and
+# its process id, as ``program[pid]:``, ``program:`` or, as RFC 5424 has it (a priority
+# first), ``program procid msgid structured-data`` (procid ``-`` where none is sent).
+HEAD: Final = (
+    rf"(?:<\d+>1 )?(?P<stamp>{STAMP}) (?P<sender>\S+) (?P<program>[^\s\[\]:]+)"
+    r"(?:(?:\[(?P<pid>\d+)\])?:| (?P<procid>\d+|-) \S+ (?:-|\[[^\]]*\]))"
+)
+# Any program's syslog line.
+ANY_LINE: Final = f"^{HEAD} "
+# Where a syslog line begins, on bytes: a file of one-line records is cut before any.
+LINE_START: Final = re.compile(rf"(?:<\d+>1 )?(?:{STAMP}) ".encode())
+
+
+def program(line: pl.Expr) -> pl.Expr:
+    """The program whose syslog line ``line`` is (null for no syslog line)."""
+    return line.str.extract_groups(ANY_LINE).struct.field("program")
 
 
 def utc(stamp: pl.Expr, written: datetime | None) -> pl.Expr:

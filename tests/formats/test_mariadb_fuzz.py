@@ -10,10 +10,12 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from detector import schema as S
+from detector.formats import syslog
 from detector.rejects import Reason
 from tests.formats.common import (
     FUZZ,
@@ -59,36 +61,27 @@ def test_truncated_files_never_crash(cut: int, name: str) -> None:
     assert events.height <= whole.height  # a statement cut short is still one
 
 
-@FUZZ
-@given(inserts=insertions(GARBAGE, 0, len(AUDIT_LINES)))
-def test_audit_garbage_lines_are_all_quarantined_and_real_records_kept(
-    inserts: list[tuple[int, bytes]],
-) -> None:
-    data = b"\n".join(with_inserted(AUDIT_LINES, inserts)) + b"\n"
-    assume(not_gzip(data))  # garbage may come first
-    events, quarantine, _ = read_bytes(data, "mariadb-audit")
-    blank = sum(1 for _, j in inserts if not j.decode("utf-8", "replace").strip(WHITE_SPACE))
-    assert quarantine.total == len(inserts) - blank
-    clean = read_bytes(AUDIT.read_bytes(), "mariadb-audit").events
-    assert events.drop(S.SESSION).equals(clean.drop(S.SESSION))
-
-
 # Garbage that is no syslog line (another program's would be context, not a reject).
-SYSLOG_GARBAGE = garbage_bytes(TORTURE).filter(
-    lambda b: b.strip() != b"" and not re.match(rb"(?:<\d+>1 )?(?:[A-Z][a-z]{2} |\d{4}-)", b)
+SYSLOG_GARBAGE = GARBAGE.filter(
+    lambda b: not re.match(syslog.ANY_LINE, b.decode("utf-8", "replace"))
 )
+GARBAGE_INTO = {"mariadb-audit": (AUDIT, GARBAGE), "mariadb-audit-syslog": (SYSLOG, SYSLOG_GARBAGE)}
 
 
 @FUZZ
-@given(inserts=insertions(SYSLOG_GARBAGE, 0, len(SYSLOG_LINES)))
-def test_syslog_garbage_lines_are_all_quarantined_and_real_records_kept(
-    inserts: list[tuple[int, bytes]],
+@pytest.mark.parametrize("name", sorted(GARBAGE_INTO))
+@given(data=st.data())
+def test_audit_garbage_lines_are_all_quarantined_and_real_records_kept(
+    name: str, data: st.DataObject
 ) -> None:
-    """Into the syslog capture (one record of which the daemon cut short: quarantined)."""
-    data = b"\n".join(with_inserted(SYSLOG_LINES, inserts)) + b"\n"
-    assume(not_gzip(data))
-    events, quarantine, _ = read_bytes(data, "mariadb-audit-syslog")
-    clean = read_bytes(SYSLOG.read_bytes(), "mariadb-audit-syslog")
+    """Into the real captures (the syslog one holds a record the daemon cut short)."""
+    source, garbage = GARBAGE_INTO[name]
+    lines = source.read_bytes().splitlines()
+    inserts = data.draw(insertions(garbage, 0, len(lines)))
+    joined = b"\n".join(with_inserted(lines, inserts)) + b"\n"
+    assume(not_gzip(joined))  # garbage may come first
+    events, quarantine, _ = read_bytes(joined, name)
+    clean = read_bytes(source.read_bytes(), name)
     blank = sum(1 for _, j in inserts if not j.decode("utf-8", "replace").strip(WHITE_SPACE))
     assert quarantine.total == clean.quarantine.total + len(inserts) - blank
     assert events.drop(S.SESSION).equals(clean.events.drop(S.SESSION))
