@@ -20,11 +20,11 @@ from pathlib import Path
 from api import process
 from api.auth import Tokens
 from detector import model
-from detector.cli import UsageError
+from detector.cli import StorageError, UsageError
 from detector.live import stopping
 from detector.live.retraining import resume
 from detector.live.service import Service
-from detector.live.store import StoreError
+from detector.live.store import StoreDamaged, StoreError
 from detector.settings import Settings
 
 log = logging.getLogger("trovewatch")
@@ -53,6 +53,8 @@ def run(settings: Settings, model_dir: Path) -> int:
             raise UsageError(f"api_tokens: {exc}") from exc
         try:
             service = Service(trained, settings, settings.follow, model_dir)
+        except StoreDamaged as exc:
+            raise StorageError(str(exc)) from exc
         except (StoreError, ValueError) as exc:
             raise UsageError(
                 f"state directory {settings.state_dir}: {exc} (use another --state-dir)"

@@ -1,6 +1,6 @@
 """``trovewatch``: the command line. Parses arguments and calls the pipeline; no logic.
 
-Exit codes: 0 success, 2 bad input or usage, 1 internal error.
+Exit codes: 0 success, 2 bad input or usage, 74 storage failed (EXIT_IO), 1 internal error.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ EXIT_IO: Final = 74  # sysexits' EX_IOERR: the machine, not the input nor trovew
 
 class UsageError(Exception):
     """Bad arguments or input: reported in one line, exit code 2."""
+
+
+class StorageError(Exception):
+    """Storage that cannot be used, none of the user's input nor a bug (a damaged state
+    database): reported in one line, exit code :data:`EXIT_IO`."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -282,7 +287,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_retrain(args: argparse.Namespace) -> int:
     from detector.live.retraining import Retrainer, resume
-    from detector.live.store import DB_FILE, SqliteStore, StoreError
+    from detector.live.store import DB_FILE, SqliteStore, StoreDamaged, StoreError
 
     _check_files(args.logs)
     if not (args.state_dir / DB_FILE).is_file():
@@ -298,6 +303,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     parent, _ = resume(model.load(args.model_dir), conf)
     try:
         store = SqliteStore(conf.state_dir)
+    except StoreDamaged as exc:
+        raise StorageError(str(exc)) from exc
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
     retrainer = Retrainer(conf, store, lambda: args.logs)
@@ -388,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"trovewatch: error: {_path_error(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageError as exc:
+        if args.debug:
+            raise
+        print(f"trovewatch: error: {exc}", file=sys.stderr)
+        return EXIT_IO
     except ValidationError as exc:
         if args.debug:
             raise

@@ -35,14 +35,18 @@ class Flagged:
 
 class FlaggedAccounts(Collector):
     """``trovewatch_flagged_account{account,severity}``: the top ``cap`` flagged accounts
-    by score, asked of ``source`` at scrape time; plus how many there are and are left out."""
+    by score, asked of ``source`` at scrape time; plus how many there are and are left out.
+    None of them while ``source`` cannot say (None): unknown, not none flagged."""
 
-    def __init__(self, source: Callable[[], list[Flagged]], cap: int) -> None:
+    def __init__(self, source: Callable[[], list[Flagged] | None], cap: int) -> None:
         self._source = source
         self._cap = cap
 
     def collect(self) -> Iterator[Metric]:
-        flagged = sorted(self._source(), key=lambda f: (-f.score, f.account))
+        found = self._source()
+        if found is None:
+            return
+        flagged = sorted(found, key=lambda f: (-f.score, f.account))
         shown = flagged[: self._cap]
         family = GaugeMetricFamily(
             "trovewatch_flagged_account",
@@ -235,5 +239,5 @@ class Metrics:
             registry=r,
         )
 
-    def watch_flagged(self, source: Callable[[], list[Flagged]], cap: int) -> None:
+    def watch_flagged(self, source: Callable[[], list[Flagged] | None], cap: int) -> None:
         self.registry.register(FlaggedAccounts(source, cap))

@@ -39,7 +39,7 @@ from detector.formats import Format, mariadb, pg_sessions, zones
 from detector.formats.pg_sessions import Servers
 from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
-from detector.live.metrics import Metrics
+from detector.live.metrics import Flagged, Metrics
 from detector.live.retraining import Retrainer
 from detector.live.sources import Archives, Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore, StoreError
@@ -161,9 +161,22 @@ class Service:
         self._retrain_failures = 0
         self.metrics.storage_ok.set(1)
         self.metrics.accounts_cap.set(settings.max_accounts)
-        hold = span(settings.flag_hold)
-        self.metrics.watch_flagged(lambda: self.store.flagged(hold), settings.flagged_cap)
+        self._flagged_unread: str | None = None  # why /metrics could not name them
+        self.metrics.watch_flagged(self._flagged, settings.flagged_cap)
         release_freed_memory()  # what loading the model and the checkpoint left
+
+    def _flagged(self) -> list[Flagged] | None:
+        """The accounts flagged now, for /metrics; None when the store cannot say (the
+        scrape then serves every other metric, storage_writable among them)."""
+        try:
+            flagged = self.store.flagged(span(self.settings.flag_hold))
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if str(exc) != self._flagged_unread:  # once, not at every scrape
+                log.warning("flagged accounts left out of /metrics: %s", exc)
+            self._flagged_unread = str(exc)
+            return None
+        self._flagged_unread = None
+        return flagged
 
     def _show_model(self) -> None:
         trained_end = self.trained.manifest.training.get("end")
@@ -211,9 +224,7 @@ class Service:
         if self._storage_error is None and not self._probe_ok:
             found.append(f"state directory {self.settings.state_dir} not writable (write probe)")
         if self._storage_error:
-            found.append(
-                f"state directory {self.settings.state_dir} not writable: {self._storage_error}"
-            )
+            found.append(self._storage_error)
         if self._refused:
             found.append(f"reading held: {self._refused}")
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
@@ -270,6 +281,11 @@ class Service:
         while not self._stop.is_set():
             try:
                 busy = self.step()
+            except StoreError as exc:  # a damaged database: held until it is replaced
+                self._storage_failed(exc)
+                self._stop.wait(1)
+                self._recover()
+                busy = False
             except Exception:
                 log.exception("ingest loop error; resuming from the last checkpoint in 1 s")
                 self._stop.wait(1)
@@ -320,6 +336,9 @@ class Service:
         (Standard input cannot be re-read: it goes on from where it is.)"""
         try:
             saved = self.store.load_checkpoint(defer=HISTORY_PREFIX)
+        except StoreError as exc:
+            self._storage_failed(exc)
+            return
         except Exception:  # storage trouble: tried again at the next error
             log.exception("cannot read the last checkpoint")
             return
@@ -636,11 +655,8 @@ class Service:
         started = time.perf_counter()
         try:
             alerts = self.store.commit(scored, checkpoint)
-        except (sqlite3.Error, OSError) as exc:
-            if self._storage_error is None:
-                log.error("cannot save to %s: %s; holding positions", self.settings.state_dir, exc)
-            self._storage_error = str(exc)
-            self._show_storage()
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            self._storage_failed(exc)
             return
         self.engine.saved()
         self._servers.saved()
@@ -667,12 +683,24 @@ class Service:
             self._last_prune = now
             try:
                 self.store.prune(span(self.settings.retention))
-            except (sqlite3.Error, OSError) as exc:  # tried again in 10 minutes
+            except (sqlite3.Error, OSError, StoreError) as exc:  # tried again in 10 minutes
                 log.error(
                     "cannot delete windows older than the retention from %s: %s",
                     self.settings.state_dir,
                     exc,
                 )
+
+    def _storage_failed(self, exc: Exception) -> None:
+        """Hold positions (reads stop) while the state cannot be saved, and say why on
+        /readyz and once in the log (not at every try)."""
+        if isinstance(exc, StoreError):  # a damaged database: its message says what to do
+            problem = str(exc)
+        else:
+            problem = f"state directory {self.settings.state_dir} not writable: {exc}"
+        if problem != self._storage_error:
+            log.error("cannot save: %s; holding positions", problem)
+        self._storage_error = problem
+        self._show_storage()
 
     def _show_storage(self) -> None:
         ok = self._storage_error is None and self._probe_ok

@@ -16,6 +16,7 @@ Alert statuses: ``open``, ``suppressed`` (raised while the account was suppresse
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -129,6 +130,32 @@ def _covers(window: str) -> str:
 
 class StoreError(Exception):
     """The state database cannot be used (newer schema, not a database...)."""
+
+
+class StoreDamaged(StoreError):
+    """The state database file is damaged: SQLite finds its pages malformed (a disk or
+    file system fault, or a write into it by something else). Nothing trovewatch can
+    repair: the file must be replaced (:data:`DAMAGED_REMEDY`)."""
+
+
+# SQLite's primary result codes for a file whose contents are not a sound database:
+# SQLITE_CORRUPT and SQLITE_NOTADB.
+_DAMAGED_CODES: Final = frozenset({11, 26})
+DAMAGED_REMEDY: Final = (
+    "stop trovewatch and move the file aside, or restore a copy of it; without it "
+    "trovewatch starts afresh: the alerts, feedback and suppressions it held are gone, "
+    "and the followed logs are read again from their start"
+)
+
+
+def damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite finding the database file damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.DatabaseError)
+        and code is not None
+        and code & 0xFF in _DAMAGED_CODES
+    )
 
 
 @dataclass
@@ -344,25 +371,35 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed on success, rolled back on any exception."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot across several queries."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
+        with self._transaction("BEGIN") as conn:
             yield conn
-        finally:
-            conn.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        """A transaction begun with ``begin``: committed if its body succeeds, else
+        rolled back and the body's exception raised (not the rollback's). SQLite finding
+        the file damaged is raised as :class:`StoreDamaged`."""
+        conn = self._conn()
+        try:
+            conn.execute(begin)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            if damaged(exc):
+                raise StoreDamaged(f"{self.path} is damaged ({exc}): {DAMAGED_REMEDY}") from exc
+            raise
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the database to :func:`schema_version`, one version per transaction.
@@ -704,10 +741,10 @@ class SqliteStore:
 
     def alert(self, alert_id: int) -> dict[str, Any] | None:
         """One alert with its reasons, or None."""
-        conn = self._conn()
-        cursor = conn.execute(f"{_ALERT_SELECT} WHERE a.id = ?", (alert_id,))
-        cursor.row_factory = sqlite3.Row
-        row = cursor.fetchone()
+        with self._read() as conn:
+            cursor = conn.execute(f"{_ALERT_SELECT} WHERE a.id = ?", (alert_id,))
+            cursor.row_factory = sqlite3.Row
+            row = cursor.fetchone()
         return None if row is None else self._alert(row)
 
     def feedback(

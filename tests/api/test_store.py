@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from detector.live import store as store_module
-from detector.live.store import Checkpoint, SqliteStore, StoreError
+from detector.live.store import Checkpoint, SqliteStore, StoreDamaged, StoreError
 from tests.api.conftest import END, START, checkpoint
 
 WEB_SHOP_PULL = "2026-10-20T03:10:00Z"  # INC-1: 50,191 rows of sales.customers
@@ -390,6 +390,38 @@ def test_a_file_that_is_not_a_database_is_refused(state_dir: Path) -> None:
     (state_dir / "trovewatch.db").write_bytes(b"not a database, just bytes" * 100)
     with pytest.raises(StoreError, match="not a usable trovewatch state database"):
         SqliteStore(state_dir)
+
+
+def damage(database: Path) -> None:
+    """Overwrite every page of ``database`` but the first (the header and the schema's
+    root) with a fixed pattern, as a faulty disk or a stray write would: the file still
+    opens, and SQLite finds the damage where it reads."""
+    page = 4096
+    size = database.stat().st_size
+    assert size > 2 * page, "too small to damage past its first page"
+    with database.open("r+b") as fh:
+        fh.seek(page)
+        fh.write(b"\xa5" * (size - page))
+
+
+def test_a_damaged_database_is_named_with_what_to_do(store: SqliteStore, state_dir: Path) -> None:
+    store.close()
+    database = state_dir / "trovewatch.db"
+    with sqlite3.connect(database) as conn:  # the committed pages into the file itself
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage(database)
+    damaged = SqliteStore(state_dir)  # the first page is sound: it opens
+    try:
+        for read in (damaged.load_checkpoint, lambda: damaged.alerts(limit=10)):
+            with pytest.raises(
+                StoreDamaged, match=r"trovewatch\.db is damaged .*move the file aside"
+            ):
+                read()
+        with pytest.raises(StoreDamaged):  # a write, rolled back
+            damaged.commit(pl.DataFrame(), checkpoint(2))
+        assert not damaged.writable()
+    finally:
+        damaged.close()
 
 
 def test_reopening_keeps_everything(store: SqliteStore, state_dir: Path) -> None:

@@ -1,0 +1,83 @@
+"""The state database is damaged under a running `serve` (a faulty disk, a stray write):
+it says so on /readyz, naming the file and what to do, keeps serving /metrics with
+`trovewatch_storage_writable 0`, and holds its offsets. Started again on the damaged
+file it refuses in one line with exit code 74; with the file moved aside, as the
+message says, it reads the log again from its start and ends with exact totals.
+"""
+
+from __future__ import annotations
+
+import gzip
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.api.test_store import damage
+from tests.live.test_disk_full import checkpoint_lag, unwritable, wait_until
+from tests.live.test_serve_faults import ROOT, SAMPLE, Serve, expected_totals
+
+EXIT_IO = 74
+
+
+def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside(
+    tmp_path: Path,
+) -> None:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
+    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(first))
+    state = tmp_path / "state"
+    database = state / "trovewatch.db"
+    serve = Serve(str(log), state)
+    serve.start()
+    serve.wait_ready()
+    base = f"http://127.0.0.1:{serve.port}"
+    try:
+        (tmp_path / "first").mkdir()
+        read_first = expected_totals(b"".join(first), tmp_path / "first")
+        assert serve.settle(read_first) == read_first
+        with sqlite3.connect(database) as conn:  # the committed pages into the file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        damage(database)
+        with log.open("ab") as fh:
+            fh.write(b"".join(second))
+
+        def says_damaged() -> bool:
+            ready = httpx.get(f"{base}/readyz")
+            return ready.status_code == 503 and "trovewatch.db is damaged" in ready.text
+
+        wait_until(says_damaged, 30, "/readyz did not name the damaged database")
+        assert "move the file aside" in httpx.get(f"{base}/readyz").text
+        # Prometheus still gets its scrape, and the metric says storage failed.
+        metrics = httpx.get(f"{base}/metrics")
+        assert metrics.status_code == 200 and unwritable in metrics.text
+        # Nothing read since the damage is taken as saved: the offsets are held.
+        time.sleep(3)
+        assert checkpoint_lag(httpx.get(f"{base}/metrics").text) >= len(b"".join(second))
+    finally:
+        serve.stop()
+
+    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(log)]
+    cmd += ["--state-dir", str(state), "--port", str(serve.port)]
+    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == EXIT_IO
+    assert "Traceback" not in refused.stderr
+    (message,) = [line for line in refused.stderr.splitlines() if "error" in line]
+    assert f"{database} is damaged" in message and "move the file aside" in message
+
+    for name in ("trovewatch.db", "trovewatch.db-wal", "trovewatch.db-shm"):
+        if (state / name).exists():
+            (state / name).rename(tmp_path / f"{name}.damaged")
+    again = Serve(str(log), state)
+    again.start()
+    again.wait_ready()
+    try:
+        expected = expected_totals(b"".join(day), tmp_path)
+        assert again.settle(expected) == expected
+    finally:
+        again.stop()
