@@ -222,7 +222,15 @@ class Service:
         # dict.fromkeys: a glob is two sources (plain files, .gz archives) with one problem
         found = list(dict.fromkeys(p for s in self.sources for p in s.problems()))
         if self._storage_error is None and not self._probe_ok:
-            found.append(f"state directory {self.settings.state_dir} not writable (write probe)")
+            if self.store.replaced():
+                found.append(
+                    f"state database {self.store.path} removed or replaced while running: "
+                    "nothing is saved; restart trovewatch (it starts afresh from a new file)"
+                )
+            else:
+                found.append(
+                    f"state directory {self.settings.state_dir} not writable (write probe)"
+                )
         if self._storage_error:
             found.append(self._storage_error)
         if self._refused:

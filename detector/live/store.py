@@ -901,11 +901,17 @@ class SqliteStore:
             )
         return int(windows + alerts)
 
+    def replaced(self) -> bool:
+        """Whether the database file at ``state_dir`` is gone or another file than the
+        one opened (the state directory removed, say): what is written goes to the
+        opened one, lost at the next start."""
+        return self._file_identity() != self._identity
+
     def writable(self) -> bool:
         """True if a small write to the database file at ``state_dir`` succeeds now: the
         file is still the one opened (not removed or replaced), not locked by another
         writer for more than a second, not on a read-only or full disk."""
-        if self._file_identity() != self._identity:
+        if self.replaced():
             return False
         try:
             conn = self._conn()

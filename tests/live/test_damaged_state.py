@@ -8,6 +8,7 @@ message says, it reads the log again from its start and ends with exact totals.
 from __future__ import annotations
 
 import gzip
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -81,3 +82,26 @@ def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside
         assert again.settle(expected) == expected
     finally:
         again.stop()
+
+
+def test_a_state_directory_removed_under_serve_is_named_on_readyz(tmp_path: Path) -> None:
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    state = tmp_path / "state"
+    serve = Serve(str(log), state)
+    serve.start()
+    serve.wait_ready()
+    base = f"http://127.0.0.1:{serve.port}"
+    try:
+        wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 30, "never ready")
+        shutil.rmtree(state)
+
+        def says_removed() -> bool:
+            ready = httpx.get(f"{base}/readyz")
+            return ready.status_code == 503 and "removed or replaced while running" in ready.text
+
+        wait_until(says_removed, 30, "/readyz did not say the state database was removed")
+        assert f"{state / 'trovewatch.db'}" in httpx.get(f"{base}/readyz").text
+        assert unwritable in httpx.get(f"{base}/metrics").text
+    finally:
+        serve.stop()
