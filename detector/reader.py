@@ -100,14 +100,42 @@ def open_binary(path: Path) -> io.BufferedIOBase:
     return path.open("rb")
 
 
+# How far into a file the head is looked for past lines too long to be in it.
+HEAD_SCAN_BYTES: Final = 16 * 1024 * 1024
+
+
 def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str]:
-    """The first ``n`` lines of ``path`` (decompressed), for format detection."""
+    """The first ``n`` lines of ``path`` (decompressed), for format detection: about
+    ``max_bytes`` of them at most.
+
+    A line longer than ``max_bytes`` (a statement with a giant ``IN`` list, say) is left
+    out and the lines after it are taken, as far as :data:`HEAD_SCAN_BYTES` into the
+    file: a log that begins with one is detected by its other lines (cut into the head,
+    its first record read as no format's). A file of nothing but such lines gives its
+    first, cut to ``max_bytes``."""
+    kept: list[bytes] = []
+    cut: bytes | None = None  # the first line too long to keep, cut
+    size = scanned = 0
     try:
         with open_binary(path) as fh:
-            data = fh.read(max_bytes)
+            while len(kept) < n and size < max_bytes and scanned < HEAD_SCAN_BYTES:
+                line = fh.readline(max_bytes + 1)
+                scanned += len(line)
+                if not line:
+                    break
+                if len(line) <= max_bytes:
+                    kept.append(line)
+                    size += len(line)
+                    continue
+                cut = line[:max_bytes] if cut is None else cut
+                while line and not line.endswith(b"\n") and scanned < HEAD_SCAN_BYTES:
+                    line = fh.readline(1 << 20)  # the rest of the long line, passed over
+                    scanned += len(line)
     except UNREADABLE as exc:
         raise NotALogError(f"{path}: cannot read: {exc}") from exc
-    return data.decode("utf-8", "replace").splitlines()[:n]
+    if not kept and cut is not None:
+        kept = [cut]
+    return b"".join(kept).decode("utf-8", "replace").splitlines()[:n]
 
 
 def last_written(path: str | Path) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -89,3 +90,20 @@ def test_garbage_without_newlines_is_read_in_bounded_memory(tmp_path: Path) -> N
     assert text.startswith(b"first line\n") and text.endswith(b"\nlast line\n")
     assert text.count(b"\n") == 3
     assert sum(c.n_lines for c in chunks) == 3
+
+
+def test_the_head_passes_over_lines_too_long_for_it(tmp_path: Path) -> None:
+    """Detection's head leaves out a line longer than itself (a giant statement) and
+    takes the lines after it, from a gzip archive too; a file of nothing but such a
+    line gives that line, cut."""
+
+    short = [f"line {i}" for i in range(30)]
+    body = ("x" * 300_000 + "\n" + "\n".join(short) + "\n").encode()
+    plain, packed = tmp_path / "a.log", tmp_path / "a.log.gz"
+    plain.write_bytes(body)
+    packed.write_bytes(gzip.compress(body))
+    for path in (plain, packed):
+        assert reader.head_lines(path) == short[:20]
+    alone = tmp_path / "alone.log"
+    alone.write_bytes(b"y" * 300_000)
+    assert reader.head_lines(alone) == ["y" * 256 * 1024]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.formats.pg_syslog import PgSyslog
 from detector.reader import NotALogError, head_lines, looks_binary
+
+# The csv module refuses a field over 131,072 characters: a statement that long (an IN
+# list of thousands of ids) in a csvlog or an exported audit CSV would stop a run. Lines
+# are bounded where they are read (the 256 KiB head, chunks, max_line_bytes in serve).
+csv.field_size_limit(2**31 - 1)  # the most a C long holds everywhere
 
 
 @dataclass(frozen=True)

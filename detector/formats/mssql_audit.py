@@ -59,7 +59,10 @@ def _header_of(head: list[str]) -> tuple[int, list[str]] | None:
     for i, line in enumerate(head):
         text = line.lstrip("\ufeff").strip()
         if text and not text.startswith("#TYPE"):
-            return i, next(csv.reader([text]))
+            try:
+                return i, next(csv.reader([text]))
+            except csv.Error:  # no CSV line (a field past the csv module's limit, say)
+                return None
     return None
 
 

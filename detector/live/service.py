@@ -528,10 +528,11 @@ class Service:
             found = set()
             for pattern in self.settings.follow:
                 for sibling in glob.glob(pattern):
-                    if Path(sibling).parent != directory or not Path(sibling).is_file():
+                    path = Path(sibling)
+                    if path.parent != directory or not path.is_file() or looks_binary(path):
                         continue
                     try:
-                        found.add(formats.detect(Path(sibling), head_lines(Path(sibling))))
+                        found.add(formats.detect(path, head_lines(path)))
                     except NotALogError:
                         continue
             ranked = [name for name in formats.PG_OUTPUTS if name in found]

@@ -201,6 +201,30 @@ def test_a_session_goes_on_in_the_next_file_of_its_server(logs: Path, tmp_path: 
         assert got.select(columns).sort(key).equals(want)
 
 
+def test_a_log_that_begins_with_a_statement_over_1_mb_reads_as_the_log_whole(
+    logs: Path, output: str, tmp_path: Path
+) -> None:
+    """A rotation just before the 1.29 MB pull: the new file's first line is longer
+    than the head that detection reads (256 KiB). It is detected by the lines after
+    it, and the two files give the log's events (before: the csvlog file was "not an
+    audit log", the stderr file's every line rejected as truncated)."""
+    source = logs / OUTPUTS[output]
+    whole, _, _ = parse(source)
+    body = source.read_bytes()
+    cut = body.rindex(b"\n", 0, body.index(b"WHERE id IN (1,2,3,4,5,")) + 1
+    files = [tmp_path / f"{n}-{OUTPUTS[output]}" for n in (1, 2)]
+    files[0].write_bytes(body[:cut])
+    files[1].write_bytes(body[cut:])
+    assert len(body[cut:].split(b"\n", 1)[0]) > 1_000_000
+    quarantine = Quarantine(None)
+    rotated, _ = read_events(files, quarantine=quarantine)
+    assert dict(quarantine.counts) == {}
+    columns = [S.TIME, S.ACCOUNT, S.STATEMENT_ID, S.ROWS, S.OBJECTS, S.APPLICATION]
+    key = [S.TIME, S.ACCOUNT, S.STATEMENT_ID]
+    assert rotated.select(columns).sort(key).equals(whole.select(columns).sort(key))
+    assert rotated.filter(pl.col(S.ACCOUNT) == "puller")[S.ROWS].to_list() == [IDS, 7]
+
+
 @pytest.mark.parametrize("between", ["restart", "rotation", "rotation while stopped"])
 def test_serve_keeps_the_sessions_open_across_a_restart_and_a_rotation(
     trained: model.TrainedModel,
