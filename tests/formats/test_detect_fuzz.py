@@ -22,7 +22,21 @@ from tests.formats.common import fuzz_settings
 
 # Runs of one piece, long enough to pass the csv module's field limit (131,072) and
 # Polars' and the regexes' usual sizes; and short random text around them.
-PIECES = ("a", '"', ",", '{"a":', "[", " ", "a,b", "\\", '""', "\t", "2026-10-19 ")
+PIECES = (
+    "a",
+    "\x00",
+    "\ufffd",
+    '"',
+    ",",
+    '{"a":',
+    "[",
+    " ",
+    "a,b",
+    "\\",
+    '""',
+    "\t",
+    "2026-10-19 ",
+)
 giant = st.builds(lambda piece, n: piece * n, st.sampled_from(PIECES), st.integers(1, 150_000))
 line = st.one_of(st.text(max_size=200), giant)
 heads = st.lists(line, min_size=1, max_size=5)

@@ -626,3 +626,33 @@ def test_a_stop_that_cannot_wait_for_the_step_leaves_the_last_checkpoint(
         assert stored_totals(restarted, expected) == expected
     finally:
         restarted.stop()
+
+
+def test_a_binary_file_beside_the_log_does_not_stop_the_reads(
+    trained: model.TrainedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A glob that matches a binary file beside the server's log (a gzip archive of
+    zeros: no line, no text) reads the log as ever and refuses the binary file with a
+    warning. (Before, telling the log's directory's outputs apart ran every format's
+    detection on it, and each poll ended in a traceback before any file was read.)"""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    body = day_of_lines("2026-10-18")
+    (logs / "postgresql.json").write_bytes(body)
+    (logs / "zeros.json.gz").write_bytes(gzip.compress(b"\0" * 5_000_000))
+    expected = batch_totals(body, tmp_path)
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(logs / "*.json*")],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=60)
+    finally:
+        service.stop()
+    assert "zeros.json.gz: binary data, not a text log" in caplog.text
+    assert "ingest loop error" not in caplog.text
