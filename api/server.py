@@ -8,6 +8,7 @@ starts) and hands it to the child; each ends when the other does.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -15,7 +16,10 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
 
 from api import process
 from api.auth import Tokens
@@ -28,6 +32,8 @@ from detector.live.store import StoreDamaged, StoreError
 from detector.settings import Settings
 
 log = logging.getLogger("trovewatch")
+# In the state directory: held by the running serve (_state_lock), its process id inside.
+LOCK_FILE: Final = "serve.lock"
 
 
 def run(settings: Settings, model_dir: Path) -> int:
@@ -47,38 +53,69 @@ def run(settings: Settings, model_dir: Path) -> int:
     with listening:
         # Owner only: the API token, alerts, and quarantined log lines (statement text).
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            tokens, new_token = Tokens.ensure(settings, settings.state_dir)
-        except ValueError as exc:
-            raise UsageError(f"api_tokens: {exc}") from exc
-        try:
-            service = Service(trained, settings, settings.follow, model_dir)
-        except StoreDamaged as exc:
-            raise StorageError(str(exc)) from exc
-        except (StoreError, ValueError) as exc:
-            raise UsageError(
-                f"state directory {settings.state_dir}: {exc} (use another --state-dir)"
-            ) from exc
-        url = f"http://{settings.host}:{settings.port}"
+        with _state_lock(settings.state_dir):
+            return _run_locked(settings, model_dir, trained, listening)
+
+
+def _run_locked(
+    settings: Settings, model_dir: Path, trained: model.TrainedModel, listening: socket.socket
+) -> int:
+    """:func:`run`, once the state directory is this process's alone."""
+    try:
+        tokens, new_token = Tokens.ensure(settings, settings.state_dir)
+    except ValueError as exc:
+        raise UsageError(f"api_tokens: {exc}") from exc
+    try:
+        service = Service(trained, settings, settings.follow, model_dir)
+    except StoreDamaged as exc:
+        raise StorageError(str(exc)) from exc
+    except (StoreError, ValueError) as exc:
+        raise UsageError(
+            f"state directory {settings.state_dir}: {exc} (use another --state-dir)"
+        ) from exc
+    url = f"http://{settings.host}:{settings.port}"
+    print(
+        f"trovewatch: serving {url} (API docs {url}/docs, metrics {url}/metrics)\n"
+        f"trovewatch: model {model_dir} ({trained.manifest.training.get('accounts')} "
+        f"accounts), following {', '.join(settings.follow)}, state in {settings.state_dir}",
+        file=sys.stderr,
+    )
+    if new_token is not None:
         print(
-            f"trovewatch: serving {url} (API docs {url}/docs, metrics {url}/metrics)\n"
-            f"trovewatch: model {model_dir} ({trained.manifest.training.get('accounts')} "
-            f"accounts), following {', '.join(settings.follow)}, state in {settings.state_dir}",
+            f"trovewatch: created a read token (shown once; kept in "
+            f"{settings.state_dir / 'api-token'}):\n{new_token}",
             file=sys.stderr,
         )
-        if new_token is not None:
-            print(
-                f"trovewatch: created a read token (shown once; kept in "
-                f"{settings.state_dir / 'api-token'}):\n{new_token}",
-                file=sys.stderr,
-            )
+    try:
+        if stopping.requested():
+            return 0
+        service.start()
+        return _serve_api(settings, tokens, listening, service)
+    finally:
+        service.stop()
+
+
+@contextmanager
+def _state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold ``serve``'s lock on ``state_dir`` while it runs. A second ``serve`` on the
+    same state would read the same logs into the same database, each overwriting the
+    other's checkpoints: it is refused in one line, naming the first's process id. The
+    kernel lets go of the lock when the process ends, by ``kill -9`` too."""
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
         try:
-            if stopping.requested():
-                return 0
-            service.start()
-            return _serve_api(settings, tokens, listening, service)
-        finally:
-            service.stop()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UsageError(
+                f"state directory {state_dir} is in use by another trovewatch serve "
+                f"(pid {holder}); stop it, or give this one another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _serve_api(

@@ -1,8 +1,14 @@
-"""The state database is damaged under a running `serve` (a faulty disk, a stray write):
+"""Faults of `serve`'s state directory.
+
+The state database is damaged under a running `serve` (a faulty disk, a stray write):
 it says so on /readyz, naming the file and what to do, keeps serving /metrics with
 `trovewatch_storage_writable 0`, and holds its offsets. Started again on the damaged
 file it refuses in one line with exit code 74; with the file moved aside, as the
 message says, it reads the log again from its start and ends with exact totals.
+
+The state directory removed under it is named on /readyz. A second `serve` started on
+the same state directory is refused in one line while the first runs, and starts once
+the first is gone, by `kill -9` too.
 """
 
 from __future__ import annotations
@@ -105,3 +111,33 @@ def test_a_state_directory_removed_under_serve_is_named_on_readyz(tmp_path: Path
         assert unwritable in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
+
+
+def test_a_second_serve_on_the_same_state_directory_is_refused_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    state = tmp_path / "state"
+    first = Serve(str(log), state)
+    first.start()
+    first.wait_ready()
+    second = Serve(str(log), state)
+    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(log)]
+    cmd += ["--state-dir", str(state), "--port", str(second.port)]
+    try:
+        refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2
+        assert first.proc is not None
+        assert refused.stderr.strip() == (
+            f"trovewatch: error: state directory {state} is in use by another trovewatch "
+            f"serve (pid {first.proc.pid}); stop it, or give this one another --state-dir"
+        )
+        assert first.proc.poll() is None  # the first goes on
+        first.kill()
+        second.start()
+        second.wait_ready()
+        assert second.proc is not None and second.proc.poll() is None
+    finally:
+        first.stop()
+        second.stop()
