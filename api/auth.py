@@ -107,10 +107,18 @@ class Tokens:
                 with os.fdopen(fd, "w") as fh:
                     fh.write(token + "\n")
                 return cls.parse(f"{token}:read"), token
-        text = path.read_text().strip()
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{path} is not a token (not UTF-8 text); delete it to have a new token made"
+            ) from None
         if not text:
             raise ValueError(f"{path} is empty; delete it to have a new token made")
-        return cls.parse(text if ":" in text else f"{text}:read"), None
+        try:
+            return cls.parse(text if ":" in text else f"{text}:read"), None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}; delete it to have a new token made") from exc
 
     def scopes(self, token: str) -> frozenset[Scope]:
         """The scopes ``token`` grants, empty for an unknown token (constant time)."""

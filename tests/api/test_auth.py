@@ -80,3 +80,16 @@ def test_the_token_file_may_hold_a_full_spec(tmp_path: Path) -> None:
     (tmp_path / "api-token").write_text("\n")
     with pytest.raises(ValueError, match="api-token is empty"):
         Tokens.ensure(Settings(), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"\x00\xff garbage", "not a token \\(not UTF-8 text\\)"), (b"short\n", "5 characters")],
+    ids=["binary", "too-short"],
+)
+def test_a_damaged_token_file_is_named_with_what_to_do(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    (tmp_path / "api-token").write_bytes(content)
+    with pytest.raises(ValueError, match=f"api-token.*{says}.*delete it to have a new token made"):
+        Tokens.ensure(Settings(), tmp_path)
