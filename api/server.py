@@ -8,6 +8,8 @@ starts) and hands it to the child; each ends when the other does.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import logging
 import multiprocessing
@@ -34,6 +36,7 @@ from detector.settings import Settings
 log = logging.getLogger("trovewatch")
 # In the state directory: held by the running serve (_state_lock), its process id inside.
 LOCK_FILE: Final = "serve.lock"
+_NO_LOCK_FILE: Final = frozenset({errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT})
 
 
 def run(settings: Settings, model_dir: Path) -> int:
@@ -101,7 +104,17 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
     same state would read the same logs into the same database, each overwriting the
     other's checkpoints: it is refused in one line, naming the first's process id. The
     kernel lets go of the lock when the process ends, by ``kill -9`` too."""
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    path = state_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:  # a read-only or full disk: serve starts, and says so
+        if exc.errno not in _NO_LOCK_FILE:
+            raise
+        try:
+            fd = os.open(path, os.O_RDONLY)  # a lock is taken on a read-only file too
+        except FileNotFoundError:
+            yield  # none to take: a second serve could not write here either
+            return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -111,8 +124,9 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
                 f"state directory {state_dir} is in use by another trovewatch serve "
                 f"(pid {holder}); stop it, or give this one another --state-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the pid is for the message above only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)

@@ -55,6 +55,21 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def halves_of_a_day() -> tuple[list[bytes], list[bytes]]:
+    """The sample log's lines of 2026-10-19, in two halves."""
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
+    return day[: len(day) // 2], day[len(day) // 2 :]
+
+
+def serving(log: Path, state: Path) -> Serve:
+    """A ``serve`` of ``log`` with its state in ``state``, started and answering."""
+    serve = Serve(str(log), state)
+    serve.start()
+    serve.wait_ready()
+    return serve
+
+
 def wait_until(holds: Callable[[], bool], seconds: float, failure: str) -> None:
     """Poll ``holds`` until it is true (the service reports on its next probe, every 2 s)."""
     deadline = time.monotonic() + seconds
@@ -64,14 +79,11 @@ def wait_until(holds: Callable[[], bool], seconds: float, failure: str) -> None:
 
 
 def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path) -> None:
-    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
-    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
-    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    first, second = halves_of_a_day()
+    day = first + second
     log = tmp_path / "postgresql.json"
     log.write_bytes(b"".join(first))
-    serve = Serve(str(log), small_disk / "state")
-    serve.start()
-    serve.wait_ready()
+    serve = serving(log, small_disk / "state")
     try:
         (tmp_path / "first").mkdir()
         read_first = expected_totals(b"".join(first), tmp_path / "first")
@@ -139,17 +151,14 @@ def test_a_read_only_state_directory_holds_offsets_and_resumes_once_writable(
     `serve`'s open database keeps a remount from happening: "mount point is busy") says
     so and holds its offsets; made writable again, it resumed never before: SQLite keeps
     a connection opened on a read-only file system read-only for good."""
-    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
-    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
-    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    first, second = halves_of_a_day()
+    day = first + second
     log = tmp_path / "postgresql.json"
     log.write_bytes(b"".join(first))
     state = read_only_able / "state"
     (tmp_path / "first").mkdir()
     read_first = expected_totals(b"".join(first), tmp_path / "first")
-    serve = Serve(str(log), state)
-    serve.start()
-    serve.wait_ready()
+    serve = serving(log, state)
     try:
         assert serve.settle(read_first) == read_first
     finally:

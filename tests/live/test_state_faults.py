@@ -24,25 +24,42 @@ from pathlib import Path
 import httpx
 
 from tests.api.test_store import damage
-from tests.live.test_disk_full import checkpoint_lag, unwritable, wait_until
+from tests.live.test_disk_full import (
+    checkpoint_lag,
+    halves_of_a_day,
+    serving,
+    unwritable,
+    wait_until,
+)
 from tests.live.test_serve_faults import ROOT, SAMPLE, Serve, expected_totals
 
 EXIT_IO = 74
 
 
+def first_lines(tmp_path: Path, n: int) -> Path:
+    """A log of the sample log's first ``n`` lines."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:n]))
+    return log
+
+
+def serve_once(log: Path, state: Path, port: int) -> subprocess.CompletedProcess[str]:
+    """``serve`` run in the foreground, for a refusal: its exit code and what it said."""
+    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(log)]
+    cmd += ["--state-dir", str(state), "--port", str(port)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside(
     tmp_path: Path,
 ) -> None:
-    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
-    day = [line for line in lines if b'"timestamp":"2026-10-19' in line]
-    first, second = day[: len(day) // 2], day[len(day) // 2 :]
+    first, second = halves_of_a_day()
+    day = first + second
     log = tmp_path / "postgresql.json"
     log.write_bytes(b"".join(first))
     state = tmp_path / "state"
     database = state / "trovewatch.db"
-    serve = Serve(str(log), state)
-    serve.start()
-    serve.wait_ready()
+    serve = serving(log, state)
     base = f"http://127.0.0.1:{serve.port}"
     try:
         (tmp_path / "first").mkdir()
@@ -69,9 +86,7 @@ def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside
     finally:
         serve.stop()
 
-    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(log)]
-    cmd += ["--state-dir", str(state), "--port", str(serve.port)]
-    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    refused = serve_once(log, state, serve.port)
     assert refused.returncode == EXIT_IO
     assert "Traceback" not in refused.stderr
     (message,) = [line for line in refused.stderr.splitlines() if "error" in line]
@@ -80,9 +95,7 @@ def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside
     for name in ("trovewatch.db", "trovewatch.db-wal", "trovewatch.db-shm"):
         if (state / name).exists():
             (state / name).rename(tmp_path / f"{name}.damaged")
-    again = Serve(str(log), state)
-    again.start()
-    again.wait_ready()
+    again = serving(log, state)
     try:
         expected = expected_totals(b"".join(day), tmp_path)
         assert again.settle(expected) == expected
@@ -91,12 +104,9 @@ def test_a_damaged_state_database_is_reported_held_and_refused_until_moved_aside
 
 
 def test_a_state_directory_removed_under_serve_is_named_on_readyz(tmp_path: Path) -> None:
-    log = tmp_path / "postgresql.json"
-    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    log = first_lines(tmp_path, 2000)
     state = tmp_path / "state"
-    serve = Serve(str(log), state)
-    serve.start()
-    serve.wait_ready()
+    serve = serving(log, state)
     base = f"http://127.0.0.1:{serve.port}"
     try:
         wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 30, "never ready")
@@ -116,17 +126,12 @@ def test_a_state_directory_removed_under_serve_is_named_on_readyz(tmp_path: Path
 def test_a_second_serve_on_the_same_state_directory_is_refused_while_the_first_runs(
     tmp_path: Path,
 ) -> None:
-    log = tmp_path / "postgresql.json"
-    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    log = first_lines(tmp_path, 2000)
     state = tmp_path / "state"
-    first = Serve(str(log), state)
-    first.start()
-    first.wait_ready()
+    first = serving(log, state)
     second = Serve(str(log), state)
-    cmd = [sys.executable, "-m", "detector", "serve", "--follow", str(log)]
-    cmd += ["--state-dir", str(state), "--port", str(second.port)]
     try:
-        refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        refused = serve_once(log, state, second.port)
         assert refused.returncode == 2
         assert first.proc is not None
         assert refused.stderr.strip() == (
