@@ -380,6 +380,8 @@ class Service:
                     name = fmt.name if fmt is not None else "-"
                     frames.append((read.source, source.label, name, events))
                     read_any = True
+            for *_, frame in frames:  # the followed logs' (a pushed body is checked alone)
+                self._evidence.add(frame)
             while True:
                 try:
                     item = self._pushes.get_nowait()
@@ -387,11 +389,15 @@ class Service:
                     break
                 chunk = Chunk("push", item.data, 1)
                 parsed = self._parse_chunk(chunk, item.fmt, "push", result=item.result)
+                read_any = True
+                try:  # a body unlike the training logs is refused alone: reads go on
+                    carried.check(carried.Evidence().add(parsed), self.trained.manifest.training)
+                except ModelError as exc:
+                    item.result = {"error": str(exc)}
+                    item.done.set()
+                    continue
                 frames.append(("push", "push", item.fmt.name, parsed))
                 self._waiting.append(item)
-                read_any = True
-            for *_, frame in frames:
-                self._evidence.add(frame)
             try:
                 carried.check(self._evidence, self.trained.manifest.training)
             except ModelError as exc:

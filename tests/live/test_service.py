@@ -656,3 +656,33 @@ def test_a_binary_file_beside_the_log_does_not_stop_the_reads(
         service.stop()
     assert "zeros.json.gz: binary data, not a text log" in caplog.text
     assert "ingest loop error" not in caplog.text
+
+
+def test_a_pushed_body_unlike_the_models_logs_is_refused_alone(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A body of MariaDB audit records (no rows) pushed to a serve whose model learned
+    pgAudit is refused with the reason, before the followed log has any line and after:
+    the log is read on, every statement of it stored. (Before, the body pushed first held
+    every read until a restart, and the body pushed later was scored with the rest.)"""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"")
+    audit = (FIXTURES / "reference" / "mariadb10.11" / "server_audit.log").read_bytes()
+    conf = following(log)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        written = b""
+        for day in ("2026-10-18", "2026-10-19"):
+            with pytest.raises(ValueError, match="not accepted: the model was trained on logs"):
+                service.push(audit, "auto")
+            assert not any(p.startswith("reading held") for p in service.problems())
+            lines = day_of_lines(day)
+            with log.open("ab") as fh:
+                fh.write(lines)
+            written += lines
+            expected = batch_totals(written, tmp_path)
+            wait_for(lambda want=expected: stored_totals(service, want) == want, timeout=60)
+        assert service.store.account("bob") is None  # no MariaDB account was scored
+    finally:
+        service.stop()
