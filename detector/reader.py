@@ -105,34 +105,40 @@ HEAD_SCAN_BYTES: Final = 16 * 1024 * 1024
 
 
 def head_lines(path: Path, n: int = 20, max_bytes: int = 256 * 1024) -> list[str]:
-    """The first ``n`` lines of ``path`` (decompressed), for format detection: about
-    ``max_bytes`` of them at most.
+    """The first ``n`` lines of ``path`` (decompressed), for format detection
+    (:func:`head_of`)."""
+    try:
+        with open_binary(path) as fh:
+            return head_of(fh, n, max_bytes)
+    except UNREADABLE as exc:
+        raise NotALogError(f"{path}: cannot read: {exc}") from exc
+
+
+def head_of(fh: io.BufferedIOBase, n: int = 20, max_bytes: int = 256 * 1024) -> list[str]:
+    """The first ``n`` lines read from ``fh`` (a file, a pushed body), for format
+    detection: about ``max_bytes`` of them at most.
 
     A line longer than ``max_bytes`` (a statement with a giant ``IN`` list, say) is left
-    out and the lines after it are taken, as far as :data:`HEAD_SCAN_BYTES` into the
-    file: a log that begins with one is detected by its other lines (cut into the head,
-    its first record read as no format's). A file of nothing but such lines gives its
-    first, cut to ``max_bytes``."""
+    out and the lines after it are taken, as far as :data:`HEAD_SCAN_BYTES` in: a log
+    that begins with one is detected by its other lines (cut into the head, its first
+    record read as no format's). Nothing but such lines gives the first, cut to
+    ``max_bytes``."""
     kept: list[bytes] = []
     cut: bytes | None = None  # the first line too long to keep, cut
     size = scanned = 0
-    try:
-        with open_binary(path) as fh:
-            while len(kept) < n and size < max_bytes and scanned < HEAD_SCAN_BYTES:
-                line = fh.readline(max_bytes + 1)
-                scanned += len(line)
-                if not line:
-                    break
-                if len(line) <= max_bytes:
-                    kept.append(line)
-                    size += len(line)
-                    continue
-                cut = line[:max_bytes] if cut is None else cut
-                while line and not line.endswith(b"\n") and scanned < HEAD_SCAN_BYTES:
-                    line = fh.readline(1 << 20)  # the rest of the long line, passed over
-                    scanned += len(line)
-    except UNREADABLE as exc:
-        raise NotALogError(f"{path}: cannot read: {exc}") from exc
+    while len(kept) < n and size < max_bytes and scanned < HEAD_SCAN_BYTES:
+        line = fh.readline(max_bytes + 1)
+        scanned += len(line)
+        if not line:
+            break
+        if len(line) <= max_bytes:
+            kept.append(line)
+            size += len(line)
+            continue
+        cut = line[:max_bytes] if cut is None else cut
+        while line and not line.endswith(b"\n") and scanned < HEAD_SCAN_BYTES:
+            line = fh.readline(1 << 20)  # the rest of the long line, passed over
+            scanned += len(line)
     if not kept and cut is not None:
         kept = [cut]
     return b"".join(kept).decode("utf-8", "replace").splitlines()[:n]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import io
 import logging
 import queue
 import sqlite3
@@ -44,7 +45,7 @@ from detector.live.retraining import Retrainer
 from detector.live.sources import Archives, Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore, StoreError
 from detector.model import ModelError
-from detector.reader import Chunk, NotALogError, head_lines, is_binary, looks_binary
+from detector.reader import Chunk, NotALogError, head_lines, head_of, is_binary, looks_binary
 from detector.rejects import Quarantine, Reason
 from detector.settings import Settings
 
@@ -60,7 +61,7 @@ STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to e
 def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
     """The native format of lines that are not a file (stdin, a pushed body): ``name``,
     or detected from the first lines when it is ``auto``. Raises ``NotALogError``."""
-    head = data[:65536].decode("utf-8", "replace").splitlines()[:20]
+    head = head_of(io.BytesIO(data))
     if name == "auto":
         if not any(line.strip() for line in head):
             raise NotALogError("empty: no log lines")

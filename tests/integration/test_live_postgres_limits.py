@@ -20,9 +20,10 @@ import pytest
 from detector import carried, model, settings
 from detector import features as F
 from detector import schema as S
+from detector.formats import Told
 from detector.formats.pg_stderr import PgStderr
 from detector.ingest import Summary, event_batches, read_events
-from detector.live.service import Service
+from detector.live.service import Service, stream_format
 from detector.rejects import Quarantine
 from tests.conftest import OUTPUTS
 from tests.integration.conftest import MODEL, follow, pg_cluster, wait_for_logs
@@ -223,6 +224,17 @@ def test_a_log_that_begins_with_a_statement_over_1_mb_reads_as_the_log_whole(
     key = [S.TIME, S.ACCOUNT, S.STATEMENT_ID]
     assert rotated.select(columns).sort(key).equals(whole.select(columns).sort(key))
     assert rotated.filter(pl.col(S.ACCOUNT) == "puller")[S.ROWS].to_list() == [IDS, 7]
+
+
+def test_a_pushed_body_that_begins_with_a_statement_over_1_mb_is_detected(
+    logs: Path, output: str
+) -> None:
+    """The same for a body pushed to ``serve`` (or piped to its standard input) with
+    ``format=auto``: detected by the lines after the giant one (before: from its first
+    64 KiB only, the csvlog body was "not an audit log")."""
+    body = (logs / OUTPUTS[output]).read_bytes()
+    tail = body[body.rindex(b"\n", 0, body.index(b"WHERE id IN (1,2,3,4,5,")) + 1 :]
+    assert stream_format(tail, "auto", Told()).name == f"pgaudit-{output}"
 
 
 @pytest.mark.parametrize("between", ["restart", "rotation", "rotation while stopped"])
