@@ -155,12 +155,34 @@ def last_written(path: str | Path) -> datetime | None:
 def looks_binary(path: Path) -> bool:
     """Mostly control bytes at the start: a binary file, not a log. (A few NUL bytes
     inside a text log are only bad lines, for the parser to quarantine.)"""
+    return not_text(path) is not None
+
+
+def not_text(path: Path) -> str | None:
+    """Why ``path`` is no text log to read (:func:`not_text_data` of its first bytes),
+    or None."""
     try:
         with open_binary(path) as fh:
             head = fh.read(4096)
     except UNREADABLE:
-        return False
-    return is_binary(head)
+        return None
+    return not_text_data(head)
+
+
+def not_text_data(data: bytes) -> str | None:
+    """Why ``data`` (the first bytes of a file or a body) is no text log to read, or
+    None: UTF-16 text (what Windows tools write as "Unicode": a byte-order mark, or a
+    NUL beside each character), or other binary data (:func:`is_binary`)."""
+    head = data[:4096]
+    half = len(head) // 2
+    nuls = sorted((head[0::2].count(0), head[1::2].count(0)))
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        half >= 32 and nuls[1] > 0.9 * half and nuls[0] < 0.1 * half
+    ):
+        return "UTF-16 text; trovewatch reads UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)"
+    if is_binary(head):
+        return "binary data, not a text log"
+    return None
 
 
 def is_binary(data: bytes) -> bool:

@@ -29,7 +29,7 @@ from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.formats.pg_syslog import PgSyslog
-from detector.reader import NotALogError, head_lines, looks_binary
+from detector.reader import NotALogError, head_lines, not_text
 
 # The csv module refuses a field over 131,072 characters: a statement that long (an IN
 # list of thousands of ids) in a csvlog or an exported audit CSV would stop a run. Lines
@@ -137,8 +137,8 @@ def get(
         return MappedFormat(Mapping.load(mapping))
     head = head_lines(path)
     if name == "auto":
-        if looks_binary(path):
-            raise NotALogError(f"{path}: binary data, not a text log")
+        if (why := not_text(path)) is not None:
+            raise NotALogError(f"{path}: {why}")
         name = detect(path, head, told.log_line_prefix)
     fmt = native(name, told)
     configure = getattr(

@@ -45,7 +45,15 @@ from detector.live.retraining import Retrainer
 from detector.live.sources import Archives, Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore, StoreError
 from detector.model import ModelError
-from detector.reader import Chunk, NotALogError, head_lines, head_of, is_binary, looks_binary
+from detector.reader import (
+    Chunk,
+    NotALogError,
+    head_lines,
+    head_of,
+    looks_binary,
+    not_text,
+    not_text_data,
+)
 from detector.rejects import Quarantine, Reason
 from detector.settings import Settings
 
@@ -65,8 +73,8 @@ def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
     if name == "auto":
         if not any(line.strip() for line in head):
             raise NotALogError("empty: no log lines")
-        if is_binary(data):
-            raise NotALogError("binary data, not log lines")
+        if (why := not_text_data(data)) is not None:
+            raise NotALogError(why)
         try:
             name = formats.detect(Path("input"), head, told.log_line_prefix)
         except NotALogError as exc:
@@ -494,8 +502,8 @@ class Service:
         try:
             if Path(path).stat().st_size == 0:
                 return None  # nothing to detect from yet; asked again when it has data
-            if self.settings.format == "auto" and looks_binary(Path(path)):
-                raise NotALogError(f"{path}: binary data, not a text log")
+            if self.settings.format == "auto" and (why := not_text(Path(path))) is not None:
+                raise NotALogError(f"{path}: {why}")
             fmt: Format | None = formats.get(self.settings.format, Path(path), told=self._told)
             if fmt and fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
                 zones.settle(Path(path))  # CST, IST: its last write may say which

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from detector import formats
 from detector.pipeline import read_events
 from detector.reader import NotALogError
+from tests.conftest import REFERENCE_PG
 from tests.formats.common import fuzz_settings
 
 # Runs of one piece, long enough to pass the csv module's field limit (131,072) and
@@ -40,6 +41,7 @@ PIECES = (
 giant = st.builds(lambda piece, n: piece * n, st.sampled_from(PIECES), st.integers(1, 150_000))
 line = st.one_of(st.text(max_size=200), giant)
 heads = st.lists(line, min_size=1, max_size=5)
+REFERENCE_CSVLOG = REFERENCE_PG / "postgresql.csv"
 
 
 @pytest.mark.parametrize("name", formats.NATIVE)
@@ -64,3 +66,19 @@ def test_a_text_file_of_one_giant_line_is_refused_as_not_a_log(tmp_path: Path, t
     path.write_text(text + "\n")
     with pytest.raises(NotALogError, match="not an audit log"):
         read_events([path])
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_log_is_refused_naming_its_encoding_and_the_fix(
+    tmp_path: Path, encoding: str
+) -> None:
+    """What Windows tools write as "Unicode" (SQL Server audit exports, say) is named as
+    UTF-16 with the conversion to make, not called binary."""
+    path = tmp_path / "audit.csv"
+    path.write_bytes(REFERENCE_CSVLOG.read_text(encoding="utf-8").encode(encoding))
+    with pytest.raises(NotALogError, match=r"UTF-16 text; .*iconv -f UTF-16 -t UTF-8"):
+        read_events([path])
+    zeros = tmp_path / "zeros.log"
+    zeros.write_bytes(b"\0" * 10_000)
+    with pytest.raises(NotALogError, match="binary data, not a text log"):
+        read_events([zeros])
