@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -53,6 +54,7 @@ def run(settings: Settings, model_dir: Path) -> int:
     if retrained is not None:
         model_dir = retrained  # the newest retraining of the model given
     listening = _listen(settings.host, settings.port)
+    _warn_if_open_beyond_this_machine(settings, listening)
     with listening:
         # Owner only: the API token, alerts, and quarantined log lines (statement text).
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -206,3 +208,26 @@ def _listen(host: str, port: int) -> socket.socket:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
+
+
+def _warn_if_open_beyond_this_machine(settings: Settings, listening: socket.socket) -> None:
+    """A warning when the API listens beyond loopback while some routes need no token:
+    /metrics names the flagged accounts."""
+    address = ipaddress.ip_address(listening.getsockname()[0])
+    open_routes = [
+        routes
+        for routes, is_open in (
+            ("/metrics (open_metrics)", settings.open_metrics),
+            ("/healthz, /readyz (open_health)", settings.open_health),
+        )
+        if is_open
+    ]
+    if address.is_loopback or not open_routes:
+        return
+    log.warning(
+        "listening on %s, beyond this machine, with %s open to anyone who reaches it, no "
+        "token asked (/metrics names the flagged accounts): set those to false, or keep "
+        "the API on 127.0.0.1 behind a proxy",
+        settings.host,
+        " and ".join(open_routes),
+    )

@@ -3,11 +3,14 @@ unless configured otherwise."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api import server
+from detector.settings import Settings
 from tests.api.conftest import (
     ADMIN_TOKEN,
     INGEST_TOKEN,
@@ -168,3 +171,22 @@ def test_metrics_and_health_can_need_the_read_scope(
         assert client.get(path).status_code == 401
         assert client.get(path, headers=bearer(INGEST_TOKEN)).status_code == 403
         assert client.get(path, headers=bearer(READ_TOKEN)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "open_metrics", "warned"),
+    [("0.0.0.0", True, True), ("0.0.0.0", False, True), ("127.0.0.1", True, False)],
+)
+def test_listening_beyond_loopback_with_open_routes_is_warned_of(
+    host: str, open_metrics: bool, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API bound beyond this machine while /metrics (which names the flagged
+    accounts) or the health routes need no token: serve says so at start."""
+    conf = Settings(host=host, port=0, open_metrics=open_metrics)
+    with socket.create_server((host, 0)) as listening:
+        server._warn_if_open_beyond_this_machine(conf, listening)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(said) == warned
+    if warned:
+        assert ("/metrics (open_metrics)" in said[0]) == open_metrics
+        assert "/healthz, /readyz (open_health)" in said[0] and "127.0.0.1" in said[0]
