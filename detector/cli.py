@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 SAMPLE_LOG = DEFAULT_MODEL.parent.parent / "sample_logs" / "postgresql.json.gz"
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 SHORT_TRAINING: Final = timedelta(days=7)  # a week: every weekday seen once
+STDIN: Final = Path("-")  # a LOG of - is standard input
 EXIT_IO: Final = 74  # sysexits' EX_IOERR: the machine, not the input nor trovewatch
 
 
@@ -56,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)"
+            "logs",
+            nargs="+",
+            type=Path,
+            metavar="LOG",
+            help="log files (.gz is read directly; - is standard input)",
         )
         p.add_argument(
             "--format",
@@ -186,8 +193,25 @@ def _progress(steps: int) -> Iterator[Callable[[str], None]]:
 
 def _check_files(paths: list[Path]) -> None:
     for path in paths:
-        if problem := log_file_problem(path):
+        if path != STDIN and (problem := log_file_problem(path)):
             raise UsageError(problem)
+    if paths.count(STDIN) > 1:
+        raise UsageError("- (standard input) is given twice")
+
+
+@contextmanager
+def _stdin_spooled(paths: list[Path]) -> Iterator[list[Path]]:
+    """``paths``, with ``-`` (standard input: ``zcat log.gz | trovewatch score -``)
+    copied to a temporary file named ``stdin``, then read like any log: detection and
+    the readers read a file's head, then its chunks. The copy goes when the command ends."""
+    if STDIN not in paths:
+        yield paths
+        return
+    with tempfile.TemporaryDirectory(prefix="trovewatch-") as tmp:
+        spooled = Path(tmp) / "stdin"
+        with spooled.open("wb") as fh:
+            shutil.copyfileobj(sys.stdin.buffer, fh, 1 << 20)
+        yield [spooled if path == STDIN else path for path in paths]
 
 
 def _check_period(since: datetime | None, until: datetime | None) -> None:
@@ -224,10 +248,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.model_dir.exists() and not args.model_dir.is_dir():  # found before, not after, training
         raise UsageError(f"--model-dir {args.model_dir}: exists and is not a directory")
     quarantine = Quarantine(args.quarantine)
-    with _progress(len(args.logs) + 2) as step:
+    with _progress(len(args.logs) + 2) as step, _stdin_spooled(args.logs) as logs:
         try:  # PostgreSQL logs streamed: memory follows the account-windows
             period, summary = pipeline.read_period(
-                args.logs, conf.horizon_spec.base, quarantine, on_file=step, **_log_options(args)
+                logs, conf.horizon_spec.base, quarantine, on_file=step, **_log_options(args)
             )
         finally:
             quarantine.close()
@@ -260,9 +284,10 @@ def run_score(args: argparse.Namespace) -> int:
     _check_files(args.logs)
     quarantine = Quarantine(args.quarantine)
     try:
-        summary = pipeline.score_logs_to(
-            args.out, args.logs, args.model_dir, conf, quarantine, **_log_options(args)
-        )
+        with _stdin_spooled(args.logs) as logs:
+            summary = pipeline.score_logs_to(
+                args.out, logs, args.model_dir, conf, quarantine, **_log_options(args)
+            )
     finally:
         quarantine.close()
     _report(summary, quarantine)

@@ -909,3 +909,24 @@ def test_training_on_less_than_a_week_warns_and_on_the_sample_weeks_does_not(
     code, _, err = cli(capsys, "train", "--model-dir", tmp_path / "w", *until, sample)
     assert code == 0, err
     assert "warning" not in err
+
+
+def test_a_log_piped_to_standard_input_scores_as_the_file_does(tmp_path: Path) -> None:
+    """``zcat log.gz | trovewatch score -`` (and a gzip stream piped as it is) gives the
+    scores the file gives; ``-`` given twice is refused in one line."""
+    log = REFERENCE_PG / "postgresql.json"
+    command = [sys.executable, "-m", "detector", "score", "--quarantine", tmp_path / "q.ndjson"]
+
+    def score(*args: str | Path, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(a) for a in (*command, *args)], input=stdin, capture_output=True, timeout=120
+        )
+
+    from_file = score(log)
+    assert from_file.returncode == 0 and len(ndjson(from_file.stdout.decode())) > 0
+    for body in (log.read_bytes(), gzip.compress(log.read_bytes())):
+        piped = score("-", stdin=body)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == from_file.stdout
+    twice = score("-", "-", stdin=b"x\n")
+    assert_one_line_error(twice.returncode, twice.stderr.decode(), "standard input", "twice")
