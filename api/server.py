@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -37,6 +38,8 @@ from detector.settings import Settings
 log = logging.getLogger("trovewatch")
 # In the state directory: held by the running serve (_state_lock), its process id inside.
 LOCK_FILE: Final = "serve.lock"
+# The open files limit taken when the hard limit is unlimited (Linux's default fs.nr_open).
+OPEN_FILES_CEILING: Final = 1 << 20
 _NO_LOCK_FILE: Final = frozenset({errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT})
 
 
@@ -53,6 +56,7 @@ def run(settings: Settings, model_dir: Path) -> int:
         return 0
     if retrained is not None:
         model_dir = retrained  # the newest retraining of the model given
+    _raise_open_files_limit()
     listening = _listen(settings.host, settings.port)
     _warn_if_open_beyond_this_machine(settings, listening)
     with listening:
@@ -187,6 +191,20 @@ def _lower_priority(nice: int) -> None:
                 continue
     except OSError as exc:  # e.g. setpriority denied by a seccomp filter
         log.warning("cannot lower the ingest's CPU priority (ingest_nice): %s", exc)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one. ``serve`` holds each followed
+    file open (a renamed file's tail is read through its descriptor), and a log directory
+    of a month of hourly files passes the usual soft limit of 1,024 (systemd's default):
+    past it, files, the state database and the quarantine could not be opened."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else OPEN_FILES_CEILING
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d: %s", soft, exc)
 
 
 def _listen(host: str, port: int) -> socket.socket:

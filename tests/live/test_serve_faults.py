@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -47,7 +48,8 @@ class Serve:
         self.pattern, self.state = pattern, state
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, stdin: int | None = None) -> None:
+    def start(self, stdin: int | None = None, open_files: int | None = None) -> None:
+        """Start it; ``open_files``: its soft limit on open files (the hard one kept)."""
         env = {
             **os.environ,
             "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
@@ -56,6 +58,12 @@ class Serve:
         }
         cmd = [sys.executable, "-m", "detector", "serve", "--follow", self.pattern]
         cmd += ["--state-dir", str(self.state), "--port", str(self.port)]
+
+        def limit() -> None:
+            if open_files is not None:
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
         self.proc = subprocess.Popen(
             cmd,
             env=env,
@@ -63,6 +71,7 @@ class Serve:
             stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=limit,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -381,5 +390,27 @@ def test_a_request_uvicorn_cannot_parse_is_answered_in_json(tmp_path: Path) -> N
             assert head.startswith(b"HTTP/1.1 400"), answer[:200]
             assert b"content-type: application/json" in head.lower()
             assert json.loads(body)["error"]
+    finally:
+        serve.stop()
+
+
+def test_more_followed_files_than_the_soft_open_files_limit_are_all_read(
+    tmp_path: Path,
+) -> None:
+    """A log directory of more files than the soft limit on open files (1,024 under
+    systemd; 256 here): serve raises the limit to the hard one and reads every file
+    (before: past the limit the files, the state database and the quarantine could not
+    be opened; /readyz said no file matched)."""
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:1200]
+    logs = tmp_path / "log"
+    logs.mkdir()
+    for n in range(400):  # a month of hourly files, in small
+        (logs / f"postgresql-{n:04d}.json").write_bytes(b"".join(lines[n * 3 : n * 3 + 3]))
+    expected = expected_totals(b"".join(lines), tmp_path)
+    serve = Serve(str(logs / "*.json"), tmp_path / "state")
+    serve.start(open_files=256)
+    serve.wait_ready()
+    try:
+        assert serve.settle(expected, timeout=120) == expected
     finally:
         serve.stop()
