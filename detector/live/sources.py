@@ -30,6 +30,23 @@ log = logging.getLogger(__name__)
 SETTLE = 60.0
 
 
+def unmatched(pattern: str) -> list[str]:
+    """Why the glob ``pattern`` gives no file to follow, if it gives none: its directory
+    cannot be listed (not a directory, too many open files...: the glob says nothing of
+    it), or no file there matches."""
+    if glob.glob(pattern):
+        return []
+    directory = os.path.dirname(pattern) or "."
+    if not glob.has_magic(directory):
+        try:
+            os.listdir(directory)
+        except FileNotFoundError:  # not made yet (the server not started): no file
+            pass
+        except OSError as exc:
+            return [f"cannot list {directory} for {pattern}: {exc.strerror or exc}"]
+    return [f"no file matches {pattern}"]
+
+
 class Source(Protocol):
     label: str  # bounded: a glob or "stdin", used as a metric label
 
@@ -101,9 +118,7 @@ class Files:
         return sum(self.follower.lag_bytes().values())
 
     def problems(self) -> list[str]:
-        if not glob.glob(self.pattern):
-            return [f"no file matches {self.pattern}"]
-        return []
+        return unmatched(self.pattern)
 
     def close(self) -> None:
         self.follower.close()
@@ -243,8 +258,7 @@ class Archives:
         return 0
 
     def problems(self) -> list[str]:
-        found = [] if glob.glob(self.pattern) else [f"no file matches {self.pattern}"]
-        return found + self.damaged()
+        return unmatched(self.pattern) + self.damaged()
 
     def damaged(self) -> list[str]:
         """What was lost of each damaged archive still under the glob (once it is moved

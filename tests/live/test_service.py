@@ -686,3 +686,21 @@ def test_a_pushed_body_unlike_the_models_logs_is_refused_alone(
         assert service.store.account("bob") is None  # no MariaDB account was scored
     finally:
         service.stop()
+
+
+def test_readiness_says_why_a_globs_directory_cannot_be_listed(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A glob whose directory is a file (a mistyped path; or, past the open files limit,
+    any directory): /readyz says it cannot be listed and why, not that no file matches."""
+    not_a_directory = tmp_path / "postgresql.json"
+    not_a_directory.write_bytes(b"")
+    pattern = str(not_a_directory / "*.json")
+    conf = settings.Settings(state_dir=tmp_path / "state", follow=[pattern])
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        assert service.problems() == [
+            f"cannot list {not_a_directory} for {pattern}: Not a directory"
+        ]
+    finally:
+        service.store.close()
