@@ -151,6 +151,7 @@ class Service:
         # read again after a crash (``trovewatch_checkpoint_lag_bytes``).
         self._unsaved_bytes: Counter[str] = Counter()
         self._storage_error: str | None = None
+        self._quarantine_error: str | None = None  # the last said, until a write succeeds
         self._refused: str | None = None  # the model does not fit the logs: why
         self._evidence = carried.Evidence()
         self._probe_ok = True
@@ -657,7 +658,11 @@ class Service:
             try:
                 self.quarantine.add(source, rejects)
             except OSError as exc:  # counted all the same; the copy of the lines is lost
-                log.error("cannot write the quarantine file: %s", exc)
+                if str(exc) != self._quarantine_error:  # once, not at every bad line's read
+                    log.error("cannot write the quarantine file: %s", exc)
+                self._quarantine_error = str(exc)
+            else:
+                self._quarantine_error = None
             for reason, n in rejects.group_by("reason").len().iter_rows():
                 self.metrics.rejected.labels(reason).inc(n)
 

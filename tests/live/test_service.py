@@ -704,3 +704,29 @@ def test_readiness_says_why_a_globs_directory_cannot_be_listed(
         ]
     finally:
         service.store.close()
+
+
+def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counted(
+    trained: model.TrainedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The quarantine file cannot be opened (here a directory stands in its place; past
+    the open files limit, the same): every rejected line is counted all the same, and
+    the error is logged once, not at every read with a bad line."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(day_of_lines("2026-10-18")[:20_000].rsplit(b"\n", 1)[0] + b"\n")
+    conf = following(log)
+    (conf.state_dir / "quarantine.ndjson").mkdir(parents=True)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        service.step()
+        for n in range(4):
+            with log.open("ab") as fh:
+                fh.write(b"garbage %d\n" % n)
+            time.sleep(2.1)  # the follower's idle_flush: the last line is let go
+            service.step()
+        rejected = service.metrics.rejected.collect()[0].samples
+        assert sum(s.value for s in rejected if s.name.endswith("_total")) == 4
+    finally:
+        service.stop()
+    said = [r for r in caplog.records if "cannot write the quarantine file" in r.getMessage()]
+    assert len(said) == 1
