@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -155,9 +156,12 @@ class Archives:
         self._growing: set[str] = set()  # archives that ended too soon, still being written
 
     def _key(self, path: str) -> tuple[str | None, int]:
-        """The file's identity (None: not compressed), read again only when its stat
-        changes, and when it was last written (ns)."""
+        """The file's identity (None: not compressed, or no regular file: a FIFO, whose
+        opening would wait for a writer), read again only when its stat changes, and
+        when it was last written (ns)."""
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None, st.st_mtime_ns
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         known = self._keys.get(path)
         if known is None or known[0] != stamp:

@@ -730,3 +730,30 @@ def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counte
         service.stop()
     said = [r for r in caplog.records if "cannot write the quarantine file" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_a_fifo_beside_the_log_does_not_stop_the_reads(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """A named pipe the glob matches (no writer on it) is passed over: the log beside it
+    is read. (Before, looking for .gz archives opened it, which waits for a writer: the
+    loop stopped there for good while /readyz said ready.)"""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    body = day_of_lines("2026-10-18")
+    (logs / "postgresql.json").write_bytes(body)
+    os.mkfifo(logs / "piped.json")
+    expected = batch_totals(body, tmp_path)
+    conf = settings.Settings(
+        state_dir=tmp_path / "state",
+        follow=[str(logs / "*.json")],
+        lateness="0s",
+        checkpoint_interval=0.05,
+        poll_interval=0.05,
+    )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=60)
+    finally:
+        service.stop()
