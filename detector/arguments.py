@@ -67,6 +67,8 @@ def log_file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be read as a log file, in one sentence; None if it can be."""
     if path.is_dir():  # a log directory given for its files: the shell's glob was missed
         return f"{path}: a directory; name the log files in it (e.g. {path}/*)"
+    if path.exists() and not path.is_file():  # a named pipe, a device
+        return f"{path}: not a regular file; to read a stream, pipe it in as - (cat {path} | trovewatch score -)"
     if not path.is_file():
         return f"{path}: no such file"
     return None

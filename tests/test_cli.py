@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import shutil
 import stat
@@ -168,6 +169,17 @@ def test_a_log_directory_is_refused_as_a_directory_not_as_missing(
     }  # fmt: skip
     code, _, err = cli(capsys, command, *extra[command], logs)
     assert_one_line_error(code, err, f"{logs}: a directory; name the log files in it")
+
+
+def test_a_named_pipe_is_refused_as_no_regular_file_with_the_way_to_read_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A FIFO given as a LOG said 'no such file' of a path that is there (and opening it
+    would wait for a writer): it is named for what it is, with the way to read a stream."""
+    fifo = tmp_path / "postgresql.json"
+    os.mkfifo(fifo)
+    code, _, err = cli(capsys, *score_args(tmp_path, fifo))
+    assert_one_line_error(code, err, f"{fifo}: not a regular file", "trovewatch score -")
 
 
 def test_bad_since_is_refused_in_one_line(
