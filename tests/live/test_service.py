@@ -157,9 +157,26 @@ def following(log: Path, **overrides: Any) -> settings.Settings:
     """Settings to follow ``log`` with state beside it, quick to checkpoint and to close
     windows (no lateness)."""
     quick: dict[str, Any] = {"lateness": "0s", "checkpoint_interval": 0.05, "poll_interval": 0.05}
-    return settings.Settings(
-        state_dir=log.parent / "state", follow=[str(log)], **{**quick, **overrides}
+    where = {"state_dir": log.parent / "state", "follow": [str(log)]}
+    return settings.Settings(**{**where, **quick, **overrides})
+
+
+def read_beside(trained: model.TrainedModel, logs: Path, stranger: str) -> None:
+    """A day of the sample log in ``logs``, beside ``stranger`` (made there), the two
+    matched by one glob: ``serve`` (its state beside ``logs``) stores every statement of
+    the log."""
+    body = day_of_lines("2026-10-18")
+    (logs / "postgresql.json").write_bytes(body)
+    expected = batch_totals(body, logs.parent)
+    conf = following(
+        logs / "postgresql.json", follow=[str(logs / f"*{Path(stranger).suffixes[0]}*")]
     )
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=60)
+    finally:
+        service.stop()
 
 
 def wait_for(check, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
@@ -635,25 +652,9 @@ def test_a_binary_file_beside_the_log_does_not_stop_the_reads(
     zeros: no line, no text) reads the log as ever and refuses the binary file with a
     warning. (Before, telling the log's directory's outputs apart ran every format's
     detection on it, and each poll ended in a traceback before any file was read.)"""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    body = day_of_lines("2026-10-18")
-    (logs / "postgresql.json").write_bytes(body)
-    (logs / "zeros.json.gz").write_bytes(gzip.compress(b"\0" * 5_000_000))
-    expected = batch_totals(body, tmp_path)
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(logs / "*.json*")],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
-    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    service.start()
-    try:
-        wait_for(lambda: stored_totals(service, expected) == expected, timeout=60)
-    finally:
-        service.stop()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "zeros.json.gz").write_bytes(gzip.compress(b"\0" * 5_000_000))
+    read_beside(trained, tmp_path / "logs", "zeros.json.gz")
     assert "zeros.json.gz: binary data, not a text log" in caplog.text
     assert "ingest loop error" not in caplog.text
 
@@ -738,22 +739,6 @@ def test_a_fifo_beside_the_log_does_not_stop_the_reads(
     """A named pipe the glob matches (no writer on it) is passed over: the log beside it
     is read. (Before, looking for .gz archives opened it, which waits for a writer: the
     loop stopped there for good while /readyz said ready.)"""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    body = day_of_lines("2026-10-18")
-    (logs / "postgresql.json").write_bytes(body)
-    os.mkfifo(logs / "piped.json")
-    expected = batch_totals(body, tmp_path)
-    conf = settings.Settings(
-        state_dir=tmp_path / "state",
-        follow=[str(logs / "*.json")],
-        lateness="0s",
-        checkpoint_interval=0.05,
-        poll_interval=0.05,
-    )
-    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    service.start()
-    try:
-        wait_for(lambda: stored_totals(service, expected) == expected, timeout=60)
-    finally:
-        service.stop()
+    (tmp_path / "logs").mkdir()
+    os.mkfifo(tmp_path / "logs" / "piped.json")
+    read_beside(trained, tmp_path / "logs", "piped.json")
