@@ -6,7 +6,10 @@ ingesting 100,000 lines/s). So ``serve`` runs uvicorn in a child process: it rea
 scored windows and alerts from the SQLite state itself (WAL: readers never wait for the
 ingest's commits) and writes feedback there, and asks the ingest process, over a
 ``multiprocessing`` manager (a private Unix socket with a random key), only what lives
-there: readiness, the model in use, the metrics and pushed log lines.
+there: readiness, the model in use, the metrics and pushed log lines. Those questions
+are asked from a few threads of their own and answered within a time limit: an ingest
+process stopped (``kill -STOP``) or stuck gets "not ready" and a 503, not requests that
+hang until every worker thread of the API waits on it.
 
 ``host`` runs in the ingest process; ``serve_api`` is the child's entry point.
 """
@@ -21,6 +24,7 @@ import os
 import secrets
 import socket
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any, Final, cast
 
@@ -35,6 +39,11 @@ from detector.settings import Settings
 log = logging.getLogger("trovewatch.api")
 
 EXPOSED: Final = ("manifest", "problems", "push", "exposition")
+# Seconds the API waits for the ingest process to answer: readiness, the manifest and the
+# metrics are answered there in milliseconds, from a thread parsing does not hold up.
+ANSWER_WITHIN: Final = 5.0
+# A push waits there up to 70 s: 10 to be queued, 60 for its events to be saved.
+PUSH_WITHIN: Final = 90.0
 
 
 class _Guest(BaseManager):
@@ -70,26 +79,50 @@ class RemoteService:
         guest = _Guest(address=address, authkey=key)
         guest.connect()
         self._remote: Any = cast(BaseProxy, guest.service())  # type: ignore[attr-defined]
+        # Each thread has its own connection to the ingest process (the proxy's are per
+        # thread); questions and pushes apart, so that pushes waiting for their events to
+        # be saved do not hold readiness up.
+        self._questions = ThreadPoolExecutor(4, thread_name_prefix="trovewatch-ask")
+        self._pushes = ThreadPoolExecutor(4, thread_name_prefix="trovewatch-push")
 
     @property
     def store(self) -> Store:
         return self._store
 
     def exposition(self) -> bytes:
-        return cast(bytes, self._remote.exposition())
+        return cast(bytes, self._ask(self._questions, ANSWER_WITHIN, "exposition"))
 
     def manifest(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._remote.manifest())
+        return cast(dict[str, Any], self._ask(self._questions, ANSWER_WITHIN, "manifest"))
 
     def problems(self) -> list[str]:
         try:
-            return cast(list[str], self._remote.problems())
+            return cast(list[str], self._ask(self._questions, ANSWER_WITHIN, "problems"))
+        except TimeoutError as exc:  # (an OSError: first)
+            return [str(exc)]
         except (OSError, EOFError):
             return ["the ingest process does not answer"]
 
     def push(self, body: bytes, format: str) -> dict[str, Any]:
         # ValueError and TimeoutError raised there are raised here, as they were.
-        return cast(dict[str, Any], self._remote.push(body, format))
+        return cast(dict[str, Any], self._ask(self._pushes, PUSH_WITHIN, "push", body, format))
+
+    def _ask(self, threads: ThreadPoolExecutor, within: float, method: str, *args: Any) -> Any:
+        """``method(*args)`` of the ingest process's service, answered within ``within``
+        seconds, or TimeoutError (HTTP 503). A question still queued then is dropped; one
+        under way is answered to no one once the ingest process goes on."""
+        future: Future[Any] = threads.submit(getattr(self._remote, method), *args)
+        try:
+            return future.result(timeout=within)
+        except TimeoutError:
+            if future.done():  # answered meanwhile, or the ingest process's own TimeoutError
+                return future.result()
+            future.cancel()
+            raise TimeoutError(
+                f"the ingest process has not answered in {within:g} s: it is stopped (kill "
+                "-STOP?) or stuck; nothing is read or scored meanwhile. Restart trovewatch if "
+                "it does not go on: it resumes from the last checkpoint"
+            ) from None
 
 
 def _exit_with_parent() -> None:

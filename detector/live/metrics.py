@@ -216,6 +216,13 @@ class Metrics:
             "training logs; reading is held, /readyz says why), else 0.",
             registry=r,
         )
+        self.pass_seconds = Gauge(
+            "trovewatch_ingest_pass_seconds",
+            "How long the ingest loop's pass in progress has run (seconds; 0 between "
+            "passes). A pass reads, parses, closes windows and saves, in seconds at most; "
+            "minutes mean it is stuck waiting on something (/readyz says on what).",
+            registry=r,
+        )
         self.open_windows = Gauge(
             "trovewatch_open_windows", "Account-windows not yet closed.", registry=r
         )

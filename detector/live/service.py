@@ -64,6 +64,11 @@ READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
 STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to end
+# Seconds one pass of the ingest loop may run before /readyz calls it stuck. A pass reads
+# at most READ_BUDGET, parses it, closes windows and saves: seconds at most, a close of
+# 100,000 accounts included. Minutes mean it waits on something that does not answer (a
+# hung network file system, a disk that stopped).
+STUCK_AFTER = 120.0
 
 
 def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
@@ -158,6 +163,10 @@ class Service:
         self._last_probe = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The pass of the ingest loop in progress: since when (None between passes), and
+        # what it is doing now, for /readyz when it takes too long.
+        self._pass_began: float | None = None
+        self._doing = "starting"
         self._last_checkpoint = 0.0
         self._last_prune = 0.0
         self._last_gauges = -GAUGE_INTERVAL
@@ -173,6 +182,7 @@ class Service:
         self.metrics.accounts_cap.set(settings.max_accounts)
         self._flagged_unread: str | None = None  # why /metrics could not name them
         self.metrics.watch_flagged(self._flagged, settings.flagged_cap)
+        self.metrics.pass_seconds.set_function(self._pass_seconds)
         release_freed_memory()  # what loading the model and the checkpoint left
 
     def _flagged(self) -> list[Flagged] | None:
@@ -247,7 +257,20 @@ class Service:
             found.append(f"reading held: {self._refused}")
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             found.append("the ingest loop has stopped")
+        running = self._pass_seconds()
+        if running >= STUCK_AFTER:
+            found.append(
+                f"the ingest loop has been {self._doing} for {running:.0f} s (a pass takes "
+                "seconds at most): nothing is read or scored meanwhile. Something it waits on "
+                "does not answer (a hung network file system, a stopped disk?); if it does "
+                "not move on, restart trovewatch: it resumes from the last checkpoint"
+            )
         return found
+
+    def _pass_seconds(self) -> float:
+        """How long the ingest loop's pass in progress has run; 0 between passes."""
+        began = self._pass_began
+        return 0.0 if began is None else time.monotonic() - began
 
     def push(self, body: bytes, format: str) -> dict[str, Any]:
         """Parse pushed log lines and return their counts once the events are saved."""
@@ -297,20 +320,30 @@ class Service:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._pass_began = time.monotonic()
             try:
                 busy = self.step()
             except StoreError as exc:  # a damaged database: held until it is replaced
                 self._storage_failed(exc)
-                self._stop.wait(1)
-                self._recover()
+                self._again_after_error()
                 busy = False
             except Exception:
                 log.exception("ingest loop error; resuming from the last checkpoint in 1 s")
-                self._stop.wait(1)
-                self._recover()
+                self._again_after_error()
                 busy = False
             if not busy:
-                self._stop.wait(self.settings.poll_interval)
+                self._idle(self.settings.poll_interval)
+
+    def _idle(self, seconds: float) -> None:
+        self._pass_began = None
+        self._doing = "waiting"
+        self._stop.wait(seconds)
+
+    def _again_after_error(self) -> None:
+        self._idle(1)
+        self._pass_began = time.monotonic()
+        self._doing = "reading the last checkpoint back"
+        self._recover()
 
     def _open(self, saved: Checkpoint | None, stdin: Stdin | None = None) -> None:
         """Engine state and sources as of ``saved`` (from scratch when None)."""
@@ -382,9 +415,11 @@ class Service:
             left = READ_BUDGET
             ordered = sorted(self.sources, key=lambda s: (not s.caught_up(), s.lag_bytes()))
             for n, source in enumerate(ordered):
+                self._doing = f"reading {source.label}"
                 for read in source.poll(max(left, 0) // (len(ordered) - n)):
                     left -= len(read.data)
                     self._unsaved_bytes[source.label] += max(read.end - read.start, len(read.data))
+                    self._doing = f"parsing what it read of {read.source}"
                     events = self._parse(read, source.label)
                     fmt = self._format(read.source)
                     name = fmt.name if fmt is not None else "-"
@@ -431,6 +466,7 @@ class Service:
         quiet = now - self._last_data >= self.engine.lateness.total_seconds()
         caught_up = quiet and all(s.caught_up() for s in self.sources)
         behind = set().union(*(s.behind() for s in self.sources))
+        self._doing = "closing windows"
         closed = self.engine.close(datetime.now(UTC) if caught_up else None, behind=behind)
         if closed.late_events:
             self.metrics.late.inc(closed.late_events)
@@ -454,13 +490,17 @@ class Service:
                 self._newest_window_end = max(newest, self._newest_window_end or newest)
             self._unsaved.append(closed.scored)
             self._dirty = True
+        self._doing = f"saving to the state database {self.store.path}"
         self._checkpoint(force=bool(self._unsaved) or bool(self._waiting))
         if closed.scored.height and not self._unsaved:  # scored and saved
             release_freed_memory()
         # The next close's windows judged once their events are in, while late ones may
         # still come: at their cutoff they are then only saved (Engine.prepare).
+        self._doing = "judging windows ahead of their close"
         self.engine.prepare()
+        self._doing = "checking on retraining"
         self._retrain()
+        self._doing = f"probing the state directory {self.settings.state_dir}"
         if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
             # Commits can go on in a full disk's existing WAL pages; a fresh write shows
             # the trouble before they fail.
@@ -470,6 +510,7 @@ class Service:
         if self.engine.audit_ahead is not None:
             self.metrics.audit_clock_ahead.set(self.engine.audit_ahead)
         for source in self.sources:
+            self._doing = f"measuring {source.label}'s files"
             lag = source.lag_bytes() + self._unsaved_bytes[source.label]
             self.metrics.checkpoint_lag.labels(source.label).set(lag)
             if isinstance(source, Archives):

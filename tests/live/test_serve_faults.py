@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -413,4 +414,50 @@ def test_more_followed_files_than_the_soft_open_files_limit_are_all_read(
     try:
         assert serve.settle(expected, timeout=120) == expected
     finally:
+        serve.stop()
+
+
+def test_a_stopped_ingest_process_is_not_ready_within_seconds_and_the_store_still_answers(
+    tmp_path: Path,
+) -> None:
+    """``kill -STOP`` of the ingest process (or a process stuck whole): /readyz and
+    /metrics answer 503 within seconds, saying so, however many probes wait at once, and
+    the API still answers from the state database (before: every /readyz and /metrics
+    hung until the process went on, each holding one of the API's worker threads)."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    [account, *_] = sorted(expected_totals(log.read_bytes(), tmp_path))
+    serve = Serve(str(log), tmp_path / "state")
+    serve.start()
+    serve.wait_ready()
+    assert serve.proc is not None
+    base = f"http://127.0.0.1:{serve.port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not httpx.get(f"{base}/readyz").is_success:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.2)
+        os.kill(serve.proc.pid, signal.SIGSTOP)
+
+        def probe(path: str) -> tuple[int, str, float]:
+            began = time.monotonic()
+            got = httpx.get(f"{base}{path}", timeout=30)
+            return got.status_code, got.text, time.monotonic() - began
+
+        with ThreadPoolExecutor(50) as threads:  # more than the API's 40 worker threads
+            probes = list(threads.map(probe, ["/readyz"] * 45 + ["/metrics"] * 5))
+        for status, text, took in probes:
+            assert status == 503 and "the ingest process has not answered in 5 s" in text
+            assert took < 15
+        stored = httpx.get(
+            f"{base}/v1/accounts/{account}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert stored.status_code == 200
+        os.kill(serve.proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while not httpx.get(f"{base}/readyz", timeout=30).is_success:
+            assert time.monotonic() < deadline, "not ready again once it went on"
+            time.sleep(0.2)
+    finally:
+        os.kill(serve.proc.pid, signal.SIGCONT)
         serve.stop()

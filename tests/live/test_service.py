@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -742,3 +743,43 @@ def test_a_fifo_beside_the_log_does_not_stop_the_reads(
     (tmp_path / "logs").mkdir()
     os.mkfifo(tmp_path / "logs" / "piped.json")
     read_beside(trained, tmp_path / "logs", "piped.json")
+
+
+def test_a_pass_that_does_not_end_is_named_on_readiness_with_what_it_waits_on(
+    trained: model.TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that does not return (the followed file on a hung network file system):
+    /readyz says the ingest loop is stuck and on what, and the metric says for how long
+    (before: ready, with nothing read). Once the read returns, ready again."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(day_of_lines("2026-10-18")[:20_000].rsplit(b"\n", 1)[0] + b"\n")
+    conf = following(log)
+    monkeypatch.setattr(service_module, "STUCK_AFTER", 0.5)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    source = next(s for s in service.sources if isinstance(s, Files))
+    answers = threading.Event()
+    poll = source.poll
+
+    def hung(budget: int) -> Any:  # the read(2) of a hung mount: it waits
+        answers.wait()
+        return poll(budget)
+
+    monkeypatch.setattr(source, "poll", hung)
+    service.start()
+    try:
+        wait_for(lambda: any("ingest loop" in p for p in service.problems()), timeout=10)
+        [stuck] = service.problems()
+        assert stuck.startswith(f"the ingest loop has been reading {source.label} for ")
+        assert "restart trovewatch" in stuck
+        seconds = re.search(r"^trovewatch_ingest_pass_seconds (\S+)$", exposition(service), re.M)
+        assert seconds is not None and float(seconds[1]) >= 0.5
+        answers.set()
+        wait_for(lambda: service.problems() == [], timeout=10)
+        assert "trovewatch_ingest_pass_seconds 0.0" in exposition(service)
+    finally:
+        answers.set()
+        service.stop()
+
+
+def exposition(service: Service) -> str:
+    return service.exposition().decode()
