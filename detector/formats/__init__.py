@@ -149,9 +149,20 @@ def get(
     return fmt
 
 
-def detect(path: Path, head: list[str], log_line_prefix: str | None = None) -> str:
+# How to tell trovewatch what a log is when it cannot tell: on the command line; a pushed
+# body (POST /v1/events) says it in its request.
+TELL_ON_THE_COMMAND_LINE: Final = "use --format, --log-line-prefix or --mapping"
+
+
+def detect(
+    path: Path,
+    head: list[str],
+    log_line_prefix: str | None = None,
+    tell: str = TELL_ON_THE_COMMAND_LINE,
+) -> str:
     """The name of the native format whose shape the first lines of ``path`` have
-    (stderr lines with ``log_line_prefix`` when given, else with a common prefix)."""
+    (stderr lines with ``log_line_prefix`` when given, else with a common prefix); when
+    none, :class:`NotALogError`, ending with ``tell``: how to name the format."""
     if not any(s.strip() for s in head):
         raise NotALogError(f"{path}: empty, nothing to read")
     for name in NATIVE:
@@ -160,5 +171,5 @@ def detect(path: Path, head: list[str], log_line_prefix: str | None = None) -> s
     first = next(s for s in head if s.strip())
     raise NotALogError(
         f"{path}: not an audit log in a format trovewatch knows ({', '.join(NATIVE)}); "
-        f"first line: {first[:80]!r}; use --format, --log-line-prefix or --mapping"
+        f"first line: {first[:80]!r}; {tell}"
     )

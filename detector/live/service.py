@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 from prometheus_client import generate_latest
@@ -60,6 +60,7 @@ from detector.settings import Settings
 log = logging.getLogger("trovewatch")
 
 PUSH_FORMATS = ("auto", *formats.NATIVE)
+TELL_IN_THE_REQUEST: Final = f"name it in the request: ?format= one of {', '.join(formats.NATIVE)}"
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
@@ -71,9 +72,12 @@ STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to e
 STUCK_AFTER = 120.0
 
 
-def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
+def stream_format(
+    data: bytes, name: str, told: formats.Told, tell: str = formats.TELL_ON_THE_COMMAND_LINE
+) -> Format:
     """The native format of lines that are not a file (stdin, a pushed body): ``name``,
-    or detected from the first lines when it is ``auto``. Raises ``NotALogError``."""
+    or detected from the first lines when it is ``auto``. Raises ``NotALogError``, which
+    ends with ``tell`` when no format fits."""
     head = head_of(io.BytesIO(data))
     if name == "auto":
         if not any(line.strip() for line in head):
@@ -81,7 +85,7 @@ def stream_format(data: bytes, name: str, told: formats.Told) -> Format:
         if (why := not_text_data(data)) is not None:
             raise NotALogError(why)
         try:
-            name = formats.detect(Path("input"), head, told.log_line_prefix)
+            name = formats.detect(Path("input"), head, told.log_line_prefix, tell)
         except NotALogError as exc:
             raise NotALogError(str(exc).removeprefix("input: ")) from exc
     fmt = formats.native(name, told)
@@ -279,7 +283,7 @@ class Service:
         if format not in PUSH_FORMATS:
             raise ValueError(f"unknown format {format!r}; one of {', '.join(PUSH_FORMATS)}")
         try:
-            fmt = stream_format(body, format, self._told)
+            fmt = stream_format(body, format, self._told, TELL_IN_THE_REQUEST)
         except NotALogError as exc:
             raise ValueError(str(exc)) from exc
         item = _Push(body if body.endswith(b"\n") else body + b"\n", fmt)

@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 
 from api.app import create_app
 from api.auth import Tokens
-from detector import carried, model, settings
+from detector import carried, formats, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.live import service as service_module
@@ -783,3 +783,24 @@ def test_a_pass_that_does_not_end_is_named_on_readiness_with_what_it_waits_on(
 
 def exposition(service: Service) -> str:
     return service.exposition().decode()
+
+
+def test_a_pushed_body_in_no_known_format_is_told_how_to_name_it_in_the_request(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """POST /v1/events of lines no format fits: the reason says to name the format in the
+    request, with the names, not to pass command-line flags the client has no way to."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"")
+    conf = following(log)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        with pytest.raises(ValueError) as refused:
+            service.push(b"hello world\nthis is not a log\n", "auto")
+        assert str(refused.value).endswith(
+            f"first line: 'hello world'; name it in the request: ?format= one of "
+            f"{', '.join(formats.NATIVE)}"
+        )
+        assert "--" not in str(refused.value)
+    finally:
+        service.store.close()
