@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Final
 import polars as pl
 
 from detector import schema as S
-from detector.formats import mariadb, snowflake
+from detector.formats import mariadb, snowflake, syslog
 from detector.formats.aws_das import AwsDas
 from detector.formats.base import Format, Parsed
 from detector.formats.mapped import MappedFormat, Mapping, MappingError
@@ -29,7 +30,7 @@ from detector.formats.pg_csvlog import PgCsvlog
 from detector.formats.pg_jsonlog import PgJsonlog
 from detector.formats.pg_stderr import PgStderr
 from detector.formats.pg_syslog import PgSyslog
-from detector.reader import NotALogError, head_lines, not_text
+from detector.reader import HEAD_SCAN_BYTES, NotALogError, head_lines, head_of, not_text
 
 # The csv module refuses a field over 131,072 characters: a statement that long (an IN
 # list of thousands of ids) in a csvlog or an exported audit CSV would stop a run. Lines
@@ -139,14 +140,78 @@ def get(
     if name == "auto":
         if (why := not_text(path)) is not None:
             raise NotALogError(f"{path}: {why}")
-        name = detect(path, head, told.log_line_prefix)
+        try:
+            name = detect(path, head, told.log_line_prefix)
+        except NotALogError:
+            if not syslog.shaped(head):
+                raise
+            name, head = _in_shared_syslog(path, told, SYSLOG_CARRIED)
+    elif name in SYSLOG_CARRIED and syslog.shaped(head) and not native(name, told).sniff(head):
+        head = _in_shared_syslog(path, told, (name,))[1]
+    return configured(name, head, told)
+
+
+def configured(name: str, head: list[str], told: Told = Told()) -> Format:
+    """The native format ``name``, set by ``head`` where it learns from a file's first
+    lines (a ``log_line_prefix``, a CSV header)."""
     fmt = native(name, told)
-    configure = getattr(
-        fmt, "configure", None
-    )  # formats that learn from the head (a prefix, a CSV header)
+    configure = getattr(fmt, "configure", None)
     if configure is not None:
         configure(head)
     return fmt
+
+
+# Formats a syslog daemon files, in /var/log/syslog or /var/log/messages among every
+# other program's lines, or in a file of their own.
+SYSLOG_CARRIED: Final = ("pgaudit-syslog", "mariadb-audit-syslog")
+HEAD_LINES: Final = 20
+
+
+def in_shared_syslog(
+    lines: list[str], told: Told = Told(), names: tuple[str, ...] = SYSLOG_CARRIED
+) -> tuple[str, list[str]] | None:
+    """The format (one of ``names``) and head of the first program among syslog
+    ``lines`` whose own lines are a database's: a file the daemon shares (``/var/log/syslog``
+    begins with cron's, the kernel's, rsyslogd's lines, the database's come later)."""
+    for head in syslog.heads_by_program(lines, HEAD_LINES).values():
+        for name in names:
+            if native(name, told).sniff(head):
+                return name, head
+    return None
+
+
+class OtherProgramsOnly(NotALogError):
+    """A file of syslog lines, none of them a database's yet: /var/log/syslog just after
+    its rotation, before the database has written."""
+
+
+def _in_shared_syslog(path: Path, told: Told, names: tuple[str, ...]) -> tuple[str, list[str]]:
+    """:func:`in_shared_syslog` of ``path``'s first 16 MiB, or :class:`OtherProgramsOnly`."""
+    lines = head_lines(path, SHARED_SCAN_LINES, HEAD_SCAN_BYTES)
+    found = in_shared_syslog(lines, told, names)
+    if found is None:
+        programs = ", ".join(syslog.heads_by_program(lines, 1))
+        raise OtherProgramsOnly(
+            f"{path}: syslog lines of other programs only ({programs}), none of them "
+            f"{' or '.join(names)} in its first {len(lines):,} lines; a database's lines "
+            "filed there later are read from then on by serve"
+        )
+    return found
+
+
+# Lines of a shared syslog file looked through for a database's (about 16 MiB).
+SHARED_SCAN_LINES: Final = 200_000
+
+
+def shared_syslog_data(
+    data: bytes, head: list[str], told: Told = Told()
+) -> tuple[str, list[str]] | None:
+    """:func:`in_shared_syslog` of a stream's first bytes (standard input, a pushed
+    body), when its ``head`` is syslog lines."""
+    if not syslog.shaped(head):
+        return None
+    lines = head_of(io.BytesIO(data), SHARED_SCAN_LINES, HEAD_SCAN_BYTES)
+    return in_shared_syslog(lines, told)
 
 
 # How to tell trovewatch what a log is when it cannot tell: on the command line; a pushed

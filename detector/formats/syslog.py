@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -38,6 +39,29 @@ HEAD: Final = (
 ANY_LINE: Final = f"^{HEAD} "
 # Where a syslog line begins, on bytes: a file of one-line records is cut before any.
 LINE_START: Final = re.compile(rf"(?:<\d+>1 )?(?:{STAMP}) ".encode())
+
+
+_ANY_LINE_RE: Final = re.compile(ANY_LINE)
+
+
+def shaped(lines: list[str]) -> bool:
+    """Every line (of a file's head) a syslog line, whichever program's."""
+    written = [line for line in lines if line.strip()]
+    return bool(written) and all(_ANY_LINE_RE.match(line) for line in written)
+
+
+def heads_by_program(lines: Iterable[str], n: int) -> dict[str, list[str]]:
+    """The first ``n`` syslog lines of each program among ``lines`` (a file the daemon
+    shares among programs: ``/var/log/syslog``, ``/var/log/messages``), the programs in
+    the order they first appear. Lines that are no syslog line are left out."""
+    heads: dict[str, list[str]] = {}
+    for line in lines:
+        found = _ANY_LINE_RE.match(line)
+        if found is not None:
+            head = heads.setdefault(found["program"], [])
+            if len(head) < n:
+                head.append(line)
+    return heads
 
 
 def program(line: pl.Expr) -> pl.Expr:

@@ -36,7 +36,7 @@ from prometheus_client import generate_latest
 from detector import carried, formats, model
 from detector import schema as S
 from detector.features import span
-from detector.formats import Format, mariadb, pg_sessions, zones
+from detector.formats import Format, mariadb, pg_sessions, syslog, zones
 from detector.formats.pg_sessions import Servers
 from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
@@ -87,12 +87,11 @@ def stream_format(
         try:
             name = formats.detect(Path("input"), head, told.log_line_prefix, tell)
         except NotALogError as exc:
-            raise NotALogError(str(exc).removeprefix("input: ")) from exc
-    fmt = formats.native(name, told)
-    configure = getattr(fmt, "configure", None)
-    if configure is not None:
-        configure(head)
-    return fmt
+            found = formats.shared_syslog_data(data, head, told)
+            if found is None:
+                raise NotALogError(str(exc).removeprefix("input: ")) from exc
+            name, head = found
+    return formats.configured(name, head, told)
 
 
 def release_freed_memory() -> None:
@@ -111,6 +110,17 @@ class _Skipped:
 
 
 _SKIPPED: Any = _Skipped()
+
+
+class _Awaiting:
+    """The format of a file of other programs' syslog lines (a shared /var/log/syslog
+    just after its rotation), until a database's lines come: those read meanwhile are
+    no database's, passed over; the read that brings the first sets the format."""
+
+    name = "awaiting"
+
+
+_AWAITING: Any = _Awaiting()
 
 
 class Busy(TimeoutError):
@@ -553,6 +563,9 @@ class Service:
             fmt: Format | None = formats.get(self.settings.format, Path(path), told=self._told)
             if fmt and fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
                 zones.settle(Path(path))  # CST, IST: its last write may say which
+        except formats.OtherProgramsOnly as exc:
+            log.info("%s", exc)
+            fmt = _AWAITING
         except (NotALogError, OSError) as exc:
             log.warning("%s", exc)
             fmt = None
@@ -570,6 +583,25 @@ class Service:
             )
             fmt = _SKIPPED
         self._servers.attach(fmt, str(Path(path).parent))  # they go on in its next file
+        self._formats[path] = fmt
+        return fmt
+
+    def _database_in(self, path: str, chunk: Chunk) -> Any:
+        """The format of a file awaiting a database's syslog lines, set by the first
+        read that has some (``_AWAITING`` while it has none)."""
+        lines = chunk.lines.select(pl.col("line").fill_null(""))
+        programs = lines.with_columns(syslog.program(pl.col("line")).alias("program"))
+        heads = programs.drop_nulls("program").group_by("program", maintain_order=True)
+        head = heads.head(formats.HEAD_LINES)["line"].to_list()
+        names = (
+            formats.SYSLOG_CARRIED if self.settings.format == "auto" else (self.settings.format,)
+        )
+        found = formats.in_shared_syslog(head, self._told, names)
+        if found is None:
+            return _AWAITING
+        fmt = formats.configured(*found, self._told)
+        log.info("%s: %s lines from line %d on", path, fmt.name, chunk.first_line)
+        self._servers.attach(fmt, str(Path(path).parent))
         self._formats[path] = fmt
         return fmt
 
@@ -623,7 +655,7 @@ class Service:
             fmt = self._format(read.source)
             for number, line in read.cut:
                 cut = Chunk(read.source, line, number)
-                if fmt is None or fmt is _SKIPPED:
+                if fmt is None or fmt is _SKIPPED or fmt is _AWAITING:
                     self._parse_data(read, cut, label)  # quarantined or skipped
                 else:
                     frames.append(self._parse_chunk(cut, fmt, label))
@@ -638,7 +670,9 @@ class Service:
         if read.source == "stdin" and "stdin" not in self._formats:
             self._formats["stdin"] = self._detect_stream(read.data)
         fmt = self._format(read.source)
-        if fmt is _SKIPPED:
+        if fmt is _AWAITING:
+            fmt = self._database_in(read.source, chunk)
+        if fmt is _SKIPPED or fmt is _AWAITING:
             return S.empty()
         if fmt is None:
             self._reject(

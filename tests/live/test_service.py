@@ -29,6 +29,7 @@ from detector.live.service import READ_BUDGET, Service
 from detector.live.sources import Files, source_key
 from detector.pipeline import read_events
 from detector.rejects import Quarantine
+from tests.formats.test_shared_syslog import other_programs
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "postgresql.json.gz"
@@ -804,3 +805,31 @@ def test_a_pushed_body_in_no_known_format_is_told_how_to_name_it_in_the_request(
         assert "--" not in str(refused.value)
     finally:
         service.store.close()
+
+
+def test_a_shared_syslog_file_is_read_from_the_databases_first_line(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """``serve`` following /var/log/syslog just after its rotation: other programs' lines
+    only, then the database's. Every statement is read, as from the database's own file,
+    and no line is rejected (before: the file's format was settled as none on its first
+    lines, and every line after was quarantined as unrecognised)."""
+    database = FIXTURES / "pgaudit-syslog" / "postgresql.syslog"
+    shared = tmp_path / "syslog"
+    shared.write_text(other_programs(database, 90))
+    conf = following(shared)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    try:
+        service.step()
+        with shared.open("a") as fh:
+            fh.write(database.read_text())
+        for _ in range(3):
+            service.step()
+        metrics = exposition(service)
+        events, _ = read_events([database])
+        assert events.height > 0
+        assert f'format="pgaudit-syslog",source="{shared}"}} {events.height}.0' in metrics
+        rejected = re.findall(r"^trovewatch_lines_rejected_total\{.*\} (\S+)$", metrics, re.M)
+        assert rejected and all(float(n) == 0 for n in rejected)
+    finally:
+        service.stop()
