@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import secrets
+import signal
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -164,6 +165,9 @@ def serve_api(
     """The API process: uvicorn on ``sock`` (bound by the ingest process) until SIGTERM
     or SIGINT, or until the ingest process is gone."""
     _exit_with_parent()
+    # A SIGHUP sent to the whole service (systemctl kill -s HUP) is the ingest process's
+    # to answer; it would end this one.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="trovewatch: %(levelname)s: %(message)s")
     from api.app import create_app  # here: the ingest process does not need FastAPI
 

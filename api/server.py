@@ -153,8 +153,15 @@ def _serve_api(
         if not stopping.requested():
             api.start()
             _lower_priority(settings.ingest_nice)  # after the start: the API keeps its own
+        hangups = stopping.hangups()
         while not stopping.requested() and api.is_alive():
             time.sleep(0.1)
+            if stopping.hangups() > hangups:
+                hangups = stopping.hangups()
+                log.warning(
+                    "SIGHUP: serve has nothing to reload (the settings, the tokens and the "
+                    "model are read at start); restart it to change them. Running on."
+                )
     finally:
         if api.is_alive():
             api.terminate()  # uvicorn's graceful shutdown

@@ -18,6 +18,7 @@ def main() -> int:
     # cleanly, as it does once serve runs. Other commands keep the default action.
     if stopping.is_serve(sys.argv[1:]):
         stopping.catch()
+        stopping.keep_on_hangup()
     from detector.cli import main as run_command_line
 
     return run_command_line()

@@ -6,6 +6,11 @@ with 0. So the entry point calls :func:`catch` before any heavy import, and ``se
 looks at :func:`requested` between its start-up steps and in its running loop: it stops
 between two steps, never inside one (the API token file, say, is never left empty).
 
+SIGHUP, the reflex to make a daemon reload (``kill -HUP``), would end ``serve`` by its
+default action, and systemd's ``Restart=on-failure`` does not restart a service a SIGHUP
+ended: detection would be off until someone noticed. :func:`keep_on_hangup` makes it a
+count that ``serve`` answers in its log, and runs on.
+
 Imports nothing heavy: it runs before the command line is imported.
 """
 
@@ -34,6 +39,24 @@ def catch(*signals: signal.Signals) -> dict[signal.Signals, Handler]:
     """Have ``signals`` (default SIGTERM) only record a stop request from now on; returns
     the handlers they had, to be put back with :func:`signal.signal`."""
     return {s: signal.signal(s, _request) for s in signals or (signal.SIGTERM,)}
+
+
+_hangups = 0
+
+
+def _hangup(signum: int, frame: FrameType | None) -> None:
+    global _hangups
+    _hangups += 1
+
+
+def keep_on_hangup() -> None:
+    """Have SIGHUP only counted (:func:`hangups`) from now on."""
+    signal.signal(signal.SIGHUP, _hangup)
+
+
+def hangups() -> int:
+    """How many SIGHUPs have come since :func:`keep_on_hangup`."""
+    return _hangups
 
 
 def requested() -> bool:

@@ -49,8 +49,11 @@ class Serve:
         self.pattern, self.state = pattern, state
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, stdin: int | None = None, open_files: int | None = None) -> None:
-        """Start it; ``open_files``: its soft limit on open files (the hard one kept)."""
+    def start(
+        self, stdin: int | None = None, open_files: int | None = None, log: Path | None = None
+    ) -> None:
+        """Start it; ``open_files``: its soft limit on open files (the hard one kept);
+        ``log``: where its standard error goes."""
         env = {
             **os.environ,
             "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
@@ -71,7 +74,7 @@ class Serve:
             cwd=ROOT,
             stdin=stdin,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log.open("wb") if log is not None else subprocess.DEVNULL,
             preexec_fn=limit,
         )
 
@@ -461,3 +464,27 @@ def test_a_stopped_ingest_process_is_not_ready_within_seconds_and_the_store_stil
     finally:
         os.kill(serve.proc.pid, signal.SIGCONT)
         serve.stop()
+
+
+def test_a_sighup_is_answered_in_the_log_and_serve_runs_on(tmp_path: Path) -> None:
+    """``kill -HUP``, the reflex to make a daemon reload, to serve and to its API process:
+    both run on, ready, and the log says there is nothing to reload (before: SIGHUP's
+    default action ended serve, and systemd's Restart=on-failure does not restart a
+    service a SIGHUP ended)."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
+    serve = Serve(str(log), tmp_path / "state")
+    said = tmp_path / "serve.log"
+    serve.start(log=said)
+    serve.wait_ready()
+    assert serve.proc is not None
+    try:
+        for pid in [serve.proc.pid, *_children(serve.proc.pid)]:
+            os.kill(pid, signal.SIGHUP)
+        time.sleep(2)
+        assert serve.proc.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{serve.port}/healthz").is_success
+        assert "SIGHUP: serve has nothing to reload" in said.read_text()
+    finally:
+        serve.stop()
+    assert serve.proc.returncode == 0
