@@ -165,6 +165,9 @@ def configured(name: str, head: list[str], told: Told = Told()) -> Format:
 # other program's lines, or in a file of their own.
 SYSLOG_CARRIED: Final = ("pgaudit-syslog", "mariadb-audit-syslog")
 HEAD_LINES: Final = 20
+# Lines of a shared syslog file looked through for a database's (with HEAD_SCAN_BYTES:
+# about 16 MiB).
+SHARED_SCAN_LINES: Final = 200_000
 
 
 def in_shared_syslog(
@@ -197,10 +200,6 @@ def _in_shared_syslog(path: Path, told: Told, names: tuple[str, ...]) -> tuple[s
             "filed there later are read from then on by serve"
         )
     return found
-
-
-# Lines of a shared syslog file looked through for a database's (about 16 MiB).
-SHARED_SCAN_LINES: Final = 200_000
 
 
 def shared_syslog_data(
