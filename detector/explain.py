@@ -84,6 +84,15 @@ class Judge:
     def _usual_hours(self) -> dict[str, tuple[int, int]]:
         return usual_hours(self.profile)
 
+    @cached_property
+    def _training_period(self) -> timedelta:
+        """How long training ran: from the first window of its longest-seen account to
+        the end of its last window."""
+        days = self.profile.account_max[HISTORY_DAYS].max()
+        if not isinstance(days, int | float):
+            return timedelta(0)
+        return timedelta(days=float(days)) + span(self.horizons.base)
+
     def __call__(
         self,
         feats: pl.DataFrame,
@@ -201,6 +210,9 @@ class Judge:
         # on a Sunday would otherwise wait for Monday's work to take it past 2x).
         # Which rule and sum flagged a drip (a day-or-longer horizon past drip_factor, or
         # the calendar day on a quiet day), for its reason: "rows_read|1d".
+        # A horizon is judged so only when training held at least two of it: trained on
+        # half a day, an account's "largest day" is that half day, and every account that
+        # works all day would read twice it by the next evening.
         drip_at = pl.coalesce(
             pl.when(self.crossed(v, h, bound) & condition).then(pl.lit(f"{v}|{h}"))
             for v in DRIP
@@ -208,7 +220,7 @@ class Judge:
                 *(
                     (h, drip_bound, spread(v, h))
                     for h in self.horizons.longer
-                    if span(h) >= timedelta(days=1)
+                    if timedelta(days=1) <= span(h) <= self._training_period / 2
                 ),
                 (TODAY, quiet_bound, pl.lit(True)),
             ]
@@ -312,11 +324,8 @@ class Judge:
         # Monday): its largest counts as at least its typical peer's, as a new account's
         # does. Accounts there from training's first day are not (a one-week training
         # period is short for all of them alike).
-        period = self.profile.account_max[HISTORY_DAYS].max()
-        settled = min(
-            span(self.settings.settled_after).total_seconds() / 86_400,
-            float(period) - 1 if isinstance(period, int | float) else 0.0,
-        )
+        period = self._training_period.total_seconds() / 86_400
+        settled = min(span(self.settings.settled_after).total_seconds() / 86_400, period - 1)
         own = self.profile.account_max.select(
             ACCOUNT,
             (pl.col(HISTORY_DAYS) < settled).alias("_young"),

@@ -570,6 +570,31 @@ def test_a_short_training_period_leaves_no_account_young() -> None:
     assert short["flagged"].sum() >= 5
 
 
+def test_a_training_period_shorter_than_two_days_judges_no_drip_over_a_day() -> None:
+    """Trained on 12 hours of logs, each account's largest day in training is at most
+    half a day: by the next morning every account that works day and night has read
+    twice that, on an ordinary day. No drip is judged over a day (nor over 3 days) then;
+    the burst and export rules still judge (before: web_shop's ordinary next evening was
+    a slow drip, three windows of it)."""
+    path = SAMPLE / "postgresql.json.gz"
+    start = SPLIT - timedelta(days=3)
+    half_day, _ = pipeline.read_events([path], since=start, until=start + timedelta(hours=12))
+    events, _ = pipeline.read_events([path], since=start, until=start + timedelta(days=2))
+    conf = settings.load()
+    trained = pipeline.train(half_day, conf)
+    assert drips(pipeline.score(events, trained, conf)) == []
+    # Trained on the two weeks before, the same days hold no drip either: a drip above
+    # would be the short training's, not the days'.
+    before, _ = pipeline.read_events([path], until=start)
+    assert drips(pipeline.score(events, pipeline.train(before, conf), conf)) == []
+
+
+def drips(scored: pl.DataFrame) -> list[tuple[str, datetime]]:
+    """The windows ``scored`` flagged as slow drips."""
+    drip = pl.col("reasons").list.eval(pl.element().str.starts_with("slow drip:")).list.any()
+    return list(scored.filter(drip).select("account", "window_start").iter_rows())
+
+
 def test_horizons_without_a_day_still_judge() -> None:
     """With ``horizons = ["1h"]`` there is no trailing day for the 2x drip rule: it is off
     (the quiet-day rule sums calendar days, whatever the horizons); the others judge as

@@ -224,6 +224,42 @@ def test_other_programs_lines_are_context_not_rejects(
     assert_reads_as(mixed, stderr_log)
 
 
+OTHER_PROGRAMS = (
+    ("rsyslogd", '[origin software="rsyslogd"] rsyslogd was HUPed'),
+    ("CRON", "(root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"),
+    ("systemd", "Started session-57.scope - Session 57 of User admin."),
+    ("sshd", "Accepted publickey for ops from 10.0.4.20 port 52114 ssh2"),
+)
+
+
+@pytest.mark.parametrize(
+    "suffix", [".log", ".iso.log", ".5424.log"], ids=["traditional", "rfc3339", "rfc5424"]
+)
+def test_a_shared_file_that_begins_with_other_programs_lines_gives_the_events_of_the_stderr_log(
+    logged: Callable[[str, dict[str, str]], tuple[Path, Path]], tmp_path: Path, suffix: str
+) -> None:
+    """/var/log/syslog just after its rotation: 200 lines of rsyslogd, cron, systemd and
+    sshd first (more than detection's head), then PostgreSQL's. ``score`` finds the
+    format by PostgreSQL's lines and gives the stderr log's events (before: "not an audit
+    log"; named with --format, no statement: the prefix was learned from cron's lines)."""
+    stderr_log, directory = logged("local0", {})
+    for n in range(50):
+        for tag, text in OTHER_PROGRAMS:
+            subprocess.run(["logger", "-p", "local0.info", "-t", tag, f"{text} {n}"], check=True)
+    subprocess.run(["logger", "-p", "local0.info", "-t", "marker", "head written"], check=True)
+    path = directory / f"local0{suffix}"
+    wait_for(path, "head written")
+    lines = path.read_text().splitlines(keepends=True)
+    other = [line for line in lines if re.search(r" (?:rsyslogd|CRON|systemd|sshd|marker)\b", line)]
+    assert len(other) >= 200
+    shared = tmp_path / "syslog"
+    shared.write_text("".join(other + [line for line in lines if line not in other]))
+    assert_reads_as(shared, stderr_log)
+    out = tmp_path / "scores.ndjson"
+    done = cli("score", "--out", out, shared)
+    assert "pgaudit-syslog" in done.stderr and "0 lines rejected" in done.stderr
+
+
 def test_score_reads_a_syslog_file_without_being_told_its_format(
     logged: Callable[[str, dict[str, str]], tuple[Path, Path]], tmp_path: Path
 ) -> None:
