@@ -93,6 +93,16 @@ class Judge:
             return timedelta(0)
         return timedelta(days=float(days)) + span(self.horizons.base)
 
+    @cached_property
+    def _judged(self) -> list[str]:
+        """The horizons volumes are judged over against the accounts' largest in
+        training: those training held at least two of, and the base window. Trained on 12
+        hours, an account's "largest day" is a part of one, and an ordinary next day
+        reads twice or ten times it."""
+        period = self._training_period
+        base = self.horizons.base
+        return [h for h in self.horizons.all if h == base or 2 * span(h) <= period]
+
     def __call__(
         self,
         feats: pl.DataFrame,
@@ -110,7 +120,7 @@ class Judge:
                 pl.lit(None, pl.Int64).alias(c) for c in levels if c not in feats.columns
             )
         )
-        volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self.horizons.all]
+        volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self._judged]
 
         def guard_bound(value: pl.Expr, c: str) -> pl.Expr:
             # An account without history has no largest of its own to be 10x beyond:
@@ -174,7 +184,7 @@ class Judge:
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
                 for v in ("rows_read", "bytes_read", "statements")
-                for h in self.horizons.all
+                for h in self._judged
             ),
             (pl.col("exports") > 0)
             & ~export_shown
@@ -210,17 +220,14 @@ class Judge:
         # on a Sunday would otherwise wait for Monday's work to take it past 2x).
         # Which rule and sum flagged a drip (a day-or-longer horizon past drip_factor, or
         # the calendar day on a quiet day), for its reason: "rows_read|1d".
-        # A horizon is judged so only when training held at least two of it: trained on
-        # half a day, an account's "largest day" is that half day, and every account that
-        # works all day would read twice it by the next evening.
         drip_at = pl.coalesce(
             pl.when(self.crossed(v, h, bound) & condition).then(pl.lit(f"{v}|{h}"))
             for v in DRIP
             for h, bound, condition in [
                 *(
                     (h, drip_bound, spread(v, h))
-                    for h in self.horizons.longer
-                    if timedelta(days=1) <= span(h) <= self._training_period / 2
+                    for h in self._judged
+                    if span(h) >= timedelta(days=1)
                 ),
                 (TODAY, quiet_bound, pl.lit(True)),
             ]
@@ -586,7 +593,7 @@ class Judge:
 
         crossed = [
             (ratio(value, h), h)
-            for h in self.horizons.all
+            for h in self._judged
             for value in [row[col_name(signal, h)] or 0]
             if ratio(value, h) >= factor(value, h)
             and (h == self.horizons.base or ratio(value - base_value, h) < factor(value, h))

@@ -570,19 +570,24 @@ def test_a_short_training_period_leaves_no_account_young() -> None:
     assert short["flagged"].sum() >= 5
 
 
-def test_a_training_period_shorter_than_two_days_judges_no_drip_over_a_day() -> None:
+def test_volumes_are_judged_only_over_horizons_training_held_twice() -> None:
     """Trained on 12 hours of logs, each account's largest day in training is at most
     half a day: by the next morning every account that works day and night has read
-    twice that, on an ordinary day. No drip is judged over a day (nor over 3 days) then;
-    the burst and export rules still judge (before: web_shop's ordinary next evening was
-    a slow drip, three windows of it)."""
+    twice that, on an ordinary day, and ten times it in a few days. No drip, guardrail or
+    volume reason is judged over a day (nor over 3 days) then; over 5 minutes and an
+    hour they still are (before: web_shop's ordinary next evening was a slow drip, three
+    windows of it)."""
     path = SAMPLE / "postgresql.json.gz"
     start = SPLIT - timedelta(days=3)
     half_day, _ = pipeline.read_events([path], since=start, until=start + timedelta(hours=12))
     events, _ = pipeline.read_events([path], since=start, until=start + timedelta(days=2))
     conf = settings.load()
     trained = pipeline.train(half_day, conf)
-    assert drips(pipeline.score(events, trained, conf)) == []
+    scored = pipeline.score(events, trained, conf)
+    assert drips(scored) == []
+    reasons = [r for rs in scored["reasons"].to_list() for r in rs]
+    assert not [r for r in reasons if re.search(r"largest (?:1 day|3 days)", r)]
+    assert any("largest 5 minutes in training" in r for r in reasons)
     # Trained on the two weeks before, the same days hold no drip either: a drip above
     # would be the short training's, not the days'.
     before, _ = pipeline.read_events([path], until=start)
