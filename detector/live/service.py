@@ -600,6 +600,8 @@ class Service:
         if found is None:
             return _AWAITING
         fmt = formats.configured(*found, self._told)
+        if fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
+            zones.settle(Path(path))  # as _format does: CST, IST
         log.info("%s: %s lines from line %d on", path, fmt.name, chunk.first_line)
         self._servers.attach(fmt, str(Path(path).parent))
         self._formats[path] = fmt
