@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Callable
@@ -147,7 +148,10 @@ def get(
                 raise
             name, head = _in_shared_syslog(path, told, SYSLOG_CARRIED)
     elif name in SYSLOG_CARRIED and syslog.shaped(head) and not native(name, told).sniff(head):
-        head = _in_shared_syslog(path, told, (name,))[1]
+        # Named, the file is read as that format whatever its head: set by the database's
+        # lines where the head is other programs' (a file too short to tell: its own).
+        with contextlib.suppress(OtherProgramsOnly):
+            head = _in_shared_syslog(path, told, (name,))[1]
     return configured(name, head, told)
 
 
@@ -195,9 +199,9 @@ def _in_shared_syslog(path: Path, told: Told, names: tuple[str, ...]) -> tuple[s
     if found is None:
         programs = ", ".join(syslog.heads_by_program(lines, 1))
         raise OtherProgramsOnly(
-            f"{path}: syslog lines of other programs only ({programs}), none of them "
-            f"{' or '.join(names)} in its first {len(lines):,} lines; a database's lines "
-            "filed there later are read from then on by serve"
+            f"{path}: syslog lines, but no program's in its first {len(lines):,} lines read "
+            f"as {' or '.join(names)} (programs: {programs}); serve reads a database's lines "
+            "filed there later from then on"
         )
     return found
 
