@@ -4,7 +4,7 @@ A stderr line names its session only through what ``log_line_prefix`` prints. Wi
 ``%c`` the session is derived from the process id and the number of ``connection
 received`` lines of that process so far (``<pid>.<n>``), and without ``%u``/``%d``/``%a``
 /``%h`` its user, database, application and client are those its connection lines
-gave. A chunk (a 64 MiB piece of a file read in batch, or what one poll of ``serve``
+gave. A chunk (a 16 MiB piece of a file read in batch, or what one poll of ``serve``
 read) sees only its own lines: it numbers its sessions from 0 and knows only the users
 of the sessions it saw open. :class:`OpenSessions` keeps what the earlier chunks said,
 per process, and puts each chunk's events in the sessions a whole-file parse gives:
