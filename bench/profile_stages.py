@@ -112,7 +112,7 @@ def main() -> None:
     fmt = formats.get("auto", log)
     if hasattr(fmt, "configure"):
         fmt.configure(head_lines(log))
-    size = getattr(fmt, "chunk_bytes", ingest.STREAM_CHUNK_BYTES)
+    size = ingest.STREAM_CHUNK_BYTES
     c = cpu()
     chunks = list(
         itertools.islice(read_chunks(log, getattr(fmt, "record_start", None), size), args.chunks)

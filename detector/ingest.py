@@ -523,8 +523,7 @@ def _parse_stream(fmt: formats.Format, path: Path) -> Iterator[formats.Parsed]:
     ``PARSERS`` chunks are parsed at once, in threads (Polars releases the GIL), and
     at most one more is read ahead: memory is bounded by the chunk size, not the file.
     """
-    size = getattr(fmt, "chunk_bytes", STREAM_CHUNK_BYTES)
-    chunks = read_chunks(path, getattr(fmt, "record_start", None), size)
+    chunks = read_chunks(path, getattr(fmt, "record_start", None), STREAM_CHUNK_BYTES)
     # A format carrying state from chunk to chunk (stderr sessions) parses each alone in
     # the threads, and carries in file order here.
     parse = getattr(fmt, "parse_alone", fmt.parse)

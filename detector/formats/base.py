@@ -49,7 +49,6 @@ class Format(Protocol):
 
 # Optional, found with getattr by the pipeline:
 #   record_start: re.Pattern[bytes]   chunks are cut only before a line matching it
-#   chunk_bytes: int                  chunk size when parsing depends on where chunks end
 #   fast_batches(path) -> Iterator[Parsed]   a whole-file fast path for clean input
 #   parse_alone(chunk) -> Parsed      ``parse`` without state carried from earlier chunks,
 #   carry(parsed) -> Parsed           ... and the carrying, in file order: parse_alone may

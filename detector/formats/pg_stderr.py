@@ -199,10 +199,6 @@ class PgStderr:
     name = "pgaudit-stderr"
     finish = staticmethod(pgaudit.finish)
     record_start: RecordStart = RECORD_START
-    # As the other outputs' (ingest.STREAM_CHUNK_BYTES): sessions are carried from chunk
-    # to chunk (``carry``). 64 MiB chunks, from before they were, held 1.8 GB at the peak
-    # of a 2,000,000-line batch score, 16 MiB 0.75 GB, in about the same time.
-    chunk_bytes = 16 * 1024 * 1024
 
     def __init__(self, log_line_prefix: str | None = None, timezone: str | None = None) -> None:
         self.log_line_prefix = log_line_prefix

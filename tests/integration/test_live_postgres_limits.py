@@ -17,11 +17,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from detector import carried, model, settings
+from detector import carried, ingest, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.formats import Told
-from detector.formats.pg_stderr import PgStderr
 from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service, stream_format
 from detector.rejects import Quarantine
@@ -114,8 +113,8 @@ def test_stderr_sessions_are_one_session_whatever_the_chunks(
     whole, _, whole_quarantine = parse(path)
     clerk = whole.filter(pl.col(S.ACCOUNT) == "clerk")
     assert clerk.height == LOOPS and clerk[S.SESSION].n_unique() == 1
-    monkeypatch.setattr(PgStderr, "chunk_bytes", 16 * 1024)
-    assert path.stat().st_size > 40 * PgStderr.chunk_bytes
+    monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 16 * 1024)
+    assert path.stat().st_size > 40 * ingest.STREAM_CHUNK_BYTES
     summary = Summary()
     quarantine = Quarantine(None)
     small = pl.concat(list(event_batches([path], summary, quarantine=quarantine)))

@@ -27,6 +27,7 @@ import pytest
 from pg_cluster import PgCluster
 
 from detector import features as F
+from detector import ingest
 from detector import schema as S
 from detector.formats.pg_stderr import PgStderr
 from detector.ingest import Summary, event_batches
@@ -189,7 +190,7 @@ def test_stderr_names_each_account_when_read_in_small_chunks(
             "WHERE id <= 11," in text and "connection authorized: user=bob@corp.com" not in text
             for text in texts
         )
-        monkeypatch.setattr(PgStderr, "chunk_bytes", size)
+        monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", size)
         quarantine = Quarantine(None)
         small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
         assert dict(quarantine.counts) == {}

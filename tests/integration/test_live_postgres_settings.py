@@ -29,7 +29,6 @@ from pg_cluster import PgCluster
 from detector import carried, formats, ingest, model, settings
 from detector import features as F
 from detector import schema as S
-from detector.formats.pg_stderr import PgStderr
 from detector.ingest import Summary, event_batches, read_events
 from detector.live.service import Service
 from detector.reader import read_chunks
@@ -351,7 +350,6 @@ def test_score_reading_small_chunks_counts_what_it_counts_whole(
         split += any(PREVIOUSLY.decode() in head for head in starts)
         procedure += any("MISC,CALL" in head for head in starts)
         monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", size)
-        monkeypatch.setattr(PgStderr, "chunk_bytes", size)
         quarantine = Quarantine(None)
         small = pl.concat(list(event_batches([path], Summary(), quarantine=quarantine)))
         assert quarantine.total == 0

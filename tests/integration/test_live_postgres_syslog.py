@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from pg_cluster import PgCluster
 
-from detector import carried, model
+from detector import carried, ingest, model
 from detector import features as F
 from detector import schema as S
 from detector.formats import Told
@@ -202,7 +202,7 @@ def test_messages_without_sequence_numbers_give_the_events_of_the_stderr_log(
     assert "[1] " in text if facility == "local5" else "[1] " not in text
     assert not re.search(r"\[\d+-\d+\] ", text)
     assert_reads_as(path, stderr_log)
-    monkeypatch.setattr(PgSyslog, "chunk_bytes", 16384)
+    monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 16384)
     assert len(list(read_chunks(path, chunk_bytes=16384))) >= 5
     assert_reads_as(path, stderr_log)
 
@@ -342,7 +342,7 @@ def test_chunks_end_where_no_message_is_unfinished(
     settled = set(starts[: len(starts) - SETTLED_LINES])
     assert judged == clean & settled
     assert len(clean) < len(starts) - 10  # the lines did mix
-    monkeypatch.setattr(PgSyslog, "chunk_bytes", 16384)
+    monkeypatch.setattr(ingest, "STREAM_CHUNK_BYTES", 16384)
     assert len(list(read_chunks(path, PgSyslog.record_start, 16384))) >= 5
     assert_reads_as(path, stderr_log)
 
