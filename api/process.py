@@ -25,6 +25,7 @@ import secrets
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any, Final, cast
@@ -91,14 +92,16 @@ class RemoteService:
         return self._store
 
     def exposition(self) -> bytes:
-        return cast(bytes, self._ask(self._questions, ANSWER_WITHIN, "exposition"))
+        return cast(bytes, self._ask(self._questions, ANSWER_WITHIN, self._remote.exposition))
 
     def manifest(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._ask(self._questions, ANSWER_WITHIN, "manifest"))
+        return cast(
+            dict[str, Any], self._ask(self._questions, ANSWER_WITHIN, self._remote.manifest)
+        )
 
     def problems(self) -> list[str]:
         try:
-            return cast(list[str], self._ask(self._questions, ANSWER_WITHIN, "problems"))
+            return cast(list[str], self._ask(self._questions, ANSWER_WITHIN, self._remote.problems))
         except TimeoutError as exc:  # (an OSError: first)
             return [str(exc)]
         except (OSError, EOFError):
@@ -106,13 +109,17 @@ class RemoteService:
 
     def push(self, body: bytes, format: str) -> dict[str, Any]:
         # ValueError and TimeoutError raised there are raised here, as they were.
-        return cast(dict[str, Any], self._ask(self._pushes, PUSH_WITHIN, "push", body, format))
+        pushed = self._ask(self._pushes, PUSH_WITHIN, self._remote.push, body, format)
+        return cast(dict[str, Any], pushed)
 
-    def _ask(self, threads: ThreadPoolExecutor, within: float, method: str, *args: Any) -> Any:
-        """``method(*args)`` of the ingest process's service, answered within ``within``
-        seconds, or TimeoutError (HTTP 503). A question still queued then is dropped; one
-        under way is answered to no one once the ingest process goes on."""
-        future: Future[Any] = threads.submit(getattr(self._remote, method), *args)
+    def _ask(
+        self, threads: ThreadPoolExecutor, within: float, method: Callable[..., Any], *args: Any
+    ) -> Any:
+        """``method(*args)`` (of the ingest process's service, through the proxy) in one
+        of ``threads``, answered within ``within`` seconds, or TimeoutError (HTTP 503). A
+        question still queued then is dropped; one under way is answered to no one once
+        the ingest process goes on."""
+        future: Future[Any] = threads.submit(method, *args)
         try:
             return future.result(timeout=within)
         except TimeoutError:

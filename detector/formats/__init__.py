@@ -188,8 +188,9 @@ def in_shared_syslog(
 
 
 class OtherProgramsOnly(NotALogError):
-    """A file of syslog lines, none of them a database's yet: /var/log/syslog just after
-    its rotation, before the database has written."""
+    """A file of syslog lines none of whose programs reads as a database's: other
+    programs' only (/var/log/syslog just after its rotation, before the database has
+    written), or too few of the database's to tell."""
 
 
 def _in_shared_syslog(path: Path, told: Told, names: tuple[str, ...]) -> tuple[str, list[str]]:

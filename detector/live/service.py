@@ -561,8 +561,7 @@ class Service:
             if self.settings.format == "auto" and (why := not_text(Path(path))) is not None:
                 raise NotALogError(f"{path}: {why}")
             fmt: Format | None = formats.get(self.settings.format, Path(path), told=self._told)
-            if fmt and fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
-                zones.settle(Path(path))  # CST, IST: its last write may say which
+            self._settle_zone(path, fmt)
         except formats.OtherProgramsOnly as exc:
             log.info("%s", exc)
             fmt = _AWAITING
@@ -582,9 +581,18 @@ class Service:
                 Path(path).parent,
             )
             fmt = _SKIPPED
+        self._read_as(path, fmt)
+        return fmt
+
+    def _settle_zone(self, path: str, fmt: Format | None) -> None:
+        """A PostgreSQL log's times in CST or IST: its last write may say which zone."""
+        if fmt and fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
+            zones.settle(Path(path))
+
+    def _read_as(self, path: str, fmt: Format | None) -> None:
+        """``path`` read as ``fmt`` from now on (None, skipped, awaiting or a format)."""
         self._servers.attach(fmt, str(Path(path).parent))  # they go on in its next file
         self._formats[path] = fmt
-        return fmt
 
     def _database_in(self, path: str, chunk: Chunk) -> Any:
         """The format of a file awaiting a database's syslog lines, set by the first
@@ -600,11 +608,9 @@ class Service:
         if found is None:
             return _AWAITING
         fmt = formats.configured(*found, self._told)
-        if fmt.name in formats.PG_OUTPUTS and self._told.postgres_timezone is None:
-            zones.settle(Path(path))  # as _format does: CST, IST
+        self._settle_zone(path, fmt)
         log.info("%s: %s lines from line %d on", path, fmt.name, chunk.first_line)
-        self._servers.attach(fmt, str(Path(path).parent))
-        self._formats[path] = fmt
+        self._read_as(path, fmt)
         return fmt
 
     def _detect_stream(self, data: bytes) -> Format | None:
