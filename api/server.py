@@ -3,7 +3,8 @@
 The ingest loop runs in this process; the API in a child process of its own
 (:mod:`api.process`), so that parsing and scoring never hold the GIL an API request
 waits for. This process binds the listening socket (errors in one line, before anything
-starts) and hands it to the child; each ends when the other does.
+starts) and hands it to the child, which ends when this process does and is started
+again when it ends by itself.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
 
@@ -41,6 +45,11 @@ LOCK_FILE: Final = "serve.lock"
 # The open files limit taken when the hard limit is unlimited (Linux's default fs.nr_open).
 OPEN_FILES_CEILING: Final = 1 << 20
 _NO_LOCK_FILE: Final = frozenset({errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT})
+# An API process that ends by itself is started again, up to this many times in this
+# many seconds; one more and serve stops (a crash loop is its supervisor's to see).
+API_RESTARTS: Final = 5
+API_RESTART_PERIOD: Final = 300
+API_RESTART_DELAY: Final = 1.0
 
 
 def run(settings: Settings, model_dir: Path) -> int:
@@ -141,20 +150,34 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
 def _serve_api(
     settings: Settings, tokens: Tokens, listening: socket.socket, service: Service
 ) -> int:
-    """Run the API process until SIGINT or SIGTERM (0), or until it ends by itself (1)."""
+    """Run the API process until SIGINT or SIGTERM (0). An API process that ends by
+    itself (``kill -9``, the kernel's out-of-memory killer) is started again on the same
+    socket, the ingest going on meanwhile; one that keeps ending (more than
+    ``API_RESTARTS`` times in ``API_RESTART_PERIOD`` s) stops serve (1), for its
+    supervisor to see."""
     address, key = process.host(service)
-    api = multiprocessing.get_context("spawn").Process(
-        target=process.serve_api,
-        args=(settings, tokens, listening, address, key, service.trained.horizons.base),
-        name="trovewatch-api",
-    )
+
+    def start_api() -> BaseProcess:
+        api = multiprocessing.get_context("spawn").Process(
+            target=process.serve_api,
+            args=(settings, tokens, listening, address, key, service.trained.horizons.base),
+            name="trovewatch-api",
+        )
+        api.start()
+        return api
+
     previous = stopping.catch(signal.SIGINT, signal.SIGTERM)
+    api: BaseProcess | None = None
+    ended: deque[float] = deque()  # when the API process ended by itself, lately
     try:
-        if not stopping.requested():
-            api.start()
-            _lower_priority(settings.ingest_nice)  # after the start: the API keeps its own
+        if stopping.requested():
+            return 0
+        api = start_api()
+        # Every thread but this one, which only watches the API process: one started
+        # again from here gets the API's priority, not the ingest's.
+        _lower_priority(settings.ingest_nice, but_this_thread=True)
         hangups = stopping.hangups()
-        while not stopping.requested() and api.is_alive():
+        while not stopping.requested():
             time.sleep(0.1)
             if stopping.hangups() > hangups:
                 hangups = stopping.hangups()
@@ -162,35 +185,74 @@ def _serve_api(
                     "SIGHUP: serve has nothing to reload (the settings, the tokens and the "
                     "model are read at start); restart it to change them. Running on."
                 )
+            if api.is_alive() or _stop_requested_within(API_RESTART_DELAY):
+                continue  # a stop sent to both processes (systemctl stop) ends the API first
+            now = time.monotonic()
+            ended.append(now)
+            while ended[0] < now - API_RESTART_PERIOD:
+                ended.popleft()
+            if len(ended) > API_RESTARTS:
+                log.error(
+                    "the API process ended %d times in %d s, the last %s; stopping",
+                    len(ended),
+                    API_RESTART_PERIOD,
+                    _how_it_ended(api.exitcode),
+                )
+                return 1
+            log.error(
+                "the API process ended (%s); starting it again, the ingest goes on",
+                _how_it_ended(api.exitcode),
+            )
+            service.metrics.api_restarts.inc()
+            api = start_api()
+        return 0
     finally:
-        if api.is_alive():
+        if api is not None and api.is_alive():
             api.terminate()  # uvicorn's graceful shutdown
             api.join(timeout=30)
-        if api.is_alive():
+        if api is not None and api.is_alive():
             api.kill()
             api.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if stopping.requested():
-        return 0
-    log.error("the API process ended (exit code %s); stopping", api.exitcode)
-    return 1
 
 
-def _lower_priority(nice: int) -> None:
+def _stop_requested_within(seconds: float) -> bool:
+    """Whether a stop is requested, waiting up to ``seconds`` for one."""
+    deadline = time.monotonic() + seconds
+    while not stopping.requested() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return stopping.requested()
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    """``exitcode`` of a process, in words: "killed by SIGKILL", "exit code 1"."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _lower_priority(nice: int, but_this_thread: bool = False) -> None:
     """Raise the nice value of every thread of this process by ``nice`` (threads made
-    later inherit it): on a busy machine the API process gets the cores first. Linux
-    keeps a nice value per thread; elsewhere the process's is raised."""
+    later inherit it from the thread making them): on a busy machine the API process gets
+    the cores first. Linux keeps a nice value per thread; elsewhere the process's is
+    raised, this thread's too."""
     if nice <= 0:
         return
     try:
         tasks = [int(t.name) for t in Path("/proc/self/task").iterdir()]
     except OSError:
-        tasks = []
+        tasks = None
     try:
-        if not tasks:
+        if tasks is None:
             os.nice(nice)
+            return
         for tid in tasks:
+            if but_this_thread and tid == threading.get_native_id():
+                continue
             try:
                 current = os.getpriority(os.PRIO_PROCESS, tid)
                 os.setpriority(os.PRIO_PROCESS, tid, min(current + nice, 19))

@@ -234,6 +234,12 @@ class Metrics:
             "max_accounts: past it, the least recently active accounts' history is dropped.",
             registry=r,
         )
+        self.api_restarts = Counter(
+            "trovewatch_api_restarts",
+            "Times the API process ended by itself (kill -9, the out-of-memory killer) and "
+            "was started again; the ingest went on meanwhile.",
+            registry=r,
+        )
         self.evicted = Counter(
             "trovewatch_accounts_evicted",
             "Accounts whose window history was dropped to stay within max_accounts.",
