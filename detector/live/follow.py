@@ -251,6 +251,9 @@ class Follower:
         self._files: dict[str, _File] = {}  # by fingerprint
         self._uids: dict[int, _File] = {}
         self._excluded: dict[str, tuple[int, ...]] = {}  # path -> stat when excluded
+        # Files matched that cannot be opened (permissions: PostgreSQL's log_file_mode is
+        # 0600 by default), path -> why; tried again at every poll.
+        self.unreadable: dict[str, str] = {}
         self._next_uid = 0
         self._turn = 0
         self._polled = False
@@ -427,6 +430,7 @@ class Follower:
             else:
                 candidates.append((path, st))
         self._excluded = {p: k for p, k in self._excluded.items() if p in found}
+        self.unreadable = {p: why for p, why in self.unreadable.items() if p in found}
         pool = [s for path, st in candidates if (s := self._open(path, st)) is not None]
 
         seen = {f.uid for f in present}
@@ -479,8 +483,12 @@ class Follower:
             return None
         try:  # non-blocking: should the path just have become a FIFO, do not hang on it
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
+        except FileNotFoundError:  # gone since the scan
             return None
+        except OSError as exc:
+            self.unreadable[path] = exc.strerror or str(exc)
+            return None
+        self.unreadable.pop(path, None)
         st = os.fstat(fd)  # the file actually opened, should it have just been replaced
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
             os.close(fd)

@@ -193,6 +193,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.files_unreadable = Gauge(
+            "trovewatch_files_unreadable",
+            "Files matched by a followed glob that serve cannot open (permissions), by "
+            "source: nothing of them is read; /readyz names them.",
+            ["source"],
+            registry=r,
+        )
         self.audit_clock_ahead = Gauge(
             "trovewatch_mariadb_audit_clock_ahead_seconds",
             "How far a followed MariaDB audit log's clock runs ahead of UTC, as serve set it "

@@ -42,7 +42,7 @@ from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
 from detector.live.metrics import Flagged, Metrics
 from detector.live.retraining import Retrainer
-from detector.live.sources import Archives, Source, Stdin, open_sources, source_key
+from detector.live.sources import Archives, Files, Source, Stdin, open_sources, source_key
 from detector.live.store import Checkpoint, SqliteStore, StoreError
 from detector.model import ModelError
 from detector.reader import (
@@ -530,6 +530,9 @@ class Service:
             if isinstance(source, Archives):
                 damaged = len(source.damaged())
                 self.metrics.archives_damaged.labels(source.label).set(damaged)
+            if isinstance(source, Files):
+                unreadable = len(source.follower.unreadable)
+                self.metrics.files_unreadable.labels(source.label).set(unreadable)
         return read_any
 
     def _record_start(self, path: str) -> Any:

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import logging
 import os
+import pwd
 import queue
 import stat
 import sys
@@ -46,6 +47,22 @@ def unmatched(pattern: str) -> list[str]:
         except OSError as exc:
             return [f"cannot list {directory} for {pattern}: {exc.strerror or exc}"]
     return [f"no file matches {pattern}"]
+
+
+def cannot_read(path: str, why: str) -> str:
+    """What to say of a followed file that cannot be opened, and what to do."""
+    return (
+        f"cannot read {path}: {why}; nothing of it is scored. Give the user serve runs as "
+        f"({_user()}) read access through the file's group (PostgreSQL: log_file_mode = "
+        "0640; the unit's SupplementaryGroups; docs/operations.md)"
+    )
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a name (a container's)
+        return f"uid {os.geteuid()}"
 
 
 class Source(Protocol):
@@ -104,7 +121,12 @@ class Files:
     def poll(self, max_bytes: int) -> list[Read]:
         if self.older is not None and self.older.pending():
             max_bytes = 0  # the archives' records first; the follower only looks meanwhile
-        return self.follower.poll(max_bytes)
+        told = dict(self.follower.unreadable)
+        reads = self.follower.poll(max_bytes)
+        for path, why in self.follower.unreadable.items():
+            if told.get(path) != why:
+                log.warning("%s", cannot_read(path, why))
+        return reads
 
     def positions(self) -> dict[str, Any]:
         return self.follower.positions()
@@ -119,7 +141,11 @@ class Files:
         return sum(self.follower.lag_bytes().values())
 
     def problems(self) -> list[str]:
-        return unmatched(self.pattern)
+        return unmatched(self.pattern) + self.unreadable()
+
+    def unreadable(self) -> list[str]:
+        """The matched files that cannot be opened, each with what to do."""
+        return [cannot_read(p, why) for p, why in sorted(self.follower.unreadable.items())]
 
     def close(self) -> None:
         self.follower.close()
@@ -177,7 +203,7 @@ class Archives:
         for path in glob.glob(self.pattern):
             try:
                 key, written = self._key(path)
-            except OSError:  # gone since the glob
+            except OSError:  # gone since the glob; or unreadable, which ``files`` tells
                 continue
             if key is not None and not self._done.get(key, {}).get("done"):
                 todo.append((written, by_name(path), key, path))

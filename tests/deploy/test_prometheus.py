@@ -69,6 +69,7 @@ def exposition() -> str:
     m.last_read.labels(SOURCE).set(1_793_577_600)
     m.checkpoint_lag.labels(SOURCE).set(4096)
     m.archives_damaged.labels(SOURCE).set(1)
+    m.files_unreadable.labels(SOURCE).set(1)
     m.zone_guessed.labels("CST").inc(40)
     m.checkpoint_time.set(1_793_577_600)
     m.storage_ok.set(1)

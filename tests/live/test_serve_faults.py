@@ -50,10 +50,15 @@ class Serve:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(
-        self, stdin: int | None = None, open_files: int | None = None, log: Path | None = None
+        self,
+        stdin: int | None = None,
+        open_files: int | None = None,
+        log: Path | None = None,
+        unprivileged: bool = False,
     ) -> None:
         """Start it; ``open_files``: its soft limit on open files (the hard one kept);
-        ``log``: where its standard error goes."""
+        ``log``: where its standard error goes; ``unprivileged``: without root's
+        power to read any file (as the trovewatch user of the systemd unit)."""
         env = {
             **os.environ,
             "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
@@ -62,6 +67,9 @@ class Serve:
         }
         cmd = [sys.executable, "-m", "detector", "serve", "--follow", self.pattern]
         cmd += ["--state-dir", str(self.state), "--port", str(self.port)]
+        if unprivileged and os.geteuid() == 0:
+            caps = "-dac_override,-dac_read_search"
+            cmd = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
 
         def limit() -> None:
             if open_files is not None:
@@ -577,3 +585,45 @@ def test_a_sighup_is_answered_in_the_log_and_serve_runs_on(tmp_path: Path) -> No
     finally:
         serve.stop()
     assert serve.proc.returncode == 0
+
+
+def test_a_log_serve_may_not_read_is_named_on_readiness_and_read_once_it_may(
+    tmp_path: Path,
+) -> None:
+    """The first thing a DBA meets: serve runs as its own user, and the server's log is
+    not readable to it (PostgreSQL's log_file_mode is 0600 by default, logrotate's
+    ``create 0600``). /readyz answers 503 naming the file, the error and what to do, a
+    gauge counts it, the log says it once; given read access, the file is read whole
+    (before: /readyz said ready, no problem, nothing in the log, nothing read)."""
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "postgresql.json"
+    log.write_bytes(b"".join(lines))
+    log.chmod(0)
+    serve = Serve(str(logs / "*.json"), tmp_path / "state")
+    said = tmp_path / "serve.log"
+    serve.start(log=said, unprivileged=True)
+    base = f"http://127.0.0.1:{serve.port}"
+    try:
+        serve.wait_ready()
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{base}/readyz")).is_success:
+            assert time.monotonic() < deadline, "readyz stayed ready"
+            time.sleep(0.2)
+        assert ready.status_code == 503
+        (problem,) = ready.json()["problems"]
+        assert problem.startswith(f"cannot read {log}: Permission denied; nothing of it")
+        assert "log_file_mode = 0640" in problem
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        gauge = f'trovewatch_files_unreadable{{source="{logs / "*.json"}"}} 1.0'
+        assert gauge in metrics.text.splitlines()
+        time.sleep(1)  # a few more polls: said once, not at every poll
+        assert said.read_text().count(f"cannot read {log}") == 1
+
+        log.chmod(0o640)
+        expected = expected_totals(b"".join(lines), tmp_path)
+        assert serve.settle(expected) == expected
+        assert httpx.get(f"{base}/readyz").is_success
+    finally:
+        serve.stop()
