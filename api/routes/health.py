@@ -26,8 +26,9 @@ def healthz() -> Health:
 def readyz(service: ServiceDep, response: Response) -> Readiness:
     """200 when the model is loaded, the sources readable and the state store writable."""
     problems = list(service.problems())
-    if not service.store.writable():
-        problems.append("state store is not writable")
+    if not service.store.writable():  # said once, should the ingest have found it too
+        problems.append(service.store.lock_problem() or "state store is not writable")
+        problems = list(dict.fromkeys(problems))
     if problems:
         response.status_code = 503
         return Readiness(status="not ready", problems=problems)

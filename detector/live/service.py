@@ -43,7 +43,13 @@ from detector.live.follow import Read
 from detector.live.metrics import Flagged, Metrics
 from detector.live.retraining import Retrainer
 from detector.live.sources import Archives, Files, Source, Stdin, open_sources, source_key
-from detector.live.store import Checkpoint, SqliteStore, StoreError
+from detector.live.store import (
+    Checkpoint,
+    SqliteStore,
+    StoreError,
+    is_locked,
+    lock_problem,
+)
 from detector.model import ModelError
 from detector.reader import (
     Chunk,
@@ -261,6 +267,8 @@ class Service:
                     f"state database {self.store.path} removed or replaced while running: "
                     "nothing is saved; restart trovewatch (it starts afresh from a new file)"
                 )
+            elif (locked := self.store.lock_problem()) is not None:
+                found.append(locked)
             else:
                 found.append(
                     f"state directory {self.settings.state_dir} not writable (write probe)"
@@ -814,6 +822,8 @@ class Service:
         /readyz and once in the log (not at every try)."""
         if isinstance(exc, StoreError):  # a damaged database: its message says what to do
             problem = str(exc)
+        elif is_locked(exc):
+            problem = lock_problem(self.store.path)
         else:
             problem = f"state directory {self.settings.state_dir} not writable: {exc}"
         if problem != self._storage_error:

@@ -237,7 +237,29 @@ class Store(Protocol):
 
     def writable(self) -> bool: ...
 
+    def lock_problem(self) -> str | None:
+        """What to say while the last write probe found the database locked by another
+        process's transaction; None when it did not."""
+        ...
+
     def close(self) -> None: ...
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another connection (a
+    ``sqlite3`` shell's open transaction, a copy taken with locks) held the database
+    past the busy timeout."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(exc, sqlite3.OperationalError) and name.startswith("SQLITE_BUSY")
+
+
+def lock_problem(path: Path) -> str:
+    """What /readyz says while another process's transaction holds the database."""
+    return (
+        f"state database {path} locked by another process's transaction (a sqlite3 shell "
+        f"left in BEGIN? `fuser {path}` names it): nothing is saved until it ends; "
+        "positions held, nothing lost"
+    )
 
 
 def schema_version() -> int:
@@ -318,6 +340,7 @@ class SqliteStore:
         self._opened_read_only = False  # any of them opened on a read-only file system
         self._lock = threading.Lock()
         self._closed = False
+        self._locked = False  # the last write probe found the database locked
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         self._migrate(conn)
@@ -925,6 +948,11 @@ class SqliteStore:
                     )
             finally:
                 conn.execute("PRAGMA busy_timeout = 5000")
-        except (sqlite3.Error, StoreError):
+        except (sqlite3.Error, StoreError) as exc:
+            self._locked = is_locked(exc)
             return False
+        self._locked = False
         return True
+
+    def lock_problem(self) -> str | None:
+        return lock_problem(self.path) if self._locked else None

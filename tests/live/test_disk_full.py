@@ -182,3 +182,57 @@ def test_a_read_only_state_directory_holds_offsets_and_resumes_once_writable(
         assert "trovewatch_storage_writable 1.0" in httpx.get(f"{base}/metrics").text
     finally:
         serve.stop()
+
+
+def test_a_state_database_locked_by_another_process_holds_offsets_and_resumes(
+    tmp_path: Path,
+) -> None:
+    """An analyst's ``sqlite3`` shell left inside ``BEGIN EXCLUSIVE`` on the state
+    database (a real SQLite, another process): /readyz names the lock, how to find its
+    holder and that nothing is lost; offsets held; the totals exact once it ends (before:
+    "state directory ... not writable: database is locked" beside "state store is not
+    writable", which sent one looking for a full or read-only disk)."""
+    first, second = halves_of_a_day()
+    day = first + second
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(first))
+    serve = serving(log, tmp_path / "state")
+    database = tmp_path / "state" / "trovewatch.db"
+    try:
+        (tmp_path / "first").mkdir()
+        read_first = expected_totals(b"".join(first), tmp_path / "first")
+        assert serve.settle(read_first) == read_first
+        shell = subprocess.Popen(
+            ["sqlite3", str(database)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        assert shell.stdin is not None
+        shell.stdin.write(b"BEGIN EXCLUSIVE;\n")
+        shell.stdin.flush()
+        with log.open("ab") as fh:
+            fh.write(b"".join(second))
+        base = f"http://127.0.0.1:{serve.port}"
+        wait_until(lambda: not httpx.get(f"{base}/readyz").is_success, 30, "stayed ready")
+        problems = httpx.get(f"{base}/readyz").json()["problems"]
+        assert any(
+            p.startswith(f"state database {database} locked by another process's transaction")
+            and f"`fuser {database}` names it" in p
+            and "nothing lost" in p
+            for p in problems
+        ), problems
+        assert not any("not writable" in p for p in problems), problems
+        wait_until(
+            lambda: checkpoint_lag(httpx.get(f"{base}/metrics").text) >= len(b"".join(second)),
+            30,
+            "the lines read since the lock are not counted as unsaved",
+        )
+        assert "trovewatch_storage_writable 0.0" in httpx.get(f"{base}/metrics").text
+        problems = httpx.get(f"{base}/readyz").json()["problems"]
+        assert len(problems) == 1 and problems[0].startswith("state database"), problems
+        shell.stdin.write(b"ROLLBACK;\n.quit\n")
+        shell.stdin.close()
+        shell.wait(timeout=10)
+        expected = expected_totals(b"".join(day), tmp_path)
+        assert serve.settle(expected) == expected
+        wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 15, "/readyz stayed 503")
+    finally:
+        serve.stop()
