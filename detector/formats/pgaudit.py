@@ -871,6 +871,8 @@ _PIECE_RE: Final = (
     r"(?:'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$\$(?s:.*?)\$\$"
     r"|\$[A-Za-z_]\w*\$(?s:.*?)\$[A-Za-z_]\w*\$|--[^\n]*|[^;'\"]|['\"])+"
 )
+# The text and parameters of every statement under ``pgaudit.log_statement = off``.
+NOT_LOGGED: Final = "<not logged>"
 # A COPY's text that copies out: ``COPY t TO STDOUT``, ``COPY (SELECT ...) TO '/f'``.
 _COPY_TO: Final = r"(?i)\)\s*TO\s|\s+TO\s+(?:STDOUT|'|PROGRAM)"
 # A RETURNING clause (a word of its own: not ``returning_customer``).
@@ -1046,11 +1048,21 @@ def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
     nested = counted & ~pl.col(S.STATEMENT_ID).str.ends_with(".1").fill_null(True)
     command = pl.col(S.COMMAND)
     for_server = is_pgaudit & command.is_in(KEPT_ON_SERVER)
-    if not events.select((nested | for_server).any()).item():
+    # pgaudit.log_statement = off: no text tells a COPY (SELECT ...) TO's SELECT from a
+    # plain one; the COPY line after it in the same statement does.
+    untold_copy = (
+        is_pgaudit & (command == "COPY") & (pl.col(S.QUERY) == NOT_LOGGED) & pl.col(S.EXPORT)
+        if {S.QUERY, S.EXPORT} <= set(events.columns)
+        else pl.lit(False)
+    )
+    if not events.select((nested | for_server | untold_copy).any()).item():
         return events  # the usual case: no statement has a second sub-statement
     parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
     statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
     sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
+    if events.select(untold_copy.any()).item():
+        copied = untold_copy.any().over(statement)
+        events = events.with_columns((pl.col(S.EXPORT) | (counted & copied)).alias(S.EXPORT))
     # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT
     top = sub.filter(is_pgaudit & command.ne_missing("COPY")).max().over(statement)
     caller = (counted & (sub == top)).any().over(statement)
