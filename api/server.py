@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import http.client
 import ipaddress
 import logging
 import multiprocessing
@@ -23,17 +24,18 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from api import process
 from api.auth import Tokens
 from detector import model
 from detector.cli import StorageError, UsageError
 from detector.live import stopping
+from detector.live.metrics import Metrics
 from detector.live.retraining import resume
 from detector.live.service import Service
 from detector.live.store import StoreDamaged, StoreError
@@ -50,6 +52,11 @@ _NO_LOCK_FILE: Final = frozenset({errno.EROFS, errno.EACCES, errno.ENOSPC, errno
 API_RESTARTS: Final = 5
 API_RESTART_PERIOD: Final = 300
 API_RESTART_DELAY: Final = 1.0
+# The API process is asked for /healthz every API_PROBE_EVERY s; not answering within
+# API_PROBE_WITHIN s, for API_SILENT_FOR s on end, it is taken for stopped or stuck.
+API_PROBE_EVERY: Final = 10.0
+API_PROBE_WITHIN: Final = 5.0
+API_SILENT_FOR: Final = 30.0
 
 
 def run(settings: Settings, model_dir: Path) -> int:
@@ -150,11 +157,8 @@ def _state_lock(state_dir: Path) -> Iterator[None]:
 def _serve_api(
     settings: Settings, tokens: Tokens, listening: socket.socket, service: Service
 ) -> int:
-    """Run the API process until SIGINT or SIGTERM (0). An API process that ends by
-    itself (``kill -9``, the kernel's out-of-memory killer) is started again on the same
-    socket, the ingest going on meanwhile; one that keeps ending (more than
-    ``API_RESTARTS`` times in ``API_RESTART_PERIOD`` s) stops serve (1), for its
-    supervisor to see."""
+    """Run the API process until SIGINT or SIGTERM (0), or until it keeps ending (1):
+    see :class:`_ApiProcess`."""
     address, key = process.host(service)
 
     def start_api() -> BaseProcess:
@@ -167,12 +171,11 @@ def _serve_api(
         return api
 
     previous = stopping.catch(signal.SIGINT, signal.SIGTERM)
-    api: BaseProcess | None = None
-    ended: deque[float] = deque()  # when the API process ended by itself, lately
+    api: _ApiProcess | None = None
     try:
         if stopping.requested():
             return 0
-        api = start_api()
+        api = _ApiProcess(start_api, listening.getsockname(), service.metrics)
         # Every thread but this one, which only watches the API process: one started
         # again from here gets the API's priority, not the ingest's.
         _lower_priority(settings.ingest_nice, but_this_thread=True)
@@ -185,36 +188,102 @@ def _serve_api(
                     "SIGHUP: serve has nothing to reload (the settings, the tokens and the "
                     "model are read at start); restart it to change them. Running on."
                 )
-            if api.is_alive() or _stop_requested_within(API_RESTART_DELAY):
-                continue  # a stop sent to both processes (systemctl stop) ends the API first
-            now = time.monotonic()
-            ended.append(now)
-            while ended[0] < now - API_RESTART_PERIOD:
-                ended.popleft()
-            if len(ended) > API_RESTARTS:
-                log.error(
-                    "the API process ended %d times in %d s, the last %s; stopping",
-                    len(ended),
-                    API_RESTART_PERIOD,
-                    _how_it_ended(api.exitcode),
-                )
+            if not api.watch():
                 return 1
-            log.error(
-                "the API process ended (%s); starting it again, the ingest goes on",
-                _how_it_ended(api.exitcode),
-            )
-            service.metrics.api_restarts.inc()
-            api = start_api()
         return 0
     finally:
-        if api is not None and api.is_alive():
-            api.terminate()  # uvicorn's graceful shutdown
-            api.join(timeout=30)
-        if api is not None and api.is_alive():
-            api.kill()
-            api.join()
+        if api is not None:
+            api.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class _ApiProcess:
+    """The API process, watched from serve's main thread. One that ends by itself
+    (``kill -9``, the kernel's out-of-memory killer), or that stops answering HTTP on its
+    socket for ``API_SILENT_FOR`` s (``kill -STOP``, a stuck event loop), is started
+    again on the same socket, the ingest going on meanwhile; one that keeps ending (more
+    than ``API_RESTARTS`` times in ``API_RESTART_PERIOD`` s) is left ended, for serve to
+    stop and its supervisor to see."""
+
+    def __init__(
+        self, start: Callable[[], BaseProcess], address: tuple[Any, ...], metrics: Metrics
+    ) -> None:
+        self._start = start
+        self._address = _loopback(address)
+        self._metrics = metrics
+        self._ended: deque[float] = deque()  # when it ended by itself, lately
+        self._began()
+
+    def _began(self) -> None:
+        self.process = self._start()
+        self._answered = self._next_probe = time.monotonic()
+
+    def watch(self) -> bool:
+        """Look at it once: ask whether it answers (every ``API_PROBE_EVERY`` s), and start
+        it again if it ended; False when it has ended too often."""
+        now = time.monotonic()
+        if self.process.is_alive() and now >= self._next_probe:
+            self._next_probe = now + API_PROBE_EVERY
+            if _answers(self._address, API_PROBE_WITHIN):
+                self._answered = now
+            elif now - self._answered >= API_SILENT_FOR:
+                log.error(
+                    "the API process has not answered on %s port %d for %d s: it is stopped "
+                    "(kill -STOP?) or stuck; ending it",
+                    *self._address,
+                    now - self._answered,
+                )
+                self.process.kill()
+                self.process.join()
+        if self.process.is_alive() or _stop_requested_within(API_RESTART_DELAY):
+            return True  # a stop sent to both processes (systemctl stop) ends the API first
+        how = _how_it_ended(self.process.exitcode)
+        now = time.monotonic()
+        self._ended.append(now)
+        while self._ended[0] < now - API_RESTART_PERIOD:
+            self._ended.popleft()
+        if len(self._ended) > API_RESTARTS:
+            log.error(
+                "the API process ended %d times in %d s, the last %s; stopping",
+                len(self._ended),
+                API_RESTART_PERIOD,
+                how,
+            )
+            return False
+        log.error("the API process ended (%s); starting it again, the ingest goes on", how)
+        self._metrics.api_restarts.inc()
+        self._began()
+        return True
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()  # uvicorn's graceful shutdown
+            self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _loopback(address: tuple[Any, ...]) -> tuple[str, int]:
+    """Where to reach a socket listening on ``address`` from this machine."""
+    host, port = address[0], address[1]
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+    return wildcard.get(host, host), port
+
+
+def _answers(address: tuple[str, int], within: float) -> bool:
+    """Whether an HTTP server at ``address`` answers a request within ``within`` s:
+    any answer, a 401 or a 503 too."""
+    conn = http.client.HTTPConnection(*address, timeout=within)
+    try:
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    return True
 
 
 def _stop_requested_within(seconds: float) -> bool:

@@ -243,8 +243,8 @@ class Metrics:
         )
         self.api_restarts = Counter(
             "trovewatch_api_restarts",
-            "Times the API process ended by itself (kill -9, the out-of-memory killer) and "
-            "was started again; the ingest went on meanwhile.",
+            "Times the API process ended by itself (kill -9, the out-of-memory killer) or "
+            "stopped answering for 30 s, and was started again; the ingest went on meanwhile.",
             registry=r,
         )
         self.evicted = Counter(

@@ -438,6 +438,36 @@ def test_an_api_process_killed_is_started_again_while_the_ingest_goes_on(
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_an_api_process_that_stops_answering_is_ended_and_started_again(tmp_path: Path) -> None:
+    """``kill -STOP`` of the API process (or its event loop stuck): serve asks it for
+    /healthz every 10 s, and after 30 s without an answer ends it and starts another on
+    the same port (before: the port accepted connections and answered none, until an
+    operator restarted the whole service; the ingest went on unseen)."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:500]))
+    serve = Serve(str(log), tmp_path / "state")
+    said = tmp_path / "serve.log"
+    serve.start(log=said)
+    try:
+        serve.wait_ready()
+        assert serve.proc is not None
+        stopped = _api_process(serve)
+        os.kill(stopped, signal.SIGSTOP)
+        began = time.monotonic()
+        _api_process(serve, other_than=stopped, timeout=90)
+        serve.wait_ready(timeout=30)
+        assert time.monotonic() - began < 60
+        assert _gone(stopped)
+        assert serve.proc.poll() is None
+        text = said.read_text()
+        assert f"the API process has not answered on 127.0.0.1 port {serve.port} for " in text
+        assert "the API process ended (killed by SIGKILL); starting it again" in text
+    finally:
+        serve.stop()
+    assert serve.proc.returncode == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_an_api_process_that_keeps_ending_stops_serve(tmp_path: Path) -> None:
     """A crash loop is not hidden: past 5 restarts in 5 minutes serve stops, exit 1,
     saying how often and how the API process ended, for systemd (or whoever runs it)."""
