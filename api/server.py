@@ -190,6 +190,9 @@ def _serve_api(
                 )
             if not api.watch():
                 return 1
+            if not service.alive():  # a restart (systemd's) begins it again
+                log.error("the ingest loop has ended by itself; stopping")
+                return 1
         return 0
     finally:
         if api is not None:

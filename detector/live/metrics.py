@@ -241,6 +241,12 @@ class Metrics:
             "max_accounts: past it, the least recently active accounts' history is dropped.",
             registry=r,
         )
+        self.ingest_errors = Counter(
+            "trovewatch_ingest_errors",
+            "Passes of the ingest loop that ended in an unexpected error (each goes back to "
+            "the last checkpoint and tries again; the log has the traceback).",
+            registry=r,
+        )
         self.api_restarts = Counter(
             "trovewatch_api_restarts",
             "Times the API process ended by itself (kill -9, the out-of-memory killer) or "

@@ -76,6 +76,12 @@ STOP_WAIT = 30.0  # seconds a stop waits for the step in progress (a close) to e
 # 100,000 accounts included. Minutes mean it waits on something that does not answer (a
 # hung network file system, a disk that stopped).
 STUCK_AFTER = 120.0
+# After an unexpected error the loop goes back to the last checkpoint in FAILED_WAIT s,
+# twice that after a second error in a row, and so on up to FAILED_WAIT_MOST; from
+# FAILED_NOT_READY errors in a row /readyz says so (a line of the log it cannot get past).
+FAILED_WAIT = 1.0
+FAILED_WAIT_MOST = 60.0
+FAILED_NOT_READY = 3
 
 
 def stream_format(
@@ -187,6 +193,9 @@ class Service:
         # what it is doing now, for /readyz when it takes too long.
         self._pass_began: float | None = None
         self._doing = "starting"
+        # Passes that failed in a row (an unexpected error), and the last error.
+        self._failures = 0
+        self._failed: str | None = None
         self._last_checkpoint = 0.0
         self._last_prune = 0.0
         self._last_gauges = -GAUGE_INTERVAL
@@ -277,8 +286,15 @@ class Service:
             found.append(self._storage_error)
         if self._refused:
             found.append(f"reading held: {self._refused}")
-        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+        if not self.alive():
             found.append("the ingest loop has stopped")
+        if self._failures >= FAILED_NOT_READY:
+            found.append(
+                f"the ingest loop failed {self._failures} times in a row, the last with "
+                f"{self._failed}; it goes back to the last checkpoint and tries again, less "
+                "often each time (nothing is lost, but nothing is scored either): the log "
+                "has the traceback"
+            )
         running = self._pass_seconds()
         if running >= STUCK_AFTER:
             found.append(
@@ -288,6 +304,11 @@ class Service:
                 "not move on, restart trovewatch: it resumes from the last checkpoint"
             )
         return found
+
+    def alive(self) -> bool:
+        """False once the ingest loop has ended without being stopped."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stop.is_set()
 
     def _pass_seconds(self) -> float:
         """How long the ingest loop's pass in progress has run; 0 between passes."""
@@ -345,13 +366,23 @@ class Service:
             self._pass_began = time.monotonic()
             try:
                 busy = self.step()
+                self._failures = 0
+                self._failed = None
             except StoreError as exc:  # a damaged database: held until it is replaced
                 self._storage_failed(exc)
-                self._again_after_error()
+                self._again_after_error(exc)
                 busy = False
-            except Exception:
-                log.exception("ingest loop error; resuming from the last checkpoint in 1 s")
-                self._again_after_error()
+            except Exception as exc:
+                self._failures += 1
+                self._failed = f"{type(exc).__name__}: {exc}"
+                self.metrics.ingest_errors.inc()
+                wait = min(FAILED_WAIT * 2 ** (self._failures - 1), FAILED_WAIT_MOST)
+                log.exception(
+                    "ingest loop error (%d in a row); resuming from the last checkpoint in %g s",
+                    self._failures,
+                    wait,
+                )
+                self._again_after_error(exc, wait)
                 busy = False
             if not busy:
                 self._idle(self.settings.poll_interval)
@@ -361,11 +392,17 @@ class Service:
         self._doing = "waiting"
         self._stop.wait(seconds)
 
-    def _again_after_error(self) -> None:
-        self._idle(1)
+    def _again_after_error(self, exc: Exception, wait: float = FAILED_WAIT) -> None:
+        """Back to the last checkpoint after ``wait`` s; a failure there too is said and
+        counted, and the next pass begins from wherever it left the state."""
+        self._idle(wait)
         self._pass_began = time.monotonic()
         self._doing = "reading the last checkpoint back"
-        self._recover()
+        try:
+            self._recover()
+        except Exception:
+            log.exception("cannot go back to the last checkpoint after %s", exc)
+            self.metrics.ingest_errors.inc()
 
     def _open(self, saved: Checkpoint | None, stdin: Stdin | None = None) -> None:
         """Engine state and sources as of ``saved`` (from scratch when None)."""

@@ -25,6 +25,7 @@ from detector import carried, formats, model, settings
 from detector import features as F
 from detector import schema as S
 from detector.live import service as service_module
+from detector.live.engine import Engine
 from detector.live.service import READ_BUDGET, Service
 from detector.live.sources import Files, source_key
 from detector.pipeline import read_events
@@ -151,6 +152,51 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
         wait_for(lambda: service.engine is not first_engine)  # recovered
         expected = batch_totals(body, tmp_path)
         wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+    finally:
+        service.stop()
+
+
+def test_an_error_every_pass_is_named_on_readiness_counted_and_tried_less_often(
+    trained: model.TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault that every pass meets again (a line of the log that trips a bug, say):
+    the loop goes back to the last checkpoint and tries again, waiting 1, 2, 4 ... s, each
+    error counted in trovewatch_ingest_errors_total; from the third in a row /readyz
+    names it. Once a pass gets through, the problem clears and the totals are exact
+    (before: a retry every second for ever, /readyz saying ready)."""
+    monkeypatch.setattr(service_module, "FAILED_WAIT", 0.2)
+    log = tmp_path / "postgresql.json"
+    body = day_of_lines("2026-10-19")
+    half = body.index(b"\n", len(body) // 2) + 1
+    log.write_bytes(body[:half])
+    conf = following(log)
+    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
+    service.start()
+    try:
+        wait_for(lambda: service.store.load_checkpoint() is not None)
+        add = Engine.add
+
+        def tripped(engine: Engine, events: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("tripped on a line")
+
+        monkeypatch.setattr(Engine, "add", tripped)
+        began = time.monotonic()
+        with log.open("ab") as fh:
+            fh.write(body[half:])
+        wait_for(lambda: len(service.problems()) == 1)
+        took = time.monotonic() - began
+        (problem,) = service.problems()
+        assert problem.startswith(
+            "the ingest loop failed 3 times in a row, the last with RuntimeError: tripped on "
+            "a line; it goes back to the last checkpoint and tries again"
+        )
+        assert took >= 0.2 + 0.4  # waited 0.2 s, then 0.4 s: less often each time
+        errors = service.metrics.registry.get_sample_value("trovewatch_ingest_errors_total")
+        assert errors is not None and errors >= 3
+        monkeypatch.setattr(Engine, "add", add)
+        expected = batch_totals(body, tmp_path)
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+        assert service.problems() == []
     finally:
         service.stop()
 
