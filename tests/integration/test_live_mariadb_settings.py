@@ -612,6 +612,7 @@ def test_statements_prepared_through_the_binary_protocol_get_their_rows(
     was sent there: the server counts only what it had flushed when it wrote the slow
     record (0 for results under its 16 KiB buffer; docs/formats-mariadb.md)."""
     import mysql.connector as connector  # a dev dependency: the binary protocol's client
+
     with mariadb_server(server_dir("mariadb")) as server:
         server.sql(SCHEMA + "CREATE USER 'gopher'@'%' IDENTIFIED BY 'pw';")
         server.sql("GRANT SELECT ON shop.* TO 'gopher'@'%';")
