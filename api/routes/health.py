@@ -13,8 +13,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", dependencies=[HEALTH_ACCESS])
-def healthz() -> Health:
-    """200 while the process serves requests."""
+async def healthz() -> Health:
+    """200 while the process serves requests. Answered on the event loop, not in the
+    worker threads: serve's liveness probe of the API process (api.server) must not take
+    40 slow requests in the threads for a stuck process."""
     return Health()
 
 

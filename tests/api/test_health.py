@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,6 +19,34 @@ from tests.api.conftest import READ_TOKEN, PushService, bearer
 
 def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_healthz_answers_while_every_worker_thread_waits(
+    client: TestClient, service: PushService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The liveness of the API process, as serve probes it: /healthz is answered on the
+    event loop, so 45 requests stuck in the 40 worker threads (an ingest process that
+    does not answer, slow queries) do not make a live process look dead, and get it
+    ended and started again."""
+    release = threading.Event()
+
+    def stuck() -> list[str]:
+        release.wait(30)
+        return []
+
+    monkeypatch.setattr(service, "problems", stuck)
+    # One event loop for every request, as uvicorn runs the app (without the block, the
+    # test client gives each request a loop, and worker threads, of its own).
+    with client, ThreadPoolExecutor(45) as pool:
+        waiting = [pool.submit(client.get, "/readyz") for _ in range(45)]
+        time.sleep(1)  # every worker thread taken
+        try:
+            began = time.monotonic()
+            assert client.get("/healthz").json() == {"status": "ok"}
+            assert time.monotonic() - began < 2
+        finally:
+            release.set()
+        assert all(w.result().status_code == 200 for w in waiting)
 
 
 def test_readyz_when_ready(client: TestClient) -> None:
