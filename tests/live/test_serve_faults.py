@@ -43,6 +43,17 @@ def expected_totals(text: bytes, tmp: Path) -> dict[str, tuple[int, int]]:
     return {a: (int(n), int(r)) for a, n, r in totals.iter_rows() if a is not None}
 
 
+def serving_the_sample(tmp_path: Path, lines: int) -> tuple[Serve, Path]:
+    """A serve started on the sample log's first ``lines`` lines (not waited for), and
+    the file its standard error goes to."""
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:lines]))
+    serve = Serve(str(log), tmp_path / "state")
+    said = tmp_path / "serve.log"
+    serve.start(log=said)
+    return serve, said
+
+
 class Serve:
     def __init__(self, pattern: str, state: Path) -> None:
         self.port = free_port()
@@ -443,11 +454,7 @@ def test_an_api_process_that_stops_answering_is_ended_and_started_again(tmp_path
     /healthz every 10 s, and after 30 s without an answer ends it and starts another on
     the same port (before: the port accepted connections and answered none, until an
     operator restarted the whole service; the ingest went on unseen)."""
-    log = tmp_path / "postgresql.json"
-    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:500]))
-    serve = Serve(str(log), tmp_path / "state")
-    said = tmp_path / "serve.log"
-    serve.start(log=said)
+    serve, said = serving_the_sample(tmp_path, 500)
     try:
         serve.wait_ready()
         assert serve.proc is not None
@@ -471,11 +478,7 @@ def test_an_api_process_that_stops_answering_is_ended_and_started_again(tmp_path
 def test_an_api_process_that_keeps_ending_stops_serve(tmp_path: Path) -> None:
     """A crash loop is not hidden: past 5 restarts in 5 minutes serve stops, exit 1,
     saying how often and how the API process ended, for systemd (or whoever runs it)."""
-    log = tmp_path / "postgresql.json"
-    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:500]))
-    serve = Serve(str(log), tmp_path / "state")
-    said = tmp_path / "serve.log"
-    serve.start(log=said)
+    serve, said = serving_the_sample(tmp_path, 500)
     try:
         serve.wait_ready()
         assert serve.proc is not None
@@ -598,11 +601,7 @@ def test_a_sighup_is_answered_in_the_log_and_serve_runs_on(tmp_path: Path) -> No
     both run on, ready, and the log says there is nothing to reload (before: SIGHUP's
     default action ended serve, and systemd's Restart=on-failure does not restart a
     service a SIGHUP ended)."""
-    log = tmp_path / "postgresql.json"
-    log.write_bytes(b"".join(gzip.decompress(SAMPLE.read_bytes()).splitlines(True)[:2000]))
-    serve = Serve(str(log), tmp_path / "state")
-    said = tmp_path / "serve.log"
-    serve.start(log=said)
+    serve, said = serving_the_sample(tmp_path, 2000)
     serve.wait_ready()
     assert serve.proc is not None
     try:

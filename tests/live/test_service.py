@@ -10,7 +10,8 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,25 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
     """A failure after lines were read but before their events were kept (here: the
     engine refuses them once) must not skip those lines: the loop goes back to the last
     checkpoint, as a restart would, and the totals come out exact."""
+    with half_a_day_followed(trained, tmp_path) as (service, write_the_rest):
+        first_engine = service.engine
+
+        def refuse(events: object) -> None:
+            raise RuntimeError("injected fault")
+
+        first_engine.add = refuse  # type: ignore[method-assign]
+        expected = write_the_rest()
+        wait_for(lambda: service.engine is not first_engine)  # recovered
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+
+
+@contextmanager
+def half_a_day_followed(
+    trained: model.TrainedModel, tmp_path: Path
+) -> Iterator[tuple[Service, Callable[[], dict[str, int]]]]:
+    """A running service following the first half of a day of the sample log, its
+    first checkpoint saved; and a function that writes the other half and returns the
+    whole day's totals, as batch scoring counts them."""
     log = tmp_path / "postgresql.json"
     body = day_of_lines("2026-10-19")
     half = body.index(b"\n", len(body) // 2) + 1
@@ -139,19 +159,15 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
     conf = following(log)
     service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
     service.start()
-    try:
-        wait_for(lambda: service.store.load_checkpoint() is not None)
-        first_engine = service.engine
 
-        def refuse(events: object) -> None:
-            raise RuntimeError("injected fault")
-
-        first_engine.add = refuse  # type: ignore[method-assign]
+    def write_the_rest() -> dict[str, int]:
         with log.open("ab") as fh:
             fh.write(body[half:])
-        wait_for(lambda: service.engine is not first_engine)  # recovered
-        expected = batch_totals(body, tmp_path)
-        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+        return batch_totals(body, tmp_path)
+
+    try:
+        wait_for(lambda: service.store.load_checkpoint() is not None)
+        yield service, write_the_rest
     finally:
         service.stop()
 
@@ -165,15 +181,7 @@ def test_an_error_every_pass_is_named_on_readiness_counted_and_tried_less_often(
     names it. Once a pass gets through, the problem clears and the totals are exact
     (before: a retry every second for ever, /readyz saying ready)."""
     monkeypatch.setattr(service_module, "FAILED_WAIT", 0.2)
-    log = tmp_path / "postgresql.json"
-    body = day_of_lines("2026-10-19")
-    half = body.index(b"\n", len(body) // 2) + 1
-    log.write_bytes(body[:half])
-    conf = following(log)
-    service = Service(trained, conf, conf.follow, ROOT / "models" / "default")
-    service.start()
-    try:
-        wait_for(lambda: service.store.load_checkpoint() is not None)
+    with half_a_day_followed(trained, tmp_path) as (service, write_the_rest):
         add = Engine.add
 
         def tripped(engine: Engine, events: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
@@ -181,8 +189,7 @@ def test_an_error_every_pass_is_named_on_readiness_counted_and_tried_less_often(
 
         monkeypatch.setattr(Engine, "add", tripped)
         began = time.monotonic()
-        with log.open("ab") as fh:
-            fh.write(body[half:])
+        expected = write_the_rest()
         wait_for(lambda: len(service.problems()) == 1)
         took = time.monotonic() - began
         (problem,) = service.problems()
@@ -194,11 +201,8 @@ def test_an_error_every_pass_is_named_on_readiness_counted_and_tried_less_often(
         errors = service.metrics.registry.get_sample_value("trovewatch_ingest_errors_total")
         assert errors is not None and errors >= 3
         monkeypatch.setattr(Engine, "add", add)
-        expected = batch_totals(body, tmp_path)
         wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
         assert service.problems() == []
-    finally:
-        service.stop()
 
 
 def following(log: Path, **overrides: Any) -> settings.Settings:
