@@ -59,6 +59,10 @@ class Summary:
     # per side of a change to or from summer time), by the slow log's: its times were
     # set right by it.
     audit_ahead: list[int] = field(default_factory=list)
+    # Per format: lines of reads (class READ), and of those the lines the log gives the
+    # rows of: none of either is a setting of the server hiding the volume.
+    reads: Counter[str] = field(default_factory=Counter)
+    counted_reads: Counter[str] = field(default_factory=Counter)
 
     def paragraph(self) -> str:
         per_format = ", ".join(f"{n:,} {f}" for f, n in sorted(self.events.items())) or "none"
@@ -120,9 +124,70 @@ class Summary:
                 " the log names no zone): they were set right by the slow log's, which are"
                 " UTC. To read the audit log without the slow log, give --mariadb-timezone."
             )
+        text += "".join(f" {said}" for _, said in self.blind_spots())
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
         return text
+
+    def count_reads(self, name: str, events: pl.DataFrame) -> None:
+        """Count the reads among ``events`` of format ``name``, and those whose rows the
+        log gives (:meth:`blind_spots`)."""
+        read = (pl.col(S.CLASS) == "READ") & ~pl.col(S.EXPORT)  # pgAudit logs no export's rows
+        counted = read & pl.col(S.ROWS).is_not_null()
+        reads, known = events.select(read.sum().alias("r"), counted.sum().alias("c")).row(0)
+        self.reads[name] += reads
+        self.counted_reads[name] += known
+
+    def blind_spots(self, after: int = 20) -> list[tuple[str, str]]:
+        """What the logs read cannot show about reads, by format, each with the server
+        setting that would show it: no read at all (``pgaudit.log`` without ``read``), or
+        no read's rows (``pgaudit.log_rows`` off, MariaDB's audit log without its slow
+        log). Said of a format once ``after`` of its statements are read."""
+        said = []
+        for name, statements in sorted(self.events.items()):
+            if statements < after:
+                continue
+            if not self.reads[name]:
+                said.append(
+                    (
+                        name,
+                        f"No read among the {statements:,} {name} statements: if the database was "
+                        f"read meanwhile, {_NO_READS.get(_family(name), _NO_READS[''])}, so a bulk "
+                        "read or an export is not in this log at all.",
+                    )
+                )
+            elif not self.counted_reads[name] and not (
+                _family(name) == "mariadb-audit" and self.counted_reads[mariadb.SLOW]
+            ):
+                said.append(
+                    (
+                        name,
+                        f"None of the {name} reads gives its rows ({_NO_ROWS.get(_family(name), _NO_ROWS[''])}): "
+                        "a bulk read is judged by its statements, objects and exports only, "
+                        "not by how much it read.",
+                    )
+                )
+        return said
+
+
+_NO_READS: Final = {
+    "pgaudit": "pgaudit.log lacks read (SELECT and COPY ... TO are its READ class)",
+    "mariadb-audit": "server_audit_events lacks QUERY and TABLE",
+    "": "the audit settings leave reads out",
+}
+_NO_ROWS: Final = {
+    "pgaudit": "set pgaudit.log_rows = on",
+    "mariadb-audit": "give its slow log too, with long_query_time = 0",
+    "": "this log does not carry a row count",
+}
+
+
+def _family(name: str) -> str:
+    """``pgaudit`` for any pgAudit output, ``mariadb-audit`` for MariaDB's audit log in a
+    file or through syslog, else the name."""
+    if name.startswith("pgaudit-"):
+        return "pgaudit"
+    return "mariadb-audit" if name.startswith("mariadb-audit") else name
 
 
 def files_to_read(
@@ -508,6 +573,7 @@ def _keep(
     statements = kept.filter(begins).height
     summary.outside += events.filter(begins).height - statements
     summary.events[name] += statements
+    summary.count_reads(name, kept)
     if since is not None and history_from is not None and history_from < since:
         summary.history += kept.filter(begins & (pl.col(S.TIME) < since)).height
     if kept.height:

@@ -38,6 +38,7 @@ from detector import schema as S
 from detector.features import span
 from detector.formats import Format, mariadb, pg_sessions, syslog, zones
 from detector.formats.pg_sessions import Servers
+from detector.ingest import Summary
 from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
 from detector.live.metrics import Flagged, Metrics
@@ -80,6 +81,8 @@ STUCK_AFTER = 120.0
 # twice that after a second error in a row, and so on up to FAILED_WAIT_MOST; from
 # FAILED_NOT_READY errors in a row /readyz says so (a line of the log it cannot get past).
 FAILED_WAIT = 1.0
+# Statements of a format after which serve says if none is a read, or no read has rows.
+BLIND_AFTER = 1000
 FAILED_WAIT_MOST = 60.0
 FAILED_NOT_READY = 3
 
@@ -193,6 +196,9 @@ class Service:
         # what it is doing now, for /readyz when it takes too long.
         self._pass_began: float | None = None
         self._doing = "starting"
+        # The first statements of each format, for what the server's settings hide.
+        self._seen = Summary()
+        self._blind_said: set[str] = set()
         # Passes that failed in a row (an unexpected error), and the last error.
         self._failures = 0
         self._failed: str | None = None
@@ -304,6 +310,20 @@ class Service:
                 "not move on, restart trovewatch: it resumes from the last checkpoint"
             )
         return found
+
+    def _look_for_blind_spots(self, format_name: str, frame: pl.DataFrame, begun: int) -> None:
+        """Say once per format, in the log, what its first BLIND_AFTER statements show
+        the server's settings hide: every read, or every read's rows."""
+        if format_name in self._blind_said:
+            return
+        self._seen.events[format_name] += begun
+        self._seen.count_reads(format_name, frame)
+        for name, said in self._seen.blind_spots(after=BLIND_AFTER):
+            if name not in self._blind_said:
+                log.warning("%s", said)
+                self._blind_said.add(name)
+        if self._seen.events[format_name] >= BLIND_AFTER:
+            self._blind_said.add(format_name)
 
     def alive(self) -> bool:
         """False once the ingest loop has ended without being stopped."""
@@ -516,6 +536,7 @@ class Service:
                     begun = self.engine.add(frame, source=name, wall=datetime.now(UTC))
                     self.metrics.events.labels(label, format_name).inc(begun)
                     self._dirty = True
+                    self._look_for_blind_spots(format_name, frame, begun)
         now = time.monotonic()
         if read_any:
             self._last_data = now
