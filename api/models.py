@@ -47,6 +47,14 @@ class WindowSummary(BaseModel):
     severity: str | None = Field(description="critical, high, medium, low, or none")
     reasons: list[str] = Field(description="for flagged windows: what happened, with numbers")
     objects: list[str] = Field(description="objects read in the window, schema-qualified")
+    clients: list[str] = Field(
+        description="client addresses the window's statements came from, as the log gives "
+        "them (empty where it gives none)"
+    )
+    applications: list[str] = Field(
+        description="application names the window's statements gave (empty where the log "
+        "gives none)"
+    )
 
 
 class AccountSummary(WindowSummary):
@@ -94,6 +102,8 @@ class Alert(BaseModel):
     status: Status
     reasons: list[str]
     objects: list[str]
+    clients: list[str] = Field(description="client addresses of the window's statements")
+    applications: list[str] = Field(description="application names of the window's statements")
     created_at: Timestamp
     note: str | None
     judged_at: Timestamp | None

@@ -153,6 +153,8 @@ def window_activity(
         .unique()
         .sort()
         .alias("export_objects_list"),
+        pl.col(S.CLIENT_IP).drop_nulls().unique().sort().alias("clients_list"),
+        pl.col(S.APPLICATION).drop_nulls().unique().sort().alias("apps_list"),
         pl.col(S.TIME).max().alias("last_time"),
     )
     joined = activity.join(new, on=[ACCOUNT, WINDOW], how="left")

@@ -324,6 +324,8 @@ def to_activity(
             pl.col("objects_list").list.sort(),
             "export_rows",
             pl.col("export_objects_list").list.sort(),
+            pl.col("clients_list").list.sort(),
+            pl.col("apps_list").list.sort(),
             "last_time",
         )
         .join(new, on=list(KEYS), how="left")

@@ -566,4 +566,6 @@ def _output(judged: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:
             ],
         ).alias("features"),
         pl.col("objects_list").alias("objects"),
+        pl.col("clients_list").alias("clients"),
+        pl.col("apps_list").alias("applications"),
     ).sort(F.WINDOW, F.ACCOUNT)

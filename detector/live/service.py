@@ -396,6 +396,9 @@ class Service:
                 self._failures += 1
                 self._failed = f"{type(exc).__name__}: {exc}"
                 self.metrics.ingest_errors.inc()
+                # The storage is a usual cause (its directory removed mid-commit): probed
+                # now, so /readyz says it before the next pass, which may be a minute off.
+                self._probe_storage()
                 wait = min(FAILED_WAIT * 2 ** (self._failures - 1), FAILED_WAIT_MOST)
                 log.exception(
                     "ingest loop error (%d in a row); resuming from the last checkpoint in %g s",
@@ -584,9 +587,7 @@ class Service:
         if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
             # Commits can go on in a full disk's existing WAL pages; a fresh write shows
             # the trouble before they fail.
-            self._last_probe = time.monotonic()
-            self._probe_ok = self.store.writable()
-            self._show_storage()
+            self._probe_storage()
         if self.engine.audit_ahead is not None:
             self.metrics.audit_clock_ahead.set(self.engine.audit_ahead)
         for source in self.sources:
@@ -887,6 +888,14 @@ class Service:
         if problem != self._storage_error:
             log.error("cannot save: %s; holding positions", problem)
         self._storage_error = problem
+        self._show_storage()
+
+    def _probe_storage(self) -> None:
+        self._last_probe = time.monotonic()
+        try:
+            self._probe_ok = self.store.writable()
+        except Exception:  # the probe says no; what failed is the pass's to report
+            self._probe_ok = False
         self._show_storage()
 
     def _show_storage(self) -> None:

@@ -117,6 +117,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # v2: a suppression may cover only windows reading some of the objects it names
     ("ALTER TABLE suppressions ADD COLUMN objects TEXT",),  # JSON list; NULL: all
+    # v3: where a window's statements came from: client addresses and applications (JSON
+    # lists; NULL in windows saved before)
+    (
+        "ALTER TABLE windows ADD COLUMN clients TEXT",
+        "ALTER TABLE windows ADD COLUMN applications TEXT",
+    ),
 ]
 
 
@@ -310,14 +316,15 @@ def _json_list(column: str) -> pl.Expr:
 
 
 _WINDOW_COLS: Final = (
-    "account, window_start, window_end, score, flagged, severity, reasons, features, objects"
+    "account, window_start, window_end, score, flagged, severity, reasons, features, objects, "
+    "clients, applications"
 )
 _INCOMING_COLS: Final = (
     f"{_WINDOW_COLS}, rows_read, bytes_read, statements, exports"  # the order of _rows()
 )
 _ALERT_SELECT: Final = """
     SELECT a.id, a.account, a.window_start, a.window_end, a.score, a.severity, a.status,
-           a.created_at, a.note, a.judged_at, w.reasons, w.objects,
+           a.created_at, a.note, a.judged_at, w.reasons, w.objects, w.clients, w.applications,
            (SELECT max(s.until) FROM suppressions s WHERE s.alert_id = a.id) AS suppressed_until
     FROM alerts a LEFT JOIN windows w
       ON w.account = a.account AND w.window_start = a.window_start
@@ -527,6 +534,10 @@ class SqliteStore:
                     _json_list("reasons"),
                     pl.col("features").struct.json_encode(),
                     _json_list("objects"),
+                    *(
+                        _json_list(c) if c in scored.columns else pl.lit("[]").alias(c)
+                        for c in ("clients", "applications")
+                    ),
                     *volumes,
                 )
                 .rows()
@@ -567,7 +578,7 @@ class SqliteStore:
             conn.execute("DELETE FROM incoming")
             for rows in self._rows(scored):
                 conn.executemany(
-                    f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({', '.join('?' * 13)})",
+                    f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({', '.join('?' * 15)})",
                     rows,
                 )
             conn.execute(
@@ -655,6 +666,8 @@ class SqliteStore:
             "severity": row["severity"],
             "reasons": json.loads(row["reasons"]),
             "objects": json.loads(row["objects"]),
+            "clients": json.loads(row["clients"] or "[]"),
+            "applications": json.loads(row["applications"] or "[]"),
         }
         if features:
             item["features"] = json.loads(row["features"])
@@ -732,6 +745,8 @@ class SqliteStore:
             "status": row["status"],
             "reasons": json.loads(row["reasons"] or "[]"),
             "objects": json.loads(row["objects"] or "[]"),
+            "clients": json.loads(row["clients"] or "[]"),
+            "applications": json.loads(row["applications"] or "[]"),
             "created_at": _iso(round(row["created_at"] * 1e6)),
             "note": row["note"],
             "judged_at": _iso(None if row["judged_at"] is None else round(row["judged_at"] * 1e6)),
@@ -882,6 +897,8 @@ class SqliteStore:
                 "reasons": pl.String,
                 "features": pl.String,
                 "objects": pl.String,
+                "clients": pl.String,
+                "applications": pl.String,
             },
             orient="row",
         )
@@ -902,6 +919,7 @@ class SqliteStore:
             pl.col("flagged").cast(pl.Boolean),
             pl.col("reasons").str.json_decode(strings),
             pl.col("objects").str.json_decode(strings),
+            pl.col("clients", "applications").fill_null("[]").str.json_decode(strings),
             features.to_struct("features") if frame.height else pl.lit(None, pl.Struct({})),
         )
 

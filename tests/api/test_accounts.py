@@ -29,6 +29,8 @@ def test_accounts_sorted_by_score_by_default(client: TestClient) -> None:
         "severity",
         "reasons",
         "objects",
+        "clients",
+        "applications",
     }
     assert first["window_start"].endswith("Z")
 

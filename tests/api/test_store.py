@@ -243,13 +243,46 @@ def test_a_state_database_of_schema_v1_is_migrated_and_its_suppressions_kept(
             ("hr_app", start, start + 3_600_000_000),
         )
     store = SqliteStore(state_dir)
-    assert store_module.schema_version() == 2
+    assert store_module.schema_version() == 3
     created = store.commit(scored, checkpoint(1))
     # it names no objects: it covers the whole account, as it did
     statuses = {(a.account, a.window_start): a.status for a in created}
     assert statuses[("hr_app", "2026-10-19T15:20:00Z")] == "suppressed"
     assert statuses[("hr_app", "2026-10-19T15:25:00Z")] == "suppressed"
     assert statuses[("web_shop", WEB_SHOP_PULL)] == "open"
+
+
+def test_windows_saved_before_schema_v3_have_no_clients_and_new_ones_have_theirs(
+    state_dir: Path, scored: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state database of schema v2 (before windows kept their clients and
+    applications) is migrated; its windows come back with empty lists, the windows
+    stored since with the addresses and applications their statements came from."""
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:2])
+        SqliteStore(state_dir).close()
+    with sqlite3.connect(state_dir / "trovewatch.db") as conn:  # a window saved by v2
+        conn.execute(
+            "INSERT INTO windows (account, window_start, window_end, score, flagged, reasons,"
+            " features, objects) VALUES ('old_app', 0, 300000000, 0.1, 0, '[]', '{}', '[]')"
+        )
+        conn.execute(
+            "INSERT INTO totals (account, windows, statements, rows_read, exports)"
+            " VALUES ('old_app', 1, 0, 0, 0)"
+        )
+    store = SqliteStore(state_dir)
+    store.commit(scored, checkpoint(1))
+    old = store.account("old_app", limit=1)
+    assert old is not None
+    assert (old["windows"][0]["clients"], old["windows"][0]["applications"]) == ([], [])
+    pull = store.alert(alert_id(store, "web_shop", WEB_SHOP_PULL))
+    assert pull is not None
+    expected = scored.filter(
+        pl.col("account") == "web_shop",
+        pl.col("window_start") == datetime.fromisoformat(WEB_SHOP_PULL),
+    ).row(0, named=True)
+    assert pull["clients"] == expected["clients"] and pull["clients"]
+    assert pull["applications"] == expected["applications"] and pull["applications"]
 
 
 def test_a_suppression_covers_open_alerts_already_stored(store: SqliteStore) -> None:
