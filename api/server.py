@@ -176,9 +176,8 @@ def _serve_api(
         if stopping.requested():
             return 0
         api = _ApiProcess(start_api, listening.getsockname(), service.metrics)
-        # Every thread but this one, which only watches the API process: one started
-        # again from here gets the API's priority, not the ingest's.
-        _lower_priority(settings.ingest_nice, but_this_thread=True)
+        # Every thread but this one, which only watches the API process.
+        _lower_priority(settings.ingest_nice)
         hangups = stopping.hangups()
         while not stopping.requested():
             time.sleep(0.1)
@@ -307,11 +306,12 @@ def _how_it_ended(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def _lower_priority(nice: int, but_this_thread: bool = False) -> None:
-    """Raise the nice value of every thread of this process by ``nice`` (threads made
-    later inherit it from the thread making them): on a busy machine the API process gets
-    the cores first. Linux keeps a nice value per thread; elsewhere the process's is
-    raised, this thread's too."""
+def _lower_priority(nice: int) -> None:
+    """Raise the nice value of every thread of this process but the calling one by
+    ``nice`` (threads made later inherit it from the thread making them): on a busy
+    machine the API process gets the cores first, and one started again from the calling
+    thread keeps the API's priority. Linux keeps a nice value per thread; elsewhere the
+    process's is raised, the calling thread's too."""
     if nice <= 0:
         return
     try:
@@ -323,7 +323,7 @@ def _lower_priority(nice: int, but_this_thread: bool = False) -> None:
             os.nice(nice)
             return
         for tid in tasks:
-            if but_this_thread and tid == threading.get_native_id():
+            if tid == threading.get_native_id():
                 continue
             try:
                 current = os.getpriority(os.PRIO_PROCESS, tid)

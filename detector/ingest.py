@@ -124,55 +124,55 @@ class Summary:
                 " the log names no zone): they were set right by the slow log's, which are"
                 " UTC. To read the audit log without the slow log, give --mariadb-timezone."
             )
-        text += "".join(f" {said}" for _, said in self.blind_spots())
+        text += "".join(f" {said}" for said in self.blind_spots())
         if self.windows:
             text += f" Scored {self.windows:,} account-windows, {self.flagged:,} flagged."
         return text
 
     def count_reads(self, name: str, events: pl.DataFrame) -> None:
         """Count the reads among ``events`` of format ``name``, and those whose rows the
-        log gives (:meth:`blind_spots`)."""
+        log gives (:meth:`blind_spot`)."""
         read = (pl.col(S.CLASS) == "READ") & ~pl.col(S.EXPORT)  # pgAudit logs no export's rows
         counted = read & pl.col(S.ROWS).is_not_null()
         reads, known = events.select(read.sum().alias("r"), counted.sum().alias("c")).row(0)
         self.reads[name] += reads
         self.counted_reads[name] += known
 
-    def blind_spots(self, after: int = 20) -> list[tuple[str, str]]:
-        """What the logs read cannot show about reads, by format, each with the server
-        setting that would show it: no read at all (``pgaudit.log`` without ``read``), or
-        no read's rows (``pgaudit.log_rows`` off, MariaDB's audit log without its slow
-        log). Said of a format once ``after`` of its statements are read."""
-        said = []
-        for name, statements in sorted(self.events.items()):
-            if statements < after:
-                continue
-            if not self.reads[name]:
-                said.append(
-                    (
-                        name,
-                        f"No read among the {statements:,} {name} statements: if the database was "
-                        f"read meanwhile, {_NO_READS.get(_family(name), _NO_READS[''])}, so a bulk "
-                        "read or an export is not in this log at all.",
-                    )
-                )
-            elif not self.counted_reads[name] and not (
-                _family(name) == "mariadb-audit" and self.counted_reads[mariadb.SLOW]
-            ):
-                said.append(
-                    (
-                        name,
-                        f"None of the {name} reads gives its rows ({_NO_ROWS.get(_family(name), _NO_ROWS[''])}): "
-                        "a bulk read is judged by its statements, objects and exports only, "
-                        "not by how much it read.",
-                    )
-                )
-        return said
+    def blind_spots(self) -> list[str]:
+        """:meth:`blind_spot` of each format with ``BLIND_AFTER`` statements or more."""
+        return [
+            said
+            for name, statements in sorted(self.events.items())
+            if statements >= BLIND_AFTER and (said := self.blind_spot(name)) is not None
+        ]
+
+    def blind_spot(self, name: str) -> str | None:
+        """What the statements of format ``name`` read so far cannot show about reads,
+        with the server setting that would show it: no read at all (``pgaudit.log``
+        without ``read``), or no read's rows (``pgaudit.log_rows`` off, MariaDB's audit
+        log read without its slow log). None when they show both."""
+        family = _family(name)
+        if not self.reads[name]:
+            return (
+                f"No read among the {self.events[name]:,} {name} statements: if the database "
+                f"was read meanwhile, {_NO_READS.get(family, _NO_READS[''])}, so a bulk read "
+                "or an export is not in this log at all."
+            )
+        if self.counted_reads[name] or (
+            family == "mariadb-audit" and self.counted_reads[mariadb.SLOW]
+        ):
+            return None
+        return (
+            f"None of the {name} reads gives its rows ({_NO_ROWS.get(family, _NO_ROWS[''])}): "
+            "a bulk read is judged by its statements, objects and exports only, not by how "
+            "much it read."
+        )
 
 
+# Statements of a format from which a run's paragraph says what its settings hide.
+BLIND_AFTER: Final = 20
 _NO_READS: Final = {
     "pgaudit": "pgaudit.log lacks read (SELECT and COPY ... TO are its READ class)",
-    "mariadb-audit": "server_audit_events lacks QUERY and TABLE",
     "": "the audit settings leave reads out",
 }
 _NO_ROWS: Final = {

@@ -1055,12 +1055,15 @@ def _outer_reads(events: pl.DataFrame, is_pgaudit: pl.Expr) -> pl.DataFrame:
         if {S.QUERY, S.EXPORT} <= set(events.columns)
         else pl.lit(False)
     )
-    if not events.select((nested | for_server | untold_copy).any()).item():
+    any_nested, any_untold = events.select(
+        (nested | for_server).any().alias("n"), untold_copy.any().alias("u")
+    ).row(0)
+    if not (any_nested or any_untold):
         return events  # the usual case: no statement has a second sub-statement
     parts = pl.col(S.STATEMENT_ID).str.split_exact(".", 1)
     statement = [pl.col(S.SESSION), parts.struct.field("field_0")]
     sub = parts.struct.field("field_1").cast(pl.Int64, strict=False)
-    if events.select(untold_copy.any()).item():
+    if any_untold:
         copied = untold_copy.any().over(statement)
         events = events.with_columns((pl.col(S.EXPORT) | (counted & copied)).alias(S.EXPORT))
     # COPY (SELECT ...) TO: the COPY line (no count) comes after its SELECT

@@ -81,10 +81,10 @@ STUCK_AFTER = 120.0
 # twice that after a second error in a row, and so on up to FAILED_WAIT_MOST; from
 # FAILED_NOT_READY errors in a row /readyz says so (a line of the log it cannot get past).
 FAILED_WAIT = 1.0
-# Statements of a format after which serve says if none is a read, or no read has rows.
-BLIND_AFTER = 1000
 FAILED_WAIT_MOST = 60.0
 FAILED_NOT_READY = 3
+# Statements of a format after which serve says if none is a read, or no read has rows.
+BLIND_AFTER = 1000
 
 
 def stream_format(
@@ -198,7 +198,7 @@ class Service:
         self._doing = "starting"
         # The first statements of each format, for what the server's settings hide.
         self._seen = Summary()
-        self._blind_said: set[str] = set()
+        self._blind_looked: set[str] = set()
         # Passes that failed in a row (an unexpected error), and the last error.
         self._failures = 0
         self._failed: str | None = None
@@ -314,16 +314,14 @@ class Service:
     def _look_for_blind_spots(self, format_name: str, frame: pl.DataFrame, begun: int) -> None:
         """Say once per format, in the log, what its first BLIND_AFTER statements show
         the server's settings hide: every read, or every read's rows."""
-        if format_name in self._blind_said:
+        if format_name in self._blind_looked:
             return
         self._seen.events[format_name] += begun
         self._seen.count_reads(format_name, frame)
-        for name, said in self._seen.blind_spots(after=BLIND_AFTER):
-            if name not in self._blind_said:
-                log.warning("%s", said)
-                self._blind_said.add(name)
         if self._seen.events[format_name] >= BLIND_AFTER:
-            self._blind_said.add(format_name)
+            self._blind_looked.add(format_name)
+            if (said := self._seen.blind_spot(format_name)) is not None:
+                log.warning("%s", said)
 
     def alive(self) -> bool:
         """False once the ingest loop has ended without being stopped."""
@@ -892,10 +890,7 @@ class Service:
 
     def _probe_storage(self) -> None:
         self._last_probe = time.monotonic()
-        try:
-            self._probe_ok = self.store.writable()
-        except Exception:  # the probe says no; what failed is the pass's to report
-            self._probe_ok = False
+        self._probe_ok = self.store.writable()
         self._show_storage()
 
     def _show_storage(self) -> None:

@@ -534,10 +534,8 @@ class SqliteStore:
                     _json_list("reasons"),
                     pl.col("features").struct.json_encode(),
                     _json_list("objects"),
-                    *(
-                        _json_list(c) if c in scored.columns else pl.lit("[]").alias(c)
-                        for c in ("clients", "applications")
-                    ),
+                    _json_list("clients"),
+                    _json_list("applications"),
                     *volumes,
                 )
                 .rows()

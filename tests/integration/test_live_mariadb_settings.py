@@ -147,6 +147,22 @@ def per_account(events: pl.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
     )
 
 
+def test_the_audit_log_read_without_its_slow_log_says_its_reads_have_no_rows(
+    recommended: tuple[Any, Truth],
+) -> None:
+    """The audit log carries no volume: read alone, the run's paragraph says so and
+    which log to give beside it; read with the slow log, it says nothing of the kind."""
+    server, _ = recommended
+    _, alone = read(server.audit_log)
+    assert alone.blind_spots() == [
+        "None of the mariadb-audit reads gives its rows (give its slow log too, with "
+        "long_query_time = 0): a bulk read is judged by its statements, objects and "
+        "exports only, not by how much it read."
+    ]
+    _, both = read(server.audit_log, server.slow_log)
+    assert both.blind_spots() == []
+
+
 def test_an_account_name_with_a_comma_is_read_from_the_audit_log(
     recommended: tuple[Any, Truth],
 ) -> None:

@@ -68,9 +68,9 @@ def test_score_says_when_the_settings_hide_every_read_or_its_rows(
     name, log_dir = server
     _, summary = read_events([log_dir / OUTPUTS[output]], quarantine=Quarantine(None))
     said = summary.blind_spots()
-    assert [fmt for fmt, _ in said] == [f"pgaudit-{output}"] * len(SAID[name])
-    assert all(phrase in text for (_, text), phrase in zip(said, SAID[name], strict=True))
-    assert all(text in summary.paragraph() for _, text in said)
+    assert len(said) == len(SAID[name])
+    assert all(phrase in text for text, phrase in zip(said, SAID[name], strict=True))
+    assert all(text in summary.paragraph() for text in said)
 
 
 def test_serve_says_it_once_in_its_log(
@@ -82,7 +82,7 @@ def test_serve_says_it_once_in_its_log(
     """In its log, once. (Logs without rows, under a model trained with them, are
     refused on /readyz, naming the rows: that says it.)"""
     name, log_dir = server
-    monkeypatch.setattr(service_module, "BLIND_AFTER", 100)  # the workload's 113 writes
+    monkeypatch.setattr(service_module, "BLIND_AFTER", 100)  # under the 112 logged with no read
     log = log_dir / "postgresql.json"
     models = ROOT / "models" / "default"
     conf = settings.Settings(state_dir=tmp_path / "state", follow=[str(log)], lateness="3650d")
