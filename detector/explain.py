@@ -39,6 +39,7 @@ from detector.features import (
     ALERT_LEVELS,
     DRIP,
     TODAY,
+    UNSHOWN,
     WINDOW,
     Horizons,
     col_name,
@@ -117,7 +118,10 @@ class Judge:
         levels = [f"{c}__alerted" for c in horizon_columns(self.horizons, ALERT_LEVELS)]
         frame = self._with_references(
             feats.with_columns(pl.Series("score", scores, dtype=pl.Float64)).with_columns(
-                pl.lit(None, pl.Int64).alias(c) for c in levels if c not in feats.columns
+                *(pl.lit(None, pl.Int64).alias(c) for c in levels if c not in feats.columns),
+                (pl.col(UNSHOWN) if UNSHOWN in feats.columns else pl.lit(None))
+                .fill_null(pl.lit([], dtype=pl.List(pl.String)))
+                .alias(UNSHOWN),
             )
         )
         volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self._judged]
@@ -160,10 +164,11 @@ class Judge:
         # account is worth a look even when its peers dump every night.
         never_exports = pl.col("exports__own_max") == 0
         # An export is news once: not again while an alert of the account's that showed
-        # an export is within the longest horizon (features.alerted_levels).
+        # an export is within the longest horizon (features.alerted_levels), unless it
+        # reads tables those alerts did not show (features.unshown_objects).
         export_shown = (
             pl.col(f"{col_name('exports', self.horizons.base)}__alerted").fill_null(0) > 0
-        )
+        ) & ~_unshown()
         guard_export = (pl.col("exports") > 0) & never_exports & ~export_shown
         # Tables it never read, in a window of real volume: a DBA reading 15,000 rows of
         # patients' notes reads no more than its own maintenance reads and names one or
@@ -289,7 +294,7 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason", "_stranger", "_guard_at", "_drip_at", "_young")
+            frame.drop("_has_reason", "_stranger", "_guard_at", "_drip_at", "_young", UNSHOWN)
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
@@ -319,7 +324,7 @@ class Judge:
         if signal in ALERT_LEVELS and horizon in self.horizons.all:
             alerted = pl.col(f"{c}__alerted")
             again = (total > alerted) & (total >= self.settings.realert_factor * alerted)
-            crossing = crossing & again.fill_null(True)
+            crossing = crossing & (again.fill_null(True) | _unshown())
         return crossing
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -418,6 +423,8 @@ class Judge:
             "new_apps_list",
             "exports",
             "exports__own_max",
+            UNSHOWN,
+            f"{col_name('statements', self.horizons.base)}__alerted",
         ]
         for c in horizon_columns(self.horizons):
             cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
@@ -531,6 +538,13 @@ class Judge:
         found = self._statements_reason(row)
         if found is not None:
             out.append(found)
+        if row[UNSHOWN] and row[f"{col_name('statements', base)}__alerted"] is not None:
+            # Why the same volume alerts again so soon: the leak goes on, table by table.
+            out.append(
+                f"reads {_names(row[UNSHOWN])}, which no alert on this account in the last "
+                f"{_span(self.horizons.all[-1])} showed: more data leaving, not a repeat of "
+                "what was alerted"
+            )
         if row["guardrail"]:
             out.append(self._guardrail_reason(row))
         if row["drip"] and not row["guardrail"]:  # a burst crosses the day's bound too
@@ -700,6 +714,12 @@ class Judge:
                 f"; peers (reading tables like {group.removeprefix(LEARNED)}'s): {_names(members)}"
             )
         return f"; peers: role {group}"
+
+
+def _unshown() -> pl.Expr:
+    """The window reads objects the account's alerts within the longest horizon did not
+    show (features.unshown_objects): its volume is news again at any level."""
+    return pl.col(UNSHOWN).list.len() > 0
 
 
 def _attribution(names: list[str], shares: npt.NDArray[np.float64]) -> str | None:

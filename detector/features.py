@@ -403,6 +403,74 @@ def alerted_levels(
     )
 
 
+UNSHOWN: Final = "_unshown"  # see unshown_objects
+_ANY_OBJECT: Final = "\u0000*"  # an alert whose objects are not known showed them all
+
+
+def unshown_objects(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons) -> pl.LazyFrame:
+    """Per window, the objects it reads that no *earlier* window of the account for which
+    ``alerted`` is true read within the longest horizon: ``_unshown`` (sorted; empty for
+    none).
+
+    An alert's volume holds back the next alert at the same level (:func:`alerted_levels`),
+    but only for what it showed: the same pull of the same tables again is no news; a
+    pull of another table the next day is the leak going on, table by table, and alerts
+    at the same size. An alerted window whose ``objects_list`` is null (its objects not
+    kept: levels saved by an older trovewatch) counts as having shown every object.
+    """
+    back = horizons.longer[-1] if horizons.longer else horizons.base
+    marked = windows.with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), alerted.alias("_shows")
+    )
+    shown = (
+        marked.filter("_shows")
+        .select(
+            ACCOUNT,
+            pl.col(WINDOW).alias("_shown_at"),
+            pl.col("objects_list").fill_null(pl.lit([_ANY_OBJECT])).alias("_object"),
+        )
+        .explode("_object")
+        .drop_nulls("_object")
+        .sort("_shown_at")
+    )
+    read = marked.select(
+        "_row",
+        ACCOUNT,
+        WINDOW,
+        pl.col("objects_list").list.concat(pl.lit([_ANY_OBJECT])).alias("_object"),
+    ).explode("_object")
+    looked_up = (
+        read.drop_nulls("_object")
+        .sort(WINDOW)
+        .join_asof(
+            shown,
+            left_on=WINDOW,
+            right_on="_shown_at",
+            by=[ACCOUNT, "_object"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+    )
+    within = (pl.col("_shown_at") >= pl.col(WINDOW) - span(back)).fill_null(False)
+    every = pl.col("_object") == _ANY_OBJECT
+    per_window = looked_up.group_by("_row").agg(
+        pl.col("_object").filter(~within & ~every).sort().alias(UNSHOWN),
+        (within & every).any().alias("_all_shown"),
+    )
+    none = pl.lit([], dtype=pl.List(pl.String))
+    return (
+        marked.join(per_window, on="_row", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("_all_shown").fill_null(False))
+            .then(none)
+            .otherwise(pl.col(UNSHOWN).fill_null(none))
+            .alias(UNSHOWN)
+        )
+        .drop("_row", "_shows", "_all_shown")
+    )
+
+
 def earlier_days(windows: pl.LazyFrame, horizons: Horizons, columns: Sequence[str]) -> pl.LazyFrame:
     """Per account and day, the largest of each column on the account's earlier days
     within the longest horizon (never the day itself): ``<column>__earlier``, null

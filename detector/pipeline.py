@@ -459,8 +459,10 @@ def judge_windows(
         ever = alerted.any().over(F.ACCOUNT)
         marked = windows.lazy().with_columns(ever.alias("_ever"))
         discounted = F.discount_alerted(marked.filter("_ever"), alerted, horizons)
-        leveled = F.alerted_levels(
-            discounted.filter(pl.col("_new") | alerted), alerted, horizons
+        leveled = F.unshown_objects(
+            F.alerted_levels(discounted.filter(pl.col("_new") | alerted), alerted, horizons),
+            alerted,
+            horizons,
         ).filter("_new")
         # Collected once: model_frame reads its input twice (peer placement, relative
         # features) and would otherwise run the window functions above twice.
@@ -521,7 +523,8 @@ def alert_level_columns(horizons: F.Horizons) -> list[str]:
 
 def alert_levels(scored: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:
     """The flagged windows of a ``score`` output with the sums they were alerted with
-    (account, window start and :func:`alert_level_columns`)."""
+    (account, window start and :func:`alert_level_columns`) and the objects they showed
+    (``objects_list``)."""
     return scored.filter(pl.col("flagged")).select(
         F.ACCOUNT,
         F.WINDOW,
@@ -529,6 +532,7 @@ def alert_levels(scored: pl.DataFrame, horizons: F.Horizons) -> pl.DataFrame:
             pl.col("features").struct.field(c).cast(pl.Int64).alias(f"{c}__level")
             for c in F.horizon_columns(horizons, F.ALERT_LEVELS)
         ),
+        pl.col("objects").alias("objects_list"),
     )
 
 

@@ -31,9 +31,10 @@ statements), so its memory grows with the accounts active, not with the events:
   each horizon, so its cost does not grow with the history. Summed again from the
   history at a restart. For accounts the model never saw, the largest sums of each of
   their days (``days`` in the checkpoint).
-* ``levels``: the sums each alerted window of the history was alerted with, so that a
-  repeat at that level is held back as in a batch run
-  (:func:`detector.features.alerted_levels`), though the history no longer holds the
+* ``levels``: the sums each alerted window of the history was alerted with, and the
+  objects it showed, so that a repeat at that level of the same objects is held back as
+  in a batch run (:func:`detector.features.alerted_levels`,
+  :func:`detector.features.unshown_objects`), though the history no longer holds the
   3 days before that window to sum again.
 * ``discovered``: objects, clients and applications first used by an account since
   training (the model's profile knows the earlier ones), so "new" means new once.
@@ -588,7 +589,12 @@ class Engine:
 
     def _no_levels(self) -> pl.DataFrame:
         names = [F.ACCOUNT, F.WINDOW, *alert_level_columns(self.horizons)]
-        return pl.DataFrame(schema={c: HISTORY_SCHEMA.get(c, pl.Int64()) for c in names})
+        return pl.DataFrame(
+            schema={
+                **{c: HISTORY_SCHEMA.get(c, pl.Int64()) for c in names},
+                "objects_list": pl.List(pl.String()),
+            }
+        )
 
     def _known(self) -> pl.LazyFrame:
         return pl.concat(
@@ -749,6 +755,7 @@ class Engine:
                     pl.col(c).alias(f"{c}__level")
                     for c in F.horizon_columns(self.horizons, F.ALERT_LEVELS)
                 ),
+                pl.lit(None, pl.List(pl.String())).alias("objects_list"),  # not kept
             )
             .collect()
             .cast(self._no_levels().schema)
@@ -1040,7 +1047,8 @@ class Engine:
             elif kind == "evicted":
                 self.evicted = frame
             elif kind == "levels":
-                self.levels = frame.cast(self._no_levels().schema)
+                # An older trovewatch kept no objects: null, each alert showing them all.
+                self.levels = pl.concat([self._no_levels(), frame], how="diagonal_relaxed")
             elif kind == "days":
                 days = frame
             elif kind == "sums":

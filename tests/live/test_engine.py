@@ -834,19 +834,33 @@ def test_a_mariadb_statement_whose_query_record_comes_in_the_next_read_counts_on
     assert per_account(live).equals(per_account(batch))
 
 
+@pytest.mark.parametrize("another_table", [False, True])
 def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
-    trained: model.TrainedModel, week3: pl.DataFrame
+    trained: model.TrainedModel, week3: pl.DataFrame, another_table: bool
 ) -> None:
     """A pull alerted on, then the same pull again within 3 days: the batch run alerts
-    once; so does the engine, also when it restarts from a checkpoint in between."""
+    once; so does the engine, also when it restarts from a checkpoint in between. The
+    same volume of another table the account reads (the leak going on, table by table)
+    alerts again, in both, naming that table."""
     conf = settings.Settings()
     reads = week3.filter(pl.col(S.ACCOUNT) == "analyst_ben", pl.col(S.ROWS) > 0)
     template = reads.row(0, named=True)
+    known = trained.profile.known.filter(
+        pl.col(F.ACCOUNT) == "analyst_ben", pl.col("kind") == "object"
+    )["value"]
+    other = next(o for o in known.sort() if o not in template[S.OBJECTS])
     first = datetime(2026, 10, 21, 10, 2, tzinfo=UTC)
     pulls = [(first, 400_000), (first + timedelta(hours=30), 390_000)]
+    second_objects = [other] if another_table else template[S.OBJECTS]
     extra = pl.DataFrame(
         [
-            {**template, S.TIME: at, S.STATEMENT_ID: f"{900000 + n}.1", S.ROWS: rows}
+            {
+                **template,
+                S.TIME: at,
+                S.STATEMENT_ID: f"{900000 + n}.1",
+                S.ROWS: rows,
+                S.OBJECTS: second_objects if n else template[S.OBJECTS],
+            }
             for n, (at, rows) in enumerate(pulls)
         ],
         schema=week3.schema,
@@ -862,14 +876,18 @@ def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
             for at, _ in pulls
         ]
 
-    assert pull_flags(batch) == [True, False]
+    assert pull_flags(batch) == [True, another_table]
+    second = batch.filter(
+        pl.col("account") == "analyst_ben", pl.col("window_start") == pulls[1][0].replace(minute=0)
+    )["reasons"].item()
+    assert any(r.startswith(f"reads {other}, which no alert") for r in second) == another_table
     cut = events.filter(pl.col(S.TIME) < first + timedelta(hours=12)).height
     before_restart = Engine(trained, conf)
     before = stream_no_flush(before_restart, events[:cut], 5_000)
     resumed = Engine(trained, conf)
     resumed.restore(before_restart.snapshot())
     live = pl.concat([before, stream(resumed, events[cut:], 5_000)])
-    assert pull_flags(live) == [True, False]
+    assert pull_flags(live) == [True, another_table]
     assert (
         verdicts(live)
         .select("account", "window_start", "flagged")
@@ -898,6 +916,7 @@ def test_a_repeat_is_measured_against_the_sums_its_alert_showed(
             F.ACCOUNT: "analyst_ben",
             F.WINDOW: datetime(2026, 10, 21, 12, 0, tzinfo=UTC),
             **{c: level for c in pipeline.alert_level_columns(trained.horizons)},
+            "objects_list": reads.row(0, named=True)[S.OBJECTS],  # the alert showed them
         }
         engine.levels = pl.DataFrame([alert]).cast(engine.levels.schema)
         engine.add(pull)
