@@ -162,6 +162,33 @@ def test_horizon_sums_start_again_after_an_alert() -> None:
     assert by["a"] == [100, 150, 60, 130]
 
 
+def test_the_objects_an_alert_did_not_show_are_news_for_3_days() -> None:
+    """Alerts on account a at day 0 (tables x, y) and, from an older trovewatch's state,
+    on account b (objects not kept: they showed everything)."""
+    day = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+    rows = [
+        ("a", day, ["x", "y"], True),
+        ("a", day + timedelta(hours=1), ["x"], False),  # shown: no news
+        ("a", day + timedelta(days=1), ["y", "z"], False),  # z is news
+        ("a", day + timedelta(days=3, minutes=5), ["x"], False),  # the alert is 3 days old
+        ("b", day, None, True),
+        ("b", day + timedelta(days=1), ["w"], False),
+        ("c", day, ["v"], False),  # no alert at all: everything unshown
+    ]
+    windows = pl.DataFrame(
+        rows,
+        schema={
+            "account": pl.String,
+            "window_start": pl.Datetime("us", "UTC"),
+            "objects_list": pl.List(pl.String),
+            "alerted": pl.Boolean,
+        },
+        orient="row",
+    )
+    out = F.unshown_objects(windows.lazy(), pl.col("alerted"), F.Horizons("5m", ("1h", "1d", "3d")))
+    assert out.collect()[F.UNSHOWN].to_list() == [["x", "y"], [], ["z"], ["x"], [], [], ["v"]]
+
+
 def random_windows(seed: int, accounts: int = 40, per_account: int = 300) -> pl.DataFrame:
     """Windows of several accounts at uneven gaps (minutes to days), some volume unknown."""
     rng = np.random.default_rng(seed)
