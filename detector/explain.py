@@ -542,8 +542,7 @@ class Judge:
             # Why the same volume alerts again so soon: the leak goes on, table by table.
             out.append(
                 f"reads {_names(row[UNSHOWN])}, which no alert on this account in the last "
-                f"{_span(self.horizons.all[-1])} showed: more data leaving, not a repeat of "
-                "what was alerted"
+                f"{_span(self.horizons.all[-1])} showed: not a repeat of what was alerted"
             )
         if row["guardrail"]:
             out.append(self._guardrail_reason(row))

@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Within the longest horizon after an alert, a volume (rows, bytes, "
         "statements) is a reason, a guardrail hit or a drip again only at this many times "
-        "the largest the account's alerts showed for that horizon (1: any growth).",
+        "the largest the account's alerts showed for that horizon (1: any growth), unless "
+        "the window reads an object none of those alerts showed.",
     )
     settled_after: str = Field(
         "7d",
