@@ -177,14 +177,9 @@ class Judge:
         # the volume cannot be known: the tables and the score are all there is (before,
         # a SELECT * of a table new to the account, a DBA reading patients' data and a
         # paged pull of another service's table scored 0.69-0.82 and were not flagged).
-        volume = (
-            pl.col(col_name("rows_read", self.horizons.base)) >= s.guardrail_min_rows
-            if self.volume_logged
-            else pl.lit(True)
-        )
-        new_at_volume = (pl.col("has_history") & (pl.col("new_objects") > 0) & volume).fill_null(
-            False
-        )
+        new_at_volume = (
+            pl.col("has_history") & (pl.col("new_objects") > 0) & self._real_volume()
+        ).fill_null(False)
         strong = [
             pl.any_horizontal(
                 self.crossed(v, h, own_bound)
@@ -299,6 +294,13 @@ class Judge:
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )
 
+    def _real_volume(self) -> pl.Expr:
+        """The window reads at least ``guardrail_min_rows`` rows, or the log gives no
+        volume to tell (the tables and the score are all there is then)."""
+        if not self.volume_logged:
+            return pl.lit(True)
+        return pl.col(col_name("rows_read", self.horizons.base)) >= self.settings.guardrail_min_rows
+
     def _before(self, signal: str, horizon: str) -> pl.Expr:
         """The horizon's sum of ``signal`` without this window's own."""
         total = pl.col(col_name(signal, horizon)).fill_null(0)
@@ -324,7 +326,16 @@ class Judge:
         if signal in ALERT_LEVELS and horizon in self.horizons.all:
             alerted = pl.col(f"{c}__alerted")
             again = (total > alerted) & (total >= self.settings.realert_factor * alerted)
-            crossing = crossing & (again.fill_null(True) | _unshown())
+            # A table no alert showed makes a burst of real volume news again at any
+            # level; not a day's sum: a drip alerted on is being looked into whatever it
+            # reads next (news again on day-long sums, support accounts' later days
+            # alerted once more), nor a few hundred rows of a table (a role change's).
+            news = (
+                _unshown() & self._real_volume().fill_null(False)
+                if span(horizon) < timedelta(days=1)
+                else pl.lit(False)
+            )
+            crossing = crossing & (again.fill_null(True) | news)
         return crossing
 
     def _with_references(self, frame: pl.DataFrame) -> pl.DataFrame:
