@@ -88,8 +88,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Within the longest horizon after an alert, a volume (rows, bytes, "
         "statements) is a reason, a guardrail hit or a drip again only at this many times "
-        "the largest the account's alerts showed for that horizon (1: any growth), unless "
-        "the window reads an object none of those alerts showed.",
+        "the largest the account's alerts showed for that horizon (1: any growth). A window "
+        "of at least guardrail_min_rows rows reading an object none of those alerts showed "
+        "is judged over its horizons under a day as if there had been no alert.",
     )
     settled_after: str = Field(
         "7d",
