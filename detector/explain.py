@@ -40,6 +40,7 @@ from detector.features import (
     DRIP,
     TODAY,
     UNSHOWN,
+    UNSHOWN_EXPORTS,
     WINDOW,
     Horizons,
     col_name,
@@ -119,9 +120,12 @@ class Judge:
         frame = self._with_references(
             feats.with_columns(pl.Series("score", scores, dtype=pl.Float64)).with_columns(
                 *(pl.lit(None, pl.Int64).alias(c) for c in levels if c not in feats.columns),
-                (pl.col(UNSHOWN) if UNSHOWN in feats.columns else pl.lit(None))
-                .fill_null(pl.lit([], dtype=pl.List(pl.String)))
-                .alias(UNSHOWN),
+                *(
+                    (pl.col(c) if c in feats.columns else pl.lit(None))
+                    .fill_null(pl.lit([], dtype=pl.List(pl.String)))
+                    .alias(c)
+                    for c in (UNSHOWN, UNSHOWN_EXPORTS)
+                ),
             )
         )
         volumes = [(v, h) for v in ("rows_read", "bytes_read") for h in self._judged]
@@ -165,10 +169,10 @@ class Judge:
         never_exports = pl.col("exports__own_max") == 0
         # An export is news once: not again while an alert of the account's that showed
         # an export is within the longest horizon (features.alerted_levels), unless it
-        # reads tables those alerts did not show (features.unshown_objects).
+        # exports tables those alerts did not show (features.unshown_objects).
         export_shown = (
             pl.col(f"{col_name('exports', self.horizons.base)}__alerted").fill_null(0) > 0
-        ) & ~_unshown()
+        ) & (pl.col(UNSHOWN_EXPORTS).list.len() == 0)
         guard_export = (pl.col("exports") > 0) & never_exports & ~export_shown
         # Tables it never read, in a window of real volume: a DBA reading 15,000 rows of
         # patients' notes reads no more than its own maintenance reads and names one or
@@ -289,7 +293,15 @@ class Judge:
             }
         )
         return (
-            frame.drop("_has_reason", "_stranger", "_guard_at", "_drip_at", "_young", UNSHOWN)
+            frame.drop(
+                "_has_reason",
+                "_stranger",
+                "_guard_at",
+                "_drip_at",
+                "_young",
+                UNSHOWN,
+                UNSHOWN_EXPORTS,
+            )
             .join(texts, on=[ACCOUNT, "window_start"], how="left", maintain_order="left")
             .with_columns(pl.col("reasons").fill_null(pl.lit([], dtype=pl.List(pl.String))))
         )

@@ -404,13 +404,14 @@ def alerted_levels(
 
 
 UNSHOWN: Final = "_unshown"  # see unshown_objects
+UNSHOWN_EXPORTS: Final = "_unshown_exports"
 _ANY_OBJECT: Final = "\u0000*"  # an alert whose objects are not known showed them all
 
 
 def unshown_objects(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons) -> pl.LazyFrame:
-    """Per window, the objects it reads that no *earlier* window of the account for which
-    ``alerted`` is true read within the longest horizon: ``_unshown`` (sorted; empty for
-    none).
+    """Per window, the objects it reads (``_unshown``) and those it exports
+    (``_unshown_exports``) that no *earlier* window of the account for which ``alerted``
+    is true read within the longest horizon (sorted; empty for none).
 
     An alert's volume holds back the next alert at the same level (:func:`alerted_levels`),
     but only for what it showed: the same pull of the same tables again is no news; a
@@ -433,14 +434,27 @@ def unshown_objects(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons)
         .drop_nulls("_object")
         .sort("_shown_at")
     )
-    read = marked.select(
-        "_row",
-        ACCOUNT,
-        WINDOW,
-        pl.col("objects_list").list.concat(pl.lit([_ANY_OBJECT])).alias("_object"),
-    ).explode("_object")
+
+    def used(column: str, exported: bool) -> pl.LazyFrame:
+        return marked.select(
+            "_row",
+            ACCOUNT,
+            WINDOW,
+            pl.col(column).alias("_object"),
+            pl.lit(exported).alias("_export"),
+        ).explode("_object")
+
+    every = pl.col("_object") == _ANY_OBJECT
+    sentinel = marked.select("_row", ACCOUNT, WINDOW, pl.lit(_ANY_OBJECT).alias("_object"))
     looked_up = (
-        read.drop_nulls("_object")
+        pl.concat(
+            [
+                used("objects_list", False),
+                used("export_objects_list", True),
+                sentinel.with_columns(pl.lit(False).alias("_export")),
+            ]
+        )
+        .drop_nulls("_object")
         .sort(WINDOW)
         .join_asof(
             shown,
@@ -453,9 +467,10 @@ def unshown_objects(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons)
         )
     )
     within = (pl.col("_shown_at") >= pl.col(WINDOW) - span(back)).fill_null(False)
-    every = pl.col("_object") == _ANY_OBJECT
+    news = ~within & ~every
     per_window = looked_up.group_by("_row").agg(
-        pl.col("_object").filter(~within & ~every).sort().alias(UNSHOWN),
+        pl.col("_object").filter(news & ~pl.col("_export")).sort().alias(UNSHOWN),
+        pl.col("_object").filter(news & pl.col("_export")).sort().alias(UNSHOWN_EXPORTS),
         (within & every).any().alias("_all_shown"),
     )
     none = pl.lit([], dtype=pl.List(pl.String))
@@ -464,8 +479,9 @@ def unshown_objects(windows: pl.LazyFrame, alerted: pl.Expr, horizons: Horizons)
         .with_columns(
             pl.when(pl.col("_all_shown").fill_null(False))
             .then(none)
-            .otherwise(pl.col(UNSHOWN).fill_null(none))
-            .alias(UNSHOWN)
+            .otherwise(pl.col(c).fill_null(none))
+            .alias(c)
+            for c in (UNSHOWN, UNSHOWN_EXPORTS)
         )
         .drop("_row", "_shows", "_all_shown")
     )

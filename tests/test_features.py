@@ -167,13 +167,14 @@ def test_the_objects_an_alert_did_not_show_are_news_for_3_days() -> None:
     on account b (objects not kept: they showed everything)."""
     day = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
     rows = [
-        ("a", day, ["x", "y"], True),
-        ("a", day + timedelta(hours=1), ["x"], False),  # shown: no news
-        ("a", day + timedelta(days=1), ["y", "z"], False),  # z is news
-        ("a", day + timedelta(days=3, minutes=5), ["x"], False),  # the alert is 3 days old
-        ("b", day, None, True),
-        ("b", day + timedelta(days=1), ["w"], False),
-        ("c", day, ["v"], False),  # no alert at all: everything unshown
+        ("a", day, ["x", "y"], ["x"], True),
+        ("a", day + timedelta(hours=1), ["x"], [], False),  # shown: no news
+        ("a", day + timedelta(days=1), ["y", "z"], ["y"], False),  # z is news; y's export not
+        ("a", day + timedelta(days=2), ["x", "z"], ["z"], False),  # z exported: news
+        ("a", day + timedelta(days=3, minutes=5), ["x"], [], False),  # the alert is 3 days old
+        ("b", day, None, [], True),
+        ("b", day + timedelta(days=1), ["w"], ["w"], False),
+        ("c", day, ["v"], ["v"], False),  # no alert at all: everything unshown
     ]
     windows = pl.DataFrame(
         rows,
@@ -181,12 +182,15 @@ def test_the_objects_an_alert_did_not_show_are_news_for_3_days() -> None:
             "account": pl.String,
             "window_start": pl.Datetime("us", "UTC"),
             "objects_list": pl.List(pl.String),
+            "export_objects_list": pl.List(pl.String),
             "alerted": pl.Boolean,
         },
         orient="row",
     )
-    out = F.unshown_objects(windows.lazy(), pl.col("alerted"), F.Horizons("5m", ("1h", "1d", "3d")))
-    assert out.collect()[F.UNSHOWN].to_list() == [["x", "y"], [], ["z"], ["x"], [], [], ["v"]]
+    h = F.Horizons("5m", ("1h", "1d", "3d"))
+    out = F.unshown_objects(windows.lazy(), pl.col("alerted"), h).collect()
+    assert out[F.UNSHOWN].to_list() == [["x", "y"], [], ["z"], ["z"], ["x"], [], [], ["v"]]
+    assert out[F.UNSHOWN_EXPORTS].to_list() == [["x"], [], [], ["z"], [], [], [], ["v"]]
 
 
 def random_windows(seed: int, accounts: int = 40, per_account: int = 300) -> pl.DataFrame:

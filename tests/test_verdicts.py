@@ -377,36 +377,50 @@ def test_a_volume_already_alerted_on_alerts_again_only_beyond_it_or_days_later()
 
 def test_an_export_by_an_account_that_never_exports_alerts_once_in_three_days() -> None:
     """An account that never exported starts exporting (a new duty, or stolen
-    credentials): its first export alerts; the next ones within 3 days of that alert
-    are no news; one after that alerts again."""
+    credentials): its first export alerts; the next ones of the same table within 3
+    days of that alert are no news, one of another table is; one after that alerts
+    again."""
     trained, events = trained_on_json()
-    own = trained.profile.account_max.filter(pl.col(F.ACCOUNT) == "billing_job")  # type: ignore[attr-defined]
+    own = trained.profile.account_max.filter(pl.col(F.ACCOUNT) == "hr_app")  # type: ignore[attr-defined]
     assert own.select(pl.max_horizontal(pl.col("^exports_.*$"))).item() == 0
-    template = ordinary("billing_job")
-    copy = {
-        S.EXPORT: True,
-        S.ROWS: 3,
-        S.QUERY: f"COPY {template[S.OBJECTS][0]} TO STDOUT",
-        S.COMMAND: "COPY",
-    }
+    template = ordinary("hr_app")
+    known = trained.profile.known.filter(  # type: ignore[attr-defined]
+        pl.col(F.ACCOUNT) == "hr_app", pl.col("kind") == "object"
+    )["value"]
+    other = next(o for o in known.sort() if o not in template[S.OBJECTS])
+
+    def copy(table: str) -> dict[str, Any]:
+        return {
+            S.EXPORT: True,
+            S.ROWS: 3,
+            S.QUERY: f"COPY {table} TO STDOUT",
+            S.COMMAND: "COPY",
+            S.OBJECTS: [table],
+        }
+
     exports = {
         "first": DAY.replace(hour=10, minute=2),
         "the same afternoon": DAY.replace(hour=15, minute=2),
+        "another table the next day": DAY.replace(hour=12, minute=2) + timedelta(days=1),
         "two days on": DAY.replace(hour=11, minute=2) + timedelta(days=2),
         "four days on": DAY.replace(hour=10, minute=2) + timedelta(days=4),
     }
-    added = [statement(template, at, n, **copy) for n, at in enumerate(exports.values())]
+    added = [
+        statement(template, at, n, **copy(other if "another" in name else template[S.OBJECTS][0]))
+        for n, (name, at) in enumerate(exports.items())
+    ]
     extra = pl.DataFrame(added, schema=events.schema)
     scored = pipeline.score(pl.concat([events, extra]).sort(S.TIME), trained, settings.load())  # type: ignore[arg-type]
     flagged = {
         name: scored.filter(
-            pl.col("account") == "billing_job", pl.col("window_start") == at.replace(minute=0)
+            pl.col("account") == "hr_app", pl.col("window_start") == at.replace(minute=0)
         )["flagged"].item()
         for name, at in exports.items()
     }
     assert flagged == {
         "first": True,
         "the same afternoon": False,
+        "another table the next day": True,
         "two days on": False,
         "four days on": True,
     }
