@@ -322,6 +322,7 @@ _WINDOW_COLS: Final = (
 _INCOMING_COLS: Final = (
     f"{_WINDOW_COLS}, rows_read, bytes_read, statements, exports"  # the order of _rows()
 )
+_INCOMING_PLACES: Final = ", ".join("?" for _ in _INCOMING_COLS.split(","))
 _ALERT_SELECT: Final = """
     SELECT a.id, a.account, a.window_start, a.window_end, a.score, a.severity, a.status,
            a.created_at, a.note, a.judged_at, w.reasons, w.objects, w.clients, w.applications,
@@ -576,7 +577,7 @@ class SqliteStore:
             conn.execute("DELETE FROM incoming")
             for rows in self._rows(scored):
                 conn.executemany(
-                    f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({', '.join('?' * 15)})",
+                    f"INSERT INTO incoming ({_INCOMING_COLS}) VALUES ({_INCOMING_PLACES})",
                     rows,
                 )
             conn.execute(

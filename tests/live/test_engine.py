@@ -898,7 +898,7 @@ def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
     # every table, so the other table's pull is held back as before, and nothing fails.
     older = dict(saved)
     levels = pl.read_parquet(io.BytesIO(saved["levels"] or b"")).drop("objects_list")
-    older["levels"] = _parquet_bytes(levels)
+    older["levels"] = parquet(levels)
     upgraded = Engine(trained, conf)
     upgraded.restore(older)
     assert upgraded.levels["objects_list"].null_count() == upgraded.levels.height > 0
@@ -906,12 +906,6 @@ def test_alerted_levels_hold_back_the_same_repeats_live_and_after_a_restart(
     assert not after.filter(
         pl.col("account") == "analyst_ben", pl.col("window_start") == pulls[1][0].replace(minute=0)
     )["flagged"].item()
-
-
-def _parquet_bytes(frame: pl.DataFrame) -> bytes:
-    out = io.BytesIO()
-    frame.write_parquet(out)
-    return out.getvalue()
 
 
 def test_a_repeat_is_measured_against_the_sums_its_alert_showed(
