@@ -25,7 +25,7 @@ null. Features treat null as "unknown", not as "nothing moved".
 | ``query_info.bytes``          | Int64             | OCSF: bytes sent to the client                           |
 | ``duration_ms``               | Float64           | server-side duration in milliseconds (pgAudit: from the statement's ``duration:`` line) |
 | ``is_success``                | Boolean           | false for statements that failed (ERROR) or logins refused |
-| ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools, base backups and replication streams (their objects ``(cluster)``, ``(cluster WAL)``, ``(publication <name>)``, ``(database <name>)``: :mod:`detector.formats.pg_replication`) |
+| ``is_export``                 | Boolean           | statement moves data out in bulk in a way rows may not show: ``COPY ... TO``, cursors and ``FETCH``, dump tools, base backups and replication streams (their objects ``(cluster)``, ``(cluster WAL)``, ``(publication <name>)``, ``(database <name>)``: :mod:`detector.formats.pg_replication`), a logical slot's changes, large objects and the server's files read through SQL functions (``(database <name>)``, ``pg_catalog.pg_largeobject``, ``(server files)``: ``pgaudit._HANDED_OUT``) |
 | ``session.uid``               | String            | OCSF: server session identifier                          |
 | ``query_info.uid``            | String            | OCSF: statement identifier within the session (``stmt.substmt`` for pgAudit) |
 | ``source_format``             | String            | which parser produced the row, e.g. ``pgaudit-jsonlog``  |
@@ -74,9 +74,13 @@ CATALOG_SCHEMAS: Final = {
     # default): a user database ``Mysql`` is a user's.
     "mysql": ("mysql", "information_schema", "performance_schema", "sys"),
 }
-# Tables of the ``mysql`` schema that hold secrets (password hashes, a FEDERATED server's
-# password): reading them is data worth seeing, not the server's catalog.
-SECRET_TABLES: Final = ("mysql.user", "mysql.global_priv", "mysql.servers")
+# Tables of the catalogs that hold data, not the server's description of it: reading
+# them is data worth seeing. MySQL's secrets (password hashes, a FEDERATED server's
+# password); PostgreSQL's large objects (their contents, 2 KB a row).
+DATA_TABLES: Final = {
+    "postgresql": ("pg_catalog.pg_largeobject",),
+    "mysql": ("mysql.user", "mysql.global_priv", "mysql.servers"),
+}
 # Every family's, to list the catalogs after the tables in a report.
 CATALOG_PREFIXES: Final = tuple(
     sorted({f"{schema}." for family in CATALOG_SCHEMAS.values() for schema in family})
@@ -93,10 +97,9 @@ _CATALOG_RE: Final = {
 def is_catalog(name: pl.Expr, family: Literal["postgresql", "mysql"]) -> pl.Expr:
     """True where ``name`` (a schema-qualified object, as the server's log writes it) is
     in one of the ``family``'s catalogs (:data:`CATALOG_SCHEMAS`; for MySQL and MariaDB,
-    names as written but ``information_schema``, less :data:`SECRET_TABLES`)."""
+    names as written but ``information_schema``), less :data:`DATA_TABLES`."""
     # one pattern: a tenth of the time of lower-casing and testing each prefix
-    found = name.str.contains(_CATALOG_RE[family])
-    return found & ~name.is_in(SECRET_TABLES) if family == "mysql" else found
+    return name.str.contains(_CATALOG_RE[family]) & ~name.is_in(DATA_TABLES[family])
 
 
 _COLUMNS: Final[dict[str, pl.DataType]] = {

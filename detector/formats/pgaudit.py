@@ -769,9 +769,21 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     is_cursor = pl.col(S.COMMAND).is_in(["DECLARE CURSOR", "FETCH"]) | text_head.str.starts_with(
         "FETCH"
     )
+    # Data a server function hands out (a logical slot's changes, large objects, the
+    # server's files), read naming no table or only catalogs: which function, or null.
+    bare_read = (pl.col("a_class") == "READ") & (
+        pl.col("_cat") | (pl.col(S.OBJECTS).list.len() == 0)
+    )
+    handed_out = (
+        pl.when(bare_read)
+        .then(text)
+        .otherwise(pl.lit(""))
+        .str.extract(_HANDED_OUT, 1)
+        .str.to_lowercase()
+    )
     # A read of the server's catalogs alone (log_catalog = on, pgAudit's default): psql's
     # \d, an ORM's introspection, a dump's hundred schema queries. Not data read.
-    catalog = pl.col("_cat") & (pl.col("a_class") == "READ")
+    catalog = pl.col("_cat") & (pl.col("a_class") == "READ") & handed_out.is_null()
     # (no application name: not a dump tool; null would leave the export unknown)
     dump_tool = pl.col(S.APPLICATION).is_in(DUMP_TOOLS).fill_null(False)
     is_dump = dump_tool & (pl.col("a_class") == "READ") & ~catalog
@@ -788,7 +800,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # where the constraint fails, so one that returned rows is counted as a read.
     whole_table = query.str.contains(_RI_WHOLE_TABLE) & (pl.col(S.ROWS) == 0)
     internal = query.str.contains(_RI_PER_ROW) | whole_table.fill_null(False)
-    export = is_copy_to | is_cursor | is_dump
+    export = is_copy_to | is_cursor | is_dump | handed_out.is_not_null()
     # ``UPDATE/DELETE ... RETURNING`` (also in a CTE, ``INSERT ... SELECT ... RETURNING``)
     # sends the rows it changed to the client: pgAudit logs a WRITE whose count is what the
     # client got (the top-level count, under a CTE). ``UPDATE t SET c = c RETURNING *``
@@ -804,8 +816,10 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         .otherwise(clauses.str.contains(_RETURNING))
     )
     # A logged 0 is not a count for COPY (either direction), cursors and dumps: pgAudit
-    # logs 0 however much they move. Their volume is unknown.
+    # logs 0 however much they move. Their volume is unknown. Nor is a count of large
+    # objects or files (a row each, whatever its size) a count of rows.
     uncounted = export | (pl.col(S.COMMAND) == "COPY")
+    unsized = handed_out.is_in(list(_UNSIZED)).fill_null(False)
     events = first.with_columns(
         pl.when(internal)
         .then(pl.lit("INTERNAL"))
@@ -816,10 +830,14 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("a_class"))
         .alias(S.CLASS),
         export.alias(S.EXPORT),
-        pl.when(uncounted & (pl.col(S.ROWS) == 0))
+        pl.when((uncounted & (pl.col(S.ROWS) == 0)) | unsized)
         .then(None)
         .otherwise(pl.col(S.ROWS))
         .alias(S.ROWS),
+        pl.when(handed_out.is_not_null())
+        .then(pl.concat_list(_handed_out_object(handed_out)))
+        .otherwise(pl.col(S.OBJECTS))
+        .alias(S.OBJECTS),
     ).drop("a_class", "_head", "_cat")
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
@@ -861,6 +879,36 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.when(catalog).then(pl.lit(False)).otherwise(pl.col(S.EXPORT)).alias(S.EXPORT),
     )
     return pl.concat([named, bare]).drop("_unnamed", "_text")
+
+
+# Server functions that hand out data no table of the statement names (seen on a real
+# PostgreSQL 15 + pgAudit 1.7: logged as a READ of no relation, or of
+# pg_largeobject_metadata only, which log_catalog = off leaves out altogether):
+# * a logical slot's changes, every change to the database's tables since the slot's last
+#   read, a row each: the SQL form of ``pg_recvlogical``'s stream, an export of
+#   ``(database <name>)`` (:mod:`detector.formats.pg_replication`) with its rows counted;
+# * large objects (``lo_get``, ``loread``; ``lo_export`` writes one to a server file): a
+#   row is a whole object, so their count is no volume; an export of
+#   ``pg_catalog.pg_largeobject``, the table their contents live in;
+# * the server's files (``pg_read_file``, ``pg_read_binary_file``: the data directory's
+#   tables as files, too): an export of ``(server files)``, its volume unknown.
+_HANDED_OUT: Final = (
+    r"(?i)\b(pg_logical_slot_(?:get|peek)_(?:binary_)?changes|lo_get|loread|lo_export"
+    r"|pg_read_(?:binary_)?file)\s*\("
+)
+_UNSIZED: Final = ("lo_get", "loread", "lo_export", "pg_read_file", "pg_read_binary_file")
+SERVER_FILES: Final = "(server files)"
+
+
+def _handed_out_object(function: pl.Expr) -> pl.Expr:
+    """The object a :data:`_HANDED_OUT` function's data (its name, lower-cased) is named by."""
+    return (
+        pl.when(function.str.starts_with("pg_logical_slot_"))
+        .then(pl.format("(database {})", pl.col(S.DATABASE).fill_null("?")))
+        .when(function.str.starts_with("pg_read_"))
+        .then(pl.lit(SERVER_FILES))
+        .otherwise(pl.lit("pg_catalog.pg_largeobject"))
+    )
 
 
 # libpq's ALWAYS_SECURE_SEARCH_PATH_SQL, sent by its tools before anything else.

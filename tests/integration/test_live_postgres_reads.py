@@ -60,8 +60,12 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     pg = catalog_server
     truth = Truth()
     admin = psycopg.connect(pg.dsn(), autocommit=True)
-    for role in ("introspector", "enumerator", "backup", "fn_reader", "proc_runner"):
+    for role in ("introspector", "enumerator", "backup", "fn_reader", "proc_runner", "lo_reader"):
         admin.execute(f"CREATE ROLE {role} LOGIN")
+    # Large objects' pages are read directly by superusers only; the server's files by
+    # pg_read_server_files' members.
+    admin.execute("CREATE ROLE lo_admin LOGIN SUPERUSER")
+    admin.execute("CREATE ROLE file_reader LOGIN IN ROLE pg_read_server_files")
     admin.execute("CREATE DATABASE corp")
     admin.close()
     db = psycopg.connect(pg.dsn(dbname="corp"), autocommit=True)
@@ -93,6 +97,13 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
         "CREATE PROCEDURE shop.tally() LANGUAGE plpgsql AS $$DECLARE n int; BEGIN"
         " SELECT count(*) INTO n FROM shop.customers; PERFORM * FROM shop.t1; END$$"
     )
+    # A large object of 300 emails (one value of a few KB, 2 KB a page).
+    oid = db.execute(
+        "SELECT lo_from_bytea(0, convert_to("
+        "(SELECT string_agg(email, ',') FROM shop.customers WHERE id <= 300), 'UTF8'))"
+    ).fetchone()[0]  # type: ignore[index]
+    db.execute(f"GRANT SELECT ON LARGE OBJECT {oid} TO lo_reader")  # type: ignore[arg-type]
+    db.execute("GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO file_reader")
     roles = "introspector, enumerator, backup, fn_reader, proc_runner"
     db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
@@ -121,6 +132,16 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
             "DO $$DECLARE n int; BEGIN"
             " SELECT count(*) INTO n FROM shop.customers; PERFORM * FROM shop.t1; END$$"
         )
+    # Data handed out by server functions, naming no table or only a catalog: large
+    # objects (through pg_largeobject_metadata, then by number), their pages read
+    # directly, and a file of the server's.
+    with psycopg.connect(pg.dsn("lo_reader", "corp"), application_name="app") as conn:
+        conn.execute("SELECT lo_get(oid) FROM pg_largeobject_metadata").fetchall()
+        conn.execute(f"SELECT lo_get({oid})").fetchall()  # type: ignore[arg-type]
+    with psycopg.connect(pg.dsn("lo_admin", "corp"), application_name="psql") as conn:
+        truth.rows["pages"] = len(conn.execute("SELECT * FROM pg_largeobject").fetchall())
+    with psycopg.connect(pg.dsn("file_reader", "corp"), application_name="psql") as conn:
+        conn.execute("SELECT pg_read_binary_file('global/pg_control')").fetchall()
     dump = subprocess.run(
         [str(pg.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "backup",
          "-n", "shop", "corp"],
@@ -195,6 +216,29 @@ def test_pg_dump_exports_its_tables_and_its_catalog_queries_are_not_data(
     assert window["objects_list"] == truth.dump_tables
     # set_config, pg_is_in_recovery, ...: the server's state, no rows read
     assert window["rows_read"] is None
+
+
+def test_data_server_functions_hand_out_is_exported_data_not_catalog(
+    workload: tuple[Path, Truth], output: str
+) -> None:
+    """Large objects and the server's files leave through functions: pgAudit logs their
+    reads as READs of no table, or of ``pg_largeobject_metadata`` alone (before, classed a
+    catalog read: no data, no object, no export). They are exports of what holds the data,
+    their volume unknown (a row is a whole object or file); the pages of
+    ``pg_largeobject``, read directly, are rows read of a table."""
+    _, truth = workload
+    events = events_of(workload, output)
+    reader = day(events, "lo_reader")
+    assert reader["exports"] == 2 and reader["uncounted_exports"] == 2
+    assert reader["export_objects_list"] == ["pg_catalog.pg_largeobject"]
+    assert reader["new_objects_list"] == ["pg_catalog.pg_largeobject"]
+    assert reader["rows_read"] is None  # one row per object: no count of its contents
+    admin = day(events, "lo_admin")
+    assert admin["objects_list"] == ["pg_catalog.pg_largeobject"]
+    assert admin["rows_read"] == truth.rows["pages"] >= 2
+    files = day(events, "file_reader")
+    assert files["export_objects_list"] == ["(server files)"]
+    assert files["rows_read"] is None
 
 
 def test_a_read_through_a_function_counts_its_rows_once(

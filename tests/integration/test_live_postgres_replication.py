@@ -6,8 +6,10 @@ on`` the server logs them, and trovewatch reads them as exports of their account
 The server runs under libfaketime: five days of ordinary work (an application's and a
 report's reads; the replication role's nightly heartbeat check, a 1-row read), then on
 the sixth day's ordinary work, at 22:17, the replication role's credentials run
-``pg_basebackup``, and at 23:41 ``pg_recvlogical`` streams the publication ``pub_all``. A model trained on the
-five days flags the base backup's window, saying what it copied, by whom and from where.
+``pg_basebackup``, at 23:41 ``pg_recvlogical`` streams the publication ``pub_all``, and at
+23:52 the role reads a slot's changes through SQL (``pg_logical_slot_get_changes``). A
+model trained on the five days flags the base backup's window and the SQL read's, saying
+what each copied, by whom and from where.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DAY0 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 SPLIT = DAY0 + timedelta(days=5)  # train on days 1-5, score day 6
 BACKUP_AT = SPLIT + timedelta(hours=22, minutes=17)
 STREAM_AT = SPLIT + timedelta(hours=23, minutes=41)
+SQL_STREAM_AT = SPLIT + timedelta(hours=23, minutes=52)
 SETTINGS = {
     "pgaudit.log": "read,write,ddl,role,misc",
     "log_replication_commands": "on",
@@ -48,6 +51,7 @@ SETTINGS = {
 class Run:
     logs: Path
     tmp: Path
+    changes: int  # the rows pg_logical_slot_get_changes gave the client
 
 
 def _require_faketime() -> None:
@@ -141,13 +145,23 @@ def run(
              "-E", str(end), "-f", tmp / "stream.out"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
+        # The same changes read through SQL, no replication connection: the slot's
+        # functions are open to any REPLICATION role.
+        pg.set_clock(SQL_STREAM_AT)
+        with psycopg.connect(pg.dsn("rep_user", "shop"), autocommit=True) as sql:
+            sql.execute("SELECT pg_create_logical_replication_slot('sql_slot', 'test_decoding')")
+            with psycopg.connect(pg.dsn(dbname="shop"), autocommit=True) as shop:
+                shop.execute("UPDATE shop.customers SET card = 'y' WHERE id <= 200")
+            changes = "SELECT * FROM pg_logical_slot_get_changes('sql_slot', NULL, NULL)"
+            run_changes = len(sql.execute(changes).fetchall())  # type: ignore[arg-type]
+            sql.execute("SELECT pg_drop_replication_slot('sql_slot')")
         with psycopg.connect(pg.dsn(), autocommit=True) as admin:
             admin.execute("SELECT pg_drop_replication_slot('exfil')")
             admin.execute("SELECT 'replication test done'")
         wait_for_logs(pg.log_dir, "replication test done")
     finally:
         pg.stop()
-    yield Run(pg.log_dir, tmp)
+    yield Run(pg.log_dir, tmp, run_changes)
 
 
 def exports(run: Run, output: str) -> pl.DataFrame:
@@ -189,6 +203,18 @@ def test_a_logical_stream_is_an_export_of_its_publication(run: Run, output: str)
     assert set(slot[S.CLASS]) == {"MISC"} and not slot[S.EXPORT].any()
 
 
+def test_changes_read_through_sql_are_an_export_of_their_database(run: Run, output: str) -> None:
+    """``SELECT * FROM pg_logical_slot_get_changes(...)``, which pgAudit logs as a READ
+    naming no table (it was a read of nothing in particular): the SQL form of
+    pg_recvlogical's stream, an export of ``(database shop)``, with the rows the client
+    got (every change to the database's tables since the slot was made)."""
+    read = exports(run, output).filter(pl.col(S.QUERY).str.contains("slot_get_changes"))
+    assert read.select(S.DATABASE, S.OBJECTS, S.CLASS, S.ROWS).rows() == [
+        ("shop", ["(database shop)"], "READ", run.changes)
+    ]
+    assert run.changes >= 200  # the 200 rows updated, each a change
+
+
 def test_a_model_trained_on_ordinary_work_flags_the_base_backup(run: Run, output: str) -> None:
     """Trained on five days in which rep_user only read its heartbeat, ``score`` of the
     sixth flags the base backup's window, by the guardrail on an export by an account that
@@ -211,6 +237,14 @@ def test_a_model_trained_on_ordinary_work_flags_the_base_backup(run: Run, output
         "of every database) by rep_user from pg_basebackup; row count not logged; this "
         "account never exported data in training"
     ) in said, said
+    # ... and the changes read through SQL, in database terms too
+    sql_read = flagged.filter(
+        (pl.col("account") == "rep_user")
+        & (pl.col("window_start").str.to_datetime(time_zone="UTC") <= SQL_STREAM_AT)
+        & (pl.col("window_end").str.to_datetime(time_zone="UTC") > SQL_STREAM_AT)
+    )
+    said = "\n".join(sql_read["reasons"].explode())
+    assert "of (database shop)" in said and "never exported data in training" in said, said
     # the ordinary accounts' day is not flagged
     assert set(flagged["account"]) == {"rep_user"}, flagged.select("account", "reasons").rows()
 
