@@ -58,6 +58,9 @@ SOURCE_FORMAT: Final = "source_format"
 
 SCHEMA_VERSION: Final = 1
 NUL: Final = "\x00"  # in no account name (see conform)
+# The object of a read of the database server's own files (PostgreSQL's
+# ``pg_read_file``, MySQL's and MariaDB's ``LOAD_FILE``): no table's, and an export.
+SERVER_FILES: Final = "(server files)"
 
 # The servers' own catalogs, by server family: a schema that is one server's catalog
 # is an ordinary user schema on another (``sys`` on PostgreSQL: Oracle migrations,

@@ -52,6 +52,7 @@ METADATA: Final = ["SHOW", "DESCRIBE", "DESC", "EXPLAIN"]
 # file on the server.
 DUMP_HINT: Final = "/*!40001 SQL_NO_CACHE */"
 _OUTFILE: Final = r"(?i)\bINTO\s+(?:OUTFILE|DUMPFILE)\s"
+_LOAD_FILE: Final = r"(?i)\bLOAD_FILE\s*\("
 
 _IDENT: Final = r"(?:`(?:[^`]|``)+`|[A-Za-z_$][\w$]*)"
 _RELATION: Final = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
@@ -118,11 +119,19 @@ def writes_file(text: pl.Expr) -> pl.Expr:
     return (into & ~wrapped.fill_null(False)).fill_null(False)
 
 
+def reads_server_file(text: pl.Expr) -> pl.Expr:
+    """True for a statement calling ``LOAD_FILE(...)``: a file of the server's read out
+    (``FILE`` privilege), one row of the whole file (the slow log's ``Bytes_sent`` is its
+    size; the audit log names no table)."""
+    return text.str.contains(_LOAD_FILE).fill_null(False)
+
+
 def is_export(text: pl.Expr) -> pl.Expr:
-    """True for statements that move a table out in bulk: mariadb-dump's reads and
-    ``SELECT ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`)."""
+    """True for statements that move data out in bulk: mariadb-dump's reads, ``SELECT
+    ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`) and the server's files read
+    out (:func:`reads_server_file`)."""
     dump = body(text).str.starts_with("SELECT " + DUMP_HINT)
-    return (dump.fill_null(False) | writes_file(text)).fill_null(False)
+    return (dump.fill_null(False) | writes_file(text) | reads_server_file(text)).fill_null(False)
 
 
 # The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``
@@ -159,7 +168,7 @@ def _tables_named(text: pl.Expr) -> pl.Expr:
 def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
     """``events`` whose objects, on the rows selected by ``where``, are the tables their
     text names (``db.table``; unqualified names get the row's database, and stay bare
-    when it has none)."""
+    when it has none), and :data:`schema.SERVER_FILES` for a ``LOAD_FILE``."""
     rows = events.with_row_index("_r")
     names = (
         rows.filter(where)
@@ -175,9 +184,18 @@ def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
         .unique(maintain_order=True)
         .alias("_found")
     )
+    files = where & reads_server_file(pl.col(S.QUERY))
     return (
         rows.join(found, on="_r", how="left", maintain_order="left")
         .with_columns(pl.coalesce("_found", S.OBJECTS).alias(S.OBJECTS))
+        .with_columns(
+            pl.when(files)
+            .then(
+                pl.concat_list(S.OBJECTS, pl.lit([S.SERVER_FILES])).list.unique(maintain_order=True)
+            )
+            .otherwise(pl.col(S.OBJECTS))
+            .alias(S.OBJECTS)
+        )
         .drop("_r", "_found")
     )
 

@@ -245,7 +245,8 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
     to_file = mariadb.writes_file(query)
     return events.with_columns(
-        pl.when(mariadb.handler_read(query))
+        # (a row read out is a whole file: its size is the Bytes_sent)
+        pl.when(mariadb.handler_read(query) | mariadb.reads_server_file(query))
         .then(pl.lit(None, dtype=pl.Int64))
         .when(written)
         .then(pl.col("_affected"))

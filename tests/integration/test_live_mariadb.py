@@ -91,6 +91,12 @@ def workload(mariadb: Any) -> tuple[Path, Path, Truth]:
         "exporter", "pw", "shop", f"SELECT * FROM orders WHERE id <= 777 INTO OUTFILE '{outfile}'"
     )
     truth.rows["outfile"] = 777
+    # A file of the server's read out through SQL (the FILE privilege): one row, the file.
+    secret = mariadb.base_dir / "secret.txt"
+    secret.write_text("x" * 5000)
+    secret.chmod(0o644)
+    read = mariadb.client("exporter", "pw", "shop", f"SELECT LOAD_FILE('{secret}')").stdout
+    assert len(read) > 5000  # the file, not NULL: the server could read it
     # Stored procedures: the slow log logs the CALL (with what it sent), not its statements.
     mariadb.sql(
         "CREATE PROCEDURE shop.customers_upto(n int)"
@@ -225,6 +231,23 @@ def test_dump_and_outfile_are_exports_of_their_tables(workload: tuple[Path, Path
     outfile = ev.filter(pl.col(S.QUERY).str.contains("INTO OUTFILE", literal=True))
     assert outfile[S.OBJECTS].to_list() == [["shop.orders"]]
     assert outfile[S.ROWS].to_list() == [truth.rows["outfile"]]
+
+
+@pytest.mark.parametrize("logs", ["both", "audit", "slow"])
+def test_a_server_file_read_through_sql_is_an_export_of_server_files(
+    workload: tuple[Path, Path, Truth], logs: str
+) -> None:
+    """``SELECT LOAD_FILE('/path')`` names no table in either log, and the slow log counts
+    the 5,000-byte file as 1 row sent: an export of ``(server files)`` (before, a 1-row
+    read of nothing), its rows unknown and its size the bytes sent, where logged."""
+    audit, slow, _ = workload
+    paths = {"both": [audit, slow], "audit": [audit], "slow": [slow]}[logs]
+    ev = parse(*paths).filter(pl.col(S.QUERY).str.contains("LOAD_FILE", literal=True))
+    assert ev.select(S.ACCOUNT, S.OBJECTS, S.CLASS, S.EXPORT, S.ROWS).rows() == [
+        ("exporter", ["(server files)"], "READ", True, None)
+    ]
+    sent = ev[S.BYTES].item()
+    assert sent is None if logs == "audit" else sent > 5000
 
 
 def test_a_procedures_rows_are_read_once_from_its_tables(
