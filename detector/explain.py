@@ -517,11 +517,12 @@ class Judge:
                 )
             else:
                 exported = _amount(row["export_rows"], "rows")
-            copied = _replicated(row)
+            copied, handed = _replicated(row), _handed_out(row)
             words = f"base backup, replication stream, {EXPORT_WORDS}" if copied else EXPORT_WORDS
+            words = f"{words}, server function" if handed else words
             out.append(
                 f"{row['exports']} export statement(s) ({words}) of "
-                f"{_names(row['export_objects_list'])}{copied}; {exported}; {habit}"
+                f"{_names(row['export_objects_list'])}{copied}{handed}; {exported}; {habit}"
             )
         if row["has_history"] and row["new_objects_list"]:
             rows = row[col_name("rows_read", base)] or 0
@@ -802,6 +803,21 @@ def _replicated(row: dict[str, Any]) -> str:
         f" at {', '.join(new_clients)}" if new_clients else ""
     )
     return f": {' and '.join(what)} by {row[ACCOUNT]}{source}"
+
+
+def _handed_out(row: dict[str, Any]) -> str:
+    """What a window's exports through server functions read out, in words (``: files of
+    the database server ...``), or ``""`` (:data:`HANDED_OUT`)."""
+    objects = row["export_objects_list"] or []
+    what = [words for name, words in HANDED_OUT.items() if name in objects]
+    return f": {' and '.join(what)}" if what else ""
+
+
+# Objects only exports through server functions name, and what they hold.
+HANDED_OUT = {
+    S.SERVER_FILES: "files of the database server read out through SQL (pg_read_file, LOAD_FILE)",
+    S.LARGE_OBJECTS: "large objects' contents (lo_get, loread, lo_export)",
+}
 
 
 REPLICATED = {

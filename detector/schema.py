@@ -61,6 +61,8 @@ NUL: Final = "\x00"  # in no account name (see conform)
 # The object of a read of the database server's own files (PostgreSQL's
 # ``pg_read_file``, MySQL's and MariaDB's ``LOAD_FILE``): no table's, and an export.
 SERVER_FILES: Final = "(server files)"
+# PostgreSQL's table of large objects' contents (2 KB a row): data, not catalog.
+LARGE_OBJECTS: Final = "pg_catalog.pg_largeobject"
 
 # The servers' own catalogs, by server family: a schema that is one server's catalog
 # is an ordinary user schema on another (``sys`` on PostgreSQL: Oracle migrations,
@@ -81,7 +83,7 @@ CATALOG_SCHEMAS: Final = {
 # them is data worth seeing. MySQL's secrets (password hashes, a FEDERATED server's
 # password); PostgreSQL's large objects (their contents, 2 KB a row).
 DATA_TABLES: Final = {
-    "postgresql": ("pg_catalog.pg_largeobject",),
+    "postgresql": (LARGE_OBJECTS,),
     "mysql": ("mysql.user", "mysql.global_priv", "mysql.servers"),
 }
 # Every family's, to list the catalogs after the tables in a report.

@@ -426,6 +426,36 @@ def test_an_export_by_an_account_that_never_exports_alerts_once_in_three_days() 
     }
 
 
+@pytest.mark.parametrize(
+    ("query", "read_out", "words"),
+    [
+        (
+            "SELECT pg_read_binary_file('base/16384/16402')",
+            S.SERVER_FILES,
+            "files of the database server read out through SQL (pg_read_file, LOAD_FILE)",
+        ),
+        ("SELECT lo_get(16392)", S.LARGE_OBJECTS, "large objects' contents (lo_get, loread"),
+    ],
+)
+def test_data_a_server_function_hands_out_is_said_in_database_terms(
+    query: str, read_out: str, words: str
+) -> None:
+    """An application's credentials reading the server's files (its tables' files, here)
+    or large objects through SQL: an export, flagged, and said as what it read out."""
+    template = ordinary("hr_app")
+    read = statement(
+        template, DAY.replace(hour=11, minute=2), 1,
+        **{S.QUERY: query, S.OBJECTS: [read_out], S.EXPORT: True, S.ROWS: None},
+    )  # fmt: skip
+    judged = verdict(read)
+    assert judged["flagged"]
+    said = "\n".join(judged["reasons"])
+    assert (
+        f"export statement(s) (COPY ... TO, cursor FETCH, dump or INTO OUTFILE, server function) of {read_out}: {words}"
+        in said
+    ), said
+
+
 def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_works() -> None:
     """web_admin reads up to 715 rows in a calendar day in training, but at most 6 on a
     Sunday (a quiet day for it: under a tenth) and 155 on a Saturday (not). Its largest
