@@ -80,7 +80,7 @@ def main() -> None:
     )
     t0 = os.times()
     from detector import carried, formats, ingest, model, partials, pipeline, settings
-    from detector.formats import pg_csvlog, pg_jsonlog, pg_stderr, pgaudit
+    from detector.formats import pg_csvlog, pg_cursors, pg_jsonlog, pg_stderr, pgaudit
     from detector.reader import head_lines, read_chunks
 
     wrap(
@@ -101,7 +101,7 @@ def main() -> None:
     wrap(pg_stderr, ["_join_continuations", "_sessions", "with_raw_lines"], "stderr.")
     wrap(pgaudit, ["to_events"])
     wrap(ingest, ["merge_split_statements"])
-    wrap(pgaudit, ["declared_cursors", "fetch_objects"])
+    wrap(pg_cursors, ["declared_cursors", "fetch_objects"])
     t_import = sum(os.times()[:2]) - sum(t0[:2])
 
     cpu = time.process_time

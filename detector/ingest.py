@@ -24,7 +24,7 @@ import polars as pl
 from detector import formats
 from detector import schema as S
 from detector.features import begins_statement
-from detector.formats import mariadb, mariadb_audit, pgaudit, zones
+from detector.formats import mariadb, mariadb_audit, pg_cursors, pg_reads, zones
 from detector.formats.pg_jsonlog import NotClean
 from detector.formats.pg_sessions import Servers
 from detector.reader import UNREADABLE, NotALogError, head_lines, last_written, read_chunks
@@ -415,7 +415,7 @@ def merge_split_statements(events: pl.DataFrame, *, outer: bool = True) -> pl.Da
     Within one log, events with the same session and statement id are one statement
     (pgAudit logs a statement once per relation): their objects are merged and the
     first event's rows, counted once, are kept; of a statement's nested reads only the
-    outermost counts its rows (:func:`detector.formats.pgaudit.count_outer_reads`).
+    outermost counts its rows (:func:`detector.formats.pg_reads.count_outer_reads`).
     MariaDB's audit log has a rule of its own (:func:`detector.formats.mariadb_audit.rejoin`):
     a statement's TABLE records and its QUERY record parsed apart, their session known
     with or without its login. With ``outer`` false, nested reads are left for a later
@@ -429,7 +429,7 @@ def merge_split_statements(events: pl.DataFrame, *, outer: bool = True) -> pl.Da
         & pl.col(S.SOURCE_FORMAT).ne_missing(mariadb.AUDIT)
     )
     twice = events.filter(split)
-    outer_reads = pgaudit.count_outer_reads if outer else (lambda frame: frame)
+    outer_reads = pg_reads.count_outer_reads if outer else (lambda frame: frame)
     if twice.is_empty():
         return outer_reads(events)
     merged = twice.group_by(key, maintain_order=True).agg(
@@ -614,7 +614,7 @@ class _Statements:
     def __init__(self, hold: timedelta) -> None:
         self.hold = hold
         self.pending: pl.DataFrame | None = None
-        self.cursors = pgaudit.no_cursors()
+        self.cursors = pg_cursors.no_cursors()
 
     def add(self, events: pl.DataFrame) -> Iterator[pl.DataFrame]:
         if events.is_empty():
@@ -635,6 +635,6 @@ class _Statements:
         self.pending = None
 
     def _finish(self, events: pl.DataFrame) -> pl.DataFrame:
-        events = pgaudit.count_outer_reads(events)
-        self.cursors = pgaudit.declared_cursors(events, self.cursors)
-        return pgaudit.fetch_objects(events, self.cursors)
+        events = pg_reads.count_outer_reads(events)
+        self.cursors = pg_cursors.declared_cursors(events, self.cursors)
+        return pg_cursors.fetch_objects(events, self.cursors)

@@ -26,7 +26,8 @@ import polars as pl
 
 from detector import schema as S
 from detector.formats import mariadb
-from detector.formats.pgaudit import DUMP_TOOLS, relations_in
+from detector.formats.pg_reads import DUMP_TOOLS
+from detector.formats.pg_text import relations_in
 from detector.formats.pgaudit import parse_time as pg_time
 
 _CLASSES: Final = ["READ", "WRITE", "DDL", "ROLE", "MISC", "FUNCTION"]

@@ -81,7 +81,7 @@ from detector import features as F
 from detector import formats, model, partials
 from detector import schema as S
 from detector.formats import mariadb, mariadb_audit
-from detector.formats.pgaudit import count_outer_reads
+from detector.formats.pg_reads import count_outer_reads
 from detector.ingest import merge_split_statements
 from detector.live.running import LAST, Running
 from detector.pipeline import alert_level_columns, alert_levels, judge_windows
@@ -90,7 +90,7 @@ from detector.settings import Settings
 # The event columns the window features read, and what joins MariaDB's audit and slow
 # records (source, duration, and for MariaDB only, the start of the text); the rest of
 # the query text is not kept. The command tells a read through a function from its
-# caller when their lines come in two reads (pgaudit.count_outer_reads).
+# caller when their lines come in two reads (pg_reads.count_outer_reads).
 KEPT: Final = (
     S.TIME,
     S.ACCOUNT,
@@ -264,7 +264,7 @@ class Engine:
         # at that time: statements share a millisecond, and events need not be in the
         # order their lines were read. With all its sub-statements (a function's reads
         # before its caller, a procedure's before its CALL), whose rows count or not
-        # once it is whole (pgaudit.count_outer_reads).
+        # once it is whole (pg_reads.count_outer_reads).
         # A statement is held if one of its rows is at its session's latest time and
         # that time is in the last 2 s: found from one row per session and the few rows
         # at those times, then joined back, rather than by window expressions over every
