@@ -192,15 +192,16 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
 #   ``(database <name>)`` (:mod:`detector.formats.pg_replication`) with its rows counted;
 # * large objects (``lo_get``, ``loread``; ``lo_export`` writes one to a server file): a
 #   row is a whole object, so their count is no volume; an export of
-#   ``pg_catalog.pg_largeobject``, the table their contents live in;
+#   ``pg_catalog.pg_largeobject`` (``schema.LARGE_OBJECTS``), the table their contents
+#   live in;
 # * the server's files (``pg_read_file``, ``pg_read_binary_file``: the data directory's
-#   tables as files, too): an export of ``(server files)``, its volume unknown.
+#   tables as files, too): an export of ``(server files)`` (``schema.SERVER_FILES``),
+#   its volume unknown.
 _HANDED_OUT: Final = (
     r"(?i)\b(pg_logical_slot_(?:get|peek)_(?:binary_)?changes|lo_get|loread|lo_export"
     r"|pg_read_(?:binary_)?file)\s*\("
 )
 _UNSIZED: Final = ("lo_get", "loread", "lo_export", "pg_read_file", "pg_read_binary_file")
-SERVER_FILES: Final = "(server files)"
 
 
 def _handed_out_object(function: pl.Expr) -> pl.Expr:
@@ -209,8 +210,8 @@ def _handed_out_object(function: pl.Expr) -> pl.Expr:
         pl.when(function.str.starts_with("pg_logical_slot_"))
         .then(pl.format("(database {})", pl.col(S.DATABASE).fill_null("?")))
         .when(function.str.starts_with("pg_read_"))
-        .then(pl.lit(SERVER_FILES))
-        .otherwise(pl.lit("pg_catalog.pg_largeobject"))
+        .then(pl.lit(S.SERVER_FILES))
+        .otherwise(pl.lit(S.LARGE_OBJECTS))
     )
 
 
