@@ -8,15 +8,19 @@ would tell the DBA that trovewatch cannot see a bulk read there: ``score`` and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+import polars as pl
 import psycopg
 import pytest
 from pg_cluster import PgCluster
 
 from detector import model, settings
+from detector import schema as S
 from detector.live import service as service_module
 from detector.live.service import Service
 from detector.pipeline import read_events
@@ -42,7 +46,8 @@ SAID = {
 
 def workload(pg: PgCluster, reads: int) -> None:
     """An application's day in small: a table made and filled, ``reads`` reads of it and
-    a few writes, over one connection."""
+    a few writes, over one connection; then 300 rows read through a portal and rolled
+    back (:func:`portal_read_rolled_back`)."""
     with psycopg.connect(pg.dsn(), autocommit=True) as db:
         db.execute("CREATE TABLE customers(id int primary key, email text)")
         db.execute("INSERT INTO customers SELECT g, 'u'||g FROM generate_series(1, 500) g")
@@ -50,8 +55,31 @@ def workload(pg: PgCluster, reads: int) -> None:
             db.execute("SELECT * FROM customers WHERE id <= %s", (n % 50 + 1,)).fetchall()
             if n % 10 == 0:
                 db.execute("UPDATE customers SET email = email WHERE id = %s", (n % 500 + 1,))
+    assert asyncio.run(portal_read_rolled_back(pg)) == 300
+    with psycopg.connect(pg.dsn(), autocommit=True) as db:
         db.execute("DO $$BEGIN RAISE LOG 'end-of-blind-workload'; END$$")
     wait_for_logs(pg.log_dir, "end-of-blind-workload")
+
+
+PORTAL_READ = "SELECT * FROM customers WHERE id > 100"
+
+
+async def portal_read_rolled_back(pg: PgCluster) -> int:
+    """Rows read 50 at a time through a portal (the extended protocol's Execute with a row
+    limit: JDBC with a fetch size, asyncpg's and node-postgres' cursors), then rolled
+    back: the rows reached the client, the read never ended."""
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=pg.port, user="postgres", database="postgres"
+    )
+    try:
+        rolled_back = conn.transaction()
+        await rolled_back.start()
+        portal = await conn.cursor(PORTAL_READ)
+        fetched = sum([len(await portal.fetch(50)) for _ in range(6)])
+        await rolled_back.rollback()
+        return fetched
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="module", params=sorted(SETTINGS))
@@ -71,6 +99,25 @@ def test_score_says_when_the_settings_hide_every_read_or_its_rows(
     assert len(said) == len(SAID[name])
     assert all(phrase in text for text, phrase in zip(said, SAID[name], strict=True))
     assert all(text in summary.paragraph() for text in said)
+
+
+def test_a_portal_read_rolled_back_is_logged_only_without_log_rows(
+    server: tuple[str, Path], output: str
+) -> None:
+    """With ``log_rows = on`` pgAudit logs a read when it ends, with its rows: 300 rows
+    fetched through a portal and rolled back (or ended by an error or a dropped
+    connection) never end, and leave no line at all. With ``log_rows = off`` it logs
+    the read when it starts: a read of the table, rows unknown. (README, PostgreSQL
+    settings.)"""
+    name, log_dir = server
+    events, _ = read_events([log_dir / OUTPUTS[output]], quarantine=Quarantine(None))
+    portal = events.filter(pl.col(S.QUERY) == PORTAL_READ)
+    if name == "no rows":
+        assert portal.select(S.CLASS, S.OBJECTS, S.ROWS).rows() == [
+            ("READ", ["public.customers"], None)
+        ]
+    else:
+        assert portal.is_empty()
 
 
 def test_serve_says_it_once_in_its_log(
