@@ -508,7 +508,10 @@ class Judge:
                 else "a new account: neither its typical peer in training nor it on "
                 "earlier days exported data"
             )
-            if row["export_rows"] is None:
+            copied, handed = _replicated(row), _handed_out(row)
+            if row["export_rows"] is None and handed:
+                exported = "size not logged (a row is a whole object or file)"
+            elif row["export_rows"] is None:
                 exported = "row count not logged"
             elif row["uncounted_exports"]:
                 exported = (
@@ -517,7 +520,6 @@ class Judge:
                 )
             else:
                 exported = _amount(row["export_rows"], "rows")
-            copied, handed = _replicated(row), _handed_out(row)
             words = f"base backup, replication stream, {EXPORT_WORDS}" if copied else EXPORT_WORDS
             words = f"{words}, server function" if handed else words
             out.append(

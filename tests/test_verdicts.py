@@ -454,6 +454,7 @@ def test_data_a_server_function_hands_out_is_said_in_database_terms(
         f"export statement(s) (COPY ... TO, cursor FETCH, dump or INTO OUTFILE, server function) of {read_out}: {words}"
         in said
     ), said
+    assert "size not logged (a row is a whole object or file)" in said, said
 
 
 def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_works() -> None:
