@@ -48,6 +48,7 @@ from detector.features import (
     span,
     weekday_columns,
 )
+from detector.formats.mariadb import CLUSTER_BINLOG
 from detector.formats.pg_replication import CLUSTER, CLUSTER_WAL
 from detector.profile import HISTORY_DAYS, LEARNED, POPULATION, WEEKDAY, Profile, usual_hours
 from detector.settings import Settings
@@ -791,7 +792,7 @@ def _replicated(row: dict[str, Any]) -> str:
     for a stolen credential; otherwise its other reasons say nothing of them).
     """
     objects = row["export_objects_list"] or []
-    what = [REPLICATED[name] for name in (CLUSTER, CLUSTER_WAL) if name in objects] + [
+    what = [REPLICATED[name] for name in REPLICATED if name in objects] + [
         f"a logical replication stream of {kind} {name[len(kind) + 2 : -1]}"
         f" ({'every change to its tables' if kind == 'database' else 'its tables'})"
         for name in objects
@@ -825,6 +826,7 @@ HANDED_OUT = {
 REPLICATED = {
     CLUSTER: "a base backup of the whole cluster (every table of every database)",
     CLUSTER_WAL: "a stream of the whole cluster's WAL (every change to every database)",
+    CLUSTER_BINLOG: "a stream of the server's binary log (every change to every database)",
 }
 
 

@@ -16,6 +16,7 @@ from detector import features as F
 from detector import model, partials, pipeline, profile, settings
 from detector import schema as S
 from detector.explain import Judge
+from detector.formats.mariadb import CLUSTER_BINLOG
 from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
 
 DAY = datetime.fromisoformat("2026-10-21T00:00:00+00:00")  # a Wednesday of the scored week
@@ -455,6 +456,25 @@ def test_data_a_server_function_hands_out_is_said_in_database_terms(
         in said
     ), said
     assert "size not logged (a row is a whole object or file)" in said, said
+
+
+def test_a_binary_log_stream_is_said_as_every_change_to_every_database() -> None:
+    """An application's credentials streaming a MySQL or MariaDB binary log (a rogue
+    replica, ``mariadb-binlog --read-from-remote-server``): flagged, and said as what
+    such a stream holds, as PostgreSQL's WAL stream is."""
+    template = ordinary("hr_app")
+    stream = statement(
+        template, DAY.replace(hour=11, minute=2), 1,
+        **{S.QUERY: "SET @master_binlog_checksum='NONE'", S.COMMAND: "SET",
+           S.OBJECTS: [CLUSTER_BINLOG], S.EXPORT: True, S.ROWS: None},
+    )  # fmt: skip
+    judged = verdict(stream)
+    assert judged["flagged"]
+    said = "\n".join(judged["reasons"])
+    assert (
+        "of (cluster binlog): a stream of the server's binary log (every change to every "
+        "database) by hr_app" in said
+    ), said
 
 
 def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_works() -> None:

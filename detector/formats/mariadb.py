@@ -52,7 +52,17 @@ METADATA: Final = ["SHOW", "DESCRIBE", "DESC", "EXPLAIN"]
 # file on the server.
 DUMP_HINT: Final = "/*!40001 SQL_NO_CACHE */"
 _OUTFILE: Final = r"(?i)\bINTO\s+(?:OUTFILE|DUMPFILE)\s"
-_LOAD_FILE: Final = r"(?i)\bLOAD_FILE\s*\("
+# The binary log streamed to a replica or ``mariadb-binlog --read-from-remote-server``:
+# every change to every database. The stream itself is no statement; each such client
+# first sets the checksum it wants (once per connection; MySQL 8.0.26 and later name it
+# ``@source_binlog_checksum``).
+CLUSTER_BINLOG: Final = "(cluster binlog)"
+# Statements that move data out naming no table, and the object each reads out.
+_NAMELESS_EXPORTS: Final = {
+    # a file of the server's (the FILE privilege): one row of the whole file
+    r"(?i)\bLOAD_FILE\s*\(": S.SERVER_FILES,
+    r"(?i)^SET\s+@(?:master|source)_binlog_checksum\s*=": CLUSTER_BINLOG,
+}
 
 _IDENT: Final = r"(?:`(?:[^`]|``)+`|[A-Za-z_$][\w$]*)"
 _RELATION: Final = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
@@ -96,7 +106,14 @@ def statement_class(text: pl.Expr) -> pl.Expr:
     way pgAudit classes statements (``CREATE USER`` and ``GRANT`` are ROLE)."""
     word = first_word(text)
     by_word = word.replace_strict(_WORD_CLASS, default="MISC", return_dtype=pl.String)
-    return pl.when(body(text).str.contains(_ROLE_DDL)).then(pl.lit("ROLE")).otherwise(by_word)
+    # (a binary log client's SET: the stream it starts reads every change)
+    return (
+        pl.when(body(text).str.contains(_ROLE_DDL))
+        .then(pl.lit("ROLE"))
+        .when(nameless_export(text).is_not_null())
+        .then(pl.lit("READ"))
+        .otherwise(by_word)
+    )
 
 
 def outcome(text: pl.Expr, failed: pl.Expr, command: pl.Expr | None = None) -> list[pl.Expr]:
@@ -119,19 +136,25 @@ def writes_file(text: pl.Expr) -> pl.Expr:
     return (into & ~wrapped.fill_null(False)).fill_null(False)
 
 
-def reads_server_file(text: pl.Expr) -> pl.Expr:
-    """True for a statement calling ``LOAD_FILE(...)``: a file of the server's read out
-    (``FILE`` privilege), one row of the whole file (the slow log's ``Bytes_sent`` is its
-    size; the audit log names no table)."""
-    return text.str.contains(_LOAD_FILE).fill_null(False)
+def nameless_export(text: pl.Expr) -> pl.Expr:
+    """What a statement that moves data out naming no table reads out (seen on a real
+    MariaDB 10.11): ``(server files)`` for ``LOAD_FILE(...)`` (the slow log's
+    ``Bytes_sent`` is the file's size, its one row no count), :data:`CLUSTER_BINLOG` for
+    a binary log client's first ``SET``; null for any other statement."""
+    found = pl.lit(None, pl.String)
+    statement = body(text)
+    for pattern, read_out in reversed(_NAMELESS_EXPORTS.items()):
+        found = pl.when(statement.str.contains(pattern)).then(pl.lit(read_out)).otherwise(found)
+    return found
 
 
 def is_export(text: pl.Expr) -> pl.Expr:
     """True for statements that move data out in bulk: mariadb-dump's reads, ``SELECT
-    ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`) and the server's files read
-    out (:func:`reads_server_file`)."""
+    ... INTO OUTFILE`` / ``DUMPFILE`` (:func:`writes_file`), and what
+    :func:`nameless_export` names."""
     dump = body(text).str.starts_with("SELECT " + DUMP_HINT)
-    return (dump.fill_null(False) | writes_file(text) | reads_server_file(text)).fill_null(False)
+    nameless = nameless_export(text).is_not_null()
+    return (dump.fill_null(False) | writes_file(text) | nameless).fill_null(False)
 
 
 # The words a table name follows; ``OPTIMIZE``/``ANALYZE``/``CHECK``/``REPAIR TABLE t``
@@ -168,7 +191,7 @@ def _tables_named(text: pl.Expr) -> pl.Expr:
 def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
     """``events`` whose objects, on the rows selected by ``where``, are the tables their
     text names (``db.table``; unqualified names get the row's database, and stay bare
-    when it has none), and :data:`schema.SERVER_FILES` for a ``LOAD_FILE``."""
+    when it has none), and what :func:`nameless_export` reads out."""
     rows = events.with_row_index("_r")
     names = (
         rows.filter(where)
@@ -184,15 +207,13 @@ def with_relations(events: pl.DataFrame, where: pl.Expr) -> pl.DataFrame:
         .unique(maintain_order=True)
         .alias("_found")
     )
-    files = where & reads_server_file(pl.col(S.QUERY))
+    read_out = pl.when(where).then(nameless_export(pl.col(S.QUERY)))
     return (
         rows.join(found, on="_r", how="left", maintain_order="left")
         .with_columns(pl.coalesce("_found", S.OBJECTS).alias(S.OBJECTS))
         .with_columns(
-            pl.when(files)
-            .then(
-                pl.concat_list(S.OBJECTS, pl.lit([S.SERVER_FILES])).list.unique(maintain_order=True)
-            )
+            pl.when(read_out.is_not_null())
+            .then(pl.concat_list(S.OBJECTS, read_out).list.unique(maintain_order=True))
             .otherwise(pl.col(S.OBJECTS))
             .alias(S.OBJECTS)
         )

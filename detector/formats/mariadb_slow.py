@@ -245,13 +245,19 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
     to_file = mariadb.writes_file(query)
     return events.with_columns(
-        # (a row read out is a whole file: its size is the Bytes_sent)
-        pl.when(mariadb.handler_read(query) | mariadb.reads_server_file(query))
+        # (a row read out is a whole file, its size the Bytes_sent; a binary log
+        # client's SET sends none of the stream it starts)
+        pl.when(mariadb.handler_read(query) | mariadb.nameless_export(query).is_not_null())
         .then(pl.lit(None, dtype=pl.Int64))
         .when(written)
         .then(pl.col("_affected"))
         .when(to_file)
         .then(pl.max_horizontal("_sent", "_affected"))
         .otherwise(pl.col("_sent"))
-        .alias(S.ROWS)
+        .alias(S.ROWS),
+        # (the binary log client's SET got an OK packet, not the stream)
+        pl.when(mariadb.nameless_export(query) == mariadb.CLUSTER_BINLOG)
+        .then(pl.lit(None, dtype=pl.Int64))
+        .otherwise(pl.col(S.BYTES))
+        .alias(S.BYTES),
     ).drop("_sent", "_affected")
