@@ -1,5 +1,5 @@
 """The binary log read out on a real MariaDB 10.11: ``mariadb-binlog
---read-from-remote-server`` (or a replica) streams every change to every database, and
+--read-from-remote-server`` and a replica each stream every change to every database, and
 the stream is no statement: the audit and slow logs hold only the client's ``SELECT
 VERSION()`` and the ``SET``\\ s it sends first. Its ``SET @master_binlog_checksum`` is read
 as an export of ``(cluster binlog)`` by the replication account, as PostgreSQL's
@@ -40,6 +40,18 @@ def logs(server_dir: Callable[[str], Path]) -> tuple[Path, Path]:
             capture_output=True, check=True, timeout=60,
         ).stdout  # fmt: skip
         assert b"shop.cards" in streamed  # the table's changes left the server
+        # and a replica of the server, replicating them
+        with mariadb_server(server_dir("mariadb-replica"), {"server_id": "2"}) as copy:
+            replica: Any = copy
+            replica.sql(
+                f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={server.port},"
+                " MASTER_USER='repl', MASTER_PASSWORD='pw', MASTER_USE_GTID=no,"
+                " MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4; START SLAVE;"
+            )
+            deadline = time.monotonic() + 30
+            while "2000" not in replica.sql("SELECT count(*) FROM shop.cards"):
+                assert time.monotonic() < deadline, "the replica did not catch up"
+                time.sleep(0.2)
         server.client("repl", "pw", "", "SELECT 'the end'")
         deadline = time.monotonic() + 10
         while "the end" not in server.slow_log.read_text(errors="replace"):
@@ -52,15 +64,20 @@ def logs(server_dir: Callable[[str], Path]) -> tuple[Path, Path]:
 def test_a_binary_log_stream_is_an_export_of_the_cluster_binlog(
     logs: tuple[Path, Path], read: str
 ) -> None:
-    """One export of ``(cluster binlog)`` by repl, its volume unknown (the ``SET``'s
-    11 bytes are its OK packet, not the stream); before, a MISC statement."""
+    """One export of ``(cluster binlog)`` by repl for each client, mariadb-binlog's and
+    the replica's, its volume unknown (the ``SET``'s 11 bytes are its OK packet, not the
+    stream); before, a MISC statement."""
     audit, slow = logs
     paths = {"both": [audit, slow], "audit": [audit], "slow": [slow]}[read]
     quarantine = Quarantine(None)
     events, _ = read_events(paths, quarantine=quarantine)
     assert quarantine.total == 0, dict(quarantine.counts)
     exports = events.filter(pl.col(S.EXPORT))
-    assert exports.select(S.ACCOUNT, S.OBJECTS, S.CLASS, S.ROWS, S.BYTES).rows() == [
-        ("repl", [CLUSTER_BINLOG], "READ", None, None)
+    assert (
+        exports.select(S.ACCOUNT, S.OBJECTS, S.CLASS, S.ROWS, S.BYTES).rows()
+        == [("repl", [CLUSTER_BINLOG], "READ", None, None)] * 2
+    )
+    assert exports[S.QUERY].to_list() == [
+        "SET @master_binlog_checksum='NONE'",  # mariadb-binlog
+        "SET @master_binlog_checksum= @@global.binlog_checksum",  # the replica
     ]
-    assert exports[S.QUERY].item().startswith("SET @master_binlog_checksum")
