@@ -37,15 +37,17 @@ DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
 
 def classify(first: pl.DataFrame) -> pl.DataFrame:
     """Events from ``first``, the first AUDIT line of each (session, statement,
-    sub-statement) with the events' columns, pgAudit's class (``a_class``) and whether
-    it read only catalogs and sequences (``_cat``): each classed by what it moved.
+    sub-statement) with the events' columns, pgAudit's class (``a_class``), whether it
+    read only catalogs and sequences (``_cat``) and whether it wrote a foreign table
+    (``_foreign``): each classed by what it moved.
 
     Returns one event per row of ``first`` (those whose objects are taken from their text
-    last), with ``a_class`` and ``_cat`` gone and in their stead: the class
+    last), with ``a_class``, ``_cat`` and ``_foreign`` gone and in their stead: the class
     (``INTERNAL`` for the server's own foreign-key checks, ``CATALOG`` for reads of the
-    server's catalogs or state, ``READ`` for a write that returned its rows, else
-    pgAudit's), ``is_export`` (``COPY ... TO``, cursors, dump tools, data server
-    functions hand out), rows (null where the count logged is no count of rows moved)
+    server's catalogs or state, ``READ`` for a write that returned its rows or sent what
+    it read to another server, else pgAudit's), ``is_export`` (``COPY ... TO``, cursors,
+    dump tools, data server functions hand out, reads written to a foreign table), rows
+    (null where the count logged is no count of rows moved)
     and objects (from the text where the log named none). Each text is cut to its own
     statement of a string of several, the string as logged kept in ``_logged``
     (:func:`own_statements`).
@@ -103,7 +105,11 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
     # where the constraint fails, so one that returned rows is counted as a read.
     whole_table = query.str.contains(_RI_WHOLE_TABLE) & (pl.col(S.ROWS) == 0)
     internal = query.str.contains(_RI_PER_ROW) | whole_table.fill_null(False)
-    export = is_copy_to | is_cursor | is_dump | handed_out.is_not_null()
+    # ``INSERT INTO remote_t SELECT ... FROM t`` (postgres_fdw): the rows read are written
+    # to another server, as many as pgAudit counts for the write. Not a write's own
+    # values (``INSERT INTO remote_t VALUES ...``): what the client sent.
+    sent_out = pl.when("_foreign").then(text).otherwise(pl.lit("")).str.contains(r"(?i)\bSELECT\b")
+    export = is_copy_to | is_cursor | is_dump | handed_out.is_not_null() | sent_out
     # ``UPDATE/DELETE ... RETURNING`` (also in a CTE, ``INSERT ... SELECT ... RETURNING``)
     # sends the rows it changed to the client: pgAudit logs a WRITE whose count is what the
     # client got (the top-level count, under a CTE). ``UPDATE t SET c = c RETURNING *``
@@ -128,7 +134,7 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("INTERNAL"))
         .when(catalog)
         .then(pl.lit("CATALOG"))
-        .when(returned.fill_null(False))
+        .when(returned.fill_null(False) | sent_out)
         .then(pl.lit("READ"))
         .otherwise(pl.col("a_class"))
         .alias(S.CLASS),
@@ -141,7 +147,7 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
         .then(pl.concat_list(_handed_out_object(handed_out)))
         .otherwise(pl.col(S.OBJECTS))
         .alias(S.OBJECTS),
-    ).drop("a_class", "_head", "_cat")
+    ).drop("a_class", "_head", "_cat", "_foreign")
     # Objects from the text only where the log named none (COPY t TO, cursors, FETCH,
     # log_relation off): a regex over every statement would cost more than the parse.
     unnamed = (pl.col(S.OBJECTS).list.len() == 0) & ((pl.col(S.CLASS) == "READ") | pl.col(S.EXPORT))

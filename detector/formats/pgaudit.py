@@ -524,7 +524,14 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     state = S.is_catalog(obj, "postgresql").fill_null(False) | (
         pl.col("a_object_type") == "SEQUENCE"
     )
-    audit = audit.select(*used, obj.alias("_obj"), state.fill_null(False).alias("_cat"))
+    # A write to a foreign table (postgres_fdw, ...) sends its rows to another server.
+    foreign = (pl.col("a_class") == "WRITE") & (pl.col("a_object_type") == "FOREIGN TABLE")
+    audit = audit.select(
+        *used,
+        obj.alias("_obj"),
+        state.fill_null(False).alias("_cat"),
+        foreign.fill_null(False).alias("_foreign"),
+    )
     # One hashing of the key finds each statement's first line and collects its relations.
     # Its tables (objects not catalogs), or the catalogs it read if it read nothing else
     # (a CATALOG read): each list taken whole, as a filter by the group's own ``any``
@@ -554,6 +561,9 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
     # relation (``log_relation``) has several.
     first = audit if collected.height == audit.height else audit[collected["_at"]]
     first = first.with_columns(collected["_obj"].alias("_objects"), collected["_cat"])
+    if audit["_foreign"].any():  # any of the statement's lines (its target's)
+        written = audit.group_by(key, maintain_order=True).agg(pl.col("_foreign").any())
+        first = first.drop("_foreign").with_columns(written["_foreign"])
     if quoted_text:
         text = unquote_csv(text)
     first = first.select(
@@ -573,6 +583,7 @@ def _audit_statements(audit: pl.DataFrame) -> pl.DataFrame:
         pl.concat_str("a_stmt_id", pl.lit("."), "a_substmt_id").alias(S.STATEMENT_ID),
         pl.lit(True).alias(S.SUCCESS),
         "_cat",
+        "_foreign",
     )
     return classify(first)
 

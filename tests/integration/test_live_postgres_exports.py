@@ -23,6 +23,7 @@ pytestmark = pytest.mark.postgres
 ROLES = (
     "hr_owner", "commenter", "mimic", "sys_reader", "joiner", "fetcher", "cte_user",
     "dumper", "dumper_par", "dumper_ins", "analyst", "stager", "returner", "inserter",
+    "pusher",
 )  # fmt: skip
 NOTES = 600
 PEOPLE, PAY = 1500, 800
@@ -40,7 +41,10 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for role in ROLES:
         admin.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
     admin.execute("CREATE DATABASE staff OWNER hr_owner")
+    admin.execute("CREATE DATABASE elsewhere")  # another server, as postgres_fdw sees it
     admin.close()
+    with psycopg.connect(postgres.dsn(dbname="elsewhere"), autocommit=True) as away:
+        away.execute("CREATE TABLE drop_box(id int, name text, ssn text)")
     # The tables' owner loads them: pgAudit logs the server's foreign-key checks of the
     # owner's INSERT (one 1-row READ per row) and of its ALTER TABLE ... FOREIGN KEY.
     with psycopg.connect(postgres.dsn("hr_owner", "staff"), autocommit=True) as db:
@@ -69,6 +73,29 @@ def workload(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
         db.execute(f"GRANT USAGE ON SCHEMA hr, sys TO {others}")  # type: ignore[arg-type]
         db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA hr, sys TO {others}")  # type: ignore[arg-type]
 
+    # A foreign table on the other server (postgres_fdw): rows written to it leave.
+    with psycopg.connect(postgres.dsn(dbname="staff"), autocommit=True) as db:
+        db.execute("CREATE EXTENSION postgres_fdw")
+        db.execute(
+            "CREATE SERVER away FOREIGN DATA WRAPPER postgres_fdw OPTIONS"  # type: ignore[arg-type]
+            f" (host '127.0.0.1', port '{postgres.port}', dbname 'elsewhere')"
+        )
+        db.execute(
+            "CREATE USER MAPPING FOR pusher SERVER away"
+            " OPTIONS (user 'postgres', password_required 'false')"
+        )
+        db.execute("CREATE SCHEMA outbound AUTHORIZATION pusher")
+        db.execute(
+            "CREATE FOREIGN TABLE outbound.drop_box(id int, name text, ssn text) SERVER away"
+            " OPTIONS (schema_name 'public', table_name 'drop_box')"
+        )
+        db.execute("ALTER FOREIGN TABLE outbound.drop_box OWNER TO pusher")
+    with psycopg.connect(postgres.dsn("pusher", "staff"), autocommit=True) as c:
+        c.execute("INSERT INTO outbound.drop_box SELECT * FROM hr.people")
+        c.execute("INSERT INTO outbound.drop_box VALUES (0, 'typed', 'by the client')")
+    with psycopg.connect(postgres.dsn(dbname="elsewhere")) as away:
+        copied = away.execute("SELECT count(*) FROM drop_box").fetchone()[0]  # type: ignore[index]
+        assert copied == PEOPLE + 1
     with psycopg.connect(postgres.dsn("commenter", "staff"), application_name="Metabase") as c:
         assert _copied(c, "/* metabase query 42 */ COPY hr.people TO STDOUT") == PEOPLE
         assert _copied(c, "-- nightly extract\nCOPY hr.pay TO STDOUT WITH (FORMAT csv)") == PAY
@@ -269,6 +296,16 @@ def test_rows_a_write_returns_to_the_client_are_rows_read(day: Day) -> None:
     window = day("returner")
     assert window["rows_read"] == NOTES + 50 + 100
     assert "desk.notes" in window["objects_list"]
+
+
+def test_rows_written_to_a_foreign_table_are_an_export_of_what_they_read(day: Day) -> None:
+    """``INSERT INTO outbound.drop_box SELECT * FROM hr.people``, where drop_box is a
+    postgres_fdw foreign table: pgAudit logs a WRITE of a FOREIGN TABLE (1,500 rows) and a
+    READ of hr.people; the rows left for another server: an export, 1,500 rows read
+    (before, a write). The client's own values written there (``VALUES ...``) are not."""
+    window = day("pusher")
+    assert (window["exports"], window["rows_read"]) == (1, PEOPLE)
+    assert window["export_objects_list"] == ["hr.people", "outbound.drop_box"]
 
 
 def test_an_insert_returning_its_keys_reads_nothing(day: Day) -> None:
