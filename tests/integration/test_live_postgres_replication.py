@@ -251,7 +251,8 @@ def test_a_model_trained_on_ordinary_work_flags_the_base_backup(run: Run, output
 
 def test_serve_alerts_on_the_base_backup_as_score_does(run: Run) -> None:
     """``serve`` following the sixth day's log, with the model of the five before, stores
-    the base backup's alert with the same reason."""
+    the base backup's alert with the same reason, and the SQL read of the slot's
+    changes."""
     log = run.logs / OUTPUTS["jsonlog"]
     model_dir = run.tmp / "model-serve"
     cli("train", "--model-dir", model_dir, "--until", SPLIT.isoformat(), log)
@@ -263,14 +264,16 @@ def test_serve_alerts_on_the_base_backup_as_score_does(run: Run) -> None:
         if line[14:24] >= SPLIT.strftime("%Y-%m-%d").encode()
     )
     conf = settings.Settings(
-        state_dir=run.tmp / "state", follow=[str(followed / "*")], lateness="1m"
+        state_dir=run.tmp / "state", follow=[str(followed / "*")], lateness="5s"
     )
     service = Service(model.load(model_dir), conf, conf.follow, model_dir)
     try:
         (followed / "postgresql.json").write_bytes(scored_day)
-        for _ in range(3):
+        # the follower's idle_flush (2 s: a last record that may still grow), then the
+        # lateness of quiet for the wall clock to close the day's last window
+        for _ in range(5):
             service.step()
-            time.sleep(2.1)  # the follower's idle_flush: a last record that may still grow
+            time.sleep(2.1)
         _, alerts = service.store.alerts()
         backup = [a for a in alerts if a["account"] == "rep_user" and "(cluster)" in str(a)]
         assert len(backup) == 1, alerts
@@ -278,6 +281,9 @@ def test_serve_alerts_on_the_base_backup_as_score_does(run: Run) -> None:
             "a base backup of the whole cluster (every table of every database) by rep_user"
             in str(backup[0])
         )
+        # and the changes read through SQL, as score says them
+        sql_read = [a for a in alerts if "of (database shop): a logical" in str(a)]
+        assert len(sql_read) == 1, alerts
     finally:
         service.stop()
 
