@@ -565,8 +565,12 @@ class Judge:
         found = self._statements_reason(row)
         if found is not None:
             out.append(found)
-        if row[UNSHOWN] and row[f"{col_name('statements', base)}__alerted"] is not None:
-            # Why the same volume alerts again so soon: the leak goes on, table by table.
+        # Why the same volume alerts again so soon: the leak goes on, table by table
+        # (only where that rule may decide: a window of real volume; not a few rows).
+        real = not self.volume_logged or (
+            (row[col_name("rows_read", base)] or 0) >= self.settings.guardrail_min_rows
+        )
+        if row[UNSHOWN] and real and row[f"{col_name('statements', base)}__alerted"] is not None:
             out.append(
                 f"reads {_names(row[UNSHOWN])}, which no alert on this account in the last "
                 f"{_span(self.horizons.all[-1])} showed: not a repeat of what was alerted"

@@ -477,6 +477,20 @@ def test_a_binary_log_stream_is_said_as_every_change_to_every_database() -> None
     ), said
 
 
+def test_a_few_rows_of_other_tables_after_an_alert_are_not_called_the_leak_going_on() -> None:
+    """hr_app, alerted at 15:20 on the sample logs' first scored day for reading 7 tables
+    new to it (24 rows), reads 4 more at 15:25 (10 rows): flagged again for those, but
+    not said to be a pull going on table by table. That reason is for windows of real
+    volume, which alone may alert again at an alerted level."""
+    trained, events = trained_on_json()
+    scored = pipeline.score(events, trained, settings.load())  # type: ignore[arg-type]
+    hr_app = scored.filter(pl.col("account") == "hr_app", pl.col("flagged")).sort("window_start")
+    first, second = hr_app.head(2).iter_rows(named=True)
+    assert second["window_start"] - first["window_start"] == timedelta(minutes=5)
+    assert any("never read before by this account" in r for r in second["reasons"])
+    assert not any("which no alert on this account" in r for r in second["reasons"]), second
+
+
 def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_works() -> None:
     """web_admin reads up to 715 rows in a calendar day in training, but at most 6 on a
     Sunday (a quiet day for it: under a tenth) and 155 on a Saturday (not). Its largest
