@@ -248,6 +248,7 @@ class Judge:
             drip_at.is_not_null().alias("drip"),
             drip_at.alias("_drip_at"),
             stranger.alias("_stranger"),
+            self._news().alias("_news"),
             pl.any_horizontal(signals).alias("_has_reason"),
         )
         frame = frame.with_columns(
@@ -297,6 +298,7 @@ class Judge:
             frame.drop(
                 "_has_reason",
                 "_stranger",
+                "_news",
                 "_guard_at",
                 "_drip_at",
                 "_young",
@@ -313,6 +315,12 @@ class Judge:
         if not self.volume_logged:
             return pl.lit(True)
         return pl.col(col_name("rows_read", self.horizons.base)) >= self.settings.guardrail_min_rows
+
+    def _news(self) -> pl.Expr:
+        """A window of real volume reading objects the account's alerts within the
+        longest horizon did not show (features.unshown_objects): its volume is news
+        again at any level."""
+        return (pl.col(UNSHOWN).list.len() > 0) & self._real_volume().fill_null(False)
 
     def _before(self, signal: str, horizon: str) -> pl.Expr:
         """The horizon's sum of ``signal`` without this window's own."""
@@ -343,11 +351,7 @@ class Judge:
             # level; not a day's sum: a drip alerted on is being looked into whatever it
             # reads next (news again on day-long sums, support accounts' later days
             # alerted once more), nor a few hundred rows of a table (a role change's).
-            news = (
-                _unshown() & self._real_volume().fill_null(False)
-                if span(horizon) < timedelta(days=1)
-                else pl.lit(False)
-            )
+            news = self._news() if span(horizon) < timedelta(days=1) else pl.lit(False)
             crossing = crossing & (again.fill_null(True) | news)
         return crossing
 
@@ -448,6 +452,7 @@ class Judge:
             "exports",
             "exports__own_max",
             UNSHOWN,
+            "_news",
             f"{col_name('statements', self.horizons.base)}__alerted",
         ]
         for c in horizon_columns(self.horizons):
@@ -567,10 +572,7 @@ class Judge:
             out.append(found)
         # Why the same volume alerts again so soon: the leak goes on, table by table
         # (only where that rule may decide: a window of real volume; not a few rows).
-        real = not self.volume_logged or (
-            (row[col_name("rows_read", base)] or 0) >= self.settings.guardrail_min_rows
-        )
-        if row[UNSHOWN] and real and row[f"{col_name('statements', base)}__alerted"] is not None:
+        if row["_news"] and row[f"{col_name('statements', base)}__alerted"] is not None:
             out.append(
                 f"reads {_names(row[UNSHOWN])}, which no alert on this account in the last "
                 f"{_span(self.horizons.all[-1])} showed: not a repeat of what was alerted"
@@ -744,12 +746,6 @@ class Judge:
                 f"; peers (reading tables like {group.removeprefix(LEARNED)}'s): {_names(members)}"
             )
         return f"; peers: role {group}"
-
-
-def _unshown() -> pl.Expr:
-    """The window reads objects the account's alerts within the longest horizon did not
-    show (features.unshown_objects): its volume is news again at any level."""
-    return pl.col(UNSHOWN).list.len() > 0
 
 
 def _attribution(names: list[str], shares: npt.NDArray[np.float64]) -> str | None:

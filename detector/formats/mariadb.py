@@ -63,6 +63,7 @@ _NAMELESS_EXPORTS: Final = {
     r"(?i)\bLOAD_FILE\s*\(": S.SERVER_FILES,
     r"(?i)^SET\s+@(?:master|source)_binlog_checksum\s*=": CLUSTER_BINLOG,
 }
+_NAMELESS_MAYBE: Final = r"(?i)load_file|binlog_checksum"  # in every pattern above
 
 _IDENT: Final = r"(?:`(?:[^`]|``)+`|[A-Za-z_$][\w$]*)"
 _RELATION: Final = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
@@ -142,7 +143,10 @@ def nameless_export(text: pl.Expr) -> pl.Expr:
     ``Bytes_sent`` is the file's size, its one row no count), :data:`CLUSTER_BINLOG` for
     a binary log client's first ``SET``; null for any other statement."""
     found = pl.lit(None, pl.String)
-    statement = body(text)
+    # The patterns (and the comments skipped before a first word) only where a cheap test
+    # passes: a tenth of the time over the usual statements, which hold neither.
+    maybe = text.str.contains(_NAMELESS_MAYBE)
+    statement = body(pl.when(maybe).then(text).otherwise(pl.lit("")))
     for pattern, read_out in reversed(_NAMELESS_EXPORTS.items()):
         found = pl.when(statement.str.contains(pattern)).then(pl.lit(read_out)).otherwise(found)
     return found

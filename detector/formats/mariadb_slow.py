@@ -244,10 +244,12 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
     # text-protocol SELECT logs them as Rows_sent too; through the binary protocol, or
     # run by EXECUTE IMMEDIATE, Rows_sent is 0; a DUMPFILE's one row is Rows_affected 1).
     to_file = mariadb.writes_file(query)
+    events = events.with_columns(mariadb.nameless_export(query).alias("_nameless"))
+    nameless = pl.col("_nameless")
     return events.with_columns(
         # (a row read out is a whole file, its size the Bytes_sent; a binary log
         # client's SET sends none of the stream it starts)
-        pl.when(mariadb.handler_read(query) | mariadb.nameless_export(query).is_not_null())
+        pl.when(mariadb.handler_read(query) | nameless.is_not_null())
         .then(pl.lit(None, dtype=pl.Int64))
         .when(written)
         .then(pl.col("_affected"))
@@ -256,8 +258,8 @@ def _events(recs: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("_sent"))
         .alias(S.ROWS),
         # (the binary log client's SET got an OK packet, not the stream)
-        pl.when(mariadb.nameless_export(query) == mariadb.CLUSTER_BINLOG)
+        pl.when(nameless == mariadb.CLUSTER_BINLOG)
         .then(pl.lit(None, dtype=pl.Int64))
         .otherwise(pl.col(S.BYTES))
         .alias(S.BYTES),
-    ).drop("_sent", "_affected")
+    ).drop("_sent", "_affected", "_nameless")

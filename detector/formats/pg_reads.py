@@ -30,6 +30,7 @@ from typing import Final
 import polars as pl
 
 from detector import schema as S
+from detector.formats.pg_replication import database_object
 from detector.formats.pg_text import COPY_TO, LEADING, has_ctes, own_statements, relations_in
 
 DUMP_TOOLS: Final = ("pg_dump", "pg_dumpall", "pg_basebackup")
@@ -83,9 +84,11 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
         pl.when(bare_read)
         .then(text)
         .otherwise(pl.lit(""))
-        .str.extract(_HANDED_OUT, 1)
+        .str.extract(_HANDED_OUT_CALL, 1)
         .str.to_lowercase()
     )
+    # what holds the data of a function whose rows are no count (null: a slot's changes)
+    unsized = handed_out.replace_strict(_HANDED_OUT, default=None, return_dtype=pl.String)
     # A read of the server's catalogs alone (log_catalog = on, pgAudit's default): psql's
     # \d, an ORM's introspection, a dump's hundred schema queries. Not data read.
     catalog = pl.col("_cat") & (pl.col("a_class") == "READ") & handed_out.is_null()
@@ -128,7 +131,6 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
     # logs 0 however much they move. Their volume is unknown. Nor is a count of large
     # objects or files (a row each, whatever its size) a count of rows.
     uncounted = export | (pl.col(S.COMMAND) == "COPY")
-    unsized = handed_out.is_in(list(_UNSIZED)).fill_null(False)
     events = first.with_columns(
         pl.when(internal)
         .then(pl.lit("INTERNAL"))
@@ -139,12 +141,12 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("a_class"))
         .alias(S.CLASS),
         export.alias(S.EXPORT),
-        pl.when((uncounted & (pl.col(S.ROWS) == 0)) | unsized)
+        pl.when((uncounted & (pl.col(S.ROWS) == 0)) | unsized.is_not_null())
         .then(None)
         .otherwise(pl.col(S.ROWS))
         .alias(S.ROWS),
         pl.when(handed_out.is_not_null())
-        .then(pl.concat_list(_handed_out_object(handed_out)))
+        .then(pl.concat_list(pl.coalesce(unsized, database_object(pl.col(S.DATABASE)))))
         .otherwise(pl.col(S.OBJECTS))
         .alias(S.OBJECTS),
     ).drop("a_class", "_head", "_cat", "_foreign")
@@ -203,22 +205,17 @@ def classify(first: pl.DataFrame) -> pl.DataFrame:
 # * the server's files (``pg_read_file``, ``pg_read_binary_file``: the data directory's
 #   tables as files, too): an export of ``(server files)`` (``schema.SERVER_FILES``),
 #   its volume unknown.
-_HANDED_OUT: Final = (
-    r"(?i)\b(pg_logical_slot_(?:get|peek)_(?:binary_)?changes|lo_get|loread|lo_export"
-    r"|pg_read_(?:binary_)?file)\s*\("
+_SLOT_CHANGES: Final = tuple(
+    f"pg_logical_slot_{verb}_{kind}changes" for verb in ("get", "peek") for kind in ("", "binary_")
 )
-_UNSIZED: Final = ("lo_get", "loread", "lo_export", "pg_read_file", "pg_read_binary_file")
-
-
-def _handed_out_object(function: pl.Expr) -> pl.Expr:
-    """The object a :data:`_HANDED_OUT` function's data (its name, lower-cased) is named by."""
-    return (
-        pl.when(function.str.starts_with("pg_logical_slot_"))
-        .then(pl.format("(database {})", pl.col(S.DATABASE).fill_null("?")))
-        .when(function.str.starts_with("pg_read_"))
-        .then(pl.lit(S.SERVER_FILES))
-        .otherwise(pl.lit(S.LARGE_OBJECTS))
-    )
+# Each function, and the object its data is named by where its rows are no count
+# (null: a slot's changes, ``(database <name>)`` with the rows counted).
+_HANDED_OUT: Final[dict[str, str | None]] = {
+    **dict.fromkeys(_SLOT_CHANGES, None),
+    **dict.fromkeys(("lo_get", "loread", "lo_export"), S.LARGE_OBJECTS),
+    **dict.fromkeys(("pg_read_file", "pg_read_binary_file"), S.SERVER_FILES),
+}
+_HANDED_OUT_CALL: Final = rf"(?i)\b({'|'.join(_HANDED_OUT)})\s*\("
 
 
 # libpq's ALWAYS_SECURE_SEARCH_PATH_SQL, sent by its tools before anything else.

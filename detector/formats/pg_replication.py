@@ -50,6 +50,12 @@ _LOGICAL: Final = r"(?i)^START_REPLICATION\s+SLOT\s+\S+\s+LOGICAL\b"
 _PUBLICATIONS: Final = r"(?i)\bpublication_names\"?\s+'((?:[^']|'')*)'"
 
 
+def database_object(name: pl.Expr) -> pl.Expr:
+    """``(database <name>)``: every change to a database's tables, as a logical stream
+    without publications (or a slot's changes read through SQL) copies them."""
+    return pl.format("(database {})", name.fill_null("?"))
+
+
 def is_command(message: pl.Expr) -> pl.Expr:
     """True for a ``received replication command:`` message."""
     return message.str.starts_with(RECEIVED)
@@ -80,7 +86,7 @@ def events(records: pl.DataFrame) -> pl.DataFrame:
         )
     )
     published = names.list.eval(pl.format("(publication {})", pl.element()))
-    database = pl.format("(database {})", pl.col("dbname").fill_null("?"))
+    database = database_object(pl.col("dbname"))
     no_objects = pl.lit([], dtype=pl.List(pl.String))
     objects = (
         pl.when(backup)
