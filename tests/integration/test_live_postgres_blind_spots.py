@@ -9,6 +9,7 @@ would tell the DBA that trovewatch cannot see a bulk read there: ``score`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -46,8 +47,8 @@ SAID = {
 
 def workload(pg: PgCluster, reads: int) -> None:
     """An application's day in small: a table made and filled, ``reads`` reads of it and
-    a few writes, over one connection; then 300 rows read through a portal and rolled
-    back (:func:`portal_read_rolled_back`)."""
+    a few writes, over one connection; then 300 rows read through a portal and left
+    unfinished, three ways (:func:`portal_reads_never_ended`)."""
     with psycopg.connect(pg.dsn(), autocommit=True) as db:
         db.execute("CREATE TABLE customers(id int primary key, email text)")
         db.execute("INSERT INTO customers SELECT g, 'u'||g FROM generate_series(1, 500) g")
@@ -55,31 +56,43 @@ def workload(pg: PgCluster, reads: int) -> None:
             db.execute("SELECT * FROM customers WHERE id <= %s", (n % 50 + 1,)).fetchall()
             if n % 10 == 0:
                 db.execute("UPDATE customers SET email = email WHERE id = %s", (n % 500 + 1,))
-    assert asyncio.run(portal_read_rolled_back(pg)) == 300
+    assert set(asyncio.run(portal_reads_never_ended(pg)).values()) == {300}
     with psycopg.connect(pg.dsn(), autocommit=True) as db:
         db.execute("DO $$BEGIN RAISE LOG 'end-of-blind-workload'; END$$")
     wait_for_logs(pg.log_dir, "end-of-blind-workload")
 
 
-PORTAL_READ = "SELECT * FROM customers WHERE id > 100"
+# A read through a portal for each way a client can leave it unfinished.
+PORTAL_READS = {
+    "rolled back": "SELECT * FROM customers WHERE id > 100",
+    "ended by an error": "SELECT * FROM customers WHERE id > 150",
+    "dropped with its connection": "SELECT * FROM customers WHERE id > 200",
+}
 
 
-async def portal_read_rolled_back(pg: PgCluster) -> int:
+async def portal_reads_never_ended(pg: PgCluster) -> dict[str, int]:
     """Rows read 50 at a time through a portal (the extended protocol's Execute with a row
-    limit: JDBC with a fetch size, asyncpg's and node-postgres' cursors), then rolled
-    back: the rows reached the client, the read never ended."""
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=pg.port, user="postgres", database="postgres"
-    )
-    try:
-        rolled_back = conn.transaction()
-        await rolled_back.start()
-        portal = await conn.cursor(PORTAL_READ)
-        fetched = sum([len(await portal.fetch(50)) for _ in range(6)])
-        await rolled_back.rollback()
-        return fetched
-    finally:
+    limit: JDBC with a fetch size, asyncpg's and node-postgres' cursors), 300 of each of
+    :data:`PORTAL_READS`, then left unfinished that way: the rows reached the client,
+    the read never ended."""
+    fetched = {}
+    for ending, query in PORTAL_READS.items():
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pg.port, user="postgres", database="postgres"
+        )
+        transaction = conn.transaction()
+        await transaction.start()
+        portal = await conn.cursor(query)
+        fetched[ending] = sum([len(await portal.fetch(50)) for _ in range(6)])
+        if ending == "dropped with its connection":
+            conn.terminate()
+            continue
+        if ending == "ended by an error":
+            with contextlib.suppress(asyncpg.DivisionByZeroError):
+                await conn.execute("SELECT 1/0")
+        await transaction.rollback()
         await conn.close()
+    return fetched
 
 
 @pytest.fixture(scope="module", params=sorted(SETTINGS))
@@ -101,17 +114,18 @@ def test_score_says_when_the_settings_hide_every_read_or_its_rows(
     assert all(text in summary.paragraph() for text in said)
 
 
-def test_a_portal_read_rolled_back_is_logged_only_without_log_rows(
-    server: tuple[str, Path], output: str
+@pytest.mark.parametrize("ending", sorted(PORTAL_READS))
+def test_a_portal_read_never_ended_is_logged_only_without_log_rows(
+    server: tuple[str, Path], output: str, ending: str
 ) -> None:
     """With ``log_rows = on`` pgAudit logs a read when it ends, with its rows: 300 rows
-    fetched through a portal and rolled back (or ended by an error or a dropped
-    connection) never end, and leave no line at all. With ``log_rows = off`` it logs
-    the read when it starts: a read of the table, rows unknown. (README, PostgreSQL
+    fetched through a portal and then rolled back, ended by an error or dropped with the
+    connection never end, and leave no line at all. With ``log_rows = off`` it logs the
+    read when it starts: a read of the table, rows unknown. (README, PostgreSQL
     settings.)"""
     name, log_dir = server
     events, _ = read_events([log_dir / OUTPUTS[output]], quarantine=Quarantine(None))
-    portal = events.filter(pl.col(S.QUERY) == PORTAL_READ)
+    portal = events.filter(pl.col(S.QUERY) == PORTAL_READS[ending])
     if name == "no rows":
         assert portal.select(S.CLASS, S.OBJECTS, S.ROWS).rows() == [
             ("READ", ["public.customers"], None)

@@ -5,6 +5,7 @@ exports; a read through a function counts its rows once."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,7 +61,15 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     pg = catalog_server
     truth = Truth()
     admin = psycopg.connect(pg.dsn(), autocommit=True)
-    for role in ("introspector", "enumerator", "backup", "fn_reader", "proc_runner", "lo_reader"):
+    for role in (
+        "introspector",
+        "enumerator",
+        "backup",
+        "fn_reader",
+        "proc_runner",
+        "lo_reader",
+        "packer",
+    ):
         admin.execute(f"CREATE ROLE {role} LOGIN")
     # Large objects' pages are read directly by superusers only; the server's files by
     # pg_read_server_files' members.
@@ -104,7 +113,7 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
     ).fetchone()[0]  # type: ignore[index]
     db.execute(f"GRANT SELECT ON LARGE OBJECT {oid} TO lo_reader")  # type: ignore[arg-type]
     db.execute("GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO file_reader")
-    roles = "introspector, enumerator, backup, fn_reader, proc_runner"
+    roles = "introspector, enumerator, backup, fn_reader, proc_runner, packer"
     db.execute(f"GRANT USAGE ON SCHEMA shop TO {roles}")
     db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {roles}")
     db.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA shop TO {roles}")
@@ -142,6 +151,18 @@ def workload(catalog_server: Any) -> tuple[Path, Truth]:
         truth.rows["pages"] = len(conn.execute("SELECT * FROM pg_largeobject").fetchall())
     with psycopg.connect(pg.dsn("file_reader", "corp"), application_name="psql") as conn:
         conn.execute("SELECT pg_read_binary_file('global/pg_control')").fetchall()
+    # psql's \lo_export: libpq's large-object calls, through the fast-path protocol.
+    exported = pg.base_dir / "exported.bin"
+    subprocess.run(
+        [str(pg.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "lo_admin",
+         "-c", f"\\lo_export {oid} {exported}", "corp"],
+        capture_output=True, check=True, env={**os.environ, "PGAPPNAME": "lo_export"},
+    )  # fmt: skip
+    truth.rows["lo_export bytes"] = exported.stat().st_size
+    # A table packed into one value: one row to the client.
+    with psycopg.connect(pg.dsn("packer", "corp"), application_name="packer") as conn:
+        packed = conn.execute("SELECT json_agg(c) FROM shop.customers c").fetchone()[0]  # type: ignore[index]
+        truth.rows["packed"] = len(packed)
     dump = subprocess.run(
         [str(pg.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "backup",
          "-n", "shop", "corp"],
@@ -239,6 +260,24 @@ def test_data_server_functions_hand_out_is_exported_data_not_catalog(
     files = day(events, "file_reader")
     assert files["export_objects_list"] == ["(server files)"]
     assert files["rows_read"] is None
+
+
+def test_what_pgaudit_cannot_count_is_counted_as_it_logs_it(
+    workload: tuple[Path, Truth], output: str
+) -> None:
+    """The README's limits, as the real server logs them: psql's ``\\lo_export`` of a
+    large object (libpq's fast-path calls) logs no read at all, only libpq's lookup of
+    the ``lo_*`` functions (a catalog read) around its BEGIN and COMMIT; a table packed
+    into one value (``json_agg``) is a read of 1 row."""
+    _, truth = workload
+    events = events_of(workload, output)
+    lo_export = events.filter(pl.col(S.APPLICATION) == "lo_export")
+    assert truth.rows["lo_export bytes"] > 1000
+    assert set(lo_export[S.CLASS]) == {"MISC", "CATALOG"}, lo_export
+    assert not lo_export[S.EXPORT].any()
+    packed = events.filter(pl.col(S.APPLICATION) == "packer", pl.col(S.CLASS) == "READ")
+    assert packed.select(S.OBJECTS, S.ROWS).rows() == [(["shop.customers"], 1)]
+    assert truth.rows["packed"] == 500  # what left in that one row
 
 
 def test_a_read_through_a_function_counts_its_rows_once(
