@@ -40,8 +40,10 @@ from detector.durations import span as span
 # sub-statement (an INSERT checked by 2,000 foreign-key reads was 2,001 statements), and
 # a dump's function-only SELECTs and user schemas named sys or mysql are read as they are;
 # on MariaDB, INTO OUTFILE's rows, HANDLER reads, the account tables and sentinel row
-# counts too (a v7 model learned other statement counts, exports, rows and objects)
-FEATURE_VERSION: Final = 8
+# counts too (a v7 model learned other statement counts, exports, rows and objects);
+# 9: each account's largest calendar day of rows from each object it read (a v8 model
+# has no such table)
+FEATURE_VERSION: Final = 9
 ACCOUNT: Final = "account"
 WINDOW: Final = "window_start"
 # Signals summed over horizons; rows/bytes are null when the format does not log them.
@@ -65,6 +67,23 @@ DRIP: Final = ("rows_read", "bytes_read")
 # The calendar day (UTC) so far, a sum kept beside the trailing horizons for the
 # quiet-day drip rule: a Saturday's trailing 24 hours still hold Friday's work.
 TODAY: Final = "today"
+# Per window, the rows read from each object (:func:`read_object_rows`), and per window
+# each such object's rows on its calendar day (UTC) so far (:func:`object_today`).
+OBJECT_ROWS: Final = "object_rows"
+OBJECT_ROWS_TYPE: Final = pl.List(pl.Struct({"object": pl.String(), "rows": pl.Int64()}))
+OBJECT_TODAY: Final = "object_today"
+OBJECT_TODAY_TYPE: Final = pl.List(
+    pl.Struct({"object": pl.String(), "today": pl.Int64(), "before": pl.Int64()})
+)
+# (account, object, day, rows): an account's rows from an object on a calendar day (UTC)
+OBJECT_DAYS_SCHEMA: Final = pl.Schema(
+    {
+        ACCOUNT: pl.String(),
+        "object": pl.String(),
+        "day": pl.Datetime("us", "UTC"),
+        "rows": pl.Int64(),
+    }
+)
 # Signals whose alerted levels hold back a repeat alert (:func:`alerted_levels`).
 ALERT_LEVELS: Final = ("rows_read", "bytes_read", "statements", "exports")
 
@@ -157,10 +176,19 @@ def window_activity(
         pl.col(S.APPLICATION).drop_nulls().unique().sort().alias("apps_list"),
         pl.col(S.TIME).max().alias("last_time"),
     )
-    joined = activity.join(new, on=[ACCOUNT, WINDOW], how="left")
+    joined = activity.join(read_object_rows(ev, every), on=[ACCOUNT, WINDOW], how="left").join(
+        new, on=[ACCOUNT, WINDOW], how="left"
+    )
     empty_list = pl.lit([], dtype=pl.List(pl.String))
     return (
         joined.with_columns(
+            pl.col(OBJECT_ROWS).fill_null(pl.lit([], dtype=OBJECT_ROWS_TYPE)),
+            *(
+                pl.col(c).fill_null(empty_list)
+                for c in ("new_objects_list", "new_clients_list", "new_apps_list")
+            ),
+        )
+        .with_columns(
             pl.col(c).fill_null(empty_list)
             for c in ("new_objects_list", "new_clients_list", "new_apps_list")
         )
@@ -181,6 +209,78 @@ def window_activity(
         .drop("_counted")
         .sort(ACCOUNT, WINDOW)
     )
+
+
+def read_object_rows(events: pl.LazyFrame, every: str) -> pl.LazyFrame:
+    """(account, window start, :data:`OBJECT_ROWS`) of the windows of ``events`` with a
+    read that logged its rows: per window, the rows read from each object, sorted by
+    object. A statement's rows count for each object it names (a join's rows for each of
+    its tables), as they do for the account's own sum."""
+    return (
+        events.filter(
+            (pl.col(S.CLASS) == "READ")
+            & pl.col(S.ROWS).is_not_null()
+            & pl.col(S.ACCOUNT).is_not_null()
+        )
+        .select(
+            pl.col(S.ACCOUNT).alias(ACCOUNT),
+            pl.col(S.TIME).dt.truncate(every).alias(WINDOW),
+            pl.col(S.OBJECTS).alias("object"),
+            pl.col(S.ROWS).alias("rows"),
+        )
+        .explode("object")
+        .drop_nulls("object")
+        .group_by(ACCOUNT, WINDOW, "object")
+        .agg(pl.col("rows").sum())
+        .group_by(ACCOUNT, WINDOW)
+        .agg(pl.struct("object", "rows").sort_by("object").alias(OBJECT_ROWS))
+    )
+
+
+def object_days(windows: pl.LazyFrame) -> pl.LazyFrame:
+    """:data:`OBJECT_DAYS_SCHEMA` rows of ``windows`` (with :data:`OBJECT_ROWS`): each
+    account's rows from each object on each calendar day (UTC)."""
+    return (
+        windows.select(ACCOUNT, pl.col(WINDOW).dt.truncate("1d").alias("day"), OBJECT_ROWS)
+        .explode(OBJECT_ROWS)
+        .unnest(OBJECT_ROWS)
+        .drop_nulls("object")
+        .group_by(ACCOUNT, "object", "day")
+        .agg(pl.col("rows").sum())
+        .select(OBJECT_DAYS_SCHEMA.names())
+    )
+
+
+def object_today(windows: pl.LazyFrame, earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """``windows`` (sorted by account, then window start; with :data:`OBJECT_ROWS`) with
+    :data:`OBJECT_TODAY`: for each object a window read rows from, the account's rows from
+    it on the window's calendar day (UTC) up to the window's end (``today``) and before
+    the window (``before``). ``earlier`` (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of
+    each day's windows before these (the live service's earlier closes of the day)."""
+    day = pl.col(WINDOW).dt.truncate("1d").alias("day")
+    rows = (
+        windows.select(ACCOUNT, WINDOW, OBJECT_ROWS)
+        .explode(OBJECT_ROWS)
+        .unnest(OBJECT_ROWS)
+        .drop_nulls("object")
+        .with_columns(day)
+        .with_columns(pl.col("rows").cum_sum().over(ACCOUNT, "object", "day").alias("today"))
+    )
+    if earlier is not None and earlier.height:
+        rows = rows.join(
+            earlier.lazy().rename({"rows": "_earlier"}),
+            on=[ACCOUNT, "object", "day"],
+            how="left",
+            maintain_order="left",
+        ).with_columns(pl.col("today") + pl.col("_earlier").fill_null(0))
+    summed = rows.group_by(ACCOUNT, WINDOW).agg(
+        pl.struct("object", "today", (pl.col("today") - pl.col("rows")).alias("before")).alias(
+            OBJECT_TODAY
+        )
+    )
+    return windows.join(
+        summed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left"
+    ).with_columns(pl.col(OBJECT_TODAY).fill_null(pl.lit([], dtype=OBJECT_TODAY_TYPE)))
 
 
 def statement_key() -> pl.Expr:

@@ -59,6 +59,7 @@ SCHEMA: Final = pl.Schema(
         "export_rows": pl.Int64(),
         **{name: _STRINGS for name in SETS},
         "last_time": pl.Datetime("us", "UTC"),
+        F.OBJECT_ROWS: F.OBJECT_ROWS_TYPE,
     }
 )
 _NEW: Final = {"object": "objects_list", "client": "clients_list", "app": "apps_list"}
@@ -72,8 +73,11 @@ def empty() -> pl.DataFrame:
 
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
     """Partials as saved by this or an older trovewatch, in :data:`SCHEMA`: a set an
-    older one did not keep (``uncounted_export_keys``, ``counted_export_keys``) is empty."""
+    older one did not keep (``uncounted_export_keys``, ``counted_export_keys``) is empty,
+    and so are the rows per object (:data:`features.OBJECT_ROWS`) it did not keep."""
     missing = [name for name in SETS if name not in frame.columns]
+    if F.OBJECT_ROWS not in frame.columns:
+        frame = frame.with_columns(pl.lit([], dtype=F.OBJECT_ROWS_TYPE).alias(F.OBJECT_ROWS))
     return (
         frame.with_columns(pl.lit([], dtype=_STRINGS).alias(name) for name in missing)
         .select(SCHEMA.names())
@@ -133,7 +137,11 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
             pl.col(S.TIME).max().alias("last_time"),
         )
         .join(exports, on=list(KEYS), how="left")
-        .with_columns(pl.col(c).fill_null(none) for c in (*export_sets, "export_objects_list"))
+        .join(F.read_object_rows(events, every), on=list(KEYS), how="left")
+        .with_columns(
+            *(pl.col(c).fill_null(none) for c in (*export_sets, "export_objects_list")),
+            pl.col(F.OBJECT_ROWS).fill_null(pl.lit([], dtype=F.OBJECT_ROWS_TYPE)),
+        )
         .select(SCHEMA.names())
         # Strings gathered from the events share the events' string buffers (Polars'
         # string views), and a few hundred windows would keep a whole chunk's strings
@@ -152,7 +160,11 @@ def _owning(partials: pl.LazyFrame) -> pl.LazyFrame:
     came from, however few of their bytes it still uses (``estimated_size`` counts only
     those)."""
     return partials.with_columns(
-        pl.col(F.ACCOUNT) + "", *(pl.col(c).list.eval(pl.element() + "") for c in SETS)
+        pl.col(F.ACCOUNT) + "",
+        *(pl.col(c).list.eval(pl.element() + "") for c in SETS),
+        pl.col(F.OBJECT_ROWS).list.eval(
+            pl.struct(pl.element().struct.field("object") + "", pl.element().struct.field("rows"))
+        ),
     )
 
 
@@ -184,9 +196,26 @@ def merge_all(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
             *(_distinct(pl.col(c)).alias(c) for c in SETS),
             pl.col("last_time").max(),
         )
+        .join(_summed_object_rows(both.lazy().filter(shared)), on=list(KEYS), how="left")
+        .with_columns(pl.col(F.OBJECT_ROWS).fill_null(pl.lit([], dtype=F.OBJECT_ROWS_TYPE)))
         .select(SCHEMA.names())
     )
     return pl.concat([both.lazy().filter(~shared).drop("_shared"), merged]).collect()
+
+
+def _summed_object_rows(parts: pl.LazyFrame) -> pl.LazyFrame:
+    """(account, window, :data:`features.OBJECT_ROWS`) of the partial rows ``parts``:
+    each window's rows per object summed over its rows, sorted by object."""
+    return (
+        parts.select(*KEYS, F.OBJECT_ROWS)
+        .explode(F.OBJECT_ROWS)
+        .unnest(F.OBJECT_ROWS)
+        .drop_nulls("object")
+        .group_by(*KEYS, "object")
+        .agg(pl.col("rows").sum())
+        .group_by(*KEYS)
+        .agg(pl.struct("object", "rows").sort_by("object").alias(F.OBJECT_ROWS))
+    )
 
 
 class Fold:
@@ -327,6 +356,7 @@ def to_activity(
             pl.col("clients_list").list.sort(),
             pl.col("apps_list").list.sort(),
             "last_time",
+            F.OBJECT_ROWS,
         )
         .join(new, on=list(KEYS), how="left")
         .with_columns(

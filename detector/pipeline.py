@@ -416,11 +416,13 @@ def score_windows(
     """Score account-windows (rows of :func:`detector.features.window_activity`): each
     account's whole period, its horizon sums taken from its own windows here."""
     horizons = trained.horizons
-    windows = F.add_horizons(
-        activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
-        .sort(F.ACCOUNT, F.WINDOW)
-        .lazy(),
-        horizons,
+    windows = F.object_today(
+        F.add_horizons(
+            activity.with_columns(pl.lit(True).alias("_new"), pl.lit(False).alias("_alerted"))
+            .sort(F.ACCOUNT, F.WINDOW)
+            .lazy(),
+            horizons,
+        )
     ).collect()
     untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
     own_days = F.earlier_days(

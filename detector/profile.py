@@ -16,14 +16,24 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.features import ACCOUNT, WINDOW, Horizons, horizon_columns, weekday_columns
+from detector.features import object_days as object_days_of
 
 POPULATION: Final = "*"
 # Accounts not in the role map get learned peers: the accounts whose read objects are most
 # like their own (Jaccard). Group ``like:<account>`` is the account and its nearest few.
 LEARNED: Final = "like:"
-TABLES: Final = ("account_max", "peer_ref", "peer_max", "hours", "known", "peers", "weekdays")
+TABLES: Final = (
+    "account_max",
+    "peer_ref",
+    "peer_max",
+    "hours",
+    "known",
+    "peers",
+    "weekdays",
+    "object_days",
+)
 # The leading columns each table is sorted by when saved (same training, same bytes).
-_SORT_BY: Final = {"hours": 2, "known": 3, "weekdays": 2}
+_SORT_BY: Final = {"hours": 2, "known": 3, "weekdays": 2, "object_days": 2}
 WEEKDAY: Final = "weekday"  # 1 = Monday ... 7 = Sunday, of the window's start (UTC)
 # Days from the account's first window in training to the training's last window.
 HISTORY_DAYS: Final = "history_days"
@@ -41,6 +51,9 @@ class Profile:
     # account, weekday, <signal>_today: its largest calendar day (UTC) in training on
     # that day of the week (only the weekdays it was active on; unknown volume: null)
     weekdays: pl.DataFrame
+    # account, object, rows: its largest calendar day (UTC) of rows from the object in
+    # training (objects it read with a row count logged)
+    object_days: pl.DataFrame
 
     def save(self, directory: Path) -> dict[str, Path]:
         """Write each table as ``profile_<name>.parquet``; return the paths by name.
@@ -137,6 +150,13 @@ class Profile:
                 [self.weekdays, parent.weekdays.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi")],
                 how="vertical_relaxed",
             ),
+            object_days=pl.concat(
+                [
+                    self.object_days,
+                    parent.object_days.join(idle.select(ACCOUNT), on=ACCOUNT, how="semi"),
+                ],
+                how="vertical_relaxed",
+            ),
         )
 
     def members(self, group: str) -> list[str]:
@@ -193,7 +213,13 @@ def learn(
     peer_ref, peer_max = _peer_tables(account_max, memberships)
     hours = _hour_shares(windows)
     weekdays = _weekday_days(windows)
-    return Profile(account_max, peer_ref, peer_max, hours, known, peers, weekdays)
+    object_days = (
+        object_days_of(windows.lazy())
+        .group_by(ACCOUNT, "object")
+        .agg(pl.col("rows").max())
+        .collect()
+    )
+    return Profile(account_max, peer_ref, peer_max, hours, known, peers, weekdays, object_days)
 
 
 def _peer_tables(

@@ -80,8 +80,16 @@ class Settings(BaseSettings):
     drip_factor: float = Field(
         2.0,
         gt=1,
-        description="Flag a day's or longer horizon's volume (at least guardrail_min_rows) this many "
-        "times the account's own largest in training, in the window it crosses: slow drips.",
+        description="Flag a horizon's volume longer than a day (at least guardrail_min_rows) this "
+        "many times the account's own largest in training, in the window it crosses: slow drips.",
+    )
+    object_drip_factor: float = Field(
+        3.0,
+        ge=0,
+        description="Flag a calendar day's (UTC) rows read from one object (at least "
+        "guardrail_min_rows) this many times the account's largest day of that object in "
+        "training, in the window it crosses, on a day the account reads more than its largest "
+        "day in all: slow drips from a table (0: off).",
     )
     realert_factor: float = Field(
         1.5,

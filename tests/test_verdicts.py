@@ -165,7 +165,7 @@ def model_windows(
     activity = F.window_activity(
         pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
     )
-    return pipeline.model_frame(F.add_horizons(activity, h), trained.profile, h)
+    return pipeline.model_frame(F.object_today(F.add_horizons(activity, h)), trained.profile, h)
 
 
 def judged_at(score: float, *added: dict[str, Any]) -> dict[str, Any]:
@@ -534,27 +534,32 @@ def test_a_days_reads_past_its_largest_are_a_drip_on_a_day_the_account_hardly_wo
 
 
 def test_one_big_read_on_an_ordinary_day_is_no_slow_drip() -> None:
-    """A slow drip is a day's reads past twice the account's largest day, a little at a
-    time. The same rows read at once, on a day otherwise within its largest, are one
-    window's burst, which the guardrail and the volume reasons judge: before, an
-    analyst's one big query was also called a "slow drip" (2.5x its largest day, 664,121
-    of 1,097,173 rows in one window, on an independently written population)."""
+    """A slow drip is a day's reads of a table past 3 times the account's largest day of
+    it, a little at a time. The same rows read at once, on a day otherwise within its
+    largest, are one window's burst, which the guardrail and the volume reasons judge:
+    before, an analyst's one big query was also called a "slow drip" (2.5x its largest
+    day, 664,121 of 1,097,173 rows in one window, on an independently written
+    population)."""
     trained, events = trained_on_json()
     conf = settings.load()
     account = "web_admin"
     mine = pl.col(F.ACCOUNT) == account
-    largest = trained.profile.account_max.filter(mine)[F.col_name("rows_read", "1d")].item()
-    rows = 2 * largest + 1  # alone, a day past twice its largest
-    assert rows >= conf.guardrail_min_rows
     template = ordinary(account)
+    (table,) = template[S.OBJECTS]
+    largest = trained.profile.object_days.filter(mine, pl.col("object") == table)["rows"].item()
+    day_own = trained.profile.account_max.filter(mine)[F.col_name("rows_read", "1d")].item()
+    rows = max(3 * largest, day_own) + 20  # alone, a day past 3x its largest of the table
+    assert rows >= conf.guardrail_min_rows
     day = DAY.replace(hour=9)  # a Wednesday: not a quiet day for it
 
     def drips(reads: list[dict[str, Any]]) -> list[datetime]:
+        """The windows of the day flagged as a drip by the day's reads (not 3 days')."""
         frame = model_windows(trained, events, reads).filter(mine)
         judged = Judge(trained.profile, trained.horizons, conf)(frame, np.zeros(frame.height))
-        return judged.filter(pl.col("drip"), pl.col("window_start") < day + timedelta(days=1))[
-            "window_start"
-        ].to_list()
+        by_day = pl.col("reasons").list.eval(pl.element().str.contains("read today")).list.any()
+        return judged.filter(
+            pl.col("drip"), by_day, pl.col("window_start") < day + timedelta(days=1)
+        )["window_start"].to_list()
 
     spread = [
         statement(template, day + timedelta(minutes=15 * i), i, **{S.ROWS: rows // 20})

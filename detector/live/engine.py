@@ -193,6 +193,9 @@ class Engine:
         self.history: list[Segment] = []  # oldest first
         self._read_saved = saved
         self.running = Running(self.horizons)  # horizon sums as of the last close
+        # Rows per (account, object, UTC day) of the windows closed on the newest day or
+        # two, for the object drip (features.object_today): a day's sums so far.
+        self.object_days = pl.DataFrame(schema=F.OBJECT_DAYS_SCHEMA)
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
         self.levels = self._no_levels()
@@ -628,7 +631,7 @@ class Engine:
         untrained = ~pl.col(F.ACCOUNT).is_in(self.trained.profile.trained.implode())
         leaving = self.running.leaving(self._history, to)
         accounts = closing[F.ACCOUNT].unique().sort()
-        parts, windows, new_values, levels, days = [], [], [], [], []
+        parts, windows, new_values, levels, days, object_days = [], [], [], [], [], []
         for first in range(0, accounts.len(), SCORE_BATCH):
             ours = pl.col(F.ACCOUNT).is_in(accounts.slice(first, SCORE_BATCH).implode())
             activity = partials.to_activity(
@@ -637,6 +640,9 @@ class Engine:
             summed = self.running.summed(
                 activity, {h: rows.filter(ours) for h, rows in leaving.items()}
             )
+            summed = F.object_today(
+                summed.sort(F.ACCOUNT, F.WINDOW).lazy(), self.object_days.filter(ours)
+            ).collect()
             own = summed.filter(untrained)
             scored = judge_windows(
                 self._with_alerts(summed, ours),
@@ -649,6 +655,7 @@ class Engine:
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
             days.append(own.select(F.ACCOUNT, F.WINDOW, *F.horizon_columns(self.horizons)))
+            object_days.append(F.object_days(activity.lazy()).collect())
         return Judged(
             scored=pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(),
             levels=pl.concat([self._no_levels(), *levels]),
@@ -656,6 +663,7 @@ class Engine:
             new_values=pl.concat([pl.DataFrame(schema=KNOWN_SCHEMA), *new_values]),
             days=pl.concat(days, how="vertical_relaxed") if days else None,
             leaving=leaving,
+            object_days=pl.concat([pl.DataFrame(schema=F.OBJECT_DAYS_SCHEMA), *object_days]),
         )
 
     def _take_in(self, judged: Judged, to: datetime) -> pl.DataFrame:
@@ -666,11 +674,28 @@ class Engine:
             self._writes["levels"] = b""  # written at the snapshot, once pruned
         self.running.advance(judged.windows, judged.leaving, to)
         self._writes["sums"] = b""
+        self._carry_object_days(judged.object_days, to)
         if judged.days is not None:
             self.running.remember_days(judged.days)
             self._writes["days"] = b""
         self._remember(judged.windows, judged.new_values)
         return self._note_evicted(self._flag_overflow(judged.scored))
+
+    def _carry_object_days(self, closed: pl.DataFrame, to: datetime) -> None:
+        """Add a close's rows per (account, object, day) to those carried, keeping the
+        days a later window can still be on (the day of ``to`` and the one before, for
+        windows closing late)."""
+        if closed.is_empty() and self.object_days.is_empty():
+            return
+        since = pl.lit(to).dt.truncate("1d") - timedelta(days=1)
+        self.object_days = (
+            pl.concat([self.object_days, closed])
+            .filter(pl.col("day") >= since)
+            .group_by(F.ACCOUNT, "object", "day")
+            .agg(pl.col("rows").sum())
+            .select(F.OBJECT_DAYS_SCHEMA.names())
+        )
+        self._writes["object_days"] = b""
 
     def _with_alerts(self, summed: pl.DataFrame, ours: pl.Expr) -> pl.DataFrame:
         """New windows with their sums, and their accounts' alerted windows with the sums
@@ -837,7 +862,8 @@ class Engine:
         self.levels = self.levels.filter(~pl.col(F.ACCOUNT).is_in(gone))
         self._writes["levels"] = b""
         self.running.forget(victims[F.ACCOUNT])
-        self._writes["days"] = self._writes["sums"] = b""
+        self.object_days = self.object_days.filter(~pl.col(F.ACCOUNT).is_in(gone))
+        self._writes["days"] = self._writes["sums"] = self._writes["object_days"] = b""
         self._add_segment("discovered", discovered)
         assert self.closed_until is not None
         marked = victims.with_columns(pl.lit(self.closed_until).alias("evicted_at"))
@@ -957,6 +983,7 @@ class Engine:
             ("sums", self.running.sums),
             ("levels", self.levels),
             ("days", self.running.days),
+            ("object_days", self.object_days),
             ("evicted", self.evicted),
         ):
             if name in self._writes:
@@ -1051,6 +1078,10 @@ class Engine:
                 self.levels = pl.concat([self._no_levels(), frame], how="diagonal_relaxed")
             elif kind == "days":
                 days = frame
+            elif kind == "object_days":  # an older trovewatch kept none: from now on
+                self.object_days = frame.select(F.OBJECT_DAYS_SCHEMA.names()).cast(
+                    F.OBJECT_DAYS_SCHEMA
+                )
             elif kind == "sums":
                 sums = frame
             elif kind == "continued":
@@ -1084,6 +1115,7 @@ class Judged:
     new_values: pl.DataFrame  # values first used in them (KNOWN_SCHEMA)
     days: pl.DataFrame | None  # untrained accounts' sums, for their earlier days
     leaving: dict[str, pl.DataFrame]  # history rows leaving each horizon (Running.leaving)
+    object_days: pl.DataFrame  # their rows per (account, object, day) (OBJECT_DAYS_SCHEMA)
 
 
 @dataclass(frozen=True)
