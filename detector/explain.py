@@ -75,6 +75,10 @@ SHOWN_SHARE = 0.05  # features with a smaller share are left out of the attribut
 # Shares of the model's anomaly per feature (rows x features), for the flagged windows.
 Attribute = Callable[[pl.DataFrame], tuple[list[str], npt.NDArray[np.float64]]]
 OFF_HOURS_RARITY = 2.0
+# An object drip is flagged on a day the account reads this many times its largest day
+# in training in all: a day's work moved from one table to another is no drip (at just
+# past its largest day, clerks' and analysts' ordinary days were flagged).
+OBJECT_DRIP_DAY = 1.25
 # Per window, the objects that flagged an object drip (Judge._object_drips).
 OBJECT_DRIP = "_object_drip"
 OBJECT_DRIP_TYPE = pl.List(
@@ -325,22 +329,28 @@ class Judge:
         )
 
     def _object_drips(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` with :data:`OBJECT_DRIP`: the objects whose rows on the window's
-        calendar day (UTC) this window took to ``object_drip_factor`` times the account's
-        largest day of them in training (and at least ``guardrail_min_rows``), on a day
-        the account reads more than its largest day in training in all: object, rows
-        today, largest day, most rows first. Empty for accounts without history, objects
-        they never read in training (new objects are judged as such) and logs without
-        row counts."""
+        """``frame`` with :data:`OBJECT_DRIP`, for the window in which a calendar day
+        (UTC) first holds both of: the account reads more than :data:`OBJECT_DRIP_DAY`
+        times its largest day in training in all, and its rows from some object reach ``object_drip_factor`` times
+        its largest day of that object in training (and ``guardrail_min_rows``), having
+        passed that largest day before the window (a little at a time: a burst in one
+        window is judged by the guardrail and the volume reasons). The list holds those
+        objects: object, rows today, largest day, most rows first. Empty for accounts
+        without history, objects they never read in training (new objects are judged as
+        such) and logs without row counts."""
         s = self.settings
         none = pl.lit([], dtype=OBJECT_DRIP_TYPE)
         if OBJECT_TODAY not in frame.columns or s.object_drip_factor <= 0:
             return frame.with_columns(none.alias(OBJECT_DRIP))
         today = col_name("rows_read", TODAY)
+        own = OBJECT_DRIP_DAY * pl.col(f"{today}__dayown")
+        before_window = pl.col(today) - pl.col(col_name("rows_read", self.horizons.base)).fill_null(
+            0
+        )
         busy = frame.filter(
             pl.col("has_history")
             & (pl.col(OBJECT_TODAY).list.len() > 0)
-            & (pl.col(today) > pl.col(f"{today}__dayown")).fill_null(False)
+            & (pl.col(today) > own).fill_null(False)
         )
         largest = self.profile.object_days.rename({"rows": "largest"})
         bound = pl.max_horizontal(
@@ -350,26 +360,38 @@ class Judge:
         # is no news: a drip from an object it showed (or the same pull the next day)
         # does not alert again; from another object, it does.
         alerted = pl.col(f"{col_name('rows_read', self.horizons.base)}__alerted").is_not_null()
-        crossed = (
-            busy.select(ACCOUNT, WINDOW, OBJECT_TODAY, alerted.alias("_alerted"), UNSHOWN)
+        objects = (
+            busy.select(
+                ACCOUNT,
+                WINDOW,
+                OBJECT_TODAY,
+                (before_window > own).fill_null(False).alias("_was_over"),
+                alerted.alias("_alerted"),
+                UNSHOWN,
+            )
             .explode(OBJECT_TODAY)
             .unnest(OBJECT_TODAY)
             .join(largest, on=[ACCOUNT, "object"], how="inner")
             .filter(
                 (pl.col("largest") > 0)
-                & (pl.col("today") >= bound)
-                & (pl.col("before") < bound)
-                # a little at a time: already past its largest day before this window (a
-                # burst in one window is judged by the guardrail and the volume reasons)
-                & (pl.col("before") >= pl.col("largest"))
                 & (~pl.col("_alerted") | pl.col(UNSHOWN).list.contains(pl.col("object")))
             )
-            .group_by(ACCOUNT, WINDOW)
-            .agg(
-                pl.struct("object", "today", "largest")
-                .sort_by("today", "object", descending=[True, False])
-                .alias(OBJECT_DRIP)
+            .with_columns(
+                ((pl.col("today") >= bound) & (pl.col("before") >= pl.col("largest"))).alias(
+                    "_past"
+                ),
+                (pl.col("before") >= bound).alias("_was_past"),
             )
+        )
+        crossed = (
+            objects.sort("today", "object", descending=[True, False])
+            .group_by(ACCOUNT, WINDOW, maintain_order=True)
+            .agg(
+                (pl.col("_was_over").first() & pl.col("_was_past").any()).alias("_before"),
+                pl.struct("object", "today", "largest").filter("_past").alias(OBJECT_DRIP),
+            )
+            .filter(~pl.col("_before") & (pl.col(OBJECT_DRIP).list.len() > 0))
+            .drop("_before")
         )
         return frame.join(
             crossed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left"

@@ -251,32 +251,72 @@ def object_days(windows: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def object_today(windows: pl.LazyFrame, earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
+def object_today(
+    windows: pl.LazyFrame, floor: int, earlier: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """``windows`` (sorted by account, then window start; with :data:`OBJECT_ROWS`) with
-    :data:`OBJECT_TODAY`: for each object a window read rows from, the account's rows from
-    it on the window's calendar day (UTC) up to the window's end (``today``) and before
-    the window (``before``). ``earlier`` (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of
-    each day's windows before these (the live service's earlier closes of the day)."""
+    :data:`OBJECT_TODAY`: each object the account read at least ``floor`` rows from on the
+    window's calendar day (UTC) by the window's end, whether or not the window read it:
+    its rows that day up to the window's end (``today``) and before the window
+    (``before``). ``earlier`` (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of each day's
+    windows before these (the live service's earlier closes of the day)."""
     day = pl.col(WINDOW).dt.truncate("1d").alias("day")
-    rows = (
+    read = (
         windows.select(ACCOUNT, WINDOW, OBJECT_ROWS)
         .explode(OBJECT_ROWS)
         .unnest(OBJECT_ROWS)
         .drop_nulls("object")
         .with_columns(day)
+    )
+    parts = [read.with_columns(pl.lit(False).alias("_earlier"))]
+    if earlier is not None and earlier.height:
+        # each day's earlier rows as read at its start, before any of these windows
+        parts.insert(
+            0,
+            earlier.lazy().select(
+                ACCOUNT,
+                pl.col("day").alias(WINDOW),
+                "object",
+                "rows",
+                "day",
+                pl.lit(True).alias("_earlier"),
+            ),
+        )
+    running = (
+        pl.concat(parts, how="vertical_relaxed")
+        .sort(ACCOUNT, "object", WINDOW, pl.col("_earlier").not_())
         .with_columns(pl.col("rows").cum_sum().over(ACCOUNT, "object", "day").alias("today"))
     )
-    if earlier is not None and earlier.height:
-        rows = rows.join(
-            earlier.lazy().rename({"rows": "_earlier"}),
-            on=[ACCOUNT, "object", "day"],
-            how="left",
-            maintain_order="left",
-        ).with_columns(pl.col("today") + pl.col("_earlier").fill_null(0))
-    summed = rows.group_by(ACCOUNT, WINDOW).agg(
-        pl.struct("object", "today", (pl.col("today") - pl.col("rows")).alias("before")).alias(
-            OBJECT_TODAY
+    # Objects past the floor: each window of their day from then on lists them with the
+    # day's rows so far (the latest at or before it).
+    past = running.filter(pl.col("today") >= floor).select(
+        ACCOUNT, "object", "day", WINDOW, "today"
+    )
+    grid = (
+        windows.select(ACCOUNT, WINDOW)
+        .with_columns(day)
+        .join(past.select(ACCOUNT, "day", "object").unique(), on=[ACCOUNT, "day"])
+        .sort(WINDOW)
+        # sorted by window start, as join_asof needs, within each group too
+        .join_asof(
+            past.sort(WINDOW),
+            on=WINDOW,
+            by=[ACCOUNT, "day", "object"],
+            check_sortedness=False,
         )
+        .drop_nulls("today")
+        .join(
+            read.select(ACCOUNT, WINDOW, "object", "rows"),
+            on=[ACCOUNT, WINDOW, "object"],
+            how="left",
+        )
+    )
+    summed = grid.group_by(ACCOUNT, WINDOW).agg(
+        pl.struct(
+            "object", "today", (pl.col("today") - pl.col("rows").fill_null(0)).alias("before")
+        )
+        .sort_by("object")
+        .alias(OBJECT_TODAY)
     )
     return windows.join(
         summed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left"

@@ -422,7 +422,8 @@ def score_windows(
             .sort(F.ACCOUNT, F.WINDOW)
             .lazy(),
             horizons,
-        )
+        ),
+        settings.guardrail_min_rows,
     ).collect()
     untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
     own_days = F.earlier_days(

@@ -165,7 +165,10 @@ def model_windows(
     activity = F.window_activity(
         pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
     )
-    return pipeline.model_frame(F.object_today(F.add_horizons(activity, h)), trained.profile, h)
+    floor = settings.load().guardrail_min_rows
+    return pipeline.model_frame(
+        F.object_today(F.add_horizons(activity, h), floor), trained.profile, h
+    )
 
 
 def judged_at(score: float, *added: dict[str, Any]) -> dict[str, Any]:

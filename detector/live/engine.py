@@ -641,7 +641,9 @@ class Engine:
                 activity, {h: rows.filter(ours) for h, rows in leaving.items()}
             )
             summed = F.object_today(
-                summed.sort(F.ACCOUNT, F.WINDOW).lazy(), self.object_days.filter(ours)
+                summed.sort(F.ACCOUNT, F.WINDOW).lazy(),
+                self.settings.guardrail_min_rows,
+                self.object_days.filter(ours),
             ).collect()
             own = summed.filter(untrained)
             scored = judge_windows(

@@ -1216,3 +1216,58 @@ def test_a_close_just_after_a_mariadb_statements_audit_record_files_it_once_as_s
         )
         assert live.equals(batch), f"cut at {cut}:\n{live}\n{batch}"
         assert late == 0, cut
+
+
+def test_a_drip_from_one_table_is_flagged_live_where_batch_flags_it_across_a_restart(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """The object drip (``tests/test_verdicts.py``) in ``serve``: web_admin reads 3.2
+    times its largest day of one table in training on a Wednesday, a little at a time.
+    The live engine flags it in the window batch flags, with the same reason, though it
+    was stopped and restored from its snapshot halfway through the day: the day's rows
+    per table so far are part of the saved state."""
+    conf = settings.Settings()
+    web_admin = pl.col(S.ACCOUNT) == "web_admin"
+    template = week3.filter(web_admin, pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0).row(
+        0, named=True
+    )
+    (table,) = template[S.OBJECTS]
+    largest = trained.profile.object_days.filter(
+        pl.col("account") == "web_admin", pl.col("object") == table
+    )["rows"].item()
+    wednesday = datetime(2026, 10, 21, 8, tzinfo=UTC)
+    drip = pl.DataFrame(
+        [
+            {
+                **template,
+                S.TIME: wednesday + timedelta(minutes=15 * i),
+                S.STATEMENT_ID: f"{900000 + i}.1",
+                S.ROWS: int(3.2 * largest) // 20 + 1,
+            }
+            for i in range(20)
+        ],
+        schema=week3.schema,
+    )
+    events = pl.concat([week3, drip]).sort(S.TIME)
+
+    def flagged(scored: pl.DataFrame) -> pl.DataFrame:
+        return scored.filter(
+            pl.col("account") == "web_admin",
+            pl.col("flagged"),
+            pl.col("window_start").dt.date() == wednesday.date(),
+        ).select("window_start", "reasons")
+
+    batch = flagged(pipeline.score(events, trained, conf))
+    assert batch.height == 1, batch.to_dicts()
+    (reason,) = [r for r in batch["reasons"][0] if r.startswith("slow drip: ")]
+    assert f" of {table} read today (UTC), 3." in reason, reason
+    assert f"largest day of it in training ({largest:,})" in reason, reason
+
+    halfway = events[S.TIME].search_sorted(wednesday + timedelta(hours=2, minutes=40))
+    first = Engine(trained, conf)
+    before = stream_no_flush(first, events[:halfway], 5_000)
+    resumed = Engine(trained, conf)
+    resumed.restore(first.snapshot())
+    after = stream(resumed, events[halfway:], 5_000)
+    live = flagged(pl.concat([before, after]))
+    assert live.equals(batch), (live.to_dicts(), batch.to_dicts())
