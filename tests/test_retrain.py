@@ -236,6 +236,10 @@ def test_a_retrained_model_keeps_idle_accounts_and_what_was_known() -> None:
         .sort("weekday")
         .equals(weekdays)
     )
+    # and its largest day of each table (the object drip's bound)
+    tables = parent.profile.object_days.filter(pl.col("account") == "app_11")
+    assert tables.height == 1 and tables["rows"].item() > 0
+    assert successor.profile.object_days.filter(pl.col("account") == "app_11").equals(tables)
 
 
 def test_an_analysts_false_positive_is_learned_at_once_an_unjudged_jump_is_not() -> None:

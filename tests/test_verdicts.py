@@ -871,3 +871,60 @@ def test_a_volume_a_little_past_the_alerted_one_is_no_new_alert(factor: float, a
         for w in (first, next_day)
     }
     assert at == {first: True, next_day: again}
+
+
+def test_a_days_rows_of_one_table_far_past_its_largest_are_a_drip_only_on_a_heavy_day() -> None:
+    """analyst_anna's largest day of sales.order_items in training is 4,656 rows, of all
+    its tables 32,419. Reading 15,000 rows of order_items on a Tuesday (not a quiet day
+    for it), 750 at a time, is 3.2x its largest day of that table: on a day of 15,000
+    rows in all (under 1.25x its largest day) it is work moved from one table to
+    another, no drip; on a day of 43,000 (with 28,000 rows of sales.customers, within
+    its largest day of them) it is one, and the reason names the table and both days. Before, the rule was the day in all past
+    twice the largest day: neither day was a drip."""
+    trained, events = trained_on_json()
+    conf = settings.load()
+    account = "analyst_anna"
+    mine = pl.col(F.ACCOUNT) == account
+    largest = dict(trained.profile.object_days.filter(mine).select("object", "rows").iter_rows())
+    day_own = trained.profile.weekdays.filter(mine)["rows_read_today"].max()
+    assert (largest["sales.order_items"], largest["sales.customers"], day_own) == (
+        4_656,
+        27_540,
+        32_419,
+    )
+    reads = events.filter(pl.col(S.ACCOUNT) == account, pl.col(S.CLASS) == "READ")
+    template = reads.filter(pl.col(S.OBJECTS) == ["sales.order_items"]).row(0, named=True)
+    customers = reads.filter(pl.col(S.OBJECTS) == ["sales.customers"]).row(0, named=True)
+    tuesday = datetime(2026, 10, 20, tzinfo=UTC)
+    assert reads.filter(pl.col(S.TIME).dt.date() == tuesday.date()).is_empty()
+    items = [
+        statement(
+            template, tuesday.replace(hour=12) + timedelta(minutes=15 * i), i, **{S.ROWS: 750}
+        )
+        for i in range(20)
+    ]
+    other = [
+        statement(
+            customers,
+            tuesday.replace(hour=8) + timedelta(minutes=10 * i),
+            100 + i,
+            **{S.ROWS: 1_400},
+        )
+        for i in range(20)
+    ]
+
+    def drips(added: list[dict[str, Any]]) -> list[tuple[datetime, list[str]]]:
+        frame = model_windows(trained, events, added).filter(mine)
+        judged = Judge(trained.profile, trained.horizons, conf)(frame, np.zeros(frame.height))
+        found = judged.filter(pl.col("drip"), pl.col(F.WINDOW).dt.date() == tuesday.date())
+        return list(zip(found[F.WINDOW].to_list(), found["reasons"].to_list(), strict=True))
+
+    assert drips(items) == []
+    ((at, reasons),) = drips(items + other)
+    assert at == tuesday.replace(hour=16, minute=30)  # the 19th read: 14,250 rows, 3.06x
+    (drip,) = [r for r in reasons if r.startswith("slow drip: ")]
+    assert drip.startswith(
+        "slow drip: 14,250 rows of sales.order_items read today (UTC), 3.1x this account's "
+        "largest day of it in training (4,656); 42,250 rows read today in all, 1.3x its "
+        "largest day in training (32,419); flagged in the window that took it past 3x"
+    ), drip
