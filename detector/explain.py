@@ -251,6 +251,7 @@ class Judge:
                         (h, drip_bound, spread(v, h))
                         for h in self._judged
                         if span(h) > timedelta(days=1)
+                        or (__import__("os").environ.get("TW_1D") and span(h) >= timedelta(days=1))
                     ),
                     (TODAY, quiet_bound, pl.lit(True)),
                 ]
@@ -332,32 +333,37 @@ class Judge:
 
     def _object_drips(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with :data:`OBJECT_DRIP`, for the window in which a calendar day
-        (UTC) first holds both of: the account reads more than :data:`OBJECT_DRIP_DAY`
-        times its largest day in training in all, and its rows from some object reach ``object_drip_factor`` times
-        its largest day of that object in training (and ``guardrail_min_rows``), having
-        passed that largest day before the window (a little at a time: a burst in one
-        window is judged by the guardrail and the volume reasons). The list holds those
-        objects: object, rows today, largest day, most rows first. Empty for accounts
-        without history, objects they never read in training (new objects are judged as
-        such) and logs without row counts."""
+        (UTC) first holds, for some object: the account's rows from it reach
+        ``object_drip_factor`` times its largest day of that object in training on a day
+        it reads more than :data:`OBJECT_DRIP_DAY` times its largest day in all, or
+        ``drip_factor`` times on a day past ``drip_factor`` times (and
+        ``guardrail_min_rows`` rows); having passed that largest day before the window (a
+        little at a time: a burst in one window is judged by the guardrail and the volume
+        reasons). The list holds the objects past a bound: object, rows today, largest
+        day, most rows first. Empty for accounts without history, objects they never read
+        in training (new objects are judged as such) and logs without row counts."""
         s = self.settings
         none = pl.lit([], dtype=OBJECT_DRIP_TYPE)
-        if OBJECT_TODAY not in frame.columns or s.object_drip_factor <= 0:
+        if OBJECT_TODAY not in frame.columns:
             return frame.with_columns(none.alias(OBJECT_DRIP))
         today = col_name("rows_read", TODAY)
-        own = OBJECT_DRIP_DAY * pl.col(f"{today}__dayown")
+        day_own = pl.col(f"{today}__dayown")
         before_window = pl.col(today) - pl.col(col_name("rows_read", self.horizons.base)).fill_null(
             0
         )
+        # (a table's factor, the account's day's factor): a table far past its largest
+        # day on a day somewhat past the account's, or somewhat past it on a day far past
+        # (a job's credentials reading a little more of every table it reads).
+        bounds = [(s.drip_factor, s.drip_factor)]
+        if s.object_drip_factor > 0:
+            bounds.append((s.object_drip_factor, OBJECT_DRIP_DAY))
+        lowest = min(day for _, day in bounds)
         busy = frame.filter(
             pl.col("has_history")
             & (pl.col(OBJECT_TODAY).list.len() > 0)
-            & (pl.col(today) > own).fill_null(False)
+            & (pl.col(today) > lowest * day_own).fill_null(False)
         )
         largest = self.profile.object_days.rename({"rows": "largest"})
-        bound = pl.max_horizontal(
-            pl.lit(s.guardrail_min_rows), s.object_drip_factor * pl.col("largest")
-        )
         # As for the account's volumes, what an alert within the longest horizon showed
         # is no news: a drip from an object it showed (or the same pull the next day)
         # does not alert again; from another object, it does.
@@ -367,7 +373,14 @@ class Judge:
                 ACCOUNT,
                 WINDOW,
                 OBJECT_TODAY,
-                (before_window > own).fill_null(False).alias("_was_over"),
+                *(
+                    (pl.col(today) > day * day_own).fill_null(False).alias(f"_over{k}")
+                    for k, (_, day) in enumerate(bounds)
+                ),
+                *(
+                    (before_window > day * day_own).fill_null(False).alias(f"_was_over{k}")
+                    for k, (_, day) in enumerate(bounds)
+                ),
                 alerted.alias("_alerted"),
                 UNSHOWN,
             )
@@ -378,18 +391,29 @@ class Judge:
                 (pl.col("largest") > 0)
                 & (~pl.col("_alerted") | pl.col(UNSHOWN).list.contains(pl.col("object")))
             )
-            .with_columns(
-                ((pl.col("today") >= bound) & (pl.col("before") >= pl.col("largest"))).alias(
-                    "_past"
-                ),
-                (pl.col("before") >= bound).alias("_was_past"),
-            )
+        )
+
+        def bound(table: float) -> pl.Expr:
+            return pl.max_horizontal(pl.lit(s.guardrail_min_rows), table * pl.col("largest"))
+
+        # a little at a time: past its largest day before this window (a burst in one
+        # window is judged by the guardrail and the volume reasons)
+        spread = pl.col("before") >= pl.col("largest")
+        objects = objects.with_columns(
+            pl.any_horizontal(
+                pl.col(f"_over{k}") & (pl.col("today") >= bound(table)) & spread
+                for k, (table, _) in enumerate(bounds)
+            ).alias("_past"),
+            pl.any_horizontal(
+                pl.col(f"_was_over{k}") & (pl.col("before") >= bound(table))
+                for k, (table, _) in enumerate(bounds)
+            ).alias("_was_past"),
         )
         crossed = (
             objects.sort("today", "object", descending=[True, False])
             .group_by(ACCOUNT, WINDOW, maintain_order=True)
             .agg(
-                (pl.col("_was_over").first() & pl.col("_was_past").any()).alias("_before"),
+                pl.col("_was_past").any().alias("_before"),
                 pl.struct("object", "today", "largest").filter("_past").alias(OBJECT_DRIP),
             )
             .filter(~pl.col("_before") & (pl.col(OBJECT_DRIP).list.len() > 0))
@@ -829,8 +853,8 @@ class Judge:
         )
 
     def _object_drip_reason(self, row: dict[str, Any]) -> str:
-        """A day's reads of objects past ``object_drip_factor`` times the account's
-        largest day of each, and the account's day against its largest."""
+        """A day's reads of tables past their bound (:meth:`_object_drips`): each
+        table's day against its largest, and the account's day against its largest."""
         objects = "; ".join(
             f"{_amount(d['today'], 'rows')} of {d['object']} read today (UTC), "
             f"{_times(d['today'], d['largest'])} this account's largest day of it in "
@@ -843,9 +867,10 @@ class Judge:
         return (
             f"slow drip: {objects}{f'; and {more} more object(s)' if more > 0 else ''}; "
             f"{_amount(value, 'rows')} read today in all, {_times(value, own)} its largest "
-            f"day in training ({_num(own)}); flagged in the first window past both "
-            f"{self.settings.object_drip_factor:g}x a table's largest day and "
-            f"{OBJECT_DRIP_DAY:g}x the account's"
+            f"day in training ({_num(own)}); flagged in the first window past "
+            f"{self.settings.object_drip_factor:g}x a table's largest day on a day past "
+            f"{OBJECT_DRIP_DAY:g}x the account's, or {self.settings.drip_factor:g}x on a day "
+            f"past {self.settings.drip_factor:g}x"
         )
 
     def _peers(self, row: dict[str, Any]) -> str:

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
         2.0,
         gt=1,
         description="Flag a horizon's volume longer than a day (at least guardrail_min_rows) this "
-        "many times the account's own largest in training, in the window it crosses: slow drips.",
+        "many times the account's own largest in training, in the window it crosses, and a "
+        "calendar day's rows from one object this many times the account's largest day of it "
+        "on a day past this many times its largest day in all: slow drips.",
     )
     object_drip_factor: float = Field(
         3.0,

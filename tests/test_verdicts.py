@@ -927,6 +927,6 @@ def test_a_days_rows_of_one_table_far_past_its_largest_are_a_drip_only_on_a_heav
     assert drip.startswith(
         "slow drip: 14,250 rows of sales.order_items read today (UTC), 3.1x this account's "
         "largest day of it in training (4,656); 50,250 rows read today in all, 1.6x its "
-        "largest day in training (32,419); flagged in the first window past both 3x a "
-        "table's largest day and 1.5x the account's"
+        "largest day in training (32,419); flagged in the first window past 3x a table's "
+        "largest day on a day past 1.5x the account's, or 2x on a day past 2x"
     ), drip
