@@ -88,6 +88,20 @@ OBJECT_DRIP_TYPE = pl.List(
 )  # -log10 of the share of the account's windows in that hour: 1%
 
 
+def heavy_days(profile: Profile, settings: Settings) -> pl.DataFrame:
+    """(account, rows): the calendar day's rows past which an account's day can hold an
+    object drip (:meth:`Judge._object_drips`), for ``features.object_today``'s
+    ``heavy``: the lowest of its bounds' factors times the account's largest day."""
+    lowest = min(settings.drip_factor, OBJECT_DRIP_DAY)
+    day = col_name("rows_read", TODAY)
+    return (
+        profile.weekdays.group_by(ACCOUNT)
+        .agg(pl.col(day).max())
+        .drop_nulls(day)
+        .select(ACCOUNT, (lowest * pl.col(day)).alias("rows"))
+    )
+
+
 @dataclass(frozen=True)
 class Judge:
     profile: Profile

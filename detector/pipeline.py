@@ -16,7 +16,7 @@ import polars as pl
 from detector import carried, formats, ingest, model, partials, profile
 from detector import features as F
 from detector import schema as S
-from detector.explain import Judge
+from detector.explain import Judge, heavy_days
 from detector.ingest import Summary, merge_split_statements, read_events
 from detector.rejects import Quarantine
 from detector.settings import Settings
@@ -424,6 +424,7 @@ def score_windows(
             horizons,
         ),
         settings.guardrail_min_rows,
+        heavy=heavy_days(trained.profile, settings),
     ).collect()
     untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
     own_days = F.earlier_days(

@@ -80,6 +80,7 @@ import polars as pl
 from detector import features as F
 from detector import formats, model, partials
 from detector import schema as S
+from detector.explain import heavy_days
 from detector.formats import mariadb, mariadb_audit
 from detector.formats.pg_reads import count_outer_reads
 from detector.ingest import merge_split_statements
@@ -631,6 +632,7 @@ class Engine:
         untrained = ~pl.col(F.ACCOUNT).is_in(self.trained.profile.trained.implode())
         leaving = self.running.leaving(self._history, to)
         accounts = closing[F.ACCOUNT].unique().sort()
+        heavy = heavy_days(self.trained.profile, self.settings)
         parts, windows, new_values, levels, days, object_days = [], [], [], [], [], []
         for first in range(0, accounts.len(), SCORE_BATCH):
             ours = pl.col(F.ACCOUNT).is_in(accounts.slice(first, SCORE_BATCH).implode())
@@ -644,6 +646,7 @@ class Engine:
                 summed.sort(F.ACCOUNT, F.WINDOW).lazy(),
                 self.settings.guardrail_min_rows,
                 self.object_days.filter(ours),
+                heavy,
             ).collect()
             own = summed.filter(untrained)
             scored = judge_windows(
