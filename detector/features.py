@@ -189,10 +189,6 @@ def window_activity(
             ),
         )
         .with_columns(
-            pl.col(c).fill_null(empty_list)
-            for c in ("new_objects_list", "new_clients_list", "new_apps_list")
-        )
-        .with_columns(
             (pl.col(WINDOW) + duration(every)).alias("window_end"),
             pl.col("objects_list").list.len().cast(pl.Int64).alias("objects"),
             pl.col("new_objects_list").list.len().cast(pl.Int64).alias("new_objects"),
@@ -265,8 +261,8 @@ def object_today(
     windows before these (the live service's earlier closes of the day). With ``heavy``
     (account, ``rows``), a window lists the objects it did not read only once its
     account's calendar day's rows (``rows_read_today``) are past that account's
-    ``rows``, and an account not in it only those it read: listed in every window of
-    every account's day, they took 190 MB of a 2,000,000-line ``score``."""
+    ``rows``, and an account not in it only those it read (the objects of windows no
+    drip can be judged in are not repeated in each of them)."""
     day = pl.col(WINDOW).dt.truncate("1d").alias("day")
     read = (
         windows.select(ACCOUNT, WINDOW, OBJECT_ROWS)

@@ -11,7 +11,8 @@ piece into it:
 A partial row holds sums (statements, failed, rows and bytes read, export rows; null
 while no event carried the volume), the newest event time, and sets as lists of distinct
 strings: export statement keys, objects read, objects exported, client addresses and
-application names. Every part is a sum, a max or a set union, so :func:`merge` is
+application names; and the rows read from each object (:data:`features.OBJECT_ROWS`, a
+sum per object). Every part is a sum, a max or a set union, so :func:`merge` is
 associative and commutative: any split of the events, aggregated and merged in any
 order, gives the same partials. Which values are *new* to an account is decided only by
 :func:`to_activity` (a value is new in the earliest window holding it, unless ``known``),
