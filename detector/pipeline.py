@@ -40,15 +40,6 @@ __all__ = [
 ]
 
 
-def windows_with_horizons(
-    events: pl.DataFrame, horizons: F.Horizons, known: pl.DataFrame | None
-) -> pl.LazyFrame:
-    activity = F.window_activity(
-        events.lazy(), horizons.base, None if known is None else known.lazy()
-    )
-    return F.add_horizons(activity, horizons)
-
-
 def model_frame(
     windows: pl.LazyFrame,
     prof: profile.Profile,
