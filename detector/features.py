@@ -254,18 +254,29 @@ def object_today(
     heavy: pl.DataFrame | None = None,
 ) -> pl.LazyFrame:
     """``windows`` (sorted by account, then window start; with :data:`OBJECT_ROWS`) with
-    :data:`OBJECT_TODAY`: each object the account read at least ``floor`` rows from on the
-    window's calendar day (UTC) by the window's end, whether or not the window read it:
-    its rows that day up to the window's end (``today``) and before the window
-    (``before``). ``earlier`` (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of each day's
-    windows before these (the live service's earlier closes of the day). With ``heavy``
-    (account, ``rows``), a window lists the objects it did not read only once its
-    account's calendar day's rows (``rows_read_today``) are past that account's
-    ``rows``, and an account not in it only those it read (the objects of windows no
-    drip can be judged in are not repeated in each of them)."""
+    :data:`OBJECT_TODAY` in place of :data:`OBJECT_ROWS`: each object the account read at
+    least ``floor`` rows from on the window's calendar day (UTC) by the window's end,
+    whether or not the window read it: its rows that day up to the window's end
+    (``today``) and before the window (``before``). ``earlier``
+    (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of each day's windows before these (the
+    live service's earlier closes of the day).
+
+    With ``heavy`` (account, ``rows``), only the windows whose account's calendar day's
+    rows (``rows_read_today``) are past that account's ``rows`` list objects, and only
+    accounts in it: the judge looks for an object drip on no other window
+    (explain.heavy_days), and listing every window's objects cost a batch of 25,000
+    windows about 200 MB at its peak (docs/evaluation.md)."""
     day = pl.col(WINDOW).dt.truncate("1d").alias("day")
+    today_rows = col_name("rows_read", TODAY)
+    if heavy is not None:
+        ours = heavy.lazy().select(ACCOUNT, pl.col("rows").alias("_heavy"))
+        windows = windows.join(ours, on=ACCOUNT, how="left", maintain_order="left")
+        listed = windows.filter(pl.col(today_rows) > pl.col("_heavy"))
+        read_from = windows.join(ours.select(ACCOUNT), on=ACCOUNT, how="semi")
+    else:
+        listed = read_from = windows
     read = (
-        windows.select(ACCOUNT, WINDOW, OBJECT_ROWS)
+        read_from.select(ACCOUNT, WINDOW, OBJECT_ROWS)
         .explode(OBJECT_ROWS)
         .unnest(OBJECT_ROWS)
         .drop_nulls("object")
@@ -285,22 +296,18 @@ def object_today(
                 pl.lit(True).alias("_earlier"),
             ),
         )
-    running = (
+    # Objects past the floor: each listed window of their day from then on lists them
+    # with the day's rows so far (the latest at or before it).
+    past = (
         pl.concat(parts, how="vertical_relaxed")
         .sort(ACCOUNT, "object", WINDOW, pl.col("_earlier").not_())
         .with_columns(pl.col("rows").cum_sum().over(ACCOUNT, "object", "day").alias("today"))
+        .filter(pl.col("today") >= floor)
+        .select(ACCOUNT, "object", "day", WINDOW, "today")
+        # a window at midnight: its own sum, not the earlier closes' before it
+        .unique([ACCOUNT, "object", WINDOW], keep="last", maintain_order=True)
     )
-    # Objects past the floor: each window of their day from then on lists them with the
-    # day's rows so far (the latest at or before it).
-    past = running.filter(pl.col("today") >= floor).select(
-        ACCOUNT, "object", "day", WINDOW, "today"
-    )
-    listed = windows.select(ACCOUNT, WINDOW, col_name("rows_read", TODAY))
-    if heavy is not None:
-        listed = listed.join(heavy.lazy().rename({"rows": "_heavy"}), on=ACCOUNT).filter(
-            pl.col(col_name("rows_read", TODAY)) > pl.col("_heavy")
-        )
-    carried = (
+    grid = (
         listed.select(ACCOUNT, WINDOW)
         .with_columns(day)
         .join(past.select(ACCOUNT, "day", "object").unique(), on=[ACCOUNT, "day"])
@@ -313,13 +320,6 @@ def object_today(
             check_sortedness=False,
         )
         .drop_nulls("today")
-        .select(ACCOUNT, WINDOW, "object", "today")
-    )
-    # the objects each window read, and those past the floor it did not read
-    own = running.filter(~pl.col("_earlier")).select(ACCOUNT, WINDOW, "object", "today")
-    grid = (
-        pl.concat([own, carried])
-        .unique([ACCOUNT, WINDOW, "object"], keep="first", maintain_order=True)
         .join(
             read.select(ACCOUNT, WINDOW, "object", "rows"),
             on=[ACCOUNT, WINDOW, "object"],
@@ -333,9 +333,11 @@ def object_today(
         .sort_by("object")
         .alias(OBJECT_TODAY)
     )
-    return windows.join(
-        summed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left"
-    ).with_columns(pl.col(OBJECT_TODAY).fill_null(pl.lit([], dtype=OBJECT_TODAY_TYPE)))
+    return (
+        windows.drop(OBJECT_ROWS, "_heavy", strict=False)
+        .join(summed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left")
+        .with_columns(pl.col(OBJECT_TODAY).fill_null(pl.lit([], dtype=OBJECT_TODAY_TYPE)))
+    )
 
 
 def statement_key() -> pl.Expr:
