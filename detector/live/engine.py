@@ -195,7 +195,9 @@ class Engine:
         self._read_saved = saved
         self.running = Running(self.horizons)  # horizon sums as of the last close
         # Rows per (account, object, UTC day) of the windows closed on the newest day or
-        # two, for the object drip (features.object_today): a day's sums so far.
+        # two, for the object drip (features.object_today): a day's sums so far. Only of
+        # the objects the model knows the account's largest day of: no other can drip
+        # (explain.Judge._object_drips), and a new account's would be carried for nothing.
         self.object_days = pl.DataFrame(schema=F.OBJECT_DAYS_SCHEMA)
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
@@ -633,6 +635,7 @@ class Engine:
         leaving = self.running.leaving(self._history, to)
         accounts = closing[F.ACCOUNT].unique().sort()
         heavy = heavy_days(self.trained.profile, self.settings)
+        judged_objects = self.trained.profile.object_days.select(F.ACCOUNT, "object").lazy()
         parts, windows, new_values, levels, days, object_days = [], [], [], [], [], []
         for first in range(0, accounts.len(), SCORE_BATCH):
             ours = pl.col(F.ACCOUNT).is_in(accounts.slice(first, SCORE_BATCH).implode())
@@ -660,7 +663,11 @@ class Engine:
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
             days.append(own.select(F.ACCOUNT, F.WINDOW, *F.horizon_columns(self.horizons)))
-            object_days.append(F.object_days(activity.lazy()).collect())
+            object_days.append(
+                F.object_days(activity.lazy())
+                .join(judged_objects, on=[F.ACCOUNT, "object"], how="semi")
+                .collect()
+            )
         return Judged(
             scored=pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(),
             levels=pl.concat([self._no_levels(), *levels]),
