@@ -1284,7 +1284,7 @@ def test_the_days_rows_per_table_are_carried_only_for_tables_the_model_knows_the
         pl.col(S.ACCOUNT) == "web_admin", pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0
     ).row(0, named=True)
     (table,) = template[S.OBJECTS]
-    day = week3[S.TIME].max().replace(hour=0, minute=0, second=0, microsecond=0)  # type: ignore[union-attr]
+    day = week3[S.TIME].dt.truncate("1d").max()
     extra = pl.DataFrame(
         [
             {
