@@ -641,7 +641,9 @@ class Judge:
             # largest 3 days read as less than usual for a night's ordinary 10 tables).
             own = row[f"{col_name('exports', base)}__own"]
             habit = (
-                f"{_times(row['exports'], own)} {self._own_words(row, base)} ({_num(own)})"
+                # the unit said: after "123,700 rows;" a bare "(11)" read as rows
+                f"{_times(row['exports'], own)} {self._own_words(row, base)} "
+                f"({_num(own)} export statement(s))"
                 if row["exports__own_max"]
                 else "this account never exported data in training"
                 if row["has_history"]

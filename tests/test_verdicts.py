@@ -808,8 +808,9 @@ def test_statements_past_the_accounts_largest_day_are_named_as_the_reason() -> N
 def test_an_export_reason_compares_the_window_with_the_accounts_largest_window() -> None:
     """case_officer_dina exported at most once in 5 minutes in training, 5 times in 3
     days. Five COPYs in one window are set beside its largest 5 minutes (3.0x, the +1
-    smoothed ratio of every reason); before, the reason said "1.0x its usual" (its
-    largest 3 days), and a nightly job's usual 10 tables read "0.3x"."""
+    smoothed ratio of every reason), in export statements: after the rows exported, a
+    bare "(1)" read as rows. Before, the reason said "1.0x its usual" (its largest 3
+    days), and a nightly job's usual 10 tables read "0.3x"."""
     template = ordinary("case_officer_dina")
     at = DAY.replace(hour=template[S.TIME].hour, minute=31)
     table = template[S.OBJECTS][0]
@@ -820,7 +821,9 @@ def test_an_export_reason_compares_the_window_with_the_accounts_largest_window()
     assert found["flagged"], found["reasons"]
     line = next(r for r in found["reasons"] if " export statement(s) " in r)
     assert line.startswith("5 export statement(s)"), line
-    assert line.endswith("3.0x this account's largest 5 minutes in training (1)"), line
+    assert line.endswith(
+        "3.0x this account's largest 5 minutes in training (1 export statement(s))"
+    ), line
 
 
 @pytest.mark.parametrize(("score", "severity"), [(0.3, "medium"), (0.55, "medium"), (0.9, "high")])
