@@ -78,12 +78,6 @@ SHOWN_SHARE = 0.05  # features with a smaller share are left out of the attribut
 # Shares of the model's anomaly per feature (rows x features), for the flagged windows.
 Attribute = Callable[[pl.DataFrame], tuple[list[str], npt.NDArray[np.float64]]]
 OFF_HOURS_RARITY = 2.0  # -log10 of the share of the account's windows in that hour: 1%
-# An object drip is flagged on a day the account reads this many times its largest day
-# in training in all: a day's work moved from one table to another is no drip. At 1 or
-# 1.25, clerks' ordinary days of three times their usual rows of one table were flagged
-# (nine populations: 88 false alerts at 1.25, 80 at 1.5, 74 at 2, which caught 2 drips
-# fewer; docs/evaluation.md).
-OBJECT_DRIP_DAY = 1.5
 # Per window, the objects that flagged an object drip (Judge._object_drips).
 OBJECT_DRIP = "_object_drip"
 OBJECT_DRIP_TYPE = pl.List(
@@ -95,7 +89,7 @@ def heavy_days(profile: Profile, settings: Settings) -> pl.DataFrame:
     """(account, rows): the calendar day's rows past which an account's day can hold an
     object drip (:meth:`Judge._object_drips`), for ``features.object_today``'s
     ``heavy``: the lowest of its bounds' factors times the account's largest day."""
-    lowest = min(settings.drip_factor, OBJECT_DRIP_DAY)
+    lowest = min(settings.drip_factor, settings.object_drip_day)
     day = col_name("rows_read", TODAY)
     return (
         profile.weekdays.group_by(ACCOUNT)
@@ -354,7 +348,7 @@ class Judge:
         """``frame`` with :data:`OBJECT_DRIP`, for the window in which a calendar day
         (UTC) first holds, for some object: the account's rows from it reach
         ``object_drip_factor`` times its largest day of that object in training on a day
-        it reads more than :data:`OBJECT_DRIP_DAY` times its largest day in all, or
+        it reads more than ``object_drip_day`` times its largest day in all, or
         ``drip_factor`` times on a day past ``drip_factor`` times (and
         ``guardrail_min_rows`` rows); having passed that largest day before the window (a
         little at a time: a burst in one window is judged by the guardrail and the volume
@@ -375,7 +369,7 @@ class Judge:
         # (a job's credentials reading a little more of every table it reads).
         bounds = [(s.drip_factor, s.drip_factor)]
         if s.object_drip_factor > 0:
-            bounds.append((s.object_drip_factor, OBJECT_DRIP_DAY))
+            bounds.append((s.object_drip_factor, s.object_drip_day))
         lowest = min(day for _, day in bounds)
         busy = frame.filter(
             pl.col("has_history")
@@ -890,7 +884,7 @@ class Judge:
             f"{_amount(value, 'rows')} read today in all, {_times(value, own)} its largest "
             f"day in training ({_num(own)}); flagged in the first window past "
             f"{self.settings.object_drip_factor:g}x a table's largest day on a day past "
-            f"{OBJECT_DRIP_DAY:g}x the account's, or {self.settings.drip_factor:g}x on a day "
+            f"{self.settings.object_drip_day:g}x the account's, or {self.settings.drip_factor:g}x on a day "
             f"past {self.settings.drip_factor:g}x"
         )
 

@@ -882,9 +882,9 @@ def test_a_days_rows_of_one_table_far_past_its_largest_are_a_drip_only_on_a_heav
     for it), 750 at a time, is 3.2x its largest day of that table: on a day of 15,000
     rows in all (under 1.5x its largest day) it is work moved from one table to another,
     no drip; on a day of 51,000 (with 36,000 rows of sales.customers, under 3x its
-    largest day of them) it is one, and the reason names the table and both days.
-    Before, the rule was the day in all past twice the largest day: neither day was a
-    drip."""
+    largest day of them) it is one, and the reason names the table and both days; with
+    ``object_drip_day`` at 2, it is not. Before, the rule was the day in all past twice
+    the largest day: neither day was a drip."""
     trained, events = trained_on_json()
     conf = settings.load()
     account = "analyst_anna"
@@ -917,7 +917,9 @@ def test_a_days_rows_of_one_table_far_past_its_largest_are_a_drip_only_on_a_heav
         for i in range(20)
     ]
 
-    def drips(added: list[dict[str, Any]]) -> list[tuple[datetime, list[str]]]:
+    def drips(
+        added: list[dict[str, Any]], conf: settings.Settings = conf
+    ) -> list[tuple[datetime, list[str]]]:
         frame = model_windows(trained, events, added).filter(mine)
         judged = Judge(trained.profile, trained.horizons, conf)(frame, np.zeros(frame.height))
         found = judged.filter(pl.col("drip"), pl.col(F.WINDOW).dt.date() == tuesday.date())
@@ -933,3 +935,5 @@ def test_a_days_rows_of_one_table_far_past_its_largest_are_a_drip_only_on_a_heav
         "largest day in training (32,419); flagged in the first window past 3x a table's "
         "largest day on a day past 1.5x the account's, or 2x on a day past 2x"
     ), drip
+    # object_drip_day says how heavy the day must be: at 2, a day of 1.6x is no drip
+    assert drips(items + other, conf.model_copy(update={"object_drip_day": 2.0})) == []
