@@ -207,12 +207,15 @@ def window_activity(
     )
 
 
-def read_object_rows(events: pl.LazyFrame, every: str) -> pl.LazyFrame:
+def read_object_rows(
+    events: pl.LazyFrame, every: str, judged: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
     """(account, window start, :data:`OBJECT_ROWS`) of the windows of ``events`` with a
     read that logged its rows: per window, the rows read from each object, sorted by
     object. A statement's rows count for each object it names (a join's rows for each of
-    its tables), as they do for the account's own sum."""
-    return (
+    its tables), as they do for the account's own sum. With ``judged`` (account,
+    ``object``), only those pairs: the objects a model can judge a drip from."""
+    read = (
         events.filter(
             (pl.col(S.CLASS) == "READ")
             & pl.col(S.ROWS).is_not_null()
@@ -226,7 +229,11 @@ def read_object_rows(events: pl.LazyFrame, every: str) -> pl.LazyFrame:
         )
         .explode("object")
         .drop_nulls("object")
-        .group_by(ACCOUNT, WINDOW, "object")
+    )
+    if judged is not None:
+        read = read.join(judged, on=[ACCOUNT, "object"], how="semi")
+    return (
+        read.group_by(ACCOUNT, WINDOW, "object")
         .agg(pl.col("rows").sum())
         .group_by(ACCOUNT, WINDOW)
         .agg(pl.struct("object", "rows").sort_by("object").alias(OBJECT_ROWS))

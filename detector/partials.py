@@ -95,11 +95,15 @@ def _distinct(values: pl.Expr) -> pl.Expr:
     return values.explode().drop_nulls().unique()
 
 
-def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
+def partial(
+    events: pl.DataFrame | pl.LazyFrame, every: str, judged: pl.LazyFrame | None = None
+) -> pl.DataFrame:
     """One partial row per (account, window of length ``every``) with events.
 
     ``events`` have the event schema (at least the columns ``window_activity`` reads);
     events without an account are left out, as ``window_activity`` leaves them out.
+    With ``judged`` (account, ``object``), the rows per object
+    (:data:`features.OBJECT_ROWS`) keep only those pairs (:func:`features.read_object_rows`).
     """
     is_read = pl.col(S.CLASS) == "READ"
     read_rows = pl.col(S.ROWS).filter(is_read)
@@ -138,7 +142,7 @@ def partial(events: pl.DataFrame | pl.LazyFrame, every: str) -> pl.DataFrame:
             pl.col(S.TIME).max().alias("last_time"),
         )
         .join(exports, on=list(KEYS), how="left")
-        .join(F.read_object_rows(events, every), on=list(KEYS), how="left")
+        .join(F.read_object_rows(events, every, judged), on=list(KEYS), how="left")
         .with_columns(
             *(pl.col(c).fill_null(none) for c in (*export_sets, "export_objects_list")),
             pl.col(F.OBJECT_ROWS).fill_null(pl.lit([], dtype=F.OBJECT_ROWS_TYPE)),

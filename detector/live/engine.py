@@ -195,9 +195,8 @@ class Engine:
         self._read_saved = saved
         self.running = Running(self.horizons)  # horizon sums as of the last close
         # Rows per (account, object, UTC day) of the windows closed on the newest day or
-        # two, for the object drip (features.object_today): a day's sums so far. Only of
-        # the objects the model knows the account's largest day of: no other can drip
-        # (explain.Judge._object_drips), and a new account's would be carried for nothing.
+        # two, for the object drip (features.object_today): a day's sums so far, of the
+        # objects the model knows the account's largest day of (Engine._partial).
         self.object_days = pl.DataFrame(schema=F.OBJECT_DAYS_SCHEMA)
         self.discovered: list[pl.DataFrame] = []
         self.evicted = pl.DataFrame(schema=EVICTED_SCHEMA)
@@ -302,7 +301,7 @@ class Engine:
         )
         self.held = pl.concat([events.filter(joined), statements.filter("_latest").drop("_latest")])
         done = count_outer_reads(statements.filter(~pl.col("_latest")).drop("_latest"))
-        self._fold(partials.partial(done, self.horizons.base))
+        self._fold(self._partial(done))
         return begun
 
     def _continuing(self, events: pl.DataFrame) -> int:
@@ -498,7 +497,7 @@ class Engine:
                 self.held = pl.concat([self.held, events.filter(after)])
                 events, held_late = _not_before(events.filter(~after), earlier)
                 late += held_late
-            closing = partials.merge(closing, partials.partial(events, self.horizons.base))
+            closing = partials.merge(closing, self._partial(events))
             if self.slow_seen:
                 unvolumed = mariadb.without_volume(events)[1]
         scored = self._score(closing)
@@ -587,10 +586,19 @@ class Engine:
         self._prepared = Prepared(due, closing, self._judge(closing, due - self.base))
         return True
 
+    def _partial(self, events: pl.DataFrame) -> pl.DataFrame:
+        """The partial aggregates of ``events``, their rows per object only of the objects
+        the model knows the account's largest day of: no other can drip
+        (explain.Judge._object_drips), and accounts new to the model (100,000 of them, or
+        a flood of names) would carry theirs from read to close, and the day's sums in
+        ``object_days``, for nothing."""
+        judged = self.trained.profile.object_days.select(F.ACCOUNT, "object").lazy()
+        return partials.partial(events, self.horizons.base, judged)
+
     def open_activity(self) -> pl.DataFrame:
         """The open windows as they stand (rows of ``features.window_activity``)."""
         events = formats.join(merge_split_statements(self.held.sort(S.TIME)), live=True)
-        merged = partials.merge(self._open.merged(), partials.partial(events, self.horizons.base))
+        merged = partials.merge(self._open.merged(), self._partial(events))
         return partials.to_activity(merged, self.horizons.base, self._known())
 
     def _no_levels(self) -> pl.DataFrame:
@@ -635,7 +643,6 @@ class Engine:
         leaving = self.running.leaving(self._history, to)
         accounts = closing[F.ACCOUNT].unique().sort()
         heavy = heavy_days(self.trained.profile, self.settings)
-        judged_objects = self.trained.profile.object_days.select(F.ACCOUNT, "object").lazy()
         parts, windows, new_values, levels, days, object_days = [], [], [], [], [], []
         for first in range(0, accounts.len(), SCORE_BATCH):
             ours = pl.col(F.ACCOUNT).is_in(accounts.slice(first, SCORE_BATCH).implode())
@@ -663,11 +670,7 @@ class Engine:
             windows.append(_history_rows(activity, scored))
             new_values.append(_new_values(activity))
             days.append(own.select(F.ACCOUNT, F.WINDOW, *F.horizon_columns(self.horizons)))
-            object_days.append(
-                F.object_days(activity.lazy())
-                .join(judged_objects, on=[F.ACCOUNT, "object"], how="semi")
-                .collect()
-            )
+            object_days.append(F.object_days(activity.lazy()).collect())
         return Judged(
             scored=pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(),
             levels=pl.concat([self._no_levels(), *levels]),

@@ -1273,39 +1273,53 @@ def test_a_drip_from_one_table_is_flagged_live_where_batch_flags_it_across_a_res
     assert live.equals(batch), (live.to_dicts(), batch.to_dicts())
 
 
-def test_the_days_rows_per_table_are_carried_only_for_tables_the_model_knows_the_account_read(
+def test_rows_per_table_are_kept_only_for_tables_the_model_knows_the_account_read(
     trained: model.TrainedModel, week3: pl.DataFrame
 ) -> None:
-    """The day's rows per table that ``serve`` carries from close to close are kept only
-    where a drip can be judged: tables the model knows the account's largest day of. A
-    new account's reads (a flood of new names, say) and a known account's reads of a new
-    table add nothing to that state."""
+    """The rows per table ``serve`` keeps, in its open windows and in the day's sums it
+    carries from close to close, are kept only where a drip can be judged: tables the
+    model knows the account's largest day of. A new account's reads (a flood of new
+    names, say) and a known account's reads of a new table add nothing to that state;
+    web_admin's reads of its own table do."""
     template = week3.filter(
         pl.col(S.ACCOUNT) == "web_admin", pl.col(S.CLASS) == "READ", pl.col(S.ROWS) > 0
     ).row(0, named=True)
     (table,) = template[S.OBJECTS]
-    day = week3[S.TIME].dt.truncate("1d").max()
+    end = week3[S.TIME].max()
+    reads = [
+        ("newcomer_01", table),
+        ("web_admin", "public.never_read_before"),
+        ("web_admin", table),
+    ]
     extra = pl.DataFrame(
         [
             {
                 **template,
-                S.TIME: day + timedelta(minutes=10 * i),
+                S.TIME: end + timedelta(minutes=1 + i),
                 S.STATEMENT_ID: f"{910000 + i}.1",
                 S.ACCOUNT: account,
                 S.OBJECTS: [obj],
                 S.ROWS: 5_000,
             }
-            for i, (account, obj) in enumerate(
-                [("newcomer_01", table), ("web_admin", "public.never_read_before")] * 5
-            )
+            for i, (account, obj) in enumerate(reads * 3)
         ],
         schema=week3.schema,
     )
-    engine = Engine(trained, settings.Settings())
-    stream(engine, pl.concat([week3, extra]).sort(S.TIME), 5_000)
-
-    carried = engine.object_days
     known = trained.profile.object_days.select("account", "object")
-    assert carried.filter(pl.col("day") == day).height > 0
-    assert carried.join(known, on=["account", "object"], how="anti").is_empty(), carried
+    engine = Engine(trained, settings.Settings())
+    stream_no_flush(engine, pl.concat([week3, extra]).sort(S.TIME), 5_000)
+
+    opened = (
+        engine.open_activity()
+        .select("account", F.OBJECT_ROWS)
+        .explode(F.OBJECT_ROWS)
+        .unnest(F.OBJECT_ROWS)
+        .drop_nulls("object")
+    )
+    assert opened.filter(pl.col("account") == "web_admin", pl.col("object") == table).height
+    assert opened.join(known, on=["account", "object"], how="anti").is_empty(), opened
+
+    engine.close(wall=FAR_FUTURE)
+    carried = engine.object_days.filter(pl.col("day") == end.date())
     assert carried.filter(pl.col("account") == "web_admin", pl.col("object") == table).height
+    assert carried.join(known, on=["account", "object"], how="anti").is_empty(), carried
