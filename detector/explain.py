@@ -357,8 +357,6 @@ class Judge:
         in training (new objects are judged as such) and logs without row counts."""
         s = self.settings
         none = pl.lit([], dtype=OBJECT_DRIP_TYPE)
-        if OBJECT_TODAY not in frame.columns:
-            return frame.with_columns(none.alias(OBJECT_DRIP))
         today = col_name("rows_read", TODAY)
         day_own = pl.col(f"{today}__dayown")
         before_window = pl.col(today) - pl.col(col_name("rows_read", self.horizons.base)).fill_null(

@@ -257,33 +257,28 @@ def object_days(windows: pl.LazyFrame) -> pl.LazyFrame:
 def object_today(
     windows: pl.LazyFrame,
     floor: int,
+    heavy: pl.DataFrame,
     earlier: pl.DataFrame | None = None,
-    heavy: pl.DataFrame | None = None,
 ) -> pl.LazyFrame:
     """``windows`` (sorted by account, then window start; with :data:`OBJECT_ROWS`) with
     :data:`OBJECT_TODAY` in place of :data:`OBJECT_ROWS`: each object the account read at
     least ``floor`` rows from on the window's calendar day (UTC) by the window's end,
     whether or not the window read it: its rows that day up to the window's end
-    (``today``) and before the window (``before``). ``earlier``
-    (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of each day's windows before these (the
-    live service's earlier closes of the day).
-
-    With ``heavy`` (account, ``rows``), only the windows whose account's calendar day's
-    rows (``rows_read_today``) are past that account's ``rows`` list objects, and only
-    accounts in it: the judge looks for an object drip on no other window
-    (explain.heavy_days), and listing every window's objects cost a batch of 25,000
-    windows about 200 MB at its peak (docs/evaluation.md)."""
+    (``today``) and before the window (``before``). Only the windows whose account's
+    calendar day's rows (``rows_read_today``) are past its ``rows`` in ``heavy``
+    (account, ``rows``: explain.heavy_days) list objects, and only accounts in it: the
+    judge looks for an object drip on no other window, and listing every window's
+    objects cost a batch of 25,000 windows about 200 MB at its peak
+    (docs/evaluation.md). ``earlier`` (:data:`OBJECT_DAYS_SCHEMA`) holds the rows of each
+    day's windows before these (the live service's earlier closes of the day)."""
     day = pl.col(WINDOW).dt.truncate("1d").alias("day")
     today_rows = col_name("rows_read", TODAY)
-    if heavy is not None:
-        ours = heavy.lazy().select(ACCOUNT, pl.col("rows").alias("_heavy"))
-        windows = windows.join(ours, on=ACCOUNT, how="left", maintain_order="left")
-        listed = windows.filter(pl.col(today_rows) > pl.col("_heavy"))
-        read_from = windows.join(ours.select(ACCOUNT), on=ACCOUNT, how="semi")
-    else:
-        listed = read_from = windows
+    ours = heavy.lazy().select(ACCOUNT, pl.col("rows").alias("_heavy"))
+    windows = windows.join(ours, on=ACCOUNT, how="left", maintain_order="left")
+    listed = windows.filter(pl.col(today_rows) > pl.col("_heavy"))
     read = (
-        read_from.select(ACCOUNT, WINDOW, OBJECT_ROWS)
+        windows.filter(pl.col("_heavy").is_not_null())
+        .select(ACCOUNT, WINDOW, OBJECT_ROWS)
         .explode(OBJECT_ROWS)
         .unnest(OBJECT_ROWS)
         .drop_nulls("object")
@@ -341,7 +336,7 @@ def object_today(
         .alias(OBJECT_TODAY)
     )
     return (
-        windows.drop(OBJECT_ROWS, "_heavy", strict=False)
+        windows.drop(OBJECT_ROWS, "_heavy")
         .join(summed, on=[ACCOUNT, WINDOW], how="left", maintain_order="left")
         .with_columns(pl.col(OBJECT_TODAY).fill_null(pl.lit([], dtype=OBJECT_TODAY_TYPE)))
     )

@@ -415,7 +415,7 @@ def score_windows(
             horizons,
         ),
         settings.guardrail_min_rows,
-        heavy=heavy_days(trained.profile, settings),
+        heavy_days(trained.profile, settings),
     ).collect()
     untrained = ~pl.col(F.ACCOUNT).is_in(trained.profile.trained.implode())
     own_days = F.earlier_days(

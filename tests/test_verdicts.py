@@ -15,7 +15,7 @@ import pytest
 from detector import features as F
 from detector import model, partials, pipeline, profile, settings
 from detector import schema as S
-from detector.explain import Judge
+from detector.explain import Judge, heavy_days
 from detector.formats.mariadb import CLUSTER_BINLOG
 from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
 
@@ -165,9 +165,12 @@ def model_windows(
     activity = F.window_activity(
         pl.concat([events, extra]).sort(S.TIME).lazy(), h.base, trained.profile.known.lazy()
     )
-    floor = settings.load().guardrail_min_rows
+    conf = settings.load()
+    heavy = heavy_days(trained.profile, conf)
     return pipeline.model_frame(
-        F.object_today(F.add_horizons(activity, h), floor), trained.profile, h
+        F.object_today(F.add_horizons(activity, h), conf.guardrail_min_rows, heavy),
+        trained.profile,
+        h,
     )
 
 

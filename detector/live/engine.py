@@ -655,8 +655,8 @@ class Engine:
             summed = F.object_today(
                 summed.sort(F.ACCOUNT, F.WINDOW).lazy(),
                 self.settings.guardrail_min_rows,
-                self.object_days.filter(ours),
                 heavy,
+                self.object_days.filter(ours),
             ).collect()
             own = summed.filter(untrained)
             scored = judge_windows(
