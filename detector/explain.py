@@ -15,8 +15,9 @@ Thresholding wraps the detector rather than living inside it. A window is flagge
   weak ones together (an object it never read, a new client address, a new application,
   an hour it is rarely active: each alone is ordinary work, e.g. people work late); or
 * a slow drip, in the window that crosses its bound: a day's rows of one table past
-  ``object_drip_factor`` times the account's largest day of it on a day past 1.5 times
-  its largest day, or past ``drip_factor`` times on a day past ``drip_factor`` times;
+  ``object_drip_factor`` times the account's largest day of it on a day past
+  ``object_drip_day`` times its largest day, or past ``drip_factor`` times on a day past
+  ``drip_factor`` times;
   3 days' reads past ``drip_factor`` times its largest 3 days; or, on a day of the week
   it hardly reads (a quiet day: ``quiet_day_share``), the day's reads past its largest
   day at all.
@@ -85,11 +86,22 @@ OBJECT_DRIP_TYPE = pl.List(
 )
 
 
+def object_drip_bounds(settings: Settings) -> list[tuple[float, float]]:
+    """The object drip's bounds (:meth:`Judge._object_drips`) as (a table's factor on its
+    largest day, the account's day's factor on its largest day): a table far past its
+    largest day on a day somewhat past the account's, or somewhat past it on a day far
+    past (a job's credentials reading a little more of every table it reads)."""
+    bounds = [(settings.drip_factor, settings.drip_factor)]
+    if settings.object_drip_factor > 0:
+        bounds.append((settings.object_drip_factor, settings.object_drip_day))
+    return bounds
+
+
 def heavy_days(profile: Profile, settings: Settings) -> pl.DataFrame:
     """(account, rows): the calendar day's rows past which an account's day can hold an
     object drip (:meth:`Judge._object_drips`), for ``features.object_today``'s
-    ``heavy``: the lowest of its bounds' factors times the account's largest day."""
-    lowest = min(settings.drip_factor, settings.object_drip_day)
+    ``heavy``: the lowest day's factor of its bounds times the account's largest day."""
+    lowest = min(day for _, day in object_drip_bounds(settings))
     day = col_name("rows_read", TODAY)
     return (
         profile.weekdays.group_by(ACCOUNT)
@@ -362,12 +374,7 @@ class Judge:
         before_window = pl.col(today) - pl.col(col_name("rows_read", self.horizons.base)).fill_null(
             0
         )
-        # (a table's factor, the account's day's factor): a table far past its largest
-        # day on a day somewhat past the account's, or somewhat past it on a day far past
-        # (a job's credentials reading a little more of every table it reads).
-        bounds = [(s.drip_factor, s.drip_factor)]
-        if s.object_drip_factor > 0:
-            bounds.append((s.object_drip_factor, s.object_drip_day))
+        bounds = object_drip_bounds(s)
         lowest = min(day for _, day in bounds)
         busy = frame.filter(
             pl.col("has_history")
