@@ -3,9 +3,11 @@ ordinary days, on the populations ``scripts/evaluate_populations.sh OUT`` wrote.
 
 For each population it scores the whole period with the population's model (training
 weeks included: ``OUT/<population>/period.ndjson``, made once) and sums each account's
-rows per calendar day (UTC). An account's usual day is a quantile of its training days
-with any rows. A rule flags a day whose rows are at least ``factor`` times that usual
-day and 1,000 rows, or, for "2 days", two calendar days in a row that both are. It
+rows per calendar day (UTC). Test days are those from the first day of the
+population's ``scores.ndjson`` (the ``--since`` it was scored from) on. An account's
+usual day is a quantile of its training days with any rows. A rule flags a day whose
+rows are at least ``factor`` times that usual day and 1,000 rows, or, for "2 days",
+two calendar days in a row that both are. It
 prints, per quantile, factor and rule, how many labelled slow drips' accounts it flags
 on some test day, and on how many test days it flags accounts no incident is labelled
 on (each such day is at least one false account-day).
@@ -24,13 +26,6 @@ from pathlib import Path
 
 import polars as pl
 
-# population name prefix -> first scored day (the split evaluate_populations.sh uses)
-SPLITS = {
-    "standard": "2026-10-19",
-    "police": "2026-10-26",
-    "ecommerce": "2026-11-22",
-    "hr": "2026-10-26",
-}
 FLOOR = 1_000  # rows: guardrail_min_rows, the floor of every volume rule
 QUANTILES = (0.5, 0.75, 0.9)
 FACTORS = (2.0, 2.5, 3.0)
@@ -80,7 +75,13 @@ def daily_rows(population: Path) -> pl.DataFrame:
 
 def test_days(population: Path, quantile: float) -> pl.DataFrame:
     """Each account's test days: rows, the day before's, and both against its usual day."""
-    split = pl.lit(SPLITS[population.name.split("-")[0]]).str.to_date()
+    # the first day evaluate_populations.sh scored (its --since): the test days
+    split = (
+        pl.scan_ndjson(population / "scores.ndjson")
+        .select(pl.col("window_start").str.to_datetime(time_zone="UTC").min().dt.date())
+        .collect()
+        .item()
+    )
     days = daily_rows(population)
     usual = (
         days.filter(pl.col("day") < split, pl.col("rows") > 0)
