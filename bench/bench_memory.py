@@ -9,6 +9,15 @@ last is closed by the next one's events, as in a live run.
 
     uv run python bench/bench_memory.py --accounts 100000 --per-account 20 --windows 3
 
+By default the model (bench_score's, of 500,000 lines) knows only 500 of the
+accounts, and ``serve`` keeps rows per object only for the (account, object) pairs its
+profile knows. ``--train-windows N`` trains one that knows them all instead: on ``N``
+windows of the same log (same accounts, statements and objects) a day before the measured
+run, made once per size in bench/data/ and reused:
+
+    uv run python bench/bench_memory.py --accounts 100000 --per-account 10 --windows 2 \\
+        --train-windows 3
+
 Prints RSS (VmRSS) after each start-up stage (interpreter, imports, model, service),
 then per loop stage the RSS after it and the peak during it (VmHWM, reset before each
 stage through /proc/self/clear_refs), and, at each close, the sizes of the engine's
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +42,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WINDOW_S = 300
+DAY_S = 86_400
 
 
 def status() -> dict[str, float]:
@@ -119,6 +130,34 @@ def write_apart(log: Path, start: float, accounts: int, per_account: int, window
     )
 
 
+def ensure_trained(accounts: int, per_account: int, windows: int) -> Path:
+    """A model trained on ``windows`` windows of this bench's log, ending a day before
+    now: it knows every account and (account, object) pair the measured log has. Made once
+    (bench/data/), again if this trovewatch would not load it; trained in a child process."""
+    sys.path.insert(0, str(HERE))
+    from bench_score import DATA, _loadable
+
+    model = DATA / f"memory-model-{accounts}x{per_account}x{windows}"
+    if _loadable(model):
+        return model
+    shutil.rmtree(model, ignore_errors=True)
+    DATA.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="trovewatch-mem-train-") as tmp:
+        log = Path(tmp) / "postgresql.json"
+        start = (time.time() // WINDOW_S - windows - 1) * WINDOW_S - DAY_S
+        began = time.perf_counter()
+        write_apart(log, start, accounts, per_account, windows)
+        written = time.perf_counter() - began
+        train = [sys.executable, "-m", "detector", "train", "--model-dir", str(model)]
+        subprocess.run([*train, "--quarantine", "/dev/null", str(log)], check=True)
+        print(
+            f"model: trained on {log.stat().st_size / 1e6:,.0f} MB, {windows} windows "
+            f"(written in {written:.0f} s, trained in {time.perf_counter() - began - written:.0f} s)",
+            file=sys.stderr,
+        )
+    return model
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -129,12 +168,21 @@ def main() -> int:
     parser.add_argument(
         "--model", type=Path, help="default: bench_score's model of 500,000 lines, made if missing"
     )
+    parser.add_argument(
+        "--train-windows",
+        type=int,
+        metavar="N",
+        help="instead of --model: one that knows every account, trained on N windows of this log",
+    )
     args = parser.parse_args()
     if args.write:
         write_log(args.write, args.accounts, args.per_account, args.windows, args.start)
         return 0
     if args.model is None:  # made apart, so that this process's first figures stay clean
         made = "import bench_score; print(bench_score.ensure_model(500_000))"
+        if args.train_windows:
+            sizes = f"{args.accounts}, {args.per_account}, {args.train_windows}"
+            made = f"import bench_memory; print(bench_memory.ensure_trained({sizes}))"
         run = subprocess.run(
             [sys.executable, "-c", made], cwd=HERE, check=True, stdout=subprocess.PIPE
         )
@@ -225,8 +273,6 @@ def main() -> int:
         print(f"end: RSS {s['VmRSS']:.0f} MB, LazyFree {s['LazyFree']:.0f} MB")
         service.store.close()
     finally:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
