@@ -510,10 +510,15 @@ class Judge:
             "peer_group", *[pl.col(c).alias(f"{c}__peertypical") for c in cols]
         )
         days = weekday_columns()
-        weekday = self.profile.weekdays.select(
+        # only these windows' accounts' days: a live close judges a few thousand accounts
+        # at a time against a profile of up to 100,000
+        weekdays = self.profile.weekdays.join(
+            frame.select(ACCOUNT).unique(), on=ACCOUNT, how="semi"
+        )
+        weekday = weekdays.select(
             ACCOUNT, WEEKDAY, *[pl.col(c).alias(f"{c}__weekday") for c in days]
         )
-        day_own = self.profile.weekdays.group_by(ACCOUNT).agg(
+        day_own = weekdays.group_by(ACCOUNT).agg(
             pl.col(c).max().alias(f"{c}__dayown") for c in days
         )
         frame = (
