@@ -27,7 +27,7 @@ Reasons are written only for flagged windows (few), in plain Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -117,10 +117,6 @@ class Judge:
     horizons: Horizons
     settings: Settings
     volume_logged: bool = True  # False: the training logs carried no rows or bytes at all
-
-    @cached_property
-    def _usual_hours(self) -> dict[str, tuple[int, int]]:
-        return usual_hours(self.profile)
 
     @cached_property
     def _training_period(self) -> timedelta:
@@ -326,6 +322,10 @@ class Judge:
         names, shares = (
             attribute(flagged) if attribute is not None else ([], np.zeros((flagged.height, 0)))
         )
+        # The usual hours of the accounts whose reasons name them only: worked out for
+        # every account of a profile of 100,000, they took 7.7 s for each batch.
+        rare = flagged.filter(pl.col("has_history") & (pl.col("hour_rarity") >= OFF_HOURS_RARITY))
+        usual = usual_hours(self.profile, rare[ACCOUNT].unique())
         rows = flagged.select(self._reason_columns()).iter_rows(named=True)
         texts = pl.DataFrame(
             {
@@ -333,7 +333,7 @@ class Judge:
                 "window_start": flagged["window_start"],
                 "reasons": pl.Series(
                     [
-                        self.reasons(r, _attribution(names, s))
+                        self.reasons(r, _attribution(names, s), usual)
                         for r, s in zip(rows, shares, strict=True)
                     ],
                     dtype=pl.List(pl.String),
@@ -597,12 +597,19 @@ class Judge:
             cols += [c, f"{c}__own", f"{c}__peermax", f"{c}__peertypical"]
         return cols + [x for c in weekday_columns() for x in (c, f"{c}__weekday", f"{c}__dayown")]
 
-    def reasons(self, row: dict[str, Any], attribution: str | None = None) -> list[str]:
+    def reasons(
+        self,
+        row: dict[str, Any],
+        attribution: str | None = None,
+        usual: Mapping[str, tuple[int, int]] | None = None,
+    ) -> list[str]:
         """Plain-language reasons for one flagged window, with numbers.
 
         Each names what happened in database terms and how far it is from this
         account's training history and its peers'. The last line is the model's score,
-        with ``attribution`` (which features made it) when given.
+        with ``attribution`` (which features made it) when given. ``usual`` gives the
+        account's usual hours (:func:`detector.profile.usual_hours`), worked out here
+        when not given.
         """
         out: list[str] = []
         base = self.horizons.base
@@ -694,13 +701,14 @@ class Judge:
         if row["has_history"] and row["new_apps_list"]:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
         if row["hour_rarity"] >= OFF_HOURS_RARITY:
-            span = self._usual_hours.get(row[ACCOUNT]) if row["has_history"] else None
-            usual = (
+            spans = usual_hours(self.profile, [row[ACCOUNT]]) if usual is None else usual
+            span = spans.get(row[ACCOUNT]) if row["has_history"] else None
+            hours = (
                 f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00"
                 if span
                 else "its peers' usual hours"
             )
-            out.append(f"{row['window_start']:%H:%M} UTC is outside {usual} UTC")
+            out.append(f"{row['window_start']:%H:%M} UTC is outside {hours} UTC")
         failed, own_failed = base_and_own("failed")
         if failed > own_failed:
             out.append(

@@ -6,6 +6,7 @@ A :class:`Profile` is a handful of small frames, stored as Parquet beside the mo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -383,11 +384,13 @@ def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def usual_hours(profile: Profile) -> dict[str, tuple[int, int]]:
-    """Each account's usual hours as (first, last) hour of the shortest circular span
-    holding 95% of its training activity."""
+def usual_hours(profile: Profile, accounts: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Each of ``accounts``' usual hours as (first, last) hour of the shortest circular
+    span holding 95% of its training activity (none for accounts training never saw)."""
     spans = {}
-    for account, shares in profile.hours.sort("hour").group_by(ACCOUNT).agg("share").iter_rows():
+    wanted = pl.Series(ACCOUNT, list(accounts), dtype=pl.String)
+    hours = profile.hours.filter(pl.col(ACCOUNT).is_in(wanted.implode()))
+    for account, shares in hours.sort("hour").group_by(ACCOUNT).agg("share").iter_rows():
         total = sum(shares) or 1.0
         spans[account] = next(
             (
