@@ -71,7 +71,10 @@ class Profile:
 
     @classmethod
     def load(cls, directory: Path) -> Profile:
-        return cls(**{n: pl.read_parquet(directory / f"profile_{n}.parquet") for n in TABLES})
+        tables = {n: pl.scan_parquet(directory / f"profile_{n}.parquet") for n in TABLES}
+        # Models trained before hours were kept sparse (_hour_shares) hold every hour.
+        tables["hours"] = tables["hours"].filter(pl.col("share") > 0)
+        return cls(**{n: table.collect() for n, table in tables.items()})
 
     @property
     def accounts(self) -> int:
@@ -377,8 +380,11 @@ def _hour_shares(windows: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.lit(POPULATION).alias(ACCOUNT))
         .select(ACCOUNT, "hour", "share")
     )
+    # Hours without activity are left out (a share of 0 where joined): 24 rows for each
+    # of 100,000 accounts took 46 MB, most of them zeros.
     return (
         pl.concat([smoothed, population])
+        .filter(pl.col("share") > 0)
         .with_columns(pl.col("hour").cast(pl.Int8))
         .sort(ACCOUNT, "hour")
     )
@@ -390,7 +396,10 @@ def usual_hours(profile: Profile, accounts: Iterable[str]) -> dict[str, tuple[in
     spans = {}
     wanted = pl.Series(ACCOUNT, list(accounts), dtype=pl.String)
     hours = profile.hours.filter(pl.col(ACCOUNT).is_in(wanted.implode()))
-    for account, shares in hours.sort("hour").group_by(ACCOUNT).agg("share").iter_rows():
+    for account, active, by_hour in hours.group_by(ACCOUNT).agg("hour", "share").iter_rows():
+        shares = [0.0] * 24  # hours without activity are not kept
+        for hour, share in zip(active, by_hour, strict=True):
+            shares[hour] = share
         total = sum(shares) or 1.0
         spans[account] = next(
             (
