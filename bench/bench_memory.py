@@ -18,6 +18,9 @@ run, made once per size in bench/data/ and reused:
     uv run python bench/bench_memory.py --accounts 100000 --per-account 10 --windows 2 \\
         --train-windows 3
 
+``--judging`` adds the peak during each step of judging a close (features, the forest,
+reasons) and of taking its verdicts in.
+
 Prints RSS (VmRSS) after each start-up stage (interpreter, imports, model, service),
 then per loop stage the RSS after it and the peak during it (VmHWM, reset before each
 stage through /proc/self/clear_refs), and, at each close, the sizes of the engine's
@@ -163,6 +166,12 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--per-account", type=int, default=20, help="statements per window")
     parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument(
+        "--judging",
+        action="store_true",
+        help="also each step of judging a close's windows and taking them in (its peak "
+        "during each call; a step's peak includes the steps it calls)",
+    )
     parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -244,6 +253,8 @@ def main() -> int:
         for source in service.sources:
             stages.wrap(source, "poll", "poll")
         stages.wrap(service, "_parse", "parse")
+        if args.judging:
+            wrap_judging(stages)
 
         print("\nloop (printed: calls over 1 s)", flush=True)
         closes = 0
@@ -275,6 +286,31 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def wrap_judging(stages: Stages) -> None:
+    """Wrap the steps of ``Engine._judge`` and ``Engine._take_in`` (where they are looked
+    up when called: the engine module's names, the classes' methods)."""
+    from detector import explain, pipeline
+    from detector.live import engine, running
+
+    steps: list[tuple[Any, str]] = [
+        (engine.partials, "to_activity"),
+        (running.Running, "summed"),
+        (engine.F, "object_today"),
+        (running.Running, "earlier_days"),
+        (engine, "judge_windows"),
+        (pipeline, "model_frame"),
+        (explain.Judge, "__call__"),
+        (engine, "alert_levels"),
+        (engine, "_history_rows"),
+        (engine.F, "object_days"),
+        (running.Running, "advance"),
+        (engine.Engine, "_carry_object_days"),
+        (engine.Engine, "_remember"),
+    ]
+    for owner, name in steps:
+        stages.wrap(owner, name, "judge" if name == "__call__" else name.strip("_"))
 
 
 def describe(engine: Any, service: Any, closes: int, scored: int, pl: Any) -> None:
