@@ -5,6 +5,7 @@ stand alone; and how peers are learned when no role map is given."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,25 @@ def test_a_new_client_address_alone_in_usual_hours_is_not_an_alert() -> None:
     found = verdict(statement(template, usual, 1, **{S.CLIENT_IP: "10.99.7.7"}))
     assert found["features"]["new_clients"] == 1
     assert not found["flagged"], found["reasons"]
+
+
+def test_usual_hours_span_midnight_from_the_hours_kept() -> None:
+    # a night shift, 22:00-02:00: the profile keeps only the hours it works (smoothed
+    # over +-1 hour: 21-02), and its usual span wraps past midnight
+    night = [22, 23, 0, 1]
+    windows = pl.DataFrame(
+        {
+            F.ACCOUNT: ["night_owl"] * 8 + ["day_clerk"] * 2,
+            "hour": [h for h in night for _ in range(2)] + [9, 10],
+        },
+        schema={F.ACCOUNT: pl.String, "hour": pl.Int8},
+    )
+    trained, _ = trained_on_json()
+    night_profile = replace(trained.profile, hours=profile._hour_shares(windows))
+    kept = night_profile.hours.filter(pl.col(F.ACCOUNT) == "night_owl")
+    assert sorted(kept["hour"].to_list()) == [0, 1, 2, 21, 22, 23]
+    assert profile.usual_hours(night_profile, ["night_owl"]) == {"night_owl": (21, 2)}
+    assert profile.usual_hours(night_profile, ["day_clerk"]) == {"day_clerk": (8, 11)}
 
 
 def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -> None:
