@@ -254,7 +254,7 @@ class Fold:
             frames = self._shards[int(number)]
             frames.append(piece)
             if len(frames) > self.merge_after:
-                frames[:] = [_merged(frames)]
+                frames[:] = [merged_owning(frames)]
 
     @property
     def frames(self) -> list[pl.DataFrame]:
@@ -271,7 +271,7 @@ class Fold:
         turn, and kept merged."""
         for frames in self._shards:
             if len(frames) > 1:
-                frames[:] = [_merged(frames)]
+                frames[:] = [merged_owning(frames)]
         return pl.concat([empty(), *self.frames])
 
     def take(self, rows: pl.Expr) -> pl.DataFrame:
@@ -293,8 +293,9 @@ class Fold:
         return other
 
 
-def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """One group's frames of a :class:`Fold` merged, owning its strings."""
+def merged_owning(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`merge_all` of ``frames``, owning its strings (:func:`_owning`): the
+    parts it came from, and the buffers of the logs they were parsed from, can go."""
     return _owning(merge_all(frames).lazy()).collect()
 
 
