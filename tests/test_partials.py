@@ -72,6 +72,19 @@ def test_chunks_merged_in_any_order(
     assert partials.to_activity(merged, every, known).equals(activity(events, known, every))
 
 
+def test_a_period_read_in_many_batches_equals_window_activity_of_all(
+    events: pl.DataFrame, known: pl.DataFrame
+) -> None:
+    """``score`` and ``train`` fold a log's batches as they come, FOLD_AFTER at a time,
+    into stretches merged again at the end: 37 batches (four folds and some left over)
+    give what the whole log gives."""
+    n = events.height
+    batches = [events[i * n // 37 : (i + 1) * n // 37] for i in range(37)]
+    assert 37 > 4 * pipeline.FOLD_AFTER
+    period = pipeline.Period.of(batches, "5m")
+    assert partials.to_activity(period.partials, "5m", known).equals(activity(events, known))
+
+
 # Hypothesis settings of the split-and-merge properties below: each example aggregates
 # and merges a few thousand real events.
 SPLITS = settings(
