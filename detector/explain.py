@@ -600,16 +600,16 @@ class Judge:
     def reasons(
         self,
         row: dict[str, Any],
-        attribution: str | None = None,
-        usual: Mapping[str, tuple[int, int]] | None = None,
+        attribution: str | None,
+        usual: Mapping[str, tuple[int, int]],
     ) -> list[str]:
         """Plain-language reasons for one flagged window, with numbers.
 
         Each names what happened in database terms and how far it is from this
         account's training history and its peers'. The last line is the model's score,
-        with ``attribution`` (which features made it) when given. ``usual`` gives the
-        account's usual hours (:func:`detector.profile.usual_hours`), worked out here
-        when not given.
+        with ``attribution`` (which features made it) when given. ``usual`` holds the
+        usual hours (:func:`detector.profile.usual_hours`) of the accounts whose windows
+        are at a rare hour.
         """
         out: list[str] = []
         base = self.horizons.base
@@ -701,8 +701,7 @@ class Judge:
         if row["has_history"] and row["new_apps_list"]:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
         if row["hour_rarity"] >= OFF_HOURS_RARITY:
-            spans = usual_hours(self.profile, [row[ACCOUNT]]) if usual is None else usual
-            span = spans.get(row[ACCOUNT]) if row["has_history"] else None
+            span = usual.get(row[ACCOUNT]) if row["has_history"] else None
             hours = (
                 f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00"
                 if span

@@ -73,6 +73,9 @@ def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     ).to_numpy()
 
 
+FOLD_AFTER: Final = 8  # batches' partials merged into one stretch past this many
+
+
 @dataclass
 class Period:
     """A training period as training reads it: the per account-window partial aggregates
@@ -96,9 +99,11 @@ class Period:
             if len(parts) - folded > FOLD_AFTER:
                 # A window's rows are mostly in neighbouring batches: merged as they come,
                 # the parts hold about one row per account-window. Kept apart until the
-                # end, a log of 100,000 accounts held each window in every batch it
-                # spanned, and each batch's parse buffers with it: 1.3 GB of partials
-                # after reading 1.3 GB, for 90 MB of account-windows.
+                # end, a log of 100,000 accounts held each window once for every batch it
+                # spanned, with views into each batch's parse buffers (peak 2,240 MB
+                # against 1,927 reading 2.6 GB: docs/benchmarks.md). Only the newest
+                # parts are merged, not the stretches before them, as partials.Fold
+                # would: a long log's earlier windows are not rewritten again and again.
                 parts[folded:] = [partials.merged_owning(parts[folded:])]
                 folded = len(parts)
             if events.height:
@@ -114,9 +119,6 @@ class Period:
         """The period's account-windows that are in ``windows`` (account, window_start)."""
         kept = self.partials.join(windows, on=list(partials.KEYS), how="semi")
         return replace(self, partials=kept)
-
-
-FOLD_AFTER: Final = 8  # batches' partials merged into one stretch past this many
 
 
 def train(
