@@ -499,6 +499,11 @@ class Service:
                 for read in source.poll(max(left, 0) // (len(ordered) - n)):
                     left -= len(read.data)
                     self._unsaved_bytes[source.label] += max(read.end - read.start, len(read.data))
+                    # Positions moved: saved at the next checkpoint even when the lines
+                    # held no event (only rejects or server messages), or they would be
+                    # read, counted and quarantined again after a restart, and the lag
+                    # would stay up for good.
+                    self._dirty = True
                     self._doing = f"parsing what it read of {read.source}"
                     events = self._parse(read, source.label)
                     fmt = self._format(read.source)
