@@ -15,6 +15,7 @@ Environment: ``TROVEWATCH_THRESHOLD=0.7``, ``TROVEWATCH_ROLES='{"backup": "batch
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -356,8 +358,41 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+# What a list or table setting looks like in the environment (JSON), for the error.
+JSON_EXAMPLES = {
+    "follow": '["/var/log/postgresql/*.json"]',
+    "horizons": '["1h", "1d", "3d"]',
+    "roles": '{"backup": "batch"}',
+    "severity_bands": '{"low": 0.5, "medium": 0.7, "high": 0.85}',
+}
+
+
+def _unparsed(exc: SettingsError) -> ConfigError:
+    """A variable that is not the JSON a list or table setting needs, said in one line
+    (before: "internal error: SettingsError: error parsing value for field ...")."""
+    found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if found is None:
+        return ConfigError(f"settings: {exc}")
+    name, source = found.groups()
+    if source != "EnvSettingsSource":
+        return ConfigError(f"setting {name}: cannot be read ({exc})")
+    variable = f"TROVEWATCH_{name.upper()}"
+    example = JSON_EXAMPLES.get(name, "[...] or {...}")
+    return ConfigError(
+        f"{variable}: not JSON; a list or table setting is given in the environment as "
+        f"JSON, e.g. {variable}='{example}'"
+    )
+
+
 def load(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``config`` (TOML) and the environment; explicit overrides win."""
+    try:
+        return _load(config, **overrides)
+    except SettingsError as exc:
+        raise _unparsed(exc) from exc
+
+
+def _load(config: Path | None = None, **overrides: Any) -> Settings:
     if config is None:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     try:  # read here too, so that a bad file is named in one line, not a parser traceback

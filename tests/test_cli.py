@@ -814,6 +814,31 @@ def test_score_refuses_logs_with_other_volume_than_the_training_logs(
     assert has in line
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TROVEWATCH_FOLLOW", "/var/log/postgresql/*.json"),
+        ("TROVEWATCH_HORIZONS", "1h,1d"),
+        ("TROVEWATCH_ROLES", "backup=batch"),
+    ],
+)
+def test_a_list_or_table_setting_in_the_environment_that_is_not_json_is_one_line(
+    variable: str,
+    value: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by hand: ``TROVEWATCH_FOLLOW=/var/log/postgresql/*.json`` ended ``serve`` with
+    "internal error: SettingsError: error parsing value for field "follow" from source
+    "EnvSettingsSource"", exit 1; it is one line naming the variable and the JSON to
+    give, exit 2, before anything starts."""
+    monkeypatch.setenv(variable, value)
+    code = main(["serve", "--state-dir", str(tmp_path / "state"), "--port", "0"])
+    assert_one_line_error(code, capsys.readouterr().err, variable, "not JSON", "e.g.")
+    assert not (tmp_path / "state").exists()
+
+
 def test_evaluate_is_a_subcommand_with_one_line_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
