@@ -67,7 +67,11 @@ from detector.settings import Settings
 log = logging.getLogger("trovewatch")
 
 PUSH_FORMATS = ("auto", *formats.NATIVE)
-TELL_IN_THE_REQUEST: Final = f"name it in the request: ?format= one of {', '.join(formats.NATIVE)}"
+# The formats POST /v1/events may name (api.models.FormatName; others are detected only,
+# with format=auto): naming one of the others is refused (422) before it gets here.
+TELL_IN_THE_REQUEST: Final = (
+    f"name it in the request: ?format= one of {', '.join(formats.PG_OUTPUTS)}"
+)
 READ_BUDGET = 16 << 20  # bytes per loop iteration, over all sources
 PROBE_INTERVAL = 2.0  # seconds between write probes of the state directory
 GAUGE_INTERVAL = 5.0  # seconds between counts of open windows and accounts
