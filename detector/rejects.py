@@ -7,6 +7,8 @@ with the file they came from, to an NDJSON quarantine file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 from collections import Counter
@@ -109,17 +111,13 @@ class Quarantine:
             "reason",
             pl.col("line").str.slice(0, 10_000).alias("raw"),
         )
+        buffer = io.BytesIO()
+        records.write_ndjson(buffer)
         try:
             if self.max_bytes is None:
-                records.write_ndjson(self._open())
+                self._append(self._open(), buffer.getvalue())
             else:
-                buffer = io.BytesIO()
-                records.write_ndjson(buffer)
                 self._write_bounded(buffer.getvalue(), self.max_bytes)
-            # Out of this process's buffer before the positions past these lines are
-            # saved: a kill -9 after the checkpoint must not lose the copy (before: the
-            # last 8 KiB of rejects were written only at close, so never after a crash).
-            self._open().flush()
         except OSError as exc:
             raise QuarantineError(
                 f"quarantine file {self.path}: cannot be written ({exc})"
@@ -131,8 +129,29 @@ class Quarantine:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Rejected lines may carry statement text and its literals: the owner's only.
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._fh = os.fdopen(fd, "ab")
+            # Unbuffered: each batch of rejects is in the file once add() returns, before
+            # the positions past them are saved (before: the last 4 KiB waited in this
+            # process's buffer until close, and a kill -9 lost them, counted though).
+            self._fh = os.fdopen(fd, "ab", buffering=0)
         return self._fh
+
+    @staticmethod
+    def _append(fh: IO[bytes], data: bytes) -> None:
+        """All of ``data`` or none of it: a write cut short (a full disk) is taken back,
+        so the file holds whole lines only (before: a torn record, which the next write
+        after space returned was glued to)."""
+        before = fh.tell()
+        try:
+            view = memoryview(data)
+            while view:
+                written = fh.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "nothing written")
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fh.fileno(), before)
+            raise
 
     def _write_bounded(self, data: bytes, limit: int) -> None:
         """Append whole lines of ``data``, rotating the file whenever the next ones would
@@ -149,7 +168,7 @@ class Quarantine:
                 continue
             if cut == 0:  # one line longer than the limit, in an empty file
                 cut = data.find(b"\n") + 1 or len(data)
-            fh.write(data[:cut])
+            self._append(fh, data[:cut])
             data = data[cut:]
 
     @property

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import polars as pl
+import pytest
 
+from detector.rejects import REJECT_SCHEMA, Quarantine, QuarantineError
 from tests.live.test_serve_faults import SAMPLE, Serve
 
 GARBAGE = b"".join(b"garbage line %03d, not a log record\n" % i for i in range(3))
@@ -110,3 +115,49 @@ def test_lines_that_are_only_rejected_are_checkpointed_and_not_read_again(
         assert len(kept) == 3  # each once
     finally:
         serve.stop()
+
+
+def test_a_full_disk_leaves_the_quarantine_whole_lines_only(tmp_path: Path) -> None:
+    """Found by hand (a flood of garbage into a followed log, the state directory on a
+    2 MB tmpfs): the quarantine file ended in a record cut where the disk filled, and
+    the first record written once space returned was glued to it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        quarantine = Quarantine(disk / "quarantine.ndjson", max_bytes=1_000_000)
+        quarantine.add("log", garbage(0, 10))
+        filler = disk / "filler"
+        with pytest.raises(OSError), filler.open("wb", buffering=0) as fh:
+            while True:  # to the last byte
+                fh.write(b"\0" * 4096)
+        with pytest.raises(QuarantineError):
+            quarantine.add("log", garbage(10, 400))  # a few KiB fit, not all of it
+        filler.unlink()
+        quarantine.add("log", garbage(400, 410))
+        quarantine.close()
+        kept = [json.loads(line)["line"] for line in (disk / "quarantine.ndjson").open()]
+        assert kept[:10] == list(range(10)) and kept[-10:] == list(range(400, 410))
+        assert quarantine.total == 410  # every line counted all the same
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def garbage(first: int, end: int) -> pl.DataFrame:
+    """Rejects of the lines ``first`` to ``end`` (excluded), as a parser reports them."""
+    return pl.DataFrame(
+        {
+            "line_no": list(range(first, end)),
+            "reason": ["invalid_json"] * (end - first),
+            "line": [f"garbage {n:05d} " + "x" * 60 for n in range(first, end)],
+        },
+        schema=REJECT_SCHEMA,
+    )
