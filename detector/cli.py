@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         "of LOG... (event time, ending at --until) except the windows serve flagged or "
         "scored high and nobody judged a false positive, hold each account's learned "
         "volume to guardrail_factor per period, and publish the model in STATE_DIR/models "
-        "(serve uses it from its next start, or at once if running).",
+        "(a running serve goes on with its model: restart it to use this one).",
     )
     successor.add_argument(
         "logs", nargs="+", type=Path, metavar="LOG", help="log files (.gz is read directly)"
