@@ -215,6 +215,13 @@ def read_manifest(directory: Path) -> Manifest:
 def check_versions(directory: Path, manifest: Manifest) -> None:
     """Raise :class:`ModelError` unless the model in ``directory`` was built with this
     trovewatch's event schema and features."""
+    versions = (manifest.schema_version, manifest.feature_version)
+    if any(type(v) is not int for v in versions):  # "1" is no version 1 (nor is true)
+        raise ModelError(
+            f"{directory}: manifest.json's schema_version and feature_version are not "
+            f"integers ({versions[0]!r}, {versions[1]!r}); the manifest was edited. Restore "
+            "it or retrain with `trovewatch train`."
+        )
     if manifest.schema_version != SCHEMA_VERSION or manifest.feature_version != FEATURE_VERSION:
         raise ModelError(
             f"{directory}: model built for schema v{manifest.schema_version}/features "

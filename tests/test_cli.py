@@ -695,6 +695,21 @@ def test_an_edited_manifest_is_refused_in_one_line(
     assert out == ""
 
 
+def test_a_version_written_as_a_string_is_named_in_the_refusal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, model_copy: Path
+) -> None:
+    """Found by hand: ``"schema_version": "1"`` was refused as "model built for schema
+    v1/features v9; this trovewatch uses schema v1/features v9", the same versions."""
+    manifest = model_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["schema_version"] = str(data["schema_version"])
+    manifest.write_text(json.dumps(data))
+    code, out, err = cli(capsys, *score_args(tmp_path, "--model-dir", model_copy, JSONLOG))
+    line = assert_one_line_error(code, err, "not integers", f"{data['schema_version']!r}")
+    assert "this trovewatch uses" not in line
+    assert out == ""
+
+
 # ---------------------------------------------------------------------------------------
 # The installed command and `python -m detector`, as separate processes
 
