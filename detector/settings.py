@@ -274,6 +274,18 @@ class Settings(BaseSettings):
         parse(value)
         return value
 
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        # "0s" turns retraining off (retrain_every); here it would keep nothing: each
+        # prune deleted every scored window and alert but the newest.
+        if span(value) <= timedelta(0):
+            raise ValueError(
+                f"{value!r} would delete every scored window and alert as soon as it is "
+                'stored; there is no "never": give a long one, e.g. "3650d"'
+            )
+        return value
+
     @field_validator("log_line_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:

@@ -854,6 +854,17 @@ def test_a_list_or_table_setting_in_the_environment_that_is_not_json_is_one_line
     assert not (tmp_path / "state").exists()
 
 
+def test_a_retention_of_zero_is_refused_not_taken_to_delete_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by hand: ``retention = "0s"`` (as ``retrain_every = "0s"`` means never)
+    started ``serve``, whose first prune deleted every alert: refused in one line."""
+    monkeypatch.setenv("TROVEWATCH_RETENTION", "0s")
+    code = main(["serve", "--state-dir", str(tmp_path / "state"), "--port", "0"])
+    assert_one_line_error(code, capsys.readouterr().err, "setting retention", "never")
+    assert not (tmp_path / "state").exists()
+
+
 def test_evaluate_is_a_subcommand_with_one_line_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
