@@ -152,6 +152,11 @@ class _Push:
     fmt: Format
     done: threading.Event = field(default_factory=threading.Event)
     result: dict[str, Any] = field(default_factory=dict)
+    # Taken by the ingest loop (its events in the engine), or withdrawn by the request
+    # that gave up waiting first: never both, so a body answered "retry" is never kept.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    taken: bool = False
+    withdrawn: bool = False
 
 
 class Service:
@@ -347,13 +352,24 @@ class Service:
             fmt = stream_format(body, format, self._told, TELL_IN_THE_REQUEST)
         except NotALogError as exc:
             raise ValueError(str(exc)) from exc
+        if (storage := self._storage_error) is not None:  # it would wait for nothing
+            raise Busy(f"not taken, the state cannot be saved: {storage}; retry later")
         item = _Push(body if body.endswith(b"\n") else body + b"\n", fmt)
         try:
             self._pushes.put(item, timeout=10)
         except queue.Full as exc:
             raise Busy("ingest queue full; retry later") from exc
         if not item.done.wait(timeout=60):
-            raise Busy("events not yet saved; retry later")
+            # Before: "retry later" whatever became of it, and the body, taken once the
+            # state could be written again, was counted twice with the retry.
+            with item.lock:
+                if not item.taken:
+                    item.withdrawn = True
+                    raise Busy("not taken in time, and withdrawn: nothing of it is kept; retry")
+            raise Busy(
+                "taken but not yet saved (is the state directory writable?): it is saved "
+                "with the next checkpoint; do not send it again"
+            )
         if "error" in item.result:
             raise ValueError(f"not accepted: {item.result['error']}")
         return item.result
@@ -521,6 +537,10 @@ class Service:
                     item = self._pushes.get_nowait()
                 except queue.Empty:
                     break
+                with item.lock:
+                    if item.withdrawn:  # its request gave up waiting and said so
+                        continue
+                    item.taken = True
                 chunk = Chunk("push", item.data, 1)
                 parsed = self._parse_chunk(chunk, item.fmt, "push", result=item.result)
                 read_any = True

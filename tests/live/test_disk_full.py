@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live.test_serve_faults import SAMPLE, Serve, expected_totals
+from tests.live.test_serve_faults import SAMPLE, TOKEN, Serve, expected_totals
 
 unwritable = "trovewatch_storage_writable 0.0"
 
@@ -234,5 +235,53 @@ def test_a_state_database_locked_by_another_process_holds_offsets_and_resumes(
         expected = expected_totals(b"".join(day), tmp_path)
         assert serve.settle(expected) == expected
         wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 15, "/readyz stayed 503")
+    finally:
+        serve.stop()
+
+
+def test_a_push_answered_retry_while_the_disk_is_full_is_not_kept_to_count_twice(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """Found by hand: POST /v1/events while the state's disk was full waited 60 s, was
+    answered 503 "events not yet saved; retry later", and was kept all the same: once
+    space returned it was saved, and the retry counted every statement twice (499 for
+    250). Now it is refused at once, nothing of it kept, and the retry counts once."""
+    first, second = halves_of_a_day()
+    # The next day's: events after the log's, none late (a late one waits for a newer).
+    next_day = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    pushed = [
+        line.replace(b'"user":"web_shop"', b'"user":"pushed_shop"')
+        for line in next_day
+        if b'"timestamp":"2026-10-20' in line and b'"user":"web_shop"' in line
+    ]
+    body = b"".join(re.sub(rb'"session_id":"', b'"session_id":"p', line) for line in pushed)
+    (tmp_path / "pushed").mkdir()
+    expected = expected_totals(body, tmp_path / "pushed")
+    log = tmp_path / "postgresql.json"
+    log.write_bytes(b"".join(first))
+    serve = Serve(str(log), small_disk / "state")
+    serve.scopes = "read+ingest"
+    serve.start()
+    serve.wait_ready()
+    base = f"http://127.0.0.1:{serve.port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        (tmp_path / "first").mkdir()
+        read_first = expected_totals(b"".join(first), tmp_path / "first")
+        assert serve.settle(read_first) == read_first
+        filler = fill(small_disk)
+        with log.open("ab") as fh:
+            fh.write(b"".join(second))  # read, and its checkpoint fails
+        wait_until(lambda: "disk is full" in httpx.get(f"{base}/readyz").text, 30, "no failed save")
+        began = time.monotonic()
+        refused = httpx.post(f"{base}/v1/events", content=body, headers=auth, timeout=120)
+        assert refused.status_code == 503
+        assert time.monotonic() - began < 15, "it waited for a save that could not happen"
+        assert "retry" in refused.json()["error"]
+        filler.unlink(missing_ok=True)
+        wait_until(lambda: httpx.get(f"{base}/readyz").is_success, 30, "/readyz stayed 503")
+        again = httpx.post(f"{base}/v1/events", content=body, headers=auth, timeout=120)
+        assert again.status_code == 200, again.text
+        assert serve.settle(expected) == expected  # once, not twice
     finally:
         serve.stop()

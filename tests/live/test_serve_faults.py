@@ -58,6 +58,7 @@ class Serve:
     def __init__(self, pattern: str, state: Path) -> None:
         self.port = free_port()
         self.pattern, self.state = pattern, state
+        self.scopes = "read"  # of TOKEN
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(
@@ -72,7 +73,7 @@ class Serve:
         power to read any file (as the trovewatch user of the systemd unit)."""
         env = {
             **os.environ,
-            "TROVEWATCH_API_TOKENS": f"{TOKEN}:read",
+            "TROVEWATCH_API_TOKENS": f"{TOKEN}:{self.scopes}",
             "TROVEWATCH_LATENESS": "1s",
             "TROVEWATCH_CHECKPOINT_INTERVAL": "0.2",
         }
