@@ -368,8 +368,11 @@ class Service:
                     raise Busy("not taken in time, and withdrawn: nothing of it is kept; retry")
             raise Busy(
                 "taken but not yet saved (is the state directory writable?): it is saved "
-                "with the next checkpoint; do not send it again"
+                "with the next checkpoint, unless trovewatch stops before; sent again, it "
+                "would count twice"
             )
+        if "retry" in item.result:
+            raise Busy(item.result["retry"])
         if "error" in item.result:
             raise ValueError(f"not accepted: {item.result['error']}")
         return item.result
@@ -475,11 +478,11 @@ class Service:
         log.error("%s", why)
         self._refused = why
         self.metrics.model_refuses.set(1)
-        self._recover()
         for item in self._waiting:
             item.result = {"error": why}
             item.done.set()
         self._waiting = []
+        self._recover()
 
     def _recover(self) -> None:
         """After an unexpected error mid-step, go back to the last checkpoint, exactly as
@@ -500,6 +503,16 @@ class Service:
         self._unsaved = []
         self._unsaved_bytes.clear()
         self._dirty = False
+        # Pushed bodies not yet saved went with the state: a push cannot be read again,
+        # so their requests are told to send them again (before: answered 200 at the
+        # next checkpoint, their events gone).
+        for item in self._waiting:
+            item.result = {
+                "retry": "not saved: the ingest loop went back to its last "
+                "checkpoint after an error; nothing of it is kept, send it again"
+            }
+            item.done.set()
+        self._waiting = []
 
     def step(self) -> bool:
         """One pass: read, parse, close windows, maybe checkpoint. True if it read data."""
@@ -541,17 +554,18 @@ class Service:
                     if item.withdrawn:  # its request gave up waiting and said so
                         continue
                     item.taken = True
+                self._waiting.append(item)  # answered at the checkpoint, or by _recover
                 chunk = Chunk("push", item.data, 1)
                 parsed = self._parse_chunk(chunk, item.fmt, "push", result=item.result)
                 read_any = True
                 try:  # a body unlike the training logs is refused alone: reads go on
                     carried.check(carried.Evidence().add(parsed), self.trained.manifest.training)
                 except ModelError as exc:
+                    self._waiting.remove(item)
                     item.result = {"error": str(exc)}
                     item.done.set()
                     continue
                 frames.append(("push", "push", item.fmt.name, parsed))
-                self._waiting.append(item)
             try:
                 carried.check(self._evidence, self.trained.manifest.training)
             except ModelError as exc:

@@ -161,6 +161,34 @@ def test_an_error_mid_step_resumes_from_the_checkpoint(
         wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
 
 
+def test_a_push_whose_step_fails_is_told_to_send_it_again_not_answered_saved(
+    trained: model.TrainedModel, tmp_path: Path
+) -> None:
+    """Found by reading the loop: a pushed body whose step failed after its events were
+    taken went back with the state to the last checkpoint (a push cannot be read again),
+    yet stayed waiting, and the next checkpoint answered it 200 with its counts: its
+    events were gone. Now its request is told to send it again (503), and the body sent
+    again is stored once."""
+    body = day_of_lines("2026-10-20").replace(b'"user":"web_shop"', b'"user":"pushed_shop"')
+    body = b"".join(line for line in body.splitlines(True) if b"pushed_shop" in line)
+    expected = {"pushed_shop": batch_totals(body, tmp_path)["pushed_shop"]}
+    with half_a_day_followed(trained, tmp_path) as (service, _):
+        first_engine = service.engine
+        close = first_engine.close
+
+        def fail_once_with_a_push(*args: Any, **kwargs: Any) -> Any:
+            if service._waiting:
+                raise RuntimeError("injected fault")
+            return close(*args, **kwargs)
+
+        first_engine.close = fail_once_with_a_push  # type: ignore[method-assign]
+        with pytest.raises(service_module.Busy, match="send it again"):
+            service.push(body, "auto")
+        assert service.engine is not first_engine  # recovered
+        service.push(body, "auto")
+        wait_for(lambda: stored_totals(service, expected) == expected, timeout=30)
+
+
 @contextmanager
 def half_a_day_followed(
     trained: model.TrainedModel, tmp_path: Path
