@@ -259,6 +259,11 @@ class Engine:
         events = self._rest_of_closed(events, newest)
         events, late = _not_before(events, self.closed_until)
         self.late += late
+        if late and self.closed_until is not None and self.newest < self.closed_until:
+            # They now count at closed_until, in a window past the newest event's, where
+            # the wall clock's close stops: it must reach theirs (before: they waited for a
+            # newer event, for good on a database gone quiet, scored and stored never).
+            self.newest = self.closed_until
         events = pl.concat([self.held, events])
         joined = pl.col(S.SOURCE_FORMAT).is_in(JOINED)
         statements = merge_split_statements(events.filter(~joined), outer=False)

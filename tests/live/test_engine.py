@@ -145,6 +145,28 @@ def test_late_events_count_in_the_next_open_window(
     assert rows == day.filter(pl.col(S.SUCCESS)).height  # nothing lost, nothing twice
 
 
+def test_late_events_after_a_quiet_close_are_scored_by_the_wall_clock(
+    trained: model.TrainedModel, week3: pl.DataFrame
+) -> None:
+    """Found by hand: events arriving late after the wall clock had closed every window
+    of a quiet database (a slow source's, a push of older lines) were moved to the next
+    window, past the newest event's, where the wall clock's close stops: never scored,
+    never in the totals, until some newer event came."""
+    conf = settings.Settings(lateness="0s")
+    engine = Engine(trained, conf)
+    day = week3.filter(pl.col(S.TIME) < datetime(2026, 10, 20, tzinfo=UTC))
+    early, rest = day[:100], day[100:]
+    engine.add(rest)
+    scored = engine.close(wall=FAR_FUTURE).scored  # quiet: every window closed
+    engine.add(early)
+    late = engine.close(wall=FAR_FUTURE)  # still quiet: nothing newer comes
+    assert late.late_events == early.height
+    assert late.scored.height, "the late events' window was never closed"
+    total = pl.concat([scored, late.scored])
+    rows = total.select(pl.col("features").struct.field("statements_5m").sum()).item()
+    assert rows == day.filter(pl.col(S.SUCCESS)).height  # nothing lost, nothing twice
+
+
 def engine_cutoff(scored: pl.DataFrame) -> datetime:
     end = scored["window_end"].max()
     assert isinstance(end, datetime)
