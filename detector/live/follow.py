@@ -23,9 +23,11 @@ and Vector:
   format's ``record_start`` pattern, so a record continued on later lines (a stderr
   statement continued with tabs, a CSV field holding newlines) is never split between
   reads. The last record, which may still be continued, is held back until the file has
-  not grown for ``idle_flush`` seconds or was rotated away (renamed, and either not grown
-  since the previous poll or with a file at its old path holding data: its writer has
-  moved on); then it is released, even without its final newline.
+  not grown for ``idle_flush`` seconds; a last line without its newline (a writer
+  paused in the middle of it) until the file has not grown for ``partial_flush``
+  seconds, or was rotated away (renamed, and either not grown since the previous poll
+  or with a file at its old path holding data: its writer has moved on); then it is
+  released, even without its final newline.
 * **Older files first**: in each poll a rotated file's tail is read before the other
   files, and a directory's files of one suffix (``postgresql-Sun.log``,
   ``postgresql-Mon.log``: a writer rotating to a new file, the old keeping its name) in
@@ -65,8 +67,9 @@ What no follower can guarantee, and this one does not:
 * Two files whose first 1 KiB are identical are one file (a fixed banner longer than
   1 KiB defeats the fingerprint); a file no larger than another followed one and starting
   with exactly its bytes is taken for a copy of it, and not read until it grows past it.
-* A writer pausing in the middle of a line for longer than ``idle_flush`` gets the line
-  released in two parts; each part then counts as a line for line numbers.
+* A writer pausing in the middle of a line for longer than ``partial_flush`` (a minute)
+  gets the line released in two parts; each part then counts as a line for line
+  numbers.
 
 Typical use (reads processed before the next poll)::
 
@@ -220,7 +223,8 @@ class Follower:
 
     Times are in seconds of ``clock`` (tests pass a fake one to exercise them without
     sleeping): ``idle_flush``, how long a file must not grow before its held-back last
-    record is released; ``close_inactive``, how long a file read to its end stays open
+    record is released; ``partial_flush``, how long before a last line without its
+    newline is (its writer paused mid-line, or died); ``close_inactive``, how long a file read to its end stays open
     without growing; ``forget_after``, how long the position of a file not found under
     the patterns is kept.
     """
@@ -232,6 +236,7 @@ class Follower:
         *,
         max_line_bytes: int = 1_000_000,
         idle_flush: float = 2.0,
+        partial_flush: float = 60.0,
         record_start: Callable[[str], RecordStart | None] = lambda path: None,
         keep_long: Callable[[str], bool] = lambda path: False,
         exclude: Callable[[str], bool] = lambda path: False,
@@ -242,6 +247,7 @@ class Follower:
         self.patterns = list(patterns)
         self.max_line_bytes = max_line_bytes
         self.idle_flush = idle_flush
+        self.partial_flush = partial_flush
         self.close_inactive = close_inactive
         self.forget_after = forget_after
         self._record_start = record_start
@@ -621,19 +627,24 @@ class Follower:
         record larger than the whole budget of a ``fresh`` poll). The last record is
         released once ``f`` is idle, rotated and no longer growing, or ``superseded``
         (its writer writes to a newer file: the one now at its old path, or a later one
-        of its directory and suffix)."""
+        of its directory and suffix), or idle for ``partial_flush``; once idle for
+        ``idle_flush`` only if it ends with a newline (``whole``): a writer paused in the
+        middle of a line is waited for (before: after 2 s the line was let go in two
+        halves, each quarantined, its statement lost)."""
         size = f.size
+        idle = now - f.changed_at
         release = f.offset < size and (
-            now - f.changed_at >= self.idle_flush or (f.rotated and not f.grew) or superseded
+            idle >= self.partial_flush or (f.rotated and not f.grew) or superseded
         )
-        if f.examined >= size and not release:
+        whole = f.offset < size and idle >= self.idle_flush
+        if f.examined >= size and not (release or whole):
             return []
         f.examined = f.offset
         reads: list[Read] = []
         start = f.offset
         while f.offset < size and f.offset - start < budget:
             spent = f.offset - start
-            read = self._read_once(f, size, budget - spent, fresh and not spent, release)
+            read = self._read_once(f, size, budget - spent, fresh and not spent, release, whole)
             if read is None:
                 break
             if read.data or read.too_long or read.cut:
@@ -643,10 +654,12 @@ class Follower:
         return reads
 
     def _read_once(
-        self, f: _File, size: int, budget: int, fresh: bool, release: bool
+        self, f: _File, size: int, budget: int, fresh: bool, release: bool, whole: bool = False
     ) -> Read | None:
         """One step from ``f.offset``: a read (maybe empty), or None when what is left is
-        a record still being written (``f.examined`` then covers it) or does not fit."""
+        a record still being written (``f.examined`` then covers it) or does not fit.
+        ``release``: the rest is let go as it is; ``whole``: the rest is let go if it ends
+        with a newline."""
         assert f.fd is not None
         start, line = f.offset, f.line
         if f.skipping:
@@ -663,14 +676,15 @@ class Follower:
             return self._made(f, start, line, b"", [])
         avail = size - start
         buf = _pread(f.fd, min(avail, budget), start)
-        cut = self._cut(buf, f.pattern, release and len(buf) == avail)
+        let_go = len(buf) == avail and (release or (whole and buf.endswith(b"\n")))
+        cut = self._cut(buf, f.pattern, let_go)
         if cut <= 0 and len(buf) == min(avail, budget) < min(avail, self.max_line_bytes + 1):
             if not fresh:
                 return None  # the next record does not fit what is left of the budget
             # no whole record within the budget: one record, however long (up to the cap)
             buf = _pread(f.fd, min(avail, self.max_line_bytes + 1), start)
             cut = _first_cut(buf, f.pattern)
-            if cut <= 0 and release and len(buf) == avail:
+            if cut <= 0 and len(buf) == avail and (release or (whole and buf.endswith(b"\n"))):
                 cut = len(buf)
         if cut <= 0:
             if len(buf) <= self.max_line_bytes:

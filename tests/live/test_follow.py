@@ -81,8 +81,8 @@ def drain(follower: Follower, clock: Clock | None = None) -> list[Read]:
             reads += got
             if not got and follower.caught_up():
                 break
-        if clock:
-            clock.advance(follower.idle_flush + 1)
+        if clock:  # a last line without its newline waits the longest
+            clock.advance(follower.partial_flush + 1)
     return reads
 
 
@@ -107,19 +107,52 @@ def test_appends_across_polls_partial_line_held_back_then_completed(tmp_path: Pa
     assert follower.lag_bytes() == {str(log): 0}
 
 
-def test_partial_last_line_released_once_the_file_is_idle(tmp_path: Path) -> None:
+def test_partial_last_line_released_once_the_file_is_idle_for_partial_flush(
+    tmp_path: Path,
+) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"one\nno newline yet")
     clock = Clock()
-    follower = Follower([str(log)], idle_flush=2.0, clock=clock)
+    follower = Follower([str(log)], idle_flush=2.0, partial_flush=60.0, clock=clock)
     assert lines(follower.poll()) == [b"one"]
-    clock.advance(1.0)
+    clock.advance(30.0)  # past idle_flush: a line without its newline still waits
     assert follower.poll() == []
-    clock.advance(1.5)
+    assert follower.lag_bytes() == {str(log): 14}  # said in the lag meanwhile
+    clock.advance(31.0)
     released = follower.poll()
     assert numbered(released) == [(str(log), 2, b"no newline yet")]
     append(log, b"next\n")  # after a release, new bytes are a new line
     assert numbered(follower.poll()) == [(str(log), 3, b"next")]
+
+
+def test_a_writer_pausing_mid_line_past_idle_flush_gives_one_whole_line(tmp_path: Path) -> None:
+    """A writer that stops for seconds in the middle of a line (a slow disk or network
+    file system, a stalled process) finishes it later: one line, not two halves (before,
+    after idle_flush, 2 s, the first half was let go: both quarantined, the record lost)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b'{"one": 1}\n{"two": ')
+    clock = Clock()
+    follower = Follower([str(log)], idle_flush=2.0, clock=clock)
+    assert lines(follower.poll()) == [b'{"one": 1}']
+    clock.advance(5.0)
+    assert follower.poll() == []
+    append(log, b'2}\n{"three": 3}\n')
+    assert numbered(follower.poll()) == [(str(log), 2, b'{"two": 2}'), (str(log), 3, b'{"three": 3}')]
+
+
+def test_a_last_record_ending_with_its_newline_is_let_go_after_idle_flush(tmp_path: Path) -> None:
+    """A multi-line record's last line may still be followed by continuation lines; once
+    the file is quiet for idle_flush it is let go (the partial_flush wait is for a line
+    without its newline only)."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"R1 first\n\tmore\nR2 second\n\tcontinued\n")
+    clock = Clock()
+    follower = Follower(
+        [str(log)], idle_flush=2.0, record_start=lambda path: re.compile(rb"R\d"), clock=clock
+    )
+    assert lines(follower.poll()) == [b"R1 first", b"\tmore"]
+    clock.advance(2.5)
+    assert lines(follower.poll()) == [b"R2 second", b"\tcontinued"]
 
 
 def test_empty_file_followed_once_it_has_data(tmp_path: Path) -> None:
@@ -928,7 +961,7 @@ class FollowMachine(RuleBasedStateMachine):
         if self.current.pending is not None:  # idle from now on: released as a line
             self._complete(self.current, self.current.pending)
             self.current.pending = None
-        self.clock.advance(self.follower.idle_flush + 1)
+        self.clock.advance(self.follower.partial_flush + 1)
         self._read_up()
         missing = sorted(self.readable - set(self.got))
         assert not missing, f"never read: {[self.where[s][2] for s in missing]}"
