@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -42,6 +42,7 @@ from detector.features import (
     ACCOUNT,
     ALERT_LEVELS,
     DRIP,
+    HOUR_RARITY_CAP,
     OBJECT_TODAY,
     TODAY,
     UNSHOWN,
@@ -109,6 +110,24 @@ def heavy_days(profile: Profile, settings: Settings) -> pl.DataFrame:
         .drop_nulls(day)
         .select(ACCOUNT, (lowest * pl.col(day)).alias("rows"))
     )
+
+
+def rare_hour(start: datetime, rarity: float, span: tuple[int, int] | None) -> str:
+    """The reason for a window at an hour rare for its account: its share of the
+    account's training windows within an hour of it, and the span of hours holding 95% of
+    them (``profile.usual_hours``). A rare hour can lie inside that span (a shift's quiet
+    hour, the gap between two shifts), so the span is not called what it is outside of
+    then (before: "21:35 UTC is outside its usual 13:00-04:00 UTC")."""
+    at = f"{start:%H:%M} UTC"
+    if span is None:
+        return f"{at} is outside its peers' usual hours"
+    share = "under 0.1%" if rarity >= HOUR_RARITY_CAP else f"{10**-rarity:.1%}"
+    first, last = span[0], (span[1] + 1) % 24
+    usual = f"{first:02d}:00-{last:02d}:00 UTC"
+    of_it = f"{share} of its windows in training were within an hour of it"
+    if (start.hour - span[0]) % 24 <= (span[1] - span[0]) % 24:
+        return f"{at} is a rare hour for it: {of_it}, though its usual {usual} hold 95% of them"
+    return f"{at} is outside its usual {usual} ({of_it})"
 
 
 @dataclass(frozen=True)
@@ -702,12 +721,7 @@ class Judge:
             out.append(f"new application for this account: {', '.join(row['new_apps_list'])}")
         if row["hour_rarity"] >= OFF_HOURS_RARITY:
             span = usual.get(row[ACCOUNT]) if row["has_history"] else None
-            hours = (
-                f"its usual {span[0]:02d}:00-{(span[1] + 1) % 24:02d}:00"
-                if span
-                else "its peers' usual hours"
-            )
-            out.append(f"{row['window_start']:%H:%M} UTC is outside {hours} UTC")
+            out.append(rare_hour(row["window_start"], row["hour_rarity"], span))
         failed, own_failed = base_and_own("failed")
         if failed > own_failed:
             out.append(

@@ -66,6 +66,8 @@ VOLUME_FEATURES: Final = ("volume_vs_own", "volume_vs_peers")
 DRIP: Final = ("rows_read", "bytes_read")
 # The calendar day (UTC) so far, a sum kept beside the trailing horizons for the
 # quiet-day drip rule: a Saturday's trailing 24 hours still hold Friday's work.
+# The hour rarity of an hour with at most 0.1% of an account's windows (none, mostly).
+HOUR_RARITY_CAP: Final = 3.0
 TODAY: Final = "today"
 # Per window, the rows read from each object (:func:`read_object_rows`), and per window
 # each such object's rows on its calendar day (UTC) so far (:func:`object_today`).
@@ -767,9 +769,10 @@ def add_relative(
         .then(pl.col("share").fill_null(0.0))
         .otherwise(pl.col("peer_share").fill_null(0.0))
     )
-    exprs.append((-(share.clip(lower_bound=1e-3)).log10()).alias("hour_rarity"))
+    least = 10.0**-HOUR_RARITY_CAP
+    exprs.append((-(share.clip(lower_bound=least)).log10()).alias("hour_rarity"))
     exprs.append(
-        (-(pl.col("peer_share").fill_null(0.0).clip(lower_bound=1e-3)).log10()).alias(
+        (-(pl.col("peer_share").fill_null(0.0).clip(lower_bound=least)).log10()).alias(
             "hour_rarity_peers"
         )
     )

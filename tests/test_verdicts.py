@@ -16,7 +16,7 @@ import pytest
 from detector import features as F
 from detector import model, partials, pipeline, profile, settings
 from detector import schema as S
-from detector.explain import Judge, heavy_days
+from detector.explain import Judge, heavy_days, rare_hour
 from detector.formats.mariadb import CLUSTER_BINLOG
 from tests.test_end_to_end import SAMPLE, SPLIT, trained_on_json
 
@@ -72,6 +72,38 @@ def test_usual_hours_span_midnight_from_the_hours_kept() -> None:
     assert sorted(kept["hour"].to_list()) == [0, 1, 2, 21, 22, 23]
     assert profile.usual_hours(night_profile, ["night_owl"]) == {"night_owl": (21, 2)}
     assert profile.usual_hours(night_profile, ["day_clerk"]) == {"day_clerk": (8, 11)}
+
+
+def test_a_rare_hour_inside_the_usual_span_is_not_called_outside_it() -> None:
+    """Two shifts, 13:00-20:00 and 23:00-04:00 UTC: the span holding 95% of the windows is
+    12:00-05:00 (hours smoothed over +-1 hour), and 21:00 is rare though inside it. The reason gives the hour's share
+    and does not call it outside that span (it said "21:35 UTC is outside its usual
+    13:00-04:00 UTC"); an hour past the span is outside it, and says its share."""
+    windows = pl.DataFrame(
+        {
+            F.ACCOUNT: "two_shifts",
+            "hour": [h for h in [*range(13, 20), 23, 0, 1, 2, 3] for _ in range(40)] + [21],
+        },
+        schema={F.ACCOUNT: pl.String, "hour": pl.Int8},
+    )
+    trained, _ = trained_on_json()
+    shifts = replace(trained.profile, hours=profile._hour_shares(windows))
+    span = profile.usual_hours(shifts, ["two_shifts"])["two_shifts"]
+    assert span == (12, 4)  # hours are smoothed over +-1 hour
+    share = shifts.hours.filter(pl.col(F.ACCOUNT) == "two_shifts", pl.col("hour") == 21)[
+        "share"
+    ].item()
+    assert -np.log10(share) >= 2.0  # a rare hour (under 1%): the reason is given
+    inside = rare_hour(datetime(2026, 11, 2, 21, 35, tzinfo=UTC), -np.log10(share), span)
+    assert inside == (
+        f"21:35 UTC is a rare hour for it: {share:.1%} of its windows in training were within "
+        "an hour of it, though its usual 12:00-05:00 UTC hold 95% of them"
+    )
+    outside = rare_hour(datetime(2026, 11, 2, 7, 5, tzinfo=UTC), 3.0, span)
+    assert outside == (
+        "07:05 UTC is outside its usual 12:00-05:00 UTC (under 0.1% of its windows in "
+        "training were within an hour of it)"
+    )
 
 
 def test_a_new_client_address_at_an_hour_the_account_never_works_is_an_alert() -> None:

@@ -6,16 +6,20 @@ PostgreSQL writes each time in ``log_timezone`` with the zone's abbreviation
 abbreviations name one offset wherever they are printed. A few name several: ``CST``
 is UTC+8 in China, UTC-6 in the central United States and UTC-5 in Cuba; ``IST`` is
 India, Israel or Ireland. Those are read in the server's zone when it is told
-(``postgres_timezone``). Else they are read as this machine's zone reads them if it
-prints them (a sidecar on its database server's machine, whose zone initdb made the
-server's ``log_timezone``); else as the one zone printing them that puts a log's newest
-line at its file's last write (:func:`settle`); else as China's and India's. The run
-says which (:func:`described`). A name no zone prints is quarantined as ``unknown_zone``.
+(``postgres_timezone``). Else, where the logs also print the summer-time abbreviation
+of one of those zones (``CDT``: a server in Chicago prints CST in winter and CDT in
+summer, as no server in China does; ``IDT``: Israel), in that zone; else as this
+machine's zone reads them if it prints them (a sidecar on its database server's
+machine, whose zone initdb made the server's ``log_timezone``); else as the one zone
+printing them that puts a log's newest line at its file's last write (:func:`settle`);
+else as China's and India's. The run says which (:func:`described`). A name no zone
+prints is quarantined as ``unknown_zone``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -49,6 +53,13 @@ AMBIGUOUS: Final = {
     "CST": ((480, "China"), (-360, "the central United States"), (-300, "Cuba")),
     "IST": ((330, "India"), (120, "Israel"), (60, "Ireland in summer")),
 }
+
+# Abbreviations printed beside an AMBIGUOUS one by one of its zones only, and the offset
+# that zone gives the ambiguous one: a log printing CDT is on US Central time (CDT as
+# ZONE_MINUTES reads it), so its CST is UTC-6 (not China's UTC+8: 14 h apart); one
+# printing IDT is Israel's, its IST UTC+2. (GMT beside IST would say Ireland, but GMT is
+# printed by many zones, a London server's too: not taken.)
+COMPANIONS: Final = {"CDT": ("CST", -360), "IDT": ("IST", 120)}
 
 
 def offset_name(minutes: int) -> str:
@@ -110,6 +121,8 @@ _STAMP: Final = re.compile(rb"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ([A-Z]{
 _TAIL_BYTES: Final = 65_536
 # What logs' last writes settled (:func:`settle`): offset, and which log said so.
 _SETTLED: dict[str, tuple[int, str]] = {}
+# What logs' other abbreviations said (:data:`COMPANIONS`): offset, and which log.
+_BESIDE: dict[str, tuple[int, str]] = {}
 
 
 @cache
@@ -123,8 +136,11 @@ def _machine() -> dict[str, int]:
 
 def _reading(name: str) -> tuple[int, str]:
     """How an :data:`AMBIGUOUS` abbreviation is read without a zone told: its offset and
-    why. This machine's zone first, then what a log's last write settled, else the first
-    zone that prints it."""
+    why. The zone a log's other abbreviations name first (:data:`COMPANIONS`), then this
+    machine's zone, then what a log's last write settled, else the first zone that
+    prints it."""
+    if name in _BESIDE:
+        return _BESIDE[name]
     if name in _machine():
         return _machine()[name], ", as this machine's zone reads it"
     return _SETTLED.get(name, (AMBIGUOUS[name][0][0], ""))
@@ -142,7 +158,12 @@ def settle(path: Path) -> None:
     abbreviation, the one that puts that line at the file's last write (within
     ``SETTLE_AFTER``) is the server's. Nothing is settled by a compressed file (its time
     is when it was compressed), by a file without such a line, or where none or two
-    zones fit; nor where this machine's own zone prints the abbreviation."""
+    zones fit; nor where this machine's own zone prints the abbreviation.
+
+    Before that, the file's first and last lines are looked at for an abbreviation only
+    one of those zones prints beside it (:data:`COMPANIONS`: CDT, IDT), compressed files
+    too; found, it says the zone for the run, whatever the last write says."""
+    _look_beside(path)
     if path.suffix == ".gz":
         return
     try:
@@ -169,9 +190,34 @@ def settle(path: Path) -> None:
             _SETTLED[abbreviation] = (fits[0], f", as {path.name}'s last write says")
 
 
+def _look_beside(path: Path) -> None:
+    """Note the zone a :data:`COMPANIONS` abbreviation in ``path``'s first or last
+    ``_TAIL_BYTES`` says (a compressed file's first only)."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                ends = [f.read(_TAIL_BYTES)]
+        else:
+            with path.open("rb") as f:
+                ends = [f.read(_TAIL_BYTES)]
+                size = path.stat().st_size
+                if size > _TAIL_BYTES:
+                    f.seek(max(_TAIL_BYTES, size - _TAIL_BYTES))
+                    ends.append(f.read())
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return
+    for end in ends:
+        for _, name in _STAMP.findall(end):
+            found = COMPANIONS.get(name.decode())
+            if found is not None and found[0] not in _BESIDE:
+                ambiguous, minutes = found
+                _BESIDE[ambiguous] = (minutes, f", as the {name.decode()} times in {path.name} say")
+
+
 def reset() -> None:
     """Forget what logs settled (:func:`settle`): a new run's guesses."""
     _SETTLED.clear()
+    _BESIDE.clear()
 
 
 def described(name: str) -> str:

@@ -179,3 +179,30 @@ def test_a_logs_last_write_settles_which_zone_its_abbreviation_is(
     os.utime(packed, (written.timestamp(), written.timestamp()))
     zones.settle(packed)  # a compressed file's time is when it was compressed
     assert zones.guessed()["CST"] == guess
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize(
+    ("beside", "ambiguous", "offset"), [("CDT", "CST", -360), ("IDT", "IST", 120)]
+)
+def test_a_summer_abbreviation_in_the_logs_says_which_zone_the_winter_one_is(
+    tmp_path: Path, beside: str, ambiguous: str, offset: int, packed: bool
+) -> None:
+    """A US Central server's logs print CDT until summer time ends and CST after; copied
+    (the last write no longer the newest line's), its CST was read as China's, 14 h off.
+    The CDT beside it says which zone it is, in a compressed file too."""
+    if ambiguous in time.tzname:
+        pytest.skip(f"this machine's zone prints {ambiguous}")
+    summer = tmp_path / ("postgresql-2026-10-31.json" + (".gz" if packed else ""))
+    text = f'{{"timestamp":"2026-10-31 23:59:00.000 {beside}"}}\n'.encode()
+    summer.write_bytes(gzip.compress(text) if packed else text)
+    winter = tmp_path / "postgresql-2026-11-02.json"
+    winter.write_text(f'{{"timestamp":"2026-11-02 10:00:01.000 {ambiguous}"}}\n')
+    guess = zones.guessed()[ambiguous]
+    zones.settle(winter)  # copied now: its last write says nothing
+    assert zones.guessed()[ambiguous] == guess != offset
+    zones.settle(summer)
+    assert zones.guessed()[ambiguous] == offset
+    assert f"as the {beside} times in {summer.name} say" in zones.described(ambiguous)
+    zones.reset()
+    assert zones.guessed()[ambiguous] == guess

@@ -137,7 +137,10 @@ def test_a_writer_pausing_mid_line_past_idle_flush_gives_one_whole_line(tmp_path
     clock.advance(5.0)
     assert follower.poll() == []
     append(log, b'2}\n{"three": 3}\n')
-    assert numbered(follower.poll()) == [(str(log), 2, b'{"two": 2}'), (str(log), 3, b'{"three": 3}')]
+    assert numbered(follower.poll()) == [
+        (str(log), 2, b'{"two": 2}'),
+        (str(log), 3, b'{"three": 3}'),
+    ]
 
 
 def test_a_last_record_ending_with_its_newline_is_let_go_after_idle_flush(tmp_path: Path) -> None:
