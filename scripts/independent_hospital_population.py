@@ -636,7 +636,8 @@ class Gen:
         names = sorted(self.acc)
         clin = [n for n in names if self.acc[n]["role"] == "clin"]
         # team change: an ED nurse moves to oncology on 2026-11-03 (unlabelled)
-        ed = [n for n in clin if self.acc[n]["unit"] == "ed" and self.acc[n]["shift"] == "day" and not self.acc[n]["rotating"]]
+        ed = [n for n in clin if self.acc[n]["unit"] == "ed" and self.acc[n]["shift"] == "day" and not self.acc[n]["rotating"]
+              and self.acc[n]["weekend"]]  # not among the weekday-only day staff the incidents use
         mover = ed[0]
         self.transfer = {mover: (date(2026, 11, 3), "oncology", [f"10.30.33.{x}" for x in (71, 72, 73)])}
         self.unusual.append([mover, "2026-11-03", "team change: ED -> oncology (new tables, new workstations)"])
