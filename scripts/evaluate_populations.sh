@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every population docs/evaluation.md reports, each trained and scored with default
 # settings and evaluated against its labels: trovewatch's own simulator (the standard
-# population) and the three independently written generators (police records on
-# jsonlog, e-commerce on stderr, HR and payroll on MariaDB), nine in all. Prints each
+# population) and the four independently written generators (police records on
+# jsonlog, e-commerce on stderr, HR and payroll on MariaDB, a hospital on csvlog), ten
+# in all. Prints each
 # population's trovewatch row (incidents caught per kind, recall, median time to detect,
 # false alerts per 1,000 account-days, PR-AUC, flagged windows); each evaluate report is
 # kept in OUT/<population>/evaluation.txt. About 20 minutes and 6 GB on 2 cores.
@@ -71,3 +72,11 @@ for run in "1 Europe/Berlin" "2 UTC"; do
     --tz "$tz"
   evaluate "$name" 2026-10-26T00:00:00Z "$dir/labels.csv" "$dir"/server_audit.log* "$dir"/slow.log*
 done
+
+# A US hospital on csvlog in Chicago time across the end of summer time, its files
+# copied without their times (as held-out logs handed over are): nothing but the logs'
+# own CDT lines says which zone their CST is.
+dir=$out/hospital
+generate "$dir" uv run python scripts/independent_hospital_population.py --out "$dir" --seed 1
+[[ -n $rescore ]] || touch "$dir"/logs/*
+evaluate hospital 2026-11-01T05:00:00Z "$dir/labels.csv" "$dir"/logs/postgresql-*
