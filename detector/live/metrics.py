@@ -217,6 +217,13 @@ class Metrics:
             "1 if the state directory took the last checkpoint, else 0.",
             registry=r,
         )
+        self.quarantine_ok = Gauge(
+            "trovewatch_quarantine_writable",
+            "1 if the quarantine file took the last rejected lines, else 0 (they are "
+            "counted, but their copies are lost; /readyz says why).",
+            registry=r,
+        )
+        self.quarantine_ok.set(1)
         self.model_refuses = Gauge(
             "trovewatch_model_refuses_logs",
             "1 while the model refuses the logs read (they carry other fields than its "

@@ -43,7 +43,15 @@ from detector.live.engine import HISTORY_PREFIX, Engine
 from detector.live.follow import Read
 from detector.live.metrics import Flagged, Metrics
 from detector.live.retraining import Retrainer
-from detector.live.sources import Archives, Files, Source, Stdin, open_sources, source_key
+from detector.live.sources import (
+    Archives,
+    Files,
+    Source,
+    Stdin,
+    open_sources,
+    source_key,
+    unlistable,
+)
 from detector.live.store import (
     Checkpoint,
     SqliteStore,
@@ -195,6 +203,7 @@ class Service:
         self._unsaved_bytes: Counter[str] = Counter()
         self._storage_error: str | None = None
         self._quarantine_error: str | None = None  # the last said, until a write succeeds
+        self._unlisted: Counter[str] = Counter()  # 1: a source's directory cannot be listed
         self._refused: str | None = None  # the model does not fit the logs: why
         self._evidence = carried.Evidence()
         self._probe_ok = True
@@ -299,6 +308,12 @@ class Service:
                 )
         if self._storage_error:
             found.append(self._storage_error)
+        if self._quarantine_error is not None:
+            found.append(
+                f"cannot write the quarantine file: {self._quarantine_error}; rejected lines "
+                "are counted (trovewatch_lines_rejected_total) but their copies are lost "
+                "until it can be written again (free space, its permissions)"
+            )
         if self._refused:
             found.append(f"reading held: {self._refused}")
         if not self.alive():
@@ -625,7 +640,8 @@ class Service:
         self._doing = "checking on retraining"
         self._retrain()
         self._doing = f"probing the state directory {self.settings.state_dir}"
-        if time.monotonic() - self._last_probe >= PROBE_INTERVAL:
+        probing = time.monotonic() - self._last_probe >= PROBE_INTERVAL
+        if probing:
             # Commits can go on in a full disk's existing WAL pages; a fresh write shows
             # the trouble before they fail.
             self._probe_storage()
@@ -639,7 +655,9 @@ class Service:
                 damaged = len(source.damaged())
                 self.metrics.archives_damaged.labels(source.label).set(damaged)
             if isinstance(source, Files):
-                unreadable = len(source.follower.unreadable)
+                if probing:  # a directory that cannot be listed hides its files: one more
+                    self._unlisted[source.label] = unlistable(source.pattern) is not None
+                unreadable = len(source.follower.unreadable) + self._unlisted[source.label]
                 self.metrics.files_unreadable.labels(source.label).set(unreadable)
         return read_any
 
@@ -859,8 +877,10 @@ class Service:
                 if str(exc) != self._quarantine_error:  # once, not at every bad line's read
                     log.error("cannot write the quarantine file: %s", exc)
                 self._quarantine_error = str(exc)
+                self.metrics.quarantine_ok.set(0)
             else:
                 self._quarantine_error = None
+                self.metrics.quarantine_ok.set(1)
             for reason, n in rejects.group_by("reason").len().iter_rows():
                 self.metrics.rejected.labels(reason).inc(n)
 

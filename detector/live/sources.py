@@ -38,15 +38,23 @@ def unmatched(pattern: str) -> list[str]:
     it), or no file there matches."""
     if glob.glob(pattern):
         return []
+    unlisted = unlistable(pattern)
+    return [unlisted if unlisted is not None else f"no file matches {pattern}"]
+
+
+def unlistable(pattern: str) -> str | None:
+    """Why the directory of the glob ``pattern`` cannot be listed (permissions, not a
+    directory), if it cannot; a directory not made yet (the server not started) can."""
     directory = os.path.dirname(pattern) or "."
-    if not glob.has_magic(directory):
-        try:
-            os.listdir(directory)
-        except FileNotFoundError:  # not made yet (the server not started): no file
-            pass
-        except OSError as exc:
-            return [f"cannot list {directory} for {pattern}: {exc.strerror or exc}"]
-    return [f"no file matches {pattern}"]
+    if glob.has_magic(directory):
+        return None
+    try:
+        os.listdir(directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot list {directory} for {pattern}: {exc.strerror or exc}"
+    return None
 
 
 def cannot_read(path: str, why: str) -> str:

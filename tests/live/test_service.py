@@ -799,6 +799,8 @@ def test_readiness_says_why_a_globs_directory_cannot_be_listed(
         assert service.problems() == [
             f"cannot list {not_a_directory} for {pattern}: Not a directory"
         ]
+        service.step()  # and counted as a file it may not read (TrovewatchLogUnreadable)
+        assert service.metrics.files_unreadable.labels(pattern)._value.get() == 1
     finally:
         service.store.close()
 
@@ -807,8 +809,9 @@ def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counte
     trained: model.TrainedModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The quarantine file cannot be opened (here a directory stands in its place; past
-    the open files limit, the same): every rejected line is counted all the same, and
-    the error is logged once, not at every read with a bad line."""
+    the open files limit, the same): every rejected line is counted all the same, the
+    error is logged once, not at every read with a bad line, and /readyz and
+    trovewatch_quarantine_writable say so until a reject is written again."""
     log = tmp_path / "postgresql.json"
     log.write_bytes(day_of_lines("2026-10-18")[:20_000].rsplit(b"\n", 1)[0] + b"\n")
     conf = following(log)
@@ -823,6 +826,17 @@ def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counte
             service.step()
         rejected = service.metrics.rejected.collect()[0].samples
         assert sum(s.value for s in rejected if s.name.endswith("_total")) == 4
+        assert service.metrics.quarantine_ok._value.get() == 0
+        [said_ready] = [p for p in service.problems() if "quarantine" in p]
+        assert said_ready.startswith("cannot write the quarantine file: ")
+        (conf.state_dir / "quarantine.ndjson").rmdir()  # the file can be made again
+        with log.open("ab") as fh:
+            fh.write(b"garbage again\n")
+        time.sleep(2.1)
+        service.step()
+        assert service.metrics.quarantine_ok._value.get() == 1
+        assert not [p for p in service.problems() if "quarantine" in p]
+        assert b"garbage again" in (conf.state_dir / "quarantine.ndjson").read_bytes()
     finally:
         service.stop()
     said = [r for r in caplog.records if "cannot write the quarantine file" in r.getMessage()]
