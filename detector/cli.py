@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shutil
 import sys
 import tempfile
@@ -364,6 +365,11 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if not conf.follow:
         conf.follow = [str(SAMPLE_LOG)]
+    if conf.state_dir.exists() and not conf.state_dir.is_dir():  # a log given by mistake
+        raise UsageError(
+            f"state directory {conf.state_dir}: not a directory (--state-dir is where serve "
+            "keeps its database and models; the logs go in --follow)"
+        )
     return server.run(conf, conf.model_dir or DEFAULT_MODEL)
 
 
@@ -387,6 +393,24 @@ def _path_error(exc: OSError) -> str:
     # mkdir(exist_ok=True) on a file: "File exists" would read as no error at all
     wrong = "exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
     return f"{exc.filename}: {wrong}"
+
+
+def _setting_error(exc: ValidationError, config: Path | None) -> str:
+    """A setting refused, in one line: which, where it was given (the environment
+    variable, else the config file), why, and for a string setting given unquoted (a
+    duration: ``lateness = 30``) how to write it."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if not where:  # a rule across settings has no loc
+        return f"settings: {first['msg'].removeprefix('Value error, ')}"
+    variable = f"TROVEWATCH_{where.upper()}"
+    given = variable if variable in os.environ else config
+    label = f"setting {where}" + (f" ({given})" if given else "")
+    message = first["msg"].removeprefix("Value error, ")
+    field = settings.Settings.model_fields.get(where)
+    if first["type"] == "string_type" and field is not None and isinstance(field.default, str):
+        message += f'; write it in quotes, as its default is: {where} = "{field.default}"'
+    return f"{label}: {message}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -428,11 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         if args.debug:
             raise
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        label = f"setting {where}" if where else "settings"  # a rule across settings has no loc
-        message = first["msg"].removeprefix("Value error, ")
-        print(f"trovewatch: error: {label}: {message}", file=sys.stderr)
+        print(
+            f"trovewatch: error: {_setting_error(exc, getattr(args, 'config', None))}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -993,3 +993,30 @@ def test_a_log_piped_to_standard_input_scores_as_the_file_does(tmp_path: Path) -
         assert piped.stdout == from_file.stdout
     twice = score("-", "-", stdin=b"x\n")
     assert_one_line_error(twice.returncode, twice.stderr.decode(), "standard input", "twice")
+
+
+def test_a_duration_given_unquoted_is_told_how_to_write_it_and_where_it_was_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by hand: ``lateness = 30`` in the config file said only "setting lateness:
+    Input should be a valid string", naming neither the file nor how to write it."""
+    config = tmp_path / "trovewatch.toml"
+    config.write_text("lateness = 30\n")
+    code = main(["serve", "--config", str(config), "--state-dir", str(tmp_path / "state")])
+    assert_one_line_error(
+        code, capsys.readouterr().err, f"setting lateness ({config})", 'lateness = "30s"'
+    )
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_state_directory_that_is_a_file_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by hand: ``--state-dir`` given a log file said "FILE/models/current: Not a
+    directory"; it says the state directory is not one, and what goes where."""
+    log = tmp_path / "postgresql.json"
+    log.write_text("")
+    code = main(["serve", "--state-dir", str(log), "--port", "0"])
+    assert_one_line_error(
+        code, capsys.readouterr().err, f"state directory {log}: not a directory", "--follow"
+    )
