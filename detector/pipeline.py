@@ -45,12 +45,13 @@ def model_frame(
     prof: profile.Profile,
     horizons: F.Horizons,
     own_history: pl.LazyFrame | None = None,
+    keep: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Windows with relative features and model inputs, from a learned profile.
 
     ``own_history`` replaces the profile's per-account largest values, e.g. with
-    :func:`detector.features.history_max` for training.
-    """
+    :func:`detector.features.history_max` for training. ``keep``: only these columns
+    (training needs the model's inputs only, not the windows' lists of objects)."""
     relative = F.add_relative(
         windows,
         horizons,
@@ -64,7 +65,8 @@ def model_frame(
     # Polars 2's default streaming engine took about 20 times the CPU and 2.5 times the
     # memory (0.8-1.1 s against 0.04 s, 1.35 GB against 0.52 GB peak, for the 51,339
     # windows of bench/bench_score.py's log). The same rows either way.
-    return F.add_model_inputs(relative, horizons).collect(engine="in-memory")
+    inputs = F.add_model_inputs(relative, horizons)
+    return (inputs if keep is None else inputs.select(keep)).collect(engine="in-memory")
 
 
 def matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
@@ -202,21 +204,26 @@ def train_period(
     """
     on_stage("computing features")
     horizons = settings.horizon_spec
-    activity = partials.to_activity(period.partials, horizons.base)
-    windows = F.add_horizons(activity.lazy(), horizons).collect()
+    windows = F.add_horizons(
+        partials.to_activity(period.partials, horizons.base).lazy(), horizons
+    ).collect()
     known = partials.known(period.partials)
     prof = profile.learn(windows, known, horizons, settings.roles, settings.learned_peers)
+    signals = period.evidence.training()
+    columns = F.model_features(horizons, volume=signals["volume"] != [])
     # Each training window is compared with its account's other days, as a new day will
     # be compared with all of them; compared with itself it could never look unusual.
-    frame = model_frame(windows.lazy(), prof, horizons, F.others_max(windows.lazy(), horizons))
+    # Only the model's inputs are kept: the windows' lists (objects, clients, tables'
+    # rows) made the frame about 1 KB a window, 40 GB for 10,000 accounts' two weeks.
+    others = F.others_max(windows.lazy(), horizons)
+    frame = model_frame(windows.lazy(), prof, horizons, others, [F.ACCOUNT, F.WINDOW, *columns])
+    del windows
     frame = frame.sort(F.ACCOUNT, F.WINDOW)  # the same input gives the same forest
     fit_rows = frame.filter(
         pl.col(F.WINDOW) >= pl.col(F.WINDOW).min().over(F.ACCOUNT) + F.duration(settings.warmup)
     )
     if fit_rows.height < 10:
         fit_rows = frame  # a short training period: warm-up would leave nothing to learn from
-    signals = period.evidence.training()
-    columns = F.model_features(horizons, volume=signals["volume"] != [])
     on_stage(f"fitting {settings.trees} trees on {fit_rows.height:,} windows")
     detector = model.Detector(n_estimators=settings.trees, random_state=settings.seed).fit(
         matrix(fit_rows, columns)
