@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import polars as pl
 import pytest
 
 from detector.rejects import REJECT_SCHEMA, Quarantine, QuarantineError
+from tests.conftest import small_tmpfs
 from tests.live.test_serve_faults import SAMPLE, Serve
 
 GARBAGE = b"".join(b"garbage line %03d, not a log record\n" % i for i in range(3))
@@ -121,18 +120,7 @@ def test_a_full_disk_leaves_the_quarantine_whole_lines_only(tmp_path: Path) -> N
     """Found by hand (a flood of garbage into a followed log, the state directory on a
     2 MB tmpfs): the quarantine file ended in a record cut where the disk filled, and
     the first record written once space returned was glued to it."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
         quarantine = Quarantine(disk / "quarantine.ndjson", max_bytes=1_000_000)
         quarantine.add("log", garbage(0, 10))
         filler = disk / "filler"
@@ -147,8 +135,6 @@ def test_a_full_disk_leaves_the_quarantine_whole_lines_only(tmp_path: Path) -> N
         kept = [json.loads(line)["line"] for line in (disk / "quarantine.ndjson").open()]
         assert kept[:10] == list(range(10)) and kept[-10:] == list(range(400, 410))
         assert quarantine.total == 410  # every line counted all the same
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def garbage(first: int, end: int) -> pl.DataFrame:
