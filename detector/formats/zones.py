@@ -173,6 +173,7 @@ def settle(path: Path) -> None:
             tail, written = f.read(), datetime.fromtimestamp(stat.st_mtime, UTC)
     except OSError:
         return
+    _note_beside(tail, path)
     newest: dict[str, datetime] = {}
     for stamp, name in _STAMP.findall(tail):
         abbreviation = name.decode()
@@ -191,27 +192,23 @@ def settle(path: Path) -> None:
 
 
 def _look_beside(path: Path) -> None:
-    """Note the zone a :data:`COMPANIONS` abbreviation in ``path``'s first or last
-    ``_TAIL_BYTES`` says (a compressed file's first only)."""
+    """Note the zone a :data:`COMPANIONS` abbreviation in ``path``'s first
+    ``_TAIL_BYTES`` says (:func:`settle` looks at a plain file's last ones)."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                ends = [f.read(_TAIL_BYTES)]
-        else:
-            with path.open("rb") as f:
-                ends = [f.read(_TAIL_BYTES)]
-                size = path.stat().st_size
-                if size > _TAIL_BYTES:
-                    f.seek(max(_TAIL_BYTES, size - _TAIL_BYTES))
-                    ends.append(f.read())
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as f:
+            head = f.read(_TAIL_BYTES)
     except (OSError, EOFError, gzip.BadGzipFile):
         return
-    for end in ends:
-        for _, name in _STAMP.findall(end):
-            found = COMPANIONS.get(name.decode())
-            if found is not None and found[0] not in _BESIDE:
-                ambiguous, minutes = found
-                _BESIDE[ambiguous] = (minutes, f", as the {name.decode()} times in {path.name} say")
+    _note_beside(head, path)
+
+
+def _note_beside(data: bytes, path: Path) -> None:
+    """Note the zone the first :data:`COMPANIONS` abbreviation in ``data`` says."""
+    for _, name in _STAMP.findall(data):
+        found = COMPANIONS.get(name.decode())
+        if found is not None and found[0] not in _BESIDE:
+            ambiguous, minutes = found
+            _BESIDE[ambiguous] = (minutes, f", as the {name.decode()} times in {path.name} say")
 
 
 def reset() -> None:

@@ -41,13 +41,18 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.postgres
 
 # Each zone, and the UTC moments its server's clock is set to before a read: in Chicago
-# 01:20 CDT and an hour later 01:20 CST (summer time ended at 02:00 CDT); in Shanghai and
-# Kolkata either side of local midnight.
+# 01:20 CDT and an hour later 01:20 CST (summer time ended at 02:00 CDT), in Jerusalem
+# 01:20 IDT and 01:20 IST the same way; in Shanghai and Kolkata either side of local
+# midnight.
 ZONES = {
     "America/Chicago": [datetime(2026, 11, 1, 6, 20, tzinfo=UTC), datetime(2026, 11, 1, 7, 20, tzinfo=UTC)],
     "Asia/Shanghai": [datetime(2026, 11, 2, 15, 50, tzinfo=UTC), datetime(2026, 11, 2, 16, 10, tzinfo=UTC)],
     "Asia/Kolkata": [datetime(2026, 11, 2, 18, 20, tzinfo=UTC), datetime(2026, 11, 2, 18, 40, tzinfo=UTC)],
+    "Asia/Jerusalem": [datetime(2026, 10, 24, 22, 20, tzinfo=UTC), datetime(2026, 10, 24, 23, 20, tzinfo=UTC)],
 }  # fmt: skip
+# Zones whose logs print a summer abbreviation beside the ambiguous winter one (CDT, IDT):
+# that names the zone (zones.COMPANIONS).
+NAMED_BESIDE = {"America/Chicago": "CDT", "Asia/Jerusalem": "IDT"}
 ROWS = [7, 9]  # rows the clerk reads at each moment
 SLACK = timedelta(seconds=20)  # the server's clock runs on from where it is set
 
@@ -115,9 +120,10 @@ def test_not_told_its_zone_an_abbreviation_of_several_is_read_by_the_guess_said(
     server: Server, output: str
 ) -> None:
     """Not told, CST and IST are read as this machine's zone reads them, or as China's and
-    India's (right for Shanghai and Kolkata), except where the log also prints CDT:
-    Chicago's, whose CST is then read as UTC-6 (it read 14 h off): no line is lost, every
-    read at the UTC time it ran, and the summary says what was guessed and what to give."""
+    India's (right for Shanghai and Kolkata), except where the log also prints CDT or IDT:
+    Chicago's CST is then read as UTC-6 (it read 14 h off), Jerusalem's IST as UTC+2 (3.5 h
+    off): no line is lost, every read at the UTC time it ran, and the summary says what
+    was guessed and what to give."""
     quarantine = Quarantine(None)
     events, summary = read_events([server.log_dir / OUTPUTS[output]], quarantine=quarantine)
     assert quarantine.total == 0
@@ -130,11 +136,11 @@ def test_not_told_its_zone_an_abbreviation_of_several_is_read_by_the_guess_said(
         if name in zones.AMBIGUOUS:  # its local time read at the guessed offset
             off = (local.utcoffset() or off) - timedelta(minutes=zones.guessed()[name])
         assert at + off <= when < at + off + SLACK, (server.zone, name, when, at)
-        if server.zone == "America/Chicago":  # its CDT line says its CST's zone
+        if server.zone in NAMED_BESIDE:  # its summer lines say its winter ones' zone
             assert off == timedelta(0), (name, when, at)
     assert summary.guessed and "--postgres-timezone" in summary.paragraph()
-    if server.zone == "America/Chicago":
-        assert "as the CDT times in" in summary.paragraph()
+    if server.zone in NAMED_BESIDE:
+        assert f"as the {NAMED_BESIDE[server.zone]} times in" in summary.paragraph()
 
 
 def test_serve_told_the_servers_zone_files_each_read_in_its_utc_window(
