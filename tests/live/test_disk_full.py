@@ -59,6 +59,20 @@ def serving(log: Path, state: Path) -> Serve:
     return serve
 
 
+def second_half_on_a_full_disk(
+    serve: Serve, log: Path, first: list[bytes], second: list[bytes], tmp_path: Path, disk: Path
+) -> Path:
+    """Once ``serve`` has saved the first half's totals, ``disk`` filled and the second
+    half appended to ``log`` (read, and its checkpoint fails); the filler is returned."""
+    (tmp_path / "first").mkdir()
+    read_first = expected_totals(b"".join(first), tmp_path / "first")
+    assert serve.settle(read_first) == read_first
+    filler = fill(disk)
+    with log.open("ab") as fh:
+        fh.write(b"".join(second))
+    return filler
+
+
 def wait_until(holds: Callable[[], bool], seconds: float, failure: str) -> None:
     """Poll ``holds`` until it is true (the service reports on its next probe, every 2 s)."""
     deadline = time.monotonic() + seconds
@@ -74,12 +88,7 @@ def test_a_full_disk_holds_offsets_and_resumes(tmp_path: Path, small_disk: Path)
     log.write_bytes(b"".join(first))
     serve = serving(log, small_disk / "state")
     try:
-        (tmp_path / "first").mkdir()
-        read_first = expected_totals(b"".join(first), tmp_path / "first")
-        assert serve.settle(read_first) == read_first
-        filler = fill(small_disk)
-        with log.open("ab") as fh:
-            fh.write(b"".join(second))
+        filler = second_half_on_a_full_disk(serve, log, first, second, tmp_path, small_disk)
         base = f"http://127.0.0.1:{serve.port}"
         wait_until(lambda: unwritable in httpx.get(f"{base}/metrics").text, 30, "no metric")
         ready = httpx.get(f"{base}/readyz")
@@ -254,12 +263,7 @@ def test_a_push_answered_retry_while_the_disk_is_full_is_not_kept_to_count_twice
     base = f"http://127.0.0.1:{serve.port}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        (tmp_path / "first").mkdir()
-        read_first = expected_totals(b"".join(first), tmp_path / "first")
-        assert serve.settle(read_first) == read_first
-        filler = fill(small_disk)
-        with log.open("ab") as fh:
-            fh.write(b"".join(second))  # read, and its checkpoint fails
+        filler = second_half_on_a_full_disk(serve, log, first, second, tmp_path, small_disk)
         wait_until(lambda: "disk is full" in httpx.get(f"{base}/readyz").text, 30, "no failed save")
         began = time.monotonic()
         refused = httpx.post(f"{base}/v1/events", content=body, headers=auth, timeout=120)
