@@ -676,15 +676,14 @@ class Follower:
             return self._made(f, start, line, b"", [])
         avail = size - start
         buf = _pread(f.fd, min(avail, budget), start)
-        let_go = len(buf) == avail and (release or (whole and buf.endswith(b"\n")))
-        cut = self._cut(buf, f.pattern, let_go)
+        cut = self._cut(buf, f.pattern, _lets_go(buf, avail, release, whole))
         if cut <= 0 and len(buf) == min(avail, budget) < min(avail, self.max_line_bytes + 1):
             if not fresh:
                 return None  # the next record does not fit what is left of the budget
             # no whole record within the budget: one record, however long (up to the cap)
             buf = _pread(f.fd, min(avail, self.max_line_bytes + 1), start)
             cut = _first_cut(buf, f.pattern)
-            if cut <= 0 and len(buf) == avail and (release or (whole and buf.endswith(b"\n"))):
+            if cut <= 0 and _lets_go(buf, avail, release, whole):
                 cut = len(buf)
         if cut <= 0:
             if len(buf) <= self.max_line_bytes:
@@ -771,6 +770,13 @@ class Follower:
         return Position(
             offset=f.offset, line=f.line, hashed=f.hashed, path=f.path, skipping=f.skipping
         )
+
+
+def _lets_go(buf: bytes, avail: int, release: bool, whole: bool) -> bool:
+    """``buf``, all that is left of the file, is let go as it is: ``release`` (rotated,
+    superseded, or quiet for ``partial_flush``), or ``whole`` (quiet for ``idle_flush``)
+    and ending with its newline."""
+    return len(buf) == avail and (release or (whole and buf.endswith(b"\n")))
 
 
 def _first_cut(buf: bytes, pattern: RecordStart | None) -> int:

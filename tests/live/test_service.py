@@ -800,7 +800,12 @@ def test_readiness_says_why_a_globs_directory_cannot_be_listed(
             f"cannot list {not_a_directory} for {pattern}: Not a directory"
         ]
         service.step()  # and counted as a file it may not read (TrovewatchLogUnreadable)
-        assert service.metrics.files_unreadable.labels(pattern)._value.get() == 1
+        assert (
+            service.metrics.registry.get_sample_value(
+                "trovewatch_files_unreadable", {"source": pattern}
+            )
+            == 1
+        )
     finally:
         service.store.close()
 
@@ -826,7 +831,7 @@ def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counte
             service.step()
         rejected = service.metrics.rejected.collect()[0].samples
         assert sum(s.value for s in rejected if s.name.endswith("_total")) == 4
-        assert service.metrics.quarantine_ok._value.get() == 0
+        assert service.metrics.registry.get_sample_value("trovewatch_quarantine_writable") == 0
         [said_ready] = [p for p in service.problems() if "quarantine" in p]
         assert said_ready.startswith("cannot write the quarantine file: ")
         (conf.state_dir / "quarantine.ndjson").rmdir()  # the file can be made again
@@ -834,7 +839,7 @@ def test_a_quarantine_that_cannot_be_written_is_said_once_and_lines_still_counte
             fh.write(b"garbage again\n")
         time.sleep(2.1)
         service.step()
-        assert service.metrics.quarantine_ok._value.get() == 1
+        assert service.metrics.registry.get_sample_value("trovewatch_quarantine_writable") == 1
         assert not [p for p in service.problems() if "quarantine" in p]
         assert b"garbage again" in (conf.state_dir / "quarantine.ndjson").read_bytes()
     finally:
